@@ -1,0 +1,79 @@
+/** RoPE pairing: llama2.c rotates interleaved pairs (2i, 2i+1); Hugging Face Llama rotates halves (i, i + d/2). */
+export type RopeStyle = "interleaved" | "half";
+
+/** Architecture of a Llama-style decoder, independent of where it was loaded from. */
+export interface LlamaConfig {
+  readonly dim: number;
+  readonly hiddenDim: number;
+  readonly nLayers: number;
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly vocabSize: number;
+  readonly maxSeqLen: number;
+  readonly normEps: number;
+  readonly ropeTheta: number;
+  readonly ropeStyle: RopeStyle;
+  /** true when the classifier reuses the token embedding matrix. */
+  readonly tiedClassifier: boolean;
+}
+
+export function headSize(config: LlamaConfig): number {
+  return config.dim / config.nHeads;
+}
+
+export function kvDim(config: LlamaConfig): number {
+  return headSize(config) * config.nKvHeads;
+}
+
+function positiveInt(value: unknown, name: string, source: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
+    throw new RangeError(`${source}: ${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+function positiveNumber(value: unknown, name: string, source: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`${source}: ${name} must be a positive finite number, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Checks every field and the divisibility rules attention needs; `source` names the file in errors. */
+export function validateConfig(
+  raw: Partial<Record<keyof LlamaConfig, unknown>>,
+  source: string,
+): LlamaConfig {
+  const dim = positiveInt(raw.dim, "dim", source);
+  const nHeads = positiveInt(raw.nHeads, "nHeads", source);
+  const nKvHeads = positiveInt(raw.nKvHeads, "nKvHeads", source);
+  if (dim % nHeads !== 0) {
+    throw new RangeError(`${source}: dim (${dim}) must be divisible by nHeads (${nHeads})`);
+  }
+  if (nHeads % nKvHeads !== 0) {
+    throw new RangeError(`${source}: nHeads (${nHeads}) must be divisible by nKvHeads (${nKvHeads})`);
+  }
+  if ((dim / nHeads) % 2 !== 0) {
+    throw new RangeError(`${source}: head size (${dim / nHeads}) must be even for RoPE`);
+  }
+  const ropeStyle = raw.ropeStyle;
+  if (ropeStyle !== "interleaved" && ropeStyle !== "half") {
+    throw new RangeError(`${source}: ropeStyle must be "interleaved" or "half", got ${String(ropeStyle)}`);
+  }
+  if (typeof raw.tiedClassifier !== "boolean") {
+    throw new TypeError(`${source}: tiedClassifier must be a boolean, got ${String(raw.tiedClassifier)}`);
+  }
+  return {
+    dim,
+    hiddenDim: positiveInt(raw.hiddenDim, "hiddenDim", source),
+    nLayers: positiveInt(raw.nLayers, "nLayers", source),
+    nHeads,
+    nKvHeads,
+    vocabSize: positiveInt(raw.vocabSize, "vocabSize", source),
+    maxSeqLen: positiveInt(raw.maxSeqLen, "maxSeqLen", source),
+    normEps: positiveNumber(raw.normEps, "normEps", source),
+    ropeTheta: positiveNumber(raw.ropeTheta, "ropeTheta", source),
+    ropeStyle,
+    tiedClassifier: raw.tiedClassifier,
+  };
+}

@@ -1,0 +1,164 @@
+import type { RopeStyle } from "./config.js";
+
+/** fp32 host kernels for the non-linear parts of a Llama block (the linears run in @trirun/layers). */
+
+export function embed(
+  table: Float32Array,
+  dim: number,
+  vocab: number,
+  tokens: ArrayLike<number>,
+): Float32Array {
+  const out = new Float32Array(tokens.length * dim);
+  for (let t = 0; t < tokens.length; t++) {
+    const id = tokens[t];
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+      throw new RangeError(`tokens[${t}] = ${id} is outside the vocabulary [0, ${vocab})`);
+    }
+    out.set(table.subarray(id * dim, (id + 1) * dim), t * dim);
+  }
+  return out;
+}
+
+/** y = x / sqrt(mean(x^2) + eps) * w, row by row. */
+export function rmsNorm(
+  x: Float32Array,
+  rows: number,
+  dim: number,
+  w: Float32Array,
+  eps: number,
+): Float32Array {
+  const out = new Float32Array(rows * dim);
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) out[o + i] = x[o + i] * inv * w[i];
+  }
+  return out;
+}
+
+/** cos/sin of position * theta^(-2i/headSize), cached per (headSize, theta) up to the longest position seen. */
+export class RopeTable {
+  private cos = new Float32Array(0);
+  private sin = new Float32Array(0);
+  private positions = 0;
+  private readonly half: number;
+
+  constructor(
+    private readonly headSize: number,
+    private readonly theta: number,
+  ) {
+    this.half = headSize / 2;
+  }
+
+  private ensure(positions: number): void {
+    if (positions <= this.positions) return;
+    const n = Math.max(positions, this.positions * 2, 64);
+    const cos = new Float32Array(n * this.half);
+    const sin = new Float32Array(n * this.half);
+    for (let p = 0; p < n; p++) {
+      for (let i = 0; i < this.half; i++) {
+        const angle = p * this.theta ** ((-2 * i) / this.headSize);
+        cos[p * this.half + i] = Math.cos(angle);
+        sin[p * this.half + i] = Math.sin(angle);
+      }
+    }
+    this.cos = cos;
+    this.sin = sin;
+    this.positions = n;
+  }
+
+  /** Rotates `x` (rows, nHeads * headSize) in place; row r sits at position pos0 + r. */
+  apply(x: Float32Array, rows: number, nHeads: number, pos0: number, style: RopeStyle): void {
+    this.ensure(pos0 + rows);
+    const hs = this.headSize;
+    const half = this.half;
+    for (let r = 0; r < rows; r++) {
+      const tableRow = (pos0 + r) * half;
+      for (let h = 0; h < nHeads; h++) {
+        const base = (r * nHeads + h) * hs;
+        for (let i = 0; i < half; i++) {
+          const c = this.cos[tableRow + i];
+          const s = this.sin[tableRow + i];
+          const a = style === "interleaved" ? base + 2 * i : base + i;
+          const b = style === "interleaved" ? a + 1 : a + half;
+          const x0 = x[a];
+          const x1 = x[b];
+          x[a] = x0 * c - x1 * s;
+          x[b] = x0 * s + x1 * c;
+        }
+      }
+    }
+  }
+}
+
+export interface AttentionShape {
+  nHeads: number;
+  nKvHeads: number;
+  headSize: number;
+}
+
+/**
+ * Causal grouped-query attention. q: (rows, nHeads*hs) at positions pos0..pos0+rows-1;
+ * keys/values: (pos0 + rows, nKvHeads*hs), all positions up to the last query.
+ */
+export function causalAttention(
+  q: Float32Array,
+  rows: number,
+  pos0: number,
+  keys: Float32Array,
+  values: Float32Array,
+  shape: AttentionShape,
+): Float32Array {
+  const { nHeads, nKvHeads, headSize: hs } = shape;
+  const qDim = nHeads * hs;
+  const kvDim = nKvHeads * hs;
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(hs);
+  const out = new Float32Array(rows * qDim);
+  const scores = new Float32Array(pos0 + rows);
+  for (let r = 0; r < rows; r++) {
+    const span = pos0 + r + 1;
+    for (let h = 0; h < nHeads; h++) {
+      const qo = r * qDim + h * hs;
+      const kvo = Math.floor(h / group) * hs;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let s = 0; s < span; s++) {
+        const ko = s * kvDim + kvo;
+        let dot = 0;
+        for (let i = 0; i < hs; i++) dot += q[qo + i] * keys[ko + i];
+        const v = dot * scale;
+        scores[s] = v;
+        if (v > max) max = v;
+      }
+      let sum = 0;
+      for (let s = 0; s < span; s++) {
+        const e = Math.exp(scores[s] - max);
+        scores[s] = e;
+        sum += e;
+      }
+      const inv = 1 / sum;
+      for (let s = 0; s < span; s++) {
+        const p = scores[s] * inv;
+        const vo = s * kvDim + kvo;
+        for (let i = 0; i < hs; i++) out[qo + i] += p * values[vo + i];
+      }
+    }
+  }
+  return out;
+}
+
+/** silu(gate) * up, elementwise, written into gate's copy. */
+export function swiGlu(gate: Float32Array, up: Float32Array): Float32Array {
+  const out = new Float32Array(gate.length);
+  for (let i = 0; i < gate.length; i++) {
+    const g = gate[i];
+    out[i] = (g / (1 + Math.exp(-g))) * up[i];
+  }
+  return out;
+}
+
+export function addInPlace(x: Float32Array, y: Float32Array): void {
+  for (let i = 0; i < x.length; i++) x[i] += y[i];
+}
