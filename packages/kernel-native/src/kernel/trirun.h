@@ -1,0 +1,55 @@
+// TriRun FP16 x INT2 matrix multiplication: the C interface of trirun.cu.
+//
+// C (m, n) fp16 = A (m, k) fp16 row-major  x  dequant(B, s)
+//   B: int32 (k/16, n), the packed 2-bit weights of the reference layout
+//   s: fp16 (k/g, n), the permuted scales (g = 128, or g = k: one group)
+// fp32 accumulation on tensor cores. Base CUDA only: no framework headers, so
+// other frameworks can take trirun.cu and this header as they are.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Tile configuration. Zero (or negative) fields mean "choose automatically";
+// trirun_matmul writes back what it used.
+typedef struct TrirunConfig {
+  int thread_k;   // k extent of a thread block's tile: 64 or 128 (or 256 for the wide variant)
+  int thread_n;   // n extent of a thread block's tile: 256 or 128 (or 64)
+  int m_blocks;   // 16-row blocks of A a block handles at once: 1..4
+  int stages;     // depth of the cp.async pipeline
+  int sms;        // thread blocks launched (striped over the SMs)
+  int max_par;    // m / (16 * 4) batch slices processed in parallel
+  int threads;    // threads per block
+} TrirunConfig;
+
+// Error codes (0 = success). trirun_error_string() names each one.
+enum {
+  TRIRUN_OK = 0,
+  TRIRUN_ERR_SHAPE = 1,          // k % 128, n % 256 (or the chosen tile), m < 1
+  TRIRUN_ERR_GROUPSIZE = 2,      // groupsize not in {128, k}
+  TRIRUN_ERR_CONFIG = 3,         // no valid tile configuration for the request
+  TRIRUN_ERR_WORKSPACE = 4,      // workspace too small
+  TRIRUN_ERR_ALIGNMENT = 5,      // a pointer is not 16-byte aligned
+  TRIRUN_ERR_CUDA = 6,           // a CUDA call failed: see *cuda_error
+};
+
+// Bytes of int32 workspace the global reduction needs for a problem of width n
+// with max_par parallel batch slices (0 = the default). The workspace must be
+// zeroed once before the first call; every call leaves it zeroed again.
+size_t trirun_workspace_bytes(int n, int max_par);
+
+// Launches the kernel on `stream`. On TRIRUN_ERR_CUDA, *cuda_error holds the
+// CUDA error (a launch error, or an error from a setup call).
+int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
+                  int groupsize, void* workspace, size_t workspace_bytes, int device,
+                  cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error);
+
+const char* trirun_error_string(int code);
+
+#ifdef __cplusplus
+}
+#endif

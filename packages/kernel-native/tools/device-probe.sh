@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One device call: build kernel-probe against cuBLAS on the GPU machine, then
+# correctness, sanitizers and timings. Usage (repo root): bash packages/kernel-native/tools/device-probe.sh [what...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/out}; mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv
+nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -Xptxas -v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe 2> "$out/ptxas.txt" || { cat "$out/ptxas.txt"; exit 1; }
+what=${*:-check sanitize speed}
+for w in $what; do
+  echo "=== $w"
+  case $w in
+    check) /tmp/probe check --quick 2>&1 | tee "$out/check.txt" | tail -40 ;;
+    checkfull) /tmp/probe check 2>&1 | tee "$out/check.txt" | tail -40 ;;
+    sanitize)
+      compute-sanitizer --tool memcheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/memcheck.txt"
+      compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/racecheck.txt" ;;
+    speed) /tmp/probe speed 2>&1 | tee "$out/speed.txt" ;;
+    speedq) /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
+  esac
+done

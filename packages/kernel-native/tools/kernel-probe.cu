@@ -1,0 +1,375 @@
+// kernel-probe: a standalone C++/CUDA driver for developing trirun.cu on a GPU
+// machine without Node.js: correctness against cuBLAS (fp16 inputs, fp32
+// output) on random data, and cold-weight timings against cuBLAS FP16.
+// Build there:  nvcc -O3 -std=c++17 -arch=sm_90 -I../src/kernel kernel-probe.cu ../src/kernel/trirun.cu -lcublas
+// Usage: kernel-probe check|speed [--quick]
+// The supported check is the Node bundle (DEVICE.md); this is the kernel
+// engineer's inner loop.
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "trirun.h"
+
+#define CK(x)                                                                        \
+  do {                                                                               \
+    cudaError_t e_ = (x);                                                            \
+    if (e_ != cudaSuccess) {                                                         \
+      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorName(e_)); \
+      exit(1);                                                                       \
+    }                                                                                \
+  } while (0)
+#define CB(x)                                                        \
+  do {                                                               \
+    cublasStatus_t s_ = (x);                                         \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                               \
+      fprintf(stderr, "%s:%d cublas status %d\n", __FILE__, __LINE__, (int)s_); \
+      exit(1);                                                       \
+    }                                                                \
+  } while (0)
+
+// The reference layout's permutations (trirun-format.md), written from the text.
+static std::vector<int> weight_perm() {
+  std::vector<int> p;
+  for (int i = 0; i < 32; ++i) {
+    std::vector<int> base;
+    int col = i / 4, r0 = 2 * (i % 4);
+    for (int block = 0; block < 2; ++block)
+      for (int row : {r0, r0 + 1, r0 + 8, r0 + 9}) base.push_back(16 * row + col + 8 * block);
+    for (int j = 0; j < 4; ++j)
+      for (int b : base) p.push_back(b + 256 * j);
+  }
+  std::vector<int> p2(1024), p3(1024);
+  const int i8[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  for (int g = 0; g < 128; ++g)
+    for (int t = 0; t < 8; ++t) p2[8 * g + t] = p[8 * g + i8[t]];
+  const int i16[16] = {0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15};
+  for (int g = 0; g < 64; ++g)
+    for (int t = 0; t < 16; ++t) p3[16 * g + t] = p2[16 * g + i16[t]];
+  return p3;
+}
+
+static void pack_weights(const std::vector<uint8_t>& q, int k, int n, std::vector<uint32_t>& out) {
+  static const std::vector<int> P = weight_perm();
+  out.assign(static_cast<size_t>(k / 16) * n, 0);
+  std::vector<uint8_t> stream(16 * static_cast<size_t>(n));
+  for (int tr = 0; tr < k / 16; ++tr) {
+    for (int tc = 0; tc < n / 16; ++tc)
+      for (int i = 0; i < 16; ++i)
+        for (int j = 0; j < 16; ++j) stream[tc * 256 + 16 * i + j] = q[static_cast<size_t>(16 * tr + i) * n + 16 * tc + j];
+    for (int c = 0; c < n / 64; ++c)
+      for (int t = 0; t < 1024; ++t) {
+        uint32_t code = stream[c * 1024 + P[t]];
+        out[static_cast<size_t>(tr) * n + c * 64 + t / 16] |= code << (2 * (t % 16));
+      }
+  }
+}
+
+static void pack_scales(const std::vector<__half>& s, int rows, int n, bool grouped, std::vector<__half>& out) {
+  out.resize(s.size());
+  if (grouped) {
+    for (size_t base = 0; base < s.size(); base += 64)
+      for (int i = 0; i < 8; ++i)
+        for (int j = 0; j < 8; ++j) out[base + 8 * i + j] = s[base + i + 8 * j];
+  } else {
+    const int js[8] = {0, 1, 8, 9, 16, 17, 24, 25};
+    for (size_t base = 0; base < s.size(); base += 32)
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 8; ++j) out[base + 8 * i + j] = s[base + 2 * i + js[j]];
+  }
+  (void)rows;
+  (void)n;
+}
+
+struct Problem {
+  int k, n, g;
+  std::vector<uint8_t> q;
+  std::vector<__half> s;  // natural
+  uint32_t* dB = nullptr;
+  __half* dS = nullptr;
+  __half* dW = nullptr;  // dequantized (k, n) fp16
+};
+
+static void make_problem(Problem& p, std::mt19937& rng) {
+  const int rows = p.g == -1 ? 1 : p.k / p.g;
+  p.q.resize(static_cast<size_t>(p.k) * p.n);
+  std::uniform_int_distribution<int> code(0, 3);
+  for (auto& c : p.q) c = static_cast<uint8_t>(code(rng));
+  std::uniform_real_distribution<float> sc(0.005f, 0.02f);
+  p.s.resize(static_cast<size_t>(rows) * p.n);
+  for (auto& x : p.s) x = __float2half(sc(rng));
+  std::vector<uint32_t> B;
+  pack_weights(p.q, p.k, p.n, B);
+  std::vector<__half> S;
+  pack_scales(p.s, rows, p.n, p.g != -1 && p.g != p.k, S);
+  std::vector<__half> W(static_cast<size_t>(p.k) * p.n);
+  const int gs = p.g == -1 ? p.k : p.g;
+  for (int r = 0; r < p.k; ++r)
+    for (int c = 0; c < p.n; ++c)
+      W[static_cast<size_t>(r) * p.n + c] =
+          __float2half((static_cast<int>(p.q[static_cast<size_t>(r) * p.n + c]) - 1) *
+                       __half2float(p.s[static_cast<size_t>(r / gs) * p.n + c]));
+  CK(cudaMalloc(&p.dB, B.size() * 4));
+  CK(cudaMalloc(&p.dS, S.size() * 2));
+  CK(cudaMalloc(&p.dW, W.size() * 2));
+  CK(cudaMemcpy(p.dB, B.data(), B.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(p.dS, S.data(), S.size() * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(p.dW, W.data(), W.size() * 2, cudaMemcpyHostToDevice));
+}
+static void free_problem(Problem& p) {
+  cudaFree(p.dB);
+  cudaFree(p.dS);
+  cudaFree(p.dW);
+}
+
+// Row-major C(m,n) = A(m,k) W(k,n) through column-major cuBLAS: C^T = W^T A^T.
+static void gemm_ref(cublasHandle_t h, const __half* A, const __half* W, void* C, bool c_f32, int m, int n, int k,
+                     cudaStream_t st) {
+  const float one = 1.f, zero = 0.f;
+  CB(cublasSetStream(h, st));
+  CB(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one, W, CUDA_R_16F, n, A, CUDA_R_16F, k, &zero, C,
+                  c_f32 ? CUDA_R_32F : CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+static int run_trirun(const __half* A, const uint32_t* B, const __half* S, __half* C, int m, int n, int k, int g,
+                      int* ws, size_t wsb, TrirunConfig* cfg, cudaStream_t st) {
+  cudaError_t ce;
+  int rc = trirun_matmul(A, B, S, C, m, n, k, g, ws, wsb, 0, st, cfg, &ce);
+  if (rc != TRIRUN_OK) {
+    fprintf(stderr, "trirun_matmul: %s (%s)\n", trirun_error_string(rc), cudaGetErrorName(ce));
+    exit(1);
+  }
+  return rc;
+}
+
+static void fill_half(std::vector<__half>& v, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (auto& x : v) x = __float2half(u(rng));
+}
+
+static int check(bool quick, bool small) {
+  std::mt19937 rng(std::random_device{}());
+  cublasHandle_t h;
+  CB(cublasCreate(&h));
+  std::vector<int> ms = {1, 2, 3, 4, 7, 8, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 96, 128, 129, 200, 256, 511, 1024, 4096};
+  struct KN {
+    int k, n;
+  };
+  std::vector<KN> shapes = {{128, 256}, {256, 512}, {512, 768}, {4096, 4096}, {8192, 1024}, {11008, 4096}};
+  if (!quick) shapes.push_back({8192, 8192});
+  if (small) {
+    shapes = {{128, 256}, {256, 512}, {512, 768}};
+    ms = {1, 16, 17, 64, 129};
+  }
+  int* ws;
+  const size_t wsb = 1 << 20;
+  CK(cudaMalloc(&ws, wsb));
+  CK(cudaMemset(ws, 0, wsb));
+  int failures = 0, runs = 0;
+  double worst = 0;
+  struct Cfg {
+    int tk, tn, mp;
+  };
+  std::vector<Cfg> cfgs = {{0, 0, 0}, {128, 128, 0}, {64, 256, 0}, {0, 0, 1}};
+  for (auto sh : shapes)
+    for (int g : {128, -1}) {
+      Problem p{sh.k, sh.n, g};
+      make_problem(p, rng);
+      for (int m : ms) {
+        if (static_cast<double>(m) * sh.k * sh.n > 4e10 && m > 1024) continue;
+        std::vector<__half> hA(static_cast<size_t>(m) * sh.k);
+        fill_half(hA, rng);
+        __half *dA, *dC;
+        float* dR;
+        CK(cudaMalloc(&dA, hA.size() * 2));
+        CK(cudaMalloc(&dC, static_cast<size_t>(m) * sh.n * 2));
+        CK(cudaMalloc(&dR, static_cast<size_t>(m) * sh.n * 4));
+        CK(cudaMemcpy(dA, hA.data(), hA.size() * 2, cudaMemcpyHostToDevice));
+        gemm_ref(h, dA, p.dW, dR, true, m, sh.n, sh.k, 0);
+        std::vector<float> ref(static_cast<size_t>(m) * sh.n);
+        CK(cudaMemcpy(ref.data(), dR, ref.size() * 4, cudaMemcpyDeviceToHost));
+        for (auto c : cfgs) {
+          if (c.tk && (sh.k % c.tk || sh.n % c.tn)) continue;
+          CK(cudaMemset(dC, 0x7e, static_cast<size_t>(m) * sh.n * 2));  // NaN poison (0x7e7e)
+          TrirunConfig cfg{};
+          cfg.thread_k = c.tk;
+          cfg.thread_n = c.tn;
+          cfg.max_par = c.mp;
+          run_trirun(dA, p.dB, p.dS, dC, m, sh.n, sh.k, g, ws, wsb, &cfg, 0);
+          CK(cudaDeviceSynchronize());
+          std::vector<__half> out(static_cast<size_t>(m) * sh.n);
+          CK(cudaMemcpy(out.data(), dC, out.size() * 2, cudaMemcpyDeviceToHost));
+          double num = 0, den = 0;
+          size_t nan = 0;
+          for (size_t i = 0; i < out.size(); ++i) {
+            float v = __half2float(out[i]);
+            if (!std::isfinite(v)) {
+              ++nan;
+              continue;
+            }
+            num += (v - ref[i]) * (double)(v - ref[i]);
+            den += ref[i] * (double)ref[i];
+          }
+          double rel = std::sqrt(num / den);
+          ++runs;
+          worst = std::max(worst, rel);
+          if (nan || !(rel <= 1e-3)) {
+            ++failures;
+            printf("FAIL m=%d k=%d n=%d g=%d tk=%d tn=%d mp=%d rel=%.3g unwritten/nonfinite=%zu\n", m, sh.k, sh.n, g,
+                   cfg.thread_k, cfg.thread_n, cfg.max_par, rel, nan);
+          }
+        }
+        cudaFree(dA);
+        cudaFree(dC);
+        cudaFree(dR);
+      }
+      free_problem(p);
+    }
+  CK(cudaMemset(ws, 0, 0));
+  std::vector<int> wsh(wsb / 4);
+  CK(cudaMemcpy(wsh.data(), ws, wsb, cudaMemcpyDeviceToHost));
+  size_t dirty = std::count_if(wsh.begin(), wsh.end(), [](int x) { return x != 0; });
+  printf("check: %d runs, %d failures, worst rel error %.3g, workspace left dirty: %zu\n", runs, failures, worst, dirty);
+  cublasDestroy(h);
+  return failures || dirty ? 1 : 0;
+}
+
+static float median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+static int speed(bool quick) {
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  std::mt19937 rng(1234);
+  cublasHandle_t h;
+  CB(cublasCreate(&h));
+  cudaStream_t st;
+  CK(cudaStreamCreate(&st));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  // copy roofline
+  {
+    size_t bytes = 1ull << 30;
+    void *a, *b;
+    CK(cudaMalloc(&a, bytes));
+    CK(cudaMalloc(&b, bytes));
+    std::vector<float> t;
+    for (int i = 0; i < 20; ++i) {
+      CK(cudaEventRecord(e0, st));
+      CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st));
+      CK(cudaEventRecord(e1, st));
+      CK(cudaEventSynchronize(e1));
+      float ms;
+      CK(cudaEventElapsedTime(&ms, e0, e1));
+      t.push_back(ms);
+    }
+    printf("d2d copy: %.0f GB/s (read+write)\n", 2.0 * bytes / median(t) / 1e6);
+    cudaFree(a);
+    cudaFree(b);
+  }
+  struct Set {
+    const char* name;
+    std::vector<std::pair<int, int>> kn;
+  };
+  std::vector<Set> sets = {{"llama2-70b(ref)", {{8192, 24576}, {8192, 8192}, {8192, 43520}, {21760, 8192}}},
+                           {"llama2-7b", {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}}},
+                           {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}}};
+  std::vector<int> ms = quick ? std::vector<int>{1, 16, 64} : std::vector<int>{1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
+  int* ws;
+  const size_t wsb = 1 << 20;
+  CK(cudaMalloc(&ws, wsb));
+  CK(cudaMemset(ws, 0, wsb));
+  const size_t l2 = prop.l2CacheSize;
+  for (auto& set : sets) {
+    std::vector<double> sum_t(ms.size()), sum_f(ms.size());
+    for (auto [k, n] : set.kn) {
+      // Rotate copies so that the weights of consecutive runs exceed 4x L2.
+      size_t qbytes = static_cast<size_t>(k) * n / 4, fbytes = static_cast<size_t>(k) * n * 2;
+      int qcopies = std::max<size_t>(2, (4 * l2) / qbytes + 1), fcopies = std::max<size_t>(2, (4 * l2) / fbytes + 1);
+      std::vector<void*> qB(qcopies), qS(qcopies), fW(fcopies);
+      std::vector<uint32_t> hb(qbytes / 4);
+      for (auto& x : hb) x = rng();
+      std::vector<__half> hs(static_cast<size_t>(k / 128) * n);
+      for (auto& x : hs) x = __float2half(0.01f);
+      for (int i = 0; i < qcopies; ++i) {
+        CK(cudaMalloc(&qB[i], qbytes));
+        CK(cudaMalloc(&qS[i], hs.size() * 2));
+        CK(cudaMemcpy(qB[i], hb.data(), qbytes, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(qS[i], hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
+      }
+      std::vector<__half> hw(static_cast<size_t>(k) * n);
+      fill_half(hw, rng);
+      for (int i = 0; i < fcopies; ++i) {
+        CK(cudaMalloc(&fW[i], fbytes));
+        CK(cudaMemcpy(fW[i], hw.data(), fbytes, cudaMemcpyHostToDevice));
+      }
+      int mmax = ms.back();
+      std::vector<__half> ha(static_cast<size_t>(mmax) * k);
+      fill_half(ha, rng);
+      __half *dA, *dC;
+      CK(cudaMalloc(&dA, ha.size() * 2));
+      CK(cudaMalloc(&dC, static_cast<size_t>(mmax) * n * 2));
+      CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
+      for (size_t mi = 0; mi < ms.size(); ++mi) {
+        int m = ms[mi];
+        TrirunConfig cfg{};
+        const int reps = 60;
+        std::vector<float> tq, tf;
+        for (int r = 0; r < reps + 5; ++r) {
+          cfg = TrirunConfig{};
+          CK(cudaEventRecord(e0, st));
+          run_trirun(dA, (uint32_t*)qB[r % qcopies], (__half*)qS[r % qcopies], dC, m, n, k, 128, ws, wsb, &cfg, st);
+          CK(cudaEventRecord(e1, st));
+          CK(cudaEventSynchronize(e1));
+          float t;
+          CK(cudaEventElapsedTime(&t, e0, e1));
+          if (r >= 5) tq.push_back(t);
+          CK(cudaEventRecord(e0, st));
+          gemm_ref(h, dA, (__half*)fW[r % fcopies], dC, false, m, n, k, st);
+          CK(cudaEventRecord(e1, st));
+          CK(cudaEventSynchronize(e1));
+          CK(cudaEventElapsedTime(&t, e0, e1));
+          if (r >= 5) tf.push_back(t);
+        }
+        float mq = median(tq), mf = median(tf);
+        sum_t[mi] += mq;
+        sum_f[mi] += mf;
+        printf("%-16s k=%5d n=%5d m=%4d  trirun %8.1f us (%6.0f GB/s w) fp16 %8.1f us  x%.2f  [tk=%d tn=%d mb=%d st=%d]\n",
+               set.name, k, n, m, mq * 1e3, qbytes / (mq * 1e-3) / 1e9, mf * 1e3, mf / mq, cfg.thread_k,
+               cfg.thread_n, cfg.m_blocks, cfg.stages);
+      }
+      for (int i = 0; i < qcopies; ++i) {
+        cudaFree(qB[i]);
+        cudaFree(qS[i]);
+      }
+      for (int i = 0; i < fcopies; ++i) cudaFree(fW[i]);
+      cudaFree(dA);
+      cudaFree(dC);
+    }
+    for (size_t mi = 0; mi < ms.size(); ++mi)
+      printf("SUM %-16s m=%4d  speedup over fp16 x%.2f\n", set.name, ms[mi], sum_f[mi] / sum_t[mi]);
+  }
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  std::string what = argc > 1 ? argv[1] : "check";
+  bool quick = argc > 2 && std::string(argv[2]) == "--quick";
+  if (what == "check") return check(quick, false);
+  if (what == "sanitize") return check(true, true);
+  if (what == "speed") return speed(quick);
+  fprintf(stderr, "usage: kernel-probe check|speed [--quick]\n");
+  return 2;
+}
