@@ -1,0 +1,349 @@
+/**
+ * `trirun-bench`: measure TriRun against cuBLAS FP16 on a GPU (`run`, the default),
+ * list the shapes (`shapes`), or render charts and markdown from a results file
+ * without a GPU (`render`).
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { Command, CommanderError, Option } from "commander";
+import { type KernelLoadResult, loadKernel } from "./kernel-api.js";
+import { type Fp16Layout, runBenchmark } from "./measure.js";
+import { createProgressReporter } from "./progress.js";
+import { freshSeed } from "./random.js";
+import { formatSummaryTable, toCsv, toMarkdown } from "./report.js";
+import { type BenchResults, readResultsFile, resultsToJson } from "./results.js";
+import {
+  customModelSet,
+  DEFAULT_BATCH_SIZES,
+  DEFAULT_GROUPSIZES,
+  idealModelSet,
+  FIXED_MODEL_SETS,
+  type LayerShape,
+  MODEL_SET_IDS,
+  type ModelSet,
+  parseBatchSizes,
+  parseGroupsizes,
+  parseShape,
+  resolveModelSets,
+} from "./shapes.js";
+
+/** Exit status when no GPU (or no kernel addon) is available. */
+export const EXIT_NO_GPU = 2;
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  readonly stderrIsTTY?: boolean;
+}
+
+export interface CliDependencies {
+  loadKernel(): Promise<KernelLoadResult>;
+  /** Loads the chart module (vega, resvg); absent from device bundles. */
+  loadChart(): Promise<typeof import("./chart.js")>;
+}
+
+// Not a string literal, so that bundlers leave the chart's heavy dependencies out of
+// the measuring bundle; `render` then runs where the package is installed.
+const CHART_MODULE = "./chart.js";
+
+const defaultDependencies: CliDependencies = {
+  loadKernel,
+  loadChart: () => import(/* @vite-ignore */ CHART_MODULE) as Promise<typeof import("./chart.js")>,
+};
+
+const processIo: CliIo = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  stderrIsTTY: process.stderr.isTTY,
+};
+
+class UsageError extends Error {}
+
+function positiveInteger(what: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value) || Number(value) < 1) {
+      throw new UsageError(`${what}: expected a positive integer, got "${value}"`);
+    }
+    return Number(value);
+  };
+}
+
+function positiveNumber(what: string) {
+  return (value: string): number => {
+    const number = Number(value);
+    if (value.trim() === "" || !Number.isFinite(number) || number <= 0) {
+      throw new UsageError(`${what}: expected a positive number, got "${value}"`);
+    }
+    return number;
+  };
+}
+
+function wrapRange<T>(parse: (value: string) => T) {
+  return (value: string): T => {
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new UsageError(error instanceof Error ? error.message : String(error));
+    }
+  };
+}
+
+interface RunOptions {
+  models?: string;
+  shape: LayerShape[];
+  batch: number[];
+  groupsize: number[];
+  quick?: boolean;
+  hot?: boolean;
+  coldFactor: number;
+  samples?: number;
+  minSampleUs: number;
+  warmupUs: number;
+  fp16Layout: Fp16Layout;
+  seed?: number;
+  json?: string;
+  csv?: string;
+  markdown?: string;
+  out?: string;
+  commit?: string;
+  layers: boolean;
+}
+
+const QUICK_BATCH_SIZES = [1, 16, 64, 256, 1024];
+
+function noGpuMessage(reason: string): string {
+  return (
+    `trirun-bench: no CUDA GPU available: ${reason}\n` +
+    "The benchmark measures on an NVIDIA GPU (compute capability 8.0 or newer) through @trirun/kernel-native.\n" +
+    "Without a GPU you can still list the shapes (`trirun-bench shapes`) and render charts and markdown\n" +
+    "from a results file written on a GPU machine (`trirun-bench render results.json --out dir`).\n"
+  );
+}
+
+async function writeOutputs(results: BenchResults, options: RunOptions, io: CliIo, deps: CliDependencies) {
+  const written: string[] = [];
+  const write = async (file: string, text: string | Buffer) => {
+    await writeFile(file, text);
+    written.push(file);
+  };
+  if (options.json) await write(options.json, resultsToJson(results));
+  if (options.csv) await write(options.csv, toCsv(results));
+  if (options.markdown) await write(options.markdown, toMarkdown(results));
+  if (options.out) {
+    await mkdir(options.out, { recursive: true });
+    await write(join(options.out, "results.json"), resultsToJson(results));
+    await write(join(options.out, "results.csv"), toCsv(results));
+    try {
+      const chart = await deps.loadChart();
+      const files = await chart.renderReport(results, options.out);
+      written.push(files.svg, files.png, files.markdown);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+      await write(join(options.out, "benchmarks.md"), toMarkdown(results));
+      io.stderr(
+        `trirun-bench: chart not rendered here (${reason}); render it elsewhere with ` +
+          `\`trirun-bench render ${join(options.out, "results.json")} --out <dir>\`\n`,
+      );
+    }
+  }
+  for (const file of written) io.stderr(`wrote ${file}\n`);
+}
+
+async function runCommand(
+  options: RunOptions,
+  commandLine: string,
+  io: CliIo,
+  deps: CliDependencies,
+): Promise<number> {
+  const modelIds = options.models ? options.models.split(",").map((id) => id.trim()) : [];
+  const batchSizes =
+    options.quick && options.batch === DEFAULT_BATCH_SIZES ? QUICK_BATCH_SIZES : options.batch;
+  const samples = options.samples ?? (options.quick ? 10 : 25);
+  // Validate the model names before looking for a GPU (the SM count only matters for `ideal`).
+  resolveModelSets(modelIds, 1);
+
+  const kernel = await deps.loadKernel();
+  if (!kernel.ok) {
+    io.stderr(noGpuMessage(kernel.reason));
+    return EXIT_NO_GPU;
+  }
+  const device = kernel.api.devices()[0];
+  const modelSets: ModelSet[] = resolveModelSets(
+    modelIds.length === 0 && options.shape.length === 0 ? ["all"] : modelIds,
+    device.smCount,
+  );
+  if (options.shape.length > 0) modelSets.push(customModelSet(options.shape));
+  io.stderr(
+    `device: ${device.name} (sm_${device.computeCapability.replace(".", "")}, ${device.smCount} SMs, ` +
+      `${(device.l2Bytes / 2 ** 20).toFixed(0)} MiB L2); ${options.hot ? "hot" : "cold"} weights; ` +
+      `sets: ${modelSets.map((s) => s.id).join(", ")}; m: ${batchSizes.join(",")}; ` +
+      `group sizes: ${options.groupsize.join(",")}\n`,
+  );
+
+  const reporter = createProgressReporter(
+    { write: io.stderr, isTTY: io.stderrIsTTY },
+    options.layers ? io.stdout : undefined,
+  );
+  let results: BenchResults;
+  try {
+    results = runBenchmark(kernel.api, {
+      modelSets,
+      batchSizes,
+      groupsizes: options.groupsize,
+      mode: options.hot ? "hot" : "cold",
+      coldFactor: options.coldFactor,
+      samples,
+      minSampleUs: options.minSampleUs,
+      warmupUs: options.warmupUs,
+      fp16Layout: options.fp16Layout,
+      seed: options.seed ?? freshSeed(),
+      command: commandLine,
+      commit: options.commit ?? process.env.TRIRUN_COMMIT ?? null,
+      onProgress: reporter.onProgress,
+    });
+  } finally {
+    reporter.stop();
+  }
+  io.stdout(`${formatSummaryTable(results)}\n`);
+  await writeOutputs(results, options, io, deps);
+  return 0;
+}
+
+function shapesCommand(sms: number | undefined, io: CliIo): number {
+  const sets: ModelSet[] = [...(sms ? [idealModelSet(sms)] : []), ...FIXED_MODEL_SETS];
+  const lines: string[] = [];
+  if (!sms) lines.push("ideal: n = 256 x SM count, k = 4 x n (pass --sms N to see it)");
+  for (const set of sets) {
+    const layers = set.layers.map((l) => `${l.layer} (${l.k}, ${l.n})`).join(", ");
+    lines.push(`${set.id}: ${layers}  [${set.source}]`);
+  }
+  io.stdout(`${lines.join("\n")}\n`);
+  return 0;
+}
+
+async function renderCommand(file: string, out: string, io: CliIo, deps: CliDependencies): Promise<number> {
+  const results = await readResultsFile(file);
+  let chart: typeof import("./chart.js");
+  try {
+    chart = await deps.loadChart();
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    io.stderr(`trirun-bench render: the chart libraries are not available here (${reason})\n`);
+    return 1;
+  }
+  const files = await chart.renderReport(results, out);
+  io.stdout(`${formatSummaryTable(results)}\n`);
+  io.stderr(`wrote ${files.svg}\nwrote ${files.png}\nwrote ${files.markdown}\n`);
+  return 0;
+}
+
+function buildProgram(
+  io: CliIo,
+  deps: CliDependencies,
+  argv: readonly string[],
+  setResult: (p: Promise<number>) => void,
+) {
+  const program = new Command("trirun-bench")
+    .description("Benchmark the TriRun FP16 x INT2 kernel against cuBLAS FP16")
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .showHelpAfterError("(run trirun-bench --help for usage)");
+
+  program
+    .command("run", { isDefault: true })
+    .description("measure on the GPU (default command)")
+    .option("--models <ids>", `model sets, comma-separated: all, ${MODEL_SET_IDS.join(", ")} (default: all)`)
+    .option(
+      "--shape <k,n>",
+      "add a custom layer shape (k = in, n = out); repeatable",
+      (value: string, previous: LayerShape[]) => [...previous, wrapRange(parseShape)(value)],
+      [] as LayerShape[],
+    )
+    .option(
+      "--batch <list>",
+      "batch sizes m, comma-separated",
+      wrapRange(parseBatchSizes),
+      DEFAULT_BATCH_SIZES as number[],
+    )
+    .option("--groupsize <list>", "group sizes: 128 and/or -1 (per column)", wrapRange(parseGroupsizes), [
+      ...DEFAULT_GROUPSIZES,
+    ])
+    .option("--quick", `fewer batch sizes (${QUICK_BATCH_SIZES.join(",")}) and 10 samples`)
+    .option("--hot", "one weight buffer (L2-warm where it fits), as the reference benchmark; default: cold")
+    .option(
+      "--cold-factor <x>",
+      "cold: weight copies per side exceed this many times L2",
+      positiveNumber("--cold-factor"),
+      4,
+    )
+    .option(
+      "--samples <n>",
+      "samples per side and row (default 25, --quick 10)",
+      positiveInteger("--samples"),
+    )
+    .option("--min-sample-us <us>", "minimum GPU time of one sample", positiveNumber("--min-sample-us"), 200)
+    .option("--warmup-us <us>", "warm-up GPU time per side and row", positiveNumber("--warmup-us"), 2000)
+    .addOption(
+      new Option("--fp16-layout <layout>", "FP16 weight layout: nk = (n, k) like Linear.weight, kn = (k, n)")
+        .choices(["nk", "kn"])
+        .default("nk"),
+    )
+    .option("--seed <n>", "seed of the random inputs (default: fresh)", positiveInteger("--seed"))
+    .option("--json <file>", "write the results as JSON")
+    .option("--csv <file>", "write the rows as CSV")
+    .option("--markdown <file>", "write the markdown tables")
+    .option(
+      "--out <dir>",
+      "write results.json, results.csv, benchmarks.md and the chart (if renderable) to dir",
+    )
+    .option("--commit <rev>", "source revision to record (default: $TRIRUN_COMMIT)")
+    .option("--no-layers", "print only the summary, not a table per layer")
+    .action((options: RunOptions) => {
+      setResult(runCommand(options, `trirun-bench ${argv.join(" ")}`.trim(), io, deps));
+    });
+
+  program
+    .command("shapes")
+    .description("list the model sets and their (k, n) layer shapes")
+    .option("--sms <n>", "SM count for the ideal shape", positiveInteger("--sms"))
+    .action((options: { sms?: number }) => {
+      setResult(Promise.resolve(shapesCommand(options.sms, io)));
+    });
+
+  program
+    .command("render")
+    .description("render the chart (SVG, PNG) and markdown from a results JSON file; needs no GPU")
+    .argument("<results.json>", "results written by `trirun-bench --json` or `--out`")
+    .option("--out <dir>", "output folder", ".")
+    .action((file: string, options: { out: string }) => {
+      setResult(renderCommand(resolve(file), resolve(options.out), io, deps));
+    });
+  return program;
+}
+
+/** Runs the CLI with `argv` (without `node` and the script) and returns the exit status. */
+export async function main(
+  argv: readonly string[],
+  io: CliIo = processIo,
+  deps: CliDependencies = defaultDependencies,
+): Promise<number> {
+  let result: Promise<number> = Promise.resolve(0);
+  const program = buildProgram(io, deps, argv, (p) => {
+    result = p;
+  });
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return await result;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.code === "commander.helpDisplayed" || error.code === "commander.version" ? 0 : 1;
+    }
+    if (error instanceof UsageError || error instanceof RangeError || error instanceof TypeError) {
+      io.stderr(`trirun-bench: ${error.message}\n`);
+      return 1;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    io.stderr(`trirun-bench: ${message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The benchmark's result document: what a GPU run writes as JSON and what the
+ * offline `render` step reads back. The schema validates files before use, so a
+ * truncated or hand-edited file fails with a message naming the file and field.
+ */
+import { readFile } from "node:fs/promises";
+import { z } from "zod";
+
+export const RESULTS_FORMAT = "trirun-bench/1";
+
+const finite = z.number().refine(Number.isFinite, "must be a finite number");
+const positive = finite.refine((value) => value > 0, "must be positive");
+
+/** Per-call times of one side (microseconds), over the samples of a row. */
+export const timingSchema = z.object({
+  medianUs: positive,
+  p10Us: positive,
+  p90Us: positive,
+  q1Us: positive,
+  q3Us: positive,
+  minUs: positive,
+  maxUs: positive,
+  /** Number of samples; each sample times `callsPerSample` back-to-back calls with events. */
+  samples: z.number().int().positive(),
+  callsPerSample: z.number().int().positive(),
+  /** Weight copies the calls rotated through (1 for hot runs). */
+  weightCopies: z.number().int().positive(),
+  /** Samples in which the host may not have kept the GPU queue full (see NOTES.md). */
+  launchBoundSamples: z.number().int().nonnegative(),
+});
+export type Timing = z.infer<typeof timingSchema>;
+
+const configValue = z.union([z.number(), z.string(), z.boolean(), z.null()]);
+
+export const rowSchema = z.object({
+  model: z.string().min(1),
+  layer: z.string().min(1),
+  k: z.number().int().positive(),
+  n: z.number().int().positive(),
+  m: z.number().int().positive(),
+  /** 128, or -1 for one group per column. */
+  groupsize: z.number().int(),
+  fp16: timingSchema.nullable(),
+  trirun: timingSchema.nullable(),
+  /** The configuration `trirunMatmul` returned (tile shape, SMs, ...). */
+  config: z.record(z.string(), configValue).nullable(),
+  /** Why a side has no timing (an exception from the kernel), else null. */
+  error: z.string().nullable(),
+});
+export type ResultRow = z.infer<typeof rowSchema>;
+
+export const deviceSchema = z.object({
+  name: z.string(),
+  computeCapability: z.string(),
+  smCount: z.number().int().positive(),
+  l2Bytes: z.number().int().positive(),
+  memoryBytes: z.number().int().positive(),
+});
+export type ResultDevice = z.infer<typeof deviceSchema>;
+
+export const rooflineSchema = z.object({
+  /** Size of the copied buffer; a copy reads and writes it, so it moves twice this many bytes. */
+  bufferBytes: z.number().int().positive(),
+  /** Device-to-device copy bandwidth, bytes read + written per second, in GB/s (1e9). */
+  gbps: positive,
+  medianUs: positive,
+  p10Us: positive,
+  p90Us: positive,
+});
+export type Roofline = z.infer<typeof rooflineSchema>;
+
+export const modelSetSchema = z.object({
+  id: z.string().min(1),
+  title: z.string(),
+  source: z.string(),
+  layers: z.array(
+    z.object({ layer: z.string(), k: z.number().int().positive(), n: z.number().int().positive() }),
+  ),
+});
+
+export const resultsSchema = z.object({
+  format: z.literal(RESULTS_FORMAT),
+  meta: z.object({
+    date: z.string(),
+    device: deviceSchema,
+    /** "cold": weights rotated through copies larger than `coldFactor` x L2; "hot": one buffer. */
+    mode: z.enum(["cold", "hot"]),
+    coldFactor: positive,
+    fp16Layout: z.enum(["nk", "kn"]),
+    samples: z.number().int().positive(),
+    minSampleUs: positive,
+    seed: z.number().int().nonnegative(),
+    batchSizes: z.array(z.number().int().positive()),
+    groupsizes: z.array(z.number().int()),
+    roofline: rooflineSchema,
+    command: z.string(),
+    commit: z.string().nullable(),
+    runtime: z.string(),
+  }),
+  modelSets: z.array(modelSetSchema),
+  rows: z.array(rowSchema),
+});
+export type BenchResults = z.infer<typeof resultsSchema>;
+
+/** An invalid or unreadable results file. */
+export class ResultsFileError extends Error {
+  readonly code: "ERR_RESULTS_READ" | "ERR_RESULTS_JSON" | "ERR_RESULTS_SCHEMA";
+  readonly file: string;
+
+  constructor(code: ResultsFileError["code"], file: string, message: string) {
+    super(message);
+    this.name = "ResultsFileError";
+    this.code = code;
+    this.file = file;
+  }
+}
+
+/** Validates parsed JSON as a results document; `source` names it in errors. */
+export function parseResults(value: unknown, source = "results"): BenchResults {
+  const parsed = resultsSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue.path.length > 0 ? issue.path.join(".") : "(root)";
+    throw new ResultsFileError(
+      "ERR_RESULTS_SCHEMA",
+      source,
+      `${source}: not a ${RESULTS_FORMAT} results file: ${where}: ${issue.message}`,
+    );
+  }
+  return parsed.data;
+}
+
+/** Serialises results as indented JSON. */
+export function resultsToJson(results: BenchResults): string {
+  return `${JSON.stringify(results, null, 2)}\n`;
+}
+
+/** Reads and validates a results JSON file. */
+export async function readResultsFile(file: string): Promise<BenchResults> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ResultsFileError("ERR_RESULTS_READ", file, `${file}: cannot read results file (${reason})`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ResultsFileError("ERR_RESULTS_JSON", file, `${file}: not valid JSON (${reason})`);
+  }
+  return parseResults(value, file);
+}
