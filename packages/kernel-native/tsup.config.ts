@@ -7,4 +7,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: "node20",
+  // import.meta.url locates the addon; the CJS build needs it shimmed.
+  shims: true,
 });

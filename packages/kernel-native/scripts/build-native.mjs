@@ -42,7 +42,11 @@ if (spawnSync(nvcc, ["--version"]).status !== 0) {
 }
 
 const prebuildDir = join(root, "prebuilds");
-const sourcesTime = Math.max(newest(kernelDir), newest(addonDir), statSync(join(root, "binding.gyp")).mtimeMs);
+const sourcesTime = Math.max(
+  newest(kernelDir),
+  newest(addonDir),
+  statSync(join(root, "binding.gyp")).mtimeMs,
+);
 if (!force && existsSync(prebuildDir)) {
   const built = readdirSync(prebuildDir, { recursive: true })
     .map((f) => join(prebuildDir, String(f)))

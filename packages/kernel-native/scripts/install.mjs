@@ -30,7 +30,12 @@ if (nvcc.status !== 0) {
   process.exit(0);
 }
 try {
-  execFileSync(process.execPath, [join(root, "scripts", "build-native.mjs")], { stdio: "inherit", cwd: root });
+  execFileSync(process.execPath, [join(root, "scripts", "build-native.mjs")], {
+    stdio: "inherit",
+    cwd: root,
+  });
 } catch {
-  console.warn("@trirun/kernel-native: building the native addon failed (see above); available() will return false.");
+  console.warn(
+    "@trirun/kernel-native: building the native addon failed (see above); available() will return false.",
+  );
 }

@@ -1,1 +1,34 @@
-export {};
+// @trirun/kernel-native: FP16 x INT2 TriRun matmul, device tensors, streams,
+// events and a cuBLAS FP16 baseline for NVIDIA GPUs (sm_80+), through Node-API.
+export {
+  type DeviceInfo,
+  currentDevice,
+  deviceInfo,
+  devices,
+  memoryInfo,
+  setDevice,
+  synchronize,
+} from "./device.js";
+export { DTYPE_NAMES, type DType, dtypeBytes, type HostArray, isDType } from "./dtype.js";
+export { CudaError, DisposedError, NoCudaDeviceError } from "./errors.js";
+export {
+  cublasLibraryPath,
+  gemmF16,
+  gemmF32,
+  type TrirunConfig,
+  type TrirunMatmulOptions,
+  trirunMatmul,
+} from "./matmul.js";
+export { available, NATIVE_PATH_ENV, nativeInfo, unavailableReason } from "./native.js";
+export { Event, Stream } from "./stream.js";
+export { DeviceTensor } from "./tensor.js";
+export {
+  type TensorDescriptor,
+  TRIRUN_MAX_PARALLEL,
+  TRIRUN_TILES,
+  type TrirunKnobs,
+  type TrirunProblem,
+  validateGemmF16Args,
+  validateGemmF32Args,
+  validateTrirunArgs,
+} from "./validate.js";

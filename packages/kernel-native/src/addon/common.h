@@ -1,0 +1,59 @@
+// Shared helpers of the Node-API glue: per-environment state, CUDA error
+// checking that turns failures into JS exceptions (CudaError), argument
+// readers. Every CUDA call in the addon goes through CheckCuda.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <napi.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace trirun {
+
+// Workspace for the kernel's global reduction: an int32 buffer that must be
+// zero before each launch (the kernel leaves it zeroed when it succeeds).
+struct Workspace {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  int device = -1;
+  bool dirty = false;  // a launch failed; zero it again before the next use
+};
+
+// Per-environment (per worker) state, stored as Node-API instance data.
+struct AddonState {
+  Napi::FunctionReference cudaErrorClass;          // CudaError from the TS side
+  Napi::FunctionReference bufferClass;
+  Napi::FunctionReference streamClass;
+  Napi::FunctionReference eventClass;
+  std::map<int, Workspace> defaultStreamWorkspaces;  // per device
+  std::map<int, void*> cublasHandles;                // per device
+};
+
+AddonState& State(Napi::Env env);
+
+// Throws a CudaError (or a plain Error with `code` when the class is not
+// registered) carrying `code` (e.g. "cudaErrorMemoryAllocation") and message.
+[[noreturn]] void ThrowCudaError(Napi::Env env, const std::string& code, const std::string& message);
+
+// Checks a CUDA runtime result; on failure clears the (non-sticky) last error
+// and throws a CudaError naming `what`.
+inline void CheckCuda(Napi::Env env, cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return;
+  cudaGetLastError();
+  ThrowCudaError(env, cudaGetErrorName(err), std::string(what) + ": " + cudaGetErrorString(err));
+}
+
+[[noreturn]] void ThrowTypeError(Napi::Env env, const std::string& message);
+[[noreturn]] void ThrowRangeError(Napi::Env env, const std::string& message);
+
+// Argument readers that throw TypeError/RangeError naming the argument.
+int64_t ArgInt(const Napi::CallbackInfo& info, size_t index, const char* name);
+double ArgNumber(const Napi::CallbackInfo& info, size_t index, const char* name);
+bool ArgBool(const Napi::CallbackInfo& info, size_t index, const char* name);
+
+// Makes `device` current (cudaSetDevice only when it differs).
+void UseDevice(Napi::Env env, int device);
+
+}  // namespace trirun

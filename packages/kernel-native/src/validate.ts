@@ -1,0 +1,298 @@
+// Argument validation for the kernels, as pure functions over descriptors
+// (dtype, shape, byte offset, device), so that every rule is testable without
+// a GPU. Each failure names the argument and the expected value.
+import type { DType } from "./dtype.js";
+import { DisposedError } from "./errors.js";
+import { formatShape } from "./shape.js";
+
+/** What validation needs to know about a tensor argument. DeviceTensor satisfies it. */
+export interface TensorDescriptor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** Byte offset of element 0 in its allocation (allocations are 256-byte aligned). Default 0. */
+  readonly byteOffset?: number;
+  readonly byteLength?: number;
+  readonly device?: number;
+  readonly disposed?: boolean;
+}
+
+/** Tile shapes (threadK x threadN) that the kernel can run; see src/kernel/trirun.cu. */
+export const TRIRUN_TILES: readonly { readonly threadK: number; readonly threadN: number }[] = Object.freeze([
+  Object.freeze({ threadK: 128, threadN: 128 }),
+  Object.freeze({ threadK: 64, threadN: 256 }),
+]);
+
+/** Upper bound of opts.maxParallel (64-row batch slices per launch). */
+export const TRIRUN_MAX_PARALLEL = 16;
+
+export interface TrirunKnobs {
+  /** 128 or k (-1 also means k); inferred from s.shape when omitted. */
+  groupsize?: number;
+  threadK?: number;
+  threadN?: number;
+  sms?: number;
+  maxParallel?: number;
+}
+
+export interface TrirunProblem {
+  m: number;
+  n: number;
+  k: number;
+  /** The group size along k (128, or k for one group). */
+  groupsize: number;
+  /** Values for the native call: 0 means automatic. */
+  threadK: number;
+  threadN: number;
+  sms: number;
+  maxParallel: number;
+}
+
+const INT32_MAX = 2 ** 31 - 1;
+
+function checkTensor(t: TensorDescriptor | undefined, name: string): TensorDescriptor {
+  if (t === null || typeof t !== "object" || !Array.isArray(t.shape) || typeof t.dtype !== "string") {
+    throw new TypeError(`${name}: expected a DeviceTensor`);
+  }
+  if (t.disposed) throw new DisposedError(name);
+  return t;
+}
+
+function checkDTypeOf(t: TensorDescriptor, name: string, allowed: readonly DType[]): void {
+  if (!allowed.includes(t.dtype)) {
+    throw new TypeError(`${name}: expected dtype ${allowed.join(" or ")}, got ${t.dtype}`);
+  }
+}
+
+function check2d(t: TensorDescriptor, name: string, layout: string): [number, number] {
+  if (t.shape.length !== 2) {
+    throw new RangeError(`${name}: expected a 2-D tensor ${layout}, got shape ${formatShape(t.shape)}`);
+  }
+  return [t.shape[0], t.shape[1]];
+}
+
+function expectShape(t: TensorDescriptor, name: string, expected: readonly number[], layout: string): void {
+  if (t.shape[0] !== expected[0] || t.shape[1] !== expected[1]) {
+    throw new RangeError(
+      `${name}: expected shape ${layout} = ${formatShape(expected)}, got ${formatShape(t.shape)}`,
+    );
+  }
+}
+
+function checkAligned(t: TensorDescriptor, name: string, bytes: number): void {
+  const offset = t.byteOffset ?? 0;
+  if (offset % bytes !== 0) {
+    throw new RangeError(
+      `${name}: data must be ${bytes}-byte aligned, but it starts at byte offset ${offset} of its allocation (a view?)`,
+    );
+  }
+}
+
+function checkSameDevice(tensors: readonly [TensorDescriptor, string][]): void {
+  const [first, firstName] = tensors[0];
+  for (const [t, name] of tensors.slice(1)) {
+    if (t.device !== undefined && first.device !== undefined && t.device !== first.device) {
+      throw new RangeError(`${name}: on device ${t.device}, but ${firstName} is on device ${first.device}`);
+    }
+  }
+}
+
+function checkPositiveDims(dims: Record<string, number>): void {
+  for (const [name, value] of Object.entries(dims)) {
+    if (value < 1) throw new RangeError(`${name}: must be at least 1, got ${value}`);
+    if (value > INT32_MAX) throw new RangeError(`${name}: must be below 2^31, got ${value}`);
+  }
+}
+
+function optionalInteger(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") throw new TypeError(`${name}: expected a number, got ${typeof value}`);
+  if (!Number.isInteger(value)) throw new RangeError(`${name}: expected an integer, got ${value}`);
+  return value;
+}
+
+/**
+ * Validates trirunMatmul(A, B, s, C, opts): A f16 (m, k), B i32 (k/16, n),
+ * s f16 (k/g, n) with g in {128, k}, C f16 (m, n); k % 128 == 0, n % 256 == 0;
+ * 16-byte aligned data; one device; valid tile knobs. `smCount` bounds opts.sms.
+ */
+export function validateTrirunArgs(
+  args: { A: TensorDescriptor; B: TensorDescriptor; s: TensorDescriptor; C: TensorDescriptor },
+  opts: TrirunKnobs = {},
+  smCount?: number,
+): TrirunProblem {
+  const A = checkTensor(args.A, "A");
+  const B = checkTensor(args.B, "B");
+  const s = checkTensor(args.s, "s");
+  const C = checkTensor(args.C, "C");
+  checkDTypeOf(A, "A", ["f16"]);
+  checkDTypeOf(B, "B", ["i32"]);
+  checkDTypeOf(s, "s", ["f16"]);
+  checkDTypeOf(C, "C", ["f16"]);
+  const [m, k] = check2d(A, "A", "(m, k)");
+  const [bRows, n] = check2d(B, "B", "(k/16, n)");
+  check2d(s, "s", "(k/groupsize, n)");
+  check2d(C, "C", "(m, n)");
+  checkPositiveDims({ "m (A.shape[0])": m, "k (A.shape[1])": k, "n (B.shape[1])": n });
+  if (k % 128 !== 0) throw new RangeError(`k: A.shape[1] = ${k} must be a multiple of 128`);
+  if (n % 256 !== 0) throw new RangeError(`n: B.shape[1] = ${n} must be a multiple of 256`);
+  if (bRows * 16 !== k) {
+    throw new RangeError(
+      `B: expected shape (k/16, n) = ${formatShape([k / 16, n])} for k = ${k}, got ${formatShape(B.shape)}`,
+    );
+  }
+  expectShape(C, "C", [m, n], "(m, n)");
+
+  let groupsize: number;
+  const requested = optionalInteger(opts.groupsize, "opts.groupsize");
+  if (requested !== undefined) {
+    if (requested !== 128 && requested !== -1 && requested !== k) {
+      throw new RangeError(`opts.groupsize: expected 128 or k (${k}) or -1, got ${requested}`);
+    }
+    groupsize = requested === -1 ? k : requested;
+    expectShape(s, "s", [k / groupsize, n], `(k/groupsize, n) for groupsize ${groupsize}`);
+  } else if (s.shape[1] === n && s.shape[0] === 1) {
+    groupsize = k;
+  } else if (s.shape[1] === n && s.shape[0] === k / 128) {
+    groupsize = 128;
+  } else {
+    throw new RangeError(
+      `s: expected shape (k/128, n) = ${formatShape([k / 128, n])} for groupsize 128 or (1, n) = ${formatShape([1, n])} for groupsize k, got ${formatShape(s.shape)}`,
+    );
+  }
+
+  checkAligned(A, "A", 16);
+  checkAligned(B, "B", 16);
+  checkAligned(s, "s", 16);
+  checkAligned(C, "C", 16);
+  checkSameDevice([
+    [A, "A"],
+    [B, "B"],
+    [s, "s"],
+    [C, "C"],
+  ]);
+
+  const threadK = optionalInteger(opts.threadK, "opts.threadK");
+  const threadN = optionalInteger(opts.threadN, "opts.threadN");
+  if ((threadK === undefined) !== (threadN === undefined)) {
+    throw new RangeError("opts.threadK, opts.threadN: give both (a tile shape) or neither (automatic)");
+  }
+  if (threadK !== undefined && threadN !== undefined) {
+    const tiles = TRIRUN_TILES.map((t) => `${t.threadK}x${t.threadN}`).join(", ");
+    if (!TRIRUN_TILES.some((t) => t.threadK === threadK && t.threadN === threadN)) {
+      throw new RangeError(
+        `opts.threadK x opts.threadN: expected one of ${tiles}, got ${threadK}x${threadN}`,
+      );
+    }
+    if (k % threadK !== 0) throw new RangeError(`opts.threadK: ${threadK} does not divide k = ${k}`);
+    if (n % threadN !== 0) throw new RangeError(`opts.threadN: ${threadN} does not divide n = ${n}`);
+  }
+  const sms = optionalInteger(opts.sms, "opts.sms");
+  if (sms !== undefined && (sms < 1 || (smCount !== undefined && sms > smCount))) {
+    throw new RangeError(`opts.sms: expected 1..${smCount ?? "the SM count"}, got ${sms}`);
+  }
+  const maxParallel = optionalInteger(opts.maxParallel, "opts.maxParallel");
+  if (maxParallel !== undefined && (maxParallel < 1 || maxParallel > TRIRUN_MAX_PARALLEL)) {
+    throw new RangeError(`opts.maxParallel: expected 1..${TRIRUN_MAX_PARALLEL}, got ${maxParallel}`);
+  }
+  return {
+    m,
+    n,
+    k,
+    groupsize,
+    threadK: threadK ?? 0,
+    threadN: threadN ?? 0,
+    sms: sms ?? 0,
+    maxParallel: maxParallel ?? 0,
+  };
+}
+
+/**
+ * Validates gemmF16(A, W, C): A f16 (m, k); W f16 (k, n), or (n, k) with
+ * transposeW; C f16 or f32 (m, n).
+ */
+export function validateGemmF16Args(
+  args: { A: TensorDescriptor; W: TensorDescriptor; C: TensorDescriptor },
+  opts: { transposeW?: boolean } = {},
+): { m: number; n: number; k: number; transposeW: boolean; outputF32: boolean } {
+  const A = checkTensor(args.A, "A");
+  const W = checkTensor(args.W, "W");
+  const C = checkTensor(args.C, "C");
+  const transposeW = opts.transposeW ?? false;
+  if (typeof transposeW !== "boolean") throw new TypeError("opts.transposeW: expected a boolean");
+  checkDTypeOf(A, "A", ["f16"]);
+  checkDTypeOf(W, "W", ["f16"]);
+  checkDTypeOf(C, "C", ["f16", "f32"]);
+  const [m, k] = check2d(A, "A", "(m, k)");
+  const [w0, w1] = check2d(W, "W", transposeW ? "(n, k)" : "(k, n)");
+  const n = transposeW ? w0 : w1;
+  check2d(C, "C", "(m, n)");
+  checkPositiveDims({ "m (A.shape[0])": m, "k (A.shape[1])": k, n });
+  if ((transposeW ? w1 : w0) !== k) {
+    throw new RangeError(
+      `W: expected shape ${transposeW ? "(n, k)" : "(k, n)"} with k = ${k} (A.shape[1]), got ${formatShape(W.shape)}`,
+    );
+  }
+  expectShape(C, "C", [m, n], "(m, n)");
+  checkSameDevice([
+    [A, "A"],
+    [W, "W"],
+    [C, "C"],
+  ]);
+  return { m, n, k, transposeW, outputF32: C.dtype === "f32" };
+}
+
+/**
+ * Validates gemmF32(A, B, C): f32 throughout, op(A) (m, k), op(B) (k, n),
+ * C (m, n); alpha and beta finite.
+ */
+export function validateGemmF32Args(
+  args: { A: TensorDescriptor; B: TensorDescriptor; C: TensorDescriptor },
+  opts: { transposeA?: boolean; transposeB?: boolean; alpha?: number; beta?: number } = {},
+): {
+  m: number;
+  n: number;
+  k: number;
+  transposeA: boolean;
+  transposeB: boolean;
+  alpha: number;
+  beta: number;
+} {
+  const A = checkTensor(args.A, "A");
+  const B = checkTensor(args.B, "B");
+  const C = checkTensor(args.C, "C");
+  const transposeA = opts.transposeA ?? false;
+  const transposeB = opts.transposeB ?? false;
+  const alpha = opts.alpha ?? 1;
+  const beta = opts.beta ?? 0;
+  if (typeof transposeA !== "boolean") throw new TypeError("opts.transposeA: expected a boolean");
+  if (typeof transposeB !== "boolean") throw new TypeError("opts.transposeB: expected a boolean");
+  for (const [name, value] of [
+    ["opts.alpha", alpha],
+    ["opts.beta", beta],
+  ] as const) {
+    if (typeof value !== "number") throw new TypeError(`${name}: expected a number`);
+    if (!Number.isFinite(value)) throw new RangeError(`${name}: expected a finite number, got ${value}`);
+  }
+  checkDTypeOf(A, "A", ["f32"]);
+  checkDTypeOf(B, "B", ["f32"]);
+  checkDTypeOf(C, "C", ["f32"]);
+  const [a0, a1] = check2d(A, "A", transposeA ? "(k, m)" : "(m, k)");
+  const [b0, b1] = check2d(B, "B", transposeB ? "(n, k)" : "(k, n)");
+  check2d(C, "C", "(m, n)");
+  const m = transposeA ? a1 : a0;
+  const k = transposeA ? a0 : a1;
+  const n = transposeB ? b0 : b1;
+  checkPositiveDims({ m, k, n });
+  if ((transposeB ? b1 : b0) !== k) {
+    throw new RangeError(
+      `B: expected shape ${transposeB ? "(n, k)" : "(k, n)"} with k = ${k}, got ${formatShape(B.shape)}`,
+    );
+  }
+  expectShape(C, "C", [m, n], "(m, n)");
+  checkSameDevice([
+    [A, "A"],
+    [B, "B"],
+    [C, "C"],
+  ]);
+  return { m, n, k, transposeA, transposeB, alpha, beta };
+}
