@@ -37,3 +37,32 @@ class TempLinear implements ModelLinear {
 
 export const defaultLinearFactory: LinearFactory = (_path, weight, outFeatures, inFeatures) =>
   new TempLinear(weight.slice(), outFeatures, inFeatures);
+
+/** Quantized weights of one linear layer in natural order (codes (in, out), fp16 scales (in/g, out)). */
+export interface QuantizedLayerWeights {
+  codes: Uint8Array;
+  scales: Uint16Array;
+  groupsize: 128 | -1;
+  inFeatures: number;
+  outFeatures: number;
+}
+
+function f16ToNumber(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+// TEMPORARY until @trirun/layers lands.
+export function quantizedLinear(q: QuantizedLayerWeights): ModelLinear {
+  const { inFeatures: k, outFeatures: n } = q;
+  const g = q.groupsize === -1 ? k : q.groupsize;
+  const w = new Float32Array(n * k);
+  for (let i = 0; i < k; i++) {
+    for (let o = 0; o < n; o++)
+      w[o * k + i] = (q.codes[i * n + o] - 1) * f16ToNumber(q.scales[Math.floor(i / g) * n + o]);
+  }
+  return new TempLinear(w, n, k);
+}

@@ -1,0 +1,295 @@
+#!/usr/bin/env node
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { sampleSequences } from "./data/sampling.js";
+import { loadTokenizer, type TextTokenizer } from "./data/tokenizer.js";
+import { readTokenFile, type TokenFileFormat } from "./data/tokens.js";
+import { loadModel } from "./model/loaders/index.js";
+import { writeQuantizedCheckpoint } from "./checkpoint.js";
+import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
+import type { LlamaModel } from "./model/llama.js";
+import {
+  chooseGroupsize,
+  type EvalData,
+  evaluatePair,
+  levelsOf,
+  prepareEvalData,
+  quantizeModel,
+} from "./pipeline.js";
+import type { Levels, QuantizationMethod } from "./quantize/calibrators.js";
+import { QUANTIZATION_METHODS } from "./quantize/calibrators.js";
+import { type EvalReport, formatMarkdown, formatTerminal } from "./report.js";
+
+/** ../shared next to the repository, from the package folder (dist/ or src/ sit one level below it). */
+const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const sharedModels = resolve(packageDir, "../../../shared/models");
+const DEFAULT_MODEL = join(sharedModels, "stories260K.bin");
+const DEFAULT_CALIBRATION = join(sharedModels, "stories260K-samples-8192x256.u16");
+
+function int(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+function parseGroupsize(v: string): 128 | -1 | "auto" {
+  if (v === "auto") return "auto";
+  if (v === "128") return 128;
+  if (v === "-1") return -1;
+  throw new InvalidArgumentError('groupsize must be 128, -1 (one scale per output column) or "auto"');
+}
+
+interface CalibrationFlags {
+  method: QuantizationMethod;
+  groupsize: 128 | -1 | "auto";
+  levels: Levels;
+  calib?: string;
+  calibSeqLen: number;
+  calibSamples: number;
+  seed: number;
+  quiet?: boolean;
+}
+
+function addQuantizeOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option("--method <method>", "quantizer").choices([...QUANTIZATION_METHODS]).default("gptq"),
+    )
+    .addOption(
+      new Option(
+        "--groupsize <g>",
+        "128, -1 (one scale per output column) or auto (128 when every input size allows)",
+      )
+        .argParser(parseGroupsize)
+        .default("auto"),
+    )
+    .addOption(
+      new Option("--levels <levels>", "GPTQ grid: ternary {-1,0,1} or int2 {-1,0,1,2}")
+        .choices(["ternary", "int2"])
+        .default("int2"),
+    )
+    .option(
+      "--calib <file>",
+      "calibration tokens (u16/u32 with --calib-seq-len, or JSON); default: sampled from the model",
+    )
+    .option("--calib-seq-len <n>", "tokens per row of a raw calibration file", int("calib-seq-len", 2), 256)
+    .option("--calib-samples <n>", "calibration sequences", int("calib-samples", 1), 128)
+    .option("--seed <n>", "seed for sampled sequences", int("seed", 0), 0)
+    .option("--quiet", "no progress output");
+}
+
+function calibrationData(
+  fp: LlamaModel,
+  f: CalibrationFlags,
+): { sequences: Int32Array[]; info: NonNullable<EvalReport["calibration"]> } {
+  if (f.calib) {
+    const rows = readTokenFile(f.calib, { seqLen: f.calibSeqLen, vocabSize: fp.config.vocabSize }).slice(
+      0,
+      f.calibSamples,
+    );
+    const seqLen = Math.min(fp.config.maxSeqLen, rows[0].length);
+    const sequences = rows.map((r) => r.subarray(0, seqLen));
+    return { sequences, info: { source: f.calib, sequences: sequences.length, seqLen } };
+  }
+  const seqLen = Math.min(fp.config.maxSeqLen, f.calibSeqLen);
+  // Calibration sampling uses a different seed range from evaluation sampling.
+  const sequences = sampleSequences(new CpuLlamaRuntime(fp), {
+    count: f.calibSamples,
+    length: seqLen,
+    seed: 1_000_000 + f.seed,
+  });
+  return {
+    sequences,
+    info: { source: "sampled from the unquantized model", sequences: sequences.length, seqLen },
+  };
+}
+
+async function quantizeFlow(fp: LlamaModel, f: CalibrationFlags) {
+  const groupsize = f.groupsize === "auto" ? chooseGroupsize(fp) : f.groupsize;
+  const levels = levelsOf(f.method, f.levels);
+  // RTN needs no calibration data.
+  const calib = f.method === "gptq" ? calibrationData(fp, f) : undefined;
+  const out = await quantizeModel(fp, {
+    method: f.method,
+    groupsize,
+    levels,
+    calibration: calib?.sequences ?? [],
+    quiet: f.quiet,
+  });
+  return { ...out, groupsize, levels, calibration: calib?.info };
+}
+
+function emitReport(report: EvalReport, opts: { json?: string; markdown?: string }): void {
+  process.stdout.write(`${formatTerminal(report)}\n`);
+  if (opts.json) {
+    mkdirSync(dirname(resolve(opts.json)), { recursive: true });
+    writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
+  }
+  if (opts.markdown) {
+    mkdirSync(dirname(resolve(opts.markdown)), { recursive: true });
+    writeFileSync(opts.markdown, formatMarkdown(report));
+  }
+}
+
+function tokenizerFor(modelPath: string): TextTokenizer | undefined {
+  return existsSync(modelPath) && !modelPath.endsWith(".bin") ? loadTokenizer(modelPath) : undefined;
+}
+
+interface RunFlags extends CalibrationFlags {
+  quantized?: string;
+  data?: string;
+  format?: TokenFileFormat;
+  seqLen?: number;
+  window?: number;
+  maxWindows?: number;
+  sample: number;
+  tasks?: string;
+  json?: string;
+  markdown?: string;
+}
+
+function evalDataFor(fp: LlamaModel, f: RunFlags, tokenizer: TextTokenizer | undefined): EvalData {
+  const windowLength = f.window ?? Math.min(256, fp.config.maxSeqLen);
+  return prepareEvalData(new CpuLlamaRuntime(fp), {
+    file: f.data,
+    format: f.format,
+    seqLen: f.seqLen,
+    windowLength,
+    maxWindows: f.maxWindows,
+    sampleCount: f.sample,
+    seed: f.seed,
+    tokenizer,
+    quiet: f.quiet,
+  });
+}
+
+export function buildProgram(): Command {
+  const program = new Command("trirun-eval")
+    .description(
+      "Quantize a Llama model to TriRun 2-bit weights and evaluate it against the unquantized model",
+    )
+    .showHelpAfterError();
+
+  addQuantizeOptions(
+    program
+      .command("quantize")
+      .description("quantize a model (GPTQ block by block, or RTN) and write a TriRun checkpoint")
+      .argument("<model>", "llama2.c .bin or Hugging Face folder")
+      .requiredOption("-o, --out <file>", "checkpoint to write (.safetensors)"),
+  ).action(async (modelPath: string, f: CalibrationFlags & { out: string }) => {
+    const fp = await loadModel(modelPath);
+    const q = await quantizeFlow(fp, f);
+    const bytes = writeQuantizedCheckpoint(f.out, fp, q.layers, {
+      method: f.method,
+      groupsize: q.groupsize,
+      levels: q.levels,
+      source: basename(modelPath),
+    });
+    const losses = q.layers.filter((l) => l.loss !== undefined);
+    process.stdout.write(
+      `wrote ${f.out} (${(bytes / 2 ** 20).toFixed(3)} MiB): ${q.layers.length} layers, ${f.method} (${q.levels}), groupsize ${q.groupsize}, ${q.seconds.toFixed(1)} s` +
+        (losses.length
+          ? `, mean GPTQ loss ${(losses.reduce((s, l) => s + (l.loss ?? 0), 0) / losses.length).toPrecision(4)}`
+          : "") +
+        "\n",
+    );
+  });
+
+  addQuantizeOptions(
+    program
+      .command("run")
+      .description(
+        "evaluate a quantized model (a checkpoint, or quantized now) against the unquantized model",
+      )
+      .argument("<model>", "the unquantized model: llama2.c .bin or Hugging Face folder")
+      .option(
+        "--quantized <checkpoint>",
+        "TriRun checkpoint of this model (otherwise it is quantized with --method)",
+      )
+      .option(
+        "--data <file>",
+        "tokens (.u16/.u32 with --seq-len, .json) or text (.txt, needs tokenizer.json)",
+      )
+      .addOption(new Option("--format <format>", "data format").choices(["u16", "u32", "json", "text"]))
+      .option("--seq-len <n>", "tokens per row of a raw token file", int("seq-len", 2))
+      .option("--window <n>", "evaluation window length (default min(256, maxSeqLen))", int("window", 2))
+      .option("--max-windows <n>", "evaluate at most this many windows", int("max-windows", 1))
+      .option("--sample <n>", "sequences to sample when there is no --data", int("sample", 1), 32)
+      .option("--tasks <file>", "multiple-choice JSONL (context, choices, gold)")
+      .option("--json <file>", "write the report as JSON")
+      .option("--markdown <file>", "write the report as markdown"),
+  ).action(async (modelPath: string, f: RunFlags) => {
+    const fp = await loadModel(modelPath);
+    const tokenizer = tokenizerFor(modelPath);
+    let qModel: LlamaModel;
+    let method: string = f.method;
+    let groupsize: number;
+    let levels: Levels;
+    let quantizeSeconds: number | undefined;
+    let calibration: EvalReport["calibration"];
+    let checkpoint: EvalReport["checkpoint"];
+    if (f.quantized) {
+      const { loadQuantizedCheckpoint } = await import("./checkpoint.js");
+      const loaded = await loadQuantizedCheckpoint(f.quantized, fp);
+      qModel = loaded.model;
+      method = loaded.meta.method;
+      groupsize = loaded.meta.groupsize;
+      levels = loaded.meta.levels;
+      checkpoint = { path: f.quantized, bytes: loaded.bytes };
+    } else {
+      const q = await quantizeFlow(fp, f);
+      qModel = q.model;
+      groupsize = q.groupsize;
+      levels = q.levels;
+      quantizeSeconds = q.seconds;
+      calibration = q.calibration;
+    }
+    const data = evalDataFor(fp, f, tokenizer);
+    const report = evaluatePair(fp, qModel, {
+      modelName: basename(modelPath),
+      method,
+      groupsize,
+      levels,
+      data,
+      tasksFile: f.tasks,
+      tokenizer,
+      quantizeSeconds,
+      calibration,
+      checkpoint,
+      quiet: f.quiet,
+    });
+    emitReport(report, f);
+  });
+
+  program
+    .command("main")
+    .description("the whole pipeline on the default model: GPTQ, pack, write, load back, evaluate")
+    .option("--model <path>", "model to quantize", DEFAULT_MODEL)
+    .option("--out <dir>", "folder for the checkpoint and reports", join(packageDir, "out"))
+    .option("--calib-samples <n>", "calibration sequences", int("calib-samples", 1), 128)
+    .option("--sample <n>", "evaluation sequences sampled from the model", int("sample", 1), 32)
+    .option("--quiet", "no progress output")
+    .action(
+      async (f: { model: string; out: string; calibSamples: number; sample: number; quiet?: boolean }) => {
+        const { runMainJob } = await import("./main-job.js");
+        await runMainJob({ ...f, calib: existsSync(DEFAULT_CALIBRATION) ? DEFAULT_CALIBRATION : undefined });
+      },
+    );
+  return program;
+}
+
+const isEntry = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (isEntry) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((err: unknown) => {
+      const e = err as Error & { code?: string };
+      process.stderr.write(`trirun-eval: ${e.code ? `[${e.code}] ` : ""}${e.message}\n`);
+      process.exitCode = 1;
+    });
+}

@@ -1,0 +1,101 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "./checkpoint.js";
+import { sampleSequences } from "./data/sampling.js";
+import { readTokenFile } from "./data/tokens.js";
+import { compareModels } from "./metrics.js";
+import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
+import { loadModel } from "./model/loaders/index.js";
+import { chooseGroupsize, evaluatePair, prepareEvalData, quantizeModel } from "./pipeline.js";
+import { type EvalReport, formatMarkdown, formatTerminal } from "./report.js";
+
+export interface MainJobOptions {
+  model: string;
+  out: string;
+  /** Calibration token file (u16 rows of 256); sampled from the model when absent. */
+  calib?: string;
+  calibSamples: number;
+  sample: number;
+  quiet?: boolean;
+}
+
+const SEQ_LEN = 256;
+
+/**
+ * The project's main job: GPTQ-quantize the model block by block, pack and write a TriRun checkpoint,
+ * load it back through @trirun/layers and evaluate it against the unquantized model (with an RTN
+ * baseline on the same grid), printing and writing the report.
+ */
+export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
+  const fp = await loadModel(o.model);
+  const seqLen = Math.min(SEQ_LEN, fp.config.maxSeqLen);
+  const fpRuntime = new CpuLlamaRuntime(fp);
+  const calibration = o.calib
+    ? readTokenFile(o.calib, { seqLen: SEQ_LEN, vocabSize: fp.config.vocabSize })
+        .slice(0, o.calibSamples)
+        .map((r) => r.subarray(0, seqLen))
+    : sampleSequences(fpRuntime, { count: o.calibSamples, length: seqLen, seed: 1_000_000 });
+  const groupsize = chooseGroupsize(fp);
+  const levels = "int2" as const;
+  const q = await quantizeModel(fp, { method: "gptq", groupsize, levels, calibration, quiet: o.quiet });
+
+  mkdirSync(o.out, { recursive: true });
+  const name = basename(o.model).replace(/\.[^.]+$/, "");
+  const file = join(o.out, `${name}.gptq-${levels}-g${groupsize}.trirun.safetensors`);
+  writeQuantizedCheckpoint(file, fp, q.layers, {
+    method: "gptq",
+    groupsize,
+    levels,
+    source: basename(o.model),
+  });
+  const loaded = await loadQuantizedCheckpoint(file, fp);
+
+  const data = prepareEvalData(fpRuntime, {
+    windowLength: seqLen,
+    sampleCount: o.sample,
+    seed: 0,
+    quiet: o.quiet,
+  });
+  const report = evaluatePair(fp, loaded.model, {
+    modelName: basename(o.model),
+    method: "gptq",
+    groupsize,
+    levels,
+    data,
+    quantizeSeconds: q.seconds,
+    calibration: {
+      source: o.calib ?? "sampled from the unquantized model",
+      sequences: calibration.length,
+      seqLen,
+    },
+    checkpoint: { path: file, bytes: loaded.bytes },
+    quiet: o.quiet,
+  });
+
+  // The in-memory quantized model and the one loaded back from disk must agree exactly.
+  const roundTrip = compareModels(new CpuLlamaRuntime(q.model), new CpuLlamaRuntime(loaded.model), [
+    data.windows[0],
+  ]);
+  report.notes.push(
+    `checkpoint round trip: KL(in-memory || loaded) = ${roundTrip.quantized.klMean.toExponential(2)}, top-1 agreement ${(100 * roundTrip.quantized.top1Agreement).toFixed(1)}%`,
+  );
+
+  // RTN on the same 2-bit grid (mse scale search), for comparison with GPTQ.
+  const rtn = await quantizeModel(fp, { method: "mse", groupsize, levels, calibration, quiet: true });
+  const rtnCmp = compareModels(fpRuntime, new CpuLlamaRuntime(rtn.model), data.windows);
+  report.baselines = [
+    {
+      method: "rtn (mse)",
+      perplexity: rtnCmp.quantized.perplexity,
+      kl_mean: rtnCmp.quantized.klMean,
+      kl_p99: rtnCmp.quantized.klP99,
+      top1_agreement: rtnCmp.quantized.top1Agreement,
+    },
+  ];
+
+  writeFileSync(join(o.out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(join(o.out, "report.md"), formatMarkdown(report));
+  process.stdout.write(`${formatTerminal(report)}\n`);
+  process.stdout.write(`reports: ${join(o.out, "report.md")}, ${join(o.out, "report.json")}\n`);
+  return report;
+}

@@ -1,0 +1,226 @@
+import { sampleSequences } from "./data/sampling.js";
+import type { TextTokenizer } from "./data/tokenizer.js";
+import type { TokenFileFormat } from "./data/tokens.js";
+import { readTokenFile, toWindows } from "./data/tokens.js";
+import { compareModels } from "./metrics.js";
+import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
+import { BLOCK_LINEARS, type LlamaModel, listLinears } from "./model/llama.js";
+import type { LlamaRuntime } from "./model/runtime.js";
+import { startProgress } from "./progress.js";
+import {
+  type LayerCalibrator,
+  type Levels,
+  type QuantizationMethod,
+  rtnCalibrator,
+} from "./quantize/calibrators.js";
+import { gptqCalibrator } from "./quantize/gptq-calibrator.js";
+import { type QuantizedLayerRecord, quantizeSequential } from "./quantize/sequential.js";
+import type { EvalReport } from "./report.js";
+import { evaluateChoices, readChoiceTasks } from "./tasks.js";
+
+/** 128 when every block linear's input size is a multiple of 128, else -1 (one scale per column). */
+export function chooseGroupsize(model: LlamaModel): 128 | -1 {
+  return model.blocks.every((b) => BLOCK_LINEARS.every((n) => b.linears[n].inFeatures % 128 === 0))
+    ? 128
+    : -1;
+}
+
+/** The levels a method quantizes to: absmean/absmax are ternary, mse 2-bit, GPTQ as asked. */
+export function levelsOf(method: QuantizationMethod, gptqLevels: Levels): Levels {
+  if (method === "gptq") return gptqLevels;
+  return method === "mse" ? "int2" : "ternary";
+}
+
+/** Reads the (out, in) fp32 host weight of an unquantized layer. */
+export function hostWeight(model: LlamaModel, path: string): Float32Array {
+  const entry = listLinears(model).find((e) => e.path === path);
+  const weight = (entry?.layer as { weight?: unknown } | undefined)?.weight;
+  if (!(weight instanceof Float32Array)) {
+    throw new TypeError(`${path}: expected an unquantized layer with a host weight copy`);
+  }
+  return weight;
+}
+
+export interface QuantizeSettings {
+  method: QuantizationMethod;
+  groupsize: 128 | -1;
+  levels: Levels;
+  calibration: Int32Array[];
+  quiet?: boolean;
+}
+
+export interface QuantizeOutcome {
+  model: LlamaModel;
+  layers: QuantizedLayerRecord[];
+  seconds: number;
+}
+
+/** Quantizes every block linear of `model` (sequentially for GPTQ); the classifier stays unquantized. */
+export async function quantizeModel(model: LlamaModel, s: QuantizeSettings): Promise<QuantizeOutcome> {
+  const t0 = performance.now();
+  const progress = startProgress(`quantize (${s.method})`, { quiet: s.quiet });
+  const calibrator = (path: string, inFeatures: number, outFeatures: number): LayerCalibrator => {
+    const o = { inFeatures, outFeatures, groupsize: s.groupsize, name: path };
+    return s.method === "gptq" ? gptqCalibrator(o, { levels: s.levels }) : rtnCalibrator(s.method, o);
+  };
+  try {
+    const out = await quantizeSequential(model, {
+      calibrator,
+      calibration: s.calibration,
+      weightOf: (path) => hostWeight(model, path),
+      onLayer: (path, done, total) => progress.update(done, total, path),
+    });
+    return { ...out, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    progress.stop();
+  }
+}
+
+export interface EvalDataSettings {
+  /** Token or text file; without one, sequences are sampled from the unquantized model. */
+  file?: string;
+  format?: TokenFileFormat;
+  seqLen?: number;
+  windowLength: number;
+  maxWindows?: number;
+  /** Sampling when there is no file: count sequences of windowLength tokens. */
+  sampleCount: number;
+  seed: number;
+  tokenizer?: TextTokenizer;
+  quiet?: boolean;
+}
+
+export interface EvalData {
+  windows: Int32Array[];
+  source: string;
+  sampledFromModel: boolean;
+  seed?: number;
+}
+
+export function prepareEvalData(fp: LlamaRuntime, s: EvalDataSettings): EvalData {
+  const maxLen = fp.model.config.maxSeqLen;
+  if (s.windowLength > maxLen) {
+    throw new RangeError(`window length ${s.windowLength} exceeds the model's maxSeqLen ${maxLen}`);
+  }
+  if (s.file) {
+    const seqs = readTokenFile(s.file, {
+      format: s.format,
+      seqLen: s.seqLen,
+      tokenizer: s.tokenizer,
+      vocabSize: fp.model.config.vocabSize,
+    });
+    let windows = toWindows(seqs, s.windowLength);
+    if (s.maxWindows !== undefined) windows = windows.slice(0, s.maxWindows);
+    return { windows, source: s.file, sampledFromModel: false };
+  }
+  const progress = startProgress("sample eval data", { quiet: s.quiet });
+  const windows = sampleSequences(
+    fp,
+    { count: s.sampleCount, length: s.windowLength, seed: s.seed },
+    (done) => progress.update(done, s.sampleCount),
+  );
+  progress.stop();
+  return { windows, source: "sampled from the unquantized model", sampledFromModel: true, seed: s.seed };
+}
+
+export interface EvaluateSettings {
+  modelName: string;
+  method: string;
+  groupsize: number;
+  levels: Levels;
+  data: EvalData;
+  tasksFile?: string;
+  tokenizer?: TextTokenizer;
+  quantizeSeconds?: number;
+  calibration?: EvalReport["calibration"];
+  checkpoint?: EvalReport["checkpoint"];
+  quiet?: boolean;
+}
+
+function fp16Bytes(model: LlamaModel): number {
+  return model.blocks.reduce(
+    (sum, b) =>
+      sum + BLOCK_LINEARS.reduce((s, n) => s + 2 * b.linears[n].inFeatures * b.linears[n].outFeatures, 0),
+    0,
+  );
+}
+
+/** Packed bytes of the block linears as the kernel stores them: 2-bit codes + fp16 scales, padded. */
+function packedBytes(model: LlamaModel, groupsize: number): number {
+  const up = (v: number, m: number) => Math.ceil(v / m) * m;
+  return model.blocks.reduce(
+    (sum, b) =>
+      sum +
+      BLOCK_LINEARS.reduce((s, n) => {
+        const k = up(b.linears[n].inFeatures, 128);
+        const nOut = up(b.linears[n].outFeatures, 256);
+        return s + (k * nOut) / 4 + 2 * nOut * (groupsize === -1 ? 1 : k / 128);
+      }, 0),
+    0,
+  );
+}
+
+/** Evaluates the quantized model against the unquantized one and assembles the report. */
+export function evaluatePair(fpModel: LlamaModel, qModel: LlamaModel, s: EvaluateSettings): EvalReport {
+  const fp = new CpuLlamaRuntime(fpModel);
+  const q = new CpuLlamaRuntime(qModel);
+  const t0 = performance.now();
+  const progress = startProgress("evaluate fp vs quant", { quiet: s.quiet });
+  const cmp = compareModels(fp, q, s.data.windows, (done, total) => progress.update(done, total));
+  progress.stop();
+  let tasks: EvalReport["tasks"];
+  if (s.tasksFile) {
+    const items = readChoiceTasks(s.tasksFile);
+    const tp = startProgress("tasks fp + quant", { quiet: s.quiet });
+    const a = evaluateChoices(fp, items, s.tokenizer, (d, t) => tp.update(d, 2 * t));
+    const b = evaluateChoices(q, items, s.tokenizer, (d, t) => tp.update(t + d, 2 * t));
+    tp.stop();
+    tasks = {
+      file: s.tasksFile,
+      items: items.length,
+      fp: { acc: a.acc, acc_norm: a.accNorm },
+      quantized: { acc: b.acc, acc_norm: b.accNorm },
+    };
+  }
+  const backends = new Set(
+    listLinears(qModel).map((e) => (e.layer as { backend?: string }).backend ?? "cpu"),
+  );
+  const notes: string[] = [];
+  if (s.data.sampledFromModel) {
+    notes.push(
+      "the model has no tokenizer (or no data was given): perplexity and KL are measured on sequences sampled from the unquantized model with a fixed seed, so its perplexity is that of its own samples",
+    );
+  }
+  notes.push("the classifier (lm_head) and the embedding stay unquantized, as in GPTQ for Llama");
+  return {
+    model: s.modelName,
+    method: s.method,
+    groupsize: s.groupsize,
+    levels: s.levels,
+    backend: [...backends].join("+"),
+    runtime: "model ops on the CPU in fp32; linear layers through @trirun/layers",
+    checkpoint: s.checkpoint,
+    calibration: s.calibration,
+    data: {
+      source: s.data.source,
+      sampledFromModel: s.data.sampledFromModel,
+      seed: s.data.seed,
+      windows: s.data.windows.length,
+      windowLength: Math.max(...s.data.windows.map((w) => w.length)),
+    },
+    fp: cmp.fp,
+    quantized: {
+      perplexity: cmp.quantized.perplexity,
+      nll: cmp.quantized.nll,
+      kl_mean: cmp.quantized.klMean,
+      kl_p99: cmp.quantized.klP99,
+      top1_agreement: cmp.quantized.top1Agreement,
+      positions: cmp.quantized.positions,
+    },
+    tasks,
+    weights: { fpLinearBytes: fp16Bytes(fpModel), quantizedLinearBytes: packedBytes(qModel, s.groupsize) },
+    seconds: { quantize: s.quantizeSeconds, evaluate: (performance.now() - t0) / 1000 },
+    notes,
+    createdAt: new Date().toISOString(),
+  };
+}
