@@ -226,7 +226,7 @@ export class GPTQ {
       const src = perm[a] * n;
       for (let b = 0; b < n; b++) hp[a * n + b] = h[src + perm[b]];
     }
-    const { u, damp } = await dampedInverseFactor(hp, n, opts.damp, exec);
+    const { u, damp } = await dampedInverseFactor(hp, n, opts.damp, perm, exec);
 
     const wt = allocate(Float32Array, n * out, exec);
     transposePermuted(weight, out, n, perm, dead, wt);
@@ -326,6 +326,7 @@ async function dampedInverseFactor(
   hp: Float64Array,
   n: number,
   requested: number,
+  perm: Int32Array,
   exec: Executor,
 ): Promise<{ u: Float64Array; damp: number }> {
   let mean = 0;
@@ -339,7 +340,7 @@ async function dampedInverseFactor(
     for (let j = 0; j < n; j++) damped[j * n + j] += damp * mean;
     const result = await upperCholeskyOfInverse(damped, n, exec);
     if (result.ok) return { u: result.u, damp };
-    tried.push(`damp ${damp}: pivot ${result.pivot}`);
+    tried.push(`damp ${damp}: pivot at input feature ${perm[result.pivot]}`);
     damp = Math.max(damp * 10, 1e-3);
   }
   throw new GPTQError(
