@@ -1,1 +1,39 @@
-export {};
+export {
+  CHUNK_COLUMNS,
+  checkWeightShape,
+  packScales,
+  packWeights,
+  resolveGroupSize,
+  SCALE_PERMUTATION_GROUPED,
+  SCALE_PERMUTATION_SINGLE,
+  TILE,
+  unpackScales,
+  unpackWeights,
+  WEIGHT_PERMUTATION,
+} from "./layout.js";
+export {
+  bf16BitsToNumber,
+  decodeBf16,
+  decodeF16,
+  encodeBf16,
+  encodeF16,
+  f16BitsToNumber,
+  f16DecodeTable,
+  numberToBf16Bits,
+  numberToF16Bits,
+  roundToF16,
+} from "./fp16.js";
+export {
+  dequantizeToF16,
+  EXACT_TOLERANCE,
+  type FloatDType,
+  MSE_GRID,
+  QUANT_METHODS,
+  type QuantizedWeights,
+  type QuantizeOptions,
+  type QuantMethod,
+  quantize,
+  quantizePacked,
+  type PackedWeights,
+  type WeightMatrix,
+} from "./quantize.js";

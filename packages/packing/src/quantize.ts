@@ -1,0 +1,456 @@
+/**
+ * Round-to-nearest quantizers from PyTorch-style `(out, in)` weights to TriRun codes and scales.
+ *
+ * Output orientation: codes `(k, n)` = `(in, out)` row-major, values 0..3 (level = code - 1 in
+ * {-1, 0, 1, 2}); scales `(ceil(k/g), n)` fp16 bits. Every scale is rounded to fp16 first and the
+ * levels are computed against that rounded scale, so `(code - 1) * scale` is what the kernel sees.
+ * Level = round(w / s), half to even (as torch.round), clamped to [-1, 1] (absmean, absmax) or
+ * [-1, 2] (mse, exact). A group whose scale is 0 gets code 1 (weight 0).
+ */
+import { decodeBf16, f16DecodeTable, numberToF16Bits, roundToF16 } from "./fp16.js";
+import { checkWeightShape, packColumnBlock, packScales, resolveGroupSize } from "./layout.js";
+
+export type FloatDType = "F64" | "F32" | "F16" | "BF16";
+export type QuantMethod = "absmean" | "absmax" | "mse" | "exact";
+export const QUANT_METHODS: readonly QuantMethod[] = ["absmean", "absmax", "mse", "exact"];
+
+/** A PyTorch-style `Linear.weight`: `outFeatures` rows of `inFeatures` values. */
+export interface WeightMatrix {
+  /** Float64Array/Float32Array for F64/F32, Uint16Array of bits for F16/BF16. */
+  data: Float64Array | Float32Array | Uint16Array;
+  dtype: FloatDType;
+  outFeatures: number;
+  inFeatures: number;
+}
+
+export interface QuantizeOptions {
+  method: QuantMethod;
+  /** 128 (or any positive group length), or -1 for one group per output column. */
+  groupsize: number;
+  /** Name used in error messages (e.g. the tensor name). */
+  name?: string;
+}
+
+export interface QuantizedWeights {
+  /** `(inFeatures, outFeatures)` row-major codes 0..3. */
+  codes: Uint8Array;
+  /** `(ceil(inFeatures / groupLength), outFeatures)` row-major fp16 bits. */
+  scales: Uint16Array;
+  inFeatures: number;
+  outFeatures: number;
+  /** The group length along `in` (inFeatures when the option was -1). */
+  groupLength: number;
+}
+
+/** Fractions of max |w| tried by the `mse` search (1.00, 0.99, ..., 0.21), as in GPTQ's grid. */
+export const MSE_GRID: readonly number[] = Array.from({ length: 80 }, (_, i) => 1 - i / 100);
+
+/** Tolerance (in units of the scale) for `exact`: fp16 rounding of w and s is far below it. */
+export const EXACT_TOLERANCE = 1 / 256;
+
+/** Adding and subtracting 1.5 * 2^52 rounds a double to an integer, half to even. */
+const ROUND_MAGIC = 6755399441055744;
+
+/** Output columns quantized together, so that code rows are written a cache line at a time. */
+const COLUMN_BLOCK = 64;
+
+function describe(name: string | undefined): string {
+  return name === undefined ? "weight" : `tensor "${name}"`;
+}
+
+function checkWeight(weight: WeightMatrix): void {
+  if (typeof weight !== "object" || weight === null)
+    throw new TypeError("weight must be a WeightMatrix object");
+  const { data, dtype, outFeatures, inFeatures } = weight;
+  for (const [v, label] of [
+    [outFeatures, "weight.outFeatures"],
+    [inFeatures, "weight.inFeatures"],
+  ] as const) {
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+      throw new RangeError(`${label} must be a positive integer, got ${String(v)}`);
+    }
+  }
+  const expected =
+    dtype === "F64"
+      ? Float64Array
+      : dtype === "F32"
+        ? Float32Array
+        : dtype === "F16" || dtype === "BF16"
+          ? Uint16Array
+          : undefined;
+  if (expected === undefined) {
+    throw new TypeError(`weight.dtype must be F64, F32, F16 or BF16, got ${String(dtype)}`);
+  }
+  if (!(data instanceof expected))
+    throw new TypeError(`weight.data must be a ${expected.name} for dtype ${dtype}`);
+  if (data.length !== outFeatures * inFeatures) {
+    throw new RangeError(
+      `weight.data must have outFeatures * inFeatures = ${outFeatures * inFeatures} elements, got ${data.length}`,
+    );
+  }
+}
+
+// ---- Statistics and code writers. Two variants each: fp16 bits read through a decode table, and
+// ---- float arrays. They are written out twice (not parameterised) so that V8 keeps each loop
+// ---- monomorphic; the arithmetic is identical. Branch-free where signs are random.
+
+function sumAbsF16(bits: Uint16Array, table: Float32Array, off: number, len: number): number {
+  let sum = 0;
+  for (let i = off; i < off + len; i++) sum += Math.abs(table[bits[i]]);
+  return sum;
+}
+
+function maxAbsF16(bits: Uint16Array, table: Float32Array, off: number, len: number): number {
+  let max = 0;
+  for (let i = off; i < off + len; i++) max = Math.max(max, Math.abs(table[bits[i]]));
+  return max;
+}
+
+function sumAbsFloat(values: Float32Array | Float64Array, off: number, len: number): number {
+  let sum = 0;
+  for (let i = off; i < off + len; i++) sum += Math.abs(values[i]);
+  return sum;
+}
+
+function maxAbsFloat(values: Float32Array | Float64Array, off: number, len: number): number {
+  let max = 0;
+  for (let i = off; i < off + len; i++) max = Math.max(max, Math.abs(values[i]));
+  return max;
+}
+
+/**
+ * Codes of one group of one output column: `len` weights from `off`, written contiguously to
+ * `out[dst..]`. Rounding and clamping run in integers without branches: |w / s| is bounded by the
+ * group length (s >= mean |w|), far inside int32. `s` is Infinity for a zero scale (code 1).
+ */
+function groupCodesF16(
+  bits: Uint16Array,
+  table: Float32Array,
+  off: number,
+  len: number,
+  s: number,
+  out: Uint8Array,
+  dst: number,
+  maxCode: number,
+): void {
+  for (let i = 0; i < len; i++) {
+    const x = table[bits[off + i]] / s;
+    let t = ((x + ROUND_MAGIC - ROUND_MAGIC) | 0) + 1;
+    t &= ~(t >> 31);
+    const over = t - maxCode;
+    out[dst + i] = t - (over & ~(over >> 31));
+  }
+}
+
+function groupCodesFloat(
+  values: Float32Array | Float64Array,
+  off: number,
+  len: number,
+  s: number,
+  out: Uint8Array,
+  dst: number,
+  maxCode: number,
+): void {
+  for (let i = 0; i < len; i++) {
+    const x = values[off + i] / s;
+    let t = ((x + ROUND_MAGIC - ROUND_MAGIC) | 0) + 1;
+    t &= ~(t >> 31);
+    const over = t - maxCode;
+    out[dst + i] = t - (over & ~(over >> 31));
+  }
+}
+
+/** Sum of squared errors of a group quantized with scale s onto levels [-1, 2]. */
+function groupError(group: Float64Array, len: number, s: number): number {
+  let err = 0;
+  for (let i = 0; i < len; i++) {
+    const w = group[i];
+    let x = w / s;
+    x = x < -1 ? -1 : x > 2 ? 2 : x;
+    const q = x + ROUND_MAGIC - ROUND_MAGIC;
+    const d = w - q * s;
+    err += d * d;
+  }
+  return err;
+}
+
+function mseScale(group: Float64Array, len: number, maxAbs: number): number {
+  let s = 0;
+  let best = Number.POSITIVE_INFINITY;
+  for (const p of MSE_GRID) {
+    const candidate = roundToF16(p * maxAbs);
+    if (candidate === 0) break;
+    const err = groupError(group, len, candidate);
+    if (err < best) {
+      best = err;
+      s = candidate;
+    }
+  }
+  return s;
+}
+
+/**
+ * Recovers the scale of a fake-quantized group and checks every value against the grid.
+ * Level -1 is the only negative level, so any negative weight is -s. A group without negatives is
+ * read as ternary ({0, s}) when possible, else as {0, s, 2s}.
+ */
+function exactScale(
+  group: Float64Array,
+  len: number,
+  name: string | undefined,
+  out: number,
+  in0: number,
+): number {
+  let maxNeg = 0;
+  let maxPos = 0;
+  for (let i = 0; i < len; i++) {
+    maxNeg = Math.max(maxNeg, -group[i]);
+    maxPos = Math.max(maxPos, group[i]);
+  }
+  let s = maxNeg;
+  if (maxNeg === 0) {
+    s = maxPos;
+    for (let i = 0; i < len; i++) {
+      if (group[i] !== 0 && group[i] !== maxPos) {
+        s = maxPos / 2;
+        break;
+      }
+    }
+  }
+  s = roundToF16(s);
+  for (let i = 0; i < len; i++) {
+    const w = group[i];
+    const x = s === 0 ? (w === 0 ? 0 : Number.POSITIVE_INFINITY) : w / s;
+    const q = Math.round(x);
+    if (!(q >= -1 && q <= 2 && Math.abs(x - q) <= EXACT_TOLERANCE)) {
+      throw new RangeError(
+        `${describeAt(name, out, in0 + i)}: value ${w} is not on the grid {-1, 0, 1, 2} * s (group scale ${s})`,
+      );
+    }
+  }
+  return s;
+}
+
+/** Names a weight position `[out, in]` for errors. */
+function describeAt(name: string | undefined, out: number, input: number): string {
+  return `${describe(name)} at [${out}, ${input}]`;
+}
+
+function copyGroup(
+  f16: Uint16Array | undefined,
+  table: Float32Array,
+  values: Float32Array | Float64Array,
+  off: number,
+  len: number,
+  group: Float64Array,
+): Float64Array {
+  if (f16) for (let i = 0; i < len; i++) group[i] = table[f16[off + i]];
+  else for (let i = 0; i < len; i++) group[i] = values[off + i];
+  return group;
+}
+
+interface Plan {
+  method: QuantMethod;
+  name: string | undefined;
+  k: number;
+  n: number;
+  /** Group length along `in`. */
+  g: number;
+  groups: number;
+  maxCode: number;
+}
+
+function makePlan(weight: WeightMatrix, options: QuantizeOptions): Plan {
+  checkWeight(weight);
+  if (typeof options !== "object" || options === null) throw new TypeError("options must be an object");
+  const { method, groupsize, name } = options;
+  if (!QUANT_METHODS.includes(method)) {
+    throw new TypeError(`options.method must be one of ${QUANT_METHODS.join(", ")}, got ${String(method)}`);
+  }
+  if (!Number.isInteger(groupsize) || (groupsize !== -1 && groupsize <= 0)) {
+    throw new RangeError(`options.groupsize must be a positive integer or -1, got ${String(groupsize)}`);
+  }
+  const k = weight.inFeatures;
+  const n = weight.outFeatures;
+  const g = groupsize === -1 ? k : Math.min(groupsize, k);
+  const maxCode = method === "absmean" || method === "absmax" ? 2 : 3;
+  return { method, name, k, n, g, groups: Math.ceil(k / g), maxCode };
+}
+
+/**
+ * Codes of a block of output columns are first written in weight orientation (one row per output
+ * column, contiguous reads and writes), into a scratch whose row stride is not a multiple of 4 KiB
+ * so that the transposing consumer does not thrash one cache set.
+ */
+function scratchStride(k: number): number {
+  let stride = Math.ceil(k / 64) * 64 + 64;
+  if (stride % 4096 === 0) stride += 64;
+  return stride;
+}
+
+/** Receives the codes of output columns [c0, c0+cols): code (r, c0+cc) is at `codesT[cc * stride + r]`. */
+type BlockSink = (codesT: Uint8Array, stride: number, c0: number, cols: number) => void;
+
+/**
+ * Quantizes the weight one block of COLUMN_BLOCK output columns at a time: chooses each group's
+ * fp16 scale (into `scales`, natural `(groups, n)` layout), writes the block's codes to a scratch in
+ * weight orientation and hands it to `sink`.
+ */
+function quantizeBlocks(weight: WeightMatrix, p: Plan, scales: Uint16Array, sink: BlockSink): void {
+  const { method, name, k, n, g, groups, maxCode } = p;
+  const table = f16DecodeTable();
+  const stride = scratchStride(k);
+  const codesT = new Uint8Array(COLUMN_BLOCK * stride);
+  const group = new Float64Array(g);
+  const f16 = weight.dtype === "F16" ? (weight.data as Uint16Array) : undefined;
+  // bf16 -> f32 is exact: decode one row at a time into `row`.
+  const row = new Float32Array(weight.dtype === "BF16" ? k : 0);
+
+  for (let c0 = 0; c0 < n; c0 += COLUMN_BLOCK) {
+    const cols = Math.min(COLUMN_BLOCK, n - c0);
+    for (let cc = 0; cc < cols; cc++) {
+      const c = c0 + cc;
+      let values: Float32Array | Float64Array = row;
+      let rowBase = 0;
+      if (weight.dtype === "BF16") decodeBf16((weight.data as Uint16Array).subarray(c * k, c * k + k), row);
+      else if (f16 === undefined) values = weight.data as Float32Array | Float64Array;
+      if (weight.dtype !== "BF16") rowBase = c * k;
+      for (let gi = 0; gi < groups; gi++) {
+        const r0 = gi * g;
+        const len = Math.min(g, k - r0);
+        const off = rowBase + r0;
+        let stat: number;
+        if (method === "absmean") {
+          stat = f16 ? sumAbsF16(f16, table, off, len) : sumAbsFloat(values, off, len);
+        } else {
+          stat = f16 ? maxAbsF16(f16, table, off, len) : maxAbsFloat(values, off, len);
+        }
+        if (!Number.isFinite(stat)) {
+          // NaN or Inf somewhere in the group (the statistic propagates them): report the first.
+          copyGroup(f16, table, values, off, len, group);
+          const i = group.subarray(0, len).findIndex((v) => !Number.isFinite(v));
+          throw new RangeError(`${describeAt(name, c, r0 + i)}: non-finite value ${group[i]}`);
+        }
+        let s: number;
+        if (method === "absmean") s = roundToF16(stat / len);
+        else if (method === "absmax") s = roundToF16(stat);
+        else if (method === "mse") s = mseScale(copyGroup(f16, table, values, off, len, group), len, stat);
+        else s = exactScale(copyGroup(f16, table, values, off, len, group), len, name, c, r0);
+        if (!Number.isFinite(s)) {
+          throw new RangeError(
+            `${describeAt(name, c, r0)}: the ${method} scale of this group (${stat}) overflows fp16`,
+          );
+        }
+        scales[gi * n + c] = numberToF16Bits(s);
+        // A zero scale (all-zero group, or below the fp16 range): w / Inf = 0, code 1 everywhere.
+        const divisor = s === 0 ? Number.POSITIVE_INFINITY : s;
+        const dst = cc * stride + r0;
+        if (f16) groupCodesF16(f16, table, off, len, divisor, codesT, dst, maxCode);
+        else groupCodesFloat(values, off, len, divisor, codesT, dst, maxCode);
+      }
+    }
+    sink(codesT, stride, c0, cols);
+  }
+}
+
+/**
+ * Quantizes a PyTorch-style `(out, in)` weight to TriRun codes `(in, out)` and fp16 scales.
+ * Any `in`/`out` works here (a last group may be shorter); packing needs the layout's multiples.
+ * @throws TypeError for a bad dtype/array type; RangeError for bad shapes, non-finite values,
+ *   scale overflow, or (method `exact`) a weight off the grid, naming the tensor and index.
+ */
+export function quantize(weight: WeightMatrix, options: QuantizeOptions): QuantizedWeights {
+  const p = makePlan(weight, options);
+  const { k, n, g, groups } = p;
+  const codes = new Uint8Array(k * n);
+  const scales = new Uint16Array(groups * n);
+  quantizeBlocks(weight, p, scales, (codesT, stride, c0, cols) => {
+    for (let r = 0; r < k; r++) {
+      const rowOff = r * n + c0;
+      for (let cc = 0; cc < cols; cc++) codes[rowOff + cc] = codesT[cc * stride + r];
+    }
+  });
+  return { codes, scales, inFeatures: k, outFeatures: n, groupLength: g };
+}
+
+/** The two tensors of a TriRun layer, in the reference layout. */
+export interface PackedWeights {
+  /** `(k/16, n)` int32 words (`<module>.B`). */
+  B: Int32Array;
+  /** `(k/g, n)` permuted fp16 bits (`<module>.s`). */
+  s: Uint16Array;
+  k: number;
+  n: number;
+  /** Group size as the reference names it: 128, or -1 for one group per column. */
+  groupsize: number;
+}
+
+/**
+ * Quantizes and packs in one pass (same bytes as packWeights/packScales of {@link quantize}'s
+ * output, without the `(k, n)` code matrix), for a weight whose shape already fits the layout (`in % 16 == 0`,
+ * `out % 64 == 0`, group size 128 with `in % 128 == 0`, or -1).
+ */
+export function quantizePacked(weight: WeightMatrix, options: QuantizeOptions): PackedWeights {
+  const p = makePlan(weight, options);
+  const { k, n, groups } = p;
+  checkWeightShape(k, n);
+  const groupsize = p.g === k ? -1 : p.g;
+  resolveGroupSize(groupsize, k);
+  const B = new Int32Array((k / 16) * n);
+  const scales = new Uint16Array(groups * n);
+  // Codes go straight from the scratch into packed words: no (k, n) code matrix.
+  quantizeBlocks(weight, p, scales, (codesT, stride, c0) => {
+    packColumnBlock(codesT, 0, 1, stride, k, n, c0, B);
+  });
+  return { B, s: packScales(scales, k, n, groupsize), k, n, groupsize };
+}
+
+/**
+ * Dequantizes codes `(k, n)` and fp16 scales `(ceil(k/g), n)` back to a PyTorch-style `(n, k)`
+ * fp16 weight: `(code - 1) * scale`, exact in fp16 unless `2 * scale` overflows.
+ */
+export function dequantizeToF16(
+  codes: Uint8Array,
+  scales: Uint16Array,
+  inFeatures: number,
+  outFeatures: number,
+  groupLength: number,
+): Uint16Array {
+  if (!(codes instanceof Uint8Array)) throw new TypeError("codes must be a Uint8Array");
+  if (!(scales instanceof Uint16Array)) throw new TypeError("scales must be a Uint16Array of fp16 bits");
+  const k = inFeatures;
+  const n = outFeatures;
+  for (const [v, label] of [
+    [k, "inFeatures"],
+    [n, "outFeatures"],
+    [groupLength, "groupLength"],
+  ] as const) {
+    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${label} must be a positive integer, got ${v}`);
+  }
+  if (codes.length !== k * n) throw new RangeError(`codes must have ${k * n} elements, got ${codes.length}`);
+  const groups = Math.ceil(k / groupLength);
+  if (scales.length !== groups * n) {
+    throw new RangeError(`scales must have ${groups * n} elements, got ${scales.length}`);
+  }
+  // Per scale, the fp16 bits of the four levels -1, 0, 1, 2 times the scale.
+  const levels = new Uint16Array(4 * scales.length);
+  const table = f16DecodeTable();
+  for (let i = 0; i < scales.length; i++) {
+    const s = table[scales[i]];
+    levels[4 * i] = numberToF16Bits(-s);
+    levels[4 * i + 1] = 0;
+    levels[4 * i + 2] = numberToF16Bits(s);
+    levels[4 * i + 3] = numberToF16Bits(2 * s);
+  }
+  const out = new Uint16Array(n * k);
+  for (let r = 0; r < k; r++) {
+    const g4 = Math.floor(r / groupLength) * n * 4;
+    const rowOff = r * n;
+    for (let c = 0; c < n; c++) {
+      const code = codes[rowOff + c];
+      if (code > 3) throw new RangeError(`codes must be in 0..3; codes[${rowOff + c}] = ${code}`);
+      out[c * k + r] = levels[g4 + 4 * c + code];
+    }
+  }
+  return out;
+}
