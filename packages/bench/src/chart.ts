@@ -35,10 +35,11 @@ export function speedupChartSpec(results: BenchResults): TopLevelSpec {
   const batchSizes = results.meta.batchSizes;
   const maxSpeedup = Math.max(IDEAL_SPEEDUP, ...points.map((p) => p.speedup));
   const title = `TriRun vs cuBLAS FP16 on ${results.meta.device.name} (${results.meta.mode} weights)`;
+  // A little room beyond the first and last batch size keeps their tick labels apart and inside.
   const xScale = {
     type: "log" as const,
     base: 2,
-    domain: [Math.min(...batchSizes), Math.max(...batchSizes)],
+    domain: [Math.min(...batchSizes) / 1.3, Math.max(...batchSizes) * 1.3],
   };
   const yScale = { domain: [0, Math.ceil(maxSpeedup)] };
   return {
@@ -48,7 +49,7 @@ export function speedupChartSpec(results: BenchResults): TopLevelSpec {
     config: { font: "DejaVu Sans", axis: { labelFontSize: 11, titleFontSize: 12 } },
     hconcat: groups.map((group) => ({
       title: { text: group, fontSize: 12 },
-      width: 420,
+      width: 480,
       height: 300,
       layer: [
         {
@@ -84,7 +85,7 @@ export function speedupChartSpec(results: BenchResults): TopLevelSpec {
               type: "quantitative",
               title: "batch size m (tokens)",
               scale: xScale,
-              axis: { values: batchSizes, labelAngle: 0 },
+              axis: { values: batchSizes, labelAngle: 0, format: "d", labelOverlap: false },
             },
             y: {
               field: "speedup",
@@ -97,6 +98,7 @@ export function speedupChartSpec(results: BenchResults): TopLevelSpec {
               type: "nominal",
               title: "model",
               sort: results.modelSets.map((s) => s.title),
+              legend: { labelLimit: 400 },
             },
           },
         },

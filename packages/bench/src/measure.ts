@@ -57,6 +57,10 @@ export interface MeasureOptions {
   readonly onProgress?: (event: ProgressEvent) => void;
   /** Time source for the host side, in microseconds; injectable for tests. */
   readonly hostClockUs?: () => number;
+  /** Host staging chunk for random uploads, in elements. Default 4 Mi. */
+  readonly uploadChunkElements?: number;
+  /** Size of each of the two buffers of the roofline and queue-filling copies. Default 256 MiB. */
+  readonly copyBufferBytes?: number;
 }
 
 export type ProgressEvent =
@@ -125,9 +129,12 @@ class HostData {
   readonly scales: Uint16Array;
   readonly codes: Int32Array;
 
-  constructor(readonly random: RandomSource) {
+  constructor(
+    readonly random: RandomSource,
+    readonly chunkElements: number,
+  ) {
     // Twice the chunk, so that each upload can start at a random offset.
-    const length = 2 * UPLOAD_CHUNK_ELEMENTS;
+    const length = 2 * chunkElements;
     this.activations = randomFloat16Buffer(random, length, -1, 1);
     this.weights = randomFloat16Buffer(random, length, -0.04, 0.04);
     this.scales = randomFloat16Buffer(random, length, 0.01, 0.02);
@@ -141,8 +148,8 @@ type FillKind = "activations" | "weights" | "scales" | "codes";
 /** Fills a flat device tensor with random host data, chunk by chunk. */
 function fillRandom(tensor: BenchTensor, host: HostData, kind: FillKind, stream: BenchStream): void {
   const source: BenchHostArray = host[kind];
-  for (let offset = 0; offset < tensor.numel; offset += UPLOAD_CHUNK_ELEMENTS) {
-    const length = Math.min(UPLOAD_CHUNK_ELEMENTS, tensor.numel - offset);
+  for (let offset = 0; offset < tensor.numel; offset += host.chunkElements) {
+    const length = Math.min(host.chunkElements, tensor.numel - offset);
     const start = host.random.nextBelow(source.length - length + 1);
     const view = tensor.view([length], offset);
     try {
@@ -319,6 +326,8 @@ function measureRoofline(
     stream.synchronize();
     const perCopyUs: number[] = [];
     for (let sample = 0; sample < samples; sample++) {
+      // An untimed copy first keeps the GPU busy while the timed ones are enqueued.
+      target.copyFrom(source, stream);
       start.record(stream);
       for (let i = 0; i < copiesPerSample; i++) target.copyFrom(source, stream);
       end.record(stream);
@@ -423,7 +432,13 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
   const device = api.devices()[deviceIndex];
   if (!device) throw new RangeError(`runBenchmark: no CUDA device with index ${deviceIndex}`);
   const random = new RandomSource(seed);
-  const host = new HostData(random);
+  const chunkElements = options.uploadChunkElements ?? UPLOAD_CHUNK_ELEMENTS;
+  if (!Number.isInteger(chunkElements) || chunkElements < 1024 || chunkElements % 1024 !== 0) {
+    throw new RangeError(
+      `runBenchmark: uploadChunkElements must be a multiple of 1024, got ${String(chunkElements)}`,
+    );
+  }
+  const host = new HostData(random, chunkElements);
   const stream = new api.Stream();
   const shared = new Allocations(api);
   const rows: ResultRow[] = [];
@@ -432,8 +447,14 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
   let done = 0;
 
   try {
-    const copyElements =
-      Math.min(COPY_BUFFER_BYTES, Math.floor(api.memoryInfo().freeBytes / 16 / 4096) * 4096) / 2;
+    const copyBytes = options.copyBufferBytes ?? COPY_BUFFER_BYTES;
+    // At most a sixteenth of free memory, in whole 4 KiB pages.
+    const copyElements = (Math.floor(Math.min(copyBytes, api.memoryInfo().freeBytes / 16) / 4096) * 4096) / 2;
+    if (!(copyElements >= 2048) || !Number.isInteger(copyElements)) {
+      throw new RangeError(
+        `runBenchmark: copy buffers of ${String(copyBytes)} bytes are too small or do not fit`,
+      );
+    }
     const copySource = shared.empty("f16", copyElements);
     const copyTarget = shared.empty("f16", copyElements);
     fillRandom(copySource, host, "activations", stream);

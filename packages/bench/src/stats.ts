@@ -33,7 +33,8 @@ function sortedCopy(values: readonly number[], what: string): number[] {
  * (the "linear" method of NumPy and R type 7) over already sorted values.
  */
 function percentileOfSorted(sorted: readonly number[], p: number): number {
-  const position = (p / 100) * (sorted.length - 1);
+  // Multiply first: (55 * 100) / 100 is exactly 55, (55 / 100) * 100 is not.
+  const position = (p * (sorted.length - 1)) / 100;
   const lower = Math.floor(position);
   const upper = Math.ceil(position);
   const fraction = position - lower;
