@@ -1,0 +1,86 @@
+/**
+ * `Float16Linear`: an unquantized layer with fp16 weights. CPU: fp32 matmul over the fp16-rounded
+ * weights. CUDA: cuBLAS FP16 GEMM (`gemmF16`) on `(out, in)` weights; a bias rides along as one
+ * extra weight column against a constant 1.0 activation column, so no separate add kernel is needed.
+ */
+import { DeviceTensor, gemmF16 } from "@trirun/kernel-native";
+import { decodeF16, encodeF16 } from "@trirun/packing";
+import { resolveBackend } from "./backend.js";
+import { CpuCore } from "./cpu-core.js";
+import { CudaCore } from "./cuda-core.js";
+import { LinearBase } from "./linear-base.js";
+import { checkBias, checkFeatures, roundUp } from "./trirun-weights.js";
+import type { LayerOptions } from "./types.js";
+
+/** Keeps fp16 GEMM rows 16-byte aligned when a bias column widens the weights. */
+const BIAS_WIDTH_ALIGN = 8;
+
+export class Float16Linear extends LinearBase {
+  readonly kind = "float16" as const;
+  /** `(out, in)` row-major host copy of the fp16 weights (as fp32 values), for quantizers and GPTQ. */
+  readonly weight: Float32Array;
+  /** The bias rounded to fp16 (as fp32 values), or undefined. */
+  readonly bias: Float32Array | undefined;
+
+  private constructor(core: CpuCore | CudaCore, weight: Float32Array, bias: Float32Array | undefined) {
+    super(core);
+    this.weight = weight;
+    this.bias = bias;
+  }
+
+  protected get label(): string {
+    return `Float16Linear(${this.inFeatures} -> ${this.outFeatures}, ${this.backend})`;
+  }
+
+  /**
+   * Builds a layer from PyTorch-style `(out, in)` row-major weights: fp32 values (rounded to fp16)
+   * or a Uint16Array of fp16 bits. The bias (optional, `out` entries) is rounded to fp16 as well.
+   */
+  static fromWeights(
+    weight: Float32Array | Uint16Array,
+    outFeatures: number,
+    inFeatures: number,
+    bias?: Float32Array,
+    opts: LayerOptions = {},
+  ): Float16Linear {
+    checkFeatures(outFeatures, "outFeatures");
+    checkFeatures(inFeatures, "inFeatures");
+    if (!(weight instanceof Float32Array) && !(weight instanceof Uint16Array)) {
+      throw new TypeError("weight must be a Float32Array or a Uint16Array of fp16 bits");
+    }
+    if (weight.length !== outFeatures * inFeatures) {
+      throw new RangeError(
+        `weight must have outFeatures * inFeatures = ${outFeatures * inFeatures} elements (${outFeatures} x ${inFeatures}), got ${weight.length}`,
+      );
+    }
+    const biasChecked = checkBias(bias, outFeatures, "bias");
+    const backend = resolveBackend(opts.backend);
+    const weightBits = weight instanceof Uint16Array ? weight : encodeF16(weight);
+    const weight32 = decodeF16(weightBits);
+    const biasBits = biasChecked === undefined ? undefined : encodeF16(biasChecked);
+    const bias32 = biasBits === undefined ? undefined : decodeF16(biasBits);
+    if (backend === "cpu") {
+      return new Float16Linear(new CpuCore(inFeatures, outFeatures, weight32, bias32), weight32, bias32);
+    }
+    const width = biasBits === undefined ? inFeatures : roundUp(inFeatures + 1, BIAS_WIDTH_ALIGN);
+    let deviceBits = weightBits;
+    if (biasBits !== undefined) {
+      deviceBits = new Uint16Array(outFeatures * width);
+      for (let o = 0; o < outFeatures; o++) {
+        deviceBits.set(weightBits.subarray(o * inFeatures, (o + 1) * inFeatures), o * width);
+        deviceBits[o * width + inFeatures] = biasBits[o];
+      }
+    }
+    const W = DeviceTensor.fromArray(deviceBits, [outFeatures, width], "f16");
+    const core = new CudaCore({
+      inFeatures,
+      outFeatures,
+      width,
+      onesColumn: biasBits === undefined ? -1 : inFeatures,
+      n: outFeatures,
+      matmul: (A, C, stream) => gemmF16(A, W, C, { transposeW: true, stream }),
+      weights: [W],
+    });
+    return new Float16Linear(core, weight32, bias32);
+  }
+}
