@@ -3,9 +3,9 @@ export type Levels = "int2" | "ternary";
 
 /** The grid of the per-group scale search: scale = f * (smallest non-clipping scale), f in [minShrink, 1]. */
 export interface ScaleSearchOptions {
-  /** Number of candidates f, evenly spaced from 1 down to minShrink (default 80). */
+  /** Number of candidates f, evenly spaced from 1 down to minShrink (default 100). */
   grid?: number;
-  /** Smallest f tried (default 0.3). */
+  /** Smallest f tried (default 0.1). */
   minShrink?: number;
 }
 
@@ -20,7 +20,7 @@ export interface QuantizeOptions {
   /** Dampening as a fraction of the mean Hessian diagonal (default 0.01); raised x10 on failure. */
   damp?: number;
   /** Quantize input features in order of decreasing Hessian diagonal; with groups, whole groups are
-   *  ordered (by their diagonal sum) and kept contiguous, so scales stay per natural group. Default false. */
+   *  ordered (by their diagonal sum) and kept contiguous, so scales stay per natural group. Default true. */
   actOrder?: boolean;
   /** Hessian-weighted grid search for every group's scale (default true); false uses the smallest
    *  scale that clips nothing (abs-max). */
@@ -72,7 +72,7 @@ export function resolveQuantizeOptions(opts: QuantizeOptions, inFeatures: number
   if (typeof damp !== "number" || !Number.isFinite(damp) || damp < 0) {
     throw new RangeError(`damp must be a finite number >= 0, got ${String(damp)}`);
   }
-  const actOrder = opts.actOrder ?? false;
+  const actOrder = opts.actOrder ?? true;
   if (typeof actOrder !== "boolean")
     throw new TypeError(`actOrder must be a boolean, got ${typeof actOrder}`);
   const search = opts.scaleSearch ?? true;
@@ -83,8 +83,8 @@ export function resolveQuantizeOptions(opts: QuantizeOptions, inFeatures: number
       throw new TypeError("scaleSearch must be a boolean or { grid, minShrink }");
     }
     const s = search === true ? {} : search;
-    grid = s.grid ?? 80;
-    minShrink = s.minShrink ?? 0.3;
+    grid = s.grid ?? 100;
+    minShrink = s.minShrink ?? 0.1;
     if (!isPositiveInteger(grid) || grid > 10000) {
       throw new RangeError(`scaleSearch.grid must be an integer in 1..10000, got ${String(grid)}`);
     }
