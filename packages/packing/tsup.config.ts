@@ -1,7 +1,11 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: { index: "src/index.ts" },
+  // index: browser-safe core; node: file I/O; cli/*: the trirun-pack / trirun-unpack binaries.
+  entry: {
+    index: "src/index.ts",
+    node: "src/node/index.ts",
+  },
   format: ["esm", "cjs"],
   dts: true,
   sourcemap: true,
