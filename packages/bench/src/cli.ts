@@ -113,7 +113,7 @@ const QUICK_BATCH_SIZES = [1, 16, 64, 256, 1024];
 
 function noGpuMessage(reason: string): string {
   return (
-    `trirun-bench: no CUDA GPU available: ${reason}\n` +
+    `trirun-bench: no CUDA GPU available: ${reason.split("\n")[0]}\n` +
     "The benchmark measures on an NVIDIA GPU (compute capability 8.0 or newer) through @trirun/kernel-native.\n" +
     "Without a GPU you can still list the shapes (`trirun-bench shapes`) and render charts and markdown\n" +
     "from a results file written on a GPU machine (`trirun-bench render results.json --out dir`).\n"

@@ -43,7 +43,7 @@ export interface BenchTensor {
 }
 
 /** The dispatcher's choice for one launch; printed and stored as returned. */
-export type BenchTrirunConfig = Readonly<Record<string, unknown>>;
+export type BenchTrirunConfig = object;
 
 export interface BenchKernelApi {
   available(): boolean;

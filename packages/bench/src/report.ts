@@ -103,12 +103,30 @@ function groupLabel(groupsize: number): string {
   return groupsize === -1 ? "per column" : `g${groupsize}`;
 }
 
-/** The dispatcher's configuration in a compact form, e.g. `threadK=128 threadN=128 sms=132`. */
+/** Short labels of the dispatcher's configuration fields; the group size has its own column. */
+const CONFIG_LABELS: Record<string, string | null> = {
+  mBlocks: "mb",
+  stages: "st",
+  sms: "sms",
+  maxParallel: "par",
+  threads: "thr",
+  groupsize: null,
+  workspaceBytes: null,
+};
+
+/** The dispatcher's configuration in a compact form, e.g. `128x128 mb4 st4 sms132 par16 thr256`. */
 export function formatConfig(config: ResultRow["config"]): string {
   if (!config) return "";
-  return Object.entries(config)
-    .map(([key, value]) => `${key}=${String(value)}`)
-    .join(" ");
+  const parts: string[] = [];
+  if (config.threadK !== undefined && config.threadN !== undefined) {
+    parts.push(`${String(config.threadK)}x${String(config.threadN)}`);
+  }
+  for (const [key, value] of Object.entries(config)) {
+    if (key === "threadK" || key === "threadN") continue;
+    const label = key in CONFIG_LABELS ? CONFIG_LABELS[key] : `${key}=`;
+    if (label !== null) parts.push(`${label}${String(value)}`);
+  }
+  return parts.join(" ");
 }
 
 /** Terminal table of per-layer rows. */

@@ -5,6 +5,7 @@ import { parse } from "csv-parse/sync";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CSV_COLUMNS,
+  formatConfig,
   formatRowsTable,
   formatSummaryTable,
   rowFigures,
@@ -120,6 +121,24 @@ describe("figures", () => {
       const bytes = rows.reduce((sum, r) => sum + packedWeightBytes(r.k, r.n, r.groupsize), 0);
       expect(s.weightGBps).toBeCloseTo(bytes / (trirun * 1e3), 6);
     }
+  });
+
+  it("abbreviates the dispatcher's configuration", () => {
+    expect(
+      formatConfig({
+        threadK: 64,
+        threadN: 256,
+        mBlocks: 4,
+        stages: 4,
+        sms: 132,
+        maxParallel: 16,
+        threads: 256,
+        groupsize: 128,
+        workspaceBytes: 4096,
+        split: true,
+      }),
+    ).toBe("64x256 mb4 st4 sms132 par16 thr256 split=true");
+    expect(formatConfig(null)).toBe("");
   });
 
   it("knows the kernel's speed targets", () => {
