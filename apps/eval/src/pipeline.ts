@@ -7,12 +7,7 @@ import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
 import { BLOCK_LINEARS, type LlamaModel, listLinears } from "./model/llama.js";
 import type { LlamaRuntime } from "./model/runtime.js";
 import { startProgress } from "./progress.js";
-import {
-  type LayerCalibrator,
-  type Levels,
-  type QuantizationMethod,
-  rtnCalibrator,
-} from "./quantize/calibrators.js";
+import { type Levels, type QuantizationMethod, rtnCalibrator } from "./quantize/calibrators.js";
 import { gptqCalibrator } from "./quantize/gptq-calibrator.js";
 import { type QuantizedLayerRecord, quantizeSequential } from "./quantize/sequential.js";
 import type { EvalReport } from "./report.js";
@@ -59,10 +54,10 @@ export interface QuantizeOutcome {
 export async function quantizeModel(model: LlamaModel, s: QuantizeSettings): Promise<QuantizeOutcome> {
   const t0 = performance.now();
   const progress = startProgress(`quantize (${s.method})`, { quiet: s.quiet });
-  const calibrator = (path: string, inFeatures: number, outFeatures: number): LayerCalibrator => {
-    const o = { inFeatures, outFeatures, groupsize: s.groupsize, name: path };
-    return s.method === "gptq" ? gptqCalibrator(o, { levels: s.levels }) : rtnCalibrator(s.method, o);
-  };
+  const calibrator =
+    s.method === "gptq"
+      ? gptqCalibrator({ groupsize: s.groupsize, levels: s.levels })
+      : rtnCalibrator(s.method, s.groupsize);
   try {
     const out = await quantizeSequential(model, {
       calibrator,

@@ -7,7 +7,7 @@ import type { ForwardOptions, KvCache, LlamaRuntime } from "./runtime.js";
 /** Sees the input of every linear layer as it runs (rows, inFeatures); used for GPTQ calibration. */
 export type LinearInputObserver = (path: string, input: Float32Array, rows: number) => void;
 
-class CpuKvCache implements KvCache {
+export class CpuKvCache implements KvCache {
   length = 0;
   readonly keys: Float32Array[];
   readonly values: Float32Array[];
@@ -57,15 +57,19 @@ export class CpuLlamaRuntime implements LlamaRuntime {
     return forwardHost(this.model.blocks[layer].linears[name], x, rows, path);
   }
 
-  /**
-   * One decoder block on hidden states x (rows, dim) at positions pos0..; returns the new hidden states.
-   * Without a cache the rows attend only to each other (pos0 must then be 0).
-   */
-  blockForward(layer: number, x: Float32Array, rows: number, cache?: CpuKvCache): Float32Array {
+  // The stages of one decoder block, exposed separately so that calibration can compute each layer's
+  // input once (see quantize/sequential.ts). blockForward composes them.
+
+  /** RMSNorm before attention: the input of q/k/v. */
+  attnNormed(layer: number, x: Float32Array, rows: number): Float32Array {
     const c = this.model.config;
-    const block = this.model.blocks[layer];
+    return rmsNorm(x, rows, c.dim, this.model.blocks[layer].attnNorm, c.normEps);
+  }
+
+  /** q/k/v projections, RoPE and causal attention: the input of o_proj (rows, dim). */
+  attention(layer: number, h: Float32Array, rows: number, cache?: CpuKvCache): Float32Array {
+    const c = this.model.config;
     const pos0 = cache ? cache.length : 0;
-    const h = rmsNorm(x, rows, c.dim, block.attnNorm, c.normEps);
     const q = this.linear(layer, "self_attn.q_proj", h, rows);
     const k = this.linear(layer, "self_attn.k_proj", h, rows);
     const v = this.linear(layer, "self_attn.v_proj", h, rows);
@@ -79,14 +83,47 @@ export class CpuLlamaRuntime implements LlamaRuntime {
       values = cache.values[layer];
     }
     const shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c) };
-    const att = causalAttention(q, rows, pos0, keys, values, shape);
+    return causalAttention(q, rows, pos0, keys, values, shape);
+  }
+
+  /** x + o_proj(att). */
+  attentionResidual(layer: number, x: Float32Array, att: Float32Array, rows: number): Float32Array {
     const out = x.slice();
     addInPlace(out, this.linear(layer, "self_attn.o_proj", att, rows));
-    const h2 = rmsNorm(out, rows, c.dim, block.ffnNorm, c.normEps);
-    const gate = this.linear(layer, "mlp.gate_proj", h2, rows);
-    const up = this.linear(layer, "mlp.up_proj", h2, rows);
-    addInPlace(out, this.linear(layer, "mlp.down_proj", swiGlu(gate, up), rows));
     return out;
+  }
+
+  /** RMSNorm before the MLP: the input of gate/up. */
+  ffnNormed(layer: number, x: Float32Array, rows: number): Float32Array {
+    const c = this.model.config;
+    return rmsNorm(x, rows, c.dim, this.model.blocks[layer].ffnNorm, c.normEps);
+  }
+
+  /** silu(gate(h)) * up(h): the input of down_proj. */
+  mlpActivation(layer: number, h: Float32Array, rows: number): Float32Array {
+    return swiGlu(this.linear(layer, "mlp.gate_proj", h, rows), this.linear(layer, "mlp.up_proj", h, rows));
+  }
+
+  /** x + down_proj(a). */
+  mlpResidual(layer: number, x: Float32Array, a: Float32Array, rows: number): Float32Array {
+    const out = x.slice();
+    addInPlace(out, this.linear(layer, "mlp.down_proj", a, rows));
+    return out;
+  }
+
+  /**
+   * One decoder block on hidden states x (rows, dim) at positions pos0..; returns the new hidden states.
+   * Without a cache the rows attend only to each other (positions from 0).
+   */
+  blockForward(layer: number, x: Float32Array, rows: number, cache?: CpuKvCache): Float32Array {
+    const att = this.attention(layer, this.attnNormed(layer, x, rows), rows, cache);
+    const x1 = this.attentionResidual(layer, x, att, rows);
+    return this.mlpResidual(
+      layer,
+      x1,
+      this.mlpActivation(layer, this.ffnNormed(layer, x1, rows), rows),
+      rows,
+    );
   }
 
   /** Final norm and classifier on hidden states (rows, dim). */

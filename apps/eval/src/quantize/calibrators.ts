@@ -8,38 +8,34 @@ export const QUANTIZATION_METHODS: readonly QuantizationMethod[] = ["gptq", "abs
 /** Levels a layer is quantized to: ternary {-1, 0, 1} or full 2-bit {-1, 0, 1, 2}. */
 export type Levels = "ternary" | "int2";
 
-/** Collects a layer's calibration inputs, then quantizes its weight. */
-export interface LayerCalibrator {
+export type QuantizedWithLoss = QuantizedLayerWeights & { loss?: number };
+
+/**
+ * Quantizes the layers that read one input (q/k/v, gate/up, or a single layer): collects that input's
+ * calibration activations, then quantizes each layer's weight.
+ */
+export interface GroupCalibrator {
   readonly needsInputs: boolean;
-  observe(input: Float32Array, rows: number): void | Promise<void>;
-  /** weight: (out, in) fp32. */
-  quantize(weight: Float32Array): Promise<QuantizedLayerWeights & { loss?: number }>;
+  observe(input: Float32Array, rows: number): Promise<void>;
+  /** weight: (outFeatures, inFeatures) fp32. */
+  quantize(path: string, weight: Float32Array, outFeatures: number): Promise<QuantizedWithLoss>;
+  dispose(): Promise<void>;
 }
 
-export interface CalibratorOptions {
-  inFeatures: number;
-  outFeatures: number;
-  groupsize: 128 | -1;
-  name: string;
-}
+export type CalibratorFactory = (inFeatures: number) => GroupCalibrator;
 
-/** Round-to-nearest with one of @trirun/packing's quantizers; ignores calibration data. */
-export function rtnCalibrator(method: RtnMethod, o: CalibratorOptions): LayerCalibrator {
-  return {
+/** Round-to-nearest with one of @trirun/packing's quantizers; needs no calibration data. */
+export function rtnCalibrator(method: RtnMethod, groupsize: 128 | -1): CalibratorFactory {
+  return (inFeatures) => ({
     needsInputs: false,
-    observe() {},
-    async quantize(weight) {
+    async observe() {},
+    async quantize(path, weight, outFeatures) {
       const q = rtnQuantize(
-        { data: weight, dtype: "F32", outFeatures: o.outFeatures, inFeatures: o.inFeatures },
-        { method, groupsize: o.groupsize, name: o.name },
+        { data: weight, dtype: "F32", outFeatures, inFeatures },
+        { method, groupsize, name: path },
       );
-      return {
-        codes: q.codes,
-        scales: q.scales,
-        groupsize: o.groupsize,
-        inFeatures: o.inFeatures,
-        outFeatures: o.outFeatures,
-      };
+      return { codes: q.codes, scales: q.scales, groupsize, inFeatures, outFeatures };
     },
-  };
+    async dispose() {},
+  });
 }

@@ -3,6 +3,7 @@
  * files themselves, sharing no code with src/.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { f16round } from "@petamoriken/float16";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -41,7 +42,11 @@ export interface RefWeights {
   cls: Float64Array; // (vocab, dim)
 }
 
-export function readStoriesBin(file = STORIES_BIN): RefWeights {
+/**
+ * stories260K as the model under test defines it: linear layers (and the tied classifier) hold fp16 weights,
+ * the embedding and norms stay fp32. `fp16Linears: false` keeps the file's fp32 values.
+ */
+export function readStoriesBin(file = STORIES_BIN, opts: { fp16Linears?: boolean } = {}): RefWeights {
   const buf = readFileSync(file);
   const hdr = (i: number) => buf.readInt32LE(4 * i);
   const [dim, hidden, layers, heads, kvHeads, vocabRaw, seqLen] = [0, 1, 2, 3, 4, 5, 6].map(hdr);
@@ -67,7 +72,12 @@ export function readStoriesBin(file = STORIES_BIN): RefWeights {
   const w3 = per(hidden * dim);
   const finalNorm = f(dim);
   off += seqLen * (dim / heads) * 4;
-  const cls = vocabRaw > 0 ? emb : f(vocab * dim);
+  const cls = vocabRaw > 0 ? emb.slice() : f(vocab * dim);
+  if (opts.fp16Linears ?? true) {
+    for (const t of [...wq, ...wk, ...wv, ...wo, ...w1, ...w2, ...w3, cls]) {
+      for (let i = 0; i < t.length; i++) t[i] = f16round(t[i]);
+    }
+  }
   return {
     dim,
     hidden,
