@@ -1,10 +1,14 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { detectModelFormat, loadModel } from "../src/model/loaders/index.js";
 import { ModelLoadError } from "../src/model/loaders/errors.js";
 import { loadLlama2c } from "../src/model/loaders/llama2c.js";
-import { haveShared, STORIES_BIN } from "./helpers/reference-f64.js";
+import { buildShardIndex } from "@trirun/packing";
+import { openCheckpoint, writeSafetensorsFile } from "@trirun/packing/node";
+import { CpuLlamaRuntime } from "../src/model/cpu-runtime.js";
+import { loadHfFolder } from "../src/model/loaders/hf.js";
+import { haveShared, STORIES_BIN, STUDENT_DIR } from "./helpers/reference-f64.js";
 import { tempDir } from "./helpers/tmp.js";
 
 const dir = tempDir();
@@ -89,5 +93,80 @@ describe.skipIf(!haveShared)("llama2.c loader", () => {
     await expect(loadModel(join(dir, "nope.bin"))).rejects.toMatchObject({ code: "ERR_MODEL_NOT_FOUND" });
     writeFileSync(join(dir, "model.onnx"), "x");
     expect(() => detectModelFormat(join(dir, "model.onnx"))).toThrow(/unknown model file type/);
+  });
+});
+
+describe.skipIf(!haveShared)("Hugging Face folder loader", () => {
+  const config = JSON.parse(readFileSync(join(STUDENT_DIR, "config.json"), "utf8"));
+  let n = 0;
+  function folder(cfg: unknown, weights = true): string {
+    const d = join(dir, `hf${n++}`);
+    mkdirSync(d);
+    writeFileSync(join(d, "config.json"), typeof cfg === "string" ? cfg : JSON.stringify(cfg));
+    if (weights) copyFileSync(join(STUDENT_DIR, "model.safetensors"), join(d, "model.safetensors"));
+    return d;
+  }
+
+  it("rejects a config that does not match the tensors, naming the tensor", async () => {
+    const d = folder({ ...config, intermediate_size: 512 });
+    await expect(loadHfFolder(d)).rejects.toMatchObject({
+      code: "ERR_MODEL_CONFIG",
+      message: expect.stringMatching(/mlp\.(gate|up|down)_proj\.weight" has shape/),
+    });
+    const more = folder({ ...config, num_hidden_layers: 5 });
+    await expect(loadHfFolder(more)).rejects.toMatchObject({
+      code: "ERR_MODEL_TENSOR",
+      message: expect.stringMatching(/model\.layers\.4\..* is missing/),
+    });
+  });
+
+  it("rejects unsupported architectures and broken config files", async () => {
+    await expect(
+      loadHfFolder(folder({ ...config, model_type: "gpt2", architectures: ["GPT2LMHeadModel"] })),
+    ).rejects.toMatchObject({ code: "ERR_MODEL_CONFIG", message: expect.stringMatching(/only Llama/) });
+    await expect(
+      loadHfFolder(folder({ ...config, rope_scaling: { type: "linear", factor: 2 } })),
+    ).rejects.toMatchObject({
+      message: expect.stringMatching(/rope_scaling/),
+    });
+    await expect(loadHfFolder(folder("{ not json"))).rejects.toMatchObject({ code: "ERR_MODEL_CONFIG" });
+    await expect(loadHfFolder(folder(config, false))).rejects.toMatchObject({ code: "ERR_MODEL_FORMAT" });
+  });
+
+  it("loads a sharded copy (index + two shards) to the same logits", async () => {
+    const d = folder(config, false);
+    const src = await openCheckpoint(STUDENT_DIR);
+    const names = src.names();
+    const cut = 1 + Math.floor(Math.random() * (names.length - 2));
+    const shards = [names.slice(0, cut), names.slice(cut)];
+    const weightMap = new Map<string, string>();
+    let total = 0;
+    for (const [i, group] of shards.entries()) {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      const tensors = [];
+      for (const name of group) {
+        const t = await src.readTensor(name);
+        tensors.push({ name, dtype: t.dtype, shape: t.shape, data: t.data });
+        weightMap.set(name, file);
+        total += src.info(name).byteLength;
+      }
+      await writeSafetensorsFile(join(d, file), tensors);
+    }
+    await src.close();
+    writeFileSync(join(d, "model.safetensors.index.json"), buildShardIndex(weightMap, total));
+    const tokens = [1, ...Array.from({ length: 4 }, () => 1 + Math.floor(Math.random() * 511))];
+    const a = new CpuLlamaRuntime(await loadHfFolder(STUDENT_DIR)).forward(tokens);
+    const b = new CpuLlamaRuntime(await loadHfFolder(d)).forward(tokens);
+    expect(Array.from(b)).toEqual(Array.from(a));
+  });
+
+  it("rejects a truncated safetensors file", async () => {
+    const d = folder(config, false);
+    const bytes = readFileSync(join(STUDENT_DIR, "model.safetensors"));
+    writeFileSync(
+      join(d, "model.safetensors"),
+      bytes.subarray(0, Math.floor(bytes.length * (0.3 + 0.6 * Math.random()))),
+    );
+    await expect(loadHfFolder(d)).rejects.toBeInstanceOf(ModelLoadError);
   });
 });

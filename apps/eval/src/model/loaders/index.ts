@@ -2,6 +2,7 @@ import { existsSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import type { LlamaModel } from "../llama.js";
 import { ModelLoadError } from "./errors.js";
+import { loadHfFolder } from "./hf.js";
 import { type LoadOptions, loadLlama2c } from "./llama2c.js";
 
 export type ModelFormat = "llama2c" | "hf" | "trirun";
@@ -30,5 +31,6 @@ export function detectModelFormat(path: string): ModelFormat {
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LlamaModel> {
   const format = detectModelFormat(path);
   if (format === "llama2c") return loadLlama2c(path, opts);
+  if (format === "hf") return loadHfFolder(path, opts);
   throw new ModelLoadError("ERR_MODEL_FORMAT", `${path}: ${format} loading is not available yet`);
 }
