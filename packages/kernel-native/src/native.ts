@@ -2,6 +2,7 @@
 // Loading is lazy (first use), never throws, and remembers why it failed so
 // that the module itself always loads.
 import { createRequire } from "node:module";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CudaError, NoCudaDeviceError } from "./errors.js";
 
@@ -158,8 +159,10 @@ function errorText(error: unknown): string {
 
 function loadAddon(): { addon: NativeAddon; from: string } {
   const require = createRequire(import.meta.url);
-  const override = process.env[NATIVE_PATH_ENV];
-  if (override) {
+  const setting = process.env[NATIVE_PATH_ENV];
+  if (setting) {
+    // Resolve against the working directory: require() would treat "dir/x.node" as a package name.
+    const override = resolve(setting);
     try {
       return { addon: require(override) as NativeAddon, from: override };
     } catch (error) {
@@ -193,10 +196,10 @@ export function describeProbeFailure(probe: NativeProbe): string {
   return `CUDA initialisation failed (${detail})`;
 }
 
-function initialise(): NativeState {
+function initialise(preloaded?: { addon: NativeAddon; from: string }): NativeState {
   let loaded: { addon: NativeAddon; from: string };
   try {
-    loaded = loadAddon();
+    loaded = preloaded ?? loadAddon();
   } catch (error) {
     return {
       addon: null,
@@ -237,6 +240,14 @@ function initialise(): NativeState {
       reason: `probing CUDA devices failed: ${errorText(error)}`,
     };
   }
+}
+
+/**
+ * @internal Test hook: use `addon` (e.g. a host-memory fake) instead of the
+ * real one, or go back to lazy loading with undefined.
+ */
+export function setNativeAddonForTesting(addon: NativeAddon | undefined): void {
+  state = addon === undefined ? undefined : initialise({ addon, from: "(test double)" });
 }
 
 function current(): NativeState {

@@ -1,0 +1,104 @@
+// Builds the addon and bundles the GPU check into <repo>/.device/, a folder
+// that runs on any Linux x86-64 machine with an NVIDIA driver, given only a
+// Node.js binary (no node_modules, no network):
+//
+//   .device/check.mjs            the check program (esbuild bundle, ESM)
+//   .device/trirun_native.node   the addon (cudart linked statically; cuBLAS opened at run time)
+//   .device/node.xz              a Node.js binary (../shared/device/prepare-node.sh, once)
+//   .device/README.txt           how to run it
+//
+// TRIRUN_CUDA_ARCHS (e.g. "90") is honoured by the build; --skip-build reuses
+// the current build.
+import { execFileSync, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
+const repo = join(pkg, "..", "..");
+const out = join(repo, ".device");
+const skipBuild = process.argv.includes("--skip-build");
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: "inherit", cwd: pkg, ...opts });
+  if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} exited with status ${r.status}`);
+}
+
+if (!skipBuild) run(process.execPath, [join(pkg, "scripts", "build-native.mjs")]);
+
+const prebuilds = join(pkg, "prebuilds", "linux-x64");
+const addons = existsSync(prebuilds) ? readdirSync(prebuilds).filter((f) => f.endsWith(".node")) : [];
+if (addons.length === 0) {
+  console.error("device-bundle: no addon in prebuilds/linux-x64 (the native build needs nvcc)");
+  process.exit(1);
+}
+mkdirSync(out, { recursive: true });
+const addon = join(prebuilds, addons[0]);
+copyFileSync(addon, join(out, "trirun_native.node"));
+
+let commit = "unknown";
+try {
+  commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repo, encoding: "utf8" }).trim();
+  const dirty = execFileSync("git", ["status", "--porcelain", "--", "packages/kernel-native"], {
+    cwd: repo,
+    encoding: "utf8",
+  });
+  if (dirty.trim()) commit += "+dirty";
+} catch {
+  // not a git checkout
+}
+
+const esbuild = await import("esbuild");
+await esbuild.build({
+  entryPoints: [join(pkg, "src", "device", "check-main.ts")],
+  outfile: join(out, "check.mjs"),
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  sourcemap: "inline",
+  logLevel: "warning",
+  // CommonJS dependencies inside an ESM bundle need a require().
+  banner: {
+    js: "import { createRequire as __trirunCreateRequire } from 'node:module'; const require = __trirunCreateRequire(import.meta.url);",
+  },
+  define: {
+    __TRIRUN_BUILD__: JSON.stringify({
+      commit,
+      builtAt: new Date().toISOString(),
+      cudaArchs: process.env.TRIRUN_CUDA_ARCHS ?? "80,86,89,90",
+    }),
+  },
+});
+
+const nodeXz = join(out, "node.xz");
+const prepare = join(repo, "..", "shared", "device", "prepare-node.sh");
+if (!existsSync(nodeXz)) {
+  if (existsSync(prepare)) {
+    console.log(`device-bundle: fetching a Node.js binary with ${relative(repo, prepare)}`);
+    run("bash", [prepare, out]);
+  } else {
+    console.warn(`device-bundle: ${nodeXz} is missing; put a Node.js (>= 20) binary there as node.xz`);
+  }
+}
+
+writeFileSync(
+  join(out, "README.txt"),
+  `TriRun device check, commit ${commit}, built ${new Date().toISOString()}
+CUDA architectures: ${process.env.TRIRUN_CUDA_ARCHS ?? "80,86,89,90"} (+PTX of the last)
+
+From the repository root on the GPU machine:
+  xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
+  TRIRUN_NATIVE_PATH=.device/trirun_native.node /tmp/node .device/check.mjs --out $OUT
+Parts: --only api,correctness,speed,sanitize (default api,correctness,speed); --quick; --seed N; --reps N
+Sanitizer: compute-sanitizer --tool memcheck /tmp/node .device/check.mjs --only sanitize --out $OUT
+           compute-sanitizer --tool racecheck /tmp/node .device/check.mjs --only sanitize --out $OUT
+Exit status: 0 passed, 1 a check failed, 2 no usable CUDA device. Report: $OUT/report.json
+`,
+);
+const size = (f) => `${(statSync(join(out, f)).size / 2 ** 20).toFixed(1)} MiB`;
+console.log(
+  `device-bundle: ${relative(repo, out)}/ check.mjs ${size("check.mjs")}, trirun_native.node ${size("trirun_native.node")}` +
+    (existsSync(nodeXz) ? `, node.xz ${size("node.xz")}` : ""),
+);

@@ -1,0 +1,159 @@
+// Host-side numerics of the device check: random inputs, fp16 decoding,
+// dequantized weights, fp64 references and error norms.
+import { getFloat16, setFloat16 } from "@petamoriken/float16";
+
+/** Small fast PRNG (sfc32) seeded per run, so a failing run can be replayed with --seed. */
+export class Rng {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+  constructor(seed: number) {
+    this.a = 0x9e3779b9;
+    this.b = 0x243f6a88;
+    this.c = 0xb7e15162;
+    this.d = seed >>> 0;
+    for (let i = 0; i < 16; i++) this.nextU32();
+  }
+  nextU32(): number {
+    const t = (((this.a + this.b) | 0) + this.d) | 0;
+    this.d = (this.d + 1) | 0;
+    this.a = this.b ^ (this.b >>> 9);
+    this.b = (this.c + (this.c << 3)) | 0;
+    this.c = (this.c << 21) | (this.c >>> 11);
+    this.c = (this.c + t) | 0;
+    return t >>> 0;
+  }
+  /** Uniform in [0, 1). */
+  next(): number {
+    return this.nextU32() / 4294967296;
+  }
+}
+
+const F16_TO_F32 = (() => {
+  const table = new Float32Array(65536);
+  const view = new DataView(new ArrayBuffer(2));
+  for (let bits = 0; bits < 65536; bits++) {
+    view.setUint16(0, bits, true);
+    table[bits] = getFloat16(view, 0, true);
+  }
+  return table;
+})();
+
+export function f16ToF32(bits: number): number {
+  return F16_TO_F32[bits];
+}
+
+export function toF16Bits(value: number): number {
+  const view = new DataView(new ArrayBuffer(2));
+  setFloat16(view, 0, value, true);
+  return view.getUint16(0, true);
+}
+
+/** Codes 0..3 over the full grid {-1, 0, 1, 2}. */
+export function randomCodes(rng: Rng, count: number): Uint8Array {
+  const out = new Uint8Array(count);
+  for (let i = 0; i < count; i += 16) {
+    let r = rng.nextU32();
+    const end = Math.min(count, i + 16);
+    for (let j = i; j < end; j++, r >>>= 2) out[j] = r & 3;
+  }
+  return out;
+}
+
+/** fp16 scales, uniform in [lo, hi]. */
+export function randomScales(rng: Rng, count: number, lo = 0.005, hi = 0.02): Uint16Array {
+  const out = new Uint16Array(count);
+  for (let i = 0; i < count; i++) out[i] = toF16Bits(lo + (hi - lo) * rng.next());
+  return out;
+}
+
+/** fp16 activations with random sign and magnitude in [2^-8, 1), built from bits (fast). */
+export function randomActivations(rng: Rng, count: number): Uint16Array {
+  const out = new Uint16Array(count);
+  for (let i = 0; i < count; i++) {
+    const r = rng.nextU32();
+    const sign = (r >>> 31) << 15;
+    const exponent = 7 + ((r >>> 10) & 7); // biased 7..14: 2^-8 .. 2^-1
+    out[i] = sign | (exponent << 10) | (r & 0x3ff);
+  }
+  return out;
+}
+
+/**
+ * Dequantized weights W (k, n) as fp16 bits: (code - 1) * scale, exact in fp16
+ * (times -1 flips the sign, times 2 adds one to the exponent of a normal scale).
+ */
+export function dequantizeF16(
+  codes: Uint8Array,
+  scales: Uint16Array,
+  k: number,
+  n: number,
+  groupsize: number,
+): Uint16Array {
+  const out = new Uint16Array(k * n);
+  for (let r = 0; r < k; r++) {
+    const srow = Math.floor(r / groupsize) * n;
+    const row = r * n;
+    for (let c = 0; c < n; c++) {
+      const s = scales[srow + c];
+      const code = codes[row + c];
+      out[row + c] = code === 1 ? 0 : code === 0 ? s ^ 0x8000 : code === 2 ? s : s + 0x400;
+    }
+  }
+  return out;
+}
+
+/** fp64 reference C (m, n) = A (m, k) @ W (k, n), both fp16 bits. */
+export function matmulF64(a: Uint16Array, w: Uint16Array, m: number, k: number, n: number): Float64Array {
+  const out = new Float64Array(m * n);
+  const wf = new Float64Array(k * n);
+  for (let i = 0; i < k * n; i++) wf[i] = F16_TO_F32[w[i]];
+  for (let i = 0; i < m; i++) {
+    const row = out.subarray(i * n, (i + 1) * n);
+    for (let r = 0; r < k; r++) {
+      const x = F16_TO_F32[a[i * k + r]];
+      if (x === 0) continue;
+      const wrow = r * n;
+      for (let c = 0; c < n; c++) row[c] += x * wf[wrow + c];
+    }
+  }
+  return out;
+}
+
+export interface Comparison {
+  relError: number;
+  maxAbsError: number;
+  /** Elements that are NaN or infinite (e.g. never written over the NaN poison). */
+  nonFinite: number;
+  firstNonFinite: number;
+}
+
+/** ||C - ref|| / ||ref|| over all elements; C given as fp16 bits or floats. */
+export function compare(c: Uint16Array | Float32Array, ref: Float32Array | Float64Array): Comparison {
+  let num = 0;
+  let den = 0;
+  let maxAbs = 0;
+  let nonFinite = 0;
+  let firstNonFinite = -1;
+  const half = c instanceof Uint16Array;
+  for (let i = 0; i < ref.length; i++) {
+    const v = half ? F16_TO_F32[c[i]] : c[i];
+    if (!Number.isFinite(v)) {
+      if (nonFinite === 0) firstNonFinite = i;
+      nonFinite++;
+      continue;
+    }
+    const d = v - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+    const ad = Math.abs(d);
+    if (ad > maxAbs) maxAbs = ad;
+  }
+  return {
+    relError: den > 0 ? Math.sqrt(num / den) : Math.sqrt(num),
+    maxAbsError: maxAbs,
+    nonFinite,
+    firstNonFinite,
+  };
+}

@@ -1,0 +1,280 @@
+// A host-memory stand-in for the native addon, so that the TypeScript layer
+// and the device check's logic run end to end on machines without a GPU.
+// Its "kernel" unpacks the reference layout with the inverse permutations and
+// multiplies in fp32, like the real one is meant to; faults can be injected to
+// prove that the check notices them.
+import { packScales, weightPermutation } from "../../src/device/layout.js";
+import { f16ToF32, toF16Bits } from "../../src/device/numeric.js";
+import type {
+  NativeAddon,
+  NativeBuffer,
+  NativeDeviceProperties,
+  NativeEvent,
+  NativeProbe,
+  NativeStream,
+  NativeTrirunConfig,
+} from "../../src/native.js";
+
+export interface FakeFaults {
+  /** The kernel leaves the last element of C unwritten. */
+  skipLastElement?: boolean;
+  /** The kernel writes one element past the end of C. */
+  writePastEnd?: boolean;
+  /** The kernel adds this relative error to every output. */
+  relativeError?: number;
+}
+
+type ErrorClass = new (message: string, code: string) => Error;
+
+const CAPACITY = 1 << 30;
+
+class FakeBuffer implements NativeBuffer {
+  static allocated = 0;
+  static nextAddress = 0x7f0000000000n;
+  readonly bytes: Uint8Array;
+  readonly device = 0;
+  readonly address: bigint;
+  freed = false;
+  constructor(readonly byteLength: number) {
+    this.bytes = new Uint8Array(byteLength);
+    this.address = FakeBuffer.nextAddress;
+    FakeBuffer.nextAddress += BigInt(Math.ceil((byteLength + 1) / 256) * 256);
+    FakeBuffer.allocated += byteLength;
+  }
+  free(): void {
+    if (!this.freed) FakeBuffer.allocated -= this.byteLength;
+    this.freed = true;
+  }
+}
+
+class FakeStream implements NativeStream {
+  destroyed = false;
+  readonly device = 0;
+  synchronize(): void {}
+  query(): boolean {
+    return true;
+  }
+  destroy(): void {
+    this.destroyed = true;
+  }
+}
+
+class FakeEvent implements NativeEvent {
+  destroyed = false;
+  time = -1;
+  record(): void {
+    this.time = performance.now();
+  }
+  synchronize(): void {}
+  query(): boolean {
+    return true;
+  }
+  elapsedMs(start: NativeEvent): number {
+    return this.time - (start as FakeEvent).time;
+  }
+  destroy(): void {
+    this.destroyed = true;
+  }
+}
+
+function live(buffer: NativeBuffer, name: string): FakeBuffer {
+  const b = buffer as FakeBuffer;
+  if (!(b instanceof FakeBuffer)) throw new TypeError(`${name}: expected a device buffer`);
+  if (b.freed) throw new Error(`${name}: the tensor's memory has been disposed`);
+  return b;
+}
+
+function range(b: FakeBuffer, offset: number, bytes: number, name: string): Uint8Array {
+  if (offset < 0 || offset + bytes > b.byteLength) throw new RangeError(`${name}: bytes outside the buffer`);
+  return b.bytes.subarray(offset, offset + bytes);
+}
+
+function halves(b: FakeBuffer, offset: number, count: number): Uint16Array {
+  return new Uint16Array(b.bytes.buffer, b.bytes.byteOffset + offset, count);
+}
+
+function floats(b: FakeBuffer, offset: number, count: number): Float32Array {
+  return new Float32Array(b.bytes.buffer, b.bytes.byteOffset + offset, count);
+}
+
+/** Codes (k, n) from B (k/16, n) by inverting the packing of src/device/layout.ts. */
+function unpackCodes(words: Int32Array, k: number, n: number): Uint8Array {
+  const perm = weightPermutation();
+  const codes = new Uint8Array(k * n);
+  for (let tr = 0; tr < k / 16; tr++) {
+    for (let col = 0; col < n; col++) {
+      const word = words[tr * n + col];
+      const chunk = Math.floor(col / 64);
+      for (let j = 0; j < 16; j++) {
+        const pos = chunk * 1024 + perm[(col % 64) * 16 + j];
+        const tile = pos >> 8;
+        const i = (pos & 255) >> 4;
+        codes[(16 * tr + i) * n + tile * 16 + (pos & 15)] = (word >>> (2 * j)) & 3;
+      }
+    }
+  }
+  return codes;
+}
+
+/** Natural scales from permuted ones: the permutation inverted by probing it with indices. */
+function unpackScales(permuted: Uint16Array, groups: number, n: number): Uint16Array {
+  const index = new Uint16Array(groups * n).map((_, i) => i);
+  const where = packScales(index, groups, n); // where[t] = natural index at permuted position t
+  const out = new Uint16Array(groups * n);
+  for (let t = 0; t < where.length; t++) out[where[t]] = permuted[t];
+  return out;
+}
+
+export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { allocatedBytes(): number } {
+  let errorClass: ErrorClass | undefined;
+  const cudaError = (message: string, code: string): Error => {
+    if (errorClass) return new errorClass(message, code);
+    return Object.assign(new Error(message), { code });
+  };
+  const props: NativeDeviceProperties = {
+    name: "Fake GPU (host memory)",
+    major: 9,
+    minor: 0,
+    multiProcessorCount: 132,
+    l2CacheSize: 50 * 2 ** 20,
+    totalGlobalMem: CAPACITY,
+    sharedMemPerBlockOptin: 232448,
+    sharedMemPerMultiprocessor: 233472,
+    memoryClockKHz: 2619000,
+    memoryBusWidthBits: 5120,
+    pciBusId: "0000:00:00.0",
+  };
+  const addon: NativeAddon & { allocatedBytes(): number } = {
+    DeviceBuffer: class extends FakeBuffer {
+      constructor(byteLength: number) {
+        if (FakeBuffer.allocated + byteLength > CAPACITY) {
+          throw cudaError(
+            `cudaMalloc of ${byteLength} bytes on device 0 failed: out of memory`,
+            "cudaErrorMemoryAllocation",
+          );
+        }
+        super(byteLength);
+      }
+    },
+    Stream: FakeStream,
+    Event: FakeEvent,
+    allocatedBytes: () => FakeBuffer.allocated,
+    probe: (): NativeProbe => ({ count: 1, runtimeVersion: 13000, driverVersion: 13000 }),
+    deviceProperties: () => props,
+    memoryInfo: () => ({ freeBytes: CAPACITY - FakeBuffer.allocated, totalBytes: CAPACITY }),
+    synchronize: () => {},
+    getDevice: () => 0,
+    setDevice: () => {},
+    setErrorClass: (c) => {
+      errorClass = c;
+    },
+    copyHostToDevice: (buffer, offset, data) => {
+      const b = live(buffer, "tensor");
+      range(b, offset, data.byteLength, "data").set(
+        new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      );
+    },
+    copyDeviceToHost: (buffer, offset, out) => {
+      const b = live(buffer, "tensor");
+      new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(range(b, offset, out.byteLength, "out"));
+    },
+    copyDeviceToDevice: (dst, dstOffset, src, srcOffset, bytes) => {
+      const from = range(live(src, "source"), srcOffset, bytes, "source").slice();
+      range(live(dst, "destination"), dstOffset, bytes, "destination").set(from);
+    },
+    memset: (buffer, offset, value, bytes) => {
+      range(live(buffer, "tensor"), offset, bytes, "tensor").fill(value);
+    },
+    gemmF16: (a, aOff, w, wOff, c, cOff, m, n, k, transposeW, outputF32) => {
+      const A = halves(live(a, "A"), aOff, m * k);
+      const W = halves(live(w, "W"), wOff, k * n);
+      const out = new Float32Array(m * n);
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < n; j++) {
+          let acc = 0;
+          for (let r = 0; r < k; r++) {
+            acc = Math.fround(acc + f16ToF32(A[i * k + r]) * f16ToF32(W[transposeW ? j * k + r : r * n + j]));
+          }
+          out[i * n + j] = acc;
+        }
+      const C = live(c, "C");
+      if (outputF32) {
+        floats(C, cOff, m * n).set(out);
+      } else {
+        const h = halves(C, cOff, m * n);
+        for (let i = 0; i < m * n; i++) h[i] = toF16Bits(out[i]);
+      }
+    },
+    gemmF32: (a, aOff, b, bOff, c, cOff, m, n, k, tA, tB, alpha, beta) => {
+      const A = floats(live(a, "A"), aOff, m * k);
+      const B = floats(live(b, "B"), bOff, k * n);
+      const C = floats(live(c, "C"), cOff, m * n);
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < n; j++) {
+          let acc = 0;
+          for (let r = 0; r < k; r++) acc += A[tA ? r * m + i : i * k + r] * B[tB ? j * k + r : r * n + j];
+          C[i * n + j] = alpha * acc + beta * C[i * n + j];
+        }
+    },
+    cublasInfo: () => ({ path: "(fake cuBLAS)" }),
+    trirunMatmul: (
+      a,
+      aOff,
+      b,
+      bOff,
+      s,
+      sOff,
+      c,
+      cOff,
+      m,
+      n,
+      k,
+      groupsize,
+      _stream,
+      threadK,
+      threadN,
+      sms,
+      maxPar,
+    ) => {
+      if (k % 128 !== 0 || n % 256 !== 0) throw new RangeError("trirunMatmul: unsupported shape");
+      const g = groupsize === -1 ? k : groupsize;
+      const groups = k / g;
+      const Bb = live(b, "B");
+      const words = new Int32Array(Bb.bytes.buffer, Bb.bytes.byteOffset + bOff, (k / 16) * n);
+      const codes = unpackCodes(words, k, n);
+      const scales = unpackScales(halves(live(s, "s"), sOff, groups * n), groups, n);
+      const A = halves(live(a, "A"), aOff, m * k);
+      const Cb = live(c, "C");
+      const C = halves(Cb, cOff, m * n);
+      const w = new Float32Array(k * n);
+      for (let r = 0; r < k; r++)
+        for (let j = 0; j < n; j++)
+          w[r * n + j] = (codes[r * n + j] - 1) * f16ToF32(scales[Math.floor(r / g) * n + j]);
+      const count = faults.skipLastElement ? m * n - 1 : m * n;
+      for (let idx = 0; idx < count; idx++) {
+        const i = Math.floor(idx / n);
+        const j = idx % n;
+        let acc = 0;
+        for (let r = 0; r < k; r++) acc = Math.fround(acc + f16ToF32(A[i * k + r]) * w[r * n + j]);
+        C[idx] = toF16Bits(acc * (1 + (faults.relativeError ?? 0)));
+      }
+      if (faults.writePastEnd && cOff + m * n * 2 + 2 <= Cb.byteLength)
+        halves(Cb, cOff + m * n * 2, 1)[0] = 0;
+      const tk = threadK > 0 ? threadK : m <= 16 ? 128 : 64;
+      const tn = threadN > 0 ? threadN : m <= 16 ? 128 : 256;
+      const config: NativeTrirunConfig = {
+        threadK: tk,
+        threadN: tn,
+        mBlocks: Math.min(4, Math.ceil(Math.min(m, 64) / 16)),
+        stages: 4,
+        sms: sms > 0 ? sms : props.multiProcessorCount,
+        maxParallel: maxPar > 0 ? maxPar : 16,
+        threads: 256,
+        workspaceBytes: (n / 128) * (maxPar > 0 ? maxPar : 16) * 4,
+      };
+      return config;
+    },
+    workspaceBytes: (n, maxPar) => (n / 128) * (maxPar > 0 ? maxPar : 16) * 4,
+  };
+  return addon;
+}
