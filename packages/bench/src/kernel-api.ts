@@ -16,6 +16,8 @@ export interface BenchDeviceInfo {
   readonly smCount: number;
   readonly l2Bytes: number;
   readonly memoryBytes: number;
+  /** Theoretical DRAM bandwidth in bytes/s, where the kernel module reports it. */
+  readonly peakMemoryBandwidth?: number;
 }
 
 export interface BenchStream {

@@ -553,6 +553,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
           smCount: device.smCount,
           l2Bytes: device.l2Bytes,
           memoryBytes: device.memoryBytes,
+          peakMemoryBandwidth: device.peakMemoryBandwidth ?? null,
         },
         mode,
         coldFactor,

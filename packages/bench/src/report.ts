@@ -99,6 +99,11 @@ function fixed(value: number | null | undefined, digits: number): string {
   return value === null || value === undefined ? "n/a" : value.toFixed(digits);
 }
 
+/** Long messages cut for table cells (the JSON and CSV keep them whole). */
+function shorten(text: string, length: number): string {
+  return text.length <= length ? text : `${text.slice(0, length - 3)}...`;
+}
+
 function groupLabel(groupsize: number): string {
   return groupsize === -1 ? "per column" : `g${groupsize}`;
 }
@@ -158,7 +163,7 @@ export function formatRowsTable(rows: readonly ResultRow[], rooflineGbps: number
       String(row.m),
       groupLabel(row.groupsize),
       fixed(row.fp16?.medianUs, 1),
-      row.trirun ? `${fixed(row.trirun.medianUs, 1)} (${spread})` : (row.error ?? "n/a"),
+      row.trirun ? `${fixed(row.trirun.medianUs, 1)} (${spread})` : shorten(row.error ?? "n/a", 48),
       figures.speedup === null ? "n/a" : `${fixed(figures.speedup, 2)}x`,
       fixed(figures.tflops, 1),
       fixed(figures.weightGBps, 0),
@@ -306,7 +311,7 @@ export function toMarkdown(results: BenchResults, options: MarkdownOptions = {})
   out.push(`## ${meta.device.name}: TriRun vs cuBLAS FP16`);
   out.push("");
   out.push(
-    `- Device: ${meta.device.name} (sm_${meta.device.computeCapability.replace(".", "")}, ${meta.device.smCount} SMs, ${l2MiB.toFixed(0)} MiB L2, ${(meta.device.memoryBytes / 2 ** 30).toFixed(0)} GiB)`,
+    `- Device: ${meta.device.name} (sm_${meta.device.computeCapability.replace(".", "")}, ${meta.device.smCount} SMs, ${l2MiB.toFixed(0)} MiB L2, ${(meta.device.memoryBytes / 2 ** 30).toFixed(0)} GiB${meta.device.peakMemoryBandwidth ? `, ${(meta.device.peakMemoryBandwidth / 1e12).toFixed(2)} TB/s theoretical DRAM peak` : ""})`,
   );
   out.push(`- Date: ${meta.date}; commit: ${meta.commit ?? "unknown"}; ${meta.runtime}`);
   out.push(`- Command: \`${meta.command}\``);

@@ -55,6 +55,8 @@ export const deviceSchema = z.object({
   smCount: z.number().int().positive(),
   l2Bytes: z.number().int().positive(),
   memoryBytes: z.number().int().positive(),
+  /** Theoretical DRAM bandwidth (bytes/s) from the memory clock and bus width, if known. */
+  peakMemoryBandwidth: z.number().positive().nullable().optional(),
 });
 export type ResultDevice = z.infer<typeof deviceSchema>;
 
