@@ -33,6 +33,8 @@ export interface QuantizeResult {
   deadColumns: number;
   /** Backend that ran the Hessian and block updates. */
   backend: string;
+  /** Wall time of the float64 factorisation (Cholesky, inverse factor, retries) and of the sweep. */
+  timings: { factorMs: number; sweepMs: number };
 }
 
 /** Damp retries: each multiplies the dampening by 10. */
@@ -226,7 +228,9 @@ export class GPTQ {
       const src = perm[a] * n;
       for (let b = 0; b < n; b++) hp[a * n + b] = h[src + perm[b]];
     }
+    const factorStart = performance.now();
     const { u, damp } = await dampedInverseFactor(hp, n, opts.damp, perm, exec);
+    const sweepStart = performance.now();
 
     const wt = allocate(Float32Array, n * out, exec);
     transposePermuted(weight, out, n, perm, dead, wt);
@@ -280,6 +284,7 @@ export class GPTQ {
     } finally {
       sweep.dispose();
     }
+    const sweepEnd = performance.now();
     return {
       codes: new Uint8Array(codes),
       scales: toFp16Bits(scales),
@@ -288,6 +293,7 @@ export class GPTQ {
       groupsize: opts.groupsize,
       deadColumns,
       backend: backend.name,
+      timings: { factorMs: sweepStart - factorStart, sweepMs: sweepEnd - sweepStart },
     };
   }
 }

@@ -281,11 +281,16 @@ export function searchGroupScales(
   const smallest = 2 ** -24;
   const largest = 65504;
   const orientations = allowNegative && qmin !== -qmax ? 2 : 1;
+  const steps = grid > 1 ? grid : 1;
+  // The group's column for one output, gathered contiguously (it is strided by `out` in `rows`).
+  const col = new Float64Array(rowCount);
+  const wts = weights.subarray(weightOffset, weightOffset + rowCount);
   for (let o = o0; o < o1; o++) {
     let mx = 0;
     let mn = 0;
     for (let r = 0; r < rowCount; r++) {
       const w = rows[(rowStart + r) * out + o];
+      col[r] = w;
       if (w > mx) mx = w;
       if (w < mn) mn = w;
     }
@@ -300,7 +305,6 @@ export function searchGroupScales(
       const hi = sign > 0 ? mx : -mn;
       const lo = sign > 0 ? mn : -mx;
       const base = Math.max(hi / qmax, lo / qmin);
-      const steps = grid > 1 ? grid : 1;
       let lastScale = -1;
       for (let k = 0; k < steps; k++) {
         const f = steps > 1 ? 1 - ((1 - minShrink) * k) / (steps - 1) : 1;
@@ -310,14 +314,14 @@ export function searchGroupScales(
         if (s === lastScale) continue;
         lastScale = s;
         const signed = sign * s;
+        const inv = 1 / signed;
         let err = 0;
         for (let r = 0; r < rowCount; r++) {
-          const w = rows[(rowStart + r) * out + o];
-          let level = roundHalfEven(w / signed);
-          if (level < qmin) level = qmin;
-          else if (level > qmax) level = qmax;
+          const w = col[r];
+          let level = roundHalfEven(w * inv);
+          level = level < qmin ? qmin : level > qmax ? qmax : level;
           const d = w - level * signed;
-          err += weights[weightOffset + r] * d * d;
+          err += wts[r] * d * d;
           if (err >= bestErr) break;
         }
         if (err < bestErr) {
@@ -437,17 +441,34 @@ export function rankUpdateRows(
   for (let j = r1; j < n; j++) {
     const row = j * out;
     let t = 0;
-    for (; t + 4 <= count; t += 4) {
-      const a0 = u[(r0 + t) * n + j];
-      const a1 = u[(r0 + t + 1) * n + j];
-      const a2 = u[(r0 + t + 2) * n + j];
-      const a3 = u[(r0 + t + 3) * n + j];
+    for (; t + 8 <= count; t += 8) {
+      const base = (r0 + t) * n + j;
+      const a0 = u[base];
+      const a1 = u[base + n];
+      const a2 = u[base + 2 * n];
+      const a3 = u[base + 3 * n];
+      const a4 = u[base + 4 * n];
+      const a5 = u[base + 5 * n];
+      const a6 = u[base + 6 * n];
+      const a7 = u[base + 7 * n];
       const e0 = t * out;
       const e1 = e0 + out;
       const e2 = e1 + out;
       const e3 = e2 + out;
+      const e4 = e3 + out;
+      const e5 = e4 + out;
+      const e6 = e5 + out;
+      const e7 = e6 + out;
       for (let o = o0; o < o1; o++) {
-        wt[row + o] -= a0 * err[e0 + o] + a1 * err[e1 + o] + a2 * err[e2 + o] + a3 * err[e3 + o];
+        wt[row + o] -=
+          a0 * err[e0 + o] +
+          a1 * err[e1 + o] +
+          a2 * err[e2 + o] +
+          a3 * err[e3 + o] +
+          a4 * err[e4 + o] +
+          a5 * err[e5 + o] +
+          a6 * err[e6 + o] +
+          a7 * err[e7 + o];
       }
     }
     for (; t < count; t++) {

@@ -79,6 +79,11 @@ export class CudaBackend implements Backend {
   }
 }
 
+/** A copy in ordinary memory when `a` lives in a SharedArrayBuffer (host copies take plain buffers). */
+function unshared(a: Float32Array): Float32Array {
+  return typeof SharedArrayBuffer !== "undefined" && a.buffer instanceof SharedArrayBuffer ? a.slice() : a;
+}
+
 /** Tokens summed in fp32 on the device before the partial sum moves to the float64 host sum. */
 const DEVICE_TOKENS_PER_FLUSH = 65536;
 
@@ -97,7 +102,7 @@ class CudaGramAccumulator implements GramAccumulator {
   async add(x: Float32Array, tokens: number): Promise<void> {
     const n = this.n;
     this.device ??= this.native.DeviceTensor.empty("f32", [n, n]);
-    const batch = this.native.DeviceTensor.fromArray(x.subarray(0, tokens * n), [tokens, n], "f32");
+    const batch = this.native.DeviceTensor.fromArray(unshared(x.subarray(0, tokens * n)), [tokens, n], "f32");
     try {
       // beta = 0 on the first batch after a flush: the device sum starts over.
       this.native.gemmF32(batch, batch, this.device, {
@@ -136,7 +141,6 @@ class CudaSweep implements SweepState {
   private readonly weight: DeviceTensorLike;
   private readonly factorBlock: DeviceTensorLike;
   private readonly errBlock: DeviceTensorLike;
-  private readonly maxRows: number;
   private disposed = false;
 
   constructor(
@@ -147,11 +151,11 @@ class CudaSweep implements SweepState {
     private readonly out: number,
     private readonly u: Float64Array,
   ) {
-    this.maxRows = n;
-    this.weight = native.DeviceTensor.fromArray(wt, [n, out], "f32");
-    // Scratch sized for the largest block; per block a view of the needed shape is used.
-    this.factorBlock = native.DeviceTensor.empty("f32", [Math.max(1, Math.min(n, 1024) * n)]);
-    this.errBlock = native.DeviceTensor.empty("f32", [Math.max(1, Math.min(n, 1024) * out)]);
+    this.weight = native.DeviceTensor.fromArray(unshared(wt), [n, out], "f32");
+    // Scratch for the largest block (blockSize <= 1024); each block uses a view of its own shape.
+    const maxBlock = Math.min(n, 1024);
+    this.factorBlock = native.DeviceTensor.empty("f32", [maxBlock * n]);
+    this.errBlock = native.DeviceTensor.empty("f32", [maxBlock * out]);
   }
 
   async readRows(r0: number, r1: number): Promise<Float32Array> {
@@ -167,7 +171,7 @@ class CudaSweep implements SweepState {
     const u = this.u;
     if (r1 >= n) return;
     const count = r1 - r0;
-    if (count > Math.min(this.maxRows, 1024)) throw new RangeError(`block of ${count} rows exceeds 1024`);
+    if (count > Math.min(n, 1024)) throw new RangeError(`rankUpdate: a block of ${count} rows exceeds 1024`);
     const width = n - r1;
     const factor = new Float32Array(count * width);
     for (let t = 0; t < count; t++) {
@@ -177,9 +181,13 @@ class CudaSweep implements SweepState {
     const a = this.factorBlock.view([count, width], 0);
     a.upload(factor);
     const b = this.errBlock.view([count, out], 0);
-    b.upload(err.subarray(0, count * out));
+    b.upload(unshared(err.subarray(0, count * out)));
     const c = this.weight.view([width, out], r1 * out);
     this.native.gemmF32(a, b, c, { transposeA: true, alpha: -1, beta: 1 });
+    // Retiring a view frees nothing; queued work keeps using the scratch memory.
+    a.dispose();
+    b.dispose();
+    c.dispose();
   }
 
   dispose(): void {
