@@ -19,3 +19,4 @@ export {
   type Tensor,
 } from "./types.js";
 export { type Replacement, type ReplaceLinearOptions, replaceLinear } from "./replace.js";
+export { type LoadCheckpointOptions, type LoadedCheckpoint, loadTriRunCheckpoint } from "./checkpoint.js";

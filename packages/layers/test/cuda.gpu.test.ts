@@ -1,0 +1,235 @@
+/**
+ * CUDA backend against the CPU backend on the same weights and fp16-rounded inputs.
+ * Skips (with a note) where @trirun/kernel-native finds no usable CUDA device.
+ */
+import { available, DeviceTensor, Stream, unavailableReason } from "@trirun/kernel-native";
+import { decodeF16, encodeF16 } from "@trirun/packing";
+import { describe, expect, it } from "vitest";
+import {
+  Float16Linear,
+  hostTensor,
+  type Linear,
+  LayerDisposedError,
+  replaceLinear,
+  TriRunLinear,
+} from "../src/index.js";
+import { packPadded, padForKernel } from "../src/trirun-weights.js";
+import { makeRng, randomFloats, randomHalfBits, randomQuantized } from "./helpers.js";
+
+const gpu = available();
+if (!gpu) console.log(`@trirun/layers GPU tests skipped: ${unavailableReason() ?? "no CUDA device"}`);
+
+const rng = makeRng();
+const seedNote = `seed ${rng.seed}`;
+
+/** (in, out): awkward shapes that need padding, aligned ones, and a Llama-like one. */
+const SHAPES: [number, number][] = [
+  [64, 172],
+  [172, 64],
+  [256, 256],
+  [200, 520],
+  [768, 256],
+  [4096, 1024],
+];
+const BATCHES: number[][] = [[1], [2, 3], [17], [64], [130]];
+
+function roundedInput(lead: number[], inF: number): { host: Float32Array; bits: Uint16Array } {
+  const rows = lead.reduce((a, b) => a * b, 1);
+  const bits = encodeF16(randomFloats(rng, rows * inF));
+  return { host: decodeF16(bits), bits };
+}
+
+/**
+ * The GPU computes fp16 x fp16 products exactly, sums them in fp32 (in another order) and rounds
+ * the result to fp16: allow 2^-10 of the result plus fp32 summation error over `in` terms.
+ */
+function expectGpuClose(
+  gpuOut: Float32Array,
+  cpuOut: Float32Array,
+  magnitude: Float32Array,
+  what: string,
+): void {
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < cpuOut.length; i++) {
+    const tol = Math.abs(cpuOut[i]) * 2 ** -10 + magnitude[i] * 2 ** -18 + 2 ** -24;
+    const r = Math.abs(gpuOut[i] - cpuOut[i]) / tol;
+    if (!(r <= worst)) {
+      worst = r;
+      at = i;
+    }
+  }
+  expect(
+    worst,
+    `${what}: worst at ${at}: gpu ${gpuOut[at]} vs cpu ${cpuOut[at]} (${seedNote})`,
+  ).toBeLessThanOrEqual(1);
+}
+
+/** Sum of |x| |w| per output (for the tolerance), computed with the CPU layer on |x| and |W|. */
+function magnitudes(
+  weight: Float32Array,
+  outF: number,
+  inF: number,
+  x: Float32Array,
+  bias?: Float32Array,
+): Float32Array {
+  const absLayer = Float16Linear.fromWeights(weight.map(Math.abs), outF, inF, bias?.map(Math.abs), {
+    backend: "cpu",
+  });
+  const rows = x.length / inF;
+  return absLayer.forward(hostTensor([rows, inF], x.map(Math.abs))).data;
+}
+
+function runDevice(layer: Linear, lead: number[], inF: number, bits: Uint16Array): Float32Array {
+  const x = DeviceTensor.fromArray(bits, [...lead, inF], "f16");
+  try {
+    const y = layer.forward(x);
+    expect(y.shape).toEqual([...lead, layer.outFeatures]);
+    expect(y.dtype).toBe("f16");
+    const out = decodeF16(y.download() as Uint16Array);
+    y.dispose();
+    return out;
+  } finally {
+    x.dispose();
+  }
+}
+
+describe.skipIf(!gpu)("TriRunLinear: CUDA backend vs CPU backend", () => {
+  for (const [inF, outF] of SHAPES) {
+    for (const groupsize of [128, -1] as const) {
+      for (const withBias of [false, true]) {
+        it(`in=${inF} out=${outF} g=${groupsize} bias=${withBias}`, () => {
+          const q = { ...randomQuantized(rng, inF, outF, groupsize), inFeatures: inF, outFeatures: outF };
+          const bias = withBias ? randomFloats(rng, outF) : undefined;
+          const cpu = TriRunLinear.fromQuantized({ ...q, bias }, { backend: "cpu" });
+          const cuda = TriRunLinear.fromQuantized({ ...q, bias }, { backend: "cuda" });
+          expect(cuda.backend).toBe("cuda");
+          expect(Array.from(cuda.dequantize())).toEqual(Array.from(cpu.dequantize()));
+          const k = Math.ceil(inF / 128) * 128 + (withBias ? 128 : 0);
+          const n = Math.ceil(outF / 256) * 256;
+          const sRows = groupsize === -1 && !withBias ? 1 : k / 128;
+          expect(cuda.byteLength).toBe((k / 16) * n * 4 + sRows * n * 2);
+          const w = cpu.dequantize();
+          for (const lead of BATCHES) {
+            const { host, bits } = roundedInput(lead, inF);
+            const expected = cpu.forward(hostTensor([...lead, inF], host)).data;
+            const got = runDevice(cuda, lead, inF, bits);
+            expectGpuClose(got, expected, magnitudes(w, outF, inF, host, cpu.bias), `batch [${lead}]`);
+          }
+          cuda.dispose();
+          expect(cuda.byteLength).toBe(0);
+        });
+      }
+    }
+  }
+
+  it("fromPacked uploads packed weights as they are and matches fromQuantized", () => {
+    const inF = 172;
+    const outF = 300;
+    const q = { ...randomQuantized(rng, inF, outF, 128), inFeatures: inF, outFeatures: outF };
+    const a = TriRunLinear.fromQuantized(q, { backend: "cuda" });
+    const cpu = TriRunLinear.fromQuantized(q, { backend: "cpu" });
+    // Packed on the host as trirun-pack would: uploaded without unpacking.
+    const packed = packPadded(padForKernel(q, inF, outF, undefined));
+    const b = TriRunLinear.fromPacked({ ...packed, inFeatures: inF, outFeatures: outF }, { backend: "cuda" });
+    expect(Array.from(b.dequantize())).toEqual(Array.from(cpu.dequantize()));
+    const { bits } = roundedInput([5], inF);
+    expect(Array.from(runDevice(b, [5], inF, bits))).toEqual(Array.from(runDevice(a, [5], inF, bits)));
+  });
+});
+
+describe.skipIf(!gpu)("Float16Linear: CUDA backend vs CPU backend", () => {
+  for (const [inF, outF] of SHAPES) {
+    for (const withBias of [false, true]) {
+      it(`in=${inF} out=${outF} bias=${withBias}`, () => {
+        const weightBits = Uint16Array.from({ length: inF * outF }, () => randomHalfBits(rng, 0.05));
+        const bias = withBias ? randomFloats(rng, outF) : undefined;
+        const cpu = Float16Linear.fromWeights(weightBits, outF, inF, bias, { backend: "cpu" });
+        const cuda = Float16Linear.fromWeights(weightBits, outF, inF, bias, { backend: "cuda" });
+        const width = withBias ? Math.ceil((inF + 1) / 8) * 8 : inF;
+        expect(cuda.byteLength).toBe(outF * width * 2);
+        for (const lead of BATCHES) {
+          const { host, bits } = roundedInput(lead, inF);
+          const expected = cpu.forward(hostTensor([...lead, inF], host)).data;
+          const got = runDevice(cuda, lead, inF, bits);
+          expectGpuClose(got, expected, magnitudes(cpu.weight, outF, inF, host, cpu.bias), `batch [${lead}]`);
+        }
+        cuda.dispose();
+      });
+    }
+  }
+});
+
+describe.skipIf(!gpu)("CUDA forward options", () => {
+  const inF = 172;
+  const outF = 64;
+  const make = () =>
+    TriRunLinear.fromQuantized(
+      {
+        ...randomQuantized(rng, inF, outF, 128),
+        inFeatures: inF,
+        outFeatures: outF,
+        bias: randomFloats(rng, outF),
+      },
+      { backend: "cuda" },
+    );
+
+  it("host tensors go through the device and come back", () => {
+    const layer = make();
+    const { host, bits } = roundedInput([2, 3], inF);
+    const viaHost = layer.forward(hostTensor([2, 3, inF], host));
+    expect(viaHost.shape).toEqual([2, 3, outF]);
+    expect(Array.from(viaHost.data)).toEqual(Array.from(runDevice(layer, [2, 3], inF, bits)));
+  });
+
+  it("writes into opts.out, runs on a stream, and takes unaligned views", () => {
+    const layer = make();
+    const { bits } = roundedInput([40], inF);
+    const reference = runDevice(layer, [40], inF, bits);
+    const stream = new Stream();
+    const x = DeviceTensor.fromArray(bits, [40, inF], "f16");
+    const out = DeviceTensor.zeros("f16", [40, outF]);
+    const y = layer.forward(x, { out, stream });
+    expect(y).toBe(out);
+    expect(Array.from(decodeF16(out.download(stream) as Uint16Array))).toEqual(Array.from(reference));
+    // Rows 1..39 of x start 344 bytes in: not 16-byte aligned.
+    const tail = x.view([39, inF], inF);
+    const big = DeviceTensor.zeros("f16", [40 * outF + 3]);
+    const outView = big.view([39, outF], 3);
+    layer.forward(tail, { out: outView, stream });
+    expect(Array.from(decodeF16(outView.download(stream) as Uint16Array))).toEqual(
+      Array.from(reference.subarray(outF)),
+    );
+    for (const t of [tail, outView, big, x, out]) t.dispose();
+    stream.dispose();
+  });
+
+  it("rejects wrong dtypes and shapes and disposed layers", () => {
+    const layer = make();
+    const x32 = DeviceTensor.zeros("f32", [2, inF]);
+    expect(() => layer.forward(x32)).toThrow(TypeError);
+    const xBad = DeviceTensor.zeros("f16", [2, inF + 1]);
+    expect(() => layer.forward(xBad)).toThrow(RangeError);
+    const x = DeviceTensor.zeros("f16", [2, inF]);
+    expect(() => layer.forward(x, { out: DeviceTensor.zeros("f16", [2, outF + 1]) })).toThrow(RangeError);
+    layer.dispose();
+    expect(() => layer.forward(x)).toThrow(LayerDisposedError);
+    for (const t of [x32, xBad, x]) t.dispose();
+  });
+
+  it("replaceLinear keeps CUDA layers on CUDA", () => {
+    const model = {
+      mlp: [
+        Float16Linear.fromWeights(randomFloats(rng, 64 * 172, 0.1), 172, 64, undefined, { backend: "cuda" }),
+      ],
+    };
+    const [r] = replaceLinear(model, { quantizer: "absmax" });
+    expect(r.layer.backend).toBe("cuda");
+    const cpu = TriRunLinear.quantize(
+      Float16Linear.fromWeights(r.replaced.weight, 172, 64, undefined, { backend: "cpu" }),
+      "absmax",
+      128,
+    );
+    expect(Array.from(r.layer.dequantize())).toEqual(Array.from(cpu.dequantize()));
+  });
+});
