@@ -122,7 +122,12 @@ function noGpuMessage(reason: string): string {
 
 async function writeOutputs(results: BenchResults, options: RunOptions, io: CliIo, deps: CliDependencies) {
   const written: string[] = [];
-  const write = async (file: string, text: string | Buffer) => {
+  const write = async (file: string, text: string) => {
+    // "-" writes to standard output (the tables go there too unless --no-layers).
+    if (file === "-") {
+      io.stdout(text);
+      return;
+    }
     await writeFile(file, text);
     written.push(file);
   };
@@ -180,9 +185,11 @@ async function runCommand(
       `group sizes: ${options.groupsize.join(",")}\n`,
   );
 
+  // With `--json -` (or --csv/--markdown) standard output carries only that data.
+  const dataOnStdout = [options.json, options.csv, options.markdown].includes("-");
   const reporter = createProgressReporter(
     { write: io.stderr, isTTY: io.stderrIsTTY },
-    options.layers ? io.stdout : undefined,
+    options.layers && !dataOnStdout ? io.stdout : undefined,
   );
   let results: BenchResults;
   try {
@@ -204,7 +211,7 @@ async function runCommand(
   } finally {
     reporter.stop();
   }
-  io.stdout(`${formatSummaryTable(results)}\n`);
+  (dataOnStdout ? io.stderr : io.stdout)(`${formatSummaryTable(results)}\n`);
   await writeOutputs(results, options, io, deps);
   return 0;
 }
@@ -289,9 +296,9 @@ function buildProgram(
         .default("nk"),
     )
     .option("--seed <n>", "seed of the random inputs (default: fresh)", positiveInteger("--seed"))
-    .option("--json <file>", "write the results as JSON")
-    .option("--csv <file>", "write the rows as CSV")
-    .option("--markdown <file>", "write the markdown tables")
+    .option("--json <file>", "write the results as JSON (- for standard output)")
+    .option("--csv <file>", "write the rows as CSV (- for standard output)")
+    .option("--markdown <file>", "write the markdown tables (- for standard output)")
     .option(
       "--out <dir>",
       "write results.json, results.csv, benchmarks.md and the chart (if renderable) to dir",

@@ -142,6 +142,22 @@ describe("render", () => {
 });
 
 describe("run on a simulated GPU", () => {
+  it("writes only JSON to standard output with --json -", async () => {
+    const gpu = new SimulatedGpu({ seed: 11, hostLaunchUs: 0 });
+    const deps: CliDependencies = { loadKernel: async () => ({ ok: true, api: gpu.api() }), ...chartDeps };
+    const io = capture();
+    const code = await main(
+      ["--shape", "512,256", "--batch", "2", "--groupsize", "128", "--samples", "2", "--json", "-"],
+      io,
+      deps,
+    );
+    expect(code).toBe(0);
+    const results = JSON.parse(io.out);
+    expect(results.rows).toHaveLength(1);
+    expect(results.rows[0]).toMatchObject({ k: 512, n: 256, m: 2, groupsize: 128 });
+    expect(io.err).toContain("speedup, g128");
+  });
+
   it("measures, prints tables and writes JSON, CSV, markdown and the chart", async () => {
     const gpu = new SimulatedGpu({ seed: 1 + Math.floor(Math.random() * 1e6), hostLaunchUs: 0 });
     const deps: CliDependencies = { loadKernel: async () => ({ ok: true, api: gpu.api() }), ...chartDeps };
