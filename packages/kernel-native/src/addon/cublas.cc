@@ -66,6 +66,14 @@ void OpenCublas() {
   }
   std::string tried;
   for (const std::string& candidate : candidates) {
+    size_t slash = candidate.rfind('/');
+    std::string base = slash == std::string::npos ? candidate : candidate.substr(slash + 1);
+    if (slash != std::string::npos && base.rfind("libcublas.so", 0) == 0) {
+      // libcublas needs libcublasLt by soname; a directory outside the loader's
+      // search path would not provide it, so load the sibling first.
+      std::string lt = candidate.substr(0, slash + 1) + "libcublasLt" + base.substr(9);
+      if (dlopen(lt.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) dlerror();
+    }
     void* handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle == nullptr) {
       const char* err = dlerror();
