@@ -1,7 +1,8 @@
+import { quantize as packingQuantize } from "@trirun/packing";
 import { describe, expect, it } from "vitest";
 import { GPTQ } from "../src/index.js";
 import { correlatedActivations } from "./helpers/data.js";
-import { INT2, TERNARY, dequantize, outputError, rtn } from "./helpers/quant.js";
+import { INT2, TERNARY, dequantize, outputError, packingRtn, rtn } from "./helpers/quant.js";
 import { testRng } from "./helpers/rng.js";
 
 describe("quality on a layer with correlated inputs", () => {
@@ -21,10 +22,13 @@ describe("quality on a layer with correlated inputs", () => {
       for (const groupsize of [128, -1]) {
         const g = groupsize === -1 ? n : groupsize;
         const set = levels === "int2" ? INT2 : TERNARY;
-        const rtnError = Math.min(
-          outputError(xe, evalTokens, w, rtn(w, n, out, g, set, "absmax"), n, out),
-          outputError(xe, evalTokens, w, rtn(w, n, out, g, set, "mse"), n, out),
-        );
+        // Best of the test's own RTN quantizers and every fitting one of @trirun/packing.
+        const candidates = [
+          rtn(w, n, out, g, set, "absmax"),
+          rtn(w, n, out, g, set, "mse"),
+          ...packingRtn(packingQuantize, w, n, out, groupsize, set),
+        ];
+        const rtnError = Math.min(...candidates.map((q) => outputError(xe, evalTokens, w, q, n, out)));
         const r = await gptq.quantize(w, { groupsize, levels });
         const gptqError = outputError(xe, evalTokens, w, dequantize(r.codes, r.scales, n, out, g), n, out);
         console.log(

@@ -1,9 +1,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { quantize as packingQuantize } from "@trirun/packing";
 import { describe, expect, it } from "vitest";
 import { GPTQ } from "../src/index.js";
 import { type LayerInputs, forwardSequence, loadLlama2c } from "./helpers/llama2c.js";
-import { INT2, dequantize, outputError, rtn } from "./helpers/quant.js";
+import { INT2, dequantize, outputError, packingRtn, rtn } from "./helpers/quant.js";
 import { testRng } from "./helpers/rng.js";
 
 // ../shared beside the repository (three levels up from the package directory).
@@ -91,10 +92,12 @@ describe.skipIf(!present)(
           for (const [name, w, out] of linears) {
             const r = await gptq.quantize(w, { groupsize: -1, levels: "int2" });
             const errGptq = outputError(xe, evalTokens, w, dequantize(r.codes, r.scales, n, out, n), n, out);
-            const errRtn = Math.min(
-              outputError(xe, evalTokens, w, rtn(w, n, out, n, INT2, "absmax"), n, out),
-              outputError(xe, evalTokens, w, rtn(w, n, out, n, INT2, "mse"), n, out),
-            );
+            const candidates = [
+              rtn(w, n, out, n, INT2, "absmax"),
+              rtn(w, n, out, n, INT2, "mse"),
+              ...packingRtn(packingQuantize, w, n, out, -1, INT2),
+            ];
+            const errRtn = Math.min(...candidates.map((q) => outputError(xe, evalTokens, w, q, n, out)));
             report.push(`layer ${l} ${name}: GPTQ ${errGptq.toFixed(3)} RTN ${errRtn.toFixed(3)}`);
             expect(errGptq, `layer ${l} ${name}`).toBeLessThan(errRtn);
           }

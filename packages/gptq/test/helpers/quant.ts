@@ -181,3 +181,23 @@ export function referenceGptq(
   }
   return { q, loss };
 }
+
+/** Dequantized weights (out, n) from every round-to-nearest method of @trirun/packing that fits the level set. */
+export function packingRtn(
+  quantize: (
+    weight: { data: Float32Array; dtype: "F32"; outFeatures: number; inFeatures: number },
+    options: { method: "absmean" | "absmax" | "mse"; groupsize: number },
+  ) => { codes: Uint8Array; scales: Uint16Array; groupLength: number },
+  w: Float32Array,
+  n: number,
+  out: number,
+  groupsize: number,
+  levels: LevelSet,
+): Float64Array[] {
+  const methods =
+    levels.qmax === 2 ? (["absmean", "absmax", "mse"] as const) : (["absmean", "absmax"] as const);
+  return methods.map((method) => {
+    const q = quantize({ data: w, dtype: "F32", outFeatures: out, inFeatures: n }, { method, groupsize });
+    return dequantize(q.codes, q.scales, n, out, q.groupLength);
+  });
+}
