@@ -196,13 +196,13 @@ export class WorkerExecutor implements Executor {
 
 const pools = new Map<number, Promise<Executor>>();
 
-/** How many threads to use by default: the machine's cores, at most 8. */
+/** How many threads to use by default: the machine's cores, at most 16. */
 export async function defaultThreads(): Promise<number> {
   try {
     const os = await import("node:os");
     const cores =
       typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
-    return Math.max(1, Math.min(8, cores));
+    return Math.max(1, Math.min(16, cores));
   } catch {
     return 1;
   }

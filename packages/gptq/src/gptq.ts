@@ -13,7 +13,7 @@ export type BackendChoice = "auto" | "cpu" | "cuda" | Backend;
 export interface GPTQOptions {
   /** Default "auto". */
   backend?: BackendChoice;
-  /** Threads for the host work (Cholesky, sweep, CPU matmuls): default the core count, at most 8;
+  /** Threads for the host work (Cholesky, sweep, CPU matmuls): default the core count, at most 16;
    *  1 runs everything on the calling thread. */
   threads?: number;
 }
