@@ -1,7 +1,25 @@
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { TriRunLinear } from "@trirun/layers";
+import {
+  CheckpointError,
+  encodeF16,
+  decodeF16,
+  packCodes,
+  quantizationConfig,
+  type TensorToWrite,
+  type TriRunLayer,
+} from "@trirun/packing";
+import { openTriRunCheckpoint, writeTriRunCheckpoint } from "@trirun/packing/node";
+import { headSize, type LlamaConfig } from "./model/config.js";
+import { ModelLoadError } from "./model/loaders/errors.js";
+import { assembleHfModel, configFromHf, readConfigJson, readMatrix } from "./model/loaders/hf.js";
+import { defaultLinearFactory } from "./model/loaders/linear-factory.js";
 import type { LlamaModel } from "./model/llama.js";
 import type { Levels } from "./quantize/calibrators.js";
 import type { QuantizedLayerRecord } from "./quantize/sequential.js";
 
+/** What the eval app records about how a checkpoint was made (config.json quantization_config.eval). */
 export interface CheckpointMeta {
   method: string;
   groupsize: 128 | -1;
@@ -10,19 +28,194 @@ export interface CheckpointMeta {
   source: string;
 }
 
-// Bound to @trirun/packing's checkpoint writer/reader when it lands.
-export function writeQuantizedCheckpoint(
-  _file: string,
-  _fp: LlamaModel,
-  _layers: QuantizedLayerRecord[],
-  _meta: CheckpointMeta,
-): number {
-  throw new Error("checkpoint: @trirun/packing's checkpoint writer is not available yet");
+/** The Hugging Face LlamaConfig for a model (rotate-half RoPE: interleaved q/k are permuted on export). */
+export function hfConfigOf(c: LlamaConfig): Record<string, unknown> {
+  return {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    hidden_size: c.dim,
+    intermediate_size: c.hiddenDim,
+    num_hidden_layers: c.nLayers,
+    num_attention_heads: c.nHeads,
+    num_key_value_heads: c.nKvHeads,
+    vocab_size: c.vocabSize,
+    max_position_embeddings: c.maxSeqLen,
+    rms_norm_eps: c.normEps,
+    rope_theta: c.ropeTheta,
+    tie_word_embeddings: c.tiedClassifier,
+    hidden_act: "silu",
+    attention_bias: false,
+    mlp_bias: false,
+    torch_dtype: "float16",
+  };
 }
 
+/**
+ * Reorders the output features of q/k from llama2.c's interleaved RoPE pairs (2i, 2i+1) to Hugging Face's
+ * halves (i, i + hs/2), head by head, so that the checkpoint runs with the Hugging Face convention.
+ * Codes are (in, out), scales (rows, out): both are permuted along `out`.
+ */
+export function interleavedToHalf(q: QuantizedLayerRecord, heads: number, hs: number): QuantizedLayerRecord {
+  const n = q.outFeatures;
+  if (heads * hs !== n) throw new RangeError(`${q.path}: ${heads} heads x ${hs} != ${n} output features`);
+  const source = new Int32Array(n); // new column -> old column
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < hs / 2; i++) {
+      for (let c = 0; c < 2; c++) source[h * hs + c * (hs / 2) + i] = h * hs + 2 * i + c;
+    }
+  }
+  const permute = <T extends Uint8Array | Uint16Array>(a: T, rows: number): T => {
+    const out = a.slice() as T;
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) out[r * n + j] = a[r * n + source[j]];
+    return out;
+  };
+  return {
+    ...q,
+    codes: permute(q.codes, q.inFeatures),
+    scales: permute(q.scales, q.scales.length / n),
+  };
+}
+
+/** fp16 when every value survives the round trip, else fp32: norms and embeddings stay exact. */
+function exactTensor(name: string, data: Float32Array, shape: number[]): TensorToWrite {
+  const bits = encodeF16(data);
+  const back = decodeF16(bits);
+  const exact = back.every((v, i) => v === data[i]);
+  return exact ? { name, dtype: "F16", shape, data: bits } : { name, dtype: "F32", shape, data };
+}
+
+/**
+ * Writes a TriRun checkpoint folder: model.safetensors (packed `<module>.B`/`.s` for every block linear,
+ * embedding, norms and an untied classifier as they are) and config.json (Hugging Face LlamaConfig with a
+ * TriRun quantization_config). Returns the bytes written.
+ */
+export async function writeQuantizedCheckpoint(
+  dir: string,
+  fp: LlamaModel,
+  layers: QuantizedLayerRecord[],
+  meta: CheckpointMeta,
+): Promise<number> {
+  const c = fp.config;
+  const hs = headSize(c);
+  const packed: TriRunLayer[] = layers.map((record) => {
+    let q = record;
+    if (c.ropeStyle === "interleaved") {
+      if (record.path.endsWith("self_attn.q_proj")) q = interleavedToHalf(record, c.nHeads, hs);
+      if (record.path.endsWith("self_attn.k_proj")) q = interleavedToHalf(record, c.nKvHeads, hs);
+    }
+    if (q.groupsize !== meta.groupsize) {
+      throw new RangeError(
+        `${q.path}: groupsize ${q.groupsize} differs from the checkpoint's ${meta.groupsize}`,
+      );
+    }
+    return packCodes(q.path, q.codes, q.scales, q.inFeatures, q.outFeatures, q.groupsize);
+  });
+  const tensors: TensorToWrite[] = [
+    exactTensor("model.embed_tokens.weight", fp.embedding, [c.vocabSize, c.dim]),
+  ];
+  fp.blocks.forEach((b, l) => {
+    tensors.push(exactTensor(`model.layers.${l}.input_layernorm.weight`, b.attnNorm, [c.dim]));
+    tensors.push(exactTensor(`model.layers.${l}.post_attention_layernorm.weight`, b.ffnNorm, [c.dim]));
+  });
+  tensors.push(exactTensor("model.norm.weight", fp.finalNorm, [c.dim]));
+  if (!c.tiedClassifier) {
+    const w = (fp.classifier as { weight?: unknown }).weight;
+    if (!(w instanceof Float32Array))
+      throw new TypeError("lm_head: expected an unquantized classifier with host weights");
+    tensors.push(exactTensor("lm_head.weight", w, [c.vocabSize, c.dim]));
+  }
+  mkdirSync(dir, { recursive: true });
+  const method = `${meta.method}-${meta.levels}`;
+  const bytes = await writeTriRunCheckpoint(join(dir, "model.safetensors"), {
+    layers: packed,
+    tensors,
+    groupsize: meta.groupsize,
+    method,
+  });
+  const quantization = quantizationConfig({
+    groupsize: meta.groupsize,
+    method,
+    modules: packed.map(({ B: _B, s: _s, ...info }) => info),
+  });
+  const config = { ...hfConfigOf(c), quantization_config: { ...quantization, eval: meta } };
+  const text = `${JSON.stringify(config, null, 2)}\n`;
+  writeFileSync(join(dir, "config.json"), text);
+  return bytes + Buffer.byteLength(text);
+}
+
+/** True when a folder's config.json declares a TriRun quantization. */
+export function isTriRunConfig(cfg: Record<string, unknown>): boolean {
+  const q = cfg.quantization_config as { quant_method?: unknown } | undefined;
+  return q?.quant_method === "trirun";
+}
+
+function metaFrom(
+  cfg: Record<string, unknown>,
+  groupsize: 128 | -1,
+  method: string | undefined,
+): CheckpointMeta {
+  const e = (cfg.quantization_config as { eval?: Partial<CheckpointMeta> } | undefined)?.eval ?? {};
+  return {
+    method: typeof e.method === "string" ? e.method : (method ?? "unknown"),
+    groupsize,
+    levels: e.levels === "ternary" ? "ternary" : "int2",
+    source: typeof e.source === "string" ? e.source : "unknown",
+  };
+}
+
+/**
+ * Loads a TriRun checkpoint folder (or its model.safetensors) with its config.json: quantized modules
+ * become TriRunLinear (padding stripped by the layer), every other linear a Float16Linear.
+ */
 export async function loadQuantizedCheckpoint(
-  _file: string,
-  _fp?: LlamaModel,
+  path: string,
 ): Promise<{ model: LlamaModel; meta: CheckpointMeta; bytes: number }> {
-  throw new Error("checkpoint: @trirun/packing's checkpoint reader is not available yet");
+  let dir = path;
+  try {
+    if (statSync(path).isFile()) dir = dirname(path);
+  } catch (err) {
+    throw new ModelLoadError("ERR_MODEL_NOT_FOUND", `${path}: no such TriRun checkpoint`, { cause: err });
+  }
+  const cfg = readConfigJson(dir);
+  const config = configFromHf(cfg, join(dir, "config.json"));
+  let opened: Awaited<ReturnType<typeof openTriRunCheckpoint>>;
+  try {
+    opened = await openTriRunCheckpoint(path);
+  } catch (err) {
+    const code = err instanceof CheckpointError ? err.code : "unknown";
+    throw new ModelLoadError(
+      "ERR_MODEL_FORMAT",
+      `${path}: not a readable TriRun checkpoint (${code}: ${(err as Error).message})`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const ckpt = opened.checkpoint;
+  try {
+    const model = await assembleHfModel(config, ckpt.files, dir, async (module, out, inF) => {
+      const info = ckpt.module(module);
+      if (info === undefined) {
+        const weightName = module === "model.embed_tokens" ? "model.embed_tokens.weight" : `${module}.weight`;
+        return defaultLinearFactory(
+          module,
+          await readMatrix(ckpt.files, weightName, [out, inF], dir),
+          out,
+          inF,
+        );
+      }
+      if (info.inFeatures !== inF || info.outFeatures !== out) {
+        throw new ModelLoadError(
+          "ERR_MODEL_CONFIG",
+          `${dir}: module "${module}" is ${info.inFeatures} -> ${info.outFeatures} in the checkpoint but config.json implies ${inF} -> ${out}`,
+        );
+      }
+      return TriRunLinear.fromPacked(await ckpt.readLayer(module));
+    });
+    let bytes = 0;
+    for (const f of ckpt.files.shards) bytes += statSync(f.file).size;
+    return { model, meta: metaFrom(cfg, ckpt.metadata.groupsize, ckpt.metadata.method), bytes };
+  } finally {
+    await ckpt.close();
+  }
 }

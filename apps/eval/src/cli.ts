@@ -180,11 +180,11 @@ export function buildProgram(): Command {
       .command("quantize")
       .description("quantize a model (GPTQ block by block, or RTN) and write a TriRun checkpoint")
       .argument("<model>", "llama2.c .bin or Hugging Face folder")
-      .requiredOption("-o, --out <file>", "checkpoint to write (.safetensors)"),
+      .requiredOption("-o, --out <dir>", "checkpoint folder to write (config.json + model.safetensors)"),
   ).action(async (modelPath: string, f: CalibrationFlags & { out: string }) => {
     const fp = await loadModel(modelPath);
     const q = await quantizeFlow(fp, f);
-    const bytes = writeQuantizedCheckpoint(f.out, fp, q.layers, {
+    const bytes = await writeQuantizedCheckpoint(f.out, fp, q.layers, {
       method: f.method,
       groupsize: q.groupsize,
       levels: q.levels,
@@ -235,7 +235,7 @@ export function buildProgram(): Command {
     let checkpoint: EvalReport["checkpoint"];
     if (f.quantized) {
       const { loadQuantizedCheckpoint } = await import("./checkpoint.js");
-      const loaded = await loadQuantizedCheckpoint(f.quantized, fp);
+      const loaded = await loadQuantizedCheckpoint(f.quantized);
       qModel = loaded.model;
       method = loaded.meta.method;
       groupsize = loaded.meta.groupsize;

@@ -41,14 +41,14 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
 
   mkdirSync(o.out, { recursive: true });
   const name = basename(o.model).replace(/\.[^.]+$/, "");
-  const file = join(o.out, `${name}.gptq-${levels}-g${groupsize}.trirun.safetensors`);
-  writeQuantizedCheckpoint(file, fp, q.layers, {
+  const file = join(o.out, `${name}-gptq-${levels}-g${groupsize}-trirun`);
+  await writeQuantizedCheckpoint(file, fp, q.layers, {
     method: "gptq",
     groupsize,
     levels,
     source: basename(o.model),
   });
-  const loaded = await loadQuantizedCheckpoint(file, fp);
+  const loaded = await loadQuantizedCheckpoint(file);
 
   const data = prepareEvalData(fpRuntime, {
     windowLength: seqLen,

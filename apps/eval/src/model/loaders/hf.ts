@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { CheckpointError, decodeBf16, decodeF16, type SafetensorsCheckpoint } from "@trirun/packing";
 import { openCheckpoint } from "@trirun/packing/node";
 import { kvDim, type LlamaConfig, validateConfig } from "../config.js";
+import type { ModelLinear } from "../linear.js";
 import { BLOCK_LINEARS, type LlamaBlock, type LlamaModel, linearPath } from "../llama.js";
 import { ModelLoadError } from "./errors.js";
 import type { LoadOptions } from "./llama2c.js";
@@ -105,70 +106,85 @@ async function readMatrix(
   return data;
 }
 
-/** Loads a Hugging Face Llama folder: config.json and model.safetensors (single or sharded). */
-export async function loadHfFolder(dir: string, opts: LoadOptions = {}): Promise<LlamaModel> {
-  const config = configFromHf(readConfigJson(dir), join(dir, "config.json"));
-  let ckpt: SafetensorsCheckpoint;
+/** Builds one linear layer of a model being loaded. */
+export type LinearReader = (path: string, outFeatures: number, inFeatures: number) => Promise<ModelLinear>;
+
+/**
+ * Assembles a Llama model from Hugging Face tensor names: embedding, norms and (through `linear`) the
+ * linear layers; the classifier is the embedding when tied.
+ */
+export async function assembleHfModel(
+  config: LlamaConfig,
+  ckpt: SafetensorsCheckpoint,
+  dir: string,
+  linear: LinearReader,
+): Promise<LlamaModel> {
+  const { dim, hiddenDim: hid, vocabSize: V } = config;
+  const kv = kvDim(config);
+  const shapes: Record<(typeof BLOCK_LINEARS)[number], [number, number]> = {
+    "self_attn.q_proj": [dim, dim],
+    "self_attn.k_proj": [kv, dim],
+    "self_attn.v_proj": [kv, dim],
+    "self_attn.o_proj": [dim, dim],
+    "mlp.gate_proj": [hid, dim],
+    "mlp.up_proj": [hid, dim],
+    "mlp.down_proj": [dim, hid],
+  };
+  const embedding = await readMatrix(ckpt, "model.embed_tokens.weight", [V, dim], dir);
+  const blocks: LlamaBlock[] = [];
+  for (let l = 0; l < config.nLayers; l++) {
+    const p = `model.layers.${l}`;
+    const linears = {} as LlamaBlock["linears"];
+    for (const name of BLOCK_LINEARS) {
+      const [out, inF] = shapes[name];
+      linears[name] = await linear(linearPath(l, name), out, inF);
+    }
+    blocks.push({
+      attnNorm: await readMatrix(ckpt, `${p}.input_layernorm.weight`, [dim], dir),
+      ffnNorm: await readMatrix(ckpt, `${p}.post_attention_layernorm.weight`, [dim], dir),
+      linears,
+    });
+  }
+  const finalNorm = await readMatrix(ckpt, "model.norm.weight", [dim], dir);
+  let classifier: ModelLinear;
+  if (config.tiedClassifier) {
+    classifier = await linear("model.embed_tokens", V, dim);
+  } else {
+    if (!ckpt.has("lm_head.weight")) {
+      throw new ModelLoadError(
+        "ERR_MODEL_CONFIG",
+        `${dir}: config.json says tie_word_embeddings is false but there is no "lm_head.weight" tensor`,
+      );
+    }
+    classifier = await linear("lm_head", V, dim);
+  }
+  return { config, embedding, blocks, finalNorm, classifier, source: dir };
+}
+
+export async function openWeights(dir: string): Promise<SafetensorsCheckpoint> {
   try {
-    ckpt = await openCheckpoint(dir);
+    return await openCheckpoint(dir);
   } catch (err) {
     const code = err instanceof CheckpointError ? err.code : "unknown";
     throw new ModelLoadError(
       "ERR_MODEL_FORMAT",
       `${dir}: cannot open the safetensors weights (${code}: ${(err as Error).message})`,
-      {
-        cause: err,
-      },
+      { cause: err },
     );
   }
+}
+
+export { readConfigJson, readMatrix };
+
+/** Loads a Hugging Face Llama folder: config.json and model.safetensors (single or sharded). */
+export async function loadHfFolder(dir: string, opts: LoadOptions = {}): Promise<LlamaModel> {
+  const config = configFromHf(readConfigJson(dir), join(dir, "config.json"));
+  const ckpt = await openWeights(dir);
+  const factory = opts.linearFactory ?? defaultLinearFactory;
   try {
-    const { dim, hiddenDim: hid, vocabSize: V } = config;
-    const kv = kvDim(config);
-    const factory = opts.linearFactory ?? defaultLinearFactory;
-    const shapes: Record<(typeof BLOCK_LINEARS)[number], [number, number]> = {
-      "self_attn.q_proj": [dim, dim],
-      "self_attn.k_proj": [kv, dim],
-      "self_attn.v_proj": [kv, dim],
-      "self_attn.o_proj": [dim, dim],
-      "mlp.gate_proj": [hid, dim],
-      "mlp.up_proj": [hid, dim],
-      "mlp.down_proj": [dim, hid],
-    };
-    const embedding = await readMatrix(ckpt, "model.embed_tokens.weight", [V, dim], dir);
-    const blocks: LlamaBlock[] = [];
-    for (let l = 0; l < config.nLayers; l++) {
-      const p = `model.layers.${l}`;
-      const linears = {} as LlamaBlock["linears"];
-      for (const name of BLOCK_LINEARS) {
-        const [out, inF] = shapes[name];
-        const path = linearPath(l, name);
-        linears[name] = factory(path, await readMatrix(ckpt, `${path}.weight`, [out, inF], dir), out, inF);
-      }
-      blocks.push({
-        attnNorm: await readMatrix(ckpt, `${p}.input_layernorm.weight`, [dim], dir),
-        ffnNorm: await readMatrix(ckpt, `${p}.post_attention_layernorm.weight`, [dim], dir),
-        linears,
-      });
-    }
-    const finalNorm = await readMatrix(ckpt, "model.norm.weight", [dim], dir);
-    let classifierWeight = embedding;
-    if (!config.tiedClassifier) {
-      if (!ckpt.has("lm_head.weight")) {
-        throw new ModelLoadError(
-          "ERR_MODEL_CONFIG",
-          `${dir}: config.json says tie_word_embeddings is false but there is no "lm_head.weight" tensor`,
-        );
-      }
-      classifierWeight = await readMatrix(ckpt, "lm_head.weight", [V, dim], dir);
-    }
-    return {
-      config,
-      embedding,
-      blocks,
-      finalNorm,
-      classifier: factory("lm_head", classifierWeight, V, dim),
-      source: dir,
-    };
+    return await assembleHfModel(config, ckpt, dir, async (path, out, inF) =>
+      factory(path, await readMatrix(ckpt, `${path}.weight`, [out, inF], dir), out, inF),
+    );
   } finally {
     await ckpt.close();
   }

@@ -2,7 +2,8 @@ import { existsSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import type { LlamaModel } from "../llama.js";
 import { ModelLoadError } from "./errors.js";
-import { loadHfFolder } from "./hf.js";
+import { isTriRunConfig, loadQuantizedCheckpoint } from "../../checkpoint.js";
+import { loadHfFolder, readConfigJson } from "./hf.js";
 import { type LoadOptions, loadLlama2c } from "./llama2c.js";
 
 export type ModelFormat = "llama2c" | "hf" | "trirun";
@@ -12,12 +13,10 @@ export function detectModelFormat(path: string): ModelFormat {
   if (!existsSync(path))
     throw new ModelLoadError("ERR_MODEL_NOT_FOUND", `${path}: no such model file or folder`);
   if (statSync(path).isDirectory()) {
-    if (existsSync(join(path, "trirun.json"))) return "trirun";
-    if (existsSync(join(path, "config.json"))) return "hf";
-    throw new ModelLoadError(
-      "ERR_MODEL_FORMAT",
-      `${path}: a model folder needs config.json (Hugging Face) or trirun.json (TriRun checkpoint)`,
-    );
+    if (!existsSync(join(path, "config.json"))) {
+      throw new ModelLoadError("ERR_MODEL_FORMAT", `${path}: a model folder needs a config.json`);
+    }
+    return isTriRunConfig(readConfigJson(path)) ? "trirun" : "hf";
   }
   const ext = extname(path).toLowerCase();
   if (ext === ".bin") return "llama2c";
@@ -32,5 +31,5 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   const format = detectModelFormat(path);
   if (format === "llama2c") return loadLlama2c(path, opts);
   if (format === "hf") return loadHfFolder(path, opts);
-  throw new ModelLoadError("ERR_MODEL_FORMAT", `${path}: ${format} loading is not available yet`);
+  return (await loadQuantizedCheckpoint(path)).model;
 }
