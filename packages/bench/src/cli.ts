@@ -6,6 +6,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
+import { comparisonToMarkdown, compareResults, formatComparisonTable } from "./compare.js";
 import { type KernelLoadResult, loadKernel } from "./kernel-api.js";
 import { type Fp16Layout, runBenchmark } from "./measure.js";
 import { createProgressReporter } from "./progress.js";
@@ -228,6 +229,21 @@ function shapesCommand(sms: number | undefined, io: CliIo): number {
   return 0;
 }
 
+async function compareCommand(
+  beforeFile: string,
+  afterFile: string,
+  markdownFile: string | undefined,
+  io: CliIo,
+): Promise<number> {
+  const comparison = compareResults(await readResultsFile(beforeFile), await readResultsFile(afterFile));
+  io.stdout(`${formatComparisonTable(comparison)}\n`);
+  if (markdownFile) {
+    await writeFile(markdownFile, comparisonToMarkdown(comparison));
+    io.stderr(`wrote ${markdownFile}\n`);
+  }
+  return comparison.rows.length > 0 ? 0 : 1;
+}
+
 async function renderCommand(file: string, out: string, io: CliIo, deps: CliDependencies): Promise<number> {
   const results = await readResultsFile(file);
   let chart: typeof import("./chart.js");
@@ -315,6 +331,16 @@ function buildProgram(
     .option("--sms <n>", "SM count for the ideal shape", positiveInteger("--sms"))
     .action((options: { sms?: number }) => {
       setResult(Promise.resolve(shapesCommand(options.sms, io)));
+    });
+
+  program
+    .command("compare")
+    .description("compare two results files (e.g. before and after a kernel change); needs no GPU")
+    .argument("<before.json>", "the earlier results")
+    .argument("<after.json>", "the later results")
+    .option("--markdown <file>", "also write the comparison as a markdown table")
+    .action((before: string, after: string, options: { markdown?: string }) => {
+      setResult(compareCommand(resolve(before), resolve(after), options.markdown, io));
     });
 
   program

@@ -1,6 +1,7 @@
 // The measuring library: shapes, statistics, timing, results and text reports.
 // Charts (vega, resvg) are in the separate `@trirun/bench/chart` entry.
 export * from "./cli.js";
+export * from "./compare.js";
 export * from "./kernel-api.js";
 export * from "./measure.js";
 export * from "./random.js";
