@@ -25,15 +25,9 @@ const MAX_READ = 1 << 30;
 function ioError(file: string, what: string, cause: unknown): CheckpointError {
   const err = cause as NodeJS.ErrnoException;
   const code = err?.code === "ENOENT" ? "ERR_CHECKPOINT_NOT_FOUND" : "ERR_SAFETENSORS_IO";
-  return new CheckpointError(
-    code,
-    file,
-    `${what} failed (${err?.code ?? err?.message ?? String(cause)})`,
-    undefined,
-    {
-      cause,
-    },
-  );
+  const reason =
+    err?.code === "ENOENT" ? "no such file or folder" : (err?.code ?? err?.message ?? String(cause));
+  return new CheckpointError(code, file, `${what} failed (${reason})`, undefined, { cause });
 }
 
 /** A {@link ByteSource} over a file: positioned reads, nothing loaded up front. */

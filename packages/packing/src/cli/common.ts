@@ -1,0 +1,64 @@
+/** Shared pieces of the trirun-pack / trirun-unpack command lines. */
+import { SingleBar } from "cli-progress";
+import type { ConvertProgress, ConvertSummary } from "../node/convert.js";
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 2)} ${units[unit]}`;
+}
+
+/** A progress bar on stderr when it is a terminal (nothing otherwise), fed by convert's callback. */
+export function progressBar(enabled: boolean): { update: (p: ConvertProgress) => void; stop: () => void } {
+  if (!enabled || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
+  const bar = new SingleBar({
+    format: "{bar} {value}/{total} tensors | {action} {tensor}",
+    stream: process.stderr,
+    hideCursor: true,
+    clearOnComplete: true,
+  });
+  let started = false;
+  return {
+    update: (p) => {
+      if (!started) {
+        bar.start(p.total, 0, { tensor: "", action: "" });
+        started = true;
+      }
+      bar.update(p.done, { tensor: p.tensor, action: p.action });
+    },
+    stop: () => {
+      if (started) bar.stop();
+    },
+  };
+}
+
+export function summaryLines(summary: ConvertSummary, verb: string): string[] {
+  const ratio = summary.bytesAfter > 0 ? summary.bytesBefore / summary.bytesAfter : 0;
+  const lines = [
+    `${summary.dryRun ? "would have " : ""}${verb} ${summary.tensorsPacked} tensors, kept ${summary.tensorsKept}; tensor bytes ${formatBytes(summary.bytesBefore)} -> ${formatBytes(summary.bytesAfter)} (${ratio.toFixed(2)}x)`,
+  ];
+  if (!summary.dryRun) {
+    const rate = summary.seconds > 0 ? summary.weights / summary.seconds / 1e6 : 0;
+    lines.push(
+      `${(summary.weights / 1e6).toFixed(2)} M weights in ${summary.seconds.toFixed(2)} s (${rate.toFixed(1)} M weights/s overall)`,
+    );
+    lines.push(`wrote ${summary.files.join(", ")}`);
+  }
+  return lines;
+}
+
+/** Runs a CLI body: any error becomes one line on stderr and exit status 1. */
+export async function runCli(name: string, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`${name}: error: ${message.split("\n")[0]}\n`);
+    process.exitCode = 1;
+  }
+}

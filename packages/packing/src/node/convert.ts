@@ -1,0 +1,455 @@
+/**
+ * Whole-checkpoint conversion, one tensor in memory at a time: Hugging Face safetensors (file,
+ * folder or shards) -> TriRun checkpoint (`pack`), and TriRun -> dequantized fp16 (`unpack`).
+ * Output shards mirror the input shards; config.json gets (or loses) a quantization_config.
+ */
+import { copyFile, mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import picomatch from "picomatch";
+import {
+  dequantizeLayer,
+  encodeTriRunMetadata,
+  type GroupSize,
+  packLinear,
+  paddedDims,
+  quantizationConfig,
+  scaleRows,
+  TriRunCheckpoint,
+  type TriRunModuleInfo,
+  tensorNamesOf,
+} from "../checkpoint.js";
+import { CheckpointError } from "../errors.js";
+import type { FloatDType, QuantMethod, WeightMatrix } from "../quantize.js";
+import {
+  buildShardIndex,
+  type SafetensorsCheckpoint,
+  type SafetensorsReader,
+  SAFETENSORS_DTYPES,
+  type TensorSpec,
+  elementCount,
+} from "../safetensors.js";
+import { locateCheckpoint, openCheckpoint, SafetensorsFileWriter, SHARD_INDEX_FILE } from "./files.js";
+import { readConfig } from "./trirun.js";
+
+/** Modules packed by default: attention q/k/v/o and MLP gate/up/down projections (Llama naming). */
+export const DEFAULT_INCLUDE: readonly string[] = ["*.self_attn.{q,k,v,o}_proj", "*.mlp.{gate,up,down}_proj"];
+
+const QUANTIZABLE: ReadonlySet<string> = new Set<FloatDType>(["F16", "BF16", "F32", "F64"]);
+
+export interface ConvertProgress {
+  /** Tensors handled so far (including this one) and in total. */
+  done: number;
+  total: number;
+  tensor: string;
+  action: "pack" | "copy" | "unpack" | "drop";
+}
+
+export interface PackCheckpointOptions {
+  method: QuantMethod;
+  groupsize: GroupSize;
+  /** Globs over module names (`<module>.weight` minus `.weight`); default {@link DEFAULT_INCLUDE}. */
+  include?: readonly string[];
+  exclude?: readonly string[];
+  /** Plan only: nothing is read beyond headers, nothing written. */
+  dryRun?: boolean;
+  /** Replace files already in the output folder. */
+  overwrite?: boolean;
+  onProgress?: (progress: ConvertProgress) => void;
+}
+
+export interface PlannedTensor {
+  /** Input tensor name. */
+  name: string;
+  action: "pack" | "copy";
+  dtype: string;
+  shape: readonly number[];
+  bytesBefore: number;
+  bytesAfter: number;
+  /** For packed tensors: the module's shapes. */
+  module?: TriRunModuleInfo;
+}
+
+export interface ConvertSummary {
+  input: string;
+  output: string;
+  dryRun: boolean;
+  tensors: PlannedTensor[];
+  tensorsPacked: number;
+  tensorsKept: number;
+  /** Tensor data bytes before and after (headers excluded). */
+  bytesBefore: number;
+  bytesAfter: number;
+  /** Weights quantized and packed, and seconds spent (0 for a dry run). */
+  weights: number;
+  seconds: number;
+  /** Files written (empty for a dry run). */
+  files: string[];
+}
+
+interface ShardPlan {
+  reader: SafetensorsReader;
+  outName: string;
+  tensors: PlannedTensor[];
+}
+
+function moduleMatcher(include: readonly string[], exclude: readonly string[]): (module: string) => boolean {
+  const inc = picomatch([...include], { dot: true });
+  const exc = exclude.length > 0 ? picomatch([...exclude], { dot: true }) : () => false;
+  return (module) => inc(module) && !exc(module);
+}
+
+function planShards(
+  ckpt: SafetensorsCheckpoint,
+  options: PackCheckpointOptions,
+  singleName: string,
+): ShardPlan[] {
+  const selected = moduleMatcher(options.include ?? DEFAULT_INCLUDE, options.exclude ?? []);
+  return ckpt.shards.map((reader) => ({
+    reader,
+    outName: ckpt.shards.length === 1 && ckpt.index === undefined ? singleName : basename(reader.file),
+    tensors: reader.header.tensors.map((t): PlannedTensor => {
+      const module = t.name.endsWith(".weight") ? t.name.slice(0, -".weight".length) : undefined;
+      if (
+        module !== undefined &&
+        t.shape.length === 2 &&
+        QUANTIZABLE.has(t.dtype) &&
+        selected(module) &&
+        elementCount(t.shape) > 0
+      ) {
+        const [outFeatures, inFeatures] = t.shape as [number, number];
+        const { k, n } = paddedDims(inFeatures, outFeatures);
+        const info: TriRunModuleInfo = {
+          module,
+          inFeatures,
+          outFeatures,
+          k,
+          n,
+          groupsize: options.groupsize,
+        };
+        const bytesAfter = (k / 16) * n * 4 + scaleRows(info) * n * 2;
+        return {
+          name: t.name,
+          action: "pack",
+          dtype: t.dtype,
+          shape: t.shape,
+          bytesBefore: t.byteLength,
+          bytesAfter,
+          module: info,
+        };
+      }
+      return {
+        name: t.name,
+        action: "copy",
+        dtype: t.dtype,
+        shape: t.shape,
+        bytesBefore: t.byteLength,
+        bytesAfter: t.byteLength,
+      };
+    }),
+  }));
+}
+
+function outputSpecs(plan: ShardPlan): TensorSpec[] {
+  return plan.tensors.flatMap((t): TensorSpec[] => {
+    if (t.action === "copy") return [{ name: t.name, dtype: t.dtype as TensorSpec["dtype"], shape: t.shape }];
+    const m = t.module!;
+    const names = tensorNamesOf(m.module);
+    return [
+      { name: names.B, dtype: "I32", shape: [m.k / 16, m.n] },
+      { name: names.s, dtype: "F16", shape: [scaleRows(m), m.n] },
+    ];
+  });
+}
+
+async function prepareOutput(
+  input: string,
+  output: string,
+  names: string[],
+  overwrite: boolean,
+): Promise<void> {
+  if (resolve(input) === resolve(output)) {
+    throw new CheckpointError(
+      "ERR_SAFETENSORS_IO",
+      output,
+      "output folder must differ from the input folder",
+    );
+  }
+  await mkdir(output, { recursive: true });
+  if (overwrite) return;
+  for (const name of names) {
+    const exists = await stat(join(output, name)).then(
+      () => true,
+      () => false,
+    );
+    if (exists)
+      throw new CheckpointError(
+        "ERR_SAFETENSORS_IO",
+        join(output, name),
+        "already exists (use overwrite / --force)",
+      );
+  }
+}
+
+/** Copies the checkpoint folder's side files (tokenizer, generation config...) except those rewritten. */
+async function copySideFiles(
+  inputDir: string,
+  output: string,
+  skip: (name: string) => boolean,
+): Promise<string[]> {
+  const copied: string[] = [];
+  for (const entry of await readdir(inputDir, { withFileTypes: true })) {
+    if (
+      !entry.isFile() ||
+      skip(entry.name) ||
+      entry.name.endsWith(".safetensors") ||
+      entry.name.endsWith(".partial")
+    )
+      continue;
+    await copyFile(join(inputDir, entry.name), join(output, entry.name));
+    copied.push(join(output, entry.name));
+  }
+  return copied;
+}
+
+async function writeShard(
+  output: string,
+  plan: ShardPlan,
+  specs: TensorSpec[],
+  metadata: Record<string, string>,
+  produce: (t: PlannedTensor, writer: SafetensorsFileWriter) => Promise<void>,
+): Promise<string> {
+  const path = join(output, plan.outName);
+  const writer = await SafetensorsFileWriter.create(path, specs, metadata);
+  try {
+    for (const t of plan.tensors) await produce(t, writer);
+    await writer.close();
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+  return path;
+}
+
+/**
+ * Converts a Hugging Face checkpoint (a `.safetensors` file, a folder, or a sharded folder) into a
+ * TriRun checkpoint in `output` (a folder), one tensor at a time.
+ */
+export async function packCheckpoint(
+  input: string,
+  output: string,
+  options: PackCheckpointOptions,
+): Promise<ConvertSummary> {
+  const started = performance.now();
+  const location = await locateCheckpoint(input);
+  const ckpt = await openCheckpoint(input);
+  try {
+    const plans = planShards(ckpt, options, "model.safetensors");
+    const all = plans.flatMap((p) => p.tensors);
+    const modules = all.flatMap((t) => (t.module ? [t.module] : []));
+    const summary: ConvertSummary = {
+      input,
+      output,
+      dryRun: options.dryRun === true,
+      tensors: all,
+      tensorsPacked: modules.length,
+      tensorsKept: all.length - modules.length,
+      bytesBefore: all.reduce((a, t) => a + t.bytesBefore, 0),
+      bytesAfter: all.reduce((a, t) => a + t.bytesAfter, 0),
+      weights: modules.reduce((a, m) => a + m.inFeatures * m.outFeatures, 0),
+      seconds: 0,
+      files: [],
+    };
+    if (options.dryRun) return summary;
+
+    const sharded = ckpt.index !== undefined;
+    await prepareOutput(
+      location.dir,
+      output,
+      [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : [])],
+      options.overwrite === true,
+    );
+    const meta = { groupsize: options.groupsize, method: options.method, modules };
+    const trirunMetadata = encodeTriRunMetadata(meta);
+    let done = 0;
+    const weightMap = new Map<string, string>();
+    for (const plan of plans) {
+      const specs = outputSpecs(plan);
+      for (const s of specs) weightMap.set(s.name, plan.outName);
+      const metadata = { ...plan.reader.metadata, ...trirunMetadata };
+      const path = await writeShard(output, plan, specs, metadata, async (t, writer) => {
+        options.onProgress?.({ done: ++done, total: all.length, tensor: t.name, action: t.action });
+        if (t.action === "copy") {
+          await writer.write(t.name, await plan.reader.readBytes(t.name));
+          return;
+        }
+        const m = t.module!;
+        const tensor = await plan.reader.readTensor(t.name);
+        const weight = {
+          data: tensor.data,
+          dtype: tensor.dtype,
+          outFeatures: m.outFeatures,
+          inFeatures: m.inFeatures,
+        } as WeightMatrix;
+        const layer = packLinear(m.module, weight, { method: options.method, groupsize: options.groupsize });
+        const names = tensorNamesOf(m.module);
+        await writer.write(names.B, layer.B);
+        await writer.write(names.s, layer.s);
+      });
+      summary.files.push(path);
+    }
+    if (sharded) {
+      const total = plans.reduce((a, p) => a + p.tensors.reduce((b, t) => b + t.bytesAfter, 0), 0);
+      const indexPath = join(output, SHARD_INDEX_FILE);
+      await writeFile(indexPath, buildShardIndex(weightMap, total));
+      summary.files.push(indexPath);
+    }
+    const config = await readConfig(location.dir);
+    if (config !== undefined) {
+      const configPath = join(output, "config.json");
+      await writeFile(
+        configPath,
+        `${JSON.stringify({ ...config, quantization_config: quantizationConfig(meta) }, null, 2)}\n`,
+      );
+      summary.files.push(configPath);
+    }
+    if (location.files.length === 0 || (await stat(input)).isDirectory()) {
+      summary.files.push(
+        ...(await copySideFiles(location.dir, output, (n) => n === "config.json" || n === SHARD_INDEX_FILE)),
+      );
+    }
+    summary.seconds = (performance.now() - started) / 1000;
+    return summary;
+  } finally {
+    await ckpt.close();
+  }
+}
+
+export interface UnpackCheckpointOptions {
+  overwrite?: boolean;
+  dryRun?: boolean;
+  onProgress?: (progress: ConvertProgress) => void;
+}
+
+/**
+ * Writes the dequantized fp16 checkpoint of a TriRun checkpoint: each `<module>.B`/`.s` pair
+ * becomes `<module>.weight` (F16, `(out, in)`, padding removed), everything else is copied.
+ */
+export async function unpackCheckpoint(
+  input: string,
+  output: string,
+  options: UnpackCheckpointOptions = {},
+): Promise<ConvertSummary> {
+  const started = performance.now();
+  const location = await locateCheckpoint(input);
+  const files = await openCheckpoint(input);
+  try {
+    const trirun = TriRunCheckpoint.fromSafetensors(files);
+    const byB = new Map(trirun.modules().map((m) => [tensorNamesOf(m.module).B, m]));
+    const scalesOf = new Set(trirun.modules().map((m) => tensorNamesOf(m.module).s));
+    const plans: ShardPlan[] = files.shards.map((reader) => ({
+      reader,
+      outName:
+        files.shards.length === 1 && files.index === undefined ? "model.safetensors" : basename(reader.file),
+      tensors: reader.header.tensors.flatMap((t): PlannedTensor[] => {
+        const m = byB.get(t.name);
+        if (m !== undefined) {
+          const bytesAfter = m.inFeatures * m.outFeatures * SAFETENSORS_DTYPES.F16;
+          const sBytes = files.info(tensorNamesOf(m.module).s).byteLength;
+          return [
+            {
+              name: t.name,
+              action: "pack",
+              dtype: "F16",
+              shape: [m.outFeatures, m.inFeatures],
+              bytesBefore: t.byteLength + sBytes,
+              bytesAfter,
+              module: m,
+            },
+          ];
+        }
+        if (scalesOf.has(t.name)) return [];
+        return [
+          {
+            name: t.name,
+            action: "copy",
+            dtype: t.dtype,
+            shape: t.shape,
+            bytesBefore: t.byteLength,
+            bytesAfter: t.byteLength,
+          },
+        ];
+      }),
+    }));
+    const all = plans.flatMap((p) => p.tensors);
+    const summary: ConvertSummary = {
+      input,
+      output,
+      dryRun: options.dryRun === true,
+      tensors: all,
+      tensorsPacked: byB.size,
+      tensorsKept: all.length - byB.size,
+      bytesBefore: all.reduce((a, t) => a + t.bytesBefore, 0),
+      bytesAfter: all.reduce((a, t) => a + t.bytesAfter, 0),
+      weights: trirun.modules().reduce((a, m) => a + m.inFeatures * m.outFeatures, 0),
+      seconds: 0,
+      files: [],
+    };
+    if (options.dryRun) return summary;
+    const sharded = files.index !== undefined;
+    await prepareOutput(
+      location.dir,
+      output,
+      [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : [])],
+      options.overwrite === true,
+    );
+    let done = 0;
+    const weightMap = new Map<string, string>();
+    for (const plan of plans) {
+      const specs: TensorSpec[] = plan.tensors.map((t) => ({
+        name: t.module ? tensorNamesOf(t.module.module).weight : t.name,
+        dtype: t.dtype as TensorSpec["dtype"],
+        shape: t.shape,
+      }));
+      for (const s of specs) weightMap.set(s.name, plan.outName);
+      const metadata = Object.fromEntries(
+        Object.entries(plan.reader.metadata).filter(([key]) => !key.startsWith("trirun.")),
+      );
+      const path = await writeShard(output, plan, specs, metadata, async (t, writer) => {
+        options.onProgress?.({
+          done: ++done,
+          total: all.length,
+          tensor: t.name,
+          action: t.module ? "unpack" : "copy",
+        });
+        if (t.module) {
+          const layer = await trirun.readLayer(t.module.module);
+          await writer.write(tensorNamesOf(t.module.module).weight, dequantizeLayer(layer));
+        } else {
+          await writer.write(t.name, await plan.reader.readBytes(t.name));
+        }
+      });
+      summary.files.push(path);
+    }
+    if (sharded) {
+      const indexPath = join(output, SHARD_INDEX_FILE);
+      await writeFile(indexPath, buildShardIndex(weightMap, summary.bytesAfter));
+      summary.files.push(indexPath);
+    }
+    const config = await readConfig(location.dir);
+    if (config !== undefined) {
+      const { quantization_config: _dropped, ...rest } = config;
+      const configPath = join(output, "config.json");
+      await writeFile(configPath, `${JSON.stringify(rest, null, 2)}\n`);
+      summary.files.push(configPath);
+    }
+    if ((await stat(input)).isDirectory()) {
+      summary.files.push(
+        ...(await copySideFiles(location.dir, output, (n) => n === "config.json" || n === SHARD_INDEX_FILE)),
+      );
+    }
+    summary.seconds = (performance.now() - started) / 1000;
+    return summary;
+  } finally {
+    await files.close();
+  }
+}

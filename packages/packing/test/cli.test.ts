@@ -1,0 +1,128 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+import { dequantizeToF16, type FloatDType, quantize } from "../src/index.js";
+import { openCheckpoint, openTriRunCheckpoint } from "../src/node/index.js";
+import { tempDir } from "./helpers.js";
+import { writeTinyModel } from "./model-fixture.js";
+
+const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const packCli = join(packageDir, "dist/cli/pack.js");
+const unpackCli = join(packageDir, "dist/cli/unpack.js");
+const root = tempDir();
+
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestSource(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/** Spawns a built CLI; returns exit status and output. */
+function run(cli: string, args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, FORCE_COLOR: "0" },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => {
+  // The tests spawn the built binaries; rebuild when dist is missing or older than the sources.
+  const built = existsSync(packCli) && existsSync(unpackCli) ? statSync(packCli).mtimeMs : 0;
+  if (built < newestSource(join(packageDir, "src"))) {
+    execFileSync(process.execPath, [join(packageDir, "../../node_modules/tsup/dist/cli-default.js")], {
+      cwd: packageDir,
+      stdio: "ignore",
+    });
+  }
+}, 120_000);
+
+describe("trirun-pack / trirun-unpack (built CLI)", () => {
+  it("converts a generated checkpoint and back, printing a summary", async () => {
+    const model = await writeTinyModel(join(root, "in"), { sharded: true });
+    const out = join(root, "out");
+    const packed = run(packCli, [
+      model.dir,
+      out,
+      "--method",
+      "mse",
+      "--groupsize",
+      "128",
+      "--exclude",
+      "*.down_proj",
+    ]);
+    expect(packed.stderr).toBe("");
+    expect(packed.status).toBe(0);
+    expect(packed.stdout).toMatch(/^packed 12 tensors, kept 11; tensor bytes .* -> .*\n/);
+    expect(packed.stdout).toMatch(/M weights in .* s/);
+    const { checkpoint } = await openTriRunCheckpoint(out);
+    expect(checkpoint.metadata.method).toBe("mse");
+    expect(checkpoint.modules().some((m) => m.module.endsWith("down_proj"))).toBe(false);
+    expect(checkpoint.files.has("model.layers.0.mlp.down_proj.weight")).toBe(true);
+    await checkpoint.close();
+
+    const back = join(root, "back");
+    const unpacked = run(unpackCli, [out, back]);
+    expect(unpacked.status).toBe(0);
+    expect(unpacked.stdout).toMatch(/^unpacked 12 tensors/);
+    const restored = await openCheckpoint(back);
+    const q = model.tensors.find((t) => t.name === "model.layers.1.self_attn.v_proj.weight")!;
+    const expected = quantize(
+      { data: q.data as Uint16Array, dtype: q.dtype as FloatDType, outFeatures: 128, inFeatures: 128 },
+      { method: "mse", groupsize: 128 },
+    );
+    const got = await restored.readTensor(q.name, "F16");
+    expect(Array.from(got.data)).toEqual(
+      Array.from(dequantizeToF16(expected.codes, expected.scales, 128, 128, 128)),
+    );
+    await restored.close();
+  });
+
+  it("lists the plan on --dry-run and writes nothing", async () => {
+    const model = await writeTinyModel(join(root, "dry"));
+    const out = join(root, "dry-out");
+    const r = run(packCli, [model.dir, out, "--dry-run"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout.match(/^pack /gm)?.length).toBe(14);
+    expect(r.stdout).toMatch(
+      /pack model.layers.0.mlp.down_proj.weight F16 \[128, 320\] padded to k=384 n=256/,
+    );
+    expect(r.stdout).toMatch(/would have packed 14 tensors, kept 9/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("fails with one line and a non-zero status on bad input", async () => {
+    const cases: [string[], RegExp][] = [
+      [[join(root, "nothing-here"), join(root, "x")], /nothing-here: stat failed \(no such file or folder\)/],
+      [["a", "b", "--groupsize", "64"], /groupsize .* must be 128 or -1/],
+      [["a", "b", "--method", "gptq"], /Allowed choices are absmean, absmax, mse, exact/],
+      [["a"], /missing required argument 'output'/],
+    ];
+    const truncated = join(root, "truncated.safetensors");
+    writeFileSync(truncated, Buffer.from([200, 0, 0, 0, 0, 0, 0, 0, 123]));
+    cases.push([
+      [truncated, join(root, "y")],
+      /truncated.safetensors: header length 200 runs past the end of the file/,
+    ]);
+    const model = await writeTinyModel(join(root, "not-grid"));
+    cases.push([
+      [model.dir, join(root, "z"), "--method", "exact"],
+      /tensor ".*\.weight" at \[\d+, \d+\]: value .* is not on the grid/,
+    ]);
+    for (const [args, pattern] of cases) {
+      const r = run(packCli, args);
+      expect(r.status, args.join(" ")).toBe(1);
+      expect(r.stderr).toMatch(pattern);
+      expect(r.stderr.trim().split("\n").length, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/^trirun-pack: error: /);
+    }
+    const notTriRun = run(unpackCli, [model.dir, join(root, "w")]);
+    expect(notTriRun.status).toBe(1);
+    expect(notTriRun.stderr).toMatch(/^trirun-unpack: error: .*not a TriRun checkpoint[^\n]*\n$/);
+  });
+});
