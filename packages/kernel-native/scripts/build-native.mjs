@@ -6,7 +6,7 @@
 //   TRIRUN_CUDA_ARCHS="90"   build for fewer architectures (faster local loop)
 //   --force                  rebuild even when outputs are newer than sources
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -47,7 +47,10 @@ const sourcesTime = Math.max(
   newest(addonDir),
   statSync(join(root, "binding.gyp")).mtimeMs,
 );
-if (!force && existsSync(prebuildDir)) {
+// The architectures of the last build: a build for other ones is never "up to date".
+const archStamp = join(outDir, "archs.txt");
+const sameArchs = existsSync(archStamp) && readFileSync(archStamp, "utf8").trim() === archs.join(",");
+if (!force && sameArchs && existsSync(prebuildDir)) {
   const built = readdirSync(prebuildDir, { recursive: true })
     .map((f) => join(prebuildDir, String(f)))
     .filter((f) => f.endsWith(".node"));
@@ -61,7 +64,18 @@ mkdirSync(outDir, { recursive: true });
 const gencode = archs.flatMap((a) => ["-gencode", `arch=compute_${a},code=sm_${a}`]);
 const ptxArch = archs.at(-1);
 gencode.push("-gencode", `arch=compute_${ptxArch},code=compute_${ptxArch}`);
-for (const src of readdirSync(kernelDir).filter((f) => f.endsWith(".cu"))) {
+const sources = readdirSync(kernelDir).filter((f) => f.endsWith(".cu"));
+// binding.gyp links every object in build-cuda/: drop those whose source is gone.
+for (const obj of readdirSync(outDir).filter((f) => f.endsWith(".o"))) {
+  if (!sources.includes(obj.replace(/\.o$/, ".cu"))) rmSync(join(outDir, obj));
+}
+const kernelTime = newest(kernelDir); // a header change rebuilds every object
+for (const src of sources) {
+  const obj = join(outDir, src.replace(/\.cu$/, ".o"));
+  if (!force && sameArchs && existsSync(obj) && statSync(obj).mtimeMs > kernelTime) {
+    console.log(`@trirun/kernel-native: ${src} is up to date`);
+    continue;
+  }
   run(nvcc, [
     "-O3",
     "-std=c++17",
@@ -73,9 +87,10 @@ for (const src of readdirSync(kernelDir).filter((f) => f.endsWith(".cu"))) {
     "-c",
     join(kernelDir, src),
     "-o",
-    join(outDir, src.replace(/\.cu$/, ".o")),
+    obj,
   ]);
 }
+writeFileSync(archStamp, `${archs.join(",")}\n`);
 // Build against the running Node's own headers when they are installed beside
 // it (Node-API is ABI-stable, so the result serves every Node version) instead
 // of letting node-gyp download headers.

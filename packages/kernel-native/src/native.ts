@@ -90,6 +90,17 @@ export interface NativeAddon {
     byteLength: number,
     stream: Stream,
   ): void;
+  copy2D(
+    dst: NativeBuffer,
+    dstByteOffset: number,
+    dstPitch: number,
+    src: NativeBuffer,
+    srcByteOffset: number,
+    srcPitch: number,
+    widthBytes: number,
+    rows: number,
+    stream: Stream,
+  ): void;
   memset(buffer: NativeBuffer, byteOffset: number, value: number, byteLength: number, stream: Stream): void;
   gemmF16(
     a: NativeBuffer,

@@ -136,6 +136,62 @@ export class DeviceTensor {
     );
   }
 
+  /**
+   * Copies `rows` rows of `columns` elements from `src` (asynchronously on
+   * `stream`), row r starting at element r * srcStride of `src` and r * dstStride
+   * of this tensor (strides default to `columns`). One device copy in all.
+   */
+  copyRowsFrom(
+    src: DeviceTensor,
+    rows: number,
+    columns: number,
+    opts: { dstStride?: number; srcStride?: number; stream?: Stream } = {},
+  ): void {
+    const dst = nativeTensor(this, "tensor");
+    const from = nativeTensor(src, "src");
+    if (src.dtype !== this.dtype) throw new TypeError(`src: expected dtype ${this.dtype}, got ${src.dtype}`);
+    if (src.device !== this.device)
+      throw new RangeError(`src: on device ${src.device}, tensor on device ${this.device}`);
+    const dstStride = opts.dstStride ?? columns;
+    const srcStride = opts.srcStride ?? columns;
+    for (const [name, value] of [
+      ["rows", rows],
+      ["columns", columns],
+      ["opts.dstStride", dstStride],
+      ["opts.srcStride", srcStride],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value < 0)
+        throw new RangeError(`${name}: expected a non-negative integer, got ${value}`);
+    }
+    if (dstStride < columns)
+      throw new RangeError(`opts.dstStride: ${dstStride} is less than columns = ${columns}`);
+    if (srcStride < columns)
+      throw new RangeError(`opts.srcStride: ${srcStride} is less than columns = ${columns}`);
+    if (rows === 0 || columns === 0) return;
+    if ((rows - 1) * dstStride + columns > this.numel) {
+      throw new RangeError(
+        `rows: ${rows} rows of stride ${dstStride} exceed the ${this.numel} elements of the tensor`,
+      );
+    }
+    if ((rows - 1) * srcStride + columns > src.numel) {
+      throw new RangeError(
+        `rows: ${rows} rows of stride ${srcStride} exceed the ${src.numel} elements of src`,
+      );
+    }
+    const size = dtypeBytes(this.dtype);
+    requireNative().copy2D(
+      dst.buffer,
+      this.byteOffset,
+      dstStride * size,
+      from.buffer,
+      src.byteOffset,
+      srcStride * size,
+      columns * size,
+      rows,
+      nativeStream(opts.stream, "opts.stream"),
+    );
+  }
+
   /** Sets every byte to `value` (0..255), asynchronously on `stream`. fillBytes(0x7e) poisons f16 data with NaN (0x7e7e). */
   fillBytes(value: number, stream?: Stream): void {
     const { buffer } = nativeTensor(this, "tensor");

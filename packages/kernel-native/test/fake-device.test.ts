@@ -89,6 +89,21 @@ describe("against the host-memory device", () => {
     for (const t of [A, s, C]) t.dispose();
   });
 
+  it("copyRowsFrom checks its arguments", () => {
+    useFake();
+    const src = DeviceTensor.zeros("f16", [4, 8]);
+    const dst = DeviceTensor.zeros("f16", [4, 6]);
+    expect(() => dst.copyRowsFrom(src, 4, 7, { srcStride: 8, dstStride: 6 })).toThrow(
+      /^opts.dstStride: 6 is less than columns = 7/,
+    );
+    expect(() => dst.copyRowsFrom(src, 5, 6, { srcStride: 8, dstStride: 6 })).toThrow(
+      /^rows: 5 rows of stride 6 exceed/,
+    );
+    expect(() => dst.copyRowsFrom(DeviceTensor.zeros("f32", [32]), 1, 1)).toThrow(TypeError);
+    dst.copyRowsFrom(src, 4, 6, { srcStride: 8, dstStride: 6 });
+    for (const t of [src, dst]) t.dispose();
+  });
+
   it("times launches with events and sums speedups per m", () => {
     useFake();
     const blocker = new Blocker(1024);

@@ -396,6 +396,39 @@ Napi::Value CopyDeviceToDevice(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// copy2D(dst, dstOffset, dstPitch, src, srcOffset, srcPitch, widthBytes, rows, stream?):
+// `rows` rows of `widthBytes` each, rows `pitch` bytes apart (cudaMemcpy2DAsync).
+Napi::Value Copy2D(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceBuffer* dst = ArgBuffer(info, 0, "destination");
+  int64_t dstOffset = ArgInt(info, 1, "dstByteOffset");
+  int64_t dstPitch = ArgInt(info, 2, "dstPitch");
+  DeviceBuffer* src = ArgBuffer(info, 3, "source");
+  int64_t srcOffset = ArgInt(info, 4, "srcByteOffset");
+  int64_t srcPitch = ArgInt(info, 5, "srcPitch");
+  int64_t width = ArgInt(info, 6, "widthBytes");
+  int64_t rows = ArgInt(info, 7, "rows");
+  if (dstOffset < 0 || srcOffset < 0 || width < 0 || rows < 0 || dstPitch < width || srcPitch < width) {
+    ThrowRangeError(env, "copy2D: offsets, sizes must be non-negative and pitches at least the row width");
+  }
+  if (rows == 0 || width == 0) return env.Undefined();
+  CheckRange(env, dst, dstOffset, uint64_t(rows - 1) * dstPitch + width, "destination");
+  CheckRange(env, src, srcOffset, uint64_t(rows - 1) * srcPitch + width, "source");
+  if (dst->device() != src->device()) {
+    ThrowRangeError(env, "source: on device " + std::to_string(src->device()) + ", destination on device " +
+                             std::to_string(dst->device()));
+  }
+  StreamObject* object = nullptr;
+  cudaStream_t stream = ArgStream(info, 8, dst->device(), &object);
+  UseDevice(env, dst->device());
+  CheckCuda(env,
+            cudaMemcpy2DAsync(static_cast<char*>(dst->ptr()) + dstOffset, dstPitch,
+                              static_cast<const char*>(src->ptr()) + srcOffset, srcPitch, width, rows,
+                              cudaMemcpyDeviceToDevice, stream),
+            "cudaMemcpy2DAsync");
+  return env.Undefined();
+}
+
 // memset(buffer, byteOffset, byteValue, bytes, stream?)
 Napi::Value Memset(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -422,6 +455,7 @@ void RegisterMemoryFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("copyDeviceToHost", Napi::Function::New(env, CopyDeviceToHost, "copyDeviceToHost"));
   exports.Set("copyDeviceToDevice", Napi::Function::New(env, CopyDeviceToDevice, "copyDeviceToDevice"));
   exports.Set("memset", Napi::Function::New(env, Memset, "memset"));
+  exports.Set("copy2D", Napi::Function::New(env, Copy2D, "copy2D"));
 }
 
 }  // namespace trirun

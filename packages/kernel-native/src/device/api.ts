@@ -142,6 +142,26 @@ const CHECKS: [string, Check][] = [
     },
   ],
   [
+    "copyRowsFrom copies strided rows",
+    (rng) => {
+      const [rows, columns, srcStride, dstStride] = [37, 100, 128, 112];
+      const data = randomActivations(rng, rows * srcStride);
+      const src = DeviceTensor.fromArray(data, [rows, srcStride]);
+      const dst = DeviceTensor.zeros("f16", [rows, dstStride]);
+      dst.copyRowsFrom(src, rows, columns, { srcStride, dstStride });
+      const out = dst.download() as Uint16Array;
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < dstStride; c++) {
+          const expected = c < columns ? data[r * srcStride + c] : 0;
+          assert(out[r * dstStride + c] === expected, `row ${r} column ${c}`);
+        }
+      }
+      src.dispose();
+      dst.dispose();
+      return undefined;
+    },
+  ],
+  [
     "out of memory is a CudaError cudaErrorMemoryAllocation naming the bytes",
     () => {
       const bytes = memoryInfo().totalBytes * 4;

@@ -182,6 +182,14 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
       const from = range(live(src, "source"), srcOffset, bytes, "source").slice();
       range(live(dst, "destination"), dstOffset, bytes, "destination").set(from);
     },
+    copy2D: (dst, dstOffset, dstPitch, src, srcOffset, srcPitch, width, rows) => {
+      const from = live(src, "source");
+      const to = live(dst, "destination");
+      for (let r = 0; r < rows; r++) {
+        const row = range(from, srcOffset + r * srcPitch, width, "source").slice();
+        range(to, dstOffset + r * dstPitch, width, "destination").set(row);
+      }
+    },
     memset: (buffer, offset, value, bytes) => {
       range(live(buffer, "tensor"), offset, bytes, "tensor").fill(value);
     },
