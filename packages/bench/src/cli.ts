@@ -108,6 +108,7 @@ interface RunOptions {
   out?: string;
   commit?: string;
   layers: boolean;
+  timeLimit?: number;
 }
 
 const QUICK_BATCH_SIZES = [1, 16, 64, 256, 1024];
@@ -207,12 +208,18 @@ async function runCommand(
       seed: options.seed ?? freshSeed(),
       command: commandLine,
       commit: options.commit ?? process.env.TRIRUN_COMMIT ?? null,
+      timeLimitS: options.timeLimit,
       onProgress: reporter.onProgress,
     });
   } finally {
     reporter.stop();
   }
   (dataOnStdout ? io.stderr : io.stdout)(`${formatSummaryTable(results)}\n`);
+  if (results.meta.stoppedEarly) {
+    io.stderr(
+      `trirun-bench: stopped at the time limit (${options.timeLimit} s); the results are incomplete\n`,
+    );
+  }
   await writeOutputs(results, options, io, deps);
   return 0;
 }
@@ -321,6 +328,11 @@ function buildProgram(
     )
     .option("--commit <rev>", "source revision to record (default: $TRIRUN_COMMIT)")
     .option("--no-layers", "print only the summary, not a table per layer")
+    .option(
+      "--time-limit <s>",
+      "start no new measurement after this many seconds; write what was measured",
+      positiveNumber("--time-limit"),
+    )
     .action((options: RunOptions) => {
       setResult(runCommand(options, `trirun-bench ${argv.join(" ")}`.trim(), io, deps));
     });

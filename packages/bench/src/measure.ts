@@ -61,6 +61,11 @@ export interface MeasureOptions {
   readonly uploadChunkElements?: number;
   /** Size of each of the two buffers of the roofline and queue-filling copies. Default 256 MiB. */
   readonly copyBufferBytes?: number;
+  /**
+   * Stop starting new measurements after this many seconds (host clock) and return what
+   * was measured, with `meta.stoppedEarly` set: a run then never outlasts a job's limit.
+   */
+  readonly timeLimitS?: number;
 }
 
 export type ProgressEvent =
@@ -445,6 +450,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
   const maxM = Math.max(...batchSizes);
   const total = modelSets.reduce((sum, set) => sum + set.layers.length * batchSizes.length, 0);
   let done = 0;
+  let stoppedEarly = false;
 
   try {
     const copyBytes = options.copyBufferBytes ?? COPY_BUFFER_BYTES;
@@ -464,9 +470,16 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
     options.onProgress?.({ kind: "roofline", roofline });
     const context = new TimingContext(api, stream, copySource, copyTarget, roofline.medianUs, hostClockUs);
 
+    const startUs = hostClockUs();
+    const outOfTime = () =>
+      options.timeLimitS !== undefined && hostClockUs() - startUs > options.timeLimitS * 1e6;
     try {
-      for (const set of modelSets) {
+      measuring: for (const set of modelSets) {
         for (const shape of set.layers) {
+          if (outOfTime()) {
+            stoppedEarly = true;
+            break measuring;
+          }
           const { k, n } = shape;
           options.onProgress?.({ kind: "layer", model: set.id, layer: shape.layer, k, n });
           const plan = planLayer(
@@ -507,6 +520,10 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
             stream.synchronize();
 
             for (const m of batchSizes) {
+              if (outOfTime()) {
+                stoppedEarly = true;
+                break;
+              }
               const Am = layerAllocations.track(A.view([m, k], 0));
               const Cm = layerAllocations.track(C.view([m, n], 0));
               const rowsForM = measureRowGroup({
@@ -567,6 +584,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
         command: options.command ?? "",
         commit: options.commit ?? null,
         runtime: `node ${process.version}`,
+        stoppedEarly,
       },
       modelSets: modelSets.map((set) => ({
         id: set.id,

@@ -321,6 +321,13 @@ export function toMarkdown(results: BenchResults, options: MarkdownOptions = {})
   out.push(
     `- Roofline: device-to-device copy of ${(meta.roofline.bufferBytes / 2 ** 20).toFixed(0)} MiB at ${(meta.roofline.gbps / 1000).toFixed(2)} TB/s (bytes read + written).`,
   );
+  if (meta.stoppedEarly) {
+    const points = new Set(results.rows.map((r) => `${r.model}/${r.layer}/${r.m}`)).size;
+    const total = results.modelSets.reduce((sum, set) => sum + set.layers.length, 0) * meta.batchSizes.length;
+    out.push(
+      `- **Incomplete:** the run reached its time limit after ${points} of ${total} (layer, m) points.`,
+    );
+  }
   out.push("");
   if (options.chartPath) {
     out.push(`![Speedup over FP16 vs batch size](${options.chartPath})`);

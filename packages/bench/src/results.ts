@@ -98,6 +98,8 @@ export const resultsSchema = z.object({
     command: z.string(),
     commit: z.string().nullable(),
     runtime: z.string(),
+    /** True when the run hit its time limit before measuring every point. */
+    stoppedEarly: z.boolean().optional(),
   }),
   modelSets: z.array(modelSetSchema),
   rows: z.array(rowSchema),

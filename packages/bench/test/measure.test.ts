@@ -233,6 +233,19 @@ describe("runBenchmark on a simulated GPU", () => {
     expect(gpu.allocatedBytes).toBe(0);
   });
 
+  it("stops at its time limit and returns what it measured", () => {
+    const gpu = new SimulatedGpu({ seed: 5 });
+    const full = run(gpu, { groupsizes: [128] });
+    expect(full.meta.stoppedEarly).toBe(false);
+    const gpu2 = new SimulatedGpu({ seed: 5 });
+    // The simulated host clock: about a third of the full run's host time.
+    const limited = run(gpu2, { groupsizes: [128], timeLimitS: (gpu.hostNow / 3) * 1e-6 });
+    expect(limited.meta.stoppedEarly).toBe(true);
+    expect(limited.rows.length).toBeGreaterThan(0);
+    expect(limited.rows.length).toBeLessThan(full.rows.length);
+    expect(gpu2.allocatedBytes).toBe(0);
+  });
+
   it("validates its options", () => {
     const gpu = new SimulatedGpu();
     expect(() => run(gpu, { modelSets: [] })).toThrow(/modelSets/);
