@@ -95,6 +95,8 @@ const DEFAULTS = {
 
 /** Upper bound of calls in one sample (keeps the queue-filling copy short). */
 const MAX_CALLS_PER_SAMPLE = 512;
+/** Most queue-filling copies before one sample (about 12 ms with 256 MiB buffers on an H100). */
+const MAX_FILL_COPIES = 64;
 /** Retries of a sample in which the host may have let the GPU run dry. */
 const LAUNCH_BOUND_RETRIES = 3;
 /** Largest buffer for the roofline copy and the queue-filling copies. */
@@ -266,7 +268,7 @@ class SideTimer {
   private fillCopiesFor(hostUsPerCall: number): number {
     // The filling copy must outlast the host's enqueueing of the sample, with margin.
     const neededUs = (this.calls + (this.hot ? 2 : 0)) * hostUsPerCall * 1.5 + 20;
-    return Math.max(1, Math.ceil(neededUs / this.context.copyUs));
+    return Math.min(MAX_FILL_COPIES, Math.max(1, Math.ceil(neededUs / this.context.copyUs)));
   }
 
   /** Takes one sample: a queue-filling copy, then `calls` back-to-back calls between two events. */
@@ -293,7 +295,10 @@ class SideTimer {
         this.perCallUs.push(elapsedUs / this.calls);
         return;
       }
-      this.fillCopies = Math.min(this.fillCopies * 2 + 1, this.fillCopiesFor(hostUs / this.calls) * 2);
+      this.fillCopies = Math.min(
+        MAX_FILL_COPIES,
+        Math.max(this.fillCopies * 2, this.fillCopiesFor(hostUs / this.calls)),
+      );
     }
   }
 

@@ -202,6 +202,37 @@ describe("runBenchmark on a simulated GPU", () => {
     expect(results.meta.mode).toBe("hot");
   });
 
+  it("lengthens the queue-filling copy when launches get slower than the warm-up showed", () => {
+    const gpu = new SimulatedGpu({ seed: 9, hostLaunchUs: 4 });
+    const api = gpu.api();
+    let calls = 0;
+    const slowing: BenchKernelApi = {
+      ...api,
+      gemmF16: (A, W, C, opts) => {
+        // After the warm-up, each launch costs the host 40 us more than before.
+        if (++calls > 40) gpu.hostNow += 40;
+        api.gemmF16(A, W, C, opts);
+      },
+    };
+    const results = runBenchmark(slowing, {
+      modelSets: [{ id: "s", title: "S", source: "test", layers: [{ layer: "a", k: 1024, n: 1024 }] }],
+      batchSizes: [1],
+      groupsizes: [128],
+      samples: 9,
+      minSampleUs: 50,
+      warmupUs: 50,
+      uploadChunkElements: 64 * 1024,
+      copyBufferBytes: 64 * MiB,
+      hostClockUs: () => gpu.hostNow,
+    });
+    const [row] = results.rows;
+    const expected = SimulatedGpu.durationUs(gpu.spec, "gemmF16", 1, 1024, 1024, 0, false);
+    // 44 us of host time per call against about 2 us of GPU time: only the longer
+    // copy keeps the timed calls back to back.
+    expect(row.fp16?.medianUs).toBeCloseTo(expected, 6);
+    expect(row.fp16?.launchBoundSamples).toBe(0);
+  });
+
   it("records a kernel error in its row and carries on", () => {
     const gpu = new SimulatedGpu({ seed: 3 });
     const api = gpu.api();
