@@ -135,7 +135,11 @@ export interface RenderedFiles {
 }
 
 /** Writes `speedup.svg`, `speedup.png` and `benchmarks.md` (embedding the PNG) to `outDir`. */
-export async function renderReport(results: BenchResults, outDir: string): Promise<RenderedFiles> {
+export async function renderReport(
+  results: BenchResults,
+  outDir: string,
+  options: { perLayer?: boolean } = {},
+): Promise<RenderedFiles> {
   await mkdir(outDir, { recursive: true });
   const svg = await renderChartSvg(results);
   const files = {
@@ -145,6 +149,9 @@ export async function renderReport(results: BenchResults, outDir: string): Promi
   };
   await writeFile(files.svg, svg);
   await writeFile(files.png, svgToPng(svg));
-  await writeFile(files.markdown, toMarkdown(results, { chartPath: "speedup.png" }));
+  await writeFile(
+    files.markdown,
+    toMarkdown(results, { chartPath: "speedup.png", perLayer: options.perLayer }),
+  );
   return files;
 }

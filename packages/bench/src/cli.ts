@@ -108,6 +108,7 @@ interface RunOptions {
   out?: string;
   commit?: string;
   layers: boolean;
+  perLayerMarkdown: boolean;
   timeLimit?: number;
 }
 
@@ -135,18 +136,19 @@ async function writeOutputs(results: BenchResults, options: RunOptions, io: CliI
   };
   if (options.json) await write(options.json, resultsToJson(results));
   if (options.csv) await write(options.csv, toCsv(results));
-  if (options.markdown) await write(options.markdown, toMarkdown(results));
+  const perLayer = { perLayer: options.perLayerMarkdown };
+  if (options.markdown) await write(options.markdown, toMarkdown(results, perLayer));
   if (options.out) {
     await mkdir(options.out, { recursive: true });
     await write(join(options.out, "results.json"), resultsToJson(results));
     await write(join(options.out, "results.csv"), toCsv(results));
     try {
       const chart = await deps.loadChart();
-      const files = await chart.renderReport(results, options.out);
+      const files = await chart.renderReport(results, options.out, perLayer);
       written.push(files.svg, files.png, files.markdown);
     } catch (error) {
       const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
-      await write(join(options.out, "benchmarks.md"), toMarkdown(results));
+      await write(join(options.out, "benchmarks.md"), toMarkdown(results, perLayer));
       io.stderr(
         `trirun-bench: chart not rendered here (${reason}); render it elsewhere with ` +
           `\`trirun-bench render ${join(options.out, "results.json")} --out <dir>\`\n`,
@@ -251,7 +253,13 @@ async function compareCommand(
   return comparison.rows.length > 0 ? 0 : 1;
 }
 
-async function renderCommand(file: string, out: string, io: CliIo, deps: CliDependencies): Promise<number> {
+async function renderCommand(
+  file: string,
+  out: string,
+  perLayer: boolean,
+  io: CliIo,
+  deps: CliDependencies,
+): Promise<number> {
   const results = await readResultsFile(file);
   let chart: typeof import("./chart.js");
   try {
@@ -261,7 +269,7 @@ async function renderCommand(file: string, out: string, io: CliIo, deps: CliDepe
     io.stderr(`trirun-bench render: the chart libraries are not available here (${reason})\n`);
     return 1;
   }
-  const files = await chart.renderReport(results, out);
+  const files = await chart.renderReport(results, out, { perLayer });
   io.stdout(`${formatSummaryTable(results)}\n`);
   io.stderr(`wrote ${files.svg}\nwrote ${files.png}\nwrote ${files.markdown}\n`);
   return 0;
@@ -328,6 +336,7 @@ function buildProgram(
     )
     .option("--commit <rev>", "source revision to record (default: $TRIRUN_COMMIT)")
     .option("--no-layers", "print only the summary, not a table per layer")
+    .option("--no-per-layer-markdown", "leave the per-layer table out of the markdown")
     .option(
       "--time-limit <s>",
       "start no new measurement after this many seconds; write what was measured",
@@ -360,8 +369,9 @@ function buildProgram(
     .description("render the chart (SVG, PNG) and markdown from a results JSON file; needs no GPU")
     .argument("<results.json>", "results written by `trirun-bench --json` or `--out`")
     .option("--out <dir>", "output folder", ".")
-    .action((file: string, options: { out: string }) => {
-      setResult(renderCommand(resolve(file), resolve(options.out), io, deps));
+    .option("--no-per-layer-markdown", "leave the per-layer table out of the markdown")
+    .action((file: string, options: { out: string; perLayerMarkdown: boolean }) => {
+      setResult(renderCommand(resolve(file), resolve(options.out), options.perLayerMarkdown, io, deps));
     });
   return program;
 }

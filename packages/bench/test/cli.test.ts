@@ -127,6 +127,12 @@ describe("render", () => {
     expect((await readFile(join(out, "speedup.png"))).subarray(1, 4).toString()).toBe("PNG");
     expect(await readFile(join(out, "benchmarks.md"), "utf8")).toContain(results.meta.device.name);
     expect(io.out).toContain("m=64");
+    expect(await readFile(join(out, "benchmarks.md"), "utf8")).toContain("### Per layer");
+    const short = join(dir, "rendered-short");
+    expect(await main(["render", file, "--out", short, "--no-per-layer-markdown"], capture(), noGpu)).toBe(0);
+    const markdown = await readFile(join(short, "benchmarks.md"), "utf8");
+    expect(markdown).not.toContain("### Per layer");
+    expect(markdown).toContain("### Speedup over FP16");
   });
 
   it("fails clearly on a missing or invalid file", async () => {
