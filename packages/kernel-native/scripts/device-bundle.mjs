@@ -5,13 +5,14 @@
 //   .device/check.mjs            the check program (esbuild bundle, ESM)
 //   .device/trirun_native.node   the addon (cudart linked statically; cuBLAS opened at run time)
 //   .device/node.xz              a Node.js binary (../shared/device/prepare-node.sh, once)
+//   .device/tests/*.mjs          the workspace's GPU test files (*.gpu.test.ts), bundled
 //   .device/README.txt           how to run it
 //
 // TRIRUN_CUDA_ARCHS (e.g. "90") is honoured by the build; --skip-build reuses
 // the current build.
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -72,6 +73,49 @@ await esbuild.build({
   },
 });
 
+// GPU test files of the workspace (*.gpu.test.ts), each bundled with a small
+// vitest stand-in so they run on the GPU machine without node_modules. They
+// import other workspaces through their built dist: run `pnpm build` first.
+const testsOut = join(out, "tests");
+rmSync(testsOut, { recursive: true, force: true });
+const testFiles = [];
+for (const group of ["packages", "apps"]) {
+  const groupDir = join(repo, group);
+  if (!existsSync(groupDir)) continue;
+  for (const ws of readdirSync(groupDir)) {
+    const testDir = join(groupDir, ws, "test");
+    if (!existsSync(testDir)) continue;
+    for (const f of readdirSync(testDir).filter((f) => f.endsWith(".gpu.test.ts")))
+      testFiles.push([ws, join(testDir, f)]);
+  }
+}
+const bundledTests = [];
+for (const [ws, file] of testFiles) {
+  const name = `${ws}__${basename(file).replace(/\.ts$/, ".mjs")}`;
+  try {
+    await esbuild.build({
+      entryPoints: [file],
+      outfile: join(testsOut, name),
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      logLevel: "silent",
+      alias: { vitest: join(pkg, "src", "device", "mini-vitest.ts") },
+      banner: {
+        js: "import { createRequire as __trirunCreateRequire } from 'node:module'; const require = __trirunCreateRequire(import.meta.url);",
+      },
+    });
+    bundledTests.push(name);
+  } catch (error) {
+    console.warn(
+      `device-bundle: skipped ${relative(repo, file)}: ${String(error.message ?? error).split("\n")[0]}`,
+    );
+  }
+}
+if (testFiles.length > 0)
+  console.log(`device-bundle: GPU test files: ${bundledTests.join(", ") || "none bundled"}`);
+
 const nodeXz = join(out, "node.xz");
 const prepare = join(repo, "..", "shared", "device", "prepare-node.sh");
 if (!existsSync(nodeXz)) {
@@ -91,7 +135,7 @@ CUDA architectures: ${process.env.TRIRUN_CUDA_ARCHS ?? "80,86,89,90"} (+PTX of t
 From the repository root on the GPU machine:
   xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
   TRIRUN_NATIVE_PATH=.device/trirun_native.node /tmp/node .device/check.mjs --out $OUT
-Parts: --only api,correctness,speed,sanitize (default api,correctness,speed); --quick; --seed N; --reps N
+Parts: --only api,correctness,speed,sanitize,tests (default api,correctness,speed,tests); --quick; --seed N; --reps N
 Sanitizer: compute-sanitizer --tool memcheck /tmp/node .device/check.mjs --only sanitize --out $OUT
            compute-sanitizer --tool racecheck /tmp/node .device/check.mjs --only sanitize --out $OUT
 Exit status: 0 passed, 1 a check failed, 2 no usable CUDA device. Report: $OUT/report.json

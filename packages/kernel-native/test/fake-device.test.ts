@@ -146,7 +146,7 @@ describe("the device check program", () => {
       const print = (text: string) => {
         printed += text;
       };
-      expect(runCheck(options, { ...plan, print })).toBe(0);
+      expect(await runCheck(options, { ...plan, print })).toBe(0);
       const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
       expect(report).toMatchObject({ ok: true, available: true, failures: [] });
       expect(report.correctness.summary.failed).toBe(0);
@@ -154,7 +154,7 @@ describe("the device check program", () => {
       expect(printed).toMatch(/RESULT: all checks passed/);
 
       useFake({ skipLastElement: true });
-      expect(runCheck(options, { ...plan, print: quiet })).toBe(1);
+      expect(await runCheck(options, { ...plan, print: quiet })).toBe(1);
       const failed = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
       expect(failed.ok).toBe(false);
       expect(failed.failures.join("\n")).toMatch(/^correctness: \d+ of \d+ runs failed/m);

@@ -5,9 +5,10 @@
 //
 // Writes DIR/report.json and prints a short summary. Exit status: 0 all
 // checks passed, 1 a check failed, 2 no usable CUDA device (or addon).
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { arch, cpus, hostname, platform, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { devices, memoryInfo } from "../device.js";
 import { cublasLibraryPath } from "../matmul.js";
@@ -24,13 +25,14 @@ import {
   type SweepCase,
   summarize,
 } from "./correctness.js";
+import { registry, runRegistered, type TestOutcome } from "./mini-vitest.js";
 import { Rng } from "./numeric.js";
 import { runSpeed, SPEED_SHAPES_70B, type SpeedRow, sumsByM, TARGET_SPEEDUP } from "./speed.js";
 
 declare const __TRIRUN_BUILD__: { commit: string; builtAt: string; cudaArchs: string } | undefined;
 const build = typeof __TRIRUN_BUILD__ === "undefined" ? undefined : __TRIRUN_BUILD__;
 
-const PARTS = ["api", "correctness", "speed", "sanitize"] as const;
+const PARTS = ["api", "correctness", "speed", "sanitize", "tests"] as const;
 type Part = (typeof PARTS)[number];
 
 const SMALL_SHAPES: [number, number][] = [
@@ -72,12 +74,13 @@ export function parseCheckArgs(argv: string[]): CheckOptions | undefined {
   });
   if (values.help) {
     process.stdout.write(
-      "usage: check.mjs [--out DIR] [--only api,correctness,speed,sanitize] [--quick] [--seed N] [--reps N]\n" +
-        "  default parts: api,correctness,speed. sanitize: a small sweep for compute-sanitizer (fp64 CPU reference, no cuBLAS).\n",
+      "usage: check.mjs [--out DIR] [--only api,correctness,speed,sanitize,tests] [--quick] [--seed N] [--reps N]\n" +
+        "  default parts: api,correctness,speed,tests. sanitize: a small sweep for compute-sanitizer (fp64 CPU\n" +
+        "  reference, no cuBLAS). tests: the GPU test files of the workspace bundled beside the check (tests/*.mjs).\n",
     );
     return undefined;
   }
-  const parts = (values.only ?? "api,correctness,speed").split(",").map((p) => p.trim());
+  const parts = (values.only ?? "api,correctness,speed,tests").split(",").map((p) => p.trim());
   for (const p of parts) {
     if (!(PARTS as readonly string[]).includes(p))
       throw new RangeError(`--only: unknown part "${p}" (${PARTS.join(", ")})`);
@@ -116,6 +119,32 @@ function sanitizePlan(): SweepCase[] {
     { k: 256, n: 512, groupsize: -1, ms, configs: specs },
     { k: 1024, n: 1024, groupsize: 128, ms: [1, 33, 129], configs: specs },
   ];
+}
+
+/** Imports each bundled test file and runs what it registered (see mini-vitest.ts). */
+async function runBundledTests(dir: string | undefined, log: (line: string) => void): Promise<TestOutcome[]> {
+  if (dir === undefined || !existsSync(dir)) {
+    log("tests: no bundled test files");
+    return [];
+  }
+  const outcomes: TestOutcome[] = [];
+  for (const name of readdirSync(dir)
+    .filter((f) => f.endsWith(".mjs"))
+    .sort()) {
+    registry().file = name;
+    try {
+      await import(pathToFileURL(join(dir, name)).href);
+      const results = await runRegistered(name);
+      outcomes.push(...results);
+      for (const r of results)
+        log(`tests ${r.status.padEnd(7)} ${name}: ${r.name}${r.error ? `: ${r.error}` : ""}`);
+    } catch (error) {
+      const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      outcomes.push({ file: name, name: "(loading the file)", status: "failed", ms: 0, error: detail });
+      log(`tests failed  ${name}: ${detail}`);
+    }
+  }
+  return outcomes;
 }
 
 function formatTable(header: string[], rows: (string | number)[][]): string {
@@ -162,6 +191,8 @@ function speedTable(rows: readonly SpeedRow[], groupsize: number): string {
 
 /** Test hooks: smaller plans than the acceptance sweep. */
 export interface CheckOverrides {
+  /** Folder of bundled GPU test files (part "tests"). */
+  testsDir?: string;
   correctnessPlan?: SweepCase[];
   sanitizePlan?: SweepCase[];
   log?: (line: string) => void;
@@ -169,7 +200,7 @@ export interface CheckOverrides {
 }
 
 /** Runs the selected parts, writes <out>/report.json; returns the exit status (0 ok, 1 failures, 2 no device). */
-export function runCheck(args: CheckOptions, overrides: CheckOverrides = {}): number {
+export async function runCheck(args: CheckOptions, overrides: CheckOverrides = {}): Promise<number> {
   const log = overrides.log ?? logToStderr;
   const print = overrides.print ?? ((text: string) => process.stdout.write(text));
   mkdirSync(args.out, { recursive: true });
@@ -246,6 +277,16 @@ export function runCheck(args: CheckOptions, overrides: CheckOverrides = {}): nu
         summary.push(
           `${part}: ${s.runs - s.failed}/${s.runs} runs passed, worst rel error ${s.worstRelError.toExponential(2)} (tolerance ${REL_TOLERANCE}), reference vs fp64 ${s.worstReferenceRelError.toExponential(2)}, m blocks ${s.mBlocks.join("/")}, tiles ${s.tiles.join(", ")}`,
           correctnessTable(rows),
+        );
+      } else if (part === "tests") {
+        const outcomes = await runBundledTests(overrides.testsDir, log);
+        report.tests = outcomes;
+        const failed = outcomes.filter((o) => o.status === "failed");
+        for (const f of failed) failures.push(`tests: ${f.file}: ${f.name}: ${f.error}`);
+        const passed = outcomes.filter((o) => o.status === "passed").length;
+        const skippedCount = outcomes.filter((o) => o.status === "skipped").length;
+        summary.push(
+          `tests: ${passed} passed, ${failed.length} failed, ${skippedCount} skipped (bundled GPU test files)`,
         );
       } else if (part === "speed") {
         const ms = args.quick
