@@ -177,7 +177,10 @@ export function choleskyPanelRows(
   }
 }
 
-/** Cholesky trailing update for rows [rowStart, rowEnd): A[i][j] -= A[i, k0:k1] . A[j, k0:k1], k1 <= j <= i. */
+/**
+ * Cholesky trailing update for rows [rowStart, rowEnd): A[i][j] -= A[i, k0:k1] . A[j, k0:k1] for
+ * k1 <= j <= i, over 4 x 4 tiles of (i, j) with 16 accumulators (scalar at the diagonal and edges).
+ */
 export function choleskyUpdateRows(
   a: Float64Array,
   n: number,
@@ -186,43 +189,98 @@ export function choleskyUpdateRows(
   rowStart: number,
   rowEnd: number,
 ): void {
-  for (let i = rowStart; i < rowEnd; i++) {
-    const ri = i * n;
-    let j = k1;
-    for (; j + 3 <= i; j += 4) {
-      const r0 = j * n;
-      const r1 = r0 + n;
-      const r2 = r1 + n;
-      const r3 = r2 + n;
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      for (let t = k0; t < k1; t++) {
-        const x = a[ri + t];
-        s0 += x * a[r0 + t];
-        s1 += x * a[r1 + t];
-        s2 += x * a[r2 + t];
-        s3 += x * a[r3 + t];
+  for (let i0 = rowStart; i0 < rowEnd; i0 += 4) {
+    const iCount = Math.min(4, rowEnd - i0);
+    const iLast = i0 + iCount - 1;
+    for (let j0 = k1; j0 <= iLast; j0 += 4) {
+      if (iCount === 4 && j0 + 3 <= i0) {
+        const ra0 = i0 * n;
+        const ra1 = ra0 + n;
+        const ra2 = ra1 + n;
+        const ra3 = ra2 + n;
+        const rb0 = j0 * n;
+        const rb1 = rb0 + n;
+        const rb2 = rb1 + n;
+        const rb3 = rb2 + n;
+        let s00 = 0;
+        let s01 = 0;
+        let s02 = 0;
+        let s03 = 0;
+        let s10 = 0;
+        let s11 = 0;
+        let s12 = 0;
+        let s13 = 0;
+        let s20 = 0;
+        let s21 = 0;
+        let s22 = 0;
+        let s23 = 0;
+        let s30 = 0;
+        let s31 = 0;
+        let s32 = 0;
+        let s33 = 0;
+        for (let t = k0; t < k1; t++) {
+          const x0 = a[ra0 + t];
+          const x1 = a[ra1 + t];
+          const x2 = a[ra2 + t];
+          const x3 = a[ra3 + t];
+          const y0 = a[rb0 + t];
+          const y1 = a[rb1 + t];
+          const y2 = a[rb2 + t];
+          const y3 = a[rb3 + t];
+          s00 += x0 * y0;
+          s01 += x0 * y1;
+          s02 += x0 * y2;
+          s03 += x0 * y3;
+          s10 += x1 * y0;
+          s11 += x1 * y1;
+          s12 += x1 * y2;
+          s13 += x1 * y3;
+          s20 += x2 * y0;
+          s21 += x2 * y1;
+          s22 += x2 * y2;
+          s23 += x2 * y3;
+          s30 += x3 * y0;
+          s31 += x3 * y1;
+          s32 += x3 * y2;
+          s33 += x3 * y3;
+        }
+        a[ra0 + j0] -= s00;
+        a[ra0 + j0 + 1] -= s01;
+        a[ra0 + j0 + 2] -= s02;
+        a[ra0 + j0 + 3] -= s03;
+        a[ra1 + j0] -= s10;
+        a[ra1 + j0 + 1] -= s11;
+        a[ra1 + j0 + 2] -= s12;
+        a[ra1 + j0 + 3] -= s13;
+        a[ra2 + j0] -= s20;
+        a[ra2 + j0 + 1] -= s21;
+        a[ra2 + j0 + 2] -= s22;
+        a[ra2 + j0 + 3] -= s23;
+        a[ra3 + j0] -= s30;
+        a[ra3 + j0 + 1] -= s31;
+        a[ra3 + j0 + 2] -= s32;
+        a[ra3 + j0 + 3] -= s33;
+      } else {
+        for (let i = i0; i <= iLast; i++) {
+          const ri = i * n;
+          const jEnd = Math.min(j0 + 3, i);
+          for (let j = j0; j <= jEnd; j++) {
+            const rj = j * n;
+            let sum = 0;
+            for (let t = k0; t < k1; t++) sum += a[ri + t] * a[rj + t];
+            a[ri + j] -= sum;
+          }
+        }
       }
-      a[ri + j] -= s0;
-      a[ri + j + 1] -= s1;
-      a[ri + j + 2] -= s2;
-      a[ri + j + 3] -= s3;
-    }
-    for (; j <= i; j++) {
-      const rj = j * n;
-      let s = 0;
-      for (let t = k0; t < k1; t++) s += a[ri + t] * a[rj + t];
-      a[ri + j] -= s;
     }
   }
 }
 
 /**
  * Columns [colStart, colEnd) of X = L^-1 for lower-triangular L (n x n row-major, upper part ignored).
- * X must be zero in those columns on entry. Forward substitution row by row, the column block kept
- * together so that each row of L is read once per block.
+ * X must be zero in those columns on entry. Forward substitution over 4-row x 4-column tiles: the
+ * dot products over finished rows k < i0 run with 16 accumulators in registers, then the triangle
+ * inside the row quad is finished row by row.
  */
 export function lowerInverseColumns(
   l: Float64Array,
@@ -231,25 +289,101 @@ export function lowerInverseColumns(
   colStart: number,
   colEnd: number,
 ): void {
-  const width = colEnd - colStart;
-  const acc = new Float64Array(width);
-  for (let i = colStart; i < n; i++) {
-    acc.fill(0);
-    const ri = i * n;
-    const kEnd = i; // sum over k in [colStart, i)
-    for (let k = colStart; k < kEnd; k++) {
-      const lik = l[ri + k];
-      if (lik === 0) continue;
-      const rk = k * n + colStart;
-      // x[k][c] is zero for c > k: stop there.
-      const cMax = Math.min(width, k - colStart + 1);
-      for (let c = 0; c < cMax; c++) acc[c] += lik * x[rk + c];
+  const acc = new Float64Array(16);
+  for (let i0 = colStart; i0 < n; i0 += 4) {
+    const iCount = Math.min(4, n - i0);
+    for (let c0 = colStart; c0 < colEnd && c0 < i0 + iCount; c0 += 4) {
+      const cCount = Math.min(4, colEnd - c0);
+      if (iCount === 4 && cCount === 4) {
+        const r0 = i0 * n;
+        const r1 = r0 + n;
+        const r2 = r1 + n;
+        const r3 = r2 + n;
+        let s00 = 0;
+        let s01 = 0;
+        let s02 = 0;
+        let s03 = 0;
+        let s10 = 0;
+        let s11 = 0;
+        let s12 = 0;
+        let s13 = 0;
+        let s20 = 0;
+        let s21 = 0;
+        let s22 = 0;
+        let s23 = 0;
+        let s30 = 0;
+        let s31 = 0;
+        let s32 = 0;
+        let s33 = 0;
+        for (let k = c0; k < i0; k++) {
+          const xk = k * n + c0;
+          const x0 = x[xk];
+          const x1 = x[xk + 1];
+          const x2 = x[xk + 2];
+          const x3 = x[xk + 3];
+          const l0 = l[r0 + k];
+          const l1 = l[r1 + k];
+          const l2 = l[r2 + k];
+          const l3 = l[r3 + k];
+          s00 += l0 * x0;
+          s01 += l0 * x1;
+          s02 += l0 * x2;
+          s03 += l0 * x3;
+          s10 += l1 * x0;
+          s11 += l1 * x1;
+          s12 += l1 * x2;
+          s13 += l1 * x3;
+          s20 += l2 * x0;
+          s21 += l2 * x1;
+          s22 += l2 * x2;
+          s23 += l2 * x3;
+          s30 += l3 * x0;
+          s31 += l3 * x1;
+          s32 += l3 * x2;
+          s33 += l3 * x3;
+        }
+        acc[0] = s00;
+        acc[1] = s01;
+        acc[2] = s02;
+        acc[3] = s03;
+        acc[4] = s10;
+        acc[5] = s11;
+        acc[6] = s12;
+        acc[7] = s13;
+        acc[8] = s20;
+        acc[9] = s21;
+        acc[10] = s22;
+        acc[11] = s23;
+        acc[12] = s30;
+        acc[13] = s31;
+        acc[14] = s32;
+        acc[15] = s33;
+      } else {
+        for (let r = 0; r < iCount; r++) {
+          const ri = (i0 + r) * n;
+          for (let c = 0; c < cCount; c++) {
+            let sum = 0;
+            for (let k = c0; k < i0; k++) sum += l[ri + k] * x[k * n + c0 + c];
+            acc[r * 4 + c] = sum;
+          }
+        }
+      }
+      for (let r = 0; r < iCount; r++) {
+        const i = i0 + r;
+        const ri = i * n;
+        for (let c = 0; c < cCount; c++) {
+          const col = c0 + c;
+          if (col > i) continue;
+          if (col === i) {
+            x[ri + i] = 1 / l[ri + i];
+            continue;
+          }
+          let sum = acc[r * 4 + c];
+          for (let k = i0; k < i; k++) sum += l[ri + k] * x[k * n + col];
+          x[ri + col] = -sum / l[ri + i];
+        }
+      }
     }
-    const inv = 1 / l[ri + i];
-    const cMax = Math.min(width, i - colStart);
-    const rx = ri + colStart;
-    for (let c = 0; c < cMax; c++) x[rx + c] = -acc[c] * inv;
-    if (i < colEnd) x[ri + i] = inv;
   }
 }
 
