@@ -101,7 +101,11 @@ for (const [ws, file] of testFiles) {
       format: "esm",
       target: "node20",
       logLevel: "silent",
-      alias: { vitest: join(pkg, "src", "device", "mini-vitest.ts") },
+      // This package from source, so that the tests run against the addon glue just built.
+      alias: {
+        vitest: join(pkg, "src", "device", "mini-vitest.ts"),
+        "@trirun/kernel-native": join(pkg, "src", "index.ts"),
+      },
       banner: {
         js: "import { createRequire as __trirunCreateRequire } from 'node:module'; const require = __trirunCreateRequire(import.meta.url);",
       },
