@@ -127,6 +127,11 @@ export class WorkerExecutor implements Executor {
     return this.workers.length;
   }
 
+  /** True once a worker died or the pool was disposed; such a pool rejects every task. */
+  get broken(): boolean {
+    return this.failure !== undefined;
+  }
+
   /** Starts `threads` workers; throws when worker_threads or SharedArrayBuffer are missing. */
   static async create(threads: number): Promise<WorkerExecutor> {
     if (typeof SharedArrayBuffer === "undefined") throw new Error("SharedArrayBuffer is not available");
@@ -209,8 +214,8 @@ export async function defaultThreads(): Promise<number> {
 }
 
 /**
- * A shared executor with `threads` workers (created once per thread count), or the inline executor
- * for one thread or where workers cannot be started.
+ * A shared executor with `threads` workers (created once per thread count, replaced if it breaks),
+ * or the inline executor for one thread or where workers cannot be started.
  */
 export async function getExecutor(threads?: number): Promise<Executor> {
   const count = threads ?? (await defaultThreads());
@@ -218,12 +223,15 @@ export async function getExecutor(threads?: number): Promise<Executor> {
     throw new RangeError(`threads must be a positive integer, got ${String(threads)}`);
   }
   if (count === 1) return new InlineExecutor();
-  let pool = pools.get(count);
-  if (!pool) {
-    pool = WorkerExecutor.create(count).catch((): Executor => new InlineExecutor());
-    pools.set(count, pool);
+  const cached = pools.get(count);
+  if (cached) {
+    const pool = await cached;
+    // A pool whose worker died (or that someone disposed) is replaced by a fresh one.
+    if (!(pool instanceof WorkerExecutor && pool.broken)) return pool;
   }
-  return pool;
+  const fresh = WorkerExecutor.create(count).catch((): Executor => new InlineExecutor());
+  pools.set(count, fresh);
+  return fresh;
 }
 
 /** Splits [start, end) into at most `parts` contiguous ranges of nearly equal length, aligned to `align`. */

@@ -33,7 +33,8 @@ export interface QuantizeResult {
   deadColumns: number;
   /** Backend that ran the Hessian and block updates. */
   backend: string;
-  /** Wall time of the float64 factorisation (Cholesky, inverse factor, retries) and of the sweep. */
+  /** Wall time of the float64 factorisation (Cholesky, inverse factor, retries; near 0 when a
+   *  previous quantize with the same Hessian, damp and order is reused) and of the sweep. */
   timings: { factorMs: number; sweepMs: number };
 }
 
@@ -55,6 +56,8 @@ export class GPTQ {
   private setup: Promise<{ exec: Executor; backend: Backend }> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly options: GPTQOptions;
+  /** The last factorisation, reused by quantize calls with the same Hessian and ordering (q/k/v). */
+  private factorCache: { key: string; factor: Factorization } | undefined;
 
   constructor(inFeatures: number, opts: GPTQOptions = {}) {
     if (!Number.isInteger(inFeatures) || inFeatures <= 0) {
@@ -131,6 +134,7 @@ export class GPTQ {
       this.accumulator ??= backend.createGramAccumulator(n);
       await this.accumulator.add(x, tokens);
       this.samples += tokens;
+      this.factorCache = undefined;
     });
   }
 
@@ -181,6 +185,47 @@ export class GPTQ {
     return this.sum;
   }
 
+  /**
+   * Dead inputs, processing order and the upper factor of the damped H^-1; cached while no batch
+   * was added and damp / order are the same.
+   */
+  private async factor(
+    sum: Float64Array,
+    opts: ResolvedQuantizeOptions,
+    exec: Executor,
+  ): Promise<Factorization> {
+    const n = this.inFeatures;
+    const key = `${this.samples}|${opts.damp}|${opts.actOrder ? `act${opts.groupsize}` : "natural"}`;
+    if (this.factorCache?.key === key) return this.factorCache.factor;
+    // H = 2/N S; dead inputs (zero diagonal) get H_jj = 1 and a zero weight column.
+    const h = new Float64Array(n * n);
+    const scale = 2 / this.samples;
+    for (let i = 0; i < h.length; i++) h[i] = sum[i] * scale;
+    const dead = new Uint8Array(n);
+    let deadColumns = 0;
+    for (let j = 0; j < n; j++) {
+      if (h[j * n + j] === 0) {
+        h[j * n + j] = 1;
+        dead[j] = 1;
+        deadColumns++;
+      }
+    }
+    const diag = new Float64Array(n);
+    for (let j = 0; j < n; j++) diag[j] = h[j * n + j];
+    const perm = allocate(Int32Array, n, exec);
+    perm.set(opts.actOrder ? actOrderPermutation(diag, opts.groupsize) : identityPermutation(n));
+    // hp[a][b] = h[perm[a]][perm[b]]: the Hessian in processing order.
+    const hp = new Float64Array(n * n);
+    for (let a = 0; a < n; a++) {
+      const src = perm[a] * n;
+      for (let b = 0; b < n; b++) hp[a * n + b] = h[src + perm[b]];
+    }
+    const { u, damp } = await dampedInverseFactor(hp, n, opts.damp, perm, exec);
+    const factor = { perm, dead, deadColumns, u, damp };
+    this.factorCache = { key, factor };
+    return factor;
+  }
+
   private async quantizeNow(weight: Float32Array, options: QuantizeOptions): Promise<QuantizeResult> {
     const n = this.inFeatures;
     if (!(weight instanceof Float32Array))
@@ -205,31 +250,8 @@ export class GPTQ {
       );
     }
 
-    // H = 2/N S; dead inputs (zero diagonal) get H_jj = 1 and a zero weight column.
-    const h = new Float64Array(n * n);
-    const scale = 2 / this.samples;
-    for (let i = 0; i < h.length; i++) h[i] = sum[i] * scale;
-    const dead = new Uint8Array(n);
-    let deadColumns = 0;
-    for (let j = 0; j < n; j++) {
-      if (h[j * n + j] === 0) {
-        h[j * n + j] = 1;
-        dead[j] = 1;
-        deadColumns++;
-      }
-    }
-    const diag = new Float64Array(n);
-    for (let j = 0; j < n; j++) diag[j] = h[j * n + j];
-    const perm = allocate(Int32Array, n, exec);
-    perm.set(opts.actOrder ? actOrderPermutation(diag, opts.groupsize) : identityPermutation(n));
-
-    const hp = new Float64Array(n * n);
-    for (let a = 0; a < n; a++) {
-      const src = perm[a] * n;
-      for (let b = 0; b < n; b++) hp[a * n + b] = h[src + perm[b]];
-    }
     const factorStart = performance.now();
-    const { u, damp } = await dampedInverseFactor(hp, n, opts.damp, perm, exec);
+    const { perm, dead, deadColumns, u, damp } = await this.factor(sum, opts, exec);
     const sweepStart = performance.now();
 
     const wt = allocate(Float32Array, n * out, exec);
@@ -296,6 +318,14 @@ export class GPTQ {
       timings: { factorMs: sweepStart - factorStart, sweepMs: sweepEnd - sweepStart },
     };
   }
+}
+
+interface Factorization {
+  perm: Int32Array;
+  dead: Uint8Array;
+  deadColumns: number;
+  u: Float64Array;
+  damp: number;
 }
 
 function searchArgs(opts: ResolvedQuantizeOptions): [number, number, number, number, boolean] {

@@ -107,6 +107,29 @@ describe("GPTQ behaviour", () => {
     expect(relDiff(results[1].loss, results[0].loss)).toBeLessThan(1e-9);
   });
 
+  it("reuses the factorisation for weights with the same input until a batch is added", async () => {
+    const rng = testRng();
+    const n = 64;
+    const { x } = correlatedActivations(rng, 400, n);
+    const w1 = rng.normals(32 * n, 0.1);
+    const w2 = rng.normals(16 * n, 0.1);
+    const shared = new GPTQ(n, { backend: "cpu", threads: 1 });
+    await shared.addBatch(x, 400);
+    const a = await shared.quantize(w1, { groupsize: 32 });
+    const b = await shared.quantize(w2, { groupsize: 32 });
+    const fresh = new GPTQ(n, { backend: "cpu", threads: 1 });
+    await fresh.addBatch(x, 400);
+    const b2 = await fresh.quantize(w2, { groupsize: 32 });
+    expect(b.codes).toEqual(b2.codes);
+    expect(b.scales).toEqual(b2.scales);
+    expect(b.loss).toBe(b2.loss);
+    expect(a.codes.length).toBe(32 * n);
+    // A new batch changes H: the next result must follow it.
+    await shared.addBatch(rng.normals(400 * n, 5), 400);
+    const c = await shared.quantize(w2, { groupsize: 32 });
+    expect(c.loss).not.toBe(b.loss);
+  });
+
   it("zeroes dead inputs and quantizes them to level 0", async () => {
     const rng = testRng();
     const n = 64;

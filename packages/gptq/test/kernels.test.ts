@@ -123,3 +123,19 @@ describe("executor", () => {
     }
   });
 });
+
+describe("shared pools", () => {
+  it("replaces a shared pool that was disposed", async () => {
+    const { getExecutor } = await import("../src/index.js");
+    const a = await getExecutor(3);
+    expect(a.threads).toBe(3);
+    await a.dispose();
+    const b = await getExecutor(3);
+    expect(b).not.toBe(a);
+    const out = new Float64Array(new SharedArrayBuffer(8 * 4));
+    const xt = new Float64Array(new SharedArrayBuffer(8 * 2)).fill(1);
+    await b.run([{ kernel: "gramUpperRows", args: [xt, 2, 1, out, 0, 2] }]);
+    expect(Array.from(out)).toEqual([1, 1, 0, 1]);
+    await b.dispose();
+  });
+});
