@@ -168,7 +168,8 @@ function evalDataFor(fp: LlamaModel, f: RunFlags, tokenizer: TextTokenizer | und
   });
 }
 
-export function buildProgram(): Command {
+/** The command line; with `embedded`, errors throw instead of exiting (for tests and other hosts). */
+export function buildProgram(opts: { embedded?: boolean } = {}): Command {
   const program = new Command("trirun-eval")
     .description(
       "Quantize a Llama model to TriRun 2-bit weights and evaluate it against the unquantized model",
@@ -280,6 +281,11 @@ export function buildProgram(): Command {
         await runMainJob({ ...f, calib: existsSync(DEFAULT_CALIBRATION) ? DEFAULT_CALIBRATION : undefined });
       },
     );
+  if (opts.embedded) {
+    for (const cmd of [program, ...program.commands]) {
+      cmd.exitOverride().configureOutput({ writeErr: () => {} });
+    }
+  }
   return program;
 }
 

@@ -81,7 +81,7 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
   );
 
   // RTN on the same 2-bit grid (mse scale search), for comparison with GPTQ.
-  const rtn = await quantizeModel(fp, { method: "mse", groupsize, levels, calibration, quiet: true });
+  const rtn = await quantizeModel(fp, { method: "mse", groupsize, levels, calibration: [], quiet: true });
   const rtnCmp = compareModels(fpRuntime, new CpuLlamaRuntime(rtn.model), data.windows);
   report.baselines = [
     {
