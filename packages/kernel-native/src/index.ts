@@ -25,7 +25,9 @@ export { DeviceTensor } from "./tensor.js";
 export {
   type TensorDescriptor,
   TRIRUN_MAX_PARALLEL,
+  TRIRUN_SMALL_MAX_M,
   TRIRUN_TILES,
+  type TrirunTile,
   type TrirunKnobs,
   type TrirunProblem,
   validateGemmF16Args,

@@ -15,7 +15,7 @@ export interface TrirunMatmulOptions extends TrirunKnobs {
   /** 128 or k (-1 also means k); default: inferred from s.shape. */
   groupsize?: number;
   stream?: Stream;
-  /** Tile shape knobs (128x128 or 64x256); automatic by default. */
+  /** Tile shape knobs (see TRIRUN_TILES); automatic by default. */
   threadK?: number;
   threadN?: number;
   /** Thread blocks (one per SM at most); all SMs by default. */
@@ -28,8 +28,11 @@ export interface TrirunMatmulOptions extends TrirunKnobs {
 export interface TrirunConfig {
   threadK: number;
   threadN: number;
-  /** 16-row blocks of A per tile (1..4). */
+  /** Which kernel ran: the small-batch one (m <= 16) or the general one. */
+  kernel: "small" | "general";
+  /** Blocks of `blockRows` rows of A per tile: 1..2 of 8 rows (small), 1..4 of 16 rows (general). */
   mBlocks: number;
+  blockRows: number;
   /** cp.async pipeline depth. */
   stages: number;
   sms: number;
@@ -100,7 +103,15 @@ export function trirunMatmul(
     p.sms,
     p.maxParallel,
   );
-  return { ...config, groupsize: p.groupsize };
+  // The kernel reports the small-batch variant's 8-row blocks as negative counts.
+  const small = config.mBlocks < 0;
+  return {
+    ...config,
+    kernel: small ? "small" : "general",
+    mBlocks: Math.abs(config.mBlocks),
+    blockRows: small ? 8 : 16,
+    groupsize: p.groupsize,
+  };
 }
 
 /**

@@ -16,11 +16,28 @@ export interface TensorDescriptor {
   readonly disposed?: boolean;
 }
 
-/** Tile shapes (threadK x threadN) that the kernel can run; see src/kernel/trirun.cu. */
-export const TRIRUN_TILES: readonly { readonly threadK: number; readonly threadN: number }[] = Object.freeze([
-  Object.freeze({ threadK: 128, threadN: 128 }),
-  Object.freeze({ threadK: 64, threadN: 256 }),
+/**
+ * Tile shapes (threadK x threadN) the kernel can run (src/kernel/trirun.cu):
+ * the small-batch tiles only for m <= 16 (they also take a k that is not a
+ * multiple of threadK), the general ones for any m (threadK must divide k).
+ * threadN must divide n in every case.
+ */
+export interface TrirunTile {
+  readonly threadK: number;
+  readonly threadN: number;
+  readonly kernel: "small" | "general";
+}
+
+export const TRIRUN_TILES: readonly TrirunTile[] = Object.freeze([
+  Object.freeze({ threadK: 128, threadN: 512, kernel: "small" as const }),
+  Object.freeze({ threadK: 256, threadN: 256, kernel: "small" as const }),
+  Object.freeze({ threadK: 512, threadN: 128, kernel: "small" as const }),
+  Object.freeze({ threadK: 128, threadN: 128, kernel: "general" as const }),
+  Object.freeze({ threadK: 64, threadN: 256, kernel: "general" as const }),
 ]);
+
+/** Largest m for which the small-batch tiles apply. */
+export const TRIRUN_SMALL_MAX_M = 16;
 
 /** Upper bound of opts.maxParallel (64-row batch slices per launch). */
 export const TRIRUN_MAX_PARALLEL = 16;
@@ -177,13 +194,24 @@ export function validateTrirunArgs(
     throw new RangeError("opts.threadK, opts.threadN: give both (a tile shape) or neither (automatic)");
   }
   if (threadK !== undefined && threadN !== undefined) {
-    const tiles = TRIRUN_TILES.map((t) => `${t.threadK}x${t.threadN}`).join(", ");
-    if (!TRIRUN_TILES.some((t) => t.threadK === threadK && t.threadN === threadN)) {
+    const tile = TRIRUN_TILES.find((t) => t.threadK === threadK && t.threadN === threadN);
+    if (tile === undefined) {
+      const list = (kernel: string) =>
+        TRIRUN_TILES.filter((t) => t.kernel === kernel)
+          .map((t) => `${t.threadK}x${t.threadN}`)
+          .join(", ");
       throw new RangeError(
-        `opts.threadK x opts.threadN: expected one of ${tiles}, got ${threadK}x${threadN}`,
+        `opts.threadK x opts.threadN: expected one of ${list("general")} (any m) or ${list("small")} (m <= ${TRIRUN_SMALL_MAX_M}), got ${threadK}x${threadN}`,
       );
     }
-    if (k % threadK !== 0) throw new RangeError(`opts.threadK: ${threadK} does not divide k = ${k}`);
+    if (tile.kernel === "small" && m > TRIRUN_SMALL_MAX_M) {
+      throw new RangeError(
+        `opts.threadK x opts.threadN: the ${threadK}x${threadN} tile is for m <= ${TRIRUN_SMALL_MAX_M}, got m = ${m}`,
+      );
+    }
+    if (tile.kernel === "general" && k % threadK !== 0) {
+      throw new RangeError(`opts.threadK: ${threadK} does not divide k = ${k}`);
+    }
     if (n % threadN !== 0) throw new RangeError(`opts.threadN: ${threadN} does not divide n = ${n}`);
   }
   const sms = optionalInteger(opts.sms, "opts.sms");

@@ -49,7 +49,11 @@ describe("against the host-memory device", () => {
     expect(s.worstRelError).toBeLessThan(6e-4);
     expect(s.worstRelError).toBeGreaterThan(1e-5);
     expect(s.worstReferenceRelError).toBeLessThan(1e-6);
-    expect(s.tiles).toEqual(["128x128 g=128", "128x128 g=k", "64x256 g=128", "64x256 g=k"]);
+    for (const tile of ["small 512x128", "small 256x256", "general 128x128", "general 64x256"]) {
+      expect(s.tiles).toContain(`${tile} g=128`);
+      expect(s.tiles).toContain(`${tile} g=k`);
+    }
+    expect(s.mBlocks).toEqual(["general 1x16", "general 2x16", "general 4x16", "small 1x8"]);
   });
 
   it("fails the sweep on an unwritten element, a write past C, or an error above 1e-3", () => {
@@ -83,6 +87,14 @@ describe("against the host-memory device", () => {
       threadK: 64,
       threadN: 256,
       groupsize: 128,
+      kernel: "general",
+    });
+    expect(trirunMatmul(A, B, s, C)).toMatchObject({
+      kernel: "small",
+      mBlocks: 1,
+      blockRows: 8,
+      threadK: 512,
+      threadN: 128,
     });
     B.dispose();
     expect(() => trirunMatmul(A, B, s, C)).toThrow(DisposedError);

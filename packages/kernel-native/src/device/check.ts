@@ -16,7 +16,6 @@ import { available, nativeInfo, unavailableReason } from "../native.js";
 import { type ApiResult, runApiChecks } from "./api.js";
 import {
   ALL_MS,
-  type ConfigSpec,
   type CorrectnessRow,
   configSpecs,
   QUICK_MS,
@@ -106,18 +105,14 @@ function correctnessPlan(quick: boolean, smCount: number): SweepCase[] {
   return cases;
 }
 
-function sanitizePlan(): SweepCase[] {
-  const specs: ConfigSpec[] = [
-    { label: "auto", opts: {} },
-    { label: "tile 128x128", opts: { threadK: 128, threadN: 128 } },
-    { label: "tile 64x256", opts: { threadK: 64, threadN: 256 } },
-    { label: "maxParallel 1", opts: { maxParallel: 1 }, forM: (m) => m > 64 },
-  ];
-  const ms = [1, 16, 17, 64, 65, 129];
+function sanitizePlan(smCount: number): SweepCase[] {
+  // Every tile shape and the batch-slice loop, on problems small enough for racecheck.
+  const specs = configSpecs(smCount, false);
+  const ms = [1, 9, 16, 17, 64, 65, 129];
   return [
     { k: 256, n: 512, groupsize: 128, ms, configs: specs },
     { k: 256, n: 512, groupsize: -1, ms, configs: specs },
-    { k: 1024, n: 1024, groupsize: 128, ms: [1, 33, 129], configs: specs },
+    { k: 1024, n: 1024, groupsize: 128, ms: [1, 12, 33, 129], configs: specs },
   ];
 }
 
@@ -268,14 +263,14 @@ export async function runCheck(args: CheckOptions, overrides: CheckOverrides = {
       } else if (part === "correctness" || part === "sanitize") {
         const plan =
           part === "sanitize"
-            ? (overrides.sanitizePlan ?? sanitizePlan())
+            ? (overrides.sanitizePlan ?? sanitizePlan(device.smCount))
             : (overrides.correctnessPlan ?? correctnessPlan(args.quick, device.smCount));
         const rows = runSweep(plan, rng, { useCublas: part === "correctness", log });
         const s = summarize(rows);
         report[part] = { tolerance: REL_TOLERANCE, summary: s, rows };
         if (s.failed > 0) failures.push(`${part}: ${s.failed} of ${s.runs} runs failed`);
         summary.push(
-          `${part}: ${s.runs - s.failed}/${s.runs} runs passed, worst rel error ${s.worstRelError.toExponential(2)} (tolerance ${REL_TOLERANCE}), reference vs fp64 ${s.worstReferenceRelError.toExponential(2)}, m blocks ${s.mBlocks.join("/")}, tiles ${s.tiles.join(", ")}`,
+          `${part}: ${s.runs - s.failed}/${s.runs} runs passed, worst rel error ${s.worstRelError.toExponential(2)} (tolerance ${REL_TOLERANCE}), reference vs fp64 ${s.worstReferenceRelError.toExponential(2)}, row blocks ${s.mBlocks.join(", ")}, tiles ${s.tiles.join(", ")}`,
           correctnessTable(rows),
         );
       } else if (part === "tests") {

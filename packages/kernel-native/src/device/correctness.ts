@@ -7,6 +7,7 @@ import { CudaError } from "../errors.js";
 import { gemmF16, type TrirunConfig, type TrirunMatmulOptions, trirunMatmul } from "../matmul.js";
 import { synchronize } from "../device.js";
 import { DeviceTensor } from "../tensor.js";
+import { TRIRUN_SMALL_MAX_M, TRIRUN_TILES } from "../validate.js";
 import { GuardedOutput } from "./guarded.js";
 import { packScales, packWeights } from "./layout.js";
 import {
@@ -30,6 +31,8 @@ export interface ConfigSpec {
   opts: TrirunMatmulOptions;
   /** Restricts the spec to some m (default: every m). */
   forM?: (m: number) => boolean;
+  /** Restricts the spec to some shapes (default: every shape). */
+  forShape?: (k: number, n: number) => boolean;
 }
 
 export interface SweepCase {
@@ -143,6 +146,7 @@ function runCase(c: SweepCase, rng: Rng, options: SweepOptions, rows: Correctnes
       try {
         for (const spec of c.configs) {
           if (spec.forM && !spec.forM(m)) continue;
+          if (spec.forShape && !spec.forShape(k, n)) continue;
           const row: CorrectnessRow = {
             k,
             n,
@@ -214,17 +218,23 @@ export const QUICK_MS = [1, 7, 16, 17, 33, 64, 65, 129, 256];
 
 /** Tile shapes forced through opts, plus the automatic choice and the parallelism knobs. */
 export function configSpecs(smCount: number, thorough: boolean): ConfigSpec[] {
-  const specs: ConfigSpec[] = [
-    { label: "auto", opts: {} },
-    { label: "tile 128x128", opts: { threadK: 128, threadN: 128 } },
-    { label: "tile 64x256", opts: { threadK: 64, threadN: 256 } },
+  const specs: ConfigSpec[] = [{ label: "auto", opts: {} }];
+  for (const tile of TRIRUN_TILES) {
+    specs.push({
+      label: `tile ${tile.threadK}x${tile.threadN}`,
+      opts: { threadK: tile.threadK, threadN: tile.threadN },
+      forM: tile.kernel === "small" ? (m) => m <= TRIRUN_SMALL_MAX_M : undefined,
+      forShape: (k, n) => n % tile.threadN === 0 && (tile.kernel === "small" || k % tile.threadK === 0),
+    });
+  }
+  specs.push(
     { label: "maxParallel 1", opts: { maxParallel: 1 }, forM: (m) => m > 64 },
     {
       label: "maxParallel 3, 64x256",
       opts: { maxParallel: 3, threadK: 64, threadN: 256 },
       forM: (m) => m > 128,
     },
-  ];
+  );
   if (thorough) {
     specs.push(
       { label: "sms 3", opts: { sms: 3 }, forM: (m) => [1, 16, 17, 65, 200].includes(m) },
@@ -244,14 +254,17 @@ export function summarize(rows: readonly CorrectnessRow[]): {
   worstRelError: number;
   worstReferenceRelError: number;
   tiles: string[];
-  mBlocks: number[];
+  /** Row blocks seen, e.g. "small 2x8" (two 8-row blocks), "general 4x16". */
+  mBlocks: string[];
 } {
   const tiles = new Set<string>();
-  const mBlocks = new Set<number>();
+  const mBlocks = new Set<string>();
   for (const r of rows) {
     if (r.used) {
-      tiles.add(`${r.used.threadK}x${r.used.threadN}${r.groupsize === -1 ? " g=k" : " g=128"}`);
-      mBlocks.add(r.used.mBlocks);
+      tiles.add(
+        `${r.used.kernel} ${r.used.threadK}x${r.used.threadN}${r.groupsize === -1 ? " g=k" : " g=128"}`,
+      );
+      mBlocks.add(`${r.used.kernel} ${r.used.mBlocks}x${r.used.blockRows}`);
     }
   }
   return {
@@ -260,6 +273,6 @@ export function summarize(rows: readonly CorrectnessRow[]): {
     worstRelError: Math.max(0, ...rows.map((r) => r.relError ?? 0)),
     worstReferenceRelError: Math.max(0, ...rows.map((r) => r.referenceRelError ?? 0)),
     tiles: [...tiles].sort(),
-    mBlocks: [...mBlocks].sort((a, b) => a - b),
+    mBlocks: [...mBlocks].sort(),
   };
 }

@@ -268,12 +268,16 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
       }
       if (faults.writePastEnd && cOff + m * n * 2 + 2 <= Cb.byteLength)
         halves(Cb, cOff + m * n * 2, 1)[0] = 0;
-      const tk = threadK > 0 ? threadK : m <= 16 ? 128 : 64;
-      const tn = threadN > 0 ? threadN : m <= 16 ? 128 : 256;
+      // Tile choice as in trirun.cu: small-batch tiles for m <= 16, general ones otherwise.
+      const small =
+        m <= 16 && (threadK <= 0 || [128 * 512, 256 * 256, 512 * 128].includes(threadK * threadN));
+      const tn =
+        threadN > 0 ? threadN : small ? (n % 512 === 0 && n / 512 >= 132 ? 512 : 128) : m <= 16 ? 128 : 256;
+      const tk = threadK > 0 ? threadK : small ? 65536 / tn : m <= 16 ? 128 : 64;
       const config: NativeTrirunConfig = {
         threadK: tk,
         threadN: tn,
-        mBlocks: Math.min(4, Math.ceil(Math.min(m, 64) / 16)),
+        mBlocks: small ? -(m <= 8 ? 1 : 2) : Math.min(4, Math.ceil(Math.min(m, 64) / 16)),
         stages: 4,
         sms: sms > 0 ? sms : props.multiProcessorCount,
         maxParallel: maxPar > 0 ? maxPar : 16,
