@@ -94,16 +94,33 @@ function checkWeight(weight: WeightMatrix): void {
 // ---- float arrays. They are written out twice (not parameterised) so that V8 keeps each loop
 // ---- monomorphic; the arithmetic is identical. Branch-free where signs are random.
 
+/**
+ * Four independent sums to break the dependency on add latency. For fp16 inputs the order does not
+ * matter: every fp16 is a multiple of 2^-24, so partial sums stay exact in a double while they are
+ * below 2^29 (any group of 128, and any real weight row).
+ */
 function sumAbsF16(bits: Uint16Array, table: Float32Array, off: number, len: number): number {
-  let sum = 0;
-  for (let i = off; i < off + len; i++) sum += Math.abs(table[bits[i]]);
-  return sum;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const end = off + len;
+  let i = off;
+  for (; i + 4 <= end; i += 4) {
+    s0 += Math.abs(table[bits[i]]);
+    s1 += Math.abs(table[bits[i + 1]]);
+    s2 += Math.abs(table[bits[i + 2]]);
+    s3 += Math.abs(table[bits[i + 3]]);
+  }
+  for (; i < end; i++) s0 += Math.abs(table[bits[i]]);
+  return s0 + s1 + (s2 + s3);
 }
 
+/** Max |w| through the magnitude bits, which are monotonic in value (NaN bits sort above Inf). */
 function maxAbsF16(bits: Uint16Array, table: Float32Array, off: number, len: number): number {
   let max = 0;
-  for (let i = off; i < off + len; i++) max = Math.max(max, Math.abs(table[bits[i]]));
-  return max;
+  for (let i = off; i < off + len; i++) max = Math.max(max, bits[i] & 0x7fff);
+  return table[max];
 }
 
 function sumAbsFloat(values: Float32Array | Float64Array, off: number, len: number): number {
@@ -119,29 +136,10 @@ function maxAbsFloat(values: Float32Array | Float64Array, off: number, len: numb
 }
 
 /**
- * Codes of one group of one output column: `len` weights from `off`, written contiguously to
- * `out[dst..]`. Rounding and clamping run in integers without branches: |w / s| is bounded by the
- * group length (s >= mean |w|), far inside int32. `s` is Infinity for a zero scale (code 1).
+ * Codes of one group of one output column by division: `len` weights from `off`, written
+ * contiguously to `out[dst..]`. Rounding and clamping run in integers without branches: |w / s| is
+ * bounded by the group length (s >= mean |w|), far inside int32. `s` is Infinity for a zero scale.
  */
-function groupCodesF16(
-  bits: Uint16Array,
-  table: Float32Array,
-  off: number,
-  len: number,
-  s: number,
-  out: Uint8Array,
-  dst: number,
-  maxCode: number,
-): void {
-  for (let i = 0; i < len; i++) {
-    const x = table[bits[off + i]] / s;
-    let t = ((x + ROUND_MAGIC - ROUND_MAGIC) | 0) + 1;
-    t &= ~(t >> 31);
-    const over = t - maxCode;
-    out[dst + i] = t - (over & ~(over >> 31));
-  }
-}
-
 function groupCodesFloat(
   values: Float32Array | Float64Array,
   off: number,
@@ -158,6 +156,98 @@ function groupCodesFloat(
     const over = t - maxCode;
     out[dst + i] = t - (over & ~(over >> 31));
   }
+}
+
+/*
+ * Threshold form of the same rounding, for inputs whose magnitude bits are monotonic in value
+ * (fp16 bits; fp32 bits, which bf16 decodes to exactly). For a group scale s: level 1 (or -1) iff
+ * |w| > s/2 (ties go to 0, the even level), level 2 iff w >= 3s/2 (ties go to 2), level -2 clamps
+ * to -1. `over1`/`over2` are the largest magnitude bits still below those bounds, so a level is a
+ * couple of integer compares done as sign-bit arithmetic: no division, no float, no branch. The
+ * result equals round-half-even(w / s) exactly: w / s of two fp16/fp32 values never rounds onto a
+ * tie it is not on, as their significands are far shorter than a double's.
+ */
+function groupCodesBits16(
+  bits: Uint16Array,
+  off: number,
+  len: number,
+  over1: number,
+  over2: number,
+  out: Uint8Array,
+  dst: number,
+): void {
+  for (let i = 0; i < len; i++) {
+    const b = bits[off + i];
+    const m = b & 0x7fff;
+    const neg = -(b >> 15);
+    const pos = ~neg;
+    const above1 = (over1 - m) >> 31;
+    const above2 = (over2 - m) >> 31;
+    out[dst + i] = 1 + (neg & above1) - (pos & above1) - (pos & above2);
+  }
+}
+
+function groupCodesBits32(
+  bits: Int32Array,
+  off: number,
+  len: number,
+  over1: number,
+  over2: number,
+  out: Uint8Array,
+  dst: number,
+): void {
+  for (let i = 0; i < len; i++) {
+    const b = bits[off + i];
+    const m = b & 0x7fffffff;
+    const neg = b >> 31;
+    const pos = ~neg;
+    const above1 = (over1 - m) >> 31;
+    const above2 = (over2 - m) >> 31;
+    out[dst + i] = 1 + (neg & above1) - (pos & above1) - (pos & above2);
+  }
+}
+
+const f32Scratch = new Float32Array(1);
+const i32Scratch = new Int32Array(f32Scratch.buffer);
+
+/** Largest fp16 magnitude bits whose value is <= x (x >= 0). */
+function f16FloorBits(x: number, table: Float32Array): number {
+  let b = numberToF16Bits(x) & 0x7fff;
+  if (table[b] > x) b--;
+  return b;
+}
+
+/** Largest fp32 magnitude bits whose value is <= x (x >= 0). */
+function f32FloorBits(x: number): number {
+  f32Scratch[0] = x;
+  let b = i32Scratch[0];
+  if (f32Scratch[0] > x) b--;
+  return b;
+}
+
+/**
+ * Bounds for the threshold writers, into `bounds`: magnitudes above `bounds[0]` leave level 0,
+ * those above `bounds[1]` reach level 2 (never when the method stops at 1, or for a zero scale).
+ */
+function thresholds(
+  s: number,
+  maxCode: number,
+  wide: boolean,
+  table: Float32Array,
+  bounds: Int32Array,
+): void {
+  const never = wide ? 0x7fffffff : 0x7fff;
+  bounds[0] = never;
+  bounds[1] = never;
+  if (s === 0) return;
+  bounds[0] = wide ? f32FloorBits(0.5 * s) : f16FloorBits(0.5 * s, table);
+  if (maxCode < 3) return;
+  // Largest magnitude strictly below 1.5 s.
+  const limit = 1.5 * s;
+  let over2 = wide ? f32FloorBits(limit) : f16FloorBits(limit, table);
+  i32Scratch[0] = over2;
+  if ((wide ? f32Scratch[0] : table[over2]) === limit) over2--;
+  bounds[1] = over2;
 }
 
 /** Sum of squared errors of a group quantized with scale s onto levels [-1, 2]. */
@@ -305,6 +395,14 @@ function quantizeBlocks(weight: WeightMatrix, p: Plan, scales: Uint16Array, sink
   const f16 = weight.dtype === "F16" ? (weight.data as Uint16Array) : undefined;
   // bf16 -> f32 is exact: decode one row at a time into `row`.
   const row = new Float32Array(weight.dtype === "BF16" ? k : 0);
+  const bounds = new Int32Array(2);
+  // fp32 bits of the float source, for the threshold writer (fp64 keeps the division).
+  const bits32 =
+    weight.dtype === "BF16"
+      ? new Int32Array(row.buffer)
+      : weight.dtype === "F32"
+        ? new Int32Array(weight.data.buffer, weight.data.byteOffset, weight.data.length)
+        : undefined;
 
   for (let c0 = 0; c0 < n; c0 += COLUMN_BLOCK) {
     const cols = Math.min(COLUMN_BLOCK, n - c0);
@@ -342,11 +440,15 @@ function quantizeBlocks(weight: WeightMatrix, p: Plan, scales: Uint16Array, sink
           );
         }
         scales[gi * n + c] = numberToF16Bits(s);
-        // A zero scale (all-zero group, or below the fp16 range): w / Inf = 0, code 1 everywhere.
-        const divisor = s === 0 ? Number.POSITIVE_INFINITY : s;
         const dst = cc * stride + r0;
-        if (f16) groupCodesF16(f16, table, off, len, divisor, codesT, dst, maxCode);
-        else groupCodesFloat(values, off, len, divisor, codesT, dst, maxCode);
+        if (f16 !== undefined || bits32 !== undefined) {
+          thresholds(s, maxCode, f16 === undefined, table, bounds);
+          if (f16 !== undefined) groupCodesBits16(f16, off, len, bounds[0], bounds[1], codesT, dst);
+          else groupCodesBits32(bits32!, off, len, bounds[0], bounds[1], codesT, dst);
+        } else {
+          // A zero scale (all-zero group, or below the fp16 range): w / Inf = 0, code 1 everywhere.
+          groupCodesFloat(values, off, len, s === 0 ? Number.POSITIVE_INFINITY : s, codesT, dst, maxCode);
+        }
       }
     }
     sink(codesT, stride, c0, cols);
