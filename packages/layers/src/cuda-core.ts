@@ -42,10 +42,7 @@ function roundUpRows(rows: number): number {
   return Math.max(ROW_STEP, Math.ceil(rows / ROW_STEP) * ROW_STEP);
 }
 
-/**
- * Copies `rows` rows of `columns` elements between two row-major tensors of different row
- * strides, one contiguous device copy per row (one copy in all when both strides equal `columns`).
- */
+/** Copies `rows` rows of `columns` elements between row-major tensors of different row strides. */
 function copyRows(
   dst: DeviceTensor,
   dstStride: number,
@@ -55,21 +52,7 @@ function copyRows(
   columns: number,
   stream: Stream | undefined,
 ): void {
-  if (dstStride === columns && srcStride === columns) {
-    const d = dst.view([rows * columns]);
-    const s = src.view([rows * columns]);
-    d.copyFrom(s, stream);
-    d.dispose();
-    s.dispose();
-    return;
-  }
-  for (let r = 0; r < rows; r++) {
-    const d = dst.view([columns], r * dstStride);
-    const s = src.view([columns], r * srcStride);
-    d.copyFrom(s, stream);
-    d.dispose();
-    s.dispose();
-  }
+  dst.copyRowsFrom(src, rows, columns, { dstStride, srcStride, stream });
 }
 
 export class CudaCore {
