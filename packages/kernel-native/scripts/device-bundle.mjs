@@ -11,7 +11,16 @@
 // TRIRUN_CUDA_ARCHS (e.g. "90") is honoured by the build; --skip-build reuses
 // the current build.
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { basename, dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -37,6 +46,10 @@ if (addons.length === 0) {
 mkdirSync(out, { recursive: true });
 const addon = join(prebuilds, addons[0]);
 copyFileSync(addon, join(out, "trirun_native.node"));
+
+// The architectures the addon was actually built for (build-native.mjs stamps them).
+const archStamp = join(pkg, "build-cuda", "archs.txt");
+const cudaArchs = existsSync(archStamp) ? readFileSync(archStamp, "utf8").trim() : "unknown";
 
 let commit = "unknown";
 try {
@@ -68,7 +81,7 @@ await esbuild.build({
     __TRIRUN_BUILD__: JSON.stringify({
       commit,
       builtAt: new Date().toISOString(),
-      cudaArchs: process.env.TRIRUN_CUDA_ARCHS ?? "80,86,89,90",
+      cudaArchs,
     }),
   },
 });
@@ -134,7 +147,7 @@ if (!existsSync(nodeXz)) {
 writeFileSync(
   join(out, "README.txt"),
   `TriRun device check, commit ${commit}, built ${new Date().toISOString()}
-CUDA architectures: ${process.env.TRIRUN_CUDA_ARCHS ?? "80,86,89,90"} (+PTX of the last)
+CUDA architectures: ${cudaArchs} (+PTX of the last)
 
 From the repository root on the GPU machine:
   xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
