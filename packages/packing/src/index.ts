@@ -95,3 +95,4 @@ export {
   triRunFileContents,
   unpackLayer,
 } from "./checkpoint.js";
+export { tensorToFloat32 } from "./tensors.js";

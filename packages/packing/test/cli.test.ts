@@ -42,6 +42,20 @@ beforeAll(() => {
   }
 }, 120_000);
 
+describe("built package", () => {
+  it("the built CommonJS and ESM entries load", () => {
+    const script = [
+      "const m = require('./dist/index.cjs');",
+      "const n = require('./dist/node.cjs');",
+      "if (typeof m.packWeights !== 'function' || typeof n.openCheckpoint !== 'function') process.exit(2);",
+      "import('./dist/index.js').then((e) => process.exit(typeof e.packScales === 'function' ? 0 : 3));",
+    ].join("");
+    const r = spawnSync(process.execPath, ["-e", script], { cwd: packageDir, encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+});
+
 describe("trirun-pack / trirun-unpack (built CLI)", () => {
   it("converts a generated checkpoint and back, printing a summary", async () => {
     const model = await writeTinyModel(join(root, "in"), { sharded: true });
