@@ -22,6 +22,9 @@ import { CheckpointError } from "../errors.js";
 import type { FloatDType, QuantMethod, WeightMatrix } from "../quantize.js";
 import {
   buildShardIndex,
+  bytesToTensorData,
+  type SafetensorsDType,
+  type TensorData,
   type SafetensorsCheckpoint,
   type SafetensorsReader,
   SAFETENSORS_DTYPES,
@@ -211,19 +214,48 @@ async function copySideFiles(
   return copied;
 }
 
+/** Tensors to write for one input tensor, in order. */
+type Outputs = [name: string, data: TensorData | Uint8Array][];
+
+/** Attaches a no-op handler so that a promise awaited later is not reported as unhandled meanwhile. */
+function later<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
+/**
+ * Writes one output shard. Pipelined with at most two input tensors in memory: the next tensor's
+ * bytes are read (by the thread pool) while the current one is converted, and its outputs are
+ * written while the next one is converted.
+ */
 async function writeShard(
   output: string,
   plan: ShardPlan,
   specs: TensorSpec[],
   metadata: Record<string, string>,
-  produce: (t: PlannedTensor, writer: SafetensorsFileWriter) => Promise<void>,
+  produce: (t: PlannedTensor, bytes: Uint8Array) => Promise<Outputs> | Outputs,
 ): Promise<string> {
   const path = join(output, plan.outName);
   const writer = await SafetensorsFileWriter.create(path, specs, metadata);
+  const read = (i: number) => later(plan.reader.readBytes(plan.tensors[i].name));
+  let pendingWrite: Promise<void> = Promise.resolve();
   try {
-    for (const t of plan.tensors) await produce(t, writer);
+    let nextRead = plan.tensors.length > 0 ? read(0) : undefined;
+    for (let i = 0; i < plan.tensors.length; i++) {
+      const bytes = await nextRead!;
+      nextRead = i + 1 < plan.tensors.length ? read(i + 1) : undefined;
+      const outputs = await produce(plan.tensors[i], bytes);
+      await pendingWrite;
+      pendingWrite = later(
+        (async () => {
+          for (const [name, data] of outputs) await writer.write(name, data);
+        })(),
+      );
+    }
+    await pendingWrite;
     await writer.close();
   } catch (err) {
+    await pendingWrite.catch(() => undefined);
     await writer.abort();
     throw err;
   }
@@ -276,24 +308,22 @@ export async function packCheckpoint(
       const specs = outputSpecs(plan);
       for (const s of specs) weightMap.set(s.name, plan.outName);
       const metadata = { ...plan.reader.metadata, ...trirunMetadata };
-      const path = await writeShard(output, plan, specs, metadata, async (t, writer) => {
+      const path = await writeShard(output, plan, specs, metadata, (t, bytes): Outputs => {
         options.onProgress?.({ done: ++done, total: all.length, tensor: t.name, action: t.action });
-        if (t.action === "copy") {
-          await writer.write(t.name, await plan.reader.readBytes(t.name));
-          return;
-        }
+        if (t.action === "copy") return [[t.name, bytes]];
         const m = t.module!;
-        const tensor = await plan.reader.readTensor(t.name);
         const weight = {
-          data: tensor.data,
-          dtype: tensor.dtype,
+          data: bytesToTensorData(t.dtype as SafetensorsDType, bytes),
+          dtype: t.dtype,
           outFeatures: m.outFeatures,
           inFeatures: m.inFeatures,
         } as WeightMatrix;
         const layer = packLinear(m.module, weight, { method: options.method, groupsize: options.groupsize });
         const names = tensorNamesOf(m.module);
-        await writer.write(names.B, layer.B);
-        await writer.write(names.s, layer.s);
+        return [
+          [names.B, layer.B],
+          [names.s, layer.s],
+        ];
       });
       summary.files.push(path);
     }
@@ -414,19 +444,19 @@ export async function unpackCheckpoint(
       const metadata = Object.fromEntries(
         Object.entries(plan.reader.metadata).filter(([key]) => !key.startsWith("trirun.")),
       );
-      const path = await writeShard(output, plan, specs, metadata, async (t, writer) => {
+      const path = await writeShard(output, plan, specs, metadata, async (t, bytes): Promise<Outputs> => {
         options.onProgress?.({
           done: ++done,
           total: all.length,
           tensor: t.name,
           action: t.module ? "unpack" : "copy",
         });
-        if (t.module) {
-          const layer = await trirun.readLayer(t.module.module);
-          await writer.write(tensorNamesOf(t.module.module).weight, dequantizeLayer(layer));
-        } else {
-          await writer.write(t.name, await plan.reader.readBytes(t.name));
-        }
+        if (t.module === undefined) return [[t.name, bytes]];
+        // `bytes` are the module's B; its scales are small and read here.
+        const names = tensorNamesOf(t.module.module);
+        const s = (await files.readTensor(names.s, "F16")).data;
+        const layer = { ...t.module, B: bytesToTensorData("I32", bytes), s };
+        return [[names.weight, dequantizeLayer(layer)]];
       });
       summary.files.push(path);
     }
