@@ -10,12 +10,13 @@ what=${*:-check sanitize speed}
 for w in $what; do
   echo "=== $w"
   case $w in
-    check) /tmp/probe check --quick 2>&1 | tee "$out/check.txt" | tail -40 ;;
+    check) timeout 200 /tmp/probe check --quick 2>&1 | tee "$out/check.txt" | tail -40 ;;
     checkfull) /tmp/probe check 2>&1 | tee "$out/check.txt" | tail -40 ;;
     sanitize)
-      compute-sanitizer --tool memcheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/memcheck.txt"
-      compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/racecheck.txt" ;;
-    speed) /tmp/probe speed 2>&1 | tee "$out/speed.txt" ;;
-    speedq) /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
+      timeout 120 compute-sanitizer --tool memcheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/memcheck.txt"
+      timeout 120 compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/racecheck.txt" ;;
+    speed) timeout 400 /tmp/probe speed 2>&1 | tee "$out/speed.txt" ;;
+    ncu) ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun_kernel --section SpeedOfLight --section MemoryWorkloadAnalysis --section SchedulerStats --section WarpStateStats --section Occupancy --section LaunchStats /tmp/probe one ${NCU_ARGS:-8192 28672 16 128} 2>&1 | tee "$out/ncu.txt" | grep -vE "^    -+|^\s*$" | tail -120 ;;
+    speedq) timeout 200 /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
   esac
 done

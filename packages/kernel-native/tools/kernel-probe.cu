@@ -170,15 +170,16 @@ static int check(bool quick, bool small) {
     ms = {1, 16, 17, 64, 129};
   }
   int* ws;
-  const size_t wsb = 1 << 20;
+  const size_t wsb = 64 << 20;
   CK(cudaMalloc(&ws, wsb));
   CK(cudaMemset(ws, 0, wsb));
   int failures = 0, runs = 0;
+  size_t dirty = 0;
   double worst = 0;
   struct Cfg {
     int tk, tn, mp;
   };
-  std::vector<Cfg> cfgs = {{0, 0, 0}, {128, 128, 0}, {64, 256, 0}, {0, 0, 1}};
+  std::vector<Cfg> cfgs = {{0, 0, 0}, {128, 128, 0}, {64, 256, 0}, {0, 0, 1}, {128, 512, 0}, {256, 256, 0}, {512, 128, 0}};
   for (auto sh : shapes)
     for (int g : {128, -1}) {
       Problem p{sh.k, sh.n, g};
@@ -197,7 +198,9 @@ static int check(bool quick, bool small) {
         std::vector<float> ref(static_cast<size_t>(m) * sh.n);
         CK(cudaMemcpy(ref.data(), dR, ref.size() * 4, cudaMemcpyDeviceToHost));
         for (auto c : cfgs) {
-          if (c.tk && (sh.k % c.tk || sh.n % c.tn)) continue;
+          const bool small_tile = c.tk && !(c.tk == 128 && c.tn == 128) && !(c.tk == 64 && c.tn == 256);
+          if (small_tile && m > 16) continue;  // small-batch tiles
+          if (c.tk && ((!small_tile && sh.k % c.tk) || sh.n % c.tn)) continue;
           CK(cudaMemset(dC, 0x7e, static_cast<size_t>(m) * sh.n * 2));  // NaN poison (0x7e7e)
           TrirunConfig cfg{};
           cfg.thread_k = c.tk;
@@ -205,6 +208,11 @@ static int check(bool quick, bool small) {
           cfg.max_par = c.mp;
           run_trirun(dA, p.dB, p.dS, dC, m, sh.n, sh.k, g, ws, wsb, &cfg, 0);
           CK(cudaDeviceSynchronize());
+          {  // the locks must be back to zero after every call
+            std::vector<int> locks(static_cast<size_t>(sh.n / 128) * 16);
+            CK(cudaMemcpy(locks.data(), ws, locks.size() * 4, cudaMemcpyDeviceToHost));
+            dirty += std::count_if(locks.begin(), locks.end(), [](int x) { return x != 0; });
+          }
           std::vector<__half> out(static_cast<size_t>(m) * sh.n);
           CK(cudaMemcpy(out.data(), dC, out.size() * 2, cudaMemcpyDeviceToHost));
           double num = 0, den = 0;
@@ -233,10 +241,11 @@ static int check(bool quick, bool small) {
       }
       free_problem(p);
     }
-  CK(cudaMemset(ws, 0, 0));
-  std::vector<int> wsh(wsb / 4);
-  CK(cudaMemcpy(wsh.data(), ws, wsb, cudaMemcpyDeviceToHost));
-  size_t dirty = std::count_if(wsh.begin(), wsh.end(), [](int x) { return x != 0; });
+  {  // the whole workspace (locks and fp32 partials) must be zero again
+    std::vector<int> all(wsb / 4);
+    CK(cudaMemcpy(all.data(), ws, wsb, cudaMemcpyDeviceToHost));
+    dirty += std::count_if(all.begin(), all.end(), [](int x) { return x != 0; });
+  }
   printf("check: %d runs, %d failures, worst rel error %.3g, workspace left dirty: %zu\n", runs, failures, worst, dirty);
   cublasDestroy(h);
   return failures || dirty ? 1 : 0;
@@ -286,9 +295,9 @@ static int speed(bool quick) {
   std::vector<Set> sets = {{"llama2-70b(ref)", {{8192, 24576}, {8192, 8192}, {8192, 43520}, {21760, 8192}}},
                            {"llama2-7b", {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}}},
                            {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}}};
-  std::vector<int> ms = quick ? std::vector<int>{1, 16, 64} : std::vector<int>{1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
+  std::vector<int> ms = quick ? std::vector<int>{1, 16, 64} : std::vector<int>{1, 2, 4, 8, 12, 16, 32, 64, 128, 256, 1024};
   int* ws;
-  const size_t wsb = 1 << 20;
+  const size_t wsb = 64 << 20;
   CK(cudaMalloc(&ws, wsb));
   CK(cudaMemset(ws, 0, wsb));
   const size_t l2 = prop.l2CacheSize;
@@ -364,10 +373,45 @@ static int speed(bool quick) {
   return 0;
 }
 
+// One problem, a few launches: for ncu. Args: k n m g [thread_k thread_n]
+static int one(int argc, char** argv) {
+  if (argc < 6) return 2;
+  int k = atoi(argv[2]), n = atoi(argv[3]), m = atoi(argv[4]), g = atoi(argv[5]);
+  TrirunConfig cfg{};
+  if (argc >= 8) {
+    cfg.thread_k = atoi(argv[6]);
+    cfg.thread_n = atoi(argv[7]);
+  }
+  std::mt19937 rng(7);
+  std::vector<uint32_t> hb(static_cast<size_t>(k) * n / 16);
+  for (auto& x : hb) x = rng();
+  std::vector<__half> hs(static_cast<size_t>(g == -1 ? 1 : k / g) * n, __float2half(0.01f)), ha(static_cast<size_t>(m) * k);
+  fill_half(ha, rng);
+  void *dB, *dS, *dA, *dC;
+  int* ws;
+  CK(cudaMalloc(&dB, hb.size() * 4));
+  CK(cudaMalloc(&dS, hs.size() * 2));
+  CK(cudaMalloc(&dA, ha.size() * 2));
+  CK(cudaMalloc(&dC, static_cast<size_t>(m) * n * 2));
+  CK(cudaMalloc(&ws, 64 << 20));
+  CK(cudaMemset(ws, 0, 64 << 20));
+  CK(cudaMemcpy(dB, hb.data(), hb.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dS, hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
+  for (int i = 0; i < 4; ++i) {
+    TrirunConfig c = cfg;
+    run_trirun((__half*)dA, (uint32_t*)dB, (__half*)dS, (__half*)dC, m, n, k, g, ws, 64 << 20, &c, 0);
+  }
+  CK(cudaDeviceSynchronize());
+  printf("one: done\n");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::string what = argc > 1 ? argv[1] : "check";
   bool quick = argc > 2 && std::string(argv[2]) == "--quick";
   if (what == "check") return check(quick, false);
+  if (what == "one") return one(argc, argv);
   if (what == "sanitize") return check(true, true);
   if (what == "speed") return speed(quick);
   fprintf(stderr, "usage: kernel-probe check|speed [--quick]\n");

@@ -437,82 +437,472 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
+// ---------------------------------------------------- the small-batch kernel
+//
+// For m <= 16 the tensor cores idle most of the time and what limits the
+// kernel is the number of instructions issued per weight byte (and enough
+// bytes in flight to cover DRAM latency). Three changes from the general
+// kernel cut the instructions per weight by more than half:
+// * Swapped operands: it computes C^T = W^T A^T. The two n8-block B fragments
+//   that one packed word yields for a 16x16 tile are exactly the A fragment
+//   of that tile of W^T (rows = 16 output columns), and the activations become
+//   the n8 operand (8 rows of A). One m16n8k16 then covers 16 output columns
+//   for up to 8 rows of A: half the mma instructions of the general kernel.
+// * Group scales in fp32: a warp accumulates its part of one group into a
+//   temporary and folds it in with one FFMA per accumulator, instead of an
+//   hmul2 per dequantized pair (4 FFMA per 8 k16 steps instead of 16 hmul2).
+// * Wide tiles (128 x 512 or 256 x 256, 16 KB of weights) and all 8 warps on
+//   one tile, so each __syncthreads and address computation is spread over
+//   four times the bytes, and a 4-stage pipeline keeps 48 KB in flight per SM.
+// Blocks that share a column combine fp32 partials in a buffer of the
+// workspace (in lock order, so the result is deterministic), not fp16
+// partials in C: a column may be split over many blocks here.
+//
+//   MB8:     8-row blocks of A (1 for m <= 8, 2 for m <= 16)
+//   N_WARPS: warps side by side along n (64 columns each); the other
+//            8 / N_WARPS warps split the tile's k, one group (128) each, so a
+//            tile is always 16 KB of weights: 128 x 512, 256 x 256 or 512 x 128.
+//            The dispatcher picks the narrowest tile that still gives every SM
+//            about one column: a column is then shared by at most two or
+//            three blocks, which keeps the reduction chain short.
+template <int MB8, int N_WARPS, int STAGES, bool GROUPED>
+__global__ void __launch_bounds__(kThreads, 1)
+    trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
+                        int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
+                        float* __restrict__ partial) {
+  constexpr int kWarps = kThreads / 32;
+  constexpr int kKWarps = kWarps / N_WARPS;
+  constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
+  constexpr int K_BLOCKS = kKSteps * kKWarps;
+  static_assert(N_WARPS * kKWarps == kWarps, "warps must tile the block");
+  constexpr int kThreadK = K_BLOCKS * 16;
+  constexpr int kThreadN = N_WARPS * 64;
+  constexpr int kRows = MB8 * 8;
+  constexpr int kARowVecs = kThreadK / 8;
+  constexpr int kAStageVecs = kRows * kARowVecs;
+  constexpr int kBRowVecs = kThreadN / 4;  // one k16 row of the tile: kThreadN words
+  constexpr int kBStageVecs = K_BLOCKS * kBRowVecs;
+  constexpr int kSRows = GROUPED ? kKWarps : 0;
+  constexpr int kSRowVecs = kThreadN / 8;
+  constexpr int kSStageVecs = kSRows * kSRowVecs;
+  constexpr int kStageVecs = kAStageVecs + kBStageVecs + kSStageVecs;
+  static_assert(kBStageVecs % kThreads == 0, "B copies must spread evenly");
+  extern __shared__ int4 smem[];
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int n_warp = warp % N_WARPS;
+  const int k_warp = warp / N_WARPS;
+  const int g = lane / 4;  // "group id" of the mma fragment layouts
+  const int t = lane % 4;
+
+  // The last k tile of a column may be partial (k is a multiple of 128, not
+  // of the tile): warps past the end of k sit that tile out.
+  const int k_tiles = ceil_div(prob_k, kThreadK);
+  const int k_groups = prob_k / 128;
+  const int n_tiles = prob_n / kThreadN;
+  const int total_tiles = k_tiles * n_tiles;
+  const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
+  const int first_tile = iters * blockIdx.x;
+  const int end_tile = min(first_tile + iters, total_tiles);
+  const int a_row_vecs = prob_k / 8;
+  const int b_row_vecs = prob_n / 4;
+  const int s_row_vecs = prob_n / 8;
+
+  for (int tile = first_tile; tile < end_tile;) {
+    const int n_tile = tile / k_tiles;
+    const int k_tile0 = tile % k_tiles;
+    const int slice_tiles = min(end_tile - tile, k_tiles - k_tile0);
+    const int first_block = (n_tile * k_tiles) / iters;
+    const int last_block = ((n_tile + 1) * k_tiles - 1) / iters;
+    const int slice_count = last_block - first_block + 1;
+    const int slice_idx = last_block - static_cast<int>(blockIdx.x);
+
+    const int4* a_src = A + k_tile0 * kARowVecs;
+    const int4* b_src = B + static_cast<size_t>(k_tile0 * K_BLOCKS) * b_row_vecs + n_tile * kBRowVecs;
+    const int4* s_src = S + n_tile * kSRowVecs;
+
+    auto load_tile = [&](int i, int stage) {
+      int4* sh = smem + stage * kStageVecs;
+      const int4* a = a_src + i * kARowVecs;
+      // Groups of this tile that lie inside k (all of them but in the last tile).
+      const int groups = min(kKWarps, k_groups - (k_tile0 + i) * kKWarps);
+#pragma unroll
+      for (int v0 = 0; v0 < kAStageVecs; v0 += kThreads) {
+        const int v = v0 + threadIdx.x;
+        if (v0 + kThreads <= kAStageVecs || v < kAStageVecs) {
+          const int r = v / kARowVecs;
+          const int c = v % kARowVecs;
+          const bool valid = r < prob_m;
+          if (c / 16 < groups)
+            cp_async16(&sh[r * kARowVecs + (c ^ (r % 8))], a + static_cast<size_t>(valid ? r : 0) * a_row_vecs + c,
+                       valid);
+        }
+      }
+      const int4* b = b_src + static_cast<size_t>(i * K_BLOCKS) * b_row_vecs;
+#pragma unroll
+      for (int v0 = 0; v0 < kBStageVecs; v0 += kThreads) {
+        const int v = v0 + threadIdx.x;
+        const int r = v / kBRowVecs;  // k16 row of the tile
+        if (r / kKSteps < groups) cp_async16(&sh[kAStageVecs + v], b + static_cast<size_t>(r) * b_row_vecs + v % kBRowVecs);
+      }
+      if constexpr (GROUPED) {
+        if (threadIdx.x < kSStageVecs) {
+          const int r = threadIdx.x / kSRowVecs;
+          const int c = threadIdx.x % kSRowVecs;
+          if (r < groups)
+            cp_async16(&sh[kAStageVecs + kBStageVecs + threadIdx.x],
+                       s_src + static_cast<size_t>((k_tile0 + i) * kKWarps + r) * s_row_vecs + c);
+        }
+      }
+    };
+
+    float acc[MB8][4][4];
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[mb][j][e] = 0.0f;
+
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+      if (st < slice_tiles) load_tile(st, st);
+      cp_async_commit();
+    }
+
+    for (int i = 0; i < slice_tiles; ++i) {
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();
+      const int next = i + STAGES - 1;
+      if (next < slice_tiles) load_tile(next, next % STAGES);
+      cp_async_commit();
+
+      const int4* sh = smem + (i % STAGES) * kStageVecs;
+      const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(sh + kAStageVecs);
+
+      // Warp-uniform: in the last tile of a column, warps past k have nothing.
+      if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
+        float tmp[MB8][4][4];
+        if constexpr (GROUPED) {
+#pragma unroll
+          for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
+        }
+#pragma unroll
+        for (int ks = 0; ks < kKSteps; ++ks) {
+          const int kb = k_warp * kKSteps + ks;
+          // Activations as the n8 operand: rows of A are the columns of
+          // A^T. ldmatrix (not transposed) gives lane l row l / 4, k pair t.
+          uint32_t act[MB8][2];
+          {
+            const int r = (MB8 == 2 ? (lane / 16) * 8 : 0) + (lane % 8);
+            const int c = kb * 2 + (lane / 8) % 2;
+            const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(&sh[r * kARowVecs + (c ^ (r % 8))]));
+            if constexpr (MB8 == 2) {
+              asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                           : "=r"(act[0][0]), "=r"(act[0][1]), "=r"(act[MB8 - 1][0]), "=r"(act[MB8 - 1][1])
+                           : "r"(addr));
+            } else {
+              asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                           : "=r"(act[0][0]), "=r"(act[0][1])
+                           : "r"(addr));
+            }
+          }
+          const uint2 words = *reinterpret_cast<const uint2*>(&sh_b[kb * kThreadN + n_warp * 64 + lane * 2]);
+#pragma unroll
+          for (int w = 0; w < 2; ++w) {
+            uint32_t q[4][2];
+            dequant_word(w == 0 ? words.x : words.y, q);
+#pragma unroll
+            for (int tl = 0; tl < 2; ++tl) {
+              // The 16x16 tile of W^T: rows = columns 16 j .. 16 j + 15.
+              const uint32_t wa[4] = {q[2 * tl][0], q[2 * tl + 1][0], q[2 * tl][1], q[2 * tl + 1][1]};
+              const int j = 2 * w + tl;
+#pragma unroll
+              for (int mb = 0; mb < MB8; ++mb) {
+                if constexpr (GROUPED)
+                  mma_16816(wa, act[mb][0], act[mb][1], tmp[mb][j]);
+                else
+                  mma_16816(wa, act[mb][0], act[mb][1], acc[mb][j]);
+              }
+            }
+          }
+        }
+        if constexpr (GROUPED) {
+          // The scale row of this warp's group.
+          const int4 sv = sh[kAStageVecs + kBStageVecs + k_warp * kSRowVecs + n_warp * 8 + g];
+          const half* s8 = reinterpret_cast<const half*>(&sv);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            // Accumulator rows (output columns) g and g + 8 of tile j are the
+            // lane's n8 blocks 2 j and 2 j + 1.
+            const float s_lo = __half2float(s8[2 * j]);
+            const float s_hi = __half2float(s8[2 * j + 1]);
+#pragma unroll
+            for (int mb = 0; mb < MB8; ++mb) {
+              acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
+              acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
+              acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
+              acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
+            }
+          }
+        }
+      }
+    }
+
+    cp_async_wait<0>();
+    __syncthreads();
+
+    if constexpr (kKWarps > 1) {
+      float* red = reinterpret_cast<float*>(smem);
+      constexpr int kPerLane = MB8 * 16;
+      if (k_warp > 0) {
+        float* dstp = red + (((k_warp - 1) * N_WARPS + n_warp) * 32) * kPerLane;
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            *reinterpret_cast<float4*>(&dstp[((mb * 4 + j) * 32 + lane) * 4]) =
+                make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]);
+      }
+      __syncthreads();
+      if (k_warp == 0) {
+#pragma unroll
+        for (int kw = 1; kw < kKWarps; ++kw) {
+          const float* srcp = red + (((kw - 1) * N_WARPS + n_warp) * 32) * kPerLane;
+#pragma unroll
+          for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const float4 v = *reinterpret_cast<const float4*>(&srcp[((mb * 4 + j) * 32 + lane) * 4]);
+              acc[mb][j][0] += v.x;
+              acc[mb][j][1] += v.y;
+              acc[mb][j][2] += v.z;
+              acc[mb][j][3] += v.w;
+            }
+        }
+      }
+      __syncthreads();
+    }
+
+    if constexpr (!GROUPED) {
+      if (k_warp == 0) {
+        // Per-column scales, permuted in 32-entry chunks: columns 16 j' + 8 h
+        // + g of a chunk sit at 8 (g / 2) + (g % 2) + 4 j' + 2 h.
+        const half* s_cols = reinterpret_cast<const half*>(S) + n_tile * kThreadN + n_warp * 64;
+#pragma unroll
+        for (int chunk = 0; chunk < 2; ++chunk) {
+          const int4 sv = __ldg(reinterpret_cast<const int4*>(s_cols + 32 * chunk + 8 * (g / 2)));
+          const uint32_t words[4] = {static_cast<uint32_t>(sv.x), static_cast<uint32_t>(sv.y),
+                                     static_cast<uint32_t>(sv.z), static_cast<uint32_t>(sv.w)};
+          // Half (g % 2) of word 2 jl + h, selected without a run-time array index.
+          auto pick = [&](uint32_t w) {
+            return __half2float(__ushort_as_half(static_cast<unsigned short>((g & 1) ? (w >> 16) : (w & 0xffffu))));
+          };
+#pragma unroll
+          for (int jl = 0; jl < 2; ++jl) {
+            const float s_lo = pick(words[2 * jl]);
+            const float s_hi = pick(words[2 * jl + 1]);
+#pragma unroll
+            for (int mb = 0; mb < MB8; ++mb) {
+              acc[mb][2 * chunk + jl][0] *= s_lo;
+              acc[mb][2 * chunk + jl][1] *= s_lo;
+              acc[mb][2 * chunk + jl][2] *= s_hi;
+              acc[mb][2 * chunk + jl][3] *= s_hi;
+            }
+          }
+        }
+      }
+    }
+
+    // Global reduction over the blocks of this column, in fp32.
+    int* lock = locks + n_tile;
+    if (slice_count > 1) lock_wait(lock, slice_idx);
+    if (k_warp == 0) {
+      const bool read_partial = slice_count > 1 && slice_idx > 0;
+      const bool last = slice_idx == slice_count - 1;
+      half* c_half = reinterpret_cast<half*>(C);
+      const int n0 = n_tile * kThreadN + n_warp * 64;
+#pragma unroll
+      for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          // Accumulator element 2h + e: output row (of C) 8 mb + 2 t + e,
+          // output column 16 j + g + 8 h.
+          const int row = mb * 8 + 2 * t + e;
+          if (row < prob_m) {
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                const size_t idx = static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h;
+                float v = acc[mb][j][2 * h + e];
+                if (read_partial) v += __ldcg(&partial[idx]);
+                if (!last) {
+                  __stcg(&partial[idx], v);
+                } else {
+                  c_half[idx] = __float2half_rn(v);
+                  // Leave the workspace all zero, as every call must: its
+                  // locks and partials may overlap differently next time.
+                  if (read_partial) __stcg(&partial[idx], 0.0f);
+                }
+              }
+          }
+        }
+    }
+    if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1);
+    __syncthreads();
+    tile += slice_tiles;
+  }
+}
+
 // ------------------------------------------------------------------ dispatch
 
-struct Shape {
-  int k_blocks, n_blocks;
+constexpr int kMaxDevices = 64;
+
+// Device attributes, read once per device: querying them on every call would
+// put host latency between a caller's event and the launch.
+struct DeviceAttrs {
+  int sms = 0;
+  int smem_optin = 0;
+};
+cudaError_t device_attrs(int device, DeviceAttrs* out) {
+  static DeviceAttrs cache[kMaxDevices];
+  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
+  if (cache[device].sms == 0) {
+    DeviceAttrs a;
+    cudaError_t err = cudaDeviceGetAttribute(&a.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&a.sms, cudaDevAttrMultiProcessorCount, device);
+    if (err != cudaSuccess) return err;
+    cache[device] = a;
+  }
+  *out = cache[device];
+  return cudaSuccess;
+}
+
+// Raises a kernel's dynamic shared-memory limit once per device.
+// `configured` is a per-kernel static of the caller (one per instantiation).
+template <typename Kernel>
+cudaError_t ensure_smem(Kernel kernel, int device, size_t smem, int (&configured)[kMaxDevices]) {
+  if (configured[device] >= static_cast<int>(smem)) return cudaSuccess;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (err == cudaSuccess) configured[device] = static_cast<int>(smem);
+  return err;
+}
+
+struct Launch {
+  const void* A;
+  const void* B;
+  const void* s;
+  void* C;
+  int m, n, k;
+  int* locks;
+  float* partial;
+  int blocks;
+  int device;
+  int smem_limit;
+  cudaStream_t stream;
+  int stages;  // out
 };
 
-template <int M_BLOCKS, int K_BLOCKS, int N_BLOCKS, bool GROUPED>
-constexpr int kStagesFor() {
-  return M_BLOCKS == 1 ? 8 : 4;
-}
+// General kernel -------------------------------------------------------------
+
+template <int M_BLOCKS>
+constexpr int kGeneralStages = M_BLOCKS == 1 ? 8 : 4;
 
 template <int M_BLOCKS, int K_BLOCKS, int N_BLOCKS, bool GROUPED>
-size_t smem_bytes() {
-  constexpr int stages = kStagesFor<M_BLOCKS, K_BLOCKS, N_BLOCKS, GROUPED>();
+cudaError_t launch_general(Launch& l) {
+  constexpr int stages = kGeneralStages<M_BLOCKS>;
   constexpr size_t stage = (M_BLOCKS * 16 * K_BLOCKS * 16 * 2) + (K_BLOCKS * N_BLOCKS * 16 * 4) + N_BLOCKS * 16 * 2;
-  constexpr size_t pipeline = stages * stage;
   constexpr int n_warps = N_BLOCKS / 4;
-  constexpr int k_warps = 8 / n_warps;
-  constexpr size_t reduce = static_cast<size_t>(k_warps - 1) * n_warps * 32 * 32 * 4;
-  return pipeline > reduce ? pipeline : reduce;
-}
-
-template <int M_BLOCKS, int K_BLOCKS, int N_BLOCKS, bool GROUPED>
-cudaError_t launch(const void* A, const void* B, const void* s, void* C, int m, int n, int k, int* locks,
-                   int blocks, int device_smem_limit, cudaStream_t stream, int* stages_out) {
-  constexpr int stages = kStagesFor<M_BLOCKS, K_BLOCKS, N_BLOCKS, GROUPED>();
+  constexpr size_t reduce = static_cast<size_t>(8 / n_warps - 1) * n_warps * 32 * 32 * 4;
+  constexpr size_t smem = stages * stage > reduce ? stages * stage : reduce;
   auto kernel = trirun_kernel<M_BLOCKS, K_BLOCKS, N_BLOCKS, stages, GROUPED>;
-  const size_t smem = smem_bytes<M_BLOCKS, K_BLOCKS, N_BLOCKS, GROUPED>();
-  if (static_cast<int>(smem) > device_smem_limit) return cudaErrorInvalidConfiguration;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
+  static int configured[kMaxDevices] = {};
+  cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
   if (err != cudaSuccess) return err;
-  *stages_out = stages;
-  kernel<<<blocks, kThreads, smem, stream>>>(static_cast<const int4*>(A), static_cast<const int4*>(B),
-                                             static_cast<const int4*>(s), static_cast<int4*>(C), m, n, k, locks);
+  l.stages = stages;
+  kernel<<<l.blocks, kThreads, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
+                                                 static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
+                                                 l.locks);
   return cudaGetLastError();
 }
 
 template <int M_BLOCKS, bool GROUPED>
-cudaError_t launch_tile(int thread_k, int thread_n, const void* A, const void* B, const void* s, void* C, int m, int n,
-                        int k, int* locks, int blocks, int smem_limit, cudaStream_t stream, int* stages) {
-  if (thread_k == 128 && thread_n == 128)
-    return launch<M_BLOCKS, 8, 8, GROUPED>(A, B, s, C, m, n, k, locks, blocks, smem_limit, stream, stages);
-  if (thread_k == 64 && thread_n == 256)
-    return launch<M_BLOCKS, 4, 16, GROUPED>(A, B, s, C, m, n, k, locks, blocks, smem_limit, stream, stages);
-  return cudaErrorInvalidValue;
+cudaError_t general_tile(int thread_k, int thread_n, Launch& l) {
+  if (thread_k == 128 && thread_n == 128) return launch_general<M_BLOCKS, 8, 8, GROUPED>(l);
+  return launch_general<M_BLOCKS, 4, 16, GROUPED>(l);  // 64 x 256
 }
 
 template <bool GROUPED>
-cudaError_t launch_m(int m_blocks, int thread_k, int thread_n, const void* A, const void* B, const void* s, void* C,
-                     int m, int n, int k, int* locks, int blocks, int smem_limit, cudaStream_t stream, int* stages) {
+cudaError_t general_m(int m_blocks, int thread_k, int thread_n, Launch& l) {
   switch (m_blocks) {
     case 1:
-      return launch_tile<1, GROUPED>(thread_k, thread_n, A, B, s, C, m, n, k, locks, blocks, smem_limit, stream,
-                                     stages);
+      return general_tile<1, GROUPED>(thread_k, thread_n, l);
     case 2:
-      return launch_tile<2, GROUPED>(thread_k, thread_n, A, B, s, C, m, n, k, locks, blocks, smem_limit, stream,
-                                     stages);
+      return general_tile<2, GROUPED>(thread_k, thread_n, l);
     case 3:
-      return launch_tile<3, GROUPED>(thread_k, thread_n, A, B, s, C, m, n, k, locks, blocks, smem_limit, stream,
-                                     stages);
+      return general_tile<3, GROUPED>(thread_k, thread_n, l);
     default:
-      return launch_tile<4, GROUPED>(thread_k, thread_n, A, B, s, C, m, n, k, locks, blocks, smem_limit, stream,
-                                     stages);
+      return general_tile<4, GROUPED>(thread_k, thread_n, l);
   }
 }
 
-bool valid_tile(int thread_k, int thread_n) {
+// Small-batch kernel -----------------------------------------------------------
+
+template <int MB8, int N_WARPS, bool GROUPED>
+cudaError_t launch_small(Launch& l) {
+  constexpr int k_warps = 8 / N_WARPS;
+  constexpr int tk = 128 * k_warps, tn = N_WARPS * 64;
+  constexpr size_t stage = MB8 * 8 * tk * 2 + tk / 16 * tn * 4 + (GROUPED ? k_warps * tn * 2 : 0);
+  // As deep as fits in 96 KB (so that sm_86/sm_89 take it too), at least 2.
+  constexpr int stages = 4 * stage <= 96 * 1024 ? 4 : (3 * stage <= 99 * 1024 ? 3 : 2);
+  constexpr size_t reduce = static_cast<size_t>(k_warps - 1) * N_WARPS * 32 * MB8 * 16 * 4;
+  constexpr size_t smem = stages * stage > reduce ? stages * stage : reduce;
+  auto kernel = trirun_small_kernel<MB8, N_WARPS, stages, GROUPED>;
+  if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
+  static int configured[kMaxDevices] = {};
+  cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
+  if (err != cudaSuccess) return err;
+  l.stages = stages;
+  kernel<<<l.blocks, kThreads, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
+                                                 static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
+                                                 l.locks, l.partial);
+  return cudaGetLastError();
+}
+
+template <int MB8, bool GROUPED>
+cudaError_t small_tile(int thread_n, Launch& l) {
+  if (thread_n == 512) return launch_small<MB8, 8, GROUPED>(l);
+  if (thread_n == 256) return launch_small<MB8, 4, GROUPED>(l);
+  return launch_small<MB8, 2, GROUPED>(l);  // 512 x 128
+}
+
+bool is_small_tile(int thread_k, int thread_n) {
+  return (thread_k == 128 && thread_n == 512) || (thread_k == 256 && thread_n == 256) ||
+         (thread_k == 512 && thread_n == 128);
+}
+bool is_general_tile(int thread_k, int thread_n) {
   return (thread_k == 128 && thread_n == 128) || (thread_k == 64 && thread_n == 256);
+}
+
+size_t lock_bytes(int n, int max_par) {
+  const size_t locks = static_cast<size_t>(n / 128 > 0 ? n / 128 : 1) * static_cast<size_t>(max_par) * sizeof(int);
+  return (locks + 15) / 16 * 16;
 }
 
 }  // namespace trirun
 
 extern "C" size_t trirun_workspace_bytes(int n, int max_par) {
-  if (max_par <= 0) max_par = trirun::kMaxPar;
-  // One lock per (batch slice, column of the narrowest tile).
-  return static_cast<size_t>(n / 128 > 0 ? n / 128 : 1) * static_cast<size_t>(max_par) * sizeof(int);
+  (void)max_par;  // the layout is the same for every max_par
+  // Column locks for every (batch slice, column of the narrowest tile), then
+  // the small-batch kernel's fp32 partial sums (16 rows x n).
+  return trirun::lock_bytes(n, trirun::kMaxPar) + static_cast<size_t>(16) * (n > 0 ? n : 0) * sizeof(float);
 }
 
 extern "C" const char* trirun_error_string(int code) {
@@ -524,8 +914,9 @@ extern "C" const char* trirun_error_string(int code) {
     case TRIRUN_ERR_GROUPSIZE:
       return "unsupported group size: need 128 or k (-1)";
     case TRIRUN_ERR_CONFIG:
-      return "no valid tile configuration: thread_k/thread_n must be 128/128 or 64/256 and divide k/n, "
-             "and the tile must fit the device's shared memory";
+      return "no valid configuration: thread_k x thread_n must be one of 128x512, 256x256, 512x128 (m <= 16) "
+             "or 128x128, 64x256 (any m) and divide k x n; sms must not exceed the device's SM count; the tile "
+             "must fit the device's shared memory";
     case TRIRUN_ERR_WORKSPACE:
       return "workspace too small (see trirun_workspace_bytes)";
     case TRIRUN_ERR_ALIGNMENT:
@@ -545,44 +936,60 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   if (m < 1 || k < 128 || n < 256 || k % 128 != 0 || n % 256 != 0) return TRIRUN_ERR_SHAPE;
   if (groupsize == -1) groupsize = k;
   if (groupsize != 128 && groupsize != k) return TRIRUN_ERR_GROUPSIZE;
-  const bool grouped = groupsize == 128 && k != 128;  // k == 128: one group either way; take the fp32 path
+  // k == 128 with g == 128 is a single group: the reference packs its scales
+  // with the per-column permutation, so take the per-column path.
+  const bool grouped = groupsize == 128 && k != 128;
   auto misaligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) != 0; };
   if (misaligned(A) || misaligned(B) || misaligned(s) || misaligned(C) || misaligned(workspace))
     return TRIRUN_ERR_ALIGNMENT;
 
-  TrirunConfig req = config ? *config : TrirunConfig{};
-  int max_par = req.max_par > 0 ? (req.max_par < kMaxPar ? req.max_par : kMaxPar) : kMaxPar;
+  const TrirunConfig req = config ? *config : TrirunConfig{};
+  const int max_par = req.max_par > 0 ? (req.max_par < kMaxPar ? req.max_par : kMaxPar) : kMaxPar;
   if (workspace_bytes < trirun_workspace_bytes(n, max_par)) return TRIRUN_ERR_WORKSPACE;
 
-  int sms = req.sms, smem_limit = 0;
-  cudaError_t err = cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  if (err == cudaSuccess && sms <= 0) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  DeviceAttrs attrs;
+  cudaError_t err = device_attrs(device, &attrs);
   if (err != cudaSuccess) {
     if (cuda_error) *cuda_error = err;
     return TRIRUN_ERR_CUDA;
   }
-  // Blocks of one column wait on each other: all of them must be resident at
-  // once, so never launch more blocks than SMs.
-  int device_sms = 0;
-  err = cudaDeviceGetAttribute(&device_sms, cudaDevAttrMultiProcessorCount, device);
-  if (err != cudaSuccess) {
-    if (cuda_error) *cuda_error = err;
-    return TRIRUN_ERR_CUDA;
-  }
-  if (sms > device_sms) return TRIRUN_ERR_CONFIG;
+  // Blocks of one column wait on each other, so all of them must be resident
+  // at once: never more blocks than SMs (one block fills an SM).
+  const int sms = req.sms > 0 ? req.sms : attrs.sms;
+  if (sms > attrs.sms) return TRIRUN_ERR_CONFIG;
+  if ((req.thread_k > 0) != (req.thread_n > 0)) return TRIRUN_ERR_CONFIG;
+
+  Launch l{};
+  l.B = B;
+  l.s = s;
+  l.n = n;
+  l.k = k;
+  l.locks = static_cast<int*>(workspace);
+  l.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar));
+  l.blocks = sms;
+  l.device = device;
+  l.smem_limit = attrs.smem_optin;
+  l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
   half* c_ptr = static_cast<half*>(C);
   TrirunConfig used{};
   for (int row = 0; row < m; row += 64 * max_par) {
     const int rows = m - row < 64 * max_par ? m - row : 64 * max_par;
-    const int m_blocks = rows > 64 ? 4 : ceil_div(rows, 16);
     int thread_k = req.thread_k, thread_n = req.thread_n;
-    if (thread_k <= 0 || thread_n <= 0) {
-      // Small batches: a square tile gives more tiles (finer striping) per
-      // weight byte; larger ones: a wide tile reuses each A fragment over
-      // more columns.
-      if (rows <= 16) {
+    const bool small = rows <= 16 && (thread_k <= 0 || is_small_tile(thread_k, thread_n));
+    if (thread_k <= 0) {
+      if (small) {
+        // The widest tile that still gives every SM a column of its own;
+        // otherwise the narrowest (128), whose columns are the longest.
+        thread_n = 128;
+        for (int tn : {512, 256})
+          if (n % tn == 0 && n / tn >= sms) {
+            thread_n = tn;
+            break;
+          }
+        thread_k = 65536 / thread_n;
+      } else if (rows <= 16) {
         thread_k = 128;
         thread_n = 128;
       } else {
@@ -590,14 +997,22 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
         thread_n = 256;
       }
     }
-    if (!valid_tile(thread_k, thread_n) || k % thread_k != 0 || n % thread_n != 0) return TRIRUN_ERR_CONFIG;
-    int stages = 0;
-    err = grouped ? launch_m<true>(m_blocks, thread_k, thread_n, a_ptr + static_cast<size_t>(row) * k, B, s,
-                                   c_ptr + static_cast<size_t>(row) * n, rows, n, k, static_cast<int*>(workspace),
-                                   sms, smem_limit, stream, &stages)
-                  : launch_m<false>(m_blocks, thread_k, thread_n, a_ptr + static_cast<size_t>(row) * k, B, s,
-                                    c_ptr + static_cast<size_t>(row) * n, rows, n, k, static_cast<int*>(workspace),
-                                    sms, smem_limit, stream, &stages);
+    if (small ? !is_small_tile(thread_k, thread_n) : !is_general_tile(thread_k, thread_n)) return TRIRUN_ERR_CONFIG;
+    // The small-batch kernel handles a partial last k tile; the general one does not.
+    if ((!small && k % thread_k != 0) || n % thread_n != 0) return TRIRUN_ERR_CONFIG;
+    l.A = a_ptr + static_cast<size_t>(row) * k;
+    l.C = c_ptr + static_cast<size_t>(row) * n;
+    l.m = rows;
+    int m_blocks;
+    if (small) {
+      m_blocks = rows <= 8 ? 1 : 2;  // 8-row blocks
+      err = grouped ? (m_blocks == 1 ? small_tile<1, true>(thread_n, l) : small_tile<2, true>(thread_n, l))
+                    : (m_blocks == 1 ? small_tile<1, false>(thread_n, l) : small_tile<2, false>(thread_n, l));
+    } else {
+      m_blocks = rows > 64 ? 4 : ceil_div(rows, 16);
+      err = grouped ? general_m<true>(m_blocks, thread_k, thread_n, l)
+                    : general_m<false>(m_blocks, thread_k, thread_n, l);
+    }
     if (err == cudaErrorInvalidConfiguration) return TRIRUN_ERR_CONFIG;
     if (err != cudaSuccess) {
       if (cuda_error) *cuda_error = err;
@@ -606,8 +1021,9 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     if (row == 0) {
       used.thread_k = thread_k;
       used.thread_n = thread_n;
-      used.m_blocks = m_blocks;
-      used.stages = stages;
+      used.m_blocks = small ? 1 : m_blocks;
+      used.variant = small ? 1 : 0;
+      used.stages = l.stages;
       used.sms = sms;
       used.max_par = max_par;
       used.threads = kThreads;

@@ -17,13 +17,14 @@ extern "C" {
 // Tile configuration. Zero (or negative) fields mean "choose automatically";
 // trirun_matmul writes back what it used.
 typedef struct TrirunConfig {
-  int thread_k;   // k extent of a thread block's tile: 64 or 128 (or 256 for the wide variant)
-  int thread_n;   // n extent of a thread block's tile: 256 or 128 (or 64)
+  int thread_k;   // k extent of a thread block's tile (thread_k x thread_n):
+  int thread_n;   //   general kernel 128x128 or 64x256; small-batch (m <= 16) 128x512, 256x256 or 512x128
   int m_blocks;   // 16-row blocks of A a block handles at once: 1..4
   int stages;     // depth of the cp.async pipeline
   int sms;        // thread blocks launched (striped over the SMs)
   int max_par;    // m / (16 * 4) batch slices processed in parallel
   int threads;    // threads per block
+  int variant;    // kernel used: 0 = general, 1 = small-batch (m <= 16; swapped operands, fp32 group scales)
 } TrirunConfig;
 
 // Error codes (0 = success). trirun_error_string() names each one.
@@ -37,9 +38,12 @@ enum {
   TRIRUN_ERR_CUDA = 6,           // a CUDA call failed: see *cuda_error
 };
 
-// Bytes of int32 workspace the global reduction needs for a problem of width n
-// with max_par parallel batch slices (0 = the default). The workspace must be
-// zeroed once before the first call; every call leaves it zeroed again.
+// Bytes of workspace (column locks and fp32 partial sums) the global reduction
+// needs for a problem of width n; max_par is accepted for compatibility and
+// does not change the size. The workspace must be zeroed once before the
+// first call; every call leaves it zeroed again, so one buffer serves calls
+// of every shape as long as it is large enough for each (and calls that
+// share it are ordered, e.g. on one stream).
 size_t trirun_workspace_bytes(int n, int max_par);
 
 // Launches the kernel on `stream`. On TRIRUN_ERR_CUDA, *cuda_error holds the
