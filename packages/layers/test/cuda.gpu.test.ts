@@ -2,7 +2,7 @@
  * CUDA backend against the CPU backend on the same weights and fp16-rounded inputs.
  * Skips (with a note) where @trirun/kernel-native finds no usable CUDA device.
  */
-import { available, DeviceTensor, Stream, unavailableReason } from "@trirun/kernel-native";
+import { available, DeviceTensor, Stream, trirunMatmul, unavailableReason } from "@trirun/kernel-native";
 import { decodeF16, encodeF16 } from "@trirun/packing";
 import { describe, expect, it } from "vitest";
 import {
@@ -136,6 +136,56 @@ describe.skipIf(!gpu)("TriRunLinear: CUDA backend vs CPU backend", () => {
     const { bits } = roundedInput([5], inF);
     expect(Array.from(runDevice(b, [5], inF, bits))).toEqual(Array.from(runDevice(a, [5], inF, bits)));
   });
+});
+
+describe.skipIf(!gpu)("TriRunLinear on CUDA hides padding and bias exactly", () => {
+  // The layer must compute exactly what the bare kernel computes on operands padded on the host:
+  // activation rows zero-padded to k with 1.0 in the bias column, output cut to `out` columns.
+  for (const [inF, outF] of [
+    [64, 172],
+    [172, 64],
+    [200, 520],
+    [256, 256],
+  ] as [number, number][]) {
+    for (const withBias of [false, true]) {
+      it(`in=${inF} out=${outF} bias=${withBias}: bit-identical to trirunMatmul on host-padded operands`, () => {
+        const q = randomQuantized(rng, inF, outF, rng.next() < 0.5 ? 128 : -1);
+        const bias = withBias ? randomFloats(rng, outF) : undefined;
+        const layer = TriRunLinear.fromQuantized(
+          { ...q, inFeatures: inF, outFeatures: outF, bias },
+          { backend: "cuda" },
+        );
+        const padded = padForKernel(q, inF, outF, bias === undefined ? undefined : encodeF16(bias));
+        const packed = packPadded(padded);
+        const g = packed.groupsize === -1 ? packed.k : 128;
+        const B = DeviceTensor.fromArray(packed.B, [packed.k / 16, packed.n], "i32");
+        const s = DeviceTensor.fromArray(packed.s, [packed.k / g, packed.n], "f16");
+        for (const m of [1, 17, 130]) {
+          const { bits } = roundedInput([m], inF);
+          const a = new Uint16Array(m * packed.k);
+          for (let r = 0; r < m; r++) {
+            a.set(bits.subarray(r * inF, (r + 1) * inF), r * packed.k);
+            if (padded.onesColumn >= 0) a[r * packed.k + padded.onesColumn] = 0x3c00;
+          }
+          const A = DeviceTensor.fromArray(a, [m, packed.k], "f16");
+          const C = DeviceTensor.zeros("f16", [m, packed.n]);
+          trirunMatmul(A, B, s, C, { groupsize: g });
+          const bare = C.download() as Uint16Array;
+          const expected = new Uint16Array(m * outF);
+          for (let r = 0; r < m; r++)
+            expected.set(bare.subarray(r * packed.n, r * packed.n + outF), r * outF);
+          const x = DeviceTensor.fromArray(bits, [m, inF], "f16");
+          const y = layer.forward(x);
+          expect(Array.from(y.download() as Uint16Array), `m=${m} (${seedNote})`).toEqual(
+            Array.from(expected),
+          );
+          for (const t of [A, C, x, y]) t.dispose();
+        }
+        for (const t of [B, s]) t.dispose();
+        layer.dispose();
+      });
+    }
+  }
 });
 
 describe.skipIf(!gpu)("Float16Linear: CUDA backend vs CPU backend", () => {
