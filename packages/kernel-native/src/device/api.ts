@@ -6,7 +6,16 @@ import { gemmF16, gemmF32, trirunMatmul } from "../matmul.js";
 import { memoryInfo, synchronize } from "../device.js";
 import { Event, Stream } from "../stream.js";
 import { DeviceTensor } from "../tensor.js";
-import { compare, f16ToF32, randomActivations, type Rng } from "./numeric.js";
+import { packScales, packWeights } from "./layout.js";
+import {
+  compare,
+  dequantizeF16,
+  f16ToF32,
+  type Rng,
+  randomActivations,
+  randomCodes,
+  randomScales,
+} from "./numeric.js";
 
 export interface ApiResult {
   name: string;
@@ -159,6 +168,45 @@ const CHECKS: [string, Check][] = [
       src.dispose();
       dst.dispose();
       return undefined;
+    },
+  ],
+  [
+    "trirunMatmul on two streams at once (each stream has its own workspace)",
+    (rng) => {
+      const [k, n, m] = [256, 1024, 20];
+      const codes = randomCodes(rng, k * n);
+      const scales = randomScales(rng, (k / 128) * n);
+      const B = DeviceTensor.fromArray(packWeights(codes, k, n), [k / 16, n], "i32");
+      const s = DeviceTensor.fromArray(packScales(scales, k / 128, n), [k / 128, n], "f16");
+      const W = DeviceTensor.fromArray(dequantizeF16(codes, scales, k, n, 128), [k, n], "f16");
+      const streams = [new Stream(), new Stream()];
+      const inputs = streams.map(() => DeviceTensor.fromArray(randomActivations(rng, m * k), [m, k]));
+      const outputs = streams.map(() => DeviceTensor.empty("f16", [m, n]));
+      let worst = 0;
+      try {
+        for (let round = 0; round < 10; round++) {
+          streams.forEach((stream, i) => {
+            outputs[i].fillBytes(0x7e, stream);
+            trirunMatmul(inputs[i], B, s, outputs[i], { stream });
+          });
+        }
+        for (const [i, stream] of streams.entries()) {
+          stream.synchronize();
+          const ref = DeviceTensor.empty("f32", [m, n]);
+          gemmF16(inputs[i], W, ref);
+          const cmp = compare(outputs[i].download() as Uint16Array, ref.download() as Float32Array);
+          ref.dispose();
+          assert(
+            cmp.nonFinite === 0 && cmp.relError <= 1e-3,
+            `stream ${i}: rel error ${cmp.relError}, unwritten ${cmp.nonFinite}`,
+          );
+          worst = Math.max(worst, cmp.relError);
+        }
+      } finally {
+        for (const t of [B, s, W, ...inputs, ...outputs]) t.dispose();
+        for (const stream of streams) stream.dispose();
+      }
+      return `worst rel error ${worst.toExponential(2)}`;
     },
   ],
   [
