@@ -232,7 +232,7 @@ export function encodeTriRunMetadata(meta: Omit<TriRunMetadata, "version">): Rec
   const modules: Record<
     string,
     { in_features: number; out_features: number; k: number; n: number; groupsize: number }
-  > = {};
+  > = Object.create(null); // so that a module named "__proto__" is an ordinary key
   for (const m of meta.modules) {
     checkModuleInfo(m);
     modules[m.module] = {

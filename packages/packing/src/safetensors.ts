@@ -477,7 +477,8 @@ export function tensorBytes(tensor: TensorToWrite): Uint8Array {
  * with spaces to a multiple of 8 bytes (as the reference writer does, keeping data aligned).
  */
 export function buildHeader(specs: readonly TensorSpec[], metadata: Record<string, string> = {}): Uint8Array {
-  const header: Record<string, unknown> = {};
+  // No prototype: a tensor named "__proto__" must be an ordinary key.
+  const header: Record<string, unknown> = Object.create(null);
   const meta = Object.entries(metadata);
   for (const [key, value] of meta) {
     if (typeof value !== "string") throw new TypeError(`metadata value of "${key}" must be a string`);

@@ -108,6 +108,11 @@ describe("trirun-pack / trirun-unpack (built CLI)", () => {
     );
     expect(r.stdout).toMatch(/would have packed 14 tensors, kept 9/);
     expect(existsSync(out)).toBe(false);
+    const json = run(packCli, [model.dir, out, "--dry-run", "--json"]);
+    expect(json.status).toBe(0);
+    const summary = JSON.parse(json.stdout);
+    expect(summary.tensorsPacked).toBe(14);
+    expect(summary.bytesAfter).toBeLessThan(summary.bytesBefore);
   });
 
   it("fails with one line and a non-zero status on bad input", async () => {

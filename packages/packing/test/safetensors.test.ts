@@ -116,6 +116,16 @@ describe("safetensors round trips", () => {
     );
   });
 
+  it("keeps awkward tensor names such as __proto__", async () => {
+    const tensors: TensorToWrite[] = [
+      { name: "__proto__", dtype: "U8", shape: [2], data: Uint8Array.from([7, 8]) },
+      { name: "constructor", dtype: "U8", shape: [1], data: Uint8Array.from([9]) },
+    ];
+    const reader = await openBytes(serializeSafetensors(tensors));
+    expect(reader.names()).toEqual(["__proto__", "constructor"]);
+    expect(Array.from((await reader.readTensor("__proto__")).data as Uint8Array)).toEqual([7, 8]);
+  });
+
   it("checks dtype when asked and names missing tensors", async () => {
     const reader = await openBytes(serializeSafetensors(sampleTensors()), "m.safetensors");
     await expect(reader.readTensor("a.f32", "F16")).rejects.toThrow(
