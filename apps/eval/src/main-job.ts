@@ -1,5 +1,5 @@
 import { mkdirSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, isAbsolute, join, relative } from "node:path";
 import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "./checkpoint.js";
 import { sampleSequences } from "./data/sampling.js";
 import { readTokenFile } from "./data/tokens.js";
@@ -20,6 +20,12 @@ export interface MainJobOptions {
 }
 
 const SEQ_LEN = 256;
+
+/** Paths in reports relative to the working directory, so that they do not name the machine. */
+export function displayPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel === "" ? "." : isAbsolute(rel) ? path : rel;
+}
 
 /**
  * The project's main job: GPTQ-quantize the model block by block, pack and write a TriRun checkpoint,
@@ -64,11 +70,11 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
     data,
     quantizeSeconds: q.seconds,
     calibration: {
-      source: o.calib ?? "sampled from the unquantized model",
+      source: o.calib ? displayPath(o.calib) : "sampled from the unquantized model",
       sequences: calibration.length,
       seqLen,
     },
-    checkpoint: { path: file, bytes: loaded.bytes },
+    checkpoint: { path: displayPath(file), bytes: loaded.bytes },
     quiet: o.quiet,
   });
 
@@ -96,6 +102,8 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
   writeFileSync(join(o.out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(o.out, "report.md"), formatMarkdown(report));
   process.stdout.write(`${formatTerminal(report)}\n`);
-  process.stdout.write(`reports: ${join(o.out, "report.md")}, ${join(o.out, "report.json")}\n`);
+  process.stdout.write(
+    `reports: ${displayPath(join(o.out, "report.md"))}, ${displayPath(join(o.out, "report.json"))}\n`,
+  );
   return report;
 }

@@ -48,6 +48,8 @@ export interface EvalReport {
   createdAt: string;
 }
 
+/** A markdown table cell: pipes escaped. */
+const cell = (text: string) => text.replaceAll("|", "\\|");
 const f = (x: number, digits = 4) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(3)} MiB`;
@@ -134,7 +136,7 @@ export function formatMarkdown(r: EvalReport): string {
     "",
     `| metric | fp (unquantized) | quantized (${r.method}) |`,
     "| --- | ---: | ---: |",
-    ...rows(r).map(([a, b, c]) => `| ${a} | ${b} | ${c} |`),
+    ...rows(r).map((row) => `| ${row.map(cell).join(" | ")} |`),
     ...(r.baselines?.length
       ? [
           "",
