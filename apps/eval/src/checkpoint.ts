@@ -1,6 +1,6 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { TriRunLinear } from "@trirun/layers";
+import { type Backend, TriRunLinear } from "@trirun/layers";
 import {
   CheckpointError,
   encodeF16,
@@ -14,7 +14,7 @@ import { openTriRunCheckpoint, writeTriRunCheckpoint } from "@trirun/packing/nod
 import { headSize, type LlamaConfig } from "./model/config.js";
 import { ModelLoadError } from "./model/loaders/errors.js";
 import { assembleHfModel, configFromHf, readConfigJson, readMatrix } from "./model/loaders/hf.js";
-import { defaultLinearFactory } from "./model/loaders/linear-factory.js";
+import { float16LinearFactory } from "./model/loaders/linear-factory.js";
 import type { LlamaModel } from "./model/llama.js";
 import type { Levels } from "./quantize/calibrators.js";
 import type { QuantizedLayerRecord } from "./quantize/sequential.js";
@@ -169,6 +169,7 @@ function metaFrom(
  */
 export async function loadQuantizedCheckpoint(
   path: string,
+  opts: { backend?: Backend } = {},
 ): Promise<{ model: LlamaModel; meta: CheckpointMeta; bytes: number }> {
   let dir = path;
   try {
@@ -197,7 +198,7 @@ export async function loadQuantizedCheckpoint(
       const info = ckpt.module(module);
       if (info === undefined) {
         const weightName = module === "model.embed_tokens" ? "model.embed_tokens.weight" : `${module}.weight`;
-        return defaultLinearFactory(
+        return float16LinearFactory(opts.backend)(
           module,
           await readMatrix(ckpt.files, weightName, [out, inF], dir),
           out,
@@ -210,7 +211,7 @@ export async function loadQuantizedCheckpoint(
           `${dir}: module "${module}" is ${info.inFeatures} -> ${info.outFeatures} in the checkpoint but config.json implies ${inF} -> ${out}`,
         );
       }
-      return TriRunLinear.fromPacked(await ckpt.readLayer(module));
+      return TriRunLinear.fromPacked(await ckpt.readLayer(module), { backend: opts.backend });
     });
     let bytes = 0;
     for (const f of ckpt.files.shards) bytes += statSync(f.file).size;

@@ -2,6 +2,7 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Backend } from "@trirun/layers";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { sampleSequences } from "./data/sampling.js";
 import { loadTokenizer, type TextTokenizer } from "./data/tokenizer.js";
@@ -52,7 +53,19 @@ interface CalibrationFlags {
   calibSeqLen: number;
   calibSamples: number;
   seed: number;
+  backend: "auto" | Backend;
   quiet?: boolean;
+}
+
+/** --backend: "auto" leaves the choice to @trirun/layers (CUDA when a device is usable). */
+function backendOf(flag: "auto" | Backend): Backend | undefined {
+  return flag === "auto" ? undefined : flag;
+}
+
+function backendOption(): Option {
+  return new Option("--backend <backend>", "backend of the linear layers")
+    .choices(["auto", "cpu", "cuda"])
+    .default("auto");
 }
 
 function addQuantizeOptions(cmd: Command): Command {
@@ -80,6 +93,7 @@ function addQuantizeOptions(cmd: Command): Command {
     .option("--calib-seq-len <n>", "tokens per row of a raw calibration file", int("calib-seq-len", 2), 256)
     .option("--calib-samples <n>", "calibration sequences", int("calib-samples", 1), 128)
     .option("--seed <n>", "seed for sampled sequences", int("seed", 0), 0)
+    .addOption(backendOption())
     .option("--quiet", "no progress output");
 }
 
@@ -119,6 +133,7 @@ async function quantizeFlow(fp: LlamaModel, f: CalibrationFlags) {
     groupsize,
     levels,
     calibration: calib?.sequences ?? [],
+    backend: backendOf(f.backend),
     quiet: f.quiet,
   });
   return { ...out, groupsize, levels, calibration: calib?.info };
@@ -183,7 +198,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       .argument("<model>", "llama2.c .bin or Hugging Face folder")
       .requiredOption("-o, --out <dir>", "checkpoint folder to write (config.json + model.safetensors)"),
   ).action(async (modelPath: string, f: CalibrationFlags & { out: string }) => {
-    const fp = await loadModel(modelPath);
+    const fp = await loadModel(modelPath, { backend: backendOf(f.backend) });
     const q = await quantizeFlow(fp, f);
     const bytes = await writeQuantizedCheckpoint(f.out, fp, q.layers, {
       method: f.method,
@@ -225,7 +240,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       .option("--json <file>", "write the report as JSON")
       .option("--markdown <file>", "write the report as markdown"),
   ).action(async (modelPath: string, f: RunFlags) => {
-    const fp = await loadModel(modelPath);
+    const fp = await loadModel(modelPath, { backend: backendOf(f.backend) });
     const tokenizer = tokenizerFor(modelPath);
     let qModel: LlamaModel;
     let method: string = f.method;
@@ -236,7 +251,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     let checkpoint: EvalReport["checkpoint"];
     if (f.quantized) {
       const { loadQuantizedCheckpoint } = await import("./checkpoint.js");
-      const loaded = await loadQuantizedCheckpoint(f.quantized);
+      const loaded = await loadQuantizedCheckpoint(f.quantized, { backend: backendOf(f.backend) });
       qModel = loaded.model;
       method = loaded.meta.method;
       groupsize = loaded.meta.groupsize;
@@ -272,13 +287,30 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     .description("the whole pipeline on the default model: GPTQ, pack, write, load back, evaluate")
     .option("--model <path>", "model to quantize", DEFAULT_MODEL)
     .option("--out <dir>", "folder for the checkpoint and reports", join(packageDir, "out"))
+    .option(
+      "--calib <file>",
+      "calibration tokens (u16 rows of 256); default: the stories260K samples file when present, else sampled",
+    )
     .option("--calib-samples <n>", "calibration sequences", int("calib-samples", 1), 128)
     .option("--sample <n>", "evaluation sequences sampled from the model", int("sample", 1), 32)
+    .addOption(backendOption())
     .option("--quiet", "no progress output")
     .action(
-      async (f: { model: string; out: string; calibSamples: number; sample: number; quiet?: boolean }) => {
+      async (f: {
+        model: string;
+        out: string;
+        calib?: string;
+        calibSamples: number;
+        sample: number;
+        backend: "auto" | Backend;
+        quiet?: boolean;
+      }) => {
         const { runMainJob } = await import("./main-job.js");
-        await runMainJob({ ...f, calib: existsSync(DEFAULT_CALIBRATION) ? DEFAULT_CALIBRATION : undefined });
+        await runMainJob({
+          ...f,
+          backend: backendOf(f.backend),
+          calib: f.calib ?? (existsSync(DEFAULT_CALIBRATION) ? DEFAULT_CALIBRATION : undefined),
+        });
       },
     );
   if (opts.embedded) {

@@ -1,3 +1,4 @@
+import type { Backend } from "@trirun/layers";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, isAbsolute, join, relative } from "node:path";
 import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "./checkpoint.js";
@@ -16,6 +17,8 @@ export interface MainJobOptions {
   calib?: string;
   calibSamples: number;
   sample: number;
+  /** Backend of the linear layers (default: the layers' choice, CUDA when available). */
+  backend?: Backend;
   quiet?: boolean;
 }
 
@@ -33,7 +36,7 @@ export function displayPath(path: string): string {
  * baseline on the same grid), printing and writing the report.
  */
 export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
-  const fp = await loadModel(o.model);
+  const fp = await loadModel(o.model, { backend: o.backend });
   const seqLen = Math.min(SEQ_LEN, fp.config.maxSeqLen);
   const fpRuntime = new CpuLlamaRuntime(fp);
   const calibration = o.calib
@@ -43,7 +46,14 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
     : sampleSequences(fpRuntime, { count: o.calibSamples, length: seqLen, seed: 1_000_000 });
   const groupsize = chooseGroupsize(fp);
   const levels = "int2" as const;
-  const q = await quantizeModel(fp, { method: "gptq", groupsize, levels, calibration, quiet: o.quiet });
+  const q = await quantizeModel(fp, {
+    method: "gptq",
+    groupsize,
+    levels,
+    calibration,
+    backend: o.backend,
+    quiet: o.quiet,
+  });
 
   mkdirSync(o.out, { recursive: true });
   const name = basename(o.model).replace(/\.[^.]+$/, "");
@@ -54,7 +64,7 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
     levels,
     source: basename(o.model),
   });
-  const loaded = await loadQuantizedCheckpoint(file);
+  const loaded = await loadQuantizedCheckpoint(file, { backend: o.backend });
 
   const data = prepareEvalData(fpRuntime, {
     windowLength: seqLen,
@@ -87,7 +97,14 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
   );
 
   // RTN on the same 2-bit grid (mse scale search), for comparison with GPTQ.
-  const rtn = await quantizeModel(fp, { method: "mse", groupsize, levels, calibration: [], quiet: true });
+  const rtn = await quantizeModel(fp, {
+    method: "mse",
+    groupsize,
+    levels,
+    calibration: [],
+    backend: o.backend,
+    quiet: true,
+  });
   const rtnCmp = compareModels(fpRuntime, new CpuLlamaRuntime(rtn.model), data.windows);
   report.baselines = [
     {

@@ -1,3 +1,4 @@
+import type { Backend } from "@trirun/layers";
 import { sampleSequences } from "./data/sampling.js";
 import type { TextTokenizer } from "./data/tokenizer.js";
 import type { TokenFileFormat } from "./data/tokens.js";
@@ -41,6 +42,8 @@ export interface QuantizeSettings {
   groupsize: 128 | -1;
   levels: Levels;
   calibration: Int32Array[];
+  /** Backend of the TriRunLinear layers (default: the layers' choice). */
+  backend?: Backend;
   quiet?: boolean;
 }
 
@@ -63,6 +66,7 @@ export async function quantizeModel(model: LlamaModel, s: QuantizeSettings): Pro
       calibrator,
       calibration: s.calibration,
       weightOf: (path) => hostWeight(model, path),
+      backend: s.backend,
       onLayer: (path, done, total) => progress.update(done, total, path),
     });
     return { ...out, seconds: (performance.now() - t0) / 1000 };

@@ -7,7 +7,7 @@ import type { ModelLinear } from "../linear.js";
 import { BLOCK_LINEARS, type LlamaBlock, type LlamaModel, linearPath } from "../llama.js";
 import { ModelLoadError } from "./errors.js";
 import type { LoadOptions } from "./llama2c.js";
-import { defaultLinearFactory } from "./linear-factory.js";
+import { float16LinearFactory } from "./linear-factory.js";
 
 type Json = Record<string, unknown>;
 
@@ -180,7 +180,7 @@ export { readConfigJson, readMatrix };
 export async function loadHfFolder(dir: string, opts: LoadOptions = {}): Promise<LlamaModel> {
   const config = configFromHf(readConfigJson(dir), join(dir, "config.json"));
   const ckpt = await openWeights(dir);
-  const factory = opts.linearFactory ?? defaultLinearFactory;
+  const factory = opts.linearFactory ?? float16LinearFactory(opts.backend);
   try {
     return await assembleHfModel(config, ckpt, dir, async (path, out, inF) =>
       factory(path, await readMatrix(ckpt, `${path}.weight`, [out, inF], dir), out, inF),

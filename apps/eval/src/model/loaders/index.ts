@@ -31,5 +31,5 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   const format = detectModelFormat(path);
   if (format === "llama2c") return loadLlama2c(path, opts);
   if (format === "hf") return loadHfFolder(path, opts);
-  return (await loadQuantizedCheckpoint(path)).model;
+  return (await loadQuantizedCheckpoint(path, { backend: opts.backend })).model;
 }

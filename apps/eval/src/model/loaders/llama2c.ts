@@ -7,7 +7,8 @@ import {
   type LlamaModel,
   linearPath,
 } from "../llama.js";
-import { defaultLinearFactory, type LinearFactory } from "./linear-factory.js";
+import type { Backend } from "@trirun/layers";
+import { float16LinearFactory, type LinearFactory } from "./linear-factory.js";
 import { ModelLoadError } from "./errors.js";
 
 const HEADER_BYTES = 7 * 4;
@@ -96,7 +97,10 @@ export function llama2cFloatCount(c: LlamaConfig): number {
 }
 
 export interface LoadOptions {
+  /** Builds the unquantized linear layers (default: Float16Linear on `backend`). */
   linearFactory?: LinearFactory;
+  /** Backend of the @trirun/layers modules (default: the layers' choice: CUDA when available). */
+  backend?: Backend;
 }
 
 /** Loads a legacy llama2.c checkpoint (header + fp32 tensors, see the models README). */
@@ -158,7 +162,7 @@ export function loadLlama2c(file: string, opts: LoadOptions = {}): LlamaModel {
     }
   }
 
-  const factory = opts.linearFactory ?? defaultLinearFactory;
+  const factory = opts.linearFactory ?? float16LinearFactory(opts.backend);
   const shapes: Record<BlockLinearName, [Float32Array, number, number]> = {
     "self_attn.q_proj": [wq, dim, dim],
     "self_attn.k_proj": [wk, kv, dim],
