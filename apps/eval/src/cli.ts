@@ -162,6 +162,7 @@ interface RunFlags extends CalibrationFlags {
   seqLen?: number;
   window?: number;
   maxWindows?: number;
+  skip?: number;
   sample: number;
   tasks?: string;
   json?: string;
@@ -176,6 +177,7 @@ function evalDataFor(fp: LlamaModel, f: RunFlags, tokenizer: TextTokenizer | und
     seqLen: f.seqLen,
     windowLength,
     maxWindows: f.maxWindows,
+    skipSequences: f.skip,
     sampleCount: f.sample,
     seed: f.seed,
     tokenizer,
@@ -235,6 +237,11 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       .option("--seq-len <n>", "tokens per row of a raw token file", int("seq-len", 2))
       .option("--window <n>", "evaluation window length (default min(256, maxSeqLen))", int("window", 2))
       .option("--max-windows <n>", "evaluate at most this many windows", int("max-windows", 1))
+      .option(
+        "--skip <n>",
+        "skip the first n sequences of --data (e.g. the calibration rows)",
+        int("skip", 0),
+      )
       .option("--sample <n>", "sequences to sample when there is no --data", int("sample", 1), 32)
       .option("--tasks <file>", "multiple-choice JSONL (context, choices, gold)")
       .option("--json <file>", "write the report as JSON")

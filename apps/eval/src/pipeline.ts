@@ -82,6 +82,8 @@ export interface EvalDataSettings {
   seqLen?: number;
   windowLength: number;
   maxWindows?: number;
+  /** Sequences of the file to skip first (e.g. the rows used for calibration). */
+  skipSequences?: number;
   /** Sampling when there is no file: count sequences of windowLength tokens. */
   sampleCount: number;
   seed: number;
@@ -108,7 +110,11 @@ export function prepareEvalData(fp: LlamaRuntime, s: EvalDataSettings): EvalData
       tokenizer: s.tokenizer,
       vocabSize: fp.model.config.vocabSize,
     });
-    let windows = toWindows(seqs, s.windowLength);
+    const skip = s.skipSequences ?? 0;
+    if (skip >= seqs.length) {
+      throw new RangeError(`skip: ${s.file} has ${seqs.length} sequences, cannot skip ${skip}`);
+    }
+    let windows = toWindows(seqs.slice(skip), s.windowLength);
     if (s.maxWindows !== undefined) windows = windows.slice(0, s.maxWindows);
     return { windows, source: s.file, sampledFromModel: false };
   }
