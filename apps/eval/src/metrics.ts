@@ -39,6 +39,18 @@ export interface ComparisonResult {
 
 export type WindowProgress = (windowsDone: number, windowsTotal: number) => void;
 
+/** Non-finite logits (an overflow, a broken layer) would turn every metric into NaN: say where instead. */
+function checkFinite(logits: Float32Array, which: string, window: number, vocab: number): Float32Array {
+  for (let i = 0; i < logits.length; i++) {
+    if (!Number.isFinite(logits[i])) {
+      throw new RangeError(
+        `${which}: logit ${logits[i]} at window ${window}, position ${Math.floor(i / vocab)}, token ${i % vocab}`,
+      );
+    }
+  }
+  return logits;
+}
+
 function checkWindows(windows: Int32Array[]): void {
   if (windows.length === 0) throw new RangeError("windows: expected at least one token window");
   windows.forEach((w, i) => {
@@ -59,7 +71,7 @@ export function perplexity(
   let nll = 0;
   let tokens = 0;
   windows.forEach((w, i) => {
-    const logits = runtime.forward(w);
+    const logits = checkFinite(runtime.forward(w), "model", i, V);
     for (let t = 0; t + 1 < w.length; t++) {
       logSoftmax(logits, t * V, V, lp);
       nll -= lp[w[t + 1]];
@@ -93,8 +105,8 @@ export function compareModels(
   let nllQ = 0;
   let tokens = 0;
   windows.forEach((w, i) => {
-    const a = fp.forward(w);
-    const b = quantized.forward(w);
+    const a = checkFinite(fp.forward(w), "unquantized model", i, V);
+    const b = checkFinite(quantized.forward(w), "quantized model", i, V);
     for (let t = 0; t < w.length; t++) {
       logSoftmax(a, t * V, V, lp);
       logSoftmax(b, t * V, V, lq);

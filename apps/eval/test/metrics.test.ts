@@ -47,6 +47,21 @@ describe.skipIf(!haveShared)("perplexity and KL on stories260K", () => {
     expect(r.perplexity).toBeCloseTo(Math.exp(r.nll), 10);
   });
 
+  it("names the window and position of a non-finite logit instead of returning NaN", () => {
+    const broken = {
+      ...fp,
+      forward: (t: ArrayLike<number>) => {
+        const out = fp.forward(t);
+        out[3 * 512 + 7] = Number.NaN;
+        return out;
+      },
+    } as CpuLlamaRuntime;
+    expect(() => compareModels(fp, broken, windows)).toThrow(
+      /quantized model: logit NaN at window 0, position 3, token 7/,
+    );
+    expect(() => perplexity(broken, windows)).toThrow(/position 3/);
+  });
+
   it("KL of a model against itself is 0 with full top-1 agreement", () => {
     const r = compareModels(fp, fp, windows);
     expect(r.quantized.klMean).toBe(0);
