@@ -1,20 +1,8 @@
-/**
- * The slice of the @trirun/layers `Linear` contract the model relies on. Kept as one module so the model
- * code names a single type whatever backend the layers run on.
- */
-export interface HostTensor {
-  readonly data: Float32Array;
-  readonly shape: readonly number[];
-}
+import type { HostTensor, Linear } from "@trirun/layers";
 
-export interface ModelLinear {
-  readonly kind: string;
-  readonly inFeatures: number;
-  readonly outFeatures: number;
-  readonly byteLength: number;
-  forward(x: HostTensor): unknown;
-  dispose(): void;
-}
+/** Every linear layer of the model is a @trirun/layers module (TriRunLinear or Float16Linear). */
+export type ModelLinear = Linear;
+export type { HostTensor };
 
 /** Runs a linear layer on host activations (rows, inFeatures) and checks it answered with a host tensor. */
 export function forwardHost(
@@ -26,6 +14,7 @@ export function forwardHost(
   if (data.length !== rows * layer.inFeatures) {
     throw new RangeError(`${path}: input has ${data.length} values, expected ${rows} x ${layer.inFeatures}`);
   }
+  // CPU layers return host tensors; CUDA layers do too when given one (upload, run, download).
   const out = layer.forward({ data, shape: [rows, layer.inFeatures] }) as Partial<HostTensor> | null;
   if (!out || !(out.data instanceof Float32Array)) {
     throw new TypeError(`${path}: a host (CPU) linear layer was expected to return a Float32Array tensor`);
