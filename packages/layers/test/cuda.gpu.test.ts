@@ -56,7 +56,7 @@ type Bound = "fp32" | "partialFp16";
 interface Scale {
   /** sum |x w| per output */
   abs: Float32Array;
-  /** sqrt(sum (x w)^2) per output */
+  /** sqrt(sum (x w)^2 + bias^2) per output */
   l2: Float32Array;
 }
 
@@ -85,7 +85,7 @@ function expectGpuClose(
   ).toBeLessThanOrEqual(1);
 }
 
-/** `sum |x w|` and `sqrt(sum (x w)^2)` per output, computed with CPU layers on |x|, |W| and x^2, W^2. */
+/** `sum |x w|` and `sqrt(sum (x w)^2)` (bias included) per output, computed with CPU layers on |x|, |W| and x^2, W^2. */
 function scaleOf(
   weight: Float32Array,
   outF: number,
@@ -100,7 +100,12 @@ function scaleOf(
     hostTensor([rows, inF], x.map(Math.abs)),
   ).data;
   // W^2 in fp16 may lose small values: fine for a tolerance.
-  const sq = layer(weight.map((v) => v * v)).forward(
+  // The bias is one more term (1.0 x bias) of the kernel's sums.
+  const squares = layer(
+    weight.map((v) => v * v),
+    bias?.map((v) => v * v),
+  );
+  const sq = squares.forward(
     hostTensor(
       [rows, inF],
       x.map((v) => v * v),
