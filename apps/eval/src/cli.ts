@@ -53,6 +53,9 @@ interface CalibrationFlags {
   calibSeqLen: number;
   calibSamples: number;
   seed: number;
+  actOrder?: boolean;
+  negativeScales?: boolean;
+  damp?: number;
   backend: "auto" | Backend;
   quiet?: boolean;
 }
@@ -93,6 +96,17 @@ function addQuantizeOptions(cmd: Command): Command {
     .option("--calib-seq-len <n>", "tokens per row of a raw calibration file", int("calib-seq-len", 2), 256)
     .option("--calib-samples <n>", "calibration sequences", int("calib-samples", 1), 128)
     .option("--seed <n>", "seed for sampled sequences", int("seed", 0), 0)
+    .option("--act-order", "GPTQ: quantize input features by decreasing Hessian diagonal")
+    .option("--negative-scales", "GPTQ int2: allow negative scales (the extra level +2 on the negative side)")
+    .option(
+      "--damp <fraction>",
+      "GPTQ: Hessian dampening, fraction of its mean diagonal (default 0.01)",
+      (v: string) => {
+        const x = Number(v);
+        if (!Number.isFinite(x) || x < 0) throw new InvalidArgumentError("damp must be a number >= 0");
+        return x;
+      },
+    )
     .addOption(backendOption())
     .option("--quiet", "no progress output");
 }
@@ -134,6 +148,7 @@ async function quantizeFlow(fp: LlamaModel, f: CalibrationFlags) {
     levels,
     calibration: calib?.sequences ?? [],
     backend: backendOf(f.backend),
+    gptq: { actOrder: f.actOrder, negativeScales: f.negativeScales, damp: f.damp },
     quiet: f.quiet,
   });
   return { ...out, groupsize, levels, calibration: calib?.info };

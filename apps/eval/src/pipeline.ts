@@ -9,7 +9,7 @@ import { BLOCK_LINEARS, type LlamaModel, listLinears } from "./model/llama.js";
 import type { LlamaRuntime } from "./model/runtime.js";
 import { startProgress } from "./progress.js";
 import { type Levels, type QuantizationMethod, rtnCalibrator } from "./quantize/calibrators.js";
-import { gptqCalibrator } from "./quantize/gptq-calibrator.js";
+import { type GptqSettings, gptqCalibrator } from "./quantize/gptq-calibrator.js";
 import { type QuantizedLayerRecord, quantizeSequential } from "./quantize/sequential.js";
 import type { EvalReport } from "./report.js";
 import { evaluateChoices, readChoiceTasks } from "./tasks.js";
@@ -44,6 +44,8 @@ export interface QuantizeSettings {
   calibration: Int32Array[];
   /** Backend of the TriRunLinear layers (default: the layers' choice). */
   backend?: Backend;
+  /** GPTQ only: options passed to @trirun/gptq (act-order, damp, negative scales). */
+  gptq?: Pick<GptqSettings, "actOrder" | "damp" | "negativeScales">;
   quiet?: boolean;
 }
 
@@ -59,7 +61,7 @@ export async function quantizeModel(model: LlamaModel, s: QuantizeSettings): Pro
   const progress = startProgress(`quantize (${s.method})`, { quiet: s.quiet });
   const calibrator =
     s.method === "gptq"
-      ? gptqCalibrator({ groupsize: s.groupsize, levels: s.levels })
+      ? gptqCalibrator({ ...s.gptq, groupsize: s.groupsize, levels: s.levels })
       : rtnCalibrator(s.method, s.groupsize);
   try {
     const out = await quantizeSequential(model, {

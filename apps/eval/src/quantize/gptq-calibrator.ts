@@ -8,6 +8,10 @@ export interface GptqSettings {
   damp?: number;
   /** Host threads for GPTQ's own work (default: its choice). */
   threads?: number;
+  /** Quantize input features by decreasing Hessian diagonal (whole groups with groupsize 128). */
+  actOrder?: boolean;
+  /** Let int2 scales be negative, putting the extra level (+2) on the negative side. */
+  negativeScales?: boolean;
 }
 
 /** GPTQ from @trirun/gptq: one Hessian per input, shared by the layers that read it. */
@@ -18,7 +22,13 @@ export function gptqCalibrator(s: GptqSettings): CalibratorFactory {
       needsInputs: true,
       observe: (input, rows) => gptq.addBatch(input, rows),
       async quantize(_path, weight, outFeatures) {
-        const r = await gptq.quantize(weight, { groupsize: s.groupsize, levels: s.levels, damp: s.damp });
+        const r = await gptq.quantize(weight, {
+          groupsize: s.groupsize,
+          levels: s.levels,
+          damp: s.damp,
+          actOrder: s.actOrder,
+          negativeScales: s.negativeScales,
+        });
         return {
           codes: r.codes,
           scales: r.scales,
