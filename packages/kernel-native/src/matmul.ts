@@ -103,12 +103,12 @@ export function trirunMatmul(
     p.sms,
     p.maxParallel,
   );
-  // The kernel reports the small-batch variant's 8-row blocks as negative counts.
-  const small = config.mBlocks < 0;
+  const { variant, ...rest } = config;
+  const small = variant === 1;
   return {
-    ...config,
+    ...rest,
     kernel: small ? "small" : "general",
-    mBlocks: Math.abs(config.mBlocks),
+    mBlocks: config.mBlocks,
     blockRows: small ? 8 : 16,
     groupsize: p.groupsize,
   };

@@ -60,6 +60,8 @@ export interface NativeTrirunConfig {
   threadK: number;
   threadN: number;
   mBlocks: number;
+  /** Kernel used: 0 general, 1 small-batch (8-row blocks). */
+  variant: number;
   stages: number;
   sms: number;
   maxParallel: number;

@@ -163,7 +163,7 @@ static int check(bool quick, bool small) {
   struct KN {
     int k, n;
   };
-  std::vector<KN> shapes = {{128, 256}, {256, 512}, {512, 768}, {4096, 4096}, {8192, 1024}, {11008, 4096}};
+  std::vector<KN> shapes = {{128, 256}, {256, 512}, {512, 768}, {4096, 4096}, {8192, 1024}, {11008, 4096}, {28672, 1024}};
   if (!quick) shapes.push_back({8192, 8192});
   if (small) {
     shapes = {{128, 256}, {256, 512}, {512, 768}};
@@ -373,6 +373,74 @@ static int speed(bool quick) {
   return 0;
 }
 
+// Every small-batch tile on a few shapes and m: data for the dispatcher.
+static int tiles() {
+  std::mt19937 rng(99);
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  int* ws;
+  CK(cudaMalloc(&ws, 64 << 20));
+  CK(cudaMemset(ws, 0, 64 << 20));
+  std::vector<std::pair<int, int>> shapes = {{8192, 24576}, {8192, 8192}, {8192, 43520}, {21760, 8192},
+                                             {4096, 12288}, {4096, 4096},  {11008, 4096}, {3072, 3072}};
+  for (auto [k, n] : shapes) {
+    size_t qbytes = static_cast<size_t>(k) * n / 4;
+    int copies = std::max<size_t>(2, (4 * (size_t)prop.l2CacheSize) / qbytes + 1);
+    std::vector<void*> qB(copies), qS(copies);
+    std::vector<uint32_t> hb(qbytes / 4);
+    for (auto& x : hb) x = rng();
+    std::vector<__half> hs(static_cast<size_t>(k / 128) * n, __float2half(0.01f));
+    for (int i = 0; i < copies; ++i) {
+      CK(cudaMalloc(&qB[i], qbytes));
+      CK(cudaMalloc(&qS[i], hs.size() * 2));
+      CK(cudaMemcpy(qB[i], hb.data(), qbytes, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(qS[i], hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
+    }
+    std::vector<__half> ha(static_cast<size_t>(16) * k);
+    fill_half(ha, rng);
+    __half *dA, *dC;
+    CK(cudaMalloc(&dA, ha.size() * 2));
+    CK(cudaMalloc(&dC, static_cast<size_t>(16) * n * 2));
+    CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
+    for (int m : {1, 8, 16}) {
+      printf("tiles k=%5d n=%5d m=%2d:", k, n, m);
+      for (auto [tk, tn] : std::vector<std::pair<int, int>>{{128, 512}, {256, 256}, {512, 128}}) {
+        if (n % tn) {
+          printf("  %3dx%3d     -  ", tk, tn);
+          continue;
+        }
+        std::vector<float> t;
+        TrirunConfig cfg{};
+        for (int r = 0; r < 45; ++r) {
+          cfg = TrirunConfig{};
+          cfg.thread_k = tk;
+          cfg.thread_n = tn;
+          CK(cudaEventRecord(e0));
+          run_trirun(dA, (uint32_t*)qB[r % copies], (__half*)qS[r % copies], dC, m, n, k, 128, ws, 64 << 20, &cfg, 0);
+          CK(cudaEventRecord(e1));
+          CK(cudaEventSynchronize(e1));
+          float ms;
+          CK(cudaEventElapsedTime(&ms, e0, e1));
+          if (r >= 5) t.push_back(ms);
+        }
+        float md = median(t);
+        printf("  %3dx%3d %6.1fus %4.0fGB/s st%d", tk, tn, md * 1e3, qbytes / (md * 1e-3) / 1e9, cfg.stages);
+      }
+      printf("\n");
+    }
+    for (int i = 0; i < copies; ++i) {
+      cudaFree(qB[i]);
+      cudaFree(qS[i]);
+    }
+    cudaFree(dA);
+    cudaFree(dC);
+  }
+  return 0;
+}
+
 // One problem, a few launches: for ncu. Args: k n m g [thread_k thread_n]
 static int one(int argc, char** argv) {
   if (argc < 6) return 2;
@@ -412,6 +480,7 @@ int main(int argc, char** argv) {
   bool quick = argc > 2 && std::string(argv[2]) == "--quick";
   if (what == "check") return check(quick, false);
   if (what == "one") return one(argc, argv);
+  if (what == "tiles") return tiles();
   if (what == "sanitize") return check(true, true);
   if (what == "speed") return speed(quick);
   fprintf(stderr, "usage: kernel-probe check|speed [--quick]\n");

@@ -40,6 +40,7 @@ Napi::Object ConfigObject(Napi::Env env, const TrirunConfig& config, size_t work
   out.Set("threadK", config.thread_k);
   out.Set("threadN", config.thread_n);
   out.Set("mBlocks", config.m_blocks);
+  out.Set("variant", config.variant);
   out.Set("stages", config.stages);
   out.Set("sms", config.sms);
   out.Set("maxParallel", config.max_par);

@@ -33,11 +33,13 @@
 //   (64 columns each) and k_warps along k. The k_warps partial results of one
 //   output tile are summed through shared memory at the end of each run, so a
 //   block has 8 warps to hide latency without a larger output tile.
-// * Global reduction in the output: the blocks that share a column take turns
-//   (a lock per column in the workspace, acquired in the order in which their
-//   parts finish) reading the fp16 partial from C (in L2), adding their fp32
-//   accumulators and writing it back; the last writes the result and resets
-//   the lock, so the workspace is zero again after every call.
+// * Global reduction: the blocks that share a column take turns (a lock per
+//   column in the workspace, acquired in the order in which their parts
+//   finish) reading the fp32 partial sum from a workspace slot (in L2), adding
+//   their accumulators and writing it back; the last writes the fp16 result to
+//   C and zeroes the slot and the lock, so the workspace is zero again after
+//   every call. (The reference kept fp16 partials in C; with long chains on
+//   Llama-sized k that rounding alone approaches the 1e-3 error budget.)
 // * Per-column scales (g = k) are applied once, in fp32, to the accumulators
 //   instead of to every dequantized weight.
 
@@ -167,7 +169,7 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
 template <int M_BLOCKS, int K_BLOCKS, int N_BLOCKS, int STAGES, bool GROUPED>
 __global__ void __launch_bounds__(kThreads, 1)
     trirun_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
-                  int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks) {
+                  int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial) {
   constexpr int kWarps = kThreads / 32;
   constexpr int kNWarps = N_BLOCKS / 4;               // each warp owns 64 columns
   constexpr int kKWarps = kWarps / kNWarps;           // warps splitting k in a tile
@@ -404,6 +406,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       half* c_base = reinterpret_cast<half*>(C) + static_cast<size_t>(row0) * c_row_halves + n_tile * kThreadN +
                      n_warp * 64;
       const bool read_partial = slice_count > 1 && slice_idx > 0;
+      const bool last = slice_idx == slice_count - 1;
+      // fp32 partial sums of a shared column live in a slot of the workspace
+      // named after the column's last block (unique among shared columns:
+      // a block can end only one column that it does not hold whole).
+      float* slot = partial + static_cast<size_t>(last_block) * (64 * kThreadN) + n_warp * 64 + 2 * (lane % 4);
 #pragma unroll
       for (int mb = 0; mb < M_BLOCKS; ++mb) {
 #pragma unroll
@@ -416,14 +423,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
             for (int f = 0; f < 8; ++f) {
               float x = acc[mb][f][2 * h], y = acc[mb][f][2 * h + 1];
-              uint32_t* dst = reinterpret_cast<uint32_t*>(c_row + 8 * f);
+              float2* p = reinterpret_cast<float2*>(slot + r * kThreadN + 8 * f);
               if (read_partial) {
-                const uint32_t prev = __ldcg(dst);
-                const float2 p = __half22float2(as_h2(prev));
-                x += p.x;
-                y += p.y;
+                const float2 prev = __ldcg(p);
+                x += prev.x;
+                y += prev.y;
               }
-              __stcg(dst, as_u32(__floats2half2_rn(x, y)));
+              if (!last) {
+                __stcg(p, make_float2(x, y));
+              } else {
+                __stcg(reinterpret_cast<uint32_t*>(c_row + 8 * f), as_u32(__floats2half2_rn(x, y)));
+                if (read_partial) __stcg(p, make_float2(0.0f, 0.0f));  // leave the workspace zero
+              }
             }
           }
         }
@@ -465,12 +476,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 //            The dispatcher picks the narrowest tile that still gives every SM
 //            about one column: a column is then shared by at most two or
 //            three blocks, which keeps the reduction chain short.
-template <int MB8, int N_WARPS, int STAGES, bool GROUPED>
-__global__ void __launch_bounds__(kThreads, 1)
+template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED>
+__global__ void __launch_bounds__(THREADS, 1)
     trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
                         float* __restrict__ partial) {
-  constexpr int kWarps = kThreads / 32;
+  constexpr int kWarps = THREADS / 32;
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
   constexpr int K_BLOCKS = kKSteps * kKWarps;
@@ -486,7 +497,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kSRowVecs = kThreadN / 8;
   constexpr int kSStageVecs = kSRows * kSRowVecs;
   constexpr int kStageVecs = kAStageVecs + kBStageVecs + kSStageVecs;
-  static_assert(kBStageVecs % kThreads == 0, "B copies must spread evenly");
+  static_assert(kBStageVecs % THREADS == 0, "B copies must spread evenly");
   extern __shared__ int4 smem[];
 
   const int warp = threadIdx.x / 32;
@@ -528,9 +539,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       // Groups of this tile that lie inside k (all of them but in the last tile).
       const int groups = min(kKWarps, k_groups - (k_tile0 + i) * kKWarps);
 #pragma unroll
-      for (int v0 = 0; v0 < kAStageVecs; v0 += kThreads) {
+      for (int v0 = 0; v0 < kAStageVecs; v0 += THREADS) {
         const int v = v0 + threadIdx.x;
-        if (v0 + kThreads <= kAStageVecs || v < kAStageVecs) {
+        if (v0 + THREADS <= kAStageVecs || v < kAStageVecs) {
           const int r = v / kARowVecs;
           const int c = v % kARowVecs;
           const bool valid = r < prob_m;
@@ -541,7 +552,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       const int4* b = b_src + static_cast<size_t>(i * K_BLOCKS) * b_row_vecs;
 #pragma unroll
-      for (int v0 = 0; v0 < kBStageVecs; v0 += kThreads) {
+      for (int v0 = 0; v0 < kBStageVecs; v0 += THREADS) {
         const int v = v0 + threadIdx.x;
         const int r = v / kBRowVecs;  // k16 row of the tile
         if (r / kKSteps < groups) cp_async16(&sh[kAStageVecs + v], b + static_cast<size_t>(r) * b_row_vecs + v % kBRowVecs);
@@ -801,12 +812,14 @@ struct Launch {
   void* C;
   int m, n, k;
   int* locks;
-  float* partial;
+  float* partial;  // small-batch kernel: 16 x n fp32
+  float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
   int device;
   int smem_limit;
   cudaStream_t stream;
-  int stages;  // out
+  int stages;   // out
+  int threads;  // out
 };
 
 // General kernel -------------------------------------------------------------
@@ -827,9 +840,10 @@ cudaError_t launch_general(Launch& l) {
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
   if (err != cudaSuccess) return err;
   l.stages = stages;
+  l.threads = kThreads;
   kernel<<<l.blocks, kThreads, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
                                                  static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
-                                                 l.locks);
+                                                 l.locks, l.slots);
   return cudaGetLastError();
 }
 
@@ -855,25 +869,49 @@ cudaError_t general_m(int m_blocks, int thread_k, int thread_n, Launch& l) {
 
 // Small-batch kernel -----------------------------------------------------------
 
-template <int MB8, int N_WARPS, bool GROUPED>
-cudaError_t launch_small(Launch& l) {
-  constexpr int k_warps = 8 / N_WARPS;
+// Pipeline depth: as deep as fits in `budget` bytes of shared memory, 2..8.
+template <int MB8, int N_WARPS, int THREADS, bool GROUPED>
+constexpr size_t small_stage_bytes() {
+  constexpr int k_warps = THREADS / 32 / N_WARPS;
   constexpr int tk = 128 * k_warps, tn = N_WARPS * 64;
-  constexpr size_t stage = MB8 * 8 * tk * 2 + tk / 16 * tn * 4 + (GROUPED ? k_warps * tn * 2 : 0);
-  // As deep as fits in 96 KB (so that sm_86/sm_89 take it too), at least 2.
-  constexpr int stages = 4 * stage <= 96 * 1024 ? 4 : (3 * stage <= 99 * 1024 ? 3 : 2);
+  return MB8 * 8 * tk * 2 + tk / 16 * tn * 4 + (GROUPED ? k_warps * tn * 2 : 0);
+}
+constexpr int stages_within(size_t stage, size_t budget) {
+  return budget / stage >= 8 ? 8 : (budget / stage >= 2 ? static_cast<int>(budget / stage) : 2);
+}
+
+template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED>
+cudaError_t launch_small_stages(Launch& l) {
+  constexpr int k_warps = THREADS / 32 / N_WARPS;
+  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, THREADS, GROUPED>();
   constexpr size_t reduce = static_cast<size_t>(k_warps - 1) * N_WARPS * 32 * MB8 * 16 * 4;
-  constexpr size_t smem = stages * stage > reduce ? stages * stage : reduce;
-  auto kernel = trirun_small_kernel<MB8, N_WARPS, stages, GROUPED>;
+  constexpr size_t smem = STAGES * stage > reduce ? STAGES * stage : reduce;
+  auto kernel = trirun_small_kernel<MB8, N_WARPS, STAGES, THREADS, GROUPED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
   if (err != cudaSuccess) return err;
-  l.stages = stages;
-  kernel<<<l.blocks, kThreads, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
-                                                 static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
-                                                 l.locks, l.partial);
+  l.stages = STAGES;
+  l.threads = THREADS;
+  kernel<<<l.blocks, THREADS, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
+                                                static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
+                                                l.locks, l.partial);
   return cudaGetLastError();
+}
+
+// Depth by shared memory: 99 KB on sm_86/sm_89 (and sm_80's 163 KB) takes
+// a 2..4-stage pipeline; Hopper's 227 KB takes up to 8 stages, which is what
+// it takes to keep enough bytes in flight per SM for HBM3. (Two blocks per
+// SM with registers capped at 128 and half the stages each measured slower
+// on every Llama shape but one: NOTES.md.)
+template <int MB8, int N_WARPS, bool GROUPED>
+cudaError_t launch_small(Launch& l) {
+  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
+  constexpr int shallow = stages_within(stage, 99 * 1024) > 4 ? 4 : stages_within(stage, 99 * 1024);
+  constexpr int deep = stages_within(stage, 220 * 1024);
+  if (l.smem_limit >= static_cast<int>(deep * stage) && deep > shallow)
+    return launch_small_stages<MB8, N_WARPS, deep, 256, GROUPED>(l);
+  return launch_small_stages<MB8, N_WARPS, shallow, 256, GROUPED>(l);
 }
 
 template <int MB8, bool GROUPED>
@@ -891,18 +929,28 @@ bool is_general_tile(int thread_k, int thread_n) {
   return (thread_k == 128 && thread_n == 128) || (thread_k == 64 && thread_n == 256);
 }
 
+constexpr int kMaxBlocks = 256;  // bounds the general kernel's partial slots
+
 size_t lock_bytes(int n, int max_par) {
   const size_t locks = static_cast<size_t>(n / 128 > 0 ? n / 128 : 1) * static_cast<size_t>(max_par) * sizeof(int);
   return (locks + 15) / 16 * 16;
+}
+size_t small_partial_bytes(int n) { return static_cast<size_t>(16) * (n > 0 ? n : 0) * sizeof(float); }
+// Shared columns are named by their last block: one slot of 64 rows x 256
+// columns per possible block (16 MB).
+size_t slot_bytes(int n) {
+  (void)n;
+  return static_cast<size_t>(kMaxBlocks) * 64 * 256 * sizeof(float);
 }
 
 }  // namespace trirun
 
 extern "C" size_t trirun_workspace_bytes(int n, int max_par) {
   (void)max_par;  // the layout is the same for every max_par
-  // Column locks for every (batch slice, column of the narrowest tile), then
-  // the small-batch kernel's fp32 partial sums (16 rows x n).
-  return trirun::lock_bytes(n, trirun::kMaxPar) + static_cast<size_t>(16) * (n > 0 ? n : 0) * sizeof(float);
+  // Column locks for every (batch slice, column of the narrowest tile), the
+  // small-batch kernel's fp32 partial sums (16 rows x n), then the general
+  // kernel's fp32 partial slots.
+  return trirun::lock_bytes(n, trirun::kMaxPar) + trirun::small_partial_bytes(n) + trirun::slot_bytes(n);
 }
 
 extern "C" const char* trirun_error_string(int code) {
@@ -955,8 +1003,8 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   }
   // Blocks of one column wait on each other, so all of them must be resident
   // at once: never more blocks than SMs (one block fills an SM).
-  const int sms = req.sms > 0 ? req.sms : attrs.sms;
-  if (sms > attrs.sms) return TRIRUN_ERR_CONFIG;
+  const int sms = req.sms > 0 ? req.sms : (attrs.sms < kMaxBlocks ? attrs.sms : kMaxBlocks);
+  if (sms > attrs.sms || sms > kMaxBlocks) return TRIRUN_ERR_CONFIG;
   if ((req.thread_k > 0) != (req.thread_n > 0)) return TRIRUN_ERR_CONFIG;
 
   Launch l{};
@@ -966,6 +1014,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.k = k;
   l.locks = static_cast<int*>(workspace);
   l.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar));
+  l.slots = reinterpret_cast<float*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar) + small_partial_bytes(n));
   l.blocks = sms;
   l.device = device;
   l.smem_limit = attrs.smem_optin;
@@ -980,14 +1029,14 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     const bool small = rows <= 16 && (thread_k <= 0 || is_small_tile(thread_k, thread_n));
     if (thread_k <= 0) {
       if (small) {
-        // The widest tile that still gives every SM a column of its own;
-        // otherwise the narrowest (128), whose columns are the longest.
+        // The narrowest tile (512 x 128) gives each block the longest run
+        // down one column, so few blocks share a column and the reduction
+        // chain stays short; measured best on every Llama/TriLM shape for
+        // m <= 8 (NOTES.md). For 9..16 rows it reads A (from L2) as many
+        // bytes as weights, so a wider tile wins where n still gives
+        // every SM most of a column.
         thread_n = 128;
-        for (int tn : {512, 256})
-          if (n % tn == 0 && n / tn >= sms) {
-            thread_n = tn;
-            break;
-          }
+        if (rows > 8 && n % 256 == 0 && 10 * (n / 256) >= 7 * sms) thread_n = 256;
         thread_k = 65536 / thread_n;
       } else if (rows <= 16) {
         thread_k = 128;
@@ -1021,12 +1070,12 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     if (row == 0) {
       used.thread_k = thread_k;
       used.thread_n = thread_n;
-      used.m_blocks = small ? 1 : m_blocks;
+      used.m_blocks = m_blocks;  // 8-row blocks for the small-batch kernel, 16-row otherwise
       used.variant = small ? 1 : 0;
       used.stages = l.stages;
       used.sms = sms;
       used.max_par = max_par;
-      used.threads = kThreads;
+      used.threads = l.threads;
     }
   }
   if (config) *config = used;

@@ -19,7 +19,7 @@ extern "C" {
 typedef struct TrirunConfig {
   int thread_k;   // k extent of a thread block's tile (thread_k x thread_n):
   int thread_n;   //   general kernel 128x128 or 64x256; small-batch (m <= 16) 128x512, 256x256 or 512x128
-  int m_blocks;   // 16-row blocks of A a block handles at once: 1..4
+  int m_blocks;   // row blocks of A a block handles at once: 1..4 of 16 rows (general), 1..2 of 8 (small-batch)
   int stages;     // depth of the cp.async pipeline
   int sms;        // thread blocks launched (striped over the SMs)
   int max_par;    // m / (16 * 4) batch slices processed in parallel

@@ -277,7 +277,8 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
       const config: NativeTrirunConfig = {
         threadK: tk,
         threadN: tn,
-        mBlocks: small ? -(m <= 8 ? 1 : 2) : Math.min(4, Math.ceil(Math.min(m, 64) / 16)),
+        mBlocks: small ? (m <= 8 ? 1 : 2) : Math.min(4, Math.ceil(Math.min(m, 64) / 16)),
+        variant: small ? 1 : 0,
         stages: 4,
         sms: sms > 0 ? sms : props.multiProcessorCount,
         maxParallel: maxPar > 0 ? maxPar : 16,
