@@ -96,7 +96,11 @@ function addQuantizeOptions(cmd: Command): Command {
     .option("--calib-seq-len <n>", "tokens per row of a raw calibration file", int("calib-seq-len", 2), 256)
     .option("--calib-samples <n>", "calibration sequences", int("calib-samples", 1), 128)
     .option("--seed <n>", "seed for sampled sequences", int("seed", 0), 0)
-    .option("--act-order", "GPTQ: quantize input features by decreasing Hessian diagonal")
+    .option(
+      "--act-order",
+      "GPTQ: quantize input features by decreasing Hessian diagonal (@trirun/gptq's default)",
+    )
+    .option("--no-act-order", "GPTQ: quantize input features in their natural order")
     .option("--negative-scales", "GPTQ int2: allow negative scales (the extra level +2 on the negative side)")
     .option(
       "--damp <fraction>",
