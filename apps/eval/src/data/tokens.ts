@@ -63,7 +63,9 @@ export function readTokenFile(file: string, opts: TokenFileOptions = {}): Int32A
     const width = format === "u16" ? 2 : 4;
     const seqLen = opts.seqLen;
     if (seqLen === undefined || !Number.isInteger(seqLen) || seqLen < 2) {
-      throw new RangeError(`seqLen: a raw ${format} file (${file}) needs an integer sequence length >= 2`);
+      throw new RangeError(
+        `seqLen (--seq-len): a raw ${format} file (${file}) needs an integer sequence length >= 2`,
+      );
     }
     const rowBytes = seqLen * width;
     if (bytes.byteLength === 0 || bytes.byteLength % rowBytes !== 0) {
