@@ -4,11 +4,11 @@ import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "@trirun/layers";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { sampleSequences } from "./data/sampling.js";
+import { generate, sampleSequences } from "./data/sampling.js";
 import { loadTokenizer, type TextTokenizer } from "./data/tokenizer.js";
 import { readTokenFile, type TokenFileFormat } from "./data/tokens.js";
 import { loadModel } from "./model/loaders/index.js";
-import { writeQuantizedCheckpoint } from "./checkpoint.js";
+import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "./checkpoint.js";
 import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
 import type { LlamaModel } from "./model/llama.js";
 import {
@@ -170,6 +170,28 @@ function emitReport(report: EvalReport, opts: { json?: string; markdown?: string
   }
 }
 
+/** "1,403,407" (ids) or, with a tokenizer, text. */
+export function parsePrompt(
+  prompt: string,
+  tokenizer: TextTokenizer | undefined,
+  vocabSize: number,
+): number[] {
+  if (/^\s*\d+(\s*[, ]\s*\d+)*\s*$/.test(prompt)) {
+    const ids = prompt
+      .trim()
+      .split(/[\s,]+/)
+      .map(Number);
+    const bad = ids.find((id) => id >= vocabSize);
+    if (bad !== undefined)
+      throw new RangeError(`prompt: token ${bad} is outside the vocabulary of ${vocabSize}`);
+    return ids;
+  }
+  if (!tokenizer) {
+    throw new RangeError("prompt: this model has no tokenizer; give token ids such as 1,403,407");
+  }
+  return tokenizer.encode(prompt);
+}
+
 function tokenizerFor(modelPath: string): TextTokenizer | undefined {
   return existsSync(modelPath) && !modelPath.endsWith(".bin") ? loadTokenizer(modelPath) : undefined;
 }
@@ -276,7 +298,6 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     let calibration: EvalReport["calibration"];
     let checkpoint: EvalReport["checkpoint"];
     if (f.quantized) {
-      const { loadQuantizedCheckpoint } = await import("./checkpoint.js");
       const loaded = await loadQuantizedCheckpoint(f.quantized, { backend: backendOf(f.backend) });
       qModel = loaded.model;
       method = loaded.meta.method;
@@ -307,6 +328,56 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     });
     emitReport(report, f);
   });
+
+  program
+    .command("generate")
+    .description("continue a prompt with the unquantized model and, with --quantized, the quantized one")
+    .argument("<model>", "llama2.c .bin, Hugging Face folder or TriRun checkpoint")
+    .option("--quantized <checkpoint>", "also continue with this TriRun checkpoint")
+    .option("--prompt <prompt>", 'token ids ("1,403,407") or, with a tokenizer, text', "1")
+    .option("--length <n>", "total tokens, prompt included", int("length", 2), 48)
+    .option(
+      "--temperature <t>",
+      "0 for greedy",
+      (v: string) => {
+        const x = Number(v);
+        if (!Number.isFinite(x) || x < 0) throw new InvalidArgumentError("temperature must be a number >= 0");
+        return x;
+      },
+      0,
+    )
+    .option("--seed <n>", "sampling seed", int("seed", 0), 0)
+    .addOption(backendOption())
+    .action(
+      async (
+        modelPath: string,
+        f: {
+          quantized?: string;
+          prompt: string;
+          length: number;
+          temperature: number;
+          seed: number;
+          backend: "auto" | Backend;
+        },
+      ) => {
+        const backend = backendOf(f.backend);
+        const fp = await loadModel(modelPath, { backend });
+        const tokenizer = tokenizerFor(modelPath);
+        const prompt = parsePrompt(f.prompt, tokenizer, fp.config.vocabSize);
+        const models: [string, LlamaModel][] = [["fp", fp]];
+        if (f.quantized)
+          models.push(["quantized", (await loadQuantizedCheckpoint(f.quantized, { backend })).model]);
+        for (const [name, model] of models) {
+          const ids = generate(new CpuLlamaRuntime(model), prompt, {
+            length: f.length,
+            temperature: f.temperature,
+            seed: f.seed,
+          });
+          const text = tokenizer ? `\n  ${JSON.stringify(tokenizer.decode(Array.from(ids)))}` : "";
+          process.stdout.write(`${name}: ${Array.from(ids).join(" ")}${text}\n`);
+        }
+      },
+    );
 
   program
     .command("main")

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
 import { loadQuantizedCheckpoint } from "../src/checkpoint.js";
+import { generate } from "../src/data/sampling.js";
 import { compareModels } from "../src/metrics.js";
 import { CpuLlamaRuntime } from "../src/model/cpu-runtime.js";
 import { loadLlama2c } from "../src/model/loaders/llama2c.js";
@@ -118,6 +119,22 @@ describe.skipIf(!haveShared)("trirun-eval command line", () => {
     const report = JSON.parse(readFileSync(json, "utf8")) as EvalReport;
     expect(report.data).toMatchObject({ sampledFromModel: true, seed: 0, windows: 2, windowLength: 16 });
     expect(report.notes.join(" ")).toMatch(/sampled from the unquantized model/);
+  });
+
+  it("generate prints the greedy continuation of the library's generate(), the same each time", async () => {
+    const prompt = [1, ...Array.from({ length: 3 }, () => 1 + Math.floor(Math.random() * 511))];
+    const args = ["generate", STORIES_BIN, "--prompt", prompt.join(","), "--length", "12"];
+    const a = await cli(args);
+    expect(await cli(args)).toBe(a);
+    const want = generate(new CpuLlamaRuntime(loadLlama2c(STORIES_BIN)), prompt, {
+      length: 12,
+      temperature: 0,
+    });
+    expect(a.trim()).toBe(`fp: ${Array.from(want).join(" ")}`);
+    await expect(cli(["generate", STORIES_BIN, "--prompt", "Once upon"])).rejects.toThrow(/no tokenizer/);
+    await expect(cli(["generate", STORIES_BIN, "--prompt", "1,999"])).rejects.toThrow(
+      /outside the vocabulary/,
+    );
   });
 
   it("rejects bad options with a clear message", async () => {
