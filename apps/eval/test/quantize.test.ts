@@ -1,5 +1,7 @@
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { quantize as rtnQuantize } from "@trirun/packing";
 import { describe, expect, it } from "vitest";
 import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "../src/checkpoint.js";
@@ -208,6 +210,38 @@ describe.skipIf(!haveShared)("TriRun checkpoints", () => {
     const t = tokens();
     expect(Array.from(new CpuLlamaRuntime(loaded.model).forward(t))).toEqual(
       Array.from(new CpuLlamaRuntime(q.model).forward(t)),
+    );
+  });
+
+  it("loads a checkpoint written by trirun-pack like its own (same codes, same logits)", async () => {
+    const packingDir = dirname(createRequire(import.meta.url).resolve("@trirun/packing/package.json"));
+    const packBin = join(packingDir, "dist", "cli", "pack.js");
+    if (!existsSync(packBin)) {
+      console.warn(`[eval tests] ${packBin} is not built: trirun-pack interoperability not checked`);
+      return;
+    }
+    const out = join(dir, "packed-by-trirun-pack");
+    const r = spawnSync(
+      process.execPath,
+      [packBin, STUDENT_DIR, out, "--method", "absmean", "--groupsize", "128", "--quiet"],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const packed = await loadModel(out);
+    expect(packed.blocks[3].linears["mlp.down_proj"].kind).toBe("trirun");
+    const fp = await loadHfFolder(STUDENT_DIR);
+    const ours = await quantizeModel(fp, {
+      method: "absmean",
+      groupsize: 128,
+      levels: "ternary",
+      calibration: [],
+      quiet: true,
+    });
+    const t = tokens();
+    expect(Array.from(new CpuLlamaRuntime(packed).forward(t))).toEqual(
+      Array.from(new CpuLlamaRuntime(ours.model).forward(t)),
     );
   });
 
