@@ -7,7 +7,15 @@ const results = ".vitest-results.json";
 rmSync(results, { force: true });
 const r = spawnSync(
   "pnpm",
-  ["exec", "vitest", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${results}`, ...process.argv.slice(2)],
+  [
+    "exec",
+    "vitest",
+    "run",
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${results}`,
+    ...process.argv.slice(2),
+  ],
   { stdio: "inherit" },
 );
 if (existsSync(results)) {

@@ -133,6 +133,31 @@ for (const [ws, file] of testFiles) {
 if (testFiles.length > 0)
   console.log(`device-bundle: GPU test files: ${bundledTests.join(", ") || "none bundled"}`);
 
+// The GPTQ benchmark (its CUDA case runs only where a device is present): .device/gptq-bench.mjs
+const gptqBench = join(repo, "packages", "gptq", "bench", "bench.mjs");
+if (existsSync(gptqBench)) {
+  try {
+    await esbuild.build({
+      entryPoints: [gptqBench],
+      outfile: join(out, "gptq-bench.mjs"),
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      logLevel: "silent",
+      alias: { "@trirun/kernel-native": join(pkg, "src", "index.ts") },
+      banner: {
+        js: "import { createRequire as __trirunCreateRequire } from 'node:module'; const require = __trirunCreateRequire(import.meta.url);",
+      },
+    });
+    console.log("device-bundle: .device/gptq-bench.mjs (run with --gpu-only)");
+  } catch (error) {
+    console.warn(
+      `device-bundle: skipped the GPTQ benchmark: ${String(error.message ?? error).split("\n")[0]}`,
+    );
+  }
+}
+
 const nodeXz = join(out, "node.xz");
 const prepare = join(repo, "..", "shared", "device", "prepare-node.sh");
 if (!existsSync(nodeXz)) {

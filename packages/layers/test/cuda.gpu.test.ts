@@ -3,7 +3,7 @@
  * Skips (with a note) where @trirun/kernel-native finds no usable CUDA device.
  */
 import { available, DeviceTensor, Stream, trirunMatmul, unavailableReason } from "@trirun/kernel-native";
-import { decodeF16, encodeF16 } from "@trirun/packing";
+import { decodeF16, encodeF16, packCodes } from "@trirun/packing";
 import { describe, expect, it } from "vitest";
 import {
   Float16Linear,
@@ -322,4 +322,46 @@ describe.skipIf(!gpu)("CUDA forward options", () => {
     );
     expect(Array.from(r.layer.dequantize())).toEqual(Array.from(cpu.dequantize()));
   });
+});
+
+describe.skipIf(!gpu)(`CUDA: packed upload equals quantized build (${seedNote})`, () => {
+  // A checkpoint's packed B/s go to the device as they are; the same weights built from natural
+  // codes go through padForKernel/packPadded. Both must give bit-identical outputs.
+  for (const [inF, outF] of [
+    [64, 172],
+    [172, 64],
+    [64, 64],
+  ] as [number, number][]) {
+    for (const groupsize of [-1, 128] as const) {
+      it(`in=${inF} out=${outF} g=${groupsize}`, () => {
+        const q = randomQuantized(rng, inF, outF, groupsize);
+        const built = TriRunLinear.fromQuantized(
+          { ...q, inFeatures: inF, outFeatures: outF },
+          { backend: "cuda" },
+        );
+        const layer = packCodes("m", q.codes, q.scales, inF, outF, groupsize);
+        const loaded = TriRunLinear.fromPacked(
+          {
+            B: layer.B,
+            s: layer.s,
+            k: layer.k,
+            n: layer.n,
+            groupsize: layer.groupsize,
+            inFeatures: inF,
+            outFeatures: outF,
+          },
+          { backend: "cuda" },
+        );
+        expect(Array.from(loaded.dequantize())).toEqual(Array.from(built.dequantize()));
+        for (const rows of [1, 17, 256]) {
+          const { host } = roundedInput([rows], inF);
+          const a = built.forward(hostTensor([rows, inF], host)) as { data: Float32Array };
+          const b = loaded.forward(hostTensor([rows, inF], host)) as { data: Float32Array };
+          expect(Array.from(b.data), `rows=${rows}`).toEqual(Array.from(a.data));
+        }
+        built.dispose();
+        loaded.dispose();
+      });
+    }
+  }
 });

@@ -28,7 +28,7 @@ export interface KernelNativeLike {
   ): void;
 }
 
-/** The module name, kept in a variable so that bundlers and the type checker leave the import alone. */
+/** The optional peer that provides the CUDA backend. */
 const KERNEL_NATIVE = "@trirun/kernel-native";
 
 /** Why the CUDA backend could not be loaded, or undefined when it can. */
@@ -41,7 +41,9 @@ let probe: Promise<KernelNativeProbe> | undefined;
 
 /** Loads `@trirun/kernel-native` once; never throws. */
 export function probeKernelNative(): Promise<KernelNativeProbe> {
-  probe ??= import(/* @vite-ignore */ KERNEL_NATIVE).then(
+  // A literal specifier, so that bundlers (the GPU test bundle, apps) can resolve it; the package is
+  // an optional peer, and a missing one lands in the rejection handler below.
+  probe ??= import("@trirun/kernel-native").then(
     (mod: unknown): KernelNativeProbe => {
       // ESM namespace, or a CommonJS module seen through `default`.
       const ns = mod as Partial<KernelNativeLike> & { default?: Partial<KernelNativeLike> };

@@ -123,6 +123,12 @@ function hook(kind: "beforeAll" | "afterAll" | "beforeEach" | "afterEach", fn: F
     throw new Error(`${kind} outside describe() is not supported by the device test runner`);
   }
 }
+// Callbacks for the running test's failure (vitest's onTestFailed): tests use
+// them to print the seed of their random inputs.
+let failureHooks: (() => void)[] = [];
+export const onTestFailed = (fn: () => void) => {
+  failureHooks.push(fn);
+};
 export const beforeAll = (fn: Fn) => hook("beforeAll", fn);
 export const afterAll = (fn: Fn) => hook("afterAll", fn);
 export const beforeEach = (fn: Fn) => hook("beforeEach", fn);
@@ -306,6 +312,7 @@ export async function runRegistered(file: string): Promise<TestOutcome[]> {
       continue;
     }
     const started = performance.now();
+    failureHooks = [];
     try {
       for (const h of t.hooks.beforeEach) await h();
       try {
@@ -316,6 +323,7 @@ export async function runRegistered(file: string): Promise<TestOutcome[]> {
       outcomes.push({ file, name: t.name, status: "passed", ms: performance.now() - started });
     } catch (error) {
       const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      for (const h of failureHooks) h();
       outcomes.push({ file, name: t.name, status: "failed", ms: performance.now() - started, error: detail });
     }
   }

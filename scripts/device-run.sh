@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, from the repository root, with .device/ carried
+# (built here by `pnpm build && pnpm device:bundle && pnpm --filter @trirun/bench run device:bundle`).
+#   bash scripts/device-run.sh check   # API checks, correctness sweep, speed, bundled GPU tests, sanitizers
+#   bash scripts/device-run.sh bench   # the benchmark tables (trirun-bench) and the GPTQ GPU benchmark
+# Everything lands in $OUT/device-<part>.tgz plus $OUT/<part>.log.
+set -uo pipefail
+part=${1:?usage: device-run.sh check|bench}
+out=${OUT:-/tmp/out}; work=/tmp/trirun-device/$part
+rm -rf "$work"; mkdir -p "$work" "$out"
+xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
+export TRIRUN_NATIVE_PATH=$PWD/.device/trirun_native.node TRIRUN_SHARED_MODELS=$PWD/.device/models
+log=$out/$part.log
+{
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv
+  git rev-parse HEAD 2>/dev/null || cat .device/README.txt
+  date -u
+  case $part in
+    check)
+      timeout 400 /tmp/node .device/check.mjs --out "$work/check"; echo "check exit $?"
+      for tool in memcheck racecheck; do
+        timeout 90 compute-sanitizer --tool $tool /tmp/node .device/check.mjs --only sanitize --out "$work/$tool" 2>&1 | tail -5
+      done ;;
+    bench)
+      timeout 420 /tmp/node .device/bench.mjs --out "$work/bench" --time-limit 380; echo "bench exit $?"
+      timeout 120 /tmp/node .device/gptq-bench.mjs --gpu-only; echo "gptq bench exit $?" ;;
+  esac
+} 2>&1 | tee "$log"
+tar czf "$out/device-$part.tgz" -C "$work" .
