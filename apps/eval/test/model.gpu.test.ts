@@ -105,8 +105,11 @@ describe.skipIf(!gpu || !models)("eval model on the CUDA layers", () => {
           });
           const loaded: LlamaModel = (await loadQuantizedCheckpoint(dir, { backend: "cuda" })).model;
           const r = compareModels(new CpuLlamaRuntime(q.model), new CpuLlamaRuntime(loaded), windows);
+          // Ternary absmean leaves these small models with nearly flat next-token distributions, so
+          // top-1 agreement between two runs that differ only in fp rounding is ill-conditioned
+          // (measured 0.46-0.95 on the H100 with KL < 1e-3): compare the distributions instead.
           expect(r.quantized.klMean).toBeLessThan(1e-3);
-          expect(r.quantized.top1Agreement).toBeGreaterThan(0.97);
+          expect(relDiff(r.quantized.perplexity, r.fp.perplexity)).toBeLessThan(5e-3);
         } finally {
           rmSync(dir, { recursive: true, force: true });
         }
