@@ -20,6 +20,22 @@ export {
   trirunMatmul,
 } from "./matmul.js";
 export { available, NATIVE_PATH_ENV, nativeInfo, unavailableReason } from "./native.js";
+export * as ops from "./ops.js";
+export {
+  type AttentionDecodeOptions,
+  type AttentionHeads,
+  OPS_MAX_HEAD_DIM,
+  type RopeOptions,
+  type RopeStyle,
+  validateAttentionDecodeArgs,
+  validateAttentionPrefillArgs,
+  validateElementwiseArgs,
+  validateEmbeddingArgs,
+  validateLogSoftmaxArgs,
+  validateNllArgs,
+  validateRmsNormArgs,
+  validateRopeArgs,
+} from "./ops-validate.js";
 export { Event, Stream } from "./stream.js";
 export { DeviceTensor } from "./tensor.js";
 export {

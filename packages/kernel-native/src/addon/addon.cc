@@ -8,6 +8,7 @@ namespace trirun {
 
 void RegisterCublasFunctions(Napi::Env env, Napi::Object exports);
 void RegisterTrirunFunctions(Napi::Env env, Napi::Object exports);
+void RegisterOpsFunctions(Napi::Env env, Napi::Object exports);
 void DestroyCublasHandles(AddonState& state);
 
 namespace {
@@ -129,6 +130,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterMemoryFunctions(env, exports);
   RegisterCublasFunctions(env, exports);
   RegisterTrirunFunctions(env, exports);
+  RegisterOpsFunctions(env, exports);
   return exports;
 }
 

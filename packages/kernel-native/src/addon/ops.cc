@@ -1,0 +1,242 @@
+// Node-API bindings of the model operations (src/kernel/ops.h). The
+// TypeScript layer validates dtypes and shapes and names the arguments first;
+// here every operand is checked again against its real allocation (bounds,
+// alignment, device) so that no call can read or write outside its buffer,
+// and every launch status becomes a CudaError.
+#include <string>
+#include <vector>
+
+#include "objects.h"
+#include "ops.h"
+
+namespace trirun {
+
+namespace {
+
+struct Operand {
+  DeviceBuffer* buffer;
+  void* ptr;
+  const char* name;
+};
+
+// A (buffer, byte offset) argument pair at `index`, `bytes` long, aligned to `align`.
+Operand ArgOperand(const Napi::CallbackInfo& info, size_t index, const char* name, uint64_t bytes, size_t align) {
+  Napi::Env env = info.Env();
+  DeviceBuffer* buffer = ArgBuffer(info, index, name);
+  int64_t offset = ArgInt(info, index + 1, name);
+  if (offset < 0) ThrowRangeError(env, std::string(name) + ": negative byte offset");
+  CheckRange(env, buffer, static_cast<uint64_t>(offset), bytes, name);
+  void* ptr = static_cast<char*>(buffer->ptr()) + offset;
+  if (reinterpret_cast<uintptr_t>(ptr) % align != 0) {
+    ThrowRangeError(env, std::string(name) + ": the data must be " + std::to_string(align) +
+                             "-byte aligned (byte offset " + std::to_string(offset) + ")");
+  }
+  return Operand{buffer, ptr, name};
+}
+
+// A dimension argument in 1..max.
+int64_t ArgDim(const Napi::CallbackInfo& info, size_t index, const char* name, int64_t max = 2147483647) {
+  int64_t value = ArgInt(info, index, name);
+  if (value < 1 || value > max) {
+    ThrowRangeError(info.Env(),
+                    std::string(name) + ": expected 1.." + std::to_string(max) + ", got " + std::to_string(value));
+  }
+  return value;
+}
+
+// All operands on one device; makes it current and returns it.
+int CommonDevice(Napi::Env env, const std::vector<Operand>& operands) {
+  int device = operands[0].buffer->device();
+  for (const Operand& o : operands) {
+    if (o.buffer->device() != device) {
+      ThrowRangeError(env, std::string(o.name) + ": on device " + std::to_string(o.buffer->device()) + ", " +
+                               operands[0].name + " on device " + std::to_string(device));
+    }
+  }
+  UseDevice(env, device);
+  return device;
+}
+
+// The stream argument (null/undefined: the legacy default stream).
+cudaStream_t OpStream(const Napi::CallbackInfo& info, size_t index, int device) {
+  StreamObject* object = nullptr;
+  return ArgStream(info, index, device, &object);
+}
+
+// embedding(ids, off, table, off, out, off, n, vocab, dim, stream)
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t n = ArgDim(info, 6, "n"), vocab = ArgDim(info, 7, "vocab"), dim = ArgDim(info, 8, "dim");
+  Operand ids = ArgOperand(info, 0, "ids", uint64_t(n) * 4, 4);
+  Operand table = ArgOperand(info, 2, "table", uint64_t(vocab) * dim * 2, 2);
+  Operand out = ArgOperand(info, 4, "out", uint64_t(n) * dim * 2, 2);
+  int device = CommonDevice(env, {ids, table, out});
+  cudaStream_t stream = OpStream(info, 9, device);
+  CheckCuda(env,
+            trirun_op_embedding(static_cast<const int32_t*>(ids.ptr), static_cast<const __half*>(table.ptr),
+                                static_cast<__half*>(out.ptr), int(n), int(vocab), int(dim), stream),
+            "embedding");
+  return env.Undefined();
+}
+
+// rmsnorm(x, off, weight, off, weightF32, out, off, rows, dim, eps, stream)
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool weightF32 = ArgBool(info, 4, "weightF32");
+  int64_t rows = ArgDim(info, 7, "rows"), dim = ArgDim(info, 8, "dim");
+  double eps = ArgNumber(info, 9, "eps");
+  if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
+  Operand x = ArgOperand(info, 0, "x", uint64_t(rows) * dim * 2, 2);
+  Operand w = ArgOperand(info, 2, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
+  Operand out = ArgOperand(info, 5, "out", uint64_t(rows) * dim * 2, 2);
+  int device = CommonDevice(env, {x, w, out});
+  cudaStream_t stream = OpStream(info, 10, device);
+  CheckCuda(env,
+            trirun_op_rmsnorm(static_cast<const __half*>(x.ptr), w.ptr, weightF32 ? 1 : 0,
+                              static_cast<__half*>(out.ptr), int(rows), int(dim), float(eps), stream),
+            "rmsnorm");
+  return env.Undefined();
+}
+
+// rope(x, off, positions, off, tokens, heads, headDim, theta, style, stream)
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t tokens = ArgDim(info, 4, "tokens"), heads = ArgDim(info, 5, "heads");
+  int64_t headDim = ArgDim(info, 6, "headDim");
+  double theta = ArgNumber(info, 7, "theta");
+  int64_t style = ArgInt(info, 8, "style");
+  if (headDim % 2 != 0) ThrowRangeError(env, "headDim: expected an even number, got " + std::to_string(headDim));
+  if (!(theta > 1) || theta > 1e30) ThrowRangeError(env, "theta: expected a finite number above 1");
+  if (style != 0 && style != 1) ThrowRangeError(env, "style: expected 0 (interleaved) or 1 (half)");
+  Operand x = ArgOperand(info, 0, "x", uint64_t(tokens) * heads * headDim * 2, 2);
+  Operand positions = ArgOperand(info, 2, "positions", uint64_t(tokens) * 4, 4);
+  int device = CommonDevice(env, {x, positions});
+  cudaStream_t stream = OpStream(info, 9, device);
+  CheckCuda(env,
+            trirun_op_rope(static_cast<__half*>(x.ptr), static_cast<const int32_t*>(positions.ptr), int(tokens),
+                           int(heads), int(headDim), float(theta), int(style), stream),
+            "rope");
+  return env.Undefined();
+}
+
+// siluMul / add (a, off, b, off, out, off, n, stream): elementwise fp16.
+template <cudaError_t (*Launch)(const __half*, const __half*, __half*, int64_t, cudaStream_t)>
+Napi::Value Elementwise(const Napi::CallbackInfo& info, const char* what, const char* aName, const char* bName) {
+  Napi::Env env = info.Env();
+  int64_t n = ArgDim(info, 6, "n", int64_t(1) << 50);
+  Operand a = ArgOperand(info, 0, aName, uint64_t(n) * 2, 2);
+  Operand b = ArgOperand(info, 2, bName, uint64_t(n) * 2, 2);
+  Operand out = ArgOperand(info, 4, "out", uint64_t(n) * 2, 2);
+  int device = CommonDevice(env, {a, b, out});
+  cudaStream_t stream = OpStream(info, 7, device);
+  CheckCuda(env,
+            Launch(static_cast<const __half*>(a.ptr), static_cast<const __half*>(b.ptr),
+                   static_cast<__half*>(out.ptr), n, stream),
+            what);
+  return env.Undefined();
+}
+
+Napi::Value SiluMul(const Napi::CallbackInfo& info) {
+  return Elementwise<trirun_op_silu_mul>(info, "siluMul", "gate", "up");
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) { return Elementwise<trirun_op_add>(info, "add", "a", "b"); }
+
+// attention(q, off, k, off, v, off, out, off, nq, start, kvRows, heads, kvHeads, headDim, stream)
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t nq = ArgDim(info, 8, "nq");
+  int64_t start = ArgInt(info, 9, "start");
+  int64_t kvRows = ArgDim(info, 10, "kvRows");
+  int64_t hq = ArgDim(info, 11, "heads"), hkv = ArgDim(info, 12, "kvHeads");
+  int64_t d = ArgDim(info, 13, "headDim", TRIRUN_OPS_MAX_HEAD_DIM);
+  if (start < 0 || start + nq > kvRows) {
+    ThrowRangeError(env, "start: query rows " + std::to_string(start) + ".." + std::to_string(start + nq - 1) +
+                             " need keys beyond the " + std::to_string(kvRows) + " rows of k and v");
+  }
+  if (hq % hkv != 0) ThrowRangeError(env, "kvHeads: must divide heads");
+  if (nq * hq > 2147483647) ThrowRangeError(env, "nq * heads: must be below 2^31");
+  Operand q = ArgOperand(info, 0, "q", uint64_t(nq) * hq * d * 2, 2);
+  Operand k = ArgOperand(info, 2, "k", uint64_t(kvRows) * hkv * d * 2, 2);
+  Operand v = ArgOperand(info, 4, "v", uint64_t(kvRows) * hkv * d * 2, 2);
+  Operand out = ArgOperand(info, 6, "out", uint64_t(nq) * hq * d * 2, 2);
+  int device = CommonDevice(env, {q, k, v, out});
+  cudaStream_t stream = OpStream(info, 14, device);
+  CheckCuda(env,
+            trirun_op_attention(static_cast<const __half*>(q.ptr), static_cast<const __half*>(k.ptr),
+                                static_cast<const __half*>(v.ptr), static_cast<__half*>(out.ptr), int(nq), int(start),
+                                int(hq), int(hkv), int(d), stream),
+            "attention");
+  return env.Undefined();
+}
+
+// cacheAppend(src, off, cache, off, n, start, cacheRows, kvHeads, headDim, stream)
+Napi::Value CacheAppend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t n = ArgDim(info, 4, "n");
+  int64_t start = ArgInt(info, 5, "start");
+  int64_t rows = ArgDim(info, 6, "cacheRows");
+  int64_t hkv = ArgDim(info, 7, "kvHeads"), d = ArgDim(info, 8, "headDim");
+  if (start < 0 || start + n > rows) {
+    ThrowRangeError(env, "start: rows " + std::to_string(start) + ".." + std::to_string(start + n - 1) +
+                             " lie outside the cache of " + std::to_string(rows) + " rows");
+  }
+  Operand src = ArgOperand(info, 0, "src", uint64_t(n) * hkv * d * 2, 2);
+  Operand cache = ArgOperand(info, 2, "cache", uint64_t(rows) * hkv * d * 2, 2);
+  int device = CommonDevice(env, {src, cache});
+  cudaStream_t stream = OpStream(info, 9, device);
+  CheckCuda(env,
+            trirun_op_cache_append(static_cast<const __half*>(src.ptr), static_cast<__half*>(cache.ptr), int(n),
+                                   int(start), int(hkv), int(d), stream),
+            "cacheAppend");
+  return env.Undefined();
+}
+
+// logSoftmax(logits, off, logitsF32, out, off, rows, vocab, stream)
+Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool f32 = ArgBool(info, 2, "logitsF32");
+  int64_t rows = ArgDim(info, 5, "rows"), vocab = ArgDim(info, 6, "vocab");
+  Operand logits = ArgOperand(info, 0, "logits", uint64_t(rows) * vocab * (f32 ? 4 : 2), f32 ? 4 : 2);
+  Operand out = ArgOperand(info, 3, "out", uint64_t(rows) * vocab * 4, 4);
+  int device = CommonDevice(env, {logits, out});
+  cudaStream_t stream = OpStream(info, 7, device);
+  CheckCuda(env,
+            trirun_op_log_softmax(logits.ptr, f32 ? 1 : 0, static_cast<float*>(out.ptr), int(rows), int(vocab),
+                                  stream),
+            "logSoftmax");
+  return env.Undefined();
+}
+
+// nll(logits, off, logitsF32, targets, off, out, off, rows, vocab, stream)
+Napi::Value Nll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool f32 = ArgBool(info, 2, "logitsF32");
+  int64_t rows = ArgDim(info, 7, "rows"), vocab = ArgDim(info, 8, "vocab");
+  Operand logits = ArgOperand(info, 0, "logits", uint64_t(rows) * vocab * (f32 ? 4 : 2), f32 ? 4 : 2);
+  Operand targets = ArgOperand(info, 3, "targets", uint64_t(rows) * 4, 4);
+  Operand out = ArgOperand(info, 5, "out", uint64_t(rows) * 4, 4);
+  int device = CommonDevice(env, {logits, targets, out});
+  cudaStream_t stream = OpStream(info, 9, device);
+  CheckCuda(env,
+            trirun_op_nll(logits.ptr, f32 ? 1 : 0, static_cast<const int32_t*>(targets.ptr),
+                          static_cast<float*>(out.ptr), int(rows), int(vocab), stream),
+            "nll");
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterOpsFunctions(Napi::Env env, Napi::Object exports) {
+  exports.Set("opsEmbedding", Napi::Function::New(env, Embedding, "opsEmbedding"));
+  exports.Set("opsRmsNorm", Napi::Function::New(env, RmsNorm, "opsRmsNorm"));
+  exports.Set("opsRope", Napi::Function::New(env, Rope, "opsRope"));
+  exports.Set("opsSiluMul", Napi::Function::New(env, SiluMul, "opsSiluMul"));
+  exports.Set("opsAdd", Napi::Function::New(env, Add, "opsAdd"));
+  exports.Set("opsAttention", Napi::Function::New(env, Attention, "opsAttention"));
+  exports.Set("opsCacheAppend", Napi::Function::New(env, CacheAppend, "opsCacheAppend"));
+  exports.Set("opsLogSoftmax", Napi::Function::New(env, LogSoftmax, "opsLogSoftmax"));
+  exports.Set("opsNll", Napi::Function::New(env, Nll, "opsNll"));
+}
+
+}  // namespace trirun

@@ -1,0 +1,298 @@
+// Model operations (see ops.h): simple, correct kernels first. Row
+// operations use one block per row with warp-shuffle reductions; elementwise
+// operations use grid-stride loops; every sum is fp32 and every fp16 value is
+// widened before use and rounded once at the end.
+#include <cmath>
+
+#include "ops.h"
+
+namespace {
+
+constexpr int kRowThreads = 256;   // threads per row block (8 warps)
+constexpr int kAttnWarps = 8;      // warps per attention block
+constexpr int kMaxDimChunks = TRIRUN_OPS_MAX_HEAD_DIM / 32;  // per-lane accumulators
+
+__device__ __forceinline__ float WarpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum (or max) over the block; every thread gets the result. `scratch` holds
+// one float per warp; the trailing barrier lets the caller reuse it.
+template <bool kMax>
+__device__ float BlockReduce(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = kMax ? WarpMax(v) : WarpSum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float r = lane < warps ? scratch[lane] : (kMax ? -INFINITY : 0.0f);
+  r = kMax ? WarpMax(r) : WarpSum(r);
+  __syncthreads();
+  return r;
+}
+
+__device__ __forceinline__ float LoadAsFloat(const void* p, int is_f32, int64_t i) {
+  return is_f32 ? static_cast<const float*>(p)[i] : __half2float(static_cast<const __half*>(p)[i]);
+}
+
+// Grid size for a grid-stride loop: enough blocks to fill the GPU, no more.
+unsigned GridFor(int64_t n, int threads) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks < 1) blocks = 1;
+  return static_cast<unsigned>(blocks > 65535 ? 65535 : blocks);
+}
+
+__global__ void EmbeddingKernel(const int32_t* ids, const __half* table, __half* out, int vocab, int dim) {
+  const int row = blockIdx.x;
+  const int id = ids[row];
+  __half* dst = out + static_cast<int64_t>(row) * dim;
+  if (id < 0 || id >= vocab) {
+    // A bad id must be visible downstream, not silently read another row.
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = __float2half(NAN);
+    return;
+  }
+  const __half* src = table + static_cast<int64_t>(id) * dim;
+  for (int j = threadIdx.x; j < dim; j += blockDim.x) dst[j] = src[j];
+}
+
+__global__ void RmsNormKernel(const __half* x, const void* weight, int weight_f32, __half* out, int dim, float eps) {
+  __shared__ float scratch[32];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * dim;
+  float ss = 0.0f;
+  for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float v = __half2float(x[base + j]);
+    ss += v * v;
+  }
+  // Every thread has read its elements before anyone writes (out may alias x).
+  const float inv = rsqrtf(BlockReduce<false>(ss, scratch) / dim + eps);
+  for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+    out[base + j] = __float2half(__half2float(x[base + j]) * inv * LoadAsFloat(weight, weight_f32, j));
+  }
+}
+
+__global__ void RopeKernel(__half* x, const int32_t* positions, int tokens, int heads, int head_dim, double log_theta,
+                           int style) {
+  const int half_dim = head_dim / 2;
+  const int64_t total = static_cast<int64_t>(tokens) * heads * half_dim;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(idx % half_dim);
+    const int64_t row = idx / half_dim;  // token * heads + head
+    const int token = static_cast<int>(row / heads);
+    // The angle in fp64: position * frequency reaches thousands of radians,
+    // where fp32 would lose about 1e-4 rad of phase.
+    const double angle = positions[token] * exp(-log_theta * (2.0 * i) / head_dim);
+    double s, c;
+    sincos(angle, &s, &c);
+    __half* h = x + row * head_dim;
+    const int a = style == 0 ? 2 * i : i;
+    const int b = style == 0 ? 2 * i + 1 : i + half_dim;
+    const float x0 = __half2float(h[a]), x1 = __half2float(h[b]);
+    const float cf = static_cast<float>(c), sf = static_cast<float>(s);
+    h[a] = __float2half(x0 * cf - x1 * sf);
+    h[b] = __float2half(x0 * sf + x1 * cf);
+  }
+}
+
+__global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float g = __half2float(gate[i]);
+    out[i] = __float2half(g / (1.0f + __expf(-g)) * __half2float(up[i]));
+  }
+}
+
+__global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    out[i] = __float2half(__half2float(a[i]) + __half2float(b[i]));
+  }
+}
+
+// One block per (query row, query head). Each warp walks every kAttnWarps-th
+// key with an online softmax (running max m, sum l, and the weighted sum of
+// values in per-lane accumulators: lane holds dims lane, lane+32, ...), so no
+// score buffer is needed and any context length works. The warps' partial
+// results are then merged through shared memory.
+__global__ void AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start, int hq,
+                                int hkv, int head_dim) {
+  __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
+  __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
+  __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
+  const int head = blockIdx.x % hq;
+  const int row = blockIdx.x / hq;
+  const int kv_head = head / (hq / hkv);
+  const int last = start + row;  // causal: keys 0..last
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float scale = rsqrtf(static_cast<float>(head_dim));
+  const __half* qrow = q + (static_cast<int64_t>(row) * hq + head) * head_dim;
+  for (int j = threadIdx.x; j < head_dim; j += blockDim.x) qs[j] = __half2float(qrow[j]) * scale;
+  __syncthreads();
+
+  const int chunks = (head_dim + 31) / 32;
+  float acc[kMaxDimChunks];
+#pragma unroll
+  for (int c = 0; c < kMaxDimChunks; c++) acc[c] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  const int64_t kv_stride = static_cast<int64_t>(hkv) * head_dim;
+  for (int s = warp; s <= last; s += kAttnWarps) {
+    const __half* krow = k + s * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
+    const __half* vrow = v + s * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
+    float dot = 0.0f;
+    for (int j = lane; j < head_dim; j += 32) dot += qs[j] * __half2float(krow[j]);
+    const float score = WarpSum(dot);
+    const float m_new = fmaxf(m, score);
+    const float correction = __expf(m - m_new);  // 0 on the first key (m = -inf)
+    const float p = __expf(score - m_new);
+    l = l * correction + p;
+#pragma unroll
+    for (int c = 0; c < kMaxDimChunks; c++) {
+      const int j = lane + 32 * c;
+      if (c < chunks && j < head_dim) acc[c] = acc[c] * correction + p * __half2float(vrow[j]);
+    }
+    m = m_new;
+  }
+  if (lane == 0) {
+    warp_m[warp] = m;
+    warp_l[warp] = l;
+  }
+#pragma unroll
+  for (int c = 0; c < kMaxDimChunks; c++) {
+    const int j = lane + 32 * c;
+    if (c < chunks && j < head_dim) warp_acc[warp][j] = acc[c];
+  }
+  __syncthreads();
+  // Warp 0 always saw key 0, so the overall max is finite; warps that saw no
+  // key have m = -inf and weigh exp(-inf) = 0.
+  float m_all = -INFINITY;
+  for (int w = 0; w < kAttnWarps; w++) m_all = fmaxf(m_all, warp_m[w]);
+  float l_all = 0.0f;
+  for (int w = 0; w < kAttnWarps; w++) l_all += warp_l[w] * __expf(warp_m[w] - m_all);
+  __half* orow = out + (static_cast<int64_t>(row) * hq + head) * head_dim;
+  for (int j = threadIdx.x; j < head_dim; j += blockDim.x) {
+    float sum = 0.0f;
+    for (int w = 0; w < kAttnWarps; w++) sum += warp_acc[w][j] * __expf(warp_m[w] - m_all);
+    orow[j] = __float2half(sum / l_all);
+  }
+}
+
+__global__ void CacheAppendKernel(const __half* src, __half* cache, int64_t n, int64_t offset) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    cache[offset + i] = src[i];
+  }
+}
+
+// max and log(sum(exp(x - max))) of one row, in every thread of the block.
+__device__ void RowLogSumExp(const void* logits, int is_f32, int64_t base, int vocab, float* scratch, float* max_out,
+                             float* lse_out) {
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < vocab; j += blockDim.x) mx = fmaxf(mx, LoadAsFloat(logits, is_f32, base + j));
+  mx = BlockReduce<true>(mx, scratch);
+  float sum = 0.0f;
+  for (int j = threadIdx.x; j < vocab; j += blockDim.x) sum += expf(LoadAsFloat(logits, is_f32, base + j) - mx);
+  sum = BlockReduce<false>(sum, scratch);
+  *max_out = mx;
+  *lse_out = mx + logf(sum);
+}
+
+__global__ void LogSoftmaxKernel(const void* logits, int is_f32, float* out, int vocab) {
+  __shared__ float scratch[32];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * vocab;
+  float mx, lse;
+  RowLogSumExp(logits, is_f32, base, vocab, scratch, &mx, &lse);
+  for (int j = threadIdx.x; j < vocab; j += blockDim.x) out[base + j] = LoadAsFloat(logits, is_f32, base + j) - lse;
+}
+
+__global__ void NllKernel(const void* logits, int is_f32, const int32_t* targets, float* out, int vocab) {
+  __shared__ float scratch[32];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * vocab;
+  float mx, lse;
+  RowLogSumExp(logits, is_f32, base, vocab, scratch, &mx, &lse);
+  if (threadIdx.x == 0) {
+    const int t = targets[blockIdx.x];
+    out[blockIdx.x] = (t < 0 || t >= vocab) ? NAN : lse - LoadAsFloat(logits, is_f32, base + t);
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+cudaError_t trirun_op_embedding(const int32_t* ids, const __half* table, __half* out, int n, int vocab, int dim,
+                                cudaStream_t stream) {
+  if (n <= 0 || dim <= 0 || vocab <= 0) return cudaErrorInvalidValue;
+  EmbeddingKernel<<<n, dim < 256 ? 128 : 256, 0, stream>>>(ids, table, out, vocab, dim);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_rmsnorm(const __half* x, const void* weight, int weight_f32, __half* out, int rows, int dim,
+                              float eps, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0) return cudaErrorInvalidValue;
+  RmsNormKernel<<<rows, kRowThreads, 0, stream>>>(x, weight, weight_f32, out, dim, eps);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int heads, int head_dim, float theta,
+                           int style, cudaStream_t stream) {
+  if (tokens <= 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 != 0 || !(theta > 0.0f) ||
+      (style != 0 && style != 1)) {
+    return cudaErrorInvalidValue;
+  }
+  const int64_t total = static_cast<int64_t>(tokens) * heads * (head_dim / 2);
+  RopeKernel<<<GridFor(total, 256), 256, 0, stream>>>(x, positions, tokens, heads, head_dim,
+                                                      std::log(static_cast<double>(theta)), style);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaErrorInvalidValue;
+  SiluMulKernel<<<GridFor(n, 256), 256, 0, stream>>>(gate, up, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_add(const __half* a, const __half* b, __half* out, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaErrorInvalidValue;
+  AddKernel<<<GridFor(n, 256), 256, 0, stream>>>(a, b, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_attention(const __half* q, const __half* k, const __half* v, __half* out, int nq, int start,
+                                int hq, int hkv, int head_dim, cudaStream_t stream) {
+  if (nq <= 0 || start < 0 || hq <= 0 || hkv <= 0 || hq % hkv != 0 || head_dim <= 0 ||
+      head_dim > TRIRUN_OPS_MAX_HEAD_DIM || static_cast<int64_t>(nq) * hq > 2147483647) {
+    return cudaErrorInvalidValue;
+  }
+  AttentionKernel<<<nq * hq, kAttnWarps * 32, 0, stream>>>(q, k, v, out, start, hq, hkv, head_dim);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_cache_append(const __half* src, __half* cache, int n, int start, int hkv, int head_dim,
+                                   cudaStream_t stream) {
+  if (n <= 0 || start < 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
+  const int64_t row = static_cast<int64_t>(hkv) * head_dim;
+  const int64_t count = n * row;
+  CacheAppendKernel<<<GridFor(count, 256), 256, 0, stream>>>(src, cache, count, start * row);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_log_softmax(const void* logits, int logits_f32, float* out, int rows, int vocab,
+                                  cudaStream_t stream) {
+  if (rows <= 0 || vocab <= 0) return cudaErrorInvalidValue;
+  LogSoftmaxKernel<<<rows, kRowThreads, 0, stream>>>(logits, logits_f32, out, vocab);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_nll(const void* logits, int logits_f32, const int32_t* targets, float* out, int rows,
+                          int vocab, cudaStream_t stream) {
+  if (rows <= 0 || vocab <= 0) return cudaErrorInvalidValue;
+  NllKernel<<<rows, kRowThreads, 0, stream>>>(logits, logits_f32, targets, out, vocab);
+  return cudaGetLastError();
+}
+
+}  // extern "C"

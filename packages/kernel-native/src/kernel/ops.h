@@ -1,0 +1,69 @@
+// Model operations for a Llama-architecture forward pass on the GPU: fp16
+// storage, fp32 math. A plain C interface (raw device pointers, sizes, a
+// stream) so that the Node-API glue stays thin. Every function only launches
+// (asynchronous on `stream`) and returns the launch status; the caller checks
+// shapes, bounds and alignment first. Tensors are dense and row-major.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Largest head_dim of the attention kernels (one fp32 accumulator per thread
+// and dimension chunk; see ops.cu).
+#define TRIRUN_OPS_MAX_HEAD_DIM 256
+
+// out (n, dim) = table[ids[i]] (vocab, dim). An id outside 0..vocab-1 gives a
+// row of NaN (never a read outside the table).
+cudaError_t trirun_op_embedding(const int32_t* ids, const __half* table, __half* out, int n, int vocab, int dim,
+                                cudaStream_t stream);
+
+// out (rows, dim) = x * rsqrt(mean(x^2) + eps) * weight; weight is fp16
+// (weight_f32 == 0) or fp32 (weight_f32 != 0), length dim. out may alias x.
+cudaError_t trirun_op_rmsnorm(const __half* x, const void* weight, int weight_f32, __half* out, int rows, int dim,
+                              float eps, cudaStream_t stream);
+
+// Rotary position embedding in place on x (tokens, heads, head_dim), token t
+// at position positions[t]. Frequency i = theta^(-2i / head_dim). style 0:
+// interleaved pairs (2i, 2i+1) (llama2.c, Meta); style 1: rotate-half pairs
+// (i, i + head_dim/2) (Hugging Face). head_dim is even.
+cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int heads, int head_dim, float theta,
+                           int style, cudaStream_t stream);
+
+// out[i] = silu(gate[i]) * up[i], n elements. out may alias gate or up.
+cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream);
+
+// out[i] = a[i] + b[i], n elements. out may alias a or b.
+cudaError_t trirun_op_add(const __half* a, const __half* b, __half* out, int64_t n, cudaStream_t stream);
+
+// Causal grouped-query attention with fp32 scores and softmax, scale
+// 1/sqrt(head_dim). q (nq, hq, d): query row i sits at position start + i and
+// attends to keys 0..start+i of k, v (>= start + nq rows, hkv, d). Query head
+// h uses kv head h / (hq / hkv). out (nq, hq, d). Prefill: start 0, k/v hold
+// the same tokens as q. Decode: k/v are the cache, start the new token's
+// position. head_dim <= TRIRUN_OPS_MAX_HEAD_DIM; hq % hkv == 0.
+cudaError_t trirun_op_attention(const __half* q, const __half* k, const __half* v, __half* out, int nq, int start,
+                                int hq, int hkv, int head_dim, cudaStream_t stream);
+
+// Copies rows (n, hkv, d) of new keys or values into cache rows start..start+n-1.
+cudaError_t trirun_op_cache_append(const __half* src, __half* cache, int n, int start, int hkv, int head_dim,
+                                   cudaStream_t stream);
+
+// out (rows, vocab) fp32 = log_softmax(logits) per row; logits fp16
+// (logits_f32 == 0) or fp32.
+cudaError_t trirun_op_log_softmax(const void* logits, int logits_f32, float* out, int rows, int vocab,
+                                  cudaStream_t stream);
+
+// out[r] fp32 = logsumexp(logits[r]) - logits[r][targets[r]] (the negative
+// log-likelihood of the target). A target outside 0..vocab-1 gives NaN.
+cudaError_t trirun_op_nll(const void* logits, int logits_f32, const int32_t* targets, float* out, int rows,
+                          int vocab, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif

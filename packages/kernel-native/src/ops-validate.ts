@@ -1,0 +1,436 @@
+// Argument validation of the model operations (ops.ts), as pure functions
+// over tensor descriptors, so that every rule is testable without a GPU.
+// TypeError for a wrong type or dtype, RangeError for a wrong shape or value,
+// DisposedError for a disposed tensor; each message names the argument.
+import type { DType } from "./dtype.js";
+import { DisposedError } from "./errors.js";
+import { formatShape, numelOf } from "./shape.js";
+import type { TensorDescriptor } from "./validate.js";
+
+/** Largest head dimension of the attention kernels (TRIRUN_OPS_MAX_HEAD_DIM in ops.h). */
+export const OPS_MAX_HEAD_DIM = 256;
+
+/** Pair convention of rotary embeddings: (2i, 2i+1) as in llama2.c / Meta, or (i, i + d/2) as in Hugging Face. */
+export type RopeStyle = "interleaved" | "half";
+
+const INT32_MAX = 2 ** 31 - 1;
+
+function tensor(t: TensorDescriptor | undefined, name: string): TensorDescriptor {
+  if (t === null || typeof t !== "object" || !Array.isArray(t.shape) || typeof t.dtype !== "string") {
+    throw new TypeError(`${name}: expected a DeviceTensor`);
+  }
+  if (t.disposed) throw new DisposedError(name);
+  return t;
+}
+
+function dtypeOf(t: TensorDescriptor, name: string, allowed: readonly DType[]): void {
+  if (!allowed.includes(t.dtype)) {
+    throw new TypeError(`${name}: expected dtype ${allowed.join(" or ")}, got ${t.dtype}`);
+  }
+}
+
+function rank(t: TensorDescriptor, name: string, n: number, layout: string): readonly number[] {
+  if (t.shape.length !== n) {
+    throw new RangeError(`${name}: expected a ${n}-D tensor ${layout}, got shape ${formatShape(t.shape)}`);
+  }
+  return t.shape;
+}
+
+function sameShape(t: TensorDescriptor, name: string, like: TensorDescriptor, likeName: string): void {
+  if (t.shape.length !== like.shape.length || t.shape.some((d, i) => d !== like.shape[i])) {
+    throw new RangeError(
+      `${name}: expected the shape of ${likeName} ${formatShape(like.shape)}, got ${formatShape(t.shape)}`,
+    );
+  }
+}
+
+function positive(dims: Record<string, number>): void {
+  for (const [name, value] of Object.entries(dims)) {
+    if (value < 1) throw new RangeError(`${name}: must be at least 1, got ${value}`);
+    if (value > INT32_MAX) throw new RangeError(`${name}: must be below 2^31, got ${value}`);
+  }
+}
+
+function elementAligned(t: TensorDescriptor, name: string, bytes: number): void {
+  const offset = t.byteOffset ?? 0;
+  if (offset % bytes !== 0) {
+    throw new RangeError(
+      `${name}: data must be ${bytes}-byte aligned, but it starts at byte offset ${offset}`,
+    );
+  }
+}
+
+function sameDevice(tensors: readonly [TensorDescriptor, string][]): void {
+  const [first, firstName] = tensors[0];
+  for (const [t, name] of tensors.slice(1)) {
+    if (t.device !== undefined && first.device !== undefined && t.device !== first.device) {
+      throw new RangeError(`${name}: on device ${t.device}, but ${firstName} is on device ${first.device}`);
+    }
+  }
+}
+
+function integerOption(value: unknown, name: string, min: number, max = INT32_MAX): number {
+  if (typeof value !== "number") throw new TypeError(`${name}: expected a number, got ${typeof value}`);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name}: expected an integer in ${min}..${max}, got ${value}`);
+  }
+  return value;
+}
+
+function finiteOption(value: unknown, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number") throw new TypeError(`${name}: expected a number, got ${typeof value}`);
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new RangeError(`${name}: expected a finite number in [${min}, ${max}], got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Rows of a per-head tensor: (rows, heads, headDim) or (rows, heads * headDim),
+ * checked against the given head counts.
+ */
+function headRows(
+  t: TensorDescriptor,
+  name: string,
+  heads: number,
+  headDim: number,
+  headsName: string,
+): number {
+  const s = t.shape;
+  if (s.length === 3) {
+    if (s[1] !== heads || s[2] !== headDim) {
+      throw new RangeError(
+        `${name}: expected shape (rows, ${headsName}, headDim) = (rows, ${heads}, ${headDim}), got ${formatShape(s)}`,
+      );
+    }
+  } else if (s.length === 2) {
+    if (s[1] !== heads * headDim) {
+      throw new RangeError(
+        `${name}: expected shape (rows, ${headsName} * headDim) = (rows, ${heads * headDim}), got ${formatShape(s)}`,
+      );
+    }
+  } else {
+    throw new RangeError(
+      `${name}: expected a tensor (rows, ${headsName}, headDim) or (rows, ${headsName} * headDim), got shape ${formatShape(s)}`,
+    );
+  }
+  return s[0];
+}
+
+/** embedding(table, ids, out): table f16 (vocab, dim), ids i32 (n), out f16 (n, dim). */
+export function validateEmbeddingArgs(args: {
+  table: TensorDescriptor;
+  ids: TensorDescriptor;
+  out: TensorDescriptor;
+}): { n: number; vocab: number; dim: number } {
+  const table = tensor(args.table, "table");
+  const ids = tensor(args.ids, "ids");
+  const out = tensor(args.out, "out");
+  dtypeOf(table, "table", ["f16"]);
+  dtypeOf(ids, "ids", ["i32"]);
+  dtypeOf(out, "out", ["f16"]);
+  const [vocab, dim] = rank(table, "table", 2, "(vocab, dim)");
+  const [n] = rank(ids, "ids", 1, "(n)");
+  rank(out, "out", 2, "(n, dim)");
+  positive({ "vocab (table.shape[0])": vocab, "dim (table.shape[1])": dim, "n (ids.shape[0])": n });
+  if (out.shape[0] !== n || out.shape[1] !== dim) {
+    throw new RangeError(
+      `out: expected shape (n, dim) = ${formatShape([n, dim])}, got ${formatShape(out.shape)}`,
+    );
+  }
+  elementAligned(table, "table", 2);
+  elementAligned(ids, "ids", 4);
+  elementAligned(out, "out", 2);
+  sameDevice([
+    [table, "table"],
+    [ids, "ids"],
+    [out, "out"],
+  ]);
+  return { n, vocab, dim };
+}
+
+/** rmsnorm(x, weight, out): x, out f16 (rows, dim); weight f16 or f32 (dim); eps in [0, 1] (default 1e-5). */
+export function validateRmsNormArgs(
+  args: { x: TensorDescriptor; weight: TensorDescriptor; out: TensorDescriptor },
+  opts: { eps?: number } = {},
+): { rows: number; dim: number; weightF32: boolean; eps: number } {
+  const x = tensor(args.x, "x");
+  const weight = tensor(args.weight, "weight");
+  const out = tensor(args.out, "out");
+  dtypeOf(x, "x", ["f16"]);
+  dtypeOf(weight, "weight", ["f16", "f32"]);
+  dtypeOf(out, "out", ["f16"]);
+  const [rows, dim] = rank(x, "x", 2, "(rows, dim)");
+  positive({ "rows (x.shape[0])": rows, "dim (x.shape[1])": dim });
+  rank(weight, "weight", 1, "(dim)");
+  if (weight.shape[0] !== dim) {
+    throw new RangeError(`weight: expected shape (dim) = (${dim}), got ${formatShape(weight.shape)}`);
+  }
+  sameShape(out, "out", x, "x");
+  const eps = finiteOption((opts as { eps?: unknown }).eps, "opts.eps", 1e-5, 0, 1);
+  elementAligned(x, "x", 2);
+  elementAligned(weight, "weight", weight.dtype === "f32" ? 4 : 2);
+  elementAligned(out, "out", 2);
+  sameDevice([
+    [x, "x"],
+    [weight, "weight"],
+    [out, "out"],
+  ]);
+  return { rows, dim, weightF32: weight.dtype === "f32", eps };
+}
+
+export interface RopeOptions {
+  /** Elements per head (even). */
+  headDim: number;
+  /** Base of the frequencies theta^(-2i/headDim); default 10000. */
+  theta?: number;
+  /** "interleaved": pairs (2i, 2i+1) (llama2.c, Meta); "half": pairs (i, i + headDim/2) (Hugging Face). */
+  style: RopeStyle;
+}
+
+/** rope(x, positions, opts): x f16 (tokens, heads, headDim) or (tokens, heads * headDim); positions i32 (tokens). */
+export function validateRopeArgs(
+  args: { x: TensorDescriptor; positions: TensorDescriptor },
+  opts: RopeOptions,
+): { tokens: number; heads: number; headDim: number; theta: number; style: 0 | 1 } {
+  const x = tensor(args.x, "x");
+  const positions = tensor(args.positions, "positions");
+  dtypeOf(x, "x", ["f16"]);
+  dtypeOf(positions, "positions", ["i32"]);
+  if (opts === null || typeof opts !== "object")
+    throw new TypeError("opts: expected { headDim, style, theta? }");
+  const headDim = integerOption(opts.headDim, "opts.headDim", 2, 1 << 16);
+  if (headDim % 2 !== 0) throw new RangeError(`opts.headDim: expected an even number, got ${headDim}`);
+  const style = (opts as { style?: unknown }).style;
+  if (style !== "interleaved" && style !== "half") {
+    throw new TypeError(`opts.style: expected "interleaved" or "half", got ${String(style)}`);
+  }
+  const theta = finiteOption((opts as { theta?: unknown }).theta, "opts.theta", 10000, 1.000001, 1e30);
+  const s = x.shape;
+  if (s.length !== 2 && s.length !== 3) {
+    throw new RangeError(
+      `x: expected a tensor (tokens, heads, headDim) or (tokens, heads * headDim), got shape ${formatShape(s)}`,
+    );
+  }
+  const width = s.length === 3 ? s[2] : s[1];
+  if (s.length === 3 && s[2] !== headDim) {
+    throw new RangeError(`x: shape ${formatShape(s)} has head dimension ${s[2]}, opts.headDim is ${headDim}`);
+  }
+  if (s.length === 2 && width % headDim !== 0) {
+    throw new RangeError(`x: row width ${width} is not a multiple of opts.headDim = ${headDim}`);
+  }
+  const tokens = s[0];
+  const heads = s.length === 3 ? s[1] : width / headDim;
+  positive({ "tokens (x.shape[0])": tokens, heads });
+  rank(positions, "positions", 1, "(tokens)");
+  if (positions.shape[0] !== tokens) {
+    throw new RangeError(
+      `positions: expected shape (tokens) = (${tokens}), got ${formatShape(positions.shape)}`,
+    );
+  }
+  elementAligned(x, "x", 2);
+  elementAligned(positions, "positions", 4);
+  sameDevice([
+    [x, "x"],
+    [positions, "positions"],
+  ]);
+  return { tokens, heads, headDim, theta, style: style === "interleaved" ? 0 : 1 };
+}
+
+/** siluMul(gate, up, out) and add(a, b, out): f16 tensors of one shape. Returns the element count. */
+export function validateElementwiseArgs(
+  args: readonly [TensorDescriptor, string][],
+  out: TensorDescriptor,
+): { n: number } {
+  const inputs = args.map(([t, name]) => [tensor(t, name), name] as [TensorDescriptor, string]);
+  const o = tensor(out, "out");
+  for (const [t, name] of inputs) dtypeOf(t, name, ["f16"]);
+  dtypeOf(o, "out", ["f16"]);
+  const [first, firstName] = inputs[0];
+  for (const [t, name] of inputs.slice(1)) sameShape(t, name, first, firstName);
+  sameShape(o, "out", first, firstName);
+  const n = numelOf(first.shape);
+  if (n < 1)
+    throw new RangeError(
+      `${firstName}: expected at least one element, got shape ${formatShape(first.shape)}`,
+    );
+  for (const [t, name] of inputs) elementAligned(t, name, 2);
+  elementAligned(o, "out", 2);
+  sameDevice([...inputs, [o, "out"]]);
+  return { n };
+}
+
+export interface AttentionHeads {
+  /** Query heads. */
+  heads: number;
+  /** Key/value heads; divides heads (grouped-query attention). */
+  kvHeads: number;
+  /** Elements per head, at most OPS_MAX_HEAD_DIM. */
+  headDim: number;
+}
+
+function checkHeads(opts: AttentionHeads): AttentionHeads {
+  if (opts === null || typeof opts !== "object")
+    throw new TypeError("opts: expected { heads, kvHeads, headDim }");
+  const heads = integerOption(opts.heads, "opts.heads", 1);
+  const kvHeads = integerOption(opts.kvHeads, "opts.kvHeads", 1);
+  const headDim = integerOption(opts.headDim, "opts.headDim", 1, OPS_MAX_HEAD_DIM);
+  if (heads % kvHeads !== 0) {
+    throw new RangeError(`opts.kvHeads: ${kvHeads} does not divide opts.heads = ${heads}`);
+  }
+  return { heads, kvHeads, headDim };
+}
+
+/**
+ * attentionPrefill(q, k, v, out, opts): q, out f16 (T, heads, headDim) or
+ * (T, heads * headDim); k, v f16 (T, kvHeads, headDim) or (T, kvHeads * headDim).
+ */
+export function validateAttentionPrefillArgs(
+  args: { q: TensorDescriptor; k: TensorDescriptor; v: TensorDescriptor; out: TensorDescriptor },
+  opts: AttentionHeads,
+): AttentionHeads & { tokens: number } {
+  const q = tensor(args.q, "q");
+  const k = tensor(args.k, "k");
+  const v = tensor(args.v, "v");
+  const out = tensor(args.out, "out");
+  for (const [t, name] of [
+    [q, "q"],
+    [k, "k"],
+    [v, "v"],
+    [out, "out"],
+  ] as const)
+    dtypeOf(t, name, ["f16"]);
+  const h = checkHeads(opts);
+  const tokens = headRows(q, "q", h.heads, h.headDim, "heads");
+  positive({ "tokens (q.shape[0])": tokens });
+  for (const [t, name] of [
+    [k, "k"],
+    [v, "v"],
+  ] as const) {
+    const rows = headRows(t, name, h.kvHeads, h.headDim, "kvHeads");
+    if (rows !== tokens) throw new RangeError(`${name}: expected ${tokens} rows (q.shape[0]), got ${rows}`);
+  }
+  sameShape(out, "out", q, "q");
+  for (const [t, name] of [
+    [q, "q"],
+    [k, "k"],
+    [v, "v"],
+    [out, "out"],
+  ] as const)
+    elementAligned(t, name, 2);
+  sameDevice([
+    [q, "q"],
+    [k, "k"],
+    [v, "v"],
+    [out, "out"],
+  ]);
+  return { ...h, tokens };
+}
+
+export interface AttentionDecodeOptions extends AttentionHeads {
+  /** Cache row of the first new token (the number of tokens already cached). */
+  position: number;
+}
+
+/**
+ * attentionDecode(q, kNew, vNew, kCache, vCache, out, opts): n new tokens at
+ * positions position..position+n-1. q, out f16 (n, heads[, ]headDim); kNew, vNew
+ * f16 (n, kvHeads[, ]headDim); caches f16 (maxT, kvHeads[, ]headDim) with
+ * position + n <= maxT.
+ */
+export function validateAttentionDecodeArgs(
+  args: {
+    q: TensorDescriptor;
+    kNew: TensorDescriptor;
+    vNew: TensorDescriptor;
+    kCache: TensorDescriptor;
+    vCache: TensorDescriptor;
+    out: TensorDescriptor;
+  },
+  opts: AttentionDecodeOptions,
+): AttentionHeads & { tokens: number; position: number; cacheRows: number } {
+  const names = ["q", "kNew", "vNew", "kCache", "vCache", "out"] as const;
+  const t = Object.fromEntries(names.map((name) => [name, tensor(args[name], name)])) as Record<
+    (typeof names)[number],
+    TensorDescriptor
+  >;
+  for (const name of names) dtypeOf(t[name], name, ["f16"]);
+  const h = checkHeads(opts);
+  const position = integerOption(opts.position, "opts.position", 0);
+  const tokens = headRows(t.q, "q", h.heads, h.headDim, "heads");
+  positive({ "tokens (q.shape[0])": tokens });
+  for (const name of ["kNew", "vNew"] as const) {
+    const rows = headRows(t[name], name, h.kvHeads, h.headDim, "kvHeads");
+    if (rows !== tokens) throw new RangeError(`${name}: expected ${tokens} rows (q.shape[0]), got ${rows}`);
+  }
+  const cacheRows = headRows(t.kCache, "kCache", h.kvHeads, h.headDim, "kvHeads");
+  positive({ "maxT (kCache.shape[0])": cacheRows });
+  sameShape(t.vCache, "vCache", t.kCache, "kCache");
+  sameShape(t.out, "out", t.q, "q");
+  if (position + tokens > cacheRows) {
+    throw new RangeError(
+      `opts.position: ${tokens} new token(s) at position ${position} do not fit the cache of ${cacheRows} rows`,
+    );
+  }
+  for (const name of names) elementAligned(t[name], name, 2);
+  sameDevice(names.map((name) => [t[name], name]));
+  return { ...h, tokens, position, cacheRows };
+}
+
+/** logSoftmax(logits, out): logits f16 or f32 (rows, vocab), out f32 (rows, vocab). */
+export function validateLogSoftmaxArgs(args: { logits: TensorDescriptor; out: TensorDescriptor }): {
+  rows: number;
+  vocab: number;
+  logitsF32: boolean;
+} {
+  const logits = tensor(args.logits, "logits");
+  const out = tensor(args.out, "out");
+  dtypeOf(logits, "logits", ["f16", "f32"]);
+  dtypeOf(out, "out", ["f32"]);
+  const [rows, vocab] = rank(logits, "logits", 2, "(rows, vocab)");
+  positive({ "rows (logits.shape[0])": rows, "vocab (logits.shape[1])": vocab });
+  sameShape(out, "out", logits, "logits");
+  const logitsF32 = logits.dtype === "f32";
+  elementAligned(logits, "logits", logitsF32 ? 4 : 2);
+  elementAligned(out, "out", 4);
+  sameDevice([
+    [logits, "logits"],
+    [out, "out"],
+  ]);
+  return { rows, vocab, logitsF32 };
+}
+
+/** nll(logits, targets, out): logits f16 or f32 (rows, vocab), targets i32 (rows), out f32 (rows). */
+export function validateNllArgs(args: {
+  logits: TensorDescriptor;
+  targets: TensorDescriptor;
+  out: TensorDescriptor;
+}): { rows: number; vocab: number; logitsF32: boolean } {
+  const logits = tensor(args.logits, "logits");
+  const targets = tensor(args.targets, "targets");
+  const out = tensor(args.out, "out");
+  dtypeOf(logits, "logits", ["f16", "f32"]);
+  dtypeOf(targets, "targets", ["i32"]);
+  dtypeOf(out, "out", ["f32"]);
+  const [rows, vocab] = rank(logits, "logits", 2, "(rows, vocab)");
+  positive({ "rows (logits.shape[0])": rows, "vocab (logits.shape[1])": vocab });
+  rank(targets, "targets", 1, "(rows)");
+  if (targets.shape[0] !== rows) {
+    throw new RangeError(`targets: expected shape (rows) = (${rows}), got ${formatShape(targets.shape)}`);
+  }
+  rank(out, "out", 1, "(rows)");
+  if (out.shape[0] !== rows) {
+    throw new RangeError(`out: expected shape (rows) = (${rows}), got ${formatShape(out.shape)}`);
+  }
+  const logitsF32 = logits.dtype === "f32";
+  elementAligned(logits, "logits", logitsF32 ? 4 : 2);
+  elementAligned(targets, "targets", 4);
+  elementAligned(out, "out", 4);
+  sameDevice([
+    [logits, "logits"],
+    [targets, "targets"],
+    [out, "out"],
+  ]);
+  return { rows, vocab, logitsF32 };
+}

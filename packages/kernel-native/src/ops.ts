@@ -1,0 +1,449 @@
+// Model operations of a Llama-architecture forward pass (fp16 storage, fp32
+// math): embedding gather, RMSNorm, RoPE, SiLU-gate multiply, residual add,
+// causal grouped-query attention (prefill and decode with a KV cache),
+// log-softmax and the negative log-likelihood of targets. Every call
+// validates its arguments (ops-validate.ts) before anything launches and is
+// asynchronous on opts.stream (the default stream otherwise).
+import { type NativeAddon, type NativeBuffer, type NativeStream, requireNative } from "./native.js";
+import {
+  type AttentionDecodeOptions,
+  type AttentionHeads,
+  type RopeOptions,
+  validateAttentionDecodeArgs,
+  validateAttentionPrefillArgs,
+  validateElementwiseArgs,
+  validateEmbeddingArgs,
+  validateLogSoftmaxArgs,
+  validateNllArgs,
+  validateRmsNormArgs,
+  validateRopeArgs,
+} from "./ops-validate.js";
+import { nativeStream, type Stream } from "./stream.js";
+import { type DeviceTensor, nativeTensor } from "./tensor.js";
+
+export type {
+  AttentionDecodeOptions,
+  AttentionHeads,
+  RopeOptions,
+  RopeStyle,
+} from "./ops-validate.js";
+export { OPS_MAX_HEAD_DIM } from "./ops-validate.js";
+
+/** Every operation takes a stream (default: the legacy default stream). */
+export interface StreamOption {
+  stream?: Stream;
+}
+
+type S = NativeStream | null;
+type Buf = NativeBuffer;
+
+/** The addon's ops entry points (src/addon/ops.cc). */
+interface NativeOps {
+  opsEmbedding(
+    ids: Buf,
+    io: number,
+    table: Buf,
+    to: number,
+    out: Buf,
+    oo: number,
+    n: number,
+    vocab: number,
+    dim: number,
+    s: S,
+  ): void;
+  opsRmsNorm(
+    x: Buf,
+    xo: number,
+    w: Buf,
+    wo: number,
+    wF32: boolean,
+    out: Buf,
+    oo: number,
+    rows: number,
+    dim: number,
+    eps: number,
+    s: S,
+  ): void;
+  opsRope(
+    x: Buf,
+    xo: number,
+    pos: Buf,
+    po: number,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    theta: number,
+    style: number,
+    s: S,
+  ): void;
+  opsSiluMul(gate: Buf, go: number, up: Buf, uo: number, out: Buf, oo: number, n: number, s: S): void;
+  opsAdd(a: Buf, ao: number, b: Buf, bo: number, out: Buf, oo: number, n: number, s: S): void;
+  opsAttention(
+    q: Buf,
+    qo: number,
+    k: Buf,
+    ko: number,
+    v: Buf,
+    vo: number,
+    out: Buf,
+    oo: number,
+    nq: number,
+    start: number,
+    kvRows: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    s: S,
+  ): void;
+  opsCacheAppend(
+    src: Buf,
+    so: number,
+    cache: Buf,
+    co: number,
+    n: number,
+    start: number,
+    cacheRows: number,
+    kvHeads: number,
+    headDim: number,
+    s: S,
+  ): void;
+  opsLogSoftmax(
+    logits: Buf,
+    lo: number,
+    f32: boolean,
+    out: Buf,
+    oo: number,
+    rows: number,
+    vocab: number,
+    s: S,
+  ): void;
+  opsNll(
+    logits: Buf,
+    lo: number,
+    f32: boolean,
+    targets: Buf,
+    to: number,
+    out: Buf,
+    oo: number,
+    rows: number,
+    vocab: number,
+    s: S,
+  ): void;
+}
+
+function opsAddon(): NativeOps {
+  const native = requireNative() as NativeAddon & Partial<NativeOps>;
+  if (typeof native.opsEmbedding !== "function") {
+    throw new Error(
+      "the loaded native addon has no model ops: rebuild it (pnpm --filter @trirun/kernel-native build:native)",
+    );
+  }
+  return native as NativeAddon & NativeOps;
+}
+
+type Operand = { buffer: NativeBuffer; byteOffset: number; bytes: number; name: string };
+
+function operand(t: DeviceTensor, name: string): Operand {
+  const n = nativeTensor(t, name);
+  return { buffer: n.buffer, byteOffset: n.byteOffset, bytes: t.byteLength, name };
+}
+
+function overlaps(a: Operand, b: Operand): boolean {
+  return (
+    a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.bytes && b.byteOffset < a.byteOffset + a.bytes
+  );
+}
+
+/** `out` must not share memory with any of `inputs`, except an exact alias where `inPlace` allows it. */
+function checkNoOverlap(out: Operand, inputs: readonly Operand[], inPlace = false): void {
+  for (const input of inputs) {
+    if (!overlaps(out, input)) continue;
+    if (inPlace && input.byteOffset === out.byteOffset && input.bytes === out.bytes) continue;
+    throw new RangeError(
+      `${out.name}: must not share memory with ${input.name}${inPlace ? " (other than being exactly the same tensor)" : ""}`,
+    );
+  }
+}
+
+function streamOf(opts: StreamOption | undefined): S {
+  if (opts !== undefined && (opts === null || typeof opts !== "object")) {
+    throw new TypeError("opts: expected an options object");
+  }
+  return nativeStream(opts?.stream, "opts.stream");
+}
+
+/** out (n, dim) f16 = table (vocab, dim) f16 rows ids (n) i32. An id outside 0..vocab-1 gives a row of NaN. */
+export function embedding(
+  table: DeviceTensor,
+  ids: DeviceTensor,
+  out: DeviceTensor,
+  opts?: StreamOption,
+): void {
+  const native = opsAddon();
+  const t = operand(table, "table");
+  const i = operand(ids, "ids");
+  const o = operand(out, "out");
+  const p = validateEmbeddingArgs({ table, ids, out });
+  checkNoOverlap(o, [t, i]);
+  native.opsEmbedding(
+    i.buffer,
+    i.byteOffset,
+    t.buffer,
+    t.byteOffset,
+    o.buffer,
+    o.byteOffset,
+    p.n,
+    p.vocab,
+    p.dim,
+    streamOf(opts),
+  );
+}
+
+/**
+ * out (rows, dim) f16 = x * rsqrt(mean(x^2) + eps) * weight, per row, in fp32;
+ * weight f16 or f32 (dim). out may be x itself. eps defaults to 1e-5.
+ */
+export function rmsnorm(
+  x: DeviceTensor,
+  weight: DeviceTensor,
+  out: DeviceTensor,
+  opts: StreamOption & { eps?: number } = {},
+): void {
+  const native = opsAddon();
+  const xo = operand(x, "x");
+  const w = operand(weight, "weight");
+  const o = operand(out, "out");
+  const p = validateRmsNormArgs({ x, weight, out }, opts);
+  checkNoOverlap(o, [xo], true);
+  checkNoOverlap(o, [w]);
+  native.opsRmsNorm(
+    xo.buffer,
+    xo.byteOffset,
+    w.buffer,
+    w.byteOffset,
+    p.weightF32,
+    o.buffer,
+    o.byteOffset,
+    p.rows,
+    p.dim,
+    p.eps,
+    streamOf(opts),
+  );
+}
+
+/**
+ * Rotary position embedding in place on x (tokens, heads, headDim) or
+ * (tokens, heads * headDim) f16; token t is at position positions[t] (i32).
+ * Call it on q and on k. opts.style picks the pair convention (no default:
+ * the wrong one gives plausible but wrong results); theta defaults to 10000.
+ */
+export function rope(x: DeviceTensor, positions: DeviceTensor, opts: RopeOptions & StreamOption): void {
+  const native = opsAddon();
+  const xo = operand(x, "x");
+  const po = operand(positions, "positions");
+  const p = validateRopeArgs({ x, positions }, opts);
+  checkNoOverlap(xo, [po]);
+  native.opsRope(
+    xo.buffer,
+    xo.byteOffset,
+    po.buffer,
+    po.byteOffset,
+    p.tokens,
+    p.heads,
+    p.headDim,
+    p.theta,
+    p.style,
+    streamOf(opts),
+  );
+}
+
+/** out = silu(gate) * up elementwise (f16, same shapes, fp32 math); out may be gate or up. */
+export function siluMul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
+  const native = opsAddon();
+  const g = operand(gate, "gate");
+  const u = operand(up, "up");
+  const o = operand(out, "out");
+  const p = validateElementwiseArgs(
+    [
+      [gate, "gate"],
+      [up, "up"],
+    ],
+    out,
+  );
+  checkNoOverlap(o, [g, u], true);
+  native.opsSiluMul(
+    g.buffer,
+    g.byteOffset,
+    u.buffer,
+    u.byteOffset,
+    o.buffer,
+    o.byteOffset,
+    p.n,
+    streamOf(opts),
+  );
+}
+
+/** out = a + b elementwise (f16, same shapes; the residual add); out may be a or b. */
+export function add(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
+  const native = opsAddon();
+  const ao = operand(a, "a");
+  const bo = operand(b, "b");
+  const o = operand(out, "out");
+  const p = validateElementwiseArgs(
+    [
+      [a, "a"],
+      [b, "b"],
+    ],
+    out,
+  );
+  checkNoOverlap(o, [ao, bo], true);
+  native.opsAdd(
+    ao.buffer,
+    ao.byteOffset,
+    bo.buffer,
+    bo.byteOffset,
+    o.buffer,
+    o.byteOffset,
+    p.n,
+    streamOf(opts),
+  );
+}
+
+/**
+ * Causal grouped-query self-attention over T tokens: out[t, h] = softmax_s<=t
+ * (q[t, h] . k[s, h / (heads / kvHeads)] / sqrt(headDim)) v[s, ...], scores
+ * and softmax in fp32. q, out (T, heads[, ]headDim); k, v (T, kvHeads[, ]headDim).
+ */
+export function attentionPrefill(
+  q: DeviceTensor,
+  k: DeviceTensor,
+  v: DeviceTensor,
+  out: DeviceTensor,
+  opts: AttentionHeads & StreamOption,
+): void {
+  const native = opsAddon();
+  const qo = operand(q, "q");
+  const ko = operand(k, "k");
+  const vo = operand(v, "v");
+  const o = operand(out, "out");
+  const p = validateAttentionPrefillArgs({ q, k, v, out }, opts);
+  checkNoOverlap(o, [qo, ko, vo]);
+  native.opsAttention(
+    qo.buffer,
+    qo.byteOffset,
+    ko.buffer,
+    ko.byteOffset,
+    vo.buffer,
+    vo.byteOffset,
+    o.buffer,
+    o.byteOffset,
+    p.tokens,
+    0,
+    p.tokens,
+    p.heads,
+    p.kvHeads,
+    p.headDim,
+    streamOf(opts),
+  );
+}
+
+/**
+ * Decoding with a KV cache (one sequence): writes the new tokens' keys and
+ * values (kNew, vNew: (n, kvHeads[, ]headDim)) into cache rows
+ * position..position+n-1, then the query row i (q: (n, heads[, ]headDim)) at
+ * position + i attends to cache rows 0..position+i. n is usually 1; a larger n
+ * continues a prompt on top of the cache. Caches (maxT, kvHeads[, ]headDim), one
+ * pair per layer.
+ */
+export function attentionDecode(
+  q: DeviceTensor,
+  kNew: DeviceTensor,
+  vNew: DeviceTensor,
+  kCache: DeviceTensor,
+  vCache: DeviceTensor,
+  out: DeviceTensor,
+  opts: AttentionDecodeOptions & StreamOption,
+): void {
+  const native = opsAddon();
+  const qo = operand(q, "q");
+  const kn = operand(kNew, "kNew");
+  const vn = operand(vNew, "vNew");
+  const kc = operand(kCache, "kCache");
+  const vc = operand(vCache, "vCache");
+  const o = operand(out, "out");
+  const p = validateAttentionDecodeArgs({ q, kNew, vNew, kCache, vCache, out }, opts);
+  checkNoOverlap(kc, [qo, kn, vn, vc]);
+  checkNoOverlap(vc, [qo, kn, vn]);
+  checkNoOverlap(o, [qo, kn, vn, kc, vc]);
+  const stream = streamOf(opts);
+  const common = [p.tokens, p.position, p.cacheRows, p.kvHeads, p.headDim] as const;
+  native.opsCacheAppend(kn.buffer, kn.byteOffset, kc.buffer, kc.byteOffset, ...common, stream);
+  native.opsCacheAppend(vn.buffer, vn.byteOffset, vc.buffer, vc.byteOffset, ...common, stream);
+  native.opsAttention(
+    qo.buffer,
+    qo.byteOffset,
+    kc.buffer,
+    kc.byteOffset,
+    vc.buffer,
+    vc.byteOffset,
+    o.buffer,
+    o.byteOffset,
+    p.tokens,
+    p.position,
+    p.cacheRows,
+    p.heads,
+    p.kvHeads,
+    p.headDim,
+    stream,
+  );
+}
+
+/** out (rows, vocab) f32 = log_softmax(logits) per row; logits f16 or f32. */
+export function logSoftmax(logits: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
+  const native = opsAddon();
+  const l = operand(logits, "logits");
+  const o = operand(out, "out");
+  const p = validateLogSoftmaxArgs({ logits, out });
+  checkNoOverlap(o, [l]);
+  native.opsLogSoftmax(
+    l.buffer,
+    l.byteOffset,
+    p.logitsF32,
+    o.buffer,
+    o.byteOffset,
+    p.rows,
+    p.vocab,
+    streamOf(opts),
+  );
+}
+
+/**
+ * out[r] f32 = -log_softmax(logits[r])[targets[r]] (cross-entropy per row; its
+ * mean is the loss, exp of the mean the perplexity). A target outside
+ * 0..vocab-1 gives NaN.
+ */
+export function nll(
+  logits: DeviceTensor,
+  targets: DeviceTensor,
+  out: DeviceTensor,
+  opts?: StreamOption,
+): void {
+  const native = opsAddon();
+  const l = operand(logits, "logits");
+  const t = operand(targets, "targets");
+  const o = operand(out, "out");
+  const p = validateNllArgs({ logits, targets, out });
+  checkNoOverlap(o, [l, t]);
+  native.opsNll(
+    l.buffer,
+    l.byteOffset,
+    p.logitsF32,
+    t.buffer,
+    t.byteOffset,
+    o.buffer,
+    o.byteOffset,
+    p.rows,
+    p.vocab,
+    streamOf(opts),
+  );
+}
