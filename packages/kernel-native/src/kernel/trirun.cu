@@ -126,6 +126,33 @@ __device__ __forceinline__ void lock_release(int* lock, bool last) {
   }
 }
 
+// The multi-stage pipeline both kernels run over a slice of `tiles` tiles:
+// `load(i, stage)` issues the cp.async copies of tile i into a stage,
+// `compute(i, stage)` consumes it. STAGES - 1 tiles are in flight while one is
+// consumed; every step commits one group (possibly empty) so that the
+// wait_group counts stay uniform, and one barrier per tile both publishes
+// tile i (copied by all threads) and frees the stage read in step i - 1,
+// which is the one refilled next.
+template <int STAGES, typename Load, typename Compute>
+__device__ __forceinline__ void pipeline(int tiles, Load&& load, Compute&& compute) {
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < tiles) load(st, st);
+    cp_async_commit();
+  }
+  for (int i = 0; i < tiles; ++i) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    const int next = i + STAGES - 1;
+    if (next < tiles) load(next, next % STAGES);
+    cp_async_commit();
+    compute(i, i % STAGES);
+  }
+  // Drain before the caller reuses shared memory.
+  cp_async_wait<0>();
+  __syncthreads();
+}
+
 // ------------------------------------------------------------- dequantization
 
 // One packed word holds, for one lane, the B fragments of two adjacent 16x16
@@ -272,24 +299,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[mb][f][e] = 0.0f;
 
-    // Prologue: fill STAGES - 1 stages. Every iteration commits one group
-    // (possibly empty) so that wait_group counts stay uniform.
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-      if (st < slice_tiles) load_tile(st, st);
-      cp_async_commit();
-    }
-
-    for (int i = 0; i < slice_tiles; ++i) {
-      cp_async_wait<STAGES - 2>();
-      // Tile i has landed, and every warp is done with the stage that the
-      // next copy overwrites (the one read in iteration i - 1).
-      __syncthreads();
-      const int next = i + STAGES - 1;
-      if (next < slice_tiles) load_tile(next, next % STAGES);
-      cp_async_commit();
-
-      const int4* sh = smem + (i % STAGES) * kStageVecs;
+    pipeline<STAGES>(slice_tiles, load_tile, [&](int /* tile */, int stage) {
+      const int4* sh = smem + stage * kStageVecs;
       const int4* sh_a = sh;
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(sh + kAStageVecs);
       const int4* sh_s = sh + kAStageVecs + kBStageVecs;
@@ -336,11 +347,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
         }
       }
-    }
-
-    // --- end of the slice: drain the pipeline before shared memory is reused
-    cp_async_wait<0>();
-    __syncthreads();
+    });
 
     // Sum the k_warps partial tiles through shared memory, one m block at a
     // time (32 floats per lane), into the warps with k_warp == 0.
@@ -576,20 +583,8 @@ __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[mb][j][e] = 0.0f;
 
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-      if (st < slice_tiles) load_tile(st, st);
-      cp_async_commit();
-    }
-
-    for (int i = 0; i < slice_tiles; ++i) {
-      cp_async_wait<STAGES - 2>();
-      __syncthreads();
-      const int next = i + STAGES - 1;
-      if (next < slice_tiles) load_tile(next, next % STAGES);
-      cp_async_commit();
-
-      const int4* sh = smem + (i % STAGES) * kStageVecs;
+    pipeline<STAGES>(slice_tiles, load_tile, [&](int i, int stage) {
+      const int4* sh = smem + stage * kStageVecs;
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(sh + kAStageVecs);
 
       // Warp-uniform: in the last tile of a column, warps past k have nothing.
@@ -663,10 +658,7 @@ __global__ void __launch_bounds__(THREADS, 1)
           }
         }
       }
-    }
-
-    cp_async_wait<0>();
-    __syncthreads();
+    });
 
     if constexpr (kKWarps > 1) {
       float* red = reinterpret_cast<float*>(smem);
