@@ -179,13 +179,13 @@ export function embedding(
   out: DeviceTensor,
   opts?: StreamOption,
 ): void {
-  const native = opsAddon();
   const t = operand(table, "table");
   const i = operand(ids, "ids");
   const o = operand(out, "out");
   const p = validateEmbeddingArgs({ table, ids, out });
   checkNoOverlap(o, [t, i]);
-  native.opsEmbedding(
+  const stream = streamOf(opts);
+  opsAddon().opsEmbedding(
     i.buffer,
     i.byteOffset,
     t.buffer,
@@ -195,7 +195,7 @@ export function embedding(
     p.n,
     p.vocab,
     p.dim,
-    streamOf(opts),
+    stream,
   );
 }
 
@@ -209,14 +209,14 @@ export function rmsnorm(
   out: DeviceTensor,
   opts: StreamOption & { eps?: number } = {},
 ): void {
-  const native = opsAddon();
   const xo = operand(x, "x");
   const w = operand(weight, "weight");
   const o = operand(out, "out");
   const p = validateRmsNormArgs({ x, weight, out }, opts);
   checkNoOverlap(o, [xo], true);
   checkNoOverlap(o, [w]);
-  native.opsRmsNorm(
+  const stream = streamOf(opts);
+  opsAddon().opsRmsNorm(
     xo.buffer,
     xo.byteOffset,
     w.buffer,
@@ -227,7 +227,7 @@ export function rmsnorm(
     p.rows,
     p.dim,
     p.eps,
-    streamOf(opts),
+    stream,
   );
 }
 
@@ -238,12 +238,12 @@ export function rmsnorm(
  * the wrong one gives plausible but wrong results); theta defaults to 10000.
  */
 export function rope(x: DeviceTensor, positions: DeviceTensor, opts: RopeOptions & StreamOption): void {
-  const native = opsAddon();
   const xo = operand(x, "x");
   const po = operand(positions, "positions");
   const p = validateRopeArgs({ x, positions }, opts);
   checkNoOverlap(xo, [po]);
-  native.opsRope(
+  const stream = streamOf(opts);
+  opsAddon().opsRope(
     xo.buffer,
     xo.byteOffset,
     po.buffer,
@@ -253,13 +253,12 @@ export function rope(x: DeviceTensor, positions: DeviceTensor, opts: RopeOptions
     p.headDim,
     p.theta,
     p.style,
-    streamOf(opts),
+    stream,
   );
 }
 
 /** out = silu(gate) * up elementwise (f16, same shapes, fp32 math); out may be gate or up. */
 export function siluMul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
-  const native = opsAddon();
   const g = operand(gate, "gate");
   const u = operand(up, "up");
   const o = operand(out, "out");
@@ -271,21 +270,12 @@ export function siluMul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor,
     out,
   );
   checkNoOverlap(o, [g, u], true);
-  native.opsSiluMul(
-    g.buffer,
-    g.byteOffset,
-    u.buffer,
-    u.byteOffset,
-    o.buffer,
-    o.byteOffset,
-    p.n,
-    streamOf(opts),
-  );
+  const stream = streamOf(opts);
+  opsAddon().opsSiluMul(g.buffer, g.byteOffset, u.buffer, u.byteOffset, o.buffer, o.byteOffset, p.n, stream);
 }
 
 /** out = a + b elementwise (f16, same shapes; the residual add); out may be a or b. */
 export function add(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
-  const native = opsAddon();
   const ao = operand(a, "a");
   const bo = operand(b, "b");
   const o = operand(out, "out");
@@ -297,16 +287,8 @@ export function add(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor, opts?: 
     out,
   );
   checkNoOverlap(o, [ao, bo], true);
-  native.opsAdd(
-    ao.buffer,
-    ao.byteOffset,
-    bo.buffer,
-    bo.byteOffset,
-    o.buffer,
-    o.byteOffset,
-    p.n,
-    streamOf(opts),
-  );
+  const stream = streamOf(opts);
+  opsAddon().opsAdd(ao.buffer, ao.byteOffset, bo.buffer, bo.byteOffset, o.buffer, o.byteOffset, p.n, stream);
 }
 
 /**
@@ -321,14 +303,14 @@ export function attentionPrefill(
   out: DeviceTensor,
   opts: AttentionHeads & StreamOption,
 ): void {
-  const native = opsAddon();
   const qo = operand(q, "q");
   const ko = operand(k, "k");
   const vo = operand(v, "v");
   const o = operand(out, "out");
   const p = validateAttentionPrefillArgs({ q, k, v, out }, opts);
   checkNoOverlap(o, [qo, ko, vo]);
-  native.opsAttention(
+  const stream = streamOf(opts);
+  opsAddon().opsAttention(
     qo.buffer,
     qo.byteOffset,
     ko.buffer,
@@ -343,7 +325,7 @@ export function attentionPrefill(
     p.heads,
     p.kvHeads,
     p.headDim,
-    streamOf(opts),
+    stream,
   );
 }
 
@@ -364,7 +346,6 @@ export function attentionDecode(
   out: DeviceTensor,
   opts: AttentionDecodeOptions & StreamOption,
 ): void {
-  const native = opsAddon();
   const qo = operand(q, "q");
   const kn = operand(kNew, "kNew");
   const vn = operand(vNew, "vNew");
@@ -376,6 +357,7 @@ export function attentionDecode(
   checkNoOverlap(vc, [qo, kn, vn]);
   checkNoOverlap(o, [qo, kn, vn, kc, vc]);
   const stream = streamOf(opts);
+  const native = opsAddon();
   const common = [p.tokens, p.position, p.cacheRows, p.kvHeads, p.headDim] as const;
   native.opsCacheAppend(kn.buffer, kn.byteOffset, kc.buffer, kc.byteOffset, ...common, stream);
   native.opsCacheAppend(vn.buffer, vn.byteOffset, vc.buffer, vc.byteOffset, ...common, stream);
@@ -400,12 +382,12 @@ export function attentionDecode(
 
 /** out (rows, vocab) f32 = log_softmax(logits) per row; logits f16 or f32. */
 export function logSoftmax(logits: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
-  const native = opsAddon();
   const l = operand(logits, "logits");
   const o = operand(out, "out");
   const p = validateLogSoftmaxArgs({ logits, out });
   checkNoOverlap(o, [l]);
-  native.opsLogSoftmax(
+  const stream = streamOf(opts);
+  opsAddon().opsLogSoftmax(
     l.buffer,
     l.byteOffset,
     p.logitsF32,
@@ -413,7 +395,7 @@ export function logSoftmax(logits: DeviceTensor, out: DeviceTensor, opts?: Strea
     o.byteOffset,
     p.rows,
     p.vocab,
-    streamOf(opts),
+    stream,
   );
 }
 
@@ -428,13 +410,13 @@ export function nll(
   out: DeviceTensor,
   opts?: StreamOption,
 ): void {
-  const native = opsAddon();
   const l = operand(logits, "logits");
   const t = operand(targets, "targets");
   const o = operand(out, "out");
   const p = validateNllArgs({ logits, targets, out });
   checkNoOverlap(o, [l, t]);
-  native.opsNll(
+  const stream = streamOf(opts);
+  opsAddon().opsNll(
     l.buffer,
     l.byteOffset,
     p.logitsF32,
@@ -444,6 +426,6 @@ export function nll(
     o.byteOffset,
     p.rows,
     p.vocab,
-    streamOf(opts),
+    stream,
   );
 }
