@@ -1,0 +1,437 @@
+/**
+ * The model ops on the GPU against straightforward fp64 CPU references, on
+ * fresh random inputs each run (the seed is in the test names). fp16 inputs
+ * are generated as fp16 values, so the references see exactly what the GPU
+ * sees; the tolerances cover the one fp16 rounding of each output (2^-11
+ * relative) and fp32 sums. Outputs sit between NaN-poisoned guard zones that
+ * must stay intact. Skips (with a note) where no usable CUDA device exists.
+ */
+import { describe, expect, it } from "vitest";
+import { f16ToF32, Rng, toF16Bits } from "../src/device/numeric.js";
+import {
+  available,
+  DeviceTensor,
+  type DType,
+  ops,
+  type RopeStyle,
+  Stream,
+  synchronize,
+  unavailableReason,
+} from "../src/index.js";
+
+const gpu = available();
+if (!gpu)
+  console.log(`@trirun/kernel-native ops GPU tests skipped: ${unavailableReason() ?? "no CUDA device"}`);
+
+const seed = (Math.random() * 2 ** 32) >>> 0;
+const rng = new Rng(seed);
+const RTOL = 2e-3;
+
+/** Random fp16 values uniform in [-scale, scale): the bits to upload and the exact values. */
+function randomHalf(n: number, scale = 1): { bits: Uint16Array; values: Float64Array } {
+  const bits = new Uint16Array(n);
+  const values = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    bits[i] = toF16Bits((rng.next() * 2 - 1) * scale);
+    values[i] = f16ToF32(bits[i]);
+  }
+  return { bits, values };
+}
+
+function randomInt(lo: number, hi: number): number {
+  return lo + Math.floor(rng.next() * (hi - lo + 1));
+}
+
+function fromHalfBits(bits: Uint16Array): Float64Array {
+  return Float64Array.from(bits, (b) => f16ToF32(b));
+}
+
+/**
+ * A tensor inside a larger allocation with 512 poisoned bytes (0x7e: NaN in
+ * fp16, a huge value in fp32) on each side, to catch writes out of bounds.
+ */
+class Guarded {
+  readonly tensor: DeviceTensor;
+  private readonly whole: DeviceTensor;
+  private readonly pad: number;
+  constructor(dtype: DType, shape: number[]) {
+    const size = dtype === "f16" ? 2 : 4;
+    this.pad = 512 / size;
+    const numel = shape.reduce((a, b) => a * b, 1);
+    this.whole = DeviceTensor.empty(dtype, [numel + 2 * this.pad]);
+    this.whole.fillBytes(0x7e);
+    this.tensor = this.whole.view(shape, this.pad);
+  }
+  /** The tensor's values as numbers, after checking both guard zones. */
+  read(what: string): Float64Array {
+    const all = this.whole.download();
+    const bytes = new Uint8Array(all.buffer, all.byteOffset, all.byteLength);
+    const padBytes = 512;
+    for (const [from, to] of [
+      [0, padBytes],
+      [bytes.length - padBytes, bytes.length],
+    ]) {
+      for (let i = from; i < to; i++) {
+        if (bytes[i] !== 0x7e) throw new Error(`${what}: guard byte ${i} overwritten`);
+      }
+    }
+    const inner = all.subarray(this.pad, all.length - this.pad);
+    return inner instanceof Uint16Array ? fromHalfBits(inner) : Float64Array.from(inner as Float32Array);
+  }
+  dispose(): void {
+    this.whole.dispose();
+  }
+}
+
+/** |got - ref| <= rtol * |ref| + rtol * rms(ref) for every element (NaN fails). */
+function expectClose(got: Float64Array, ref: Float64Array, what: string, rtol = RTOL, atol?: number): void {
+  expect(got.length, `${what}: length`).toBe(ref.length);
+  let ss = 0;
+  for (const r of ref) ss += r * r;
+  const abs = atol ?? rtol * Math.sqrt(ss / Math.max(1, ref.length));
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const ratio = Math.abs(got[i] - ref[i]) / (rtol * Math.abs(ref[i]) + abs + 1e-30);
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      at = i;
+      if (Number.isNaN(ratio)) break;
+    }
+  }
+  if (!(worst <= 1)) {
+    throw new Error(
+      `${what} (seed ${seed}): element ${at} is ${got[at]}, reference ${ref[at]} (error ${worst.toFixed(2)}x the tolerance)`,
+    );
+  }
+}
+
+function uploadHalf(bits: Uint16Array, shape: number[]): DeviceTensor {
+  return DeviceTensor.fromArray(bits, shape, "f16");
+}
+
+describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
+  it("embedding gathers rows exactly and gives NaN rows for ids out of range", () => {
+    const vocab = 1000;
+    const dim = 288;
+    const table = randomHalf(vocab * dim);
+    const ids = Int32Array.from({ length: 19 }, () => randomInt(0, vocab - 1));
+    ids[5] = vocab; // out of range
+    ids[11] = -1;
+    const t = uploadHalf(table.bits, [vocab, dim]);
+    const i = DeviceTensor.fromArray(ids, [ids.length]);
+    const out = new Guarded("f16", [ids.length, dim]);
+    ops.embedding(t, i, out.tensor);
+    const got = out.read("embedding");
+    for (let r = 0; r < ids.length; r++) {
+      for (let j = 0; j < dim; j++) {
+        const g = got[r * dim + j];
+        if (ids[r] < 0 || ids[r] >= vocab)
+          expect(Number.isNaN(g), `row ${r} (id ${ids[r]}) is NaN`).toBe(true);
+        else if (g !== table.values[ids[r] * dim + j])
+          throw new Error(`embedding row ${r} element ${j} differs`);
+      }
+    }
+    for (const x of [t, i]) x.dispose();
+    out.dispose();
+  });
+
+  for (const weightType of ["f16", "f32"] as const) {
+    it(`rmsnorm with ${weightType} weights, out of place and in place`, () => {
+      const rows = 7;
+      const dim = 4100; // not a multiple of the block size
+      const eps = 1e-5;
+      const x = randomHalf(rows * dim, 3);
+      const w = randomHalf(dim, 2);
+      const ref = new Float64Array(rows * dim);
+      for (let r = 0; r < rows; r++) {
+        let ss = 0;
+        for (let j = 0; j < dim; j++) ss += x.values[r * dim + j] ** 2;
+        const inv = 1 / Math.sqrt(ss / dim + eps);
+        for (let j = 0; j < dim; j++) ref[r * dim + j] = x.values[r * dim + j] * inv * w.values[j];
+      }
+      const xt = uploadHalf(x.bits, [rows, dim]);
+      const wt =
+        weightType === "f16"
+          ? uploadHalf(w.bits, [dim])
+          : DeviceTensor.fromArray(Float32Array.from(w.values), [dim]);
+      const out = new Guarded("f16", [rows, dim]);
+      ops.rmsnorm(xt, wt, out.tensor, { eps });
+      expectClose(out.read("rmsnorm"), ref, `rmsnorm (${weightType} weight)`);
+      ops.rmsnorm(xt, wt, xt, { eps });
+      expectClose(fromHalfBits(xt.download() as Uint16Array), ref, "rmsnorm in place");
+      for (const t of [xt, wt]) t.dispose();
+      out.dispose();
+    });
+  }
+
+  for (const style of ["interleaved", "half"] as const satisfies readonly RopeStyle[]) {
+    for (const [theta, headDim, layout] of [
+      [10000, 64, "3-D"],
+      [500000, 128, "2-D"],
+    ] as const) {
+      it(`rope ${style}, theta ${theta}, head_dim ${headDim}, ${layout} layout`, () => {
+        const tokens = 23;
+        const heads = 6;
+        const x = randomHalf(tokens * heads * headDim, 2);
+        const positions = Int32Array.from({ length: tokens }, () => randomInt(0, 4095));
+        positions[0] = 0;
+        const ref = new Float64Array(x.values);
+        const half = headDim / 2;
+        for (let t = 0; t < tokens; t++) {
+          for (let h = 0; h < heads; h++) {
+            const base = (t * heads + h) * headDim;
+            for (let i = 0; i < half; i++) {
+              const angle = positions[t] * theta ** ((-2 * i) / headDim);
+              const a = base + (style === "interleaved" ? 2 * i : i);
+              const b = base + (style === "interleaved" ? 2 * i + 1 : i + half);
+              const x0 = x.values[a];
+              const x1 = x.values[b];
+              ref[a] = x0 * Math.cos(angle) - x1 * Math.sin(angle);
+              ref[b] = x0 * Math.sin(angle) + x1 * Math.cos(angle);
+            }
+          }
+        }
+        const shape = layout === "3-D" ? [tokens, heads, headDim] : [tokens, heads * headDim];
+        const xt = uploadHalf(x.bits, shape);
+        const pt = DeviceTensor.fromArray(positions, [tokens]);
+        ops.rope(xt, pt, { headDim, theta, style });
+        expectClose(fromHalfBits(xt.download() as Uint16Array), ref, `rope ${style}`);
+        for (const t of [xt, pt]) t.dispose();
+      });
+    }
+  }
+
+  it("siluMul and add on an odd element count, out of place and in place, on a stream", () => {
+    const n = 100_003;
+    const g = randomHalf(n, 6);
+    const u = randomHalf(n, 2);
+    const silu = Float64Array.from(g.values, (v, i) => (v / (1 + Math.exp(-v))) * u.values[i]);
+    const sum = Float64Array.from(g.values, (v, i) => v + u.values[i]);
+    const gt = uploadHalf(g.bits, [n]);
+    const ut = uploadHalf(u.bits, [n]);
+    const stream = new Stream();
+    const out = new Guarded("f16", [n]);
+    ops.siluMul(gt, ut, out.tensor, { stream });
+    stream.synchronize();
+    expectClose(out.read("siluMul"), silu, "siluMul");
+    ops.add(gt, ut, out.tensor, { stream });
+    stream.synchronize();
+    expectClose(out.read("add"), sum, "add");
+    ops.add(gt, ut, gt, { stream }); // the residual add in place
+    stream.synchronize();
+    expectClose(fromHalfBits(gt.download() as Uint16Array), sum, "add in place");
+    stream.dispose();
+    for (const t of [gt, ut]) t.dispose();
+    out.dispose();
+  });
+
+  /** fp64 causal GQA: q (n, hq, d) at positions start.., k/v (>= start + n, hkv, d). */
+  function attentionRef(
+    q: Float64Array,
+    k: Float64Array,
+    v: Float64Array,
+    n: number,
+    start: number,
+    hq: number,
+    hkv: number,
+    d: number,
+  ): Float64Array {
+    const out = new Float64Array(n * hq * d);
+    const group = hq / hkv;
+    const scale = 1 / Math.sqrt(d);
+    for (let i = 0; i < n; i++) {
+      const last = start + i;
+      for (let h = 0; h < hq; h++) {
+        const kh = Math.floor(h / group);
+        const scores = new Float64Array(last + 1);
+        let max = Number.NEGATIVE_INFINITY;
+        for (let s = 0; s <= last; s++) {
+          let dot = 0;
+          for (let j = 0; j < d; j++) dot += q[(i * hq + h) * d + j] * k[(s * hkv + kh) * d + j];
+          scores[s] = dot * scale;
+          max = Math.max(max, scores[s]);
+        }
+        let sum = 0;
+        for (let s = 0; s <= last; s++) {
+          scores[s] = Math.exp(scores[s] - max);
+          sum += scores[s];
+        }
+        for (let j = 0; j < d; j++) {
+          let acc = 0;
+          for (let s = 0; s <= last; s++) acc += scores[s] * v[(s * hkv + kh) * d + j];
+          out[(i * hq + h) * d + j] = acc / sum;
+        }
+      }
+    }
+    return out;
+  }
+
+  for (const [tokens, heads, kvHeads, headDim] of [
+    [37, 8, 8, 64],
+    [37, 8, 4, 64],
+    [41, 8, 2, 80],
+    [130, 4, 1, 128],
+    [9, 2, 1, 256],
+  ] as const) {
+    it(`attentionPrefill T=${tokens}, heads ${heads}, kvHeads ${kvHeads} (GQA ${heads / kvHeads}), head_dim ${headDim}`, () => {
+      // Scaled so that the softmax is neither flat nor one-hot.
+      const q = randomHalf(tokens * heads * headDim, 3 / Math.sqrt(Math.sqrt(headDim)));
+      const k = randomHalf(tokens * kvHeads * headDim, 3 / Math.sqrt(Math.sqrt(headDim)));
+      const v = randomHalf(tokens * kvHeads * headDim);
+      const qt = uploadHalf(q.bits, [tokens, heads, headDim]);
+      const kt = uploadHalf(k.bits, [tokens, kvHeads * headDim]);
+      const vt = uploadHalf(v.bits, [tokens, kvHeads, headDim]);
+      const out = new Guarded("f16", [tokens, heads * headDim]);
+      ops.attentionPrefill(qt, kt, vt, out.tensor, { heads, kvHeads, headDim });
+      const ref = attentionRef(q.values, k.values, v.values, tokens, 0, heads, kvHeads, headDim);
+      expectClose(out.read("attentionPrefill"), ref, "attentionPrefill");
+      for (const t of [qt, kt, vt]) t.dispose();
+      out.dispose();
+    });
+  }
+
+  for (const [heads, kvHeads] of [
+    [4, 4],
+    [4, 2],
+    [8, 2],
+  ] as const) {
+    it(`attentionDecode token by token equals prefill's rows (heads ${heads}, kvHeads ${kvHeads})`, () => {
+      const tokens = 21;
+      const maxT = 32;
+      const d = 64;
+      const q = randomHalf(tokens * heads * d, 1);
+      const k = randomHalf(tokens * kvHeads * d, 1);
+      const v = randomHalf(tokens * kvHeads * d);
+      const qt = uploadHalf(q.bits, [tokens, heads, d]);
+      const kt = uploadHalf(k.bits, [tokens, kvHeads, d]);
+      const vt = uploadHalf(v.bits, [tokens, kvHeads, d]);
+      const prefill = DeviceTensor.empty("f16", [tokens, heads, d]);
+      ops.attentionPrefill(qt, kt, vt, prefill, { heads, kvHeads, headDim: d });
+      const kCache = new Guarded("f16", [maxT, kvHeads, d]);
+      const vCache = new Guarded("f16", [maxT, kvHeads, d]);
+      const decoded = DeviceTensor.empty("f16", [tokens, heads, d]);
+      for (let p = 0; p < tokens; p++) {
+        ops.attentionDecode(
+          qt.view([1, heads, d], p * heads * d),
+          kt.view([1, kvHeads * d], p * kvHeads * d),
+          vt.view([1, kvHeads, d], p * kvHeads * d),
+          kCache.tensor,
+          vCache.tensor,
+          decoded.view([1, heads * d], p * heads * d),
+          { heads, kvHeads, headDim: d, position: p },
+        );
+      }
+      synchronize();
+      // Same kernel, same keys in the same order: bit-identical rows.
+      expect(Array.from(decoded.download())).toEqual(Array.from(prefill.download()));
+      const ref = attentionRef(q.values, k.values, v.values, tokens, 0, heads, kvHeads, d);
+      expectClose(fromHalfBits(decoded.download() as Uint16Array), ref, "attentionDecode");
+      // The cache holds the appended keys and values; rows beyond are untouched (still NaN).
+      const kc = kCache.read("kCache");
+      const vc = vCache.read("vCache");
+      expect(Array.from(kc.subarray(0, tokens * kvHeads * d))).toEqual(Array.from(k.values));
+      expect(Array.from(vc.subarray(0, tokens * kvHeads * d))).toEqual(Array.from(v.values));
+      expect(kc.subarray(tokens * kvHeads * d).every(Number.isNaN)).toBe(true);
+      for (const t of [qt, kt, vt, prefill, decoded]) t.dispose();
+      kCache.dispose();
+      vCache.dispose();
+    });
+  }
+
+  it("attentionDecode continues a prompt on top of the cache (several new tokens at once)", () => {
+    const [heads, kvHeads, d, first, second, maxT] = [4, 2, 32, 12, 7, 24];
+    const tokens = first + second;
+    const q = randomHalf(tokens * heads * d, 1);
+    const k = randomHalf(tokens * kvHeads * d, 1);
+    const v = randomHalf(tokens * kvHeads * d);
+    const qt = uploadHalf(q.bits, [tokens, heads * d]);
+    const kt = uploadHalf(k.bits, [tokens, kvHeads * d]);
+    const vt = uploadHalf(v.bits, [tokens, kvHeads * d]);
+    const kCache = DeviceTensor.zeros("f16", [maxT, kvHeads * d]);
+    const vCache = DeviceTensor.zeros("f16", [maxT, kvHeads * d]);
+    const out = DeviceTensor.empty("f16", [tokens, heads * d]);
+    const opts = { heads, kvHeads, headDim: d };
+    ops.attentionDecode(
+      qt.view([first, heads * d]),
+      kt.view([first, kvHeads * d]),
+      vt.view([first, kvHeads * d]),
+      kCache,
+      vCache,
+      out.view([first, heads * d]),
+      { ...opts, position: 0 },
+    );
+    ops.attentionDecode(
+      qt.view([second, heads * d], first * heads * d),
+      kt.view([second, kvHeads * d], first * kvHeads * d),
+      vt.view([second, kvHeads * d], first * kvHeads * d),
+      kCache,
+      vCache,
+      out.view([second, heads * d], first * heads * d),
+      { ...opts, position: first },
+    );
+    const ref = attentionRef(q.values, k.values, v.values, tokens, 0, heads, kvHeads, d);
+    expectClose(fromHalfBits(out.download() as Uint16Array), ref, "chunked attentionDecode");
+    for (const t of [qt, kt, vt, kCache, vCache, out]) t.dispose();
+  });
+
+  /** fp64 log-sum-exp of each row. */
+  function logSumExp(logits: Float64Array, rows: number, vocab: number): Float64Array {
+    const out = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let max = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < vocab; j++) max = Math.max(max, logits[r * vocab + j]);
+      let sum = 0;
+      for (let j = 0; j < vocab; j++) sum += Math.exp(logits[r * vocab + j] - max);
+      out[r] = max + Math.log(sum);
+    }
+    return out;
+  }
+
+  for (const dtype of ["f16", "f32"] as const) {
+    it(`logSoftmax and nll over a 32000-word vocabulary, ${dtype} logits`, () => {
+      const rows = 5;
+      const vocab = 32000;
+      const half = randomHalf(rows * vocab, 12);
+      const values =
+        dtype === "f16" ? half.values : Float64Array.from(half.values, (x, i) => x + (i % 7) * 1e-3);
+      const logits =
+        dtype === "f16"
+          ? uploadHalf(half.bits, [rows, vocab])
+          : DeviceTensor.fromArray(Float32Array.from(values), [rows, vocab]);
+      // The fp32 upload rounds the values: use the rounded ones as the reference input.
+      const exact = dtype === "f16" ? values : Float64Array.from(Float32Array.from(values));
+      const lse = logSumExp(exact, rows, vocab);
+      const out = new Guarded("f32", [rows, vocab]);
+      ops.logSoftmax(logits, out.tensor);
+      const ref = Float64Array.from(exact, (x, i) => x - lse[Math.floor(i / vocab)]);
+      expectClose(out.read("logSoftmax"), ref, "logSoftmax", 1e-5, 1e-4);
+
+      const targets = Int32Array.from({ length: rows }, () => randomInt(0, vocab - 1));
+      targets[rows - 1] = vocab; // out of range
+      const tt = DeviceTensor.fromArray(targets, [rows]);
+      const nll = new Guarded("f32", [rows]);
+      ops.nll(logits, tt, nll.tensor);
+      const got = nll.read("nll");
+      const nllRef = Float64Array.from(
+        { length: rows - 1 },
+        (_, r) => lse[r] - exact[r * vocab + targets[r]],
+      );
+      expectClose(got.subarray(0, rows - 1), nllRef, "nll", 1e-5, 1e-4);
+      expect(Number.isNaN(got[rows - 1])).toBe(true);
+      for (const t of [logits, tt]) t.dispose();
+      out.dispose();
+      nll.dispose();
+    });
+  }
+
+  it("rejects bad arguments before launching (no CUDA error afterwards)", () => {
+    const a = DeviceTensor.zeros("f16", [4, 8]);
+    const positions = DeviceTensor.zeros("i32", [3]);
+    expect(() => ops.rope(a, positions, { headDim: 8, style: "half" })).toThrow(RangeError);
+    expect(() => ops.add(a, a.view([2, 8]), a)).toThrow(RangeError);
+    synchronize();
+    a.dispose();
+    positions.dispose();
+  });
+});
