@@ -311,7 +311,8 @@ export function validateAttentionPrefillArgs(
     const rows = headRows(t, name, h.kvHeads, h.headDim, "kvHeads");
     if (rows !== tokens) throw new RangeError(`${name}: expected ${tokens} rows (q.shape[0]), got ${rows}`);
   }
-  sameShape(out, "out", q, "q");
+  const outRows = headRows(out, "out", h.heads, h.headDim, "heads");
+  if (outRows !== tokens) throw new RangeError(`out: expected ${tokens} rows (q.shape[0]), got ${outRows}`);
   for (const [t, name] of [
     [q, "q"],
     [k, "k"],
@@ -366,8 +367,12 @@ export function validateAttentionDecodeArgs(
   }
   const cacheRows = headRows(t.kCache, "kCache", h.kvHeads, h.headDim, "kvHeads");
   positive({ "maxT (kCache.shape[0])": cacheRows });
-  sameShape(t.vCache, "vCache", t.kCache, "kCache");
-  sameShape(t.out, "out", t.q, "q");
+  const vRows = headRows(t.vCache, "vCache", h.kvHeads, h.headDim, "kvHeads");
+  if (vRows !== cacheRows) {
+    throw new RangeError(`vCache: expected ${cacheRows} rows (kCache.shape[0]), got ${vRows}`);
+  }
+  const outRows = headRows(t.out, "out", h.heads, h.headDim, "heads");
+  if (outRows !== tokens) throw new RangeError(`out: expected ${tokens} rows (q.shape[0]), got ${outRows}`);
   if (position + tokens > cacheRows) {
     throw new RangeError(
       `opts.position: ${tokens} new token(s) at position ${position} do not fit the cache of ${cacheRows} rows`,

@@ -387,10 +387,17 @@ describe("validateAttentionPrefillArgs", () => {
       /^v: /,
     );
     expectError(
-      () => validateAttentionPrefillArgs({ ...ok(), out: d("f16", [6, 256]) }, heads),
+      () => validateAttentionPrefillArgs({ ...ok(), out: d("f16", [6, 128]) }, heads),
       RangeError,
       /^out: /,
     );
+    expectError(
+      () => validateAttentionPrefillArgs({ ...ok(), out: d("f16", [5, 256]) }, heads),
+      RangeError,
+      /^out: expected 6 rows/,
+    );
+    // the 2-D and 3-D layouts of the same data are interchangeable
+    expect(validateAttentionPrefillArgs({ ...ok(), out: d("f16", [6, 256]) }, heads).tokens).toBe(6);
     expectError(
       () => validateAttentionPrefillArgs(ok(), { ...heads, kvHeads: 3 }),
       RangeError,
@@ -487,7 +494,12 @@ describe("validateAttentionDecodeArgs", () => {
       /^vNew: /,
     );
     expectError(
-      () => validateAttentionDecodeArgs({ ...ok(), out: d("f16", [1, 4, 16]) }, opts),
+      () => validateAttentionDecodeArgs({ ...ok(), out: d("f16", [2, 4, 16]) }, opts),
+      RangeError,
+      /^out: expected 1 rows/,
+    );
+    expectError(
+      () => validateAttentionDecodeArgs({ ...ok(), out: d("f16", [1, 4, 8]) }, opts),
       RangeError,
       /^out: /,
     );

@@ -1,0 +1,263 @@
+// Host emulation of the addon's model ops (src/addon/ops.cc entry points) for
+// the host-memory stand-in, so that the GPU test of the ops (its references,
+// tolerances, guard zones and the argument order of src/ops.ts) runs on
+// machines without a GPU. It follows the documented semantics of ops.h with
+// fp64 math and one fp16 rounding per output; it says nothing about the CUDA
+// kernels themselves.
+import { f16ToF32, toF16Bits } from "../../src/device/numeric.js";
+import type { NativeAddon, NativeBuffer } from "../../src/native.js";
+
+type Ctor = Uint16Array | Float32Array | Int32Array;
+
+/** A typed view of `count` elements at `offset`, bounds- and alignment-checked like the addon. */
+function view<T extends Ctor>(
+  make: (buffer: ArrayBuffer, offset: number, count: number) => T,
+  size: number,
+  buffer: NativeBuffer,
+  offset: number,
+  count: number,
+  name: string,
+): T {
+  const bytes = (buffer as unknown as { bytes?: Uint8Array }).bytes;
+  if (bytes === undefined || buffer.freed) throw new TypeError(`${name}: expected a live device buffer`);
+  if (!Number.isInteger(offset) || offset < 0 || offset + count * size > buffer.byteLength) {
+    throw new RangeError(`${name}: bytes outside the buffer`);
+  }
+  if (offset % size !== 0) throw new RangeError(`${name}: misaligned`);
+  return make(bytes.buffer as ArrayBuffer, bytes.byteOffset + offset, count);
+}
+
+const half = (b: NativeBuffer, o: number, n: number, name: string) =>
+  view((buf, off, c) => new Uint16Array(buf, off, c), 2, b, o, n, name);
+const f32 = (b: NativeBuffer, o: number, n: number, name: string) =>
+  view((buf, off, c) => new Float32Array(buf, off, c), 4, b, o, n, name);
+const i32 = (b: NativeBuffer, o: number, n: number, name: string) =>
+  view((buf, off, c) => new Int32Array(buf, off, c), 4, b, o, n, name);
+
+/** Logits as numbers, fp16 or fp32. */
+function logitsOf(b: NativeBuffer, o: number, isF32: boolean, n: number): (i: number) => number {
+  if (isF32) {
+    const v = f32(b, o, n, "logits");
+    return (i) => v[i];
+  }
+  const v = half(b, o, n, "logits");
+  return (i) => f16ToF32(v[i]);
+}
+
+function rowLogSumExp(at: (i: number) => number, base: number, vocab: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let j = 0; j < vocab; j++) max = Math.max(max, at(base + j));
+  let sum = 0;
+  for (let j = 0; j < vocab; j++) sum += Math.exp(at(base + j) - max);
+  return max + Math.log(sum);
+}
+
+const NAN_F16 = 0x7e00;
+
+/** `addon` with the ops entry points added. */
+export function withFakeOps(addon: NativeAddon): NativeAddon {
+  const ops = {
+    opsEmbedding(
+      ids: NativeBuffer,
+      io: number,
+      table: NativeBuffer,
+      to: number,
+      out: NativeBuffer,
+      oo: number,
+      n: number,
+      vocab: number,
+      dim: number,
+    ): void {
+      const id = i32(ids, io, n, "ids");
+      const t = half(table, to, vocab * dim, "table");
+      const o = half(out, oo, n * dim, "out");
+      for (let r = 0; r < n; r++) {
+        const bad = id[r] < 0 || id[r] >= vocab;
+        for (let j = 0; j < dim; j++) o[r * dim + j] = bad ? NAN_F16 : t[id[r] * dim + j];
+      }
+    },
+    opsRmsNorm(
+      x: NativeBuffer,
+      xo: number,
+      w: NativeBuffer,
+      wo: number,
+      wF32: boolean,
+      out: NativeBuffer,
+      oo: number,
+      rows: number,
+      dim: number,
+      eps: number,
+    ): void {
+      const xv = half(x, xo, rows * dim, "x");
+      const weight = wF32
+        ? Array.from(f32(w, wo, dim, "weight"))
+        : Array.from(half(w, wo, dim, "weight"), f16ToF32);
+      const o = half(out, oo, rows * dim, "out");
+      for (let r = 0; r < rows; r++) {
+        const row = Array.from(xv.subarray(r * dim, (r + 1) * dim), f16ToF32);
+        const inv = 1 / Math.sqrt(row.reduce((s, v) => s + v * v, 0) / dim + eps);
+        for (let j = 0; j < dim; j++) o[r * dim + j] = toF16Bits(row[j] * inv * weight[j]);
+      }
+    },
+    opsRope(
+      x: NativeBuffer,
+      xo: number,
+      pos: NativeBuffer,
+      po: number,
+      tokens: number,
+      heads: number,
+      d: number,
+      theta: number,
+      style: number,
+    ): void {
+      const xv = half(x, xo, tokens * heads * d, "x");
+      const p = i32(pos, po, tokens, "positions");
+      for (let t = 0; t < tokens; t++) {
+        for (let h = 0; h < heads; h++) {
+          const base = (t * heads + h) * d;
+          for (let i = 0; i < d / 2; i++) {
+            const angle = p[t] * theta ** ((-2 * i) / d);
+            const a = base + (style === 0 ? 2 * i : i);
+            const b = base + (style === 0 ? 2 * i + 1 : i + d / 2);
+            const x0 = f16ToF32(xv[a]);
+            const x1 = f16ToF32(xv[b]);
+            xv[a] = toF16Bits(x0 * Math.cos(angle) - x1 * Math.sin(angle));
+            xv[b] = toF16Bits(x0 * Math.sin(angle) + x1 * Math.cos(angle));
+          }
+        }
+      }
+    },
+    opsSiluMul(
+      g: NativeBuffer,
+      go: number,
+      u: NativeBuffer,
+      uo: number,
+      out: NativeBuffer,
+      oo: number,
+      n: number,
+    ): void {
+      const gv = half(g, go, n, "gate");
+      const uv = half(u, uo, n, "up");
+      const o = half(out, oo, n, "out");
+      for (let i = 0; i < n; i++) {
+        const x = f16ToF32(gv[i]);
+        o[i] = toF16Bits((x / (1 + Math.exp(-x))) * f16ToF32(uv[i]));
+      }
+    },
+    opsAdd(
+      a: NativeBuffer,
+      ao: number,
+      b: NativeBuffer,
+      bo: number,
+      out: NativeBuffer,
+      oo: number,
+      n: number,
+    ): void {
+      const av = half(a, ao, n, "a");
+      const bv = half(b, bo, n, "b");
+      const o = half(out, oo, n, "out");
+      for (let i = 0; i < n; i++) o[i] = toF16Bits(f16ToF32(av[i]) + f16ToF32(bv[i]));
+    },
+    opsAttention(
+      q: NativeBuffer,
+      qo: number,
+      k: NativeBuffer,
+      ko: number,
+      v: NativeBuffer,
+      vo: number,
+      out: NativeBuffer,
+      oo: number,
+      nq: number,
+      start: number,
+      kvRows: number,
+      hq: number,
+      hkv: number,
+      d: number,
+    ): void {
+      if (start < 0 || start + nq > kvRows || hq % hkv !== 0) throw new RangeError("attention: bad sizes");
+      const qv = half(q, qo, nq * hq * d, "q");
+      const kv = half(k, ko, kvRows * hkv * d, "k");
+      const vv = half(v, vo, kvRows * hkv * d, "v");
+      const o = half(out, oo, nq * hq * d, "out");
+      const scale = 1 / Math.sqrt(d);
+      for (let i = 0; i < nq; i++) {
+        for (let h = 0; h < hq; h++) {
+          const kh = Math.floor(h / (hq / hkv));
+          const last = start + i;
+          const w = new Float64Array(last + 1);
+          for (let s = 0; s <= last; s++) {
+            let dot = 0;
+            for (let j = 0; j < d; j++)
+              dot += f16ToF32(qv[(i * hq + h) * d + j]) * f16ToF32(kv[(s * hkv + kh) * d + j]);
+            w[s] = dot * scale;
+          }
+          const max = Math.max(...w);
+          let sum = 0;
+          for (let s = 0; s <= last; s++) {
+            w[s] = Math.exp(w[s] - max);
+            sum += w[s];
+          }
+          for (let j = 0; j < d; j++) {
+            let acc = 0;
+            for (let s = 0; s <= last; s++) acc += w[s] * f16ToF32(vv[(s * hkv + kh) * d + j]);
+            o[(i * hq + h) * d + j] = toF16Bits(acc / sum);
+          }
+        }
+      }
+    },
+    opsCacheAppend(
+      src: NativeBuffer,
+      so: number,
+      cache: NativeBuffer,
+      co: number,
+      n: number,
+      start: number,
+      rows: number,
+      hkv: number,
+      d: number,
+    ): void {
+      if (start < 0 || start + n > rows) throw new RangeError("cacheAppend: rows outside the cache");
+      const from = half(src, so, n * hkv * d, "src");
+      half(cache, co, rows * hkv * d, "cache").set(from, start * hkv * d);
+    },
+    opsLogSoftmax(
+      l: NativeBuffer,
+      lo: number,
+      isF32: boolean,
+      out: NativeBuffer,
+      oo: number,
+      rows: number,
+      vocab: number,
+    ): void {
+      const at = logitsOf(l, lo, isF32, rows * vocab);
+      const o = f32(out, oo, rows * vocab, "out");
+      for (let r = 0; r < rows; r++) {
+        const lse = rowLogSumExp(at, r * vocab, vocab);
+        for (let j = 0; j < vocab; j++) o[r * vocab + j] = at(r * vocab + j) - lse;
+      }
+    },
+    opsNll(
+      l: NativeBuffer,
+      lo: number,
+      isF32: boolean,
+      t: NativeBuffer,
+      to: number,
+      out: NativeBuffer,
+      oo: number,
+      rows: number,
+      vocab: number,
+    ): void {
+      const at = logitsOf(l, lo, isF32, rows * vocab);
+      const targets = i32(t, to, rows, "targets");
+      const o = f32(out, oo, rows, "out");
+      for (let r = 0; r < rows; r++) {
+        const target = targets[r];
+        o[r] =
+          target < 0 || target >= vocab
+            ? Number.NaN
+            : rowLogSumExp(at, r * vocab, vocab) - at(r * vocab + target);
+      }
+    },
+  };
+  return Object.assign(addon, ops);
+}
