@@ -11,6 +11,15 @@ import { loadModel } from "./model/loaders/index.js";
 import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "./checkpoint.js";
 import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
 import type { LlamaModel } from "./model/llama.js";
+import type { LlamaRuntime } from "./model/runtime.js";
+import {
+  chooseRuntime,
+  createRuntime,
+  RUNTIME_REQUESTS,
+  type RuntimeKind,
+  type RuntimeRequest,
+  runtimeEnvironment,
+} from "./model/runtime-select.js";
 import {
   chooseGroupsize,
   type EvalData,
@@ -69,6 +78,20 @@ function backendOption(): Option {
   return new Option("--backend <backend>", "backend of the linear layers")
     .choices(["auto", "cpu", "cuda"])
     .default("auto");
+}
+
+function runtimeOption(): Option {
+  return new Option(
+    "--runtime <runtime>",
+    "where the model ops run: cuda (the whole forward pass on the GPU), cpu (fp32 reference) or auto (cuda when a GPU holds the layers)",
+  )
+    .choices([...RUNTIME_REQUESTS])
+    .default("auto");
+}
+
+/** The runtime for `models` as loaded; throws a clear error when an explicit "cuda" cannot run. */
+function pickRuntime(request: RuntimeRequest, models: LlamaModel[]): RuntimeKind {
+  return chooseRuntime(request, runtimeEnvironment(models));
 }
 
 function addQuantizeOptions(cmd: Command): Command {
@@ -197,6 +220,7 @@ function tokenizerFor(modelPath: string): TextTokenizer | undefined {
 }
 
 interface RunFlags extends CalibrationFlags {
+  runtime: RuntimeRequest;
   quantized?: string;
   data?: string;
   format?: TokenFileFormat;
@@ -210,9 +234,28 @@ interface RunFlags extends CalibrationFlags {
   markdown?: string;
 }
 
-function evalDataFor(fp: LlamaModel, f: RunFlags, tokenizer: TextTokenizer | undefined): EvalData {
+function evalDataFor(
+  fp: LlamaModel,
+  f: RunFlags,
+  tokenizer: TextTokenizer | undefined,
+  runtime: RuntimeKind,
+): EvalData {
   const windowLength = f.window ?? Math.min(256, fp.config.maxSeqLen);
-  return prepareEvalData(new CpuLlamaRuntime(fp), {
+  const rt = createRuntime(fp, runtime);
+  try {
+    return evalDataWith(rt, f, windowLength, tokenizer);
+  } finally {
+    rt.dispose();
+  }
+}
+
+function evalDataWith(
+  rt: LlamaRuntime,
+  f: RunFlags,
+  windowLength: number,
+  tokenizer: TextTokenizer | undefined,
+): EvalData {
+  return prepareEvalData(rt, {
     file: f.data,
     format: f.format,
     seqLen: f.seqLen,
@@ -286,9 +329,12 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       .option("--sample <n>", "sequences to sample when there is no --data", int("sample", 1), 32)
       .option("--tasks <file>", "multiple-choice JSONL (context, choices, gold)")
       .option("--json <file>", "write the report as JSON")
-      .option("--markdown <file>", "write the report as markdown"),
+      .option("--markdown <file>", "write the report as markdown")
+      .addOption(runtimeOption()),
   ).action(async (modelPath: string, f: RunFlags) => {
     const fp = await loadModel(modelPath, { backend: backendOf(f.backend) });
+    // Checked before the (possibly long) quantization; the quantized layers share the backend flag.
+    let runtime = pickRuntime(f.runtime, [fp]);
     const tokenizer = tokenizerFor(modelPath);
     let qModel: LlamaModel;
     let method: string = f.method;
@@ -312,8 +358,10 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       quantizeSeconds = q.seconds;
       calibration = q.calibration;
     }
-    const data = evalDataFor(fp, f, tokenizer);
+    runtime = pickRuntime(runtime, [fp, qModel]);
+    const data = evalDataFor(fp, f, tokenizer, runtime);
     const report = evaluatePair(fp, qModel, {
+      runtime,
       modelName: basename(modelPath),
       method,
       groupsize,
@@ -348,6 +396,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     )
     .option("--seed <n>", "sampling seed", int("seed", 0), 0)
     .addOption(backendOption())
+    .addOption(runtimeOption())
     .action(
       async (
         modelPath: string,
@@ -358,6 +407,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           temperature: number;
           seed: number;
           backend: "auto" | Backend;
+          runtime: RuntimeRequest;
         },
       ) => {
         const backend = backendOf(f.backend);
@@ -367,12 +417,18 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         const models: [string, LlamaModel][] = [["fp", fp]];
         if (f.quantized)
           models.push(["quantized", (await loadQuantizedCheckpoint(f.quantized, { backend })).model]);
+        const runtime = pickRuntime(
+          f.runtime,
+          models.map(([, m]) => m),
+        );
         for (const [name, model] of models) {
-          const ids = generate(new CpuLlamaRuntime(model), prompt, {
-            length: f.length,
-            temperature: f.temperature,
-            seed: f.seed,
-          });
+          const rt = createRuntime(model, runtime);
+          let ids: Int32Array;
+          try {
+            ids = generate(rt, prompt, { length: f.length, temperature: f.temperature, seed: f.seed });
+          } finally {
+            rt.dispose();
+          }
           const text = tokenizer ? `\n  ${JSON.stringify(tokenizer.decode(Array.from(ids)))}` : "";
           process.stdout.write(`${name}: ${Array.from(ids).join(" ")}${text}\n`);
         }

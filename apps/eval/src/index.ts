@@ -11,6 +11,22 @@ export {
 export type { HostTensor, ModelLinear } from "./model/linear.js";
 export type { ForwardOptions, KvCache, LlamaRuntime } from "./model/runtime.js";
 export { CpuLlamaRuntime, type LinearInputObserver } from "./model/cpu-runtime.js";
+export {
+  CudaKvCache,
+  CudaLlamaRuntime,
+  CudaRuntimeUnavailableError,
+  checkCudaLayers,
+} from "./model/gpu-runtime.js";
+export {
+  chooseRuntime,
+  createRuntime,
+  describeRuntime,
+  RUNTIME_REQUESTS,
+  type RuntimeEnvironment,
+  type RuntimeKind,
+  type RuntimeRequest,
+  runtimeEnvironment,
+} from "./model/runtime-select.js";
 export { ModelLoadError, type ModelLoadErrorCode } from "./model/loaders/errors.js";
 export { llama2cFloatCount, loadLlama2c, parseLlama2cHeader } from "./model/loaders/llama2c.js";
 export { detectModelFormat, loadModel, type ModelFormat } from "./model/loaders/index.js";

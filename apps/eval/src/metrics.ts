@@ -71,11 +71,20 @@ export function perplexity(
   let nll = 0;
   let tokens = 0;
   windows.forEach((w, i) => {
-    const logits = checkFinite(runtime.forward(w), "model", i, V);
-    for (let t = 0; t + 1 < w.length; t++) {
-      logSoftmax(logits, t * V, V, lp);
-      nll -= lp[w[t + 1]];
-      tokens++;
+    if (runtime.targetNll) {
+      const losses = runtime.targetNll(w);
+      losses.forEach((loss, t) => {
+        if (!Number.isFinite(loss)) throw new RangeError(`model: loss ${loss} at window ${i}, position ${t}`);
+        nll += loss;
+      });
+      tokens += losses.length;
+    } else {
+      const logits = checkFinite(runtime.forward(w), "model", i, V);
+      for (let t = 0; t + 1 < w.length; t++) {
+        logSoftmax(logits, t * V, V, lp);
+        nll -= lp[w[t + 1]];
+        tokens++;
+      }
     }
     onProgress?.(i + 1, windows.length);
   });

@@ -4,9 +4,9 @@ import type { TextTokenizer } from "./data/tokenizer.js";
 import type { TokenFileFormat } from "./data/tokens.js";
 import { readTokenFile, toWindows } from "./data/tokens.js";
 import { compareModels } from "./metrics.js";
-import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
 import { BLOCK_LINEARS, type LlamaModel, listLinears } from "./model/llama.js";
 import type { LlamaRuntime } from "./model/runtime.js";
+import { createRuntime, describeRuntime, type RuntimeKind } from "./model/runtime-select.js";
 import { startProgress } from "./progress.js";
 import { type Levels, type QuantizationMethod, rtnCalibrator } from "./quantize/calibrators.js";
 import { type GptqSettings, gptqCalibrator } from "./quantize/gptq-calibrator.js";
@@ -141,6 +141,8 @@ export interface EvaluateSettings {
   quantizeSeconds?: number;
   calibration?: EvalReport["calibration"];
   checkpoint?: EvalReport["checkpoint"];
+  /** Where the model ops run (default: the CPU reference). */
+  runtime?: RuntimeKind;
   quiet?: boolean;
 }
 
@@ -169,8 +171,25 @@ function packedBytes(model: LlamaModel, groupsize: number): number {
 
 /** Evaluates the quantized model against the unquantized one and assembles the report. */
 export function evaluatePair(fpModel: LlamaModel, qModel: LlamaModel, s: EvaluateSettings): EvalReport {
-  const fp = new CpuLlamaRuntime(fpModel);
-  const q = new CpuLlamaRuntime(qModel);
+  const runtime = s.runtime ?? "cpu";
+  const fp = createRuntime(fpModel, runtime);
+  const q = createRuntime(qModel, runtime);
+  try {
+    return evaluateWith(fp, q, s, runtime);
+  } finally {
+    fp.dispose();
+    q.dispose();
+  }
+}
+
+function evaluateWith(
+  fp: LlamaRuntime,
+  q: LlamaRuntime,
+  s: EvaluateSettings,
+  runtime: RuntimeKind,
+): EvalReport {
+  const fpModel = fp.model;
+  const qModel = q.model;
   const t0 = performance.now();
   const progress = startProgress("evaluate fp vs quant", { quiet: s.quiet });
   const cmp = compareModels(fp, q, s.data.windows, (done, total) => progress.update(done, total));
@@ -205,7 +224,7 @@ export function evaluatePair(fpModel: LlamaModel, qModel: LlamaModel, s: Evaluat
     groupsize: s.groupsize,
     levels: s.levels,
     backend: [...backends].join("+"),
-    runtime: "model ops on the CPU in fp32; linear layers through @trirun/layers",
+    runtime: describeRuntime(runtime),
     checkpoint: s.checkpoint,
     calibration: s.calibration,
     data: {

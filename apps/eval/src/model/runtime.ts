@@ -25,5 +25,10 @@ export interface LlamaRuntime {
    * tokens' keys and values to the cache. With lastOnly, one row.
    */
   forward(tokens: ArrayLike<number>, cache?: KvCache, opts?: ForwardOptions): Float32Array;
+  /**
+   * Optional: negative log-likelihood (nats) of tokens[1..] given the tokens before each (positions from
+   * 0, no cache), for runtimes that can compute it without returning every logit.
+   */
+  targetNll?(tokens: ArrayLike<number>): Float64Array;
   dispose(): void;
 }

@@ -1,0 +1,206 @@
+/**
+ * The CUDA runtime (the whole forward pass on the GPU) against the fp32 CPU runtime with CPU layers:
+ * perplexity and KL within 0.5% relative, unquantized and quantized, on stories260K (padded by the layers)
+ * and stories-student-3M (kernel-sized); decoding token by token with the device KV cache agrees with
+ * prefill; device NLL agrees with host log-softmax over the downloaded logits. Skips, with a note,
+ * without a usable CUDA device or without the shared models (set TRIRUN_SHARED_MODELS to their folder
+ * when running from a bundle).
+ */
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { available, unavailableReason } from "@trirun/kernel-native";
+import { afterAll, describe, expect, it } from "vitest";
+import { readTokenFile } from "../src/data/tokens.js";
+import { compareModels, logSoftmax, perplexity } from "../src/metrics.js";
+import { CpuLlamaRuntime } from "../src/model/cpu-runtime.js";
+import { CudaLlamaRuntime } from "../src/model/gpu-runtime.js";
+import { disposeModel, type LlamaModel } from "../src/model/llama.js";
+import { loadModel } from "../src/model/loaders/index.js";
+import { quantizeModel } from "../src/pipeline.js";
+
+function findModels(): string | undefined {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    process.env.TRIRUN_SHARED_MODELS,
+    resolve(here, "../../../../shared/models"),
+    resolve(process.cwd(), "../shared/models"),
+    resolve(process.cwd(), "shared/models"),
+    resolve(process.cwd(), "../../../shared/models"),
+  ];
+  return candidates.find((d) => d !== undefined && existsSync(join(d, "stories260K.bin")));
+}
+
+const gpu = available();
+const models = findModels();
+if (!gpu) console.log(`@trirun/eval GPU runtime tests skipped: ${unavailableReason() ?? "no CUDA device"}`);
+else if (!models)
+  console.log("@trirun/eval GPU runtime tests skipped: shared models not found (set TRIRUN_SHARED_MODELS)");
+
+const VOCAB = 512;
+const WINDOW = 96;
+
+/** Evaluation windows: held-out rows of the samples file at a random offset when present, else random ids. */
+function evalWindows(count: number): Int32Array[] {
+  const samples = models && join(models, "stories260K-samples-8192x256.u16");
+  if (samples && existsSync(samples)) {
+    const rows = readTokenFile(samples, { seqLen: 256, vocabSize: VOCAB });
+    const first = 4096 + Math.floor(Math.random() * (rows.length - 4096 - count));
+    return rows.slice(first, first + count).map((r) => r.slice(0, WINDOW));
+  }
+  return Array.from({ length: count }, () =>
+    Int32Array.from({ length: WINDOW }, (_, i) =>
+      i === 0 ? 1 : 1 + Math.floor(Math.random() * (VOCAB - 1)),
+    ),
+  );
+}
+
+function relDiff(a: number, b: number): number {
+  return Math.abs(a - b) / Math.abs(b);
+}
+
+/** KL(p || q) per row of two (rows, V) logit matrices, in fp64. */
+function rowKl(p: Float32Array, q: Float32Array, rows: number, V: number, qRow0 = 0): number[] {
+  const lp = new Float64Array(V);
+  const lq = new Float64Array(V);
+  return Array.from({ length: rows }, (_, r) => {
+    logSoftmax(p, r * V, V, lp);
+    logSoftmax(q, (qRow0 + r) * V, V, lq);
+    let kl = 0;
+    for (let v = 0; v < V; v++) kl += Math.exp(lp[v]) * (lp[v] - lq[v]);
+    return Math.max(0, kl);
+  });
+}
+
+const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+
+const CASES = [
+  { name: "stories260K (padded: 64 / 172 features)", file: "stories260K.bin", groupsize: -1 as const },
+  { name: "stories-student-3M (kernel-sized)", file: "stories-student-3M", groupsize: 128 as const },
+];
+
+describe.skipIf(!gpu || !models)("CUDA Llama runtime", () => {
+  for (const c of CASES) {
+    describe(c.name, () => {
+      const owned: LlamaModel[] = [];
+      const runtimes: CudaLlamaRuntime[] = [];
+      const load = async (backend: "cpu" | "cuda") => {
+        const m = await loadModel(join(models!, c.file), { backend });
+        owned.push(m);
+        return m;
+      };
+      const cudaRuntime = (m: LlamaModel) => {
+        const rt = new CudaLlamaRuntime(m);
+        runtimes.push(rt);
+        return rt;
+      };
+      const quantize = async (fp: LlamaModel, backend: "cpu" | "cuda") => {
+        // RTN (mse, int2) reads only the host weight copies (the same fp16 values on both backends), so
+        // both get the same codes and scales; the quantized model shares the classifier of `fp`.
+        const q = await quantizeModel(fp, {
+          method: "mse",
+          groupsize: c.groupsize,
+          levels: "int2",
+          calibration: [],
+          backend,
+          quiet: true,
+        });
+        owned.push(q.model);
+        return q.model;
+      };
+      afterAll(() => {
+        for (const rt of runtimes) rt.dispose();
+        for (const m of owned) disposeModel(m);
+      });
+
+      it("unquantized: perplexity within 0.5% of the CPU runtime; next-token distributions agree", async () => {
+        const windows = evalWindows(3);
+        const cpu = new CpuLlamaRuntime(await load("cpu"));
+        const gpuRt = cudaRuntime(await load("cuda"));
+        const ref = perplexity(cpu, windows);
+        // perplexity() takes the device NLL path (targetNll); compareModels the downloaded logits.
+        const onDevice = perplexity(gpuRt, windows);
+        const cmp = compareModels(cpu, gpuRt, windows);
+        console.log(
+          `${c.file} fp: perplexity cpu ${ref.perplexity.toFixed(4)} cuda ${onDevice.perplexity.toFixed(4)} (logits ${cmp.quantized.perplexity.toFixed(4)}), KL(cpu || cuda) ${cmp.quantized.klMean.toExponential(2)}`,
+        );
+        expect(onDevice.tokens).toBe(ref.tokens);
+        expect(relDiff(onDevice.perplexity, ref.perplexity)).toBeLessThan(5e-3);
+        expect(relDiff(cmp.quantized.perplexity, ref.perplexity)).toBeLessThan(5e-3);
+        expect(cmp.quantized.klMean).toBeLessThan(1e-3);
+      });
+
+      it("quantized (int2 RTN): perplexities and KL(fp || quantized) within 0.5% of the CPU runtime's", async () => {
+        const windows = evalWindows(3);
+        const fpCpu = await load("cpu");
+        const fpCuda = await load("cuda");
+        const qCpu = await quantize(fpCpu, "cpu");
+        const qCuda = await quantize(fpCuda, "cuda");
+        expect(qCuda.blocks[0].linears["mlp.down_proj"]).toMatchObject({ kind: "trirun", backend: "cuda" });
+        const onCpu = compareModels(new CpuLlamaRuntime(fpCpu), new CpuLlamaRuntime(qCpu), windows);
+        const gq = cudaRuntime(qCuda);
+        const onGpu = compareModels(cudaRuntime(fpCuda), gq, windows);
+        const direct = compareModels(new CpuLlamaRuntime(qCpu), gq, windows);
+        console.log(
+          `${c.file} int2: perplexity fp ${onCpu.fp.perplexity.toFixed(4)} / ${onGpu.fp.perplexity.toFixed(4)}, quantized ${onCpu.quantized.perplexity.toFixed(4)} / ${onGpu.quantized.perplexity.toFixed(4)}, KL ${onCpu.quantized.klMean.toFixed(5)} / ${onGpu.quantized.klMean.toFixed(5)} (cpu / cuda); KL(cpu q || cuda q) ${direct.quantized.klMean.toExponential(2)}`,
+        );
+        expect(relDiff(onGpu.fp.perplexity, onCpu.fp.perplexity)).toBeLessThan(5e-3);
+        expect(relDiff(onGpu.quantized.perplexity, onCpu.quantized.perplexity)).toBeLessThan(5e-3);
+        expect(relDiff(onGpu.quantized.klMean, onCpu.quantized.klMean)).toBeLessThan(5e-3);
+        expect(direct.quantized.klMean).toBeLessThan(5e-3);
+        expect(relDiff(perplexity(gq, windows).perplexity, onCpu.quantized.perplexity)).toBeLessThan(5e-3);
+      });
+
+      it("decoding token by token with the device KV cache agrees with prefill (fp and quantized)", async () => {
+        const [w] = evalWindows(1);
+        const fp = await load("cuda");
+        for (const model of [fp, await quantize(fp, "cuda")]) {
+          const rt = cudaRuntime(model);
+          const prefill = rt.forward(w);
+          const cache = rt.newCache();
+          const decoded = new Float32Array(prefill.length);
+          for (let t = 0; t < w.length; t++)
+            decoded.set(rt.forward([w[t]], cache, { lastOnly: true }), t * VOCAB);
+          expect(cache.length).toBe(w.length);
+          const kls = rowKl(prefill, decoded, w.length, VOCAB);
+          // A prompt prefilled into the cache, then one token at a time.
+          const split = 1 + Math.floor(Math.random() * (w.length - 2));
+          cache.reset();
+          const promptLogits = rt.forward(w.subarray(0, split), cache);
+          const next = rt.forward(w.subarray(split, split + 1), cache, { lastOnly: true });
+          const promptKl = rowKl(prefill, promptLogits, split, VOCAB);
+          const nextKl = rowKl(prefill.subarray(split * VOCAB, (split + 1) * VOCAB), next, 1, VOCAB);
+          console.log(
+            `${c.file} ${model === fp ? "fp" : "int2"} decode vs prefill: KL mean ${mean(kls).toExponential(2)} max ${Math.max(...kls).toExponential(2)}; cached prompt of ${split} ${mean(promptKl).toExponential(2)}, next ${nextKl[0].toExponential(2)}`,
+          );
+          expect(mean(kls)).toBeLessThan(1e-3);
+          expect(Math.max(...kls)).toBeLessThan(1e-2);
+          expect(mean(promptKl)).toBeLessThan(1e-3);
+          expect(nextKl[0]).toBeLessThan(1e-2);
+          cache.dispose();
+        }
+      });
+
+      it("device NLL matches host log-softmax over the downloaded logits; bad tokens and caches are refused", async () => {
+        const [w] = evalWindows(1);
+        const rt = cudaRuntime(await load("cuda"));
+        const logits = rt.forward(w);
+        const losses = rt.targetNll(w);
+        const lp = new Float64Array(VOCAB);
+        expect(losses.length).toBe(w.length - 1);
+        let worst = 0;
+        for (let t = 0; t + 1 < w.length; t++) {
+          logSoftmax(logits, t * VOCAB, VOCAB, lp);
+          worst = Math.max(worst, Math.abs(losses[t] + lp[w[t + 1]]));
+        }
+        expect(worst).toBeLessThan(1e-3);
+        expect(() => rt.forward([1, VOCAB])).toThrow(/tokens\[1\] = 512 is outside the vocabulary/);
+        expect(() => rt.forward([1], new CpuLlamaRuntime(rt.model).newCache())).toThrow(TypeError);
+        const small = rt.newCache(4);
+        rt.forward([1, 2, 3], small);
+        expect(() => rt.forward([4, 5], small)).toThrow(/exceed the cache capacity 4/);
+        small.dispose();
+      });
+    });
+  }
+});
