@@ -28,6 +28,7 @@ export {
   type RopeOptions,
   type RopeStyle,
   validateAttentionDecodeArgs,
+  validateAttentionDecodeBatchArgs,
   validateAttentionPrefillArgs,
   validateElementwiseArgs,
   validateEmbeddingArgs,

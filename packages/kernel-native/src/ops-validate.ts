@@ -383,6 +383,78 @@ export function validateAttentionDecodeArgs(
   return { ...h, tokens, position, cacheRows };
 }
 
+/** Per-sequence caches: (batch, maxT, kvHeads, headDim) or (batch, maxT, kvHeads * headDim). */
+function batchCacheDims(
+  t: TensorDescriptor,
+  name: string,
+  kvHeads: number,
+  headDim: number,
+): [number, number] {
+  const s = t.shape;
+  const ok =
+    (s.length === 4 && s[2] === kvHeads && s[3] === headDim) ||
+    (s.length === 3 && s[2] === kvHeads * headDim);
+  if (!ok) {
+    throw new RangeError(
+      `${name}: expected shape (batch, maxT, kvHeads, headDim) = (batch, maxT, ${kvHeads}, ${headDim}) or (batch, maxT, kvHeads * headDim), got ${formatShape(s)}`,
+    );
+  }
+  return [s[0], s[1]];
+}
+
+/**
+ * attentionDecodeBatch(q, kNew, vNew, kCache, vCache, positions, out, opts):
+ * one new token per sequence. q, out f16 (batch, heads[, ]headDim); kNew, vNew
+ * f16 (batch, kvHeads[, ]headDim); caches f16 (batch, maxT, kvHeads[, ]headDim);
+ * positions i32 (batch), read on the device.
+ */
+export function validateAttentionDecodeBatchArgs(
+  args: {
+    q: TensorDescriptor;
+    kNew: TensorDescriptor;
+    vNew: TensorDescriptor;
+    kCache: TensorDescriptor;
+    vCache: TensorDescriptor;
+    positions: TensorDescriptor;
+    out: TensorDescriptor;
+  },
+  opts: AttentionHeads,
+): AttentionHeads & { batch: number; maxT: number } {
+  const names = ["q", "kNew", "vNew", "kCache", "vCache", "positions", "out"] as const;
+  const t = Object.fromEntries(names.map((name) => [name, tensor(args[name], name)])) as Record<
+    (typeof names)[number],
+    TensorDescriptor
+  >;
+  for (const name of names) dtypeOf(t[name], name, [name === "positions" ? "i32" : "f16"]);
+  const h = checkHeads(opts);
+  const batch = headRows(t.q, "q", h.heads, h.headDim, "heads");
+  positive({ "batch (q.shape[0])": batch });
+  for (const name of ["kNew", "vNew"] as const) {
+    const rows = headRows(t[name], name, h.kvHeads, h.headDim, "kvHeads");
+    if (rows !== batch) throw new RangeError(`${name}: expected ${batch} rows (q.shape[0]), got ${rows}`);
+  }
+  const outRows = headRows(t.out, "out", h.heads, h.headDim, "heads");
+  if (outRows !== batch) throw new RangeError(`out: expected ${batch} rows (q.shape[0]), got ${outRows}`);
+  const [kb, maxT] = batchCacheDims(t.kCache, "kCache", h.kvHeads, h.headDim);
+  if (kb !== batch) throw new RangeError(`kCache: expected ${batch} sequences (q.shape[0]), got ${kb}`);
+  positive({ "maxT (kCache.shape[1])": maxT });
+  const [vb, vT] = batchCacheDims(t.vCache, "vCache", h.kvHeads, h.headDim);
+  if (vb !== batch || vT !== maxT) {
+    throw new RangeError(
+      `vCache: expected ${batch} sequences of ${maxT} rows like kCache, got ${formatShape(t.vCache.shape)}`,
+    );
+  }
+  rank(t.positions, "positions", 1, "(batch)");
+  if (t.positions.shape[0] !== batch) {
+    throw new RangeError(
+      `positions: expected shape (batch) = (${batch}), got ${formatShape(t.positions.shape)}`,
+    );
+  }
+  for (const name of names) elementAligned(t[name], name, name === "positions" ? 4 : 2);
+  sameDevice(names.map((name) => [t[name], name]));
+  return { ...h, batch, maxT };
+}
+
 /** logSoftmax(logits, out): logits f16 or f32 (rows, vocab), out f32 (rows, vocab). */
 export function validateLogSoftmaxArgs(args: { logits: TensorDescriptor; out: TensorDescriptor }): {
   rows: number;

@@ -10,6 +10,7 @@ import {
   type AttentionHeads,
   type RopeOptions,
   validateAttentionDecodeArgs,
+  validateAttentionDecodeBatchArgs,
   validateAttentionPrefillArgs,
   validateElementwiseArgs,
   validateEmbeddingArgs,
@@ -103,6 +104,37 @@ interface NativeOps {
     n: number,
     start: number,
     cacheRows: number,
+    kvHeads: number,
+    headDim: number,
+    s: S,
+  ): void;
+  opsAttentionDecodeBatch(
+    q: Buf,
+    qo: number,
+    kCache: Buf,
+    ko: number,
+    vCache: Buf,
+    vo: number,
+    positions: Buf,
+    po: number,
+    out: Buf,
+    oo: number,
+    batch: number,
+    maxT: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    s: S,
+  ): void;
+  opsCacheAppendBatch(
+    src: Buf,
+    so: number,
+    cache: Buf,
+    co: number,
+    positions: Buf,
+    po: number,
+    batch: number,
+    maxT: number,
     kvHeads: number,
     headDim: number,
     s: S,
@@ -373,6 +405,80 @@ export function attentionDecode(
     p.tokens,
     p.position,
     p.cacheRows,
+    p.heads,
+    p.kvHeads,
+    p.headDim,
+    stream,
+  );
+}
+
+/**
+ * Decoding one new token for each of a batch of sequences with per-sequence
+ * caches and positions: the token of sequence b (q row b, kNew/vNew row b) is
+ * at position positions[b] (i32, on the device, so that a captured CUDA graph
+ * can replay with new positions); its k/v go to row positions[b] of cache b,
+ * and it attends to rows 0..positions[b]. Caches (batch, maxT,
+ * kvHeads[, ]headDim). Positions are read on the device: one outside
+ * 0..maxT-1 writes nothing to the caches and gives NaN outputs for that
+ * sequence.
+ */
+export function attentionDecodeBatch(
+  q: DeviceTensor,
+  kNew: DeviceTensor,
+  vNew: DeviceTensor,
+  kCache: DeviceTensor,
+  vCache: DeviceTensor,
+  positions: DeviceTensor,
+  out: DeviceTensor,
+  opts: AttentionHeads & StreamOption,
+): void {
+  const qo = operand(q, "q");
+  const kn = operand(kNew, "kNew");
+  const vn = operand(vNew, "vNew");
+  const kc = operand(kCache, "kCache");
+  const vc = operand(vCache, "vCache");
+  const po = operand(positions, "positions");
+  const o = operand(out, "out");
+  const p = validateAttentionDecodeBatchArgs({ q, kNew, vNew, kCache, vCache, positions, out }, opts);
+  checkNoOverlap(kc, [qo, kn, vn, vc, po]);
+  checkNoOverlap(vc, [qo, kn, vn, po]);
+  checkNoOverlap(o, [qo, kn, vn, kc, vc, po]);
+  const stream = streamOf(opts);
+  const native = opsAddon();
+  const dims = [p.batch, p.maxT, p.kvHeads, p.headDim] as const;
+  native.opsCacheAppendBatch(
+    kn.buffer,
+    kn.byteOffset,
+    kc.buffer,
+    kc.byteOffset,
+    po.buffer,
+    po.byteOffset,
+    ...dims,
+    stream,
+  );
+  native.opsCacheAppendBatch(
+    vn.buffer,
+    vn.byteOffset,
+    vc.buffer,
+    vc.byteOffset,
+    po.buffer,
+    po.byteOffset,
+    ...dims,
+    stream,
+  );
+  native.opsAttentionDecodeBatch(
+    qo.buffer,
+    qo.byteOffset,
+    kc.buffer,
+    kc.byteOffset,
+    vc.buffer,
+    vc.byteOffset,
+    po.buffer,
+    po.byteOffset,
+    o.buffer,
+    o.byteOffset,
+    p.batch,
+    p.maxT,
     p.heads,
     p.kvHeads,
     p.headDim,

@@ -11,6 +11,7 @@ import {
   ops,
   type TensorDescriptor,
   validateAttentionDecodeArgs,
+  validateAttentionDecodeBatchArgs,
   validateAttentionPrefillArgs,
   validateElementwiseArgs,
   validateEmbeddingArgs,
@@ -507,6 +508,77 @@ describe("validateAttentionDecodeArgs", () => {
       () => validateAttentionDecodeArgs({ ...ok(), vCache: d("f16", [32, 64], { disposed: true }) }, opts),
       DisposedError,
       /^vCache/,
+    );
+  });
+});
+
+describe("validateAttentionDecodeBatchArgs", () => {
+  const heads = { heads: 4, kvHeads: 2, headDim: 16 };
+  const ok = () => ({
+    q: d("f16", [3, 64]),
+    kNew: d("f16", [3, 2, 16]),
+    vNew: d("f16", [3, 32]),
+    kCache: d("f16", [3, 50, 2, 16]),
+    vCache: d("f16", [3, 50, 32]),
+    positions: d("i32", [3]),
+    out: d("f16", [3, 4, 16]),
+  });
+
+  it("accepts 4-D and 3-D caches", () => {
+    expect(validateAttentionDecodeBatchArgs(ok(), heads)).toEqual({ ...heads, batch: 3, maxT: 50 });
+  });
+
+  it("names the wrong argument", () => {
+    expectError(
+      () => validateAttentionDecodeBatchArgs({ ...ok(), positions: d("f32", [3]) }, heads),
+      TypeError,
+      /^positions: .*i32/,
+    );
+    expectError(
+      () => validateAttentionDecodeBatchArgs({ ...ok(), positions: d("i32", [2]) }, heads),
+      RangeError,
+      /^positions: .*\(3\)/,
+    );
+    expectError(
+      () => validateAttentionDecodeBatchArgs({ ...ok(), kCache: d("f16", [2, 50, 32]) }, heads),
+      RangeError,
+      /^kCache: expected 3 sequences/,
+    );
+    expectError(
+      () => validateAttentionDecodeBatchArgs({ ...ok(), kCache: d("f16", [3, 50, 2, 8]) }, heads),
+      RangeError,
+      /^kCache: expected shape/,
+    );
+    expectError(
+      () => validateAttentionDecodeBatchArgs({ ...ok(), vCache: d("f16", [3, 49, 32]) }, heads),
+      RangeError,
+      /^vCache: /,
+    );
+    expectError(
+      () => validateAttentionDecodeBatchArgs({ ...ok(), kNew: d("f16", [2, 32]) }, heads),
+      RangeError,
+      /^kNew: expected 3 rows/,
+    );
+    expectError(
+      () => validateAttentionDecodeBatchArgs({ ...ok(), out: d("f16", [3, 32]) }, heads),
+      RangeError,
+      /^out: /,
+    );
+    expectError(
+      () => validateAttentionDecodeBatchArgs({ ...ok(), q: d("f32", [3, 64]) }, heads),
+      TypeError,
+      /^q: /,
+    );
+    expectError(
+      () => validateAttentionDecodeBatchArgs(ok(), { ...heads, kvHeads: 3 }),
+      RangeError,
+      /^opts.kvHeads/,
+    );
+    expectError(
+      () =>
+        validateAttentionDecodeBatchArgs({ ...ok(), positions: d("i32", [3], { disposed: true }) }, heads),
+      DisposedError,
+      /^positions/,
     );
   });
 });

@@ -375,6 +375,83 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     for (const t of [qt, kt, vt, kCache, vCache, out]) t.dispose();
   });
 
+  it("attentionDecodeBatch: sequences at different positions, each equal to its own single-sequence decode", () => {
+    const [batch, heads, kvHeads, d, maxT] = [5, 8, 2, 64, 40];
+    const positions = Int32Array.from({ length: batch }, () => randomInt(0, maxT - 1));
+    positions[0] = 0;
+    positions[1] = maxT - 1;
+    positions[3] = maxT; // out of range: NaN outputs, caches untouched
+    const kHist = randomHalf(batch * maxT * kvHeads * d, 1);
+    const vHist = randomHalf(batch * maxT * kvHeads * d);
+    const q = randomHalf(batch * heads * d, 1);
+    const kNew = randomHalf(batch * kvHeads * d, 1);
+    const vNew = randomHalf(batch * kvHeads * d);
+    const kCache = uploadHalf(kHist.bits, [batch, maxT, kvHeads, d]);
+    const vCache = uploadHalf(vHist.bits, [batch, maxT, kvHeads * d]);
+    const pt = DeviceTensor.fromArray(positions, [batch]);
+    const qt = uploadHalf(q.bits, [batch, heads * d]);
+    const knt = uploadHalf(kNew.bits, [batch, kvHeads, d]);
+    const vnt = uploadHalf(vNew.bits, [batch, kvHeads * d]);
+    const out = new Guarded("f16", [batch, heads, d]);
+    ops.attentionDecodeBatch(qt, knt, vnt, kCache, vCache, pt, out.tensor, { heads, kvHeads, headDim: d });
+    const got = out.read("attentionDecodeBatch");
+    const kc = fromHalfBits(kCache.download() as Uint16Array);
+    const vc = fromHalfBits(vCache.download() as Uint16Array);
+    const row = kvHeads * d;
+    for (let b = 0; b < batch; b++) {
+      const p = positions[b];
+      const outB = got.subarray(b * heads * d, (b + 1) * heads * d);
+      const kExp = kHist.values.slice(b * maxT * row, (b + 1) * maxT * row);
+      const vExp = vHist.values.slice(b * maxT * row, (b + 1) * maxT * row);
+      if (p >= maxT) {
+        expect(outB.every(Number.isNaN), `sequence ${b} (position ${p}) gives NaN`).toBe(true);
+      } else {
+        kExp.set(kNew.values.subarray(b * row, (b + 1) * row), p * row);
+        vExp.set(vNew.values.subarray(b * row, (b + 1) * row), p * row);
+        const ref = attentionRef(
+          q.values.subarray(b * heads * d, (b + 1) * heads * d),
+          kExp,
+          vExp,
+          1,
+          p,
+          heads,
+          kvHeads,
+          d,
+        );
+        expectClose(outB, ref, `attentionDecodeBatch sequence ${b} at position ${p}`);
+      }
+      expect(
+        Array.from(kc.subarray(b * maxT * row, (b + 1) * maxT * row)),
+        `kCache of sequence ${b}`,
+      ).toEqual(Array.from(kExp));
+      expect(
+        Array.from(vc.subarray(b * maxT * row, (b + 1) * maxT * row)),
+        `vCache of sequence ${b}`,
+      ).toEqual(Array.from(vExp));
+    }
+    // The batched kernel is the single-sequence one per sequence: bit-identical rows.
+    const single = DeviceTensor.empty("f16", [1, heads * d]);
+    const b = 2;
+    const kOne = DeviceTensor.empty("f16", [maxT, row]);
+    const vOne = DeviceTensor.empty("f16", [maxT, row]);
+    kOne.copyFrom(kCache.view([maxT, row], b * maxT * row));
+    vOne.copyFrom(vCache.view([maxT, row], b * maxT * row));
+    ops.attentionDecode(
+      qt.view([1, heads * d], b * heads * d),
+      knt.view([1, row], b * row),
+      vnt.view([1, row], b * row),
+      kOne,
+      vOne,
+      single,
+      { heads, kvHeads, headDim: d, position: positions[b] },
+    );
+    const singleBits = Array.from(single.download());
+    const batchBits = Array.from(got.subarray(b * heads * d, (b + 1) * heads * d), (x) => toF16Bits(x));
+    expect(batchBits).toEqual(singleBits);
+    for (const t of [kCache, vCache, pt, qt, knt, vnt, single, kOne, vOne]) t.dispose();
+    out.dispose();
+  });
+
   /** fp64 log-sum-exp of each row. */
   function logSumExp(logits: Float64Array, rows: number, vocab: number): Float64Array {
     const out = new Float64Array(rows);

@@ -192,6 +192,49 @@ Napi::Value CacheAppend(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// attentionDecodeBatch(q, off, kCache, off, vCache, off, positions, off, out, off,
+//                      batch, maxT, heads, kvHeads, headDim, stream)
+Napi::Value AttentionDecodeBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t batch = ArgDim(info, 10, "batch"), maxT = ArgDim(info, 11, "maxT");
+  int64_t hq = ArgDim(info, 12, "heads"), hkv = ArgDim(info, 13, "kvHeads");
+  int64_t d = ArgDim(info, 14, "headDim", TRIRUN_OPS_MAX_HEAD_DIM);
+  if (hq % hkv != 0) ThrowRangeError(env, "kvHeads: must divide heads");
+  if (batch * hq > 2147483647) ThrowRangeError(env, "batch * heads: must be below 2^31");
+  Operand q = ArgOperand(info, 0, "q", uint64_t(batch) * hq * d * 2, 2);
+  Operand k = ArgOperand(info, 2, "kCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
+  Operand v = ArgOperand(info, 4, "vCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
+  Operand positions = ArgOperand(info, 6, "positions", uint64_t(batch) * 4, 4);
+  Operand out = ArgOperand(info, 8, "out", uint64_t(batch) * hq * d * 2, 2);
+  int device = CommonDevice(env, {q, k, v, positions, out});
+  cudaStream_t stream = OpStream(info, 15, device);
+  CheckCuda(env,
+            trirun_op_attention_decode_batch(static_cast<const __half*>(q.ptr), static_cast<const __half*>(k.ptr),
+                                             static_cast<const __half*>(v.ptr),
+                                             static_cast<const int32_t*>(positions.ptr), static_cast<__half*>(out.ptr),
+                                             int(batch), int(maxT), int(hq), int(hkv), int(d), stream),
+            "attentionDecodeBatch");
+  return env.Undefined();
+}
+
+// cacheAppendBatch(src, off, cache, off, positions, off, batch, maxT, kvHeads, headDim, stream)
+Napi::Value CacheAppendBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t batch = ArgDim(info, 6, "batch"), maxT = ArgDim(info, 7, "maxT");
+  int64_t hkv = ArgDim(info, 8, "kvHeads"), d = ArgDim(info, 9, "headDim");
+  Operand src = ArgOperand(info, 0, "src", uint64_t(batch) * hkv * d * 2, 2);
+  Operand cache = ArgOperand(info, 2, "cache", uint64_t(batch) * maxT * hkv * d * 2, 2);
+  Operand positions = ArgOperand(info, 4, "positions", uint64_t(batch) * 4, 4);
+  int device = CommonDevice(env, {src, cache, positions});
+  cudaStream_t stream = OpStream(info, 10, device);
+  CheckCuda(env,
+            trirun_op_cache_append_batch(static_cast<const __half*>(src.ptr), static_cast<__half*>(cache.ptr),
+                                         static_cast<const int32_t*>(positions.ptr), int(batch), int(maxT), int(hkv),
+                                         int(d), stream),
+            "cacheAppendBatch");
+  return env.Undefined();
+}
+
 // logSoftmax(logits, off, logitsF32, out, off, rows, vocab, stream)
 Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -235,6 +278,8 @@ void RegisterOpsFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("opsAdd", Napi::Function::New(env, Add, "opsAdd"));
   exports.Set("opsAttention", Napi::Function::New(env, Attention, "opsAttention"));
   exports.Set("opsCacheAppend", Napi::Function::New(env, CacheAppend, "opsCacheAppend"));
+  exports.Set("opsAttentionDecodeBatch", Napi::Function::New(env, AttentionDecodeBatch, "opsAttentionDecodeBatch"));
+  exports.Set("opsCacheAppendBatch", Napi::Function::New(env, CacheAppendBatch, "opsCacheAppendBatch"));
   exports.Set("opsLogSoftmax", Napi::Function::New(env, LogSoftmax, "opsLogSoftmax"));
   exports.Set("opsNll", Napi::Function::New(env, Nll, "opsNll"));
 }

@@ -119,18 +119,33 @@ __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t
 // values in per-lane accumulators: lane holds dims lane, lane+32, ...), so no
 // score buffer is needed and any context length works. The warps' partial
 // results are then merged through shared memory.
-__global__ void AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start, int hq,
-                                int hkv, int head_dim) {
+//
+// Batched form: blocks of sequence b use q/out rows b*nq.., the k/v rows of
+// sequence b (kv_rows each), and start = starts[b] read on the device; a start
+// that does not fit gives NaN rows instead of reading outside the cache.
+__global__ void AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start,
+                                const int32_t* starts, int nq, int kv_rows, int hq, int hkv, int head_dim) {
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
   __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
   const int head = blockIdx.x % hq;
-  const int row = blockIdx.x / hq;
+  const int seq_row = blockIdx.x / hq;  // b * nq + row
+  const int seq = seq_row / nq;
+  const int row = seq_row % nq;
   const int kv_head = head / (hq / hkv);
+  if (starts != nullptr) start = starts[seq];
   const int last = start + row;  // causal: keys 0..last
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = rsqrtf(static_cast<float>(head_dim));
-  const __half* qrow = q + (static_cast<int64_t>(row) * hq + head) * head_dim;
+  const __half* qrow = q + (static_cast<int64_t>(seq_row) * hq + head) * head_dim;
+  __half* orow = out + (static_cast<int64_t>(seq_row) * hq + head) * head_dim;
+  if (start < 0 || last >= kv_rows) {
+    for (int j = threadIdx.x; j < head_dim; j += blockDim.x) orow[j] = __float2half(NAN);
+    return;
+  }
+  const int64_t kv_seq = static_cast<int64_t>(seq) * kv_rows * hkv * head_dim;
+  k += kv_seq;
+  v += kv_seq;
   for (int j = threadIdx.x; j < head_dim; j += blockDim.x) qs[j] = __half2float(qrow[j]) * scale;
   __syncthreads();
 
@@ -173,7 +188,6 @@ __global__ void AttentionKernel(const __half* q, const __half* k, const __half* 
   for (int w = 0; w < kAttnWarps; w++) m_all = fmaxf(m_all, warp_m[w]);
   float l_all = 0.0f;
   for (int w = 0; w < kAttnWarps; w++) l_all += warp_l[w] * __expf(warp_m[w] - m_all);
-  __half* orow = out + (static_cast<int64_t>(row) * hq + head) * head_dim;
   for (int j = threadIdx.x; j < head_dim; j += blockDim.x) {
     float sum = 0.0f;
     for (int w = 0; w < kAttnWarps; w++) sum += warp_acc[w][j] * __expf(warp_m[w] - m_all);
@@ -185,6 +199,20 @@ __global__ void CacheAppendKernel(const __half* src, __half* cache, int64_t n, i
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     cache[offset + i] = src[i];
+  }
+}
+
+// One new row per sequence: src row b goes to row starts[b] of sequence b's
+// cache (rows rows of row_elems each); a start outside the cache writes nothing.
+__global__ void CacheAppendBatchKernel(const __half* src, __half* cache, const int32_t* starts, int batch, int rows,
+                                       int64_t row_elems) {
+  const int64_t total = batch * row_elems;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = i / row_elems;
+    const int start = starts[b];
+    if (start < 0 || start >= rows) continue;
+    cache[(b * rows + start) * row_elems + i % row_elems] = src[i];
   }
 }
 
@@ -268,7 +296,29 @@ cudaError_t trirun_op_attention(const __half* q, const __half* k, const __half* 
       head_dim > TRIRUN_OPS_MAX_HEAD_DIM || static_cast<int64_t>(nq) * hq > 2147483647) {
     return cudaErrorInvalidValue;
   }
-  AttentionKernel<<<nq * hq, kAttnWarps * 32, 0, stream>>>(q, k, v, out, start, hq, hkv, head_dim);
+  // k and v need start + nq rows; the kernel only reads rows 0..start+nq-1.
+  AttentionKernel<<<nq * hq, kAttnWarps * 32, 0, stream>>>(q, k, v, out, start, nullptr, nq, start + nq, hq, hkv,
+                                                           head_dim);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_cache, const __half* v_cache,
+                                             const int32_t* positions, __half* out, int batch, int max_t, int hq,
+                                             int hkv, int head_dim, cudaStream_t stream) {
+  if (batch <= 0 || max_t <= 0 || hq <= 0 || hkv <= 0 || hq % hkv != 0 || head_dim <= 0 ||
+      head_dim > TRIRUN_OPS_MAX_HEAD_DIM || static_cast<int64_t>(batch) * hq > 2147483647) {
+    return cudaErrorInvalidValue;
+  }
+  AttentionKernel<<<batch * hq, kAttnWarps * 32, 0, stream>>>(q, k_cache, v_cache, out, 0, positions, 1, max_t, hq,
+                                                              hkv, head_dim);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_cache_append_batch(const __half* src, __half* cache, const int32_t* positions, int batch,
+                                         int max_t, int hkv, int head_dim, cudaStream_t stream) {
+  if (batch <= 0 || max_t <= 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
+  const int64_t row = static_cast<int64_t>(hkv) * head_dim;
+  CacheAppendBatchKernel<<<GridFor(batch * row, 256), 256, 0, stream>>>(src, cache, positions, batch, max_t, row);
   return cudaGetLastError();
 }
 

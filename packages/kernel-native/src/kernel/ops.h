@@ -54,6 +54,20 @@ cudaError_t trirun_op_attention(const __half* q, const __half* k, const __half* 
 cudaError_t trirun_op_cache_append(const __half* src, __half* cache, int n, int start, int hkv, int head_dim,
                                    cudaStream_t stream);
 
+// Batched decoding, one new token per sequence: q, out (batch, hq, d); caches
+// (batch, max_t, hkv, d); sequence b's query is at position positions[b]
+// (device memory, so that a captured graph can replay with new positions) and
+// attends to its cache rows 0..positions[b]. A position outside 0..max_t-1
+// gives NaN outputs for that sequence.
+cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_cache, const __half* v_cache,
+                                             const int32_t* positions, __half* out, int batch, int max_t, int hq,
+                                             int hkv, int head_dim, cudaStream_t stream);
+
+// Copies src row b (batch, hkv, d) into row positions[b] of sequence b's cache
+// (batch, max_t, hkv, d); a position outside the cache writes nothing.
+cudaError_t trirun_op_cache_append_batch(const __half* src, __half* cache, const int32_t* positions, int batch,
+                                         int max_t, int hkv, int head_dim, cudaStream_t stream);
+
 // out (rows, vocab) fp32 = log_softmax(logits) per row; logits fp16
 // (logits_f32 == 0) or fp32.
 cudaError_t trirun_op_log_softmax(const void* logits, int logits_f32, float* out, int rows, int vocab,

@@ -220,6 +220,73 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
       const from = half(src, so, n * hkv * d, "src");
       half(cache, co, rows * hkv * d, "cache").set(from, start * hkv * d);
     },
+    opsCacheAppendBatch(
+      src: NativeBuffer,
+      so: number,
+      cache: NativeBuffer,
+      co: number,
+      pos: NativeBuffer,
+      po: number,
+      batch: number,
+      maxT: number,
+      hkv: number,
+      d: number,
+    ): void {
+      const row = hkv * d;
+      const from = half(src, so, batch * row, "src");
+      const to = half(cache, co, batch * maxT * row, "cache");
+      const p = i32(pos, po, batch, "positions");
+      for (let b = 0; b < batch; b++) {
+        if (p[b] < 0 || p[b] >= maxT) continue;
+        to.set(from.subarray(b * row, (b + 1) * row), (b * maxT + p[b]) * row);
+      }
+    },
+    opsAttentionDecodeBatch(
+      q: NativeBuffer,
+      qo: number,
+      k: NativeBuffer,
+      ko: number,
+      v: NativeBuffer,
+      vo: number,
+      pos: NativeBuffer,
+      po: number,
+      out: NativeBuffer,
+      oo: number,
+      batch: number,
+      maxT: number,
+      hq: number,
+      hkv: number,
+      d: number,
+    ): void {
+      const p = i32(pos, po, batch, "positions");
+      const cacheBytes = maxT * hkv * d * 2;
+      half(k, ko, batch * maxT * hkv * d, "kCache");
+      half(v, vo, batch * maxT * hkv * d, "vCache");
+      for (let b = 0; b < batch; b++) {
+        const qb = qo + b * hq * d * 2;
+        const ob = oo + b * hq * d * 2;
+        if (p[b] < 0 || p[b] >= maxT) {
+          half(out, ob, hq * d, "out").fill(NAN_F16);
+          continue;
+        }
+        ops.opsAttention(
+          q,
+          qb,
+          k,
+          ko + b * cacheBytes,
+          v,
+          vo + b * cacheBytes,
+          out,
+          ob,
+          1,
+          p[b],
+          maxT,
+          hq,
+          hkv,
+          d,
+        );
+      }
+    },
     opsLogSoftmax(
       l: NativeBuffer,
       lo: number,
