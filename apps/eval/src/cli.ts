@@ -31,6 +31,7 @@ import {
 import type { Levels, QuantizationMethod } from "./quantize/calibrators.js";
 import { QUANTIZATION_METHODS } from "./quantize/calibrators.js";
 import { type EvalReport, formatMarkdown, formatTerminal } from "./report.js";
+import { parseBatchList, SPEED_SHAPE_NAMES, type WeightFormat } from "./speed/shapes.js";
 
 /** ../shared next to the repository, from the package folder (dist/ or src/ sit one level below it). */
 const packageDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -92,6 +93,14 @@ function runtimeOption(): Option {
 /** The runtime for `models` as loaded; throws a clear error when an explicit "cuda" cannot run. */
 function pickRuntime(request: RuntimeRequest, models: LlamaModel[]): RuntimeKind {
   return chooseRuntime(request, runtimeEnvironment(models));
+}
+
+function parseFormats(v: string): WeightFormat[] {
+  const list = v.split(",").map((x) => x.trim());
+  if (list.length === 0 || list.some((x) => x !== "fp16" && x !== "trirun")) {
+    throw new InvalidArgumentError('formats must be a comma-separated list of "fp16" and "trirun"');
+  }
+  return [...new Set(list)] as WeightFormat[];
 }
 
 function addQuantizeOptions(cmd: Command): Command {
@@ -431,6 +440,58 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           }
           const text = tokenizer ? `\n  ${JSON.stringify(tokenizer.decode(Array.from(ids)))}` : "";
           process.stdout.write(`${name}: ${Array.from(ids).join(" ")}${text}\n`);
+        }
+      },
+    );
+
+  program
+    .command("speed")
+    .description(
+      "decoding throughput of a model shape with seeded random weights: FP16 (cuBLAS) vs TriRun, batch by batch (needs a GPU)",
+    )
+    .addOption(
+      new Option("--shape <shape>", "model shape").choices([...SPEED_SHAPE_NAMES]).makeOptionMandatory(),
+    )
+    .option("--batch <list>", "comma-separated batch sizes", "1,4,16,32")
+    .option("--layers <n>", "keep only the first n blocks (so that a large shape fits)", int("layers", 1))
+    .option("--steps <n>", "timed decoding steps per batch size", int("steps", 1), 32)
+    .option("--warmup <n>", "untimed steps first", int("warmup", 0), 3)
+    .option("--seed <n>", "weight seed", int("seed", 0), 0)
+    .addOption(
+      new Option("--formats <list>", "weight formats to measure")
+        .default("fp16,trirun")
+        .argParser(parseFormats),
+    )
+    .option("--json <file>", "write the measurements as JSON")
+    .action(
+      async (f: {
+        shape: string;
+        batch: string;
+        layers?: number;
+        steps: number;
+        warmup: number;
+        seed: number;
+        formats: WeightFormat[];
+        json?: string;
+      }) => {
+        const { runSpeed, formatSpeed } = await import("./speed/run-speed.js");
+        const report = runSpeed({
+          shape: f.shape,
+          batches: parseBatchList(f.batch),
+          layers: f.layers,
+          steps: f.steps,
+          warmup: f.warmup,
+          seed: f.seed,
+          formats: f.formats,
+          onStatus: (line) => process.stderr.write(`speed: ${line}\n`),
+        });
+        process.stdout.write(`${formatSpeed(report)}\n`);
+        if (f.json) {
+          mkdirSync(dirname(resolve(f.json)), { recursive: true });
+          writeFileSync(
+            f.json,
+            `${JSON.stringify({ ...report, createdAt: new Date().toISOString() }, null, 2)}\n`,
+          );
         }
       },
     );

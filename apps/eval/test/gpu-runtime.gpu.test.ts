@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { available, unavailableReason } from "@trirun/kernel-native";
+import { decodeF16 } from "@trirun/packing";
 import { afterAll, describe, expect, it } from "vitest";
 import { readTokenFile } from "../src/data/tokens.js";
 import { compareModels, logSoftmax, perplexity } from "../src/metrics.js";
@@ -18,6 +19,8 @@ import { CudaLlamaRuntime } from "../src/model/gpu-runtime.js";
 import { disposeModel, type LlamaModel } from "../src/model/llama.js";
 import { loadModel } from "../src/model/loaders/index.js";
 import { quantizeModel } from "../src/pipeline.js";
+import { runSpeed } from "../src/speed/run-speed.js";
+import { weightBytes, speedConfig } from "../src/speed/shapes.js";
 
 function findModels(): string | undefined {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -181,6 +184,38 @@ describe.skipIf(!gpu || !models)("CUDA Llama runtime", () => {
         }
       });
 
+      it("a batch of sequences decoded together matches each decoded alone", async () => {
+        const rt = cudaRuntime(await load("cuda"));
+        const batch = 2 + Math.floor(Math.random() * 3);
+        const steps = 6;
+        const seqs = Array.from({ length: batch }, () =>
+          Int32Array.from({ length: steps }, () => Math.floor(Math.random() * VOCAB)),
+        );
+        const together = Array.from({ length: batch }, () => rt.newCache(steps));
+        const alone = Array.from({ length: batch }, () => rt.newCache(steps));
+        const kls: number[] = [];
+        for (let t = 0; t < steps; t++) {
+          const logits = decodeF16(
+            rt
+              .decodeBatch(
+                seqs.map((s) => s[t]),
+                together,
+              )
+              .download() as Uint16Array,
+          );
+          for (let b = 0; b < batch; b++) {
+            const single = rt.forward([seqs[b][t]], alone[b], { lastOnly: true });
+            kls.push(...rowKl(single, logits, 1, VOCAB, b));
+          }
+        }
+        expect(together.every((c) => c.length === steps)).toBe(true);
+        console.log(`${c.file} batch ${batch} decode vs single: KL mean ${mean(kls).toExponential(2)}`);
+        expect(mean(kls)).toBeLessThan(1e-3);
+        expect(() => rt.decodeBatch([1], together)).toThrow(/one cache per token/);
+        expect(() => rt.decodeBatch([1], [together[0]])).toThrow(/full/);
+        for (const cache of [...together, ...alone]) cache.dispose();
+      });
+
       it("device NLL matches host log-softmax over the downloaded logits; bad tokens and caches are refused", async () => {
         const [w] = evalWindows(1);
         const rt = cudaRuntime(await load("cuda"));
@@ -203,4 +238,32 @@ describe.skipIf(!gpu || !models)("CUDA Llama runtime", () => {
       });
     });
   }
+});
+
+describe.skipIf(!gpu)("speed on random weights (smoke run, no timing assertions)", () => {
+  it("measures both formats on one block of the TriLM 3.9B shape and reports the weights it allocated", () => {
+    const r = runSpeed({
+      shape: "trilm-3.9b",
+      layers: 1,
+      batches: [1, 3],
+      steps: 2,
+      warmup: 1,
+      seed: 1 + Math.floor(Math.random() * 1000),
+      formats: ["fp16", "trirun"],
+    });
+    const config = speedConfig("trilm-3.9b", 1);
+    for (const x of r.results) {
+      expect(x.skipped).toBeUndefined();
+      expect(x.measurements.map((m) => m.batch)).toEqual([1, 3]);
+      for (const m of x.measurements) {
+        expect(m.tokensPerSecond).toBeGreaterThan(0);
+        expect(Number.isFinite(m.msPerToken)).toBe(true);
+      }
+      // Layers' and runtime's own bytes: the estimate plus the fp32 norms and the activation buffers.
+      const expected = weightBytes(config, x.format);
+      expect(x.weightBytes).toBeGreaterThanOrEqual(expected);
+      expect(x.weightBytes! / expected).toBeLessThan(1.05);
+      expect(x.deviceBytesUsed).toBeGreaterThan(0);
+    }
+  });
 });

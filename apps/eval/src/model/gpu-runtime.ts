@@ -85,6 +85,26 @@ export class CudaKvCache implements KvCache {
   }
 }
 
+/** Views of the workspace for one batch size: whole buffers, plus per-sequence rows for attention. */
+interface BatchViews {
+  x: DeviceTensor;
+  h: DeviceTensor;
+  q: DeviceTensor;
+  k: DeviceTensor;
+  v: DeviceTensor;
+  att: DeviceTensor;
+  proj: DeviceTensor;
+  gate: DeviceTensor;
+  up: DeviceTensor;
+  logits: DeviceTensor;
+  ids: DeviceTensor;
+  positions: DeviceTensor;
+  qRows: DeviceTensor[];
+  kRows: DeviceTensor[];
+  vRows: DeviceTensor[];
+  attRows: DeviceTensor[];
+}
+
 /** Row-capacity activation buffers of one forward pass; views of `rows` rows are handed out per call. */
 class Workspace {
   readonly tensors: Record<
@@ -161,6 +181,8 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   readonly #ffnNorms: DeviceTensor[] = [];
   readonly #finalNorm: DeviceTensor;
   #workspace: Workspace | undefined;
+  /** Views of the workspace for decodeBatch, per batch size (made once: the decode loop is hot). */
+  readonly #batchViews = new Map<number, BatchViews>();
   #disposed = false;
 
   constructor(readonly model: LlamaModel) {
@@ -210,6 +232,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       synchronize();
       this.#workspace.dispose();
       this.#workspace = undefined;
+      this.#batchViews.clear();
     }
     const c = this.model.config;
     const capacity = Math.max(ROW_STEP, Math.ceil(rows / ROW_STEP) * ROW_STEP);
@@ -329,6 +352,100 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       targets.dispose();
       out.dispose();
     }
+  }
+
+  #viewsFor(ws: Workspace, batch: number): BatchViews {
+    let v = this.#batchViews.get(batch);
+    if (v !== undefined) return v;
+    const c = this.model.config;
+    const kv = kvDim(c);
+    const rowsOf = (t: DeviceTensor, width: number) =>
+      Array.from({ length: batch }, (_, b) => t.view([1, width], b * width));
+    const names = ["x", "h", "q", "k", "v", "att", "proj", "gate", "up", "logits"] as const;
+    const full = Object.fromEntries(names.map((n) => [n, ws.rows(n, batch)])) as Record<
+      (typeof names)[number],
+      DeviceTensor
+    >;
+    v = {
+      ...full,
+      ids: ws.ids.view([batch]),
+      positions: ws.positions.view([batch]),
+      qRows: rowsOf(full.q, c.dim),
+      kRows: rowsOf(full.k, kv),
+      vRows: rowsOf(full.v, kv),
+      attRows: rowsOf(full.att, c.dim),
+    };
+    this.#batchViews.set(batch, v);
+    return v;
+  }
+
+  /**
+   * One decoding step for a batch of independent sequences, each with its own cache: tokens[b] is
+   * appended to caches[b] at position caches[b].length. Returns the logits (batch, vocab) f16 on the
+   * device, a view of the workspace valid until the next call; nothing is downloaded or synchronized.
+   */
+  decodeBatch(tokens: ArrayLike<number>, caches: readonly KvCache[]): DeviceTensor {
+    if (this.#disposed) throw new Error("CudaLlamaRuntime: used after dispose()");
+    const c = this.model.config;
+    const batch = tokens.length;
+    if (batch === 0) throw new RangeError("tokens: expected at least one token");
+    if (caches.length !== batch) {
+      throw new RangeError(`caches: expected one cache per token (${batch}), got ${caches.length}`);
+    }
+    const owned = caches.map((cache, b) => {
+      if (!(cache instanceof CudaKvCache)) {
+        throw new TypeError(`caches[${b}]: expected a cache made by this runtime's newCache()`);
+      }
+      if (cache.length >= cache.capacity) {
+        throw new RangeError(`caches[${b}]: full (${cache.capacity} positions)`);
+      }
+      if (caches.indexOf(cache) !== b) throw new RangeError(`caches[${b}]: the same cache is listed twice`);
+      return cache;
+    });
+    const ids = tokenIds(tokens, c.vocabSize);
+    const v = this.#viewsFor(this.#workspaceFor(batch), batch);
+    v.ids.upload(ids);
+    v.positions.upload(Int32Array.from(owned, (cache) => cache.length));
+    const eps = c.normEps;
+    const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
+    const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
+    ops.embedding(this.#embedding, v.ids, v.x);
+    for (let l = 0; l < c.nLayers; l++) {
+      const lin = this.model.blocks[l].linears;
+      ops.rmsnorm(v.x, this.#attnNorms[l], v.h, { eps });
+      lin["self_attn.q_proj"].forward(v.h, { out: v.q });
+      lin["self_attn.k_proj"].forward(v.h, { out: v.k });
+      lin["self_attn.v_proj"].forward(v.h, { out: v.v });
+      ops.rope(v.q, v.positions, rope);
+      ops.rope(v.k, v.positions, rope);
+      for (let b = 0; b < batch; b++) {
+        const cache = owned[b];
+        ops.attentionDecode(
+          v.qRows[b],
+          v.kRows[b],
+          v.vRows[b],
+          cache.keys[l],
+          cache.values[l],
+          v.attRows[b],
+          {
+            ...heads,
+            position: cache.length,
+          },
+        );
+      }
+      lin["self_attn.o_proj"].forward(v.att, { out: v.proj });
+      ops.add(v.x, v.proj, v.x);
+      ops.rmsnorm(v.x, this.#ffnNorms[l], v.h, { eps });
+      lin["mlp.gate_proj"].forward(v.h, { out: v.gate });
+      lin["mlp.up_proj"].forward(v.h, { out: v.up });
+      ops.siluMul(v.gate, v.up, v.gate);
+      lin["mlp.down_proj"].forward(v.gate, { out: v.proj });
+      ops.add(v.x, v.proj, v.x);
+    }
+    for (const cache of owned) cache.length++;
+    ops.rmsnorm(v.x, this.#finalNorm, v.h, { eps });
+    this.model.classifier.forward(v.h, { out: v.logits });
+    return v.logits;
   }
 
   dispose(): void {

@@ -1,0 +1,172 @@
+import { available, memoryInfo, synchronize, unavailableReason } from "@trirun/kernel-native";
+import Table from "cli-table3";
+import { type CudaKvCache, CudaLlamaRuntime, CudaRuntimeUnavailableError } from "../model/gpu-runtime.js";
+import { disposeModel, listLinears } from "../model/llama.js";
+import { randomCudaModel } from "./random-model.js";
+import { kvCacheBytes, speedConfig, type WeightFormat, weightBytes } from "./shapes.js";
+
+export interface SpeedSettings {
+  shape: string;
+  batches: number[];
+  /** Blocks to keep (default: all of the shape). */
+  layers?: number;
+  /** Timed decoding steps per batch size. */
+  steps: number;
+  /** Untimed steps first (allocation of scratch buffers, cuBLAS heuristics, clocks). */
+  warmup: number;
+  seed: number;
+  formats: WeightFormat[];
+  onStatus?: (line: string) => void;
+}
+
+export interface SpeedMeasurement {
+  batch: number;
+  /** Generated tokens per second over all sequences of the batch. */
+  tokensPerSecond: number;
+  /** Mean time of one decoding step (one token for every sequence), ms. */
+  msPerToken: number;
+  /** Median step time, ms. */
+  msPerTokenMedian: number;
+}
+
+export interface SpeedFormatResult {
+  format: WeightFormat;
+  /** Why it was not measured (it does not fit the free device memory), else undefined. */
+  skipped?: string;
+  /** Device bytes of the weights (linears as the layers report them, plus the runtime's embedding and norms). */
+  weightBytes?: number;
+  /** Largest drop of free device memory while the model, its caches and buffers were alive. */
+  deviceBytesUsed?: number;
+  measurements: SpeedMeasurement[];
+}
+
+export interface SpeedReport {
+  shape: string;
+  layers: number;
+  layersOfShape: number;
+  steps: number;
+  results: SpeedFormatResult[];
+  notes: string[];
+}
+
+const GIB = 2 ** 30;
+/** Headroom for cuBLAS workspaces, scratch buffers and fragmentation when checking that a model fits. */
+const FIT_MARGIN = 0.92;
+
+function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResult {
+  const config = speedConfig(s.shape, s.layers);
+  const positions = s.warmup + s.steps;
+  const maxBatch = Math.max(...s.batches);
+  const needed = weightBytes(config, format) + kvCacheBytes(config, maxBatch, positions);
+  const free0 = memoryInfo().freeBytes;
+  if (needed > free0 * FIT_MARGIN) {
+    return {
+      format,
+      skipped: `needs about ${(needed / GIB).toFixed(1)} GiB of device memory, ${(free0 / GIB).toFixed(1)} GiB free`,
+      measurements: [],
+    };
+  }
+  s.onStatus?.(`${format}: building ${config.nLayers} blocks of random weights`);
+  const model = randomCudaModel(config, format, s.seed);
+  let runtime: CudaLlamaRuntime | undefined;
+  let peak = 0;
+  const measurements: SpeedMeasurement[] = [];
+  try {
+    runtime = new CudaLlamaRuntime(model);
+    const tokens = Array.from(
+      { length: maxBatch * positions },
+      (_, i) => (i * 7919 + s.seed) % config.vocabSize,
+    );
+    for (const batch of s.batches) {
+      s.onStatus?.(`${format}: batch ${batch}`);
+      const caches: CudaKvCache[] = [];
+      try {
+        for (let b = 0; b < batch; b++) caches.push(runtime.newCache(positions));
+        const times: number[] = [];
+        for (let step = 0; step < positions; step++) {
+          const t0 = performance.now();
+          runtime.decodeBatch(tokens.slice(step * batch, (step + 1) * batch), caches);
+          synchronize();
+          if (step >= s.warmup) times.push(performance.now() - t0);
+          if (step === 0) peak = Math.max(peak, free0 - memoryInfo().freeBytes);
+        }
+        const mean = times.reduce((a, t) => a + t, 0) / times.length;
+        const sorted = [...times].sort((a, b) => a - b);
+        measurements.push({
+          batch,
+          tokensPerSecond: (batch * 1000) / mean,
+          msPerToken: mean,
+          msPerTokenMedian: sorted[Math.floor(sorted.length / 2)],
+        });
+      } finally {
+        for (const cache of caches) cache.dispose();
+      }
+    }
+    const linearBytes = listLinears(model).reduce((sum, e) => sum + e.layer.byteLength, 0);
+    return { format, weightBytes: linearBytes + runtime.byteLength, deviceBytesUsed: peak, measurements };
+  } finally {
+    runtime?.dispose();
+    disposeModel(model);
+    synchronize();
+  }
+}
+
+/** Decoding throughput of the shape in FP16 and through TriRun, batch by batch. Needs a CUDA device. */
+export function runSpeed(s: SpeedSettings): SpeedReport {
+  const config = speedConfig(s.shape, s.layers);
+  if (!available()) {
+    throw new CudaRuntimeUnavailableError(
+      `speed needs a CUDA device to measure on: ${unavailableReason() ?? "unknown reason"}`,
+    );
+  }
+  const results = s.formats.map((format) => measureFormat(s, format));
+  return {
+    shape: s.shape,
+    layers: config.nLayers,
+    layersOfShape: speedConfig(s.shape).nLayers,
+    steps: s.steps,
+    results,
+    notes: [
+      "seeded random weights in the model's shapes; the embedding and the classifier stay fp16 in both",
+      "each step decodes one token for every sequence of the batch (separate KV caches) and waits for the device; logits stay on the device",
+      "kernel launches are issued one by one from JavaScript (no CUDA graphs yet), so small steps include the launch overhead",
+    ],
+  };
+}
+
+export function formatSpeed(r: SpeedReport): string {
+  const fp = r.results.find((x) => x.format === "fp16");
+  const tr = r.results.find((x) => x.format === "trirun");
+  const table = new Table({
+    head: ["batch", "FP16 tok/s", "FP16 ms/step", "TriRun tok/s", "TriRun ms/step", "TriRun speedup"],
+  });
+  const batches = [...new Set(r.results.flatMap((x) => x.measurements.map((m) => m.batch)))].sort(
+    (a, b) => a - b,
+  );
+  const cell = (v: number | undefined, digits: number) => (v === undefined ? "-" : v.toFixed(digits));
+  for (const batch of batches) {
+    const a = fp?.measurements.find((m) => m.batch === batch);
+    const b = tr?.measurements.find((m) => m.batch === batch);
+    table.push([
+      batch,
+      cell(a?.tokensPerSecond, 1),
+      cell(a?.msPerToken, 2),
+      cell(b?.tokensPerSecond, 1),
+      cell(b?.msPerToken, 2),
+      a && b ? `${(a.msPerToken / b.msPerToken).toFixed(2)}x` : "-",
+    ]);
+  }
+  const lines = [
+    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch`,
+    table.toString(),
+  ];
+  for (const x of r.results) {
+    if (x.skipped) lines.push(`${x.format}: not measured: ${x.skipped}`);
+    else
+      lines.push(
+        `${x.format}: weights ${((x.weightBytes ?? 0) / GIB).toFixed(2)} GiB, device memory used ${((x.deviceBytesUsed ?? 0) / GIB).toFixed(2)} GiB`,
+      );
+  }
+  for (const n of r.notes) lines.push(`note: ${n}`);
+  return lines.join("\n");
+}
