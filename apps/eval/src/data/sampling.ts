@@ -53,11 +53,16 @@ export function generate(
   const random = seededRandom(opts.seed ?? 0);
   const out = new Int32Array(length);
   out.set(Array.from(prompt));
-  const cache = runtime.newCache();
-  let logits = runtime.forward(prompt, cache, { lastOnly: true });
-  for (let t = prompt.length; t < length; t++) {
-    out[t] = sampleToken(logits, temperature, random);
-    if (t + 1 < length) logits = runtime.forward([out[t]], cache, { lastOnly: true });
+  // Sized to the sequence: a device cache of maxSeqLen positions per sampled sequence adds up.
+  const cache = runtime.newCache(Math.min(length, runtime.model.config.maxSeqLen));
+  try {
+    let logits = runtime.forward(prompt, cache, { lastOnly: true });
+    for (let t = prompt.length; t < length; t++) {
+      out[t] = sampleToken(logits, temperature, random);
+      if (t + 1 < length) logits = runtime.forward([out[t]], cache, { lastOnly: true });
+    }
+  } finally {
+    cache.dispose?.();
   }
   return out;
 }

@@ -5,6 +5,8 @@ export interface KvCache {
   /** Number of positions stored. */
   readonly length: number;
   reset(): void;
+  /** Frees what the cache holds now rather than at garbage collection (device caches). */
+  dispose?(): void;
 }
 
 export interface ForwardOptions {
@@ -19,7 +21,8 @@ export interface ForwardOptions {
 export interface LlamaRuntime {
   readonly backend: "cpu" | "cuda";
   readonly model: LlamaModel;
-  newCache(): KvCache;
+  /** A cache for up to `capacity` positions (default and upper bound: the model's maxSeqLen). */
+  newCache(capacity?: number): KvCache;
   /**
    * Logits (rows, vocab) row-major for `tokens` at positions cache.length.. (0 without a cache); appends the
    * tokens' keys and values to the cache. With lastOnly, one row.

@@ -1,0 +1,175 @@
+/**
+ * The CUDA runtime's orchestration on a machine without a GPU: @trirun/kernel-native's host-memory
+ * stand-in of its native addon (the package's test support: fake-native.ts with an fp32 TriRun/GEMM
+ * emulation, fake-ops.ts with fp64 model ops) is bundled to a CommonJS file and loaded through
+ * TRIRUN_NATIVE_PATH. This checks what this package controls (which ops run in which order on which
+ * views, the KV caches, batching, the device NLL) against the CPU runtime; it says nothing about the CUDA
+ * kernels, which gpu-runtime.gpu.test.ts checks on a GPU. Skips, with a note, when the stand-in or
+ * esbuild (through vitest -> vite) or the shared models are missing. Vitest runs each test file in its
+ * own process, so the stand-in does not leak into other files.
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { haveShared, STORIES_BIN } from "./helpers/reference-f64.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const support = resolve(here, "../../../packages/kernel-native/test/support");
+const fakeFiles = [join(support, "fake-native.ts"), join(support, "fake-ops.ts")];
+
+interface Esbuild {
+  buildSync(opts: Record<string, unknown>): unknown;
+}
+
+function findEsbuild(): Esbuild | undefined {
+  try {
+    const fromHere = createRequire(import.meta.url);
+    const vite = createRequire(fromHere.resolve("vitest")).resolve("vite");
+    return createRequire(vite)("esbuild") as Esbuild;
+  } catch {
+    return undefined;
+  }
+}
+
+const esbuild = findEsbuild();
+const skipReason = !fakeFiles.every(existsSync)
+  ? "kernel-native's host stand-in (test/support/fake-*.ts) not found"
+  : !esbuild
+    ? "esbuild not found through vitest"
+    : !haveShared
+      ? "shared models not found"
+      : undefined;
+if (skipReason) console.log(`@trirun/eval host-emulated CUDA runtime tests skipped: ${skipReason}`);
+
+const VOCAB = 512;
+
+function randomWindow(length: number): Int32Array {
+  return Int32Array.from({ length }, (_, i) => (i === 0 ? 1 : 1 + Math.floor(Math.random() * (VOCAB - 1))));
+}
+
+function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
+describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of the addon", () => {
+  let dir = "";
+  // Loaded after TRIRUN_NATIVE_PATH is set (kernel-native picks its addon on first use).
+  let m: {
+    kernel: typeof import("@trirun/kernel-native");
+    packing: typeof import("@trirun/packing");
+    gpu: typeof import("../src/model/gpu-runtime.js");
+    cpu: typeof import("../src/model/cpu-runtime.js");
+    loaders: typeof import("../src/model/loaders/llama2c.js");
+    metrics: typeof import("../src/metrics.js");
+    pipeline: typeof import("../src/pipeline.js");
+    select: typeof import("../src/model/runtime-select.js");
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "trirun-eval-fake-addon-"));
+    const entry = join(dir, "entry.ts");
+    writeFileSync(
+      entry,
+      [
+        `import { createFakeNative } from ${JSON.stringify(fakeFiles[0])};`,
+        `import { withFakeOps } from ${JSON.stringify(fakeFiles[1])};`,
+        "module.exports = withFakeOps(createFakeNative());",
+      ].join("\n"),
+    );
+    const outfile = join(dir, "fake-addon.cjs");
+    esbuild!.buildSync({
+      entryPoints: [entry],
+      bundle: true,
+      format: "cjs",
+      platform: "node",
+      outfile,
+      logLevel: "silent",
+    });
+    process.env.TRIRUN_NATIVE_PATH = outfile;
+    m = {
+      kernel: await import("@trirun/kernel-native"),
+      packing: await import("@trirun/packing"),
+      gpu: await import("../src/model/gpu-runtime.js"),
+      cpu: await import("../src/model/cpu-runtime.js"),
+      loaders: await import("../src/model/loaders/llama2c.js"),
+      metrics: await import("../src/metrics.js"),
+      pipeline: await import("../src/pipeline.js"),
+      select: await import("../src/model/runtime-select.js"),
+    };
+  });
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the stand-in is in use, and auto picks the CUDA runtime for layers on it", () => {
+    expect(m.kernel.available()).toBe(true);
+    expect(m.kernel.devices()[0].name).toMatch(/Fake/);
+    const model = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
+    const kind = m.select.chooseRuntime("auto", m.select.runtimeEnvironment([model]));
+    expect(kind).toBe("cuda");
+    const rt = m.select.createRuntime(model, kind);
+    expect(rt).toBeInstanceOf(m.gpu.CudaLlamaRuntime);
+    rt.dispose();
+  });
+
+  it("prefill, cached decoding, batched decoding and the device NLL follow the CPU runtime (fp and int2)", async () => {
+    const fpCpu = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cpu" });
+    const fpCuda = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
+    const opts = { method: "mse" as const, groupsize: -1 as const, levels: "int2" as const, calibration: [] };
+    const pairs = [
+      [fpCpu, fpCuda],
+      [
+        (await m.pipeline.quantizeModel(fpCpu, { ...opts, backend: "cpu", quiet: true })).model,
+        (await m.pipeline.quantizeModel(fpCuda, { ...opts, backend: "cuda", quiet: true })).model,
+      ],
+    ];
+    const w = randomWindow(12 + Math.floor(Math.random() * 12));
+    for (const [onCpu, onGpu] of pairs) {
+      const cpu = new m.cpu.CpuLlamaRuntime(onCpu);
+      const gpu = new m.gpu.CudaLlamaRuntime(onGpu);
+      const expected = cpu.forward(w);
+      // fp16 activations against the fp32 reference.
+      expect(maxRelDiff(gpu.forward(w), expected)).toBeLessThan(2e-2);
+
+      const cache = gpu.newCache();
+      const split = 1 + Math.floor(Math.random() * (w.length - 2));
+      const decoded = [gpu.forward(w.subarray(0, split), cache, { lastOnly: true })];
+      for (let t = split; t < w.length; t++) decoded.push(gpu.forward([w[t]], cache, { lastOnly: true }));
+      expect(cache.length).toBe(w.length);
+      for (let i = 0; i < decoded.length; i++) {
+        const row = split - 1 + i;
+        expect(maxRelDiff(decoded[i], expected.subarray(row * VOCAB, (row + 1) * VOCAB))).toBeLessThan(2e-2);
+      }
+
+      // Two sequences decoded together: the second is w shifted by one token.
+      const other = Int32Array.from(w, (t) => (t + 1) % VOCAB);
+      const otherExpected = cpu.forward(other);
+      const caches = [gpu.newCache(w.length), gpu.newCache(w.length)];
+      for (let t = 0; t < w.length; t++) {
+        const logits = m.packing.decodeF16(
+          gpu.decodeBatch([w[t], other[t]], caches).download() as Uint16Array,
+        );
+        const rows = [expected, otherExpected].map((e) => e.subarray(t * VOCAB, (t + 1) * VOCAB));
+        expect(maxRelDiff(logits.subarray(0, VOCAB), rows[0])).toBeLessThan(2e-2);
+        expect(maxRelDiff(logits.subarray(VOCAB), rows[1])).toBeLessThan(2e-2);
+      }
+
+      const ref = m.metrics.perplexity(cpu, [w]);
+      const onDevice = m.metrics.perplexity(gpu, [w]);
+      expect(onDevice.tokens).toBe(w.length - 1);
+      expect(Math.abs(onDevice.nll - ref.nll)).toBeLessThan(2e-2);
+      for (const c of [cache, ...caches]) c.dispose();
+      gpu.dispose();
+    }
+  });
+});
