@@ -459,7 +459,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     .option("--seed <n>", "weight seed", int("seed", 0), 0)
     .addOption(
       new Option("--formats <list>", "weight formats to measure")
-        .default("fp16,trirun")
+        .default(["fp16", "trirun"], "fp16,trirun")
         .argParser(parseFormats),
     )
     .option("--json <file>", "write the measurements as JSON")

@@ -12,6 +12,7 @@ export type { HostTensor, ModelLinear } from "./model/linear.js";
 export type { ForwardOptions, KvCache, LlamaRuntime } from "./model/runtime.js";
 export { CpuLlamaRuntime, type LinearInputObserver } from "./model/cpu-runtime.js";
 export {
+  CudaBatchKvCache,
   CudaKvCache,
   CudaLlamaRuntime,
   CudaRuntimeUnavailableError,

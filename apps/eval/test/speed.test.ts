@@ -4,6 +4,7 @@
 import { available } from "@trirun/kernel-native";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
+import { runSpeed } from "../src/speed/run-speed.js";
 import { headSize, kvDim } from "../src/model/config.js";
 import {
   kvCacheBytes,
@@ -77,6 +78,26 @@ describe("speed shapes", () => {
   });
 });
 
+describe("runSpeed settings", () => {
+  it("are checked before the device", () => {
+    const base = {
+      shape: "llama2-7b",
+      batches: [1],
+      steps: 2,
+      warmup: 1,
+      seed: 0,
+      formats: ["fp16" as const],
+    };
+    expect(() => runSpeed({ ...base, formats: [] })).toThrow(TypeError);
+    expect(() => runSpeed({ ...base, formats: "fp16" as never })).toThrow(/formats/);
+    expect(() => runSpeed({ ...base, batches: [] })).toThrow(RangeError);
+    expect(() => runSpeed({ ...base, batches: [0] })).toThrow(/batch/);
+    expect(() => runSpeed({ ...base, steps: 0 })).toThrow(/steps/);
+    expect(() => runSpeed({ ...base, warmup: -1 })).toThrow(/warmup/);
+    expect(() => runSpeed({ ...base, layers: 40 })).toThrow(/layers/);
+  });
+});
+
 describe("trirun-eval speed arguments", () => {
   afterEach(() => vi.restoreAllMocks());
 
@@ -95,8 +116,12 @@ describe("trirun-eval speed arguments", () => {
   });
 
   it.skipIf(available())("says clearly that it needs a GPU when there is none", async () => {
+    // Defaults included: every argument is checked before the device is asked for.
     await expect(cli(["--shape", "trilm-3.9b", "--layers", "1"])).rejects.toThrow(
       /speed needs a CUDA device to measure on/,
+    );
+    await expect(cli(["--shape", "llama2-70b", "--formats", "trirun", "--batch", "1"])).rejects.toThrow(
+      /speed needs a CUDA device/,
     );
   });
 });

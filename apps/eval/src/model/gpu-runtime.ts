@@ -85,6 +85,47 @@ export class CudaKvCache implements KvCache {
   }
 }
 
+/**
+ * Keys and values of `batch` sequences decoded together: (batch, capacity, kvDim) f16 per layer, the
+ * layout of the batched decode attention kernel (one launch per layer for the whole batch).
+ */
+export class CudaBatchKvCache {
+  /** Positions stored per sequence. */
+  readonly lengths: number[];
+  readonly keys: DeviceTensor[] = [];
+  readonly values: DeviceTensor[] = [];
+
+  constructor(
+    layers: number,
+    readonly batch: number,
+    readonly capacity: number,
+    width: number,
+  ) {
+    this.lengths = new Array<number>(batch).fill(0);
+    try {
+      for (let l = 0; l < layers; l++) {
+        this.keys.push(DeviceTensor.empty("f16", [batch, capacity, width]));
+        this.values.push(DeviceTensor.empty("f16", [batch, capacity, width]));
+      }
+    } catch (error) {
+      this.dispose();
+      throw error;
+    }
+  }
+
+  reset(): void {
+    this.lengths.fill(0);
+  }
+
+  get byteLength(): number {
+    return [...this.keys, ...this.values].reduce((s, t) => s + t.byteLength, 0);
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t.dispose();
+  }
+}
+
 /** Views of the workspace for one batch size: whole buffers, plus per-sequence rows for attention. */
 interface BatchViews {
   x: DeviceTensor;
@@ -213,6 +254,18 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       throw new RangeError(`capacity: expected an integer in 1..${c.maxSeqLen}, got ${capacity}`);
     }
     return new CudaKvCache(c.nLayers, capacity, kvDim(c));
+  }
+
+  /** A cache for `batch` sequences decoded together by decodeBatch, up to `capacity` positions each. */
+  newBatchCache(batch: number, capacity = this.model.config.maxSeqLen): CudaBatchKvCache {
+    const c = this.model.config;
+    if (!Number.isInteger(batch) || batch < 1) {
+      throw new RangeError(`batch: expected a positive integer, got ${batch}`);
+    }
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > c.maxSeqLen) {
+      throw new RangeError(`capacity: expected an integer in 1..${c.maxSeqLen}, got ${capacity}`);
+    }
+    return new CudaBatchKvCache(c.nLayers, batch, capacity, kvDim(c));
   }
 
   /** Device bytes of the runtime's own tensors (embedding, norms, activation buffers; not the linears). */
@@ -379,20 +432,23 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     return v;
   }
 
-  /**
-   * One decoding step for a batch of independent sequences, each with its own cache: tokens[b] is
-   * appended to caches[b] at position caches[b].length. Returns the logits (batch, vocab) f16 on the
-   * device, a view of the workspace valid until the next call; nothing is downloaded or synchronized.
-   */
-  decodeBatch(tokens: ArrayLike<number>, caches: readonly KvCache[]): DeviceTensor {
-    if (this.#disposed) throw new Error("CudaLlamaRuntime: used after dispose()");
-    const c = this.model.config;
-    const batch = tokens.length;
-    if (batch === 0) throw new RangeError("tokens: expected at least one token");
-    if (caches.length !== batch) {
+  /** The per-sequence caches of a decodeBatch call, checked; or the batch cache. */
+  #batchCaches(
+    batch: number,
+    caches: readonly KvCache[] | CudaBatchKvCache,
+  ): CudaKvCache[] | CudaBatchKvCache {
+    if (caches instanceof CudaBatchKvCache) {
+      if (caches.batch !== batch) {
+        throw new RangeError(`caches: a batch cache of ${caches.batch} sequences, got ${batch} tokens`);
+      }
+      const full = caches.lengths.findIndex((n) => n >= caches.capacity);
+      if (full >= 0) throw new RangeError(`caches: sequence ${full} is full (${caches.capacity} positions)`);
+      return caches;
+    }
+    if (!Array.isArray(caches) || caches.length !== batch) {
       throw new RangeError(`caches: expected one cache per token (${batch}), got ${caches.length}`);
     }
-    const owned = caches.map((cache, b) => {
+    return caches.map((cache: KvCache, b: number) => {
       if (!(cache instanceof CudaKvCache)) {
         throw new TypeError(`caches[${b}]: expected a cache made by this runtime's newCache()`);
       }
@@ -402,10 +458,26 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       if (caches.indexOf(cache) !== b) throw new RangeError(`caches[${b}]: the same cache is listed twice`);
       return cache;
     });
+  }
+
+  /**
+   * One decoding step for a batch of independent sequences: tokens[b] is appended to sequence b at its
+   * current length, in a batch cache (newBatchCache: one attention launch per layer for the whole batch)
+   * or in one cache per sequence (newCache: one launch per sequence and layer). Returns the logits
+   * (batch, vocab) f16 on the device, a view of the workspace valid until the next call; nothing is
+   * downloaded or synchronized.
+   */
+  decodeBatch(tokens: ArrayLike<number>, caches: readonly KvCache[] | CudaBatchKvCache): DeviceTensor {
+    if (this.#disposed) throw new Error("CudaLlamaRuntime: used after dispose()");
+    const c = this.model.config;
+    const batch = tokens.length;
+    if (batch === 0) throw new RangeError("tokens: expected at least one token");
+    const owned = this.#batchCaches(batch, caches);
+    const lengths = owned instanceof CudaBatchKvCache ? owned.lengths : owned.map((cache) => cache.length);
     const ids = tokenIds(tokens, c.vocabSize);
     const v = this.#viewsFor(this.#workspaceFor(batch), batch);
     v.ids.upload(ids);
-    v.positions.upload(Int32Array.from(owned, (cache) => cache.length));
+    v.positions.upload(Int32Array.from(lengths));
     const eps = c.normEps;
     const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
     const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
@@ -418,20 +490,24 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["self_attn.v_proj"].forward(v.h, { out: v.v });
       ops.rope(v.q, v.positions, rope);
       ops.rope(v.k, v.positions, rope);
-      for (let b = 0; b < batch; b++) {
-        const cache = owned[b];
-        ops.attentionDecode(
-          v.qRows[b],
-          v.kRows[b],
-          v.vRows[b],
-          cache.keys[l],
-          cache.values[l],
-          v.attRows[b],
-          {
-            ...heads,
-            position: cache.length,
-          },
-        );
+      if (owned instanceof CudaBatchKvCache) {
+        ops.attentionDecodeBatch(v.q, v.k, v.v, owned.keys[l], owned.values[l], v.positions, v.att, heads);
+      } else {
+        for (let b = 0; b < batch; b++) {
+          const cache = owned[b];
+          ops.attentionDecode(
+            v.qRows[b],
+            v.kRows[b],
+            v.vRows[b],
+            cache.keys[l],
+            cache.values[l],
+            v.attRows[b],
+            {
+              ...heads,
+              position: cache.length,
+            },
+          );
+        }
       }
       lin["self_attn.o_proj"].forward(v.att, { out: v.proj });
       ops.add(v.x, v.proj, v.x);
@@ -442,7 +518,8 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["mlp.down_proj"].forward(v.gate, { out: v.proj });
       ops.add(v.x, v.proj, v.x);
     }
-    for (const cache of owned) cache.length++;
+    if (owned instanceof CudaBatchKvCache) for (let b = 0; b < batch; b++) owned.lengths[b]++;
+    else for (const cache of owned) cache.length++;
     ops.rmsnorm(v.x, this.#finalNorm, v.h, { eps });
     this.model.classifier.forward(v.h, { out: v.logits });
     return v.logits;

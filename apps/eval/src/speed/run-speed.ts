@@ -1,9 +1,9 @@
 import { available, memoryInfo, synchronize, unavailableReason } from "@trirun/kernel-native";
 import Table from "cli-table3";
-import { type CudaKvCache, CudaLlamaRuntime, CudaRuntimeUnavailableError } from "../model/gpu-runtime.js";
+import { CudaLlamaRuntime, CudaRuntimeUnavailableError } from "../model/gpu-runtime.js";
 import { disposeModel, listLinears } from "../model/llama.js";
 import { randomCudaModel } from "./random-model.js";
-import { kvCacheBytes, speedConfig, type WeightFormat, weightBytes } from "./shapes.js";
+import { kvCacheBytes, parseBatchList, speedConfig, type WeightFormat, weightBytes } from "./shapes.js";
 
 export interface SpeedSettings {
   shape: string;
@@ -79,9 +79,8 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
     );
     for (const batch of s.batches) {
       s.onStatus?.(`${format}: batch ${batch}`);
-      const caches: CudaKvCache[] = [];
+      const caches = runtime.newBatchCache(batch, positions);
       try {
-        for (let b = 0; b < batch; b++) caches.push(runtime.newCache(positions));
         const times: number[] = [];
         for (let step = 0; step < positions; step++) {
           const t0 = performance.now();
@@ -99,7 +98,7 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
           msPerTokenMedian: sorted[Math.floor(sorted.length / 2)],
         });
       } finally {
-        for (const cache of caches) cache.dispose();
+        caches.dispose();
       }
     }
     const linearBytes = listLinears(model).reduce((sum, e) => sum + e.layer.byteLength, 0);
@@ -114,6 +113,27 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
 /** Decoding throughput of the shape in FP16 and through TriRun, batch by batch. Needs a CUDA device. */
 export function runSpeed(s: SpeedSettings): SpeedReport {
   const config = speedConfig(s.shape, s.layers);
+  if (!Array.isArray(s.batches) || s.batches.length === 0) {
+    throw new RangeError("batches: expected at least one batch size");
+  }
+  parseBatchList(s.batches.join(","));
+  if (
+    !Array.isArray(s.formats) ||
+    s.formats.length === 0 ||
+    s.formats.some((f) => f !== "fp16" && f !== "trirun")
+  ) {
+    throw new TypeError(
+      `formats: expected a non-empty list of "fp16" and "trirun", got ${JSON.stringify(s.formats)}`,
+    );
+  }
+  for (const [name, value, min] of [
+    ["steps", s.steps, 1],
+    ["warmup", s.warmup, 0],
+  ] as const) {
+    if (!Number.isInteger(value) || value < min) {
+      throw new RangeError(`${name}: expected an integer >= ${min}, got ${value}`);
+    }
+  }
   if (!available()) {
     throw new CudaRuntimeUnavailableError(
       `speed needs a CUDA device to measure on: ${unavailableReason() ?? "unknown reason"}`,
@@ -128,7 +148,7 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     results,
     notes: [
       "seeded random weights in the model's shapes; the embedding and the classifier stay fp16 in both",
-      "each step decodes one token for every sequence of the batch (separate KV caches) and waits for the device; logits stay on the device",
+      "each step decodes one token for every sequence of the batch (one batched KV cache, one attention launch per layer) and waits for the device; logits stay on the device",
       "kernel launches are issued one by one from JavaScript (no CUDA graphs yet), so small steps include the launch overhead",
     ],
   };
