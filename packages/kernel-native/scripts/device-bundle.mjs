@@ -133,13 +133,18 @@ for (const [ws, file] of testFiles) {
 if (testFiles.length > 0)
   console.log(`device-bundle: GPU test files: ${bundledTests.join(", ") || "none bundled"}`);
 
-// The GPTQ benchmark (its CUDA case runs only where a device is present): .device/gptq-bench.mjs
-const gptqBench = join(repo, "packages", "gptq", "bench", "bench.mjs");
-if (existsSync(gptqBench)) {
+// Programs to run on the GPU machine besides the check: the GPTQ benchmark (its CUDA case runs
+// only where a device is present; `--gpu-only`) and the eval CLI (`speed`, `run --runtime cuda`).
+const programs = [
+  ["packages/gptq/bench/bench.mjs", "gptq-bench.mjs"],
+  ["apps/eval/src/cli.ts", "eval-cli.mjs"],
+];
+for (const [entry, name] of programs) {
+  if (!existsSync(join(repo, entry))) continue;
   try {
     await esbuild.build({
-      entryPoints: [gptqBench],
-      outfile: join(out, "gptq-bench.mjs"),
+      entryPoints: [join(repo, entry)],
+      outfile: join(out, name),
       bundle: true,
       platform: "node",
       format: "esm",
@@ -150,11 +155,9 @@ if (existsSync(gptqBench)) {
         js: "import { createRequire as __trirunCreateRequire } from 'node:module'; const require = __trirunCreateRequire(import.meta.url);",
       },
     });
-    console.log("device-bundle: .device/gptq-bench.mjs (run with --gpu-only)");
+    console.log(`device-bundle: .device/${name}`);
   } catch (error) {
-    console.warn(
-      `device-bundle: skipped the GPTQ benchmark: ${String(error.message ?? error).split("\n")[0]}`,
-    );
+    console.warn(`device-bundle: skipped ${entry}: ${String(error.message ?? error).split("\n")[0]}`);
   }
 }
 
