@@ -12,6 +12,7 @@
 // the current build.
 import { execFileSync, spawnSync } from "node:child_process";
 import {
+  cpSync,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -159,6 +160,16 @@ for (const [entry, name] of programs) {
   } catch (error) {
     console.warn(`device-bundle: skipped ${entry}: ${String(error.message ?? error).split("\n")[0]}`);
   }
+}
+
+// The shared models, for GPU tests that run real models (found there through TRIRUN_SHARED_MODELS).
+const sharedModels = join(repo, "..", "shared", "models");
+if (existsSync(sharedModels)) {
+  for (const name of ["stories260K.bin", "stories260K-samples-8192x256.u16", "stories-student-3M"]) {
+    const src = join(sharedModels, name);
+    if (existsSync(src)) cpSync(src, join(out, "models", name), { recursive: true });
+  }
+  console.log("device-bundle: .device/models/ (shared models; set TRIRUN_SHARED_MODELS=.device/models)");
 }
 
 const nodeXz = join(out, "node.xz");
