@@ -462,6 +462,8 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         .default(["fp16", "trirun"], "fp16,trirun")
         .argParser(parseFormats),
     )
+    .option("--no-graphs", "launch every kernel from JavaScript instead of replaying CUDA graphs")
+    .option("--no-fuse", "run q/k/v and gate/up as separate matmuls instead of one fused matmul each")
     .option("--json <file>", "write the measurements as JSON")
     .action(
       async (f: {
@@ -472,6 +474,8 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         warmup: number;
         seed: number;
         formats: WeightFormat[];
+        graphs: boolean;
+        fuse: boolean;
         json?: string;
       }) => {
         const { runSpeed, formatSpeed } = await import("./speed/run-speed.js");
@@ -483,6 +487,8 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           warmup: f.warmup,
           seed: f.seed,
           formats: f.formats,
+          graphs: f.graphs,
+          fuse: f.fuse,
           onStatus: (line) => process.stderr.write(`speed: ${line}\n`),
         });
         process.stdout.write(`${formatSpeed(report)}\n`);

@@ -19,6 +19,7 @@ import { CudaLlamaRuntime } from "../src/model/gpu-runtime.js";
 import { disposeModel, type LlamaModel } from "../src/model/llama.js";
 import { loadModel } from "../src/model/loaders/index.js";
 import { quantizeModel } from "../src/pipeline.js";
+import { randomCudaModel } from "../src/speed/random-model.js";
 import { runSpeed } from "../src/speed/run-speed.js";
 import { weightBytes, speedConfig } from "../src/speed/shapes.js";
 
@@ -269,4 +270,52 @@ describe.skipIf(!gpu)("speed on random weights (smoke run, no timing assertions)
       expect(x.deviceBytesUsed).toBeGreaterThan(0);
     }
   }, 300_000); // host-side random weights for a 50k-word vocabulary take a while
+});
+
+/** ||a - b|| / ||b||. */
+function vectorRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", () => {
+  it("graph replay equals eager launches exactly; fused q/k/v and gate/up agree within fp16 rounding", () => {
+    // Two blocks of the Llama-2-7B shape with a small vocabulary: kernel-sized, so every block fuses.
+    const config = { ...speedConfig("llama2-7b", 2), vocabSize: 1024 };
+    const seed = 1 + Math.floor(Math.random() * 1000);
+    for (const format of ["fp16", "trirun"] as const) {
+      const model = randomCudaModel(config, format, seed);
+      const eager = new CudaLlamaRuntime(model, { graphs: false });
+      const graphs = new CudaLlamaRuntime(model);
+      const fused = new CudaLlamaRuntime(model, { fuse: "copy" });
+      expect(fused.fusedBlocks).toBe(2);
+      expect(fused.fusedByteLength).toBeGreaterThan(0);
+      for (const batch of [1, 3]) {
+        const steps = 6;
+        const caches = [eager, graphs, fused].map((rt) => rt.newBatchCache(batch, steps));
+        for (let t = 0; t < steps; t++) {
+          const tokens = Array.from({ length: batch }, () => Math.floor(Math.random() * config.vocabSize));
+          const [a, b, c] = [eager, graphs, fused].map((rt, i) =>
+            decodeF16(rt.decodeBatch(tokens, caches[i]).download() as Uint16Array),
+          );
+          // cuBLAS may pick another algorithm inside a capture, so graph vs eager is compared to 1e-3
+          // (a stale position or token would move the logits by far more).
+          expect(vectorRelDiff(b, a), `${format} batch ${batch} step ${t}: graph vs eager`).toBeLessThan(
+            1e-3,
+          );
+          expect(vectorRelDiff(c, a), `${format} batch ${batch} step ${t}: fused vs separate`).toBeLessThan(
+            1e-2,
+          );
+        }
+        for (const cache of caches) cache.dispose();
+      }
+      for (const rt of [eager, graphs, fused]) rt.dispose();
+      disposeModel(model);
+    }
+  }, 300_000);
 });

@@ -19,6 +19,7 @@ export {
   type TrirunMatmulOptions,
   trirunMatmul,
 } from "./matmul.js";
+export { type CaptureGraphOptions, CudaGraph, captureGraph } from "./graph.js";
 export { available, NATIVE_PATH_ENV, nativeInfo, unavailableReason } from "./native.js";
 export * as ops from "./ops.js";
 export {

@@ -34,6 +34,14 @@ export interface NativeEvent {
   destroy(): void;
 }
 
+export interface NativeGraph {
+  readonly destroyed: boolean;
+  readonly nodes: number;
+  readonly device: number;
+  launch(stream: NativeStream | null): void;
+  destroy(): void;
+}
+
 export interface NativeProbe {
   count: number;
   runtimeVersion: number;
@@ -155,6 +163,7 @@ export interface NativeAddon {
     maxParallel: number,
   ): NativeTrirunConfig;
   workspaceBytes(n: number, maxParallel: number): number;
+  captureGraph(device: number, record: () => void): NativeGraph;
 }
 
 interface NativeState {

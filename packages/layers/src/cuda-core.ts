@@ -92,6 +92,11 @@ export class CudaCore {
     return total;
   }
 
+  /** Column of the activation that carries the bias (1.0), or -1 without a bias. */
+  get onesColumn(): number {
+    return this.#onesColumn;
+  }
+
   /** The device weight tensors (for downloads in checks). */
   get weights(): readonly DeviceTensor[] {
     return this.#weights;

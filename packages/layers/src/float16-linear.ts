@@ -7,6 +7,7 @@ import { DeviceTensor, gemmF16 } from "@trirun/kernel-native";
 import { decodeF16, encodeF16 } from "@trirun/packing";
 import { resolveBackend } from "./backend.js";
 import { CpuCore } from "./cpu-core.js";
+import { concatParts } from "./concat.js";
 import { CudaCore } from "./cuda-core.js";
 import { LinearBase } from "./linear-base.js";
 import { checkBias, checkFeatures, roundUp } from "./trirun-weights.js";
@@ -82,5 +83,46 @@ export class Float16Linear extends LinearBase {
       weights: [W],
     });
     return new Float16Linear(core, weight32, bias32);
+  }
+
+  /**
+   * One layer whose output is the outputs of `parts` side by side (`[gate | up]`), run as one cuBLAS
+   * GEMM. CUDA layers only, same input width, no bias. The fused `(out, in)` weights are the parts'
+   * rows one after the other (device-to-device copies). With `{ dispose: true }` the parts are disposed
+   * after the copy.
+   */
+  static concat(parts: readonly Float16Linear[], opts: { dispose?: boolean } = {}): Float16Linear {
+    const cores = concatParts(
+      parts,
+      "Float16Linear",
+      (p) => p instanceof Float16Linear,
+      (p) => p.core,
+    );
+    const width = cores[0].width;
+    const n = cores.reduce((sum, c) => sum + c.n, 0);
+    const W = DeviceTensor.empty("f16", [n, width]);
+    const weight = new Float32Array(n * width);
+    try {
+      let row = 0;
+      for (const [i, core] of cores.entries()) {
+        W.view([core.n * width], row * width).copyFrom(core.weights[0]);
+        weight.set(parts[i].weight, row * width);
+        row += core.n;
+      }
+    } catch (error) {
+      W.dispose();
+      throw error;
+    }
+    const core = new CudaCore({
+      inFeatures: parts[0].inFeatures,
+      outFeatures: n,
+      width,
+      onesColumn: -1,
+      n,
+      matmul: (A, C, stream) => gemmF16(A, W, C, { transposeW: true, stream }),
+      weights: [W],
+    });
+    if (opts.dispose === true) for (const p of parts) p.dispose();
+    return new Float16Linear(core, weight, undefined);
   }
 }

@@ -7,6 +7,7 @@ import { DeviceTensor, trirunMatmul } from "@trirun/kernel-native";
 import { decodeF16, encodeF16, type QuantMethod, quantize as quantizeWeights } from "@trirun/packing";
 import { resolveBackend } from "./backend.js";
 import { CpuCore } from "./cpu-core.js";
+import { concatParts, copyColumns } from "./concat.js";
 import { CudaCore } from "./cuda-core.js";
 import type { Float16Linear } from "./float16-linear.js";
 import { LinearBase } from "./linear-base.js";
@@ -238,6 +239,62 @@ export class TriRunLinear extends LinearBase {
       weights: [B, s],
     });
     return new TriRunLinear(core, groupsize, bias16, { k, n, groupsize: packed.groupsize });
+  }
+
+  /**
+   * One layer whose output is the outputs of `parts` side by side (`[q | k | v]`): parts that read the
+   * same input then run as one matmul, one launch instead of several, with the wider problem keeping
+   * every SM busy. CUDA layers only, all with the same input width and group size, no bias and no
+   * padded output columns (out a multiple of 256). The packed layout is made of 64-column chunks, so
+   * the fused weights are the parts' rows concatenated (device-to-device copies). With
+   * `{ dispose: true }` the parts are disposed after the copy.
+   */
+  static concat(parts: readonly TriRunLinear[], opts: { dispose?: boolean } = {}): TriRunLinear {
+    const cores = concatParts(
+      parts,
+      "TriRunLinear",
+      (p) => p instanceof TriRunLinear,
+      (p) => p.core,
+    );
+    const first = parts[0];
+    for (const [i, p] of parts.entries()) {
+      if (p.groupsize !== first.groupsize) {
+        throw new TypeError(`parts[${i}]: group size ${p.groupsize}, parts[0] has ${first.groupsize}`);
+      }
+    }
+    const k = cores[0].width;
+    const g = first.groupsize === -1 ? k : GROUP;
+    const n = cores.reduce((sum, c) => sum + c.n, 0);
+    const B = DeviceTensor.empty("i32", [k / 16, n]);
+    let s: DeviceTensor | undefined;
+    try {
+      s = DeviceTensor.empty("f16", [k / g, n]);
+      let column = 0;
+      for (const core of cores) {
+        const [pb, ps] = core.weights;
+        copyColumns(B, pb, k / 16, n, column, core.n);
+        copyColumns(s, ps, k / g, n, column, core.n);
+        column += core.n;
+      }
+    } catch (error) {
+      B.dispose();
+      s?.dispose();
+      throw error;
+    }
+    const weights = s;
+    const core = new CudaCore({
+      inFeatures: first.inFeatures,
+      outFeatures: n,
+      width: k,
+      onesColumn: -1,
+      n,
+      matmul: (A, C, stream) => {
+        trirunMatmul(A, B, weights, C, { groupsize: g, stream });
+      },
+      weights: [B, weights],
+    });
+    if (opts.dispose === true) for (const p of parts) p.dispose();
+    return new TriRunLinear(core, first.groupsize, undefined, { k, n, groupsize: first.groupsize });
   }
 
   /** `(out, in)` row-major fp32 weights, for checks (CUDA: downloads and unpacks the device copy). */

@@ -365,3 +365,131 @@ describe.skipIf(!gpu)(`CUDA: packed upload equals quantized build (${seedNote})`
     }
   }
 });
+
+describe.skipIf(!gpu)(`concat: fused projections (${seedNote})`, () => {
+  /** Relative error of `got` against `want` over all elements. */
+  const relError = (got: ArrayLike<number>, want: ArrayLike<number>): number => {
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < want.length; i++) {
+      num += (got[i] - want[i]) ** 2;
+      den += want[i] ** 2;
+    }
+    return Math.sqrt(num / den);
+  };
+  const concatRows = (parts: Float32Array[]): Float32Array => {
+    const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  };
+  /** Outputs (rows, sum of outs) of the parts run separately, side by side. */
+  const sideBySide = (parts: Linear[], x: Float32Array, rows: number, inF: number): Float32Array => {
+    const outs = parts.map((p) => p.forward(hostTensor([rows, inF], x)).data);
+    const total = parts.reduce((s, p) => s + p.outFeatures, 0);
+    const y = new Float32Array(rows * total);
+    for (let r = 0; r < rows; r++) {
+      let col = 0;
+      for (const [i, p] of parts.entries()) {
+        y.set(outs[i].subarray(r * p.outFeatures, (r + 1) * p.outFeatures), r * total + col);
+        col += p.outFeatures;
+      }
+    }
+    return y;
+  };
+
+  for (const groupsize of [128, -1] as const) {
+    it(`TriRunLinear.concat g=${groupsize}: same weights, same outputs as the parts`, () => {
+      const inF = 512;
+      const outs = [512, 256, 256];
+      const parts = outs.map((outF) =>
+        TriRunLinear.fromQuantized(
+          { ...randomQuantized(rng, inF, outF, groupsize), inFeatures: inF, outFeatures: outF },
+          { backend: "cuda" },
+        ),
+      );
+      const fused = TriRunLinear.concat(parts);
+      expect(fused.outFeatures).toBe(1024);
+      expect(fused.groupsize).toBe(groupsize);
+      expect(Array.from(fused.dequantize())).toEqual(
+        Array.from(concatRows(parts.map((p) => p.dequantize()))),
+      );
+      for (const rows of [1, 7, 33]) {
+        const x = Float32Array.from(decodeF16(encodeF16(randomFloats(rng, rows * inF))));
+        const want = sideBySide(parts, x, rows, inF);
+        const got = fused.forward(hostTensor([rows, inF], x)).data;
+        expect(relError(got, want), `rows ${rows}`).toBeLessThan(2e-3);
+      }
+      fused.dispose();
+      // dispose: true releases the parts.
+      const again = TriRunLinear.concat(parts, { dispose: true });
+      expect(parts.every((p) => p.disposed)).toBe(true);
+      expect(again.byteLength).toBe((inF / 16) * 1024 * 4 + (groupsize === 128 ? inF / 128 : 1) * 1024 * 2);
+      again.dispose();
+    });
+  }
+
+  it("Float16Linear.concat: same weights, same outputs as the parts", () => {
+    const inF = 256;
+    const outs = [256, 128, 64];
+    const parts = outs.map((outF) =>
+      Float16Linear.fromWeights(
+        Uint16Array.from({ length: inF * outF }, () => randomHalfBits(rng, 0.05)),
+        outF,
+        inF,
+        undefined,
+        { backend: "cuda" },
+      ),
+    );
+    const fused = Float16Linear.concat(parts);
+    expect(Array.from(fused.weight)).toEqual(Array.from(concatRows(parts.map((p) => p.weight))));
+    const rows = 5;
+    const x = Float32Array.from(decodeF16(encodeF16(randomFloats(rng, rows * inF))));
+    const got = fused.forward(hostTensor([rows, inF], x)).data;
+    expect(relError(got, sideBySide(parts, x, rows, inF))).toBeLessThan(1e-3);
+    fused.dispose();
+    for (const p of parts) p.dispose();
+  });
+
+  it("refuses what cannot be fused, naming the part", () => {
+    const q = (inF: number, outF: number, g: 128 | -1 = 128) => ({
+      ...randomQuantized(rng, inF, outF, g),
+      inFeatures: inF,
+      outFeatures: outF,
+    });
+    const a = TriRunLinear.fromQuantized(q(256, 256), { backend: "cuda" });
+    const cases: [() => unknown, RegExp][] = [
+      [() => TriRunLinear.concat([]), /non-empty/],
+      [
+        () => TriRunLinear.concat([a, TriRunLinear.fromQuantized(q(256, 256), { backend: "cpu" })]),
+        /parts\[1\].*cuda/,
+      ],
+      [
+        () => TriRunLinear.concat([a, TriRunLinear.fromQuantized(q(384, 256), { backend: "cuda" })]),
+        /parts\[1\].*input/,
+      ],
+      [
+        () => TriRunLinear.concat([a, TriRunLinear.fromQuantized(q(256, 200), { backend: "cuda" })]),
+        /parts\[1\].*padded/,
+      ],
+      [
+        () => TriRunLinear.concat([a, TriRunLinear.fromQuantized(q(256, 256, -1), { backend: "cuda" })]),
+        /parts\[1\].*group/,
+      ],
+      [
+        () =>
+          TriRunLinear.concat([
+            a,
+            TriRunLinear.fromQuantized({ ...q(256, 256), bias: new Float32Array(256) }, { backend: "cuda" }),
+          ]),
+        /parts\[1\].*bias/,
+      ],
+    ];
+    for (const [bad, message] of cases) expect(bad).toThrow(message);
+    a.dispose();
+    expect(() => TriRunLinear.concat([a])).toThrow(/parts\[0\].*disposed/);
+  });
+});

@@ -1,11 +1,14 @@
 import {
   available,
+  type CudaGraph,
+  captureGraph,
   DeviceTensor,
   OPS_MAX_HEAD_DIM,
   ops,
   synchronize,
   unavailableReason,
 } from "@trirun/kernel-native";
+import { Float16Linear, type Linear, TriRunLinear } from "@trirun/layers";
 import { decodeF16, encodeF16 } from "@trirun/packing";
 import { headSize, kvDim } from "./config.js";
 import { type LlamaModel, listLinears } from "./llama.js";
@@ -126,8 +129,8 @@ export class CudaBatchKvCache {
   }
 }
 
-/** Views of the workspace for one batch size: whole buffers, plus per-sequence rows for attention. */
-interface BatchViews {
+/** The activation tensors one decoder block reads and writes (views of the workspace). */
+interface BlockTensors {
   x: DeviceTensor;
   h: DeviceTensor;
   q: DeviceTensor;
@@ -137,9 +140,17 @@ interface BatchViews {
   proj: DeviceTensor;
   gate: DeviceTensor;
   up: DeviceTensor;
+  qkv: DeviceTensor;
+  gateUp: DeviceTensor;
+  positions: DeviceTensor;
+  /** q/k/v and gate/up are views into qkv/gateUp (one row), so fused outputs need no split copies. */
+  fusedViews: boolean;
+}
+
+/** Views of the workspace for one batch size: whole buffers, plus per-sequence rows for attention. */
+interface BatchViews extends BlockTensors {
   logits: DeviceTensor;
   ids: DeviceTensor;
-  positions: DeviceTensor;
   qRows: DeviceTensor[];
   kRows: DeviceTensor[];
   vRows: DeviceTensor[];
@@ -149,7 +160,7 @@ interface BatchViews {
 /** Row-capacity activation buffers of one forward pass; views of `rows` rows are handed out per call. */
 class Workspace {
   readonly tensors: Record<
-    "x" | "h" | "q" | "k" | "v" | "att" | "proj" | "gate" | "up" | "logits",
+    "x" | "h" | "q" | "k" | "v" | "att" | "proj" | "gate" | "up" | "qkv" | "gateUp" | "logits",
     DeviceTensor
   >;
   readonly ids: DeviceTensor;
@@ -176,6 +187,9 @@ class Workspace {
         proj: f16(widths.dim),
         gate: f16(widths.hidden),
         up: f16(widths.hidden),
+        // Outputs of the fused projections ([q | k | v] and [gate | up] per row).
+        qkv: f16(widths.dim + 2 * widths.kv),
+        gateUp: f16(2 * widths.hidden),
         logits: f16(widths.vocab),
       };
       this.ids = DeviceTensor.empty("i32", [capacity]);
@@ -209,6 +223,55 @@ class Workspace {
   }
 }
 
+/** Options of the CUDA runtime. */
+export interface CudaRuntimeOptions {
+  /**
+   * Run q/k/v and gate/up as one matmul each (layers fused with `TriRunLinear.concat` /
+   * `Float16Linear.concat`): fewer, wider launches. "copy" keeps the model's own layers (their device
+   * memory twice), "move" disposes them once fused (the runtime then owns the only copy; use the
+   * model through this runtime only). Blocks whose layers cannot be fused (padding, bias, mixed kinds)
+   * stay unfused. Default: no fusion.
+   */
+  fuse?: "copy" | "move";
+  /**
+   * Replay each batched decoding step (decodeBatch with a batch cache) as one CUDA graph: the step's
+   * few hundred launches are captured once per cache (after one eager warm-up step) and replayed with a
+   * single call. Default: true.
+   */
+  graphs?: boolean;
+}
+
+/** The projections of one block as the runtime runs them: fused where possible. */
+interface BlockProjections {
+  qkv?: Linear;
+  gateUp?: Linear;
+}
+
+/** A captured decoding step for one batch cache. */
+interface StepGraph {
+  /** The workspace generation it was captured against (a new workspace makes it stale). */
+  generation: number;
+  /** undefined after the eager warm-up step, before the capture. */
+  graph: CudaGraph | undefined;
+}
+
+/** Fuses `parts` if they are all TriRun or all Float16 CUDA layers that concat accepts; else undefined. */
+function tryConcat(parts: Linear[], move: boolean): Linear | undefined {
+  try {
+    if (parts.every((p) => p instanceof TriRunLinear)) {
+      return TriRunLinear.concat(parts as TriRunLinear[], { dispose: move });
+    }
+    if (parts.every((p) => p instanceof Float16Linear)) {
+      return Float16Linear.concat(parts as Float16Linear[], { dispose: move });
+    }
+  } catch (error) {
+    // Not fusable (padded, bias, different widths): run the parts one by one.
+    if (error instanceof TypeError || error instanceof RangeError) return undefined;
+    throw error;
+  }
+  return undefined;
+}
+
 /**
  * The whole forward pass on the GPU: fp16 activations, fp32 math inside the kernels of
  * @trirun/kernel-native (embedding, RMSNorm, RoPE, attention, SiLU-gate, residual adds) and the model's
@@ -221,18 +284,33 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   readonly #attnNorms: DeviceTensor[] = [];
   readonly #ffnNorms: DeviceTensor[] = [];
   readonly #finalNorm: DeviceTensor;
+  readonly #projections: BlockProjections[] = [];
+  readonly #useGraphs: boolean;
   #workspace: Workspace | undefined;
+  /** Bumped whenever the workspace is replaced: graphs captured before are stale. */
+  #generation = 0;
   /** Views of the workspace for decodeBatch, per batch size (made once: the decode loop is hot). */
   readonly #batchViews = new Map<number, BatchViews>();
+  readonly #graphs = new WeakMap<CudaBatchKvCache, StepGraph>();
+  readonly #liveGraphs = new Set<CudaGraph>();
   #disposed = false;
 
-  constructor(readonly model: LlamaModel) {
+  constructor(
+    readonly model: LlamaModel,
+    opts: CudaRuntimeOptions = {},
+  ) {
     checkCudaLayers(model);
     if (!available()) {
       throw new CudaRuntimeUnavailableError(
         `the CUDA runtime needs a usable CUDA device: ${unavailableReason() ?? "unknown reason"}`,
       );
     }
+    if (opts.fuse !== undefined && opts.fuse !== "copy" && opts.fuse !== "move") {
+      throw new TypeError(
+        `opts.fuse: expected "copy", "move" or undefined, got ${JSON.stringify(opts.fuse)}`,
+      );
+    }
+    this.#useGraphs = opts.graphs ?? true;
     const c = model.config;
     if (headSize(c) > OPS_MAX_HEAD_DIM) {
       throw new RangeError(
@@ -244,7 +322,30 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     for (const block of model.blocks) {
       this.#attnNorms.push(DeviceTensor.fromArray(block.attnNorm, [c.dim], "f32"));
       this.#ffnNorms.push(DeviceTensor.fromArray(block.ffnNorm, [c.dim], "f32"));
+      const lin = block.linears;
+      const move = opts.fuse === "move";
+      this.#projections.push(
+        opts.fuse === undefined
+          ? {}
+          : {
+              qkv: tryConcat(
+                [lin["self_attn.q_proj"], lin["self_attn.k_proj"], lin["self_attn.v_proj"]],
+                move,
+              ),
+              gateUp: tryConcat([lin["mlp.gate_proj"], lin["mlp.up_proj"]], move),
+            },
+      );
     }
+  }
+
+  /** Blocks whose q/k/v and gate/up projections run fused (see `opts.fuse`). */
+  get fusedBlocks(): number {
+    return this.#projections.filter((p) => p.qkv !== undefined && p.gateUp !== undefined).length;
+  }
+
+  /** Device bytes of the fused layers the runtime owns. */
+  get fusedByteLength(): number {
+    return this.#projections.reduce((s, p) => s + (p.qkv?.byteLength ?? 0) + (p.gateUp?.byteLength ?? 0), 0);
   }
 
   /** A KV cache on the device for up to `capacity` positions (default: the model's maxSeqLen). */
@@ -281,8 +382,9 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   #workspaceFor(rows: number): Workspace {
     if (this.#workspace !== undefined && this.#workspace.capacity >= rows) return this.#workspace;
     if (this.#workspace !== undefined) {
-      // Queued kernels may still read the old buffers.
+      // Queued kernels (and graphs) may still read the old buffers.
       synchronize();
+      this.#disposeGraphs();
       this.#workspace.dispose();
       this.#workspace = undefined;
       this.#batchViews.clear();
@@ -295,7 +397,106 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       hidden: c.hiddenDim,
       vocab: c.vocabSize,
     });
+    this.#generation++;
     return this.#workspace;
+  }
+
+  #disposeGraphs(): void {
+    for (const g of this.#liveGraphs) g.dispose();
+    this.#liveGraphs.clear();
+  }
+
+  /**
+   * One decoder block on `rows` rows of the views in `t`; `attention` runs attention from t.q/t.k/t.v
+   * (after RoPE) into t.att. Fused projections write [q | k | v] and [gate | up] rows into t.qkv and
+   * t.gateUp; for one row those are the q/k/v (gate/up) tensors themselves, else they are split with one
+   * strided copy each.
+   */
+  #block(l: number, rows: number, t: BlockTensors, attention: () => void): void {
+    const c = this.model.config;
+    const lin = this.model.blocks[l].linears;
+    const fused = this.#projections[l];
+    const eps = c.normEps;
+    const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
+    ops.rmsnorm(t.x, this.#attnNorms[l], t.h, { eps });
+    if (fused.qkv) {
+      fused.qkv.forward(t.h, { out: t.qkv });
+      if (!t.fusedViews) {
+        const [dim, kv] = [c.dim, kvDim(c)];
+        const width = dim + 2 * kv;
+        t.q.copyRowsFrom(t.qkv, rows, dim, { srcStride: width });
+        t.k.copyRowsFrom(t.qkv.view([rows * width - dim], dim), rows, kv, { srcStride: width });
+        t.v.copyRowsFrom(t.qkv.view([rows * width - dim - kv], dim + kv), rows, kv, { srcStride: width });
+      }
+    } else {
+      lin["self_attn.q_proj"].forward(t.h, { out: t.q });
+      lin["self_attn.k_proj"].forward(t.h, { out: t.k });
+      lin["self_attn.v_proj"].forward(t.h, { out: t.v });
+    }
+    ops.rope(t.q, t.positions, rope);
+    ops.rope(t.k, t.positions, rope);
+    attention();
+    lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
+    ops.add(t.x, t.proj, t.x);
+    ops.rmsnorm(t.x, this.#ffnNorms[l], t.h, { eps });
+    if (fused.gateUp) {
+      fused.gateUp.forward(t.h, { out: t.gateUp });
+      if (!t.fusedViews) {
+        const hidden = c.hiddenDim;
+        t.gate.copyRowsFrom(t.gateUp, rows, hidden, { srcStride: 2 * hidden });
+        t.up.copyRowsFrom(t.gateUp.view([rows * 2 * hidden - hidden], hidden), rows, hidden, {
+          srcStride: 2 * hidden,
+        });
+      }
+    } else {
+      lin["mlp.gate_proj"].forward(t.h, { out: t.gate });
+      lin["mlp.up_proj"].forward(t.h, { out: t.up });
+    }
+    ops.siluMul(t.gate, t.up, t.gate);
+    lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
+    ops.add(t.x, t.proj, t.x);
+  }
+
+  /** The block tensors of `rows` rows of the workspace (views). */
+  #blockTensors(ws: Workspace, rows: number, positions: DeviceTensor): BlockTensors {
+    const c = this.model.config;
+    const [dim, kv, hidden] = [c.dim, kvDim(c), c.hiddenDim];
+    const r = (name: keyof Workspace["tensors"]) => ws.rows(name, rows);
+    const qkv = r("qkv");
+    const gateUp = r("gateUp");
+    if (rows === 1) {
+      // One row: [q | k | v] and [gate | up] are contiguous, so views replace the copies.
+      return {
+        x: r("x"),
+        h: r("h"),
+        att: r("att"),
+        proj: r("proj"),
+        qkv,
+        gateUp,
+        positions,
+        fusedViews: true,
+        q: qkv.view([1, dim]),
+        k: qkv.view([1, kv], dim),
+        v: qkv.view([1, kv], dim + kv),
+        gate: gateUp.view([1, hidden]),
+        up: gateUp.view([1, hidden], hidden),
+      };
+    }
+    return {
+      x: r("x"),
+      h: r("h"),
+      att: r("att"),
+      proj: r("proj"),
+      qkv,
+      gateUp,
+      positions,
+      fusedViews: false,
+      q: r("q"),
+      k: r("k"),
+      v: r("v"),
+      gate: r("gate"),
+      up: r("up"),
+    };
   }
 
   /**
@@ -320,48 +521,28 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     const positions = ws.positions.view([rows]);
     idsView.upload(ids);
     positions.upload(Int32Array.from({ length: rows }, (_, i) => pos0 + i));
-
-    const x = ws.rows("x", rows);
-    const h = ws.rows("h", rows);
-    const q = ws.rows("q", rows);
-    const k = ws.rows("k", rows);
-    const v = ws.rows("v", rows);
-    const att = ws.rows("att", rows);
-    const proj = ws.rows("proj", rows);
-    const gate = ws.rows("gate", rows);
-    const up = ws.rows("up", rows);
-    const eps = c.normEps;
-    const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
+    const t = this.#blockTensors(ws, rows, positions);
     const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
 
-    ops.embedding(this.#embedding, idsView, x);
+    ops.embedding(this.#embedding, idsView, t.x);
     for (let l = 0; l < c.nLayers; l++) {
-      const lin = this.model.blocks[l].linears;
-      ops.rmsnorm(x, this.#attnNorms[l], h, { eps });
-      lin["self_attn.q_proj"].forward(h, { out: q });
-      lin["self_attn.k_proj"].forward(h, { out: k });
-      lin["self_attn.v_proj"].forward(h, { out: v });
-      ops.rope(q, positions, rope);
-      ops.rope(k, positions, rope);
-      if (cache) {
-        ops.attentionDecode(q, k, v, cache.keys[l], cache.values[l], att, { ...heads, position: pos0 });
-      } else {
-        ops.attentionPrefill(q, k, v, att, heads);
-      }
-      lin["self_attn.o_proj"].forward(att, { out: proj });
-      ops.add(x, proj, x);
-      ops.rmsnorm(x, this.#ffnNorms[l], h, { eps });
-      lin["mlp.gate_proj"].forward(h, { out: gate });
-      lin["mlp.up_proj"].forward(h, { out: up });
-      ops.siluMul(gate, up, gate);
-      lin["mlp.down_proj"].forward(gate, { out: proj });
-      ops.add(x, proj, x);
+      this.#block(l, rows, t, () => {
+        if (cache) {
+          ops.attentionDecode(t.q, t.k, t.v, cache.keys[l], cache.values[l], t.att, {
+            ...heads,
+            position: pos0,
+          });
+        } else {
+          ops.attentionPrefill(t.q, t.k, t.v, t.att, heads);
+        }
+      });
     }
     if (cache) cache.length = pos0 + rows;
+    const eps = c.normEps;
     if (lastOnly) {
-      ops.rmsnorm(x.view([1, c.dim], (rows - 1) * c.dim), this.#finalNorm, h.view([1, c.dim]), { eps });
+      ops.rmsnorm(t.x.view([1, c.dim], (rows - 1) * c.dim), this.#finalNorm, t.h.view([1, c.dim]), { eps });
     } else {
-      ops.rmsnorm(x, this.#finalNorm, h, { eps });
+      ops.rmsnorm(t.x, this.#finalNorm, t.h, { eps });
     }
     return ws;
   }
@@ -412,21 +593,19 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     if (v !== undefined) return v;
     const c = this.model.config;
     const kv = kvDim(c);
-    const rowsOf = (t: DeviceTensor, width: number) =>
-      Array.from({ length: batch }, (_, b) => t.view([1, width], b * width));
-    const names = ["x", "h", "q", "k", "v", "att", "proj", "gate", "up", "logits"] as const;
-    const full = Object.fromEntries(names.map((n) => [n, ws.rows(n, batch)])) as Record<
-      (typeof names)[number],
-      DeviceTensor
-    >;
+    const positions = ws.positions.view([batch]);
+    const t = this.#blockTensors(ws, batch, positions);
+    const rowsOf = (x: DeviceTensor, width: number) =>
+      Array.from({ length: batch }, (_, b) => x.view([1, width], b * width));
     v = {
-      ...full,
+      ...t,
+      logits: ws.rows("logits", batch),
       ids: ws.ids.view([batch]),
-      positions: ws.positions.view([batch]),
-      qRows: rowsOf(full.q, c.dim),
-      kRows: rowsOf(full.k, kv),
-      vRows: rowsOf(full.v, kv),
-      attRows: rowsOf(full.att, c.dim),
+      positions,
+      qRows: rowsOf(t.q, c.dim),
+      kRows: rowsOf(t.k, kv),
+      vRows: rowsOf(t.v, kv),
+      attRows: rowsOf(t.att, c.dim),
     };
     this.#batchViews.set(batch, v);
     return v;
@@ -461,11 +640,75 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   }
 
   /**
+   * The device work of one decoding step after ids and positions are uploaded: embedding, every block,
+   * final norm, classifier. Everything it reads about the step (ids, positions, cache lengths) is on
+   * the device, so the same launches can be captured once and replayed for every later step.
+   */
+  #decodeStep(v: BatchViews, owned: CudaKvCache[] | CudaBatchKvCache): void {
+    const c = this.model.config;
+    const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
+    ops.embedding(this.#embedding, v.ids, v.x);
+    for (let l = 0; l < c.nLayers; l++) {
+      this.#block(l, v.ids.numel, v, () => {
+        if (owned instanceof CudaBatchKvCache) {
+          ops.attentionDecodeBatch(v.q, v.k, v.v, owned.keys[l], owned.values[l], v.positions, v.att, heads);
+        } else {
+          for (let b = 0; b < owned.length; b++) {
+            const cache = owned[b];
+            ops.attentionDecode(
+              v.qRows[b],
+              v.kRows[b],
+              v.vRows[b],
+              cache.keys[l],
+              cache.values[l],
+              v.attRows[b],
+              {
+                ...heads,
+                position: cache.length,
+              },
+            );
+          }
+        }
+      });
+    }
+    ops.rmsnorm(v.x, this.#finalNorm, v.h, { eps: c.normEps });
+    this.model.classifier.forward(v.h, { out: v.logits });
+  }
+
+  /** Runs a batch-cache step through its graph: eager the first time, captured the second, replayed after. */
+  #replayStep(v: BatchViews, cache: CudaBatchKvCache): void {
+    let entry = this.#graphs.get(cache);
+    if (entry !== undefined && entry.generation !== this.#generation) entry = undefined;
+    if (entry === undefined) {
+      // Warm-up: scratch buffers, the kernel workspace and cuBLAS state are allocated here, not during
+      // the capture (where allocation is refused).
+      this.#decodeStep(v, cache);
+      this.#graphs.set(cache, { generation: this.#generation, graph: undefined });
+      return;
+    }
+    if (entry.graph === undefined || entry.graph.disposed) {
+      entry.graph = captureGraph(() => this.#decodeStep(v, cache));
+      this.#liveGraphs.add(entry.graph);
+    }
+    try {
+      entry.graph.launch();
+    } catch (error) {
+      // A larger call since the capture reallocated the kernel workspace: capture again once.
+      if (!(error instanceof Error) || !/capture it again/.test(error.message)) throw error;
+      entry.graph.dispose();
+      this.#liveGraphs.delete(entry.graph);
+      entry.graph = captureGraph(() => this.#decodeStep(v, cache));
+      this.#liveGraphs.add(entry.graph);
+      entry.graph.launch();
+    }
+  }
+
+  /**
    * One decoding step for a batch of independent sequences: tokens[b] is appended to sequence b at its
-   * current length, in a batch cache (newBatchCache: one attention launch per layer for the whole batch)
-   * or in one cache per sequence (newCache: one launch per sequence and layer). Returns the logits
-   * (batch, vocab) f16 on the device, a view of the workspace valid until the next call; nothing is
-   * downloaded or synchronized.
+   * current length, in a batch cache (newBatchCache: one attention launch per layer for the whole batch;
+   * replayed as a CUDA graph from the third step on, unless `graphs: false`) or in one cache per
+   * sequence (newCache: one launch per sequence and layer). Returns the logits (batch, vocab) f16 on the
+   * device, a view of the workspace valid until the next call; nothing is downloaded or synchronized.
    */
   decodeBatch(tokens: ArrayLike<number>, caches: readonly KvCache[] | CudaBatchKvCache): DeviceTensor {
     if (this.#disposed) throw new Error("CudaLlamaRuntime: used after dispose()");
@@ -478,50 +721,10 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     const v = this.#viewsFor(this.#workspaceFor(batch), batch);
     v.ids.upload(ids);
     v.positions.upload(Int32Array.from(lengths));
-    const eps = c.normEps;
-    const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
-    const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
-    ops.embedding(this.#embedding, v.ids, v.x);
-    for (let l = 0; l < c.nLayers; l++) {
-      const lin = this.model.blocks[l].linears;
-      ops.rmsnorm(v.x, this.#attnNorms[l], v.h, { eps });
-      lin["self_attn.q_proj"].forward(v.h, { out: v.q });
-      lin["self_attn.k_proj"].forward(v.h, { out: v.k });
-      lin["self_attn.v_proj"].forward(v.h, { out: v.v });
-      ops.rope(v.q, v.positions, rope);
-      ops.rope(v.k, v.positions, rope);
-      if (owned instanceof CudaBatchKvCache) {
-        ops.attentionDecodeBatch(v.q, v.k, v.v, owned.keys[l], owned.values[l], v.positions, v.att, heads);
-      } else {
-        for (let b = 0; b < batch; b++) {
-          const cache = owned[b];
-          ops.attentionDecode(
-            v.qRows[b],
-            v.kRows[b],
-            v.vRows[b],
-            cache.keys[l],
-            cache.values[l],
-            v.attRows[b],
-            {
-              ...heads,
-              position: cache.length,
-            },
-          );
-        }
-      }
-      lin["self_attn.o_proj"].forward(v.att, { out: v.proj });
-      ops.add(v.x, v.proj, v.x);
-      ops.rmsnorm(v.x, this.#ffnNorms[l], v.h, { eps });
-      lin["mlp.gate_proj"].forward(v.h, { out: v.gate });
-      lin["mlp.up_proj"].forward(v.h, { out: v.up });
-      ops.siluMul(v.gate, v.up, v.gate);
-      lin["mlp.down_proj"].forward(v.gate, { out: v.proj });
-      ops.add(v.x, v.proj, v.x);
-    }
+    if (this.#useGraphs && owned instanceof CudaBatchKvCache) this.#replayStep(v, owned);
+    else this.#decodeStep(v, owned);
     if (owned instanceof CudaBatchKvCache) for (let b = 0; b < batch; b++) owned.lengths[b]++;
     else for (const cache of owned) cache.length++;
-    ops.rmsnorm(v.x, this.#finalNorm, v.h, { eps });
-    this.model.classifier.forward(v.h, { out: v.logits });
     return v.logits;
   }
 
@@ -529,9 +732,14 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     if (this.#disposed) return;
     this.#disposed = true;
     synchronize();
+    this.#disposeGraphs();
     this.#workspace?.dispose();
     this.#embedding.dispose();
     this.#finalNorm.dispose();
     for (const t of [...this.#attnNorms, ...this.#ffnNorms]) t.dispose();
+    for (const p of this.#projections) {
+      p.qkv?.dispose();
+      p.gateUp?.dispose();
+    }
   }
 }

@@ -16,6 +16,10 @@ export interface SpeedSettings {
   warmup: number;
   seed: number;
   formats: WeightFormat[];
+  /** Replay each decoding step as a CUDA graph (default true). */
+  graphs?: boolean;
+  /** Fuse q/k/v and gate/up into one matmul each (default true). */
+  fuse?: boolean;
   onStatus?: (line: string) => void;
 }
 
@@ -45,6 +49,8 @@ export interface SpeedReport {
   layers: number;
   layersOfShape: number;
   steps: number;
+  graphs: boolean;
+  fuse: boolean;
   results: SpeedFormatResult[];
   notes: string[];
 }
@@ -72,7 +78,11 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
   let peak = 0;
   const measurements: SpeedMeasurement[] = [];
   try {
-    runtime = new CudaLlamaRuntime(model);
+    // "move": the fused copies replace the model's own q/k/v and gate/up layers, so memory is a real model's.
+    runtime = new CudaLlamaRuntime(model, {
+      graphs: s.graphs ?? true,
+      fuse: (s.fuse ?? true) ? "move" : undefined,
+    });
     const tokens = Array.from(
       { length: maxBatch * positions },
       (_, i) => (i * 7919 + s.seed) % config.vocabSize,
@@ -101,7 +111,8 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
         caches.dispose();
       }
     }
-    const linearBytes = listLinears(model).reduce((sum, e) => sum + e.layer.byteLength, 0);
+    const linearBytes =
+      listLinears(model).reduce((sum, e) => sum + e.layer.byteLength, 0) + runtime.fusedByteLength;
     return { format, weightBytes: linearBytes + runtime.byteLength, deviceBytesUsed: peak, measurements };
   } finally {
     runtime?.dispose();
@@ -140,16 +151,25 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     );
   }
   const results = s.formats.map((format) => measureFormat(s, format));
+  const graphs = s.graphs ?? true;
+  const fuse = s.fuse ?? true;
   return {
     shape: s.shape,
     layers: config.nLayers,
     layersOfShape: speedConfig(s.shape).nLayers,
     steps: s.steps,
+    graphs,
+    fuse,
     results,
     notes: [
       "seeded random weights in the model's shapes; the embedding and the classifier stay fp16 in both",
       "each step decodes one token for every sequence of the batch (one batched KV cache, one attention launch per layer) and waits for the device; logits stay on the device",
-      "kernel launches are issued one by one from JavaScript (no CUDA graphs yet), so small steps include the launch overhead",
+      graphs
+        ? "each step uploads its token ids and positions, then replays the step's launches as one CUDA graph (captured after one eager warm-up step per batch size)"
+        : "kernel launches are issued one by one from JavaScript (--no-graphs), so small steps include the launch overhead",
+      fuse
+        ? "q/k/v and gate/up run as one fused matmul each, in both formats"
+        : "q/k/v and gate/up run as separate matmuls (--no-fuse)",
     ],
   };
 }
@@ -177,7 +197,7 @@ export function formatSpeed(r: SpeedReport): string {
     ]);
   }
   const lines = [
-    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch`,
+    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch, CUDA graphs ${r.graphs ? "on" : "off"}, fused projections ${r.fuse ? "on" : "off"}`,
     table.toString(),
   ];
   for (const x of r.results) {

@@ -9,6 +9,7 @@ namespace trirun {
 void RegisterCublasFunctions(Napi::Env env, Napi::Object exports);
 void RegisterTrirunFunctions(Napi::Env env, Napi::Object exports);
 void RegisterOpsFunctions(Napi::Env env, Napi::Object exports);
+void RegisterGraphFunctions(Napi::Env env, Napi::Object exports);
 void DestroyCublasHandles(AddonState& state);
 
 namespace {
@@ -72,6 +73,9 @@ Napi::Value MemoryInfo(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  if (ActiveCapture() != nullptr) {
+    ThrowTypeError(info.Env(), "synchronize: not allowed inside captureGraph (nothing runs until the graph is launched)");
+  }
   CheckCuda(info.Env(), cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   return info.Env().Undefined();
 }
@@ -131,6 +135,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterCublasFunctions(env, exports);
   RegisterTrirunFunctions(env, exports);
   RegisterOpsFunctions(env, exports);
+  RegisterGraphFunctions(env, exports);
   return exports;
 }
 

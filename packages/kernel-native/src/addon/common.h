@@ -8,7 +8,10 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace trirun {
 
@@ -27,11 +30,30 @@ struct AddonState {
   Napi::FunctionReference bufferClass;
   Napi::FunctionReference streamClass;
   Napi::FunctionReference eventClass;
+  Napi::FunctionReference graphClass;
   std::map<int, Workspace> defaultStreamWorkspaces;  // per device
   std::map<int, void*> cublasHandles;                // per device
 };
 
 AddonState& State(Napi::Env env);
+
+// A graph capture in progress on this thread (captureGraph). While it is active,
+// every launch that names no stream goes to the capture stream instead of the
+// legacy default stream, and the buffers and workspaces the launches use are
+// recorded so that the graph can keep them alive and refuse to replay once one
+// of them has been disposed or reallocated.
+struct CaptureState {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  std::vector<Napi::ObjectReference> buffers;  // JS DeviceBuffer objects used by captured launches
+  std::set<const void*> seen;                  // their native objects, to record each once
+  std::vector<std::pair<const Workspace*, void*>> workspaces;  // workspace and the pointer captured
+  std::vector<std::pair<int, void*>> deferredFrees;            // cudaFree is not allowed while capturing
+};
+
+// The capture active on this thread, or nullptr.
+CaptureState* ActiveCapture();
+void SetActiveCapture(CaptureState* capture);
 
 // Throws a CudaError (or a plain Error with `code` when the class is not
 // registered) carrying `code` (e.g. "cudaErrorMemoryAllocation") and message.

@@ -58,6 +58,13 @@ void DeviceBuffer::Release() {
   if (ptr_ != nullptr) {
     // cudaFree waits for work that may still use the memory. Errors cannot be
     // reported from a finalizer (and at exit the runtime may be gone): ignore.
+    if (CaptureState* capture = ActiveCapture()) {
+      // A finalizer that runs while a graph is being captured: freeing now would
+      // invalidate the capture, so the capture frees it when it ends.
+      capture->deferredFrees.emplace_back(device_, ptr_);
+      ptr_ = nullptr;
+      return;
+    }
     int previous = -1;
     cudaGetDevice(&previous);
     if (previous != device_) cudaSetDevice(device_);
@@ -252,13 +259,25 @@ DeviceBuffer* ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char
   }
   DeviceBuffer* buffer = DeviceBuffer::Unwrap(info[index].As<Napi::Object>());
   if (buffer->freed()) throw Napi::Error::New(env, std::string(name) + ": the tensor's memory has been disposed");
+  if (CaptureState* capture = ActiveCapture()) {
+    if (capture->seen.insert(buffer).second) capture->buffers.push_back(Napi::Persistent(info[index].As<Napi::Object>()));
+  }
   return buffer;
 }
 
 cudaStream_t ArgStream(const Napi::CallbackInfo& info, size_t index, int device, StreamObject** object) {
   Napi::Env env = info.Env();
   *object = nullptr;
-  if (index >= info.Length() || info[index].IsNull() || info[index].IsUndefined()) return nullptr;
+  bool none = index >= info.Length() || info[index].IsNull() || info[index].IsUndefined();
+  if (CaptureState* capture = ActiveCapture()) {
+    if (!none) ThrowTypeError(env, "stream: inside captureGraph launches take no stream (they go to the capture stream)");
+    if (device != capture->device) {
+      ThrowRangeError(env, "captureGraph: the graph is captured on device " + std::to_string(capture->device) +
+                               ", the tensors are on device " + std::to_string(device));
+    }
+    return capture->stream;
+  }
+  if (none) return nullptr;
   AddonState& state = State(env);
   if (!info[index].IsObject() || !info[index].As<Napi::Object>().InstanceOf(state.streamClass.Value())) {
     ThrowTypeError(env, "stream: expected a Stream");
@@ -284,6 +303,17 @@ void CheckRange(Napi::Env env, const DeviceBuffer* buffer, uint64_t offset, uint
 Workspace& AcquireWorkspace(Napi::Env env, int device, cudaStream_t stream, StreamObject* object, size_t bytes) {
   Workspace& workspace = object != nullptr ? object->workspace() : State(env).defaultStreamWorkspaces[device];
   workspace.device = device;
+  if (CaptureState* capture = ActiveCapture()) {
+    // Nothing runs during a capture: growing or zeroing the workspace now would
+    // either synchronise (not allowed) or be recorded in the graph.
+    if (workspace.bytes < bytes || workspace.dirty) {
+      ThrowCudaError(env, "ERR_GRAPH_WARMUP",
+                     "captureGraph: the kernel workspace (" + FormatBytes(bytes) +
+                         ") is not ready; run the same calls once outside captureGraph before capturing them");
+    }
+    capture->workspaces.emplace_back(&workspace, workspace.ptr);
+    return workspace;
+  }
   if (workspace.bytes < bytes) {
     if (workspace.ptr != nullptr) {
       CheckCuda(env, cudaFree(workspace.ptr), "cudaFree (workspace)");  // waits for launches using it
@@ -339,6 +369,9 @@ Napi::Value CopyHostToDevice(const Napi::CallbackInfo& info) {
   HostView host = ArgTypedArray(info, 2, "data");
   if (offset < 0) ThrowRangeError(env, "byteOffset: expected a non-negative offset");
   CheckRange(env, buffer, offset, host.bytes, "data");
+  if (ActiveCapture() != nullptr) {
+    ThrowTypeError(env, "upload: host-to-device copies cannot be captured in a graph; upload before launching it");
+  }
   StreamObject* object = nullptr;
   cudaStream_t stream = ArgStream(info, 3, buffer->device(), &object);
   if (host.bytes == 0) return env.Undefined();
@@ -359,6 +392,9 @@ Napi::Value CopyDeviceToHost(const Napi::CallbackInfo& info) {
   HostView host = ArgTypedArray(info, 2, "out");
   if (offset < 0) ThrowRangeError(env, "byteOffset: expected a non-negative offset");
   CheckRange(env, buffer, offset, host.bytes, "out");
+  if (ActiveCapture() != nullptr) {
+    ThrowTypeError(env, "download: device-to-host copies cannot be captured in a graph; download after launching it");
+  }
   StreamObject* object = nullptr;
   cudaStream_t stream = ArgStream(info, 3, buffer->device(), &object);
   if (host.bytes == 0) return env.Undefined();

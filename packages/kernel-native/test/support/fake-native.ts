@@ -10,6 +10,7 @@ import type {
   NativeBuffer,
   NativeDeviceProperties,
   NativeEvent,
+  NativeGraph,
   NativeProbe,
   NativeStream,
   NativeTrirunConfig,
@@ -123,6 +124,103 @@ function unpackScales(permuted: Uint16Array, groups: number, n: number): Uint16A
   const out = new Uint16Array(groups * n);
   for (let t = 0; t < where.length; t++) out[where[t]] = permuted[t];
   return out;
+}
+
+/** Set while a capture asks the fake TriRun kernel for its config only (nothing runs during a capture). */
+let dryRun = false;
+
+/** Addon entry points that launch nothing (they run normally during a capture). */
+const NOT_LAUNCHES = new Set([
+  "DeviceBuffer",
+  "Stream",
+  "Event",
+  "probe",
+  "deviceProperties",
+  "memoryInfo",
+  "getDevice",
+  "setDevice",
+  "setErrorClass",
+  "cublasInfo",
+  "workspaceBytes",
+  "captureGraph",
+  "allocatedBytes",
+]);
+/** Entry points the real addon refuses inside a capture. */
+const NOT_CAPTURABLE = new Set(["copyHostToDevice", "copyDeviceToHost", "synchronize"]);
+
+const GRAPH_STATE = Symbol("fake graph state");
+const WRAPPED = Symbol("fake graph wrapper");
+
+type AnyFn = ((...args: unknown[]) => unknown) & { [WRAPPED]?: true };
+
+/**
+ * Graph capture for the stand-in, with the real addon's rules: during captureGraph every launch is
+ * recorded (not run) and an explicit stream, an upload, a download or a synchronize is refused; launch()
+ * replays the recorded calls. Wraps the entry points present now, in place; call it again after adding
+ * more (withFakeOps does).
+ */
+export function withFakeGraphs<T extends NativeAddon>(addon: T): T {
+  const target = addon as unknown as Record<string | symbol, unknown>;
+  type State = { recording: (() => void)[] | undefined; buffers?: Set<FakeBuffer> };
+  if (target[GRAPH_STATE] === undefined) target[GRAPH_STATE] = { recording: undefined } satisfies State;
+  const state = target[GRAPH_STATE] as State;
+  for (const name of Object.keys(target)) {
+    const fn = target[name] as AnyFn;
+    if (typeof fn !== "function" || NOT_LAUNCHES.has(name) || fn[WRAPPED]) continue;
+    const wrapper: AnyFn = (...args: unknown[]) => {
+      const recording = state.recording;
+      if (recording === undefined) return fn(...args);
+      if (NOT_CAPTURABLE.has(name)) throw new TypeError(`${name}: not allowed inside captureGraph`);
+      if (args.some((a) => a instanceof FakeStream)) {
+        throw new TypeError("stream: inside captureGraph launches take no stream");
+      }
+      for (const a of args) if (a instanceof FakeBuffer) state.buffers?.add(a);
+      recording.push(() => {
+        fn(...args);
+      });
+      if (name !== "trirunMatmul") return undefined;
+      dryRun = true;
+      try {
+        return fn(...args);
+      } finally {
+        dryRun = false;
+      }
+    };
+    wrapper[WRAPPED] = true;
+    target[name] = wrapper;
+  }
+  target.captureGraph = (device: number, record: () => void): NativeGraph => {
+    if (state.recording !== undefined) throw new TypeError("captureGraph: a capture is already in progress");
+    const steps: (() => void)[] = [];
+    const buffers = new Set<FakeBuffer>();
+    state.recording = steps;
+    state.buffers = buffers;
+    try {
+      record();
+    } finally {
+      state.recording = undefined;
+      state.buffers = undefined;
+    }
+    let destroyed = false;
+    return {
+      get destroyed() {
+        return destroyed;
+      },
+      nodes: steps.length,
+      device,
+      launch: () => {
+        if (destroyed) throw new Error("graph: the graph has been disposed");
+        for (const b of buffers) {
+          if (b.freed) throw new Error("graph: a device tensor used by the graph has been disposed");
+        }
+        for (const step of steps) step();
+      },
+      destroy: () => {
+        destroyed = true;
+      },
+    };
+  };
+  return addon;
 }
 
 export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { allocatedBytes(): number } {
@@ -246,28 +344,32 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
     ) => {
       if (k % 128 !== 0 || n % 256 !== 0) throw new RangeError("trirunMatmul: unsupported shape");
       const g = groupsize === -1 ? k : groupsize;
-      const groups = k / g;
-      const Bb = live(b, "B");
-      const words = new Int32Array(Bb.bytes.buffer, Bb.bytes.byteOffset + bOff, (k / 16) * n);
-      const codes = unpackCodes(words, k, n);
-      const scales = unpackScales(halves(live(s, "s"), sOff, groups * n), groups, n);
-      const A = halves(live(a, "A"), aOff, m * k);
-      const Cb = live(c, "C");
-      const C = halves(Cb, cOff, m * n);
-      const w = new Float32Array(k * n);
-      for (let r = 0; r < k; r++)
-        for (let j = 0; j < n; j++)
-          w[r * n + j] = (codes[r * n + j] - 1) * f16ToF32(scales[Math.floor(r / g) * n + j]);
-      const count = faults.skipLastElement ? m * n - 1 : m * n;
-      for (let idx = 0; idx < count; idx++) {
-        const i = Math.floor(idx / n);
-        const j = idx % n;
-        let acc = 0;
-        for (let r = 0; r < k; r++) acc = Math.fround(acc + f16ToF32(A[i * k + r]) * w[r * n + j]);
-        C[idx] = toF16Bits(acc * (1 + (faults.relativeError ?? 0)));
-      }
-      if (faults.writePastEnd && cOff + m * n * 2 + 2 <= Cb.byteLength)
-        halves(Cb, cOff + m * n * 2, 1)[0] = 0;
+      const compute = (): void => {
+        const groups = k / g;
+        const Bb = live(b, "B");
+        const words = new Int32Array(Bb.bytes.buffer, Bb.bytes.byteOffset + bOff, (k / 16) * n);
+        const codes = unpackCodes(words, k, n);
+        const scales = unpackScales(halves(live(s, "s"), sOff, groups * n), groups, n);
+        const A = halves(live(a, "A"), aOff, m * k);
+        const Cb = live(c, "C");
+        const C = halves(Cb, cOff, m * n);
+        const w = new Float32Array(k * n);
+        for (let r = 0; r < k; r++)
+          for (let j = 0; j < n; j++)
+            w[r * n + j] = (codes[r * n + j] - 1) * f16ToF32(scales[Math.floor(r / g) * n + j]);
+        const count = faults.skipLastElement ? m * n - 1 : m * n;
+        for (let idx = 0; idx < count; idx++) {
+          const i = Math.floor(idx / n);
+          const j = idx % n;
+          let acc = 0;
+          for (let r = 0; r < k; r++) acc = Math.fround(acc + f16ToF32(A[i * k + r]) * w[r * n + j]);
+          C[idx] = toF16Bits(acc * (1 + (faults.relativeError ?? 0)));
+        }
+        if (faults.writePastEnd && cOff + m * n * 2 + 2 <= Cb.byteLength)
+          halves(Cb, cOff + m * n * 2, 1)[0] = 0;
+      };
+      // Nothing runs during a capture: the graph replays the call later.
+      if (!dryRun) compute();
       // Tile choice as in trirun.cu: small-batch tiles for m <= 16, general ones otherwise.
       const small =
         m <= 16 && (threadK <= 0 || [128 * 512, 256 * 256, 512 * 128].includes(threadK * threadN));
@@ -288,6 +390,9 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
       return config;
     },
     workspaceBytes: (n, maxPar) => (n / 128) * (maxPar > 0 ? maxPar : 16) * 4,
+    captureGraph: () => {
+      throw new Error("replaced by withFakeGraphs");
+    },
   };
-  return addon;
+  return withFakeGraphs(addon);
 }

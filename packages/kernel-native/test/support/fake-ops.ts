@@ -6,6 +6,7 @@
 // kernels themselves.
 import { f16ToF32, toF16Bits } from "../../src/device/numeric.js";
 import type { NativeAddon, NativeBuffer } from "../../src/native.js";
+import { withFakeGraphs } from "./fake-native.js";
 
 type Ctor = Uint16Array | Float32Array | Int32Array;
 
@@ -326,5 +327,5 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
       }
     },
   };
-  return Object.assign(addon, ops);
+  return withFakeGraphs(Object.assign(addon, ops));
 }

@@ -1,0 +1,56 @@
+/** Shared checks and copies of `TriRunLinear.concat` / `Float16Linear.concat` (fused projections). */
+import type { DeviceTensor } from "@trirun/kernel-native";
+import type { CpuCore } from "./cpu-core.js";
+import type { CudaCore } from "./cuda-core.js";
+
+/**
+ * Checks that `parts` can be fused (at least one, all of the right class, on CUDA, live, same input
+ * width, no bias column, no padded output columns) and returns their CUDA cores.
+ */
+export function concatParts<T extends { inFeatures: number; outFeatures: number; disposed: boolean }>(
+  parts: readonly T[],
+  kind: string,
+  isKind: (p: unknown) => boolean,
+  coreOf: (p: T) => CpuCore | CudaCore,
+): CudaCore[] {
+  if (!Array.isArray(parts) || parts.length === 0) {
+    throw new TypeError(`parts: expected a non-empty array of ${kind} layers`);
+  }
+  const cores: CudaCore[] = [];
+  for (const [i, p] of parts.entries()) {
+    if (!isKind(p)) throw new TypeError(`parts[${i}]: expected a ${kind}`);
+    if (p.disposed) throw new TypeError(`parts[${i}]: the layer has been disposed`);
+    const core = coreOf(p);
+    if (core.kind !== "cuda") throw new TypeError(`parts[${i}]: concat needs layers on the "cuda" backend`);
+    if (p.inFeatures !== parts[0].inFeatures || core.width !== (cores[0] ?? core).width) {
+      throw new RangeError(
+        `parts[${i}]: ${p.inFeatures} input features, parts[0] has ${parts[0].inFeatures}: fused layers must read the same input`,
+      );
+    }
+    if (core.onesColumn >= 0) throw new TypeError(`parts[${i}]: layers with a bias cannot be fused`);
+    if (core.n !== p.outFeatures) {
+      throw new RangeError(
+        `parts[${i}]: ${p.outFeatures} output features are padded to ${core.n} on the device; fused layers need no padding`,
+      );
+    }
+    cores.push(core);
+  }
+  return cores;
+}
+
+/** Copies the `(rows, width)` device matrix `src` into columns `[column, column + width)` of `dst` `(rows, n)`. */
+export function copyColumns(
+  dst: DeviceTensor,
+  src: DeviceTensor,
+  rows: number,
+  n: number,
+  column: number,
+  width: number,
+): void {
+  const target = dst.view([dst.numel - column], column);
+  try {
+    target.copyRowsFrom(src, rows, width, { dstStride: n, srcStride: width });
+  } finally {
+    target.dispose();
+  }
+}
