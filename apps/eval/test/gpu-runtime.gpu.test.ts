@@ -303,6 +303,10 @@ describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", (
           const [a, b, c] = [eager, graphs, fused].map((rt, i) =>
             decodeF16(rt.decodeBatch(tokens, caches[i]).download() as Uint16Array),
           );
+          expect(
+            a.every((x) => Number.isFinite(x)),
+            `${format} batch ${batch} step ${t}: eager logits are finite`,
+          ).toBe(true);
           // cuBLAS may pick another algorithm inside a capture, so graph vs eager is compared to 1e-3
           // (a stale position or token would move the logits by far more).
           expect(vectorRelDiff(b, a), `${format} batch ${batch} step ${t}: graph vs eager`).toBeLessThan(

@@ -40,19 +40,22 @@ const realDevice = gpu && !devices()[0].name.startsWith("Fake");
 const seed = (Math.random() * 2 ** 32) >>> 0;
 const rng = new Rng(seed);
 
-/** One "layer step": y = (x W1) + x2, z = y W2 (TriRun, then add, then cuBLAS), all device tensors. */
+/** Columns of the cuBLAS output z. */
+const OUT = 256;
+
+/** One "layer step": y = (x W1) + x2, z = y W2 with W2 (n, 256) (TriRun, then add, then cuBLAS), all device tensors. */
 function makeStep(m: number, k: number, n: number) {
   const codes = randomCodes(rng, k * n);
   const scales = randomScales(rng, (k / 128) * n);
   const B = DeviceTensor.fromArray(packWeights(codes, k, n), [k / 16, n], "i32");
   const s = DeviceTensor.fromArray(packScales(scales, k / 128, n), [k / 128, n], "f16");
   const w1 = dequantizeF16(codes, scales, k, n, 128);
-  const w2 = randomActivations(rng, n * n).map((b) => b & 0xbfff); // keep |w| <= 2
-  const W2 = DeviceTensor.fromArray(w2, [n, n], "f16");
+  const w2 = randomActivations(rng, n * OUT).map((b) => b & 0xbfff); // keep |w| <= 2
+  const W2 = DeviceTensor.fromArray(w2, [n, OUT], "f16");
   const x = DeviceTensor.empty("f16", [m, k]);
   const x2 = DeviceTensor.empty("f16", [m, n]);
   const y = DeviceTensor.empty("f16", [m, n]);
-  const z = DeviceTensor.empty("f16", [m, n]);
+  const z = DeviceTensor.empty("f16", [m, OUT]);
   const run = (): void => {
     trirunMatmul(x, B, s, y);
     ops.add(y, x2, y);
@@ -65,7 +68,7 @@ function makeStep(m: number, k: number, n: number) {
     for (let i = 0; i < m * n; i++) {
       yBits[i] = toF16Bits(f16ToF32(toF16Bits(y64[i])) + f16ToF32(x2a[i]));
     }
-    return matmulF64(yBits, w2, m, n, n);
+    return matmulF64(yBits, w2, m, n, OUT);
   };
   const tensors = [B, s, W2, x, x2, y, z];
   return {

@@ -22,12 +22,12 @@ export function concatParts<T extends { inFeatures: number; outFeatures: number;
     if (p.disposed) throw new TypeError(`parts[${i}]: the layer has been disposed`);
     const core = coreOf(p);
     if (core.kind !== "cuda") throw new TypeError(`parts[${i}]: concat needs layers on the "cuda" backend`);
+    if (core.onesColumn >= 0) throw new TypeError(`parts[${i}]: layers with a bias cannot be fused`);
     if (p.inFeatures !== parts[0].inFeatures || core.width !== (cores[0] ?? core).width) {
       throw new RangeError(
-        `parts[${i}]: ${p.inFeatures} input features, parts[0] has ${parts[0].inFeatures}: fused layers must read the same input`,
+        `parts[${i}]: ${p.inFeatures} input features (${core.width} on the device), parts[0] has ${parts[0].inFeatures} (${(cores[0] ?? core).width}): fused layers must read the same input`,
       );
     }
-    if (core.onesColumn >= 0) throw new TypeError(`parts[${i}]: layers with a bias cannot be fused`);
     if (core.n !== p.outFeatures) {
       throw new RangeError(
         `parts[${i}]: ${p.outFeatures} output features are padded to ${core.n} on the device; fused layers need no padding`,

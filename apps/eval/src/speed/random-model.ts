@@ -45,7 +45,12 @@ export function randomCudaModel(config: LlamaConfig, format: WeightFormat, seed:
         const B = new Int32Array((k / 16) * n);
         for (let i = 0; i < B.length; i++) B[i] = (random() * 2 ** 32) | 0;
         const s = encodeF16(
-          Float32Array.from({ length: (k / 128) * n }, () => (0.5 + random()) / Math.sqrt(inp)),
+          // Random signs: codes {-1, 0, 1, 2} have mean 1/2, so scales of one sign would add a bias to
+          // every output that grows layer by layer until fp16 overflows.
+          Float32Array.from(
+            { length: (k / 128) * n },
+            () => ((random() < 0.5 ? -1 : 1) * (0.5 + random())) / Math.sqrt(inp),
+          ),
         );
         p = { B, s };
         packed.set(key, p);
