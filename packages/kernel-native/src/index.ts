@@ -28,6 +28,7 @@ export {
   OPS_MAX_HEAD_DIM,
   type RopeOptions,
   type RopeStyle,
+  validateAddRmsNormArgs,
   validateAttentionDecodeArgs,
   validateAttentionDecodeBatchArgs,
   validateAttentionPrefillArgs,

@@ -180,6 +180,24 @@ export function validateRmsNormArgs(
   return { rows, dim, weightF32: weight.dtype === "f32", eps };
 }
 
+/** addRmsNorm(x, delta, weight, out): as rmsnorm, plus delta f16 of x's shape. */
+export function validateAddRmsNormArgs(
+  args: { x: TensorDescriptor; delta: TensorDescriptor; weight: TensorDescriptor; out: TensorDescriptor },
+  opts: { eps?: number } = {},
+): { rows: number; dim: number; weightF32: boolean; eps: number } {
+  const p = validateRmsNormArgs({ x: args.x, weight: args.weight, out: args.out }, opts);
+  const x = tensor(args.x, "x");
+  const delta = tensor(args.delta, "delta");
+  dtypeOf(delta, "delta", ["f16"]);
+  sameShape(delta, "delta", x, "x");
+  elementAligned(delta, "delta", 2);
+  sameDevice([
+    [x, "x"],
+    [delta, "delta"],
+  ]);
+  return p;
+}
+
 export interface RopeOptions {
   /** Elements per head (even). */
   headDim: number;

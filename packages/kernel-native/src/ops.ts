@@ -16,6 +16,7 @@ import {
   validateEmbeddingArgs,
   validateLogSoftmaxArgs,
   validateNllArgs,
+  validateAddRmsNormArgs,
   validateRmsNormArgs,
   validateRopeArgs,
 } from "./ops-validate.js";
@@ -55,6 +56,21 @@ interface NativeOps {
   opsRmsNorm(
     x: Buf,
     xo: number,
+    w: Buf,
+    wo: number,
+    wF32: boolean,
+    out: Buf,
+    oo: number,
+    rows: number,
+    dim: number,
+    eps: number,
+    s: S,
+  ): void;
+  opsAddRmsNorm(
+    x: Buf,
+    xo: number,
+    d: Buf,
+    dOff: number,
     w: Buf,
     wo: number,
     wF32: boolean,
@@ -251,6 +267,45 @@ export function rmsnorm(
   opsAddon().opsRmsNorm(
     xo.buffer,
     xo.byteOffset,
+    w.buffer,
+    w.byteOffset,
+    p.weightF32,
+    o.buffer,
+    o.byteOffset,
+    p.rows,
+    p.dim,
+    p.eps,
+    stream,
+  );
+}
+
+/**
+ * The residual add of one sub-block and the norm of the next, in one launch:
+ * x += delta (each sum rounded to fp16 once), then out = rmsnorm(x) * weight.
+ * Gives what add(x, delta, x) followed by rmsnorm(x, weight, out) gives (x bit for bit).
+ * x, delta, out f16 (rows, dim); weight f16 or f32 (dim); out must not overlap
+ * x or delta.
+ */
+export function addRmsNorm(
+  x: DeviceTensor,
+  delta: DeviceTensor,
+  weight: DeviceTensor,
+  out: DeviceTensor,
+  opts: StreamOption & { eps?: number } = {},
+): void {
+  const xo = operand(x, "x");
+  const d = operand(delta, "delta");
+  const w = operand(weight, "weight");
+  const o = operand(out, "out");
+  const p = validateAddRmsNormArgs({ x, delta, weight, out }, opts);
+  checkNoOverlap(o, [xo, d, w]);
+  checkNoOverlap(xo, [w]);
+  const stream = streamOf(opts);
+  opsAddon().opsAddRmsNorm(
+    xo.buffer,
+    xo.byteOffset,
+    d.buffer,
+    d.byteOffset,
     w.buffer,
     w.byteOffset,
     p.weightF32,

@@ -136,10 +136,15 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     out.dispose();
   });
 
-  for (const weightType of ["f16", "f32"] as const) {
-    it(`rmsnorm with ${weightType} weights, out of place and in place`, () => {
+  // 4100: the scalar kernel (not a multiple of 8); 4096: the vectorised one.
+  for (const [weightType, dim] of [
+    ["f16", 4100],
+    ["f32", 4100],
+    ["f16", 4096],
+    ["f32", 4096],
+  ] as const) {
+    it(`rmsnorm with ${weightType} weights, dim ${dim}, out of place and in place`, () => {
       const rows = 7;
-      const dim = 4100; // not a multiple of the block size
       const eps = 1e-5;
       const x = randomHalf(rows * dim, 3);
       const w = randomHalf(dim, 2);
@@ -161,6 +166,54 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
       ops.rmsnorm(xt, wt, xt, { eps });
       expectClose(fromHalfBits(xt.download() as Uint16Array), ref, "rmsnorm in place");
       for (const t of [xt, wt]) t.dispose();
+      out.dispose();
+    });
+  }
+
+  for (const [weightType, dim] of [
+    ["f32", 4096],
+    ["f16", 8192],
+    ["f32", 4100],
+  ] as const) {
+    it(`addRmsNorm with ${weightType} weights, dim ${dim}: x += delta, out = rmsnorm(x), as add then rmsnorm`, () => {
+      const rows = 3;
+      const eps = 1e-5;
+      const x = randomHalf(rows * dim, 3);
+      const delta = randomHalf(rows * dim, 3);
+      const w = randomHalf(dim, 2);
+      // Reference: the sum rounded to fp16 (what add stores), then the norm in fp64.
+      const sumBits = Uint16Array.from(x.values, (v, i) => toF16Bits(v + delta.values[i]));
+      const sum = fromHalfBits(sumBits);
+      const ref = new Float64Array(rows * dim);
+      for (let r = 0; r < rows; r++) {
+        let ss = 0;
+        for (let j = 0; j < dim; j++) ss += sum[r * dim + j] ** 2;
+        const inv = 1 / Math.sqrt(ss / dim + eps);
+        for (let j = 0; j < dim; j++) ref[r * dim + j] = sum[r * dim + j] * inv * w.values[j];
+      }
+      const xt = uploadHalf(x.bits, [rows, dim]);
+      const dt = uploadHalf(delta.bits, [rows, dim]);
+      const wt =
+        weightType === "f16"
+          ? uploadHalf(w.bits, [dim])
+          : DeviceTensor.fromArray(Float32Array.from(w.values), [dim]);
+      const out = new Guarded("f16", [rows, dim]);
+      ops.addRmsNorm(xt, dt, wt, out.tensor, { eps });
+      expect(Array.from(xt.download() as Uint16Array)).toEqual(Array.from(sumBits));
+      expectClose(out.read("addRmsNorm"), ref, `addRmsNorm (${weightType} weight)`);
+      // The same as the two separate ops, bit for bit.
+      const x2 = uploadHalf(x.bits, [rows, dim]);
+      const out2 = DeviceTensor.empty("f16", [rows, dim]);
+      ops.add(x2, dt, x2);
+      ops.rmsnorm(x2, wt, out2, { eps });
+      const fused = out.read("addRmsNorm");
+      const separate = fromHalfBits(out2.download() as Uint16Array);
+      let worst = 0;
+      for (let i = 0; i < fused.length; i++) worst = Math.max(worst, Math.abs(fused[i] - separate[i]));
+      expect(worst).toBeLessThanOrEqual(2 ** -9 * 8); // one fp16 rounding step at |y| < 8
+      expect(() => ops.addRmsNorm(xt, dt, wt, xt)).toThrow(/out: must not share memory with x/);
+      expect(() => ops.addRmsNorm(xt, dt.view([rows - 1, dim]), wt, out2)).toThrow(/delta/);
+      for (const t of [xt, dt, wt, x2, out2]) t.dispose();
       out.dispose();
     });
   }

@@ -23,5 +23,13 @@ for w in $what; do
       for v in 512 256; do echo "threads $v"; TRIRUN_SMALL_THREADS=$v timeout 200 /tmp/probe tiles 2>&1 | grep -v "m= 8" | tee "$out/tiles-t$v.txt"; done
       TRIRUN_SMALL_THREADS=512 timeout 100 /tmp/probe sanitize ;;
     speedq) timeout 200 /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
+    ab)
+      # The small-batch reduction forced one way or the other (TRIRUN_SMALL_REDUCTION: 1 lock chain,
+      # 2 last-arriver slots) against the dispatcher's choice, back to back.
+      for v in 1 2; do
+        nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -DTRIRUN_SMALL_REDUCTION=$v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_r$v || exit 1
+      done
+      for v in 1 2; do echo "forced $v: $(timeout 100 /tmp/probe_r$v check --quick 2>&1 | tail -1)"; done | tee "$out/ab-check.txt"
+      for p in probe probe_r1 probe_r2; do echo "--- $p"; timeout 150 /tmp/$p speed --quick 2>&1 | grep -v "d2d"; done | tee "$out/ab.txt" ;;
   esac
 done

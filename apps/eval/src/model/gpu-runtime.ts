@@ -145,6 +145,8 @@ interface BlockTensors {
   positions: DeviceTensor;
   /** q/k/v and gate/up are views into qkv/gateUp (one row), so fused outputs need no split copies. */
   fusedViews: boolean;
+  /** One row: q and k side by side as one tensor (1, (heads + kvHeads) * headDim), for one RoPE launch. */
+  qk?: DeviceTensor;
 }
 
 /** Views of the workspace for one batch size: whole buffers, plus per-sequence rows for attention. */
@@ -412,13 +414,19 @@ export class CudaLlamaRuntime implements LlamaRuntime {
    * t.gateUp; for one row those are the q/k/v (gate/up) tensors themselves, else they are split with one
    * strided copy each.
    */
-  #block(l: number, rows: number, t: BlockTensors, attention: () => void): void {
+  #block(
+    l: number,
+    rows: number,
+    t: BlockTensors,
+    attention: () => void,
+    normNext: DeviceTensor | undefined,
+  ): void {
     const c = this.model.config;
     const lin = this.model.blocks[l].linears;
     const fused = this.#projections[l];
     const eps = c.normEps;
     const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
-    ops.rmsnorm(t.x, this.#attnNorms[l], t.h, { eps });
+    // t.h holds rmsnorm(x) with this block's attention norm (from the caller or the previous block).
     if (fused.qkv) {
       fused.qkv.forward(t.h, { out: t.qkv });
       if (!t.fusedViews) {
@@ -433,12 +441,16 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["self_attn.k_proj"].forward(t.h, { out: t.k });
       lin["self_attn.v_proj"].forward(t.h, { out: t.v });
     }
-    ops.rope(t.q, t.positions, rope);
-    ops.rope(t.k, t.positions, rope);
+    if (t.qk !== undefined) {
+      // One row: q and k are adjacent in the [q | k | v] buffer, so one launch rotates both.
+      ops.rope(t.qk, t.positions, rope);
+    } else {
+      ops.rope(t.q, t.positions, rope);
+      ops.rope(t.k, t.positions, rope);
+    }
     attention();
     lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
-    ops.add(t.x, t.proj, t.x);
-    ops.rmsnorm(t.x, this.#ffnNorms[l], t.h, { eps });
+    ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
     if (fused.gateUp) {
       fused.gateUp.forward(t.h, { out: t.gateUp });
       if (!t.fusedViews) {
@@ -454,7 +466,9 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     }
     ops.siluMul(t.gate, t.up, t.gate);
     lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
-    ops.add(t.x, t.proj, t.x);
+    // The residual add, fused with the next norm (the next block's or the final one) where there is one.
+    if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps });
+    else ops.add(t.x, t.proj, t.x);
   }
 
   /** The block tensors of `rows` rows of the workspace (views). */
@@ -476,6 +490,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
         positions,
         fusedViews: true,
         q: qkv.view([1, dim]),
+        qk: qkv.view([1, dim + kv]),
         k: qkv.view([1, kv], dim),
         v: qkv.view([1, kv], dim + kv),
         gate: gateUp.view([1, hidden]),
@@ -524,9 +539,14 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     const t = this.#blockTensors(ws, rows, positions);
     const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
 
+    const eps = c.normEps;
     ops.embedding(this.#embedding, idsView, t.x);
+    ops.rmsnorm(t.x, this.#attnNorms[0], t.h, { eps });
     for (let l = 0; l < c.nLayers; l++) {
-      this.#block(l, rows, t, () => {
+      const last = l === c.nLayers - 1;
+      // With lastOnly the final norm runs on the last row only, after the loop.
+      const normNext = !last ? this.#attnNorms[l + 1] : lastOnly ? undefined : this.#finalNorm;
+      const attention = (): void => {
         if (cache) {
           ops.attentionDecode(t.q, t.k, t.v, cache.keys[l], cache.values[l], t.att, {
             ...heads,
@@ -535,14 +555,12 @@ export class CudaLlamaRuntime implements LlamaRuntime {
         } else {
           ops.attentionPrefill(t.q, t.k, t.v, t.att, heads);
         }
-      });
+      };
+      this.#block(l, rows, t, attention, normNext);
     }
     if (cache) cache.length = pos0 + rows;
-    const eps = c.normEps;
     if (lastOnly) {
       ops.rmsnorm(t.x.view([1, c.dim], (rows - 1) * c.dim), this.#finalNorm, t.h.view([1, c.dim]), { eps });
-    } else {
-      ops.rmsnorm(t.x, this.#finalNorm, t.h, { eps });
     }
     return ws;
   }
@@ -648,8 +666,10 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     const c = this.model.config;
     const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
     ops.embedding(this.#embedding, v.ids, v.x);
+    ops.rmsnorm(v.x, this.#attnNorms[0], v.h, { eps: c.normEps });
     for (let l = 0; l < c.nLayers; l++) {
-      this.#block(l, v.ids.numel, v, () => {
+      const normNext = l + 1 < c.nLayers ? this.#attnNorms[l + 1] : this.#finalNorm;
+      const attention = (): void => {
         if (owned instanceof CudaBatchKvCache) {
           ops.attentionDecodeBatch(v.q, v.k, v.v, owned.keys[l], owned.values[l], v.positions, v.att, heads);
         } else {
@@ -669,9 +689,9 @@ export class CudaLlamaRuntime implements LlamaRuntime {
             );
           }
         }
-      });
+      };
+      this.#block(l, v.ids.numel, v, attention, normNext);
     }
-    ops.rmsnorm(v.x, this.#finalNorm, v.h, { eps: c.normEps });
     this.model.classifier.forward(v.h, { out: v.logits });
   }
 

@@ -98,6 +98,27 @@ Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// addRmsNorm(x, off, delta, off, weight, off, weightF32, out, off, rows, dim, eps, stream)
+Napi::Value AddRmsNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool weightF32 = ArgBool(info, 6, "weightF32");
+  int64_t rows = ArgDim(info, 9, "rows"), dim = ArgDim(info, 10, "dim");
+  double eps = ArgNumber(info, 11, "eps");
+  if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
+  Operand x = ArgOperand(info, 0, "x", uint64_t(rows) * dim * 2, 2);
+  Operand delta = ArgOperand(info, 2, "delta", uint64_t(rows) * dim * 2, 2);
+  Operand w = ArgOperand(info, 4, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
+  Operand out = ArgOperand(info, 7, "out", uint64_t(rows) * dim * 2, 2);
+  int device = CommonDevice(env, {x, delta, w, out});
+  cudaStream_t stream = OpStream(info, 12, device);
+  CheckCuda(env,
+            trirun_op_add_rmsnorm(static_cast<__half*>(x.ptr), static_cast<const __half*>(delta.ptr), w.ptr,
+                                  weightF32 ? 1 : 0, static_cast<__half*>(out.ptr), int(rows), int(dim), float(eps),
+                                  stream),
+            "addRmsNorm");
+  return env.Undefined();
+}
+
 // rope(x, off, positions, off, tokens, heads, headDim, theta, style, stream)
 Napi::Value Rope(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -273,6 +294,7 @@ Napi::Value Nll(const Napi::CallbackInfo& info) {
 void RegisterOpsFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("opsEmbedding", Napi::Function::New(env, Embedding, "opsEmbedding"));
   exports.Set("opsRmsNorm", Napi::Function::New(env, RmsNorm, "opsRmsNorm"));
+  exports.Set("opsAddRmsNorm", Napi::Function::New(env, AddRmsNorm, "opsAddRmsNorm"));
   exports.Set("opsRope", Napi::Function::New(env, Rope, "opsRope"));
   exports.Set("opsSiluMul", Napi::Function::New(env, SiluMul, "opsSiluMul"));
   exports.Set("opsAdd", Napi::Function::New(env, Add, "opsAdd"));

@@ -28,6 +28,12 @@ cudaError_t trirun_op_embedding(const int32_t* ids, const __half* table, __half*
 cudaError_t trirun_op_rmsnorm(const __half* x, const void* weight, int weight_f32, __half* out, int rows, int dim,
                               float eps, cudaStream_t stream);
 
+// Residual add and RMSNorm in one pass: x (rows, dim) = x + delta (rounded to
+// fp16, as trirun_op_add), then out = rmsnorm(x) * weight (as trirun_op_rmsnorm).
+// out must not overlap x or delta.
+cudaError_t trirun_op_add_rmsnorm(__half* x, const __half* delta, const void* weight, int weight_f32, __half* out,
+                                  int rows, int dim, float eps, cudaStream_t stream);
+
 // Rotary position embedding in place on x (tokens, heads, head_dim), token t
 // at position positions[t]. Frequency i = theta^(-2i / head_dim). style 0:
 // interleaved pairs (2i, 2i+1) (llama2.c, Meta); style 1: rotate-half pairs

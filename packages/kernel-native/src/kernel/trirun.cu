@@ -472,9 +472,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 // * Wide tiles (128 x 512 or 256 x 256, 16 KB of weights) and all 8 warps on
 //   one tile, so each __syncthreads and address computation is spread over
 //   four times the bytes, and a 4-stage pipeline keeps 48 KB in flight per SM.
-// Blocks that share a column combine fp32 partials in a buffer of the
-// workspace (in lock order, so the result is deterministic), not fp16
-// partials in C: a column may be split over many blocks here.
+// Blocks that share a column combine fp32 partials through per-block slots
+// of the workspace; the last to arrive adds them in block order, so the
+// result is deterministic and no block waits for another (see the end of
+// the kernel).
 //
 //   MB8:     8-row blocks of A (1 for m <= 8, 2 for m <= 16)
 //   N_WARPS: warps side by side along n (64 columns each); the other
@@ -483,11 +484,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 //            The dispatcher picks the narrowest tile that still gives every SM
 //            about one column: a column is then shared by at most two or
 //            three blocks, which keeps the reduction chain short.
-template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED>
+template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAINED>
 __global__ void __launch_bounds__(THREADS, 1)
     trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                        float* __restrict__ partial) {
+                        float* __restrict__ partial, float* __restrict__ slots) {
   constexpr int kWarps = THREADS / 32;
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
@@ -527,6 +528,88 @@ __global__ void __launch_bounds__(THREADS, 1)
   const int b_row_vecs = prob_n / 4;
   const int s_row_vecs = prob_n / 8;
 
+  // Two ways to combine the blocks that share a column. When a column is
+  // split over three or more blocks (short runs: small layers, long k), they
+  // finish it at about the same time, and the last-arriver reduction below
+  // serves them in parallel. With longer runs a column is shared by two or
+  // three blocks that reach it at different times (the one whose run starts
+  // in it, early; the one whose run ends in it, late): the lock chain then
+  // never waits and moves fewer bytes, and measured faster (NOTES.md).
+  // The dispatcher picks CHAINED (a template parameter: with both paths in
+  // one kernel the main loop compiled ~10% slower on large layers).
+  constexpr bool chained = CHAINED;
+  // Slots of the global reduction: a block shares at most two columns (the
+  // one its run starts in and the one it ends in; those between are whole),
+  // so slot 2 b + 0 is block b's first column and 2 b + 1 its last.
+  // Lane-major float4 layout: the reducer reads what the same lane of the
+  // other blocks wrote.
+  constexpr int kSlotFloats = N_WARPS * 32 * MB8 * 16;
+  auto slot_of = [&](int b, int column) {
+    const int which = iters * b >= column * k_tiles ? 0 : 1;
+    return reinterpret_cast<float4*>(slots + static_cast<size_t>(2 * b + which) * kSlotFloats) +
+           (n_warp * 32 + lane) * (MB8 * 4);
+  };
+  // Accumulator element 2h + e of tile j: output row 8 mb + 2 t + e, output
+  // column 16 j + g + 8 h of this warp's 64 columns.
+  auto write_c = [&](const float (&v)[MB8][4][4], int column) {
+    half* c_half = reinterpret_cast<half*>(C);
+    const int n0 = column * kThreadN + n_warp * 64;
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int row = mb * 8 + 2 * t + e;
+        if (row < prob_m) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              c_half[static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h] = __float2half_rn(v[mb][j][2 * h + e]);
+        }
+      }
+  };
+  struct Pending {
+    int column = 0, first = 0, last = 0, slices = 0;
+  };
+  __shared__ int last_arrival;
+  // Thread 0 holds the atomic's answer; the block learns whether it arrived
+  // last, and if so sums the slots (zeroing them: the workspace is left all
+  // zero) and writes C.
+  auto resolve = [&](const Pending& p, int arrived) {
+    if (threadIdx.x == 0) {
+      const bool last = arrived == p.slices - 1;
+      if (last) {
+        asm volatile("fence.acq_rel.gpu;\n" ::);
+        asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(locks + p.column), "r"(0));
+      }
+      last_arrival = last;
+    }
+    __syncthreads();
+    if (last_arrival && k_warp == 0) {
+      float sum[MB8][4][4] = {};
+      for (int b = p.first; b <= p.last; ++b) {
+        float4* theirs = slot_of(b, p.column);
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          if (mb * 8 + 2 * t >= prob_m) continue;  // rows that were not stored
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float4 v = __ldcg(&theirs[mb * 4 + j]);
+            __stcg(&theirs[mb * 4 + j], make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+            sum[mb][j][0] += v.x;
+            sum[mb][j][1] += v.y;
+            sum[mb][j][2] += v.z;
+            sum[mb][j][3] += v.w;
+          }
+        }
+      }
+      write_c(sum, p.column);
+    }
+  };
+  Pending pending;
+  int pending_arrived = 0;
+
+
   for (int tile = first_tile; tile < end_tile;) {
     const int n_tile = tile / k_tiles;
     const int k_tile0 = tile % k_tiles;
@@ -534,7 +617,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     const int first_block = (n_tile * k_tiles) / iters;
     const int last_block = ((n_tile + 1) * k_tiles - 1) / iters;
     const int slice_count = last_block - first_block + 1;
-    const int slice_idx = last_block - static_cast<int>(blockIdx.x);
+    [[maybe_unused]] const int slice_idx = last_block - static_cast<int>(blockIdx.x);
 
     const int4* a_src = A + k_tile0 * kARowVecs;
     const int4* b_src = B + static_cast<size_t>(k_tile0 * K_BLOCKS) * b_row_vecs + n_tile * kBRowVecs;
@@ -722,44 +805,89 @@ __global__ void __launch_bounds__(THREADS, 1)
       }
     }
 
-    // Global reduction over the blocks of this column, in fp32.
-    int* lock = locks + n_tile;
-    if (slice_count > 1) lock_wait(lock, slice_idx);
-    if (k_warp == 0) {
-      const bool read_partial = slice_count > 1 && slice_idx > 0;
-      const bool last = slice_idx == slice_count - 1;
-      half* c_half = reinterpret_cast<half*>(C);
-      const int n0 = n_tile * kThreadN + n_warp * 64;
+    if constexpr (chained) {
+      // Global reduction over the blocks of this column, in fp32.
+      int* lock = locks + n_tile;
+      if (slice_count > 1) lock_wait(lock, slice_idx);
+      if (k_warp == 0) {
+        const bool read_partial = slice_count > 1 && slice_idx > 0;
+        const bool last = slice_idx == slice_count - 1;
+        half* c_half = reinterpret_cast<half*>(C);
+        const int n0 = n_tile * kThreadN + n_warp * 64;
 #pragma unroll
-      for (int mb = 0; mb < MB8; ++mb)
+        for (int mb = 0; mb < MB8; ++mb)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          // Accumulator element 2h + e: output row (of C) 8 mb + 2 t + e,
-          // output column 16 j + g + 8 h.
-          const int row = mb * 8 + 2 * t + e;
-          if (row < prob_m) {
+          for (int e = 0; e < 2; ++e) {
+            // Accumulator element 2h + e: output row (of C) 8 mb + 2 t + e,
+            // output column 16 j + g + 8 h.
+            const int row = mb * 8 + 2 * t + e;
+            if (row < prob_m) {
+#pragma unroll
+              for (int j = 0; j < 4; ++j)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                  const size_t idx = static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h;
+                  float v = acc[mb][j][2 * h + e];
+                  if (read_partial) v += __ldcg(&partial[idx]);
+                  if (!last) {
+                    __stcg(&partial[idx], v);
+                  } else {
+                    c_half[idx] = __float2half_rn(v);
+                    // Leave the workspace all zero, as every call must: its
+                    // locks and partials may overlap differently next time.
+                    if (read_partial) __stcg(&partial[idx], 0.0f);
+                  }
+                }
+            }
+          }
+      }
+      if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1);
+      __syncthreads();
+      tile += slice_tiles;
+      continue;
+    } else {
+      // Global reduction over the blocks of this column, in fp32, without a
+      // chain: every block stores its accumulators in its own slot of the
+      // workspace and counts itself in with one atomic; the block that arrives
+      // last adds all the slots in block order (so the sum does not depend on
+      // who is last) and writes C. Blocks with short runs (small layers) finish
+      // a column at about the same time: a lock chain served them one L2 round
+      // trip after the other, the fixed cost that dominated small layers.
+      // The atomic's answer is only needed to know who is last, so a block does
+      // not wait for it: it goes on with its next column and looks at the answer
+      // when that one is done (or after its last column).
+      const bool shared_column = slice_count > 1;
+      if (shared_column) {
+        if (k_warp == 0) {
+          float4* mine = slot_of(blockIdx.x, n_tile);
+#pragma unroll
+          for (int mb = 0; mb < MB8; ++mb) {
+            if (mb * 8 + 2 * t >= prob_m) continue;  // only rows of C that exist
 #pragma unroll
             for (int j = 0; j < 4; ++j)
-#pragma unroll
-              for (int h = 0; h < 2; ++h) {
-                const size_t idx = static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h;
-                float v = acc[mb][j][2 * h + e];
-                if (read_partial) v += __ldcg(&partial[idx]);
-                if (!last) {
-                  __stcg(&partial[idx], v);
-                } else {
-                  c_half[idx] = __float2half_rn(v);
-                  // Leave the workspace all zero, as every call must: its
-                  // locks and partials may overlap differently next time.
-                  if (read_partial) __stcg(&partial[idx], 0.0f);
-                }
-              }
+              __stcg(&mine[mb * 4 + j], make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]));
           }
         }
+        // Every thread's slot stores precede thread 0's release (barrier, then fence).
+        __syncthreads();
+      } else if (k_warp == 0) {
+        write_c(acc, n_tile);
+      }
+      int arrived = 0;
+      if (shared_column && threadIdx.x == 0) {
+        asm volatile("fence.acq_rel.gpu;\n" ::);
+        asm volatile("atom.add.relaxed.gpu.global.s32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(locks + n_tile));
+      }
+      if (pending.slices > 0) resolve(pending, pending_arrived);
+      pending = shared_column ? Pending{n_tile, first_block, last_block, slice_count} : Pending{};
+      pending_arrived = arrived;
+      // The next column's accumulation reuses shared memory.
+      __syncthreads();
+      tile += slice_tiles;
     }
-    if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1);
-    __syncthreads();
-    tile += slice_tiles;
+  }
+  if constexpr (!chained) {
+    if (pending.slices > 0) resolve(pending, pending_arrived);
   }
 }
 
@@ -872,13 +1000,13 @@ constexpr int stages_within(size_t stage, size_t budget) {
   return budget / stage >= 8 ? 8 : (budget / stage >= 2 ? static_cast<int>(budget / stage) : 2);
 }
 
-template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED>
-cudaError_t launch_small_stages(Launch& l) {
+template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAINED>
+cudaError_t launch_small_reduction(Launch& l) {
   constexpr int k_warps = THREADS / 32 / N_WARPS;
   constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, THREADS, GROUPED>();
   constexpr size_t reduce = static_cast<size_t>(k_warps - 1) * N_WARPS * 32 * MB8 * 16 * 4;
   constexpr size_t smem = STAGES * stage > reduce ? STAGES * stage : reduce;
-  auto kernel = trirun_small_kernel<MB8, N_WARPS, STAGES, THREADS, GROUPED>;
+  auto kernel = trirun_small_kernel<MB8, N_WARPS, STAGES, THREADS, GROUPED, CHAINED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -887,8 +1015,32 @@ cudaError_t launch_small_stages(Launch& l) {
   l.threads = THREADS;
   kernel<<<l.blocks, THREADS, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
                                                 static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
-                                                l.locks, l.partial);
+                                                l.locks, l.partial, l.slots);
   return cudaGetLastError();
+}
+
+// The reduction of the blocks that share a column (see the kernel's end): a
+// lock chain when runs are long enough that a column has at most about three
+// blocks, which reach it at different times; last-arriver slots when runs are
+// short and a column's blocks finish together. Measured on the H100: slots
+// take 4096 x 4096 (m = 1) from 17.6 to 12.6 us and 11008 x 4096 from 21.2 to
+// 17.0 us; the chain keeps the large layers ~10% faster (NOTES.md).
+// TRIRUN_SMALL_REDUCTION=1 or 2 at compile time forces one (experiments).
+template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED>
+cudaError_t launch_small_stages(Launch& l) {
+  constexpr int k_warps = THREADS / 32 / N_WARPS;
+  constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
+  const int k_tiles = ceil_div(l.k, thread_k);
+  const int iters = ceil_div(k_tiles * (l.n / thread_n), l.blocks);
+#if defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 1
+  const bool chained = true;
+#elif defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 2
+  const bool chained = false;
+#else
+  const bool chained = k_tiles < 3 * iters;
+#endif
+  return chained ? launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, true>(l)
+                 : launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, false>(l);
 }
 
 // Depth by shared memory: 99 KB on sm_86/sm_89 (and sm_80's 163 KB) takes

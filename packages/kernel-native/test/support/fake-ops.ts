@@ -77,6 +77,23 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
         for (let j = 0; j < dim; j++) o[r * dim + j] = bad ? NAN_F16 : t[id[r] * dim + j];
       }
     },
+    opsAddRmsNorm(
+      x: NativeBuffer,
+      xo: number,
+      d: NativeBuffer,
+      dOff: number,
+      w: NativeBuffer,
+      wo: number,
+      wF32: boolean,
+      out: NativeBuffer,
+      oo: number,
+      rows: number,
+      dim: number,
+      eps: number,
+    ): void {
+      ops.opsAdd(x, xo, d, dOff, x, xo, rows * dim);
+      ops.opsRmsNorm(x, xo, w, wo, wF32, out, oo, rows, dim, eps);
+    },
     opsRmsNorm(
       x: NativeBuffer,
       xo: number,
