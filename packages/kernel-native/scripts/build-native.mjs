@@ -54,7 +54,11 @@ if (!force && sameArchs && existsSync(prebuildDir)) {
   const built = readdirSync(prebuildDir, { recursive: true })
     .map((f) => join(prebuildDir, String(f)))
     .filter((f) => f.endsWith(".node"));
-  if (built.length > 0 && Math.min(...built.map((f) => statSync(f).mtimeMs)) > sourcesTime) {
+  // The stamp holds the newest source time seen when the last successful build started: an edit made
+  // while a build was running leaves an addon newer than the edited file, but not this stamp.
+  const stamp = join(outDir, "sources-time.txt");
+  const stamped = existsSync(stamp) && Number(readFileSync(stamp, "utf8")) === sourcesTime;
+  if (stamped && built.length > 0 && Math.min(...built.map((f) => statSync(f).mtimeMs)) > sourcesTime) {
     console.log("@trirun/kernel-native: native addon is up to date");
     process.exit(0);
   }
@@ -101,3 +105,4 @@ if (!env.npm_config_nodedir && existsSync(join(prefix, "include", "node", "node_
 }
 const prebuildify = join(root, "node_modules", ".bin", "prebuildify");
 run(prebuildify, ["--napi", "--strip", `--target=node@${process.versions.node}`], { env });
+writeFileSync(join(outDir, "sources-time.txt"), `${sourcesTime}\n`);

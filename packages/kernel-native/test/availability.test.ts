@@ -34,6 +34,10 @@ describe("module and addon", () => {
     for (const symbol of ["trirun_matmul", "trirun_workspace_bytes", "trirun_error_string"]) {
       expect(nmOutput).toMatch(new RegExp(` T ${symbol}$`, "m"));
     }
+    // Node loads addons lazily, so a kernel entry point missing from the objects would only fail when
+    // called on a GPU machine: every trirun_ symbol must be defined in the addon itself.
+    const undefinedSymbols = execFileSync("nm", ["-D", "--undefined-only", addons[0]], { encoding: "utf8" });
+    expect(undefinedSymbols.match(/\btrirun_\w+/g) ?? []).toEqual([]);
   });
 
   it("loads the addon and reports availability with a reason", () => {
