@@ -142,6 +142,23 @@ interface NativeOps {
     headDim: number,
     s: S,
   ): void;
+  opsCacheAppendKvBatch(
+    ks: Buf,
+    kso: number,
+    kc: Buf,
+    kco: number,
+    vs: Buf,
+    vso: number,
+    vc: Buf,
+    vco: number,
+    pos: Buf,
+    po: number,
+    batch: number,
+    maxT: number,
+    kvHeads: number,
+    headDim: number,
+    s: S,
+  ): void;
   opsCacheAppendBatch(
     src: Buf,
     so: number,
@@ -501,17 +518,12 @@ export function attentionDecodeBatch(
   const stream = streamOf(opts);
   const native = opsAddon();
   const dims = [p.batch, p.maxT, p.kvHeads, p.headDim] as const;
-  native.opsCacheAppendBatch(
+  // Keys and values into the caches in one launch, then attention over them.
+  native.opsCacheAppendKvBatch(
     kn.buffer,
     kn.byteOffset,
     kc.buffer,
     kc.byteOffset,
-    po.buffer,
-    po.byteOffset,
-    ...dims,
-    stream,
-  );
-  native.opsCacheAppendBatch(
     vn.buffer,
     vn.byteOffset,
     vc.buffer,

@@ -256,6 +256,28 @@ Napi::Value CacheAppendBatch(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// cacheAppendKvBatch(kSrc, off, kCache, off, vSrc, off, vCache, off, positions, off, batch, maxT, kvHeads,
+// headDim, stream): both appends of a decoding step in one launch.
+Napi::Value CacheAppendKvBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t batch = ArgDim(info, 10, "batch"), maxT = ArgDim(info, 11, "maxT");
+  int64_t hkv = ArgDim(info, 12, "kvHeads"), d = ArgDim(info, 13, "headDim");
+  Operand ks = ArgOperand(info, 0, "kNew", uint64_t(batch) * hkv * d * 2, 2);
+  Operand kc = ArgOperand(info, 2, "kCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
+  Operand vs = ArgOperand(info, 4, "vNew", uint64_t(batch) * hkv * d * 2, 2);
+  Operand vc = ArgOperand(info, 6, "vCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
+  Operand positions = ArgOperand(info, 8, "positions", uint64_t(batch) * 4, 4);
+  int device = CommonDevice(env, {ks, kc, vs, vc, positions});
+  cudaStream_t stream = OpStream(info, 14, device);
+  CheckCuda(env,
+            trirun_op_cache_append_kv_batch(static_cast<const __half*>(ks.ptr), static_cast<__half*>(kc.ptr),
+                                            static_cast<const __half*>(vs.ptr), static_cast<__half*>(vc.ptr),
+                                            static_cast<const int32_t*>(positions.ptr), int(batch), int(maxT),
+                                            int(hkv), int(d), stream),
+            "cacheAppendKvBatch");
+  return env.Undefined();
+}
+
 // logSoftmax(logits, off, logitsF32, out, off, rows, vocab, stream)
 Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -294,6 +316,7 @@ Napi::Value Nll(const Napi::CallbackInfo& info) {
 void RegisterOpsFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("opsEmbedding", Napi::Function::New(env, Embedding, "opsEmbedding"));
   exports.Set("opsRmsNorm", Napi::Function::New(env, RmsNorm, "opsRmsNorm"));
+  exports.Set("opsCacheAppendKvBatch", Napi::Function::New(env, CacheAppendKvBatch, "opsCacheAppendKvBatch"));
   exports.Set("opsAddRmsNorm", Napi::Function::New(env, AddRmsNorm, "opsAddRmsNorm"));
   exports.Set("opsRope", Napi::Function::New(env, Rope, "opsRope"));
   exports.Set("opsSiluMul", Napi::Function::New(env, SiluMul, "opsSiluMul"));

@@ -382,6 +382,21 @@ __global__ void CacheAppendBatchKernel(const __half* src, __half* cache, const i
   }
 }
 
+// Keys (blockIdx.y == 0) and values (1) of a decoding step in one launch.
+__global__ void CacheAppendKvBatchKernel(const __half* k_src, __half* k_cache, const __half* v_src, __half* v_cache,
+                                         const int32_t* starts, int batch, int rows, int64_t row_elems) {
+  const __half* src = blockIdx.y == 0 ? k_src : v_src;
+  __half* cache = blockIdx.y == 0 ? k_cache : v_cache;
+  const int64_t total = batch * row_elems;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = i / row_elems;
+    const int start = starts[b];
+    if (start < 0 || start >= rows) continue;
+    cache[(b * rows + start) * row_elems + i % row_elems] = src[i];
+  }
+}
+
 // max and log(sum(exp(x - max))) of one row, in every thread of the block.
 __device__ void RowLogSumExp(const void* logits, int is_f32, int64_t base, int vocab, float* scratch, float* max_out,
                              float* lse_out) {
@@ -514,6 +529,16 @@ cudaError_t trirun_op_cache_append_batch(const __half* src, __half* cache, const
   if (batch <= 0 || max_t <= 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
   const int64_t row = static_cast<int64_t>(hkv) * head_dim;
   CacheAppendBatchKernel<<<GridFor(batch * row, 256), 256, 0, stream>>>(src, cache, positions, batch, max_t, row);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_cache_append_kv_batch(const __half* k_src, __half* k_cache, const __half* v_src,
+                                            __half* v_cache, const int32_t* positions, int batch, int max_t, int hkv,
+                                            int head_dim, cudaStream_t stream) {
+  if (batch <= 0 || max_t <= 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
+  const int64_t row = static_cast<int64_t>(hkv) * head_dim;
+  const dim3 grid(GridFor(batch * row, 256), 2);
+  CacheAppendKvBatchKernel<<<grid, 256, 0, stream>>>(k_src, k_cache, v_src, v_cache, positions, batch, max_t, row);
   return cudaGetLastError();
 }
 

@@ -74,6 +74,11 @@ cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_ca
 cudaError_t trirun_op_cache_append_batch(const __half* src, __half* cache, const int32_t* positions, int batch,
                                          int max_t, int hkv, int head_dim, cudaStream_t stream);
 
+// The same for keys and values in one launch (the two appends of a decoding step).
+cudaError_t trirun_op_cache_append_kv_batch(const __half* k_src, __half* k_cache, const __half* v_src,
+                                            __half* v_cache, const int32_t* positions, int batch, int max_t, int hkv,
+                                            int head_dim, cudaStream_t stream);
+
 // out (rows, vocab) fp32 = log_softmax(logits) per row; logits fp16
 // (logits_f32 == 0) or fp32.
 cudaError_t trirun_op_log_softmax(const void* logits, int logits_f32, float* out, int rows, int vocab,

@@ -238,6 +238,25 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
       const from = half(src, so, n * hkv * d, "src");
       half(cache, co, rows * hkv * d, "cache").set(from, start * hkv * d);
     },
+    opsCacheAppendKvBatch(
+      ks: NativeBuffer,
+      kso: number,
+      kc: NativeBuffer,
+      kco: number,
+      vs: NativeBuffer,
+      vso: number,
+      vc: NativeBuffer,
+      vco: number,
+      pos: NativeBuffer,
+      po: number,
+      batch: number,
+      maxT: number,
+      hkv: number,
+      d: number,
+    ): void {
+      ops.opsCacheAppendBatch(ks, kso, kc, kco, pos, po, batch, maxT, hkv, d);
+      ops.opsCacheAppendBatch(vs, vso, vc, vco, pos, po, batch, maxT, hkv, d);
+    },
     opsCacheAppendBatch(
       src: NativeBuffer,
       so: number,
