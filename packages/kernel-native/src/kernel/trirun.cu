@@ -149,55 +149,24 @@ __device__ __forceinline__ void lock_release(int* lock, bool last) {
 // wait_group counts stay uniform, and one barrier per tile both publishes
 // tile i (copied by all threads) and frees the stage read in step i - 1,
 // which is the one refilled next.
-template <int STAGES, typename LoadWeights, typename LoadActivations, typename Compute>
-__device__ __forceinline__ void pipeline_split(int tiles, LoadWeights&& load_weights, LoadActivations&& load_acts,
-                                               Compute&& compute, bool after_predecessor) {
-  if (after_predecessor) {
-    // First run of the block: the weights do not depend on the previous
-    // kernel, so their first stages are requested before waiting for it (with
-    // programmatic dependent launch the block may start while the previous
-    // kernel finishes); the activations only after. Group 0 then holds all of
-    // the prologue's weights and tile 0's activations, groups 1.. one tile's
-    // activations each: the wait_group counts below stay those of one tile per
-    // group, and tile 0 also waits for weights that were requested earliest.
+template <int STAGES, typename Load, typename Compute>
+__device__ __forceinline__ void pipeline(int tiles, Load&& load, Compute&& compute) {
 #pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st)
-      if (st < tiles) load_weights(st, st);
-    await_predecessor();
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-      if (st < tiles) load_acts(st, st);
-      cp_async_commit();
-    }
-  } else {
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-      if (st < tiles) {
-        load_weights(st, st);
-        load_acts(st, st);
-      }
-      cp_async_commit();
-    }
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < tiles) load(st, st);
+    cp_async_commit();
   }
   for (int i = 0; i < tiles; ++i) {
     cp_async_wait<STAGES - 2>();
     __syncthreads();
     const int next = i + STAGES - 1;
-    if (next < tiles) {
-      load_weights(next, next % STAGES);
-      load_acts(next, next % STAGES);
-    }
+    if (next < tiles) load(next, next % STAGES);
     cp_async_commit();
     compute(i, i % STAGES);
   }
   // Drain before the caller reuses shared memory.
   cp_async_wait<0>();
   __syncthreads();
-}
-
-template <int STAGES, typename Load, typename Compute>
-__device__ __forceinline__ void pipeline(int tiles, Load&& load, Compute&& compute) {
-  pipeline_split<STAGES>(tiles, load, [](int, int) {}, compute, false);
 }
 
 // ------------------------------------------------------------- dequantization
@@ -537,6 +506,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
                         float* __restrict__ partial, float* __restrict__ slots) {
+  await_predecessor();
   constexpr int kWarps = THREADS / 32;
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
@@ -658,8 +628,6 @@ __global__ void __launch_bounds__(THREADS, 1)
   int pending_arrived = 0;
 
 
-  // The first run of the block requests its weights before waiting for the previous kernel.
-  bool first_segment = true;
   for (int tile = first_tile; tile < end_tile;) {
     const int n_tile = tile / k_tiles;
     const int k_tile0 = tile % k_tiles;
@@ -673,8 +641,7 @@ __global__ void __launch_bounds__(THREADS, 1)
     const int4* b_src = B + static_cast<size_t>(k_tile0 * K_BLOCKS) * b_row_vecs + n_tile * kBRowVecs;
     const int4* s_src = S + n_tile * kSRowVecs;
 
-    // Activations of tile i into a stage (they come from the previous kernel).
-    auto load_acts = [&](int i, int stage) {
+    auto load_tile = [&](int i, int stage) {
       int4* sh = smem + stage * kStageVecs;
       const int4* a = a_src + i * kARowVecs;
       // Groups of this tile that lie inside k (all of them but in the last tile).
@@ -691,11 +658,6 @@ __global__ void __launch_bounds__(THREADS, 1)
                        valid);
         }
       }
-    };
-    // Weights and scales of tile i into a stage.
-    auto load_weights = [&](int i, int stage) {
-      int4* sh = smem + stage * kStageVecs;
-      const int groups = min(kKWarps, k_groups - (k_tile0 + i) * kKWarps);
       const int4* b = b_src + static_cast<size_t>(i * K_BLOCKS) * b_row_vecs;
 #pragma unroll
       for (int v0 = 0; v0 < kBStageVecs; v0 += THREADS) {
@@ -722,7 +684,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[mb][j][e] = 0.0f;
 
-    pipeline_split<STAGES>(slice_tiles, load_weights, load_acts, [&](int i, int stage) {
+    pipeline<STAGES>(slice_tiles, load_tile, [&](int i, int stage) {
       const int4* sh = smem + stage * kStageVecs;
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(sh + kAStageVecs);
 
@@ -797,8 +759,7 @@ __global__ void __launch_bounds__(THREADS, 1)
           }
         }
       }
-    }, first_segment);
-    first_segment = false;
+    });
 
     if constexpr (kKWarps > 1) {
       float* red = reinterpret_cast<float*>(smem);
@@ -946,7 +907,6 @@ __global__ void __launch_bounds__(THREADS, 1)
   if constexpr (!chained) {
     if (pending.slices > 0) resolve(pending, pending_arrived);
   }
-  if (first_segment) await_predecessor();  // a block without tiles
 }
 
 // ------------------------------------------------------------------ dispatch
