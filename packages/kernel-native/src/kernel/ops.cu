@@ -3,8 +3,6 @@
 // operations use grid-stride loops; every sum is fp32 and every fp16 value is
 // widened before use and rounded once at the end.
 #include <cmath>
-#include <cstdlib>
-#include <utility>
 
 #include "ops.h"
 
@@ -42,55 +40,6 @@ __device__ __forceinline__ float LoadAsFloat(const void* p, int is_f32, int64_t 
   return is_f32 ? static_cast<const float*>(p)[i] : __half2float(static_cast<const __half*>(p)[i]);
 }
 
-// Programmatic dependent launch (sm_90+). Every kernel here is launched with
-// programmatic stream serialization allowed, and starts by waiting for its
-// predecessor grid (griddepcontrol.wait: it has completed and its writes are
-// visible) and then letting its own successor launch. Data dependencies stay
-// exactly as in plain stream order; what overlaps is the launch and block
-// dispatch of the next kernel with the tail of this one (a decoding step is
-// hundreds of kernels of a few microseconds each). TRIRUN_PDL=0 turns it off.
-__device__ __forceinline__ void AwaitPredecessor() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
-
-bool PdlEnabled() {
-  static int enabled[64] = {};  // 0 unknown, 1 yes, 2 no
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return false;
-  if (enabled[device] == 0) {
-    int major = 0;
-    const char* env = std::getenv("TRIRUN_PDL");
-    const bool off = env != nullptr && env[0] == '0';
-    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess;
-    enabled[device] = ok && major >= 9 && !off ? 1 : 2;
-  }
-  return enabled[device] == 1;
-}
-
-// kernel<<<grid, block, 0, stream>>>(args...) with programmatic serialization
-// allowed where the device has it. Errors are also left as the last error.
-template <typename... KernelArgs, typename... Args>
-cudaError_t LaunchOp(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = 0;
-  config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  // Not on the legacy default stream (its implicit synchronisation with other
-  // streams is kept exactly): captured graphs and explicit streams get it.
-  if (stream != nullptr && stream != cudaStreamLegacy && PdlEnabled()) {
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    config.attrs = attr;
-    config.numAttrs = 1;
-  }
-  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
-}
-
 // Grid size for a grid-stride loop: enough blocks to fill the GPU, no more.
 unsigned GridFor(int64_t n, int threads) {
   int64_t blocks = (n + threads - 1) / threads;
@@ -99,7 +48,6 @@ unsigned GridFor(int64_t n, int threads) {
 }
 
 __global__ void EmbeddingKernel(const int32_t* ids, const __half* table, __half* out, int vocab, int dim) {
-  AwaitPredecessor();
   const int row = blockIdx.x;
   const int id = ids[row];
   __half* dst = out + static_cast<int64_t>(row) * dim;
@@ -113,7 +61,6 @@ __global__ void EmbeddingKernel(const int32_t* ids, const __half* table, __half*
 }
 
 __global__ void RmsNormKernel(const __half* x, const void* weight, int weight_f32, __half* out, int dim, float eps) {
-  AwaitPredecessor();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * dim;
   float ss = 0.0f;
@@ -142,7 +89,6 @@ __device__ __forceinline__ float2 HalvesToFloats(uint32_t w) {
 
 __global__ void EmbeddingVecKernel(const int32_t* __restrict__ ids, const uint4* __restrict__ table,
                                    uint4* __restrict__ out, int vocab, int vecs) {
-  AwaitPredecessor();
   const int row = blockIdx.x;
   const int id = ids[row];
   uint4* dst = out + static_cast<int64_t>(row) * vecs;
@@ -168,7 +114,6 @@ __global__ void EmbeddingVecKernel(const int32_t* __restrict__ ids, const uint4*
 
 __global__ void RmsNormVecKernel(const uint4* x, const void* weight, int weight_f32, uint4* out, int vecs,
                                  float eps) {
-  AwaitPredecessor();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vecs;
   uint4 xv[kRowVecs];
@@ -229,7 +174,6 @@ __global__ void RmsNormVecKernel(const uint4* x, const void* weight, int weight_
 // the residual add of one sub-block and the norm of the next in one launch.
 __global__ void AddRmsNormVecKernel(uint4* x, const uint4* __restrict__ delta, const void* weight, int weight_f32,
                                     uint4* __restrict__ out, int vecs, float eps) {
-  AwaitPredecessor();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vecs;
   uint4 xv[kRowVecs];
@@ -299,7 +243,6 @@ bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 
 __global__ void RopeKernel(__half* x, const int32_t* positions, int tokens, int heads, int head_dim, double log_theta,
                            int style) {
-  AwaitPredecessor();
   const int half_dim = head_dim / 2;
   const int64_t total = static_cast<int64_t>(tokens) * heads * half_dim;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -323,7 +266,6 @@ __global__ void RopeKernel(__half* x, const int32_t* positions, int tokens, int 
 }
 
 __global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out, int64_t n) {
-  AwaitPredecessor();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float g = __half2float(gate[i]);
@@ -332,7 +274,6 @@ __global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out,
 }
 
 __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t n) {
-  AwaitPredecessor();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = __float2half(__half2float(a[i]) + __half2float(b[i]));
@@ -350,7 +291,6 @@ __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t
 // that does not fit gives NaN rows instead of reading outside the cache.
 __global__ void AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start,
                                 const int32_t* starts, int nq, int kv_rows, int hq, int hkv, int head_dim) {
-  AwaitPredecessor();
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
   __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
@@ -422,7 +362,6 @@ __global__ void AttentionKernel(const __half* q, const __half* k, const __half* 
 }
 
 __global__ void CacheAppendKernel(const __half* src, __half* cache, int64_t n, int64_t offset) {
-  AwaitPredecessor();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     cache[offset + i] = src[i];
@@ -433,7 +372,6 @@ __global__ void CacheAppendKernel(const __half* src, __half* cache, int64_t n, i
 // cache (rows rows of row_elems each); a start outside the cache writes nothing.
 __global__ void CacheAppendBatchKernel(const __half* src, __half* cache, const int32_t* starts, int batch, int rows,
                                        int64_t row_elems) {
-  AwaitPredecessor();
   const int64_t total = batch * row_elems;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -447,7 +385,6 @@ __global__ void CacheAppendBatchKernel(const __half* src, __half* cache, const i
 // Keys (blockIdx.y == 0) and values (1) of a decoding step in one launch.
 __global__ void CacheAppendKvBatchKernel(const __half* k_src, __half* k_cache, const __half* v_src, __half* v_cache,
                                          const int32_t* starts, int batch, int rows, int64_t row_elems) {
-  AwaitPredecessor();
   const __half* src = blockIdx.y == 0 ? k_src : v_src;
   __half* cache = blockIdx.y == 0 ? k_cache : v_cache;
   const int64_t total = batch * row_elems;
@@ -474,7 +411,6 @@ __device__ void RowLogSumExp(const void* logits, int is_f32, int64_t base, int v
 }
 
 __global__ void LogSoftmaxKernel(const void* logits, int is_f32, float* out, int vocab) {
-  AwaitPredecessor();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vocab;
   float mx, lse;
@@ -483,7 +419,6 @@ __global__ void LogSoftmaxKernel(const void* logits, int is_f32, float* out, int
 }
 
 __global__ void NllKernel(const void* logits, int is_f32, const int32_t* targets, float* out, int vocab) {
-  AwaitPredecessor();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vocab;
   float mx, lse;
@@ -502,11 +437,11 @@ cudaError_t trirun_op_embedding(const int32_t* ids, const __half* table, __half*
                                 cudaStream_t stream) {
   if (n <= 0 || dim <= 0 || vocab <= 0) return cudaErrorInvalidValue;
   if (dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs && Aligned16(table) && Aligned16(out)) {
-    LaunchOp(EmbeddingVecKernel, n, kRowThreads, stream, ids, reinterpret_cast<const uint4*>(table),
+    EmbeddingVecKernel<<<n, kRowThreads, 0, stream>>>(ids, reinterpret_cast<const uint4*>(table),
                                                       reinterpret_cast<uint4*>(out), vocab, dim / 8);
     return cudaGetLastError();
   }
-  LaunchOp(EmbeddingKernel, n, dim < 256 ? 128 : 256, stream, ids, table, out, vocab, dim);
+  EmbeddingKernel<<<n, dim < 256 ? 128 : 256, 0, stream>>>(ids, table, out, vocab, dim);
   return cudaGetLastError();
 }
 
@@ -514,11 +449,11 @@ cudaError_t trirun_op_rmsnorm(const __half* x, const void* weight, int weight_f3
                               float eps, cudaStream_t stream) {
   if (rows <= 0 || dim <= 0) return cudaErrorInvalidValue;
   if (dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs && Aligned16(x) && Aligned16(weight) && Aligned16(out)) {
-    LaunchOp(RmsNormVecKernel, rows, kRowThreads, stream, reinterpret_cast<const uint4*>(x), weight, weight_f32,
+    RmsNormVecKernel<<<rows, kRowThreads, 0, stream>>>(reinterpret_cast<const uint4*>(x), weight, weight_f32,
                                                        reinterpret_cast<uint4*>(out), dim / 8, eps);
     return cudaGetLastError();
   }
-  LaunchOp(RmsNormKernel, rows, kRowThreads, stream, x, weight, weight_f32, out, dim, eps);
+  RmsNormKernel<<<rows, kRowThreads, 0, stream>>>(x, weight, weight_f32, out, dim, eps);
   return cudaGetLastError();
 }
 
@@ -527,17 +462,17 @@ cudaError_t trirun_op_add_rmsnorm(__half* x, const __half* delta, const void* we
   if (rows <= 0 || dim <= 0) return cudaErrorInvalidValue;
   if (dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs && Aligned16(x) && Aligned16(delta) && Aligned16(weight) &&
       Aligned16(out)) {
-    LaunchOp(AddRmsNormVecKernel, rows, kRowThreads, stream, reinterpret_cast<uint4*>(x),
+    AddRmsNormVecKernel<<<rows, kRowThreads, 0, stream>>>(reinterpret_cast<uint4*>(x),
                                                           reinterpret_cast<const uint4*>(delta), weight, weight_f32,
                                                           reinterpret_cast<uint4*>(out), dim / 8, eps);
     return cudaGetLastError();
   }
   // Other shapes: the two kernels one after the other (same results).
   const int64_t n = static_cast<int64_t>(rows) * dim;
-  LaunchOp(AddKernel, GridFor(n, 256), 256, stream, x, delta, x, n);
+  AddKernel<<<GridFor(n, 256), 256, 0, stream>>>(x, delta, x, n);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  LaunchOp(RmsNormKernel, rows, kRowThreads, stream, x, weight, weight_f32, out, dim, eps);
+  RmsNormKernel<<<rows, kRowThreads, 0, stream>>>(x, weight, weight_f32, out, dim, eps);
   return cudaGetLastError();
 }
 
@@ -548,20 +483,20 @@ cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int 
     return cudaErrorInvalidValue;
   }
   const int64_t total = static_cast<int64_t>(tokens) * heads * (head_dim / 2);
-  LaunchOp(RopeKernel, GridFor(total, 256), 256, stream, x, positions, tokens, heads, head_dim,
+  RopeKernel<<<GridFor(total, 256), 256, 0, stream>>>(x, positions, tokens, heads, head_dim,
                                                       std::log(static_cast<double>(theta)), style);
   return cudaGetLastError();
 }
 
 cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
-  LaunchOp(SiluMulKernel, GridFor(n, 256), 256, stream, gate, up, out, n);
+  SiluMulKernel<<<GridFor(n, 256), 256, 0, stream>>>(gate, up, out, n);
   return cudaGetLastError();
 }
 
 cudaError_t trirun_op_add(const __half* a, const __half* b, __half* out, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
-  LaunchOp(AddKernel, GridFor(n, 256), 256, stream, a, b, out, n);
+  AddKernel<<<GridFor(n, 256), 256, 0, stream>>>(a, b, out, n);
   return cudaGetLastError();
 }
 
@@ -572,7 +507,7 @@ cudaError_t trirun_op_attention(const __half* q, const __half* k, const __half* 
     return cudaErrorInvalidValue;
   }
   // k and v need start + nq rows; the kernel only reads rows 0..start+nq-1.
-  LaunchOp(AttentionKernel, nq * hq, kAttnWarps * 32, stream, q, k, v, out, start, nullptr, nq, start + nq, hq, hkv,
+  AttentionKernel<<<nq * hq, kAttnWarps * 32, 0, stream>>>(q, k, v, out, start, nullptr, nq, start + nq, hq, hkv,
                                                            head_dim);
   return cudaGetLastError();
 }
@@ -584,7 +519,7 @@ cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_ca
       head_dim > TRIRUN_OPS_MAX_HEAD_DIM || static_cast<int64_t>(batch) * hq > 2147483647) {
     return cudaErrorInvalidValue;
   }
-  LaunchOp(AttentionKernel, batch * hq, kAttnWarps * 32, stream, q, k_cache, v_cache, out, 0, positions, 1, max_t, hq,
+  AttentionKernel<<<batch * hq, kAttnWarps * 32, 0, stream>>>(q, k_cache, v_cache, out, 0, positions, 1, max_t, hq,
                                                               hkv, head_dim);
   return cudaGetLastError();
 }
@@ -593,7 +528,7 @@ cudaError_t trirun_op_cache_append_batch(const __half* src, __half* cache, const
                                          int max_t, int hkv, int head_dim, cudaStream_t stream) {
   if (batch <= 0 || max_t <= 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
   const int64_t row = static_cast<int64_t>(hkv) * head_dim;
-  LaunchOp(CacheAppendBatchKernel, GridFor(batch * row, 256), 256, stream, src, cache, positions, batch, max_t, row);
+  CacheAppendBatchKernel<<<GridFor(batch * row, 256), 256, 0, stream>>>(src, cache, positions, batch, max_t, row);
   return cudaGetLastError();
 }
 
@@ -603,7 +538,7 @@ cudaError_t trirun_op_cache_append_kv_batch(const __half* k_src, __half* k_cache
   if (batch <= 0 || max_t <= 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
   const int64_t row = static_cast<int64_t>(hkv) * head_dim;
   const dim3 grid(GridFor(batch * row, 256), 2);
-  LaunchOp(CacheAppendKvBatchKernel, grid, 256, stream, k_src, k_cache, v_src, v_cache, positions, batch, max_t, row);
+  CacheAppendKvBatchKernel<<<grid, 256, 0, stream>>>(k_src, k_cache, v_src, v_cache, positions, batch, max_t, row);
   return cudaGetLastError();
 }
 
@@ -612,21 +547,21 @@ cudaError_t trirun_op_cache_append(const __half* src, __half* cache, int n, int 
   if (n <= 0 || start < 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
   const int64_t row = static_cast<int64_t>(hkv) * head_dim;
   const int64_t count = n * row;
-  LaunchOp(CacheAppendKernel, GridFor(count, 256), 256, stream, src, cache, count, start * row);
+  CacheAppendKernel<<<GridFor(count, 256), 256, 0, stream>>>(src, cache, count, start * row);
   return cudaGetLastError();
 }
 
 cudaError_t trirun_op_log_softmax(const void* logits, int logits_f32, float* out, int rows, int vocab,
                                   cudaStream_t stream) {
   if (rows <= 0 || vocab <= 0) return cudaErrorInvalidValue;
-  LaunchOp(LogSoftmaxKernel, rows, kRowThreads, stream, logits, logits_f32, out, vocab);
+  LogSoftmaxKernel<<<rows, kRowThreads, 0, stream>>>(logits, logits_f32, out, vocab);
   return cudaGetLastError();
 }
 
 cudaError_t trirun_op_nll(const void* logits, int logits_f32, const int32_t* targets, float* out, int rows,
                           int vocab, cudaStream_t stream) {
   if (rows <= 0 || vocab <= 0) return cudaErrorInvalidValue;
-  LaunchOp(NllKernel, rows, kRowThreads, stream, logits, logits_f32, targets, out, vocab);
+  NllKernel<<<rows, kRowThreads, 0, stream>>>(logits, logits_f32, targets, out, vocab);
   return cudaGetLastError();
 }
 

@@ -48,28 +48,12 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
-#include <cstdlib>
-
 namespace trirun {
 
 constexpr int kThreads = 256;   // 8 warps per block
 constexpr int kMaxPar = 16;     // 64-row batch slices per launch
 
 __host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
-// Programmatic dependent launch (sm_90+): the kernels are launched with
-// programmatic stream serialization allowed and start by waiting for the
-// previous grid (griddepcontrol.wait: it has completed, its writes are
-// visible), then let the next grid launch. Data dependencies are those of
-// plain stream order; the next kernel's launch and block dispatch overlap the
-// tail of this one, which matters when a decoding step is hundreds of kernels
-// of a few microseconds. TRIRUN_PDL=0 turns it off.
-__device__ __forceinline__ void await_predecessor() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
 
 // ---------------------------------------------------------------- PTX helpers
 
@@ -213,7 +197,6 @@ template <int M_BLOCKS, int K_BLOCKS, int N_BLOCKS, int STAGES, bool GROUPED>
 __global__ void __launch_bounds__(kThreads, 1)
     trirun_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                   int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial) {
-  await_predecessor();
   constexpr int kWarps = kThreads / 32;
   constexpr int kNWarps = N_BLOCKS / 4;               // each warp owns 64 columns
   constexpr int kKWarps = kWarps / kNWarps;           // warps splitting k in a tile
@@ -506,7 +489,6 @@ __global__ void __launch_bounds__(THREADS, 1)
     trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
                         float* __restrict__ partial, float* __restrict__ slots) {
-  await_predecessor();
   constexpr int kWarps = THREADS / 32;
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
@@ -918,7 +900,6 @@ constexpr int kMaxDevices = 64;
 struct DeviceAttrs {
   int sms = 0;
   int smem_optin = 0;
-  bool pdl = false;  // programmatic dependent launch (sm_90+, unless TRIRUN_PDL=0)
 };
 cudaError_t device_attrs(int device, DeviceAttrs* out) {
   static DeviceAttrs cache[kMaxDevices];
@@ -927,11 +908,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     DeviceAttrs a;
     cudaError_t err = cudaDeviceGetAttribute(&a.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&a.sms, cudaDevAttrMultiProcessorCount, device);
-    int major = 0;
-    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
     if (err != cudaSuccess) return err;
-    const char* env = std::getenv("TRIRUN_PDL");
-    a.pdl = major >= 9 && !(env != nullptr && env[0] == '0');
     cache[device] = a;
   }
   *out = cache[device];
@@ -960,32 +937,10 @@ struct Launch {
   int blocks;
   int device;
   int smem_limit;
-  bool pdl;
   cudaStream_t stream;
   int stages;   // out
   int threads;  // out
 };
-
-// kernel<<<blocks, threads, smem, stream>>>(args...), with programmatic
-// serialization allowed where the device supports it.
-template <typename... KernelArgs, typename... Args>
-cudaError_t launch_kernel(const Launch& l, void (*kernel)(KernelArgs...), int threads, size_t smem, Args... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(l.blocks);
-  config.blockDim = dim3(threads);
-  config.dynamicSmemBytes = smem;
-  config.stream = l.stream;
-  cudaLaunchAttribute attr[1];
-  // Not on the legacy default stream (its implicit synchronisation with other
-  // streams is kept exactly): captured graphs and explicit streams get it.
-  if (l.pdl && l.stream != nullptr && l.stream != cudaStreamLegacy) {
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    config.attrs = attr;
-    config.numAttrs = 1;
-  }
-  return cudaLaunchKernelEx(&config, kernel, args...);
-}
 
 // General kernel -------------------------------------------------------------
 
@@ -1006,10 +961,10 @@ cudaError_t launch_general(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = kThreads;
-  cudaError_t launched = launch_kernel(l, kernel, kThreads, smem, static_cast<const int4*>(l.A),
-                                       static_cast<const int4*>(l.B), static_cast<const int4*>(l.s),
-                                       static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots);
-  return launched != cudaSuccess ? launched : cudaGetLastError();
+  kernel<<<l.blocks, kThreads, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
+                                                 static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
+                                                 l.locks, l.slots);
+  return cudaGetLastError();
 }
 
 template <int M_BLOCKS, bool GROUPED>
@@ -1058,10 +1013,10 @@ cudaError_t launch_small_reduction(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = STAGES;
   l.threads = THREADS;
-  cudaError_t launched = launch_kernel(l, kernel, THREADS, smem, static_cast<const int4*>(l.A),
-                                       static_cast<const int4*>(l.B), static_cast<const int4*>(l.s),
-                                       static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots);
-  return launched != cudaSuccess ? launched : cudaGetLastError();
+  kernel<<<l.blocks, THREADS, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
+                                                static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
+                                                l.locks, l.partial, l.slots);
+  return cudaGetLastError();
 }
 
 // The reduction of the blocks that share a column (see the kernel's end): a
@@ -1207,7 +1162,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.blocks = sms;
   l.device = device;
   l.smem_limit = attrs.smem_optin;
-  l.pdl = attrs.pdl;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
