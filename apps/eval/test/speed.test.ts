@@ -4,7 +4,7 @@
 import { available } from "@trirun/kernel-native";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
-import { runSpeed } from "../src/speed/run-speed.js";
+import { formatSpeed, runSpeed } from "../src/speed/run-speed.js";
 import { headSize, kvDim } from "../src/model/config.js";
 import {
   kvCacheBytes,
@@ -123,5 +123,49 @@ describe("trirun-eval speed arguments", () => {
     await expect(cli(["--shape", "llama2-70b", "--formats", "trirun", "--batch", "1"])).rejects.toThrow(
       /speed needs a CUDA device/,
     );
+    // --no-graphs / --no-fuse are options of the command (not "unknown option").
+    await expect(cli(["--shape", "trilm-3.9b", "--layers", "1", "--no-graphs", "--no-fuse"])).rejects.toThrow(
+      /speed needs a CUDA device/,
+    );
+  });
+
+  it("the table shows both formats, the speedup from the mean step times, and how the step ran", () => {
+    const step = 1 + Math.random();
+    const text = formatSpeed({
+      shape: "llama2-7b",
+      layers: 32,
+      layersOfShape: 32,
+      steps: 8,
+      graphs: false,
+      fuse: true,
+      notes: ["a note"],
+      results: [
+        {
+          format: "fp16",
+          weightBytes: 2 ** 30,
+          deviceBytesUsed: 2 ** 31,
+          measurements: [
+            {
+              batch: 1,
+              tokensPerSecond: 1000 / (3 * step),
+              msPerToken: 3 * step,
+              msPerTokenMedian: 3 * step,
+            },
+          ],
+        },
+        {
+          format: "trirun",
+          weightBytes: 2 ** 28,
+          deviceBytesUsed: 2 ** 29,
+          measurements: [
+            { batch: 1, tokensPerSecond: 1000 / step, msPerToken: step, msPerTokenMedian: step },
+          ],
+        },
+      ],
+    });
+    expect(text).toMatch(/CUDA graphs off, fused projections on/);
+    expect(text).toMatch(/3\.00x/);
+    expect(text).toMatch(/trirun: weights 0\.25 GiB/);
+    expect(text).toMatch(/note: a note/);
   });
 });

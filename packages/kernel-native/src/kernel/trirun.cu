@@ -40,6 +40,11 @@
 //   C and zeroes the slot and the lock, so the workspace is zero again after
 //   every call. (The reference kept fp16 partials in C; with long chains on
 //   Llama-sized k that rounding alone approaches the 1e-3 error budget.)
+//   The small-batch kernel has a second way for short runs (small layers),
+//   where the blocks of a column finish together and would queue on the lock:
+//   each stores its accumulators in its own slot and counts itself in with an
+//   atomic; the last to arrive adds the slots in block order and writes C.
+//   The dispatcher picks one per shape (launch_small_stages).
 // * Per-column scales (g = k) are applied once, in fp32, to the accumulators
 //   instead of to every dequantized weight.
 
