@@ -112,8 +112,14 @@ __global__ void EmbeddingVecKernel(const int32_t* __restrict__ ids, const uint4*
   }
 }
 
-__global__ void RmsNormVecKernel(const uint4* x, const void* weight, int weight_f32, uint4* out, int vecs,
-                                 float eps) {
+// One row of RMSNorm over 16-byte vectors: x (optionally x += delta first,
+// each sum rounded to fp16 once, and stored back), then
+// out = x * rsqrt(mean(x^2) + eps) * weight. kAdd fuses the residual add of one
+// sub-block with the norm of the next. All loads are issued before the
+// barrier inside BlockReduce, so out may alias x when !kAdd.
+template <bool kAdd>
+__global__ void RmsNormVecKernel(uint4* x, const uint4* __restrict__ delta, const void* weight, int weight_f32,
+                                 uint4* out, int vecs, float eps) {
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vecs;
   uint4 xv[kRowVecs];
@@ -123,76 +129,19 @@ __global__ void RmsNormVecKernel(const uint4* x, const void* weight, int weight_
     const int v = threadIdx.x + i * blockDim.x;
     if (v < vecs) {
       xv[i] = x[base + v];
-      if (weight_f32) {
-        const float4 a = static_cast<const float4*>(weight)[2 * v];
-        const float4 b = static_cast<const float4*>(weight)[2 * v + 1];
-        w[i][0] = a.x, w[i][1] = a.y, w[i][2] = a.z, w[i][3] = a.w;
-        w[i][4] = b.x, w[i][5] = b.y, w[i][6] = b.z, w[i][7] = b.w;
-      } else {
-        const uint4 h = static_cast<const uint4*>(weight)[v];
-        const uint32_t hw[4] = {h.x, h.y, h.z, h.w};
+      if constexpr (kAdd) {
+        const uint4 d = delta[base + v];
+        const uint32_t aw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w}, dw[4] = {d.x, d.y, d.z, d.w};
+        uint32_t sw[4];
 #pragma unroll
         for (int p = 0; p < 4; ++p) {
-          const float2 f = HalvesToFloats(hw[p]);
-          w[i][2 * p] = f.x, w[i][2 * p + 1] = f.y;
+          const float2 fa = HalvesToFloats(aw[p]), fd = HalvesToFloats(dw[p]);
+          const __half2 h = __floats2half2_rn(fa.x + fd.x, fa.y + fd.y);
+          sw[p] = *reinterpret_cast<const uint32_t*>(&h);
         }
+        xv[i] = make_uint4(sw[0], sw[1], sw[2], sw[3]);
+        x[base + v] = xv[i];
       }
-    }
-  }
-  float ss = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kRowVecs; ++i) {
-    if (threadIdx.x + i * blockDim.x < vecs) {
-      const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-#pragma unroll
-      for (int p = 0; p < 4; ++p) {
-        const float2 f = HalvesToFloats(hw[p]);
-        ss += f.x * f.x + f.y * f.y;
-      }
-    }
-  }
-  // All loads are done before the barrier inside BlockReduce, so out may alias x.
-  const float inv = rsqrtf(BlockReduce<false>(ss, scratch) / (8.0f * vecs) + eps);
-#pragma unroll
-  for (int i = 0; i < kRowVecs; ++i) {
-    const int v = threadIdx.x + i * blockDim.x;
-    if (v < vecs) {
-      const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-      uint32_t o[4];
-#pragma unroll
-      for (int p = 0; p < 4; ++p) {
-        const float2 f = HalvesToFloats(hw[p]);
-        const __half2 h = __floats2half2_rn(f.x * inv * w[i][2 * p], f.y * inv * w[i][2 * p + 1]);
-        o[p] = *reinterpret_cast<const uint32_t*>(&h);
-      }
-      out[base + v] = make_uint4(o[0], o[1], o[2], o[3]);
-    }
-  }
-}
-
-// x += delta (each sum rounded to fp16 once), then out = rmsnorm(x) * weight:
-// the residual add of one sub-block and the norm of the next in one launch.
-__global__ void AddRmsNormVecKernel(uint4* x, const uint4* __restrict__ delta, const void* weight, int weight_f32,
-                                    uint4* __restrict__ out, int vecs, float eps) {
-  __shared__ float scratch[32];
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * vecs;
-  uint4 xv[kRowVecs];
-  float w[kRowVecs][8];
-#pragma unroll
-  for (int i = 0; i < kRowVecs; ++i) {
-    const int v = threadIdx.x + i * blockDim.x;
-    if (v < vecs) {
-      const uint4 a = x[base + v], d = delta[base + v];
-      const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, dw[4] = {d.x, d.y, d.z, d.w};
-      uint32_t sw[4];
-#pragma unroll
-      for (int p = 0; p < 4; ++p) {
-        const float2 fa = HalvesToFloats(aw[p]), fd = HalvesToFloats(dw[p]);
-        const __half2 h = __floats2half2_rn(fa.x + fd.x, fa.y + fd.y);
-        sw[p] = *reinterpret_cast<const uint32_t*>(&h);
-      }
-      xv[i] = make_uint4(sw[0], sw[1], sw[2], sw[3]);
-      x[base + v] = xv[i];
       if (weight_f32) {
         const float4 lo = static_cast<const float4*>(weight)[2 * v];
         const float4 hi = static_cast<const float4*>(weight)[2 * v + 1];
@@ -449,8 +398,10 @@ cudaError_t trirun_op_rmsnorm(const __half* x, const void* weight, int weight_f3
                               float eps, cudaStream_t stream) {
   if (rows <= 0 || dim <= 0) return cudaErrorInvalidValue;
   if (dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs && Aligned16(x) && Aligned16(weight) && Aligned16(out)) {
-    RmsNormVecKernel<<<rows, kRowThreads, 0, stream>>>(reinterpret_cast<const uint4*>(x), weight, weight_f32,
-                                                       reinterpret_cast<uint4*>(out), dim / 8, eps);
+    // x is only read without kAdd.
+    RmsNormVecKernel<false><<<rows, kRowThreads, 0, stream>>>(
+        reinterpret_cast<uint4*>(const_cast<__half*>(x)), nullptr, weight, weight_f32, reinterpret_cast<uint4*>(out),
+        dim / 8, eps);
     return cudaGetLastError();
   }
   RmsNormKernel<<<rows, kRowThreads, 0, stream>>>(x, weight, weight_f32, out, dim, eps);
@@ -462,9 +413,9 @@ cudaError_t trirun_op_add_rmsnorm(__half* x, const __half* delta, const void* we
   if (rows <= 0 || dim <= 0) return cudaErrorInvalidValue;
   if (dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs && Aligned16(x) && Aligned16(delta) && Aligned16(weight) &&
       Aligned16(out)) {
-    AddRmsNormVecKernel<<<rows, kRowThreads, 0, stream>>>(reinterpret_cast<uint4*>(x),
-                                                          reinterpret_cast<const uint4*>(delta), weight, weight_f32,
-                                                          reinterpret_cast<uint4*>(out), dim / 8, eps);
+    RmsNormVecKernel<true><<<rows, kRowThreads, 0, stream>>>(reinterpret_cast<uint4*>(x),
+                                                             reinterpret_cast<const uint4*>(delta), weight,
+                                                             weight_f32, reinterpret_cast<uint4*>(out), dim / 8, eps);
     return cudaGetLastError();
   }
   // Other shapes: the two kernels one after the other (same results).
