@@ -73,15 +73,7 @@ export class Float16Linear extends LinearBase {
       }
     }
     const W = DeviceTensor.fromArray(deviceBits, [outFeatures, width], "f16");
-    const core = new CudaCore({
-      inFeatures,
-      outFeatures,
-      width,
-      onesColumn: biasBits === undefined ? -1 : inFeatures,
-      n: outFeatures,
-      matmul: (A, C, stream) => gemmF16(A, W, C, { transposeW: true, stream }),
-      weights: [W],
-    });
+    const core = gemmCore(W, inFeatures, biasBits === undefined ? -1 : inFeatures);
     return new Float16Linear(core, weight32, bias32);
   }
 
@@ -113,16 +105,22 @@ export class Float16Linear extends LinearBase {
       W.dispose();
       throw error;
     }
-    const core = new CudaCore({
-      inFeatures: parts[0].inFeatures,
-      outFeatures: n,
-      width,
-      onesColumn: -1,
-      n,
-      matmul: (A, C, stream) => gemmF16(A, W, C, { transposeW: true, stream }),
-      weights: [W],
-    });
+    const core = gemmCore(W, parts[0].inFeatures, -1);
     if (opts.dispose === true) for (const p of parts) p.dispose();
     return new Float16Linear(core, weight, undefined);
   }
+}
+
+/** The CUDA core over device weights `W` (out, width) fp16: one cuBLAS GEMM per forward (it takes `W` over). */
+function gemmCore(W: DeviceTensor, inFeatures: number, onesColumn: number): CudaCore {
+  const [outFeatures, width] = W.shape;
+  return new CudaCore({
+    inFeatures,
+    outFeatures,
+    width,
+    onesColumn,
+    n: outFeatures,
+    matmul: (A, C, stream) => gemmF16(A, W, C, { transposeW: true, stream }),
+    weights: [W],
+  });
 }

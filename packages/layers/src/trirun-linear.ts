@@ -227,6 +227,37 @@ export class TriRunLinear extends LinearBase {
       B.dispose();
       throw error;
     }
+    return TriRunLinear.#onDeviceTensors(B, s, {
+      inFeatures,
+      outFeatures,
+      onesColumn,
+      groupsize,
+      packedGroupsize: packed.groupsize,
+      bias16,
+    });
+  }
+
+  /**
+   * A CUDA layer over device weights `B` (k/16, n) and `s` (k/g, n) in the kernel's layout (it takes them
+   * over). `packedGroupsize` is that of the device scales, which a bias can make 128 where the layer's
+   * `groupsize` is -1.
+   */
+  static #onDeviceTensors(
+    B: DeviceTensor,
+    s: DeviceTensor,
+    spec: {
+      inFeatures: number;
+      outFeatures: number;
+      onesColumn: number;
+      groupsize: 128 | -1;
+      packedGroupsize: 128 | -1;
+      bias16: Float32Array | undefined;
+    },
+  ): TriRunLinear {
+    const { inFeatures, outFeatures, onesColumn, groupsize, packedGroupsize, bias16 } = spec;
+    const [k16, n] = B.shape;
+    const k = k16 * 16;
+    const g = packedGroupsize === -1 ? k : GROUP;
     const core = new CudaCore({
       inFeatures,
       outFeatures,
@@ -238,7 +269,7 @@ export class TriRunLinear extends LinearBase {
       },
       weights: [B, s],
     });
-    return new TriRunLinear(core, groupsize, bias16, { k, n, groupsize: packed.groupsize });
+    return new TriRunLinear(core, groupsize, bias16, { k, n, groupsize: packedGroupsize });
   }
 
   /**
@@ -281,20 +312,16 @@ export class TriRunLinear extends LinearBase {
       s?.dispose();
       throw error;
     }
-    const weights = s;
-    const core = new CudaCore({
+    const fused = TriRunLinear.#onDeviceTensors(B, s, {
       inFeatures: first.inFeatures,
       outFeatures: n,
-      width: k,
       onesColumn: -1,
-      n,
-      matmul: (A, C, stream) => {
-        trirunMatmul(A, B, weights, C, { groupsize: g, stream });
-      },
-      weights: [B, weights],
+      groupsize: first.groupsize,
+      packedGroupsize: first.groupsize,
+      bias16: undefined,
     });
     if (opts.dispose === true) for (const p of parts) p.dispose();
-    return new TriRunLinear(core, first.groupsize, undefined, { k, n, groupsize: first.groupsize });
+    return fused;
   }
 
   /** `(out, in)` row-major fp32 weights, for checks (CUDA: downloads and unpacks the device copy). */
