@@ -471,6 +471,26 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     else ops.add(t.x, t.proj, t.x);
   }
 
+  /**
+   * Embedding, the first norm and every block for `rows` tokens; `attention(l)` runs block l's
+   * attention. With `finalNorm` the last block's residual add also applies the final norm into t.h.
+   */
+  #decoderBlocks(
+    ids: DeviceTensor,
+    rows: number,
+    t: BlockTensors,
+    finalNorm: boolean,
+    attention: (l: number) => void,
+  ): void {
+    const c = this.model.config;
+    ops.embedding(this.#embedding, ids, t.x);
+    ops.rmsnorm(t.x, this.#attnNorms[0], t.h, { eps: c.normEps });
+    for (let l = 0; l < c.nLayers; l++) {
+      const normNext = l + 1 < c.nLayers ? this.#attnNorms[l + 1] : finalNorm ? this.#finalNorm : undefined;
+      this.#block(l, rows, t, () => attention(l), normNext);
+    }
+  }
+
   /** The block tensors of `rows` rows of the workspace (views). */
   #blockTensors(ws: Workspace, rows: number, positions: DeviceTensor): BlockTensors {
     const c = this.model.config;
@@ -540,24 +560,17 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
 
     const eps = c.normEps;
-    ops.embedding(this.#embedding, idsView, t.x);
-    ops.rmsnorm(t.x, this.#attnNorms[0], t.h, { eps });
-    for (let l = 0; l < c.nLayers; l++) {
-      const last = l === c.nLayers - 1;
-      // With lastOnly the final norm runs on the last row only, after the loop.
-      const normNext = !last ? this.#attnNorms[l + 1] : lastOnly ? undefined : this.#finalNorm;
-      const attention = (): void => {
-        if (cache) {
-          ops.attentionDecode(t.q, t.k, t.v, cache.keys[l], cache.values[l], t.att, {
-            ...heads,
-            position: pos0,
-          });
-        } else {
-          ops.attentionPrefill(t.q, t.k, t.v, t.att, heads);
-        }
-      };
-      this.#block(l, rows, t, attention, normNext);
-    }
+    // With lastOnly the final norm runs on the last row only, after the blocks.
+    this.#decoderBlocks(idsView, rows, t, !lastOnly, (l) => {
+      if (cache) {
+        ops.attentionDecode(t.q, t.k, t.v, cache.keys[l], cache.values[l], t.att, {
+          ...heads,
+          position: pos0,
+        });
+      } else {
+        ops.attentionPrefill(t.q, t.k, t.v, t.att, heads);
+      }
+    });
     if (cache) cache.length = pos0 + rows;
     if (lastOnly) {
       ops.rmsnorm(t.x.view([1, c.dim], (rows - 1) * c.dim), this.#finalNorm, t.h.view([1, c.dim]), { eps });
@@ -665,33 +678,27 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   #decodeStep(v: BatchViews, owned: CudaKvCache[] | CudaBatchKvCache): void {
     const c = this.model.config;
     const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
-    ops.embedding(this.#embedding, v.ids, v.x);
-    ops.rmsnorm(v.x, this.#attnNorms[0], v.h, { eps: c.normEps });
-    for (let l = 0; l < c.nLayers; l++) {
-      const normNext = l + 1 < c.nLayers ? this.#attnNorms[l + 1] : this.#finalNorm;
-      const attention = (): void => {
-        if (owned instanceof CudaBatchKvCache) {
-          ops.attentionDecodeBatch(v.q, v.k, v.v, owned.keys[l], owned.values[l], v.positions, v.att, heads);
-        } else {
-          for (let b = 0; b < owned.length; b++) {
-            const cache = owned[b];
-            ops.attentionDecode(
-              v.qRows[b],
-              v.kRows[b],
-              v.vRows[b],
-              cache.keys[l],
-              cache.values[l],
-              v.attRows[b],
-              {
-                ...heads,
-                position: cache.length,
-              },
-            );
-          }
+    this.#decoderBlocks(v.ids, v.ids.numel, v, true, (l) => {
+      if (owned instanceof CudaBatchKvCache) {
+        ops.attentionDecodeBatch(v.q, v.k, v.v, owned.keys[l], owned.values[l], v.positions, v.att, heads);
+      } else {
+        for (let b = 0; b < owned.length; b++) {
+          const cache = owned[b];
+          ops.attentionDecode(
+            v.qRows[b],
+            v.kRows[b],
+            v.vRows[b],
+            cache.keys[l],
+            cache.values[l],
+            v.attRows[b],
+            {
+              ...heads,
+              position: cache.length,
+            },
+          );
         }
-      };
-      this.#block(l, v.ids.numel, v, attention, normNext);
-    }
+      }
+    });
     this.model.classifier.forward(v.h, { out: v.logits });
   }
 
