@@ -19,6 +19,14 @@ for w in $what; do
     stalls) ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,sm__cycles_elapsed.avg,smsp__issue_active.avg.pct_of_peak_sustained_active /tmp/probe one ${NCU_ARGS:-8192 24576 16 128} 2>&1 | grep -E "stalled|inst_executed|cycles_elapsed|issue_active" | awk '$NF+0 > 0.05' | tee -a "$out/stalls.txt" ;;
     ncu) ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun --section SpeedOfLight --section MemoryWorkloadAnalysis --section SchedulerStats --section WarpStateStats --section Occupancy --section LaunchStats /tmp/probe one ${NCU_ARGS:-8192 28672 16 128} 2>&1 | tee "$out/ncu.txt" | grep -vE "^    -+|^\s*$" | tail -120 ;;
     tiles) timeout 200 /tmp/probe tiles 2>&1 | tee "$out/tiles.txt" ;;
+    sources)
+      # Stall samples per SASS instruction (summarise here with tools/ncu-stalls.py). NCU_ARGS="k n m g".
+      args=${NCU_ARGS:-8192 43520 1 128}; tag=$(echo $args | tr ' ' '_')
+      ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun --section SpeedOfLight \
+        --section MemoryWorkloadAnalysis --section SchedulerStats --section WarpStateStats --section SourceCounters \
+        --import-source no -o /tmp/rep_$tag /tmp/probe one $args > /dev/null 2>&1
+      ncu -i /tmp/rep_$tag.ncu-rep --page details > "$out/details_$tag.txt" 2>&1
+      ncu -i /tmp/rep_$tag.ncu-rep --page source --csv --print-source sass | xz -6 > "$out/src_$tag.csv.xz" ;;
     variants)
       for v in 512 256; do echo "threads $v"; TRIRUN_SMALL_THREADS=$v timeout 200 /tmp/probe tiles 2>&1 | grep -v "m= 8" | tee "$out/tiles-t$v.txt"; done
       TRIRUN_SMALL_THREADS=512 timeout 100 /tmp/probe sanitize ;;

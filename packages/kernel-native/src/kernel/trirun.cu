@@ -432,15 +432,18 @@ __global__ void __launch_bounds__(kThreads, 1)
           const int r = mb * 16 + lane / 4 + 8 * h;
           if (r < rows) {
             half* c_row = c_base + static_cast<size_t>(r) * c_row_halves + 2 * (lane % 4);
+            // The row's 8 partials loaded before any store: a store between
+            // two loads the compiler cannot prove apart serialises them on
+            // full L2 round trips.
+            float2 prev[8];
+#pragma unroll
+            for (int f = 0; f < 8; ++f)
+              prev[f] = read_partial ? __ldcg(reinterpret_cast<const float2*>(slot + r * kThreadN + 8 * f))
+                                     : make_float2(0.0f, 0.0f);
 #pragma unroll
             for (int f = 0; f < 8; ++f) {
-              float x = acc[mb][f][2 * h], y = acc[mb][f][2 * h + 1];
+              const float x = acc[mb][f][2 * h] + prev[f].x, y = acc[mb][f][2 * h + 1] + prev[f].y;
               float2* p = reinterpret_cast<float2*>(slot + r * kThreadN + 8 * f);
-              if (read_partial) {
-                const float2 prev = __ldcg(p);
-                x += prev.x;
-                y += prev.y;
-              }
               if (!last) {
                 __stcg(p, make_float2(x, y));
               } else {
@@ -591,21 +594,33 @@ __global__ void __launch_bounds__(THREADS, 1)
     }
     __syncthreads();
     if (last_arrival && k_warp == 0) {
+      // Every load first, then the stores that zero the slots: a store between
+      // two loads that the compiler cannot prove apart makes each load wait
+      // for the one before, one L2 round trip per float4.
       float sum[MB8][4][4] = {};
+#pragma unroll 4
       for (int b = p.first; b <= p.last; ++b) {
-        float4* theirs = slot_of(b, p.column);
+        const float4* theirs = slot_of(b, p.column);
 #pragma unroll
         for (int mb = 0; mb < MB8; ++mb) {
           if (mb * 8 + 2 * t >= prob_m) continue;  // rows that were not stored
 #pragma unroll
           for (int j = 0; j < 4; ++j) {
             const float4 v = __ldcg(&theirs[mb * 4 + j]);
-            __stcg(&theirs[mb * 4 + j], make_float4(0.0f, 0.0f, 0.0f, 0.0f));
             sum[mb][j][0] += v.x;
             sum[mb][j][1] += v.y;
             sum[mb][j][2] += v.z;
             sum[mb][j][3] += v.w;
           }
+        }
+      }
+      for (int b = p.first; b <= p.last; ++b) {
+        float4* theirs = slot_of(b, p.column);
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          if (mb * 8 + 2 * t >= prob_m) continue;
+#pragma unroll
+          for (int j = 0; j < 4; ++j) __stcg(&theirs[mb * 4 + j], make_float4(0.0f, 0.0f, 0.0f, 0.0f));
         }
       }
       write_c(sum, p.column);
@@ -624,42 +639,56 @@ __global__ void __launch_bounds__(THREADS, 1)
     const int slice_count = last_block - first_block + 1;
     [[maybe_unused]] const int slice_idx = last_block - static_cast<int>(blockIdx.x);
 
-    const int4* a_src = A + k_tile0 * kARowVecs;
-    const int4* b_src = B + static_cast<size_t>(k_tile0 * K_BLOCKS) * b_row_vecs + n_tile * kBRowVecs;
-    const int4* s_src = S + n_tile * kSRowVecs;
+    // Copy sources of this thread for the slice's first tile; each tile
+    // advances them by a constant, so a copy costs its instruction and one
+    // 64-bit add (the per-copy row/column arithmetic and bounds checks of a
+    // general loop were ~100 of a warp's ~490 instructions per tile, most on
+    // the integer pipe that dequantization also needs). The row and column of
+    // copy j do not depend on the tile: THREADS is a multiple of the row
+    // lengths in 16-byte vectors.
+    static_assert(THREADS % kBRowVecs == 0 && THREADS % kARowVecs == 0, "copies keep their row and column");
+    constexpr int kBCopies = kBStageVecs / THREADS;
+    constexpr int kACopies = ceil_div(kAStageVecs, THREADS);
+    constexpr int kBRowsPerPass = THREADS / kBRowVecs;
+    constexpr int kARowsPerPass = THREADS / kARowVecs;
+    const int b_row0 = threadIdx.x / kBRowVecs;
+    const int4* b_first = B + static_cast<size_t>(k_tile0 * K_BLOCKS + b_row0) * b_row_vecs + n_tile * kBRowVecs +
+                          threadIdx.x % kBRowVecs;
+    const size_t b_pass = static_cast<size_t>(kBRowsPerPass) * b_row_vecs;  // copy j -> j + 1
+    const size_t b_tile_step = static_cast<size_t>(K_BLOCKS) * b_row_vecs;
+    const int a_row0 = threadIdx.x / kARowVecs;
+    const int a_col = threadIdx.x % kARowVecs;
+    const int4* a_first = A + static_cast<size_t>(a_row0) * a_row_vecs + k_tile0 * kARowVecs + a_col;
+    const int s_row = threadIdx.x / kSRowVecs;
+    const int4* s_first = S + static_cast<size_t>(k_tile0 * kKWarps + s_row) * s_row_vecs + n_tile * kSRowVecs +
+                          threadIdx.x % kSRowVecs;
 
     auto load_tile = [&](int i, int stage) {
       int4* sh = smem + stage * kStageVecs;
-      const int4* a = a_src + i * kARowVecs;
       // Groups of this tile that lie inside k (all of them but in the last tile).
       const int groups = min(kKWarps, k_groups - (k_tile0 + i) * kKWarps);
+      const bool whole = groups == kKWarps;
+      // A: rows past m are not copied (nor zero-filled): whatever their shared
+      // memory holds only reaches the same rows of the products, which are
+      // never stored.
+      const int4* a = a_first + i * kARowVecs;
 #pragma unroll
-      for (int v0 = 0; v0 < kAStageVecs; v0 += THREADS) {
-        const int v = v0 + threadIdx.x;
-        if (v0 + THREADS <= kAStageVecs || v < kAStageVecs) {
-          const int r = v / kARowVecs;
-          const int c = v % kARowVecs;
-          const bool valid = r < prob_m;
-          if (c / 16 < groups)
-            cp_async16(&sh[r * kARowVecs + (c ^ (r % 8))], a + static_cast<size_t>(valid ? r : 0) * a_row_vecs + c,
-                       valid);
+      for (int j = 0; j < kACopies; ++j) {
+        const int r = j * kARowsPerPass + a_row0;
+        if ((j + 1) * THREADS <= kAStageVecs || j * THREADS + static_cast<int>(threadIdx.x) < kAStageVecs) {
+          if (r < prob_m && (whole || a_col / 16 < groups))
+            cp_async16(&sh[r * kARowVecs + (a_col ^ (r % 8))], a + static_cast<size_t>(j * kARowsPerPass) * a_row_vecs);
         }
       }
-      const int4* b = b_src + static_cast<size_t>(i * K_BLOCKS) * b_row_vecs;
+      const int4* b = b_first + i * b_tile_step;
 #pragma unroll
-      for (int v0 = 0; v0 < kBStageVecs; v0 += THREADS) {
-        const int v = v0 + threadIdx.x;
-        const int r = v / kBRowVecs;  // k16 row of the tile
-        if (r / kKSteps < groups) cp_async16(&sh[kAStageVecs + v], b + static_cast<size_t>(r) * b_row_vecs + v % kBRowVecs);
+      for (int j = 0; j < kBCopies; ++j) {
+        const int r = j * kBRowsPerPass + b_row0;  // k16 row of the tile
+        if (whole || r / kKSteps < groups) cp_async16(&sh[kAStageVecs + j * THREADS + threadIdx.x], b + j * b_pass);
       }
       if constexpr (GROUPED) {
-        if (threadIdx.x < kSStageVecs) {
-          const int r = threadIdx.x / kSRowVecs;
-          const int c = threadIdx.x % kSRowVecs;
-          if (r < groups)
-            cp_async16(&sh[kAStageVecs + kBStageVecs + threadIdx.x],
-                       s_src + static_cast<size_t>((k_tile0 + i) * kKWarps + r) * s_row_vecs + c);
-        }
+        if (threadIdx.x < kSStageVecs && (whole || s_row < groups))
+          cp_async16(&sh[kAStageVecs + kBStageVecs + threadIdx.x], s_first + static_cast<size_t>(i) * kKWarps * s_row_vecs);
       }
     };
 
@@ -819,6 +848,25 @@ __global__ void __launch_bounds__(THREADS, 1)
         const bool last = slice_idx == slice_count - 1;
         half* c_half = reinterpret_cast<half*>(C);
         const int n0 = n_tile * kThreadN + n_warp * 64;
+        // The previous blocks' partial sums, all loaded before the first store
+        // (a store between two loads the compiler cannot prove apart costs a
+        // full L2 round trip per element: ~15% of the time at m = 16).
+        float prev[MB8][2][4][2] = {};
+        if (read_partial) {
+#pragma unroll
+          for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int row = mb * 8 + 2 * t + e;
+              if (row < prob_m) {
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+#pragma unroll
+                  for (int h = 0; h < 2; ++h)
+                    prev[mb][e][j][h] = __ldcg(&partial[static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h]);
+              }
+            }
+        }
 #pragma unroll
         for (int mb = 0; mb < MB8; ++mb)
 #pragma unroll
@@ -832,8 +880,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                   const size_t idx = static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h;
-                  float v = acc[mb][j][2 * h + e];
-                  if (read_partial) v += __ldcg(&partial[idx]);
+                  const float v = acc[mb][j][2 * h + e] + prev[mb][e][j][h];
                   if (!last) {
                     __stcg(&partial[idx], v);
                   } else {
