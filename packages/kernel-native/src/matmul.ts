@@ -28,9 +28,9 @@ export interface TrirunMatmulOptions extends TrirunKnobs {
 export interface TrirunConfig {
   threadK: number;
   threadN: number;
-  /** Which kernel ran: the small-batch one (m <= 16) or the general one. */
+  /** Which kernel ran: the small-batch one (m <= 32) or the general one. */
   kernel: "small" | "general";
-  /** Blocks of `blockRows` rows of A per tile: 1..2 of 8 rows (small), 1..4 of 16 rows (general). */
+  /** Blocks of `blockRows` rows of A per tile: 1, 2 or 4 of 8 rows (small), 1..4 of 16 rows (general). */
   mBlocks: number;
   blockRows: number;
   /** cp.async pipeline depth. */

@@ -18,26 +18,28 @@ export interface TensorDescriptor {
 
 /**
  * Tile shapes (threadK x threadN) the kernel can run (src/kernel/trirun.cu):
- * the small-batch tiles only for m <= 16 (they also take a k that is not a
- * multiple of threadK), the general ones for any m (threadK must divide k).
- * threadN must divide n in every case.
+ * the small-batch tiles only up to `maxM` rows (32, or 16 for 128x512; they
+ * also take a k that is not a multiple of threadK), the general ones for any
+ * m (threadK must divide k). threadN must divide n in every case.
  */
 export interface TrirunTile {
   readonly threadK: number;
   readonly threadN: number;
   readonly kernel: "small" | "general";
+  /** Largest m the tile runs (small-batch tiles only). */
+  readonly maxM?: number;
 }
 
 export const TRIRUN_TILES: readonly TrirunTile[] = Object.freeze([
-  Object.freeze({ threadK: 128, threadN: 512, kernel: "small" as const }),
-  Object.freeze({ threadK: 256, threadN: 256, kernel: "small" as const }),
-  Object.freeze({ threadK: 512, threadN: 128, kernel: "small" as const }),
+  Object.freeze({ threadK: 128, threadN: 512, kernel: "small" as const, maxM: 16 }),
+  Object.freeze({ threadK: 256, threadN: 256, kernel: "small" as const, maxM: 32 }),
+  Object.freeze({ threadK: 512, threadN: 128, kernel: "small" as const, maxM: 32 }),
   Object.freeze({ threadK: 128, threadN: 128, kernel: "general" as const }),
   Object.freeze({ threadK: 64, threadN: 256, kernel: "general" as const }),
 ]);
 
-/** Largest m for which the small-batch tiles apply. */
-export const TRIRUN_SMALL_MAX_M = 16;
+/** Largest m for which the small-batch kernel runs (with its 256x256 and 512x128 tiles). */
+export const TRIRUN_SMALL_MAX_M = 32;
 
 /** Upper bound of opts.maxParallel (64-row batch slices per launch). */
 export const TRIRUN_MAX_PARALLEL = 16;
@@ -198,15 +200,17 @@ export function validateTrirunArgs(
     if (tile === undefined) {
       const list = (kernel: string) =>
         TRIRUN_TILES.filter((t) => t.kernel === kernel)
-          .map((t) => `${t.threadK}x${t.threadN}`)
+          .map((t) =>
+            t.maxM === undefined ? `${t.threadK}x${t.threadN}` : `${t.threadK}x${t.threadN} (m <= ${t.maxM})`,
+          )
           .join(", ");
       throw new RangeError(
-        `opts.threadK x opts.threadN: expected one of ${list("general")} (any m) or ${list("small")} (m <= ${TRIRUN_SMALL_MAX_M}), got ${threadK}x${threadN}`,
+        `opts.threadK x opts.threadN: expected one of ${list("general")} (any m) or ${list("small")}, got ${threadK}x${threadN}`,
       );
     }
-    if (tile.kernel === "small" && m > TRIRUN_SMALL_MAX_M) {
+    if (tile.maxM !== undefined && m > tile.maxM) {
       throw new RangeError(
-        `opts.threadK x opts.threadN: the ${threadK}x${threadN} tile is for m <= ${TRIRUN_SMALL_MAX_M}, got m = ${m}`,
+        `opts.threadK x opts.threadN: the ${threadK}x${threadN} tile is for m <= ${tile.maxM}, got m = ${m}`,
       );
     }
     if (tile.kernel === "general" && k % threadK !== 0) {

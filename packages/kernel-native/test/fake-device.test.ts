@@ -53,7 +53,7 @@ describe("against the host-memory device", () => {
       expect(s.tiles).toContain(`${tile} g=128`);
       expect(s.tiles).toContain(`${tile} g=k`);
     }
-    expect(s.mBlocks).toEqual(["general 1x16", "general 2x16", "general 4x16", "small 1x8"]);
+    expect(s.mBlocks).toEqual(["general 1x16", "general 2x16", "general 4x16", "small 1x8", "small 4x8"]);
   });
 
   it("fails the sweep on an unwritten element, a write past C, or an error above 1e-3", () => {

@@ -120,7 +120,7 @@ describe("validateTrirunArgs", () => {
       threadN: 128,
     });
     expect(() => validateTrirunArgs(args, { threadK: 128, threadN: 256 })).toThrow(
-      /expected one of 128x128, 64x256 \(any m\) or 128x512, 256x256, 512x128 \(m <= 16\), got 128x256/,
+      /expected one of 128x128, 64x256 \(any m\) or 128x512 \(m <= 16\), 256x256 \(m <= 32\), 512x128 \(m <= 32\), got 128x256/,
     );
     expect(() => validateTrirunArgs(args, { threadK: 64 })).toThrow(/give both/);
     expect(() => validateTrirunArgs(args, { sms: 0 })).toThrow(/^opts.sms/);
@@ -130,13 +130,17 @@ describe("validateTrirunArgs", () => {
     expect(() => validateTrirunArgs(args, { maxParallel: "2" as unknown as number })).toThrow(TypeError);
   });
 
-  it("allows the small-batch tiles only for m <= 16, and with a k they do not divide", () => {
+  it("allows the small-batch tiles only for small m (128x512 to 16, the others to 32), and with a k they do not divide", () => {
     expect(validateTrirunArgs(problem(16, 384, 512), { threadK: 256, threadN: 256 })).toMatchObject({
       threadK: 256,
     });
     expect(validateTrirunArgs(problem(1, 384, 512), { threadK: 128, threadN: 512 }).threadN).toBe(512);
-    expect(() => validateTrirunArgs(problem(17, 384, 512), { threadK: 256, threadN: 256 })).toThrow(
-      /the 256x256 tile is for m <= 16, got m = 17/,
+    expect(validateTrirunArgs(problem(32, 384, 512), { threadK: 512, threadN: 128 }).threadK).toBe(512);
+    expect(() => validateTrirunArgs(problem(33, 384, 512), { threadK: 256, threadN: 256 })).toThrow(
+      /the 256x256 tile is for m <= 32, got m = 33/,
+    );
+    expect(() => validateTrirunArgs(problem(17, 384, 512), { threadK: 128, threadN: 512 })).toThrow(
+      /the 128x512 tile is for m <= 16, got m = 17/,
     );
     expect(() => validateTrirunArgs(problem(4, 384, 768), { threadK: 128, threadN: 512 })).toThrow(
       /^opts.threadN: 512 does not divide n = 768/,

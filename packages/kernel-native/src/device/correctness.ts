@@ -223,7 +223,7 @@ export function configSpecs(smCount: number, thorough: boolean): ConfigSpec[] {
     specs.push({
       label: `tile ${tile.threadK}x${tile.threadN}`,
       opts: { threadK: tile.threadK, threadN: tile.threadN },
-      forM: tile.kernel === "small" ? (m) => m <= TRIRUN_SMALL_MAX_M : undefined,
+      forM: tile.maxM !== undefined ? (m) => m <= (tile.maxM ?? TRIRUN_SMALL_MAX_M) : undefined,
       forShape: (k, n) => n % tile.threadN === 0 && (tile.kernel === "small" || k % tile.threadK === 0),
     });
   }

@@ -465,7 +465,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // ---------------------------------------------------- the small-batch kernel
 //
-// For m <= 16 the tensor cores idle most of the time and what limits the
+// For m <= 32 the tensor cores idle most of the time and what limits the
 // kernel is the number of instructions issued per weight byte (and enough
 // bytes in flight to cover DRAM latency). Three changes from the general
 // kernel cut the instructions per weight by more than half:
@@ -485,7 +485,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 // result is deterministic and no block waits for another (see the end of
 // the kernel).
 //
-//   MB8:     8-row blocks of A (1 for m <= 8, 2 for m <= 16)
+//   MB8:     8-row blocks of A (1 for m <= 8, 2 for m <= 16, 4 for m <= 32;
+//            one ldmatrix.x4 feeds two of them)
 //   N_WARPS: warps side by side along n (64 columns each); the other
 //            8 / N_WARPS warps split the tile's k, one group (128) each, so a
 //            tile is always 16 KB of weights: 128 x 512, 256 x 256 or 512 x 128.
@@ -552,6 +553,10 @@ __global__ void __launch_bounds__(THREADS, 1)
   // Lane-major float4 layout: the reducer reads what the same lane of the
   // other blocks wrote.
   constexpr int kSlotFloats = N_WARPS * 32 * MB8 * 16;
+  static_assert(MB8 == 1 || MB8 == 2 || MB8 == 4, "8, 16 or 32 rows per batch slice");
+  // Two slots per block must fit the workspace's 64 x 256 fp32 per block
+  // (slot_bytes): the 32-row kernel has no 128 x 512 tile.
+  static_assert(2 * kSlotFloats <= 64 * 256, "slots exceed the workspace");
   auto slot_of = [&](int b, int column) {
     const int which = iters * b >= column * k_tiles ? 0 : 1;
     return reinterpret_cast<float4*>(slots + static_cast<size_t>(2 * b + which) * kSlotFloats) +
@@ -721,13 +726,16 @@ __global__ void __launch_bounds__(THREADS, 1)
           // Activations as the n8 operand: rows of A are the columns of
           // A^T. ldmatrix (not transposed) gives lane l row l / 4, k pair t.
           uint32_t act[MB8][2];
-          {
-            const int r = (MB8 == 2 ? (lane / 16) * 8 : 0) + (lane % 8);
+#pragma unroll
+          for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
+            // One ldmatrix per two 8-row blocks (x4), or x2 for one.
+            const int r = pair * 16 + (MB8 >= 2 ? (lane / 16) * 8 : 0) + (lane % 8);
             const int c = kb * 2 + (lane / 8) % 2;
             const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(&sh[r * kARowVecs + (c ^ (r % 8))]));
-            if constexpr (MB8 == 2) {
+            if constexpr (MB8 >= 2) {
               asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                           : "=r"(act[0][0]), "=r"(act[0][1]), "=r"(act[MB8 - 1][0]), "=r"(act[MB8 - 1][1])
+                           : "=r"(act[2 * pair][0]), "=r"(act[2 * pair][1]), "=r"(act[2 * pair + 1][0]),
+                             "=r"(act[2 * pair + 1][1])
                            : "r"(addr));
             } else {
               asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
@@ -1112,7 +1120,11 @@ cudaError_t launch_small(Launch& l) {
 
 template <int MB8, bool GROUPED>
 cudaError_t small_tile(int thread_n, Launch& l) {
-  if (thread_n == 512) return launch_small<MB8, 8, GROUPED>(l);
+  if constexpr (MB8 == 4) {
+    if (thread_n == 512) return cudaErrorInvalidConfiguration;  // 17..32 rows: no 128 x 512 tile
+  } else {
+    if (thread_n == 512) return launch_small<MB8, 8, GROUPED>(l);
+  }
   if (thread_n == 256) return launch_small<MB8, 4, GROUPED>(l);
   return launch_small<MB8, 2, GROUPED>(l);  // 512 x 128
 }
@@ -1131,7 +1143,7 @@ size_t lock_bytes(int n, int max_par) {
   const size_t locks = static_cast<size_t>(n / 128 > 0 ? n / 128 : 1) * static_cast<size_t>(max_par) * sizeof(int);
   return (locks + 15) / 16 * 16;
 }
-size_t small_partial_bytes(int n) { return static_cast<size_t>(16) * (n > 0 ? n : 0) * sizeof(float); }
+size_t small_partial_bytes(int n) { return static_cast<size_t>(32) * (n > 0 ? n : 0) * sizeof(float); }
 // Shared columns are named by their last block: one slot of 64 rows x 256
 // columns per possible block (16 MB).
 size_t slot_bytes(int n) {
@@ -1158,7 +1170,7 @@ extern "C" const char* trirun_error_string(int code) {
     case TRIRUN_ERR_GROUPSIZE:
       return "unsupported group size: need 128 or k (-1)";
     case TRIRUN_ERR_CONFIG:
-      return "no valid configuration: thread_k x thread_n must be one of 128x512, 256x256, 512x128 (m <= 16) "
+      return "no valid configuration: thread_k x thread_n must be one of 128x512 (m <= 16), 256x256, 512x128 (m <= 32) "
              "or 128x128, 64x256 (any m) and divide k x n; sms must not exceed the device's SM count; the tile "
              "must fit the device's shared memory";
     case TRIRUN_ERR_WORKSPACE:
@@ -1222,7 +1234,10 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   for (int row = 0; row < m; row += 64 * max_par) {
     const int rows = m - row < 64 * max_par ? m - row : 64 * max_par;
     int thread_k = req.thread_k, thread_n = req.thread_n;
-    const bool small = rows <= 16 && (thread_k <= 0 || is_small_tile(thread_k, thread_n));
+    // The small-batch kernel runs up to 32 rows (8-row blocks: 1, 2 or 4); the
+    // 128 x 512 tile only up to 16 (its slots would not fit the workspace).
+    const bool small = rows <= 32 && (thread_k <= 0 || (is_small_tile(thread_k, thread_n) &&
+                                                        (rows <= 16 || thread_n != 512)));
     if (thread_k <= 0) {
       if (small) {
         // The narrowest tile (512 x 128) gives each block the longest run
@@ -1250,9 +1265,17 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     l.m = rows;
     int m_blocks;
     if (small) {
-      m_blocks = rows <= 8 ? 1 : 2;  // 8-row blocks
-      err = grouped ? (m_blocks == 1 ? small_tile<1, true>(thread_n, l) : small_tile<2, true>(thread_n, l))
-                    : (m_blocks == 1 ? small_tile<1, false>(thread_n, l) : small_tile<2, false>(thread_n, l));
+      m_blocks = rows <= 8 ? 1 : (rows <= 16 ? 2 : 4);  // 8-row blocks
+      switch (m_blocks) {
+        case 1:
+          err = grouped ? small_tile<1, true>(thread_n, l) : small_tile<1, false>(thread_n, l);
+          break;
+        case 2:
+          err = grouped ? small_tile<2, true>(thread_n, l) : small_tile<2, false>(thread_n, l);
+          break;
+        default:
+          err = grouped ? small_tile<4, true>(thread_n, l) : small_tile<4, false>(thread_n, l);
+      }
     } else {
       m_blocks = rows > 64 ? 4 : ceil_div(rows, 16);
       err = grouped ? general_m<true>(m_blocks, thread_k, thread_n, l)

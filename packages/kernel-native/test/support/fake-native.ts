@@ -370,16 +370,27 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
       };
       // Nothing runs during a capture: the graph replays the call later.
       if (!dryRun) compute();
-      // Tile choice as in trirun.cu: small-batch tiles for m <= 16, general ones otherwise.
+      // Tile choice as in trirun.cu: small-batch tiles for m <= 32 (128x512 only to 16),
+      // general ones otherwise.
       const small =
-        m <= 16 && (threadK <= 0 || [128 * 512, 256 * 256, 512 * 128].includes(threadK * threadN));
+        m <= 32 &&
+        (threadK <= 0 ||
+          ([128 * 512, 256 * 256, 512 * 128].includes(threadK * threadN) && (m <= 16 || threadN !== 512)));
       const tn =
-        threadN > 0 ? threadN : small ? (n % 512 === 0 && n / 512 >= 132 ? 512 : 128) : m <= 16 ? 128 : 256;
+        threadN > 0
+          ? threadN
+          : small
+            ? m <= 16 && n % 512 === 0 && n / 512 >= 132
+              ? 512
+              : 128
+            : m <= 16
+              ? 128
+              : 256;
       const tk = threadK > 0 ? threadK : small ? 65536 / tn : m <= 16 ? 128 : 64;
       const config: NativeTrirunConfig = {
         threadK: tk,
         threadN: tn,
-        mBlocks: small ? (m <= 8 ? 1 : 2) : Math.min(4, Math.ceil(Math.min(m, 64) / 16)),
+        mBlocks: small ? (m <= 8 ? 1 : m <= 16 ? 2 : 4) : Math.min(4, Math.ceil(Math.min(m, 64) / 16)),
         variant: small ? 1 : 0,
         stages: 4,
         sms: sms > 0 ? sms : props.multiProcessorCount,
