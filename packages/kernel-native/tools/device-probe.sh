@@ -31,6 +31,14 @@ for w in $what; do
       for v in 512 256; do echo "threads $v"; TRIRUN_SMALL_THREADS=$v timeout 200 /tmp/probe tiles 2>&1 | grep -v "m= 8" | tee "$out/tiles-t$v.txt"; done
       TRIRUN_SMALL_THREADS=512 timeout 100 /tmp/probe sanitize ;;
     speedq) timeout 200 /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
+    base)
+      # A/B against another version of the kernel: BASE=<a trirun.cu> (e.g. `git show
+      # <rev>:packages/kernel-native/src/kernel/trirun.cu > .device/trirun-base.cu` here, then
+      # BASE=../../.device/trirun-base.cu there). Alternates base, new, base, new: single
+      # launches drift by a few percent between runs, so compare within one call.
+      mkdir -p /tmp/base && cp "${BASE:?set BASE to a trirun.cu}" /tmp/base/trirun.cu && cp src/kernel/trirun.h /tmp/base/
+      nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -I/tmp/base tools/kernel-probe.cu /tmp/base/trirun.cu -lcublas -o /tmp/probe_base || exit 1
+      for p in probe_base probe probe_base probe; do echo "--- $p"; timeout 100 /tmp/$p speed --quick 2>&1 | grep -v "d2d"; done | tee "$out/speed-ab.txt" | grep -E "^---|SUM" ;;
     ab)
       # The small-batch reduction forced one way or the other (TRIRUN_SMALL_REDUCTION: 1 lock chain,
       # 2 last-arriver slots) against the dispatcher's choice, back to back.
