@@ -7,7 +7,7 @@ import { CudaError } from "../errors.js";
 import { gemmF16, type TrirunConfig, type TrirunMatmulOptions, trirunMatmul } from "../matmul.js";
 import { synchronize } from "../device.js";
 import { DeviceTensor } from "../tensor.js";
-import { TRIRUN_SMALL_MAX_M, TRIRUN_TILES } from "../validate.js";
+import { TRIRUN_TILES } from "../validate.js";
 import { GuardedOutput } from "./guarded.js";
 import { packScales, packWeights } from "./layout.js";
 import {
@@ -220,10 +220,11 @@ export const QUICK_MS = [1, 7, 16, 17, 33, 64, 65, 129, 256];
 export function configSpecs(smCount: number, thorough: boolean): ConfigSpec[] {
   const specs: ConfigSpec[] = [{ label: "auto", opts: {} }];
   for (const tile of TRIRUN_TILES) {
+    const maxM = tile.maxM;
     specs.push({
       label: `tile ${tile.threadK}x${tile.threadN}`,
       opts: { threadK: tile.threadK, threadN: tile.threadN },
-      forM: tile.maxM !== undefined ? (m) => m <= (tile.maxM ?? TRIRUN_SMALL_MAX_M) : undefined,
+      forM: maxM === undefined ? undefined : (m) => m <= maxM,
       forShape: (k, n) => n % tile.threadN === 0 && (tile.kernel === "small" || k % tile.threadK === 0),
     });
   }

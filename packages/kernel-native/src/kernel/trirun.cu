@@ -562,10 +562,12 @@ __global__ void __launch_bounds__(THREADS, 1)
     return reinterpret_cast<float4*>(slots + static_cast<size_t>(2 * b + which) * kSlotFloats) +
            (n_warp * 32 + lane) * (MB8 * 4);
   };
-  // Accumulator element 2h + e of tile j: output row 8 mb + 2 t + e, output
-  // column 16 j + g + 8 h of this warp's 64 columns.
-  auto write_c = [&](const float (&v)[MB8][4][4], int column) {
-    half* c_half = reinterpret_cast<half*>(C);
+  // Visits the lane's outputs that exist in C: accumulator element 2h + e of
+  // tile j in 8-row block mb is output row 8 mb + 2 t + e, output column
+  // 16 j + g + 8 h of this warp's 64 columns; idx is its offset in C (and in
+  // the chain's fp32 partials, which have C's layout).
+  half* c_half = reinterpret_cast<half*>(C);
+  auto for_each_output = [&](int column, auto&& visit) {
     const int n0 = column * kThreadN + n_warp * 64;
 #pragma unroll
     for (int mb = 0; mb < MB8; ++mb)
@@ -577,9 +579,14 @@ __global__ void __launch_bounds__(THREADS, 1)
           for (int j = 0; j < 4; ++j)
 #pragma unroll
             for (int h = 0; h < 2; ++h)
-              c_half[static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h] = __float2half_rn(v[mb][j][2 * h + e]);
+              visit(mb, e, j, h, static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h);
         }
       }
+  };
+  auto write_c = [&](const float (&v)[MB8][4][4], int column) {
+    for_each_output(column, [&](int mb, int e, int j, int h, size_t idx) {
+      c_half[idx] = __float2half_rn(v[mb][j][2 * h + e]);
+    });
   };
   struct Pending {
     int column = 0, first = 0, last = 0, slices = 0;
@@ -854,52 +861,23 @@ __global__ void __launch_bounds__(THREADS, 1)
       if (k_warp == 0) {
         const bool read_partial = slice_count > 1 && slice_idx > 0;
         const bool last = slice_idx == slice_count - 1;
-        half* c_half = reinterpret_cast<half*>(C);
-        const int n0 = n_tile * kThreadN + n_warp * 64;
         // The previous blocks' partial sums, all loaded before the first store
         // (a store between two loads the compiler cannot prove apart costs a
         // full L2 round trip per element: ~15% of the time at m = 16).
         float prev[MB8][2][4][2] = {};
-        if (read_partial) {
-#pragma unroll
-          for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int row = mb * 8 + 2 * t + e;
-              if (row < prob_m) {
-#pragma unroll
-                for (int j = 0; j < 4; ++j)
-#pragma unroll
-                  for (int h = 0; h < 2; ++h)
-                    prev[mb][e][j][h] = __ldcg(&partial[static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h]);
-              }
-            }
-        }
-#pragma unroll
-        for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            // Accumulator element 2h + e: output row (of C) 8 mb + 2 t + e,
-            // output column 16 j + g + 8 h.
-            const int row = mb * 8 + 2 * t + e;
-            if (row < prob_m) {
-#pragma unroll
-              for (int j = 0; j < 4; ++j)
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                  const size_t idx = static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h;
-                  const float v = acc[mb][j][2 * h + e] + prev[mb][e][j][h];
-                  if (!last) {
-                    __stcg(&partial[idx], v);
-                  } else {
-                    c_half[idx] = __float2half_rn(v);
-                    // Leave the workspace all zero, as every call must: its
-                    // locks and partials may overlap differently next time.
-                    if (read_partial) __stcg(&partial[idx], 0.0f);
-                  }
-                }
-            }
+        if (read_partial)
+          for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) { prev[mb][e][j][h] = __ldcg(&partial[idx]); });
+        for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) {
+          const float v = acc[mb][j][2 * h + e] + prev[mb][e][j][h];
+          if (!last) {
+            __stcg(&partial[idx], v);
+          } else {
+            c_half[idx] = __float2half_rn(v);
+            // Leave the workspace all zero, as every call must: its locks and
+            // partials may overlap differently next time.
+            if (read_partial) __stcg(&partial[idx], 0.0f);
           }
+        });
       }
       if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1);
       __syncthreads();

@@ -376,16 +376,8 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
         m <= 32 &&
         (threadK <= 0 ||
           ([128 * 512, 256 * 256, 512 * 128].includes(threadK * threadN) && (m <= 16 || threadN !== 512)));
-      const tn =
-        threadN > 0
-          ? threadN
-          : small
-            ? m <= 16 && n % 512 === 0 && n / 512 >= 132
-              ? 512
-              : 128
-            : m <= 16
-              ? 128
-              : 256;
+      const smallTn = m <= 16 && n % 512 === 0 && n / 512 >= 132 ? 512 : 128;
+      const tn = threadN > 0 ? threadN : small ? smallTn : m <= 16 ? 128 : 256;
       const tk = threadK > 0 ? threadK : small ? 65536 / tn : m <= 16 ? 128 : 64;
       const config: NativeTrirunConfig = {
         threadK: tk,
