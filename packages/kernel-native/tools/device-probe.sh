@@ -27,9 +27,6 @@ for w in $what; do
         --import-source no -o /tmp/rep_$tag /tmp/probe one $args > /dev/null 2>&1
       ncu -i /tmp/rep_$tag.ncu-rep --page details > "$out/details_$tag.txt" 2>&1
       ncu -i /tmp/rep_$tag.ncu-rep --page source --csv --print-source sass | xz -6 > "$out/src_$tag.csv.xz" ;;
-    variants)
-      for v in 512 256; do echo "threads $v"; TRIRUN_SMALL_THREADS=$v timeout 200 /tmp/probe tiles 2>&1 | grep -v "m= 8" | tee "$out/tiles-t$v.txt"; done
-      TRIRUN_SMALL_THREADS=512 timeout 100 /tmp/probe sanitize ;;
     speedq) timeout 200 /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
     base)
       # A/B against another version of the kernel: BASE=<a trirun.cu> (e.g. `git show
