@@ -27,6 +27,12 @@ for w in $what; do
         --import-source no -o /tmp/rep_$tag /tmp/probe one $args > /dev/null 2>&1
       ncu -i /tmp/rep_$tag.ncu-rep --page details > "$out/details_$tag.txt" 2>&1
       ncu -i /tmp/rep_$tag.ncu-rep --page source --csv --print-source sass | xz -6 > "$out/src_$tag.csv.xz" ;;
+    trace)
+      # Per-block timestamps of four back-to-back cold calls (entry, first tile, main loop, reduction,
+      # exit) and the empty-kernel launch floor; TRACE_ARGS="k n m [k n m ...]" (default: 7B, 70B shapes).
+      nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_trace || exit 1
+      timeout 200 /tmp/probe_trace trace ${TRACE_ARGS:-} 2>&1 | tee "$out/trace.txt"
+      TRACE_PREFETCH=1 timeout 200 /tmp/probe_trace trace ${TRACE_ARGS:-} 2>&1 | tee "$out/trace-prefetch.txt" ;;
     speedq) timeout 200 /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
     base)
       # A/B against another version of the kernel: BASE=<a trirun.cu> (e.g. `git show

@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -139,10 +140,16 @@ static void gemm_ref(cublasHandle_t h, const __half* A, const __half* W, void* C
                   c_f32 ? CUDA_R_32F : CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+// check/sanitize: every call also asks L2 for its own weights again (the
+// prefetch hint must not change results nor touch memory outside its ranges).
+static bool g_prefetch_own_weights = false;
+
 static int run_trirun(const __half* A, const uint32_t* B, const __half* S, __half* C, int m, int n, int k, int g,
                       int* ws, size_t wsb, TrirunConfig* cfg, cudaStream_t st) {
   cudaError_t ce;
-  int rc = trirun_matmul(A, B, S, C, m, n, k, g, ws, wsb, 0, st, cfg, &ce);
+  const size_t groups = g == -1 ? 1 : static_cast<size_t>(k) / g;
+  const TrirunL2Prefetch own = {{B, S}, {static_cast<size_t>(k) / 16 * n * 4, groups * n * 2}};
+  int rc = trirun_matmul_prefetch(A, B, S, C, m, n, k, g, ws, wsb, 0, st, cfg, g_prefetch_own_weights ? &own : nullptr, &ce);
   if (rc != TRIRUN_OK) {
     fprintf(stderr, "trirun_matmul: %s (%s)\n", trirun_error_string(rc), cudaGetErrorName(ce));
     exit(1);
@@ -156,6 +163,7 @@ static void fill_half(std::vector<__half>& v, std::mt19937& rng, float lo = -1.f
 }
 
 static int check(bool quick, bool small) {
+  g_prefetch_own_weights = true;
   std::mt19937 rng(std::random_device{}());
   cublasHandle_t h;
   CB(cublasCreate(&h));
@@ -480,6 +488,165 @@ static int one(int argc, char** argv) {
   return 0;
 }
 
+
+#ifdef TRIRUN_TRACE
+extern "C" cudaError_t trirun_trace_reset();
+extern "C" cudaError_t trirun_trace_read(unsigned long long* out, size_t count);
+
+__global__ void empty_kernel(int* sink) {
+  extern __shared__ int sm[];
+  if (sink != nullptr && threadIdx.x == 1023) sm[0] = *sink;
+}
+
+// Where a small-batch call's time goes: four back-to-back cold calls, each
+// block's %globaltimer / clock64 at entry (0), first tile in shared memory (1),
+// end of the main loop (2), slot stores + arrival atomic (3), before the final
+// resolve (4), exit (5). Also the launch floor of an empty kernel.
+static int trace(int argc, char** argv) {
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  int clock_khz = 0;
+  CK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
+  printf("device: %s, %d SMs, clock attr %d MHz\n", prop.name, prop.multiProcessorCount, clock_khz / 1000);
+  cudaStream_t st;
+  CK(cudaStreamCreate(&st));
+  cudaEvent_t ev[5];
+  for (auto& e : ev) CK(cudaEventCreate(&e));
+  // Empty kernels: launch floor back to back, with no and with 200 KB of shared memory, and alternating.
+  {
+    CK(cudaFuncSetAttribute(empty_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+    const int sms = prop.multiProcessorCount;
+    auto time_seq = [&](const char* what, auto&& body) {
+      std::vector<float> t;
+      for (int r = 0; r < 7; ++r) {
+        CK(cudaEventRecord(ev[0], st));
+        for (int i = 0; i < 100; ++i) body(i);
+        CK(cudaEventRecord(ev[1], st));
+        CK(cudaEventSynchronize(ev[1]));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+        t.push_back(ms * 10.f);
+      }
+      printf("empty kernels, %s: %.2f us per launch (median of 7 x 100)\n", what, median(t));
+    };
+    time_seq("132x256, no smem", [&](int) { empty_kernel<<<sms, 256, 0, st>>>(nullptr); });
+    time_seq("132x256, 200 KB smem", [&](int) { empty_kernel<<<sms, 256, 200 * 1024, st>>>(nullptr); });
+    time_seq("alternating 0 / 200 KB", [&](int i) { empty_kernel<<<sms, 256, (i % 2) * 200 * 1024, st>>>(nullptr); });
+    time_seq("1x32, no smem", [&](int) { empty_kernel<<<1, 32, 0, st>>>(nullptr); });
+  }
+  std::vector<std::array<int, 3>> shapes;
+  for (int i = 2; i + 2 < argc; i += 3) shapes.push_back({atoi(argv[i]), atoi(argv[i + 1]), atoi(argv[i + 2])});
+  if (shapes.empty())
+    shapes = {{4096, 4096, 1}, {4096, 12288, 1}, {4096, 22016, 1}, {11008, 4096, 1}, {8192, 28672, 1}, {4096, 4096, 16}};
+  int* ws;
+  CK(cudaMalloc(&ws, 64 << 20));
+  CK(cudaMemset(ws, 0, 64 << 20));
+  std::mt19937 rng(11);
+  for (const auto& shape : shapes) {
+    const int k = shape[0], n = shape[1], m = shape[2];
+    const size_t bbytes = static_cast<size_t>(k) * n / 4, sbytes = static_cast<size_t>(k / 128) * n * 2;
+    const int copies = std::max<int>(4, static_cast<int>((4ull * prop.l2CacheSize) / (bbytes + sbytes)) + 1);
+    std::vector<void*> Bs(copies), Ss(copies);
+    std::vector<uint32_t> hb(bbytes / 4);
+    for (auto& x : hb) x = rng();
+    std::vector<__half> hs(sbytes / 2, __float2half(0.01f));
+    for (int c = 0; c < copies; ++c) {
+      CK(cudaMalloc(&Bs[c], bbytes));
+      CK(cudaMalloc(&Ss[c], sbytes));
+      CK(cudaMemcpy(Bs[c], hb.data(), bbytes, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(Ss[c], hs.data(), sbytes, cudaMemcpyHostToDevice));
+    }
+    void *dA, *dC;
+    CK(cudaMalloc(&dA, static_cast<size_t>(m) * k * 2));
+    CK(cudaMemset(dA, 0, static_cast<size_t>(m) * k * 2));
+    CK(cudaMalloc(&dC, static_cast<size_t>(m) * n * 2));
+    TrirunConfig cfg{};
+    int call = 0;
+    // TRACE_PREFETCH=1: each call asks L2 for the next call's weights (the L2 hint).
+    const bool hint = getenv("TRACE_PREFETCH") != nullptr && atoi(getenv("TRACE_PREFETCH")) == 1;
+    auto launch = [&]() {
+      cfg = TrirunConfig{};
+      const int next = (call + 1) % copies;
+      const TrirunL2Prefetch pf = {{Bs[next], Ss[next]}, {bbytes, sbytes}};
+      cudaError_t ce;
+      if (trirun_matmul_prefetch(dA, Bs[call % copies], Ss[call % copies], dC, m, n, k, 128, ws, 64 << 20, 0, st, &cfg,
+                                 hint ? &pf : nullptr, &ce) != TRIRUN_OK) {
+        fprintf(stderr, "trirun_matmul_prefetch failed\n");
+        exit(1);
+      }
+      ++call;
+    };
+    for (int i = 0; i < 2 * copies; ++i) launch();
+    // Back-to-back per-call time (cold weights).
+    std::vector<float> per;
+    for (int r = 0; r < 9; ++r) {
+      CK(cudaEventRecord(ev[0], st));
+      for (int i = 0; i < 20; ++i) launch();
+      CK(cudaEventRecord(ev[1], st));
+      CK(cudaEventSynchronize(ev[1]));
+      float ms;
+      CK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+      per.push_back(ms * 50.f);
+    }
+    CK(cudaStreamSynchronize(st));
+    CK(trirun_trace_reset());
+    for (int i = 0; i < 4; ++i) {
+      CK(cudaEventRecord(ev[i], st));
+      launch();
+    }
+    CK(cudaEventRecord(ev[4], st));
+    CK(cudaEventSynchronize(ev[4]));
+    const int P = 6;
+    std::vector<unsigned long long> tr(4 * 256 * 2 * P);
+    CK(trirun_trace_read(tr.data(), tr.size()));
+    printf("\n== k=%d n=%d m=%d: tile %dx%d, %d blocks, %d stages; back-to-back %.2f us/call (cold, %d copies%s)\n",
+           k, n, m, cfg.thread_k, cfg.thread_n, cfg.sms, cfg.stages, median(per), copies,
+           hint ? ", each call prefetching the next one's weights" : "");
+    auto at = [&](int l, int b, int p, int clk) { return tr[((static_cast<size_t>(l) * 256 + b) * P + p) * 2 + clk]; };
+    unsigned long long prev_end = 0;
+    for (int l = 0; l < 4; ++l) {
+      float ems = 0;
+      CK(cudaEventElapsedTime(&ems, ev[l], ev[l + 1]));
+      const int blocks = cfg.sms;
+      unsigned long long s_min = ~0ull, s_max = 0, e_min = ~0ull, e_max = 0;
+      std::vector<float> data, loop, red, fin, total;
+      const double cyc_us = 1.0 / (clock_khz / 1000.0);
+      for (int b = 0; b < blocks; ++b) {
+        const unsigned long long s0 = at(l, b, 0, 0), s5 = at(l, b, 5, 0);
+        if (s0 == 0) continue;
+        s_min = std::min(s_min, s0);
+        s_max = std::max(s_max, s0);
+        e_min = std::min(e_min, s5);
+        e_max = std::max(e_max, s5);
+        auto c = [&](int p) { return static_cast<double>(at(l, b, p, 1)); };
+        if (at(l, b, 1, 1)) data.push_back((c(1) - c(0)) * cyc_us);
+        if (at(l, b, 1, 1)) loop.push_back((c(2) - c(1)) * cyc_us);
+        if (at(l, b, 2, 1)) red.push_back((c(4) - c(2)) * cyc_us);  // blocks with no tile have no point 2
+        fin.push_back((c(5) - c(4)) * cyc_us);
+        total.push_back((c(5) - c(0)) * cyc_us);
+      }
+      auto mx = [](std::vector<float> v) { return v.empty() ? 0.f : *std::max_element(v.begin(), v.end()); };
+      printf("launch %d: event %.2f us; gap from previous launch's last exit %.2f us; block starts spread %.2f us; "
+             "span first start..last exit %.2f us; exits spread %.2f us\n",
+             l, ems * 1000.f, prev_end ? (s_min - prev_end) / 1000.0 : 0.0, (s_max - s_min) / 1000.0,
+             (e_max - s_min) / 1000.0, (e_max - e_min) / 1000.0);
+      printf("  per block (clock64 at the attribute clock), median / max us: first data %.2f / %.2f, main loop %.2f / "
+             "%.2f, column reduction (slots+atomic or chain) %.2f / %.2f, final resolve %.2f / %.2f, total %.2f / %.2f\n",
+             median(data), mx(data), median(loop), mx(loop), median(red), mx(red), median(fin), mx(fin), median(total),
+             mx(total));
+      prev_end = e_max;
+    }
+    for (int c = 0; c < copies; ++c) {
+      cudaFree(Bs[c]);
+      cudaFree(Ss[c]);
+    }
+    cudaFree(dA);
+    cudaFree(dC);
+  }
+  return 0;
+}
+#endif
+
 int main(int argc, char** argv) {
   std::string what = argc > 1 ? argv[1] : "check";
   bool quick = argc > 2 && std::string(argv[2]) == "--quick";
@@ -488,6 +655,9 @@ int main(int argc, char** argv) {
   if (what == "tiles") return tiles();
   if (what == "sanitize") return check(true, true);
   if (what == "speed") return speed(quick);
+#ifdef TRIRUN_TRACE
+  if (what == "trace") return trace(argc, argv);
+#endif
   fprintf(stderr, "usage: kernel-probe check|speed [--quick]\n");
   return 2;
 }

@@ -16,8 +16,16 @@ const ROW_STEP = 64;
 /** Alignment of matmul operands that the kernel requires. */
 const OPERAND_ALIGN = 16;
 
-/** Runs the layer's matmul: `C (rows, n) = A (rows, width) @ weights`. */
-export type DeviceMatmul = (A: DeviceTensor, C: DeviceTensor, stream: Stream | undefined) => void;
+/**
+ * Runs the layer's matmul: `C (rows, n) = A (rows, width) @ weights`; `l2Prefetch` (possibly
+ * empty) are another layer's weights to ask L2 for once this call's are read (a hint).
+ */
+export type DeviceMatmul = (
+  A: DeviceTensor,
+  C: DeviceTensor,
+  stream: Stream | undefined,
+  l2Prefetch: readonly DeviceTensor[],
+) => void;
 
 export interface CudaCoreSpec {
   inFeatures: number;
@@ -103,7 +111,13 @@ export class CudaCore {
   }
 
   /** `y (rows, out) = x (rows, in) @ W^T + bias`, both f16 device tensors with `rows` rows. */
-  run(x: DeviceTensor, rows: number, y: DeviceTensor, stream: Stream | undefined): void {
+  run(
+    x: DeviceTensor,
+    rows: number,
+    y: DeviceTensor,
+    stream: Stream | undefined,
+    l2Prefetch: readonly DeviceTensor[] = [],
+  ): void {
     if (rows === 0) return;
     const views: DeviceTensor[] = [];
     try {
@@ -120,12 +134,12 @@ export class CudaCore {
       if (this.n === this.outFeatures && y.byteOffset % OPERAND_ALIGN === 0) {
         const C = y.view([rows, this.outFeatures]);
         views.push(C);
-        this.#matmul(A, C, stream);
+        this.#matmul(A, C, stream, l2Prefetch);
       } else {
         const scratch = this.#scratch(this.#outputScratch, rows, this.n, -1, stream);
         const C = scratch.view([rows, this.n]);
         views.push(C);
-        this.#matmul(A, C, stream);
+        this.#matmul(A, C, stream, l2Prefetch);
         copyRows(y, this.outFeatures, scratch, this.n, rows, this.outFeatures, stream);
       }
     } finally {

@@ -58,6 +58,38 @@ namespace trirun {
 constexpr int kThreads = 256;   // 8 warps per block
 constexpr int kMaxPar = 16;     // 64-row batch slices per launch
 
+// Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
+// thread 0 of each block records %globaltimer and clock64 at a few points of
+// the small-batch kernel, for up to four back-to-back launches. Compiled out
+// otherwise.
+#ifdef TRIRUN_TRACE
+constexpr int kTraceLaunches = 4, kTraceBlocks = 256, kTracePoints = 6;
+__device__ unsigned long long g_trace[kTraceLaunches][kTraceBlocks][2 * kTracePoints];
+__device__ unsigned int g_trace_arrivals;
+#define TRIRUN_TRACE_AT(point)                                                                      \
+  do {                                                                                              \
+    if (threadIdx.x == 0 && trace_launch < kTraceLaunches && blockIdx.x < kTraceBlocks) {           \
+      unsigned long long gt_;                                                                       \
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(gt_));                                       \
+      g_trace[trace_launch][blockIdx.x][2 * (point)] = gt_;                                         \
+      g_trace[trace_launch][blockIdx.x][2 * (point) + 1] = clock64();                               \
+    }                                                                                               \
+  } while (0)
+#define TRIRUN_TRACE_BEGIN()                                                                        \
+  __shared__ unsigned int trace_launch_s;                                                           \
+  if (threadIdx.x == 0) trace_launch_s = atomicAdd(&g_trace_arrivals, 1u) / gridDim.x;              \
+  __syncthreads();                                                                                  \
+  const unsigned int trace_launch = trace_launch_s;                                                 \
+  TRIRUN_TRACE_AT(0)
+#else
+#define TRIRUN_TRACE_AT(point) \
+  do {                         \
+  } while (0)
+#define TRIRUN_TRACE_BEGIN() \
+  do {                       \
+  } while (0)
+#endif
+
 __host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 // ---------------------------------------------------------------- PTX helpers
@@ -129,6 +161,39 @@ __device__ __forceinline__ void lock_release(int* lock, bool last) {
       asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(lock), "r"(1));
     }
   }
+}
+
+// Byte ranges a call asks L2 to fetch once its own weight reads are all
+// issued (trirun_matmul_prefetch): typically the next layer's weights, whose
+// DRAM latency then overlaps this call's reduction and the small kernels in
+// between instead of stalling the next call's first tiles. A hint only.
+struct L2Prefetch {
+  const char* ptr[2];
+  unsigned long long bytes[2];  // multiples of 16, ptr 16-byte aligned (checked on the host)
+};
+
+// Block b's share of each range, issued by warp 0 as bulk prefetches of up to
+// 64 KB each (one instruction per 64 KB; nothing waits for them). Hopper
+// (sm_90) has the bulk prefetch; earlier GPUs skip the hint.
+__device__ __forceinline__ void l2_prefetch_share(const L2Prefetch& pf) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (threadIdx.x >= 32) return;
+  constexpr unsigned long long kChunk = 64 * 1024;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const unsigned long long units = pf.bytes[r] / 16;
+    if (units == 0) continue;
+    const unsigned long long per = (units + gridDim.x - 1) / gridDim.x;
+    const unsigned long long begin = per * blockIdx.x * 16;
+    const unsigned long long end = min(begin + per * 16, pf.bytes[r]);
+    for (unsigned long long at = begin + threadIdx.x * kChunk; at < end; at += 32 * kChunk) {
+      const unsigned int size = static_cast<unsigned int>(min(kChunk, end - at));
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(pf.ptr[r] + at), "r"(size) : "memory");
+    }
+  }
+#else
+  (void)pf;
+#endif
 }
 
 // The multi-stage pipeline both kernels run over a slice of `tiles` tiles:
@@ -497,7 +562,7 @@ template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAI
 __global__ void __launch_bounds__(THREADS, 1)
     trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                        float* __restrict__ partial, float* __restrict__ slots) {
+                        float* __restrict__ partial, float* __restrict__ slots, const L2Prefetch prefetch) {
   constexpr int kWarps = THREADS / 32;
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
@@ -523,6 +588,7 @@ __global__ void __launch_bounds__(THREADS, 1)
   const int k_warp = warp / N_WARPS;
   const int g = lane / 4;  // "group id" of the mma fragment layouts
   const int t = lane % 4;
+  TRIRUN_TRACE_BEGIN();
 
   // The last k tile of a column may be partial (k is a multiple of 128, not
   // of the tile): warps past the end of k sit that tile out.
@@ -713,6 +779,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int e = 0; e < 4; ++e) acc[mb][j][e] = 0.0f;
 
     pipeline<STAGES>(slice_tiles, load_tile, [&](int i, int stage) {
+      if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
       const int4* sh = smem + stage * kStageVecs;
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(sh + kAStageVecs);
 
@@ -792,6 +859,7 @@ __global__ void __launch_bounds__(THREADS, 1)
       }
     });
 
+    TRIRUN_TRACE_AT(2);
     if constexpr (kKWarps > 1) {
       float* red = reinterpret_cast<float*>(smem);
       constexpr int kPerLane = MB8 * 16;
@@ -916,6 +984,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         asm volatile("fence.acq_rel.gpu;\n" ::);
         asm volatile("atom.add.relaxed.gpu.global.s32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(locks + n_tile));
       }
+      TRIRUN_TRACE_AT(3);
       if (pending.slices > 0) resolve(pending, pending_arrived);
       pending = shared_column ? Pending{n_tile, first_block, last_block, slice_count} : Pending{};
       pending_arrived = arrived;
@@ -924,9 +993,14 @@ __global__ void __launch_bounds__(THREADS, 1)
       tile += slice_tiles;
     }
   }
+  TRIRUN_TRACE_AT(4);
+  // Every weight byte of this block has arrived: DRAM is free for the next
+  // layer's weights while the reduction finishes.
+  l2_prefetch_share(prefetch);
   if constexpr (!chained) {
     if (pending.slices > 0) resolve(pending, pending_arrived);
   }
+  TRIRUN_TRACE_AT(5);
 }
 
 // ------------------------------------------------------------------ dispatch
@@ -970,6 +1044,7 @@ struct Launch {
   void* C;
   int m, n, k;
   int* locks;
+  L2Prefetch prefetch;  // small-batch kernel only
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -1053,7 +1128,7 @@ cudaError_t launch_small_reduction(Launch& l) {
   l.threads = THREADS;
   kernel<<<l.blocks, THREADS, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
                                                 static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
-                                                l.locks, l.partial, l.slots);
+                                                l.locks, l.partial, l.slots, l.prefetch);
   return cudaGetLastError();
 }
 
@@ -1165,6 +1240,14 @@ extern "C" const char* trirun_error_string(int code) {
 extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k, int groupsize,
                              void* workspace, size_t workspace_bytes, int device, cudaStream_t stream,
                              TrirunConfig* config, cudaError_t* cuda_error) {
+  return trirun_matmul_prefetch(A, B, s, C, m, n, k, groupsize, workspace, workspace_bytes, device, stream, config,
+                                nullptr, cuda_error);
+}
+
+extern "C" int trirun_matmul_prefetch(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
+                                      int groupsize, void* workspace, size_t workspace_bytes, int device,
+                                      cudaStream_t stream, TrirunConfig* config, const TrirunL2Prefetch* prefetch,
+                                      cudaError_t* cuda_error) {
   using namespace trirun;
   if (cuda_error) *cuda_error = cudaSuccess;
   if (m < 1 || k < 128 || n < 256 || k % 128 != 0 || n % 256 != 0) return TRIRUN_ERR_SHAPE;
@@ -1203,6 +1286,14 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.slots = reinterpret_cast<float*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar) + small_partial_bytes(n));
   l.blocks = sms;
   l.device = device;
+  if (prefetch != nullptr) {
+    for (int r = 0; r < 2; ++r) {
+      if (prefetch->bytes[r] == 0) continue;
+      if (misaligned(prefetch->ptr[r]) || prefetch->bytes[r] % 16 != 0) return TRIRUN_ERR_ALIGNMENT;
+      l.prefetch.ptr[r] = static_cast<const char*>(prefetch->ptr[r]);
+      l.prefetch.bytes[r] = prefetch->bytes[r];
+    }
+  }
   l.smem_limit = attrs.smem_optin;
   l.stream = stream;
 
@@ -1278,3 +1369,16 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   if (config) *config = used;
   return TRIRUN_OK;
 }
+
+#ifdef TRIRUN_TRACE
+// Experiments only: reset the launch counter, read the timestamps back.
+extern "C" cudaError_t trirun_trace_reset() {
+  const unsigned int zero = 0;
+  cudaError_t err = cudaMemcpyToSymbol(trirun::g_trace_arrivals, &zero, sizeof(zero));
+  static unsigned long long blank[trirun::kTraceLaunches][trirun::kTraceBlocks][2 * trirun::kTracePoints];
+  return err == cudaSuccess ? cudaMemcpyToSymbol(trirun::g_trace, blank, sizeof(blank)) : err;
+}
+extern "C" cudaError_t trirun_trace_read(unsigned long long* out, size_t count) {
+  return cudaMemcpyFromSymbol(out, trirun::g_trace, count * sizeof(unsigned long long));
+}
+#endif
