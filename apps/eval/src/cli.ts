@@ -464,7 +464,6 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     )
     .option("--no-graphs", "launch every kernel from JavaScript instead of replaying CUDA graphs")
     .option("--no-fuse", "run q/k/v and gate/up as separate matmuls instead of one fused matmul each")
-    .option("--no-l2-prefetch", "TriRun matmuls do not ask L2 for the next matmul's weights")
     .option("--json <file>", "write the measurements as JSON")
     .action(
       async (f: {
@@ -477,7 +476,6 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         formats: WeightFormat[];
         graphs: boolean;
         fuse: boolean;
-        l2Prefetch: boolean;
         json?: string;
       }) => {
         const { runSpeed, formatSpeed } = await import("./speed/run-speed.js");
@@ -491,7 +489,6 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           formats: f.formats,
           graphs: f.graphs,
           fuse: f.fuse,
-          l2Prefetch: f.l2Prefetch,
           onStatus: (line) => process.stderr.write(`speed: ${line}\n`),
         });
         process.stdout.write(`${formatSpeed(report)}\n`);

@@ -284,25 +284,23 @@ function vectorRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", () => {
-  it("graph replay equals eager launches; L2 prefetch hints change nothing; fused q/k/v and gate/up agree within fp16 rounding", () => {
+  it("graph replay equals eager launches exactly; fused q/k/v and gate/up agree within fp16 rounding", () => {
     // Two blocks of the Llama-2-7B shape with a small vocabulary: kernel-sized, so every block fuses.
     const config = { ...speedConfig("llama2-7b", 2), vocabSize: 1024 };
     const seed = 1 + Math.floor(Math.random() * 1000);
     for (const format of ["fp16", "trirun"] as const) {
       const model = randomCudaModel(config, format, seed);
       const eager = new CudaLlamaRuntime(model, { graphs: false });
-      const noHints = new CudaLlamaRuntime(model, { graphs: false, l2Prefetch: false });
       const graphs = new CudaLlamaRuntime(model);
       const fused = new CudaLlamaRuntime(model, { fuse: "copy" });
       expect(fused.fusedBlocks).toBe(2);
       expect(fused.fusedByteLength).toBeGreaterThan(0);
       for (const batch of [1, 3]) {
         const steps = 6;
-        const runtimes = [eager, graphs, fused, noHints];
-        const caches = runtimes.map((rt) => rt.newBatchCache(batch, steps));
+        const caches = [eager, graphs, fused].map((rt) => rt.newBatchCache(batch, steps));
         for (let t = 0; t < steps; t++) {
           const tokens = Array.from({ length: batch }, () => Math.floor(Math.random() * config.vocabSize));
-          const [a, b, c, d] = runtimes.map((rt, i) =>
+          const [a, b, c] = [eager, graphs, fused].map((rt, i) =>
             decodeF16(rt.decodeBatch(tokens, caches[i]).download() as Uint16Array),
           );
           expect(
@@ -317,11 +315,10 @@ describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", (
           expect(vectorRelDiff(c, a), `${format} batch ${batch} step ${t}: fused vs separate`).toBeLessThan(
             1e-2,
           );
-          expect(Array.from(d), `${format} batch ${batch} step ${t}: without L2 hints`).toEqual(Array.from(a));
         }
         for (const cache of caches) cache.dispose();
       }
-      for (const rt of [eager, graphs, fused, noHints]) rt.dispose();
+      for (const rt of [eager, graphs, fused]) rt.dispose();
       disposeModel(model);
     }
   }, 300_000);

@@ -123,10 +123,8 @@ describe("trirun-eval speed arguments", () => {
     await expect(cli(["--shape", "llama2-70b", "--formats", "trirun", "--batch", "1"])).rejects.toThrow(
       /speed needs a CUDA device/,
     );
-    // --no-graphs / --no-fuse / --no-l2-prefetch are options of the command (not "unknown option").
-    await expect(
-      cli(["--shape", "trilm-3.9b", "--layers", "1", "--no-graphs", "--no-fuse", "--no-l2-prefetch"]),
-    ).rejects.toThrow(
+    // --no-graphs / --no-fuse are options of the command (not "unknown option").
+    await expect(cli(["--shape", "trilm-3.9b", "--layers", "1", "--no-graphs", "--no-fuse"])).rejects.toThrow(
       /speed needs a CUDA device/,
     );
   });
@@ -140,7 +138,6 @@ describe("trirun-eval speed arguments", () => {
       steps: 8,
       graphs: false,
       fuse: true,
-      l2Prefetch: true,
       notes: ["a note"],
       results: [
         {
@@ -166,7 +163,7 @@ describe("trirun-eval speed arguments", () => {
         },
       ],
     });
-    expect(text).toMatch(/CUDA graphs off, fused projections on, L2 prefetch on/);
+    expect(text).toMatch(/CUDA graphs off, fused projections on/);
     expect(text).toMatch(/3\.00x/);
     expect(text).toMatch(/trirun: weights 0\.25 GiB/);
     expect(text).toMatch(/note: a note/);

@@ -22,32 +22,6 @@ export interface TrirunMatmulOptions extends TrirunKnobs {
   sms?: number;
   /** 64-row batch slices processed in parallel per launch (1..16); 16 by default. */
   maxParallel?: number;
-  /**
-   * Up to two tensors on A's device (typically the next layer's `B` and `s`) that the kernel asks
-   * the L2 cache to fetch once this call's own weights are read, so that their memory latency
-   * overlaps the end of this call and the kernels before the call that reads them. A hint: results
-   * never depend on it; only the small-batch kernel (m <= 32) on sm_90 and later acts on it. Each
-   * tensor's bytes are rounded inward to 16-byte boundaries.
-   */
-  l2Prefetch?: readonly DeviceTensor[];
-}
-
-/** The native (buffer, byteOffset, bytes) triples of opts.l2Prefetch, checked. */
-function prefetchArgs(l2Prefetch: readonly DeviceTensor[] | undefined, device: number): (NativeBuffer | number)[] {
-  if (l2Prefetch === undefined) return [];
-  if (!Array.isArray(l2Prefetch) || l2Prefetch.length > 2) {
-    throw new RangeError(`opts.l2Prefetch: expected an array of at most 2 DeviceTensors, got ${String(l2Prefetch)}`);
-  }
-  const args: (NativeBuffer | number)[] = [];
-  l2Prefetch.forEach((t: DeviceTensor, i: number) => {
-    const name = `opts.l2Prefetch[${i}]`;
-    const native = nativeTensor(t, name);
-    if (t.device !== device) throw new RangeError(`${name}: on device ${t.device}, A on device ${device}`);
-    const start = Math.ceil(native.byteOffset / 16) * 16;
-    const end = Math.floor((native.byteOffset + t.byteLength) / 16) * 16;
-    args.push(native.buffer, start, Math.max(0, end - start));
-  });
-  return args;
 }
 
 /** The configuration a trirunMatmul call ran with (for benchmarks and reports). */
@@ -128,7 +102,6 @@ export function trirunMatmul(
     p.threadN,
     p.sms,
     p.maxParallel,
-    ...prefetchArgs(opts.l2Prefetch, A.device),
   );
   const { variant, ...rest } = config;
   const small = variant === 1;

@@ -161,8 +161,6 @@ export interface NativeAddon {
     threadN: number,
     sms: number,
     maxParallel: number,
-    // Up to two (buffer, byteOffset, bytes) L2 prefetch ranges.
-    ...prefetch: (NativeBuffer | number)[]
   ): NativeTrirunConfig;
   workspaceBytes(n: number, maxParallel: number): number;
   captureGraph(device: number, record: () => void): NativeGraph;

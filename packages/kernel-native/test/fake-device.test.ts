@@ -101,36 +101,6 @@ describe("against the host-memory device", () => {
     for (const t of [A, s, C]) t.dispose();
   });
 
-  it("trirunMatmul passes the L2 prefetch hint as 16-byte aligned ranges and checks it", () => {
-    const fake = useFake();
-    const rng = new Rng(seed);
-    const A = DeviceTensor.fromArray(randomActivations(rng, 128), [1, 128]);
-    const B = DeviceTensor.zeros("i32", [8, 256]);
-    const s = DeviceTensor.zeros("f16", [1, 256]);
-    const C = DeviceTensor.empty("f16", [1, 256]);
-    const nextB = DeviceTensor.zeros("i32", [8, 256]);
-    const scratch = DeviceTensor.zeros("f16", [100]);
-    // Fresh offsets each run: a view starting inside a 16-byte unit is rounded inward at both ends.
-    const first = 1 + (rng.nextU32() % 30);
-    const count = 20 + (rng.nextU32() % 40);
-    const view = scratch.view([count], first);
-    trirunMatmul(A, B, s, C, { l2Prefetch: [nextB, view] });
-    const [whole, inner] = fake.lastL2Prefetch();
-    expect(whole).toMatchObject({ byteOffset: nextB.byteOffset, bytes: nextB.byteLength });
-    const lo = Math.ceil((scratch.byteOffset + 2 * first) / 16) * 16;
-    const hi = Math.floor((scratch.byteOffset + 2 * (first + count)) / 16) * 16;
-    expect(inner).toMatchObject({ byteOffset: lo, bytes: Math.max(0, hi - lo) });
-    expect(inner.byteOffset % 16).toBe(0);
-    trirunMatmul(A, B, s, C);
-    expect(fake.lastL2Prefetch()).toEqual([]);
-    expect(() => trirunMatmul(A, B, s, C, { l2Prefetch: [nextB, nextB, nextB] })).toThrow(
-      /^opts.l2Prefetch: expected an array of at most 2 DeviceTensors/,
-    );
-    nextB.dispose();
-    expect(() => trirunMatmul(A, B, s, C, { l2Prefetch: [nextB] })).toThrow(DisposedError);
-    for (const t of [A, B, s, C, scratch]) t.dispose();
-  });
-
   it("copyRowsFrom checks its arguments", () => {
     useFake();
     const src = DeviceTensor.zeros("f16", [4, 8]);

@@ -31,8 +31,7 @@ for w in $what; do
       # Per-block timestamps of four back-to-back cold calls (entry, first tile, main loop, reduction,
       # exit) and the empty-kernel launch floor; TRACE_ARGS="k n m [k n m ...]" (default: 7B, 70B shapes).
       nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_trace || exit 1
-      timeout 200 /tmp/probe_trace trace ${TRACE_ARGS:-} 2>&1 | tee "$out/trace.txt"
-      TRACE_PREFETCH=1 timeout 200 /tmp/probe_trace trace ${TRACE_ARGS:-} 2>&1 | tee "$out/trace-prefetch.txt" ;;
+      timeout 200 /tmp/probe_trace trace ${TRACE_ARGS:-} 2>&1 | tee "$out/trace.txt" ;;
     speedq) timeout 200 /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
     base)
       # A/B against another version of the kernel: BASE=<a trirun.cu> (e.g. `git show

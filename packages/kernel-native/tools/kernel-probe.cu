@@ -140,16 +140,10 @@ static void gemm_ref(cublasHandle_t h, const __half* A, const __half* W, void* C
                   c_f32 ? CUDA_R_32F : CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-// check/sanitize: every call also asks L2 for its own weights again (the
-// prefetch hint must not change results nor touch memory outside its ranges).
-static bool g_prefetch_own_weights = false;
-
 static int run_trirun(const __half* A, const uint32_t* B, const __half* S, __half* C, int m, int n, int k, int g,
                       int* ws, size_t wsb, TrirunConfig* cfg, cudaStream_t st) {
   cudaError_t ce;
-  const size_t groups = g == -1 ? 1 : static_cast<size_t>(k) / g;
-  const TrirunL2Prefetch own = {{B, S}, {static_cast<size_t>(k) / 16 * n * 4, groups * n * 2}};
-  int rc = trirun_matmul_prefetch(A, B, S, C, m, n, k, g, ws, wsb, 0, st, cfg, g_prefetch_own_weights ? &own : nullptr, &ce);
+  int rc = trirun_matmul(A, B, S, C, m, n, k, g, ws, wsb, 0, st, cfg, &ce);
   if (rc != TRIRUN_OK) {
     fprintf(stderr, "trirun_matmul: %s (%s)\n", trirun_error_string(rc), cudaGetErrorName(ce));
     exit(1);
@@ -163,7 +157,6 @@ static void fill_half(std::vector<__half>& v, std::mt19937& rng, float lo = -1.f
 }
 
 static int check(bool quick, bool small) {
-  g_prefetch_own_weights = true;
   std::mt19937 rng(std::random_device{}());
   cublasHandle_t h;
   CB(cublasCreate(&h));
@@ -562,18 +555,10 @@ static int trace(int argc, char** argv) {
     CK(cudaMalloc(&dC, static_cast<size_t>(m) * n * 2));
     TrirunConfig cfg{};
     int call = 0;
-    // TRACE_PREFETCH=1: each call asks L2 for the next call's weights (the L2 hint).
-    const bool hint = getenv("TRACE_PREFETCH") != nullptr && atoi(getenv("TRACE_PREFETCH")) == 1;
     auto launch = [&]() {
       cfg = TrirunConfig{};
-      const int next = (call + 1) % copies;
-      const TrirunL2Prefetch pf = {{Bs[next], Ss[next]}, {bbytes, sbytes}};
-      cudaError_t ce;
-      if (trirun_matmul_prefetch(dA, Bs[call % copies], Ss[call % copies], dC, m, n, k, 128, ws, 64 << 20, 0, st, &cfg,
-                                 hint ? &pf : nullptr, &ce) != TRIRUN_OK) {
-        fprintf(stderr, "trirun_matmul_prefetch failed\n");
-        exit(1);
-      }
+      run_trirun((__half*)dA, (uint32_t*)Bs[call % copies], (__half*)Ss[call % copies], (__half*)dC, m, n, k, 128, ws,
+                 64 << 20, &cfg, st);
       ++call;
     };
     for (int i = 0; i < 2 * copies; ++i) launch();
@@ -599,9 +584,8 @@ static int trace(int argc, char** argv) {
     const int P = 6;
     std::vector<unsigned long long> tr(4 * 256 * 2 * P);
     CK(trirun_trace_read(tr.data(), tr.size()));
-    printf("\n== k=%d n=%d m=%d: tile %dx%d, %d blocks, %d stages; back-to-back %.2f us/call (cold, %d copies%s)\n",
-           k, n, m, cfg.thread_k, cfg.thread_n, cfg.sms, cfg.stages, median(per), copies,
-           hint ? ", each call prefetching the next one's weights" : "");
+    printf("\n== k=%d n=%d m=%d: tile %dx%d, %d blocks, %d stages; back-to-back %.2f us/call (cold, %d copies)\n", k,
+           n, m, cfg.thread_k, cfg.thread_n, cfg.sms, cfg.stages, median(per), copies);
     auto at = [&](int l, int b, int p, int clk) { return tr[((static_cast<size_t>(l) * 256 + b) * P + p) * 2 + clk]; };
     unsigned long long prev_end = 0;
     for (int l = 0; l < 4; ++l) {

@@ -16,16 +16,8 @@ const ROW_STEP = 64;
 /** Alignment of matmul operands that the kernel requires. */
 const OPERAND_ALIGN = 16;
 
-/**
- * Runs the layer's matmul: `C (rows, n) = A (rows, width) @ weights`; `l2Prefetch` (possibly
- * empty) are another layer's weights to ask L2 for once this call's are read (a hint).
- */
-export type DeviceMatmul = (
-  A: DeviceTensor,
-  C: DeviceTensor,
-  stream: Stream | undefined,
-  l2Prefetch: readonly DeviceTensor[],
-) => void;
+/** Runs the layer's matmul: `C (rows, n) = A (rows, width) @ weights`. */
+export type DeviceMatmul = (A: DeviceTensor, C: DeviceTensor, stream: Stream | undefined) => void;
 
 export interface CudaCoreSpec {
   inFeatures: number;
@@ -111,13 +103,7 @@ export class CudaCore {
   }
 
   /** `y (rows, out) = x (rows, in) @ W^T + bias`, both f16 device tensors with `rows` rows. */
-  run(
-    x: DeviceTensor,
-    rows: number,
-    y: DeviceTensor,
-    stream: Stream | undefined,
-    l2Prefetch: readonly DeviceTensor[] = [],
-  ): void {
+  run(x: DeviceTensor, rows: number, y: DeviceTensor, stream: Stream | undefined): void {
     if (rows === 0) return;
     const views: DeviceTensor[] = [];
     try {
@@ -134,12 +120,12 @@ export class CudaCore {
       if (this.n === this.outFeatures && y.byteOffset % OPERAND_ALIGN === 0) {
         const C = y.view([rows, this.outFeatures]);
         views.push(C);
-        this.#matmul(A, C, stream, l2Prefetch);
+        this.#matmul(A, C, stream);
       } else {
         const scratch = this.#scratch(this.#outputScratch, rows, this.n, -1, stream);
         const C = scratch.view([rows, this.n]);
         views.push(C);
-        this.#matmul(A, C, stream, l2Prefetch);
+        this.#matmul(A, C, stream);
         copyRows(y, this.outFeatures, scratch, this.n, rows, this.outFeatures, stream);
       }
     } finally {

@@ -120,7 +120,6 @@ function gemmCore(W: DeviceTensor, inFeatures: number, onesColumn: number): Cuda
     width,
     onesColumn,
     n: outFeatures,
-    // cuBLAS has no L2 prefetch hook: the hint is ignored.
     matmul: (A, C, stream) => gemmF16(A, W, C, { transposeW: true, stream }),
     weights: [W],
   });

@@ -99,19 +99,6 @@ export abstract class LinearBase implements Linear {
     return y;
   }
 
-  /** The weights (at most two tensors: packed weights and scales) of opts.prefetch, checked. */
-  #prefetchWeights(prefetch: Linear | undefined): readonly DeviceTensor[] {
-    if (prefetch === undefined) return [];
-    if (!(prefetch instanceof LinearBase)) {
-      throw new TypeError(`${this.label}: opts.prefetch must be a layer of @trirun/layers`);
-    }
-    const core = prefetch.core; // throws LayerDisposedError for a disposed layer
-    if (core.kind !== "cuda") {
-      throw new TypeError(`${this.label}: opts.prefetch must be a CUDA layer, got ${prefetch.label}`);
-    }
-    return core.weights.slice(0, 2);
-  }
-
   #forwardDevice(core: CudaCore, x: DeviceTensor, opts: ForwardOptions): DeviceTensor {
     if (x.disposed) throw new TypeError(`${this.label}: x is a disposed DeviceTensor`);
     if (x.dtype !== "f16")
@@ -129,7 +116,7 @@ export abstract class LinearBase implements Linear {
       checkOutShape(out.shape, outShape, "opts.out");
       y = out;
     }
-    core.run(x, rows, y, opts.stream as Stream | undefined, this.#prefetchWeights(opts.prefetch));
+    core.run(x, rows, y, opts.stream as Stream | undefined);
     return y;
   }
 

@@ -264,8 +264,8 @@ export class TriRunLinear extends LinearBase {
       width: k,
       onesColumn,
       n,
-      matmul: (A, C, stream, l2Prefetch) => {
-        trirunMatmul(A, B, s, C, { groupsize: g, stream, l2Prefetch });
+      matmul: (A, C, stream) => {
+        trirunMatmul(A, B, s, C, { groupsize: g, stream });
       },
       weights: [B, s],
     });

@@ -20,14 +20,6 @@ export interface ForwardOptions {
   stream?: Stream;
   /** Where to write the result; shape `(..., outFeatures)` of the same kind as the input. */
   out?: Tensor;
-  /**
-   * CUDA backend: a CUDA layer that runs soon after this one (typically the next projection). A
-   * TriRun layer asks the GPU's L2 cache to fetch that layer's weights once its own are read, so
-   * that their memory latency overlaps the end of this call and the kernels in between; it pays
-   * where a call is short (decoding, m <= 32). A hint: results never depend on it; FP16 layers and
-   * GPUs before sm_90 ignore it.
-   */
-  prefetch?: Linear;
 }
 
 /** What every linear layer offers, whatever its weight format and backend. */

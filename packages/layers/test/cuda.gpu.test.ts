@@ -294,39 +294,6 @@ describe.skipIf(!gpu)("CUDA forward options", () => {
     stream.dispose();
   });
 
-  it("an L2 prefetch hint leaves results bit-identical and checks the layer it names", () => {
-    const layer = make();
-    // A Llama-sized next layer, so that the hint covers megabytes.
-    const next = TriRunLinear.fromQuantized(
-      { ...randomQuantized(rng, 1024, 2048, 128), inFeatures: 1024, outFeatures: 2048 },
-      { backend: "cuda" },
-    );
-    const fp16Next = Float16Linear.fromWeights(randomFloats(rng, 256 * 256), 256, 256, undefined, {
-      backend: "cuda",
-    });
-    for (const rows of [1, 7, 32, 40]) {
-      const { bits } = roundedInput([rows], inF);
-      const x = DeviceTensor.fromArray(bits, [rows, inF], "f16");
-      const plain = layer.forward(x);
-      for (const prefetch of [next, fp16Next]) {
-        const hinted = layer.forward(x, { prefetch });
-        expect(Array.from(hinted.download() as Uint16Array)).toEqual(Array.from(plain.download() as Uint16Array));
-        hinted.dispose();
-      }
-      plain.dispose();
-      x.dispose();
-    }
-    const x = DeviceTensor.zeros("f16", [1, inF]);
-    const cpuNext = TriRunLinear.fromQuantized(
-      { ...randomQuantized(rng, 128, 256, 128), inFeatures: 128, outFeatures: 256 },
-      { backend: "cpu" },
-    );
-    expect(() => layer.forward(x, { prefetch: cpuNext })).toThrow(/opts.prefetch must be a CUDA layer/);
-    next.dispose();
-    expect(() => layer.forward(x, { prefetch: next })).toThrow(LayerDisposedError);
-    for (const t of [x, fp16Next, layer]) t.dispose();
-  });
-
   it("rejects wrong dtypes and shapes and disposed layers", () => {
     const layer = make();
     const x32 = DeviceTensor.zeros("f32", [2, inF]);

@@ -241,12 +241,6 @@ export interface CudaRuntimeOptions {
    * single call. Default: true.
    */
   graphs?: boolean;
-  /**
-   * Let each TriRun matmul ask the GPU's L2 cache for the next matmul's weights once its own are read
-   * (the `prefetch` hint of `@trirun/layers`): their memory latency then overlaps the end of the call
-   * and the small kernels in between. No effect on results. Default: true.
-   */
-  l2Prefetch?: boolean;
 }
 
 /** The projections of one block as the runtime runs them: fused where possible. */
@@ -294,7 +288,6 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   readonly #finalNorm: DeviceTensor;
   readonly #projections: BlockProjections[] = [];
   readonly #useGraphs: boolean;
-  readonly #l2Prefetch: boolean;
   #workspace: Workspace | undefined;
   /** Bumped whenever the workspace is replaced: graphs captured before are stale. */
   #generation = 0;
@@ -320,7 +313,6 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       );
     }
     this.#useGraphs = opts.graphs ?? true;
-    this.#l2Prefetch = opts.l2Prefetch ?? true;
     const c = model.config;
     if (headSize(c) > OPS_MAX_HEAD_DIM) {
       throw new RangeError(
@@ -434,17 +426,9 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     const fused = this.#projections[l];
     const eps = c.normEps;
     const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
-    // Each matmul names the one after it (the next block's first at the end) as its L2 prefetch.
-    const order = this.#matmulOrder(l);
-    const following = this.#l2Prefetch && l + 1 < c.nLayers ? this.#matmulOrder(l + 1)[0] : undefined;
-    const forward = (layer: Linear, x: DeviceTensor, out: DeviceTensor): void => {
-      const i = order.indexOf(layer);
-      const prefetch = this.#l2Prefetch ? (order[i + 1] ?? following) : undefined;
-      layer.forward(x, { out, prefetch });
-    };
     // t.h holds rmsnorm(x) with this block's attention norm (from the caller or the previous block).
     if (fused.qkv) {
-      forward(fused.qkv, t.h, t.qkv);
+      fused.qkv.forward(t.h, { out: t.qkv });
       if (!t.fusedViews) {
         const [dim, kv] = [c.dim, kvDim(c)];
         const width = dim + 2 * kv;
@@ -453,9 +437,9 @@ export class CudaLlamaRuntime implements LlamaRuntime {
         t.v.copyRowsFrom(t.qkv.view([rows * width - dim - kv], dim + kv), rows, kv, { srcStride: width });
       }
     } else {
-      forward(lin["self_attn.q_proj"], t.h, t.q);
-      forward(lin["self_attn.k_proj"], t.h, t.k);
-      forward(lin["self_attn.v_proj"], t.h, t.v);
+      lin["self_attn.q_proj"].forward(t.h, { out: t.q });
+      lin["self_attn.k_proj"].forward(t.h, { out: t.k });
+      lin["self_attn.v_proj"].forward(t.h, { out: t.v });
     }
     if (t.qk !== undefined) {
       // One row: q and k are adjacent in the [q | k | v] buffer, so one launch rotates both.
@@ -465,10 +449,10 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       ops.rope(t.k, t.positions, rope);
     }
     attention();
-    forward(lin["self_attn.o_proj"], t.att, t.proj);
+    lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
     ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
     if (fused.gateUp) {
-      forward(fused.gateUp, t.h, t.gateUp);
+      fused.gateUp.forward(t.h, { out: t.gateUp });
       if (!t.fusedViews) {
         const hidden = c.hiddenDim;
         t.gate.copyRowsFrom(t.gateUp, rows, hidden, { srcStride: 2 * hidden });
@@ -477,26 +461,14 @@ export class CudaLlamaRuntime implements LlamaRuntime {
         });
       }
     } else {
-      forward(lin["mlp.gate_proj"], t.h, t.gate);
-      forward(lin["mlp.up_proj"], t.h, t.up);
+      lin["mlp.gate_proj"].forward(t.h, { out: t.gate });
+      lin["mlp.up_proj"].forward(t.h, { out: t.up });
     }
     ops.siluMul(t.gate, t.up, t.gate);
-    forward(lin["mlp.down_proj"], t.gate, t.proj);
+    lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
     // The residual add, fused with the next norm (the next block's or the final one) where there is one.
     if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps });
     else ops.add(t.x, t.proj, t.x);
-  }
-
-  /** Block l's matmuls in the order #block runs them. */
-  #matmulOrder(l: number): Linear[] {
-    const lin = this.model.blocks[l].linears;
-    const fused = this.#projections[l];
-    return [
-      ...(fused.qkv ? [fused.qkv] : [lin["self_attn.q_proj"], lin["self_attn.k_proj"], lin["self_attn.v_proj"]]),
-      lin["self_attn.o_proj"],
-      ...(fused.gateUp ? [fused.gateUp] : [lin["mlp.gate_proj"], lin["mlp.up_proj"]]),
-      lin["mlp.down_proj"],
-    ];
   }
 
   /**

@@ -20,8 +20,6 @@ export interface SpeedSettings {
   graphs?: boolean;
   /** Fuse q/k/v and gate/up into one matmul each (default true). */
   fuse?: boolean;
-  /** Each TriRun matmul asks L2 for the next one's weights (default true). */
-  l2Prefetch?: boolean;
   onStatus?: (line: string) => void;
 }
 
@@ -53,7 +51,6 @@ export interface SpeedReport {
   steps: number;
   graphs: boolean;
   fuse: boolean;
-  l2Prefetch: boolean;
   results: SpeedFormatResult[];
   notes: string[];
 }
@@ -85,7 +82,6 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
     runtime = new CudaLlamaRuntime(model, {
       graphs: s.graphs ?? true,
       fuse: (s.fuse ?? true) ? "move" : undefined,
-      l2Prefetch: s.l2Prefetch ?? true,
     });
     const tokens = Array.from(
       { length: maxBatch * positions },
@@ -157,7 +153,6 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
   const results = s.formats.map((format) => measureFormat(s, format));
   const graphs = s.graphs ?? true;
   const fuse = s.fuse ?? true;
-  const l2Prefetch = s.l2Prefetch ?? true;
   return {
     shape: s.shape,
     layers: config.nLayers,
@@ -165,7 +160,6 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     steps: s.steps,
     graphs,
     fuse,
-    l2Prefetch,
     results,
     notes: [
       "seeded random weights in the model's shapes; the embedding and the classifier stay fp16 in both",
@@ -176,9 +170,6 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
       fuse
         ? "q/k/v and gate/up run as one fused matmul each, in both formats"
         : "q/k/v and gate/up run as separate matmuls (--no-fuse)",
-      l2Prefetch
-        ? "each TriRun matmul asks L2 for the next matmul's weights once its own are read (no effect on FP16)"
-        : "no L2 prefetch hints (--no-l2-prefetch)",
     ],
   };
 }
@@ -206,7 +197,7 @@ export function formatSpeed(r: SpeedReport): string {
     ]);
   }
   const lines = [
-    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch, CUDA graphs ${r.graphs ? "on" : "off"}, fused projections ${r.fuse ? "on" : "off"}, L2 prefetch ${r.l2Prefetch ? "on" : "off"}`,
+    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch, CUDA graphs ${r.graphs ? "on" : "off"}, fused projections ${r.fuse ? "on" : "off"}`,
     table.toString(),
   ];
   for (const x of r.results) {

@@ -50,9 +50,7 @@ Napi::Object ConfigObject(Napi::Env env, const TrirunConfig& config, size_t work
 }
 
 // trirunMatmul(A, aOff, B, bOff, s, sOff, C, cOff, m, n, k, groupsize, stream,
-//              threadK, threadN, sms, maxParallel[, prefetch...]) -> config
-// prefetch: up to two (buffer, byteOffset, bytes) triples at 17.. (the L2 hint
-// of trirun_matmul_prefetch); each range must lie inside its buffer.
+//              threadK, threadN, sms, maxParallel) -> config
 Napi::Value TrirunMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t m = ArgInt(info, 8, "m");
@@ -84,29 +82,13 @@ Napi::Value TrirunMatmul(const Napi::CallbackInfo& info) {
   config.sms = ArgKnob(info, 15, "sms");
   config.max_par = ArgKnob(info, 16, "maxParallel");
 
-  TrirunL2Prefetch prefetch{};
-  for (int r = 0; r < 2; ++r) {
-    const size_t at = 17 + 3 * static_cast<size_t>(r);
-    if (info.Length() <= at || info[at].IsUndefined() || info[at].IsNull()) continue;
-    const char* name = r == 0 ? "prefetch[0]" : "prefetch[1]";
-    const int64_t bytes = ArgInt(info, at + 2, name);
-    if (bytes < 0 || bytes % 16 != 0) ThrowRangeError(env, std::string(name) + ": bytes must be a multiple of 16");
-    KernelOperand range = ArgKernelOperand(info, at, name, static_cast<uint64_t>(bytes));
-    if (range.buffer->device() != device) {
-      ThrowRangeError(env, std::string(name) + ": on device " + std::to_string(range.buffer->device()) +
-                               ", A on device " + std::to_string(device));
-    }
-    prefetch.ptr[r] = range.ptr;
-    prefetch.bytes[r] = static_cast<size_t>(bytes);
-  }
-
   UseDevice(env, device);
   size_t workspaceBytes = trirun_workspace_bytes(static_cast<int>(n), config.max_par);
   Workspace& workspace = AcquireWorkspace(env, device, stream, object, workspaceBytes);
   cudaError_t cudaErr = cudaSuccess;
-  int code = trirun_matmul_prefetch(a.ptr, b.ptr, s.ptr, c.ptr, static_cast<int>(m), static_cast<int>(n),
-                                    static_cast<int>(k), static_cast<int>(groupsize), workspace.ptr, workspace.bytes,
-                                    device, stream, &config, &prefetch, &cudaErr);
+  int code = trirun_matmul(a.ptr, b.ptr, s.ptr, c.ptr, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                           static_cast<int>(groupsize), workspace.ptr, workspace.bytes, device, stream, &config,
+                           &cudaErr);
   if (code == TRIRUN_OK) return ConfigObject(env, config, workspace.bytes);
   // A failed call may have left partial sums or locks behind: re-zero before reuse.
   workspace.dirty = true;

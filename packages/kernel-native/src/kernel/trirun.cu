@@ -163,39 +163,6 @@ __device__ __forceinline__ void lock_release(int* lock, bool last) {
   }
 }
 
-// Byte ranges a call asks L2 to fetch once its own weight reads are all
-// issued (trirun_matmul_prefetch): typically the next layer's weights, whose
-// DRAM latency then overlaps this call's reduction and the small kernels in
-// between instead of stalling the next call's first tiles. A hint only.
-struct L2Prefetch {
-  const char* ptr[2];
-  unsigned long long bytes[2];  // multiples of 16, ptr 16-byte aligned (checked on the host)
-};
-
-// Block b's share of each range, issued by warp 0 as bulk prefetches of up to
-// 64 KB each (one instruction per 64 KB; nothing waits for them). Hopper
-// (sm_90) has the bulk prefetch; earlier GPUs skip the hint.
-__device__ __forceinline__ void l2_prefetch_share(const L2Prefetch& pf) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (threadIdx.x >= 32) return;
-  constexpr unsigned long long kChunk = 64 * 1024;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const unsigned long long units = pf.bytes[r] / 16;
-    if (units == 0) continue;
-    const unsigned long long per = (units + gridDim.x - 1) / gridDim.x;
-    const unsigned long long begin = per * blockIdx.x * 16;
-    const unsigned long long end = min(begin + per * 16, pf.bytes[r]);
-    for (unsigned long long at = begin + threadIdx.x * kChunk; at < end; at += 32 * kChunk) {
-      const unsigned int size = static_cast<unsigned int>(min(kChunk, end - at));
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(pf.ptr[r] + at), "r"(size) : "memory");
-    }
-  }
-#else
-  (void)pf;
-#endif
-}
-
 // The multi-stage pipeline both kernels run over a slice of `tiles` tiles:
 // `load(i, stage)` issues the cp.async copies of tile i into a stage,
 // `compute(i, stage)` consumes it. STAGES - 1 tiles are in flight while one is
@@ -562,7 +529,7 @@ template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAI
 __global__ void __launch_bounds__(THREADS, 1)
     trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                        float* __restrict__ partial, float* __restrict__ slots, const L2Prefetch prefetch) {
+                        float* __restrict__ partial, float* __restrict__ slots) {
   constexpr int kWarps = THREADS / 32;
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
@@ -994,9 +961,6 @@ __global__ void __launch_bounds__(THREADS, 1)
     }
   }
   TRIRUN_TRACE_AT(4);
-  // Every weight byte of this block has arrived: DRAM is free for the next
-  // layer's weights while the reduction finishes.
-  l2_prefetch_share(prefetch);
   if constexpr (!chained) {
     if (pending.slices > 0) resolve(pending, pending_arrived);
   }
@@ -1044,7 +1008,6 @@ struct Launch {
   void* C;
   int m, n, k;
   int* locks;
-  L2Prefetch prefetch;  // small-batch kernel only
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -1128,7 +1091,7 @@ cudaError_t launch_small_reduction(Launch& l) {
   l.threads = THREADS;
   kernel<<<l.blocks, THREADS, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
                                                 static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
-                                                l.locks, l.partial, l.slots, l.prefetch);
+                                                l.locks, l.partial, l.slots);
   return cudaGetLastError();
 }
 
@@ -1240,14 +1203,6 @@ extern "C" const char* trirun_error_string(int code) {
 extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k, int groupsize,
                              void* workspace, size_t workspace_bytes, int device, cudaStream_t stream,
                              TrirunConfig* config, cudaError_t* cuda_error) {
-  return trirun_matmul_prefetch(A, B, s, C, m, n, k, groupsize, workspace, workspace_bytes, device, stream, config,
-                                nullptr, cuda_error);
-}
-
-extern "C" int trirun_matmul_prefetch(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
-                                      int groupsize, void* workspace, size_t workspace_bytes, int device,
-                                      cudaStream_t stream, TrirunConfig* config, const TrirunL2Prefetch* prefetch,
-                                      cudaError_t* cuda_error) {
   using namespace trirun;
   if (cuda_error) *cuda_error = cudaSuccess;
   if (m < 1 || k < 128 || n < 256 || k % 128 != 0 || n % 256 != 0) return TRIRUN_ERR_SHAPE;
@@ -1286,14 +1241,6 @@ extern "C" int trirun_matmul_prefetch(const void* A, const void* B, const void* 
   l.slots = reinterpret_cast<float*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar) + small_partial_bytes(n));
   l.blocks = sms;
   l.device = device;
-  if (prefetch != nullptr) {
-    for (int r = 0; r < 2; ++r) {
-      if (prefetch->bytes[r] == 0) continue;
-      if (misaligned(prefetch->ptr[r]) || prefetch->bytes[r] % 16 != 0) return TRIRUN_ERR_ALIGNMENT;
-      l.prefetch.ptr[r] = static_cast<const char*>(prefetch->ptr[r]);
-      l.prefetch.bytes[r] = prefetch->bytes[r];
-    }
-  }
   l.smem_limit = attrs.smem_optin;
   l.stream = stream;
 

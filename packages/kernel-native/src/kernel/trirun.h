@@ -52,24 +52,6 @@ int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, i
                   int groupsize, void* workspace, size_t workspace_bytes, int device,
                   cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error);
 
-// Up to two byte ranges (e.g. the next layer's packed weights and scales)
-// that the small-batch kernel (m <= 32) asks L2 to fetch once each block has
-// issued all of its own weight reads, so that their DRAM latency overlaps the
-// end of this call and whatever runs before the call that reads them. A hint:
-// results do not depend on it; the general kernel and GPUs before sm_90 ignore
-// it. Each range: 16-byte aligned, bytes a multiple of 16 (else
-// TRIRUN_ERR_ALIGNMENT); bytes 0 = unused.
-typedef struct TrirunL2Prefetch {
-  const void* ptr[2];
-  size_t bytes[2];
-} TrirunL2Prefetch;
-
-// trirun_matmul with an L2 prefetch hint (NULL: none).
-int trirun_matmul_prefetch(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
-                           int groupsize, void* workspace, size_t workspace_bytes, int device,
-                           cudaStream_t stream, TrirunConfig* config, const TrirunL2Prefetch* prefetch,
-                           cudaError_t* cuda_error);
-
 const char* trirun_error_string(int code);
 
 #ifdef __cplusplus

@@ -223,17 +223,7 @@ export function withFakeGraphs<T extends NativeAddon>(addon: T): T {
   return addon;
 }
 
-/** An L2 prefetch range as the fake addon received it. */
-export interface FakePrefetchRange {
-  buffer: NativeBuffer;
-  byteOffset: number;
-  bytes: number;
-}
-
-export function createFakeNative(
-  faults: FakeFaults = {},
-): NativeAddon & { allocatedBytes(): number; lastL2Prefetch(): FakePrefetchRange[] } {
-  let lastPrefetch: FakePrefetchRange[] = [];
+export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { allocatedBytes(): number } {
   let errorClass: ErrorClass | undefined;
   const cudaError = (message: string, code: string): Error => {
     if (errorClass) return new errorClass(message, code);
@@ -252,7 +242,7 @@ export function createFakeNative(
     memoryBusWidthBits: 5120,
     pciBusId: "0000:00:00.0",
   };
-  const addon: NativeAddon & { allocatedBytes(): number; lastL2Prefetch(): FakePrefetchRange[] } = {
+  const addon: NativeAddon & { allocatedBytes(): number } = {
     DeviceBuffer: class extends FakeBuffer {
       constructor(byteLength: number) {
         if (FakeBuffer.allocated + byteLength > CAPACITY) {
@@ -351,21 +341,8 @@ export function createFakeNative(
       threadN,
       sms,
       maxPar,
-      ...prefetch
     ) => {
       if (k % 128 !== 0 || n % 256 !== 0) throw new RangeError("trirunMatmul: unsupported shape");
-      // The L2 hint: (buffer, byteOffset, bytes) triples, checked as the addon does; no effect on C.
-      if (prefetch.length % 3 !== 0 || prefetch.length > 6) throw new TypeError("trirunMatmul: bad prefetch arguments");
-      const ranges: FakePrefetchRange[] = [];
-      for (let i = 0; i < prefetch.length; i += 3) {
-        const name = `prefetch[${i / 3}]`;
-        const [buffer, byteOffset, bytes] = [prefetch[i], prefetch[i + 1], prefetch[i + 2]];
-        if (typeof byteOffset !== "number" || typeof bytes !== "number") throw new TypeError(`${name}: bad arguments`);
-        if (bytes % 16 !== 0 || byteOffset % 16 !== 0) throw new RangeError(`${name}: not 16-byte aligned`);
-        range(live(buffer as NativeBuffer, name), byteOffset, bytes, name);
-        ranges.push({ buffer: buffer as NativeBuffer, byteOffset, bytes });
-      }
-      lastPrefetch = ranges;
       const g = groupsize === -1 ? k : groupsize;
       const compute = (): void => {
         const groups = k / g;
@@ -419,7 +396,6 @@ export function createFakeNative(
     captureGraph: () => {
       throw new Error("replaced by withFakeGraphs");
     },
-    lastL2Prefetch: () => lastPrefetch,
   };
   return withFakeGraphs(addon);
 }
