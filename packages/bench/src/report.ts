@@ -115,7 +115,6 @@ const CONFIG_LABELS: Record<string, string | null> = {
   sms: "sms",
   maxParallel: "par",
   threads: "thr",
-  cluster: "cl",
   groupsize: null,
   workspaceBytes: null,
 };

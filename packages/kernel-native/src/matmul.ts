@@ -35,14 +35,7 @@ export interface TrirunConfig {
   blockRows: number;
   /** cp.async pipeline depth. */
   stages: number;
-  /** Thread blocks that ran (a cluster schedule may use fewer than the SMs). */
   sms: number;
-  /**
-   * Blocks per thread-block cluster (sm_90): the small-batch kernel at m <= 8 sums the blocks of a
-   * column through distributed shared memory where that schedule is as balanced as the striped one
-   * (2 or 4); 1 when the blocks combine through the workspace instead.
-   */
-  cluster: number;
   maxParallel: number;
   threads: number;
   groupsize: number;

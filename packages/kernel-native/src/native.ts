@@ -74,8 +74,6 @@ export interface NativeTrirunConfig {
   sms: number;
   maxParallel: number;
   threads: number;
-  /** Blocks per thread-block cluster of the small-batch kernel's reduction (1: none). */
-  cluster: number;
   workspaceBytes: number;
 }
 

@@ -174,7 +174,7 @@ static int check(bool quick, bool small) {
   const size_t wsb = 64 << 20;
   CK(cudaMalloc(&ws, wsb));
   CK(cudaMemset(ws, 0, wsb));
-  int failures = 0, runs = 0, clustered[5] = {};
+  int failures = 0, runs = 0;
   size_t dirty = 0;
   double worst = 0, worst_positive = 0;
   struct Cfg {
@@ -212,7 +212,6 @@ static int check(bool quick, bool small) {
           cfg.max_par = c.mp;
           run_trirun(dA, p.dB, p.dS, dC, m, sh.n, sh.k, g, ws, wsb, &cfg, 0);
           CK(cudaDeviceSynchronize());
-          if (cfg.cluster >= 1 && cfg.cluster <= 4) ++clustered[cfg.cluster];
           {  // the locks must be back to zero after every call
             std::vector<int> locks(static_cast<size_t>(sh.n / 128) * 16);
             CK(cudaMemcpy(locks.data(), ws, locks.size() * 4, cudaMemcpyDeviceToHost));
@@ -252,9 +251,8 @@ static int check(bool quick, bool small) {
     CK(cudaMemcpy(all.data(), ws, wsb, cudaMemcpyDeviceToHost));
     dirty += std::count_if(all.begin(), all.end(), [](int x) { return x != 0; });
   }
-  printf("check: %d runs, %d failures, worst rel error %.3g (positive activations: %.3g), workspace left dirty: %zu; "
-         "cluster reductions: %d runs of 2 blocks, %d of 4\n",
-         runs, failures, worst, worst_positive, dirty, clustered[2], clustered[4]);
+  printf("check: %d runs, %d failures, worst rel error %.3g (positive activations: %.3g), workspace left dirty: %zu\n",
+         runs, failures, worst, worst_positive, dirty);
   cublasDestroy(h);
   return failures || dirty ? 1 : 0;
 }

@@ -45,7 +45,6 @@ Napi::Object ConfigObject(Napi::Env env, const TrirunConfig& config, size_t work
   out.Set("sms", config.sms);
   out.Set("maxParallel", config.max_par);
   out.Set("threads", config.threads);
-  out.Set("cluster", config.cluster);
   out.Set("workspaceBytes", static_cast<double>(workspaceBytes));
   return out;
 }

@@ -525,7 +525,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 //            The dispatcher picks the narrowest tile that still gives every SM
 //            about one column: a column is then shared by at most two or
 //            three blocks, which keeps the reduction chain short.
-template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAINED, int CLUSTER>
+template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAINED>
 __global__ void __launch_bounds__(THREADS, 1)
     trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
@@ -675,11 +675,15 @@ __global__ void __launch_bounds__(THREADS, 1)
   int pending_arrived = 0;
 
 
-  // One slice: tiles k_tile0 .. k_tile0 + slice_tiles - 1 of column n_tile,
-  // streamed through the pipeline into acc (zeroed first), the k warps'
-  // partial sums added up in warp k_warp == 0 (per-column scales applied).
-  auto run_slice = [&](int n_tile, int k_tile0, int slice_tiles, [[maybe_unused]] bool first_slice,
-                       float (&acc)[MB8][4][4]) {
+  for (int tile = first_tile; tile < end_tile;) {
+    const int n_tile = tile / k_tiles;
+    const int k_tile0 = tile % k_tiles;
+    const int slice_tiles = min(end_tile - tile, k_tiles - k_tile0);
+    const int first_block = (n_tile * k_tiles) / iters;
+    const int last_block = ((n_tile + 1) * k_tiles - 1) / iters;
+    const int slice_count = last_block - first_block + 1;
+    [[maybe_unused]] const int slice_idx = last_block - static_cast<int>(blockIdx.x);
+
     // Copy sources of this thread for the slice's first tile; each tile
     // advances them by a constant, so a copy costs its instruction and one
     // 64-bit add (the per-copy row/column arithmetic and bounds checks of a
@@ -733,6 +737,7 @@ __global__ void __launch_bounds__(THREADS, 1)
       }
     };
 
+    float acc[MB8][4][4];
 #pragma unroll
     for (int mb = 0; mb < MB8; ++mb)
 #pragma unroll
@@ -741,7 +746,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         for (int e = 0; e < 4; ++e) acc[mb][j][e] = 0.0f;
 
     pipeline<STAGES>(slice_tiles, load_tile, [&](int i, int stage) {
-      if (i == 0 && first_slice) TRIRUN_TRACE_AT(1);
+      if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
       const int4* sh = smem + stage * kStageVecs;
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(sh + kAStageVecs);
 
@@ -884,105 +889,6 @@ __global__ void __launch_bounds__(THREADS, 1)
       }
     }
 
-  };
-
-  if constexpr (CLUSTER > 1) {
-    // Thread-block clusters (Hopper): CLUSTER blocks on one GPC share each
-    // column of a contiguous run of columns, every block taking its own fixed
-    // range of the column's k tiles. At the end of a column the other blocks
-    // store their fp32 sums straight into the leader's (rank 0) shared memory
-    // and all meet at one cluster barrier; the leader adds them in rank order
-    // and writes C. This replaces the striped schedule's global reductions,
-    // which end every call with two dependent L2 round trips (the arrival
-    // atomic, then the last arriver's slot loads: ~1-3 us of a 7-12 us call on
-    // Llama-7B-sized layers, NOTES.md). The dispatcher picks it only where the
-    // cluster schedule gives no block more tiles than the striped one would.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    uint32_t rank;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
-    const int clusters = gridDim.x / CLUSTER;
-    const int cols_per = ceil_div(n_tiles, clusters);
-    const int col0 = static_cast<int>(blockIdx.x / CLUSTER) * cols_per;
-    const int col1 = min(n_tiles, col0 + cols_per);
-    const int kt0 = (k_tiles * static_cast<int>(rank)) / CLUSTER;
-    const int kt1 = (k_tiles * (static_cast<int>(rank) + 1)) / CLUSTER;
-    // The leader's receive slots, after the pipeline stages: [column parity]
-    // [rank - 1], each lane's float4s as slot_of lays them out. Two parities:
-    // a block can only store into one again after the next barrier, which the
-    // leader reaches after reading it.
-    float4* recv = reinterpret_cast<float4*>(smem + STAGES * kStageVecs);
-    constexpr int kSlotVec4 = kSlotFloats / 4;
-    const int lane_vec = (n_warp * 32 + lane) * (MB8 * 4);
-    // Phase 0 of the cluster barrier: every block of the cluster has started
-    // (its shared memory exists) before anyone stores into the leader's.
-    // Arrive now, wait just before the first store.
-    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
-    bool started = false;
-    int parity = 0;
-    for (int col = col0; col < col1; ++col, parity ^= 1) {
-      float acc[MB8][4][4];
-      run_slice(col, kt0, kt1 - kt0, col == col0, acc);
-      if (!started) {
-        asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
-        started = true;
-      }
-      if (rank != 0 && k_warp == 0) {
-        const uint32_t local = static_cast<uint32_t>(
-            __cvta_generic_to_shared(recv + (parity * (CLUSTER - 1) + static_cast<int>(rank) - 1) * kSlotVec4 + lane_vec));
-        uint32_t remote;
-        asm volatile("mapa.shared::cluster.u32 %0, %1, 0;\n" : "=r"(remote) : "r"(local));
-#pragma unroll
-        for (int mb = 0; mb < MB8; ++mb) {
-          if (mb * 8 + 2 * t >= prob_m) continue;  // only rows of C that exist
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-            asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(remote + 16 * (mb * 4 + j)),
-                         "f"(acc[mb][j][0]), "f"(acc[mb][j][1]), "f"(acc[mb][j][2]), "f"(acc[mb][j][3])
-                         : "memory");
-        }
-      }
-      // Release the stores, acquire everyone else's.
-      asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
-      asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-      if (rank == 0 && k_warp == 0) {
-#pragma unroll
-        for (int r = 1; r < CLUSTER; ++r) {
-          const float4* theirs = recv + (parity * (CLUSTER - 1) + r - 1) * kSlotVec4 + lane_vec;
-#pragma unroll
-          for (int mb = 0; mb < MB8; ++mb) {
-            if (mb * 8 + 2 * t >= prob_m) continue;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              const float4 v = theirs[mb * 4 + j];
-              acc[mb][j][0] += v.x;
-              acc[mb][j][1] += v.y;
-              acc[mb][j][2] += v.z;
-              acc[mb][j][3] += v.w;
-            }
-          }
-        }
-        write_c(acc, col);
-      }
-    }
-    if (!started) asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
-    TRIRUN_TRACE_AT(5);
-#else
-    __trap();  // never launched before sm_90 (the dispatcher checks)
-#endif
-  } else {
-
-  for (int tile = first_tile; tile < end_tile;) {
-    const int n_tile = tile / k_tiles;
-    const int k_tile0 = tile % k_tiles;
-    const int slice_tiles = min(end_tile - tile, k_tiles - k_tile0);
-    const int first_block = (n_tile * k_tiles) / iters;
-    const int last_block = ((n_tile + 1) * k_tiles - 1) / iters;
-    const int slice_count = last_block - first_block + 1;
-    [[maybe_unused]] const int slice_idx = last_block - static_cast<int>(blockIdx.x);
-
-    float acc[MB8][4][4];
-    run_slice(n_tile, k_tile0, slice_tiles, tile == first_tile, acc);
-
     if constexpr (chained) {
       // Global reduction over the blocks of this column, in fp32.
       int* lock = locks + n_tile;
@@ -1059,7 +965,6 @@ __global__ void __launch_bounds__(THREADS, 1)
     if (pending.slices > 0) resolve(pending, pending_arrived);
   }
   TRIRUN_TRACE_AT(5);
-  }  // striped schedule
 }
 
 // ------------------------------------------------------------------ dispatch
@@ -1071,7 +976,6 @@ constexpr int kMaxDevices = 64;
 struct DeviceAttrs {
   int sms = 0;
   int smem_optin = 0;
-  int cc_major = 0;
 };
 cudaError_t device_attrs(int device, DeviceAttrs* out) {
   static DeviceAttrs cache[kMaxDevices];
@@ -1080,7 +984,6 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     DeviceAttrs a;
     cudaError_t err = cudaDeviceGetAttribute(&a.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&a.sms, cudaDevAttrMultiProcessorCount, device);
-    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&a.cc_major, cudaDevAttrComputeCapabilityMajor, device);
     if (err != cudaSuccess) return err;
     cache[device] = a;
   }
@@ -1111,11 +1014,8 @@ struct Launch {
   int device;
   int smem_limit;
   cudaStream_t stream;
-  int cc_major;     // compute capability (clusters need 9)
-  bool auto_blocks;  // blocks not fixed by the caller (a cluster schedule may use fewer)
   int stages;   // out
   int threads;  // out
-  int cluster;  // out: blocks per thread-block cluster (1: none)
 };
 
 // General kernel -------------------------------------------------------------
@@ -1176,87 +1076,24 @@ constexpr int stages_within(size_t stage, size_t budget) {
   return budget / stage >= 8 ? 8 : (budget / stage >= 2 ? static_cast<int>(budget / stage) : 2);
 }
 
-// Receive slots of the cluster reduction in the leader's shared memory (two
-// column parities, CLUSTER - 1 senders).
-template <int MB8, int N_WARPS, int CLUSTER>
-constexpr size_t cluster_recv_bytes() {
-  return CLUSTER > 1 ? static_cast<size_t>(2) * (CLUSTER - 1) * N_WARPS * 32 * MB8 * 16 * sizeof(float) : 0;
-}
-
-template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAINED, int CLUSTER>
-size_t small_smem_bytes() {
+template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAINED>
+cudaError_t launch_small_reduction(Launch& l) {
   constexpr int k_warps = THREADS / 32 / N_WARPS;
   constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, THREADS, GROUPED>();
   constexpr size_t reduce = static_cast<size_t>(k_warps - 1) * N_WARPS * 32 * MB8 * 16 * 4;
-  return (STAGES * stage > reduce ? STAGES * stage : reduce) + cluster_recv_bytes<MB8, N_WARPS, CLUSTER>();
-}
-
-template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAINED, int CLUSTER>
-cudaError_t launch_small_reduction(Launch& l) {
-  const size_t smem = small_smem_bytes<MB8, N_WARPS, STAGES, THREADS, GROUPED, CHAINED, CLUSTER>();
-  auto kernel = trirun_small_kernel<MB8, N_WARPS, STAGES, THREADS, GROUPED, CHAINED, CLUSTER>;
+  constexpr size_t smem = STAGES * stage > reduce ? STAGES * stage : reduce;
+  auto kernel = trirun_small_kernel<MB8, N_WARPS, STAGES, THREADS, GROUPED, CHAINED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
   if (err != cudaSuccess) return err;
   l.stages = STAGES;
   l.threads = THREADS;
-  l.cluster = CLUSTER;
-  const int4* A = static_cast<const int4*>(l.A);
-  const int4* B = static_cast<const int4*>(l.B);
-  const int4* S = static_cast<const int4*>(l.s);
-  int4* C = static_cast<int4*>(l.C);
-  if constexpr (CLUSTER > 1) {
-    cudaLaunchConfig_t config{};
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = CLUSTER;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    config.gridDim = dim3(l.blocks);
-    config.blockDim = dim3(THREADS);
-    config.dynamicSmemBytes = smem;
-    config.stream = l.stream;
-    config.attrs = &attr;
-    config.numAttrs = 1;
-    return cudaLaunchKernelEx(&config, kernel, A, B, S, C, l.m, l.n, l.k, l.locks, l.partial, l.slots);
-  } else {
-    kernel<<<l.blocks, THREADS, smem, l.stream>>>(A, B, S, C, l.m, l.n, l.k, l.locks, l.partial, l.slots);
-    return cudaGetLastError();
-  }
+  kernel<<<l.blocks, THREADS, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
+                                                static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
+                                                l.locks, l.partial, l.slots);
+  return cudaGetLastError();
 }
-
-// Clusters of CLUSTER blocks of this kernel that fit the device at once (0 if
-// none, or before sm_90); queried once per device.
-template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, int CLUSTER>
-int max_active_clusters(const Launch& l) {
-  static int cache[kMaxDevices] = {};  // clusters + 1; 0 = not asked yet
-  if (cache[l.device] == 0) {
-    int clusters = 0;
-    const size_t smem = small_smem_bytes<MB8, N_WARPS, STAGES, THREADS, GROUPED, false, CLUSTER>();
-    auto kernel = trirun_small_kernel<MB8, N_WARPS, STAGES, THREADS, GROUPED, false, CLUSTER>;
-    if (l.cc_major >= 9 && static_cast<int>(smem) <= l.smem_limit &&
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) ==
-            cudaSuccess) {
-      cudaLaunchConfig_t config{};
-      cudaLaunchAttribute attr{};
-      attr.id = cudaLaunchAttributeClusterDimension;
-      attr.val.clusterDim.x = CLUSTER;
-      attr.val.clusterDim.y = 1;
-      attr.val.clusterDim.z = 1;
-      config.gridDim = dim3(CLUSTER * 64);
-      config.blockDim = dim3(THREADS);
-      config.dynamicSmemBytes = smem;
-      config.attrs = &attr;
-      config.numAttrs = 1;
-      if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) clusters = 0;
-    }
-    cudaGetLastError();  // a refused query is an answer (no clusters), not an error of the caller's
-    cache[l.device] = clusters + 1;
-  }
-  return cache[l.device] - 1;
-}
-
 
 // The reduction of the blocks that share a column (see the kernel's end): a
 // lock chain when runs are long enough that a column has at most about three
@@ -1278,37 +1115,8 @@ cudaError_t launch_small_stages(Launch& l) {
 #else
   const bool chained = k_tiles < 3 * iters;
 #endif
-  // Clusters (sm_90, m <= 8 on the 512 x 128 tile, all SMs): when a cluster
-  // schedule gives no block more tiles than the striped one, its reduction
-  // through distributed shared memory replaces the global one.
-  if constexpr (MB8 == 1 && N_WARPS == 2) {
-#if !defined(TRIRUN_SMALL_REDUCTION) || TRIRUN_SMALL_REDUCTION == 3
-    if (l.auto_blocks && l.cc_major >= 9) {
-      const int n_tiles = l.n / thread_n;
-      auto per_block = [&](int cluster, int clusters) {
-        return clusters <= 0 ? 1 << 30 : ceil_div(n_tiles, clusters) * ceil_div(k_tiles, cluster);
-      };
-      const int c4 = max_active_clusters<MB8, N_WARPS, STAGES, THREADS, GROUPED, 4>(l);
-      const int c2 = max_active_clusters<MB8, N_WARPS, STAGES, THREADS, GROUPED, 2>(l);
-      const int t4 = per_block(4, c4), t2 = per_block(2, c2);
-#if defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 3
-      const int limit = 1 << 29;  // forced (experiments)
-#else
-      const int limit = iters;
-#endif
-      if (t4 <= limit && t4 <= t2) {
-        l.blocks = 4 * ceil_div(n_tiles, ceil_div(n_tiles, c4));
-        return launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, false, 4>(l);
-      }
-      if (t2 <= limit) {
-        l.blocks = 2 * ceil_div(n_tiles, ceil_div(n_tiles, c2));
-        return launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, false, 2>(l);
-      }
-    }
-#endif
-  }
-  return chained ? launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, true, 1>(l)
-                 : launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, false, 1>(l);
+  return chained ? launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, true>(l)
+                 : launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, false>(l);
 }
 
 // Depth by shared memory: 99 KB on sm_86/sm_89 (and sm_80's 163 KB) takes
@@ -1434,8 +1242,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.blocks = sms;
   l.device = device;
   l.smem_limit = attrs.smem_optin;
-  l.cc_major = attrs.cc_major;
-  l.auto_blocks = req.sms <= 0;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
@@ -1470,8 +1276,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     if (small ? !is_small_tile(thread_k, thread_n) : !is_general_tile(thread_k, thread_n)) return TRIRUN_ERR_CONFIG;
     // The small-batch kernel handles a partial last k tile; the general one does not.
     if ((!small && k % thread_k != 0) || n % thread_n != 0) return TRIRUN_ERR_CONFIG;
-    l.blocks = sms;
-    l.cluster = 1;
     l.A = a_ptr + static_cast<size_t>(row) * k;
     l.C = c_ptr + static_cast<size_t>(row) * n;
     l.m = rows;
@@ -1504,8 +1308,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       used.m_blocks = m_blocks;  // 8-row blocks for the small-batch kernel, 16-row otherwise
       used.variant = small ? 1 : 0;
       used.stages = l.stages;
-      used.sms = l.blocks;
-      used.cluster = l.cluster;
+      used.sms = sms;
       used.max_par = max_par;
       used.threads = l.threads;
     }

@@ -21,11 +21,10 @@ typedef struct TrirunConfig {
   int thread_n;   //   general kernel 128x128 or 64x256; small-batch 256x256 or 512x128 (m <= 32), 128x512 (m <= 16)
   int m_blocks;   // row blocks of A a block handles at once: 1..4 of 16 rows (general), 1, 2 or 4 of 8 (small-batch)
   int stages;     // depth of the cp.async pipeline
-  int sms;        // thread blocks: at most this many (0 = one per SM); trirun_matmul writes back how many ran
+  int sms;        // thread blocks launched (striped over the SMs)
   int max_par;    // m / (16 * 4) batch slices processed in parallel
   int threads;    // threads per block
   int variant;    // kernel used: 0 = general, 1 = small-batch (m <= 32; swapped operands, fp32 group scales)
-  int cluster;    // out: blocks per thread-block cluster of the small-batch kernel's reduction (1 = none)
 } TrirunConfig;
 
 // Error codes (0 = success). trirun_error_string() names each one.

@@ -388,7 +388,6 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
         sms: sms > 0 ? sms : props.multiProcessorCount,
         maxParallel: maxPar > 0 ? maxPar : 16,
         threads: 256,
-        cluster: 1,
         workspaceBytes: (n / 128) * (maxPar > 0 ? maxPar : 16) * 4,
       };
       return config;
