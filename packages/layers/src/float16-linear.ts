@@ -120,7 +120,11 @@ function gemmCore(W: DeviceTensor, inFeatures: number, onesColumn: number): Cuda
     width,
     onesColumn,
     n: outFeatures,
-    matmul: (A, C, stream) => gemmF16(A, W, C, { transposeW: true, stream }),
+    // cuBLAS has no such epilogue: the core runs ops.addRmsNorm after it.
+    matmul: (A, C, stream) => {
+      gemmF16(A, W, C, { transposeW: true, stream });
+      return false;
+    },
     weights: [W],
   });
 }

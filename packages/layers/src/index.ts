@@ -9,6 +9,7 @@ export {
   TriRunLinear,
 } from "./trirun-linear.js";
 export {
+  type AddRmsNormEpilogue,
   type Backend,
   type ForwardOptions,
   type HostTensor,
