@@ -15,7 +15,6 @@ export {
   cublasLibraryPath,
   gemmF16,
   gemmF32,
-  type TrirunAddRmsNormOptions,
   type TrirunConfig,
   type TrirunMatmulOptions,
   trirunMatmul,
@@ -44,7 +43,6 @@ export { Event, Stream } from "./stream.js";
 export { DeviceTensor } from "./tensor.js";
 export {
   type TensorDescriptor,
-  TRIRUN_ADD_RMSNORM_MAX_N,
   TRIRUN_MAX_PARALLEL,
   TRIRUN_SMALL_MAX_M,
   TRIRUN_TILES,
@@ -53,6 +51,5 @@ export {
   type TrirunProblem,
   validateGemmF16Args,
   validateGemmF32Args,
-  validateTrirunAddRmsNorm,
   validateTrirunArgs,
 } from "./validate.js";

@@ -6,10 +6,8 @@ import { nativeStream, type Stream } from "./stream.js";
 import { type DeviceTensor, nativeTensor } from "./tensor.js";
 import {
   type TrirunKnobs,
-  type TrirunProblem,
   validateGemmF16Args,
   validateGemmF32Args,
-  validateTrirunAddRmsNorm,
   validateTrirunArgs,
 } from "./validate.js";
 
@@ -24,24 +22,6 @@ export interface TrirunMatmulOptions extends TrirunKnobs {
   sms?: number;
   /** 64-row batch slices processed in parallel per launch (1..16); 16 by default. */
   maxParallel?: number;
-  /**
-   * The residual add and RMSNorm that follow a decoder's o- or down-projection, in the same launch:
-   * after C is computed, `x += C` and `out = x * rsqrt(mean(x^2) + eps) * weight` per row (x, out
-   * f16 (m, n); weight f32 or f16 (n)). Bit-identical to `ops.addRmsNorm(x, C, weight, out, { eps })`
-   * after the matmul, one kernel launch fewer. Needs m <= 32 (the small-batch kernel) and n <= 8192.
-   */
-  addRmsNorm?: TrirunAddRmsNormOptions;
-}
-
-/** The fused epilogue of {@link TrirunMatmulOptions.addRmsNorm}. */
-export interface TrirunAddRmsNormOptions {
-  /** The residual stream (m, n) f16, updated in place. */
-  x: DeviceTensor;
-  /** Norm weight (n), f32 or f16. */
-  weight: DeviceTensor;
-  /** Normalised rows (m, n) f16. */
-  out: DeviceTensor;
-  eps: number;
 }
 
 /** The configuration a trirunMatmul call ran with (for benchmarks and reports). */
@@ -74,51 +54,6 @@ function checkNoOverlap(
       input.byteOffset + bytes <= out.byteOffset || out.byteOffset + outBytes <= input.byteOffset;
     if (!disjoint) throw new RangeError(`${outName}: must not share memory with ${name}`);
   }
-}
-
-/** The native arguments of the fused add+RMSNorm epilogue (none without it), checked. */
-function addRmsNormArgs(
-  fused: TrirunAddRmsNormOptions | undefined,
-  operands: { A: DeviceTensor; B: DeviceTensor; s: DeviceTensor; C: DeviceTensor },
-  p: TrirunProblem,
-): (NativeBuffer | number)[] {
-  if (fused === undefined) return [];
-  if (typeof fused !== "object" || fused === null) throw new TypeError("opts.addRmsNorm: expected an object");
-  const x = nativeTensor(fused.x, "opts.addRmsNorm.x");
-  const w = nativeTensor(fused.weight, "opts.addRmsNorm.weight");
-  const out = nativeTensor(fused.out, "opts.addRmsNorm.out");
-  const { weightF32, eps } = validateTrirunAddRmsNorm(
-    { x: fused.x, weight: fused.weight, out: fused.out, C: operands.C },
-    fused.eps,
-    p,
-  );
-  const { A, B, s, C } = operands;
-  const inputs = (names: [DeviceTensor, string][]) =>
-    names.map(([t, name]): [{ buffer: NativeBuffer; byteOffset: number }, number, string] => [
-      nativeTensor(t, name),
-      t.byteLength,
-      name,
-    ]);
-  checkNoOverlap(out, fused.out.byteLength, "opts.addRmsNorm.out", [
-    ...inputs([
-      [A, "A"],
-      [B, "B"],
-      [s, "s"],
-      [C, "C"],
-      [fused.x, "opts.addRmsNorm.x"],
-      [fused.weight, "opts.addRmsNorm.weight"],
-    ]),
-  ]);
-  checkNoOverlap(x, fused.x.byteLength, "opts.addRmsNorm.x", [
-    ...inputs([
-      [A, "A"],
-      [B, "B"],
-      [s, "s"],
-      [C, "C"],
-      [fused.weight, "opts.addRmsNorm.weight"],
-    ]),
-  ]);
-  return [x.buffer, x.byteOffset, w.buffer, w.byteOffset, weightF32 ? 1 : 0, out.buffer, out.byteOffset, eps];
 }
 
 /**
@@ -167,7 +102,6 @@ export function trirunMatmul(
     p.threadN,
     p.sms,
     p.maxParallel,
-    ...addRmsNormArgs(opts.addRmsNorm, { A, B, s, C }, p),
   );
   const { variant, ...rest } = config;
   const small = variant === 1;

@@ -161,8 +161,6 @@ export interface NativeAddon {
     threadN: number,
     sms: number,
     maxParallel: number,
-    // The fused add+RMSNorm epilogue: x, xOffset, weight, weightOffset, weightF32, out, outOffset, eps.
-    ...addRmsNorm: (NativeBuffer | number)[]
   ): NativeTrirunConfig;
   workspaceBytes(n: number, maxParallel: number): number;
   captureGraph(device: number, record: () => void): NativeGraph;

@@ -238,65 +238,6 @@ export function validateTrirunArgs(
   };
 }
 
-/** Widest row the fused add+RMSNorm epilogue normalises (8 halves x 256 threads x 4 vectors). */
-export const TRIRUN_ADD_RMSNORM_MAX_N = 8192;
-
-/**
- * Validates the fused add+RMSNorm epilogue of trirunMatmul for a problem `p` whose output is C:
- * x and out f16 with C's shape, weight f32 or f16 (n), eps finite >= 0, 16-byte aligned, one device,
- * and a call the small-batch kernel takes (m <= 32, an automatic or small-batch tile, n <= 8192).
- * Returns whether the weight is f32.
- */
-export function validateTrirunAddRmsNorm(
-  args: { x: TensorDescriptor; weight: TensorDescriptor; out: TensorDescriptor; C: TensorDescriptor },
-  eps: unknown,
-  p: TrirunProblem,
-): { weightF32: boolean; eps: number } {
-  const name = "opts.addRmsNorm";
-  const x = checkTensor(args.x, `${name}.x`);
-  const weight = checkTensor(args.weight, `${name}.weight`);
-  const out = checkTensor(args.out, `${name}.out`);
-  checkDTypeOf(x, `${name}.x`, ["f16"]);
-  checkDTypeOf(out, `${name}.out`, ["f16"]);
-  checkDTypeOf(weight, `${name}.weight`, ["f32", "f16"]);
-  expectShape(x, `${name}.x`, [p.m, p.n], "(m, n), the shape of C");
-  expectShape(out, `${name}.out`, [p.m, p.n], "(m, n), the shape of C");
-  expectShape(weight, `${name}.weight`, [p.n], "(n)");
-  if (typeof eps !== "number" || !Number.isFinite(eps) || eps < 0) {
-    throw new RangeError(`${name}.eps: expected a finite number >= 0, got ${String(eps)}`);
-  }
-  if (p.m > TRIRUN_SMALL_MAX_M) {
-    throw new RangeError(
-      `${name}: the fused epilogue runs in the small-batch kernel (m <= ${TRIRUN_SMALL_MAX_M}), got m = ${p.m}; call ops.addRmsNorm after the matmul instead`,
-    );
-  }
-  if (p.n > TRIRUN_ADD_RMSNORM_MAX_N) {
-    throw new RangeError(`${name}: rows up to ${TRIRUN_ADD_RMSNORM_MAX_N} wide, got n = ${p.n}`);
-  }
-  if (
-    p.threadK !== 0 &&
-    TRIRUN_TILES.find((t) => t.threadK === p.threadK && t.threadN === p.threadN)?.kernel !== "small"
-  ) {
-    throw new RangeError(
-      `${name}: needs a small-batch tile (or the automatic choice), got ${p.threadK}x${p.threadN}`,
-    );
-  }
-  for (const [t, label] of [
-    [x, "x"],
-    [weight, "weight"],
-    [out, "out"],
-  ] as const) {
-    checkAligned(t, `${name}.${label}`, 16);
-  }
-  checkSameDevice([
-    [args.C, "C"],
-    [x, `${name}.x`],
-    [weight, `${name}.weight`],
-    [out, `${name}.out`],
-  ]);
-  return { weightF32: weight.dtype === "f32", eps };
-}
-
 /**
  * Validates gemmF16(A, W, C): A f16 (m, k); W f16 (k, n), or (n, k) with
  * transposeW; C f16 or f32 (m, n).

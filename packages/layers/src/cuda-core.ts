@@ -7,8 +7,7 @@
  * the kernel needs aligned rows. Scratch buffers are kept per stream, so that a layer used on
  * several streams does not race with itself.
  */
-import { DeviceTensor, ops, type Stream, synchronize } from "@trirun/kernel-native";
-import type { AddRmsNormEpilogue } from "./types.js";
+import { DeviceTensor, type Stream, synchronize } from "@trirun/kernel-native";
 
 /** fp16 1.0, written into the bias column of the activation scratch. */
 const F16_ONE = 0x3c00;
@@ -17,16 +16,8 @@ const ROW_STEP = 64;
 /** Alignment of matmul operands that the kernel requires. */
 const OPERAND_ALIGN = 16;
 
-/**
- * Runs the layer's matmul: `C (rows, n) = A (rows, width) @ weights`. With `addRmsNorm` it may also
- * run that epilogue in the same launch (where the kernel can): it returns whether it did.
- */
-export type DeviceMatmul = (
-  A: DeviceTensor,
-  C: DeviceTensor,
-  stream: Stream | undefined,
-  addRmsNorm?: AddRmsNormEpilogue,
-) => boolean;
+/** Runs the layer's matmul: `C (rows, n) = A (rows, width) @ weights`. */
+export type DeviceMatmul = (A: DeviceTensor, C: DeviceTensor, stream: Stream | undefined) => void;
 
 export interface CudaCoreSpec {
   inFeatures: number;
@@ -112,26 +103,10 @@ export class CudaCore {
   }
 
   /** `y (rows, out) = x (rows, in) @ W^T + bias`, both f16 device tensors with `rows` rows. */
-  run(
-    x: DeviceTensor,
-    rows: number,
-    y: DeviceTensor,
-    stream: Stream | undefined,
-    addRmsNorm?: AddRmsNormEpilogue,
-  ): void {
+  run(x: DeviceTensor, rows: number, y: DeviceTensor, stream: Stream | undefined): void {
     if (rows === 0) return;
-    let fused = false;
     const views: DeviceTensor[] = [];
     try {
-      // The epilogue's kernels take (rows, outFeatures) views of the residual and the normed rows.
-      let epilogue: AddRmsNormEpilogue | undefined;
-      if (addRmsNorm !== undefined) {
-        const residual = addRmsNorm.residual.view([rows, this.outFeatures]);
-        views.push(residual);
-        const out = addRmsNorm.out.view([rows, this.outFeatures]);
-        views.push(out);
-        epilogue = { ...addRmsNorm, residual, out };
-      }
       let A: DeviceTensor;
       if (this.width === this.inFeatures && x.byteOffset % OPERAND_ALIGN === 0) {
         A = x.view([rows, this.inFeatures]);
@@ -145,19 +120,13 @@ export class CudaCore {
       if (this.n === this.outFeatures && y.byteOffset % OPERAND_ALIGN === 0) {
         const C = y.view([rows, this.outFeatures]);
         views.push(C);
-        fused = this.#matmul(A, C, stream, epilogue);
+        this.#matmul(A, C, stream);
       } else {
         const scratch = this.#scratch(this.#outputScratch, rows, this.n, -1, stream);
         const C = scratch.view([rows, this.n]);
         views.push(C);
         this.#matmul(A, C, stream);
         copyRows(y, this.outFeatures, scratch, this.n, rows, this.outFeatures, stream);
-      }
-      if (epilogue !== undefined && !fused) {
-        const { residual, weight, out, eps } = epilogue;
-        const yRows = y.view([rows, this.outFeatures]);
-        views.push(yRows);
-        ops.addRmsNorm(residual, yRows, weight, out, { eps, stream });
       }
     } finally {
       for (const v of views) v.dispose();

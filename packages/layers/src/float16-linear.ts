@@ -120,11 +120,7 @@ function gemmCore(W: DeviceTensor, inFeatures: number, onesColumn: number): Cuda
     width,
     onesColumn,
     n: outFeatures,
-    // cuBLAS has no such epilogue: the core runs ops.addRmsNorm after it.
-    matmul: (A, C, stream) => {
-      gemmF16(A, W, C, { transposeW: true, stream });
-      return false;
-    },
+    matmul: (A, C, stream) => gemmF16(A, W, C, { transposeW: true, stream }),
     weights: [W],
   });
 }

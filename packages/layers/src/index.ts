@@ -9,7 +9,6 @@ export {
   TriRunLinear,
 } from "./trirun-linear.js";
 export {
-  type AddRmsNormEpilogue,
   type Backend,
   type ForwardOptions,
   type HostTensor,

@@ -7,7 +7,6 @@ import type { CpuCore } from "./cpu-core.js";
 import type { CudaCore } from "./cuda-core.js";
 import { checkOutShape, hostTensor, isHostTensor, rowsOf } from "./host-tensor.js";
 import {
-  type AddRmsNormEpilogue,
   type Backend,
   type ForwardOptions,
   type HostTensor,
@@ -100,23 +99,6 @@ export abstract class LinearBase implements Linear {
     return y;
   }
 
-  /** opts.addRmsNorm, checked against the output's rows (the kernels check dtypes and alignment). */
-  #checkAddRmsNorm(e: AddRmsNormEpilogue | undefined, rows: number): AddRmsNormEpilogue | undefined {
-    if (e === undefined) return undefined;
-    const name = `${this.label}: opts.addRmsNorm`;
-    for (const key of ["residual", "weight", "out"] as const) {
-      if (!(e[key] instanceof DeviceTensor)) throw new TypeError(`${name}.${key}: expected a DeviceTensor`);
-    }
-    for (const key of ["residual", "out"] as const) {
-      if (e[key].numel !== rows * this.outFeatures) {
-        throw new RangeError(
-          `${name}.${key}: expected ${rows} x ${this.outFeatures} elements (the output's), got shape [${e[key].shape.join(", ")}]`,
-        );
-      }
-    }
-    return e;
-  }
-
   #forwardDevice(core: CudaCore, x: DeviceTensor, opts: ForwardOptions): DeviceTensor {
     if (x.disposed) throw new TypeError(`${this.label}: x is a disposed DeviceTensor`);
     if (x.dtype !== "f16")
@@ -134,7 +116,7 @@ export abstract class LinearBase implements Linear {
       checkOutShape(out.shape, outShape, "opts.out");
       y = out;
     }
-    core.run(x, rows, y, opts.stream as Stream | undefined, this.#checkAddRmsNorm(opts.addRmsNorm, rows));
+    core.run(x, rows, y, opts.stream as Stream | undefined);
     return y;
   }
 

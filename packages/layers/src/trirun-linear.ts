@@ -3,12 +3,7 @@
  * CPU: dequantized once to fp32 `(out, in)`, then the reference matmul.
  * CUDA: packed `B`/`s` on the device in the kernel's padded shapes, run by `trirunMatmul`.
  */
-import {
-  DeviceTensor,
-  TRIRUN_ADD_RMSNORM_MAX_N,
-  TRIRUN_SMALL_MAX_M,
-  trirunMatmul,
-} from "@trirun/kernel-native";
+import { DeviceTensor, trirunMatmul } from "@trirun/kernel-native";
 import { decodeF16, encodeF16, type QuantMethod, quantize as quantizeWeights } from "@trirun/packing";
 import { resolveBackend } from "./backend.js";
 import { CpuCore } from "./cpu-core.js";
@@ -269,18 +264,8 @@ export class TriRunLinear extends LinearBase {
       width: k,
       onesColumn,
       n,
-      matmul: (A, C, stream, addRmsNorm) => {
-        // The kernel's fused epilogue: up to 32 rows (its small-batch kernel), rows up to 8192 wide.
-        const fuse =
-          addRmsNorm !== undefined && A.shape[0] <= TRIRUN_SMALL_MAX_M && n <= TRIRUN_ADD_RMSNORM_MAX_N;
-        trirunMatmul(A, B, s, C, {
-          groupsize: g,
-          stream,
-          addRmsNorm: fuse
-            ? { x: addRmsNorm.residual, weight: addRmsNorm.weight, out: addRmsNorm.out, eps: addRmsNorm.eps }
-            : undefined,
-        });
-        return fuse;
+      matmul: (A, C, stream) => {
+        trirunMatmul(A, B, s, C, { groupsize: g, stream });
       },
       weights: [B, s],
     });

@@ -20,22 +20,6 @@ export interface ForwardOptions {
   stream?: Stream;
   /** Where to write the result; shape `(..., outFeatures)` of the same kind as the input. */
   out?: Tensor;
-  /**
-   * CUDA backend, device tensors: the residual add and RMSNorm that follow a decoder's o- or
-   * down-projection: after `y = forward(x)`, `residual += y` and `out = rmsnorm(residual) * weight`
-   * (all f16 `(rows, outFeatures)` but `weight`, f32 or f16 `(outFeatures)`). TriRun layers with at
-   * most 32 rows and no output padding do it inside their matmul's launch; otherwise
-   * `ops.addRmsNorm` runs after the matmul. The results are the same either way.
-   */
-  addRmsNorm?: AddRmsNormEpilogue;
-}
-
-/** See {@link ForwardOptions.addRmsNorm}. */
-export interface AddRmsNormEpilogue {
-  residual: DeviceTensor;
-  weight: DeviceTensor;
-  out: DeviceTensor;
-  eps: number;
 }
 
 /** What every linear layer offers, whatever its weight format and backend. */

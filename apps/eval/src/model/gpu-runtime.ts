@@ -449,11 +449,8 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       ops.rope(t.k, t.positions, rope);
     }
     attention();
-    // The residual add and the FFN norm ride on the o-projection (in its launch for TriRun layers).
-    lin["self_attn.o_proj"].forward(t.att, {
-      out: t.proj,
-      addRmsNorm: { residual: t.x, weight: this.#ffnNorms[l], out: t.h, eps },
-    });
+    lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
+    ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
     if (fused.gateUp) {
       fused.gateUp.forward(t.h, { out: t.gateUp });
       if (!t.fusedViews) {
@@ -468,16 +465,10 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["mlp.up_proj"].forward(t.h, { out: t.up });
     }
     ops.siluMul(t.gate, t.up, t.gate);
+    lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
     // The residual add, fused with the next norm (the next block's or the final one) where there is one.
-    if (normNext !== undefined) {
-      lin["mlp.down_proj"].forward(t.gate, {
-        out: t.proj,
-        addRmsNorm: { residual: t.x, weight: normNext, out: t.h, eps },
-      });
-    } else {
-      lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
-      ops.add(t.x, t.proj, t.x);
-    }
+    if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps });
+    else ops.add(t.x, t.proj, t.x);
   }
 
   /**

@@ -50,9 +50,7 @@ Napi::Object ConfigObject(Napi::Env env, const TrirunConfig& config, size_t work
 }
 
 // trirunMatmul(A, aOff, B, bOff, s, sOff, C, cOff, m, n, k, groupsize, stream,
-//              threadK, threadN, sms, maxParallel[, x, xOff, weight, weightOff, weightF32, out, outOff, eps])
-//   -> config
-// The optional tail is the fused add+RMSNorm epilogue (trirun_matmul_add_rmsnorm).
+//              threadK, threadN, sms, maxParallel) -> config
 Napi::Value TrirunMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t m = ArgInt(info, 8, "m");
@@ -84,34 +82,13 @@ Napi::Value TrirunMatmul(const Napi::CallbackInfo& info) {
   config.sms = ArgKnob(info, 15, "sms");
   config.max_par = ArgKnob(info, 16, "maxParallel");
 
-  TrirunAddRmsNorm addNorm{};
-  const bool fused = info.Length() > 17 && !info[17].IsUndefined() && !info[17].IsNull();
-  if (fused) {
-    const bool f32 = ArgInt(info, 21, "weightF32") != 0;
-    KernelOperand x = ArgKernelOperand(info, 17, "x", uint64_t(m) * n * 2);
-    KernelOperand w = ArgKernelOperand(info, 19, "weight", uint64_t(n) * (f32 ? 4 : 2));
-    KernelOperand out = ArgKernelOperand(info, 22, "out", uint64_t(m) * n * 2);
-    for (auto [operand, name] : {std::pair{x, "x"}, std::pair{w, "weight"}, std::pair{out, "out"}}) {
-      if (operand.buffer->device() != device) {
-        ThrowRangeError(env, std::string(name) + ": on device " + std::to_string(operand.buffer->device()) +
-                                 ", A on device " + std::to_string(device));
-      }
-    }
-    if (!info[24].IsNumber()) ThrowTypeError(env, "eps: expected a number");
-    addNorm.x = x.ptr;
-    addNorm.weight = w.ptr;
-    addNorm.weight_f32 = f32 ? 1 : 0;
-    addNorm.out = out.ptr;
-    addNorm.eps = info[24].As<Napi::Number>().FloatValue();
-  }
-
   UseDevice(env, device);
   size_t workspaceBytes = trirun_workspace_bytes(static_cast<int>(n), config.max_par);
   Workspace& workspace = AcquireWorkspace(env, device, stream, object, workspaceBytes);
   cudaError_t cudaErr = cudaSuccess;
-  int code = trirun_matmul_add_rmsnorm(a.ptr, b.ptr, s.ptr, c.ptr, static_cast<int>(m), static_cast<int>(n),
-                                       static_cast<int>(k), static_cast<int>(groupsize), workspace.ptr, workspace.bytes,
-                                       device, stream, &config, fused ? &addNorm : nullptr, &cudaErr);
+  int code = trirun_matmul(a.ptr, b.ptr, s.ptr, c.ptr, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                           static_cast<int>(groupsize), workspace.ptr, workspace.bytes, device, stream, &config,
+                           &cudaErr);
   if (code == TRIRUN_OK) return ConfigObject(env, config, workspace.bytes);
   // A failed call may have left partial sums or locks behind: re-zero before reuse.
   workspace.dirty = true;

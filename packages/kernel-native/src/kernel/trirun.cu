@@ -220,131 +220,6 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
   out[3][1] = as_u32(__hfma2(as_h2(mask_or_1024(hi, 0x00c000c0u)), mul3, add3));
 }
 
-// ------------------------------------------------- fused residual add + norm
-
-// After the matmul of a decoder's o- or down-projection comes the residual add
-// and the next RMSNorm: x += C; out = x * rsqrt(mean(x^2) + eps) * weight, one
-// row at a time. As its own kernel that is ~3.7 us per call in a CUDA-graphed
-// 7B decoding step (two per block), mostly launch and the ramp of a
-// one-block kernel. With this epilogue the block that completes the last
-// column of C does it instead: every block counts the columns of C it wrote
-// into one workspace counter, and the one whose count completes n/tile_n runs
-// the rows. The arithmetic, thread mapping and reduction order are those of
-// the model ops' vectorised add+RMSNorm kernel (256 threads per row, each
-// sum rounded to fp16 once), so the results are bit-identical to it.
-struct AddRmsNorm {
-  uint4* x;            // (m, n) fp16 residual, updated in place
-  const void* weight;  // (n) fp32 or fp16
-  int weight_f32;
-  uint4* out;          // (m, n) fp16
-  float eps;
-  int* done;           // workspace counter of written columns (zero between calls)
-};
-constexpr int kNormVecs = 4;  // 16-byte vectors per thread: rows up to 8 * 256 * 4 = 8192 wide
-
-__device__ __forceinline__ float2 halves_to_floats(uint32_t w) {
-  return __half22float2(*reinterpret_cast<const __half2*>(&w));
-}
-
-__device__ __forceinline__ float block_sum_256(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  float r = lane < 8 ? scratch[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
-  __syncthreads();
-  return r;
-}
-
-// Called by every thread of a 256-thread block at its end; `written` is the
-// number of columns of C (of `columns`) this block stored.
-__device__ void add_rmsnorm_epilogue(const AddRmsNorm& e, const uint4* C, int written, int columns, int m, int n) {
-  __shared__ int is_last;
-  __shared__ float scratch[8];
-  __syncthreads();  // the block's C stores precede thread 0's release
-  if (threadIdx.x == 0) {
-    int last = 0;
-    if (written > 0) {
-      int before;
-      asm volatile("fence.acq_rel.gpu;\n" ::);
-      asm volatile("atom.add.acq_rel.gpu.global.s32 %0, [%1], %2;\n" : "=r"(before) : "l"(e.done), "r"(written));
-      last = before + written == columns;
-      // Every block has counted in: reset for the next call.
-      if (last) asm volatile("st.relaxed.gpu.global.b32 [%0], %1;\n" ::"l"(e.done), "r"(0));
-    }
-    is_last = last;
-  }
-  __syncthreads();
-  if (!is_last) return;
-  const int vecs = n / 8;
-  for (int row = 0; row < m; ++row) {
-    const size_t base = static_cast<size_t>(row) * vecs;
-    uint4 xv[kNormVecs];
-    float w[kNormVecs][8];
-#pragma unroll
-    for (int i = 0; i < kNormVecs; ++i) {
-      const int v = threadIdx.x + i * 256;
-      if (v < vecs) {
-        xv[i] = e.x[base + v];
-        const uint4 d = __ldcg(&C[base + v]);  // written by other blocks: from L2
-        const uint32_t aw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w}, dw[4] = {d.x, d.y, d.z, d.w};
-        uint32_t sw[4];
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const float2 fa = halves_to_floats(aw[p]), fd = halves_to_floats(dw[p]);
-          const __half2 h = __floats2half2_rn(fa.x + fd.x, fa.y + fd.y);
-          sw[p] = *reinterpret_cast<const uint32_t*>(&h);
-        }
-        xv[i] = make_uint4(sw[0], sw[1], sw[2], sw[3]);
-        e.x[base + v] = xv[i];
-        if (e.weight_f32) {
-          const float4 lo = static_cast<const float4*>(e.weight)[2 * v];
-          const float4 hi = static_cast<const float4*>(e.weight)[2 * v + 1];
-          w[i][0] = lo.x, w[i][1] = lo.y, w[i][2] = lo.z, w[i][3] = lo.w;
-          w[i][4] = hi.x, w[i][5] = hi.y, w[i][6] = hi.z, w[i][7] = hi.w;
-        } else {
-          const uint4 h = static_cast<const uint4*>(e.weight)[v];
-          const uint32_t hw[4] = {h.x, h.y, h.z, h.w};
-#pragma unroll
-          for (int p = 0; p < 4; ++p) {
-            const float2 f = halves_to_floats(hw[p]);
-            w[i][2 * p] = f.x, w[i][2 * p + 1] = f.y;
-          }
-        }
-      }
-    }
-    float ss = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kNormVecs; ++i) {
-      if (threadIdx.x + i * 256 < vecs) {
-        const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const float2 f = halves_to_floats(hw[p]);
-          ss += f.x * f.x + f.y * f.y;
-        }
-      }
-    }
-    const float inv = rsqrtf(block_sum_256(ss, scratch) / (8.0f * vecs) + e.eps);
-#pragma unroll
-    for (int i = 0; i < kNormVecs; ++i) {
-      const int v = threadIdx.x + i * 256;
-      if (v < vecs) {
-        const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-        uint32_t o[4];
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const float2 f = halves_to_floats(hw[p]);
-          const __half2 h = __floats2half2_rn(f.x * inv * w[i][2 * p], f.y * inv * w[i][2 * p + 1]);
-          o[p] = *reinterpret_cast<const uint32_t*>(&h);
-        }
-        e.out[base + v] = make_uint4(o[0], o[1], o[2], o[3]);
-      }
-    }
-  }
-}
-
 // ---------------------------------------------------------------- the kernel
 
 // Template parameters fix every loop bound so that register arrays stay in
@@ -654,7 +529,7 @@ template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAI
 __global__ void __launch_bounds__(THREADS, 1)
     trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                        float* __restrict__ partial, float* __restrict__ slots, const AddRmsNorm add_norm) {
+                        float* __restrict__ partial, float* __restrict__ slots) {
   constexpr int kWarps = THREADS / 32;
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
@@ -746,7 +621,6 @@ __global__ void __launch_bounds__(THREADS, 1)
       c_half[idx] = __float2half_rn(v[mb][j][2 * h + e]);
     });
   };
-  int written = 0;  // columns of C this block stored (for the add+RMSNorm epilogue)
   struct Pending {
     int column = 0, first = 0, last = 0, slices = 0;
   };
@@ -764,7 +638,6 @@ __global__ void __launch_bounds__(THREADS, 1)
       last_arrival = last;
     }
     __syncthreads();
-    if (last_arrival) ++written;
     if (last_arrival && k_warp == 0) {
       // Every load first, then the stores that zero the slots: a store between
       // two loads that the compiler cannot prove apart makes each load wait
@@ -1042,7 +915,6 @@ __global__ void __launch_bounds__(THREADS, 1)
         });
       }
       if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1);
-      if (slice_idx == slice_count - 1) ++written;
       __syncthreads();
       tile += slice_tiles;
       continue;
@@ -1071,9 +943,8 @@ __global__ void __launch_bounds__(THREADS, 1)
         }
         // Every thread's slot stores precede thread 0's release (barrier, then fence).
         __syncthreads();
-      } else {
-        if (k_warp == 0) write_c(acc, n_tile);
-        ++written;
+      } else if (k_warp == 0) {
+        write_c(acc, n_tile);
       }
       int arrived = 0;
       if (shared_column && threadIdx.x == 0) {
@@ -1094,7 +965,6 @@ __global__ void __launch_bounds__(THREADS, 1)
     if (pending.slices > 0) resolve(pending, pending_arrived);
   }
   TRIRUN_TRACE_AT(5);
-  if (add_norm.x != nullptr) add_rmsnorm_epilogue(add_norm, reinterpret_cast<const uint4*>(C), written, n_tiles, prob_m, prob_n);
 }
 
 // ------------------------------------------------------------------ dispatch
@@ -1138,7 +1008,6 @@ struct Launch {
   void* C;
   int m, n, k;
   int* locks;
-  AddRmsNorm add_norm;  // small-batch kernel only; x == nullptr: none
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -1222,7 +1091,7 @@ cudaError_t launch_small_reduction(Launch& l) {
   l.threads = THREADS;
   kernel<<<l.blocks, THREADS, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
                                                 static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
-                                                l.locks, l.partial, l.slots, l.add_norm);
+                                                l.locks, l.partial, l.slots);
   return cudaGetLastError();
 }
 
@@ -1286,10 +1155,9 @@ bool is_general_tile(int thread_k, int thread_n) {
 
 constexpr int kMaxBlocks = 256;  // bounds the general kernel's partial slots
 
-// Column locks, then 16 bytes for the add+RMSNorm epilogue's column counter.
 size_t lock_bytes(int n, int max_par) {
   const size_t locks = static_cast<size_t>(n / 128 > 0 ? n / 128 : 1) * static_cast<size_t>(max_par) * sizeof(int);
-  return (locks + 15) / 16 * 16 + 16;
+  return (locks + 15) / 16 * 16;
 }
 size_t small_partial_bytes(int n) { return static_cast<size_t>(32) * (n > 0 ? n : 0) * sizeof(float); }
 // Shared columns are named by their last block: one slot of 64 rows x 256
@@ -1320,8 +1188,7 @@ extern "C" const char* trirun_error_string(int code) {
     case TRIRUN_ERR_CONFIG:
       return "no valid configuration: thread_k x thread_n must be one of 128x512 (m <= 16), 256x256, 512x128 (m <= 32) "
              "or 128x128, 64x256 (any m) and divide k x n; sms must not exceed the device's SM count; the tile "
-             "must fit the device's shared memory; the add+RMSNorm epilogue needs the small-batch kernel (m <= 32), "
-             "n <= 8192 and eps >= 0";
+             "must fit the device's shared memory";
     case TRIRUN_ERR_WORKSPACE:
       return "workspace too small (see trirun_workspace_bytes)";
     case TRIRUN_ERR_ALIGNMENT:
@@ -1336,14 +1203,6 @@ extern "C" const char* trirun_error_string(int code) {
 extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k, int groupsize,
                              void* workspace, size_t workspace_bytes, int device, cudaStream_t stream,
                              TrirunConfig* config, cudaError_t* cuda_error) {
-  return trirun_matmul_add_rmsnorm(A, B, s, C, m, n, k, groupsize, workspace, workspace_bytes, device, stream, config,
-                                   nullptr, cuda_error);
-}
-
-extern "C" int trirun_matmul_add_rmsnorm(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
-                                         int groupsize, void* workspace, size_t workspace_bytes, int device,
-                                         cudaStream_t stream, TrirunConfig* config, const TrirunAddRmsNorm* add_norm,
-                                         cudaError_t* cuda_error) {
   using namespace trirun;
   if (cuda_error) *cuda_error = cudaSuccess;
   if (m < 1 || k < 128 || n < 256 || k % 128 != 0 || n % 256 != 0) return TRIRUN_ERR_SHAPE;
@@ -1355,13 +1214,6 @@ extern "C" int trirun_matmul_add_rmsnorm(const void* A, const void* B, const voi
   auto misaligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) != 0; };
   if (misaligned(A) || misaligned(B) || misaligned(s) || misaligned(C) || misaligned(workspace))
     return TRIRUN_ERR_ALIGNMENT;
-  if (add_norm != nullptr) {
-    // One block adds and normalises the rows at the end: small-batch kernel
-    // only, rows up to 8192 wide (the model ops' vectorised row).
-    if (m > 32 || n > 8 * 256 * kNormVecs || !(add_norm->eps >= 0.0f)) return TRIRUN_ERR_CONFIG;
-    if (add_norm->x == nullptr || add_norm->weight == nullptr || add_norm->out == nullptr) return TRIRUN_ERR_CONFIG;
-    if (misaligned(add_norm->x) || misaligned(add_norm->weight) || misaligned(add_norm->out)) return TRIRUN_ERR_ALIGNMENT;
-  }
 
   const TrirunConfig req = config ? *config : TrirunConfig{};
   const int max_par = req.max_par > 0 ? (req.max_par < kMaxPar ? req.max_par : kMaxPar) : kMaxPar;
@@ -1385,14 +1237,6 @@ extern "C" int trirun_matmul_add_rmsnorm(const void* A, const void* B, const voi
   l.n = n;
   l.k = k;
   l.locks = static_cast<int*>(workspace);
-  if (add_norm != nullptr) {
-    l.add_norm.x = static_cast<uint4*>(add_norm->x);
-    l.add_norm.weight = add_norm->weight;
-    l.add_norm.weight_f32 = add_norm->weight_f32 != 0;
-    l.add_norm.out = static_cast<uint4*>(add_norm->out);
-    l.add_norm.eps = add_norm->eps;
-    l.add_norm.done = reinterpret_cast<int*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar) - 16);
-  }
   l.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar));
   l.slots = reinterpret_cast<float*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar) + small_partial_bytes(n));
   l.blocks = sms;
@@ -1430,7 +1274,6 @@ extern "C" int trirun_matmul_add_rmsnorm(const void* A, const void* B, const voi
       }
     }
     if (small ? !is_small_tile(thread_k, thread_n) : !is_general_tile(thread_k, thread_n)) return TRIRUN_ERR_CONFIG;
-    if (add_norm != nullptr && !small) return TRIRUN_ERR_CONFIG;  // the epilogue is the small-batch kernel's
     // The small-batch kernel handles a partial last k tile; the general one does not.
     if ((!small && k % thread_k != 0) || n % thread_n != 0) return TRIRUN_ERR_CONFIG;
     l.A = a_ptr + static_cast<size_t>(row) * k;

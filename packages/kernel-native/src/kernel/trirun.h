@@ -32,7 +32,7 @@ enum {
   TRIRUN_OK = 0,
   TRIRUN_ERR_SHAPE = 1,          // k % 128, n % 256 (or the chosen tile), m < 1
   TRIRUN_ERR_GROUPSIZE = 2,      // groupsize not in {128, k}
-  TRIRUN_ERR_CONFIG = 3,         // no valid tile configuration for the request (or for the add+RMSNorm epilogue)
+  TRIRUN_ERR_CONFIG = 3,         // no valid tile configuration for the request
   TRIRUN_ERR_WORKSPACE = 4,      // workspace too small
   TRIRUN_ERR_ALIGNMENT = 5,      // a pointer is not 16-byte aligned
   TRIRUN_ERR_CUDA = 6,           // a CUDA call failed: see *cuda_error
@@ -51,28 +51,6 @@ size_t trirun_workspace_bytes(int n, int max_par);
 int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
                   int groupsize, void* workspace, size_t workspace_bytes, int device,
                   cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error);
-
-// The residual add and RMSNorm that follow a decoder's o- and down-projection,
-// fused into the matmul's last block (one launch instead of two):
-//   x += C;  out = x * rsqrt(mean(x^2, per row) + eps) * weight
-// x and out are (m, n) fp16, weight is (n) fp32 (weight_f32 = 1) or fp16; the
-// arithmetic is that of a separate row kernel with 256 threads per row, so the
-// results equal it bit for bit. Needs the small-batch kernel (m <= 32, an
-// automatic or small-batch tile) and n <= 8192 (else TRIRUN_ERR_CONFIG); x, out
-// and weight 16-byte aligned (else TRIRUN_ERR_ALIGNMENT). C is written as well.
-typedef struct TrirunAddRmsNorm {
-  void* x;
-  const void* weight;
-  int weight_f32;
-  void* out;
-  float eps;
-} TrirunAddRmsNorm;
-
-// trirun_matmul with the fused add + RMSNorm epilogue (NULL: none).
-int trirun_matmul_add_rmsnorm(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
-                              int groupsize, void* workspace, size_t workspace_bytes, int device,
-                              cudaStream_t stream, TrirunConfig* config, const TrirunAddRmsNorm* add_norm,
-                              cudaError_t* cuda_error);
 
 const char* trirun_error_string(int code);
 

@@ -341,45 +341,8 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
       threadN,
       sms,
       maxPar,
-      ...addNorm
     ) => {
       if (k % 128 !== 0 || n % 256 !== 0) throw new RangeError("trirunMatmul: unsupported shape");
-      // The fused add+RMSNorm epilogue: x, xOff, weight, wOff, weightF32, out, outOff, eps (checked as the addon does).
-      let epilogue: (() => void) | undefined;
-      if (addNorm.length > 0) {
-        if (addNorm.length !== 8) throw new TypeError("trirunMatmul: bad add+RMSNorm arguments");
-        const [xb, xOff, wb, wOff, wF32, ob, oOff, eps] = addNorm as [
-          NativeBuffer,
-          number,
-          NativeBuffer,
-          number,
-          number,
-          NativeBuffer,
-          number,
-          number,
-        ];
-        if (m > 32 || n > 8192)
-          throw new RangeError("trirunMatmul: the add+RMSNorm epilogue needs m <= 32, n <= 8192");
-        const x = halves(live(xb, "x"), xOff, m * n);
-        const out = halves(live(ob, "out"), oOff, m * n);
-        const wBuf = live(wb, "weight");
-        range(wBuf, wOff, n * (wF32 ? 4 : 2), "weight");
-        const weight = wF32
-          ? new Float32Array(wBuf.bytes.buffer, wBuf.bytes.byteOffset + wOff, n)
-          : Float32Array.from(halves(wBuf, wOff, n), f16ToF32);
-        epilogue = () => {
-          const C = halves(live(c, "C"), cOff, m * n);
-          for (let i = 0; i < m; i++) {
-            let ss = 0;
-            for (let j = 0; j < n; j++) {
-              x[i * n + j] = toF16Bits(f16ToF32(x[i * n + j]) + f16ToF32(C[i * n + j]));
-              ss += f16ToF32(x[i * n + j]) ** 2;
-            }
-            const inv = 1 / Math.sqrt(ss / n + eps);
-            for (let j = 0; j < n; j++) out[i * n + j] = toF16Bits(f16ToF32(x[i * n + j]) * inv * weight[j]);
-          }
-        };
-      }
       const g = groupsize === -1 ? k : groupsize;
       const compute = (): void => {
         const groups = k / g;
@@ -406,10 +369,7 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
           halves(Cb, cOff + m * n * 2, 1)[0] = 0;
       };
       // Nothing runs during a capture: the graph replays the call later.
-      if (!dryRun) {
-        compute();
-        epilogue?.();
-      }
+      if (!dryRun) compute();
       // Tile choice as in trirun.cu: small-batch tiles for m <= 32 (128x512 only to 16),
       // general ones otherwise.
       const small =
