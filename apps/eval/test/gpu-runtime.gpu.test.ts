@@ -284,7 +284,7 @@ function vectorRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", () => {
-  it("graph replay equals eager launches exactly; fused q/k/v and gate/up agree within fp16 rounding", () => {
+  it("graph replay equals eager launches exactly; fused q/k/v and gate/up agree within fp16 rounding; the batch cache (RoPE inside the attention launch) agrees with per-sequence caches (separate RoPE)", () => {
     // Two blocks of the Llama-2-7B shape with a small vocabulary: kernel-sized, so every block fuses.
     const config = { ...speedConfig("llama2-7b", 2), vocabSize: 1024 };
     const seed = 1 + Math.floor(Math.random() * 1000);
@@ -298,11 +298,22 @@ describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", (
       for (const batch of [1, 3]) {
         const steps = 6;
         const caches = [eager, graphs, fused].map((rt) => rt.newBatchCache(batch, steps));
+        // One newCache() per sequence: attentionDecode after separate RoPE launches.
+        const alone = Array.from({ length: batch }, () => eager.newCache(steps));
         for (let t = 0; t < steps; t++) {
           const tokens = Array.from({ length: batch }, () => Math.floor(Math.random() * config.vocabSize));
           const [a, b, c] = [eager, graphs, fused].map((rt, i) =>
             decodeF16(rt.decodeBatch(tokens, caches[i]).download() as Uint16Array),
           );
+          const d = decodeF16(eager.decodeBatch(tokens, alone).download() as Uint16Array);
+          expect(
+            vectorRelDiff(a, d),
+            `${format} batch ${batch} step ${t}: batch cache vs per-sequence caches`,
+          ).toBeLessThan(1e-3);
+          expect(
+            vectorRelDiff(b, d),
+            `${format} batch ${batch} step ${t}: graphed batch cache vs per-sequence caches`,
+          ).toBeLessThan(1e-3);
           expect(
             a.every((x) => Number.isFinite(x)),
             `${format} batch ${batch} step ${t}: eager logits are finite`,
@@ -316,7 +327,22 @@ describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", (
             1e-2,
           );
         }
-        for (const cache of caches) cache.dispose();
+        // Layer 0's keys and values come from the embedding, the norm, the k/v projections and RoPE, the
+        // same launches on both eager paths: the fused kernel's rotated keys must equal RoPE's bit for bit.
+        const [k0, v0] = [caches[0].keys[0], caches[0].values[0]].map((x) => x.download() as Uint16Array);
+        const width = k0.length / (batch * steps);
+        for (let s = 0; s < batch; s++) {
+          const rows = [s * steps * width, (s + 1) * steps * width] as const;
+          expect(
+            Array.from(k0.subarray(...rows)),
+            `${format} batch ${batch}: layer 0 keys of sequence ${s}`,
+          ).toEqual(Array.from(alone[s].keys[0].download() as Uint16Array));
+          expect(
+            Array.from(v0.subarray(...rows)),
+            `${format} batch ${batch}: layer 0 values of sequence ${s}`,
+          ).toEqual(Array.from(alone[s].values[0].download() as Uint16Array));
+        }
+        for (const cache of [...caches, ...alone]) cache.dispose();
       }
       for (const rt of [eager, graphs, fused]) rt.dispose();
       disposeModel(model);

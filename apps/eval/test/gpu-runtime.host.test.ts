@@ -173,6 +173,40 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     }
   });
 
+  it("batch-cache decoding (RoPE inside the attention launch) equals per-sequence caches (separate RoPE)", () => {
+    const model = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
+    for (const graphs of [false, true]) {
+      const rt = new m.gpu.CudaLlamaRuntime(model, { graphs });
+      for (const batch of [1, 3]) {
+        const steps = 5;
+        const w = Array.from({ length: batch }, () => randomWindow(steps));
+        const batchCache = rt.newBatchCache(batch, steps);
+        const alone = Array.from({ length: batch }, () => rt.newCache(steps));
+        for (let t = 0; t < steps; t++) {
+          const tokens = w.map((seq) => seq[t]);
+          const fused = Array.from(rt.decodeBatch(tokens, batchCache).download() as Uint16Array);
+          const separate = Array.from(rt.decodeBatch(tokens, alone).download() as Uint16Array);
+          expect(fused, `graphs ${graphs} batch ${batch} step ${t}`).toEqual(separate);
+        }
+        // Every layer's cache holds the same (rotated) keys and values.
+        for (let l = 0; l < model.config.nLayers; l++) {
+          for (const kind of ["keys", "values"] as const) {
+            const all = batchCache[kind][l].download() as Uint16Array;
+            const rows = all.length / batch;
+            for (let b = 0; b < batch; b++) {
+              expect(
+                Array.from(all.subarray(b * rows, (b + 1) * rows)),
+                `graphs ${graphs} batch ${batch} layer ${l} ${kind} of sequence ${b}`,
+              ).toEqual(Array.from(alone[b][kind][l].download() as Uint16Array));
+            }
+          }
+        }
+        for (const c of [batchCache, ...alone]) c.dispose();
+      }
+      rt.dispose();
+    }
+  });
+
   it("fused projections and graph-replayed batch steps give the same logits as the plain runtime", async () => {
     const fp = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
     const opts = { method: "mse" as const, groupsize: -1 as const, levels: "int2" as const, calibration: [] };

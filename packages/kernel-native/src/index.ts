@@ -23,8 +23,10 @@ export { type CaptureGraphOptions, CudaGraph, captureGraph } from "./graph.js";
 export { available, NATIVE_PATH_ENV, nativeInfo, unavailableReason } from "./native.js";
 export * as ops from "./ops.js";
 export {
+  type AttentionDecodeBatchOptions,
   type AttentionDecodeOptions,
   type AttentionHeads,
+  type AttentionRopeOptions,
   OPS_MAX_HEAD_DIM,
   type RopeOptions,
   type RopeStyle,

@@ -207,6 +207,19 @@ export interface RopeOptions {
   style: RopeStyle;
 }
 
+/** style and theta of RoPE options (`name` is how the options are named in messages), as the kernels take them. */
+function ropeParams(
+  opts: { style?: unknown; theta?: unknown },
+  name: string,
+): { theta: number; style: 0 | 1 } {
+  const style = opts.style;
+  if (style !== "interleaved" && style !== "half") {
+    throw new TypeError(`${name}.style: expected "interleaved" or "half", got ${String(style)}`);
+  }
+  const theta = finiteOption(opts.theta, `${name}.theta`, 10000, 1.000001, 1e30);
+  return { theta, style: style === "interleaved" ? 0 : 1 };
+}
+
 /** rope(x, positions, opts): x f16 (tokens, heads, headDim) or (tokens, heads * headDim); positions i32 (tokens). */
 export function validateRopeArgs(
   args: { x: TensorDescriptor; positions: TensorDescriptor },
@@ -220,11 +233,7 @@ export function validateRopeArgs(
     throw new TypeError("opts: expected { headDim, style, theta? }");
   const headDim = integerOption(opts.headDim, "opts.headDim", 2, 1 << 16);
   if (headDim % 2 !== 0) throw new RangeError(`opts.headDim: expected an even number, got ${headDim}`);
-  const style = (opts as { style?: unknown }).style;
-  if (style !== "interleaved" && style !== "half") {
-    throw new TypeError(`opts.style: expected "interleaved" or "half", got ${String(style)}`);
-  }
-  const theta = finiteOption((opts as { theta?: unknown }).theta, "opts.theta", 10000, 1.000001, 1e30);
+  const { theta, style } = ropeParams(opts, "opts");
   const s = x.shape;
   if (s.length !== 2 && s.length !== 3) {
     throw new RangeError(
@@ -253,7 +262,7 @@ export function validateRopeArgs(
     [x, "x"],
     [positions, "positions"],
   ]);
-  return { tokens, heads, headDim, theta, style: style === "interleaved" ? 0 : 1 };
+  return { tokens, heads, headDim, theta, style };
 }
 
 /** siluMul(gate, up, out) and add(a, b, out): f16 tensors of one shape. Returns the element count. */
@@ -420,11 +429,25 @@ function batchCacheDims(
   return [s[0], s[1]];
 }
 
+/** RoPE done inside ops.attentionDecodeBatch: ops.rope's options less headDim (attention's own). */
+export type AttentionRopeOptions = Omit<RopeOptions, "headDim">;
+
+export interface AttentionDecodeBatchOptions extends AttentionHeads {
+  /**
+   * Rotate q and kNew inside the op (at position positions[b] for sequence b), in the same launch
+   * as the cache append and attention: q and kNew are then taken unrotated. The results (outputs
+   * and cache contents) are bit for bit those of ops.rope on q and on kNew with these options,
+   * then this op without `rope`. headDim must be even.
+   */
+  rope?: AttentionRopeOptions;
+}
+
 /**
  * attentionDecodeBatch(q, kNew, vNew, kCache, vCache, positions, out, opts):
  * one new token per sequence. q, out f16 (batch, heads[, ]headDim); kNew, vNew
  * f16 (batch, kvHeads[, ]headDim); caches f16 (batch, maxT, kvHeads[, ]headDim);
- * positions i32 (batch), read on the device.
+ * positions i32 (batch), read on the device. opts.rope: style and theta
+ * (default 10000) as ops.rope checks them; headDim even.
  */
 export function validateAttentionDecodeBatchArgs(
   args: {
@@ -436,8 +459,8 @@ export function validateAttentionDecodeBatchArgs(
     positions: TensorDescriptor;
     out: TensorDescriptor;
   },
-  opts: AttentionHeads,
-): AttentionHeads & { batch: number; maxT: number } {
+  opts: AttentionDecodeBatchOptions,
+): AttentionHeads & { batch: number; maxT: number; rope?: { theta: number; style: 0 | 1 } } {
   const names = ["q", "kNew", "vNew", "kCache", "vCache", "positions", "out"] as const;
   const t = Object.fromEntries(names.map((name) => [name, tensor(args[name], name)])) as Record<
     (typeof names)[number],
@@ -470,7 +493,15 @@ export function validateAttentionDecodeBatchArgs(
   }
   for (const name of names) elementAligned(t[name], name, name === "positions" ? 4 : 2);
   sameDevice(names.map((name) => [t[name], name]));
-  return { ...h, batch, maxT };
+  const rope = (opts as { rope?: unknown }).rope;
+  if (rope === undefined) return { ...h, batch, maxT };
+  if (rope === null || typeof rope !== "object") {
+    throw new TypeError(`opts.rope: expected { style, theta? } or undefined, got ${String(rope)}`);
+  }
+  if (h.headDim % 2 !== 0) {
+    throw new RangeError(`opts.headDim: expected an even number with opts.rope, got ${h.headDim}`);
+  }
+  return { ...h, batch, maxT, rope: ropeParams(rope, "opts.rope") };
 }
 
 /** logSoftmax(logits, out): logits f16 or f32 (rows, vocab), out f32 (rows, vocab). */

@@ -6,6 +6,7 @@
 // asynchronous on opts.stream (the default stream otherwise).
 import { type NativeAddon, type NativeBuffer, type NativeStream, requireNative } from "./native.js";
 import {
+  type AttentionDecodeBatchOptions,
   type AttentionDecodeOptions,
   type AttentionHeads,
   type RopeOptions,
@@ -24,8 +25,10 @@ import { nativeStream, type Stream } from "./stream.js";
 import { type DeviceTensor, nativeTensor } from "./tensor.js";
 
 export type {
+  AttentionDecodeBatchOptions,
   AttentionDecodeOptions,
   AttentionHeads,
+  AttentionRopeOptions,
   RopeOptions,
   RopeStyle,
 } from "./ops-validate.js";
@@ -140,6 +143,30 @@ interface NativeOps {
     heads: number,
     kvHeads: number,
     headDim: number,
+    s: S,
+  ): void;
+  opsAttentionDecodeBatchRope(
+    q: Buf,
+    qo: number,
+    kNew: Buf,
+    kno: number,
+    vNew: Buf,
+    vno: number,
+    kCache: Buf,
+    ko: number,
+    vCache: Buf,
+    vo: number,
+    positions: Buf,
+    po: number,
+    out: Buf,
+    oo: number,
+    batch: number,
+    maxT: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    theta: number,
+    style: number,
     s: S,
   ): void;
   opsCacheAppendKvBatch(
@@ -493,6 +520,13 @@ export function attentionDecode(
  * kvHeads[, ]headDim). Positions are read on the device: one outside
  * 0..maxT-1 writes nothing to the caches and gives NaN outputs for that
  * sequence.
+ *
+ * Without opts.rope q and kNew are taken as rotated already (two launches:
+ * cache append, attention). With opts.rope ({ style, theta? }, as ops.rope
+ * takes them, headDim even) they are taken unrotated and the op rotates them
+ * itself, appends and attends in one launch: outputs and caches are bit for
+ * bit those of ops.rope(q), ops.rope(kNew), then this op without rope. q and
+ * kNew are read, not written (they stay unrotated).
  */
 export function attentionDecodeBatch(
   q: DeviceTensor,
@@ -502,7 +536,7 @@ export function attentionDecodeBatch(
   vCache: DeviceTensor,
   positions: DeviceTensor,
   out: DeviceTensor,
-  opts: AttentionHeads & StreamOption,
+  opts: AttentionDecodeBatchOptions & StreamOption,
 ): void {
   const qo = operand(q, "q");
   const kn = operand(kNew, "kNew");
@@ -517,6 +551,33 @@ export function attentionDecodeBatch(
   checkNoOverlap(o, [qo, kn, vn, kc, vc, po]);
   const stream = streamOf(opts);
   const native = opsAddon();
+  if (p.rope !== undefined) {
+    native.opsAttentionDecodeBatchRope(
+      qo.buffer,
+      qo.byteOffset,
+      kn.buffer,
+      kn.byteOffset,
+      vn.buffer,
+      vn.byteOffset,
+      kc.buffer,
+      kc.byteOffset,
+      vc.buffer,
+      vc.byteOffset,
+      po.buffer,
+      po.byteOffset,
+      o.buffer,
+      o.byteOffset,
+      p.batch,
+      p.maxT,
+      p.heads,
+      p.kvHeads,
+      p.headDim,
+      p.rope.theta,
+      p.rope.style,
+      stream,
+    );
+    return;
+  }
   const dims = [p.batch, p.maxT, p.kvHeads, p.headDim] as const;
   // Keys and values into the caches in one launch, then attention over them.
   native.opsCacheAppendKvBatch(

@@ -581,6 +581,55 @@ describe("validateAttentionDecodeBatchArgs", () => {
       /^positions/,
     );
   });
+
+  it("accepts rope options (theta defaults to 10000) and passes the style as the kernels take it", () => {
+    expect(validateAttentionDecodeBatchArgs(ok(), { ...heads, rope: { style: "half" } })).toEqual({
+      ...heads,
+      batch: 3,
+      maxT: 50,
+      rope: { theta: 10000, style: 1 },
+    });
+    expect(
+      validateAttentionDecodeBatchArgs(ok(), { ...heads, rope: { style: "interleaved", theta: 500000 } }),
+    ).toEqual({ ...heads, batch: 3, maxT: 50, rope: { theta: 500000, style: 0 } });
+    expect(validateAttentionDecodeBatchArgs(ok(), { ...heads, rope: undefined })).not.toHaveProperty("rope");
+  });
+
+  it("names the bad rope option", () => {
+    type Rope = { style: "half"; theta?: number };
+    const withRope = (rope: unknown, h = heads) =>
+      validateAttentionDecodeBatchArgs(ok(), { ...h, rope: rope as Rope });
+    expectError(() => withRope({}), TypeError, /^opts.rope.style: .*"interleaved" or "half"/);
+    expectError(() => withRope({ style: "neox" }), TypeError, /^opts.rope.style/);
+    expectError(() => withRope({ style: "half", theta: 1 }), RangeError, /^opts.rope.theta/);
+    expectError(() => withRope({ style: "half", theta: -10000 }), RangeError, /^opts.rope.theta/);
+    expectError(() => withRope({ style: "half", theta: Number.NaN }), RangeError, /^opts.rope.theta/);
+    expectError(
+      () => withRope({ style: "half", theta: Number.POSITIVE_INFINITY }),
+      RangeError,
+      /^opts.rope.theta/,
+    );
+    expectError(() => withRope({ style: "half", theta: "1e4" }), TypeError, /^opts.rope.theta/);
+    expectError(() => withRope(null), TypeError, /^opts.rope: /);
+    expectError(() => withRope("half"), TypeError, /^opts.rope: /);
+    // RoPE pairs need an even head dimension; without rope an odd one is fine.
+    const odd = { heads: 4, kvHeads: 2, headDim: 15 };
+    const oddArgs = {
+      ...ok(),
+      q: d("f16", [3, 60]),
+      kNew: d("f16", [3, 30]),
+      vNew: d("f16", [3, 30]),
+      kCache: d("f16", [3, 50, 30]),
+      vCache: d("f16", [3, 50, 2, 15]),
+      out: d("f16", [3, 60]),
+    };
+    expect(validateAttentionDecodeBatchArgs(oddArgs, odd)).toEqual({ ...odd, batch: 3, maxT: 50 });
+    expectError(
+      () => validateAttentionDecodeBatchArgs(oddArgs, { ...odd, rope: { style: "half" } }),
+      RangeError,
+      /^opts.headDim: expected an even number with opts.rope, got 15/,
+    );
+  });
 });
 
 describe("validateLogSoftmaxArgs and validateNllArgs", () => {
@@ -693,6 +742,20 @@ describe("ops.* through the public API (host-memory addon without ops)", () => {
       RangeError,
       /^kCache: must not share memory with/,
     );
+    // The fused decode validates its rope options before it needs the ops.
+    const kc = DeviceTensor.zeros("f16", [1, 8, 16]);
+    const vc = DeviceTensor.zeros("f16", [1, 8, 16]);
+    const pos = DeviceTensor.zeros("i32", [1]);
+    const decode = (rope: unknown) =>
+      ops.attentionDecodeBatch(q, q, q, kc, vc, pos, DeviceTensor.zeros("f16", [1, 16]), {
+        heads: 1,
+        kvHeads: 1,
+        headDim: 16,
+        rope: rope as { style: "half" },
+      });
+    expectError(() => decode({ style: "rotate" }), TypeError, /^opts.rope.style/);
+    expectError(() => decode({ style: "half", theta: 0 }), RangeError, /^opts.rope.theta/);
+    expectError(() => decode({ style: "half" }), Error, /no model ops: rebuild/);
     b.dispose();
     expectError(() => ops.add(a, b, out), DisposedError, /^b/);
     expectError(() => ops.rope(a, b, { headDim: 8, style: "half" }), DisposedError, /^positions/);

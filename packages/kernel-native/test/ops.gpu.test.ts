@@ -110,6 +110,34 @@ function uploadHalf(bits: Uint16Array, shape: number[]): DeviceTensor {
   return DeviceTensor.fromArray(bits, shape, "f16");
 }
 
+/** fp64 RoPE of rows (tokens, heads, headDim), token t at positions[t]; a new array. */
+function ropeRef(
+  x: Float64Array,
+  positions: Int32Array,
+  heads: number,
+  headDim: number,
+  theta: number,
+  style: RopeStyle,
+): Float64Array {
+  const ref = new Float64Array(x);
+  const half = headDim / 2;
+  for (let t = 0; t < positions.length; t++) {
+    for (let h = 0; h < heads; h++) {
+      const base = (t * heads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        const angle = positions[t] * theta ** ((-2 * i) / headDim);
+        const a = base + (style === "interleaved" ? 2 * i : i);
+        const b = base + (style === "interleaved" ? 2 * i + 1 : i + half);
+        const x0 = x[a];
+        const x1 = x[b];
+        ref[a] = x0 * Math.cos(angle) - x1 * Math.sin(angle);
+        ref[b] = x0 * Math.sin(angle) + x1 * Math.cos(angle);
+      }
+    }
+  }
+  return ref;
+}
+
 describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
   it("embedding gathers rows exactly and gives NaN rows for ids out of range", () => {
     const vocab = 1000;
@@ -229,22 +257,7 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
         const x = randomHalf(tokens * heads * headDim, 2);
         const positions = Int32Array.from({ length: tokens }, () => randomInt(0, 4095));
         positions[0] = 0;
-        const ref = new Float64Array(x.values);
-        const half = headDim / 2;
-        for (let t = 0; t < tokens; t++) {
-          for (let h = 0; h < heads; h++) {
-            const base = (t * heads + h) * headDim;
-            for (let i = 0; i < half; i++) {
-              const angle = positions[t] * theta ** ((-2 * i) / headDim);
-              const a = base + (style === "interleaved" ? 2 * i : i);
-              const b = base + (style === "interleaved" ? 2 * i + 1 : i + half);
-              const x0 = x.values[a];
-              const x1 = x.values[b];
-              ref[a] = x0 * Math.cos(angle) - x1 * Math.sin(angle);
-              ref[b] = x0 * Math.sin(angle) + x1 * Math.cos(angle);
-            }
-          }
-        }
+        const ref = ropeRef(x.values, positions, heads, headDim, theta, style);
         const shape = layout === "3-D" ? [tokens, heads, headDim] : [tokens, heads * headDim];
         const xt = uploadHalf(x.bits, shape);
         const pt = DeviceTensor.fromArray(positions, [tokens]);
@@ -505,6 +518,111 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     out.dispose();
   });
 
+  for (const style of ["interleaved", "half"] as const satisfies readonly RopeStyle[]) {
+    for (const batch of [1, 3]) {
+      for (const [heads, kvHeads, d] of [
+        [4, 4, 64],
+        [8, 2, 128],
+        [2, 1, 256],
+      ] as const) {
+        it(`attentionDecodeBatch with rope (${style}, batch ${batch}, heads ${heads}, kvHeads ${kvHeads}, head_dim ${d}) equals rope, rope, attentionDecodeBatch bit for bit`, () => {
+          const maxT = 40;
+          const theta = style === "interleaved" ? 10000 : 500000;
+          // Batch 3: a position in the cache, the last row, and one outside (NaN rows, cache untouched).
+          const positions =
+            batch === 1
+              ? Int32Array.of(kvHeads === heads ? randomInt(1, maxT - 1) : 0)
+              : Int32Array.of(randomInt(0, maxT - 2), maxT - 1, style === "interleaved" ? maxT : -1);
+          const row = kvHeads * d;
+          const kHist = randomHalf(batch * maxT * row, 1);
+          const vHist = randomHalf(batch * maxT * row);
+          const q = randomHalf(batch * heads * d, 1);
+          const kNew = randomHalf(batch * row, 1);
+          const vNew = randomHalf(batch * row);
+          const pt = DeviceTensor.fromArray(positions, [batch]);
+          const headOpts = { heads, kvHeads, headDim: d };
+
+          // Separate: rope on q and on kNew in place, then the two-launch decode.
+          const qs = uploadHalf(q.bits, [batch, heads * d]);
+          const ks = uploadHalf(kNew.bits, [batch, kvHeads, d]);
+          const vs = uploadHalf(vNew.bits, [batch, row]);
+          const kCacheS = uploadHalf(kHist.bits, [batch, maxT, kvHeads, d]);
+          const vCacheS = uploadHalf(vHist.bits, [batch, maxT, row]);
+          const outS = DeviceTensor.empty("f16", [batch, heads, d]);
+          ops.rope(qs, pt, { headDim: d, theta, style });
+          ops.rope(ks, pt, { headDim: d, theta, style });
+          ops.attentionDecodeBatch(qs, ks, vs, kCacheS, vCacheS, pt, outS, headOpts);
+
+          // Fused: unrotated q and kNew, guarded caches and output.
+          const qf = uploadHalf(q.bits, [batch, heads, d]);
+          const kf = uploadHalf(kNew.bits, [batch, row]);
+          const vf = uploadHalf(vNew.bits, [batch, kvHeads, d]);
+          const kCacheF = new Guarded("f16", [batch, maxT, row]);
+          const vCacheF = new Guarded("f16", [batch, maxT, kvHeads, d]);
+          kCacheF.tensor.upload(kHist.bits);
+          vCacheF.tensor.upload(vHist.bits);
+          const outF = new Guarded("f16", [batch, heads * d]);
+          ops.attentionDecodeBatch(qf, kf, vf, kCacheF.tensor, vCacheF.tensor, pt, outF.tensor, {
+            ...headOpts,
+            rope: { theta, style },
+          });
+
+          const bits = (x: Float64Array) => Array.from(x, (v) => toF16Bits(v));
+          const got = outF.read("fused out");
+          const kcF = kCacheF.read("fused kCache");
+          const vcF = vCacheF.read("fused vCache");
+          expect(bits(got), "outputs").toEqual(Array.from(outS.download() as Uint16Array));
+          expect(bits(kcF), "kCache").toEqual(Array.from(kCacheS.download() as Uint16Array));
+          expect(bits(vcF), "vCache").toEqual(Array.from(vCacheS.download() as Uint16Array));
+          // q and kNew are only read.
+          expect(Array.from(qf.download() as Uint16Array), "q").toEqual(Array.from(q.bits));
+          expect(Array.from(kf.download() as Uint16Array), "kNew").toEqual(Array.from(kNew.bits));
+
+          // Independently of ops.rope: fp64 rotation and attention per sequence.
+          const qRot = ropeRef(q.values, positions, heads, d, theta, style);
+          const kRot = ropeRef(kNew.values, positions, kvHeads, d, theta, style);
+          for (let b = 0; b < batch; b++) {
+            const p = positions[b];
+            const outB = got.subarray(b * heads * d, (b + 1) * heads * d);
+            const seq = [b * maxT * row, (b + 1) * maxT * row] as const;
+            if (p < 0 || p >= maxT) {
+              expect(outB.every(Number.isNaN), `sequence ${b} (position ${p}) gives NaN`).toBe(true);
+              expect(Array.from(kcF.subarray(...seq)), `kCache ${b} untouched`).toEqual(
+                Array.from(kHist.values.subarray(...seq)),
+              );
+              expect(Array.from(vcF.subarray(...seq)), `vCache ${b} untouched`).toEqual(
+                Array.from(vHist.values.subarray(...seq)),
+              );
+              continue;
+            }
+            const kRow = kRot.subarray(b * row, (b + 1) * row);
+            expectClose(kcF.subarray(seq[0] + p * row, seq[0] + (p + 1) * row), kRow, `rotated key ${b}`);
+            const kExp = kHist.values.slice(...seq);
+            const vExp = vHist.values.slice(...seq);
+            kExp.set(kcF.subarray(seq[0] + p * row, seq[0] + (p + 1) * row), p * row);
+            vExp.set(vNew.values.subarray(b * row, (b + 1) * row), p * row);
+            expect(Array.from(vcF.subarray(...seq)), `vCache ${b}`).toEqual(Array.from(vExp));
+            // Other rows of the cache are untouched.
+            expect(Array.from(kcF.subarray(...seq)), `kCache ${b}`).toEqual(Array.from(kExp));
+            const ref = attentionRef(
+              qRot.subarray(b * heads * d, (b + 1) * heads * d),
+              kExp,
+              vExp,
+              1,
+              p,
+              heads,
+              kvHeads,
+              d,
+            );
+            expectClose(outB, ref, `fused decode sequence ${b} at position ${p}`);
+          }
+          for (const t of [pt, qs, ks, vs, kCacheS, vCacheS, outS, qf, kf, vf]) t.dispose();
+          for (const g of [kCacheF, vCacheF, outF]) g.dispose();
+        });
+      }
+    }
+  }
+
   /** fp64 log-sum-exp of each row. */
   function logSumExp(logits: Float64Array, rows: number, vocab: number): Float64Array {
     const out = new Float64Array(rows);
@@ -560,7 +678,29 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     const positions = DeviceTensor.zeros("i32", [3]);
     expect(() => ops.rope(a, positions, { headDim: 8, style: "half" })).toThrow(RangeError);
     expect(() => ops.add(a, a.view([2, 8]), a)).toThrow(RangeError);
+    // The fused decode: an odd headDim with rope, an unknown style.
+    const pos = DeviceTensor.zeros("i32", [1]);
+    const decode = (d: number, rope: unknown) => {
+      const [q, kv, out] = [2 * d, d, 2 * d].map((w) => DeviceTensor.zeros("f16", [1, w]));
+      const [kc, vc] = [0, 1].map(() => DeviceTensor.zeros("f16", [1, 4, d]));
+      try {
+        ops.attentionDecodeBatch(q, kv, kv, kc, vc, pos, out, {
+          heads: 2,
+          kvHeads: 1,
+          headDim: d,
+          rope: rope as { style: RopeStyle },
+        });
+      } finally {
+        for (const t of [q, kv, out, kc, vc]) t.dispose();
+      }
+    };
+    expect(() => decode(3, { style: "half" })).toThrow(
+      /^opts.headDim: expected an even number with opts.rope/,
+    );
+    expect(() => decode(4, { style: "neox" })).toThrow(TypeError);
+    expect(() => decode(4, { style: "half", theta: 0.5 })).toThrow(/^opts.rope.theta/);
     synchronize();
+    pos.dispose();
     a.dispose();
     positions.dispose();
   });

@@ -149,6 +149,16 @@ interface BlockTensors {
   qk?: DeviceTensor;
 }
 
+/** Block l's attention, from t.q/t.k/t.v into t.att. */
+interface AttentionStep {
+  run(l: number): void;
+  /**
+   * run() rotates q and k itself (RoPE fused into the batched decode kernel: one launch instead of
+   * three per block), so the block launches no RoPE of its own and q/k reach run() unrotated.
+   */
+  rotatesQk: boolean;
+}
+
 /** Views of the workspace for one batch size: whole buffers, plus per-sequence rows for attention. */
 interface BatchViews extends BlockTensors {
   logits: DeviceTensor;
@@ -410,15 +420,15 @@ export class CudaLlamaRuntime implements LlamaRuntime {
 
   /**
    * One decoder block on `rows` rows of the views in `t`; `attention` runs attention from t.q/t.k/t.v
-   * (after RoPE) into t.att. Fused projections write [q | k | v] and [gate | up] rows into t.qkv and
-   * t.gateUp; for one row those are the q/k/v (gate/up) tensors themselves, else they are split with one
-   * strided copy each.
+   * (after RoPE, which the block applies first unless attention.rotatesQk) into t.att. Fused projections
+   * write [q | k | v] and [gate | up] rows into t.qkv and t.gateUp; for one row those are the q/k/v
+   * (gate/up) tensors themselves, else they are split with one strided copy each.
    */
   #block(
     l: number,
     rows: number,
     t: BlockTensors,
-    attention: () => void,
+    attention: AttentionStep,
     normNext: DeviceTensor | undefined,
   ): void {
     const c = this.model.config;
@@ -441,14 +451,16 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["self_attn.k_proj"].forward(t.h, { out: t.k });
       lin["self_attn.v_proj"].forward(t.h, { out: t.v });
     }
-    if (t.qk !== undefined) {
+    if (attention.rotatesQk) {
+      // RoPE happens inside the attention launch.
+    } else if (t.qk !== undefined) {
       // One row: q and k are adjacent in the [q | k | v] buffer, so one launch rotates both.
       ops.rope(t.qk, t.positions, rope);
     } else {
       ops.rope(t.q, t.positions, rope);
       ops.rope(t.k, t.positions, rope);
     }
-    attention();
+    attention.run(l);
     lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
     ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
     if (fused.gateUp) {
@@ -472,7 +484,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   }
 
   /**
-   * Embedding, the first norm and every block for `rows` tokens; `attention(l)` runs block l's
+   * Embedding, the first norm and every block for `rows` tokens; `attention.run(l)` runs block l's
    * attention. With `finalNorm` the last block's residual add also applies the final norm into t.h.
    */
   #decoderBlocks(
@@ -480,14 +492,14 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     rows: number,
     t: BlockTensors,
     finalNorm: boolean,
-    attention: (l: number) => void,
+    attention: AttentionStep,
   ): void {
     const c = this.model.config;
     ops.embedding(this.#embedding, ids, t.x);
     ops.rmsnorm(t.x, this.#attnNorms[0], t.h, { eps: c.normEps });
     for (let l = 0; l < c.nLayers; l++) {
       const normNext = l + 1 < c.nLayers ? this.#attnNorms[l + 1] : finalNorm ? this.#finalNorm : undefined;
-      this.#block(l, rows, t, () => attention(l), normNext);
+      this.#block(l, rows, t, attention, normNext);
     }
   }
 
@@ -561,15 +573,18 @@ export class CudaLlamaRuntime implements LlamaRuntime {
 
     const eps = c.normEps;
     // With lastOnly the final norm runs on the last row only, after the blocks.
-    this.#decoderBlocks(idsView, rows, t, !lastOnly, (l) => {
-      if (cache) {
-        ops.attentionDecode(t.q, t.k, t.v, cache.keys[l], cache.values[l], t.att, {
-          ...heads,
-          position: pos0,
-        });
-      } else {
-        ops.attentionPrefill(t.q, t.k, t.v, t.att, heads);
-      }
+    this.#decoderBlocks(idsView, rows, t, !lastOnly, {
+      rotatesQk: false,
+      run: (l) => {
+        if (cache) {
+          ops.attentionDecode(t.q, t.k, t.v, cache.keys[l], cache.values[l], t.att, {
+            ...heads,
+            position: pos0,
+          });
+        } else {
+          ops.attentionPrefill(t.q, t.k, t.v, t.att, heads);
+        }
+      },
     });
     if (cache) cache.length = pos0 + rows;
     if (lastOnly) {
@@ -678,27 +693,38 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   #decodeStep(v: BatchViews, owned: CudaKvCache[] | CudaBatchKvCache): void {
     const c = this.model.config;
     const heads = { heads: c.nHeads, kvHeads: c.nKvHeads, headDim: headSize(c) };
-    this.#decoderBlocks(v.ids, v.ids.numel, v, true, (l) => {
-      if (owned instanceof CudaBatchKvCache) {
-        ops.attentionDecodeBatch(v.q, v.k, v.v, owned.keys[l], owned.values[l], v.positions, v.att, heads);
-      } else {
-        for (let b = 0; b < owned.length; b++) {
-          const cache = owned[b];
-          ops.attentionDecode(
-            v.qRows[b],
-            v.kRows[b],
-            v.vRows[b],
-            cache.keys[l],
-            cache.values[l],
-            v.attRows[b],
-            {
-              ...heads,
-              position: cache.length,
+    const attention: AttentionStep =
+      owned instanceof CudaBatchKvCache
+        ? {
+            // RoPE, the cache append and attention in one launch per block (same bits as separate).
+            rotatesQk: true,
+            run: (l) =>
+              ops.attentionDecodeBatch(v.q, v.k, v.v, owned.keys[l], owned.values[l], v.positions, v.att, {
+                ...heads,
+                rope: { theta: c.ropeTheta, style: c.ropeStyle },
+              }),
+          }
+        : {
+            rotatesQk: false,
+            run: (l) => {
+              for (let b = 0; b < owned.length; b++) {
+                const cache = owned[b];
+                ops.attentionDecode(
+                  v.qRows[b],
+                  v.kRows[b],
+                  v.vRows[b],
+                  cache.keys[l],
+                  cache.values[l],
+                  v.attRows[b],
+                  {
+                    ...heads,
+                    position: cache.length,
+                  },
+                );
+              }
             },
-          );
-        }
-      }
-    });
+          };
+    this.#decoderBlocks(v.ids, v.ids.numel, v, true, attention);
     this.model.classifier.forward(v.h, { out: v.logits });
   }
 

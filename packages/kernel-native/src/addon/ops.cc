@@ -238,6 +238,41 @@ Napi::Value AttentionDecodeBatch(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// attentionDecodeBatchRope(q, off, kNew, off, vNew, off, kCache, off, vCache, off, positions, off, out, off,
+//                          batch, maxT, heads, kvHeads, headDim, theta, style, stream): RoPE on q and kNew,
+// the cache appends and attention of a decoding step in one launch (q, kNew, vNew are only read).
+Napi::Value AttentionDecodeBatchRope(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t batch = ArgDim(info, 14, "batch"), maxT = ArgDim(info, 15, "maxT");
+  int64_t hq = ArgDim(info, 16, "heads"), hkv = ArgDim(info, 17, "kvHeads");
+  int64_t d = ArgDim(info, 18, "headDim", TRIRUN_OPS_MAX_HEAD_DIM);
+  double theta = ArgNumber(info, 19, "theta");
+  int64_t style = ArgInt(info, 20, "style");
+  if (hq % hkv != 0) ThrowRangeError(env, "kvHeads: must divide heads");
+  if (batch * hq > 2147483647) ThrowRangeError(env, "batch * heads: must be below 2^31");
+  if (d % 2 != 0) ThrowRangeError(env, "headDim: expected an even number, got " + std::to_string(d));
+  // The range of opsRope, so that the fused op accepts what rope + attention accept.
+  if (!(theta > 1) || theta > 1e30) ThrowRangeError(env, "theta: expected a finite number above 1");
+  if (style != 0 && style != 1) ThrowRangeError(env, "style: expected 0 (interleaved) or 1 (half)");
+  Operand q = ArgOperand(info, 0, "q", uint64_t(batch) * hq * d * 2, 2);
+  Operand kn = ArgOperand(info, 2, "kNew", uint64_t(batch) * hkv * d * 2, 2);
+  Operand vn = ArgOperand(info, 4, "vNew", uint64_t(batch) * hkv * d * 2, 2);
+  Operand kc = ArgOperand(info, 6, "kCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
+  Operand vc = ArgOperand(info, 8, "vCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
+  Operand positions = ArgOperand(info, 10, "positions", uint64_t(batch) * 4, 4);
+  Operand out = ArgOperand(info, 12, "out", uint64_t(batch) * hq * d * 2, 2);
+  int device = CommonDevice(env, {q, kn, vn, kc, vc, positions, out});
+  cudaStream_t stream = OpStream(info, 21, device);
+  CheckCuda(env,
+            trirun_op_attention_decode_batch_rope(
+                static_cast<const __half*>(q.ptr), static_cast<const __half*>(kn.ptr),
+                static_cast<const __half*>(vn.ptr), static_cast<__half*>(kc.ptr), static_cast<__half*>(vc.ptr),
+                static_cast<const int32_t*>(positions.ptr), static_cast<__half*>(out.ptr), int(batch), int(maxT),
+                int(hq), int(hkv), int(d), float(theta), int(style), stream),
+            "attentionDecodeBatchRope");
+  return env.Undefined();
+}
+
 // cacheAppendBatch(src, off, cache, off, positions, off, batch, maxT, kvHeads, headDim, stream)
 Napi::Value CacheAppendBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -324,6 +359,8 @@ void RegisterOpsFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("opsAttention", Napi::Function::New(env, Attention, "opsAttention"));
   exports.Set("opsCacheAppend", Napi::Function::New(env, CacheAppend, "opsCacheAppend"));
   exports.Set("opsAttentionDecodeBatch", Napi::Function::New(env, AttentionDecodeBatch, "opsAttentionDecodeBatch"));
+  exports.Set("opsAttentionDecodeBatchRope",
+              Napi::Function::New(env, AttentionDecodeBatchRope, "opsAttentionDecodeBatchRope"));
   exports.Set("opsCacheAppendBatch", Napi::Function::New(env, CacheAppendBatch, "opsCacheAppendBatch"));
   exports.Set("opsLogSoftmax", Napi::Function::New(env, LogSoftmax, "opsLogSoftmax"));
   exports.Set("opsNll", Napi::Function::New(env, Nll, "opsNll"));

@@ -190,6 +190,32 @@ __global__ void RmsNormVecKernel(uint4* x, const uint4* __restrict__ delta, cons
 
 bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
+// RoPE arithmetic shared by RopeKernel and the fused decode attention, so that both give the same
+// bits. cos/sin of pair i at position `pos`: the angle in fp64, as position * frequency reaches
+// thousands of radians, where fp32 would lose about 1e-4 rad of phase.
+__device__ __forceinline__ void RopeCosSin(int pos, int i, int head_dim, double log_theta, float* cf, float* sf) {
+  const double angle = pos * exp(-log_theta * (2.0 * i) / head_dim);
+  double s, c;
+  sincos(angle, &s, &c);
+  *cf = static_cast<float>(c);
+  *sf = static_cast<float>(s);
+}
+
+// Element indices of pair i: style 0 interleaved (2i, 2i+1), style 1 rotate-half (i, i + d/2).
+__device__ __forceinline__ void RopePair(int style, int i, int half_dim, int* a, int* b) {
+  *a = style == 0 ? 2 * i : i;
+  *b = style == 0 ? 2 * i + 1 : i + half_dim;
+}
+
+// Rotates one pair, each output rounded to fp16 once. The roundings are spelled out (__fmul_rn,
+// __fmaf_rn): plain `x0 * cf - x1 * sf` leaves ptxas free to contract either product, possibly
+// differently in different kernels.
+__device__ __forceinline__ void RopeRotate(__half x0h, __half x1h, float cf, float sf, __half* y0, __half* y1) {
+  const float x0 = __half2float(x0h), x1 = __half2float(x1h);
+  *y0 = __float2half(__fmaf_rn(x0, cf, -__fmul_rn(x1, sf)));
+  *y1 = __float2half(__fmaf_rn(x0, sf, __fmul_rn(x1, cf)));
+}
+
 __global__ void RopeKernel(__half* x, const int32_t* positions, int tokens, int heads, int head_dim, double log_theta,
                            int style) {
   const int half_dim = head_dim / 2;
@@ -199,18 +225,12 @@ __global__ void RopeKernel(__half* x, const int32_t* positions, int tokens, int 
     const int i = static_cast<int>(idx % half_dim);
     const int64_t row = idx / half_dim;  // token * heads + head
     const int token = static_cast<int>(row / heads);
-    // The angle in fp64: position * frequency reaches thousands of radians,
-    // where fp32 would lose about 1e-4 rad of phase.
-    const double angle = positions[token] * exp(-log_theta * (2.0 * i) / head_dim);
-    double s, c;
-    sincos(angle, &s, &c);
+    float cf, sf;
+    RopeCosSin(positions[token], i, head_dim, log_theta, &cf, &sf);
     __half* h = x + row * head_dim;
-    const int a = style == 0 ? 2 * i : i;
-    const int b = style == 0 ? 2 * i + 1 : i + half_dim;
-    const float x0 = __half2float(h[a]), x1 = __half2float(h[b]);
-    const float cf = static_cast<float>(c), sf = static_cast<float>(s);
-    h[a] = __float2half(x0 * cf - x1 * sf);
-    h[b] = __float2half(x0 * sf + x1 * cf);
+    int a, b;
+    RopePair(style, i, half_dim, &a, &b);
+    RopeRotate(h[a], h[b], cf, sf, &h[a], &h[b]);
   }
 }
 
@@ -229,64 +249,92 @@ __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t
   }
 }
 
-// One block per (query row, query head). Each warp walks every kAttnWarps-th
-// key with an online softmax (running max m, sum l, and the weighted sum of
-// values in per-lane accumulators: lane holds dims lane, lane+32, ...), so no
-// score buffer is needed and any context length works. The warps' partial
-// results are then merged through shared memory.
-//
-// Batched form: blocks of sequence b use q/out rows b*nq.., the k/v rows of
-// sequence b (kv_rows each), and start = starts[b] read on the device; a start
-// that does not fit gives NaN rows instead of reading outside the cache.
-__global__ void AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start,
-                                const int32_t* starts, int nq, int kv_rows, int hq, int hkv, int head_dim) {
-  __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
-  __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
-  __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
-  const int head = blockIdx.x % hq;
-  const int seq_row = blockIdx.x / hq;  // b * nq + row
-  const int seq = seq_row / nq;
-  const int row = seq_row % nq;
-  const int kv_head = head / (hq / hkv);
-  if (starts != nullptr) start = starts[seq];
-  const int last = start + row;  // causal: keys 0..last
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const float scale = rsqrtf(static_cast<float>(head_dim));
-  const __half* qrow = q + (static_cast<int64_t>(seq_row) * hq + head) * head_dim;
-  __half* orow = out + (static_cast<int64_t>(seq_row) * hq + head) * head_dim;
-  if (start < 0 || last >= kv_rows) {
-    for (int j = threadIdx.x; j < head_dim; j += blockDim.x) orow[j] = __float2half(NAN);
-    return;
+// One key of a warp's online softmax, from the key's and the value's elements
+// already in registers (lane holds dims lane, lane + 32, ...): the score q.k,
+// the new running max m and sum l, the accumulators rescaled and the weighted
+// value added. All attention paths (prefill, decode, batched decode with RoPE)
+// fold every key through here, so they round alike.
+template <int CH>
+__device__ __forceinline__ void AttendKeyRegs(const float* qs, const __half (&kr)[CH], const __half (&vr)[CH],
+                                              int head_dim, int lane, float& m, float& l,
+                                              float (&acc)[kMaxDimChunks]) {
+  float dot = 0.0f;
+#pragma unroll
+  for (int c = 0; c < CH; c++) {
+    const int j = lane + 32 * c;
+    if (j < head_dim) dot += qs[j] * __half2float(kr[c]);
   }
-  const int64_t kv_seq = static_cast<int64_t>(seq) * kv_rows * hkv * head_dim;
-  k += kv_seq;
-  v += kv_seq;
-  for (int j = threadIdx.x; j < head_dim; j += blockDim.x) qs[j] = __half2float(qrow[j]) * scale;
-  __syncthreads();
+  const float score = WarpSum(dot);
+  const float m_new = fmaxf(m, score);
+  const float correction = __expf(m - m_new);  // 0 on the first key (m = -inf)
+  const float p = __expf(score - m_new);
+  l = l * correction + p;
+#pragma unroll
+  for (int c = 0; c < CH; c++) {
+    const int j = lane + 32 * c;
+    if (j < head_dim) acc[c] = acc[c] * correction + p * __half2float(vr[c]);
+  }
+  m = m_new;
+}
 
-  const int chunks = (head_dim + 31) / 32;
-  float acc[kMaxDimChunks];
+// Keys per batch of loads: a warp issues the loads of kKeyBatch<CH> keys at
+// once and then folds them in order. Folding is a chain of shuffles and
+// exponentials; with each key's loads inside that chain (the first version),
+// every key cost a memory round trip, and a decoding step has only a few keys
+// per warp, so the kernel was mostly those round trips (~7 us of a 7B block's
+// ~70 us in a graphed step).
+template <int CH>
+constexpr int kKeyBatch = CH <= 4 ? 8 : 4;
+
+// Loads keys s = first, first + kAttnWarps, ... (kKeyBatch of them, those < end)
+// of k and v (row s at s * stride) into registers.
+template <int CH>
+__device__ __forceinline__ void LoadKeys(const __half* k, const __half* v, int64_t stride, int first, int end,
+                                         int head_dim, int lane, __half (&kr)[kKeyBatch<CH>][CH],
+                                         __half (&vr)[kKeyBatch<CH>][CH]) {
 #pragma unroll
-  for (int c = 0; c < kMaxDimChunks; c++) acc[c] = 0.0f;
-  float m = -INFINITY, l = 0.0f;
-  const int64_t kv_stride = static_cast<int64_t>(hkv) * head_dim;
-  for (int s = warp; s <= last; s += kAttnWarps) {
-    const __half* krow = k + s * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
-    const __half* vrow = v + s * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
-    float dot = 0.0f;
-    for (int j = lane; j < head_dim; j += 32) dot += qs[j] * __half2float(krow[j]);
-    const float score = WarpSum(dot);
-    const float m_new = fmaxf(m, score);
-    const float correction = __expf(m - m_new);  // 0 on the first key (m = -inf)
-    const float p = __expf(score - m_new);
-    l = l * correction + p;
+  for (int p = 0; p < kKeyBatch<CH>; p++) {
+    const int s = first + p * kAttnWarps;
 #pragma unroll
-    for (int c = 0; c < kMaxDimChunks; c++) {
+    for (int c = 0; c < CH; c++) {
       const int j = lane + 32 * c;
-      if (c < chunks && j < head_dim) acc[c] = acc[c] * correction + p * __half2float(vrow[j]);
+      const bool in = s < end && j < head_dim;
+      kr[p][c] = in ? k[s * stride + j] : __float2half(0.0f);
+      vr[p][c] = in ? v[s * stride + j] : __float2half(0.0f);
     }
-    m = m_new;
   }
+}
+
+template <int CH>
+__device__ __forceinline__ void FoldKeys(const float* qs, const __half (&kr)[kKeyBatch<CH>][CH],
+                                         const __half (&vr)[kKeyBatch<CH>][CH], int first, int end, int head_dim,
+                                         int lane, float& m, float& l, float (&acc)[kMaxDimChunks]) {
+#pragma unroll
+  for (int p = 0; p < kKeyBatch<CH>; p++) {
+    if (first + p * kAttnWarps < end) AttendKeyRegs<CH>(qs, kr[p], vr[p], head_dim, lane, m, l, acc);
+  }
+}
+
+// A warp's keys first, first + kAttnWarps, ... < end, in that order; the first
+// batch is already in kr/vr (its loads were issued before q was ready).
+template <int CH>
+__device__ __forceinline__ void AttendKeys(const float* qs, const __half* k, const __half* v, int64_t stride,
+                                           int first, int end, int head_dim, int lane, __half (&kr)[kKeyBatch<CH>][CH],
+                                           __half (&vr)[kKeyBatch<CH>][CH], float& m, float& l,
+                                           float (&acc)[kMaxDimChunks]) {
+  constexpr int kStep = kKeyBatch<CH> * kAttnWarps;
+  FoldKeys<CH>(qs, kr, vr, first, end, head_dim, lane, m, l, acc);
+  for (int s0 = first + kStep; s0 < end; s0 += kStep) {
+    LoadKeys<CH>(k, v, stride, s0, end, head_dim, lane, kr, vr);
+    FoldKeys<CH>(qs, kr, vr, s0, end, head_dim, lane, m, l, acc);
+  }
+}
+
+// Merges the warps' partial results through shared memory and writes the
+// output row; every thread of the block takes part.
+__device__ __forceinline__ void MergeWarps(float m, float l, const float (&acc)[kMaxDimChunks], int head_dim,
+                                           int lane, int warp, int chunks, float* warp_m, float* warp_l,
+                                           float (*warp_acc)[TRIRUN_OPS_MAX_HEAD_DIM], __half* orow) {
   if (lane == 0) {
     warp_m[warp] = m;
     warp_l[warp] = l;
@@ -308,6 +356,147 @@ __global__ void AttentionKernel(const __half* q, const __half* k, const __half* 
     for (int w = 0; w < kAttnWarps; w++) sum += warp_acc[w][j] * __expf(warp_m[w] - m_all);
     orow[j] = __float2half(sum / l_all);
   }
+}
+
+// One block per (query row, query head). Each warp walks every kAttnWarps-th
+// key with an online softmax (running max m, sum l, and the weighted sum of
+// values in per-lane accumulators: lane holds dims lane, lane+32, ...), so no
+// score buffer is needed and any context length works. The warps' partial
+// results are then merged through shared memory.
+//
+// Batched form: blocks of sequence b use q/out rows b*nq.., the k/v rows of
+// sequence b (kv_rows each), and start = starts[b] read on the device; a start
+// that does not fit gives NaN rows instead of reading outside the cache.
+template <int CH>
+__global__ void AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start,
+                                const int32_t* starts, int nq, int kv_rows, int hq, int hkv, int head_dim) {
+  __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
+  __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
+  __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
+  const int head = blockIdx.x % hq;
+  const int seq_row = blockIdx.x / hq;  // b * nq + row
+  const int seq = seq_row / nq;
+  const int row = seq_row % nq;
+  const int kv_head = head / (hq / hkv);
+  if (starts != nullptr) start = starts[seq];
+  const int last = start + row;  // causal: keys 0..last
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float scale = rsqrtf(static_cast<float>(head_dim));
+  const __half* qrow = q + (static_cast<int64_t>(seq_row) * hq + head) * head_dim;
+  __half* orow = out + (static_cast<int64_t>(seq_row) * hq + head) * head_dim;
+  if (start < 0 || last >= kv_rows) {
+    for (int j = threadIdx.x; j < head_dim; j += blockDim.x) orow[j] = __float2half(NAN);
+    return;
+  }
+  const int64_t kv_stride = static_cast<int64_t>(hkv) * head_dim;
+  const int64_t kv_col = static_cast<int64_t>(seq) * kv_rows * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
+  k += kv_col;
+  v += kv_col;
+  // The warp's first keys are requested before q is in shared memory.
+  __half kr[kKeyBatch<CH>][CH], vr[kKeyBatch<CH>][CH];
+  LoadKeys<CH>(k, v, kv_stride, warp, last + 1, head_dim, lane, kr, vr);
+  for (int j = threadIdx.x; j < head_dim; j += blockDim.x) qs[j] = __half2float(qrow[j]) * scale;
+  __syncthreads();
+
+  const int chunks = (head_dim + 31) / 32;
+  float acc[kMaxDimChunks];
+#pragma unroll
+  for (int c = 0; c < kMaxDimChunks; c++) acc[c] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  AttendKeys<CH>(qs, k, v, kv_stride, warp, last + 1, head_dim, lane, kr, vr, m, l, acc);
+  MergeWarps(m, l, acc, head_dim, lane, warp, chunks, warp_m, warp_l, warp_acc, orow);
+}
+
+// Batched decoding with RoPE fused in: in one launch what RopeKernel on q and
+// on k_new, CacheAppendKvBatchKernel and the batched AttentionKernel give
+// (inside a graphed decoding step each launch costs a few microseconds).
+// One block per (sequence, query head), as AttentionKernel. The block rotates
+// its own q head and the new key of its kv head (the same RopeCosSin and
+// RopeRotate as RopeKernel) and keeps that key and the new value in shared
+// memory for key position start = starts[seq]; keys 0..start-1 come from the
+// caches (written by earlier steps). Only the first query head of each kv
+// group writes the new rows into the caches, and no block reads cache row
+// start, so no block depends on another's writes within the launch. q, k_new
+// and v_new are only read. A start outside the cache gives NaN rows and
+// writes nothing.
+template <int CH>
+__global__ void AttentionDecodeRopeKernel(const __half* q, const __half* k_new, const __half* v_new,
+                                          __half* k_cache, __half* v_cache, const int32_t* starts, __half* out,
+                                          int max_t, int hq, int hkv, int head_dim, double log_theta, int style) {
+  __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
+  __shared__ __half k_row[TRIRUN_OPS_MAX_HEAD_DIM], v_row[TRIRUN_OPS_MAX_HEAD_DIM];
+  __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
+  __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
+  const int head = blockIdx.x % hq;
+  const int seq = blockIdx.x / hq;
+  const int group = hq / hkv;
+  const int kv_head = head / group;
+  const int start = starts[seq];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float scale = rsqrtf(static_cast<float>(head_dim));
+  const __half* qrow = q + (static_cast<int64_t>(seq) * hq + head) * head_dim;
+  __half* orow = out + (static_cast<int64_t>(seq) * hq + head) * head_dim;
+  if (start < 0 || start >= max_t) {
+    for (int j = threadIdx.x; j < head_dim; j += blockDim.x) orow[j] = __float2half(NAN);
+    return;
+  }
+  const int64_t new_row = (static_cast<int64_t>(seq) * hkv + kv_head) * head_dim;
+  const int64_t kv_stride = static_cast<int64_t>(hkv) * head_dim;
+  // This kv head's column of sequence seq's caches: row s at s * kv_stride.
+  const int64_t kv_base = static_cast<int64_t>(seq) * max_t * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
+  const bool writer = head % group == 0;
+  __half* k_dst = k_cache + kv_base + start * kv_stride;
+  __half* v_dst = v_cache + kv_base + start * kv_stride;
+  // The warp's first cached keys are requested before the rotation (fp64 angles).
+  const __half* k_hist = k_cache + kv_base;
+  const __half* v_hist = v_cache + kv_base;
+  __half kr[kKeyBatch<CH>][CH], vr[kKeyBatch<CH>][CH];
+  LoadKeys<CH>(k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr);
+  const int half_dim = head_dim / 2;
+  for (int i = threadIdx.x; i < half_dim; i += blockDim.x) {
+    // One angle for the q pair and the k pair (same position and frequency).
+    float cf, sf;
+    RopeCosSin(start, i, head_dim, log_theta, &cf, &sf);
+    int a, b;
+    RopePair(style, i, half_dim, &a, &b);
+    __half qa, qb, ka, kb;
+    RopeRotate(qrow[a], qrow[b], cf, sf, &qa, &qb);
+    qs[a] = __half2float(qa) * scale;
+    qs[b] = __half2float(qb) * scale;
+    RopeRotate(k_new[new_row + a], k_new[new_row + b], cf, sf, &ka, &kb);
+    k_row[a] = ka;
+    k_row[b] = kb;
+    if (writer) {
+      k_dst[a] = ka;
+      k_dst[b] = kb;
+    }
+  }
+  for (int j = threadIdx.x; j < head_dim; j += blockDim.x) {
+    const __half x = v_new[new_row + j];
+    v_row[j] = x;
+    if (writer) v_dst[j] = x;
+  }
+  __syncthreads();
+
+  const int chunks = (head_dim + 31) / 32;
+  float acc[kMaxDimChunks];
+#pragma unroll
+  for (int c = 0; c < kMaxDimChunks; c++) acc[c] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  // Each warp sees its keys in AttentionKernel's order: cached rows, then the
+  // new key (start) last, in warp start % kAttnWarps.
+  AttendKeys<CH>(qs, k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr, m, l, acc);
+  if (warp == start % kAttnWarps) {
+    __half kn[CH], vn[CH];
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+      const int j = lane + 32 * c;
+      kn[c] = j < head_dim ? k_row[j] : __float2half(0.0f);
+      vn[c] = j < head_dim ? v_row[j] : __float2half(0.0f);
+    }
+    AttendKeyRegs<CH>(qs, kn, vn, head_dim, lane, m, l, acc);
+  }
+  MergeWarps(m, l, acc, head_dim, lane, warp, chunks, warp_m, warp_l, warp_acc, orow);
 }
 
 __global__ void CacheAppendKernel(const __half* src, __half* cache, int64_t n, int64_t offset) {
@@ -458,8 +647,12 @@ cudaError_t trirun_op_attention(const __half* q, const __half* k, const __half* 
     return cudaErrorInvalidValue;
   }
   // k and v need start + nq rows; the kernel only reads rows 0..start+nq-1.
-  AttentionKernel<<<nq * hq, kAttnWarps * 32, 0, stream>>>(q, k, v, out, start, nullptr, nq, start + nq, hq, hkv,
-                                                           head_dim);
+  if (head_dim <= 128)
+    AttentionKernel<4><<<nq * hq, kAttnWarps * 32, 0, stream>>>(q, k, v, out, start, nullptr, nq, start + nq, hq,
+                                                                hkv, head_dim);
+  else
+    AttentionKernel<kMaxDimChunks><<<nq * hq, kAttnWarps * 32, 0, stream>>>(q, k, v, out, start, nullptr, nq,
+                                                                            start + nq, hq, hkv, head_dim);
   return cudaGetLastError();
 }
 
@@ -470,8 +663,32 @@ cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_ca
       head_dim > TRIRUN_OPS_MAX_HEAD_DIM || static_cast<int64_t>(batch) * hq > 2147483647) {
     return cudaErrorInvalidValue;
   }
-  AttentionKernel<<<batch * hq, kAttnWarps * 32, 0, stream>>>(q, k_cache, v_cache, out, 0, positions, 1, max_t, hq,
-                                                              hkv, head_dim);
+  if (head_dim <= 128)
+    AttentionKernel<4><<<batch * hq, kAttnWarps * 32, 0, stream>>>(q, k_cache, v_cache, out, 0, positions, 1, max_t,
+                                                                   hq, hkv, head_dim);
+  else
+    AttentionKernel<kMaxDimChunks><<<batch * hq, kAttnWarps * 32, 0, stream>>>(q, k_cache, v_cache, out, 0, positions,
+                                                                               1, max_t, hq, hkv, head_dim);
+  return cudaGetLastError();
+}
+
+cudaError_t trirun_op_attention_decode_batch_rope(const __half* q, const __half* k_new, const __half* v_new,
+                                                  __half* k_cache, __half* v_cache, const int32_t* positions,
+                                                  __half* out, int batch, int max_t, int hq, int hkv, int head_dim,
+                                                  float theta, int style, cudaStream_t stream) {
+  if (batch <= 0 || max_t <= 0 || hq <= 0 || hkv <= 0 || hq % hkv != 0 || head_dim <= 0 || head_dim % 2 != 0 ||
+      head_dim > TRIRUN_OPS_MAX_HEAD_DIM || static_cast<int64_t>(batch) * hq > 2147483647 || !(theta > 0.0f) ||
+      (style != 0 && style != 1)) {
+    return cudaErrorInvalidValue;
+  }
+  // log(theta) as trirun_op_rope computes it, so that the angles match bit for bit.
+  const double log_theta = std::log(static_cast<double>(theta));
+  if (head_dim <= 128)
+    AttentionDecodeRopeKernel<4><<<batch * hq, kAttnWarps * 32, 0, stream>>>(
+        q, k_new, v_new, k_cache, v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
+  else
+    AttentionDecodeRopeKernel<kMaxDimChunks><<<batch * hq, kAttnWarps * 32, 0, stream>>>(
+        q, k_new, v_new, k_cache, v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
   return cudaGetLastError();
 }
 

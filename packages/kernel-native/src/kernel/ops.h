@@ -69,6 +69,21 @@ cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_ca
                                              const int32_t* positions, __half* out, int batch, int max_t, int hq,
                                              int hkv, int head_dim, cudaStream_t stream);
 
+// The decoding step of trirun_op_rope (on q and on k_new, style and theta
+// as there), trirun_op_cache_append_kv_batch and
+// trirun_op_attention_decode_batch in one launch, with the same results bit
+// for bit: q (batch, hq, d) and k_new (batch, hkv, d) are taken unrotated and
+// rotated at position positions[b]; the rotated key and v_new (batch, hkv, d)
+// go to row positions[b] of sequence b's caches (batch, max_t, hkv, d), and
+// out (batch, hq, d) is the attention over rows 0..positions[b]. q, k_new and
+// v_new are read, not written. A position outside 0..max_t-1 writes nothing
+// and gives NaN outputs for that sequence. head_dim even, <=
+// TRIRUN_OPS_MAX_HEAD_DIM; hq % hkv == 0.
+cudaError_t trirun_op_attention_decode_batch_rope(const __half* q, const __half* k_new, const __half* v_new,
+                                                  __half* k_cache, __half* v_cache, const int32_t* positions,
+                                                  __half* out, int batch, int max_t, int hq, int hkv, int head_dim,
+                                                  float theta, int style, cudaStream_t stream);
+
 // Copies src row b (batch, hkv, d) into row positions[b] of sequence b's cache
 // (batch, max_t, hkv, d); a position outside the cache writes nothing.
 cudaError_t trirun_op_cache_append_batch(const __half* src, __half* cache, const int32_t* positions, int batch,

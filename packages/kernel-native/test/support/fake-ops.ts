@@ -55,6 +55,71 @@ function rowLogSumExp(at: (i: number) => number, base: number, vocab: number): n
 
 const NAN_F16 = 0x7e00;
 
+/** RoPE in place on rows (tokens, heads, d) of fp16 bits, token t at position p[t]: fp64, one fp16 rounding per output. */
+function ropeRows(
+  xv: Uint16Array,
+  p: ArrayLike<number>,
+  tokens: number,
+  heads: number,
+  d: number,
+  theta: number,
+  style: number,
+): void {
+  for (let t = 0; t < tokens; t++) {
+    for (let h = 0; h < heads; h++) {
+      const base = (t * heads + h) * d;
+      for (let i = 0; i < d / 2; i++) {
+        const angle = p[t] * theta ** ((-2 * i) / d);
+        const a = base + (style === 0 ? 2 * i : i);
+        const b = base + (style === 0 ? 2 * i + 1 : i + d / 2);
+        const x0 = f16ToF32(xv[a]);
+        const x1 = f16ToF32(xv[b]);
+        xv[a] = toF16Bits(x0 * Math.cos(angle) - x1 * Math.sin(angle));
+        xv[b] = toF16Bits(x0 * Math.sin(angle) + x1 * Math.cos(angle));
+      }
+    }
+  }
+}
+
+/** Causal GQA of q rows (nq, hq, d) at positions start.. over k/v rows (>= start + nq, hkv, d) into o, fp64. */
+function attend(
+  qv: Uint16Array,
+  kv: Uint16Array,
+  vv: Uint16Array,
+  o: Uint16Array,
+  nq: number,
+  start: number,
+  hq: number,
+  hkv: number,
+  d: number,
+): void {
+  const scale = 1 / Math.sqrt(d);
+  for (let i = 0; i < nq; i++) {
+    for (let h = 0; h < hq; h++) {
+      const kh = Math.floor(h / (hq / hkv));
+      const last = start + i;
+      const w = new Float64Array(last + 1);
+      for (let s = 0; s <= last; s++) {
+        let dot = 0;
+        for (let j = 0; j < d; j++)
+          dot += f16ToF32(qv[(i * hq + h) * d + j]) * f16ToF32(kv[(s * hkv + kh) * d + j]);
+        w[s] = dot * scale;
+      }
+      const max = Math.max(...w);
+      let sum = 0;
+      for (let s = 0; s <= last; s++) {
+        w[s] = Math.exp(w[s] - max);
+        sum += w[s];
+      }
+      for (let j = 0; j < d; j++) {
+        let acc = 0;
+        for (let s = 0; s <= last; s++) acc += w[s] * f16ToF32(vv[(s * hkv + kh) * d + j]);
+        o[(i * hq + h) * d + j] = toF16Bits(acc / sum);
+      }
+    }
+  }
+}
+
 /** `addon` with the ops entry points added. */
 export function withFakeOps(addon: NativeAddon): NativeAddon {
   const ops = {
@@ -128,22 +193,15 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
       theta: number,
       style: number,
     ): void {
-      const xv = half(x, xo, tokens * heads * d, "x");
-      const p = i32(pos, po, tokens, "positions");
-      for (let t = 0; t < tokens; t++) {
-        for (let h = 0; h < heads; h++) {
-          const base = (t * heads + h) * d;
-          for (let i = 0; i < d / 2; i++) {
-            const angle = p[t] * theta ** ((-2 * i) / d);
-            const a = base + (style === 0 ? 2 * i : i);
-            const b = base + (style === 0 ? 2 * i + 1 : i + d / 2);
-            const x0 = f16ToF32(xv[a]);
-            const x1 = f16ToF32(xv[b]);
-            xv[a] = toF16Bits(x0 * Math.cos(angle) - x1 * Math.sin(angle));
-            xv[b] = toF16Bits(x0 * Math.sin(angle) + x1 * Math.cos(angle));
-          }
-        }
-      }
+      ropeRows(
+        half(x, xo, tokens * heads * d, "x"),
+        i32(pos, po, tokens, "positions"),
+        tokens,
+        heads,
+        d,
+        theta,
+        style,
+      );
     },
     opsSiluMul(
       g: NativeBuffer,
@@ -193,35 +251,17 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
       d: number,
     ): void {
       if (start < 0 || start + nq > kvRows || hq % hkv !== 0) throw new RangeError("attention: bad sizes");
-      const qv = half(q, qo, nq * hq * d, "q");
-      const kv = half(k, ko, kvRows * hkv * d, "k");
-      const vv = half(v, vo, kvRows * hkv * d, "v");
-      const o = half(out, oo, nq * hq * d, "out");
-      const scale = 1 / Math.sqrt(d);
-      for (let i = 0; i < nq; i++) {
-        for (let h = 0; h < hq; h++) {
-          const kh = Math.floor(h / (hq / hkv));
-          const last = start + i;
-          const w = new Float64Array(last + 1);
-          for (let s = 0; s <= last; s++) {
-            let dot = 0;
-            for (let j = 0; j < d; j++)
-              dot += f16ToF32(qv[(i * hq + h) * d + j]) * f16ToF32(kv[(s * hkv + kh) * d + j]);
-            w[s] = dot * scale;
-          }
-          const max = Math.max(...w);
-          let sum = 0;
-          for (let s = 0; s <= last; s++) {
-            w[s] = Math.exp(w[s] - max);
-            sum += w[s];
-          }
-          for (let j = 0; j < d; j++) {
-            let acc = 0;
-            for (let s = 0; s <= last; s++) acc += w[s] * f16ToF32(vv[(s * hkv + kh) * d + j]);
-            o[(i * hq + h) * d + j] = toF16Bits(acc / sum);
-          }
-        }
-      }
+      attend(
+        half(q, qo, nq * hq * d, "q"),
+        half(k, ko, kvRows * hkv * d, "k"),
+        half(v, vo, kvRows * hkv * d, "v"),
+        half(out, oo, nq * hq * d, "out"),
+        nq,
+        start,
+        hq,
+        hkv,
+        d,
+      );
     },
     opsCacheAppend(
       src: NativeBuffer,
@@ -322,6 +362,57 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
           hkv,
           d,
         );
+      }
+    },
+    // RoPE on copies of q and kNew (the op only reads them), then what the
+    // separate append and attention do: the same emulation, so the same bits.
+    opsAttentionDecodeBatchRope(
+      q: NativeBuffer,
+      qo: number,
+      kn: NativeBuffer,
+      kno: number,
+      vn: NativeBuffer,
+      vno: number,
+      k: NativeBuffer,
+      ko: number,
+      v: NativeBuffer,
+      vo: number,
+      pos: NativeBuffer,
+      po: number,
+      out: NativeBuffer,
+      oo: number,
+      batch: number,
+      maxT: number,
+      hq: number,
+      hkv: number,
+      d: number,
+      theta: number,
+      style: number,
+    ): void {
+      if (hq % hkv !== 0 || d % 2 !== 0 || !(theta > 1) || theta > 1e30 || (style !== 0 && style !== 1)) {
+        throw new RangeError("attentionDecodeBatchRope: bad sizes or rope options");
+      }
+      const row = hkv * d;
+      const qRot = Uint16Array.from(half(q, qo, batch * hq * d, "q"));
+      const kRot = Uint16Array.from(half(kn, kno, batch * row, "kNew"));
+      const vNew = half(vn, vno, batch * row, "vNew");
+      const kc = half(k, ko, batch * maxT * row, "kCache");
+      const vc = half(v, vo, batch * maxT * row, "vCache");
+      const p = i32(pos, po, batch, "positions");
+      const o = half(out, oo, batch * hq * d, "out");
+      ropeRows(qRot, p, batch, hq, d, theta, style);
+      ropeRows(kRot, p, batch, hkv, d, theta, style);
+      for (let b = 0; b < batch; b++) {
+        const ob = o.subarray(b * hq * d, (b + 1) * hq * d);
+        if (p[b] < 0 || p[b] >= maxT) {
+          ob.fill(NAN_F16);
+          continue;
+        }
+        const kb = kc.subarray(b * maxT * row, (b + 1) * maxT * row);
+        const vb = vc.subarray(b * maxT * row, (b + 1) * maxT * row);
+        kb.set(kRot.subarray(b * row, (b + 1) * row), p[b] * row);
+        vb.set(vNew.subarray(b * row, (b + 1) * row), p[b] * row);
+        attend(qRot.subarray(b * hq * d, (b + 1) * hq * d), kb, vb, ob, 1, p[b], hq, hkv, d);
       }
     },
     opsLogSoftmax(
