@@ -47,6 +47,16 @@ unsigned GridFor(int64_t n, int threads) {
   return static_cast<unsigned>(blocks > 65535 ? 65535 : blocks);
 }
 
+// Lets the next kernel in the stream launch now if it was launched as a
+// programmatic dependent (the TriRun matmul is, on sm_90): it then requests
+// its weights, which do not depend on this kernel, while this one runs, and
+// waits for this one's results (griddepcontrol.wait) before reading them.
+__device__ __forceinline__ void AllowDependentLaunch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 __global__ void EmbeddingKernel(const int32_t* ids, const __half* table, __half* out, int vocab, int dim) {
   const int row = blockIdx.x;
   const int id = ids[row];
@@ -120,6 +130,7 @@ __global__ void EmbeddingVecKernel(const int32_t* __restrict__ ids, const uint4*
 template <bool kAdd>
 __global__ void RmsNormVecKernel(uint4* x, const uint4* __restrict__ delta, const void* weight, int weight_f32,
                                  uint4* out, int vecs, float eps) {
+  AllowDependentLaunch();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vecs;
   uint4 xv[kRowVecs];
@@ -235,6 +246,7 @@ __global__ void RopeKernel(__half* x, const int32_t* positions, int tokens, int 
 }
 
 __global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out, int64_t n) {
+  AllowDependentLaunch();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float g = __half2float(gate[i]);
@@ -370,6 +382,7 @@ __device__ __forceinline__ void MergeWarps(float m, float l, const float (&acc)[
 template <int CH>
 __global__ void AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start,
                                 const int32_t* starts, int nq, int kv_rows, int hq, int hkv, int head_dim) {
+  AllowDependentLaunch();
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
   __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
@@ -423,6 +436,7 @@ template <int CH>
 __global__ void AttentionDecodeRopeKernel(const __half* q, const __half* k_new, const __half* v_new,
                                           __half* k_cache, __half* v_cache, const int32_t* starts, __half* out,
                                           int max_t, int hq, int hkv, int head_dim, double log_theta, int style) {
+  AllowDependentLaunch();
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ __half k_row[TRIRUN_OPS_MAX_HEAD_DIM], v_row[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];

@@ -48,6 +48,12 @@ size_t trirun_workspace_bytes(int n, int max_par);
 
 // Launches the kernel on `stream`. On TRIRUN_ERR_CUDA, *cuda_error holds the
 // CUDA error (a launch error, or an error from a setup call).
+// On sm_90, on any stream but the legacy default one, the small-batch kernel
+// (m <= 32) is launched as a programmatic dependent of the kernel before it:
+// it requests its first weights early and waits (griddepcontrol.wait) for
+// that kernel before reading A or writing anything, so stream order holds.
+// While a stream is being captured into a graph it also uses one block fewer
+// than the SMs (unless config->sms is given). TRIRUN_PDL=0 turns both off.
 int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
                   int groupsize, void* workspace, size_t workspace_bytes, int device,
                   cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error);
