@@ -451,14 +451,14 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["self_attn.k_proj"].forward(t.h, { out: t.k });
       lin["self_attn.v_proj"].forward(t.h, { out: t.v });
     }
-    if (attention.rotatesQk) {
-      // RoPE happens inside the attention launch.
-    } else if (t.qk !== undefined) {
-      // One row: q and k are adjacent in the [q | k | v] buffer, so one launch rotates both.
-      ops.rope(t.qk, t.positions, rope);
-    } else {
-      ops.rope(t.q, t.positions, rope);
-      ops.rope(t.k, t.positions, rope);
+    if (!attention.rotatesQk) {
+      if (t.qk !== undefined) {
+        // One row: q and k are adjacent in the [q | k | v] buffer, so one launch rotates both.
+        ops.rope(t.qk, t.positions, rope);
+      } else {
+        ops.rope(t.q, t.positions, rope);
+        ops.rope(t.k, t.positions, rope);
+      }
     }
     attention.run(l);
     lin["self_attn.o_proj"].forward(t.att, { out: t.proj });

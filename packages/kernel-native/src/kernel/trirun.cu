@@ -1272,7 +1272,9 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // at once: never more blocks than SMs (one block fills an SM).
   int sms = req.sms > 0 ? req.sms : (attrs.sms < kMaxBlocks ? attrs.sms : kMaxBlocks);
   const bool pdl = attrs.pdl && stream != nullptr && stream != cudaStreamLegacy;
-  if (pdl && req.sms <= 0 && sms > 1) {
+  // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
+  const bool small_call = m <= 32 && (req.thread_k <= 0 || is_small_tile(req.thread_k, req.thread_n));
+  if (pdl && small_call && req.sms <= 0 && sms > 1) {
     // Inside a captured graph (a decoding step) the kernel before this one is
     // usually a one-block norm: with one block fewer than SMs every block can
     // start, and request its weights, while the norm runs (7B step at batch 1,
