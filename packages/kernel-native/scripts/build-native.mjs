@@ -65,9 +65,15 @@ if (!force && sameArchs && existsSync(prebuildDir)) {
 }
 
 mkdirSync(outDir, { recursive: true });
-const gencode = archs.flatMap((a) => ["-gencode", `arch=compute_${a},code=sm_${a}`]);
-const ptxArch = archs.at(-1);
+// sm_90 machine code is built as sm_90a (the wgmma instructions of the Hopper
+// kernel exist only there; it runs on every compute capability 9.0 GPU), and
+// TRIRUN_HAVE_SM90A tells the dispatcher it may pick that kernel. The PTX kept
+// for later GPUs is plain compute_XX, without the Hopper kernel's body.
+const sass = (a) => (a === "90" ? "90a" : a);
+const gencode = archs.flatMap((a) => ["-gencode", `arch=compute_${sass(a)},code=sm_${sass(a)}`]);
+const ptxArch = archs.at(-1).replace(/a$/, "");
 gencode.push("-gencode", `arch=compute_${ptxArch},code=compute_${ptxArch}`);
+if (archs.some((a) => sass(a) === "90a")) gencode.push("-DTRIRUN_HAVE_SM90A");
 const sources = readdirSync(kernelDir).filter((f) => f.endsWith(".cu"));
 // binding.gyp links every object in build-cuda/: drop those whose source is gone.
 for (const obj of readdirSync(outDir).filter((f) => f.endsWith(".o"))) {

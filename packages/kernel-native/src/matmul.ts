@@ -28,9 +28,15 @@ export interface TrirunMatmulOptions extends TrirunKnobs {
 export interface TrirunConfig {
   threadK: number;
   threadN: number;
-  /** Which kernel ran: the small-batch one (m <= 32) or the general one. */
-  kernel: "small" | "general";
-  /** Blocks of `blockRows` rows of A per tile: 1, 2 or 4 of 8 rows (small), 1..4 of 16 rows (general). */
+  /**
+   * Which kernel ran: the small-batch one (m <= 32), the Hopper one (wgmma, sm_90, chosen from
+   * m = 33 when no tile is requested) or the general one (mma.sync, every GPU).
+   */
+  kernel: "small" | "general" | "hopper";
+  /**
+   * Blocks of `blockRows` rows of A per tile: 1, 2 or 4 of 8 rows (small), 1..4 of 16 rows (general),
+   * 4 or 8 of 16 rows (hopper).
+   */
   mBlocks: number;
   blockRows: number;
   /** cp.async pipeline depth. */
@@ -107,7 +113,7 @@ export function trirunMatmul(
   const small = variant === 1;
   return {
     ...rest,
-    kernel: small ? "small" : "general",
+    kernel: small ? "small" : variant === 2 ? "hopper" : "general",
     mBlocks: config.mBlocks,
     blockRows: small ? 8 : 16,
     groupsize: p.groupsize,

@@ -156,6 +156,29 @@ static void fill_half(std::vector<__half>& v, std::mt19937& rng, float lo = -1.f
   for (auto& x : v) x = __float2half(u(rng));
 }
 
+// Whether trirun_matmul takes config->variant = 2 (the Hopper kernel) here.
+static bool hopper_available() {
+  static int known = -1;
+  if (known < 0) {
+    void* ws;
+    CK(cudaMalloc(&ws, trirun_workspace_bytes(256, 16)));
+    CK(cudaMemset(ws, 0, trirun_workspace_bytes(256, 16)));
+    void* buf;
+    CK(cudaMalloc(&buf, 1 << 20));
+    CK(cudaMemset(buf, 0, 1 << 20));
+    TrirunConfig cfg{};
+    cfg.variant = 2;
+    cudaError_t ce;
+    known = trirun_matmul(buf, buf, buf, static_cast<char*>(buf) + (512 << 10), 1, 256, 128, -1, ws,
+                          trirun_workspace_bytes(256, 16), 0, 0, &cfg, &ce) == TRIRUN_OK;
+    CK(cudaDeviceSynchronize());
+    cudaFree(buf);
+    cudaFree(ws);
+    printf("Hopper kernel: %s\n", known ? "available" : "not available");
+  }
+  return known == 1;
+}
+
 static int check(bool quick, bool small) {
   std::mt19937 rng(std::random_device{}());
   cublasHandle_t h;
@@ -178,9 +201,15 @@ static int check(bool quick, bool small) {
   size_t dirty = 0;
   double worst = 0, worst_positive = 0;
   struct Cfg {
-    int tk, tn, mp;
+    int tk, tn, mp, variant;
   };
-  std::vector<Cfg> cfgs = {{0, 0, 0}, {128, 128, 0}, {64, 256, 0}, {0, 0, 1}, {128, 512, 0}, {256, 256, 0}, {512, 128, 0}};
+  std::vector<Cfg> cfgs = {{0, 0, 0, 0},   {128, 128, 0, 0}, {64, 256, 0, 0},  {0, 0, 1, 0},
+                           {128, 512, 0, 0}, {256, 256, 0, 0}, {512, 128, 0, 0}};
+  // The Hopper kernel at every m (and with one batch slice per launch), where it runs.
+  if (hopper_available()) {
+    cfgs.push_back({0, 0, 0, 2});
+    cfgs.push_back({0, 0, 1, 2});
+  }
   for (auto sh : shapes)
     for (int g : {128, -1}) {
       Problem p{sh.k, sh.n, g};
@@ -210,6 +239,7 @@ static int check(bool quick, bool small) {
           cfg.thread_k = c.tk;
           cfg.thread_n = c.tn;
           cfg.max_par = c.mp;
+          cfg.variant = c.variant;
           run_trirun(dA, p.dB, p.dS, dC, m, sh.n, sh.k, g, ws, wsb, &cfg, 0);
           CK(cudaDeviceSynchronize());
           {  // the locks must be back to zero after every call
@@ -236,8 +266,8 @@ static int check(bool quick, bool small) {
           if (positive) worst_positive = std::max(worst_positive, rel);
           if (nan || !(rel <= 1e-3)) {
             ++failures;
-            printf("FAIL m=%d k=%d n=%d g=%d tk=%d tn=%d mp=%d rel=%.3g unwritten/nonfinite=%zu\n", m, sh.k, sh.n, g,
-                   cfg.thread_k, cfg.thread_n, cfg.max_par, rel, nan);
+            printf("FAIL m=%d k=%d n=%d g=%d tk=%d tn=%d mp=%d variant=%d rel=%.3g unwritten/nonfinite=%zu\n", m,
+                   sh.k, sh.n, g, cfg.thread_k, cfg.thread_n, cfg.max_par, cfg.variant, rel, nan);
           }
         }
         cudaFree(dA);
@@ -262,7 +292,7 @@ static float median(std::vector<float> v) {
   return v[v.size() / 2];
 }
 
-static int speed(bool quick) {
+static int speed(bool quick, const std::vector<int>& only_ms = {}) {
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
@@ -302,6 +332,7 @@ static int speed(bool quick) {
                            {"llama2-7b", {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}}},
                            {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}}};
   std::vector<int> ms = quick ? std::vector<int>{1, 16, 32, 64} : std::vector<int>{1, 2, 4, 8, 12, 16, 32, 64, 128, 256, 1024};
+  if (!only_ms.empty()) ms = only_ms;
   int* ws;
   const size_t wsb = 64 << 20;
   CK(cudaMalloc(&ws, wsb));
@@ -361,9 +392,11 @@ static int speed(bool quick) {
         float mq = median(tq), mf = median(tf);
         sum_t[mi] += mq;
         sum_f[mi] += mf;
-        printf("%-16s k=%5d n=%5d m=%4d  trirun %8.1f us (%6.0f GB/s w) fp16 %8.1f us  x%.2f  [tk=%d tn=%d mb=%d st=%d]\n",
-               set.name, k, n, m, mq * 1e3, qbytes / (mq * 1e-3) / 1e9, mf * 1e3, mf / mq, cfg.thread_k,
-               cfg.thread_n, cfg.m_blocks, cfg.stages);
+        printf("%-16s k=%5d n=%5d m=%4d  trirun %8.1f us (%6.0f GB/s w, %4.0f TF) fp16 %8.1f us (%4.0f TF)  x%.2f  "
+               "[v%d tk=%d tn=%d mb=%d st=%d]\n",
+               set.name, k, n, m, mq * 1e3, qbytes / (mq * 1e-3) / 1e9, 2.0 * m * k * n / (mq * 1e-3) / 1e12,
+               mf * 1e3, 2.0 * m * k * n / (mf * 1e-3) / 1e12, mf / mq, cfg.variant, cfg.thread_k, cfg.thread_n,
+               cfg.m_blocks, cfg.stages);
       }
       for (int i = 0; i < qcopies; ++i) {
         cudaFree(qB[i]);
@@ -639,6 +672,15 @@ int main(int argc, char** argv) {
   if (what == "tiles") return tiles();
   if (what == "sanitize") return check(true, true);
   if (what == "speed") return speed(quick);
+  if (what == "speedm") {  // speedm m1,m2,...: the speed table at these m only
+    std::vector<int> ms;
+    for (const char* p = argc > 2 ? argv[2] : "64,128,256"; *p;) {
+      ms.push_back(std::atoi(p));
+      while (*p && *p != ',') ++p;
+      if (*p == ',') ++p;
+    }
+    return speed(false, ms);
+  }
 #ifdef TRIRUN_TRACE
   if (what == "trace") return trace(argc, argv);
 #endif

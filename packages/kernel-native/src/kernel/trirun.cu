@@ -50,6 +50,8 @@
 
 #include "trirun.h"
 
+#include <cuda.h>  // CUtensorMap (types only: the driver entry point is looked up at run time)
+#include <cudaTypedefs.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
 
@@ -989,6 +991,348 @@ __global__ void __launch_bounds__(THREADS, 1)
   TRIRUN_TRACE_AT(5);
 }
 
+// ------------------------------------------------------- the Hopper kernel
+//
+// For larger batches (m >= 33) on sm_90 the tensor cores are the limit, and
+// `mma.sync` reaches only part of Hopper's rate: this kernel issues warpgroup
+// MMAs (`wgmma`, sm_90a) instead. It keeps the small-batch kernel's swapped
+// operands: the product is computed as C^T = W^T x A^T, so
+// * the dequantized weights are wgmma's A operand, taken straight from
+//   registers: a packed word decodes into exactly the A fragment of 16 output
+//   columns x 16 k (the m16n8k16 B-fragment pairs of two n8 blocks), so the
+//   weights never pass through shared memory as fp16, and each one is
+//   decoded once per N_ACT rows of activations;
+// * the activations are wgmma's B operand (N = N_ACT rows of A, 64 or 128),
+//   brought into shared memory by the tensor memory accelerator (TMA) in the
+//   K-major layout with the 128-byte swizzle: two 64-wide k atoms per tile,
+//   each [row][128 bytes] with 16-byte chunk c of row r at chunk c ^ (r % 8),
+//   which is what wgmma reads without bank conflicts. Rows past m come back
+//   as zeros (the tensor map's bounds).
+// Warp specialisation: one producer warp issues all copies of a stage (four
+// tensor copies on an mbarrier) and runs up to STAGES tiles ahead, across
+// slice boundaries; the two consumer warpgroups never wait on each other
+// inside the main loop, only on the stage's "full" barrier, and release it
+// through its "empty" barrier. Each owns 64 of the tile's 128 weight columns
+// (its M = 64), each warp 16 of them: per 128-deep k tile it decodes 8 A
+// fragments, issues 8 wgmmas and waits for them, while the other
+// warpgroup's wgmmas keep the tensor cores busy. (Measured, H100: the first
+// version with all 256 threads issuing cp.async copies and a block barrier
+// per tile ran at 240 TFLOPS in an unswizzled layout, 310-330 swizzled.)
+// Partitioning (striped runs of tiles over
+// (k, n, row slice)), the lock chain and the fp32 workspace slots are the
+// general kernel's; a slot holds a block's accumulators in register order,
+// so its loads and stores are coalesced whatever the fragment layout.
+// Scales are applied to the decoded weights in fp16, which is exact: each
+// weight is (code - 1) * s with code - 1 in {-1, 0, 1, 2}.
+
+constexpr int kHopperThreads = 288;  // two consumer warpgroups and a producer warp
+constexpr int kHopperTileK = 128, kHopperTileN = 128;
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define TRIRUN_WGMMA 1
+#endif
+
+// Shared-memory matrix descriptor of a K-major operand in the 128-byte
+// swizzle layout: start address, stride between 8-row groups (1024 bytes),
+// swizzle mode 1. The leading offset is unused when a k16 step lies inside
+// one 64-wide swizzle atom (set to 16 bytes as by convention).
+__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_addr) {
+  return static_cast<uint64_t>((smem_addr & 0x3ffff) >> 4) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int n>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(n) : "memory");
+}
+// wgmma reads its register operands asynchronously: these empty statements
+// tell the compiler the values are still in use, so it reuses none of their
+// registers before wgmma_wait.
+template <int n>
+__device__ __forceinline__ void keep_f32(float (&v)[n]) {
+#pragma unroll
+  for (int i = 0; i < n; ++i) asm volatile("" : "+f"(v[i])::"memory");
+}
+__device__ __forceinline__ void keep_u32(uint32_t (&v)[4]) {
+  asm volatile("" ::"r"(v[0]), "r"(v[1]), "r"(v[2]), "r"(v[3]) : "memory");
+}
+
+// D (64 x 64) += A (64 x 16, registers) x B (16 x 64, shared memory, K-major).
+__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
+}
+
+// D (64 x 128) += A (64 x 16, registers) x B (16 x 128, shared memory, K-major).
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
+}
+
+
+template <int N_ACT>
+__device__ __forceinline__ void wgmma_rs(float (&d)[N_ACT / 2], const uint32_t (&a)[4], uint64_t desc_b) {
+  if constexpr (N_ACT == 64) wgmma_m64n64k16(d, a, desc_b);
+  else wgmma_m64n128k16(d, a, desc_b);
+}
+
+// mbarriers (shared memory): a "full" barrier per stage that the producer's
+// copies complete (transaction bytes), an "empty" one per stage that each
+// consumer warp arrives at once its wgmmas have read the stage.
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar))),
+               "r"(count));
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
+               : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(bar))),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(addr),
+      "r"(parity)
+      : "memory");
+}
+// 2-D tensor copy global -> shared, completing `bytes` on an mbarrier.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
+      : "memory");
+}
+// Barrier of the two consumer warpgroups only (the producer warp runs ahead).
+__device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+
+// Template parameters:
+//   N_ACT:   rows of A per batch slice (64 or 128): wgmma's N
+//   STAGES:  depth of the copy pipeline
+//   GROUPED: g = 128 (a scale row per 128-deep tile) or g = k (one row)
+// Threads: two consumer warpgroups (decoding, wgmma, reduction) and one
+// producer warp whose lane 0 issues four tensor copies per stage (activations
+// in two 64-wide swizzle atoms, packed weights, scales) and runs ahead across
+// slice boundaries, so the next slice's tiles arrive during the reduction.
+template <int N_ACT, int STAGES, bool GROUPED>
+__global__ void __launch_bounds__(kHopperThreads, 1)
+    trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
+                         const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S,
+                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
+                         float* __restrict__ partial) {
+#ifdef TRIRUN_WGMMA
+  constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
+  constexpr int kKSteps = kHopperTileK / 16;
+  constexpr int kABytes = N_ACT * kHopperTileK * 2;    // activations, N_ACT rows x 128 k
+  constexpr int kBBytes = kKSteps * kHopperTileN * 4;  // 8 packed rows of 128 words
+  constexpr int kSBytes = kHopperTileN * 2;
+  constexpr uint32_t kStageTx = kABytes + kBBytes + (GROUPED ? kSBytes : 0);
+  // All activation stages first (1024-byte aligned, as the swizzle needs),
+  // then weights, scales and the barriers.
+  extern __shared__ int4 smem_raw[];
+  char* const smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  char* const smem_b = smem + STAGES * kABytes;
+  char* const smem_s = smem_b + STAGES * kBBytes;
+  uint64_t* const full = reinterpret_cast<uint64_t*>(smem_s + STAGES * kSBytes);
+  uint64_t* const empty = full + STAGES;
+
+  const int k_tiles = prob_k / kHopperTileK;
+  const int n_tiles = prob_n / kHopperTileN;
+  const int par = ceil_div(prob_m, N_ACT);
+  const int total_tiles = k_tiles * n_tiles * par;
+  const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
+  const int first_tile = iters * blockIdx.x;
+  const int end_tile = min(first_tile + iters, total_tiles);
+
+  if (threadIdx.x == 0) {
+    for (int st = 0; st < STAGES; ++st) {
+      mbar_init(&full[st], 1);
+      mbar_init(&empty[st], 8);  // the 8 consumer warps
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (threadIdx.x >= 256) {
+    // --- producer: tile t of this block's run goes to stage t % STAGES.
+    if (threadIdx.x == 256) {
+      for (int tile = first_tile; tile < end_tile; ++tile) {
+        const int t = tile - first_tile;
+        const int stage = t % STAGES;
+        if (t >= STAGES) mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
+        const int column = tile / k_tiles;
+        const int k_tile = tile % k_tiles;
+        const int row0 = (column / n_tiles) * N_ACT;
+        const int n0 = (column % n_tiles) * kHopperTileN;
+        mbar_arrive_expect_tx(&full[stage], kStageTx);
+        char* a_dst = smem + stage * kABytes;
+        // Rows of A past m read as zeros (the tensor map's bounds).
+        tma_load_2d(a_dst, &map_a, k_tile * kHopperTileK, row0, &full[stage]);
+        tma_load_2d(a_dst + N_ACT * 128, &map_a, k_tile * kHopperTileK + 64, row0, &full[stage]);
+        tma_load_2d(smem_b + stage * kBBytes, &map_b, n0, k_tile * kKSteps, &full[stage]);
+        if (GROUPED) tma_load_2d(smem_s + stage * kSBytes, &map_s, n0, k_tile, &full[stage]);
+      }
+    }
+    return;
+  }
+
+  // --- consumers
+  const int wg = threadIdx.x / 128;         // 64-column chunk of the tile
+  const int warp = (threadIdx.x / 32) % 4;  // 16 columns of that chunk
+  const int lane = threadIdx.x % 32;
+  // The lane's weight columns (relative to the tile) are rows g and g + 8 of
+  // its warp's 16-row A fragment.
+  const int col_lo = wg * 64 + warp * 16 + lane / 4;
+  // The warp's 16 columns are tile (warp % 2) of packed word (warp / 2). Tile
+  // b's codes sit 2 bits above tile a's, so one shift lets both use the masks
+  // of dequant_word's codes 0, 2 (low byte) and 4, 6 (second byte).
+  const int code_shift = 2 * (warp % 2);
+  // Grouped scales: the 64-entry permutation puts columns c and c + 8 of a
+  // chunk side by side, at 8 (c % 8) + c / 8; as a half2 index:
+  const int scale_pair = (wg * 64 + 8 * (lane / 4) + 2 * warp) / 2;
+
+  for (int tile = first_tile; tile < end_tile;) {
+    // --- the slice: this block's run of tiles inside one column (as in trirun_kernel)
+    const int column = tile / k_tiles;
+    const int k_tile0 = tile % k_tiles;
+    const int slice_tiles = min(end_tile - tile, k_tiles - k_tile0);
+    const int slice = column / n_tiles;
+    const int n_tile = column % n_tiles;
+    const int first_block = (column * k_tiles) / iters;
+    const int last_block = ((column + 1) * k_tiles - 1) / iters;
+    const int slice_count = last_block - first_block + 1;
+    const int slice_idx = last_block - static_cast<int>(blockIdx.x);
+    const int row0 = slice * N_ACT;
+    const int rows = min(N_ACT, prob_m - row0);
+
+    // Per-column scales (g = k), read once per slice: the 32-entry
+    // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
+    half2 col_scale = __float2half2_rn(0.0f);
+    if constexpr (!GROUPED) {
+      const half* s_tile = reinterpret_cast<const half*>(S) + n_tile * kHopperTileN;
+      auto pos = [](int c) { return 32 * (c / 32) + 8 * ((c % 8) / 2) + 2 * ((c / 8) % 4) + c % 2; };
+      col_scale = __halves2half2(s_tile[pos(col_lo)], s_tile[pos(col_lo + 8)]);
+    }
+    const half2 sub0 = __float2half2_rn(1025.0f);
+    const half2 mul2 = __float2half2_rn(0.0625f), add2 = __float2half2_rn(-65.0f);
+
+    float acc[kAccs];
+#pragma unroll
+    for (int e = 0; e < kAccs; ++e) acc[e] = 0.0f;
+
+    for (int i = 0; i < slice_tiles; ++i) {
+      const int t = tile + i - first_tile;
+      const int stage = t % STAGES;
+      mbar_wait(&full[stage], (t / STAGES) & 1);
+      const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes);
+      half2 s2 = col_scale;
+      if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
+      const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
+
+      // A fragment of step ks: {row g, k 0..7}, {row g + 8, k 0..7},
+      // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
+      uint32_t frag[kKSteps][4];
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
+        const uint32_t lo = q >> code_shift, hi = q >> (8 + code_shift);
+        frag[ks][0] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(lo, 0x00030003u)), sub0), s_lo));
+        frag[ks][1] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(hi, 0x00030003u)), sub0), s_hi));
+        frag[ks][2] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(lo, 0x00300030u)), mul2, add2), s_lo));
+        frag[ks][3] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(hi, 0x00300030u)), mul2, add2), s_hi));
+      }
+      const uint32_t sh_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem + stage * kABytes));
+      keep_f32(acc);
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks)
+        // Step ks: atom ks / 4, 32 bytes further per step inside it.
+        wgmma_rs<N_ACT>(acc, frag[ks], wgmma_desc_sw128(sh_addr + (ks / 4) * N_ACT * 128 + (ks % 4) * 32));
+      wgmma_commit();
+      wgmma_wait<0>();
+      keep_f32(acc);
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) keep_u32(frag[ks]);
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
+    }
+
+    // --- global reduction and output. Accumulator e = 4 j + 2 h + x holds
+    // weight column col_lo + 8 h and activation row 8 j + 2 (lane % 4) + x.
+    int* lock = locks + column;
+    if (slice_count > 1) {
+      if (threadIdx.x == 0) {
+        int seen;
+        do {
+          asm volatile("ld.global.acquire.gpu.b32 %0, [%1];\n" : "=r"(seen) : "l"(lock));
+        } while (seen != slice_idx);
+      }
+      consumer_sync();
+    }
+    const bool read_partial = slice_count > 1 && slice_idx > 0;
+    const bool last = slice_idx == slice_count - 1;
+    float* slot = partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN) + threadIdx.x;
+    if (read_partial) {
+      float prev[kAccs];  // every load before the first store (see trirun_kernel)
+#pragma unroll
+      for (int e = 0; e < kAccs; ++e) prev[e] = __ldcg(slot + e * 256);
+#pragma unroll
+      for (int e = 0; e < kAccs; ++e) acc[e] += prev[e];
+    }
+    if (!last) {
+#pragma unroll
+      for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, acc[e]);
+    } else {
+      if (read_partial) {
+#pragma unroll
+        for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, 0.0f);  // leave the workspace zero
+      }
+      half* c = reinterpret_cast<half*>(C) + static_cast<size_t>(row0) * prob_n + n_tile * kHopperTileN + col_lo;
+#pragma unroll
+      for (int j = 0; j < N_ACT / 8; ++j)
+#pragma unroll
+        for (int x = 0; x < 2; ++x) {
+          const int r = 8 * j + 2 * (lane % 4) + x;
+          if (r < rows) {
+            half* p = c + static_cast<size_t>(r) * prob_n;
+            p[0] = __float2half_rn(acc[4 * j + x]);
+            p[8] = __float2half_rn(acc[4 * j + 2 + x]);
+          }
+        }
+    }
+    if (slice_count > 1) {
+      // As lock_release, among the consumers.
+      consumer_sync();
+      if (threadIdx.x == 0) {
+        if (last) {
+          asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(lock), "r"(0));
+        } else {
+          asm volatile("fence.acq_rel.gpu;\n" ::);
+          asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(lock), "r"(1));
+        }
+      }
+    }
+    tile += slice_tiles;
+  }
+#endif  // TRIRUN_WGMMA
+}
+
 // ------------------------------------------------------------------ dispatch
 
 constexpr int kMaxDevices = 64;
@@ -998,8 +1342,11 @@ constexpr int kMaxDevices = 64;
 struct DeviceAttrs {
   int sms = 0;
   int smem_optin = 0;
-  bool pdl = false;  // programmatic dependent launch: sm_90+, unless TRIRUN_PDL=0
+  bool pdl = false;     // programmatic dependent launch: sm_90+, unless TRIRUN_PDL=0
+  bool hopper = false;  // the wgmma kernel: built for sm_90a and running on sm_90, unless TRIRUN_HOPPER=0
 };
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
+
 cudaError_t device_attrs(int device, DeviceAttrs* out) {
   static DeviceAttrs cache[kMaxDevices];
   if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
@@ -1007,10 +1354,16 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     DeviceAttrs a;
     cudaError_t err = cudaDeviceGetAttribute(&a.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&a.sms, cudaDevAttrMultiProcessorCount, device);
-    int major = 0;
+    int major = 0, minor = 0;
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
     const char* pdl = std::getenv("TRIRUN_PDL");
     a.pdl = major >= 9 && !(pdl != nullptr && pdl[0] == '0');
+#ifdef TRIRUN_HAVE_SM90A
+    // sm_90a code runs on compute capability 9.0 only (not on later GPUs).
+    const char* hopper = std::getenv("TRIRUN_HOPPER");
+    a.hopper = major == 9 && minor == 0 && !(hopper != nullptr && hopper[0] == '0') && tensor_map_encoder() != nullptr;
+#endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
   }
@@ -1089,6 +1442,69 @@ cudaError_t general_m(int m_blocks, int thread_k, int thread_n, Launch& l) {
     default:
       return general_tile<4, GROUPED>(thread_k, thread_n, l);
   }
+}
+
+// Hopper kernel ---------------------------------------------------------------
+
+// cuTensorMapEncodeTiled from the driver, looked up once (the addon links no
+// CUDA driver library); null where the driver does not have it.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess)
+      p = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+  }();
+  return fn;
+}
+
+// A 2-D tensor map over a row-major (rows, cols) matrix; box (box_cols, box_rows).
+cudaError_t encode_map_2d(CUtensorMap* map, CUtensorMapDataType type, int elem_bytes, const void* base, int rows,
+                          int cols, int box_rows, int box_cols, CUtensorMapSwizzle swizzle) {
+  PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return cudaErrorNotSupported;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * elem_bytes};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = encode(map, type, 2, const_cast<void*>(base), dims, strides, box, elem_strides,
+                            CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+template <int N_ACT, bool GROUPED>
+cudaError_t launch_hopper(Launch& l) {
+  constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
+  constexpr int stages = N_ACT == 64 ? 8 : 6;  // 162 KB or 217.5 KB
+  // + two mbarriers per stage, + alignment of the swizzled stages
+  constexpr size_t smem = stages * stage + stages * 16 + 1024;
+  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
+  if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
+  static int configured[kMaxDevices] = {};
+  cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
+  if (err != cudaSuccess) return err;
+  // Activations (l.m, k) fp16 in boxes of N_ACT rows x 64 (one swizzle atom);
+  // packed weights (k / 16, n) int32 in boxes of 8 x 128; scales (k / 128, n)
+  // fp16 in boxes of 1 x 128 (grouped only).
+  CUtensorMap map_a, map_b, map_s;
+  err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, N_ACT, 64,
+                      CU_TENSOR_MAP_SWIZZLE_128B);
+  if (err == cudaSuccess)
+    err = encode_map_2d(&map_b, CU_TENSOR_MAP_DATA_TYPE_INT32, 4, l.B, l.k / 16, l.n, kHopperTileK / 16,
+                        kHopperTileN, CU_TENSOR_MAP_SWIZZLE_NONE);
+  if (err == cudaSuccess)
+    err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.s, GROUPED ? l.k / 128 : 1, l.n, 1,
+                        kHopperTileN, CU_TENSOR_MAP_SWIZZLE_NONE);
+  if (err != cudaSuccess) return err;
+  l.stages = stages;
+  l.threads = kHopperThreads;
+  kernel<<<l.blocks, kHopperThreads, smem, l.stream>>>(map_a, map_b, map_s, static_cast<const int4*>(l.s),
+                                                        static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots);
+  return cudaGetLastError();
 }
 
 // Small-batch kernel -----------------------------------------------------------
@@ -1231,7 +1647,8 @@ extern "C" const char* trirun_error_string(int code) {
     case TRIRUN_ERR_CONFIG:
       return "no valid configuration: thread_k x thread_n must be one of 128x512 (m <= 16), 256x256, 512x128 (m <= 32) "
              "or 128x128, 64x256 (any m) and divide k x n; sms must not exceed the device's SM count; the tile "
-             "must fit the device's shared memory";
+             "must fit the device's shared memory; variant 2 (the Hopper kernel) needs an sm_90 GPU, a build for "
+             "sm_90a and no tile request";
     case TRIRUN_ERR_WORKSPACE:
       return "workspace too small (see trirun_workspace_bytes)";
     case TRIRUN_ERR_ALIGNMENT:
@@ -1272,8 +1689,13 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // at once: never more blocks than SMs (one block fills an SM).
   int sms = req.sms > 0 ? req.sms : (attrs.sms < kMaxBlocks ? attrs.sms : kMaxBlocks);
   const bool pdl = attrs.pdl && stream != nullptr && stream != cudaStreamLegacy;
+  // The Hopper (wgmma) kernel: automatic from 33 rows where it runs (sm_90, unless a tile is
+  // requested), or asked for with config->variant = 2 at any m.
+  if (req.variant == 2 && (!attrs.hopper || req.thread_k > 0)) return TRIRUN_ERR_CONFIG;
+  const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && m > 32));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
-  const bool small_call = m <= 32 && (req.thread_k <= 0 || is_small_tile(req.thread_k, req.thread_n));
+  const bool small_call =
+      !hopper && m <= 32 && (req.thread_k <= 0 || is_small_tile(req.thread_k, req.thread_n));
   if (pdl && small_call && req.sms <= 0 && sms > 1) {
     // Inside a captured graph (a decoding step) the kernel before this one is
     // usually a one-block norm: with one block fewer than SMs every block can
@@ -1302,14 +1724,19 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   const half* a_ptr = static_cast<const half*>(A);
   half* c_ptr = static_cast<half*>(C);
   TrirunConfig used{};
-  for (int row = 0; row < m; row += 64 * max_par) {
-    const int rows = m - row < 64 * max_par ? m - row : 64 * max_par;
+  // Rows per batch slice: 64 (general kernel; Hopper kernel up to 64 rows) or 128 (Hopper).
+  const int slice_rows = hopper && m > 64 ? 128 : 64;
+  for (int row = 0; row < m; row += slice_rows * max_par) {
+    const int rows = m - row < slice_rows * max_par ? m - row : slice_rows * max_par;
     int thread_k = req.thread_k, thread_n = req.thread_n;
     // The small-batch kernel runs up to 32 rows (8-row blocks: 1, 2 or 4); the
     // 128 x 512 tile only up to 16 (its slots would not fit the workspace).
-    const bool small = rows <= 32 && (thread_k <= 0 || (is_small_tile(thread_k, thread_n) &&
-                                                        (rows <= 16 || thread_n != 512)));
-    if (thread_k <= 0) {
+    const bool small = !hopper && rows <= 32 && (thread_k <= 0 || (is_small_tile(thread_k, thread_n) &&
+                                                                   (rows <= 16 || thread_n != 512)));
+    if (hopper) {
+      thread_k = kHopperTileK;
+      thread_n = kHopperTileN;
+    } else if (thread_k <= 0) {
       if (small) {
         // The narrowest tile (512 x 128) gives each block the longest run
         // down one column, so few blocks share a column and the reduction
@@ -1328,14 +1755,22 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
         thread_n = 256;
       }
     }
-    if (small ? !is_small_tile(thread_k, thread_n) : !is_general_tile(thread_k, thread_n)) return TRIRUN_ERR_CONFIG;
+    if (!hopper && (small ? !is_small_tile(thread_k, thread_n) : !is_general_tile(thread_k, thread_n)))
+      return TRIRUN_ERR_CONFIG;
     // The small-batch kernel handles a partial last k tile; the general one does not.
     if ((!small && k % thread_k != 0) || n % thread_n != 0) return TRIRUN_ERR_CONFIG;
     l.A = a_ptr + static_cast<size_t>(row) * k;
     l.C = c_ptr + static_cast<size_t>(row) * n;
     l.m = rows;
     int m_blocks;
-    if (small) {
+    if (hopper) {
+      const bool wide = rows > 64;  // N = 128 activation rows per wgmma, else 64
+      m_blocks = wide ? 8 : 4;      // 16-row blocks
+      if (wide)
+        err = grouped ? launch_hopper<128, true>(l) : launch_hopper<128, false>(l);
+      else
+        err = grouped ? launch_hopper<64, true>(l) : launch_hopper<64, false>(l);
+    } else if (small) {
       m_blocks = rows <= 8 ? 1 : (rows <= 16 ? 2 : 4);  // 8-row blocks
       switch (m_blocks) {
         case 1:
@@ -1361,7 +1796,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       used.thread_k = thread_k;
       used.thread_n = thread_n;
       used.m_blocks = m_blocks;  // 8-row blocks for the small-batch kernel, 16-row otherwise
-      used.variant = small ? 1 : 0;
+      used.variant = hopper ? 2 : (small ? 1 : 0);
       used.stages = l.stages;
       used.sms = sms;
       used.max_par = max_par;
