@@ -1236,18 +1236,13 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 #pragma unroll
     for (int e = 0; e < kAccs; ++e) acc[e] = 0.0f;
 
-    for (int i = 0; i < slice_tiles; ++i) {
-      const int t = tile + i - first_tile;
-      const int stage = t % STAGES;
-      mbar_wait(&full[stage], (t / STAGES) & 1);
+    // Tile i's 8 A fragments: step ks is {row g, k 0..7}, {row g + 8, k 0..7},
+    // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
+    auto decode = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes);
       half2 s2 = col_scale;
       if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
-
-      // A fragment of step ks: {row g, k 0..7}, {row g + 8, k 0..7},
-      // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
-      uint32_t frag[kKSteps][4];
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) {
         const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
@@ -1257,6 +1252,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         frag[ks][2] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(lo, 0x00300030u)), mul2, add2), s_lo));
         frag[ks][3] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(hi, 0x00300030u)), mul2, add2), s_hi));
       }
+    };
+    auto issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       const uint32_t sh_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem + stage * kABytes));
       keep_f32(acc);
       wgmma_fence();
@@ -1265,13 +1262,41 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         // Step ks: atom ks / 4, 32 bytes further per step inside it.
         wgmma_rs<N_ACT>(acc, frag[ks], wgmma_desc_sw128(sh_addr + (ks / 4) * N_ACT * 128 + (ks % 4) * 32));
       wgmma_commit();
-      wgmma_wait<0>();
-      keep_f32(acc);
+    };
+    // Tile i's wgmmas are complete: its fragment registers may be reused and
+    // its stage refilled.
+    auto retire = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) keep_u32(frag[ks]);
       __syncwarp();
-      if (lane == 0) mbar_arrive(&empty[stage]);  // this warp is done with the stage
+      if (lane == 0) mbar_arrive(&empty[stage]);
+    };
+    // One tile's wgmmas stay in flight while the next tile is decoded, so the
+    // fragments alternate between two register sets (a loop unrolled by two).
+    uint32_t frag_a[kKSteps][4], frag_b[kKSteps][4];
+    const int t0 = tile - first_tile;
+    auto stage_of = [&](int i) { return (t0 + i) % STAGES; };
+    auto wait_full = [&](int i) { mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1); };
+    for (int i = 0; i < slice_tiles; i += 2) {
+      wait_full(i);
+      decode(stage_of(i), frag_a);
+      issue(stage_of(i), frag_a);
+      if (i > 0) {
+        wgmma_wait<1>();  // tile i - 1 (frag_b) done
+        retire(stage_of(i - 1), frag_b);
+      }
+      if (i + 1 < slice_tiles) {
+        wait_full(i + 1);
+        decode(stage_of(i + 1), frag_b);
+        issue(stage_of(i + 1), frag_b);
+        wgmma_wait<1>();  // tile i (frag_a) done
+        retire(stage_of(i), frag_a);
+      }
     }
+    wgmma_wait<0>();
+    keep_f32(acc);
+    if (slice_tiles % 2 == 1) retire(stage_of(slice_tiles - 1), frag_a);
+    else retire(stage_of(slice_tiles - 1), frag_b);
 
     // --- global reduction and output. Accumulator e = 4 j + 2 h + x holds
     // weight column col_lo + 8 h and activation row 8 j + 2 (lane % 4) + x.
