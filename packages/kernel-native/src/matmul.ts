@@ -20,7 +20,7 @@ export interface TrirunMatmulOptions extends TrirunKnobs {
   threadN?: number;
   /** Thread blocks (one per SM at most); all SMs by default. */
   sms?: number;
-  /** 64-row batch slices processed in parallel per launch (1..16); 16 by default. */
+  /** Batch slices (64 rows; 128 in the Hopper kernel above 64 rows) per launch (1..16); 16 by default. */
   maxParallel?: number;
 }
 
