@@ -1008,7 +1008,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 //   each [row][128 bytes] with 16-byte chunk c of row r at chunk c ^ (r % 8),
 //   which is what wgmma reads without bank conflicts. Rows past m come back
 //   as zeros (the tensor map's bounds).
-// Warp specialisation: one producer warp issues all copies of a stage (four
+// Warp specialisation: one producer thread issues all copies of a stage (four
 // tensor copies on an mbarrier) and runs up to STAGES tiles ahead, across
 // slice boundaries; the two consumer warpgroups never wait on each other
 // inside the main loop, only on the stage's "full" barrier, and release it
@@ -1025,7 +1025,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 // Scales are applied to the decoded weights in fp16, which is exact: each
 // weight is (code - 1) * s with code - 1 in {-1, 0, 1, 2}.
 
-constexpr int kHopperThreads = 288;  // two consumer warpgroups and a producer warp
+constexpr int kHopperThreads = 384;  // two consumer warpgroups and a producer warpgroup
 constexpr int kHopperTileK = 128, kHopperTileN = 128;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -1078,10 +1078,21 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const uint32_t 
 }
 
 
+// D (64 x 256) += A (64 x 16, registers) x B (16 x 256, shared memory, K-major).
+__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, {%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
+}
+
+
 template <int N_ACT>
 __device__ __forceinline__ void wgmma_rs(float (&d)[N_ACT / 2], const uint32_t (&a)[4], uint64_t desc_b) {
   if constexpr (N_ACT == 64) wgmma_m64n64k16(d, a, desc_b);
-  else wgmma_m64n128k16(d, a, desc_b);
+  else if constexpr (N_ACT == 128) wgmma_m64n128k16(d, a, desc_b);
+  else wgmma_m64n256k16(d, a, desc_b);
 }
 
 // mbarriers (shared memory): a "full" barrier per stage that the producer's
@@ -1119,15 +1130,15 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
       : "memory");
 }
-// Barrier of the two consumer warpgroups only (the producer warp runs ahead).
+// Barrier of the two consumer warpgroups only (the producer runs ahead).
 __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 
 // Template parameters:
-//   N_ACT:   rows of A per batch slice (64 or 128): wgmma's N
+//   N_ACT:   rows of A per batch slice (64, 128 or 256): wgmma's N
 //   STAGES:  depth of the copy pipeline
 //   GROUPED: g = 128 (a scale row per 128-deep tile) or g = k (one row)
 // Threads: two consumer warpgroups (decoding, wgmma, reduction) and one
-// producer warp whose lane 0 issues four tensor copies per stage (activations
+// producer warpgroup whose first thread issues four tensor copies per stage (activations
 // in two 64-wide swizzle atoms, packed weights, scales) and runs ahead across
 // slice boundaries, so the next slice's tiles arrive during the reduction.
 template <int N_ACT, int STAGES, bool GROUPED>
@@ -1170,7 +1181,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   __syncthreads();
 
   if (threadIdx.x >= 256) {
-    // --- producer: tile t of this block's run goes to stage t % STAGES.
+    // --- producer: tile t of this block's run goes to stage t % STAGES. Its
+    // warpgroup gives most of its registers to the consumers (setmaxnreg).
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (threadIdx.x == 256) {
       for (int tile = first_tile; tile < end_tile; ++tile) {
         const int t = tile - first_tile;
@@ -1193,6 +1206,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   }
 
   // --- consumers
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   const int wg = threadIdx.x / 128;         // 64-column chunk of the tile
   const int warp = (threadIdx.x / 32) % 4;  // 16 columns of that chunk
   const int lane = threadIdx.x % 32;
@@ -1277,7 +1291,16 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     const int t0 = tile - first_tile;
     auto stage_of = [&](int i) { return (t0 + i) % STAGES; };
     auto wait_full = [&](int i) { mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1); };
-    for (int i = 0; i < slice_tiles; i += 2) {
+    for (int i = 0; i < slice_tiles && N_ACT == 256; ++i) {
+      // 128 accumulators per thread leave no registers for a second
+      // fragment set: decode, multiply, wait.
+      wait_full(i);
+      decode(stage_of(i), frag_a);
+      issue(stage_of(i), frag_a);
+      wgmma_wait<0>();
+      retire(stage_of(i), frag_a);
+    }
+    for (int i = 0; i < slice_tiles && N_ACT != 256; i += 2) {
       wait_full(i);
       decode(stage_of(i), frag_a);
       issue(stage_of(i), frag_a);
@@ -1295,8 +1318,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     }
     wgmma_wait<0>();
     keep_f32(acc);
-    if (slice_tiles % 2 == 1) retire(stage_of(slice_tiles - 1), frag_a);
-    else retire(stage_of(slice_tiles - 1), frag_b);
+    if (N_ACT != 256) {
+      if (slice_tiles % 2 == 1) retire(stage_of(slice_tiles - 1), frag_a);
+      else retire(stage_of(slice_tiles - 1), frag_b);
+    }
 
     // --- global reduction and output. Accumulator e = 4 j + 2 h + x holds
     // weight column col_lo + 8 h and activation row 8 j + 2 (lane % 4) + x.
@@ -1504,7 +1529,7 @@ cudaError_t encode_map_2d(CUtensorMap* map, CUtensorMapDataType type, int elem_b
 template <int N_ACT, bool GROUPED>
 cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
-  constexpr int stages = N_ACT == 64 ? 8 : 6;  // 162 KB or 217.5 KB
+  constexpr int stages = N_ACT == 64 ? 8 : (N_ACT == 128 ? 6 : 3);  // 162, 217.5 or 204.75 KB
   // + two mbarriers per stage, + alignment of the swizzled stages
   constexpr size_t smem = stages * stage + stages * 16 + 1024;
   auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
@@ -1644,11 +1669,12 @@ size_t lock_bytes(int n, int max_par) {
   return (locks + 15) / 16 * 16;
 }
 size_t small_partial_bytes(int n) { return static_cast<size_t>(32) * (n > 0 ? n : 0) * sizeof(float); }
-// Shared columns are named by their last block: one slot of 64 rows x 256
-// columns per possible block (16 MB).
+// Shared columns are named by their last block: one slot per possible block,
+// as large as the largest output tile (the Hopper kernel's 256 rows x 128
+// columns; the general kernel's is 64 x 256): 32 MB.
 size_t slot_bytes(int n) {
   (void)n;
-  return static_cast<size_t>(kMaxBlocks) * 64 * 256 * sizeof(float);
+  return static_cast<size_t>(kMaxBlocks) * 256 * 128 * sizeof(float);
 }
 
 }  // namespace trirun
@@ -1749,10 +1775,20 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   const half* a_ptr = static_cast<const half*>(A);
   half* c_ptr = static_cast<half*>(C);
   TrirunConfig used{};
-  // Rows per batch slice: 64 (general kernel; Hopper kernel up to 64 rows) or 128 (Hopper).
-  const int slice_rows = hopper && m > 64 ? 128 : 64;
-  for (int row = 0; row < m; row += slice_rows * max_par) {
-    const int rows = m - row < slice_rows * max_par ? m - row : slice_rows * max_par;
+  // Rows per batch slice: 64 (general kernel; Hopper kernel up to 64 rows), 128 or 256 (Hopper).
+  const int slice_rows = hopper ? (m >= 256 ? 256 : (m > 64 ? 128 : 64)) : 64;
+  // The Hopper kernel reads each slice's activations once per 128 output
+  // columns, from L2 if the slices of one launch fit there: at most ~24 MB of
+  // them per launch (H100, 4096 x 11008 at m = 4096: 928 us with 16 slices of
+  // 5.6 MB, which re-read A from memory).
+  int par = max_par;
+  if (hopper) {
+    const long long slice_bytes = static_cast<long long>(slice_rows) * k * 2;
+    const long long fit = (24ll << 20) / slice_bytes;
+    par = fit < 1 ? 1 : (fit < par ? static_cast<int>(fit) : par);
+  }
+  for (int row = 0; row < m; row += slice_rows * par) {
+    const int rows = m - row < slice_rows * par ? m - row : slice_rows * par;
     int thread_k = req.thread_k, thread_n = req.thread_n;
     // The small-batch kernel runs up to 32 rows (8-row blocks: 1, 2 or 4); the
     // 128 x 512 tile only up to 16 (its slots would not fit the workspace).
@@ -1789,9 +1825,12 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     l.m = rows;
     int m_blocks;
     if (hopper) {
-      const bool wide = rows > 64;  // N = 128 activation rows per wgmma, else 64
-      m_blocks = wide ? 8 : 4;      // 16-row blocks
-      if (wide)
+      // Activation rows per wgmma (its N): 256 from 256 rows, 128 from 65, else 64.
+      const int n_act = rows >= 256 ? 256 : (rows > 64 ? 128 : 64);
+      m_blocks = n_act / 16;  // 16-row blocks
+      if (n_act == 256)
+        err = grouped ? launch_hopper<256, true>(l) : launch_hopper<256, false>(l);
+      else if (n_act == 128)
         err = grouped ? launch_hopper<128, true>(l) : launch_hopper<128, false>(l);
       else
         err = grouped ? launch_hopper<64, true>(l) : launch_hopper<64, false>(l);
@@ -1824,7 +1863,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       used.variant = hopper ? 2 : (small ? 1 : 0);
       used.stages = l.stages;
       used.sms = sms;
-      used.max_par = max_par;
+      used.max_par = par;
       used.threads = l.threads;
     }
   }

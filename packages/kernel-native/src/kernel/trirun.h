@@ -20,10 +20,11 @@ typedef struct TrirunConfig {
   int thread_k;   // k extent of a thread block's tile (thread_k x thread_n):
   int thread_n;   //   general kernel 128x128 or 64x256; small-batch 256x256 or 512x128 (m <= 32), 128x512 (m <= 16)
   int m_blocks;   // row blocks of A a block handles at once: 1..4 of 16 rows (general), 1, 2 or 4 of 8
-                  //   (small-batch), 4 or 8 of 16 (Hopper)
+                  //   (small-batch), 4, 8 or 16 of 16 (Hopper)
   int stages;     // depth of the cp.async pipeline
   int sms;        // thread blocks launched (striped over the SMs)
-  int max_par;    // m / (16 * 4) batch slices processed in parallel
+  int max_par;    // batch slices processed in parallel per launch (the Hopper kernel may use fewer, to keep
+                  //   their activations in L2)
   int threads;    // threads per block
   int variant;    // kernel used: 0 = general, 1 = small-batch (m <= 32; swapped operands, fp32 group scales),
                   //   2 = Hopper (wgmma; sm_90, automatic from m = 33). On input, 2 asks for the Hopper
