@@ -1146,9 +1146,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S,
                          int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                         float* __restrict__ partial, bool arrive) {
+                         float* __restrict__ partial) {
 #ifdef TRIRUN_WGMMA
-  __shared__ bool arrival_is_last;
   constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
   constexpr int kABytes = N_ACT * kHopperTileK * 2;    // activations, N_ACT rows x 128 k
@@ -1327,102 +1326,58 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // --- global reduction and output. Accumulator e = 4 j + 2 h + x holds
     // weight column col_lo + 8 h and activation row 8 j + 2 (lane % 4) + x.
     int* lock = locks + column;
-    half* const c_tile = reinterpret_cast<half*>(C) + static_cast<size_t>(row0) * prob_n + n_tile * kHopperTileN + col_lo;
-    auto store_c = [&](const float (&v)[kAccs]) {
+    if (slice_count > 1) {
+      if (threadIdx.x == 0) {
+        int seen;
+        do {
+          asm volatile("ld.global.acquire.gpu.b32 %0, [%1];\n" : "=r"(seen) : "l"(lock));
+        } while (seen != slice_idx);
+      }
+      consumer_sync();
+    }
+    const bool read_partial = slice_count > 1 && slice_idx > 0;
+    const bool last = slice_idx == slice_count - 1;
+    float* slot = partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN) + threadIdx.x;
+    if (read_partial) {
+      float prev[kAccs];  // every load before the first store (see trirun_kernel)
+#pragma unroll
+      for (int e = 0; e < kAccs; ++e) prev[e] = __ldcg(slot + e * 256);
+#pragma unroll
+      for (int e = 0; e < kAccs; ++e) acc[e] += prev[e];
+    }
+    if (!last) {
+#pragma unroll
+      for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, acc[e]);
+    } else {
+      if (read_partial) {
+#pragma unroll
+        for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, 0.0f);  // leave the workspace zero
+      }
+      half* c = reinterpret_cast<half*>(C) + static_cast<size_t>(row0) * prob_n + n_tile * kHopperTileN + col_lo;
 #pragma unroll
       for (int j = 0; j < N_ACT / 8; ++j)
 #pragma unroll
         for (int x = 0; x < 2; ++x) {
           const int r = 8 * j + 2 * (lane % 4) + x;
           if (r < rows) {
-            half* p = c_tile + static_cast<size_t>(r) * prob_n;
-            p[0] = __float2half_rn(v[4 * j + x]);
-            p[8] = __float2half_rn(v[4 * j + 2 + x]);
+            half* p = c + static_cast<size_t>(r) * prob_n;
+            p[0] = __float2half_rn(acc[4 * j + x]);
+            p[8] = __float2half_rn(acc[4 * j + 2 + x]);
           }
         }
-    };
-    if (slice_count > 1 && arrive) {
-      // Short runs (a column split over several blocks that finish together):
-      // every block stores its part in a slot of its own, counts itself in,
-      // and the last to arrive adds the parts in block order. A block's part
-      // is the start of its run (it is the column's last block: slot 0) or
-      // its end or all of it (slot 1).
-      auto slot_of = [&](int b) {
-        return partial + static_cast<size_t>(2 * b + (b == last_block ? 0 : 1)) * (N_ACT * kHopperTileN) + threadIdx.x;
-      };
-      float* mine = slot_of(blockIdx.x);
-#pragma unroll
-      for (int e = 0; e < kAccs; ++e) __stcg(mine + e * 256, acc[e]);
-      __threadfence();
+    }
+    if (slice_count > 1) {
+      // As lock_release, among the consumers.
       consumer_sync();
-      if (threadIdx.x == 0) arrival_is_last = atomicAdd(lock, 1) == slice_count - 1;
-      consumer_sync();
-      if (arrival_is_last) {
-        __threadfence();
-        float sum[kAccs];
-#pragma unroll
-        for (int e = 0; e < kAccs; ++e) sum[e] = 0.0f;
-        for (int b = first_block; b <= last_block; ++b) {
-          float* slot = slot_of(b);
-          float part[kAccs];  // every load before the first store
-#pragma unroll
-          for (int e = 0; e < kAccs; ++e) part[e] = __ldcg(slot + e * 256);
-#pragma unroll
-          for (int e = 0; e < kAccs; ++e) {
-            sum[e] += part[e];
-            __stcg(slot + e * 256, 0.0f);  // leave the workspace zero
-          }
-        }
-        store_c(sum);
-        if (threadIdx.x == 0) *lock = 0;
-      }
-    } else {
-      // Long runs: the lock chain of trirun_kernel (the block whose run starts
-      // in the column goes first, and the one that ends it finds the lock set).
-      if (slice_count > 1) {
-        if (threadIdx.x == 0) {
-          int seen;
-          do {
-            asm volatile("ld.global.acquire.gpu.b32 %0, [%1];\n" : "=r"(seen) : "l"(lock));
-          } while (seen != slice_idx);
-        }
-        consumer_sync();
-      }
-      const bool read_partial = slice_count > 1 && slice_idx > 0;
-      const bool last = slice_idx == slice_count - 1;
-      float* slot = partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN) + threadIdx.x;
-      if (read_partial) {
-        float prev[kAccs];  // every load before the first store (see trirun_kernel)
-#pragma unroll
-        for (int e = 0; e < kAccs; ++e) prev[e] = __ldcg(slot + e * 256);
-#pragma unroll
-        for (int e = 0; e < kAccs; ++e) acc[e] += prev[e];
-      }
-      if (!last) {
-#pragma unroll
-        for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, acc[e]);
-      } else {
-        if (read_partial) {
-#pragma unroll
-          for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, 0.0f);  // leave the workspace zero
-        }
-        store_c(acc);
-      }
-      if (slice_count > 1) {
-        // As lock_release, among the consumers.
-        consumer_sync();
-        if (threadIdx.x == 0) {
-          if (last) {
-            asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(lock), "r"(0));
-          } else {
-            asm volatile("fence.acq_rel.gpu;\n" ::);
-            asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(lock), "r"(1));
-          }
+      if (threadIdx.x == 0) {
+        if (last) {
+          asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(lock), "r"(0));
+        } else {
+          asm volatile("fence.acq_rel.gpu;\n" ::);
+          asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(lock), "r"(1));
         }
       }
     }
-    // arrival_is_last is read above before anyone can write it again.
-    consumer_sync();
     tile += slice_tiles;
   }
 #endif  // TRIRUN_WGMMA
@@ -1597,15 +1552,8 @@ cudaError_t launch_hopper(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = kHopperThreads;
-  // Last-arriver reduction where a column is split over 3 or more blocks (two
-  // 64 KB slots per block fit the workspace up to 128-row slices).
-  const int k_tiles = l.k / kHopperTileK;
-  const long long total = static_cast<long long>(k_tiles) * (l.n / kHopperTileN) * ceil_div(l.m, N_ACT);
-  const long long iters = (total + l.blocks - 1) / l.blocks;
-  const bool arrive = N_ACT <= 128 && k_tiles >= 3 * iters;
   kernel<<<l.blocks, kHopperThreads, smem, l.stream>>>(map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                                                        static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots,
-                                                        arrive);
+                                                        static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots);
   return cudaGetLastError();
 }
 
