@@ -142,21 +142,29 @@ __device__ __forceinline__ uint32_t mask_or_1024(uint32_t q, uint32_t mask) {
 __device__ __forceinline__ uint32_t as_u32(half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ half2 as_h2(uint32_t u) { return *reinterpret_cast<half2*>(&u); }
 
+// The barrier of the threads that take part in a reduction: the whole block,
+// or (Hopper kernel) its consumer warpgroups only.
+struct BlockSync {
+  __device__ void operator()() const { __syncthreads(); }
+};
+
 // Column lock of the global reduction: wait until it reads `value`.
-__device__ __forceinline__ void lock_wait(const int* lock, int value) {
+template <typename Sync = BlockSync>
+__device__ __forceinline__ void lock_wait(const int* lock, int value, Sync sync = {}) {
   if (threadIdx.x == 0) {
     int seen;
     do {
       asm volatile("ld.global.acquire.gpu.b32 %0, [%1];\n" : "=r"(seen) : "l"(lock));
     } while (seen != value);
   }
-  __syncthreads();
+  sync();
 }
 
 // Pass the column to the next block, or reset the lock after the last one.
 // The barrier makes every thread's C writes precede thread 0's fence.
-__device__ __forceinline__ void lock_release(int* lock, bool last) {
-  __syncthreads();
+template <typename Sync = BlockSync>
+__device__ __forceinline__ void lock_release(int* lock, bool last, Sync sync = {}) {
+  sync();
   if (threadIdx.x == 0) {
     if (last) {
       asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(lock), "r"(0));
@@ -1131,7 +1139,9 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       : "memory");
 }
 // Barrier of the two consumer warpgroups only (the producer runs ahead).
-__device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+struct ConsumerSync {
+  __device__ void operator()() const { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+};
 
 // Template parameters:
 //   N_ACT:   rows of A per batch slice (64, 128 or 256): wgmma's N
@@ -1291,50 +1301,46 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     const int t0 = tile - first_tile;
     auto stage_of = [&](int i) { return (t0 + i) % STAGES; };
     auto wait_full = [&](int i) { mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1); };
-    for (int i = 0; i < slice_tiles && N_ACT == 256; ++i) {
+    if constexpr (N_ACT == 256) {
       // 128 accumulators per thread leave no registers for a second
       // fragment set: decode, multiply, wait.
-      wait_full(i);
-      decode(stage_of(i), frag_a);
-      issue(stage_of(i), frag_a);
-      wgmma_wait<0>();
-      retire(stage_of(i), frag_a);
-    }
-    for (int i = 0; i < slice_tiles && N_ACT != 256; i += 2) {
-      wait_full(i);
-      decode(stage_of(i), frag_a);
-      issue(stage_of(i), frag_a);
-      if (i > 0) {
-        wgmma_wait<1>();  // tile i - 1 (frag_b) done
-        retire(stage_of(i - 1), frag_b);
-      }
-      if (i + 1 < slice_tiles) {
-        wait_full(i + 1);
-        decode(stage_of(i + 1), frag_b);
-        issue(stage_of(i + 1), frag_b);
-        wgmma_wait<1>();  // tile i (frag_a) done
+      for (int i = 0; i < slice_tiles; ++i) {
+        wait_full(i);
+        decode(stage_of(i), frag_a);
+        issue(stage_of(i), frag_a);
+        wgmma_wait<0>();
         retire(stage_of(i), frag_a);
       }
-    }
-    wgmma_wait<0>();
-    keep_f32(acc);
-    if (N_ACT != 256) {
-      if (slice_tiles % 2 == 1) retire(stage_of(slice_tiles - 1), frag_a);
-      else retire(stage_of(slice_tiles - 1), frag_b);
+      keep_f32(acc);
+    } else {
+      for (int i = 0; i < slice_tiles; i += 2) {
+        wait_full(i);
+        decode(stage_of(i), frag_a);
+        issue(stage_of(i), frag_a);
+        if (i > 0) {
+          wgmma_wait<1>();  // tile i - 1 (frag_b) done
+          retire(stage_of(i - 1), frag_b);
+        }
+        if (i + 1 < slice_tiles) {
+          wait_full(i + 1);
+          decode(stage_of(i + 1), frag_b);
+          issue(stage_of(i + 1), frag_b);
+          wgmma_wait<1>();  // tile i (frag_a) done
+          retire(stage_of(i), frag_a);
+        }
+      }
+      wgmma_wait<0>();
+      keep_f32(acc);
+      if (slice_tiles % 2 == 1)
+        retire(stage_of(slice_tiles - 1), frag_a);
+      else
+        retire(stage_of(slice_tiles - 1), frag_b);
     }
 
     // --- global reduction and output. Accumulator e = 4 j + 2 h + x holds
     // weight column col_lo + 8 h and activation row 8 j + 2 (lane % 4) + x.
     int* lock = locks + column;
-    if (slice_count > 1) {
-      if (threadIdx.x == 0) {
-        int seen;
-        do {
-          asm volatile("ld.global.acquire.gpu.b32 %0, [%1];\n" : "=r"(seen) : "l"(lock));
-        } while (seen != slice_idx);
-      }
-      consumer_sync();
-    }
+    if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
     const bool read_partial = slice_count > 1 && slice_idx > 0;
     const bool last = slice_idx == slice_count - 1;
     float* slot = partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN) + threadIdx.x;
@@ -1366,18 +1372,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
           }
         }
     }
-    if (slice_count > 1) {
-      // As lock_release, among the consumers.
-      consumer_sync();
-      if (threadIdx.x == 0) {
-        if (last) {
-          asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(lock), "r"(0));
-        } else {
-          asm volatile("fence.acq_rel.gpu;\n" ::);
-          asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(lock), "r"(1));
-        }
-      }
-    }
+    if (slice_count > 1) lock_release(lock, last, ConsumerSync{});
     tile += slice_tiles;
   }
 #endif  // TRIRUN_WGMMA
