@@ -4,8 +4,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}; mkdir -p "$out"
+# sm_90a: the Hopper kernel's wgmma; TRIRUN_HAVE_SM90A lets the dispatcher pick it.
+ARCH="-gencode arch=compute_90a,code=sm_90a -DTRIRUN_HAVE_SM90A"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv
-nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -DTRIRUN_HAVE_SM90A -Xptxas -v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe 2> "$out/ptxas.txt" || { cat "$out/ptxas.txt"; exit 1; }
+nvcc -O3 -std=c++17 $ARCH -Xptxas -v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe 2> "$out/ptxas.txt" || { cat "$out/ptxas.txt"; exit 1; }
 what=${*:-check sanitize speed}
 for w in $what; do
   echo "=== $w"
@@ -30,7 +32,7 @@ for w in $what; do
     trace)
       # Per-block timestamps of four back-to-back cold calls (entry, first tile, main loop, reduction,
       # exit) and the empty-kernel launch floor; TRACE_ARGS="k n m [k n m ...]" (default: 7B, 70B shapes).
-      nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -DTRIRUN_HAVE_SM90A -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_trace || exit 1
+      nvcc -O3 -std=c++17 $ARCH -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_trace || exit 1
       timeout 200 /tmp/probe_trace trace ${TRACE_ARGS:-} 2>&1 | tee "$out/trace.txt" ;;
     speedq) timeout 200 /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
     speedm)
@@ -44,13 +46,13 @@ for w in $what; do
       # BASE=../../.device/trirun-base.cu there). Alternates base, new, base, new: single
       # launches drift by a few percent between runs, so compare within one call.
       mkdir -p /tmp/base && cp "${BASE:?set BASE to a trirun.cu}" /tmp/base/trirun.cu && cp src/kernel/trirun.h /tmp/base/
-      nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -DTRIRUN_HAVE_SM90A -I/tmp/base tools/kernel-probe.cu /tmp/base/trirun.cu -lcublas -o /tmp/probe_base || exit 1
+      nvcc -O3 -std=c++17 $ARCH -I/tmp/base tools/kernel-probe.cu /tmp/base/trirun.cu -lcublas -o /tmp/probe_base || exit 1
       for p in probe_base probe probe_base probe; do echo "--- $p"; timeout 100 /tmp/$p speed --quick 2>&1 | grep -v "d2d"; done | tee "$out/speed-ab.txt" | grep -E "^---|SUM" ;;
     ab)
       # The small-batch reduction forced one way or the other (TRIRUN_SMALL_REDUCTION: 1 lock chain,
       # 2 last-arriver slots) against the dispatcher's choice, back to back.
       for v in 1 2; do
-        nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -DTRIRUN_HAVE_SM90A -DTRIRUN_SMALL_REDUCTION=$v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_r$v || exit 1
+        nvcc -O3 -std=c++17 $ARCH -DTRIRUN_SMALL_REDUCTION=$v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_r$v || exit 1
       done
       for v in 1 2; do echo "forced $v: $(timeout 100 /tmp/probe_r$v check --quick 2>&1 | tail -1)"; done | tee "$out/ab-check.txt"
       for p in probe probe_r1 probe_r2; do echo "--- $p"; timeout 150 /tmp/$p speed --quick 2>&1 | grep -v "d2d"; done | tee "$out/ab.txt" ;;

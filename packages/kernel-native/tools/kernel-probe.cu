@@ -1,7 +1,7 @@
 // kernel-probe: a standalone C++/CUDA driver for developing trirun.cu on a GPU
 // machine without Node.js: correctness against cuBLAS (fp16 inputs, fp32
 // output) on random data, and cold-weight timings against cuBLAS FP16.
-// Build there:  nvcc -O3 -std=c++17 -arch=sm_90 -I../src/kernel kernel-probe.cu ../src/kernel/trirun.cu -lcublas
+// Build there:  nvcc -O3 -std=c++17 -arch=sm_90a -DTRIRUN_HAVE_SM90A -I../src/kernel kernel-probe.cu ../src/kernel/trirun.cu -lcublas
 // Usage: kernel-probe check|speed [--quick]
 // The supported check is the Node bundle (DEVICE.md); this is the kernel
 // engineer's inner loop.
