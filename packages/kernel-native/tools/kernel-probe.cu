@@ -664,6 +664,125 @@ static int trace(int argc, char** argv) {
 }
 #endif
 
+
+// launch m1,m2,...: per-call time of back-to-back calls issued on a stream
+// against the same calls captured into one CUDA graph, TriRun and cuBLAS
+// alike (cold weights rotated through copies larger than 4x L2): how much of
+// a call is launch cost rather than kernel.
+static int launches(const std::vector<int>& ms) {
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  std::mt19937 rng(99);
+  cublasHandle_t h;
+  CB(cublasCreate(&h));
+  cudaStream_t st;
+  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  int* ws;
+  const size_t wsb = 64 << 20;
+  CK(cudaMalloc(&ws, wsb));
+  CK(cudaMemset(ws, 0, wsb));
+  struct Set {
+    const char* name;
+    std::vector<std::pair<int, int>> kn;
+  };
+  std::vector<Set> sets = {{"llama2-70b(ref)", {{8192, 24576}, {8192, 8192}, {8192, 43520}, {21760, 8192}}},
+                           {"llama2-7b", {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}}},
+                           {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}}};
+  const size_t l2 = prop.l2CacheSize;
+  const int calls = 24;
+  for (auto& set : sets) {
+    std::vector<double> sq(ms.size()), sqg(ms.size()), sf(ms.size()), sfg(ms.size());
+    for (auto [k, n] : set.kn) {
+      size_t qbytes = static_cast<size_t>(k) * n / 4, fbytes = static_cast<size_t>(k) * n * 2;
+      int qcopies = std::max<size_t>(2, (4 * l2) / qbytes + 1), fcopies = std::max<size_t>(2, (4 * l2) / fbytes + 1);
+      std::vector<void*> qB(qcopies), qS(qcopies), fW(fcopies);
+      std::vector<uint32_t> hb(qbytes / 4);
+      for (auto& x : hb) x = rng();
+      std::vector<__half> hs(static_cast<size_t>(k / 128) * n, __float2half(0.01f));
+      for (int i = 0; i < qcopies; ++i) {
+        CK(cudaMalloc(&qB[i], qbytes));
+        CK(cudaMalloc(&qS[i], hs.size() * 2));
+        CK(cudaMemcpy(qB[i], hb.data(), qbytes, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(qS[i], hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
+      }
+      std::vector<__half> hw(static_cast<size_t>(k) * n);
+      fill_half(hw, rng);
+      for (int i = 0; i < fcopies; ++i) {
+        CK(cudaMalloc(&fW[i], fbytes));
+        CK(cudaMemcpy(fW[i], hw.data(), fbytes, cudaMemcpyHostToDevice));
+      }
+      const int mmax = *std::max_element(ms.begin(), ms.end());
+      std::vector<__half> ha(static_cast<size_t>(mmax) * k);
+      fill_half(ha, rng);
+      __half *dA, *dC;
+      CK(cudaMalloc(&dA, ha.size() * 2));
+      CK(cudaMalloc(&dC, static_cast<size_t>(mmax) * n * 2));
+      CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
+      for (size_t mi = 0; mi < ms.size(); ++mi) {
+        const int m = ms[mi];
+        TrirunConfig cfg{};
+        auto tri = [&](int i) {
+          cfg = TrirunConfig{};
+          run_trirun(dA, (uint32_t*)qB[i % qcopies], (__half*)qS[i % qcopies], dC, m, n, k, 128, ws, wsb, &cfg, st);
+        };
+        auto f16 = [&](int i) { gemm_ref(h, dA, (__half*)fW[i % fcopies], dC, false, m, n, k, st); };
+        // Median per-call time of `calls` back-to-back calls, 9 samples (one warm-up).
+        auto timed = [&](auto&& body) {
+          std::vector<float> t;
+          for (int r = 0; r < 10; ++r) {
+            CK(cudaEventRecord(e0, st));
+            body();
+            CK(cudaEventRecord(e1, st));
+            CK(cudaEventSynchronize(e1));
+            float ms_;
+            CK(cudaEventElapsedTime(&ms_, e0, e1));
+            if (r > 0) t.push_back(ms_ * 1000.f / calls);
+          }
+          return median(t);
+        };
+        auto graph_of = [&](auto&& call) {
+          cudaGraph_t g;
+          cudaGraphExec_t ge;
+          CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+          for (int i = 0; i < calls; ++i) call(i);
+          CK(cudaStreamEndCapture(st, &g));
+          CK(cudaGraphInstantiate(&ge, g, 0));
+          CK(cudaGraphDestroy(g));
+          return ge;
+        };
+        const float q = timed([&] { for (int i = 0; i < calls; ++i) tri(i); });
+        const float f = timed([&] { for (int i = 0; i < calls; ++i) f16(i); });
+        cudaGraphExec_t gq = graph_of(tri), gf = graph_of(f16);
+        const float qg = timed([&] { CK(cudaGraphLaunch(gq, st)); });
+        const float fg = timed([&] { CK(cudaGraphLaunch(gf, st)); });
+        CK(cudaGraphExecDestroy(gq));
+        CK(cudaGraphExecDestroy(gf));
+        sq[mi] += q;
+        sqg[mi] += qg;
+        sf[mi] += f;
+        sfg[mi] += fg;
+        printf("%-16s k=%5d n=%5d m=%4d  stream: trirun %7.1f fp16 %7.1f us x%.2f   graph: trirun %7.1f fp16 %7.1f us x%.2f  [v%d st=%d thr=%d]\n",
+               set.name, k, n, m, q, f, f / q, qg, fg, fg / qg, cfg.variant, cfg.stages, cfg.threads);
+      }
+      for (int i = 0; i < qcopies; ++i) {
+        cudaFree(qB[i]);
+        cudaFree(qS[i]);
+      }
+      for (int i = 0; i < fcopies; ++i) cudaFree(fW[i]);
+      cudaFree(dA);
+      cudaFree(dC);
+    }
+    for (size_t mi = 0; mi < ms.size(); ++mi)
+      printf("SUM %-16s m=%4d  stream x%.2f (trirun %.1f us)  graph x%.2f (trirun %.1f us)\n", set.name, ms[mi],
+             sf[mi] / sq[mi], sq[mi], sfg[mi] / sqg[mi], sqg[mi]);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::string what = argc > 1 ? argv[1] : "check";
   bool quick = argc > 2 && std::string(argv[2]) == "--quick";
@@ -672,14 +791,14 @@ int main(int argc, char** argv) {
   if (what == "tiles") return tiles();
   if (what == "sanitize") return check(true, true);
   if (what == "speed") return speed(quick);
-  if (what == "speedm") {  // speedm m1,m2,...: the speed table at these m only
+  if (what == "speedm" || what == "launch") {  // speedm|launch m1,m2,...: at these m only
     std::vector<int> ms;
     for (const char* p = argc > 2 ? argv[2] : "64,128,256"; *p;) {
       ms.push_back(std::atoi(p));
       while (*p && *p != ',') ++p;
       if (*p == ',') ++p;
     }
-    return speed(false, ms);
+    return what == "launch" ? launches(ms) : speed(false, ms);
   }
 #ifdef TRIRUN_TRACE
   if (what == "trace") return trace(argc, argv);

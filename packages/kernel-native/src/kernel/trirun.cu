@@ -1156,7 +1156,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S,
                          int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                         float* __restrict__ partial) {
+                         float* __restrict__ partial, int ramp) {
 #ifdef TRIRUN_WGMMA
   constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
@@ -1198,7 +1198,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       for (int tile = first_tile; tile < end_tile; ++tile) {
         const int t = tile - first_tile;
         const int stage = t % STAGES;
-        if (t >= STAGES) mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
+        if (t >= STAGES)
+          mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
+        else if (t >= (ramp > 0 ? ramp : 1))  // the start-up ramp of trirun_small_tma_kernel
+          mbar_wait(&full[ramp > 0 ? t - ramp : (t - 1) / 2], 0);
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
         const int row0 = (column / n_tiles) * N_ACT;
@@ -1378,6 +1381,452 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 #endif  // TRIRUN_WGMMA
 }
 
+// ------------------------------------- the small-batch kernel with copy engines
+//
+// trirun_small_kernel on sm_90, fed by the tensor memory accelerator instead
+// of per-thread cp.async copies. Traces and stall sampling of the cp.async
+// version (NOTES.md) showed three costs that this one removes:
+// * ~100 of a warp's ~470 instructions per 16 KB tile were copy addressing
+//   and predicates, on the integer pipe that dequantization also needs. Here
+//   one producer thread (a ninth warp) issues a stage in a handful of tensor
+//   copies: activations in 64-wide 128-byte-swizzle boxes, weights and scales
+//   each in one box (8-byte elements, so that a 512-column row fits a box);
+// * the pipeline drained and refilled at every column boundary (a block's run
+//   crosses two or three columns on Llama layers): the producer runs up to
+//   STAGES tiles ahead across columns, through the reductions;
+// * a block barrier per tile: the eight consumer warps wait only on the
+//   stage's "full" mbarrier and release it through its "empty" one.
+// With programmatic dependent launch the producer requests the first stages'
+// weights before griddepcontrol.wait and their activations after it.
+// The consumers' arithmetic is trirun_small_kernel's, except that the
+// activations' shared-memory layout is the TMA swizzle's: atom a (64 k), row
+// r, 16-byte chunk c at a * (rows * 128) + r * 128 + ((c ^ r) % 8) * 16,
+// which is the same XOR pattern over a different order, so ldmatrix stays
+// free of bank conflicts. The k_warps' partial sums at the end of a run go
+// through the shared memory of the run's last stage, which is released to
+// the producer only after that.
+// Threads: two consumer warpgroups and a producer warpgroup (of which one
+// thread works): registers move to the consumers with setmaxnreg, as in the
+// Hopper kernel (the 32-row tiles need ~210 per thread; 288 threads would
+// cap every thread at 168).
+constexpr int kSmallTmaThreads = 384;
+
+template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED>
+__global__ void __launch_bounds__(kSmallTmaThreads, 1)
+    trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
+                            const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S,
+                            int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
+                            float* __restrict__ partial, float* __restrict__ slots, int ramp) {
+#ifdef TRIRUN_WGMMA
+  constexpr int kWarps = 8;  // consumers
+  constexpr int kKWarps = kWarps / N_WARPS;
+  constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
+  constexpr int K_BLOCKS = kKSteps * kKWarps;
+  static_assert(N_WARPS * kKWarps == kWarps, "warps must tile the block");
+  constexpr int kThreadK = K_BLOCKS * 16;
+  constexpr int kThreadN = N_WARPS * 64;
+  constexpr int kRows = MB8 * 8;
+  constexpr int kAtoms = kThreadK / 64;
+  constexpr int kAtomBytes = kRows * 128;
+  constexpr int kABytes = kAtoms * kAtomBytes;
+  constexpr int kBBytes = K_BLOCKS * kThreadN * 4;
+  constexpr int kSBytes = GROUPED ? kKWarps * kThreadN * 2 : 0;
+  constexpr int kStageBytes = kABytes + kBBytes + kSBytes;
+  constexpr uint32_t kStageTx = kStageBytes;  // boxes count whole, zero-filled parts included
+  static_assert(kStageBytes % 1024 == 0, "stages must keep the swizzle's 1024-byte alignment");
+  constexpr int kPerLane = MB8 * 16;  // accumulators per lane
+  static_assert((kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes, "k-warp sums must fit a stage");
+  extern __shared__ int4 smem_raw[];
+  char* const smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
+  uint64_t* const empty = full + STAGES;
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  TRIRUN_TRACE_BEGIN();
+
+  const int k_tiles = ceil_div(prob_k, kThreadK);
+  const int k_groups = prob_k / 128;
+  const int n_tiles = prob_n / kThreadN;
+  const int total_tiles = k_tiles * n_tiles;
+  const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
+  const int first_tile = iters * blockIdx.x;
+  const int end_tile = min(first_tile + iters, total_tiles);
+
+  if (threadIdx.x == 0) {
+    for (int st = 0; st < STAGES; ++st) {
+      mbar_init(&full[st], 1);
+      mbar_init(&empty[st], kWarps);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warp >= kWarps) {
+    // --- producer: tile t of the run goes to stage t % STAGES.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (threadIdx.x == 32 * kWarps) {
+      auto copy_weights = [&](int tile, int stage) {
+        char* st = smem + stage * kStageBytes;
+        const int n_tile = tile / k_tiles, k_tile = tile % k_tiles;
+        mbar_arrive_expect_tx(&full[stage], kStageTx);
+        // Rows past k (a partial last tile) come back as zeros: the map's bounds.
+        tma_load_2d(st + kABytes, &map_b, n_tile * (kThreadN / 2), k_tile * K_BLOCKS, &full[stage]);
+        if constexpr (GROUPED)
+          tma_load_2d(st + kABytes + kBBytes, &map_s, n_tile * (kThreadN / 4), k_tile * kKWarps, &full[stage]);
+      };
+      auto copy_activations = [&](int tile, int stage) {
+        char* st = smem + stage * kStageBytes;
+        const int k0 = (tile % k_tiles) * kThreadK;
+        // Rows past m and columns past k come back as zeros.
+#pragma unroll
+        for (int a = 0; a < kAtoms; ++a) tma_load_2d(st + a * kAtomBytes, &map_a, k0 + 64 * a, 0, &full[stage]);
+      };
+      // Ramp: when every SM asks for all its stages at once, the memory
+      // system serves the whole burst interleaved and each SM's first tile
+      // arrives late (traces: 5-7 us into a 70B-sized call, against ~2 us);
+      // the consumers are about as fast as memory, so time lost before the
+      // first tile is not made up later. So the first tile is requested
+      // alone, and tile t (< STAGES) once tile (t - 1) / 2 has landed: two
+      // more per tile that lands, until the pipeline is full. (ramp > 0, for
+      // experiments: `ramp` tiles at once, then tile t when t - ramp landed.)
+      const int first_batch = ramp > 0 ? ramp : 1;
+      const int ahead = min(min(first_batch, STAGES), end_tile - first_tile);
+      for (int t = 0; t < ahead; ++t) copy_weights(first_tile + t, t);
+      // Programmatic dependent launch: A may be the output of the kernel before.
+      asm volatile("griddepcontrol.wait;\n" ::: "memory");
+      for (int t = 0; t < ahead; ++t) copy_activations(first_tile + t, t);
+      for (int tile = first_tile + ahead; tile < end_tile; ++tile) {
+        const int t = tile - first_tile;
+        const int stage = t % STAGES;
+        if (t >= STAGES)
+          mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
+        else
+          mbar_wait(&full[ramp > 0 ? t - ramp : (t - 1) / 2], 0);  // first fill of that stage
+        copy_weights(tile, stage);
+        copy_activations(tile, stage);
+      }
+    }
+    return;
+  }
+
+  // --- consumers (256 threads; their barrier is ConsumerSync, bar 1)
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // before writing C or the workspace
+  const int n_warp = warp % N_WARPS;
+  const int k_warp = warp / N_WARPS;
+  const int g = lane / 4;  // "group id" of the mma fragment layouts
+  const int t = lane % 4;
+  const ConsumerSync sync;
+
+  // The reductions over the blocks of a column: as trirun_small_kernel.
+  constexpr bool chained = CHAINED;
+  constexpr int kSlotFloats = N_WARPS * 32 * MB8 * 16;
+  static_assert(MB8 == 1 || MB8 == 2 || MB8 == 4, "8, 16 or 32 rows per batch slice");
+  static_assert(2 * kSlotFloats <= 64 * 256, "slots exceed the workspace");
+  auto slot_of = [&](int b, int column) {
+    const int which = iters * b >= column * k_tiles ? 0 : 1;
+    return reinterpret_cast<float4*>(slots + static_cast<size_t>(2 * b + which) * kSlotFloats) +
+           (n_warp * 32 + lane) * (MB8 * 4);
+  };
+  half* c_half = reinterpret_cast<half*>(C);
+  auto for_each_output = [&](int column, auto&& visit) {
+    const int n0 = column * kThreadN + n_warp * 64;
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int row = mb * 8 + 2 * t + e;
+        if (row < prob_m) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              visit(mb, e, j, h, static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h);
+        }
+      }
+  };
+  auto write_c = [&](const float (&v)[MB8][4][4], int column) {
+    for_each_output(column, [&](int mb, int e, int j, int h, size_t idx) {
+      c_half[idx] = __float2half_rn(v[mb][j][2 * h + e]);
+    });
+  };
+  struct Pending {
+    int column = 0, first = 0, last = 0, slices = 0;
+  };
+  __shared__ int last_arrival;
+  auto resolve = [&](const Pending& p, int arrived) {
+    if (threadIdx.x == 0) {
+      const bool last = arrived == p.slices - 1;
+      if (last) {
+        asm volatile("fence.acq_rel.gpu;\n" ::);
+        asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(locks + p.column), "r"(0));
+      }
+      last_arrival = last;
+    }
+    sync();
+    if (last_arrival && k_warp == 0) {
+      float sum[MB8][4][4] = {};
+#pragma unroll 4
+      for (int b = p.first; b <= p.last; ++b) {
+        const float4* theirs = slot_of(b, p.column);
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          if (mb * 8 + 2 * t >= prob_m) continue;
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float4 v = __ldcg(&theirs[mb * 4 + j]);
+            sum[mb][j][0] += v.x;
+            sum[mb][j][1] += v.y;
+            sum[mb][j][2] += v.z;
+            sum[mb][j][3] += v.w;
+          }
+        }
+      }
+      for (int b = p.first; b <= p.last; ++b) {
+        float4* theirs = slot_of(b, p.column);
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          if (mb * 8 + 2 * t >= prob_m) continue;
+#pragma unroll
+          for (int j = 0; j < 4; ++j) __stcg(&theirs[mb * 4 + j], make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+        }
+      }
+      write_c(sum, p.column);
+    }
+  };
+  Pending pending;
+  int pending_arrived = 0;
+
+  for (int tile = first_tile; tile < end_tile;) {
+    const int n_tile = tile / k_tiles;
+    const int k_tile0 = tile % k_tiles;
+    const int slice_tiles = min(end_tile - tile, k_tiles - k_tile0);
+    const int first_block = (n_tile * k_tiles) / iters;
+    const int last_block = ((n_tile + 1) * k_tiles - 1) / iters;
+    const int slice_count = last_block - first_block + 1;
+    [[maybe_unused]] const int slice_idx = last_block - static_cast<int>(blockIdx.x);
+    const int t0 = tile - first_tile;
+    auto stage_of = [&](int i) { return (t0 + i) % STAGES; };
+
+    float acc[MB8][4][4];
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[mb][j][e] = 0.0f;
+
+    for (int i = 0; i < slice_tiles; ++i) {
+      mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1);
+      if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
+      const char* st = smem + stage_of(i) * kStageBytes;
+      const int4* sh_a = reinterpret_cast<const int4*>(st);
+      const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(st + kABytes);
+
+      // Warp-uniform: in the last tile of a column, warps past k have nothing.
+      if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
+        float tmp[MB8][4][4];
+        if constexpr (GROUPED) {
+#pragma unroll
+          for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
+        }
+#pragma unroll
+        for (int ks = 0; ks < kKSteps; ++ks) {
+          const int kb = k_warp * kKSteps + ks;
+          uint32_t act[MB8][2];
+#pragma unroll
+          for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
+            const int r = pair * 16 + (MB8 >= 2 ? (lane / 16) * 8 : 0) + (lane % 8);
+            const int c = kb * 2 + (lane / 8) % 2;  // 16-byte chunk of the tile's row
+            const uint32_t addr = static_cast<uint32_t>(
+                __cvta_generic_to_shared(&sh_a[(c / 8) * (kRows * 8) + r * 8 + ((c ^ r) % 8)]));
+            if constexpr (MB8 >= 2) {
+              asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                           : "=r"(act[2 * pair][0]), "=r"(act[2 * pair][1]), "=r"(act[2 * pair + 1][0]),
+                             "=r"(act[2 * pair + 1][1])
+                           : "r"(addr));
+            } else {
+              asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                           : "=r"(act[0][0]), "=r"(act[0][1])
+                           : "r"(addr));
+            }
+          }
+          const uint2 words = *reinterpret_cast<const uint2*>(&sh_b[kb * kThreadN + n_warp * 64 + lane * 2]);
+#pragma unroll
+          for (int w = 0; w < 2; ++w) {
+            uint32_t q[4][2];
+            dequant_word(w == 0 ? words.x : words.y, q);
+#pragma unroll
+            for (int tl = 0; tl < 2; ++tl) {
+              const uint32_t wa[4] = {q[2 * tl][0], q[2 * tl + 1][0], q[2 * tl][1], q[2 * tl + 1][1]};
+              const int j = 2 * w + tl;
+#pragma unroll
+              for (int mb = 0; mb < MB8; ++mb) {
+                if constexpr (GROUPED)
+                  mma_16816(wa, act[mb][0], act[mb][1], tmp[mb][j]);
+                else
+                  mma_16816(wa, act[mb][0], act[mb][1], acc[mb][j]);
+              }
+            }
+          }
+        }
+        if constexpr (GROUPED) {
+          const int4 sv = reinterpret_cast<const int4*>(st + kABytes + kBBytes)[k_warp * (kThreadN / 8) + n_warp * 8 + g];
+          const half* s8 = reinterpret_cast<const half*>(&sv);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float s_lo = __half2float(s8[2 * j]);
+            const float s_hi = __half2float(s8[2 * j + 1]);
+#pragma unroll
+            for (int mb = 0; mb < MB8; ++mb) {
+              acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
+              acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
+              acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
+              acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
+            }
+          }
+        }
+      }
+      // Every stage but the run's last goes back to the producer now.
+      if (kKWarps == 1 || i + 1 < slice_tiles) {
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&empty[stage_of(i)]);
+      }
+    }
+
+    TRIRUN_TRACE_AT(2);
+    if constexpr (kKWarps > 1) {
+      // The k_warps' sums, through the last stage's shared memory (all its
+      // reads are done once every consumer warp is past the barrier).
+      const int last_stage = stage_of(slice_tiles - 1);
+      float* red = reinterpret_cast<float*>(smem + last_stage * kStageBytes);
+      sync();
+      if (k_warp > 0) {
+        float* dstp = red + (((k_warp - 1) * N_WARPS + n_warp) * 32) * kPerLane;
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            *reinterpret_cast<float4*>(&dstp[((mb * 4 + j) * 32 + lane) * 4]) =
+                make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]);
+      }
+      sync();
+      if (k_warp == 0) {
+#pragma unroll
+        for (int kw = 1; kw < kKWarps; ++kw) {
+          const float* srcp = red + (((kw - 1) * N_WARPS + n_warp) * 32) * kPerLane;
+#pragma unroll
+          for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const float4 v = *reinterpret_cast<const float4*>(&srcp[((mb * 4 + j) * 32 + lane) * 4]);
+              acc[mb][j][0] += v.x;
+              acc[mb][j][1] += v.y;
+              acc[mb][j][2] += v.z;
+              acc[mb][j][3] += v.w;
+            }
+        }
+      }
+      sync();
+      // The producer may refill the stage now. (The copy engine writes it
+      // through the async proxy after these generic-proxy accesses.)
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&empty[last_stage]);
+    }
+
+    if constexpr (!GROUPED) {
+      if (k_warp == 0) {
+        const half* s_cols = reinterpret_cast<const half*>(S) + n_tile * kThreadN + n_warp * 64;
+#pragma unroll
+        for (int chunk = 0; chunk < 2; ++chunk) {
+          const int4 sv = __ldg(reinterpret_cast<const int4*>(s_cols + 32 * chunk + 8 * (g / 2)));
+          const uint32_t words[4] = {static_cast<uint32_t>(sv.x), static_cast<uint32_t>(sv.y),
+                                     static_cast<uint32_t>(sv.z), static_cast<uint32_t>(sv.w)};
+          auto pick = [&](uint32_t w) {
+            return __half2float(__ushort_as_half(static_cast<unsigned short>((g & 1) ? (w >> 16) : (w & 0xffffu))));
+          };
+#pragma unroll
+          for (int jl = 0; jl < 2; ++jl) {
+            const float s_lo = pick(words[2 * jl]);
+            const float s_hi = pick(words[2 * jl + 1]);
+#pragma unroll
+            for (int mb = 0; mb < MB8; ++mb) {
+              acc[mb][2 * chunk + jl][0] *= s_lo;
+              acc[mb][2 * chunk + jl][1] *= s_lo;
+              acc[mb][2 * chunk + jl][2] *= s_hi;
+              acc[mb][2 * chunk + jl][3] *= s_hi;
+            }
+          }
+        }
+      }
+    }
+
+    if constexpr (chained) {
+      int* lock = locks + n_tile;
+      if (slice_count > 1) lock_wait(lock, slice_idx, sync);
+      if (k_warp == 0) {
+        const bool read_partial = slice_count > 1 && slice_idx > 0;
+        const bool last = slice_idx == slice_count - 1;
+        float prev[MB8][2][4][2] = {};
+        if (read_partial)
+          for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) { prev[mb][e][j][h] = __ldcg(&partial[idx]); });
+        for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) {
+          const float v = acc[mb][j][2 * h + e] + prev[mb][e][j][h];
+          if (!last) {
+            __stcg(&partial[idx], v);
+          } else {
+            c_half[idx] = __float2half_rn(v);
+            if (read_partial) __stcg(&partial[idx], 0.0f);
+          }
+        });
+      }
+      if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1, sync);
+      tile += slice_tiles;
+    } else {
+      const bool shared_column = slice_count > 1;
+      if (shared_column) {
+        if (k_warp == 0) {
+          float4* mine = slot_of(blockIdx.x, n_tile);
+#pragma unroll
+          for (int mb = 0; mb < MB8; ++mb) {
+            if (mb * 8 + 2 * t >= prob_m) continue;
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+              __stcg(&mine[mb * 4 + j], make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]));
+          }
+        }
+        sync();  // every thread's slot stores precede thread 0's release
+      } else if (k_warp == 0) {
+        write_c(acc, n_tile);
+      }
+      int arrived = 0;
+      if (shared_column && threadIdx.x == 0) {
+        asm volatile("fence.acq_rel.gpu;\n" ::);
+        asm volatile("atom.add.relaxed.gpu.global.s32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(locks + n_tile));
+      }
+      TRIRUN_TRACE_AT(3);
+      if (pending.slices > 0) resolve(pending, pending_arrived);
+      pending = shared_column ? Pending{n_tile, first_block, last_block, slice_count} : Pending{};
+      pending_arrived = arrived;
+      // Thread 0 rewrites last_arrival in the next resolve.
+      sync();
+      tile += slice_tiles;
+    }
+  }
+  TRIRUN_TRACE_AT(4);
+  if constexpr (!chained) {
+    if (pending.slices > 0) resolve(pending, pending_arrived);
+  }
+  TRIRUN_TRACE_AT(5);
+#endif  // TRIRUN_WGMMA
+}
+
 // ------------------------------------------------------------------ dispatch
 
 constexpr int kMaxDevices = 64;
@@ -1389,6 +1838,8 @@ struct DeviceAttrs {
   int smem_optin = 0;
   bool pdl = false;     // programmatic dependent launch: sm_90+, unless TRIRUN_PDL=0
   bool hopper = false;  // the wgmma kernel: built for sm_90a and running on sm_90, unless TRIRUN_HOPPER=0
+  bool small_tma = false;  // the small-batch kernel fed by TMA: sm_90 as for `hopper`, unless TRIRUN_SMALL_TMA=0
+  int ramp = 0;            // start-up ramp of the TMA kernels (0: doubling); TRIRUN_RAMP=n overrides (experiments)
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1408,6 +1859,11 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     // sm_90a code runs on compute capability 9.0 only (not on later GPUs).
     const char* hopper = std::getenv("TRIRUN_HOPPER");
     a.hopper = major == 9 && minor == 0 && !(hopper != nullptr && hopper[0] == '0') && tensor_map_encoder() != nullptr;
+    const char* small_tma = std::getenv("TRIRUN_SMALL_TMA");
+    a.small_tma = major == 9 && minor == 0 && !(small_tma != nullptr && small_tma[0] == '0') &&
+                  tensor_map_encoder() != nullptr;
+    const char* ramp = std::getenv("TRIRUN_RAMP");
+    if (ramp != nullptr && std::atoi(ramp) >= 0) a.ramp = std::atoi(ramp);
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -1434,6 +1890,8 @@ struct Launch {
   int m, n, k;
   int* locks;
   bool pdl;        // small-batch kernel: launched as a programmatic dependent (sm_90, not the legacy stream)
+  bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
+  int ramp;        // TMA kernels: start-up ramp (see trirun_small_tma_kernel)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -1548,7 +2006,8 @@ cudaError_t launch_hopper(Launch& l) {
   l.stages = stages;
   l.threads = kHopperThreads;
   kernel<<<l.blocks, kHopperThreads, smem, l.stream>>>(map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                                                        static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots);
+                                                        static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots,
+                                                        l.ramp);
   return cudaGetLastError();
 }
 
@@ -1638,15 +2097,80 @@ cudaError_t launch_small(Launch& l) {
   return launch_small_stages<MB8, N_WARPS, shallow, 256, GROUPED>(l);
 }
 
+// The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
+// ends a run doubles as the k_warps' reduction buffer, so the depth is the
+// same as trirun_small_kernel's on Hopper.
+template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED>
+cudaError_t launch_small_tma_reduction(Launch& l) {
+  constexpr int k_warps = 8 / N_WARPS;
+  constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
+  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
+  constexpr int stages = stages_within(stage, 220 * 1024);
+  constexpr size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t);
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED>;
+  if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
+  static int configured[kMaxDevices] = {};
+  cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
+  if (err != cudaSuccess) return err;
+  // Activations (m, k) fp16 in boxes of 8 MB8 rows x 64 (one swizzle atom);
+  // packed weights (k / 16, n) and scales (k / 128, n) as 8-byte elements,
+  // one box per tile (a 512-column row of words would exceed 256 elements).
+  CUtensorMap map_a, map_b, map_s{};
+  err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, MB8 * 8, 64,
+                      CU_TENSOR_MAP_SWIZZLE_128B);
+  if (err == cudaSuccess)
+    err = encode_map_2d(&map_b, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.B, l.k / 16, l.n / 2, thread_k / 16,
+                        thread_n / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
+  if (err == cudaSuccess && GROUPED)
+    err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.s, l.k / 128, l.n / 4, k_warps, thread_n / 4,
+                        CU_TENSOR_MAP_SWIZZLE_NONE);
+  if (err != cudaSuccess) return err;
+  l.stages = stages;
+  l.threads = kSmallTmaThreads;
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  config.gridDim = dim3(l.blocks);
+  config.blockDim = dim3(kSmallTmaThreads);
+  config.dynamicSmemBytes = smem;
+  config.stream = l.stream;
+  config.attrs = &attr;
+  config.numAttrs = l.pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+                            static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp);
+}
+
+template <int MB8, int N_WARPS, bool GROUPED>
+cudaError_t launch_small_tma(Launch& l) {
+  constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
+  const int k_tiles = ceil_div(l.k, thread_k);
+  const int iters = ceil_div(k_tiles * (l.n / thread_n), l.blocks);
+#if defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 1
+  const bool chained = true;
+#elif defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 2
+  const bool chained = false;
+#else
+  const bool chained = k_tiles < 3 * iters;
+#endif
+  return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true>(l)
+                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false>(l);
+}
+
+template <int MB8, int N_WARPS, bool GROUPED>
+cudaError_t launch_small_any(Launch& l) {
+  return l.small_tma ? launch_small_tma<MB8, N_WARPS, GROUPED>(l) : launch_small<MB8, N_WARPS, GROUPED>(l);
+}
+
 template <int MB8, bool GROUPED>
 cudaError_t small_tile(int thread_n, Launch& l) {
   if constexpr (MB8 == 4) {
     if (thread_n == 512) return cudaErrorInvalidConfiguration;  // 17..32 rows: no 128 x 512 tile
   } else {
-    if (thread_n == 512) return launch_small<MB8, 8, GROUPED>(l);
+    if (thread_n == 512) return launch_small_any<MB8, 8, GROUPED>(l);
   }
-  if (thread_n == 256) return launch_small<MB8, 4, GROUPED>(l);
-  return launch_small<MB8, 2, GROUPED>(l);  // 512 x 128
+  if (thread_n == 256) return launch_small_any<MB8, 4, GROUPED>(l);
+  return launch_small_any<MB8, 2, GROUPED>(l);  // 512 x 128
 }
 
 bool is_small_tile(int thread_k, int thread_n) {
@@ -1765,6 +2289,8 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.device = device;
   l.smem_limit = attrs.smem_optin;
   l.pdl = pdl;
+  l.small_tma = attrs.small_tma;
+  l.ramp = attrs.ramp;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
