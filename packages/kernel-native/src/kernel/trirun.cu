@@ -1156,7 +1156,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S,
                          int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                         float* __restrict__ partial, int ramp) {
+                         float* __restrict__ partial) {
 #ifdef TRIRUN_WGMMA
   constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
@@ -1198,10 +1198,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       for (int tile = first_tile; tile < end_tile; ++tile) {
         const int t = tile - first_tile;
         const int stage = t % STAGES;
-        if (t >= STAGES)
-          mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
-        else if (t >= (ramp > 0 ? ramp : 1))  // the start-up ramp of trirun_small_tma_kernel
-          mbar_wait(&full[ramp > 0 ? t - ramp : (t - 1) / 2], 0);
+        if (t >= STAGES) mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
         const int row0 = (column / n_tiles) * N_ACT;
@@ -1839,7 +1836,7 @@ struct DeviceAttrs {
   bool pdl = false;     // programmatic dependent launch: sm_90+, unless TRIRUN_PDL=0
   bool hopper = false;  // the wgmma kernel: built for sm_90a and running on sm_90, unless TRIRUN_HOPPER=0
   bool small_tma = false;  // the small-batch kernel fed by TMA: sm_90 as for `hopper`, unless TRIRUN_SMALL_TMA=0
-  int ramp = 0;            // start-up ramp of the TMA kernels (0: doubling); TRIRUN_RAMP=n overrides (experiments)
+  int ramp = 0;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n (experiments)
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1891,7 +1888,7 @@ struct Launch {
   int* locks;
   bool pdl;        // small-batch kernel: launched as a programmatic dependent (sm_90, not the legacy stream)
   bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
-  int ramp;        // TMA kernels: start-up ramp (see trirun_small_tma_kernel)
+  int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -2006,8 +2003,7 @@ cudaError_t launch_hopper(Launch& l) {
   l.stages = stages;
   l.threads = kHopperThreads;
   kernel<<<l.blocks, kHopperThreads, smem, l.stream>>>(map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                                                        static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots,
-                                                        l.ramp);
+                                                        static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots);
   return cudaGetLastError();
 }
 
