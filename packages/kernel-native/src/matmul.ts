@@ -39,7 +39,7 @@ export interface TrirunConfig {
    */
   mBlocks: number;
   blockRows: number;
-  /** cp.async pipeline depth. */
+  /** Copy pipeline depth (cp.async stages, or the TMA kernels' mbarrier ring). */
   stages: number;
   sms: number;
   maxParallel: number;

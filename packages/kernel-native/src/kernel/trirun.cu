@@ -24,7 +24,10 @@
 //   from L2 for all but the first), and the host loops over the rest.
 // * A multi-stage cp.async pipeline moves A, B and scale tiles from global to
 //   shared memory while the tensor cores work on an earlier stage. Weights are
-//   read exactly once, with 16-byte copies that bypass L1 (.cg).
+//   read exactly once, with 16-byte copies that bypass L1 (.cg). On sm_90 the
+//   small-batch and Hopper kernels use the tensor memory accelerator instead:
+//   one producer thread, a ring of stages on mbarriers that runs on across
+//   column boundaries (trirun_small_tma_kernel, trirun_hopper_kernel).
 // * Dequantization straight into tensor-core fragments: one 32-bit word gives,
 //   with a mask and an OR against the exponent of 1024.0 (one `lop3`), two fp16
 //   values 1024 + 4^j * code in the two halves of a register; one `hfma2`

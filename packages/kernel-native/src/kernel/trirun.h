@@ -21,7 +21,7 @@ typedef struct TrirunConfig {
   int thread_n;   //   general kernel 128x128 or 64x256; small-batch 256x256 or 512x128 (m <= 32), 128x512 (m <= 16)
   int m_blocks;   // row blocks of A a block handles at once: 1..4 of 16 rows (general), 1, 2 or 4 of 8
                   //   (small-batch), 4, 8 or 16 of 16 (Hopper)
-  int stages;     // depth of the cp.async pipeline
+  int stages;     // depth of the copy pipeline (cp.async stages or TMA mbarrier ring)
   int sms;        // thread blocks launched (striped over the SMs)
   int max_par;    // batch slices processed in parallel per launch (the Hopper kernel may use fewer, to keep
                   //   their activations in L2)
@@ -58,6 +58,8 @@ size_t trirun_workspace_bytes(int n, int max_par);
 // that kernel before reading A or writing anything, so stream order holds.
 // While a stream is being captured into a graph it also uses one block fewer
 // than the SMs (unless config->sms is given). TRIRUN_PDL=0 turns both off.
+// On compute capability 9.0 (built for sm_90a) the small-batch kernel is fed
+// by TMA (384 threads); TRIRUN_SMALL_TMA=0 selects its cp.async version.
 int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
                   int groupsize, void* workspace, size_t workspace_bytes, int device,
                   cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error);
