@@ -1133,6 +1133,16 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
+// Shared memory aligned to 1024 bytes (the 128-byte swizzle's period), as an
+// offset from the shared array itself: the compiler then still knows the
+// pointer is in shared memory and emits LDS. (Rounding the generic address
+// as an integer made every shared load a generic LD, with the long
+// scoreboard's latency, and re-derived the window base in every loop.)
+__device__ __forceinline__ char* align_1024(int4* smem_raw) {
+  const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  return reinterpret_cast<char*>(smem_raw) + ((1024u - (base & 1023u)) & 1023u);
+}
+
 // 2-D tensor copy global -> shared, completing `bytes` on an mbarrier.
 __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar) {
   asm volatile(
@@ -1170,7 +1180,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   // All activation stages first (1024-byte aligned, as the swizzle needs),
   // then weights, scales and the barriers.
   extern __shared__ int4 smem_raw[];
-  char* const smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  char* const smem = align_1024(smem_raw);
   char* const smem_b = smem + STAGES * kABytes;
   char* const smem_s = smem_b + STAGES * kBBytes;
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem_s + STAGES * kSBytes);
@@ -1437,7 +1447,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   constexpr int kPerLane = MB8 * 16;  // accumulators per lane
   static_assert((kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes, "k-warp sums must fit a stage");
   extern __shared__ int4 smem_raw[];
-  char* const smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  char* const smem = align_1024(smem_raw);
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
   uint64_t* const empty = full + STAGES;
 
@@ -1518,6 +1528,14 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   const int g = lane / 4;  // "group id" of the mma fragment layouts
   const int t = lane % 4;
   const ConsumerSync sync;
+  // The lane's ldmatrix row (r) and 16-byte chunk (2 (kb % 4) + lane / 8 % 2
+  // in its atom) for k16 step kb: the swizzle XORs the chunk with r % 8 =
+  // lane % 8, so the offset inside an atom depends only on kb % 4 (and the
+  // atom is kb / 4): four per-lane offsets, computed once.
+  int a_lane[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+    a_lane[q] = ((MB8 >= 2 ? (lane / 16) * 8 : 0) + lane % 8) * 8 + ((2 * q + (lane / 8) % 2) ^ (lane % 8));
 
   // The reductions over the blocks of a column: as trirun_small_kernel.
   constexpr bool chained = CHAINED;
@@ -1641,10 +1659,9 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
           uint32_t act[MB8][2];
 #pragma unroll
           for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
-            const int r = pair * 16 + (MB8 >= 2 ? (lane / 16) * 8 : 0) + (lane % 8);
-            const int c = kb * 2 + (lane / 8) % 2;  // 16-byte chunk of the tile's row
+            // Atom kb / 4 (k_warp * 2 + ks / 4), rows 16 pair.., then the lane's offset.
             const uint32_t addr = static_cast<uint32_t>(
-                __cvta_generic_to_shared(&sh_a[(c / 8) * (kRows * 8) + r * 8 + ((c ^ r) % 8)]));
+                __cvta_generic_to_shared(&sh_a[(kb / 4) * (kRows * 8) + pair * 128 + a_lane[ks % 4]]));
             if constexpr (MB8 >= 2) {
               asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                            : "=r"(act[2 * pair][0]), "=r"(act[2 * pair][1]), "=r"(act[2 * pair + 1][0]),
