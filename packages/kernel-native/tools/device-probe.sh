@@ -40,6 +40,9 @@ for w in $what; do
       ms=${MS:-32,64,128,256,512,1024,4096}
       timeout 250 /tmp/probe speedm $ms 2>&1 | tee "$out/speedm.txt"
       TRIRUN_HOPPER=0 timeout 250 /tmp/probe speedm $ms 2>&1 | tee "$out/speedm-nohopper.txt" | grep SUM ;;
+    launch)
+      # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
+      timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep SUM ;;
     base)
       # A/B against another version of the kernel: BASE=<a trirun.cu> (e.g. `git show
       # <rev>:packages/kernel-native/src/kernel/trirun.cu > .device/trirun-base.cu` here, then

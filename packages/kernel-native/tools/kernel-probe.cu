@@ -2,7 +2,7 @@
 // machine without Node.js: correctness against cuBLAS (fp16 inputs, fp32
 // output) on random data, and cold-weight timings against cuBLAS FP16.
 // Build there:  nvcc -O3 -std=c++17 -arch=sm_90a -DTRIRUN_HAVE_SM90A -I../src/kernel kernel-probe.cu ../src/kernel/trirun.cu -lcublas
-// Usage: kernel-probe check|speed [--quick]
+// Usage: kernel-probe check|speed [--quick] | speedm|launch m1,m2,... | sanitize | tiles | one k n m g
 // The supported check is the Node bundle (DEVICE.md); this is the kernel
 // engineer's inner loop.
 #include <cublas_v2.h>
@@ -803,6 +803,6 @@ int main(int argc, char** argv) {
 #ifdef TRIRUN_TRACE
   if (what == "trace") return trace(argc, argv);
 #endif
-  fprintf(stderr, "usage: kernel-probe check|speed [--quick]\n");
+  fprintf(stderr, "usage: kernel-probe check|speed [--quick] | speedm|launch m1,m2,... | sanitize | tiles | one k n m g\n");
   return 2;
 }
