@@ -1394,20 +1394,21 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // ------------------------------------- the small-batch kernel with copy engines
 //
 // trirun_small_kernel on sm_90, fed by the tensor memory accelerator instead
-// of per-thread cp.async copies. Traces and stall sampling of the cp.async
-// version (NOTES.md) showed three costs that this one removes:
-// * ~100 of a warp's ~470 instructions per 16 KB tile were copy addressing
-//   and predicates, on the integer pipe that dequantization also needs. Here
-//   one producer thread (a ninth warp) issues a stage in a handful of tensor
-//   copies: activations in 64-wide 128-byte-swizzle boxes, weights and scales
-//   each in one box (8-byte elements, so that a 512-column row fits a box);
-// * the pipeline drained and refilled at every column boundary (a block's run
-//   crosses two or three columns on Llama layers): the producer runs up to
-//   STAGES tiles ahead across columns, through the reductions;
-// * a block barrier per tile: the eight consumer warps wait only on the
-//   stage's "full" mbarrier and release it through its "empty" one.
-// With programmatic dependent launch the producer requests the first stages'
-// weights before griddepcontrol.wait and their activations after it.
+// of per-thread cp.async copies:
+// * one producer thread issues a stage in a handful of tensor copies:
+//   activations in 64-wide 128-byte-swizzle boxes, weights and scales each in
+//   one box (8-byte elements, so that a 512-column row fits a box), so the
+//   consumers no longer spend ~100 of their ~470 instructions per 16 KB tile
+//   on copy addressing;
+// * the producer runs up to STAGES tiles ahead across column boundaries and
+//   through the reductions (the cp.async pipeline drained at every column);
+// * the eight consumer warps wait only on the stage's "full" mbarrier and
+//   release it through its "empty" one: no block barrier per tile;
+// * a start-up ramp (see the producer): what made the difference, measured
+//   (H100, 70B layers at m = 1: 124 us with cp.async, 131 us with TMA alone,
+//   119 us with the ramp; NOTES.md, session 6).
+// With programmatic dependent launch the producer requests the first tile's
+// weights before griddepcontrol.wait and its activations after it.
 // The consumers' arithmetic is trirun_small_kernel's, except that the
 // activations' shared-memory layout is the TMA swizzle's: atom a (64 k), row
 // r, 16-byte chunk c at a * (rows * 128) + r * 128 + ((c ^ r) % 8) * 16,
