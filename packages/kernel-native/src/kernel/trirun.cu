@@ -235,6 +235,207 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
   out[3][1] = as_u32(__hfma2(as_h2(mask_or_1024(hi, 0x00c000c0u)), mul3, add3));
 }
 
+// ------------------------------------------- the small-batch kernels' output
+//
+// What both small-batch kernels (cp.async and TMA-fed) do with a finished
+// run of one column: per-column scales, and the reduction over the blocks
+// that share the column, either a lock chain or last-arriver slots (see the
+// end of trirun_small_kernel). Sync is the barrier of the threads that take
+// part: the whole block, or the TMA kernel's consumer warpgroups.
+struct SmallPending {
+  int column = 0, first = 0, last = 0, slices = 0;
+};
+
+template <int MB8, int N_WARPS, typename Sync>
+struct SmallOutput {
+  static constexpr int kThreadN = N_WARPS * 64;
+  // Slots of the global reduction: a block shares at most two columns (the
+  // one its run starts in and the one it ends in; those between are whole),
+  // so slot 2 b + 0 is block b's first column and 2 b + 1 its last.
+  // Lane-major float4 layout: the reducer reads what the same lane of the
+  // other blocks wrote.
+  static constexpr int kSlotFloats = N_WARPS * 32 * MB8 * 16;
+  static_assert(MB8 == 1 || MB8 == 2 || MB8 == 4, "8, 16 or 32 rows per batch slice");
+  // Two slots per block must fit the workspace's 64 x 256 fp32 per block
+  // (slot_bytes): the 32-row kernel has no 128 x 512 tile.
+  static_assert(2 * kSlotFloats <= 64 * 256, "slots exceed the workspace");
+
+  half* c_half;
+  int* locks;
+  float* partial;
+  float* slots;
+  int prob_m, prob_n, iters, k_tiles;
+  int lane, n_warp, k_warp, g, t;  // g, t: the mma fragments' lane / 4 and lane % 4
+  Sync sync;
+
+  __device__ __forceinline__ float4* slot_of(int b, int column) const {
+    const int which = iters * b >= column * k_tiles ? 0 : 1;
+    return reinterpret_cast<float4*>(slots + static_cast<size_t>(2 * b + which) * kSlotFloats) +
+           (n_warp * 32 + lane) * (MB8 * 4);
+  }
+  // Visits the lane's outputs that exist in C: accumulator element 2h + e of
+  // tile j in 8-row block mb is output row 8 mb + 2 t + e, output column
+  // 16 j + g + 8 h of this warp's 64 columns; idx is its offset in C (and in
+  // the chain's fp32 partials, which have C's layout).
+  template <typename Visit>
+  __device__ __forceinline__ void for_each_output(int column, Visit&& visit) const {
+    const int n0 = column * kThreadN + n_warp * 64;
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int row = mb * 8 + 2 * t + e;
+        if (row < prob_m) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              visit(mb, e, j, h, static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h);
+        }
+      }
+  }
+  __device__ __forceinline__ void write_c(const float (&v)[MB8][4][4], int column) const {
+    for_each_output(column, [&](int mb, int e, int j, int h, size_t idx) {
+      c_half[idx] = __float2half_rn(v[mb][j][2 * h + e]);
+    });
+  }
+
+  // Per-column scales (g = k), applied once to the accumulators by k_warp 0.
+  // They are permuted in 32-entry chunks: columns 16 j' + 8 h + g of a chunk
+  // sit at 8 (g / 2) + (g % 2) + 4 j' + 2 h.
+  __device__ __forceinline__ void scale_columns(float (&acc)[MB8][4][4], const int4* S, int n_tile) const {
+    if (k_warp != 0) return;
+    const half* s_cols = reinterpret_cast<const half*>(S) + n_tile * kThreadN + n_warp * 64;
+#pragma unroll
+    for (int chunk = 0; chunk < 2; ++chunk) {
+      const int4 sv = __ldg(reinterpret_cast<const int4*>(s_cols + 32 * chunk + 8 * (g / 2)));
+      const uint32_t words[4] = {static_cast<uint32_t>(sv.x), static_cast<uint32_t>(sv.y),
+                                 static_cast<uint32_t>(sv.z), static_cast<uint32_t>(sv.w)};
+      // Half (g % 2) of word 2 jl + h, selected without a run-time array index.
+      auto pick = [&](uint32_t w) {
+        return __half2float(__ushort_as_half(static_cast<unsigned short>((g & 1) ? (w >> 16) : (w & 0xffffu))));
+      };
+#pragma unroll
+      for (int jl = 0; jl < 2; ++jl) {
+        const float s_lo = pick(words[2 * jl]);
+        const float s_hi = pick(words[2 * jl + 1]);
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          acc[mb][2 * chunk + jl][0] *= s_lo;
+          acc[mb][2 * chunk + jl][1] *= s_lo;
+          acc[mb][2 * chunk + jl][2] *= s_hi;
+          acc[mb][2 * chunk + jl][3] *= s_hi;
+        }
+      }
+    }
+  }
+
+  // Lock chain: the blocks of the column add into the fp32 partial sums in
+  // turn (slice_idx order); the last writes C.
+  __device__ __forceinline__ void chain(const float (&acc)[MB8][4][4], int n_tile, int slice_idx,
+                                        int slice_count) const {
+    int* lock = locks + n_tile;
+    if (slice_count > 1) lock_wait(lock, slice_idx, sync);
+    if (k_warp == 0) {
+      const bool read_partial = slice_count > 1 && slice_idx > 0;
+      const bool last = slice_idx == slice_count - 1;
+      // The previous blocks' partial sums, all loaded before the first store
+      // (a store between two loads the compiler cannot prove apart costs a
+      // full L2 round trip per element: ~15% of the time at m = 16).
+      float prev[MB8][2][4][2] = {};
+      if (read_partial)
+        for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) { prev[mb][e][j][h] = __ldcg(&partial[idx]); });
+      for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) {
+        const float v = acc[mb][j][2 * h + e] + prev[mb][e][j][h];
+        if (!last) {
+          __stcg(&partial[idx], v);
+        } else {
+          c_half[idx] = __float2half_rn(v);
+          // Leave the workspace all zero, as every call must: its locks and
+          // partials may overlap differently next time.
+          if (read_partial) __stcg(&partial[idx], 0.0f);
+        }
+      });
+    }
+    if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1, sync);
+  }
+
+  // Last-arriver slots, first half: a shared column's accumulators go to this
+  // block's slot and thread 0 counts the block in (its answer is returned,
+  // 0 elsewhere); a column of its own is written to C at once.
+  __device__ __forceinline__ int arrive(const float (&acc)[MB8][4][4], int n_tile, bool shared_column) const {
+    if (shared_column) {
+      if (k_warp == 0) {
+        float4* mine = slot_of(blockIdx.x, n_tile);
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          if (mb * 8 + 2 * t >= prob_m) continue;  // only rows of C that exist
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            __stcg(&mine[mb * 4 + j], make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]));
+        }
+      }
+      // Every thread's slot stores precede thread 0's release (barrier, then fence).
+      sync();
+    } else if (k_warp == 0) {
+      write_c(acc, n_tile);
+    }
+    int arrived = 0;
+    if (shared_column && threadIdx.x == 0) {
+      asm volatile("fence.acq_rel.gpu;\n" ::);
+      asm volatile("atom.add.relaxed.gpu.global.s32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(locks + n_tile));
+    }
+    return arrived;
+  }
+
+  // Second half: thread 0 holds the atomic's answer; the block learns through
+  // `last_arrival` (shared) whether it arrived last, and if so sums the slots
+  // in block order (zeroing them: the workspace is left all zero) and writes C.
+  __device__ __forceinline__ void resolve(const SmallPending& p, int arrived, int& last_arrival) const {
+    if (threadIdx.x == 0) {
+      const bool last = arrived == p.slices - 1;
+      if (last) {
+        asm volatile("fence.acq_rel.gpu;\n" ::);
+        asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(locks + p.column), "r"(0));
+      }
+      last_arrival = last;
+    }
+    sync();
+    if (last_arrival && k_warp == 0) {
+      // Every load first, then the stores that zero the slots: a store between
+      // two loads that the compiler cannot prove apart makes each load wait
+      // for the one before, one L2 round trip per float4.
+      float sum[MB8][4][4] = {};
+#pragma unroll 4
+      for (int b = p.first; b <= p.last; ++b) {
+        const float4* theirs = slot_of(b, p.column);
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          if (mb * 8 + 2 * t >= prob_m) continue;  // rows that were not stored
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float4 v = __ldcg(&theirs[mb * 4 + j]);
+            sum[mb][j][0] += v.x;
+            sum[mb][j][1] += v.y;
+            sum[mb][j][2] += v.z;
+            sum[mb][j][3] += v.w;
+          }
+        }
+      }
+      for (int b = p.first; b <= p.last; ++b) {
+        float4* theirs = slot_of(b, p.column);
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          if (mb * 8 + 2 * t >= prob_m) continue;
+#pragma unroll
+          for (int j = 0; j < 4; ++j) __stcg(&theirs[mb * 4 + j], make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+        }
+      }
+      write_c(sum, p.column);
+    }
+  }
+};
+
 // ---------------------------------------------------------------- the kernel
 
 // Template parameters fix every loop bound so that register arrays stay in
@@ -615,100 +816,11 @@ __global__ void __launch_bounds__(THREADS, 1)
   // The dispatcher picks CHAINED (a template parameter: with both paths in
   // one kernel the main loop compiled ~10% slower on large layers).
   constexpr bool chained = CHAINED;
-  // Slots of the global reduction: a block shares at most two columns (the
-  // one its run starts in and the one it ends in; those between are whole),
-  // so slot 2 b + 0 is block b's first column and 2 b + 1 its last.
-  // Lane-major float4 layout: the reducer reads what the same lane of the
-  // other blocks wrote.
-  constexpr int kSlotFloats = N_WARPS * 32 * MB8 * 16;
-  static_assert(MB8 == 1 || MB8 == 2 || MB8 == 4, "8, 16 or 32 rows per batch slice");
-  // Two slots per block must fit the workspace's 64 x 256 fp32 per block
-  // (slot_bytes): the 32-row kernel has no 128 x 512 tile.
-  static_assert(2 * kSlotFloats <= 64 * 256, "slots exceed the workspace");
-  auto slot_of = [&](int b, int column) {
-    const int which = iters * b >= column * k_tiles ? 0 : 1;
-    return reinterpret_cast<float4*>(slots + static_cast<size_t>(2 * b + which) * kSlotFloats) +
-           (n_warp * 32 + lane) * (MB8 * 4);
-  };
-  // Visits the lane's outputs that exist in C: accumulator element 2h + e of
-  // tile j in 8-row block mb is output row 8 mb + 2 t + e, output column
-  // 16 j + g + 8 h of this warp's 64 columns; idx is its offset in C (and in
-  // the chain's fp32 partials, which have C's layout).
-  half* c_half = reinterpret_cast<half*>(C);
-  auto for_each_output = [&](int column, auto&& visit) {
-    const int n0 = column * kThreadN + n_warp * 64;
-#pragma unroll
-    for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int row = mb * 8 + 2 * t + e;
-        if (row < prob_m) {
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int h = 0; h < 2; ++h)
-              visit(mb, e, j, h, static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h);
-        }
-      }
-  };
-  auto write_c = [&](const float (&v)[MB8][4][4], int column) {
-    for_each_output(column, [&](int mb, int e, int j, int h, size_t idx) {
-      c_half[idx] = __float2half_rn(v[mb][j][2 * h + e]);
-    });
-  };
-  struct Pending {
-    int column = 0, first = 0, last = 0, slices = 0;
-  };
+  const SmallOutput<MB8, N_WARPS, BlockSync> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
+                                                  iters, k_tiles, lane, n_warp, k_warp, g, t, {}};
   __shared__ int last_arrival;
-  // Thread 0 holds the atomic's answer; the block learns whether it arrived
-  // last, and if so sums the slots (zeroing them: the workspace is left all
-  // zero) and writes C.
-  auto resolve = [&](const Pending& p, int arrived) {
-    if (threadIdx.x == 0) {
-      const bool last = arrived == p.slices - 1;
-      if (last) {
-        asm volatile("fence.acq_rel.gpu;\n" ::);
-        asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(locks + p.column), "r"(0));
-      }
-      last_arrival = last;
-    }
-    __syncthreads();
-    if (last_arrival && k_warp == 0) {
-      // Every load first, then the stores that zero the slots: a store between
-      // two loads that the compiler cannot prove apart makes each load wait
-      // for the one before, one L2 round trip per float4.
-      float sum[MB8][4][4] = {};
-#pragma unroll 4
-      for (int b = p.first; b <= p.last; ++b) {
-        const float4* theirs = slot_of(b, p.column);
-#pragma unroll
-        for (int mb = 0; mb < MB8; ++mb) {
-          if (mb * 8 + 2 * t >= prob_m) continue;  // rows that were not stored
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float4 v = __ldcg(&theirs[mb * 4 + j]);
-            sum[mb][j][0] += v.x;
-            sum[mb][j][1] += v.y;
-            sum[mb][j][2] += v.z;
-            sum[mb][j][3] += v.w;
-          }
-        }
-      }
-      for (int b = p.first; b <= p.last; ++b) {
-        float4* theirs = slot_of(b, p.column);
-#pragma unroll
-        for (int mb = 0; mb < MB8; ++mb) {
-          if (mb * 8 + 2 * t >= prob_m) continue;
-#pragma unroll
-          for (int j = 0; j < 4; ++j) __stcg(&theirs[mb * 4 + j], make_float4(0.0f, 0.0f, 0.0f, 0.0f));
-        }
-      }
-      write_c(sum, p.column);
-    }
-  };
-  Pending pending;
+  SmallPending pending;
   int pending_arrived = 0;
-
 
   for (int tile = first_tile; tile < end_tile;) {
     const int n_tile = tile / k_tiles;
@@ -894,62 +1006,11 @@ __global__ void __launch_bounds__(THREADS, 1)
       __syncthreads();
     }
 
-    if constexpr (!GROUPED) {
-      if (k_warp == 0) {
-        // Per-column scales, permuted in 32-entry chunks: columns 16 j' + 8 h
-        // + g of a chunk sit at 8 (g / 2) + (g % 2) + 4 j' + 2 h.
-        const half* s_cols = reinterpret_cast<const half*>(S) + n_tile * kThreadN + n_warp * 64;
-#pragma unroll
-        for (int chunk = 0; chunk < 2; ++chunk) {
-          const int4 sv = __ldg(reinterpret_cast<const int4*>(s_cols + 32 * chunk + 8 * (g / 2)));
-          const uint32_t words[4] = {static_cast<uint32_t>(sv.x), static_cast<uint32_t>(sv.y),
-                                     static_cast<uint32_t>(sv.z), static_cast<uint32_t>(sv.w)};
-          // Half (g % 2) of word 2 jl + h, selected without a run-time array index.
-          auto pick = [&](uint32_t w) {
-            return __half2float(__ushort_as_half(static_cast<unsigned short>((g & 1) ? (w >> 16) : (w & 0xffffu))));
-          };
-#pragma unroll
-          for (int jl = 0; jl < 2; ++jl) {
-            const float s_lo = pick(words[2 * jl]);
-            const float s_hi = pick(words[2 * jl + 1]);
-#pragma unroll
-            for (int mb = 0; mb < MB8; ++mb) {
-              acc[mb][2 * chunk + jl][0] *= s_lo;
-              acc[mb][2 * chunk + jl][1] *= s_lo;
-              acc[mb][2 * chunk + jl][2] *= s_hi;
-              acc[mb][2 * chunk + jl][3] *= s_hi;
-            }
-          }
-        }
-      }
-    }
+    if constexpr (!GROUPED) out.scale_columns(acc, S, n_tile);
 
     if constexpr (chained) {
       // Global reduction over the blocks of this column, in fp32.
-      int* lock = locks + n_tile;
-      if (slice_count > 1) lock_wait(lock, slice_idx);
-      if (k_warp == 0) {
-        const bool read_partial = slice_count > 1 && slice_idx > 0;
-        const bool last = slice_idx == slice_count - 1;
-        // The previous blocks' partial sums, all loaded before the first store
-        // (a store between two loads the compiler cannot prove apart costs a
-        // full L2 round trip per element: ~15% of the time at m = 16).
-        float prev[MB8][2][4][2] = {};
-        if (read_partial)
-          for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) { prev[mb][e][j][h] = __ldcg(&partial[idx]); });
-        for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) {
-          const float v = acc[mb][j][2 * h + e] + prev[mb][e][j][h];
-          if (!last) {
-            __stcg(&partial[idx], v);
-          } else {
-            c_half[idx] = __float2half_rn(v);
-            // Leave the workspace all zero, as every call must: its locks and
-            // partials may overlap differently next time.
-            if (read_partial) __stcg(&partial[idx], 0.0f);
-          }
-        });
-      }
-      if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1);
+      out.chain(acc, n_tile, slice_idx, slice_count);
       __syncthreads();
       tile += slice_tiles;
       continue;
@@ -965,30 +1026,10 @@ __global__ void __launch_bounds__(THREADS, 1)
       // not wait for it: it goes on with its next column and looks at the answer
       // when that one is done (or after its last column).
       const bool shared_column = slice_count > 1;
-      if (shared_column) {
-        if (k_warp == 0) {
-          float4* mine = slot_of(blockIdx.x, n_tile);
-#pragma unroll
-          for (int mb = 0; mb < MB8; ++mb) {
-            if (mb * 8 + 2 * t >= prob_m) continue;  // only rows of C that exist
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-              __stcg(&mine[mb * 4 + j], make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]));
-          }
-        }
-        // Every thread's slot stores precede thread 0's release (barrier, then fence).
-        __syncthreads();
-      } else if (k_warp == 0) {
-        write_c(acc, n_tile);
-      }
-      int arrived = 0;
-      if (shared_column && threadIdx.x == 0) {
-        asm volatile("fence.acq_rel.gpu;\n" ::);
-        asm volatile("atom.add.relaxed.gpu.global.s32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(locks + n_tile));
-      }
+      const int arrived = out.arrive(acc, n_tile, shared_column);
       TRIRUN_TRACE_AT(3);
-      if (pending.slices > 0) resolve(pending, pending_arrived);
-      pending = shared_column ? Pending{n_tile, first_block, last_block, slice_count} : Pending{};
+      if (pending.slices > 0) out.resolve(pending, pending_arrived, last_arrival);
+      pending = shared_column ? SmallPending{n_tile, first_block, last_block, slice_count} : SmallPending{};
       pending_arrived = arrived;
       // The next column's accumulation reuses shared memory.
       __syncthreads();
@@ -997,7 +1038,7 @@ __global__ void __launch_bounds__(THREADS, 1)
   }
   TRIRUN_TRACE_AT(4);
   if constexpr (!chained) {
-    if (pending.slices > 0) resolve(pending, pending_arrived);
+    if (pending.slices > 0) out.resolve(pending, pending_arrived, last_arrival);
   }
   TRIRUN_TRACE_AT(5);
 }
@@ -1540,81 +1581,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
   // The reductions over the blocks of a column: as trirun_small_kernel.
   constexpr bool chained = CHAINED;
-  constexpr int kSlotFloats = N_WARPS * 32 * MB8 * 16;
-  static_assert(MB8 == 1 || MB8 == 2 || MB8 == 4, "8, 16 or 32 rows per batch slice");
-  static_assert(2 * kSlotFloats <= 64 * 256, "slots exceed the workspace");
-  auto slot_of = [&](int b, int column) {
-    const int which = iters * b >= column * k_tiles ? 0 : 1;
-    return reinterpret_cast<float4*>(slots + static_cast<size_t>(2 * b + which) * kSlotFloats) +
-           (n_warp * 32 + lane) * (MB8 * 4);
-  };
-  half* c_half = reinterpret_cast<half*>(C);
-  auto for_each_output = [&](int column, auto&& visit) {
-    const int n0 = column * kThreadN + n_warp * 64;
-#pragma unroll
-    for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int row = mb * 8 + 2 * t + e;
-        if (row < prob_m) {
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int h = 0; h < 2; ++h)
-              visit(mb, e, j, h, static_cast<size_t>(row) * prob_n + n0 + 16 * j + g + 8 * h);
-        }
-      }
-  };
-  auto write_c = [&](const float (&v)[MB8][4][4], int column) {
-    for_each_output(column, [&](int mb, int e, int j, int h, size_t idx) {
-      c_half[idx] = __float2half_rn(v[mb][j][2 * h + e]);
-    });
-  };
-  struct Pending {
-    int column = 0, first = 0, last = 0, slices = 0;
-  };
+  const SmallOutput<MB8, N_WARPS, ConsumerSync> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
+                                                     iters, k_tiles, lane, n_warp, k_warp, g, t, sync};
   __shared__ int last_arrival;
-  auto resolve = [&](const Pending& p, int arrived) {
-    if (threadIdx.x == 0) {
-      const bool last = arrived == p.slices - 1;
-      if (last) {
-        asm volatile("fence.acq_rel.gpu;\n" ::);
-        asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(locks + p.column), "r"(0));
-      }
-      last_arrival = last;
-    }
-    sync();
-    if (last_arrival && k_warp == 0) {
-      float sum[MB8][4][4] = {};
-#pragma unroll 4
-      for (int b = p.first; b <= p.last; ++b) {
-        const float4* theirs = slot_of(b, p.column);
-#pragma unroll
-        for (int mb = 0; mb < MB8; ++mb) {
-          if (mb * 8 + 2 * t >= prob_m) continue;
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float4 v = __ldcg(&theirs[mb * 4 + j]);
-            sum[mb][j][0] += v.x;
-            sum[mb][j][1] += v.y;
-            sum[mb][j][2] += v.z;
-            sum[mb][j][3] += v.w;
-          }
-        }
-      }
-      for (int b = p.first; b <= p.last; ++b) {
-        float4* theirs = slot_of(b, p.column);
-#pragma unroll
-        for (int mb = 0; mb < MB8; ++mb) {
-          if (mb * 8 + 2 * t >= prob_m) continue;
-#pragma unroll
-          for (int j = 0; j < 4; ++j) __stcg(&theirs[mb * 4 + j], make_float4(0.0f, 0.0f, 0.0f, 0.0f));
-        }
-      }
-      write_c(sum, p.column);
-    }
-  };
-  Pending pending;
+  SmallPending pending;
   int pending_arrived = 0;
 
   for (int tile = first_tile; tile < end_tile;) {
@@ -1758,79 +1728,17 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       if (lane == 0) mbar_arrive(&empty[last_stage]);
     }
 
-    if constexpr (!GROUPED) {
-      if (k_warp == 0) {
-        const half* s_cols = reinterpret_cast<const half*>(S) + n_tile * kThreadN + n_warp * 64;
-#pragma unroll
-        for (int chunk = 0; chunk < 2; ++chunk) {
-          const int4 sv = __ldg(reinterpret_cast<const int4*>(s_cols + 32 * chunk + 8 * (g / 2)));
-          const uint32_t words[4] = {static_cast<uint32_t>(sv.x), static_cast<uint32_t>(sv.y),
-                                     static_cast<uint32_t>(sv.z), static_cast<uint32_t>(sv.w)};
-          auto pick = [&](uint32_t w) {
-            return __half2float(__ushort_as_half(static_cast<unsigned short>((g & 1) ? (w >> 16) : (w & 0xffffu))));
-          };
-#pragma unroll
-          for (int jl = 0; jl < 2; ++jl) {
-            const float s_lo = pick(words[2 * jl]);
-            const float s_hi = pick(words[2 * jl + 1]);
-#pragma unroll
-            for (int mb = 0; mb < MB8; ++mb) {
-              acc[mb][2 * chunk + jl][0] *= s_lo;
-              acc[mb][2 * chunk + jl][1] *= s_lo;
-              acc[mb][2 * chunk + jl][2] *= s_hi;
-              acc[mb][2 * chunk + jl][3] *= s_hi;
-            }
-          }
-        }
-      }
-    }
+    if constexpr (!GROUPED) out.scale_columns(acc, S, n_tile);
 
     if constexpr (chained) {
-      int* lock = locks + n_tile;
-      if (slice_count > 1) lock_wait(lock, slice_idx, sync);
-      if (k_warp == 0) {
-        const bool read_partial = slice_count > 1 && slice_idx > 0;
-        const bool last = slice_idx == slice_count - 1;
-        float prev[MB8][2][4][2] = {};
-        if (read_partial)
-          for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) { prev[mb][e][j][h] = __ldcg(&partial[idx]); });
-        for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) {
-          const float v = acc[mb][j][2 * h + e] + prev[mb][e][j][h];
-          if (!last) {
-            __stcg(&partial[idx], v);
-          } else {
-            c_half[idx] = __float2half_rn(v);
-            if (read_partial) __stcg(&partial[idx], 0.0f);
-          }
-        });
-      }
-      if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1, sync);
+      out.chain(acc, n_tile, slice_idx, slice_count);
       tile += slice_tiles;
     } else {
       const bool shared_column = slice_count > 1;
-      if (shared_column) {
-        if (k_warp == 0) {
-          float4* mine = slot_of(blockIdx.x, n_tile);
-#pragma unroll
-          for (int mb = 0; mb < MB8; ++mb) {
-            if (mb * 8 + 2 * t >= prob_m) continue;
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-              __stcg(&mine[mb * 4 + j], make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]));
-          }
-        }
-        sync();  // every thread's slot stores precede thread 0's release
-      } else if (k_warp == 0) {
-        write_c(acc, n_tile);
-      }
-      int arrived = 0;
-      if (shared_column && threadIdx.x == 0) {
-        asm volatile("fence.acq_rel.gpu;\n" ::);
-        asm volatile("atom.add.relaxed.gpu.global.s32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(locks + n_tile));
-      }
+      const int arrived = out.arrive(acc, n_tile, shared_column);
       TRIRUN_TRACE_AT(3);
-      if (pending.slices > 0) resolve(pending, pending_arrived);
-      pending = shared_column ? Pending{n_tile, first_block, last_block, slice_count} : Pending{};
+      if (pending.slices > 0) out.resolve(pending, pending_arrived, last_arrival);
+      pending = shared_column ? SmallPending{n_tile, first_block, last_block, slice_count} : SmallPending{};
       pending_arrived = arrived;
       // Thread 0 rewrites last_arrival in the next resolve.
       sync();
@@ -1839,7 +1747,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   }
   TRIRUN_TRACE_AT(4);
   if constexpr (!chained) {
-    if (pending.slices > 0) resolve(pending, pending_arrived);
+    if (pending.slices > 0) out.resolve(pending, pending_arrived, last_arrival);
   }
   TRIRUN_TRACE_AT(5);
 #endif  // TRIRUN_WGMMA
