@@ -292,6 +292,69 @@ static float median(std::vector<float> v) {
   return v[v.size() / 2];
 }
 
+// The speed tables' model sets: each model's layer shapes (k, n).
+struct ModelSet {
+  const char* name;
+  std::vector<std::pair<int, int>> kn;
+};
+static const std::vector<ModelSet> kModelSets = {
+    {"llama2-70b(ref)", {{8192, 24576}, {8192, 8192}, {8192, 43520}, {21760, 8192}}},
+    {"llama2-7b", {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}}},
+    {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}}};
+
+// One layer shape's buffers for cold-weight timings: random packed weights
+// (scales 0.01) and fp16 weights, each in enough copies that rotating through
+// them reads more than 4x L2, plus A (up to mmax rows, random) and C.
+struct ColdLayer {
+  int k, n, qcopies, fcopies;
+  size_t qbytes, fbytes;
+  std::vector<void*> qB, qS, fW;
+  __half *dA = nullptr, *dC = nullptr;
+  ColdLayer(int k_, int n_, int mmax, size_t l2, std::mt19937& rng) : k(k_), n(n_) {
+    qbytes = static_cast<size_t>(k) * n / 4;
+    fbytes = static_cast<size_t>(k) * n * 2;
+    qcopies = static_cast<int>(std::max<size_t>(2, (4 * l2) / qbytes + 1));
+    fcopies = static_cast<int>(std::max<size_t>(2, (4 * l2) / fbytes + 1));
+    qB.resize(qcopies);
+    qS.resize(qcopies);
+    fW.resize(fcopies);
+    std::vector<uint32_t> hb(qbytes / 4);
+    for (auto& x : hb) x = rng();
+    std::vector<__half> hs(static_cast<size_t>(k / 128) * n, __float2half(0.01f));
+    for (int i = 0; i < qcopies; ++i) {
+      CK(cudaMalloc(&qB[i], qbytes));
+      CK(cudaMalloc(&qS[i], hs.size() * 2));
+      CK(cudaMemcpy(qB[i], hb.data(), qbytes, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(qS[i], hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
+    }
+    std::vector<__half> hw(static_cast<size_t>(k) * n);
+    fill_half(hw, rng);
+    for (int i = 0; i < fcopies; ++i) {
+      CK(cudaMalloc(&fW[i], fbytes));
+      CK(cudaMemcpy(fW[i], hw.data(), fbytes, cudaMemcpyHostToDevice));
+    }
+    std::vector<__half> ha(static_cast<size_t>(mmax) * k);
+    fill_half(ha, rng);
+    CK(cudaMalloc(&dA, ha.size() * 2));
+    CK(cudaMalloc(&dC, static_cast<size_t>(mmax) * n * 2));
+    CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
+  }
+  ColdLayer(const ColdLayer&) = delete;
+  ColdLayer& operator=(const ColdLayer&) = delete;
+  ~ColdLayer() {
+    for (int i = 0; i < qcopies; ++i) {
+      cudaFree(qB[i]);
+      cudaFree(qS[i]);
+    }
+    for (int i = 0; i < fcopies; ++i) cudaFree(fW[i]);
+    cudaFree(dA);
+    cudaFree(dC);
+  }
+  const uint32_t* B(int i) const { return static_cast<const uint32_t*>(qB[i % qcopies]); }
+  const __half* S(int i) const { return static_cast<const __half*>(qS[i % qcopies]); }
+  const __half* W(int i) const { return static_cast<const __half*>(fW[i % fcopies]); }
+};
+
 static int speed(bool quick, const std::vector<int>& only_ms = {}) {
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
@@ -324,13 +387,6 @@ static int speed(bool quick, const std::vector<int>& only_ms = {}) {
     cudaFree(a);
     cudaFree(b);
   }
-  struct Set {
-    const char* name;
-    std::vector<std::pair<int, int>> kn;
-  };
-  std::vector<Set> sets = {{"llama2-70b(ref)", {{8192, 24576}, {8192, 8192}, {8192, 43520}, {21760, 8192}}},
-                           {"llama2-7b", {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}}},
-                           {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}}};
   std::vector<int> ms = quick ? std::vector<int>{1, 16, 32, 64} : std::vector<int>{1, 2, 4, 8, 12, 16, 32, 64, 128, 256, 1024};
   if (!only_ms.empty()) ms = only_ms;
   int* ws;
@@ -338,36 +394,10 @@ static int speed(bool quick, const std::vector<int>& only_ms = {}) {
   CK(cudaMalloc(&ws, wsb));
   CK(cudaMemset(ws, 0, wsb));
   const size_t l2 = prop.l2CacheSize;
-  for (auto& set : sets) {
+  for (auto& set : kModelSets) {
     std::vector<double> sum_t(ms.size()), sum_f(ms.size());
     for (auto [k, n] : set.kn) {
-      // Rotate copies so that the weights of consecutive runs exceed 4x L2.
-      size_t qbytes = static_cast<size_t>(k) * n / 4, fbytes = static_cast<size_t>(k) * n * 2;
-      int qcopies = std::max<size_t>(2, (4 * l2) / qbytes + 1), fcopies = std::max<size_t>(2, (4 * l2) / fbytes + 1);
-      std::vector<void*> qB(qcopies), qS(qcopies), fW(fcopies);
-      std::vector<uint32_t> hb(qbytes / 4);
-      for (auto& x : hb) x = rng();
-      std::vector<__half> hs(static_cast<size_t>(k / 128) * n);
-      for (auto& x : hs) x = __float2half(0.01f);
-      for (int i = 0; i < qcopies; ++i) {
-        CK(cudaMalloc(&qB[i], qbytes));
-        CK(cudaMalloc(&qS[i], hs.size() * 2));
-        CK(cudaMemcpy(qB[i], hb.data(), qbytes, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(qS[i], hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
-      }
-      std::vector<__half> hw(static_cast<size_t>(k) * n);
-      fill_half(hw, rng);
-      for (int i = 0; i < fcopies; ++i) {
-        CK(cudaMalloc(&fW[i], fbytes));
-        CK(cudaMemcpy(fW[i], hw.data(), fbytes, cudaMemcpyHostToDevice));
-      }
-      int mmax = ms.back();
-      std::vector<__half> ha(static_cast<size_t>(mmax) * k);
-      fill_half(ha, rng);
-      __half *dA, *dC;
-      CK(cudaMalloc(&dA, ha.size() * 2));
-      CK(cudaMalloc(&dC, static_cast<size_t>(mmax) * n * 2));
-      CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
+      const ColdLayer layer(k, n, *std::max_element(ms.begin(), ms.end()), l2, rng);
       for (size_t mi = 0; mi < ms.size(); ++mi) {
         int m = ms[mi];
         TrirunConfig cfg{};
@@ -376,14 +406,14 @@ static int speed(bool quick, const std::vector<int>& only_ms = {}) {
         for (int r = 0; r < reps + 5; ++r) {
           cfg = TrirunConfig{};
           CK(cudaEventRecord(e0, st));
-          run_trirun(dA, (uint32_t*)qB[r % qcopies], (__half*)qS[r % qcopies], dC, m, n, k, 128, ws, wsb, &cfg, st);
+          run_trirun(layer.dA, layer.B(r), layer.S(r), layer.dC, m, n, k, 128, ws, wsb, &cfg, st);
           CK(cudaEventRecord(e1, st));
           CK(cudaEventSynchronize(e1));
           float t;
           CK(cudaEventElapsedTime(&t, e0, e1));
           if (r >= 5) tq.push_back(t);
           CK(cudaEventRecord(e0, st));
-          gemm_ref(h, dA, (__half*)fW[r % fcopies], dC, false, m, n, k, st);
+          gemm_ref(h, layer.dA, layer.W(r), layer.dC, false, m, n, k, st);
           CK(cudaEventRecord(e1, st));
           CK(cudaEventSynchronize(e1));
           CK(cudaEventElapsedTime(&t, e0, e1));
@@ -394,17 +424,10 @@ static int speed(bool quick, const std::vector<int>& only_ms = {}) {
         sum_f[mi] += mf;
         printf("%-16s k=%5d n=%5d m=%4d  trirun %8.1f us (%6.0f GB/s w, %4.0f TF) fp16 %8.1f us (%4.0f TF)  x%.2f  "
                "[v%d tk=%d tn=%d mb=%d st=%d]\n",
-               set.name, k, n, m, mq * 1e3, qbytes / (mq * 1e-3) / 1e9, 2.0 * m * k * n / (mq * 1e-3) / 1e12,
+               set.name, k, n, m, mq * 1e3, layer.qbytes / (mq * 1e-3) / 1e9, 2.0 * m * k * n / (mq * 1e-3) / 1e12,
                mf * 1e3, 2.0 * m * k * n / (mf * 1e-3) / 1e12, mf / mq, cfg.variant, cfg.thread_k, cfg.thread_n,
                cfg.m_blocks, cfg.stages);
       }
-      for (int i = 0; i < qcopies; ++i) {
-        cudaFree(qB[i]);
-        cudaFree(qS[i]);
-      }
-      for (int i = 0; i < fcopies; ++i) cudaFree(fW[i]);
-      cudaFree(dA);
-      cudaFree(dC);
     }
     for (size_t mi = 0; mi < ms.size(); ++mi)
       printf("SUM %-16s m=%4d  speedup over fp16 x%.2f\n", set.name, ms[mi], sum_f[mi] / sum_t[mi]);
@@ -685,51 +708,20 @@ static int launches(const std::vector<int>& ms) {
   const size_t wsb = 64 << 20;
   CK(cudaMalloc(&ws, wsb));
   CK(cudaMemset(ws, 0, wsb));
-  struct Set {
-    const char* name;
-    std::vector<std::pair<int, int>> kn;
-  };
-  std::vector<Set> sets = {{"llama2-70b(ref)", {{8192, 24576}, {8192, 8192}, {8192, 43520}, {21760, 8192}}},
-                           {"llama2-7b", {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}}},
-                           {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}}};
   const size_t l2 = prop.l2CacheSize;
   const int calls = 24;
-  for (auto& set : sets) {
+  for (auto& set : kModelSets) {
     std::vector<double> sq(ms.size()), sqg(ms.size()), sf(ms.size()), sfg(ms.size());
     for (auto [k, n] : set.kn) {
-      size_t qbytes = static_cast<size_t>(k) * n / 4, fbytes = static_cast<size_t>(k) * n * 2;
-      int qcopies = std::max<size_t>(2, (4 * l2) / qbytes + 1), fcopies = std::max<size_t>(2, (4 * l2) / fbytes + 1);
-      std::vector<void*> qB(qcopies), qS(qcopies), fW(fcopies);
-      std::vector<uint32_t> hb(qbytes / 4);
-      for (auto& x : hb) x = rng();
-      std::vector<__half> hs(static_cast<size_t>(k / 128) * n, __float2half(0.01f));
-      for (int i = 0; i < qcopies; ++i) {
-        CK(cudaMalloc(&qB[i], qbytes));
-        CK(cudaMalloc(&qS[i], hs.size() * 2));
-        CK(cudaMemcpy(qB[i], hb.data(), qbytes, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(qS[i], hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
-      }
-      std::vector<__half> hw(static_cast<size_t>(k) * n);
-      fill_half(hw, rng);
-      for (int i = 0; i < fcopies; ++i) {
-        CK(cudaMalloc(&fW[i], fbytes));
-        CK(cudaMemcpy(fW[i], hw.data(), fbytes, cudaMemcpyHostToDevice));
-      }
-      const int mmax = *std::max_element(ms.begin(), ms.end());
-      std::vector<__half> ha(static_cast<size_t>(mmax) * k);
-      fill_half(ha, rng);
-      __half *dA, *dC;
-      CK(cudaMalloc(&dA, ha.size() * 2));
-      CK(cudaMalloc(&dC, static_cast<size_t>(mmax) * n * 2));
-      CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
+      const ColdLayer layer(k, n, *std::max_element(ms.begin(), ms.end()), l2, rng);
       for (size_t mi = 0; mi < ms.size(); ++mi) {
         const int m = ms[mi];
         TrirunConfig cfg{};
         auto tri = [&](int i) {
           cfg = TrirunConfig{};
-          run_trirun(dA, (uint32_t*)qB[i % qcopies], (__half*)qS[i % qcopies], dC, m, n, k, 128, ws, wsb, &cfg, st);
+          run_trirun(layer.dA, layer.B(i), layer.S(i), layer.dC, m, n, k, 128, ws, wsb, &cfg, st);
         };
-        auto f16 = [&](int i) { gemm_ref(h, dA, (__half*)fW[i % fcopies], dC, false, m, n, k, st); };
+        auto f16 = [&](int i) { gemm_ref(h, layer.dA, layer.W(i), layer.dC, false, m, n, k, st); };
         // Median per-call time of `calls` back-to-back calls, 9 samples (one warm-up).
         auto timed = [&](auto&& body) {
           std::vector<float> t;
@@ -768,13 +760,6 @@ static int launches(const std::vector<int>& ms) {
         printf("%-16s k=%5d n=%5d m=%4d  stream: trirun %7.1f fp16 %7.1f us x%.2f   graph: trirun %7.1f fp16 %7.1f us x%.2f  [v%d st=%d thr=%d]\n",
                set.name, k, n, m, q, f, f / q, qg, fg, fg / qg, cfg.variant, cfg.stages, cfg.threads);
       }
-      for (int i = 0; i < qcopies; ++i) {
-        cudaFree(qB[i]);
-        cudaFree(qS[i]);
-      }
-      for (int i = 0; i < fcopies; ++i) cudaFree(fW[i]);
-      cudaFree(dA);
-      cudaFree(dC);
     }
     for (size_t mi = 0; mi < ms.size(); ++mi)
       printf("SUM %-16s m=%4d  stream x%.2f (trirun %.1f us)  graph x%.2f (trirun %.1f us)\n", set.name, ms[mi],
