@@ -1949,6 +1949,44 @@ constexpr int stages_within(size_t stage, size_t budget) {
   return budget / stage >= 8 ? 8 : (budget / stage >= 2 ? static_cast<int>(budget / stage) : 2);
 }
 
+// Launches a small-batch kernel as a programmatic dependent of the kernel
+// before it where l.pdl says so (sm_90, not the legacy stream), else plainly.
+template <typename... Params, typename... Args>
+cudaError_t launch_small_kernel(const Launch& l, void (*kernel)(Params...), int threads, size_t smem, Args... args) {
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  config.gridDim = dim3(l.blocks);
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = smem;
+  config.stream = l.stream;
+  config.attrs = &attr;
+  config.numAttrs = l.pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, args...);
+}
+
+// The reduction of the blocks that share a column (see the kernel's end): a
+// lock chain when runs are long enough that a column has at most about three
+// blocks, which reach it at different times; last-arriver slots when runs are
+// short and a column's blocks finish together. Measured on the H100: slots
+// take 4096 x 4096 (m = 1) from 17.6 to 12.6 us and 11008 x 4096 from 21.2 to
+// 17.0 us; the chain keeps the large layers ~10% faster (NOTES.md).
+// TRIRUN_SMALL_REDUCTION=1 or 2 at compile time forces one (experiments).
+bool small_chained(const Launch& l, int thread_k, int thread_n) {
+#if defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 1
+  (void)l, (void)thread_k, (void)thread_n;
+  return true;
+#elif defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 2
+  (void)l, (void)thread_k, (void)thread_n;
+  return false;
+#else
+  const int k_tiles = ceil_div(l.k, thread_k);
+  const int iters = ceil_div(k_tiles * (l.n / thread_n), l.blocks);
+  return k_tiles < 3 * iters;
+#endif
+}
+
 template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAINED>
 cudaError_t launch_small_reduction(Launch& l) {
   constexpr int k_warps = THREADS / 32 / N_WARPS;
@@ -1962,48 +2000,15 @@ cudaError_t launch_small_reduction(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = STAGES;
   l.threads = THREADS;
-  if (l.pdl) {
-    cudaLaunchConfig_t config{};
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    config.gridDim = dim3(l.blocks);
-    config.blockDim = dim3(THREADS);
-    config.dynamicSmemBytes = smem;
-    config.stream = l.stream;
-    config.attrs = &attr;
-    config.numAttrs = 1;
-    return cudaLaunchKernelEx(&config, kernel, static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
-                              static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks,
-                              l.partial, l.slots);
-  }
-  kernel<<<l.blocks, THREADS, smem, l.stream>>>(static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
-                                                static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k,
-                                                l.locks, l.partial, l.slots);
-  return cudaGetLastError();
+  return launch_small_kernel(l, kernel, THREADS, smem, static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
+                             static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks,
+                             l.partial, l.slots);
 }
 
-// The reduction of the blocks that share a column (see the kernel's end): a
-// lock chain when runs are long enough that a column has at most about three
-// blocks, which reach it at different times; last-arriver slots when runs are
-// short and a column's blocks finish together. Measured on the H100: slots
-// take 4096 x 4096 (m = 1) from 17.6 to 12.6 us and 11008 x 4096 from 21.2 to
-// 17.0 us; the chain keeps the large layers ~10% faster (NOTES.md).
-// TRIRUN_SMALL_REDUCTION=1 or 2 at compile time forces one (experiments).
 template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED>
 cudaError_t launch_small_stages(Launch& l) {
   constexpr int k_warps = THREADS / 32 / N_WARPS;
-  constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
-  const int k_tiles = ceil_div(l.k, thread_k);
-  const int iters = ceil_div(k_tiles * (l.n / thread_n), l.blocks);
-#if defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 1
-  const bool chained = true;
-#elif defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 2
-  const bool chained = false;
-#else
-  const bool chained = k_tiles < 3 * iters;
-#endif
-  return chained ? launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, true>(l)
+  return small_chained(l, 128 * k_warps, N_WARPS * 64) ? launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, true>(l)
                  : launch_small_reduction<MB8, N_WARPS, STAGES, THREADS, GROUPED, false>(l);
 }
 
@@ -2052,33 +2057,13 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = kSmallTmaThreads;
-  cudaLaunchConfig_t config{};
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  config.gridDim = dim3(l.blocks);
-  config.blockDim = dim3(kSmallTmaThreads);
-  config.dynamicSmemBytes = smem;
-  config.stream = l.stream;
-  config.attrs = &attr;
-  config.numAttrs = l.pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                            static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp);
+  return launch_small_kernel(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+                             static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
-  constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
-  const int k_tiles = ceil_div(l.k, thread_k);
-  const int iters = ceil_div(k_tiles * (l.n / thread_n), l.blocks);
-#if defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 1
-  const bool chained = true;
-#elif defined(TRIRUN_SMALL_REDUCTION) && TRIRUN_SMALL_REDUCTION == 2
-  const bool chained = false;
-#else
-  const bool chained = k_tiles < 3 * iters;
-#endif
-  return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true>(l)
+  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64) ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true>(l)
                  : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false>(l);
 }
 
