@@ -43,6 +43,10 @@ for w in $what; do
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep SUM ;;
+    pdl)
+      # Programmatic dependent launch off and on (TRIRUN_PDL=0/1), alternating, in the `launch` mode at MS.
+      for v in 0 1 0 1; do echo "--- TRIRUN_PDL=$v"; TRIRUN_PDL=$v timeout 120 /tmp/probe launch ${MS:-1,16} 2>&1; done \
+        | tee "$out/pdl.txt" | grep -E "^---|SUM" ;;
     base)
       # A/B against another version of the kernel: BASE=<a trirun.cu> (e.g. `git show
       # <rev>:packages/kernel-native/src/kernel/trirun.cu > .device/trirun-base.cu` here, then

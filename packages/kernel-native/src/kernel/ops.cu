@@ -2,7 +2,9 @@
 // operations use one block per row with warp-shuffle reductions; elementwise
 // operations use grid-stride loops; every sum is fp32 and every fp16 value is
 // widened before use and rounded once at the end.
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 
 #include "ops.h"
 
@@ -47,17 +49,23 @@ unsigned GridFor(int64_t n, int threads) {
   return static_cast<unsigned>(blocks > 65535 ? 65535 : blocks);
 }
 
-// Lets the next kernel in the stream launch now if it was launched as a
-// programmatic dependent (the TriRun matmul is, on sm_90): it then requests
-// its weights, which do not depend on this kernel, while this one runs, and
-// waits for this one's results (griddepcontrol.wait) before reading them.
-__device__ __forceinline__ void AllowDependentLaunch() {
+// Programmatic dependent launch (sm_90; see LaunchOp): every op kernel starts
+// with this. It lets the next kernel in the stream launch now if that one was
+// launched as a programmatic dependent (the TriRun matmul, other ops): a
+// matmul then requests its weights, which do not depend on this kernel, while
+// this one runs. Then it waits until the kernel before this one has completed
+// and its writes are visible (at once for a plain launch), before this kernel
+// reads or writes anything: the kernel before may still read what this one
+// overwrites.
+__device__ __forceinline__ void DependentPrologue() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 }
 
 __global__ void EmbeddingKernel(const int32_t* ids, const __half* table, __half* out, int vocab, int dim) {
+  DependentPrologue();
   const int row = blockIdx.x;
   const int id = ids[row];
   __half* dst = out + static_cast<int64_t>(row) * dim;
@@ -71,6 +79,7 @@ __global__ void EmbeddingKernel(const int32_t* ids, const __half* table, __half*
 }
 
 __global__ void RmsNormKernel(const __half* x, const void* weight, int weight_f32, __half* out, int dim, float eps) {
+  DependentPrologue();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * dim;
   float ss = 0.0f;
@@ -99,6 +108,7 @@ __device__ __forceinline__ float2 HalvesToFloats(uint32_t w) {
 
 __global__ void EmbeddingVecKernel(const int32_t* __restrict__ ids, const uint4* __restrict__ table,
                                    uint4* __restrict__ out, int vocab, int vecs) {
+  DependentPrologue();
   const int row = blockIdx.x;
   const int id = ids[row];
   uint4* dst = out + static_cast<int64_t>(row) * vecs;
@@ -130,7 +140,7 @@ __global__ void EmbeddingVecKernel(const int32_t* __restrict__ ids, const uint4*
 template <bool kAdd>
 __global__ void RmsNormVecKernel(uint4* x, const uint4* __restrict__ delta, const void* weight, int weight_f32,
                                  uint4* out, int vecs, float eps) {
-  AllowDependentLaunch();
+  DependentPrologue();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vecs;
   uint4 xv[kRowVecs];
@@ -229,6 +239,7 @@ __device__ __forceinline__ void RopeRotate(__half x0h, __half x1h, float cf, flo
 
 __global__ void RopeKernel(__half* x, const int32_t* positions, int tokens, int heads, int head_dim, double log_theta,
                            int style) {
+  DependentPrologue();
   const int half_dim = head_dim / 2;
   const int64_t total = static_cast<int64_t>(tokens) * heads * half_dim;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -246,7 +257,7 @@ __global__ void RopeKernel(__half* x, const int32_t* positions, int tokens, int 
 }
 
 __global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out, int64_t n) {
-  AllowDependentLaunch();
+  DependentPrologue();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float g = __half2float(gate[i]);
@@ -255,6 +266,7 @@ __global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out,
 }
 
 __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t n) {
+  DependentPrologue();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = __float2half(__half2float(a[i]) + __half2float(b[i]));
@@ -382,7 +394,7 @@ __device__ __forceinline__ void MergeWarps(float m, float l, const float (&acc)[
 template <int CH>
 __global__ void AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start,
                                 const int32_t* starts, int nq, int kv_rows, int hq, int hkv, int head_dim) {
-  AllowDependentLaunch();
+  DependentPrologue();
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
   __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
@@ -436,7 +448,7 @@ template <int CH>
 __global__ void AttentionDecodeRopeKernel(const __half* q, const __half* k_new, const __half* v_new,
                                           __half* k_cache, __half* v_cache, const int32_t* starts, __half* out,
                                           int max_t, int hq, int hkv, int head_dim, double log_theta, int style) {
-  AllowDependentLaunch();
+  DependentPrologue();
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ __half k_row[TRIRUN_OPS_MAX_HEAD_DIM], v_row[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
@@ -514,6 +526,7 @@ __global__ void AttentionDecodeRopeKernel(const __half* q, const __half* k_new, 
 }
 
 __global__ void CacheAppendKernel(const __half* src, __half* cache, int64_t n, int64_t offset) {
+  DependentPrologue();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     cache[offset + i] = src[i];
@@ -524,6 +537,7 @@ __global__ void CacheAppendKernel(const __half* src, __half* cache, int64_t n, i
 // cache (rows rows of row_elems each); a start outside the cache writes nothing.
 __global__ void CacheAppendBatchKernel(const __half* src, __half* cache, const int32_t* starts, int batch, int rows,
                                        int64_t row_elems) {
+  DependentPrologue();
   const int64_t total = batch * row_elems;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -537,6 +551,7 @@ __global__ void CacheAppendBatchKernel(const __half* src, __half* cache, const i
 // Keys (blockIdx.y == 0) and values (1) of a decoding step in one launch.
 __global__ void CacheAppendKvBatchKernel(const __half* k_src, __half* k_cache, const __half* v_src, __half* v_cache,
                                          const int32_t* starts, int batch, int rows, int64_t row_elems) {
+  DependentPrologue();
   const __half* src = blockIdx.y == 0 ? k_src : v_src;
   __half* cache = blockIdx.y == 0 ? k_cache : v_cache;
   const int64_t total = batch * row_elems;
@@ -563,6 +578,7 @@ __device__ void RowLogSumExp(const void* logits, int is_f32, int64_t base, int v
 }
 
 __global__ void LogSoftmaxKernel(const void* logits, int is_f32, float* out, int vocab) {
+  DependentPrologue();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vocab;
   float mx, lse;
@@ -571,6 +587,7 @@ __global__ void LogSoftmaxKernel(const void* logits, int is_f32, float* out, int
 }
 
 __global__ void NllKernel(const void* logits, int is_f32, const int32_t* targets, float* out, int vocab) {
+  DependentPrologue();
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vocab;
   float mx, lse;
@@ -581,6 +598,49 @@ __global__ void NllKernel(const void* logits, int is_f32, const int32_t* targets
   }
 }
 
+// Whether ops on `stream` launch as programmatic dependents: compute
+// capability 9.0 or later, a stream other than the legacy default one (as for
+// the TriRun matmul), unless TRIRUN_PDL=0. Read once per device.
+bool DependentLaunchFor(cudaStream_t stream) {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cache[kMaxDevices];  // 0 unknown, 1 no, 2 yes
+  if (stream == nullptr || stream == cudaStreamLegacy) return false;
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
+  int known = cache[device].load(std::memory_order_relaxed);
+  if (known == 0) {
+    int major = 0;
+    const char* env = std::getenv("TRIRUN_PDL");
+    const bool on = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+                    major >= 9 && !(env != nullptr && env[0] == '0');
+    known = on ? 2 : 1;
+    cache[device].store(known, std::memory_order_relaxed);
+  }
+  return known == 2;
+}
+
+// Launches an op kernel, as a programmatic dependent of the kernel before it
+// where DependentLaunchFor says so: its launch then overlaps that kernel's
+// last blocks (inside a decoding step's graph, ~1 us per kernel boundary),
+// and DependentPrologue makes it wait for that kernel's results.
+template <typename... Params, typename... Args>
+cudaError_t LaunchOp(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  config.attrs = &attr;
+  config.numAttrs = DependentLaunchFor(stream) ? 1 : 0;
+  const cudaError_t err = cudaLaunchKernelEx(&config, kernel, args...);
+  // Clear the runtime's last error too, as cudaGetLastError after <<<>>> did.
+  const cudaError_t last = cudaGetLastError();
+  return err != cudaSuccess ? err : last;
+}
+
 }  // namespace
 
 extern "C" {
@@ -589,12 +649,10 @@ cudaError_t trirun_op_embedding(const int32_t* ids, const __half* table, __half*
                                 cudaStream_t stream) {
   if (n <= 0 || dim <= 0 || vocab <= 0) return cudaErrorInvalidValue;
   if (dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs && Aligned16(table) && Aligned16(out)) {
-    EmbeddingVecKernel<<<n, kRowThreads, 0, stream>>>(ids, reinterpret_cast<const uint4*>(table),
-                                                      reinterpret_cast<uint4*>(out), vocab, dim / 8);
-    return cudaGetLastError();
+    return LaunchOp(EmbeddingVecKernel, n, kRowThreads, stream, ids, reinterpret_cast<const uint4*>(table),
+                    reinterpret_cast<uint4*>(out), vocab, dim / 8);
   }
-  EmbeddingKernel<<<n, dim < 256 ? 128 : 256, 0, stream>>>(ids, table, out, vocab, dim);
-  return cudaGetLastError();
+  return LaunchOp(EmbeddingKernel, n, dim < 256 ? 128 : 256, stream, ids, table, out, vocab, dim);
 }
 
 cudaError_t trirun_op_rmsnorm(const __half* x, const void* weight, int weight_f32, __half* out, int rows, int dim,
@@ -602,13 +660,11 @@ cudaError_t trirun_op_rmsnorm(const __half* x, const void* weight, int weight_f3
   if (rows <= 0 || dim <= 0) return cudaErrorInvalidValue;
   if (dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs && Aligned16(x) && Aligned16(weight) && Aligned16(out)) {
     // x is only read without kAdd.
-    RmsNormVecKernel<false><<<rows, kRowThreads, 0, stream>>>(
-        reinterpret_cast<uint4*>(const_cast<__half*>(x)), nullptr, weight, weight_f32, reinterpret_cast<uint4*>(out),
-        dim / 8, eps);
-    return cudaGetLastError();
+    return LaunchOp(RmsNormVecKernel<false>, rows, kRowThreads, stream,
+                    reinterpret_cast<uint4*>(const_cast<__half*>(x)), nullptr, weight, weight_f32,
+                    reinterpret_cast<uint4*>(out), dim / 8, eps);
   }
-  RmsNormKernel<<<rows, kRowThreads, 0, stream>>>(x, weight, weight_f32, out, dim, eps);
-  return cudaGetLastError();
+  return LaunchOp(RmsNormKernel, rows, kRowThreads, stream, x, weight, weight_f32, out, dim, eps);
 }
 
 cudaError_t trirun_op_add_rmsnorm(__half* x, const __half* delta, const void* weight, int weight_f32, __half* out,
@@ -616,18 +672,15 @@ cudaError_t trirun_op_add_rmsnorm(__half* x, const __half* delta, const void* we
   if (rows <= 0 || dim <= 0) return cudaErrorInvalidValue;
   if (dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs && Aligned16(x) && Aligned16(delta) && Aligned16(weight) &&
       Aligned16(out)) {
-    RmsNormVecKernel<true><<<rows, kRowThreads, 0, stream>>>(reinterpret_cast<uint4*>(x),
-                                                             reinterpret_cast<const uint4*>(delta), weight,
-                                                             weight_f32, reinterpret_cast<uint4*>(out), dim / 8, eps);
-    return cudaGetLastError();
+    return LaunchOp(RmsNormVecKernel<true>, rows, kRowThreads, stream, reinterpret_cast<uint4*>(x),
+                    reinterpret_cast<const uint4*>(delta), weight, weight_f32, reinterpret_cast<uint4*>(out), dim / 8,
+                    eps);
   }
   // Other shapes: the two kernels one after the other (same results).
   const int64_t n = static_cast<int64_t>(rows) * dim;
-  AddKernel<<<GridFor(n, 256), 256, 0, stream>>>(x, delta, x, n);
-  cudaError_t err = cudaGetLastError();
+  const cudaError_t err = LaunchOp(AddKernel, GridFor(n, 256), 256, stream, x, delta, x, n);
   if (err != cudaSuccess) return err;
-  RmsNormKernel<<<rows, kRowThreads, 0, stream>>>(x, weight, weight_f32, out, dim, eps);
-  return cudaGetLastError();
+  return LaunchOp(RmsNormKernel, rows, kRowThreads, stream, x, weight, weight_f32, out, dim, eps);
 }
 
 cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int heads, int head_dim, float theta,
@@ -637,21 +690,18 @@ cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int 
     return cudaErrorInvalidValue;
   }
   const int64_t total = static_cast<int64_t>(tokens) * heads * (head_dim / 2);
-  RopeKernel<<<GridFor(total, 256), 256, 0, stream>>>(x, positions, tokens, heads, head_dim,
-                                                      std::log(static_cast<double>(theta)), style);
-  return cudaGetLastError();
+  return LaunchOp(RopeKernel, GridFor(total, 256), 256, stream, x, positions, tokens, heads, head_dim,
+                  std::log(static_cast<double>(theta)), style);
 }
 
 cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
-  SiluMulKernel<<<GridFor(n, 256), 256, 0, stream>>>(gate, up, out, n);
-  return cudaGetLastError();
+  return LaunchOp(SiluMulKernel, GridFor(n, 256), 256, stream, gate, up, out, n);
 }
 
 cudaError_t trirun_op_add(const __half* a, const __half* b, __half* out, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
-  AddKernel<<<GridFor(n, 256), 256, 0, stream>>>(a, b, out, n);
-  return cudaGetLastError();
+  return LaunchOp(AddKernel, GridFor(n, 256), 256, stream, a, b, out, n);
 }
 
 cudaError_t trirun_op_attention(const __half* q, const __half* k, const __half* v, __half* out, int nq, int start,
@@ -662,12 +712,10 @@ cudaError_t trirun_op_attention(const __half* q, const __half* k, const __half* 
   }
   // k and v need start + nq rows; the kernel only reads rows 0..start+nq-1.
   if (head_dim <= 128)
-    AttentionKernel<4><<<nq * hq, kAttnWarps * 32, 0, stream>>>(q, k, v, out, start, nullptr, nq, start + nq, hq,
-                                                                hkv, head_dim);
-  else
-    AttentionKernel<kMaxDimChunks><<<nq * hq, kAttnWarps * 32, 0, stream>>>(q, k, v, out, start, nullptr, nq,
-                                                                            start + nq, hq, hkv, head_dim);
-  return cudaGetLastError();
+    return LaunchOp(AttentionKernel<4>, nq * hq, kAttnWarps * 32, stream, q, k, v, out, start, nullptr, nq, start + nq,
+                    hq, hkv, head_dim);
+  return LaunchOp(AttentionKernel<kMaxDimChunks>, nq * hq, kAttnWarps * 32, stream, q, k, v, out, start, nullptr, nq,
+                  start + nq, hq, hkv, head_dim);
 }
 
 cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_cache, const __half* v_cache,
@@ -678,12 +726,10 @@ cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_ca
     return cudaErrorInvalidValue;
   }
   if (head_dim <= 128)
-    AttentionKernel<4><<<batch * hq, kAttnWarps * 32, 0, stream>>>(q, k_cache, v_cache, out, 0, positions, 1, max_t,
-                                                                   hq, hkv, head_dim);
-  else
-    AttentionKernel<kMaxDimChunks><<<batch * hq, kAttnWarps * 32, 0, stream>>>(q, k_cache, v_cache, out, 0, positions,
-                                                                               1, max_t, hq, hkv, head_dim);
-  return cudaGetLastError();
+    return LaunchOp(AttentionKernel<4>, batch * hq, kAttnWarps * 32, stream, q, k_cache, v_cache, out, 0, positions, 1,
+                    max_t, hq, hkv, head_dim);
+  return LaunchOp(AttentionKernel<kMaxDimChunks>, batch * hq, kAttnWarps * 32, stream, q, k_cache, v_cache, out, 0,
+                  positions, 1, max_t, hq, hkv, head_dim);
 }
 
 cudaError_t trirun_op_attention_decode_batch_rope(const __half* q, const __half* k_new, const __half* v_new,
@@ -698,20 +744,18 @@ cudaError_t trirun_op_attention_decode_batch_rope(const __half* q, const __half*
   // log(theta) as trirun_op_rope computes it, so that the angles match bit for bit.
   const double log_theta = std::log(static_cast<double>(theta));
   if (head_dim <= 128)
-    AttentionDecodeRopeKernel<4><<<batch * hq, kAttnWarps * 32, 0, stream>>>(
-        q, k_new, v_new, k_cache, v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
-  else
-    AttentionDecodeRopeKernel<kMaxDimChunks><<<batch * hq, kAttnWarps * 32, 0, stream>>>(
-        q, k_new, v_new, k_cache, v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
-  return cudaGetLastError();
+    return LaunchOp(AttentionDecodeRopeKernel<4>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new, k_cache,
+                    v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
+  return LaunchOp(AttentionDecodeRopeKernel<kMaxDimChunks>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new,
+                  k_cache, v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
 }
 
 cudaError_t trirun_op_cache_append_batch(const __half* src, __half* cache, const int32_t* positions, int batch,
                                          int max_t, int hkv, int head_dim, cudaStream_t stream) {
   if (batch <= 0 || max_t <= 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
   const int64_t row = static_cast<int64_t>(hkv) * head_dim;
-  CacheAppendBatchKernel<<<GridFor(batch * row, 256), 256, 0, stream>>>(src, cache, positions, batch, max_t, row);
-  return cudaGetLastError();
+  return LaunchOp(CacheAppendBatchKernel, GridFor(batch * row, 256), 256, stream, src, cache, positions, batch, max_t,
+                  row);
 }
 
 cudaError_t trirun_op_cache_append_kv_batch(const __half* k_src, __half* k_cache, const __half* v_src,
@@ -720,8 +764,8 @@ cudaError_t trirun_op_cache_append_kv_batch(const __half* k_src, __half* k_cache
   if (batch <= 0 || max_t <= 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
   const int64_t row = static_cast<int64_t>(hkv) * head_dim;
   const dim3 grid(GridFor(batch * row, 256), 2);
-  CacheAppendKvBatchKernel<<<grid, 256, 0, stream>>>(k_src, k_cache, v_src, v_cache, positions, batch, max_t, row);
-  return cudaGetLastError();
+  return LaunchOp(CacheAppendKvBatchKernel, grid, 256, stream, k_src, k_cache, v_src, v_cache, positions, batch, max_t,
+                  row);
 }
 
 cudaError_t trirun_op_cache_append(const __half* src, __half* cache, int n, int start, int hkv, int head_dim,
@@ -729,22 +773,19 @@ cudaError_t trirun_op_cache_append(const __half* src, __half* cache, int n, int 
   if (n <= 0 || start < 0 || hkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
   const int64_t row = static_cast<int64_t>(hkv) * head_dim;
   const int64_t count = n * row;
-  CacheAppendKernel<<<GridFor(count, 256), 256, 0, stream>>>(src, cache, count, start * row);
-  return cudaGetLastError();
+  return LaunchOp(CacheAppendKernel, GridFor(count, 256), 256, stream, src, cache, count, start * row);
 }
 
 cudaError_t trirun_op_log_softmax(const void* logits, int logits_f32, float* out, int rows, int vocab,
                                   cudaStream_t stream) {
   if (rows <= 0 || vocab <= 0) return cudaErrorInvalidValue;
-  LogSoftmaxKernel<<<rows, kRowThreads, 0, stream>>>(logits, logits_f32, out, vocab);
-  return cudaGetLastError();
+  return LaunchOp(LogSoftmaxKernel, rows, kRowThreads, stream, logits, logits_f32, out, vocab);
 }
 
 cudaError_t trirun_op_nll(const void* logits, int logits_f32, const int32_t* targets, float* out, int rows,
                           int vocab, cudaStream_t stream) {
   if (rows <= 0 || vocab <= 0) return cudaErrorInvalidValue;
-  NllKernel<<<rows, kRowThreads, 0, stream>>>(logits, logits_f32, targets, out, vocab);
-  return cudaGetLastError();
+  return LaunchOp(NllKernel, rows, kRowThreads, stream, logits, logits_f32, targets, out, vocab);
 }
 
 }  // extern "C"

@@ -145,6 +145,27 @@ __device__ __forceinline__ uint32_t mask_or_1024(uint32_t q, uint32_t mask) {
 __device__ __forceinline__ uint32_t as_u32(half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ half2 as_h2(uint32_t u) { return *reinterpret_cast<half2*>(&u); }
 
+// Programmatic dependent launch (sm_90; no-ops before). allow_dependents lets
+// the grid after this one in the stream, if it was launched as a programmatic
+// dependent (this library's matmuls and model ops are, on sm_90), launch now:
+// its blocks take SMs as ours leave and issue what does not depend on us
+// (weight loads) while our last blocks finish, instead of being launched only
+// after our grid has completed (~3-4 us between two calls). Every kernel of this
+// library that may be launched as a dependent calls wait_for_prerequisites
+// before it reads or writes memory that the grid before it uses: that wait
+// returns once the grid before has completed and its writes are visible (at
+// once for a plain launch).
+__device__ __forceinline__ void allow_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_prerequisites() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 // The barrier of the threads that take part in a reduction: the whole block,
 // or (Hopper kernel) its consumer warpgroups only.
 struct BlockSync {
@@ -468,6 +489,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kBStageVecs = K_BLOCKS * kThreadN / 4;
   constexpr int kSStageVecs = kThreadN / 8;
   constexpr int kStageVecs = kAStageVecs + kBStageVecs + kSStageVecs;
+  allow_dependents();
+  wait_for_prerequisites();  // a plain launch today; cheap insurance if it ever is a dependent
   extern __shared__ int4 smem[];
 
   const int warp = threadIdx.x / 32;
@@ -772,6 +795,7 @@ __global__ void __launch_bounds__(THREADS, 1)
   const int g = lane / 4;  // "group id" of the mma fragment layouts
   const int t = lane % 4;
   TRIRUN_TRACE_BEGIN();
+  allow_dependents();
 
   // The last k tile of a column may be partial (k is a multiple of 128, not
   // of the tile): warps past the end of k sit that tile out.
@@ -803,8 +827,8 @@ __global__ void __launch_bounds__(THREADS, 1)
       asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(row), "r"(kBRowVecs * 16) : "memory");
     }
   }
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
+  wait_for_prerequisites();
 
   // Two ways to combine the blocks that share a column. When a column is
   // split over three or more blocks (short runs: small layers, long k), they
@@ -1208,9 +1232,8 @@ struct ConsumerSync {
 template <int N_ACT, int STAGES, bool GROUPED>
 __global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
-                         const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S,
-                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                         float* __restrict__ partial) {
+                         const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
+                         int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial, int early) {
 #ifdef TRIRUN_WGMMA
   constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
@@ -1234,6 +1257,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
   const int first_tile = iters * blockIdx.x;
   const int end_tile = min(first_tile + iters, total_tiles);
+  allow_dependents();
 
   if (threadIdx.x == 0) {
     for (int st = 0; st < STAGES; ++st) {
@@ -1249,21 +1273,35 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // warpgroup gives most of its registers to the consumers (setmaxnreg).
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (threadIdx.x == 256) {
-      for (int tile = first_tile; tile < end_tile; ++tile) {
-        const int t = tile - first_tile;
-        const int stage = t % STAGES;
-        if (t >= STAGES) mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
+      auto copy_weights = [&](int tile, int stage) {
+        const int column = tile / k_tiles;
+        const int k_tile = tile % k_tiles;
+        const int n0 = (column % n_tiles) * kHopperTileN;
+        mbar_arrive_expect_tx(&full[stage], kStageTx);
+        tma_load_2d(smem_b + stage * kBBytes, &map_b, n0, k_tile * kKSteps, &full[stage]);
+        if (GROUPED) tma_load_2d(smem_s + stage * kSBytes, &map_s, n0, k_tile, &full[stage]);
+      };
+      auto copy_activations = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
         const int row0 = (column / n_tiles) * N_ACT;
-        const int n0 = (column % n_tiles) * kHopperTileN;
-        mbar_arrive_expect_tx(&full[stage], kStageTx);
         char* a_dst = smem + stage * kABytes;
         // Rows of A past m read as zeros (the tensor map's bounds).
         tma_load_2d(a_dst, &map_a, k_tile * kHopperTileK, row0, &full[stage]);
         tma_load_2d(a_dst + N_ACT * 128, &map_a, k_tile * kHopperTileK + 64, row0, &full[stage]);
-        tma_load_2d(smem_b + stage * kBBytes, &map_b, n0, k_tile * kKSteps, &full[stage]);
-        if (GROUPED) tma_load_2d(smem_s + stage * kSBytes, &map_s, n0, k_tile, &full[stage]);
+      };
+      // As a programmatic dependent: weights of the first `early` stages
+      // before waiting for the grid before (A may be its output).
+      const int ahead = min(min(early, STAGES), end_tile - first_tile);
+      for (int t = 0; t < ahead; ++t) copy_weights(first_tile + t, t);
+      wait_for_prerequisites();
+      for (int t = 0; t < ahead; ++t) copy_activations(first_tile + t, t);
+      for (int tile = first_tile + ahead; tile < end_tile; ++tile) {
+        const int t = tile - first_tile;
+        const int stage = t % STAGES;
+        if (t >= STAGES) mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
+        copy_weights(tile, stage);
+        copy_activations(tile, stage);
       }
     }
     return;
@@ -1271,6 +1309,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
   // --- consumers
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  wait_for_prerequisites();                 // before writing C or the workspace
   const int wg = threadIdx.x / 128;         // 64-column chunk of the tile
   const int warp = (threadIdx.x / 32) % 4;  // 16 columns of that chunk
   const int lane = threadIdx.x % 32;
@@ -1466,9 +1505,9 @@ constexpr int kSmallTmaThreads = 384;
 template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED>
 __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
-                            const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S,
-                            int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                            float* __restrict__ partial, float* __restrict__ slots, int ramp) {
+                            const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
+                            int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
+                            float* __restrict__ slots, int ramp, int early) {
 #ifdef TRIRUN_WGMMA
   constexpr int kWarps = 8;  // consumers
   constexpr int kKWarps = kWarps / N_WARPS;
@@ -1496,6 +1535,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   TRIRUN_TRACE_BEGIN();
+  allow_dependents();
 
   const int k_tiles = ceil_div(prob_k, kThreadK);
   const int k_groups = prob_k / 128;
@@ -1542,11 +1582,14 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       // alone, and tile t (< STAGES) once tile (t - 1) / 2 has landed: two
       // more per tile that lands, until the pipeline is full. (ramp > 0, for
       // experiments: `ramp` tiles at once, then tile t when t - ramp landed.)
-      const int first_batch = ramp > 0 ? ramp : 1;
+      // Launched as a programmatic dependent, this block may start while the
+      // grid before still finishes: `early` tiles' weights (at least the
+      // ramp's first batch) are requested before waiting for it, since A may
+      // be its output (TRIRUN_EARLY=n, experiments; default 1).
+      const int first_batch = max(ramp > 0 ? ramp : 1, early);
       const int ahead = min(min(first_batch, STAGES), end_tile - first_tile);
       for (int t = 0; t < ahead; ++t) copy_weights(first_tile + t, t);
-      // Programmatic dependent launch: A may be the output of the kernel before.
-      asm volatile("griddepcontrol.wait;\n" ::: "memory");
+      wait_for_prerequisites();
       for (int t = 0; t < ahead; ++t) copy_activations(first_tile + t, t);
       for (int tile = first_tile + ahead; tile < end_tile; ++tile) {
         const int t = tile - first_tile;
@@ -1564,7 +1607,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
   // --- consumers (256 threads; their barrier is ConsumerSync, bar 1)
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // before writing C or the workspace
+  wait_for_prerequisites();  // before writing C or the workspace
   const int n_warp = warp % N_WARPS;
   const int k_warp = warp / N_WARPS;
   const int g = lane / 4;  // "group id" of the mma fragment layouts
@@ -1766,6 +1809,7 @@ struct DeviceAttrs {
   bool hopper = false;  // the wgmma kernel: built for sm_90a and running on sm_90, unless TRIRUN_HOPPER=0
   bool small_tma = false;  // the small-batch kernel fed by TMA: sm_90 as for `hopper`, unless TRIRUN_SMALL_TMA=0
   int ramp = 0;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n (experiments)
+  int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1790,6 +1834,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
                   tensor_map_encoder() != nullptr;
     const char* ramp = std::getenv("TRIRUN_RAMP");
     if (ramp != nullptr && std::atoi(ramp) >= 0) a.ramp = std::atoi(ramp);
+    const char* early = std::getenv("TRIRUN_EARLY");
+    if (early != nullptr && std::atoi(early) >= 1) a.early = std::atoi(early);
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -1815,9 +1861,10 @@ struct Launch {
   void* C;
   int m, n, k;
   int* locks;
-  bool pdl;        // small-batch kernel: launched as a programmatic dependent (sm_90, not the legacy stream)
+  bool pdl;        // small-batch and Hopper kernels: launched as programmatic dependents (sm_90, not the legacy stream)
   bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
+  int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -1905,6 +1952,24 @@ cudaError_t encode_map_2d(CUtensorMap* map, CUtensorMapDataType type, int elem_b
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
+// Launches a small-batch or Hopper kernel as a programmatic dependent of the
+// kernel before it where l.pdl says so (sm_90, not the legacy stream), else
+// plainly.
+template <typename... Params, typename... Args>
+cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int threads, size_t smem, Args... args) {
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  config.gridDim = dim3(l.blocks);
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = smem;
+  config.stream = l.stream;
+  config.attrs = &attr;
+  config.numAttrs = l.pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, args...);
+}
+
 template <int N_ACT, bool GROUPED>
 cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
@@ -1931,9 +1996,8 @@ cudaError_t launch_hopper(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = kHopperThreads;
-  kernel<<<l.blocks, kHopperThreads, smem, l.stream>>>(map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                                                        static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots);
-  return cudaGetLastError();
+  return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
 }
 
 // Small-batch kernel -----------------------------------------------------------
@@ -1947,23 +2011,6 @@ constexpr size_t small_stage_bytes() {
 }
 constexpr int stages_within(size_t stage, size_t budget) {
   return budget / stage >= 8 ? 8 : (budget / stage >= 2 ? static_cast<int>(budget / stage) : 2);
-}
-
-// Launches a small-batch kernel as a programmatic dependent of the kernel
-// before it where l.pdl says so (sm_90, not the legacy stream), else plainly.
-template <typename... Params, typename... Args>
-cudaError_t launch_small_kernel(const Launch& l, void (*kernel)(Params...), int threads, size_t smem, Args... args) {
-  cudaLaunchConfig_t config{};
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  config.gridDim = dim3(l.blocks);
-  config.blockDim = dim3(threads);
-  config.dynamicSmemBytes = smem;
-  config.stream = l.stream;
-  config.attrs = &attr;
-  config.numAttrs = l.pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
 // The reduction of the blocks that share a column (see the kernel's end): a
@@ -2000,9 +2047,9 @@ cudaError_t launch_small_reduction(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = STAGES;
   l.threads = THREADS;
-  return launch_small_kernel(l, kernel, THREADS, smem, static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
-                             static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks,
-                             l.partial, l.slots);
+  return launch_dependent(l, kernel, THREADS, smem, static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
+                          static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial,
+                          l.slots);
 }
 
 template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED>
@@ -2057,8 +2104,8 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = kSmallTmaThreads;
-  return launch_small_kernel(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                             static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp);
+  return launch_dependent(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2201,6 +2248,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.pdl = pdl;
   l.small_tma = attrs.small_tma;
   l.ramp = attrs.ramp;
+  l.early = attrs.early;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
