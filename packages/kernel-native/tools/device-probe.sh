@@ -47,6 +47,11 @@ for w in $what; do
       # Programmatic dependent launch off and on (TRIRUN_PDL=0/1), alternating, in the `launch` mode at MS.
       for v in 0 1 0 1; do echo "--- TRIRUN_PDL=$v"; TRIRUN_PDL=$v timeout 120 /tmp/probe launch ${MS:-1,16} 2>&1; done \
         | tee "$out/pdl.txt" | grep -E "^---|SUM" ;;
+    envs)
+      # Environment variants A/B in the `launch` mode at MS, two rounds: ENVS="A=0;A=1 B=2" (';' between variants).
+      IFS=';' read -ra variants <<< "${ENVS:?set ENVS}"
+      for r in 1 2; do for v in "${variants[@]}"; do echo "--- $v"; env $v timeout 120 /tmp/probe launch ${MS:-1,16} 2>&1; done; done \
+        | tee "$out/envs.txt" | grep -E "^---|SUM" ;;
     base)
       # A/B against another version of the kernel: BASE=<a trirun.cu> (e.g. `git show
       # <rev>:packages/kernel-native/src/kernel/trirun.cu > .device/trirun-base.cu` here, then
