@@ -1502,14 +1502,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // cap every thread at 168).
 constexpr int kSmallTmaThreads = 384;
 
-// PAIRED (m <= 8): half an SM's registers and shared memory, so that a block
-// of the next kernel in the stream (the next matmul, or a model op) fits
-// beside this one: launched as a programmatic dependent it starts while this
-// one still runs and has its first weights in shared memory by the time this
-// grid completes, instead of starting only when this block exits. No
-// register moves then (setmaxnreg); the 8-row tiles need fewer than 80.
-template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED, bool PAIRED>
-__global__ void __launch_bounds__(kSmallTmaThreads, PAIRED ? 2 : 1)
+template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED>
+__global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
@@ -1562,7 +1556,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, PAIRED ? 2 : 1)
 
   if (warp >= kWarps) {
     // --- producer: tile t of the run goes to stage t % STAGES.
-    if constexpr (!PAIRED) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (threadIdx.x == 32 * kWarps) {
       auto copy_weights = [&](int tile, int stage) {
         char* st = smem + stage * kStageBytes;
@@ -1589,9 +1583,9 @@ __global__ void __launch_bounds__(kSmallTmaThreads, PAIRED ? 2 : 1)
       // more per tile that lands, until the pipeline is full. (ramp > 0, for
       // experiments: `ramp` tiles at once, then tile t when t - ramp landed.)
       // Launched as a programmatic dependent, this block may start while the
-      // grid before still runs: `early` tiles' weights (at least the ramp's
-      // first batch; every stage when PAIRED) are requested before waiting
-      // for it, since A may be its output (TRIRUN_EARLY=n, experiments).
+      // grid before still finishes: `early` tiles' weights (at least the
+      // ramp's first batch) are requested before waiting for it, since A may
+      // be its output (TRIRUN_EARLY=n, experiments; default 1).
       const int first_batch = max(ramp > 0 ? ramp : 1, early);
       const int ahead = min(min(first_batch, STAGES), end_tile - first_tile);
       for (int t = 0; t < ahead; ++t) copy_weights(first_tile + t, t);
@@ -1612,7 +1606,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, PAIRED ? 2 : 1)
   }
 
   // --- consumers (256 threads; their barrier is ConsumerSync, bar 1)
-  if constexpr (!PAIRED) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   wait_for_prerequisites();  // before writing C or the workspace
   const int n_warp = warp % N_WARPS;
   const int k_warp = warp / N_WARPS;
@@ -1815,8 +1809,7 @@ struct DeviceAttrs {
   bool hopper = false;  // the wgmma kernel: built for sm_90a and running on sm_90, unless TRIRUN_HOPPER=0
   bool small_tma = false;  // the small-batch kernel fed by TMA: sm_90 as for `hopper`, unless TRIRUN_SMALL_TMA=0
   int ramp = 0;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n (experiments)
-  int early = 0;  // TMA kernels: tiles of weights requested before griddepcontrol.wait (0: the kernel's default)
-  bool paired = false;     // TMA small-batch kernel at m <= 8: two blocks per SM fit (with PDL), unless TRIRUN_PAIRED=0
+  int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1841,8 +1834,6 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
                   tensor_map_encoder() != nullptr;
     const char* ramp = std::getenv("TRIRUN_RAMP");
     if (ramp != nullptr && std::atoi(ramp) >= 0) a.ramp = std::atoi(ramp);
-    const char* paired = std::getenv("TRIRUN_PAIRED");
-    a.paired = a.pdl && !(paired != nullptr && paired[0] == '0');
     const char* early = std::getenv("TRIRUN_EARLY");
     if (early != nullptr && std::atoi(early) >= 1) a.early = std::atoi(early);
 #endif
@@ -1874,7 +1865,6 @@ struct Launch {
   bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
-  bool paired;     // TMA small-batch kernel, m <= 8: the half-SM variant (see the kernel)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -2007,8 +1997,7 @@ cudaError_t launch_hopper(Launch& l) {
   l.stages = stages;
   l.threads = kHopperThreads;
   return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots,
-                          l.early > 0 ? l.early : 1);
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
 }
 
 // Small-batch kernel -----------------------------------------------------------
@@ -2088,15 +2077,14 @@ cudaError_t launch_small(Launch& l) {
 // The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
 // ends a run doubles as the k_warps' reduction buffer, so the depth is the
 // same as trirun_small_kernel's on Hopper.
-template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool PAIRED>
+template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED>
 cudaError_t launch_small_tma_reduction(Launch& l) {
   constexpr int k_warps = 8 / N_WARPS;
   constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
   constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
-  // Paired: two blocks in the H100's 228 KB (each also pays 1 KB reserved).
-  constexpr int stages = stages_within(stage, PAIRED ? 108 * 1024 : 220 * 1024);
+  constexpr int stages = stages_within(stage, 220 * 1024);
   constexpr size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t);
-  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED, PAIRED>;
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2116,23 +2104,14 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = kSmallTmaThreads;
-  // Before waiting for the grid before: the ramp's first tile, or (paired)
-  // every stage, since such a block may start long before that grid ends.
-  const int early = l.early > 0 ? l.early : (PAIRED ? stages : 1);
   return launch_dependent(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, early);
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
-  const bool chained = small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64);
-  if constexpr (MB8 == 1) {
-    if (l.paired)
-      return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, true>(l)
-                     : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l);
-  }
-  return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
-                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);
+  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64) ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true>(l)
+                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false>(l);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2270,7 +2249,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.small_tma = attrs.small_tma;
   l.ramp = attrs.ramp;
   l.early = attrs.early;
-  l.paired = attrs.paired && pdl;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
