@@ -461,16 +461,16 @@ static int tiles() {
       CK(cudaMemcpy(qB[i], hb.data(), qbytes, cudaMemcpyHostToDevice));
       CK(cudaMemcpy(qS[i], hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
     }
-    std::vector<__half> ha(static_cast<size_t>(16) * k);
+    std::vector<__half> ha(static_cast<size_t>(32) * k);
     fill_half(ha, rng);
     __half *dA, *dC;
     CK(cudaMalloc(&dA, ha.size() * 2));
-    CK(cudaMalloc(&dC, static_cast<size_t>(16) * n * 2));
+    CK(cudaMalloc(&dC, static_cast<size_t>(32) * n * 2));
     CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
-    for (int m : {1, 8, 16}) {
+    for (int m : {1, 8, 16, 24, 32}) {
       printf("tiles k=%5d n=%5d m=%2d:", k, n, m);
       for (auto [tk, tn] : std::vector<std::pair<int, int>>{{128, 512}, {256, 256}, {512, 128}}) {
-        if (n % tn) {
+        if (n % tn || (m > 16 && tn == 512)) {  // 128 x 512 runs up to 16 rows
           printf("  %3dx%3d     -  ", tk, tn);
           continue;
         }
@@ -491,7 +491,10 @@ static int tiles() {
         float md = median(t);
         printf("  %3dx%3d %6.1fus %4.0fGB/s st%d", tk, tn, md * 1e3, qbytes / (md * 1e-3) / 1e9, cfg.stages);
       }
-      printf("\n");
+      TrirunConfig chosen{};  // what the dispatcher picks without a forced tile
+      run_trirun(dA, (uint32_t*)qB[0], (__half*)qS[0], dC, m, n, k, 128, ws, 64 << 20, &chosen, 0);
+      CK(cudaDeviceSynchronize());
+      printf("  auto %dx%d\n", chosen.thread_k, chosen.thread_n);
     }
     for (int i = 0; i < copies; ++i) {
       cudaFree(qB[i]);
