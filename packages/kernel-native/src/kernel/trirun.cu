@@ -2285,11 +2285,15 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
         // The narrowest tile (512 x 128) gives each block the longest run
         // down one column, so few blocks share a column and the reduction
         // chain stays short; measured best on every Llama/TriLM shape for
-        // m <= 8 (NOTES.md). For 9..16 rows it reads A (from L2) as many
-        // bytes as weights, so a wider tile wins where n still gives
-        // every SM most of a column.
+        // m <= 8 (NOTES.md), and with the TMA kernel (sm_90) up to 16 rows
+        // (8192 x 24576 at m = 16: 37.5 vs 41.0 us for 256 x 256). Above
+        // that it reads A (from L2) as many bytes as weights or more, so
+        // the cp.async kernel from 9 rows and both from 17 take a wider
+        // tile where n still gives every SM most of a column (the TMA
+        // kernel at m = 24..32: a tie).
         thread_n = 128;
-        if (rows > 8 && n % 256 == 0 && 10 * (n / 256) >= 7 * sms) thread_n = 256;
+        const int wide_from = l.small_tma ? 16 : 8;
+        if (rows > wide_from && n % 256 == 0 && 10 * (n / 256) >= 7 * sms) thread_n = 256;
         thread_k = 65536 / thread_n;
       } else if (rows <= 16) {
         thread_k = 128;
