@@ -1584,10 +1584,13 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       // system serves the whole burst interleaved and each SM's first tile
       // arrives late (traces: 5-7 us into a 70B-sized call, against ~2 us);
       // the consumers are about as fast as memory, so time lost before the
-      // first tile is not made up later. So the first tile is requested
-      // alone, and tile t (< STAGES) once tile (t - 1) / 2 has landed: two
-      // more per tile that lands, until the pipeline is full. (ramp > 0, for
-      // experiments: `ramp` tiles at once, then tile t when t - ramp landed.)
+      // first tile is not made up later. So `ramp` tiles are requested at
+      // once (2 by default), then tile t (< STAGES) once tile t - ramp has
+      // landed, until the pipeline is full; ramp = 0 (TRIRUN_RAMP=0): the
+      // first tile alone, then tile t once tile (t - 1) / 2 landed. The
+      // doubling ramp was best before calls let the next one launch early;
+      // since then 2 at once is (H100, trirun-bench, two rounds: 7B m = 1
+      // 3.60x / 3.61x vs 3.31x / 3.47x, 70B 5.50x / 5.51x vs 5.45x / 5.48x).
       // Launched as a programmatic dependent, this block may start while the
       // grid before still finishes: `early` tiles' weights (at least the
       // ramp's first batch) are requested before waiting for it, since A may
@@ -1814,7 +1817,7 @@ struct DeviceAttrs {
   bool pdl = false;     // programmatic dependent launch: sm_90+, unless TRIRUN_PDL=0
   bool hopper = false;  // the wgmma kernel: built for sm_90a and running on sm_90, unless TRIRUN_HOPPER=0
   bool small_tma = false;  // the small-batch kernel fed by TMA: sm_90 as for `hopper`, unless TRIRUN_SMALL_TMA=0
-  int ramp = 0;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n (experiments)
+  int ramp = 2;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
