@@ -262,6 +262,89 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
   out[3][1] = as_u32(__hfma2(as_h2(mask_or_1024(hi, 0x00c000c0u)), mul3, add3));
 }
 
+// ------------------------------------------- the small-batch kernels' tile
+//
+// One warp's share of a 16 KB weight tile in both small-batch kernels
+// (cp.async and TMA-fed): kKSteps k16 steps of its k_warp, its n_warp's 64
+// columns. The two kernels differ only in where a stage's activations sit:
+// `act_at(kb, ks, pair)` gives the lane's ldmatrix address (shared memory) for
+// k16 step kb (ks-th of the warp) and 8-row blocks 2 pair, 2 pair + 1.
+// sh_b: the stage's packed weights (K_BLOCKS rows of kThreadN words); sh_s:
+// its group scale rows (kThreadN / 8 vectors each; GROUPED only).
+template <int MB8, int kKSteps, int kThreadN, bool GROUPED, typename ActAt>
+__device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], const uint32_t* sh_b, const int4* sh_s,
+                                                int k_warp, int n_warp, int lane, ActAt act_at) {
+  float tmp[MB8][4][4];
+  if constexpr (GROUPED) {
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
+  }
+#pragma unroll
+  for (int ks = 0; ks < kKSteps; ++ks) {
+    const int kb = k_warp * kKSteps + ks;
+    // Activations as the n8 operand: rows of A are the columns of A^T.
+    // ldmatrix (not transposed) gives lane l row l / 4, k pair t.
+    uint32_t act[MB8][2];
+#pragma unroll
+    for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
+      // One ldmatrix per two 8-row blocks (x4), or x2 for one.
+      const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(act_at(kb, ks, pair)));
+      if constexpr (MB8 >= 2) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(act[2 * pair][0]), "=r"(act[2 * pair][1]), "=r"(act[2 * pair + 1][0]),
+                       "=r"(act[2 * pair + 1][1])
+                     : "r"(addr));
+      } else {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                     : "=r"(act[0][0]), "=r"(act[0][1])
+                     : "r"(addr));
+      }
+    }
+    const uint2 words = *reinterpret_cast<const uint2*>(&sh_b[kb * kThreadN + n_warp * 64 + lane * 2]);
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {
+      uint32_t q[4][2];
+      dequant_word(w == 0 ? words.x : words.y, q);
+#pragma unroll
+      for (int tl = 0; tl < 2; ++tl) {
+        // The 16x16 tile of W^T: rows = columns 16 j .. 16 j + 15.
+        const uint32_t wa[4] = {q[2 * tl][0], q[2 * tl + 1][0], q[2 * tl][1], q[2 * tl + 1][1]};
+        const int j = 2 * w + tl;
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          if constexpr (GROUPED)
+            mma_16816(wa, act[mb][0], act[mb][1], tmp[mb][j]);
+          else
+            mma_16816(wa, act[mb][0], act[mb][1], acc[mb][j]);
+        }
+      }
+    }
+  }
+  if constexpr (GROUPED) {
+    // The scale row of this warp's group.
+    const int4 sv = sh_s[k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4];
+    const half* s8 = reinterpret_cast<const half*>(&sv);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      // Accumulator rows (output columns) g and g + 8 of tile j are the
+      // lane's n8 blocks 2 j and 2 j + 1.
+      const float s_lo = __half2float(s8[2 * j]);
+      const float s_hi = __half2float(s8[2 * j + 1]);
+#pragma unroll
+      for (int mb = 0; mb < MB8; ++mb) {
+        acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
+        acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
+        acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
+        acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
+      }
+    }
+  }
+}
+
 // ------------------------------------------- the small-batch kernels' output
 //
 // What both small-batch kernels (cp.async and TMA-fed) do with a finished
@@ -929,77 +1012,14 @@ __global__ void __launch_bounds__(THREADS, 1)
 
       // Warp-uniform: in the last tile of a column, warps past k have nothing.
       if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
-        float tmp[MB8][4][4];
-        if constexpr (GROUPED) {
-#pragma unroll
-          for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-#pragma unroll
-              for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
-        }
-#pragma unroll
-        for (int ks = 0; ks < kKSteps; ++ks) {
-          const int kb = k_warp * kKSteps + ks;
-          // Activations as the n8 operand: rows of A are the columns of
-          // A^T. ldmatrix (not transposed) gives lane l row l / 4, k pair t.
-          uint32_t act[MB8][2];
-#pragma unroll
-          for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
-            // One ldmatrix per two 8-row blocks (x4), or x2 for one.
-            const int r = pair * 16 + (MB8 >= 2 ? (lane / 16) * 8 : 0) + (lane % 8);
-            const int c = kb * 2 + (lane / 8) % 2;
-            const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(&sh[r * kARowVecs + (c ^ (r % 8))]));
-            if constexpr (MB8 >= 2) {
-              asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                           : "=r"(act[2 * pair][0]), "=r"(act[2 * pair][1]), "=r"(act[2 * pair + 1][0]),
-                             "=r"(act[2 * pair + 1][1])
-                           : "r"(addr));
-            } else {
-              asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-                           : "=r"(act[0][0]), "=r"(act[0][1])
-                           : "r"(addr));
-            }
-          }
-          const uint2 words = *reinterpret_cast<const uint2*>(&sh_b[kb * kThreadN + n_warp * 64 + lane * 2]);
-#pragma unroll
-          for (int w = 0; w < 2; ++w) {
-            uint32_t q[4][2];
-            dequant_word(w == 0 ? words.x : words.y, q);
-#pragma unroll
-            for (int tl = 0; tl < 2; ++tl) {
-              // The 16x16 tile of W^T: rows = columns 16 j .. 16 j + 15.
-              const uint32_t wa[4] = {q[2 * tl][0], q[2 * tl + 1][0], q[2 * tl][1], q[2 * tl + 1][1]};
-              const int j = 2 * w + tl;
-#pragma unroll
-              for (int mb = 0; mb < MB8; ++mb) {
-                if constexpr (GROUPED)
-                  mma_16816(wa, act[mb][0], act[mb][1], tmp[mb][j]);
-                else
-                  mma_16816(wa, act[mb][0], act[mb][1], acc[mb][j]);
-              }
-            }
-          }
-        }
-        if constexpr (GROUPED) {
-          // The scale row of this warp's group.
-          const int4 sv = sh[kAStageVecs + kBStageVecs + k_warp * kSRowVecs + n_warp * 8 + g];
-          const half* s8 = reinterpret_cast<const half*>(&sv);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            // Accumulator rows (output columns) g and g + 8 of tile j are the
-            // lane's n8 blocks 2 j and 2 j + 1.
-            const float s_lo = __half2float(s8[2 * j]);
-            const float s_hi = __half2float(s8[2 * j + 1]);
-#pragma unroll
-            for (int mb = 0; mb < MB8; ++mb) {
-              acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
-              acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
-              acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
-              acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
-            }
-          }
-        }
+        // Row r of A (XOR-swizzled rows of kARowVecs vectors): the lane's
+        // ldmatrix row and k pair of k16 step kb.
+        small_warp_tile<MB8, kKSteps, kThreadN, GROUPED>(
+            acc, sh_b, sh + kAStageVecs + kBStageVecs, k_warp, n_warp, lane, [&](int kb, int, int pair) {
+              const int r = pair * 16 + (MB8 >= 2 ? (lane / 16) * 8 : 0) + (lane % 8);
+              const int c = kb * 2 + (lane / 8) % 2;
+              return &sh[r * kARowVecs + (c ^ (r % 8))];
+            });
       }
     });
 
@@ -1667,70 +1687,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
       // Warp-uniform: in the last tile of a column, warps past k have nothing.
       if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
-        float tmp[MB8][4][4];
-        if constexpr (GROUPED) {
-#pragma unroll
-          for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-#pragma unroll
-              for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
-        }
-#pragma unroll
-        for (int ks = 0; ks < kKSteps; ++ks) {
-          const int kb = k_warp * kKSteps + ks;
-          uint32_t act[MB8][2];
-#pragma unroll
-          for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
-            // Atom kb / 4 (k_warp * 2 + ks / 4), rows 16 pair.., then the lane's offset.
-            const uint32_t addr = static_cast<uint32_t>(
-                __cvta_generic_to_shared(&sh_a[(kb / 4) * (kRows * 8) + pair * 128 + a_lane[ks % 4]]));
-            if constexpr (MB8 >= 2) {
-              asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                           : "=r"(act[2 * pair][0]), "=r"(act[2 * pair][1]), "=r"(act[2 * pair + 1][0]),
-                             "=r"(act[2 * pair + 1][1])
-                           : "r"(addr));
-            } else {
-              asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-                           : "=r"(act[0][0]), "=r"(act[0][1])
-                           : "r"(addr));
-            }
-          }
-          const uint2 words = *reinterpret_cast<const uint2*>(&sh_b[kb * kThreadN + n_warp * 64 + lane * 2]);
-#pragma unroll
-          for (int w = 0; w < 2; ++w) {
-            uint32_t q[4][2];
-            dequant_word(w == 0 ? words.x : words.y, q);
-#pragma unroll
-            for (int tl = 0; tl < 2; ++tl) {
-              const uint32_t wa[4] = {q[2 * tl][0], q[2 * tl + 1][0], q[2 * tl][1], q[2 * tl + 1][1]};
-              const int j = 2 * w + tl;
-#pragma unroll
-              for (int mb = 0; mb < MB8; ++mb) {
-                if constexpr (GROUPED)
-                  mma_16816(wa, act[mb][0], act[mb][1], tmp[mb][j]);
-                else
-                  mma_16816(wa, act[mb][0], act[mb][1], acc[mb][j]);
-              }
-            }
-          }
-        }
-        if constexpr (GROUPED) {
-          const int4 sv = reinterpret_cast<const int4*>(st + kABytes + kBBytes)[k_warp * (kThreadN / 8) + n_warp * 8 + g];
-          const half* s8 = reinterpret_cast<const half*>(&sv);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float s_lo = __half2float(s8[2 * j]);
-            const float s_hi = __half2float(s8[2 * j + 1]);
-#pragma unroll
-            for (int mb = 0; mb < MB8; ++mb) {
-              acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
-              acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
-              acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
-              acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
-            }
-          }
-        }
+        // Atom kb / 4 (k_warp * 2 + ks / 4), rows 16 pair.., then the lane's offset.
+        small_warp_tile<MB8, kKSteps, kThreadN, GROUPED>(
+            acc, sh_b, reinterpret_cast<const int4*>(st + kABytes + kBBytes), k_warp, n_warp, lane,
+            [&](int kb, int ks, int pair) { return &sh_a[(kb / 4) * (kRows * 8) + pair * 128 + a_lane[ks % 4]]; });
       }
       // Every stage but the run's last goes back to the producer now.
       if (kKWarps == 1 || i + 1 < slice_tiles) {
