@@ -303,18 +303,19 @@ static const std::vector<ModelSet> kModelSets = {
     {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}}};
 
 // One layer shape's buffers for cold-weight timings: random packed weights
-// (scales 0.01) and fp16 weights, each in enough copies that rotating through
-// them reads more than 4x L2, plus A (up to mmax rows, random) and C.
+// (scales 0.01) and (unless !fp16) fp16 weights, each in enough copies that
+// rotating through them reads more than 4x L2, plus A (up to mmax rows,
+// random) and C.
 struct ColdLayer {
   int k, n, qcopies, fcopies;
   size_t qbytes, fbytes;
   std::vector<void*> qB, qS, fW;
   __half *dA = nullptr, *dC = nullptr;
-  ColdLayer(int k_, int n_, int mmax, size_t l2, std::mt19937& rng) : k(k_), n(n_) {
+  ColdLayer(int k_, int n_, int mmax, size_t l2, std::mt19937& rng, bool fp16 = true) : k(k_), n(n_) {
     qbytes = static_cast<size_t>(k) * n / 4;
     fbytes = static_cast<size_t>(k) * n * 2;
     qcopies = static_cast<int>(std::max<size_t>(2, (4 * l2) / qbytes + 1));
-    fcopies = static_cast<int>(std::max<size_t>(2, (4 * l2) / fbytes + 1));
+    fcopies = fp16 ? static_cast<int>(std::max<size_t>(2, (4 * l2) / fbytes + 1)) : 0;
     qB.resize(qcopies);
     qS.resize(qcopies);
     fW.resize(fcopies);
@@ -327,7 +328,7 @@ struct ColdLayer {
       CK(cudaMemcpy(qB[i], hb.data(), qbytes, cudaMemcpyHostToDevice));
       CK(cudaMemcpy(qS[i], hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
     }
-    std::vector<__half> hw(static_cast<size_t>(k) * n);
+    std::vector<__half> hw(fcopies > 0 ? static_cast<size_t>(k) * n : 0);
     fill_half(hw, rng);
     for (int i = 0; i < fcopies; ++i) {
       CK(cudaMalloc(&fW[i], fbytes));
@@ -449,24 +450,7 @@ static int tiles() {
   std::vector<std::pair<int, int>> shapes = {{8192, 24576}, {8192, 8192}, {8192, 43520}, {21760, 8192},
                                              {4096, 12288}, {4096, 4096},  {11008, 4096}, {3072, 3072}};
   for (auto [k, n] : shapes) {
-    size_t qbytes = static_cast<size_t>(k) * n / 4;
-    int copies = std::max<size_t>(2, (4 * (size_t)prop.l2CacheSize) / qbytes + 1);
-    std::vector<void*> qB(copies), qS(copies);
-    std::vector<uint32_t> hb(qbytes / 4);
-    for (auto& x : hb) x = rng();
-    std::vector<__half> hs(static_cast<size_t>(k / 128) * n, __float2half(0.01f));
-    for (int i = 0; i < copies; ++i) {
-      CK(cudaMalloc(&qB[i], qbytes));
-      CK(cudaMalloc(&qS[i], hs.size() * 2));
-      CK(cudaMemcpy(qB[i], hb.data(), qbytes, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(qS[i], hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
-    }
-    std::vector<__half> ha(static_cast<size_t>(32) * k);
-    fill_half(ha, rng);
-    __half *dA, *dC;
-    CK(cudaMalloc(&dA, ha.size() * 2));
-    CK(cudaMalloc(&dC, static_cast<size_t>(32) * n * 2));
-    CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
+    const ColdLayer layer(k, n, 32, prop.l2CacheSize, rng, /*fp16=*/false);
     for (int m : {1, 8, 16, 24, 32}) {
       printf("tiles k=%5d n=%5d m=%2d:", k, n, m);
       for (auto [tk, tn] : std::vector<std::pair<int, int>>{{128, 512}, {256, 256}, {512, 128}}) {
@@ -481,7 +465,7 @@ static int tiles() {
           cfg.thread_k = tk;
           cfg.thread_n = tn;
           CK(cudaEventRecord(e0));
-          run_trirun(dA, (uint32_t*)qB[r % copies], (__half*)qS[r % copies], dC, m, n, k, 128, ws, 64 << 20, &cfg, 0);
+          run_trirun(layer.dA, layer.B(r), layer.S(r), layer.dC, m, n, k, 128, ws, 64 << 20, &cfg, 0);
           CK(cudaEventRecord(e1));
           CK(cudaEventSynchronize(e1));
           float ms;
@@ -489,19 +473,13 @@ static int tiles() {
           if (r >= 5) t.push_back(ms);
         }
         float md = median(t);
-        printf("  %3dx%3d %6.1fus %4.0fGB/s st%d", tk, tn, md * 1e3, qbytes / (md * 1e-3) / 1e9, cfg.stages);
+        printf("  %3dx%3d %6.1fus %4.0fGB/s st%d", tk, tn, md * 1e3, layer.qbytes / (md * 1e-3) / 1e9, cfg.stages);
       }
       TrirunConfig chosen{};  // what the dispatcher picks without a forced tile
-      run_trirun(dA, (uint32_t*)qB[0], (__half*)qS[0], dC, m, n, k, 128, ws, 64 << 20, &chosen, 0);
+      run_trirun(layer.dA, layer.B(0), layer.S(0), layer.dC, m, n, k, 128, ws, 64 << 20, &chosen, 0);
       CK(cudaDeviceSynchronize());
       printf("  auto %dx%d\n", chosen.thread_k, chosen.thread_n);
     }
-    for (int i = 0; i < copies; ++i) {
-      cudaFree(qB[i]);
-      cudaFree(qS[i]);
-    }
-    cudaFree(dA);
-    cudaFree(dC);
   }
   return 0;
 }
