@@ -43,12 +43,9 @@ for w in $what; do
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep SUM ;;
-    pdl)
-      # Programmatic dependent launch off and on (TRIRUN_PDL=0/1), alternating, in the `launch` mode at MS.
-      for v in 0 1 0 1; do echo "--- TRIRUN_PDL=$v"; TRIRUN_PDL=$v timeout 120 /tmp/probe launch ${MS:-1,16} 2>&1; done \
-        | tee "$out/pdl.txt" | grep -E "^---|SUM" ;;
     envs)
-      # Environment variants A/B in the `launch` mode at MS, two rounds: ENVS="A=0;A=1 B=2" (';' between variants).
+      # Environment variants A/B in the `launch` mode at MS, two rounds: ENVS="A=0;A=1 B=2" (';' between
+      # variants), e.g. ENVS="TRIRUN_PDL=0;TRIRUN_PDL=1" for dependent launch off and on.
       IFS=';' read -ra variants <<< "${ENVS:?set ENVS}"
       for r in 1 2; do for v in "${variants[@]}"; do echo "--- $v"; env $v timeout 120 /tmp/probe launch ${MS:-1,16} 2>&1; done; done \
         | tee "$out/envs.txt" | grep -E "^---|SUM" ;;
