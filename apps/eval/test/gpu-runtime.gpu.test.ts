@@ -262,6 +262,9 @@ describe.skipIf(!gpu)("speed on random weights (smoke run, no timing assertions)
       for (const m of x.measurements) {
         expect(m.tokensPerSecond).toBeGreaterThan(0);
         expect(Number.isFinite(m.msPerToken)).toBe(true);
+        // The device's part of a step is inside the wall-clock step.
+        expect(m.deviceMsPerTokenMedian).toBeGreaterThan(0);
+        expect(m.deviceMsPerTokenMedian).toBeLessThanOrEqual(m.msPerTokenMedian * 1.05);
       }
       // Layers' and runtime's own bytes: the estimate plus the fp32 norms and the activation buffers.
       const expected = weightBytes(config, x.format);

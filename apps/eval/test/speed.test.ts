@@ -150,6 +150,7 @@ describe("trirun-eval speed arguments", () => {
               tokensPerSecond: 1000 / (3 * step),
               msPerToken: 3 * step,
               msPerTokenMedian: 3 * step,
+              deviceMsPerTokenMedian: 2 * step,
             },
           ],
         },
@@ -158,13 +159,20 @@ describe("trirun-eval speed arguments", () => {
           weightBytes: 2 ** 28,
           deviceBytesUsed: 2 ** 29,
           measurements: [
-            { batch: 1, tokensPerSecond: 1000 / step, msPerToken: step, msPerTokenMedian: step },
+            {
+              batch: 1,
+              tokensPerSecond: 1000 / step,
+              msPerToken: step,
+              msPerTokenMedian: step,
+              deviceMsPerTokenMedian: step / 2,
+            },
           ],
         },
       ],
     });
     expect(text).toMatch(/CUDA graphs off, fused projections on/);
     expect(text).toMatch(/3\.00x/);
+    expect(text).toMatch(/4\.00x/); // GPU speedup: device medians 2 step vs step / 2
     expect(text).toMatch(/trirun: weights 0\.25 GiB/);
     expect(text).toMatch(/note: a note/);
   });

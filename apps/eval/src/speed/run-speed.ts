@@ -1,4 +1,4 @@
-import { available, memoryInfo, synchronize, unavailableReason } from "@trirun/kernel-native";
+import { available, Event, memoryInfo, synchronize, unavailableReason } from "@trirun/kernel-native";
 import Table from "cli-table3";
 import { CudaLlamaRuntime, CudaRuntimeUnavailableError } from "../model/gpu-runtime.js";
 import { disposeModel, listLinears } from "../model/llama.js";
@@ -25,12 +25,20 @@ export interface SpeedSettings {
 
 export interface SpeedMeasurement {
   batch: number;
-  /** Generated tokens per second over all sequences of the batch. */
+  /** Generated tokens per second over all sequences of the batch (from the mean wall-clock step time). */
   tokensPerSecond: number;
-  /** Mean time of one decoding step (one token for every sequence), ms. */
+  /**
+   * Mean wall-clock time of one decoding step (one token for every sequence), ms: what a caller waits,
+   * host work included (token ids and positions uploaded, the graph launched, the device synchronized).
+   */
   msPerToken: number;
-  /** Median step time, ms. */
+  /** Median wall-clock step time, ms. */
   msPerTokenMedian: number;
+  /**
+   * Median device time of a step, ms: CUDA events recorded on the stream before the step's uploads and
+   * after its last kernel, so the host's part of the step (JavaScript, launch calls, the wait) is not in it.
+   */
+  deviceMsPerTokenMedian: number;
 }
 
 export interface SpeedFormatResult {
@@ -76,6 +84,9 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
   const model = randomCudaModel(config, format, s.seed);
   let runtime: CudaLlamaRuntime | undefined;
   let peak = 0;
+  // Both on the default stream, where decodeBatch uploads and launches.
+  const start = new Event();
+  const end = new Event();
   const measurements: SpeedMeasurement[] = [];
   try {
     // "move": the fused copies replace the model's own q/k/v and gate/up layers, so memory is a real model's.
@@ -92,20 +103,26 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
       const caches = runtime.newBatchCache(batch, positions);
       try {
         const times: number[] = [];
+        const deviceTimes: number[] = [];
         for (let step = 0; step < positions; step++) {
           const t0 = performance.now();
+          start.record();
           runtime.decodeBatch(tokens.slice(step * batch, (step + 1) * batch), caches);
+          end.record();
           synchronize();
-          if (step >= s.warmup) times.push(performance.now() - t0);
+          if (step >= s.warmup) {
+            times.push(performance.now() - t0);
+            deviceTimes.push(end.elapsedMs(start));
+          }
           if (step === 0) peak = Math.max(peak, free0 - memoryInfo().freeBytes);
         }
         const mean = times.reduce((a, t) => a + t, 0) / times.length;
-        const sorted = [...times].sort((a, b) => a - b);
         measurements.push({
           batch,
           tokensPerSecond: (batch * 1000) / mean,
           msPerToken: mean,
-          msPerTokenMedian: sorted[Math.floor(sorted.length / 2)],
+          msPerTokenMedian: median(times),
+          deviceMsPerTokenMedian: median(deviceTimes),
         });
       } finally {
         caches.dispose();
@@ -118,7 +135,15 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
     runtime?.dispose();
     disposeModel(model);
     synchronize();
+    start.dispose();
+    end.dispose();
   }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** Decoding throughput of the shape in FP16 and through TriRun, batch by batch. Needs a CUDA device. */
@@ -164,6 +189,7 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     notes: [
       "seeded random weights in the model's shapes; the embedding and the classifier stay fp16 in both",
       "each step decodes one token for every sequence of the batch (one batched KV cache, one attention launch per layer) and waits for the device; logits stay on the device",
+      "ms/step and tok/s: mean wall-clock time of a step, host work included; GPU ms: median device time of a step between CUDA events recorded before its uploads and after its last kernel",
       graphs
         ? "each step uploads its token ids and positions, then replays the step's launches as one CUDA graph (captured after one eager warm-up step per batch size)"
         : "kernel launches are issued one by one from JavaScript (--no-graphs), so small steps include the launch overhead",
@@ -178,7 +204,17 @@ export function formatSpeed(r: SpeedReport): string {
   const fp = r.results.find((x) => x.format === "fp16");
   const tr = r.results.find((x) => x.format === "trirun");
   const table = new Table({
-    head: ["batch", "FP16 tok/s", "FP16 ms/step", "TriRun tok/s", "TriRun ms/step", "TriRun speedup"],
+    head: [
+      "batch",
+      "FP16 tok/s",
+      "FP16 ms/step",
+      "FP16 GPU ms",
+      "TriRun tok/s",
+      "TriRun ms/step",
+      "TriRun GPU ms",
+      "speedup",
+      "GPU speedup",
+    ],
   });
   const batches = [...new Set(r.results.flatMap((x) => x.measurements.map((m) => m.batch)))].sort(
     (a, b) => a - b,
@@ -191,9 +227,12 @@ export function formatSpeed(r: SpeedReport): string {
       batch,
       cell(a?.tokensPerSecond, 1),
       cell(a?.msPerToken, 2),
+      cell(a?.deviceMsPerTokenMedian, 3),
       cell(b?.tokensPerSecond, 1),
       cell(b?.msPerToken, 2),
+      cell(b?.deviceMsPerTokenMedian, 3),
       a && b ? `${(a.msPerToken / b.msPerToken).toFixed(2)}x` : "-",
+      a && b ? `${(a.deviceMsPerTokenMedian / b.deviceMsPerTokenMedian).toFixed(2)}x` : "-",
     ]);
   }
   const lines = [
