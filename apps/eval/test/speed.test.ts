@@ -138,6 +138,7 @@ describe("trirun-eval speed arguments", () => {
       steps: 8,
       graphs: false,
       fuse: true,
+      gatePair: true,
       notes: ["a note"],
       results: [
         {

@@ -161,6 +161,7 @@ export interface NativeAddon {
     threadN: number,
     sms: number,
     maxParallel: number,
+    epilogue: number,
   ): NativeTrirunConfig;
   workspaceBytes(n: number, maxParallel: number): number;
   captureGraph(device: number, record: () => void): NativeGraph;
