@@ -298,13 +298,6 @@ describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", (
       const fused = new CudaLlamaRuntime(model, { fuse: "copy" });
       expect(fused.fusedBlocks).toBe(2);
       expect(fused.fusedByteLength).toBeGreaterThan(0);
-      // TriRun gate/up as gate pairs: the SiLU-multiply in the matmul's output stage (decoding, up to
-      // 32 rows) or through siluMulPairs (this 40-row prefill).
-      expect(fused.gatePairBlocks).toBe(format === "trirun" ? 2 : 0);
-      const prompt = Array.from({ length: 40 }, () => Math.floor(Math.random() * config.vocabSize));
-      expect(vectorRelDiff(fused.forward(prompt), eager.forward(prompt)), `${format}: 40-row prefill`).toBeLessThan(
-        1e-2,
-      );
       for (const batch of [1, 3]) {
         const steps = 6;
         const caches = [eager, graphs, fused].map((rt) => rt.newBatchCache(batch, steps));

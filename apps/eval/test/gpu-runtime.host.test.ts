@@ -72,8 +72,6 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     metrics: typeof import("../src/metrics.js");
     pipeline: typeof import("../src/pipeline.js");
     select: typeof import("../src/model/runtime-select.js");
-    random: typeof import("../src/speed/random-model.js");
-    llama: typeof import("../src/model/llama.js");
   };
 
   beforeAll(async () => {
@@ -106,8 +104,6 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       metrics: await import("../src/metrics.js"),
       pipeline: await import("../src/pipeline.js"),
       select: await import("../src/model/runtime-select.js"),
-      random: await import("../src/speed/random-model.js"),
-      llama: await import("../src/model/llama.js"),
     };
   });
 
@@ -209,55 +205,6 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       }
       rt.dispose();
     }
-  });
-
-  it("TriRun gate pairs (SiLU-multiply in the matmul to 32 rows, siluMulPairs beyond) give the plain runtime's logits", () => {
-    // Unpadded shapes (outputs multiples of 256), so that TriRun blocks fuse and pair.
-    const config = {
-      dim: 256,
-      hiddenDim: 512,
-      nLayers: 2,
-      nHeads: 4,
-      nKvHeads: 4,
-      vocabSize: VOCAB,
-      maxSeqLen: 64,
-      normEps: 1e-5,
-      ropeTheta: 10000,
-      ropeStyle: "half" as const,
-      tiedClassifier: false,
-    };
-    const model = m.random.randomCudaModel(config, "trirun", 1 + Math.floor(Math.random() * 1000));
-    const plain = new m.gpu.CudaLlamaRuntime(model, { graphs: false });
-    const paired = new m.gpu.CudaLlamaRuntime(model, { fuse: "copy" });
-    const concat = new m.gpu.CudaLlamaRuntime(model, { fuse: "copy", gatePair: false });
-    expect(paired.gatePairBlocks).toBe(config.nLayers);
-    expect(paired.fusedBlocks).toBe(config.nLayers);
-    expect(concat.gatePairBlocks).toBe(0);
-    expect(paired.fusedByteLength).toBe(concat.fusedByteLength);
-    // Prefill of 40 rows (past the epilogue's 32: product, then siluMulPairs) and of 7.
-    for (const length of [40, 7]) {
-      const w = randomWindow(length);
-      const want = plain.forward(w);
-      expect(Array.from(paired.forward(w))).toEqual(Array.from(want));
-      expect(Array.from(concat.forward(w))).toEqual(Array.from(want));
-    }
-    // Batched, graph-replayed decoding steps (one row per sequence: the epilogue).
-    for (const batch of [1, 3]) {
-      const steps = 4;
-      const w = Array.from({ length: batch }, () => randomWindow(steps));
-      const [a, b] = [plain.newBatchCache(batch, steps), paired.newBatchCache(batch, steps)];
-      for (let t = 0; t < steps; t++) {
-        const tokens = w.map((seq) => seq[t]);
-        const want = Array.from(plain.decodeBatch(tokens, a).download() as Uint16Array);
-        expect(Array.from(paired.decodeBatch(tokens, b).download() as Uint16Array), `batch ${batch} step ${t}`).toEqual(
-          want,
-        );
-      }
-      a.dispose();
-      b.dispose();
-    }
-    for (const rt of [plain, paired, concat]) rt.dispose();
-    m.llama.disposeModel(model);
   });
 
   it("fused projections and graph-replayed batch steps give the same logits as the plain runtime", async () => {

@@ -138,7 +138,6 @@ describe("trirun-eval speed arguments", () => {
       steps: 8,
       graphs: false,
       fuse: true,
-      gatePair: true,
       notes: ["a note"],
       results: [
         {

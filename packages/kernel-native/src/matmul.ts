@@ -65,10 +65,8 @@ function checkNoOverlap(
 /**
  * C (m, n) f16 = A (m, k) f16 @ dequant(B (k/16, n) i32, s (k/g, n) f16), fp32
  * accumulation, asynchronous on opts.stream. B and s are in the reference TriRun
- * layout (@trirun/packing). With `epilogue: "silu-mul"` (m <= 32) C is (m, n / 2) and
- * gets SwiGLU's silu(gate) * up of a gate/up pair product (see TrirunEpilogue).
- * Throws TypeError/RangeError before launching on bad arguments, CudaError when
- * CUDA fails. Returns the configuration used.
+ * layout (@trirun/packing). Throws TypeError/RangeError before launching on bad
+ * arguments, CudaError when CUDA fails. Returns the configuration used.
  */
 export function trirunMatmul(
   A: DeviceTensor,
@@ -110,7 +108,6 @@ export function trirunMatmul(
     p.threadN,
     p.sms,
     p.maxParallel,
-    p.epilogue,
   );
   const { variant, ...rest } = config;
   const small = variant === 1;

@@ -161,7 +161,6 @@ export interface NativeAddon {
     threadN: number,
     sms: number,
     maxParallel: number,
-    epilogue: number,
   ): NativeTrirunConfig;
   workspaceBytes(n: number, maxParallel: number): number;
   captureGraph(device: number, record: () => void): NativeGraph;

@@ -288,40 +288,6 @@ export function validateElementwiseArgs(
   return { n };
 }
 
-/**
- * Validates siluMulPairs(pairs, out): pairs f16 (rows, 2 h) whose columns hold gate and up in alternate
- * 64-column chunks, out f16 (rows, h), h a multiple of 64.
- */
-export function validateSiluMulPairsArgs(
-  pairs: TensorDescriptor,
-  out: TensorDescriptor,
-): { rows: number; halfN: number } {
-  const p = tensor(pairs, "pairs");
-  const o = tensor(out, "out");
-  dtypeOf(p, "pairs", ["f16"]);
-  dtypeOf(o, "out", ["f16"]);
-  const [rows, n] = rank(p, "pairs", 2, "(rows, 2 * hidden)");
-  positive({ "pairs.shape[0]": rows, "pairs.shape[1]": n });
-  if (n % 128 !== 0) {
-    throw new RangeError(
-      `pairs: expected (rows, 2 * hidden) with hidden a multiple of 64 (gate/up chunks of 64 columns), got shape ${formatShape(p.shape)}`,
-    );
-  }
-  const [oRows, oCols] = rank(o, "out", 2, "(rows, hidden)");
-  if (oRows !== rows || oCols !== n / 2) {
-    throw new RangeError(
-      `out: expected shape (rows, hidden) = ${formatShape([rows, n / 2])}, got ${formatShape(o.shape)}`,
-    );
-  }
-  elementAligned(p, "pairs", 2);
-  elementAligned(o, "out", 2);
-  sameDevice([
-    [p, "pairs"],
-    [o, "out"],
-  ]);
-  return { rows, halfN: n / 2 };
-}
-
 export interface AttentionHeads {
   /** Query heads. */
   heads: number;

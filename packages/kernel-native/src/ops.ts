@@ -14,7 +14,6 @@ import {
   validateAttentionDecodeBatchArgs,
   validateAttentionPrefillArgs,
   validateElementwiseArgs,
-  validateSiluMulPairsArgs,
   validateEmbeddingArgs,
   validateLogSoftmaxArgs,
   validateNllArgs,
@@ -98,7 +97,6 @@ interface NativeOps {
     s: S,
   ): void;
   opsSiluMul(gate: Buf, go: number, up: Buf, uo: number, out: Buf, oo: number, n: number, s: S): void;
-  opsSiluMulPairs(pairs: Buf, po: number, out: Buf, oo: number, rows: number, halfN: number, s: S): void;
   opsAdd(a: Buf, ao: number, b: Buf, bo: number, out: Buf, oo: number, n: number, s: S): void;
   opsAttention(
     q: Buf,
@@ -405,21 +403,6 @@ export function siluMul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor,
   checkNoOverlap(o, [g, u], true);
   const stream = streamOf(opts);
   opsAddon().opsSiluMul(g.buffer, g.byteOffset, u.buffer, u.byteOffset, o.buffer, o.byteOffset, p.n, stream);
-}
-
-/**
- * SwiGLU from a gate/up pair product: pairs (rows, 2 h) f16 whose columns hold gate and up in alternate
- * 64-column chunks (the weights of a gate/up pair layer, see trirunMatmul's "silu-mul" epilogue), out
- * (rows, h) = silu(gate) * up. For products the epilogue cannot take (m > 32, FP16 weights); the bits
- * are the epilogue's. out must not overlap pairs.
- */
-export function siluMulPairs(pairs: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
-  const pi = operand(pairs, "pairs");
-  const o = operand(out, "out");
-  const p = validateSiluMulPairsArgs(pairs, out);
-  checkNoOverlap(o, [pi]);
-  const stream = streamOf(opts);
-  opsAddon().opsSiluMulPairs(pi.buffer, pi.byteOffset, o.buffer, o.byteOffset, p.rows, p.halfN, stream);
 }
 
 /** out = a + b elementwise (f16, same shapes; the residual add); out may be a or b. */

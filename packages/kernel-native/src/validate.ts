@@ -46,20 +46,9 @@ export const TRIRUN_SMALL_MAX_M = 32;
 /** Upper bound of opts.maxParallel (64-row batch slices per launch). */
 export const TRIRUN_MAX_PARALLEL = 16;
 
-/**
- * What trirunMatmul writes to C. "silu-mul": SwiGLU's gate, for weights whose columns hold a gate and an
- * up projection in alternate 64-column chunks (product column 128 c + x is gate column 64 c + x for
- * x < 64, up column 64 c + x - 64 otherwise): C (m, n / 2) = silu(gate) * up, with gate and up rounded
- * to fp16 first (the bits of the plain product followed by siluMulPairs). The small-batch kernel's
- * output stage does it, so m <= TRIRUN_SMALL_MAX_M.
- */
-export type TrirunEpilogue = "none" | "silu-mul";
-
 export interface TrirunKnobs {
   /** 128 or k (-1 also means k); inferred from s.shape when omitted. */
   groupsize?: number;
-  /** Output transform (default "none"). */
-  epilogue?: TrirunEpilogue;
   threadK?: number;
   threadN?: number;
   sms?: number;
@@ -77,8 +66,6 @@ export interface TrirunProblem {
   threadN: number;
   sms: number;
   maxParallel: number;
-  /** 0: none, 1: SiLU-multiply (the native TRIRUN_EPILOGUE_* values). */
-  epilogue: 0 | 1;
 }
 
 const INT32_MAX = 2 ** 31 - 1;
@@ -174,21 +161,7 @@ export function validateTrirunArgs(
       `B: expected shape (k/16, n) = ${formatShape([k / 16, n])} for k = ${k}, got ${formatShape(B.shape)}`,
     );
   }
-  const epilogueName = opts.epilogue ?? "none";
-  if (epilogueName !== "none" && epilogueName !== "silu-mul") {
-    throw new TypeError(`opts.epilogue: expected "none" or "silu-mul", got ${JSON.stringify(epilogueName)}`);
-  }
-  const gated = epilogueName === "silu-mul";
-  if (gated) {
-    if (m > TRIRUN_SMALL_MAX_M) {
-      throw new RangeError(
-        `opts.epilogue: "silu-mul" runs in the small-batch kernel, for m <= ${TRIRUN_SMALL_MAX_M}, got m = ${m} (use a plain product and siluMulPairs)`,
-      );
-    }
-    expectShape(C, "C", [m, n / 2], '(m, n / 2) for opts.epilogue "silu-mul"');
-  } else {
-    expectShape(C, "C", [m, n], "(m, n)");
-  }
+  expectShape(C, "C", [m, n], "(m, n)");
 
   let groupsize: number;
   const requested = optionalInteger(opts.groupsize, "opts.groupsize");
@@ -246,11 +219,6 @@ export function validateTrirunArgs(
       throw new RangeError(`opts.threadK: ${threadK} does not divide k = ${k}`);
     }
     if (n % threadN !== 0) throw new RangeError(`opts.threadN: ${threadN} does not divide n = ${n}`);
-    if (gated && tile.kernel !== "small") {
-      throw new RangeError(
-        `opts.threadK x opts.threadN: opts.epilogue "silu-mul" needs a small-batch tile, got the general kernel's ${threadK}x${threadN}`,
-      );
-    }
   }
   const sms = optionalInteger(opts.sms, "opts.sms");
   if (sms !== undefined && (sms < 1 || (smCount !== undefined && sms > smCount))) {
@@ -269,7 +237,6 @@ export function validateTrirunArgs(
     threadN: threadN ?? 0,
     sms: sms ?? 0,
     maxParallel: maxParallel ?? 0,
-    epilogue: gated ? 1 : 0,
   };
 }
 

@@ -18,7 +18,6 @@ import {
   validateLogSoftmaxArgs,
   validateNllArgs,
   validateRmsNormArgs,
-  validateSiluMulPairsArgs,
   validateRopeArgs,
 } from "../src/index.js";
 import { setNativeAddonForTesting } from "../src/native.js";
@@ -244,25 +243,6 @@ describe("validateRopeArgs", () => {
         ),
       DisposedError,
       /^positions/,
-    );
-  });
-});
-
-describe("validateSiluMulPairsArgs", () => {
-  it("accepts (rows, 2 h) pairs and (rows, h) out, h a multiple of 64", () => {
-    expect(validateSiluMulPairsArgs(d("f16", [3, 256]), d("f16", [3, 128]))).toEqual({ rows: 3, halfN: 128 });
-  });
-
-  it("names the wrong argument", () => {
-    expectError(() => validateSiluMulPairsArgs(d("f32", [3, 256]), d("f16", [3, 128])), TypeError, /^pairs: /);
-    expectError(() => validateSiluMulPairsArgs(d("f16", [3, 256]), d("i32", [3, 128])), TypeError, /^out: /);
-    expectError(() => validateSiluMulPairsArgs(d("f16", [3, 192]), d("f16", [3, 96])), RangeError, /^pairs: .*64/);
-    expectError(() => validateSiluMulPairsArgs(d("f16", [3, 256]), d("f16", [3, 256])), RangeError, /^out: /);
-    expectError(() => validateSiluMulPairsArgs(d("f16", [768]), d("f16", [3, 128])), RangeError, /^pairs: /);
-    expectError(
-      () => validateSiluMulPairsArgs(d("f16", [3, 256], { byteOffset: 3 }), d("f16", [3, 128])),
-      RangeError,
-      /^pairs: .*aligned/,
     );
   });
 });

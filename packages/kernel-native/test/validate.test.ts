@@ -157,28 +157,6 @@ describe("validateTrirunArgs", () => {
     expect(validateTrirunArgs(args, { threadK: 128, threadN: 128 }).n).toBe(768);
   });
 
-  it("checks the SiLU-multiply epilogue: C (m, n / 2), m <= 32, small-batch tiles only, known names", () => {
-    const m = 1 + Math.floor(Math.random() * 32);
-    const p = problem(m, 512, 1024);
-    const half = { ...p, C: { ...p.C, shape: [m, 512] } };
-    expect(validateTrirunArgs(half, { epilogue: "silu-mul" }).epilogue).toBe(1);
-    expect(validateTrirunArgs(p, { epilogue: "none" }).epilogue).toBe(0);
-    expect(validateTrirunArgs(p).epilogue).toBe(0);
-    expect(() => validateTrirunArgs(p, { epilogue: "silu-mul" })).toThrow(/C: .*\(m, n \/ 2\)/);
-    expect(() => validateTrirunArgs(half, { epilogue: "none" })).toThrow(/^C: /);
-    const tall = problem(33, 512, 1024);
-    expect(() =>
-      validateTrirunArgs({ ...tall, C: { ...tall.C, shape: [33, 512] } }, { epilogue: "silu-mul" }),
-    ).toThrow(/m <= 32, got m = 33/);
-    expect(() =>
-      validateTrirunArgs(half, { epilogue: "silu-mul", threadK: 128, threadN: 128 }),
-    ).toThrow(/small-batch tile/);
-    expect(validateTrirunArgs(half, { epilogue: "silu-mul", threadK: 512, threadN: 128 }).threadN).toBe(128);
-    expect(() =>
-      validateTrirunArgs(half, { epilogue: "gelu" as unknown as "silu-mul" }),
-    ).toThrow(TypeError);
-  });
-
   it("rejects a missing tensor with a TypeError", () => {
     const args = problem(4, 256, 256);
     expect(() => validateTrirunArgs({ ...args, s: undefined as unknown as TensorDescriptor })).toThrow(

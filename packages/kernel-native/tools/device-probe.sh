@@ -12,7 +12,7 @@ what=${*:-check sanitize speed}
 for w in $what; do
   echo "=== $w"
   case $w in
-    check) timeout 300 /tmp/probe check --quick 2>&1 | tee "$out/check.txt" | tail -40 ;;
+    check) timeout 200 /tmp/probe check --quick 2>&1 | tee "$out/check.txt" | tail -40 ;;
     checkfull) /tmp/probe check 2>&1 | tee "$out/check.txt" | tail -40 ;;
     sanitize)
       timeout 120 compute-sanitizer --tool memcheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/memcheck.txt"

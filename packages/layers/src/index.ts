@@ -1,6 +1,5 @@
 export { defaultBackend, resolveBackend } from "./backend.js";
 export { Float16Linear } from "./float16-linear.js";
-export { type GatePairForwardOptions, TriRunGatePair } from "./gate-pair.js";
 export { hostTensor, isHostTensor } from "./host-tensor.js";
 export {
   type PackedLayer,

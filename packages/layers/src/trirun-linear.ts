@@ -8,7 +8,6 @@ import { decodeF16, encodeF16, type QuantMethod, quantize as quantizeWeights } f
 import { resolveBackend } from "./backend.js";
 import { CpuCore } from "./cpu-core.js";
 import { concatParts, copyColumns } from "./concat.js";
-import { TriRunGatePair } from "./gate-pair.js";
 import { CudaCore } from "./cuda-core.js";
 import type { Float16Linear } from "./float16-linear.js";
 import { LinearBase } from "./linear-base.js";
@@ -323,60 +322,6 @@ export class TriRunLinear extends LinearBase {
     });
     if (opts.dispose === true) for (const p of parts) p.dispose();
     return fused;
-  }
-
-  /**
-   * A SwiGLU MLP's gate and up projections as one layer computing `silu(gate(x)) * up(x)` (see
-   * {@link TriRunGatePair}): the two layers' packed 64-column chunks interleaved on the device
-   * (device-to-device copies). Same conditions as `concat` (CUDA, same input width and group size, no
-   * bias, no padded output columns), plus equal output widths and an input width that needs no padding
-   * (a multiple of 128). With `{ dispose: true }` the parts are disposed after the copy.
-   */
-  static gatePair(gate: TriRunLinear, up: TriRunLinear, opts: { dispose?: boolean } = {}): TriRunGatePair {
-    const cores = concatParts(
-      [gate, up],
-      "TriRunLinear",
-      (p) => p instanceof TriRunLinear,
-      (p) => p.core,
-    );
-    if (up.groupsize !== gate.groupsize) {
-      throw new TypeError(`up: group size ${up.groupsize}, gate has ${gate.groupsize}`);
-    }
-    if (up.outFeatures !== gate.outFeatures) {
-      throw new RangeError(
-        `up: ${up.outFeatures} output features, gate has ${gate.outFeatures}: a gate pair multiplies them column by column`,
-      );
-    }
-    const k = cores[0].width;
-    if (k !== gate.inFeatures) {
-      throw new RangeError(
-        `gate: ${gate.inFeatures} input features are padded to ${k} on the device; a gate pair reads its input as it is`,
-      );
-    }
-    const hidden = gate.outFeatures;
-    const g = gate.groupsize === -1 ? k : GROUP;
-    const B = DeviceTensor.empty("i32", [k / 16, 2 * hidden]);
-    let s: DeviceTensor | undefined;
-    try {
-      s = DeviceTensor.empty("f16", [k / g, 2 * hidden]);
-      // Row r of a part, as chunks of 64 columns, goes to every other chunk of row r: chunk c of the
-      // gate to fused chunk 2 c, of up to 2 c + 1 (one strided copy per part and tensor).
-      for (const [index, core] of cores.entries()) {
-        const [pb, ps] = core.weights;
-        copyColumns(B, pb, ((k / 16) * hidden) / 64, 128, 64 * index, 64);
-        copyColumns(s, ps, ((k / g) * hidden) / 64, 128, 64 * index, 64);
-      }
-    } catch (error) {
-      B.dispose();
-      s?.dispose();
-      throw error;
-    }
-    const pair = new TriRunGatePair({ B, s }, gate.inFeatures, hidden, gate.groupsize);
-    if (opts.dispose === true) {
-      gate.dispose();
-      up.dispose();
-    }
-    return pair;
   }
 
   /** `(out, in)` row-major fp32 weights, for checks (CUDA: downloads and unpacks the device copy). */

@@ -454,65 +454,6 @@ describe.skipIf(!gpu)(`concat: fused projections (${seedNote})`, () => {
     for (const p of parts) p.dispose();
   });
 
-  for (const groupsize of [128, -1] as const) {
-    it(`TriRunLinear.gatePair g=${groupsize}: silu(gate(x)) * up(x) in one launch to 32 rows, through siluMulPairs beyond`, () => {
-      const inF = 384;
-      const hidden = 768;
-      const make = () =>
-        TriRunLinear.fromQuantized(
-          { ...randomQuantized(rng, inF, hidden, groupsize), inFeatures: inF, outFeatures: hidden },
-          { backend: "cuda" },
-        );
-      const [gate, up] = [make(), make()];
-      const pair = TriRunLinear.gatePair(gate, up);
-      expect(pair.outFeatures).toBe(hidden);
-      expect(pair.byteLength).toBe(gate.byteLength + up.byteLength);
-      for (const rows of [1, 5, 32, 33, 70]) {
-        const x = Float32Array.from(decodeF16(encodeF16(randomFloats(rng, rows * inF))));
-        // The parts' fp16 outputs, then the SiLU-multiply in fp64 (the pair rounds gate and up to fp16
-        // too; its fp32 sums may be split differently over k, hence the tolerance).
-        const g = gate.forward(hostTensor([rows, inF], x)).data;
-        const u = up.forward(hostTensor([rows, inF], x)).data;
-        const want = Float64Array.from(g, (v, i) => (v / (1 + Math.exp(-v))) * u[i]);
-        const X = DeviceTensor.fromArray(encodeF16(x), [rows, inF], "f16");
-        const scratch = rows > 32 && rows % 2 === 0 ? DeviceTensor.empty("f16", [rows, 2 * hidden]) : undefined;
-        const Y = pair.forward(X, { scratch });
-        expect(Y.shape).toEqual([rows, hidden]);
-        const got = decodeF16(Y.download() as Uint16Array);
-        let num = 0;
-        let den = 0;
-        for (let i = 0; i < want.length; i++) {
-          num += (got[i] - want[i]) ** 2;
-          den += want[i] ** 2;
-        }
-        expect(Math.sqrt(num / den), `rows ${rows}`).toBeLessThan(3e-3);
-        for (const t of [X, Y, scratch]) t?.dispose();
-      }
-      const X = DeviceTensor.empty("f16", [2, inF + 128]);
-      expect(() => pair.forward(X)).toThrow(/x: expected shape \(\.\.\., 384\)/);
-      X.dispose();
-      pair.dispose();
-      expect(pair.disposed).toBe(true);
-      expect(() => pair.forward(DeviceTensor.empty("f16", [1, inF]))).toThrow(LayerDisposedError);
-      // dispose: true releases the parts; parts that cannot pair are named.
-      const again = TriRunLinear.gatePair(gate, up, { dispose: true });
-      expect(gate.disposed && up.disposed).toBe(true);
-      again.dispose();
-      const narrow = TriRunLinear.fromQuantized(
-        { ...randomQuantized(rng, inF, 512, groupsize), inFeatures: inF, outFeatures: 512 },
-        { backend: "cuda" },
-      );
-      const wide = make();
-      expect(() => TriRunLinear.gatePair(wide, narrow)).toThrow(/up: 512 output features, gate has 768/);
-      const padded = TriRunLinear.fromQuantized(
-        { ...randomQuantized(rng, 200, 512, groupsize), inFeatures: 200, outFeatures: 512 },
-        { backend: "cuda" },
-      );
-      expect(() => TriRunLinear.gatePair(padded, padded)).toThrow(/padded/);
-      for (const l of [narrow, wide, padded]) l.dispose();
-    });
-  }
-
   it("refuses what cannot be fused, naming the part", () => {
     const q = (inF: number, outF: number, g: 128 | -1 = 128) => ({
       ...randomQuantized(rng, inF, outF, g),

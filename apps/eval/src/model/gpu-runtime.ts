@@ -8,7 +8,7 @@ import {
   synchronize,
   unavailableReason,
 } from "@trirun/kernel-native";
-import { Float16Linear, type Linear, type TriRunGatePair, TriRunLinear } from "@trirun/layers";
+import { Float16Linear, type Linear, TriRunLinear } from "@trirun/layers";
 import { decodeF16, encodeF16 } from "@trirun/packing";
 import { headSize, kvDim } from "./config.js";
 import { type LlamaModel, listLinears } from "./llama.js";
@@ -242,13 +242,9 @@ export interface CudaRuntimeOptions {
    * `Float16Linear.concat`): fewer, wider launches. "copy" keeps the model's own layers (their device
    * memory twice), "move" disposes them once fused (the runtime then owns the only copy; use the
    * model through this runtime only). Blocks whose layers cannot be fused (padding, bias, mixed kinds)
-   * stay unfused. With fusion, a TriRun block's gate and up projections become a gate pair
-   * (`TriRunLinear.gatePair`: the SiLU-multiply inside the matmul's output stage) unless `gatePair` is
-   * false. Default: no fusion.
+   * stay unfused. Default: no fusion.
    */
   fuse?: "copy" | "move";
-  /** With `fuse`: TriRun gate/up as a gate pair (default true), else as one `[gate | up]` matmul. */
-  gatePair?: boolean;
   /**
    * Replay each batched decoding step (decodeBatch with a batch cache) as one CUDA graph: the step's
    * few hundred launches are captured once per cache (after one eager warm-up step) and replayed with a
@@ -261,8 +257,6 @@ export interface CudaRuntimeOptions {
 interface BlockProjections {
   qkv?: Linear;
   gateUp?: Linear;
-  /** silu(gate(x)) * up(x) in one layer (TriRun blocks): used instead of gateUp and the SiLU-multiply. */
-  gatePair?: TriRunGatePair;
 }
 
 /** A captured decoding step for one batch cache. */
@@ -271,18 +265,6 @@ interface StepGraph {
   generation: number;
   /** undefined after the eager warm-up step, before the capture. */
   graph: CudaGraph | undefined;
-}
-
-/** A TriRun gate pair of `gate` and `up` where `TriRunLinear.gatePair` accepts them; else undefined. */
-function tryGatePair(gate: Linear, up: Linear, move: boolean): TriRunGatePair | undefined {
-  if (!(gate instanceof TriRunLinear) || !(up instanceof TriRunLinear)) return undefined;
-  try {
-    return TriRunLinear.gatePair(gate, up, { dispose: move });
-  } catch (error) {
-    // Not pairable (padded input or output, bias, different widths): gate/up run as a concat or apart.
-    if (error instanceof TypeError || error instanceof RangeError) return undefined;
-    throw error;
-  }
 }
 
 /** Fuses `parts` if they are all TriRun or all Float16 CUDA layers that concat accepts; else undefined. */
@@ -354,36 +336,28 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       this.#ffnNorms.push(DeviceTensor.fromArray(block.ffnNorm, [c.dim], "f32"));
       const lin = block.linears;
       const move = opts.fuse === "move";
-      if (opts.fuse === undefined) {
-        this.#projections.push({});
-        continue;
-      }
-      const [gate, up] = [lin["mlp.gate_proj"], lin["mlp.up_proj"]];
-      const gatePair = opts.gatePair === false ? undefined : tryGatePair(gate, up, move);
-      this.#projections.push({
-        qkv: tryConcat([lin["self_attn.q_proj"], lin["self_attn.k_proj"], lin["self_attn.v_proj"]], move),
-        gateUp: gatePair === undefined ? tryConcat([gate, up], move) : undefined,
-        gatePair,
-      });
+      this.#projections.push(
+        opts.fuse === undefined
+          ? {}
+          : {
+              qkv: tryConcat(
+                [lin["self_attn.q_proj"], lin["self_attn.k_proj"], lin["self_attn.v_proj"]],
+                move,
+              ),
+              gateUp: tryConcat([lin["mlp.gate_proj"], lin["mlp.up_proj"]], move),
+            },
+      );
     }
   }
 
   /** Blocks whose q/k/v and gate/up projections run fused (see `opts.fuse`). */
   get fusedBlocks(): number {
-    return this.#projections.filter((p) => p.qkv !== undefined && (p.gateUp ?? p.gatePair) !== undefined).length;
-  }
-
-  /** Blocks whose gate and up projections run as a gate pair (SiLU-multiply in the matmul). */
-  get gatePairBlocks(): number {
-    return this.#projections.filter((p) => p.gatePair !== undefined).length;
+    return this.#projections.filter((p) => p.qkv !== undefined && p.gateUp !== undefined).length;
   }
 
   /** Device bytes of the fused layers the runtime owns. */
   get fusedByteLength(): number {
-    return this.#projections.reduce(
-      (s, p) => s + (p.qkv?.byteLength ?? 0) + (p.gateUp?.byteLength ?? 0) + (p.gatePair?.byteLength ?? 0),
-      0,
-    );
+    return this.#projections.reduce((s, p) => s + (p.qkv?.byteLength ?? 0) + (p.gateUp?.byteLength ?? 0), 0);
   }
 
   /** A KV cache on the device for up to `capacity` positions (default: the model's maxSeqLen). */
@@ -489,10 +463,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     attention.run(l);
     lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
     ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
-    if (fused.gatePair) {
-      // silu(gate) * up straight into t.gate (in the matmul up to 32 rows; beyond, through t.gateUp).
-      fused.gatePair.forward(t.h, { out: t.gate, scratch: t.gateUp });
-    } else if (fused.gateUp) {
+    if (fused.gateUp) {
       fused.gateUp.forward(t.h, { out: t.gateUp });
       if (!t.fusedViews) {
         const hidden = c.hiddenDim;
@@ -505,7 +476,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["mlp.gate_proj"].forward(t.h, { out: t.gate });
       lin["mlp.up_proj"].forward(t.h, { out: t.up });
     }
-    if (!fused.gatePair) ops.siluMul(t.gate, t.up, t.gate);
+    ops.siluMul(t.gate, t.up, t.gate);
     lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
     // The residual add, fused with the next norm (the next block's or the final one) where there is one.
     if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps });
@@ -822,7 +793,6 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     for (const p of this.#projections) {
       p.qkv?.dispose();
       p.gateUp?.dispose();
-      p.gatePair?.dispose();
     }
   }
 }

@@ -20,8 +20,6 @@ export interface SpeedSettings {
   graphs?: boolean;
   /** Fuse q/k/v and gate/up into one matmul each (default true). */
   fuse?: boolean;
-  /** With fuse: TriRun gate/up as a gate pair, the SiLU-multiply in the matmul (default true). */
-  gatePair?: boolean;
   onStatus?: (line: string) => void;
 }
 
@@ -61,7 +59,6 @@ export interface SpeedReport {
   steps: number;
   graphs: boolean;
   fuse: boolean;
-  gatePair: boolean;
   results: SpeedFormatResult[];
   notes: string[];
 }
@@ -96,7 +93,6 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
     runtime = new CudaLlamaRuntime(model, {
       graphs: s.graphs ?? true,
       fuse: (s.fuse ?? true) ? "move" : undefined,
-      gatePair: s.gatePair ?? true,
     });
     const tokens = Array.from(
       { length: maxBatch * positions },
@@ -182,7 +178,6 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
   const results = s.formats.map((format) => measureFormat(s, format));
   const graphs = s.graphs ?? true;
   const fuse = s.fuse ?? true;
-  const gatePair = fuse && (s.gatePair ?? true);
   return {
     shape: s.shape,
     layers: config.nLayers,
@@ -190,7 +185,6 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     steps: s.steps,
     graphs,
     fuse,
-    gatePair,
     results,
     notes: [
       "seeded random weights in the model's shapes; the embedding and the classifier stay fp16 in both",
@@ -202,9 +196,6 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
       fuse
         ? "q/k/v and gate/up run as one fused matmul each, in both formats"
         : "q/k/v and gate/up run as separate matmuls (--no-fuse)",
-      gatePair
-        ? "TriRun gate/up run as a gate pair: the weights' 64-column chunks interleaved, silu(gate) * up computed in the matmul's output stage up to 32 rows (FP16: one [gate | up] matmul, then the SiLU-multiply)"
-        : "gate/up run as one [gate | up] matmul, then the SiLU-multiply, in both formats",
     ],
   };
 }
@@ -245,7 +236,7 @@ export function formatSpeed(r: SpeedReport): string {
     ]);
   }
   const lines = [
-    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch, CUDA graphs ${r.graphs ? "on" : "off"}, fused projections ${r.fuse ? "on" : "off"}, gate pairs ${r.gatePair ? "on" : "off"}`,
+    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch, CUDA graphs ${r.graphs ? "on" : "off"}, fused projections ${r.fuse ? "on" : "off"}`,
     table.toString(),
   ];
   for (const x of r.results) {

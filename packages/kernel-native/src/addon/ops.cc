@@ -163,23 +163,6 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info) {
 
 Napi::Value Add(const Napi::CallbackInfo& info) { return Elementwise<trirun_op_add>(info, "add", "a", "b"); }
 
-// siluMulPairs(pairs, off, out, off, rows, halfN, stream)
-Napi::Value SiluMulPairs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int64_t rows = ArgDim(info, 4, "rows"), halfN = ArgDim(info, 5, "halfN", int64_t(1) << 40);
-  if (halfN % 64 != 0) ThrowRangeError(env, "halfN: expected a multiple of 64, got " + std::to_string(halfN));
-  if (rows > (int64_t(1) << 50) / halfN) ThrowRangeError(env, "rows x halfN: too large");
-  Operand pairs = ArgOperand(info, 0, "pairs", uint64_t(rows) * halfN * 4, 2);
-  Operand out = ArgOperand(info, 2, "out", uint64_t(rows) * halfN * 2, 2);
-  int device = CommonDevice(env, {pairs, out});
-  cudaStream_t stream = OpStream(info, 6, device);
-  CheckCuda(env,
-            trirun_op_silu_mul_pairs(static_cast<const __half*>(pairs.ptr), static_cast<__half*>(out.ptr), rows,
-                                     halfN, stream),
-            "siluMulPairs");
-  return env.Undefined();
-}
-
 // attention(q, off, k, off, v, off, out, off, nq, start, kvRows, heads, kvHeads, headDim, stream)
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -372,7 +355,6 @@ void RegisterOpsFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("opsAddRmsNorm", Napi::Function::New(env, AddRmsNorm, "opsAddRmsNorm"));
   exports.Set("opsRope", Napi::Function::New(env, Rope, "opsRope"));
   exports.Set("opsSiluMul", Napi::Function::New(env, SiluMul, "opsSiluMul"));
-  exports.Set("opsSiluMulPairs", Napi::Function::New(env, SiluMulPairs, "opsSiluMulPairs"));
   exports.Set("opsAdd", Napi::Function::New(env, Add, "opsAdd"));
   exports.Set("opsAttention", Napi::Function::New(env, Attention, "opsAttention"));
   exports.Set("opsCacheAppend", Napi::Function::New(env, CacheAppend, "opsCacheAppend"));

@@ -50,8 +50,7 @@ Napi::Object ConfigObject(Napi::Env env, const TrirunConfig& config, size_t work
 }
 
 // trirunMatmul(A, aOff, B, bOff, s, sOff, C, cOff, m, n, k, groupsize, stream,
-//              threadK, threadN, sms, maxParallel, epilogue) -> config
-// epilogue: TRIRUN_EPILOGUE_* (C is (m, n / 2) with the SiLU-multiply one).
+//              threadK, threadN, sms, maxParallel) -> config
 Napi::Value TrirunMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t m = ArgInt(info, 8, "m");
@@ -67,12 +66,7 @@ Napi::Value TrirunMatmul(const Napi::CallbackInfo& info) {
   KernelOperand a = ArgKernelOperand(info, 0, "A", uint64_t(m) * k * 2);
   KernelOperand b = ArgKernelOperand(info, 2, "B", uint64_t(k / 16) * n * 4);
   KernelOperand s = ArgKernelOperand(info, 4, "s", uint64_t(groups) * n * 2);
-  int64_t epilogue = ArgInt(info, 17, "epilogue");
-  if (epilogue != TRIRUN_EPILOGUE_NONE && epilogue != TRIRUN_EPILOGUE_SILU_MUL) {
-    ThrowRangeError(env, "epilogue: expected 0 (none) or 1 (SiLU-multiply), got " + std::to_string(epilogue));
-  }
-  const int64_t c_columns = epilogue == TRIRUN_EPILOGUE_SILU_MUL ? n / 2 : n;
-  KernelOperand c = ArgKernelOperand(info, 6, "C", uint64_t(m) * c_columns * 2);
+  KernelOperand c = ArgKernelOperand(info, 6, "C", uint64_t(m) * n * 2);
   int device = a.buffer->device();
   for (auto [operand, name] : {std::pair{b, "B"}, std::pair{s, "s"}, std::pair{c, "C"}}) {
     if (operand.buffer->device() != device) {
@@ -92,9 +86,9 @@ Napi::Value TrirunMatmul(const Napi::CallbackInfo& info) {
   size_t workspaceBytes = trirun_workspace_bytes(static_cast<int>(n), config.max_par);
   Workspace& workspace = AcquireWorkspace(env, device, stream, object, workspaceBytes);
   cudaError_t cudaErr = cudaSuccess;
-  int code = trirun_matmul_ex(a.ptr, b.ptr, s.ptr, c.ptr, static_cast<int>(m), static_cast<int>(n),
-                              static_cast<int>(k), static_cast<int>(groupsize), static_cast<int>(epilogue),
-                              workspace.ptr, workspace.bytes, device, stream, &config, &cudaErr);
+  int code = trirun_matmul(a.ptr, b.ptr, s.ptr, c.ptr, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                           static_cast<int>(groupsize), workspace.ptr, workspace.bytes, device, stream, &config,
+                           &cudaErr);
   if (code == TRIRUN_OK) return ConfigObject(env, config, workspace.bytes);
   // A failed call may have left partial sums or locks behind: re-zero before reuse.
   workspace.dirty = true;
@@ -110,7 +104,6 @@ Napi::Value TrirunMatmul(const Napi::CallbackInfo& info) {
     case TRIRUN_ERR_GROUPSIZE:
     case TRIRUN_ERR_CONFIG:
     case TRIRUN_ERR_ALIGNMENT:
-    case TRIRUN_ERR_EPILOGUE:
       ThrowRangeError(env, message);
     default: {
       Napi::Error error = Napi::Error::New(env, message);

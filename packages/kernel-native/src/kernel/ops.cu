@@ -265,18 +265,6 @@ __global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out,
   }
 }
 
-// The same expression as SiluMulKernel (and the matmul's gated epilogue), so all give the same bits.
-__global__ void SiluMulPairsKernel(const __half* pairs, __half* out, int64_t n, int64_t half_n) {
-  DependentPrologue();
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t row = i / half_n, col = i % half_n;
-    const __half* gate = pairs + row * 2 * half_n + (col / 64) * 128 + col % 64;
-    const float g = __half2float(gate[0]);
-    out[i] = __float2half(g / (1.0f + __expf(-g)) * __half2float(gate[64]));
-  }
-}
-
 __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t n) {
   DependentPrologue();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -704,13 +692,6 @@ cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int 
   const int64_t total = static_cast<int64_t>(tokens) * heads * (head_dim / 2);
   return LaunchOp(RopeKernel, GridFor(total, 256), 256, stream, x, positions, tokens, heads, head_dim,
                   std::log(static_cast<double>(theta)), style);
-}
-
-cudaError_t trirun_op_silu_mul_pairs(const __half* pairs, __half* out, int64_t rows, int64_t half_n,
-                                     cudaStream_t stream) {
-  if (rows <= 0 || half_n <= 0 || half_n % 64 != 0) return cudaErrorInvalidValue;
-  const int64_t n = rows * half_n;
-  return LaunchOp(SiluMulPairsKernel, GridFor(n, 256), 256, stream, pairs, out, n, half_n);
 }
 
 cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream) {

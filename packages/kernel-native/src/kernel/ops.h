@@ -44,13 +44,6 @@ cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int 
 // out[i] = silu(gate[i]) * up[i], n elements. out may alias gate or up.
 cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream);
 
-// SwiGLU from a product whose columns hold gate and up in alternate 64-column chunks (the layout of
-// trirun_matmul_ex's TRIRUN_EPILOGUE_SILU_MUL, for calls that cannot fuse it): pairs (rows, 2 half_n),
-// out (rows, half_n) with out[r][64 c + x] = silu(pairs[r][128 c + x]) * pairs[r][128 c + 64 + x].
-// half_n a multiple of 64; out must not overlap pairs.
-cudaError_t trirun_op_silu_mul_pairs(const __half* pairs, __half* out, int64_t rows, int64_t half_n,
-                                     cudaStream_t stream);
-
 // out[i] = a[i] + b[i], n elements. out may alias a or b.
 cudaError_t trirun_op_add(const __half* a, const __half* b, __half* out, int64_t n, cudaStream_t stream);
 

@@ -377,19 +377,6 @@ struct SmallOutput {
   int prob_m, prob_n, iters, k_tiles;
   int lane, n_warp, k_warp, g, t;  // g, t: the mma fragments' lane / 4 and lane % 4
   Sync sync;
-  int gated;        // TRIRUN_EPILOGUE_SILU_MUL: C is (m, n / 2), see write_silu_mul
-  uint32_t* xchg;   // shared, kXchgWords (gated only)
-
-  // The SiLU-multiply epilogue: the product's columns are gate and up in
-  // alternate 64-column chunks, so with whole chunk pairs per tile (kThreadN
-  // is a multiple of 128) warp n_warp = 2 p holds gate chunk c and warp 2 p + 1
-  // the matching up chunk, lane for lane: the same lane of the two warps
-  // holds gate column 64 c + x and up column 64 c + x. Up warps hand their
-  // values to the gate warps through shared memory, rounded to fp16 as a
-  // product written to memory would be; gate warps write silu(gate) * up.
-  static_assert(N_WARPS % 2 == 0, "gated tiles hold whole gate/up chunk pairs");
-  static constexpr int kPairs = N_WARPS / 2;
-  static constexpr int kXchgWords = kPairs * 32 * MB8 * 8;  // one half2 per (mb, j, h) and lane
 
   __device__ __forceinline__ float4* slot_of(int b, int column) const {
     const int which = iters * b >= column * k_tiles ? 0 : 1;
@@ -417,58 +404,10 @@ struct SmallOutput {
         }
       }
   }
-  // Called by the k_warp 0 warps together (the gated form synchronises them).
   __device__ __forceinline__ void write_c(const float (&v)[MB8][4][4], int column) const {
-    if (gated) {
-      write_silu_mul(v, column);
-      return;
-    }
     for_each_output(column, [&](int mb, int e, int j, int h, size_t idx) {
       c_half[idx] = __float2half_rn(v[mb][j][2 * h + e]);
     });
-  }
-  // Barrier of the k_warp 0 warps (warps 0..N_WARPS-1 in both kernels); id 2
-  // is used by nothing else (0: __syncthreads, 1: the TMA kernel's consumers).
-  __device__ __forceinline__ void pair_sync() const {
-    asm volatile("bar.sync 2, %0;\n" ::"n"(N_WARPS * 32) : "memory");
-  }
-  __device__ void write_silu_mul(const float (&v)[MB8][4][4], int column) const {
-    const int pair = n_warp / 2;
-    // Word-major, lane fastest: the 32 lanes of a warp touch 32 banks.
-    auto word = [&](int mb, int j, int h) { return &xchg[((mb * 8 + j * 2 + h) * kPairs + pair) * 32 + lane]; };
-    if (n_warp % 2 == 1) {
-#pragma unroll
-      for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) *word(mb, j, h) = as_u32(__floats2half2_rn(v[mb][j][2 * h], v[mb][j][2 * h + 1]));
-    }
-    pair_sync();
-    if (n_warp % 2 == 0) {
-      // Gate chunk c of the product is chunk c / 2 .. of C: its columns start at n0 / 2.
-      const int c0 = (column * kThreadN + n_warp * 64) / 2;
-      const int c_width = prob_n / 2;
-#pragma unroll
-      for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int row = mb * 8 + 2 * t + e;
-          if (row >= prob_m) continue;
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const half2 up2 = as_h2(*word(mb, j, h));
-              const float up = __half2float(e == 0 ? __low2half(up2) : __high2half(up2));
-              const float gate = __half2float(__float2half_rn(v[mb][j][2 * h + e]));
-              // SiluMulKernel's expression (ops.cu), so that both ways give the same bits.
-              c_half[static_cast<size_t>(row) * c_width + c0 + 16 * j + g + 8 * h] =
-                  __float2half_rn(gate / (1.0f + __expf(-gate)) * up);
-            }
-        }
-    }
-    pair_sync();  // the next write reuses xchg
   }
 
   // Per-column scales (g = k), applied once to the accumulators by k_warp 0.
@@ -516,25 +455,17 @@ struct SmallOutput {
       float prev[MB8][2][4][2] = {};
       if (read_partial)
         for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) { prev[mb][e][j][h] = __ldcg(&partial[idx]); });
-      float sum[MB8][4][4];
-#pragma unroll
-      for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) sum[mb][j][e] = acc[mb][j][e];
       for_each_output(n_tile, [&](int mb, int e, int j, int h, size_t idx) {
         const float v = acc[mb][j][2 * h + e] + prev[mb][e][j][h];
-        sum[mb][j][2 * h + e] = v;
         if (!last) {
           __stcg(&partial[idx], v);
-        } else if (read_partial) {
+        } else {
+          c_half[idx] = __float2half_rn(v);
           // Leave the workspace all zero, as every call must: its locks and
           // partials may overlap differently next time.
-          __stcg(&partial[idx], 0.0f);
+          if (read_partial) __stcg(&partial[idx], 0.0f);
         }
       });
-      if (last) write_c(sum, n_tile);
     }
     if (slice_count > 1) lock_release(lock, slice_idx == slice_count - 1, sync);
   }
@@ -926,7 +857,7 @@ template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED, bool CHAI
 __global__ void __launch_bounds__(THREADS, 1)
     trirun_small_kernel(const int4* __restrict__ A, const int4* __restrict__ B, const int4* __restrict__ S,
                         int4* __restrict__ C, int prob_m, int prob_n, int prob_k, int* locks,
-                        float* __restrict__ partial, float* __restrict__ slots, int gated) {
+                        float* __restrict__ partial, float* __restrict__ slots) {
   constexpr int kWarps = THREADS / 32;
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
@@ -998,25 +929,8 @@ __global__ void __launch_bounds__(THREADS, 1)
   // The dispatcher picks CHAINED (a template parameter: with both paths in
   // one kernel the main loop compiled ~10% slower on large layers).
   constexpr bool chained = CHAINED;
-  // The gated epilogue's exchange uses the start of shared memory: every
-  // write_c comes after a column's pipeline has drained and its k-warp
-  // reduction is done, and before the next column's copies begin.
-  const SmallOutput<MB8, N_WARPS, BlockSync> out{reinterpret_cast<half*>(C),
-                                                  locks,
-                                                  partial,
-                                                  slots,
-                                                  prob_m,
-                                                  prob_n,
-                                                  iters,
-                                                  k_tiles,
-                                                  lane,
-                                                  n_warp,
-                                                  k_warp,
-                                                  g,
-                                                  t,
-                                                  {},
-                                                  gated,
-                                                  reinterpret_cast<uint32_t*>(smem)};
+  const SmallOutput<MB8, N_WARPS, BlockSync> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
+                                                  iters, k_tiles, lane, n_warp, k_warp, g, t, {}};
   __shared__ int last_arrival;
   SmallPending pending;
   int pending_arrived = 0;
@@ -1619,7 +1533,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
-                            float* __restrict__ slots, int ramp, int early, int gated) {
+                            float* __restrict__ slots, int ramp, int early) {
 #ifdef TRIRUN_WGMMA
   constexpr int kWarps = 8;  // consumers
   constexpr int kKWarps = kWarps / N_WARPS;
@@ -1739,26 +1653,8 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
   // The reductions over the blocks of a column: as trirun_small_kernel.
   constexpr bool chained = CHAINED;
-  // The gated epilogue's exchange: the stages belong to the producer, which
-  // runs ahead into the next column, so it has shared memory of its own.
-  using Output = SmallOutput<MB8, N_WARPS, ConsumerSync>;
-  __shared__ uint32_t xchg[Output::kXchgWords];
-  const Output out{reinterpret_cast<half*>(C),
-                   locks,
-                   partial,
-                   slots,
-                   prob_m,
-                   prob_n,
-                   iters,
-                   k_tiles,
-                   lane,
-                   n_warp,
-                   k_warp,
-                   g,
-                   t,
-                   sync,
-                   gated,
-                   xchg};
+  const SmallOutput<MB8, N_WARPS, ConsumerSync> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
+                                                     iters, k_tiles, lane, n_warp, k_warp, g, t, sync};
   __shared__ int last_arrival;
   SmallPending pending;
   int pending_arrived = 0;
@@ -1938,7 +1834,6 @@ struct Launch {
   bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
-  int gated;       // small-batch kernels: TRIRUN_EPILOGUE_SILU_MUL
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -2123,7 +2018,7 @@ cudaError_t launch_small_reduction(Launch& l) {
   l.threads = THREADS;
   return launch_dependent(l, kernel, THREADS, smem, static_cast<const int4*>(l.A), static_cast<const int4*>(l.B),
                           static_cast<const int4*>(l.s), static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial,
-                          l.slots, l.gated);
+                          l.slots);
 }
 
 template <int MB8, int N_WARPS, int STAGES, int THREADS, bool GROUPED>
@@ -2179,7 +2074,7 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   l.stages = stages;
   l.threads = kSmallTmaThreads;
   return launch_dependent(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early, l.gated);
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2256,9 +2151,6 @@ extern "C" const char* trirun_error_string(int code) {
       return "A, B, s, C and the workspace must be 16-byte aligned";
     case TRIRUN_ERR_CUDA:
       return "a CUDA call failed";
-    case TRIRUN_ERR_EPILOGUE:
-      return "unsupported epilogue: the SiLU-multiply epilogue (1) needs the small-batch kernel, m <= 32 and a "
-             "small-batch tile (or none) requested";
     default:
       return "unknown error";
   }
@@ -2267,18 +2159,9 @@ extern "C" const char* trirun_error_string(int code) {
 extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k, int groupsize,
                              void* workspace, size_t workspace_bytes, int device, cudaStream_t stream,
                              TrirunConfig* config, cudaError_t* cuda_error) {
-  return trirun_matmul_ex(A, B, s, C, m, n, k, groupsize, TRIRUN_EPILOGUE_NONE, workspace, workspace_bytes, device,
-                          stream, config, cuda_error);
-}
-
-extern "C" int trirun_matmul_ex(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
-                                int groupsize, int epilogue, void* workspace, size_t workspace_bytes, int device,
-                                cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error) {
   using namespace trirun;
   if (cuda_error) *cuda_error = cudaSuccess;
   if (m < 1 || k < 128 || n < 256 || k % 128 != 0 || n % 256 != 0) return TRIRUN_ERR_SHAPE;
-  if (epilogue != TRIRUN_EPILOGUE_NONE && epilogue != TRIRUN_EPILOGUE_SILU_MUL) return TRIRUN_ERR_EPILOGUE;
-  const bool gated = epilogue == TRIRUN_EPILOGUE_SILU_MUL;
   if (groupsize == -1) groupsize = k;
   if (groupsize != 128 && groupsize != k) return TRIRUN_ERR_GROUPSIZE;
   // k == 128 with g == 128 is a single group: the reference packs its scales
@@ -2306,9 +2189,6 @@ extern "C" int trirun_matmul_ex(const void* A, const void* B, const void* s, voi
   // requested), or asked for with config->variant = 2 at any m.
   if (req.variant == 2 && (!attrs.hopper || req.thread_k > 0)) return TRIRUN_ERR_CONFIG;
   const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && m > 32));
-  // Only the small-batch kernel has the SiLU-multiply epilogue.
-  if (gated && (m > 32 || req.variant == 2 || (req.thread_k > 0 && !is_small_tile(req.thread_k, req.thread_n))))
-    return TRIRUN_ERR_EPILOGUE;
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
   const bool small_call =
       !hopper && m <= 32 && (req.thread_k <= 0 || is_small_tile(req.thread_k, req.thread_n));
@@ -2338,7 +2218,6 @@ extern "C" int trirun_matmul_ex(const void* A, const void* B, const void* s, voi
   l.small_tma = attrs.small_tma;
   l.ramp = attrs.ramp;
   l.early = attrs.early;
-  l.gated = gated ? 1 : 0;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
@@ -2395,11 +2274,10 @@ extern "C" int trirun_matmul_ex(const void* A, const void* B, const void* s, voi
     }
     if (!hopper && (small ? !is_small_tile(thread_k, thread_n) : !is_general_tile(thread_k, thread_n)))
       return TRIRUN_ERR_CONFIG;
-    if (gated && !small) return TRIRUN_ERR_EPILOGUE;  // (128 x 512 past 16 rows)
     // The small-batch kernel handles a partial last k tile; the general one does not.
     if ((!small && k % thread_k != 0) || n % thread_n != 0) return TRIRUN_ERR_CONFIG;
     l.A = a_ptr + static_cast<size_t>(row) * k;
-    l.C = c_ptr + static_cast<size_t>(row) * (gated ? n / 2 : n);
+    l.C = c_ptr + static_cast<size_t>(row) * n;
     l.m = rows;
     int m_blocks;
     if (hopper) {

@@ -40,21 +40,6 @@ enum {
   TRIRUN_ERR_WORKSPACE = 4,      // workspace too small
   TRIRUN_ERR_ALIGNMENT = 5,      // a pointer is not 16-byte aligned
   TRIRUN_ERR_CUDA = 6,           // a CUDA call failed: see *cuda_error
-  TRIRUN_ERR_EPILOGUE = 7,       // epilogue unknown, or not available for this call (see below)
-};
-
-// What trirun_matmul_ex writes to C instead of the product P (m, n).
-#define TRIRUN_HAS_EPILOGUE 1
-enum {
-  TRIRUN_EPILOGUE_NONE = 0,
-  // SwiGLU's gate: P's columns hold gate and up in alternate 64-column chunks
-  // (P column 128 c + x is gate column 64 c + x for x < 64, up column
-  // 64 c + x - 64 otherwise: the packed layout is made of 64-column chunks, so
-  // such weights are the two layers' chunks interleaved). C is (m, n / 2):
-  // silu(gate) * up, with gate and up rounded to fp16 first, so the bits are
-  // those of the plain product followed by a SiLU-multiply of its fp16 halves.
-  // Small-batch kernel only: m <= 32 and no general or Hopper tile requested.
-  TRIRUN_EPILOGUE_SILU_MUL = 1,
 };
 
 // Bytes of workspace (column locks and fp32 partial sums) the global reduction
@@ -78,11 +63,6 @@ size_t trirun_workspace_bytes(int n, int max_par);
 int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
                   int groupsize, void* workspace, size_t workspace_bytes, int device,
                   cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error);
-
-// trirun_matmul with an epilogue (TRIRUN_EPILOGUE_*); TRIRUN_ERR_EPILOGUE where it is not available.
-int trirun_matmul_ex(const void* A, const void* B, const void* s, void* C, int m, int n, int k,
-                     int groupsize, int epilogue, void* workspace, size_t workspace_bytes, int device,
-                     cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error);
 
 const char* trirun_error_string(int code);
 

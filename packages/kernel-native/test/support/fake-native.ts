@@ -343,11 +343,8 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
       threadN,
       sms,
       maxPar,
-      epilogue,
     ) => {
       if (k % 128 !== 0 || n % 256 !== 0) throw new RangeError("trirunMatmul: unsupported shape");
-      if (epilogue !== 0 && epilogue !== 1) throw new RangeError("trirunMatmul: epilogue: expected 0 or 1");
-      if (epilogue === 1 && m > 32) throw new RangeError("trirunMatmul: unsupported epilogue (m > 32)");
       const g = groupsize === -1 ? k : groupsize;
       const compute = (): void => {
         const groups = k / g;
@@ -357,9 +354,7 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
         const scales = unpackScales(halves(live(s, "s"), sOff, groups * n), groups, n);
         const A = halves(live(a, "A"), aOff, m * k);
         const Cb = live(c, "C");
-        // The gated epilogue: the product (fp16, as written to memory) into a scratch, then SwiGLU of
-        // its 64-column gate/up chunk pairs into C (m, n / 2), as siluMulPairs computes it.
-        const C = epilogue === 1 ? new Uint16Array(m * n) : halves(Cb, cOff, m * n);
+        const C = halves(Cb, cOff, m * n);
         const w = new Float32Array(k * n);
         for (let r = 0; r < k; r++)
           for (let j = 0; j < n; j++)
@@ -372,17 +367,8 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
           for (let r = 0; r < k; r++) acc = Math.fround(acc + f16ToF32(A[i * k + r]) * w[r * n + j]);
           C[idx] = toF16Bits(acc * (1 + (faults.relativeError ?? 0)));
         }
-        if (epilogue === 1) {
-          const out = halves(Cb, cOff, (m * n) / 2);
-          for (let i = 0; i < m; i++)
-            for (let x = 0; x < n / 2; x++) {
-              const at = i * n + Math.floor(x / 64) * 128 + (x % 64);
-              const gate = f16ToF32(C[at]);
-              out[(i * n) / 2 + x] = toF16Bits((gate / (1 + Math.exp(-gate))) * f16ToF32(C[at + 64]));
-            }
-        }
-        const cBytes = epilogue === 1 ? m * n : m * n * 2;
-        if (faults.writePastEnd && cOff + cBytes + 2 <= Cb.byteLength) halves(Cb, cOff + cBytes, 1)[0] = 0;
+        if (faults.writePastEnd && cOff + m * n * 2 + 2 <= Cb.byteLength)
+          halves(Cb, cOff + m * n * 2, 1)[0] = 0;
       };
       // Nothing runs during a capture: the graph replays the call later.
       if (!dryRun) compute();

@@ -220,23 +220,6 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
         o[i] = toF16Bits((x / (1 + Math.exp(-x))) * f16ToF32(uv[i]));
       }
     },
-    opsSiluMulPairs(
-      p: NativeBuffer,
-      po: number,
-      out: NativeBuffer,
-      oo: number,
-      rows: number,
-      halfN: number,
-    ): void {
-      const pv = half(p, po, rows * 2 * halfN, "pairs");
-      const o = half(out, oo, rows * halfN, "out");
-      for (let r = 0; r < rows; r++)
-        for (let x = 0; x < halfN; x++) {
-          const at = r * 2 * halfN + Math.floor(x / 64) * 128 + (x % 64);
-          const g = f16ToF32(pv[at]);
-          o[r * halfN + x] = toF16Bits((g / (1 + Math.exp(-g))) * f16ToF32(pv[at + 64]));
-        }
-    },
     opsAdd(
       a: NativeBuffer,
       ao: number,
