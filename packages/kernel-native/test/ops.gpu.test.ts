@@ -292,30 +292,6 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     out.dispose();
   });
 
-  it("siluMul over whole 16-byte vectors (the decoding step's case) gives the bits of the element-wise kernel", () => {
-    const n = 8 * randomInt(1, 6000);
-    const g = randomHalf(n, 6);
-    const u = randomHalf(n, 2);
-    const silu = Float64Array.from(g.values, (v, i) => (v / (1 + Math.exp(-v))) * u.values[i]);
-    // Aligned tensors take the vector kernel; the same values one element into larger buffers
-    // (2-byte aligned) take the element-wise one.
-    const gt = uploadHalf(g.bits, [n]);
-    const ut = uploadHalf(u.bits, [n]);
-    const [gAll, uAll] = [g, u].map((x) => uploadHalf(Uint16Array.from([0, ...x.bits]), [n + 1]));
-    const [gOdd, uOdd] = [gAll, uAll].map((t) => t.view([n], 1));
-    const out = new Guarded("f16", [n]);
-    ops.siluMul(gt, ut, out.tensor);
-    const vec = out.read("siluMul (vectors)");
-    expectClose(vec, silu, "siluMul (vectors)");
-    ops.siluMul(gOdd, uOdd, out.tensor);
-    expect(Array.from(out.read("siluMul (elements)")), "vectors vs elements").toEqual(Array.from(vec));
-    ops.siluMul(gt, ut, gt); // in place, as the decoding step calls it
-    synchronize();
-    expect(Array.from(fromHalfBits(gt.download() as Uint16Array)), "in place").toEqual(Array.from(vec));
-    for (const t of [gOdd, uOdd, gAll, uAll, gt, ut]) t.dispose();
-    out.dispose();
-  });
-
   /** fp64 causal GQA: q (n, hq, d) at positions start.., k/v (>= start + n, hkv, d). */
   function attentionRef(
     q: Float64Array,

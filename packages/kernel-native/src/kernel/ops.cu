@@ -265,30 +265,6 @@ __global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out,
   }
 }
 
-// SiluMulKernel over 16-byte vectors (8 halves a thread, the same arithmetic,
-// so the same bits): one load of each input per thread, so a 7B decoding step's
-// 11008 values take 6 blocks instead of 43. The fewer SMs this kernel holds,
-// the more of the next matmul's blocks (one per SM) start while it runs and
-// request their weights (see DependentPrologue); out may alias gate or up
-// (each thread reads its vectors before writing them).
-__global__ void SiluMulVecKernel(const uint4* gate, const uint4* up, uint4* out, int64_t vecs) {
-  DependentPrologue();
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < vecs;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const uint4 g4 = gate[i], u4 = up[i];
-    const uint32_t gw[4] = {g4.x, g4.y, g4.z, g4.w}, uw[4] = {u4.x, u4.y, u4.z, u4.w};
-    uint32_t o[4];
-#pragma unroll
-    for (int p = 0; p < 4; ++p) {
-      const float2 g = HalvesToFloats(gw[p]), u = HalvesToFloats(uw[p]);
-      const __half2 h = __halves2half2(__float2half(g.x / (1.0f + __expf(-g.x)) * u.x),
-                                       __float2half(g.y / (1.0f + __expf(-g.y)) * u.y));
-      o[p] = *reinterpret_cast<const uint32_t*>(&h);
-    }
-    out[i] = make_uint4(o[0], o[1], o[2], o[3]);
-  }
-}
-
 __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t n) {
   DependentPrologue();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -720,13 +696,6 @@ cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int 
 
 cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
-  static const bool vec_off = [] {  // experiment: TRIRUN_SILU_VEC=0 keeps the scalar kernel
-    const char* v = std::getenv("TRIRUN_SILU_VEC");
-    return v != nullptr && v[0] == '0';
-  }();
-  if (!vec_off && n % 8 == 0 && Aligned16(gate) && Aligned16(up) && Aligned16(out))
-    return LaunchOp(SiluMulVecKernel, GridFor(n / 8, 256), 256, stream, reinterpret_cast<const uint4*>(gate),
-                    reinterpret_cast<const uint4*>(up), reinterpret_cast<uint4*>(out), n / 8);
   return LaunchOp(SiluMulKernel, GridFor(n, 256), 256, stream, gate, up, out, n);
 }
 
