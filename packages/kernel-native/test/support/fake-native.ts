@@ -120,8 +120,16 @@ function unpackCodes(words: Int32Array, k: number, n: number): Uint8Array {
 /** Natural scales from permuted ones: the permutation inverted by probing it with indices. */
 function unpackScales(permuted: Uint16Array, groups: number, n: number): Uint16Array {
   // Probed in two 16-bit halves: more than 65536 scales (k = 4096, n = 2560) would wrap one index array.
-  const low = packScales(new Uint16Array(groups * n).map((_, i) => i & 0xffff), groups, n);
-  const high = packScales(new Uint16Array(groups * n).map((_, i) => i >>> 16), groups, n);
+  const low = packScales(
+    new Uint16Array(groups * n).map((_, i) => i & 0xffff),
+    groups,
+    n,
+  );
+  const high = packScales(
+    new Uint16Array(groups * n).map((_, i) => i >>> 16),
+    groups,
+    n,
+  );
   const out = new Uint16Array(groups * n);
   // low/high[t] = the natural index at permuted position t
   for (let t = 0; t < low.length; t++) out[low[t] + high[t] * 65536] = permuted[t];
