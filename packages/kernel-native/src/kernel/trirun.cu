@@ -64,7 +64,6 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
-#include <algorithm>
 #include <cstdlib>
 
 namespace trirun {
@@ -1534,7 +1533,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
-                            float* __restrict__ slots, int ramp, int early, int stagger_ns, int stagger_waves) {
+                            float* __restrict__ slots, int ramp, int early) {
 #ifdef TRIRUN_WGMMA
   constexpr int kWarps = 8;  // consumers
   constexpr int kKWarps = kWarps / N_WARPS;
@@ -1618,12 +1617,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       // be its output (TRIRUN_EARLY=n, experiments; default 1).
       const int first_batch = max(ramp > 0 ? ramp : 1, early);
       const int ahead = min(min(first_batch, STAGES), end_tile - first_tile);
-      // Experiment (TRIRUN_STAGGER=ns, TRIRUN_STAGGER_WAVES=w; off by default):
-      // block b makes its first request (b % w) * ns later, spreading the
-      // GPU-wide burst of first requests over time as a small kernel on some
-      // of the SMs before this one does (NOTES.md, session 8).
-      if (stagger_ns > 0 && stagger_waves > 1)
-        __nanosleep(static_cast<unsigned>(stagger_ns) * (blockIdx.x % stagger_waves));
       for (int t = 0; t < ahead; ++t) copy_weights(first_tile + t, t);
       wait_for_prerequisites();
       for (int t = 0; t < ahead; ++t) copy_activations(first_tile + t, t);
@@ -1786,8 +1779,6 @@ struct DeviceAttrs {
   bool small_tma = false;  // the small-batch kernel fed by TMA: sm_90 as for `hopper`, unless TRIRUN_SMALL_TMA=0
   int ramp = 2;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
-  int stagger_ns = 0;      // TMA small-batch kernel: first requests of block b delayed (b % waves) * ns;
-  int stagger_waves = 2;   //   TRIRUN_STAGGER=ns, TRIRUN_STAGGER_WAVES=w (experiments; off by default)
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1814,10 +1805,6 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     if (ramp != nullptr && std::atoi(ramp) >= 0) a.ramp = std::atoi(ramp);
     const char* early = std::getenv("TRIRUN_EARLY");
     if (early != nullptr && std::atoi(early) >= 1) a.early = std::atoi(early);
-    const char* stagger = std::getenv("TRIRUN_STAGGER");
-    if (stagger != nullptr && std::atoi(stagger) >= 0) a.stagger_ns = std::min(std::atoi(stagger), 100000);
-    const char* waves = std::getenv("TRIRUN_STAGGER_WAVES");
-    if (waves != nullptr && std::atoi(waves) >= 1) a.stagger_waves = std::min(std::atoi(waves), 1024);
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -1847,7 +1834,6 @@ struct Launch {
   bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
-  int stagger_ns, stagger_waves;  // TMA small-batch kernel: delayed first requests (experiments)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -2088,8 +2074,7 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   l.stages = stages;
   l.threads = kSmallTmaThreads;
   return launch_dependent(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early,
-                          l.stagger_ns, l.stagger_waves);
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2233,8 +2218,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.small_tma = attrs.small_tma;
   l.ramp = attrs.ramp;
   l.early = attrs.early;
-  l.stagger_ns = attrs.stagger_ns;
-  l.stagger_waves = attrs.stagger_waves;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
