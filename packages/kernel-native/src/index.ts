@@ -16,8 +16,11 @@ export {
   gemmF16,
   gemmF32,
   type TrirunConfig,
+  type TrirunMatmulNormOptions,
   type TrirunMatmulOptions,
   trirunMatmul,
+  trirunMatmulNorm,
+  trirunMatmulNormSupported,
 } from "./matmul.js";
 export { type CaptureGraphOptions, CudaGraph, captureGraph } from "./graph.js";
 export { available, NATIVE_PATH_ENV, nativeInfo, unavailableReason } from "./native.js";
@@ -54,4 +57,5 @@ export {
   validateGemmF16Args,
   validateGemmF32Args,
   validateTrirunArgs,
+  validateTrirunNormArgs,
 } from "./validate.js";

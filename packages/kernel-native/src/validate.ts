@@ -330,3 +330,50 @@ export function validateGemmF32Args(
   ]);
   return { m, n, k, transposeA, transposeB, alpha, beta };
 }
+
+/**
+ * The norm arguments of trirunMatmulNorm (x is A of validateTrirunArgs): weight (k) f32 or f16; delta
+ * and residualOut f16 of x's shape, residualOut only with delta; eps finite in 0..1 (default 1e-5).
+ */
+export function validateTrirunNormArgs(
+  args: {
+    x: TensorDescriptor;
+    weight: TensorDescriptor;
+    delta?: TensorDescriptor | undefined;
+    residualOut?: TensorDescriptor | undefined;
+  },
+  opts: { eps?: number | undefined } = {},
+): { weightF32: boolean; eps: number } {
+  const x = checkTensor(args.x, "x");
+  const weight = checkTensor(args.weight, "opts.weight");
+  checkDTypeOf(weight, "opts.weight", ["f32", "f16"]);
+  const [, k] = check2d(x, "x", "(m, k)");
+  if (weight.shape.length !== 1 || weight.shape[0] !== k) {
+    throw new RangeError(`opts.weight: expected shape (k) = (${k}), got ${formatShape(weight.shape)}`);
+  }
+  checkAligned(weight, "opts.weight", 16);
+  const same: [TensorDescriptor, string][] = [
+    [x, "x"],
+    [weight, "opts.weight"],
+  ];
+  for (const [t, name] of [
+    [args.delta, "opts.delta"],
+    [args.residualOut, "opts.residualOut"],
+  ] as const) {
+    if (t === undefined) continue;
+    const d = checkTensor(t, name);
+    checkDTypeOf(d, name, ["f16"]);
+    expectShape(d, name, x.shape, "(m, k), as x");
+    checkAligned(d, name, 16);
+    same.push([d, name]);
+  }
+  if (args.residualOut !== undefined && args.delta === undefined) {
+    throw new TypeError("opts.residualOut: needs opts.delta (without it x is the residual, unchanged)");
+  }
+  checkSameDevice(same);
+  const eps = opts.eps ?? 1e-5;
+  if (typeof eps !== "number" || !Number.isFinite(eps) || eps < 0 || eps > 1) {
+    throw new RangeError(`opts.eps: expected a finite number in 0..1, got ${String(eps)}`);
+  }
+  return { weightF32: weight.dtype === "f32", eps };
+}

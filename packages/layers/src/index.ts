@@ -6,6 +6,7 @@ export {
   type QuantizedLayer,
   type Quantizer,
   type QuantizerFunction,
+  type RmsNormForwardOptions,
   TriRunLinear,
 } from "./trirun-linear.js";
 export {
