@@ -464,10 +464,6 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     )
     .option("--no-graphs", "launch every kernel from JavaScript instead of replaying CUDA graphs")
     .option("--no-fuse", "run q/k/v and gate/up as separate matmuls instead of one fused matmul each")
-    .option(
-      "--no-fuse-norms",
-      "TriRun: run each RMSNorm as its own kernel instead of inside the q/k/v and gate/up matmuls",
-    )
     .option("--json <file>", "write the measurements as JSON")
     .action(
       async (f: {
@@ -480,7 +476,6 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         formats: WeightFormat[];
         graphs: boolean;
         fuse: boolean;
-        fuseNorms: boolean;
         json?: string;
       }) => {
         const { runSpeed, formatSpeed } = await import("./speed/run-speed.js");
@@ -494,7 +489,6 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           formats: f.formats,
           graphs: f.graphs,
           fuse: f.fuse,
-          fuseNorms: f.fuseNorms,
           onStatus: (line) => process.stderr.write(`speed: ${line}\n`),
         });
         process.stdout.write(`${formatSpeed(report)}\n`);

@@ -123,10 +123,10 @@ describe("trirun-eval speed arguments", () => {
     await expect(cli(["--shape", "llama2-70b", "--formats", "trirun", "--batch", "1"])).rejects.toThrow(
       /speed needs a CUDA device/,
     );
-    // --no-graphs / --no-fuse / --no-fuse-norms are options of the command (not "unknown option").
-    await expect(
-      cli(["--shape", "trilm-3.9b", "--layers", "1", "--no-graphs", "--no-fuse", "--no-fuse-norms"]),
-    ).rejects.toThrow(/speed needs a CUDA device/);
+    // --no-graphs / --no-fuse are options of the command (not "unknown option").
+    await expect(cli(["--shape", "trilm-3.9b", "--layers", "1", "--no-graphs", "--no-fuse"])).rejects.toThrow(
+      /speed needs a CUDA device/,
+    );
   });
 
   it("the table shows both formats, the speedup from the mean step times, and how the step ran", () => {
@@ -138,7 +138,6 @@ describe("trirun-eval speed arguments", () => {
       steps: 8,
       graphs: false,
       fuse: true,
-      fuseNorms: true,
       notes: ["a note"],
       results: [
         {

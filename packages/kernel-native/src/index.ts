@@ -16,11 +16,8 @@ export {
   gemmF16,
   gemmF32,
   type TrirunConfig,
-  type TrirunMatmulNormOptions,
   type TrirunMatmulOptions,
   trirunMatmul,
-  trirunMatmulNorm,
-  trirunMatmulNormSupported,
 } from "./matmul.js";
 export { type CaptureGraphOptions, CudaGraph, captureGraph } from "./graph.js";
 export { available, NATIVE_PATH_ENV, nativeInfo, unavailableReason } from "./native.js";
@@ -57,5 +54,4 @@ export {
   validateGemmF16Args,
   validateGemmF32Args,
   validateTrirunArgs,
-  validateTrirunNormArgs,
 } from "./validate.js";

@@ -1,6 +1,6 @@
 // The matrix multiplications: the TriRun FP16 x INT2 kernel and the cuBLAS
 // baselines. Arguments are validated (validate.ts) before anything launches.
-import { currentDevice, deviceInfo } from "./device.js";
+import { deviceInfo } from "./device.js";
 import { type NativeBuffer, requireNative } from "./native.js";
 import { nativeStream, type Stream } from "./stream.js";
 import { type DeviceTensor, nativeTensor } from "./tensor.js";
@@ -9,7 +9,6 @@ import {
   validateGemmF16Args,
   validateGemmF32Args,
   validateTrirunArgs,
-  validateTrirunNormArgs,
 } from "./validate.js";
 
 export interface TrirunMatmulOptions extends TrirunKnobs {
@@ -117,114 +116,6 @@ export function trirunMatmul(
     kernel: small ? "small" : variant === 2 ? "hopper" : "general",
     mBlocks: config.mBlocks,
     blockRows: small ? 8 : 16,
-    groupsize: p.groupsize,
-  };
-}
-
-export interface TrirunMatmulNormOptions {
-  /** The norm's weights, (k) f32 or f16. */
-  weight: DeviceTensor;
-  /** Added inside the square root; default 1e-5. */
-  eps?: number;
-  /** Added to x first (f16, x's shape); without it the rows of x are normalised as they are. */
-  delta?: DeviceTensor;
-  /** Receives x + delta (f16, x's shape; needs delta; must not share memory with x, delta or C). */
-  residualOut?: DeviceTensor;
-  /** 128 or k (-1 also means k); default: inferred from s.shape. */
-  groupsize?: number;
-  stream?: Stream;
-}
-
-/**
- * Whether trirunMatmulNorm runs for m rows of width k on `device` (default: the current device): the
- * TMA-fed small-batch kernel (compute capability 9.0 with the sm_90a build), m <= 4, k <= 8192.
- */
-export function trirunMatmulNormSupported(m: number, k: number, device?: number): boolean {
-  const native = requireNative();
-  for (const [value, name] of [
-    [m, "m"],
-    [k, "k"],
-  ] as const) {
-    if (!Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
-      throw new RangeError(`${name}: expected an integer 1..2^31-1, got ${value}`);
-    }
-  }
-  return native.trirunMatmulNormSupported(m, k, device ?? currentDevice());
-}
-
-/**
- * C (m, n) f16 = rmsnorm(x + delta) @ dequant(B, s) in one launch, and residualOut = x + delta: the
- * same values as `ops.addRmsNorm(x, delta, weight, h)` (x + delta rounded to fp16, fp32 sums) followed
- * by `trirunMatmul(h, B, s, C)`, without the norm's own kernel (every block of the matmul normalises
- * the rows itself). Only where trirunMatmulNormSupported(m, k) says so; elsewhere a RangeError (run
- * the two steps). Decoding inside a CUDA graph is what it is for: there each kernel costs its chain of
- * memory round trips, not only its arithmetic.
- */
-export function trirunMatmulNorm(
-  x: DeviceTensor,
-  B: DeviceTensor,
-  s: DeviceTensor,
-  C: DeviceTensor,
-  opts: TrirunMatmulNormOptions,
-): TrirunConfig {
-  const native = requireNative();
-  if (opts === null || typeof opts !== "object")
-    throw new TypeError("opts: expected { weight, eps?, delta? }");
-  const xo = nativeTensor(x, "x");
-  const b = nativeTensor(B, "B");
-  const sc = nativeTensor(s, "s");
-  const c = nativeTensor(C, "C");
-  const w = nativeTensor(opts.weight, "opts.weight");
-  const d = opts.delta === undefined ? undefined : nativeTensor(opts.delta, "opts.delta");
-  const r = opts.residualOut === undefined ? undefined : nativeTensor(opts.residualOut, "opts.residualOut");
-  const p = validateTrirunArgs({ A: x, B, s, C }, { groupsize: opts.groupsize });
-  const norm = validateTrirunNormArgs(
-    { x, weight: opts.weight, delta: opts.delta, residualOut: opts.residualOut },
-    { eps: opts.eps },
-  );
-  type Operand = [{ buffer: NativeBuffer; byteOffset: number }, number, string];
-  const inputs: Operand[] = [
-    [xo, x.byteLength, "x"],
-    [b, B.byteLength, "B"],
-    [sc, s.byteLength, "s"],
-    [w, opts.weight.byteLength, "opts.weight"],
-  ];
-  if (d !== undefined && opts.delta !== undefined) inputs.push([d, opts.delta.byteLength, "opts.delta"]);
-  // Other blocks may still read x and delta while one stores x + delta.
-  if (r !== undefined && opts.residualOut !== undefined) {
-    checkNoOverlap(r, opts.residualOut.byteLength, "opts.residualOut", inputs);
-    checkNoOverlap(c, C.byteLength, "C", [...inputs, [r, opts.residualOut.byteLength, "opts.residualOut"]]);
-  } else {
-    checkNoOverlap(c, C.byteLength, "C", inputs);
-  }
-  const config = native.trirunMatmulNorm(
-    xo.buffer,
-    xo.byteOffset,
-    d?.buffer ?? null,
-    d?.byteOffset ?? 0,
-    w.buffer,
-    w.byteOffset,
-    norm.weightF32,
-    norm.eps,
-    r?.buffer ?? null,
-    r?.byteOffset ?? 0,
-    b.buffer,
-    b.byteOffset,
-    sc.buffer,
-    sc.byteOffset,
-    c.buffer,
-    c.byteOffset,
-    p.m,
-    p.n,
-    p.k,
-    p.groupsize === p.k ? -1 : p.groupsize,
-    nativeStream(opts.stream, "opts.stream"),
-  );
-  const { variant, ...rest } = config;
-  return {
-    ...rest,
-    kernel: variant === 1 ? "small" : variant === 2 ? "hopper" : "general",
-    blockRows: 8,
     groupsize: p.groupsize,
   };
 }

@@ -162,30 +162,6 @@ export interface NativeAddon {
     sms: number,
     maxParallel: number,
   ): NativeTrirunConfig;
-  trirunMatmulNorm(
-    x: NativeBuffer,
-    xOffset: number,
-    delta: NativeBuffer | null,
-    deltaOffset: number,
-    weight: NativeBuffer,
-    weightOffset: number,
-    weightF32: boolean,
-    eps: number,
-    xOut: NativeBuffer | null,
-    xOutOffset: number,
-    b: NativeBuffer,
-    bOffset: number,
-    s: NativeBuffer,
-    sOffset: number,
-    c: NativeBuffer,
-    cOffset: number,
-    m: number,
-    n: number,
-    k: number,
-    groupsize: number,
-    stream: Stream,
-  ): NativeTrirunConfig;
-  trirunMatmulNormSupported(m: number, k: number, device: number): boolean;
   workspaceBytes(n: number, maxParallel: number): number;
   captureGraph(device: number, record: () => void): NativeGraph;
 }

@@ -6,7 +6,6 @@ export {
   type QuantizedLayer,
   type Quantizer,
   type QuantizerFunction,
-  type RmsNormForwardOptions,
   TriRunLinear,
 } from "./trirun-linear.js";
 export {

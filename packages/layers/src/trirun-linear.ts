@@ -3,20 +3,13 @@
  * CPU: dequantized once to fp32 `(out, in)`, then the reference matmul.
  * CUDA: packed `B`/`s` on the device in the kernel's padded shapes, run by `trirunMatmul`.
  */
-import {
-  DeviceTensor,
-  type Stream,
-  trirunMatmul,
-  trirunMatmulNorm,
-  trirunMatmulNormSupported,
-} from "@trirun/kernel-native";
+import { DeviceTensor, trirunMatmul } from "@trirun/kernel-native";
 import { decodeF16, encodeF16, type QuantMethod, quantize as quantizeWeights } from "@trirun/packing";
 import { resolveBackend } from "./backend.js";
 import { CpuCore } from "./cpu-core.js";
 import { concatParts, copyColumns } from "./concat.js";
 import { CudaCore } from "./cuda-core.js";
 import type { Float16Linear } from "./float16-linear.js";
-import { rowsOf } from "./host-tensor.js";
 import { LinearBase } from "./linear-base.js";
 import {
   checkBias,
@@ -66,21 +59,6 @@ export type QuantizedLayer = QuantizedWeights & {
   outFeatures: number;
   bias?: Float32Array;
 };
-
-/** Options of `TriRunLinear.forwardRmsNorm`: the norm in front of the layer and where things go. */
-export interface RmsNormForwardOptions {
-  /** The norm's weights, (inFeatures) f32 or f16 device tensor. */
-  weight: DeviceTensor;
-  /** Added inside the square root; default 1e-5. */
-  eps?: number;
-  /** Added to x first (a residual add), f16 of x's shape. */
-  delta?: DeviceTensor;
-  /** Receives x + delta (f16 of x's shape; needs delta; not x's or delta's memory: other blocks still read them). */
-  residualOut?: DeviceTensor;
-  /** The layer's output, f16 (..., outFeatures). */
-  out: DeviceTensor;
-  stream?: Stream;
-}
 
 export class TriRunLinear extends LinearBase {
   readonly kind = "trirun" as const;
@@ -292,61 +270,6 @@ export class TriRunLinear extends LinearBase {
       weights: [B, s],
     });
     return new TriRunLinear(core, groupsize, bias16, { k, n, groupsize: packedGroupsize });
-  }
-
-  /**
-   * Whether `forwardRmsNorm` runs for `rows` rows: a CUDA layer without padding or bias, on a GPU
-   * where the fused kernel runs (`trirunMatmulNormSupported`: sm_90, rows <= 4, inFeatures <= 8192).
-   */
-  canFuseRmsNorm(rows: number): boolean {
-    const core = this.core;
-    if (core.kind !== "cuda" || core.onesColumn >= 0) return false;
-    if (core.width !== this.inFeatures || core.n !== this.outFeatures) return false;
-    return trirunMatmulNormSupported(rows, core.width, core.weights[0].device);
-  }
-
-  /**
-   * `out = this(rmsnorm(x + delta))` and `residualOut = x + delta` in one launch (the norm computed
-   * inside the matmul): the values of `ops.addRmsNorm` (or `ops.rmsNorm` without delta) followed by
-   * `forward`, one kernel fewer. Only where `canFuseRmsNorm(rows)`; elsewhere a RangeError, so the
-   * caller runs the two steps. For decoding steps inside CUDA graphs, where each kernel costs its own
-   * chain of memory round trips.
-   */
-  forwardRmsNorm(x: DeviceTensor, opts: RmsNormForwardOptions): DeviceTensor {
-    const core = this.core;
-    if (core.kind !== "cuda") throw new TypeError(`${this.label}: forwardRmsNorm needs the CUDA backend`);
-    if (!(x instanceof DeviceTensor) || x.disposed)
-      throw new TypeError(`${this.label}: x must be a live DeviceTensor`);
-    if (typeof opts !== "object" || opts === null || !(opts.out instanceof DeviceTensor)) {
-      throw new TypeError(`${this.label}: opts.out must be a DeviceTensor`);
-    }
-    const { rows } = rowsOf(x.shape, this.inFeatures, "x");
-    rowsOf(opts.out.shape, this.outFeatures, "opts.out");
-    if (!this.canFuseRmsNorm(rows)) {
-      throw new RangeError(
-        `${this.label}: no fused RMSNorm for ${rows} rows on this layer and GPU (see canFuseRmsNorm); ` +
-          "run ops.addRmsNorm and forward instead",
-      );
-    }
-    const [B, s] = core.weights;
-    const views: DeviceTensor[] = [];
-    const rowsView = (t: DeviceTensor, width: number): DeviceTensor => {
-      const v = t.view([rows, width]);
-      views.push(v);
-      return v;
-    };
-    try {
-      trirunMatmulNorm(rowsView(x, this.inFeatures), B, s, rowsView(opts.out, this.outFeatures), {
-        weight: opts.weight,
-        eps: opts.eps,
-        delta: opts.delta === undefined ? undefined : rowsView(opts.delta, this.inFeatures),
-        residualOut: opts.residualOut === undefined ? undefined : rowsView(opts.residualOut, this.inFeatures),
-        stream: opts.stream,
-      });
-    } finally {
-      for (const v of views) v.dispose();
-    }
-    return opts.out;
   }
 
   /**

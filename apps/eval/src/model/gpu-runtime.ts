@@ -132,8 +132,6 @@ export class CudaBatchKvCache {
 /** The activation tensors one decoder block reads and writes (views of the workspace). */
 interface BlockTensors {
   x: DeviceTensor;
-  /** A second residual buffer: a norm fused into a matmul writes x + delta here (other blocks still read x). */
-  x2: DeviceTensor;
   h: DeviceTensor;
   q: DeviceTensor;
   k: DeviceTensor;
@@ -174,7 +172,7 @@ interface BatchViews extends BlockTensors {
 /** Row-capacity activation buffers of one forward pass; views of `rows` rows are handed out per call. */
 class Workspace {
   readonly tensors: Record<
-    "x" | "x2" | "h" | "q" | "k" | "v" | "att" | "proj" | "gate" | "up" | "qkv" | "gateUp" | "logits",
+    "x" | "h" | "q" | "k" | "v" | "att" | "proj" | "gate" | "up" | "qkv" | "gateUp" | "logits",
     DeviceTensor
   >;
   readonly ids: DeviceTensor;
@@ -193,7 +191,6 @@ class Workspace {
     try {
       this.tensors = {
         x: f16(widths.dim),
-        x2: f16(widths.dim),
         h: f16(widths.dim),
         q: f16(widths.dim),
         k: f16(widths.kv),
@@ -254,27 +251,6 @@ export interface CudaRuntimeOptions {
    * single call. Default: true.
    */
   graphs?: boolean;
-  /**
-   * Fold the RMSNorm in front of the fused q/k/v and gate/up TriRun matmuls into them
-   * (`TriRunLinear.forwardRmsNorm`) where the kernel can (`canFuseRmsNorm`: decoding batches of up to
-   * 4 rows on sm_90): two kernels fewer per block, same values. Needs `fuse`. Default: true.
-   */
-  fuseNorms?: boolean;
-}
-
-/**
- * The residual stream between kernels: `x` holds it; a norm fused into a matmul writes x + delta into
- * `spare`, and the two swap.
- */
-interface Residual {
-  x: DeviceTensor;
-  spare: DeviceTensor;
-}
-
-/** A block input norm not applied yet: rmsnorm(x + delta) with `weight`, for a fused matmul to apply. */
-interface PendingNorm {
-  weight: DeviceTensor;
-  delta?: DeviceTensor;
 }
 
 /** The projections of one block as the runtime runs them: fused where possible. */
@@ -322,7 +298,6 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   readonly #finalNorm: DeviceTensor;
   readonly #projections: BlockProjections[] = [];
   readonly #useGraphs: boolean;
-  readonly #fuseNorms: boolean;
   #workspace: Workspace | undefined;
   /** Bumped whenever the workspace is replaced: graphs captured before are stale. */
   #generation = 0;
@@ -348,7 +323,6 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       );
     }
     this.#useGraphs = opts.graphs ?? true;
-    this.#fuseNorms = opts.fuseNorms ?? true;
     const c = model.config;
     if (headSize(c) > OPS_MAX_HEAD_DIM) {
       throw new RangeError(
@@ -444,49 +418,11 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     this.#liveGraphs.clear();
   }
 
-  /** The fused layer of block l's q/k/v or gate/up if its input norm can be folded into it for `rows` rows. */
-  #normFused(l: number, which: keyof BlockProjections, rows: number): TriRunLinear | undefined {
-    if (!this.#fuseNorms) return undefined;
-    const layer = this.#projections[l][which];
-    return layer instanceof TriRunLinear && layer.canFuseRmsNorm(rows) ? layer : undefined;
-  }
-
-  /**
-   * `layer(rmsnorm(res.x + delta))` into `out`: one fused launch where `fusedNorm` (x + delta into
-   * res.spare, then the two swap), else the norm kernel into t.h and the layer's forward.
-   */
-  #normThen(
-    layer: Linear,
-    fusedNorm: boolean,
-    norm: PendingNorm,
-    res: Residual,
-    t: BlockTensors,
-    out: DeviceTensor,
-  ): void {
-    const eps = this.model.config.normEps;
-    if (fusedNorm && layer instanceof TriRunLinear) {
-      layer.forwardRmsNorm(res.x, {
-        weight: norm.weight,
-        eps,
-        delta: norm.delta,
-        residualOut: norm.delta === undefined ? undefined : res.spare,
-        out,
-      });
-      if (norm.delta !== undefined) [res.x, res.spare] = [res.spare, res.x];
-      return;
-    }
-    if (norm.delta !== undefined) ops.addRmsNorm(res.x, norm.delta, norm.weight, t.h, { eps });
-    else ops.rmsnorm(res.x, norm.weight, t.h, { eps });
-    layer.forward(t.h, { out });
-  }
-
   /**
    * One decoder block on `rows` rows of the views in `t`; `attention` runs attention from t.q/t.k/t.v
    * (after RoPE, which the block applies first unless attention.rotatesQk) into t.att. Fused projections
    * write [q | k | v] and [gate | up] rows into t.qkv and t.gateUp; for one row those are the q/k/v
-   * (gate/up) tensors themselves, else they are split with one strided copy each. The block's input is
-   * rmsnorm(res.x) in t.h, or `pending` when its norm is folded into the q/k/v matmul. Returns the next
-   * block's input norm when that block folds it in (normNext over res.x + t.proj), else applies it.
+   * (gate/up) tensors themselves, else they are split with one strided copy each.
    */
   #block(
     l: number,
@@ -494,17 +430,15 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     t: BlockTensors,
     attention: AttentionStep,
     normNext: DeviceTensor | undefined,
-    res: Residual,
-    pending: PendingNorm | undefined,
-  ): PendingNorm | undefined {
+  ): void {
     const c = this.model.config;
     const lin = this.model.blocks[l].linears;
     const fused = this.#projections[l];
     const eps = c.normEps;
     const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
+    // t.h holds rmsnorm(x) with this block's attention norm (from the caller or the previous block).
     if (fused.qkv) {
-      if (pending !== undefined) this.#normThen(fused.qkv, true, pending, res, t, t.qkv);
-      else fused.qkv.forward(t.h, { out: t.qkv });
+      fused.qkv.forward(t.h, { out: t.qkv });
       if (!t.fusedViews) {
         const [dim, kv] = [c.dim, kvDim(c)];
         const width = dim + 2 * kv;
@@ -528,10 +462,9 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     }
     attention.run(l);
     lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
-    const ffnNorm: PendingNorm = { weight: this.#ffnNorms[l], delta: t.proj };
+    ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
     if (fused.gateUp) {
-      const fusedNorm = this.#normFused(l, "gateUp", rows) !== undefined;
-      this.#normThen(fused.gateUp, fusedNorm, ffnNorm, res, t, t.gateUp);
+      fused.gateUp.forward(t.h, { out: t.gateUp });
       if (!t.fusedViews) {
         const hidden = c.hiddenDim;
         t.gate.copyRowsFrom(t.gateUp, rows, hidden, { srcStride: 2 * hidden });
@@ -540,25 +473,19 @@ export class CudaLlamaRuntime implements LlamaRuntime {
         });
       }
     } else {
-      ops.addRmsNorm(res.x, t.proj, ffnNorm.weight, t.h, { eps });
       lin["mlp.gate_proj"].forward(t.h, { out: t.gate });
       lin["mlp.up_proj"].forward(t.h, { out: t.up });
     }
     ops.siluMul(t.gate, t.up, t.gate);
     lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
-    // The residual add, fused with the next norm (the next block's or the final one) where there is one;
-    // left to the next block's q/k/v matmul where that one folds its norm in.
-    const foldedNext = normNext !== undefined && l + 1 < c.nLayers && this.#normFused(l + 1, "qkv", rows);
-    if (foldedNext) return { weight: normNext, delta: t.proj };
-    if (normNext !== undefined) ops.addRmsNorm(res.x, t.proj, normNext, t.h, { eps });
-    else ops.add(res.x, t.proj, res.x);
-    return undefined;
+    // The residual add, fused with the next norm (the next block's or the final one) where there is one.
+    if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps });
+    else ops.add(t.x, t.proj, t.x);
   }
 
   /**
    * Embedding, the first norm and every block for `rows` tokens; `attention.run(l)` runs block l's
    * attention. With `finalNorm` the last block's residual add also applies the final norm into t.h.
-   * Returns the buffer that holds the residual stream at the end (t.x or t.x2, see Residual).
    */
   #decoderBlocks(
     ids: DeviceTensor,
@@ -566,20 +493,14 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     t: BlockTensors,
     finalNorm: boolean,
     attention: AttentionStep,
-  ): DeviceTensor {
+  ): void {
     const c = this.model.config;
     ops.embedding(this.#embedding, ids, t.x);
-    const res: Residual = { x: t.x, spare: t.x2 };
-    let pending: PendingNorm | undefined = { weight: this.#attnNorms[0] };
-    if (this.#normFused(0, "qkv", rows) === undefined) {
-      ops.rmsnorm(t.x, this.#attnNorms[0], t.h, { eps: c.normEps });
-      pending = undefined;
-    }
+    ops.rmsnorm(t.x, this.#attnNorms[0], t.h, { eps: c.normEps });
     for (let l = 0; l < c.nLayers; l++) {
       const normNext = l + 1 < c.nLayers ? this.#attnNorms[l + 1] : finalNorm ? this.#finalNorm : undefined;
-      pending = this.#block(l, rows, t, attention, normNext, res, pending);
+      this.#block(l, rows, t, attention, normNext);
     }
-    return res.x;
   }
 
   /** The block tensors of `rows` rows of the workspace (views). */
@@ -593,7 +514,6 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       // One row: [q | k | v] and [gate | up] are contiguous, so views replace the copies.
       return {
         x: r("x"),
-        x2: r("x2"),
         h: r("h"),
         att: r("att"),
         proj: r("proj"),
@@ -611,7 +531,6 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     }
     return {
       x: r("x"),
-      x2: r("x2"),
       h: r("h"),
       att: r("att"),
       proj: r("proj"),
@@ -654,7 +573,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
 
     const eps = c.normEps;
     // With lastOnly the final norm runs on the last row only, after the blocks.
-    const residual = this.#decoderBlocks(idsView, rows, t, !lastOnly, {
+    this.#decoderBlocks(idsView, rows, t, !lastOnly, {
       rotatesQk: false,
       run: (l) => {
         if (cache) {
@@ -669,9 +588,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     });
     if (cache) cache.length = pos0 + rows;
     if (lastOnly) {
-      ops.rmsnorm(residual.view([1, c.dim], (rows - 1) * c.dim), this.#finalNorm, t.h.view([1, c.dim]), {
-        eps,
-      });
+      ops.rmsnorm(t.x.view([1, c.dim], (rows - 1) * c.dim), this.#finalNorm, t.h.view([1, c.dim]), { eps });
     }
     return ws;
   }

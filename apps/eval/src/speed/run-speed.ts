@@ -20,8 +20,6 @@ export interface SpeedSettings {
   graphs?: boolean;
   /** Fuse q/k/v and gate/up into one matmul each (default true). */
   fuse?: boolean;
-  /** TriRun: fold the RMSNorms into the fused q/k/v and gate/up matmuls where the kernel can (default true). */
-  fuseNorms?: boolean;
   onStatus?: (line: string) => void;
 }
 
@@ -61,7 +59,6 @@ export interface SpeedReport {
   steps: number;
   graphs: boolean;
   fuse: boolean;
-  fuseNorms: boolean;
   results: SpeedFormatResult[];
   notes: string[];
 }
@@ -96,7 +93,6 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
     runtime = new CudaLlamaRuntime(model, {
       graphs: s.graphs ?? true,
       fuse: (s.fuse ?? true) ? "move" : undefined,
-      fuseNorms: s.fuseNorms ?? true,
     });
     const tokens = Array.from(
       { length: maxBatch * positions },
@@ -182,7 +178,6 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
   const results = s.formats.map((format) => measureFormat(s, format));
   const graphs = s.graphs ?? true;
   const fuse = s.fuse ?? true;
-  const fuseNorms = fuse && (s.fuseNorms ?? true);
   return {
     shape: s.shape,
     layers: config.nLayers,
@@ -190,7 +185,6 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     steps: s.steps,
     graphs,
     fuse,
-    fuseNorms,
     results,
     notes: [
       "seeded random weights in the model's shapes; the embedding and the classifier stay fp16 in both",
@@ -202,9 +196,6 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
       fuse
         ? "q/k/v and gate/up run as one fused matmul each, in both formats"
         : "q/k/v and gate/up run as separate matmuls (--no-fuse)",
-      fuseNorms
-        ? "TriRun: the RMSNorm in front of q/k/v and gate/up runs inside those matmuls where the kernel can (sm_90, up to 4 rows; the same values as its own kernel, two kernels fewer per block; --no-fuse-norms turns it off); cuBLAS offers no such fusion, so FP16 keeps the norm kernels"
-        : "TriRun: every RMSNorm runs as its own kernel, as in FP16",
     ],
   };
 }

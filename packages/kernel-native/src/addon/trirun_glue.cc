@@ -113,94 +113,6 @@ Napi::Value TrirunMatmul(const Napi::CallbackInfo& info) {
   }
 }
 
-// trirunMatmulNorm(x, xOff, delta | null, deltaOff, weight, weightOff, weightF32, eps, xOut | null, xOutOff,
-//                  B, bOff, s, sOff, C, cOff, m, n, k, groupsize, stream) -> config
-// C = rmsnorm(x [+ delta]) x dequant(B, s) in one launch (trirun_matmul_norm);
-// xOut receives x + delta. Where the fused kernel does not run it throws a
-// RangeError naming trirunMatmulNormSupported (the TypeScript layer asks first).
-Napi::Value TrirunMatmulNorm(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int64_t m = ArgInt(info, 16, "m");
-  int64_t n = ArgInt(info, 17, "n");
-  int64_t k = ArgInt(info, 18, "k");
-  int64_t groupsize = ArgInt(info, 19, "groupsize");
-  if (m < 1 || n < 1 || k < 1 || m > 2147483647 || n > 2147483647 || k > 2147483647) {
-    ThrowRangeError(env, "m, n, k: expected 1..2^31-1");
-  }
-  if (k % 128 != 0) ThrowRangeError(env, "k: expected a multiple of 128, got " + std::to_string(k));
-  int64_t groups = groupsize == -1 ? 1 : (groupsize > 0 && k % groupsize == 0 ? k / groupsize : -1);
-  if (groups < 1) ThrowRangeError(env, "groupsize: expected 128 or k (-1), got " + std::to_string(groupsize));
-  bool weightF32 = info[6].ToBoolean().Value();
-  double eps = ArgNumber(info, 7, "eps");
-  if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
-  auto optional = [&](size_t index) { return !(info[index].IsNull() || info[index].IsUndefined()); };
-  const uint64_t rowBytes = uint64_t(m) * k * 2;
-  KernelOperand x = ArgKernelOperand(info, 0, "x", rowBytes);
-  KernelOperand delta = optional(2) ? ArgKernelOperand(info, 2, "delta", rowBytes) : KernelOperand{nullptr, nullptr};
-  KernelOperand w = ArgKernelOperand(info, 4, "weight", uint64_t(k) * (weightF32 ? 4 : 2));
-  KernelOperand xOut = optional(8) ? ArgKernelOperand(info, 8, "xOut", rowBytes) : KernelOperand{nullptr, nullptr};
-  if (xOut.ptr != nullptr && delta.ptr == nullptr) ThrowTypeError(env, "xOut: needs delta (x itself is unchanged)");
-  KernelOperand b = ArgKernelOperand(info, 10, "B", uint64_t(k / 16) * n * 4);
-  KernelOperand s = ArgKernelOperand(info, 12, "s", uint64_t(groups) * n * 2);
-  KernelOperand c = ArgKernelOperand(info, 14, "C", uint64_t(m) * n * 2);
-  int device = x.buffer->device();
-  for (auto [operand, name] : {std::pair{delta, "delta"}, std::pair{w, "weight"}, std::pair{xOut, "xOut"},
-                               std::pair{b, "B"}, std::pair{s, "s"}, std::pair{c, "C"}}) {
-    if (operand.buffer != nullptr && operand.buffer->device() != device) {
-      ThrowRangeError(env, std::string(name) + ": on device " + std::to_string(operand.buffer->device()) +
-                               ", x on device " + std::to_string(device));
-    }
-  }
-  StreamObject* object = nullptr;
-  cudaStream_t stream = ArgStream(info, 20, device, &object);
-  UseDevice(env, device);
-  cudaError_t cudaErr = cudaSuccess;
-  int supported = trirun_matmul_norm_supported(static_cast<int>(m), static_cast<int>(k), device, &cudaErr);
-  if (supported < 0)
-    ThrowCudaError(env, cudaGetErrorName(cudaErr), std::string("trirunMatmulNorm: ") + cudaGetErrorString(cudaErr));
-  if (supported == 0) {
-    ThrowRangeError(env, "trirunMatmulNorm: the fused kernel does not run for m=" + std::to_string(m) +
-                             ", k=" + std::to_string(k) + " on device " + std::to_string(device) +
-                             " (see trirunMatmulNormSupported; run addRmsNorm and trirunMatmul instead)");
-  }
-  TrirunConfig config{};
-  size_t workspaceBytes = trirun_workspace_bytes(static_cast<int>(n), 0);
-  Workspace& workspace = AcquireWorkspace(env, device, stream, object, workspaceBytes);
-  const TrirunNormInput norm{x.ptr, delta.ptr, w.ptr, weightF32 ? 1 : 0, static_cast<float>(eps), xOut.ptr};
-  int code = trirun_matmul_norm(&norm, b.ptr, s.ptr, c.ptr, static_cast<int>(m), static_cast<int>(n),
-                                static_cast<int>(k), static_cast<int>(groupsize), workspace.ptr, workspace.bytes,
-                                device, stream, &config, &cudaErr);
-  if (code == TRIRUN_OK) return ConfigObject(env, config, workspace.bytes);
-  workspace.dirty = true;
-  const char* text = trirun_error_string(code);
-  std::string message = std::string("trirunMatmulNorm: ") + (text != nullptr ? text : "unknown error") +
-                        " (m=" + std::to_string(m) + ", n=" + std::to_string(n) + ", k=" + std::to_string(k) + ")";
-  if (code == TRIRUN_ERR_CUDA) {
-    cudaGetLastError();
-    ThrowCudaError(env, cudaGetErrorName(cudaErr), message + ": " + cudaGetErrorString(cudaErr));
-  }
-  ThrowRangeError(env, message);
-  return env.Undefined();
-}
-
-// trirunMatmulNormSupported(m, k, device) -> boolean: whether trirunMatmulNorm runs.
-Napi::Value TrirunMatmulNormSupported(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int64_t m = ArgInt(info, 0, "m");
-  int64_t k = ArgInt(info, 1, "k");
-  int64_t device = ArgInt(info, 2, "device");
-  if (m < 1 || k < 1 || m > 2147483647 || k > 2147483647) ThrowRangeError(env, "m, k: expected 1..2^31-1");
-  UseDevice(env, static_cast<int>(device));
-  cudaError_t cudaErr = cudaSuccess;
-  int supported =
-      trirun_matmul_norm_supported(static_cast<int>(m), static_cast<int>(k), static_cast<int>(device), &cudaErr);
-  if (supported < 0) {
-    ThrowCudaError(env, cudaGetErrorName(cudaErr),
-                   std::string("trirunMatmulNormSupported: ") + cudaGetErrorString(cudaErr));
-  }
-  return Napi::Boolean::New(env, supported == 1);
-}
-
 // workspaceBytes(n, maxParallel): what trirun_workspace_bytes reports.
 Napi::Value WorkspaceBytes(const Napi::CallbackInfo& info) {
   int64_t n = ArgInt(info, 0, "n");
@@ -214,9 +126,6 @@ Napi::Value WorkspaceBytes(const Napi::CallbackInfo& info) {
 void RegisterTrirunFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("trirunMatmul", Napi::Function::New(env, TrirunMatmul, "trirunMatmul"));
   exports.Set("workspaceBytes", Napi::Function::New(env, WorkspaceBytes, "workspaceBytes"));
-  exports.Set("trirunMatmulNorm", Napi::Function::New(env, TrirunMatmulNorm, "trirunMatmulNorm"));
-  exports.Set("trirunMatmulNormSupported",
-              Napi::Function::New(env, TrirunMatmulNormSupported, "trirunMatmulNormSupported"));
 }
 
 }  // namespace trirun

@@ -1497,147 +1497,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 #endif  // TRIRUN_WGMMA
 }
 
-// ------------------------------------------ fused RMSNorm of the activations
-//
-// trirun_matmul_norm: C = rmsnorm(x [+ delta]) x dequant(B, s) in one launch,
-// for the decoder block's q/k/v and gate/up projections at decoding batch
-// sizes. Inside a graphed decoding step every kernel costs its own chain of
-// dependent memory round trips (~1.5-3 us for a one-block add + norm kernel,
-// measured by leaving it out), more than its arithmetic: here every block of
-// the matmul reads the m rows itself (8 KB per row at k = 4096, from L2),
-// normalises them into shared memory and feeds its ldmatrix from there, in
-// place of the activations' TMA copies. Every block computes the same values
-// with the arithmetic of the model ops' RmsNormVecKernel (same thread mapping,
-// sums and roundings), so the product matches trirun_op_add_rmsnorm followed
-// by trirun_matmul. With delta, x + delta (rounded to fp16) goes to x_out, a
-// buffer other than x: the blocks split those stores, and others may still be
-// reading x.
-struct NormInput {
-  const uint4* x;      // m x k fp16: the residual stream
-  const uint4* delta;  // m x k fp16 added to x first, or null
-  const void* weight;  // k norm weights: fp32 (weight_f32) or fp16
-  int weight_f32;
-  float eps;
-  uint4* x_out;  // x + delta goes here (with delta), or null
-};
-
-constexpr int kNormMaxRows = 4;    // rows of A the fused norm takes (8 KB per 4096 per row, per block)
-constexpr int kNormRowVecs = 4;    // 16-byte vectors per thread and row: k <= 8192 (RmsNormVecKernel's)
-constexpr int kNormThreads = 256;  // the consumer warps
-
-// Bytes between rows of the normalised activations in shared memory: the
-// 16-byte pad puts the 8 rows an ldmatrix reads on different banks.
-__host__ __device__ constexpr int norm_row_stride(int k) { return k * 2 + 16; }
-// Shared memory the normalised rows take: m rows, then one zero vector that
-// the ldmatrix rows past m point at.
-__host__ __device__ constexpr int norm_region_bytes(int m, int k) { return m * norm_row_stride(k) + 16; }
-
-__device__ __forceinline__ float norm_warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float2 norm_halves(uint32_t w) {
-  return __half22float2(*reinterpret_cast<const half2*>(&w));
-}
-
-// The m rows of rmsnorm(x [+ delta]) into `region` (row r at r *
-// norm_row_stride(k)), by the 256 consumer threads (thread i of them = i).
-template <typename Sync>
-__device__ __forceinline__ void norm_prologue(const NormInput& in, int m, int k, char* region, int tid,
-                                              float (*scratch)[kNormThreads / 32], Sync sync) {
-  const int vecs = k / 8;
-  const int lane = tid % 32, warp = tid / 32;
-  float w[kNormRowVecs][8];
-  uint4 xv[kNormMaxRows][kNormRowVecs];
-#pragma unroll
-  for (int i = 0; i < kNormRowVecs; ++i) {
-    const int v = tid + i * kNormThreads;
-    if (v < vecs) {
-      if (in.weight_f32) {
-        const float4 lo = static_cast<const float4*>(in.weight)[2 * v];
-        const float4 hi = static_cast<const float4*>(in.weight)[2 * v + 1];
-        w[i][0] = lo.x, w[i][1] = lo.y, w[i][2] = lo.z, w[i][3] = lo.w;
-        w[i][4] = hi.x, w[i][5] = hi.y, w[i][6] = hi.z, w[i][7] = hi.w;
-      } else {
-        const uint4 h = static_cast<const uint4*>(in.weight)[v];
-        const uint32_t hw[4] = {h.x, h.y, h.z, h.w};
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const float2 f = norm_halves(hw[p]);
-          w[i][2 * p] = f.x, w[i][2 * p + 1] = f.y;
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < kNormMaxRows; ++r) {
-        if (r < m) {
-          xv[r][i] = in.x[static_cast<int64_t>(r) * vecs + v];
-          if (in.delta != nullptr) {
-            const uint4 d = in.delta[static_cast<int64_t>(r) * vecs + v];
-            const uint32_t aw[4] = {xv[r][i].x, xv[r][i].y, xv[r][i].z, xv[r][i].w}, dw[4] = {d.x, d.y, d.z, d.w};
-            uint32_t sw[4];
-#pragma unroll
-            for (int p = 0; p < 4; ++p) {
-              const float2 fa = norm_halves(aw[p]), fd = norm_halves(dw[p]);
-              const half2 h = __floats2half2_rn(fa.x + fd.x, fa.y + fd.y);
-              sw[p] = *reinterpret_cast<const uint32_t*>(&h);
-            }
-            xv[r][i] = make_uint4(sw[0], sw[1], sw[2], sw[3]);
-            // Each vector of x + delta is stored by one block.
-            if (in.x_out != nullptr && (r * vecs + v) % static_cast<int>(gridDim.x) == static_cast<int>(blockIdx.x))
-              in.x_out[static_cast<int64_t>(r) * vecs + v] = xv[r][i];
-          }
-        }
-      }
-    }
-  }
-  // Sums of squares per row: as RmsNormVecKernel (the thread's vectors in
-  // order, then the warp's shuffle tree, then the 8 warps' sums).
-#pragma unroll
-  for (int r = 0; r < kNormMaxRows; ++r) {
-    if (r < m) {
-      float ss = 0.0f;
-#pragma unroll
-      for (int i = 0; i < kNormRowVecs; ++i) {
-        if (tid + i * kNormThreads < vecs) {
-          const uint32_t hw[4] = {xv[r][i].x, xv[r][i].y, xv[r][i].z, xv[r][i].w};
-#pragma unroll
-          for (int p = 0; p < 4; ++p) {
-            const float2 f = norm_halves(hw[p]);
-            ss += f.x * f.x + f.y * f.y;
-          }
-        }
-      }
-      ss = norm_warp_sum(ss);
-      if (lane == 0) scratch[r][warp] = ss;
-    }
-  }
-  sync();
-#pragma unroll
-  for (int r = 0; r < kNormMaxRows; ++r) {
-    if (r < m) {
-      const float total = norm_warp_sum(lane < kNormThreads / 32 ? scratch[r][lane] : 0.0f);
-      const float inv = rsqrtf(total / (8.0f * vecs) + in.eps);
-#pragma unroll
-      for (int i = 0; i < kNormRowVecs; ++i) {
-        const int v = tid + i * kNormThreads;
-        if (v < vecs) {
-          const uint32_t hw[4] = {xv[r][i].x, xv[r][i].y, xv[r][i].z, xv[r][i].w};
-          uint32_t o[4];
-#pragma unroll
-          for (int p = 0; p < 4; ++p) {
-            const float2 f = norm_halves(hw[p]);
-            const half2 h = __floats2half2_rn(f.x * inv * w[i][2 * p], f.y * inv * w[i][2 * p + 1]);
-            o[p] = *reinterpret_cast<const uint32_t*>(&h);
-          }
-          *reinterpret_cast<uint4*>(region + r * norm_row_stride(k) + v * 16) = make_uint4(o[0], o[1], o[2], o[3]);
-        }
-      }
-    }
-  }
-  if (tid == 0) *reinterpret_cast<uint4*>(region + m * norm_row_stride(k)) = make_uint4(0, 0, 0, 0);
-  sync();
-}
-
 // ------------------------------------- the small-batch kernel with copy engines
 //
 // trirun_small_kernel on sm_90, fed by the tensor memory accelerator instead
@@ -1669,17 +1528,12 @@ __device__ __forceinline__ void norm_prologue(const NormInput& in, int m, int k,
 // cap every thread at 168).
 constexpr int kSmallTmaThreads = 384;
 
-//
-// NORM (MB8 = 1, at most kNormMaxRows rows): the activations are
-// rmsnorm(x [+ delta]) of `norm`, computed by the consumers into shared
-// memory past the barriers (norm_prologue above) instead of copied by TMA;
-// map_a is then unused and the stages hold weights and scales only.
-template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED, bool NORM>
+template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED>
 __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
-                            float* __restrict__ slots, int ramp, int early, const NormInput norm) {
+                            float* __restrict__ slots, int ramp, int early) {
 #ifdef TRIRUN_WGMMA
   constexpr int kWarps = 8;  // consumers
   constexpr int kKWarps = kWarps / N_WARPS;
@@ -1691,8 +1545,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   constexpr int kRows = MB8 * 8;
   constexpr int kAtoms = kThreadK / 64;
   constexpr int kAtomBytes = kRows * 128;
-  static_assert(!NORM || MB8 == 1, "the fused norm takes at most 8 rows");
-  constexpr int kABytes = NORM ? 0 : kAtoms * kAtomBytes;
+  constexpr int kABytes = kAtoms * kAtomBytes;
   constexpr int kBBytes = K_BLOCKS * kThreadN * 4;
   constexpr int kSBytes = GROUPED ? kKWarps * kThreadN * 2 : 0;
   constexpr int kStageBytes = kABytes + kBBytes + kSBytes;
@@ -1741,7 +1594,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
           tma_load_2d(st + kABytes + kBBytes, &map_s, n_tile * (kThreadN / 4), k_tile * kKWarps, &full[stage]);
       };
       auto copy_activations = [&](int tile, int stage) {
-        if constexpr (NORM) return;  // the consumers normalise them into shared memory
         char* st = smem + stage * kStageBytes;
         const int k0 = (tile % k_tiles) * kThreadK;
         // Rows past m and columns past k come back as zeros.
@@ -1798,18 +1650,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #pragma unroll
   for (int q = 0; q < 4; ++q)
     a_lane[q] = ((MB8 >= 2 ? (lane / 16) * 8 : 0) + lane % 8) * 8 + ((2 * q + (lane / 8) % 2) ^ (lane % 8));
-  // NORM: the normalised rows sit past the barriers; the lane's ldmatrix row
-  // is lane % 8 and its 16-byte half of a k16 step (lane / 8) % 2. Rows past
-  // m read the zero vector after the rows (step 0: the same address for every k).
-  char* const norm_rows = smem + STAGES * kStageBytes + 2 * STAGES * sizeof(uint64_t);
-  const bool norm_lane_row = NORM && lane % 8 < prob_m;
-  const char* const norm_lane = norm_lane_row ? norm_rows + (lane % 8) * norm_row_stride(prob_k) + ((lane / 8) % 2) * 16
-                                              : norm_rows + prob_m * norm_row_stride(prob_k);
-  const int norm_step = norm_lane_row ? 32 : 0;  // bytes per k16 step
-  if constexpr (NORM) {
-    __shared__ float norm_scratch[kNormMaxRows][kNormThreads / 32];
-    norm_prologue(norm, prob_m, prob_k, norm_rows, threadIdx.x, norm_scratch, sync);
-  }
 
   // The reductions over the blocks of a column: as trirun_small_kernel.
   constexpr bool chained = CHAINED;
@@ -1848,15 +1688,9 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       // Warp-uniform: in the last tile of a column, warps past k have nothing.
       if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
         // Atom kb / 4 (k_warp * 2 + ks / 4), rows 16 pair.., then the lane's offset.
-        const int k16_0 = (k_tile0 + i) * K_BLOCKS;  // the tile's first k16 step (NORM)
         small_warp_tile<MB8, kKSteps, kThreadN, GROUPED>(
             acc, sh_b, reinterpret_cast<const int4*>(st + kABytes + kBBytes), k_warp, n_warp, lane,
-            [&](int kb, int ks, int pair) {
-              if constexpr (NORM)
-                return reinterpret_cast<const int4*>(norm_lane + (k16_0 + kb) * norm_step);
-              else
-                return &sh_a[(kb / 4) * (kRows * 8) + pair * 128 + a_lane[ks % 4]];
-            });
+            [&](int kb, int ks, int pair) { return &sh_a[(kb / 4) * (kRows * 8) + pair * 128 + a_lane[ks % 4]]; });
       }
       // Every stage but the run's last goes back to the producer now.
       if (kKWarps == 1 || i + 1 < slice_tiles) {
@@ -2006,8 +1840,6 @@ struct Launch {
   int device;
   int smem_limit;
   cudaStream_t stream;
-  bool norm_fused;  // TMA small-batch kernel: A is rmsnorm(norm.x [+ norm.delta]) (trirun_matmul_norm)
-  NormInput norm;
   int stages;   // out
   int threads;  // out
 };
@@ -2214,17 +2046,14 @@ cudaError_t launch_small(Launch& l) {
 // The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
 // ends a run doubles as the k_warps' reduction buffer, so the depth is the
 // same as trirun_small_kernel's on Hopper.
-template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool NORM>
+template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED>
 cudaError_t launch_small_tma_reduction(Launch& l) {
   constexpr int k_warps = 8 / N_WARPS;
   constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
-  // NORM: stages of weights and scales only (the activations live in shared
-  // memory for the whole call), at most 8 of them, beside the normalised rows.
-  constexpr size_t activations = NORM ? static_cast<size_t>(MB8) * 8 * thread_k * 2 : 0;
-  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() - activations;
-  constexpr int stages = NORM ? 8 : stages_within(stage, 220 * 1024);
-  const size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t) + (NORM ? norm_region_bytes(l.m, l.k) : 0);
-  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED, NORM>;
+  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
+  constexpr int stages = stages_within(stage, 220 * 1024);
+  constexpr size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t);
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2232,10 +2061,9 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   // Activations (m, k) fp16 in boxes of 8 MB8 rows x 64 (one swizzle atom);
   // packed weights (k / 16, n) and scales (k / 128, n) as 8-byte elements,
   // one box per tile (a 512-column row of words would exceed 256 elements).
-  CUtensorMap map_a{}, map_b, map_s{};
-  if (!NORM)
-    err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, MB8 * 8, 64,
-                        CU_TENSOR_MAP_SWIZZLE_128B);
+  CUtensorMap map_a, map_b, map_s{};
+  err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, MB8 * 8, 64,
+                      CU_TENSOR_MAP_SWIZZLE_128B);
   if (err == cudaSuccess)
     err = encode_map_2d(&map_b, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.B, l.k / 16, l.n / 2, thread_k / 16,
                         thread_n / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
@@ -2246,22 +2074,13 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   l.stages = stages;
   l.threads = kSmallTmaThreads;
   return launch_dependent(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early, l.norm);
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
-  if constexpr (MB8 == 1 && N_WARPS == 2) {
-    if (l.norm_fused) {
-      return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64)
-                 ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, true>(l)
-                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l);
-    }
-  }
-  if (l.norm_fused) return cudaErrorInvalidConfiguration;
-  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64)
-             ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
-             : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);
+  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64) ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true>(l)
+                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false>(l);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2337,25 +2156,10 @@ extern "C" const char* trirun_error_string(int code) {
   }
 }
 
-namespace trirun {
-namespace {
-
-// Whether trirun_matmul_norm's fused path runs for m rows of width k on a
-// device with these attributes: the TMA small-batch kernel (sm_90), at most
-// kNormMaxRows rows, RmsNormVecKernel's widths, and the normalised rows
-// beside 8 stages of weights in shared memory.
-bool norm_fusable(const DeviceAttrs& attrs, int m, int k) {
-  if (!attrs.small_tma || m < 1 || m > kNormMaxRows || k < 128 || k % 128 != 0) return false;
-  if (k / 8 > kNormThreads * kNormRowVecs) return false;
-  // 8 stages of a 512 x 128 tile's words (16 KB) and group scales (1 KB), alignment, barriers; 256 bytes of
-  // static shared memory.
-  const size_t stages = 8 * (16384 + 1024);
-  return stages + 1024 + 16 * 8 + norm_region_bytes(m, k) + 256 <= static_cast<size_t>(attrs.smem_optin);
-}
-
-int matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k, int groupsize, void* workspace,
-           size_t workspace_bytes, int device, cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error,
-           const NormInput* norm) {
+extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k, int groupsize,
+                             void* workspace, size_t workspace_bytes, int device, cudaStream_t stream,
+                             TrirunConfig* config, cudaError_t* cuda_error) {
+  using namespace trirun;
   if (cuda_error) *cuda_error = cudaSuccess;
   if (m < 1 || k < 128 || n < 256 || k % 128 != 0 || n % 256 != 0) return TRIRUN_ERR_SHAPE;
   if (groupsize == -1) groupsize = k;
@@ -2365,8 +2169,6 @@ int matmul(const void* A, const void* B, const void* s, void* C, int m, int n, i
   const bool grouped = groupsize == 128 && k != 128;
   auto misaligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) != 0; };
   if (misaligned(A) || misaligned(B) || misaligned(s) || misaligned(C) || misaligned(workspace))
-    return TRIRUN_ERR_ALIGNMENT;
-  if (norm != nullptr && (misaligned(norm->delta) || misaligned(norm->weight) || misaligned(norm->x_out)))
     return TRIRUN_ERR_ALIGNMENT;
 
   const TrirunConfig req = config ? *config : TrirunConfig{};
@@ -2386,9 +2188,7 @@ int matmul(const void* A, const void* B, const void* s, void* C, int m, int n, i
   // The Hopper (wgmma) kernel: automatic from 33 rows where it runs (sm_90, unless a tile is
   // requested), or asked for with config->variant = 2 at any m.
   if (req.variant == 2 && (!attrs.hopper || req.thread_k > 0)) return TRIRUN_ERR_CONFIG;
-  const bool hopper = norm == nullptr && attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && m > 32));
-  // The fused norm: only its own kernel, with the automatic tile.
-  if (norm != nullptr && (!norm_fusable(attrs, m, k) || req.thread_k > 0 || req.variant == 2)) return TRIRUN_ERR_CONFIG;
+  const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && m > 32));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
   const bool small_call =
       !hopper && m <= 32 && (req.thread_k <= 0 || is_small_tile(req.thread_k, req.thread_n));
@@ -2419,8 +2219,6 @@ int matmul(const void* A, const void* B, const void* s, void* C, int m, int n, i
   l.ramp = attrs.ramp;
   l.early = attrs.early;
   l.stream = stream;
-  l.norm_fused = norm != nullptr;
-  if (norm != nullptr) l.norm = *norm;
 
   const half* a_ptr = static_cast<const half*>(A);
   half* c_ptr = static_cast<half*>(C);
@@ -2527,40 +2325,6 @@ int matmul(const void* A, const void* B, const void* s, void* C, int m, int n, i
   }
   if (config) *config = used;
   return TRIRUN_OK;
-}
-
-}  // namespace
-}  // namespace trirun
-
-extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, int n, int k, int groupsize,
-                             void* workspace, size_t workspace_bytes, int device, cudaStream_t stream,
-                             TrirunConfig* config, cudaError_t* cuda_error) {
-  return trirun::matmul(A, B, s, C, m, n, k, groupsize, workspace, workspace_bytes, device, stream, config, cuda_error,
-                        nullptr);
-}
-
-extern "C" int trirun_matmul_norm_supported(int m, int k, int device, cudaError_t* cuda_error) {
-  trirun::DeviceAttrs attrs;
-  const cudaError_t err = trirun::device_attrs(device, &attrs);
-  if (cuda_error) *cuda_error = err;
-  if (err != cudaSuccess) return -1;
-  return trirun::norm_fusable(attrs, m, k) ? 1 : 0;
-}
-
-extern "C" int trirun_matmul_norm(const TrirunNormInput* norm, const void* B, const void* s, void* C, int m, int n,
-                                  int k, int groupsize, void* workspace, size_t workspace_bytes, int device,
-                                  cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error) {
-  if (cuda_error) *cuda_error = cudaSuccess;
-  if (norm == nullptr || norm->x == nullptr || norm->weight == nullptr || !(norm->eps >= 0.0f)) return TRIRUN_ERR_SHAPE;
-  if (norm->x_out != nullptr && norm->delta == nullptr) return TRIRUN_ERR_SHAPE;
-  const trirun::NormInput in{static_cast<const uint4*>(norm->x),
-                             static_cast<const uint4*>(norm->delta),
-                             norm->weight,
-                             norm->weight_f32 != 0,
-                             norm->eps,
-                             static_cast<uint4*>(norm->x_out)};
-  return trirun::matmul(norm->x, B, s, C, m, n, k, groupsize, workspace, workspace_bytes, device, stream, config,
-                        cuda_error, &in);
 }
 
 #ifdef TRIRUN_TRACE

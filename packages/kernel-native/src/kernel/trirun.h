@@ -64,32 +64,6 @@ int trirun_matmul(const void* A, const void* B, const void* s, void* C, int m, i
                   int groupsize, void* workspace, size_t workspace_bytes, int device,
                   cudaStream_t stream, TrirunConfig* config, cudaError_t* cuda_error);
 
-// The activations' RMSNorm, fused into the matmul (trirun_matmul_norm):
-//   A = rmsnorm(x + delta) = (x + delta) * rsqrt(mean((x + delta)^2) + eps) * weight
-// per row, with x + delta rounded to fp16 first (no delta: x itself).
-typedef struct TrirunNormInput {
-  const void* x;       // (m, k) fp16
-  const void* delta;   // (m, k) fp16 or NULL
-  const void* weight;  // (k) fp32 (weight_f32 != 0) or fp16
-  int weight_f32;
-  float eps;    // >= 0
-  void* x_out;  // (m, k) fp16: receives x + delta (needs delta), or NULL; must not overlap x or delta
-} TrirunNormInput;
-
-// C = rmsnorm(norm) x dequant(B, s) in one launch, and x_out = x + delta: the
-// same values as the model op trirun_op_add_rmsnorm followed by trirun_matmul
-// (same arithmetic, in every block of the matmul). Runs where
-// trirun_matmul_norm_supported says so (sm_90 built for sm_90a, m <= 4,
-// k <= 8192, automatic tiles); TRIRUN_ERR_CONFIG elsewhere, without launching:
-// the caller then runs the two steps.
-int trirun_matmul_norm(const TrirunNormInput* norm, const void* B, const void* s, void* C, int m, int n, int k,
-                       int groupsize, void* workspace, size_t workspace_bytes, int device, cudaStream_t stream,
-                       TrirunConfig* config, cudaError_t* cuda_error);
-
-// 1 where trirun_matmul_norm runs for m rows of width k on `device`, 0 where
-// it does not, -1 if the device could not be queried (*cuda_error says why).
-int trirun_matmul_norm_supported(int m, int k, int device, cudaError_t* cuda_error);
-
 const char* trirun_error_string(int code);
 
 #ifdef __cplusplus

@@ -152,7 +152,6 @@ const NOT_LAUNCHES = new Set([
   "setErrorClass",
   "cublasInfo",
   "workspaceBytes",
-  "trirunMatmulNormSupported",
   "captureGraph",
   "allocatedBytes",
 ]);
@@ -189,7 +188,7 @@ export function withFakeGraphs<T extends NativeAddon>(addon: T): T {
       recording.push(() => {
         fn(...args);
       });
-      if (name !== "trirunMatmul" && name !== "trirunMatmulNorm") return undefined;
+      if (name !== "trirunMatmul") return undefined;
       dryRun = true;
       try {
         return fn(...args);
@@ -354,132 +353,59 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
       maxPar,
     ) => {
       if (k % 128 !== 0 || n % 256 !== 0) throw new RangeError("trirunMatmul: unsupported shape");
+      const g = groupsize === -1 ? k : groupsize;
+      const compute = (): void => {
+        const groups = k / g;
+        const Bb = live(b, "B");
+        const words = new Int32Array(Bb.bytes.buffer, Bb.bytes.byteOffset + bOff, (k / 16) * n);
+        const codes = unpackCodes(words, k, n);
+        const scales = unpackScales(halves(live(s, "s"), sOff, groups * n), groups, n);
+        const A = halves(live(a, "A"), aOff, m * k);
+        const Cb = live(c, "C");
+        const C = halves(Cb, cOff, m * n);
+        const w = new Float32Array(k * n);
+        for (let r = 0; r < k; r++)
+          for (let j = 0; j < n; j++)
+            w[r * n + j] = (codes[r * n + j] - 1) * f16ToF32(scales[Math.floor(r / g) * n + j]);
+        const count = faults.skipLastElement ? m * n - 1 : m * n;
+        for (let idx = 0; idx < count; idx++) {
+          const i = Math.floor(idx / n);
+          const j = idx % n;
+          let acc = 0;
+          for (let r = 0; r < k; r++) acc = Math.fround(acc + f16ToF32(A[i * k + r]) * w[r * n + j]);
+          C[idx] = toF16Bits(acc * (1 + (faults.relativeError ?? 0)));
+        }
+        if (faults.writePastEnd && cOff + m * n * 2 + 2 <= Cb.byteLength)
+          halves(Cb, cOff + m * n * 2, 1)[0] = 0;
+      };
       // Nothing runs during a capture: the graph replays the call later.
-      if (!dryRun)
-        matmulOnHost(halves(live(a, "A"), aOff, m * k), b, bOff, s, sOff, c, cOff, m, n, k, groupsize);
-      return configFor(m, n, threadK, threadN, sms, maxPar);
-    },
-    trirunMatmulNormSupported: (m, k) => m >= 1 && m <= 4 && k % 128 === 0 && k <= 8192,
-    trirunMatmulNorm: (
-      x,
-      xOff,
-      d,
-      dOff,
-      w,
-      wOff,
-      wF32,
-      eps,
-      xOut,
-      xOutOff,
-      b,
-      bOff,
-      s,
-      sOff,
-      c,
-      cOff,
-      m,
-      n,
-      k,
-      groupsize,
-    ) => {
-      if (!(m >= 1 && m <= 4 && k % 128 === 0 && k <= 8192 && n % 256 === 0)) {
-        throw new RangeError(`trirunMatmulNorm: the fused kernel does not run for m=${m}, k=${k}`);
-      }
-      if (dryRun) return configFor(m, n, 0, 0, 0, 0);
-      // As RmsNormVecKernel: x + delta rounded to fp16, fp32 sum of squares, one rounding per output.
-      const X = halves(live(x, "x"), xOff, m * k);
-      const D = d === null ? undefined : halves(live(d, "delta"), dOff, m * k);
-      const Wb = live(w, "weight");
-      const weight = (j: number): number =>
-        wF32
-          ? new Float32Array(Wb.bytes.buffer, Wb.bytes.byteOffset + wOff, k)[j]
-          : f16ToF32(halves(Wb, wOff, k)[j]);
-      const H = new Uint16Array(m * k);
-      const sum = new Uint16Array(m * k);
-      for (let i = 0; i < m * k; i++) {
-        sum[i] = D === undefined ? X[i] : toF16Bits(f16ToF32(X[i]) + f16ToF32(D[i]));
-      }
-      for (let r = 0; r < m; r++) {
-        let ss = 0;
-        for (let j = 0; j < k; j++) ss = Math.fround(ss + f16ToF32(sum[r * k + j]) ** 2);
-        const inv = 1 / Math.sqrt(ss / k + eps);
-        for (let j = 0; j < k; j++) H[r * k + j] = toF16Bits(f16ToF32(sum[r * k + j]) * inv * weight(j));
-      }
-      if (xOut !== null) halves(live(xOut, "xOut"), xOutOff, m * k).set(sum);
-      matmulOnHost(H, b, bOff, s, sOff, c, cOff, m, n, k, groupsize);
-      return configFor(m, n, 0, 0, 0, 0);
+      if (!dryRun) compute();
+      // Tile choice as in trirun.cu: small-batch tiles for m <= 32 (128x512 only to 16),
+      // general ones otherwise.
+      const small =
+        m <= 32 &&
+        (threadK <= 0 ||
+          ([128 * 512, 256 * 256, 512 * 128].includes(threadK * threadN) && (m <= 16 || threadN !== 512)));
+      const smallTn = m <= 16 && n % 512 === 0 && n / 512 >= 132 ? 512 : 128;
+      const tn = threadN > 0 ? threadN : small ? smallTn : m <= 16 ? 128 : 256;
+      const tk = threadK > 0 ? threadK : small ? 65536 / tn : m <= 16 ? 128 : 64;
+      const config: NativeTrirunConfig = {
+        threadK: tk,
+        threadN: tn,
+        mBlocks: small ? (m <= 8 ? 1 : m <= 16 ? 2 : 4) : Math.min(4, Math.ceil(Math.min(m, 64) / 16)),
+        variant: small ? 1 : 0,
+        stages: 4,
+        sms: sms > 0 ? sms : props.multiProcessorCount,
+        maxParallel: maxPar > 0 ? maxPar : 16,
+        threads: 256,
+        workspaceBytes: (n / 128) * (maxPar > 0 ? maxPar : 16) * 4,
+      };
+      return config;
     },
     workspaceBytes: (n, maxPar) => (n / 128) * (maxPar > 0 ? maxPar : 16) * 4,
     captureGraph: () => {
       throw new Error("replaced by withFakeGraphs");
     },
   };
-
-  function matmulOnHost(
-    A: Uint16Array,
-    b: NativeBuffer,
-    bOff: number,
-    s: NativeBuffer,
-    sOff: number,
-    c: NativeBuffer,
-    cOff: number,
-    m: number,
-    n: number,
-    k: number,
-    groupsize: number,
-  ): void {
-    const g = groupsize === -1 ? k : groupsize;
-    const groups = k / g;
-    const Bb = live(b, "B");
-    const words = new Int32Array(Bb.bytes.buffer, Bb.bytes.byteOffset + bOff, (k / 16) * n);
-    const codes = unpackCodes(words, k, n);
-    const scales = unpackScales(halves(live(s, "s"), sOff, groups * n), groups, n);
-    const Cb = live(c, "C");
-    const C = halves(Cb, cOff, m * n);
-    const w = new Float32Array(k * n);
-    for (let r = 0; r < k; r++)
-      for (let j = 0; j < n; j++)
-        w[r * n + j] = (codes[r * n + j] - 1) * f16ToF32(scales[Math.floor(r / g) * n + j]);
-    const count = faults.skipLastElement ? m * n - 1 : m * n;
-    for (let idx = 0; idx < count; idx++) {
-      const i = Math.floor(idx / n);
-      const j = idx % n;
-      let acc = 0;
-      for (let r = 0; r < k; r++) acc = Math.fround(acc + f16ToF32(A[i * k + r]) * w[r * n + j]);
-      C[idx] = toF16Bits(acc * (1 + (faults.relativeError ?? 0)));
-    }
-    if (faults.writePastEnd && cOff + m * n * 2 + 2 <= Cb.byteLength) halves(Cb, cOff + m * n * 2, 1)[0] = 0;
-  }
-
-  function configFor(
-    m: number,
-    n: number,
-    threadK: number,
-    threadN: number,
-    sms: number,
-    maxPar: number,
-  ): NativeTrirunConfig {
-    // Tile choice as in trirun.cu: small-batch tiles for m <= 32 (128x512 only to 16),
-    // general ones otherwise.
-    const small =
-      m <= 32 &&
-      (threadK <= 0 ||
-        ([128 * 512, 256 * 256, 512 * 128].includes(threadK * threadN) && (m <= 16 || threadN !== 512)));
-    const smallTn = m <= 16 && n % 512 === 0 && n / 512 >= 132 ? 512 : 128;
-    const tn = threadN > 0 ? threadN : small ? smallTn : m <= 16 ? 128 : 256;
-    const tk = threadK > 0 ? threadK : small ? 65536 / tn : m <= 16 ? 128 : 64;
-    const config: NativeTrirunConfig = {
-      threadK: tk,
-      threadN: tn,
-      mBlocks: small ? (m <= 8 ? 1 : m <= 16 ? 2 : 4) : Math.min(4, Math.ceil(Math.min(m, 64) / 16)),
-      variant: small ? 1 : 0,
-      stages: 4,
-      sms: sms > 0 ? sms : props.multiProcessorCount,
-      maxParallel: maxPar > 0 ? maxPar : 16,
-      threads: 256,
-      workspaceBytes: (n / 128) * (maxPar > 0 ? maxPar : 16) * 4,
-    };
-    return config;
-  }
   return withFakeGraphs(addon);
 }
