@@ -57,6 +57,8 @@
 //   reading A or touching C and the workspace. Back-to-back calls then no
 //   longer pay the ~3.5 us between one grid's end and the next one's launch.
 
+#include "trirun.h"
+
 #include <cuda.h>  // CUtensorMap (types only: the driver entry point is looked up at run time)
 #include <cudaTypedefs.h>
 #include <cuda_fp16.h>
@@ -64,8 +66,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-
-#include "trirun.h"
 
 namespace trirun {
 
