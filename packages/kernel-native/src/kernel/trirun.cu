@@ -64,7 +64,6 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
-#include <cstdio>
 #include <cstdlib>
 
 namespace trirun {
@@ -2199,20 +2198,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     // start, and request its weights, while the norm runs (7B step at batch 1,
     // H100: 2.34-2.39 -> 2.22-2.24 ms; 132 blocks with PDL: 2.31-2.34).
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(stream, &capture) == cudaSuccess && capture == cudaStreamCaptureStatusActive) {
-      --sms;
-      // Experiment (TRIRUN_CAPTURE_SMS="KxN:blocks,..."; not for production): fewer blocks for some
-      // shapes inside a capture, so that none of them waits for the SMs of the kernel before it
-      // (attention on 32 SMs before o, SiLU on 43 before down) and all request weights early.
-      static const char* table = std::getenv("TRIRUN_CAPTURE_SMS");
-      for (const char* p = table; p != nullptr && *p != '\0';) {
-        int tk = 0, tn = 0, tb = 0, used = 0;
-        if (std::sscanf(p, "%dx%d:%d%n", &tk, &tn, &tb, &used) != 3) break;
-        if (tk == k && tn == n && tb >= 1 && tb <= sms) sms = tb;
-        p += used;
-        if (*p == ',') ++p;
-      }
-    }
+    if (cudaStreamIsCapturing(stream, &capture) == cudaSuccess && capture == cudaStreamCaptureStatusActive) --sms;
   }
   if (sms > attrs.sms || sms > kMaxBlocks) return TRIRUN_ERR_CONFIG;
   if ((req.thread_k > 0) != (req.thread_n > 0)) return TRIRUN_ERR_CONFIG;
