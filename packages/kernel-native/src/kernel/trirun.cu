@@ -1779,6 +1779,7 @@ struct DeviceAttrs {
   bool small_tma = false;  // the small-batch kernel fed by TMA: sm_90 as for `hopper`, unless TRIRUN_SMALL_TMA=0
   int ramp = 2;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
+  bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1805,6 +1806,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     if (ramp != nullptr && std::atoi(ramp) >= 0) a.ramp = std::atoi(ramp);
     const char* early = std::getenv("TRIRUN_EARLY");
     if (early != nullptr && std::atoi(early) >= 1) a.early = std::atoi(early);
+    const char* narrow = std::getenv("TRIRUN_NARROW_HOPPER");
+    if (narrow != nullptr && std::atoi(narrow) == 0) a.narrow_hopper = false;
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2188,7 +2191,13 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // The Hopper (wgmma) kernel: automatic from 33 rows where it runs (sm_90, unless a tile is
   // requested), or asked for with config->variant = 2 at any m.
   if (req.variant == 2 && (!attrs.hopper || req.thread_k > 0)) return TRIRUN_ERR_CONFIG;
-  const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && m > 32));
+  // And from 17 rows on layers at most 6144 wide: there the small-batch kernel's 32-row tiles (many
+  // blocks per column, 32-row partial sums) took longer than the Hopper kernel's 64-row slice with
+  // rows past m read as zeros (H100, trirun-bench, 7B o 4096 x 4096: 21.1 us at m = 32 against
+  // 13.5 us at m = 64; down 11008 x 4096: 29.7 against 22.1), while on wider layers it stays ahead
+  // (70B o 8192 x 8192: 20.1 against 21.7 us).
+  const bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && n <= 6144;
+  const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && (m > 32 || narrow_rows)));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
   const bool small_call =
       !hopper && m <= 32 && (req.thread_k <= 0 || is_small_tile(req.thread_k, req.thread_n));
