@@ -30,7 +30,8 @@ export interface TrirunConfig {
   threadN: number;
   /**
    * Which kernel ran: the small-batch one (m <= 32), the Hopper one (wgmma, sm_90, chosen from
-   * m = 33 when no tile is requested) or the general one (mma.sync, every GPU).
+   * m = 33 when no tile is requested, and from m = 17 on layers at most 4096 wide) or the general
+   * one (mma.sync, every GPU).
    */
   kernel: "small" | "general" | "hopper";
   /**

@@ -2191,12 +2191,13 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // The Hopper (wgmma) kernel: automatic from 33 rows where it runs (sm_90, unless a tile is
   // requested), or asked for with config->variant = 2 at any m.
   if (req.variant == 2 && (!attrs.hopper || req.thread_k > 0)) return TRIRUN_ERR_CONFIG;
-  // And from 17 rows on layers at most 6144 wide: there the small-batch kernel's 32-row tiles (many
-  // blocks per column, 32-row partial sums) took longer than the Hopper kernel's 64-row slice with
-  // rows past m read as zeros (H100, trirun-bench, 7B o 4096 x 4096: 21.1 us at m = 32 against
-  // 13.5 us at m = 64; down 11008 x 4096: 29.7 against 22.1), while on wider layers it stays ahead
-  // (70B o 8192 x 8192: 20.1 against 21.7 us).
-  const bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && n <= 6144;
+  // And from 17 rows on layers at most 4096 wide: there the small-batch kernel's 32-row tiles (many
+  // blocks per column, 32-row partial sums) take longer than the Hopper kernel's 64-row slice with the
+  // rows past m read as zeros (H100, trirun-bench, two rounds, m = 17 / 24 / 32: 7B o 4096 x 4096 13.0 /
+  // 13.0 / 13.1 us against 16.4 / 19.0 / 21.0; 7B down 11008 x 4096 21.2 / 21.6 / 21.7 against 23.9 /
+  // 25.8 / 29.3; TriLM down 9216 x 3072 19.5 / 19.3 / 19.4 against 21.6 / 27.7 / 26.9), while 5120-wide
+  // 13B layers were mixed (down at m = 24 30.2 against 26.6 us) and wider ones favour the small kernel.
+  const bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && n <= 4096;
   const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && (m > 32 || narrow_rows)));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
   const bool small_call =
