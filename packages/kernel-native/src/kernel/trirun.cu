@@ -1780,6 +1780,7 @@ struct DeviceAttrs {
   int ramp = 2;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
+  int narrow_slices = 0;      // experiments: TRIRUN_NARROW_SLICES=n (see the dispatcher)
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1808,6 +1809,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     if (early != nullptr && std::atoi(early) >= 1) a.early = std::atoi(early);
     const char* narrow = std::getenv("TRIRUN_NARROW_HOPPER");
     if (narrow != nullptr && std::atoi(narrow) == 0) a.narrow_hopper = false;
+    const char* slices = std::getenv("TRIRUN_NARROW_SLICES");
+    if (slices != nullptr && std::atoi(slices) > 0) a.narrow_slices = std::atoi(slices);
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2238,7 +2241,10 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // output tiles: on narrow layers the 128-row ones keep more blocks on
   // columns of their own (H100, 4096 x 4096 at m = 256: 29.8 us vs 36.4 us).
   const bool wide_slices = m >= 256 && (m / 256) * (n / kHopperTileN) >= 64;
-  const int slice_rows = hopper ? (wide_slices ? 256 : (m > 64 ? 128 : 64)) : 64;
+  // Experiment (TRIRUN_NARROW_SLICES=n: layers at most n wide take 64-row slices up to 256 rows, so that
+  // more blocks share the work of a narrow layer; off by default).
+  const bool narrow_slices = attrs.narrow_slices > 0 && n <= attrs.narrow_slices && m <= 256;
+  const int slice_rows = hopper ? (narrow_slices ? 64 : (wide_slices ? 256 : (m > 64 ? 128 : 64))) : 64;
   // The Hopper kernel reads each slice's activations once per 128 output
   // columns, from L2 if the slices of one launch fit there: at most ~24 MB of
   // them per launch (H100, 4096 x 11008 at m = 4096: 928 us with 16 slices of
@@ -2292,7 +2298,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     int m_blocks;
     if (hopper) {
       // Activation rows per wgmma (its N): the slice's rows, or fewer for a short last chunk.
-      const int n_act = slice_rows == 256 && rows >= 256 ? 256 : (rows > 64 ? 128 : 64);
+      const int n_act = slice_rows == 256 && rows >= 256 ? 256 : (rows > 64 && slice_rows > 64 ? 128 : 64);
       m_blocks = n_act / 16;  // 16-row blocks
       if (n_act == 256)
         err = grouped ? launch_hopper<256, true>(l) : launch_hopper<256, false>(l);
