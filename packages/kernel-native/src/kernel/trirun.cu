@@ -1780,7 +1780,7 @@ struct DeviceAttrs {
   int ramp = 2;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
-  int narrow_slices = 0;      // experiments: TRIRUN_NARROW_SLICES=n (see the dispatcher)
+  bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1810,7 +1810,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     const char* narrow = std::getenv("TRIRUN_NARROW_HOPPER");
     if (narrow != nullptr && std::atoi(narrow) == 0) a.narrow_hopper = false;
     const char* slices = std::getenv("TRIRUN_NARROW_SLICES");
-    if (slices != nullptr && std::atoi(slices) > 0) a.narrow_slices = std::atoi(slices);
+    if (slices != nullptr && std::atoi(slices) == 0) a.narrow_slices = false;
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2236,14 +2236,19 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   const half* a_ptr = static_cast<const half*>(A);
   half* c_ptr = static_cast<half*>(C);
   TrirunConfig used{};
-  // Rows per batch slice: 64 (general kernel; Hopper kernel up to 64 rows), 128 or 256 (Hopper).
+  // Rows per batch slice: 64 (general kernel; Hopper kernel up to 64 rows, or 192 on narrow layers), 128 or
+  // 256 (Hopper).
   // 256-row slices (m64n256 wgmmas) only where they still give at least 64
   // output tiles: on narrow layers the 128-row ones keep more blocks on
   // columns of their own (H100, 4096 x 4096 at m = 256: 29.8 us vs 36.4 us).
   const bool wide_slices = m >= 256 && (m / 256) * (n / kHopperTileN) >= 64;
-  // Experiment (TRIRUN_NARROW_SLICES=n: layers at most n wide take 64-row slices up to 256 rows, so that
-  // more blocks share the work of a narrow layer; off by default).
-  const bool narrow_slices = attrs.narrow_slices > 0 && n <= attrs.narrow_slices && m <= 256;
+  // Layers at most 4096 wide take 64-row slices up to 192 rows: a narrow layer has few 128-column
+  // tiles, and 64-row slices give twice as many blocks work of their own (H100, trirun-bench, two
+  // rounds, m = 96 / 128 / 192: 7B o 4096 x 4096 13.9 / 13.8 / 18.3 us against 18.8 / 19.1 / 19.9,
+  // down 11008 x 4096 29.3 / 28.7 / 38.6 against 32.1 / 31.9 / 42.1, TriLM o 3072 x 3072 14.1 / 13.0 /
+  // 14.0 against 20.9 / 21.4 / 20.0; at m = 256 the down projections lost: 49.5 against 41.8 us).
+  // TRIRUN_NARROW_SLICES=0 turns it off.
+  const bool narrow_slices = attrs.narrow_slices && n <= 4096 && m <= 192;
   const int slice_rows = hopper ? (narrow_slices ? 64 : (wide_slices ? 256 : (m > 64 ? 128 : 64))) : 64;
   // The Hopper kernel reads each slice's activations once per 128 output
   // columns, from L2 if the slices of one launch fit there: at most ~24 MB of
