@@ -1781,6 +1781,7 @@ struct DeviceAttrs {
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
+  bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1811,6 +1812,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     if (narrow != nullptr && std::atoi(narrow) == 0) a.narrow_hopper = false;
     const char* slices = std::getenv("TRIRUN_NARROW_SLICES");
     if (slices != nullptr && std::atoi(slices) == 0) a.narrow_slices = false;
+    const char* short_wide = std::getenv("TRIRUN_SHORT_WIDE");
+    if (short_wide != nullptr && std::atoi(short_wide) == 0) a.short_wide = false;
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2241,7 +2244,12 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // 256-row slices (m64n256 wgmmas) only where they still give at least 64
   // output tiles: on narrow layers the 128-row ones keep more blocks on
   // columns of their own (H100, 4096 x 4096 at m = 256: 29.8 us vs 36.4 us).
-  const bool wide_slices = m >= 256 && (m / 256) * (n / kHopperTileN) >= 64;
+  // From 129 rows one 256-row slice (rows past m read as zeros) beats a 128-row one plus a second
+  // 128-row one for the rest (H100, trirun-bench: 7B q/k/v 4096 x 12288 57.4 us at m = 192 on 128-row
+  // slices, 46.5 at m = 256 on one 256-row slice; gate/up 92.7 against 76.5). TRIRUN_SHORT_WIDE=0: from
+  // 256 rows only.
+  const bool short_wide = attrs.short_wide && m > 128 && m < 256 && n / kHopperTileN >= 64;
+  const bool wide_slices = short_wide || (m >= 256 && (m / 256) * (n / kHopperTileN) >= 64);
   // Layers at most 4096 wide take 64-row slices up to 192 rows: a narrow layer has few 128-column
   // tiles, and 64-row slices give twice as many blocks work of their own (H100, trirun-bench, two
   // rounds, m = 96 / 128 / 192: 7B o 4096 x 4096 13.9 / 13.8 / 18.3 us against 18.8 / 19.1 / 19.9,
@@ -2303,7 +2311,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     int m_blocks;
     if (hopper) {
       // Activation rows per wgmma (its N): the slice's rows, or fewer for a short last chunk.
-      const int n_act = slice_rows == 256 && rows >= 256 ? 256 : (rows > 64 && slice_rows > 64 ? 128 : 64);
+      const int n_act = slice_rows == 256 && rows > 128 ? 256 : (rows > 64 && slice_rows > 64 ? 128 : 64);
       m_blocks = n_act / 16;  // 16-row blocks
       if (n_act == 256)
         err = grouped ? launch_hopper<256, true>(l) : launch_hopper<256, false>(l);
