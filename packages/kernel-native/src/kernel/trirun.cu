@@ -1782,6 +1782,7 @@ struct DeviceAttrs {
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
+  bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1814,6 +1815,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     if (slices != nullptr && std::atoi(slices) == 0) a.narrow_slices = false;
     const char* short_wide = std::getenv("TRIRUN_SHORT_WIDE");
     if (short_wide != nullptr && std::atoi(short_wide) == 0) a.short_wide = false;
+    const char* tail_split = std::getenv("TRIRUN_TAIL_SPLIT");
+    if (tail_split != nullptr && std::atoi(tail_split) == 0) a.tail_split = false;
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2248,7 +2251,8 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // 128-row one for the rest (H100, trirun-bench: 7B q/k/v 4096 x 12288 57.4 us at m = 192 on 128-row
   // slices, 46.5 at m = 256 on one 256-row slice; gate/up 92.7 against 76.5). TRIRUN_SHORT_WIDE=0: from
   // 256 rows only.
-  const bool short_wide = attrs.short_wide && m > 128 && m < 256 && n / kHopperTileN >= 64;
+  const bool short_wide =
+      attrs.short_wide && m > (attrs.tail_split ? 192 : 128) && m < 256 && n / kHopperTileN >= 64;
   const bool wide_slices = short_wide || (m >= 256 && (m / 256) * (n / kHopperTileN) >= 64);
   // Layers at most 4096 wide take 64-row slices up to 192 rows: a narrow layer has few 128-column
   // tiles, and 64-row slices give twice as many blocks work of their own (H100, trirun-bench, two
@@ -2268,8 +2272,17 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     const long long fit = (24ll << 20) / slice_bytes;
     par = fit < 1 ? 1 : (fit < par ? static_cast<int>(fit) : par);
   }
-  for (int row = 0; row < m; row += slice_rows * par) {
-    const int rows = m - row < slice_rows * par ? m - row : slice_rows * par;
+  for (int row = 0, rows = 0; row < m; row += rows) {
+    const int left = m - row;
+    rows = left < slice_rows * par ? left : slice_rows * par;
+    // On the Hopper kernel a partial last slice costs about what a full one does where the whole
+    // slices already give every SM work (H100, 70B q/k/v 8192 x 24576: 82 us at m = 128, 184 at
+    // m = 160 on two 128-row slices): there the whole slices go in one launch and the rest in
+    // another, with the smallest slice that holds it (64 rows for m = 160). Narrow layers, whose
+    // slices run side by side, keep one launch. TRIRUN_TAIL_SPLIT=0: always one launch.
+    if (hopper && attrs.tail_split && slice_rows >= 128 && rows == left && left > slice_rows &&
+        left % slice_rows != 0 && (left / slice_rows) * (n / kHopperTileN) >= 64)
+      rows = left - left % slice_rows;
     int thread_k = req.thread_k, thread_n = req.thread_n;
     // The small-batch kernel runs up to 32 rows (8-row blocks: 1, 2 or 4); the
     // 128 x 512 tile only up to 16 (its slots would not fit the workspace).
