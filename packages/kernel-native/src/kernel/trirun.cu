@@ -1786,6 +1786,12 @@ struct DeviceAttrs {
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
+// A TRIRUN_* switch set to 0 (its value starts with '0'): the path it names is turned off.
+bool switched_off(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && value[0] == '0';
+}
+
 cudaError_t device_attrs(int device, DeviceAttrs* out) {
   static DeviceAttrs cache[kMaxDevices];
   if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
@@ -1796,27 +1802,20 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     int major = 0, minor = 0;
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-    const char* pdl = std::getenv("TRIRUN_PDL");
-    a.pdl = major >= 9 && !(pdl != nullptr && pdl[0] == '0');
+    a.pdl = major >= 9 && !switched_off("TRIRUN_PDL");
 #ifdef TRIRUN_HAVE_SM90A
     // sm_90a code runs on compute capability 9.0 only (not on later GPUs).
-    const char* hopper = std::getenv("TRIRUN_HOPPER");
-    a.hopper = major == 9 && minor == 0 && !(hopper != nullptr && hopper[0] == '0') && tensor_map_encoder() != nullptr;
-    const char* small_tma = std::getenv("TRIRUN_SMALL_TMA");
-    a.small_tma = major == 9 && minor == 0 && !(small_tma != nullptr && small_tma[0] == '0') &&
-                  tensor_map_encoder() != nullptr;
+    const bool sm90 = major == 9 && minor == 0 && tensor_map_encoder() != nullptr;
+    a.hopper = sm90 && !switched_off("TRIRUN_HOPPER");
+    a.small_tma = sm90 && !switched_off("TRIRUN_SMALL_TMA");
     const char* ramp = std::getenv("TRIRUN_RAMP");
     if (ramp != nullptr && std::atoi(ramp) >= 0) a.ramp = std::atoi(ramp);
     const char* early = std::getenv("TRIRUN_EARLY");
     if (early != nullptr && std::atoi(early) >= 1) a.early = std::atoi(early);
-    const char* narrow = std::getenv("TRIRUN_NARROW_HOPPER");
-    if (narrow != nullptr && std::atoi(narrow) == 0) a.narrow_hopper = false;
-    const char* slices = std::getenv("TRIRUN_NARROW_SLICES");
-    if (slices != nullptr && std::atoi(slices) == 0) a.narrow_slices = false;
-    const char* short_wide = std::getenv("TRIRUN_SHORT_WIDE");
-    if (short_wide != nullptr && std::atoi(short_wide) == 0) a.short_wide = false;
-    const char* tail_split = std::getenv("TRIRUN_TAIL_SPLIT");
-    if (tail_split != nullptr && std::atoi(tail_split) == 0) a.tail_split = false;
+    a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
+    a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
+    a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
+    a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2247,10 +2246,11 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // 256-row slices (m64n256 wgmmas) only where they still give at least 64
   // output tiles: on narrow layers the 128-row ones keep more blocks on
   // columns of their own (H100, 4096 x 4096 at m = 256: 29.8 us vs 36.4 us).
-  // From 129 rows one 256-row slice (rows past m read as zeros) beats a 128-row one plus a second
-  // 128-row one for the rest (H100, trirun-bench: 7B q/k/v 4096 x 12288 57.4 us at m = 192 on 128-row
-  // slices, 46.5 at m = 256 on one 256-row slice; gate/up 92.7 against 76.5). TRIRUN_SHORT_WIDE=0: from
-  // 256 rows only.
+  // Below 256 rows one 256-row slice (rows past m read as zeros) beats a 128-row one plus a second
+  // 128-row one for the rest in one launch (H100, trirun-bench: 7B q/k/v 4096 x 12288 57.4 us at m = 192
+  // on 128-row slices, 46.5 at m = 256 on one 256-row slice; gate/up 92.7 against 76.5): from 129 rows,
+  // or from 193 with the tail split below, which does 129..192 as a 128-row launch and a 64-row one.
+  // TRIRUN_SHORT_WIDE=0: from 256 rows only.
   const bool short_wide =
       attrs.short_wide && m > (attrs.tail_split ? 192 : 128) && m < 256 && n / kHopperTileN >= 64;
   const bool wide_slices = short_wide || (m >= 256 && (m / 256) * (n / kHopperTileN) >= 64);
