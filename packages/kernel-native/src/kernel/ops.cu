@@ -57,11 +57,21 @@ unsigned GridFor(int64_t n, int threads) {
 // and its writes are visible (at once for a plain launch), before this kernel
 // reads or writes anything: the kernel before may still read what this one
 // overwrites.
-__device__ __forceinline__ void DependentPrologue() {
+__device__ __forceinline__ void LaunchDependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void WaitForPrerequisites() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
+}
+
+__device__ __forceinline__ void DependentPrologue() {
+  LaunchDependents();
+  WaitForPrerequisites();
 }
 
 __global__ void EmbeddingKernel(const int32_t* ids, const __half* table, __half* out, int vocab, int dim) {
@@ -312,12 +322,11 @@ constexpr int kKeyBatch = CH <= 4 ? 8 : 4;
 
 // Loads keys s = first, first + kAttnWarps, ... (kKeyBatch of them, those < end)
 // of k and v (row s at s * stride) into registers.
-template <int CH>
+template <int CH, int KB = kKeyBatch<CH>>
 __device__ __forceinline__ void LoadKeys(const __half* k, const __half* v, int64_t stride, int first, int end,
-                                         int head_dim, int lane, __half (&kr)[kKeyBatch<CH>][CH],
-                                         __half (&vr)[kKeyBatch<CH>][CH]) {
+                                         int head_dim, int lane, __half (&kr)[KB][CH], __half (&vr)[KB][CH]) {
 #pragma unroll
-  for (int p = 0; p < kKeyBatch<CH>; p++) {
+  for (int p = 0; p < KB; p++) {
     const int s = first + p * kAttnWarps;
 #pragma unroll
     for (int c = 0; c < CH; c++) {
@@ -329,28 +338,27 @@ __device__ __forceinline__ void LoadKeys(const __half* k, const __half* v, int64
   }
 }
 
-template <int CH>
-__device__ __forceinline__ void FoldKeys(const float* qs, const __half (&kr)[kKeyBatch<CH>][CH],
-                                         const __half (&vr)[kKeyBatch<CH>][CH], int first, int end, int head_dim,
-                                         int lane, float& m, float& l, float (&acc)[kMaxDimChunks]) {
+template <int CH, int KB = kKeyBatch<CH>>
+__device__ __forceinline__ void FoldKeys(const float* qs, const __half (&kr)[KB][CH], const __half (&vr)[KB][CH],
+                                         int first, int end, int head_dim, int lane, float& m, float& l,
+                                         float (&acc)[kMaxDimChunks]) {
 #pragma unroll
-  for (int p = 0; p < kKeyBatch<CH>; p++) {
+  for (int p = 0; p < KB; p++) {
     if (first + p * kAttnWarps < end) AttendKeyRegs<CH>(qs, kr[p], vr[p], head_dim, lane, m, l, acc);
   }
 }
 
 // A warp's keys first, first + kAttnWarps, ... < end, in that order; the first
 // batch is already in kr/vr (its loads were issued before q was ready).
-template <int CH>
-__device__ __forceinline__ void AttendKeys(const float* qs, const __half* k, const __half* v, int64_t stride,
-                                           int first, int end, int head_dim, int lane, __half (&kr)[kKeyBatch<CH>][CH],
-                                           __half (&vr)[kKeyBatch<CH>][CH], float& m, float& l,
-                                           float (&acc)[kMaxDimChunks]) {
-  constexpr int kStep = kKeyBatch<CH> * kAttnWarps;
-  FoldKeys<CH>(qs, kr, vr, first, end, head_dim, lane, m, l, acc);
+template <int CH, int KB = kKeyBatch<CH>>
+__device__ __forceinline__ void AttendKeys(const float* qs, const __half* k, const __half* v, int64_t stride, int first,
+                                           int end, int head_dim, int lane, __half (&kr)[KB][CH], __half (&vr)[KB][CH],
+                                           float& m, float& l, float (&acc)[kMaxDimChunks]) {
+  constexpr int kStep = KB * kAttnWarps;
+  FoldKeys<CH, KB>(qs, kr, vr, first, end, head_dim, lane, m, l, acc);
   for (int s0 = first + kStep; s0 < end; s0 += kStep) {
-    LoadKeys<CH>(k, v, stride, s0, end, head_dim, lane, kr, vr);
-    FoldKeys<CH>(qs, kr, vr, s0, end, head_dim, lane, m, l, acc);
+    LoadKeys<CH, KB>(k, v, stride, s0, end, head_dim, lane, kr, vr);
+    FoldKeys<CH, KB>(qs, kr, vr, s0, end, head_dim, lane, m, l, acc);
   }
 }
 
@@ -432,6 +440,24 @@ __global__ void AttentionKernel(const __half* q, const __half* k, const __half* 
   MergeWarps(m, l, acc, head_dim, lane, warp, chunks, warp_m, warp_l, warp_acc, orow);
 }
 
+// Keys per batch in the resident decode attention below: 4 keys of 4 chunks
+// fit its 64-register budget without spills (8 spilled ~220 bytes).
+constexpr int kResidentKeyBatch = 4;
+
+// Asks L2 for rows 0..rows-1 of one kv head's key and value caches (rows of
+// `bytes` each, `stride` elements apart), spread over the block's threads.
+// A prefetch only moves lines into L2, where every SM's writes land, so it can
+// be issued before griddepcontrol.wait without ever showing stale data.
+__device__ __forceinline__ void PrefetchCacheRowsL2(const __half* k, const __half* v, int64_t stride, int rows,
+                                                    int bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  for (int i = threadIdx.x; i < 2 * rows; i += blockDim.x) {
+    const __half* row = (i < rows ? k : v) + static_cast<int64_t>(i < rows ? i : i - rows) * stride;
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(row), "r"(bytes) : "memory");
+  }
+#endif
+}
+
 // Batched decoding with RoPE fused in: in one launch what RopeKernel on q and
 // on k_new, CacheAppendKvBatchKernel and the batched AttentionKernel give
 // (inside a graphed decoding step each launch costs a few microseconds).
@@ -444,11 +470,27 @@ __global__ void AttentionKernel(const __half* q, const __half* k, const __half* 
 // start, so no block depends on another's writes within the launch. q, k_new
 // and v_new are only read. A start outside the cache gives NaN rows and
 // writes nothing.
-template <int CH>
-__global__ void AttentionDecodeRopeKernel(const __half* q, const __half* k_new, const __half* v_new,
-                                          __half* k_cache, __half* v_cache, const int32_t* starts, __half* out,
-                                          int max_t, int hq, int hkv, int head_dim, double log_theta, int style) {
-  DependentPrologue();
+//
+// kResident (sm_90, head_dim <= 128): the kernel is capped at 64 registers so
+// that a block fits on an SM beside a TriRun matmul block (168 registers x 288
+// threads leave 17K of the 64K). Launched as a programmatic dependent, its
+// blocks then become resident while the q/k/v matmul still runs, and the o
+// matmul's blocks can become resident beside them while attention runs and
+// request their first weight tiles (with 102 registers neither fitted: o's
+// blocks on attention's SMs started only after it). Before
+// griddepcontrol.wait it also does what does not depend on the kernel before:
+// a guess of start read past L1 (ld.cg, so the real read after the wait
+// cannot hit a stale L1 line), the fp64 RoPE angle at that guess (recomputed
+// if the real start differs), and an L2 prefetch of the cached rows. Keys
+// are folded in the same order as without it, so the results are the same
+// bits; only the loads are batched differently.
+template <int CH, bool kResident>
+__global__ void __launch_bounds__(kAttnWarps * 32, kResident ? 4 : 1)
+    AttentionDecodeRopeKernel(const __half* q, const __half* k_new, const __half* v_new, __half* k_cache,
+                              __half* v_cache, const int32_t* starts, __half* out, int max_t, int hq, int hkv,
+                              int head_dim, double log_theta, int style) {
+  static_assert(TRIRUN_OPS_MAX_HEAD_DIM / 2 <= kAttnWarps * 32, "one RoPE pair per thread");
+  constexpr int KB = kResident ? kResidentKeyBatch : kKeyBatch<CH>;
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ __half k_row[TRIRUN_OPS_MAX_HEAD_DIM], v_row[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
@@ -457,7 +499,29 @@ __global__ void AttentionDecodeRopeKernel(const __half* q, const __half* k_new, 
   const int seq = blockIdx.x / hq;
   const int group = hq / hkv;
   const int kv_head = head / group;
-  const int start = starts[seq];
+  const int half_dim = head_dim / 2;
+  const int pair = threadIdx.x;  // the RoPE pair of this thread, if < half_dim
+  const int64_t kv_stride = static_cast<int64_t>(hkv) * head_dim;
+  // This kv head's column of sequence seq's caches: row s at s * kv_stride.
+  const int64_t kv_base = static_cast<int64_t>(seq) * max_t * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
+  const __half* k_hist = k_cache + kv_base;
+  const __half* v_hist = v_cache + kv_base;
+
+  LaunchDependents();
+  int guess = -1;
+  float cf = 0.0f, sf = 0.0f;
+  if (kResident) {
+    guess = __ldcg(starts + seq);
+    if (guess >= 0 && guess < max_t) {
+      const int row_bytes = head_dim * 2;
+      if (row_bytes % 16 == 0 && (reinterpret_cast<uintptr_t>(k_hist) | reinterpret_cast<uintptr_t>(v_hist)) % 16 == 0)
+        PrefetchCacheRowsL2(k_hist, v_hist, kv_stride, guess, row_bytes);
+      if (pair < half_dim) RopeCosSin(guess, pair, head_dim, log_theta, &cf, &sf);
+    }
+  }
+  WaitForPrerequisites();
+
+  const int start = kResident ? __ldcg(starts + seq) : starts[seq];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = rsqrtf(static_cast<float>(head_dim));
   const __half* qrow = q + (static_cast<int64_t>(seq) * hq + head) * head_dim;
@@ -467,24 +531,17 @@ __global__ void AttentionDecodeRopeKernel(const __half* q, const __half* k_new, 
     return;
   }
   const int64_t new_row = (static_cast<int64_t>(seq) * hkv + kv_head) * head_dim;
-  const int64_t kv_stride = static_cast<int64_t>(hkv) * head_dim;
-  // This kv head's column of sequence seq's caches: row s at s * kv_stride.
-  const int64_t kv_base = static_cast<int64_t>(seq) * max_t * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
   const bool writer = head % group == 0;
   __half* k_dst = k_cache + kv_base + start * kv_stride;
   __half* v_dst = v_cache + kv_base + start * kv_stride;
   // The warp's first cached keys are requested before the rotation (fp64 angles).
-  const __half* k_hist = k_cache + kv_base;
-  const __half* v_hist = v_cache + kv_base;
-  __half kr[kKeyBatch<CH>][CH], vr[kKeyBatch<CH>][CH];
-  LoadKeys<CH>(k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr);
-  const int half_dim = head_dim / 2;
-  for (int i = threadIdx.x; i < half_dim; i += blockDim.x) {
+  __half kr[KB][CH], vr[KB][CH];
+  LoadKeys<CH, KB>(k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr);
+  if (pair < half_dim) {
     // One angle for the q pair and the k pair (same position and frequency).
-    float cf, sf;
-    RopeCosSin(start, i, head_dim, log_theta, &cf, &sf);
+    if (!kResident || start != guess) RopeCosSin(start, pair, head_dim, log_theta, &cf, &sf);
     int a, b;
-    RopePair(style, i, half_dim, &a, &b);
+    RopePair(style, pair, half_dim, &a, &b);
     __half qa, qb, ka, kb;
     RopeRotate(qrow[a], qrow[b], cf, sf, &qa, &qb);
     qs[a] = __half2float(qa) * scale;
@@ -511,7 +568,7 @@ __global__ void AttentionDecodeRopeKernel(const __half* q, const __half* k_new, 
   float m = -INFINITY, l = 0.0f;
   // Each warp sees its keys in AttentionKernel's order: cached rows, then the
   // new key (start) last, in warp start % kAttnWarps.
-  AttendKeys<CH>(qs, k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr, m, l, acc);
+  AttendKeys<CH, KB>(qs, k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr, m, l, acc);
   if (warp == start % kAttnWarps) {
     __half kn[CH], vn[CH];
 #pragma unroll
@@ -596,6 +653,12 @@ __global__ void NllKernel(const void* logits, int is_f32, const int32_t* targets
     const int t = targets[blockIdx.x];
     out[blockIdx.x] = (t < 0 || t >= vocab) ? NAN : lse - LoadAsFloat(logits, is_f32, base + t);
   }
+}
+
+// Whether the environment variable `name` turns a default-on path off (a value starting with '0').
+bool SwitchedOff(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && value[0] == '0';
 }
 
 // Whether ops on `stream` launch as programmatic dependents: compute
@@ -743,10 +806,16 @@ cudaError_t trirun_op_attention_decode_batch_rope(const __half* q, const __half*
   }
   // log(theta) as trirun_op_rope computes it, so that the angles match bit for bit.
   const double log_theta = std::log(static_cast<double>(theta));
-  if (head_dim <= 128)
-    return LaunchOp(AttentionDecodeRopeKernel<4>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new, k_cache,
+  // The resident form only pays where the kernel is a programmatic dependent
+  // (it can then become resident beside the matmul before it); TRIRUN_ATTN_RESIDENT=0 turns it off.
+  static const bool resident_allowed = !SwitchedOff("TRIRUN_ATTN_RESIDENT");
+  if (head_dim <= 128 && resident_allowed && DependentLaunchFor(stream))
+    return LaunchOp(AttentionDecodeRopeKernel<4, true>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new, k_cache,
                     v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
-  return LaunchOp(AttentionDecodeRopeKernel<kMaxDimChunks>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new,
+  if (head_dim <= 128)
+    return LaunchOp(AttentionDecodeRopeKernel<4, false>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new, k_cache,
+                    v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
+  return LaunchOp(AttentionDecodeRopeKernel<kMaxDimChunks, false>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new,
                   k_cache, v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
 }
 
