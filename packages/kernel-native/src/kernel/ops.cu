@@ -11,7 +11,7 @@
 namespace {
 
 constexpr int kRowThreads = 256;   // threads per row block (8 warps)
-constexpr int kAttnWarps = 8;      // warps per attention block
+constexpr int kAttnWarps = 16;     // warps per attention block
 constexpr int kMaxDimChunks = TRIRUN_OPS_MAX_HEAD_DIM / 32;  // per-lane accumulators
 
 __device__ __forceinline__ float WarpSum(float v) {
@@ -283,46 +283,17 @@ __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t
   }
 }
 
-// One key of a warp's online softmax, from the key's and the value's elements
-// already in registers (lane holds dims lane, lane + 32, ...): the score q.k,
-// the new running max m and sum l, the accumulators rescaled and the weighted
-// value added. All attention paths (prefill, decode, batched decode with RoPE)
-// fold every key through here, so they round alike.
-template <int CH>
-__device__ __forceinline__ void AttendKeyRegs(const float* qs, const __half (&kr)[CH], const __half (&vr)[CH],
-                                              int head_dim, int lane, float& m, float& l,
-                                              float (&acc)[kMaxDimChunks]) {
-  float dot = 0.0f;
-#pragma unroll
-  for (int c = 0; c < CH; c++) {
-    const int j = lane + 32 * c;
-    if (j < head_dim) dot += qs[j] * __half2float(kr[c]);
-  }
-  const float score = WarpSum(dot);
-  const float m_new = fmaxf(m, score);
-  const float correction = __expf(m - m_new);  // 0 on the first key (m = -inf)
-  const float p = __expf(score - m_new);
-  l = l * correction + p;
-#pragma unroll
-  for (int c = 0; c < CH; c++) {
-    const int j = lane + 32 * c;
-    if (j < head_dim) acc[c] = acc[c] * correction + p * __half2float(vr[c]);
-  }
-  m = m_new;
-}
-
-// Keys per batch of loads: a warp issues the loads of kKeyBatch<CH> keys at
-// once and then folds them in order. Folding is a chain of shuffles and
-// exponentials; with each key's loads inside that chain (the first version),
-// every key cost a memory round trip, and a decoding step has only a few keys
-// per warp, so the kernel was mostly those round trips (~7 us of a 7B block's
-// ~70 us in a graphed step).
+// Keys per batch: a warp issues the loads of kKeyBatch<CH> keys at once and
+// then folds them together. With each key's loads inside the fold (the first
+// version) every key cost a memory round trip, and a decoding step has only a
+// few keys per warp, so the kernel was mostly those round trips (~7 us of a 7B
+// block's ~70 us in a graphed step).
 template <int CH>
 constexpr int kKeyBatch = CH <= 4 ? 8 : 4;
 
-// Loads keys s = first, first + kAttnWarps, ... (kKeyBatch of them, those < end)
-// of k and v (row s at s * stride) into registers.
-template <int CH, int KB = kKeyBatch<CH>>
+// Loads keys s = first, first + kAttnWarps, ... (KB of them, those < end) of k
+// and v (row s at s * stride) into registers; the others are zeros.
+template <int CH, int KB>
 __device__ __forceinline__ void LoadKeys(const __half* k, const __half* v, int64_t stride, int first, int end,
                                          int head_dim, int lane, __half (&kr)[KB][CH], __half (&vr)[KB][CH]) {
 #pragma unroll
@@ -338,29 +309,79 @@ __device__ __forceinline__ void LoadKeys(const __half* k, const __half* v, int64
   }
 }
 
-template <int CH, int KB = kKeyBatch<CH>>
+// One batch of a warp's online softmax: keys first, first + kAttnWarps, ...
+// (those < end; first < end), their elements in registers (lane holds dims
+// lane, lane + 32, ...). All scores first, as independent dot products whose
+// warp sums (xor 16, 8, 4, 2, 1) interleave; then one new running max m, one
+// rescaling of the sum l and the accumulators, and the batch's weighted values.
+// Folding key by key made every key a chain of five shuffles and two
+// exponentials (~200 cycles, ~1 us per batch of 8). All attention paths
+// (prefill, decode, batched decode with RoPE) fold the same keys in the same
+// batches through here, so they give the same bits.
+template <int CH, int KB>
 __device__ __forceinline__ void FoldKeys(const float* qs, const __half (&kr)[KB][CH], const __half (&vr)[KB][CH],
                                          int first, int end, int head_dim, int lane, float& m, float& l,
                                          float (&acc)[kMaxDimChunks]) {
+  float qr[CH];
+#pragma unroll
+  for (int c = 0; c < CH; c++) qr[c] = lane + 32 * c < head_dim ? qs[lane + 32 * c] : 0.0f;
+  float score[KB];
 #pragma unroll
   for (int p = 0; p < KB; p++) {
-    if (first + p * kAttnWarps < end) AttendKeyRegs<CH>(qs, kr[p], vr[p], head_dim, lane, m, l, acc);
+    float dot = 0.0f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) dot += qr[c] * __half2float(kr[p][c]);  // zeros past head_dim
+    score[p] = dot;
   }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int p = 0; p < KB; p++) score[p] += __shfl_xor_sync(0xffffffffu, score[p], o);
+  float m_new = m;
+#pragma unroll
+  for (int p = 0; p < KB; p++)
+    if (first + p * kAttnWarps < end) m_new = fmaxf(m_new, score[p]);
+  const float correction = __expf(m - m_new);  // 0 on the first batch (m = -inf)
+  float sum = 0.0f;
+  float batch_acc[CH];
+#pragma unroll
+  for (int c = 0; c < CH; c++) batch_acc[c] = 0.0f;
+#pragma unroll
+  for (int p = 0; p < KB; p++) {
+    if (first + p * kAttnWarps < end) {
+      const float e = __expf(score[p] - m_new);
+      sum += e;
+#pragma unroll
+      for (int c = 0; c < CH; c++) batch_acc[c] += e * __half2float(vr[p][c]);
+    }
+  }
+  l = l * correction + sum;
+#pragma unroll
+  for (int c = 0; c < CH; c++) acc[c] = acc[c] * correction + batch_acc[c];
+  m = m_new;
 }
 
-// A warp's keys first, first + kAttnWarps, ... < end, in that order; the first
-// batch is already in kr/vr (its loads were issued before q was ready).
-template <int CH, int KB = kKeyBatch<CH>>
+// A warp's keys first, first + kAttnWarps, ... < end, batch by batch; the first
+// batch is already in kr/vr (its loads were issued before q was ready). Keys
+// at or past load_end are not read from k/v: `patch(s0, kr, vr)` may put them
+// in (the fused decode's new key); elsewhere load_end = end.
+template <int CH, int KB, typename Patch>
 __device__ __forceinline__ void AttendKeys(const float* qs, const __half* k, const __half* v, int64_t stride, int first,
-                                           int end, int head_dim, int lane, __half (&kr)[KB][CH], __half (&vr)[KB][CH],
-                                           float& m, float& l, float (&acc)[kMaxDimChunks]) {
+                                           int load_end, int end, int head_dim, int lane, __half (&kr)[KB][CH],
+                                           __half (&vr)[KB][CH], float& m, float& l, float (&acc)[kMaxDimChunks],
+                                           Patch patch) {
   constexpr int kStep = KB * kAttnWarps;
-  FoldKeys<CH, KB>(qs, kr, vr, first, end, head_dim, lane, m, l, acc);
-  for (int s0 = first + kStep; s0 < end; s0 += kStep) {
-    LoadKeys<CH, KB>(k, v, stride, s0, end, head_dim, lane, kr, vr);
+  for (int s0 = first; s0 < end; s0 += kStep) {
+    if (s0 != first) LoadKeys<CH, KB>(k, v, stride, s0, load_end, head_dim, lane, kr, vr);
+    patch(s0, kr, vr);
     FoldKeys<CH, KB>(qs, kr, vr, s0, end, head_dim, lane, m, l, acc);
   }
 }
+
+struct NoPatch {
+  template <typename Regs>
+  __device__ void operator()(int, Regs&, Regs&) const {}
+};
 
 // Merges the warps' partial results through shared memory and writes the
 // output row; every thread of the block takes part.
@@ -394,14 +415,17 @@ __device__ __forceinline__ void MergeWarps(float m, float l, const float (&acc)[
 // key with an online softmax (running max m, sum l, and the weighted sum of
 // values in per-lane accumulators: lane holds dims lane, lane+32, ...), so no
 // score buffer is needed and any context length works. The warps' partial
-// results are then merged through shared memory.
+// results are then merged through shared memory. 16 warps: one batch of loads
+// covers 128 keys (8 per warp), a decoding step's whole context in most uses.
 //
 // Batched form: blocks of sequence b use q/out rows b*nq.., the k/v rows of
 // sequence b (kv_rows each), and start = starts[b] read on the device; a start
 // that does not fit gives NaN rows instead of reading outside the cache.
 template <int CH>
-__global__ void AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start,
-                                const int32_t* starts, int nq, int kv_rows, int hq, int hkv, int head_dim) {
+__global__ void __launch_bounds__(kAttnWarps * 32)
+    AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start, const int32_t* starts,
+                    int nq, int kv_rows, int hq, int hkv, int head_dim) {
+  constexpr int KB = kKeyBatch<CH>;
   DependentPrologue();
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
@@ -426,8 +450,8 @@ __global__ void AttentionKernel(const __half* q, const __half* k, const __half* 
   k += kv_col;
   v += kv_col;
   // The warp's first keys are requested before q is in shared memory.
-  __half kr[kKeyBatch<CH>][CH], vr[kKeyBatch<CH>][CH];
-  LoadKeys<CH>(k, v, kv_stride, warp, last + 1, head_dim, lane, kr, vr);
+  __half kr[KB][CH], vr[KB][CH];
+  LoadKeys<CH, KB>(k, v, kv_stride, warp, last + 1, head_dim, lane, kr, vr);
   for (int j = threadIdx.x; j < head_dim; j += blockDim.x) qs[j] = __half2float(qrow[j]) * scale;
   __syncthreads();
 
@@ -436,17 +460,13 @@ __global__ void AttentionKernel(const __half* q, const __half* k, const __half* 
 #pragma unroll
   for (int c = 0; c < kMaxDimChunks; c++) acc[c] = 0.0f;
   float m = -INFINITY, l = 0.0f;
-  AttendKeys<CH>(qs, k, v, kv_stride, warp, last + 1, head_dim, lane, kr, vr, m, l, acc);
+  AttendKeys<CH, KB>(qs, k, v, kv_stride, warp, last + 1, last + 1, head_dim, lane, kr, vr, m, l, acc, NoPatch{});
   MergeWarps(m, l, acc, head_dim, lane, warp, chunks, warp_m, warp_l, warp_acc, orow);
 }
 
-// Keys per batch in the resident decode attention below: 4 keys of 4 chunks
-// fit its 64-register budget without spills (8 spilled ~220 bytes).
-constexpr int kResidentKeyBatch = 4;
-
 // Asks L2 for rows 0..rows-1 of one kv head's key and value caches (rows of
-// `bytes` each, `stride` elements apart), spread over the block's threads.
-// A prefetch only moves lines into L2, where every SM's writes land, so it can
+// `bytes` each, `stride` elements apart), spread over the block's threads. A
+// prefetch only moves lines into L2, where every SM's writes land, so it may
 // be issued before griddepcontrol.wait without ever showing stale data.
 __device__ __forceinline__ void PrefetchCacheRowsL2(const __half* k, const __half* v, int64_t stride, int rows,
                                                     int bytes) {
@@ -467,30 +487,24 @@ __device__ __forceinline__ void PrefetchCacheRowsL2(const __half* k, const __hal
 // memory for key position start = starts[seq]; keys 0..start-1 come from the
 // caches (written by earlier steps). Only the first query head of each kv
 // group writes the new rows into the caches, and no block reads cache row
-// start, so no block depends on another's writes within the launch. q, k_new
-// and v_new are only read. A start outside the cache gives NaN rows and
-// writes nothing.
+// start, so no block depends on another's writes within the launch: the new
+// key goes into its batch from shared memory, so every key is folded in
+// AttentionKernel's batches and order. q, k_new and v_new are only read. A
+// start outside the cache gives NaN rows and writes nothing.
 //
-// kResident (sm_90, head_dim <= 128): the kernel is capped at 64 registers so
-// that a block fits on an SM beside a TriRun matmul block (168 registers x 288
-// threads leave 17K of the 64K). Launched as a programmatic dependent, its
-// blocks then become resident while the q/k/v matmul still runs, and the o
-// matmul's blocks can become resident beside them while attention runs and
-// request their first weight tiles (with 102 registers neither fitted: o's
-// blocks on attention's SMs started only after it). Before
-// griddepcontrol.wait it also does what does not depend on the kernel before:
-// a guess of start read past L1 (ld.cg, so the real read after the wait
-// cannot hit a stale L1 line), the fp64 RoPE angle at that guess (recomputed
-// if the real start differs), and an L2 prefetch of the cached rows. Keys
-// are folded in the same order as without it, so the results are the same
-// bits; only the loads are batched differently.
-template <int CH, bool kResident>
-__global__ void __launch_bounds__(kAttnWarps * 32, kResident ? 4 : 1)
+// Before griddepcontrol.wait (so while the q/k/v matmul may still run, where
+// the block is already resident) it does what does not depend on that
+// kernel: a guess of start read past L1 (ld.cg: the real read after the wait
+// must not hit a stale L1 line), the fp64 RoPE angle at the guess (recomputed
+// if the real start differs), and an L2 prefetch of the cached rows that the
+// batches after the first will read.
+template <int CH>
+__global__ void __launch_bounds__(kAttnWarps * 32)
     AttentionDecodeRopeKernel(const __half* q, const __half* k_new, const __half* v_new, __half* k_cache,
                               __half* v_cache, const int32_t* starts, __half* out, int max_t, int hq, int hkv,
                               int head_dim, double log_theta, int style) {
   static_assert(TRIRUN_OPS_MAX_HEAD_DIM / 2 <= kAttnWarps * 32, "one RoPE pair per thread");
-  constexpr int KB = kResident ? kResidentKeyBatch : kKeyBatch<CH>;
+  constexpr int KB = kKeyBatch<CH>;
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ __half k_row[TRIRUN_OPS_MAX_HEAD_DIM], v_row[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
@@ -500,7 +514,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kResident ? 4 : 1)
   const int group = hq / hkv;
   const int kv_head = head / group;
   const int half_dim = head_dim / 2;
-  const int pair = threadIdx.x;  // the RoPE pair of this thread, if < half_dim
+  const int pair = threadIdx.x;  // this thread's RoPE pair, if < half_dim
   const int64_t kv_stride = static_cast<int64_t>(hkv) * head_dim;
   // This kv head's column of sequence seq's caches: row s at s * kv_stride.
   const int64_t kv_base = static_cast<int64_t>(seq) * max_t * kv_stride + static_cast<int64_t>(kv_head) * head_dim;
@@ -508,20 +522,18 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kResident ? 4 : 1)
   const __half* v_hist = v_cache + kv_base;
 
   LaunchDependents();
-  int guess = -1;
+  const int guess = __ldcg(starts + seq);
   float cf = 0.0f, sf = 0.0f;
-  if (kResident) {
-    guess = __ldcg(starts + seq);
-    if (guess >= 0 && guess < max_t) {
-      const int row_bytes = head_dim * 2;
-      if (row_bytes % 16 == 0 && (reinterpret_cast<uintptr_t>(k_hist) | reinterpret_cast<uintptr_t>(v_hist)) % 16 == 0)
-        PrefetchCacheRowsL2(k_hist, v_hist, kv_stride, guess, row_bytes);
-      if (pair < half_dim) RopeCosSin(guess, pair, head_dim, log_theta, &cf, &sf);
-    }
+  if (guess >= 0 && guess < max_t) {
+    const int row_bytes = head_dim * 2;
+    if (guess > KB * kAttnWarps && row_bytes % 16 == 0 &&
+        (reinterpret_cast<uintptr_t>(k_hist) | reinterpret_cast<uintptr_t>(v_hist)) % 16 == 0)
+      PrefetchCacheRowsL2(k_hist, v_hist, kv_stride, guess, row_bytes);
+    if (pair < half_dim) RopeCosSin(guess, pair, head_dim, log_theta, &cf, &sf);
   }
   WaitForPrerequisites();
 
-  const int start = kResident ? __ldcg(starts + seq) : starts[seq];
+  const int start = __ldcg(starts + seq);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = rsqrtf(static_cast<float>(head_dim));
   const __half* qrow = q + (static_cast<int64_t>(seq) * hq + head) * head_dim;
@@ -534,12 +546,12 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kResident ? 4 : 1)
   const bool writer = head % group == 0;
   __half* k_dst = k_cache + kv_base + start * kv_stride;
   __half* v_dst = v_cache + kv_base + start * kv_stride;
-  // The warp's first cached keys are requested before the rotation (fp64 angles).
+  // The warp's first cached keys are requested before the rotation.
   __half kr[KB][CH], vr[KB][CH];
   LoadKeys<CH, KB>(k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr);
   if (pair < half_dim) {
     // One angle for the q pair and the k pair (same position and frequency).
-    if (!kResident || start != guess) RopeCosSin(start, pair, head_dim, log_theta, &cf, &sf);
+    if (start != guess) RopeCosSin(start, pair, head_dim, log_theta, &cf, &sf);
     int a, b;
     RopePair(style, pair, half_dim, &a, &b);
     __half qa, qb, ka, kb;
@@ -566,19 +578,22 @@ __global__ void __launch_bounds__(kAttnWarps * 32, kResident ? 4 : 1)
 #pragma unroll
   for (int c = 0; c < kMaxDimChunks; c++) acc[c] = 0.0f;
   float m = -INFINITY, l = 0.0f;
-  // Each warp sees its keys in AttentionKernel's order: cached rows, then the
-  // new key (start) last, in warp start % kAttnWarps.
-  AttendKeys<CH, KB>(qs, k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr, m, l, acc);
-  if (warp == start % kAttnWarps) {
-    __half kn[CH], vn[CH];
+  // Cached rows 0..start-1 from the caches; the new key (start, the last) from
+  // shared memory into the slot of its batch, in warp start % kAttnWarps.
+  auto new_key = [&](int s0, __half(&ks)[KB][CH], __half(&vs)[KB][CH]) {
 #pragma unroll
-    for (int c = 0; c < CH; c++) {
-      const int j = lane + 32 * c;
-      kn[c] = j < head_dim ? k_row[j] : __float2half(0.0f);
-      vn[c] = j < head_dim ? v_row[j] : __float2half(0.0f);
+    for (int p = 0; p < KB; p++) {
+      if (s0 + p * kAttnWarps == start) {
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+          const int j = lane + 32 * c;
+          ks[p][c] = j < head_dim ? k_row[j] : __float2half(0.0f);
+          vs[p][c] = j < head_dim ? v_row[j] : __float2half(0.0f);
+        }
+      }
     }
-    AttendKeyRegs<CH>(qs, kn, vn, head_dim, lane, m, l, acc);
-  }
+  };
+  AttendKeys<CH, KB>(qs, k_hist, v_hist, kv_stride, warp, start, start + 1, head_dim, lane, kr, vr, m, l, acc, new_key);
   MergeWarps(m, l, acc, head_dim, lane, warp, chunks, warp_m, warp_l, warp_acc, orow);
 }
 
@@ -653,12 +668,6 @@ __global__ void NllKernel(const void* logits, int is_f32, const int32_t* targets
     const int t = targets[blockIdx.x];
     out[blockIdx.x] = (t < 0 || t >= vocab) ? NAN : lse - LoadAsFloat(logits, is_f32, base + t);
   }
-}
-
-// Whether the environment variable `name` turns a default-on path off (a value starting with '0').
-bool SwitchedOff(const char* name) {
-  const char* value = std::getenv(name);
-  return value != nullptr && value[0] == '0';
 }
 
 // Whether ops on `stream` launch as programmatic dependents: compute
@@ -806,16 +815,10 @@ cudaError_t trirun_op_attention_decode_batch_rope(const __half* q, const __half*
   }
   // log(theta) as trirun_op_rope computes it, so that the angles match bit for bit.
   const double log_theta = std::log(static_cast<double>(theta));
-  // The resident form only pays where the kernel is a programmatic dependent
-  // (it can then become resident beside the matmul before it); TRIRUN_ATTN_RESIDENT=0 turns it off.
-  static const bool resident_allowed = !SwitchedOff("TRIRUN_ATTN_RESIDENT");
-  if (head_dim <= 128 && resident_allowed && DependentLaunchFor(stream))
-    return LaunchOp(AttentionDecodeRopeKernel<4, true>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new, k_cache,
-                    v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
   if (head_dim <= 128)
-    return LaunchOp(AttentionDecodeRopeKernel<4, false>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new, k_cache,
+    return LaunchOp(AttentionDecodeRopeKernel<4>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new, k_cache,
                     v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
-  return LaunchOp(AttentionDecodeRopeKernel<kMaxDimChunks, false>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new,
+  return LaunchOp(AttentionDecodeRopeKernel<kMaxDimChunks>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new,
                   k_cache, v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
 }
 

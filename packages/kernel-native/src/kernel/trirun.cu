@@ -1526,21 +1526,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // thread works): registers move to the consumers with setmaxnreg, as in the
 // Hopper kernel (the 32-row tiles need ~210 per thread; 288 threads would
 // cap every thread at 168).
-//
-// LEAN (rows <= 8, whose consumers need far fewer than 168 registers): the
-// same kernel with a producer warp instead of a producer warpgroup, 288
-// threads at 168 registers and no setmaxnreg. 384 threads at 168 take all
-// 64K registers of the SM, so no other kernel's block could share it: in a
-// decoding step the attention (32 blocks at batch 1) or SiLU kernel after a
-// matmul took SMs of their own once the matmul's blocks left, and the next
-// matmul's blocks on those SMs started only after them, their first tiles
-// late. 288 x 168 leave 17K registers, which a 64-register, 256-thread op
-// block fits into, so op blocks become resident beside a running matmul
-// (programmatic dependents) and the next matmul's blocks beside them.
 constexpr int kSmallTmaThreads = 384;
-constexpr int kSmallTmaLeanThreads = 288;
 
-template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED, bool LEAN>
+template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED>
 __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
@@ -1594,7 +1582,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
   if (warp >= kWarps) {
     // --- producer: tile t of the run goes to stage t % STAGES.
-    if constexpr (!LEAN) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (threadIdx.x == 32 * kWarps) {
       auto copy_weights = [&](int tile, int stage) {
         char* st = smem + stage * kStageBytes;
@@ -1647,7 +1635,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   }
 
   // --- consumers (256 threads; their barrier is ConsumerSync, bar 1)
-  if constexpr (!LEAN) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   wait_for_prerequisites();  // before writing C or the workspace
   const int n_warp = warp % N_WARPS;
   const int k_warp = warp / N_WARPS;
@@ -1791,8 +1779,6 @@ struct DeviceAttrs {
   bool small_tma = false;  // the small-batch kernel fed by TMA: sm_90 as for `hopper`, unless TRIRUN_SMALL_TMA=0
   int ramp = 2;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
-  bool small_lean = true;  // <= 8 rows: the 288-thread TMA small-batch kernel; TRIRUN_SMALL_LEAN=0: 384 threads
-  bool lean_all_sms = true;   // ... on every SM inside a capture; TRIRUN_LEAN_ALL_SMS=0: one SM left free
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
@@ -1826,8 +1812,6 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     if (ramp != nullptr && std::atoi(ramp) >= 0) a.ramp = std::atoi(ramp);
     const char* early = std::getenv("TRIRUN_EARLY");
     if (early != nullptr && std::atoi(early) >= 1) a.early = std::atoi(early);
-    a.small_lean = !switched_off("TRIRUN_SMALL_LEAN");
-    a.lean_all_sms = !switched_off("TRIRUN_LEAN_ALL_SMS");
     a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
     a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
     a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
@@ -1859,7 +1843,6 @@ struct Launch {
   int* locks;
   bool pdl;        // small-batch and Hopper kernels: launched as programmatic dependents (sm_90, not the legacy stream)
   bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
-  bool small_lean;  // ... in its 288-thread form up to 8 rows
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
   float* partial;  // small-batch kernel: 16 x n fp32
@@ -2074,16 +2057,14 @@ cudaError_t launch_small(Launch& l) {
 // The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
 // ends a run doubles as the k_warps' reduction buffer, so the depth is the
 // same as trirun_small_kernel's on Hopper.
-template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool LEAN>
+template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED>
 cudaError_t launch_small_tma_reduction(Launch& l) {
   constexpr int k_warps = 8 / N_WARPS;
   constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
   constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
-  // LEAN: at most 200 KB of stages, which leaves an SM ~25 KB for op blocks beside this one.
-  constexpr int stages = stages_within(stage, (LEAN ? 200 : 220) * 1024);
+  constexpr int stages = stages_within(stage, 220 * 1024);
   constexpr size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t);
-  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED, LEAN>;
-  constexpr int threads = LEAN ? kSmallTmaLeanThreads : kSmallTmaThreads;
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2102,25 +2083,15 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
                         CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err != cudaSuccess) return err;
   l.stages = stages;
-  l.threads = threads;
-  return launch_dependent(l, kernel, threads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+  l.threads = kSmallTmaThreads;
+  return launch_dependent(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
-template <int MB8, int N_WARPS, bool GROUPED, bool LEAN>
-cudaError_t launch_small_tma_threads(Launch& l) {
-  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64)
-             ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, LEAN>(l)
-             : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, LEAN>(l);
-}
-
-// Up to 8 rows the 288-thread form (see LEAN at the kernel), unless TRIRUN_SMALL_LEAN=0.
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
-  if constexpr (MB8 == 1) {
-    if (l.small_lean) return launch_small_tma_threads<MB8, N_WARPS, GROUPED, true>(l);
-  }
-  return launch_small_tma_threads<MB8, N_WARPS, GROUPED, false>(l);
+  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64) ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true>(l)
+                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false>(l);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2239,14 +2210,11 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
   const bool small_call =
       !hopper && m <= 32 && (req.thread_k <= 0 || is_small_tile(req.thread_k, req.thread_n));
-  // The 288-thread small-batch kernel leaves room beside each block for an op block (see LEAN).
-  const bool lean_call = small_call && attrs.small_tma && attrs.small_lean && m <= 8;
-  if (pdl && small_call && req.sms <= 0 && sms > 1 && !(lean_call && attrs.lean_all_sms)) {
+  if (pdl && small_call && req.sms <= 0 && sms > 1) {
     // Inside a captured graph (a decoding step) the kernel before this one is
     // usually a one-block norm: with one block fewer than SMs every block can
     // start, and request its weights, while the norm runs (7B step at batch 1,
-    // H100: 2.34-2.39 -> 2.22-2.24 ms; 132 blocks with PDL: 2.31-2.34). The
-    // lean kernel's blocks share their SMs with the norm's instead.
+    // H100: 2.34-2.39 -> 2.22-2.24 ms; 132 blocks with PDL: 2.31-2.34).
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(stream, &capture) == cudaSuccess && capture == cudaStreamCaptureStatusActive) --sms;
   }
@@ -2266,7 +2234,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.smem_limit = attrs.smem_optin;
   l.pdl = pdl;
   l.small_tma = attrs.small_tma;
-  l.small_lean = attrs.small_lean;
   l.ramp = attrs.ramp;
   l.early = attrs.early;
   l.stream = stream;
