@@ -10,7 +10,9 @@ import { describe, expect, it } from "vitest";
 import { f16ToF32, Rng, toF16Bits } from "../src/device/numeric.js";
 import {
   available,
+  currentDevice,
   DeviceTensor,
+  deviceInfo,
   type DType,
   ops,
   type RopeStyle,
@@ -389,8 +391,17 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
         );
       }
       synchronize();
-      // Same kernel, same keys in the same order: bit-identical rows.
-      expect(Array.from(decoded.download())).toEqual(Array.from(prefill.download()));
+      // Same kernel, same keys in the same order: bit-identical rows when both launches get the same
+      // warps per block (16 while a launch's blocks fit one per SM, else 8; each warp folds its own keys).
+      const warps = (blocks: number) => (blocks <= deviceInfo(currentDevice()).smCount ? 16 : 8);
+      if (warps(tokens * heads) === warps(heads))
+        expect(Array.from(decoded.download())).toEqual(Array.from(prefill.download()));
+      else
+        expectClose(
+          fromHalfBits(decoded.download() as Uint16Array),
+          fromHalfBits(prefill.download() as Uint16Array),
+          "decode vs prefill",
+        );
       const ref = attentionRef(q.values, k.values, v.values, tokens, 0, heads, kvHeads, d);
       expectClose(fromHalfBits(decoded.download() as Uint16Array), ref, "attentionDecode");
       // The cache holds the appended keys and values; rows beyond are untouched (still NaN).
@@ -519,7 +530,8 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
   });
 
   for (const style of ["interleaved", "half"] as const satisfies readonly RopeStyle[]) {
-    for (const batch of [1, 3]) {
+    // Batch 48: more blocks than SMs, so the 8-warp kernels (see AttentionWarpsFor) at 4+ heads.
+    for (const batch of [1, 3, 48]) {
       for (const [heads, kvHeads, d] of [
         [4, 4, 64],
         [8, 2, 128],
@@ -532,7 +544,9 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
           const positions =
             batch === 1
               ? Int32Array.of(kvHeads === heads ? randomInt(1, maxT - 1) : 0)
-              : Int32Array.of(randomInt(0, maxT - 2), maxT - 1, style === "interleaved" ? maxT : -1);
+              : batch === 3
+                ? Int32Array.of(randomInt(0, maxT - 2), maxT - 1, style === "interleaved" ? maxT : -1)
+                : Int32Array.from({ length: batch }, () => randomInt(0, maxT - 1));
           const row = kvHeads * d;
           const kHist = randomHalf(batch * maxT * row, 1);
           const vHist = randomHalf(batch * maxT * row);

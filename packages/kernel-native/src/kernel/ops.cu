@@ -11,7 +11,6 @@
 namespace {
 
 constexpr int kRowThreads = 256;   // threads per row block (8 warps)
-constexpr int kAttnWarps = 16;     // warps per attention block
 constexpr int kMaxDimChunks = TRIRUN_OPS_MAX_HEAD_DIM / 32;  // per-lane accumulators
 
 __device__ __forceinline__ float WarpSum(float v) {
@@ -291,14 +290,14 @@ __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t
 template <int CH>
 constexpr int kKeyBatch = CH <= 4 ? 8 : 4;
 
-// Loads keys s = first, first + kAttnWarps, ... (KB of them, those < end) of k
+// Loads keys s = first, first + W, ... (KB of them, those < end) of k
 // and v (row s at s * stride) into registers; the others are zeros.
-template <int CH, int KB>
+template <int CH, int KB, int W>
 __device__ __forceinline__ void LoadKeys(const __half* k, const __half* v, int64_t stride, int first, int end,
                                          int head_dim, int lane, __half (&kr)[KB][CH], __half (&vr)[KB][CH]) {
 #pragma unroll
   for (int p = 0; p < KB; p++) {
-    const int s = first + p * kAttnWarps;
+    const int s = first + p * W;
 #pragma unroll
     for (int c = 0; c < CH; c++) {
       const int j = lane + 32 * c;
@@ -309,7 +308,7 @@ __device__ __forceinline__ void LoadKeys(const __half* k, const __half* v, int64
   }
 }
 
-// One batch of a warp's online softmax: keys first, first + kAttnWarps, ...
+// One batch of a warp's online softmax: keys first, first + W, ...
 // (those < end; first < end), their elements in registers (lane holds dims
 // lane, lane + 32, ...). All scores first, as independent dot products whose
 // warp sums (xor 16, 8, 4, 2, 1) interleave; then one new running max m, one
@@ -318,7 +317,7 @@ __device__ __forceinline__ void LoadKeys(const __half* k, const __half* v, int64
 // exponentials (~200 cycles, ~1 us per batch of 8). All attention paths
 // (prefill, decode, batched decode with RoPE) fold the same keys in the same
 // batches through here, so they give the same bits.
-template <int CH, int KB>
+template <int CH, int KB, int W>
 __device__ __forceinline__ void FoldKeys(const float* qs, const __half (&kr)[KB][CH], const __half (&vr)[KB][CH],
                                          int first, int end, int head_dim, int lane, float& m, float& l,
                                          float (&acc)[kMaxDimChunks]) {
@@ -340,7 +339,7 @@ __device__ __forceinline__ void FoldKeys(const float* qs, const __half (&kr)[KB]
   float m_new = m;
 #pragma unroll
   for (int p = 0; p < KB; p++)
-    if (first + p * kAttnWarps < end) m_new = fmaxf(m_new, score[p]);
+    if (first + p * W < end) m_new = fmaxf(m_new, score[p]);
   const float correction = __expf(m - m_new);  // 0 on the first batch (m = -inf)
   float sum = 0.0f;
   float batch_acc[CH];
@@ -348,7 +347,7 @@ __device__ __forceinline__ void FoldKeys(const float* qs, const __half (&kr)[KB]
   for (int c = 0; c < CH; c++) batch_acc[c] = 0.0f;
 #pragma unroll
   for (int p = 0; p < KB; p++) {
-    if (first + p * kAttnWarps < end) {
+    if (first + p * W < end) {
       const float e = __expf(score[p] - m_new);
       sum += e;
 #pragma unroll
@@ -361,20 +360,20 @@ __device__ __forceinline__ void FoldKeys(const float* qs, const __half (&kr)[KB]
   m = m_new;
 }
 
-// A warp's keys first, first + kAttnWarps, ... < end, batch by batch; the first
+// A warp's keys first, first + W, ... < end, batch by batch; the first
 // batch is already in kr/vr (its loads were issued before q was ready). Keys
 // at or past load_end are not read from k/v: `patch(s0, kr, vr)` may put them
 // in (the fused decode's new key); elsewhere load_end = end.
-template <int CH, int KB, typename Patch>
+template <int CH, int KB, int W, typename Patch>
 __device__ __forceinline__ void AttendKeys(const float* qs, const __half* k, const __half* v, int64_t stride, int first,
                                            int load_end, int end, int head_dim, int lane, __half (&kr)[KB][CH],
                                            __half (&vr)[KB][CH], float& m, float& l, float (&acc)[kMaxDimChunks],
                                            Patch patch) {
-  constexpr int kStep = KB * kAttnWarps;
+  constexpr int kStep = KB * W;
   for (int s0 = first; s0 < end; s0 += kStep) {
-    if (s0 != first) LoadKeys<CH, KB>(k, v, stride, s0, load_end, head_dim, lane, kr, vr);
+    if (s0 != first) LoadKeys<CH, KB, W>(k, v, stride, s0, load_end, head_dim, lane, kr, vr);
     patch(s0, kr, vr);
-    FoldKeys<CH, KB>(qs, kr, vr, s0, end, head_dim, lane, m, l, acc);
+    FoldKeys<CH, KB, W>(qs, kr, vr, s0, end, head_dim, lane, m, l, acc);
   }
 }
 
@@ -385,8 +384,9 @@ struct NoPatch {
 
 // Merges the warps' partial results through shared memory and writes the
 // output row; every thread of the block takes part.
-__device__ __forceinline__ void MergeWarps(float m, float l, const float (&acc)[kMaxDimChunks], int head_dim,
-                                           int lane, int warp, int chunks, float* warp_m, float* warp_l,
+template <int W>
+__device__ __forceinline__ void MergeWarps(float m, float l, const float (&acc)[kMaxDimChunks], int head_dim, int lane,
+                                           int warp, int chunks, float* warp_m, float* warp_l,
                                            float (*warp_acc)[TRIRUN_OPS_MAX_HEAD_DIM], __half* orow) {
   if (lane == 0) {
     warp_m[warp] = m;
@@ -401,35 +401,36 @@ __device__ __forceinline__ void MergeWarps(float m, float l, const float (&acc)[
   // Warp 0 always saw key 0, so the overall max is finite; warps that saw no
   // key have m = -inf and weigh exp(-inf) = 0.
   float m_all = -INFINITY;
-  for (int w = 0; w < kAttnWarps; w++) m_all = fmaxf(m_all, warp_m[w]);
+  for (int w = 0; w < W; w++) m_all = fmaxf(m_all, warp_m[w]);
   float l_all = 0.0f;
-  for (int w = 0; w < kAttnWarps; w++) l_all += warp_l[w] * __expf(warp_m[w] - m_all);
+  for (int w = 0; w < W; w++) l_all += warp_l[w] * __expf(warp_m[w] - m_all);
   for (int j = threadIdx.x; j < head_dim; j += blockDim.x) {
     float sum = 0.0f;
-    for (int w = 0; w < kAttnWarps; w++) sum += warp_acc[w][j] * __expf(warp_m[w] - m_all);
+    for (int w = 0; w < W; w++) sum += warp_acc[w][j] * __expf(warp_m[w] - m_all);
     orow[j] = __float2half(sum / l_all);
   }
 }
 
-// One block per (query row, query head). Each warp walks every kAttnWarps-th
+// One block per (query row, query head). Each warp walks every W-th
 // key with an online softmax (running max m, sum l, and the weighted sum of
 // values in per-lane accumulators: lane holds dims lane, lane+32, ...), so no
 // score buffer is needed and any context length works. The warps' partial
-// results are then merged through shared memory. 16 warps: one batch of loads
-// covers 128 keys (8 per warp), a decoding step's whole context in most uses.
+// results are then merged through shared memory. W warps (AttentionWarpsFor):
+// with 16, one batch of loads covers 128 keys (8 per warp), a short decoding
+// context in one memory round trip.
 //
 // Batched form: blocks of sequence b use q/out rows b*nq.., the k/v rows of
 // sequence b (kv_rows each), and start = starts[b] read on the device; a start
 // that does not fit gives NaN rows instead of reading outside the cache.
-template <int CH>
-__global__ void __launch_bounds__(kAttnWarps * 32)
+template <int CH, int W>
+__global__ void __launch_bounds__(W * 32)
     AttentionKernel(const __half* q, const __half* k, const __half* v, __half* out, int start, const int32_t* starts,
                     int nq, int kv_rows, int hq, int hkv, int head_dim) {
   constexpr int KB = kKeyBatch<CH>;
   DependentPrologue();
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
-  __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
-  __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
+  __shared__ float warp_m[W], warp_l[W];
+  __shared__ float warp_acc[W][TRIRUN_OPS_MAX_HEAD_DIM];
   const int head = blockIdx.x % hq;
   const int seq_row = blockIdx.x / hq;  // b * nq + row
   const int seq = seq_row / nq;
@@ -451,7 +452,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   v += kv_col;
   // The warp's first keys are requested before q is in shared memory.
   __half kr[KB][CH], vr[KB][CH];
-  LoadKeys<CH, KB>(k, v, kv_stride, warp, last + 1, head_dim, lane, kr, vr);
+  LoadKeys<CH, KB, W>(k, v, kv_stride, warp, last + 1, head_dim, lane, kr, vr);
   for (int j = threadIdx.x; j < head_dim; j += blockDim.x) qs[j] = __half2float(qrow[j]) * scale;
   __syncthreads();
 
@@ -460,8 +461,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
 #pragma unroll
   for (int c = 0; c < kMaxDimChunks; c++) acc[c] = 0.0f;
   float m = -INFINITY, l = 0.0f;
-  AttendKeys<CH, KB>(qs, k, v, kv_stride, warp, last + 1, last + 1, head_dim, lane, kr, vr, m, l, acc, NoPatch{});
-  MergeWarps(m, l, acc, head_dim, lane, warp, chunks, warp_m, warp_l, warp_acc, orow);
+  AttendKeys<CH, KB, W>(qs, k, v, kv_stride, warp, last + 1, last + 1, head_dim, lane, kr, vr, m, l, acc, NoPatch{});
+  MergeWarps<W>(m, l, acc, head_dim, lane, warp, chunks, warp_m, warp_l, warp_acc, orow);
 }
 
 // Asks L2 for rows 0..rows-1 of one kv head's key and value caches (rows of
@@ -498,17 +499,17 @@ __device__ __forceinline__ void PrefetchCacheRowsL2(const __half* k, const __hal
 // must not hit a stale L1 line), the fp64 RoPE angle at the guess (recomputed
 // if the real start differs), and an L2 prefetch of the cached rows that the
 // batches after the first will read.
-template <int CH>
-__global__ void __launch_bounds__(kAttnWarps * 32)
+template <int CH, int W>
+__global__ void __launch_bounds__(W * 32)
     AttentionDecodeRopeKernel(const __half* q, const __half* k_new, const __half* v_new, __half* k_cache,
                               __half* v_cache, const int32_t* starts, __half* out, int max_t, int hq, int hkv,
                               int head_dim, double log_theta, int style) {
-  static_assert(TRIRUN_OPS_MAX_HEAD_DIM / 2 <= kAttnWarps * 32, "one RoPE pair per thread");
+  static_assert(TRIRUN_OPS_MAX_HEAD_DIM / 2 <= W * 32, "one RoPE pair per thread");
   constexpr int KB = kKeyBatch<CH>;
   __shared__ float qs[TRIRUN_OPS_MAX_HEAD_DIM];
   __shared__ __half k_row[TRIRUN_OPS_MAX_HEAD_DIM], v_row[TRIRUN_OPS_MAX_HEAD_DIM];
-  __shared__ float warp_m[kAttnWarps], warp_l[kAttnWarps];
-  __shared__ float warp_acc[kAttnWarps][TRIRUN_OPS_MAX_HEAD_DIM];
+  __shared__ float warp_m[W], warp_l[W];
+  __shared__ float warp_acc[W][TRIRUN_OPS_MAX_HEAD_DIM];
   const int head = blockIdx.x % hq;
   const int seq = blockIdx.x / hq;
   const int group = hq / hkv;
@@ -526,7 +527,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   float cf = 0.0f, sf = 0.0f;
   if (guess >= 0 && guess < max_t) {
     const int row_bytes = head_dim * 2;
-    if (guess > KB * kAttnWarps && row_bytes % 16 == 0 &&
+    if (guess > KB * W && row_bytes % 16 == 0 &&
         (reinterpret_cast<uintptr_t>(k_hist) | reinterpret_cast<uintptr_t>(v_hist)) % 16 == 0)
       PrefetchCacheRowsL2(k_hist, v_hist, kv_stride, guess, row_bytes);
     if (pair < half_dim) RopeCosSin(guess, pair, head_dim, log_theta, &cf, &sf);
@@ -548,7 +549,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   __half* v_dst = v_cache + kv_base + start * kv_stride;
   // The warp's first cached keys are requested before the rotation.
   __half kr[KB][CH], vr[KB][CH];
-  LoadKeys<CH, KB>(k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr);
+  LoadKeys<CH, KB, W>(k_hist, v_hist, kv_stride, warp, start, head_dim, lane, kr, vr);
   if (pair < half_dim) {
     // One angle for the q pair and the k pair (same position and frequency).
     if (start != guess) RopeCosSin(start, pair, head_dim, log_theta, &cf, &sf);
@@ -579,11 +580,11 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
   for (int c = 0; c < kMaxDimChunks; c++) acc[c] = 0.0f;
   float m = -INFINITY, l = 0.0f;
   // Cached rows 0..start-1 from the caches; the new key (start, the last) from
-  // shared memory into the slot of its batch, in warp start % kAttnWarps.
+  // shared memory into the slot of its batch, in warp start % W.
   auto new_key = [&](int s0, __half(&ks)[KB][CH], __half(&vs)[KB][CH]) {
 #pragma unroll
     for (int p = 0; p < KB; p++) {
-      if (s0 + p * kAttnWarps == start) {
+      if (s0 + p * W == start) {
 #pragma unroll
         for (int c = 0; c < CH; c++) {
           const int j = lane + 32 * c;
@@ -593,8 +594,9 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
       }
     }
   };
-  AttendKeys<CH, KB>(qs, k_hist, v_hist, kv_stride, warp, start, start + 1, head_dim, lane, kr, vr, m, l, acc, new_key);
-  MergeWarps(m, l, acc, head_dim, lane, warp, chunks, warp_m, warp_l, warp_acc, orow);
+  AttendKeys<CH, KB, W>(qs, k_hist, v_hist, kv_stride, warp, start, start + 1, head_dim, lane, kr, vr, m, l, acc,
+                        new_key);
+  MergeWarps<W>(m, l, acc, head_dim, lane, warp, chunks, warp_m, warp_l, warp_acc, orow);
 }
 
 __global__ void CacheAppendKernel(const __half* src, __half* cache, int64_t n, int64_t offset) {
@@ -713,6 +715,44 @@ cudaError_t LaunchOp(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStrea
   return err != cudaSuccess ? err : last;
 }
 
+// Warps per attention block: 16 while the launch's blocks fit one per SM (a
+// decoding step at small batch: 16 x 8 keys in one batch of loads per block,
+// each warp half the fold of 8 warps), 8 otherwise: a 512-thread block takes
+// all 64K registers of an SM, so large grids (7B at batch 16: 512 blocks) ran
+// in twice the waves (H100, 7B step at batch 16: 3.14 ms against 2.89 with 8).
+// The results depend on the warp count (each warp folds its own keys), so
+// paths compare bit for bit only at the same count.
+int AttentionWarpsFor(int64_t blocks) {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> sms_cache[kMaxDevices];
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return 8;
+  int sms = sms_cache[device].load(std::memory_order_relaxed);
+  if (sms == 0) {
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) return 8;
+    sms_cache[device].store(sms, std::memory_order_relaxed);
+  }
+  return blocks <= sms ? 16 : 8;
+}
+
+// Launches one of an attention kernel's instances (same signature for every
+// <chunks, warps>): 4 chunks per lane up to head_dim 128, and the warp count above.
+template <typename Kernel, typename... Args>
+cudaError_t LaunchAttention(int64_t blocks, int head_dim, const Kernel (&instances)[2][2], cudaStream_t stream,
+                            Args... args) {
+  const int warps = AttentionWarpsFor(blocks);
+  const Kernel kernel = instances[head_dim <= 128 ? 0 : 1][warps == 16 ? 1 : 0];
+  return LaunchOp(kernel, static_cast<unsigned>(blocks), warps * 32, stream, args...);
+}
+
+using AttentionFn = decltype(&AttentionKernel<4, 8>);
+constexpr AttentionFn kAttentionInstances[2][2] = {
+    {AttentionKernel<4, 8>, AttentionKernel<4, 16>},
+    {AttentionKernel<kMaxDimChunks, 8>, AttentionKernel<kMaxDimChunks, 16>}};
+using DecodeRopeFn = decltype(&AttentionDecodeRopeKernel<4, 8>);
+constexpr DecodeRopeFn kDecodeRopeInstances[2][2] = {
+    {AttentionDecodeRopeKernel<4, 8>, AttentionDecodeRopeKernel<4, 16>},
+    {AttentionDecodeRopeKernel<kMaxDimChunks, 8>, AttentionDecodeRopeKernel<kMaxDimChunks, 16>}};
 }  // namespace
 
 extern "C" {
@@ -783,11 +823,8 @@ cudaError_t trirun_op_attention(const __half* q, const __half* k, const __half* 
     return cudaErrorInvalidValue;
   }
   // k and v need start + nq rows; the kernel only reads rows 0..start+nq-1.
-  if (head_dim <= 128)
-    return LaunchOp(AttentionKernel<4>, nq * hq, kAttnWarps * 32, stream, q, k, v, out, start, nullptr, nq, start + nq,
-                    hq, hkv, head_dim);
-  return LaunchOp(AttentionKernel<kMaxDimChunks>, nq * hq, kAttnWarps * 32, stream, q, k, v, out, start, nullptr, nq,
-                  start + nq, hq, hkv, head_dim);
+  return LaunchAttention(nq * hq, head_dim, kAttentionInstances, stream, q, k, v, out, start, nullptr, nq, start + nq,
+                         hq, hkv, head_dim);
 }
 
 cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_cache, const __half* v_cache,
@@ -797,11 +834,8 @@ cudaError_t trirun_op_attention_decode_batch(const __half* q, const __half* k_ca
       head_dim > TRIRUN_OPS_MAX_HEAD_DIM || static_cast<int64_t>(batch) * hq > 2147483647) {
     return cudaErrorInvalidValue;
   }
-  if (head_dim <= 128)
-    return LaunchOp(AttentionKernel<4>, batch * hq, kAttnWarps * 32, stream, q, k_cache, v_cache, out, 0, positions, 1,
-                    max_t, hq, hkv, head_dim);
-  return LaunchOp(AttentionKernel<kMaxDimChunks>, batch * hq, kAttnWarps * 32, stream, q, k_cache, v_cache, out, 0,
-                  positions, 1, max_t, hq, hkv, head_dim);
+  return LaunchAttention(batch * hq, head_dim, kAttentionInstances, stream, q, k_cache, v_cache, out, 0, positions, 1,
+                         max_t, hq, hkv, head_dim);
 }
 
 cudaError_t trirun_op_attention_decode_batch_rope(const __half* q, const __half* k_new, const __half* v_new,
@@ -815,11 +849,8 @@ cudaError_t trirun_op_attention_decode_batch_rope(const __half* q, const __half*
   }
   // log(theta) as trirun_op_rope computes it, so that the angles match bit for bit.
   const double log_theta = std::log(static_cast<double>(theta));
-  if (head_dim <= 128)
-    return LaunchOp(AttentionDecodeRopeKernel<4>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new, k_cache,
-                    v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
-  return LaunchOp(AttentionDecodeRopeKernel<kMaxDimChunks>, batch * hq, kAttnWarps * 32, stream, q, k_new, v_new,
-                  k_cache, v_cache, positions, out, max_t, hq, hkv, head_dim, log_theta, style);
+  return LaunchAttention(batch * hq, head_dim, kDecodeRopeInstances, stream, q, k_new, v_new, k_cache, v_cache,
+                         positions, out, max_t, hq, hkv, head_dim, log_theta, style);
 }
 
 cudaError_t trirun_op_cache_append_batch(const __half* src, __half* cache, const int32_t* positions, int batch,
