@@ -493,12 +493,15 @@ __device__ __forceinline__ void PrefetchCacheRowsL2(const __half* k, const __hal
 // AttentionKernel's batches and order. q, k_new and v_new are only read. A
 // start outside the cache gives NaN rows and writes nothing.
 //
-// Before griddepcontrol.wait (so while the q/k/v matmul may still run, where
-// the block is already resident) it does what does not depend on that
-// kernel: a guess of start read past L1 (ld.cg: the real read after the wait
+// Before griddepcontrol.wait it does what does not depend on the kernel
+// before: a guess of start read past L1 (ld.cg: the real read after the wait
 // must not hit a stale L1 line), the fp64 RoPE angle at the guess (recomputed
 // if the real start differs), and an L2 prefetch of the cached rows that the
-// batches after the first will read.
+// batches after the first will read. That overlaps the kernel before only
+// where a block is resident early; beside the 384-thread small-batch matmul
+// (all 64K registers of its SM) it is not, and a 64-register form that fitted
+// beside a 288-thread one was no faster (NOTES.md, session 10). The prefetch
+// still serves contexts longer than one batch of loads.
 template <int CH, int W>
 __global__ void __launch_bounds__(W * 32)
     AttentionDecodeRopeKernel(const __half* q, const __half* k_new, const __half* v_new, __half* k_cache,
@@ -672,25 +675,34 @@ __global__ void NllKernel(const void* logits, int is_f32, const int32_t* targets
   }
 }
 
+// An attribute of the current device, read once per device and attribute
+// slot (a query on every launch would put host latency before it); 0 where it
+// cannot be read.
+constexpr int kOpsMaxDevices = 64;
+enum CachedAttr { kAttrMajor, kAttrSms, kCachedAttrs };
+int CurrentDeviceAttr(CachedAttr which) {
+  static std::atomic<int> cache[kCachedAttrs][kOpsMaxDevices];  // 0: not read yet
+  constexpr cudaDeviceAttr kAttrs[kCachedAttrs] = {cudaDevAttrComputeCapabilityMajor, cudaDevAttrMultiProcessorCount};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kOpsMaxDevices) return 0;
+  int value = cache[which][device].load(std::memory_order_relaxed);
+  if (value == 0) {
+    if (cudaDeviceGetAttribute(&value, kAttrs[which], device) != cudaSuccess || value < 0) return 0;
+    cache[which][device].store(value, std::memory_order_relaxed);
+  }
+  return value;
+}
+
 // Whether ops on `stream` launch as programmatic dependents: compute
 // capability 9.0 or later, a stream other than the legacy default one (as for
-// the TriRun matmul), unless TRIRUN_PDL=0. Read once per device.
+// the TriRun matmul), unless TRIRUN_PDL=0 (read once).
 bool DependentLaunchFor(cudaStream_t stream) {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cache[kMaxDevices];  // 0 unknown, 1 no, 2 yes
-  if (stream == nullptr || stream == cudaStreamLegacy) return false;
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
-  int known = cache[device].load(std::memory_order_relaxed);
-  if (known == 0) {
-    int major = 0;
+  static const bool off = [] {
     const char* env = std::getenv("TRIRUN_PDL");
-    const bool on = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-                    major >= 9 && !(env != nullptr && env[0] == '0');
-    known = on ? 2 : 1;
-    cache[device].store(known, std::memory_order_relaxed);
-  }
-  return known == 2;
+    return env != nullptr && env[0] == '0';
+  }();
+  if (off || stream == nullptr || stream == cudaStreamLegacy) return false;
+  return CurrentDeviceAttr(kAttrMajor) >= 9;
 }
 
 // Launches an op kernel, as a programmatic dependent of the kernel before it
@@ -723,16 +735,8 @@ cudaError_t LaunchOp(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStrea
 // The results depend on the warp count (each warp folds its own keys), so
 // paths compare bit for bit only at the same count.
 int AttentionWarpsFor(int64_t blocks) {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> sms_cache[kMaxDevices];
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return 8;
-  int sms = sms_cache[device].load(std::memory_order_relaxed);
-  if (sms == 0) {
-    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) return 8;
-    sms_cache[device].store(sms, std::memory_order_relaxed);
-  }
-  return blocks <= sms ? 16 : 8;
+  const int sms = CurrentDeviceAttr(kAttrSms);
+  return sms > 0 && blocks <= sms ? 16 : 8;
 }
 
 // Launches one of an attention kernel's instances (same signature for every
