@@ -151,6 +151,31 @@ __device__ __forceinline__ uint32_t mask_or_1024(uint32_t q, uint32_t mask) {
 __device__ __forceinline__ uint32_t as_u32(half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ half2 as_h2(uint32_t u) { return *reinterpret_cast<half2*>(&u); }
 
+// An fp16 value that fp16 holds exactly (normal, at most 11 significant bits),
+// in both halves of a 32-bit word, computed by the compiler. The
+// dequantization's constants are written with it rather than with
+// __float2half2_rn: that is inline asm, so the compiler cannot fold it, and
+// every packed word paid for converting and packing its seven constants again
+// (PTX: a cvt and a mov per constant and word; SASS: IMAD.MOV + PRMT inside
+// the tile loops).
+constexpr uint32_t fp16_pair_bits(double v) {
+  const uint32_t sign = v < 0 ? 0x8000u : 0u;
+  double a = v < 0 ? -v : v;
+  int e = 0;
+  while (a >= 2.0) a /= 2.0, ++e;
+  while (a < 1.0) a *= 2.0, --e;
+  const uint32_t h = sign | (static_cast<uint32_t>(e + 15) << 10) | static_cast<uint32_t>((a - 1.0) * 1024.0);
+  return h | (h << 16);
+}
+static_assert(fp16_pair_bits(1024.0) == 0x64006400u && fp16_pair_bits(-257.0) == 0xdc04dc04u &&
+                  fp16_pair_bits(0.015625) == 0x24002400u,
+              "fp16 encoding");
+// The constants of dequant_word (see there): code - 1 from 1024 + 4^j * code.
+constexpr uint32_t kSub0 = fp16_pair_bits(1025.0);
+constexpr uint32_t kMul1 = fp16_pair_bits(0.25), kAdd1 = fp16_pair_bits(-257.0);
+constexpr uint32_t kMul2 = fp16_pair_bits(0.0625), kAdd2 = fp16_pair_bits(-65.0);
+constexpr uint32_t kMul3 = fp16_pair_bits(0.015625), kAdd3 = fp16_pair_bits(-17.0);
+
 // Programmatic dependent launch (sm_90; no-ops before). allow_dependents lets
 // the grid after this one in the stream, if it was launched as a programmatic
 // dependent (this library's matmuls and model ops are, on sm_90), launch now:
@@ -247,10 +272,10 @@ __device__ __forceinline__ void pipeline(int tiles, Load&& load, Compute&& compu
 // and yields code - 1 in {-1, 0, 1, 2}. Only codes 4..7 need one shift.
 // out[f][reg]: f = 2 * tile + n8 block, relative to tile_a's first n8 block.
 __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) {
-  const half2 sub0 = __float2half2_rn(1025.0f);
-  const half2 mul1 = __float2half2_rn(0.25f), add1 = __float2half2_rn(-257.0f);
-  const half2 mul2 = __float2half2_rn(0.0625f), add2 = __float2half2_rn(-65.0f);
-  const half2 mul3 = __float2half2_rn(0.015625f), add3 = __float2half2_rn(-17.0f);
+  const half2 sub0 = as_h2(kSub0);
+  const half2 mul1 = as_h2(kMul1), add1 = as_h2(kAdd1);
+  const half2 mul2 = as_h2(kMul2), add2 = as_h2(kAdd2);
+  const half2 mul3 = as_h2(kMul3), add3 = as_h2(kAdd3);
   const uint32_t hi = q >> 8;
   out[0][0] = as_u32(__hsub2(as_h2(mask_or_1024(q, 0x00030003u)), sub0));
   out[2][0] = as_u32(__hfma2(as_h2(mask_or_1024(q, 0x000c000cu)), mul1, add1));
@@ -1366,14 +1391,14 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
     // Per-column scales (g = k), read once per slice: the 32-entry
     // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
-    half2 col_scale = __float2half2_rn(0.0f);
+    half2 col_scale = as_h2(0u);
     if constexpr (!GROUPED) {
       const half* s_tile = reinterpret_cast<const half*>(S) + n_tile * kHopperTileN;
       auto pos = [](int c) { return 32 * (c / 32) + 8 * ((c % 8) / 2) + 2 * ((c / 8) % 4) + c % 2; };
       col_scale = __halves2half2(s_tile[pos(col_lo)], s_tile[pos(col_lo + 8)]);
     }
-    const half2 sub0 = __float2half2_rn(1025.0f);
-    const half2 mul2 = __float2half2_rn(0.0625f), add2 = __float2half2_rn(-65.0f);
+    const half2 sub0 = as_h2(kSub0);
+    const half2 mul2 = as_h2(kMul2), add2 = as_h2(kAdd2);
 
     float acc[kAccs];
 #pragma unroll
