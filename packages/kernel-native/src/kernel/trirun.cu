@@ -350,8 +350,8 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], const u
     }
   }
   if constexpr (GROUPED) {
-    // The scale row of this warp's group.
-    const int4 sv = sh_s[k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4];
+    // The scale row of this warp's group (kKSteps = 4: two warps share one).
+    const int4 sv = sh_s[(k_warp * kKSteps / 8) * (kThreadN / 8) + n_warp * 8 + lane / 4];
     const half* s8 = reinterpret_cast<const half*>(&sv);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -1267,10 +1267,13 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
       : "memory");
 }
-// Barrier of the two consumer warpgroups only (the producer runs ahead).
-struct ConsumerSync {
-  __device__ void operator()() const { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+// Barrier of the consumer warps only (the producer runs ahead): named
+// barrier 1 over THREADS threads.
+template <int THREADS>
+struct ConsumerBarrier {
+  __device__ void operator()() const { asm volatile("bar.sync 1, %0;\n" ::"n"(THREADS) : "memory"); }
 };
+using ConsumerSync = ConsumerBarrier<256>;  // two consumer warpgroups
 
 // Template parameters:
 //   N_ACT:   rows of A per batch slice (64, 128 or 256): wgmma's N
@@ -1547,37 +1550,54 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // free of bank conflicts. The k_warps' partial sums at the end of a run go
 // through the shared memory of the run's last stage, which is released to
 // the producer only after that.
-// Threads: two consumer warpgroups and a producer warpgroup (of which one
-// thread works): registers move to the consumers with setmaxnreg, as in the
-// Hopper kernel (the 32-row tiles need ~210 per thread; 288 threads would
-// cap every thread at 168).
-constexpr int kSmallTmaThreads = 384;
+// Threads (WARPS = 8): two consumer warpgroups and a producer warpgroup (of
+// which one thread works): registers move to the consumers with setmaxnreg,
+// as in the Hopper kernel (the 32-row tiles need ~210 per thread; 288
+// threads would cap every thread at 168).
+// WARPS = 16 (up to 8 rows, TRIRUN_SMALL_WARPS=16; an experiment): sixteen
+// consumer warps and one producer warp, 120 registers each (the 8-row tiles
+// need fewer than 100), the same tiles and stages. Each warp then takes 4
+// k16 steps of a tile instead of 8 (two warps per scale group), so an SM
+// has four warps per scheduler instead of two to hide the dependent chains
+// of the dequantization and mma (at 8 rows the consumers, not memory, set
+// the pace: ~2.6 TB/s on both the H100 and the H200).
+template <int WARPS>
+constexpr int small_tma_threads() {
+  return WARPS == 8 ? 384 : 32 * WARPS + 32;
+}
 
-template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED>
-__global__ void __launch_bounds__(kSmallTmaThreads, 1)
+template <int MB8, int N_WARPS, int STAGES, int WARPS, bool GROUPED, bool CHAINED>
+__global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
                             float* __restrict__ slots, int ramp, int early) {
 #ifdef TRIRUN_WGMMA
-  constexpr int kWarps = 8;  // consumers
+  static_assert(WARPS == 8 || (WARPS == 16 && MB8 == 1), "16 consumer warps only for 8-row tiles");
+  constexpr int kWarps = WARPS;  // consumers
   constexpr int kKWarps = kWarps / N_WARPS;
-  constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
+  constexpr int kKSteps = 64 / kWarps;  // k16 steps per warp per tile: one group (8 warps) or half (16)
   constexpr int K_BLOCKS = kKSteps * kKWarps;
   static_assert(N_WARPS * kKWarps == kWarps, "warps must tile the block");
   constexpr int kThreadK = K_BLOCKS * 16;
+  constexpr int kGroups = kThreadK / 128;  // scale rows per tile
   constexpr int kThreadN = N_WARPS * 64;
   constexpr int kRows = MB8 * 8;
   constexpr int kAtoms = kThreadK / 64;
   constexpr int kAtomBytes = kRows * 128;
   constexpr int kABytes = kAtoms * kAtomBytes;
   constexpr int kBBytes = K_BLOCKS * kThreadN * 4;
-  constexpr int kSBytes = GROUPED ? kKWarps * kThreadN * 2 : 0;
+  constexpr int kSBytes = GROUPED ? kGroups * kThreadN * 2 : 0;
   constexpr int kStageBytes = kABytes + kBBytes + kSBytes;
   constexpr uint32_t kStageTx = kStageBytes;  // boxes count whole, zero-filled parts included
   static_assert(kStageBytes % 1024 == 0, "stages must keep the swizzle's 1024-byte alignment");
   constexpr int kPerLane = MB8 * 16;  // accumulators per lane
-  static_assert((kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes, "k-warp sums must fit a stage");
+  // The k_warps' sums at the end of a run: all at once where they fit a
+  // stage, else in halving rounds (16 warps: 8 k_warps).
+  constexpr bool kFlatSum = (kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes;
+  static_assert(kFlatSum || ((kKWarps & (kKWarps - 1)) == 0 && (kKWarps / 2) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes),
+                "k-warp sums must fit a stage");
+  using Sync = ConsumerBarrier<32 * kWarps>;
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
@@ -1589,7 +1609,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   allow_dependents();
 
   const int k_tiles = ceil_div(prob_k, kThreadK);
-  const int k_groups = prob_k / 128;
+  const int k_steps = prob_k / 16;
   const int n_tiles = prob_n / kThreadN;
   const int total_tiles = k_tiles * n_tiles;
   const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
@@ -1607,7 +1627,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
   if (warp >= kWarps) {
     // --- producer: tile t of the run goes to stage t % STAGES.
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if constexpr (kWarps == 8) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (threadIdx.x == 32 * kWarps) {
       auto copy_weights = [&](int tile, int stage) {
         char* st = smem + stage * kStageBytes;
@@ -1616,7 +1636,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
         // Rows past k (a partial last tile) come back as zeros: the map's bounds.
         tma_load_2d(st + kABytes, &map_b, n_tile * (kThreadN / 2), k_tile * K_BLOCKS, &full[stage]);
         if constexpr (GROUPED)
-          tma_load_2d(st + kABytes + kBBytes, &map_s, n_tile * (kThreadN / 4), k_tile * kKWarps, &full[stage]);
+          tma_load_2d(st + kABytes + kBBytes, &map_s, n_tile * (kThreadN / 4), k_tile * kGroups, &full[stage]);
       };
       auto copy_activations = [&](int tile, int stage) {
         char* st = smem + stage * kStageBytes;
@@ -1659,14 +1679,14 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     return;
   }
 
-  // --- consumers (256 threads; their barrier is ConsumerSync, bar 1)
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  // --- consumers (32 kWarps threads; their barrier is Sync, bar 1)
+  if constexpr (kWarps == 8) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   wait_for_prerequisites();  // before writing C or the workspace
   const int n_warp = warp % N_WARPS;
   const int k_warp = warp / N_WARPS;
   const int g = lane / 4;  // "group id" of the mma fragment layouts
   const int t = lane % 4;
-  const ConsumerSync sync;
+  const Sync sync;
   // The lane's ldmatrix row (r) and 16-byte chunk (2 (kb % 4) + lane / 8 % 2
   // in its atom) for k16 step kb: the swizzle XORs the chunk with r % 8 =
   // lane % 8, so the offset inside an atom depends only on kb % 4 (and the
@@ -1678,7 +1698,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
   // The reductions over the blocks of a column: as trirun_small_kernel.
   constexpr bool chained = CHAINED;
-  const SmallOutput<MB8, N_WARPS, ConsumerSync> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
+  const SmallOutput<MB8, N_WARPS, Sync> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
                                                      iters, k_tiles, lane, n_warp, k_warp, g, t, sync};
   __shared__ int last_arrival;
   SmallPending pending;
@@ -1710,9 +1730,11 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       const int4* sh_a = reinterpret_cast<const int4*>(st);
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(st + kABytes);
 
-      // Warp-uniform: in the last tile of a column, warps past k have nothing.
-      if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
-        // Atom kb / 4 (k_warp * 2 + ks / 4), rows 16 pair.., then the lane's offset.
+      // Warp-uniform: in the last tile of a column, warps past k have nothing
+      // (k is a multiple of 128, so a warp's 64 or 128 k are all in or out).
+      if ((k_tile0 + i) * K_BLOCKS + k_warp * kKSteps < k_steps) {
+        // Atom kb / 4, rows 16 pair.., then the lane's offset (kKSteps is a
+        // multiple of 4, so ks % 4 == kb % 4).
         small_warp_tile<MB8, kKSteps, kThreadN, GROUPED>(
             acc, sh_b, reinterpret_cast<const int4*>(st + kABytes + kBBytes), k_warp, n_warp, lane,
             [&](int kb, int ks, int pair) { return &sh_a[(kb / 4) * (kRows * 8) + pair * 128 + a_lane[ks % 4]]; });
@@ -1730,34 +1752,50 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       // reads are done once every consumer warp is past the barrier).
       const int last_stage = stage_of(slice_tiles - 1);
       float* red = reinterpret_cast<float*>(smem + last_stage * kStageBytes);
-      sync();
-      if (k_warp > 0) {
-        float* dstp = red + (((k_warp - 1) * N_WARPS + n_warp) * 32) * kPerLane;
+      // Lane-major float4s of one warp's accumulators at slot `slot`.
+      auto put = [&](int slot) {
+        float* dstp = red + ((slot * N_WARPS + n_warp) * 32) * kPerLane;
 #pragma unroll
         for (int mb = 0; mb < MB8; ++mb)
 #pragma unroll
           for (int j = 0; j < 4; ++j)
             *reinterpret_cast<float4*>(&dstp[((mb * 4 + j) * 32 + lane) * 4]) =
                 make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]);
-      }
+      };
+      auto add = [&](int slot) {
+        const float* srcp = red + ((slot * N_WARPS + n_warp) * 32) * kPerLane;
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float4 v = *reinterpret_cast<const float4*>(&srcp[((mb * 4 + j) * 32 + lane) * 4]);
+            acc[mb][j][0] += v.x;
+            acc[mb][j][1] += v.y;
+            acc[mb][j][2] += v.z;
+            acc[mb][j][3] += v.w;
+          }
+      };
       sync();
-      if (k_warp == 0) {
+      if constexpr (kFlatSum) {
+        // k_warps 1.. store, k_warp 0 adds them in order.
+        if (k_warp > 0) put(k_warp - 1);
+        sync();
+        if (k_warp == 0) {
 #pragma unroll
-        for (int kw = 1; kw < kKWarps; ++kw) {
-          const float* srcp = red + (((kw - 1) * N_WARPS + n_warp) * 32) * kPerLane;
+          for (int kw = 1; kw < kKWarps; ++kw) add(kw - 1);
+        }
+      } else {
+        // Halving rounds: the upper half of the k_warps still in stores, the
+        // lower half adds (k_warp w takes w + half), until k_warp 0 has all.
 #pragma unroll
-          for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              const float4 v = *reinterpret_cast<const float4*>(&srcp[((mb * 4 + j) * 32 + lane) * 4]);
-              acc[mb][j][0] += v.x;
-              acc[mb][j][1] += v.y;
-              acc[mb][j][2] += v.z;
-              acc[mb][j][3] += v.w;
-            }
+        for (int half = kKWarps / 2; half >= 1; half /= 2) {
+          if (k_warp >= half && k_warp < 2 * half) put(k_warp - half);
+          sync();
+          if (k_warp < half) add(k_warp);
+          sync();
         }
       }
-      sync();
+      if constexpr (kFlatSum) sync();
       // The producer may refill the stage now. (The copy engine writes it
       // through the async proxy after these generic-proxy accesses.)
       asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -1808,6 +1846,7 @@ struct DeviceAttrs {
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
+  int small_warps = 8;        // consumer warps of the TMA small-batch kernel at <= 8 rows; TRIRUN_SMALL_WARPS=16
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1841,6 +1880,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
     a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
     a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
+    const char* small_warps = std::getenv("TRIRUN_SMALL_WARPS");
+    if (small_warps != nullptr && std::atoi(small_warps) == 16) a.small_warps = 16;
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -1870,6 +1911,7 @@ struct Launch {
   bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
+  int small_warps;  // TMA small-batch kernel: consumer warps of the 8-row 512 x 128 tile (8 or 16)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -2082,14 +2124,15 @@ cudaError_t launch_small(Launch& l) {
 // The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
 // ends a run doubles as the k_warps' reduction buffer, so the depth is the
 // same as trirun_small_kernel's on Hopper.
-template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED>
+template <int MB8, int N_WARPS, int WARPS, bool GROUPED, bool CHAINED>
 cudaError_t launch_small_tma_reduction(Launch& l) {
-  constexpr int k_warps = 8 / N_WARPS;
-  constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
+  constexpr int groups = 8 / N_WARPS;  // scale rows per tile (the tile is the same for 8 and 16 warps)
+  constexpr int thread_k = 128 * groups, thread_n = N_WARPS * 64;
+  constexpr int threads = small_tma_threads<WARPS>();
   constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
   constexpr int stages = stages_within(stage, 220 * 1024);
   constexpr size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t);
-  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED>;
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, WARPS, GROUPED, CHAINED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2104,19 +2147,29 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
     err = encode_map_2d(&map_b, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.B, l.k / 16, l.n / 2, thread_k / 16,
                         thread_n / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err == cudaSuccess && GROUPED)
-    err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.s, l.k / 128, l.n / 4, k_warps, thread_n / 4,
+    err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.s, l.k / 128, l.n / 4, groups, thread_n / 4,
                         CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err != cudaSuccess) return err;
   l.stages = stages;
-  l.threads = kSmallTmaThreads;
-  return launch_dependent(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+  l.threads = threads;
+  return launch_dependent(l, kernel, threads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
+template <int MB8, int N_WARPS, int WARPS, bool GROUPED>
+cudaError_t launch_small_tma_warps(Launch& l) {
+  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64)
+             ? launch_small_tma_reduction<MB8, N_WARPS, WARPS, GROUPED, true>(l)
+             : launch_small_tma_reduction<MB8, N_WARPS, WARPS, GROUPED, false>(l);
+}
+
+// 16 consumer warps (TRIRUN_SMALL_WARPS=16) for the 8-row 512 x 128 tile only.
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
-  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64) ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true>(l)
-                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false>(l);
+  if constexpr (MB8 == 1 && N_WARPS == 2) {
+    if (l.small_warps == 16) return launch_small_tma_warps<MB8, N_WARPS, 16, GROUPED>(l);
+  }
+  return launch_small_tma_warps<MB8, N_WARPS, 8, GROUPED>(l);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2261,6 +2314,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.small_tma = attrs.small_tma;
   l.ramp = attrs.ramp;
   l.early = attrs.early;
+  l.small_warps = attrs.small_warps;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
