@@ -672,8 +672,11 @@ static int trace(int argc, char** argv) {
 // launch m1,m2,...: per-call time of back-to-back calls issued on a stream
 // against the same calls captured into one CUDA graph, TriRun and cuBLAS
 // alike (cold weights rotated through copies larger than 4x L2): how much of
-// a call is launch cost rather than kernel.
+// a call is launch cost rather than kernel. PROBE_TRIRUN_ONLY=1 leaves cuBLAS
+// out (no fp16 weights to make: an A/B of two TriRun builds takes a third of
+// the time).
 static int launches(const std::vector<int>& ms) {
+  const bool with_fp16 = std::getenv("PROBE_TRIRUN_ONLY") == nullptr;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
@@ -694,7 +697,7 @@ static int launches(const std::vector<int>& ms) {
   for (auto& set : kModelSets) {
     std::vector<double> sq(ms.size()), sqg(ms.size()), sf(ms.size()), sfg(ms.size());
     for (auto [k, n] : set.kn) {
-      const ColdLayer layer(k, n, *std::max_element(ms.begin(), ms.end()), l2, rng);
+      const ColdLayer layer(k, n, *std::max_element(ms.begin(), ms.end()), l2, rng, with_fp16);
       for (size_t mi = 0; mi < ms.size(); ++mi) {
         const int m = ms[mi];
         TrirunConfig cfg{};
@@ -728,12 +731,16 @@ static int launches(const std::vector<int>& ms) {
           return ge;
         };
         const float q = timed([&] { for (int i = 0; i < calls; ++i) tri(i); });
-        const float f = timed([&] { for (int i = 0; i < calls; ++i) f16(i); });
-        cudaGraphExec_t gq = graph_of(tri), gf = graph_of(f16);
+        cudaGraphExec_t gq = graph_of(tri);
         const float qg = timed([&] { CK(cudaGraphLaunch(gq, st)); });
-        const float fg = timed([&] { CK(cudaGraphLaunch(gf, st)); });
         CK(cudaGraphExecDestroy(gq));
-        CK(cudaGraphExecDestroy(gf));
+        float f = 0, fg = 0;  // 0: not measured (PROBE_TRIRUN_ONLY)
+        if (with_fp16) {
+          f = timed([&] { for (int i = 0; i < calls; ++i) f16(i); });
+          cudaGraphExec_t gf = graph_of(f16);
+          fg = timed([&] { CK(cudaGraphLaunch(gf, st)); });
+          CK(cudaGraphExecDestroy(gf));
+        }
         sq[mi] += q;
         sqg[mi] += qg;
         sf[mi] += f;
