@@ -71,6 +71,11 @@ namespace trirun {
 constexpr int kThreads = 256;   // 8 warps per block
 constexpr int kMaxPar = 16;     // 64-row batch slices per launch
 
+// Experiments only, -DTRIRUN_COPY_ONLY=1 or 2 (timings, wrong results): the TMA
+// small-batch kernel's consumers compute nothing, so a call takes what moving
+// its stages takes: with the packed layout's 2-D boxes (1) or with each
+// tile's weights read as one contiguous block (2), the memory side's ceiling.
+//
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
 // the small-batch kernel, for up to four back-to-back launches. Compiled out
@@ -350,8 +355,8 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], const u
     }
   }
   if constexpr (GROUPED) {
-    // The scale row of this warp's group (kKSteps = 4: two warps share one).
-    const int4 sv = sh_s[(k_warp * kKSteps / 8) * (kThreadN / 8) + n_warp * 8 + lane / 4];
+    // The scale row of this warp's group.
+    const int4 sv = sh_s[k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4];
     const half* s8 = reinterpret_cast<const half*>(&sv);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -1556,11 +1561,14 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // threads would cap every thread at 168).
 // WARPS = 16 (up to 8 rows, TRIRUN_SMALL_WARPS=16; an experiment): sixteen
 // consumer warps and one producer warp, 120 registers each (the 8-row tiles
-// need fewer than 100), the same tiles and stages. Each warp then takes 4
-// k16 steps of a tile instead of 8 (two warps per scale group), so an SM
-// has four warps per scheduler instead of two to hide the dependent chains
-// of the dequantization and mma (at 8 rows the consumers, not memory, set
-// the pace: ~2.6 TB/s on both the H100 and the H200).
+// need fewer than 100), each warp still one group (8 k16 steps) per tile, so
+// the tile is 1024 x 128 (32 KB of weights, 4 stages). An SM then has four
+// warps per scheduler instead of two to hide the dependent chains of the
+// dequantization and mma (at 8 rows the consumers, not memory, set the pace:
+// ~2.6 TB/s on both the H100 and the H200; ncu, H200: 47% of issue slots
+// busy, 0.85 eligible warps per scheduler). Splitting the 512 x 128 tile
+// over 16 warps instead (4 k16 steps each) was slower: the per-tile work of
+// a warp (barrier, addresses, scales: ~80 instructions) then doubled.
 template <int WARPS>
 constexpr int small_tma_threads() {
   return WARPS == 8 ? 384 : 32 * WARPS + 32;
@@ -1573,14 +1581,14 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
                             float* __restrict__ slots, int ramp, int early) {
 #ifdef TRIRUN_WGMMA
-  static_assert(WARPS == 8 || (WARPS == 16 && MB8 == 1), "16 consumer warps only for 8-row tiles");
+  static_assert(WARPS == 8 || (WARPS == 16 && MB8 == 1 && N_WARPS == 2), "16 consumer warps: 8-row 1024 x 128 tiles");
   constexpr int kWarps = WARPS;  // consumers
   constexpr int kKWarps = kWarps / N_WARPS;
-  constexpr int kKSteps = 64 / kWarps;  // k16 steps per warp per tile: one group (8 warps) or half (16)
+  constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
   constexpr int K_BLOCKS = kKSteps * kKWarps;
   static_assert(N_WARPS * kKWarps == kWarps, "warps must tile the block");
   constexpr int kThreadK = K_BLOCKS * 16;
-  constexpr int kGroups = kThreadK / 128;  // scale rows per tile
+  constexpr int kGroups = kKWarps;  // scale rows per tile
   constexpr int kThreadN = N_WARPS * 64;
   constexpr int kRows = MB8 * 8;
   constexpr int kAtoms = kThreadK / 64;
@@ -1592,11 +1600,7 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
   constexpr uint32_t kStageTx = kStageBytes;  // boxes count whole, zero-filled parts included
   static_assert(kStageBytes % 1024 == 0, "stages must keep the swizzle's 1024-byte alignment");
   constexpr int kPerLane = MB8 * 16;  // accumulators per lane
-  // The k_warps' sums at the end of a run: all at once where they fit a
-  // stage, else in halving rounds (16 warps: 8 k_warps).
-  constexpr bool kFlatSum = (kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes;
-  static_assert(kFlatSum || ((kKWarps & (kKWarps - 1)) == 0 && (kKWarps / 2) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes),
-                "k-warp sums must fit a stage");
+  static_assert((kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes, "k-warp sums must fit a stage");
   using Sync = ConsumerBarrier<32 * kWarps>;
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
@@ -1609,7 +1613,7 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
   allow_dependents();
 
   const int k_tiles = ceil_div(prob_k, kThreadK);
-  const int k_steps = prob_k / 16;
+  const int k_groups = prob_k / 128;
   const int n_tiles = prob_n / kThreadN;
   const int total_tiles = k_tiles * n_tiles;
   const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
@@ -1634,7 +1638,13 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
         const int n_tile = tile / k_tiles, k_tile = tile % k_tiles;
         mbar_arrive_expect_tx(&full[stage], kStageTx);
         // Rows past k (a partial last tile) come back as zeros: the map's bounds.
+#if defined(TRIRUN_COPY_ONLY) && TRIRUN_COPY_ONLY == 2
+        // Experiment: tile t as the t-th contiguous kBBytes of B (the map is 2 KB rows).
+        (void)n_tile, (void)k_tile;
+        tma_load_2d(st + kABytes, &map_b, 0, tile * (kBBytes / 2048), &full[stage]);
+#else
         tma_load_2d(st + kABytes, &map_b, n_tile * (kThreadN / 2), k_tile * K_BLOCKS, &full[stage]);
+#endif
         if constexpr (GROUPED)
           tma_load_2d(st + kABytes + kBBytes, &map_s, n_tile * (kThreadN / 4), k_tile * kGroups, &full[stage]);
       };
@@ -1730,11 +1740,14 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
       const int4* sh_a = reinterpret_cast<const int4*>(st);
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(st + kABytes);
 
-      // Warp-uniform: in the last tile of a column, warps past k have nothing
-      // (k is a multiple of 128, so a warp's 64 or 128 k are all in or out).
-      if ((k_tile0 + i) * K_BLOCKS + k_warp * kKSteps < k_steps) {
-        // Atom kb / 4, rows 16 pair.., then the lane's offset (kKSteps is a
-        // multiple of 4, so ks % 4 == kb % 4).
+      // Warp-uniform: in the last tile of a column, warps past k have nothing.
+#ifdef TRIRUN_COPY_ONLY
+      // Experiment: the stages are waited for and released, nothing computed.
+      if (false) {
+#else
+      if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
+#endif
+        // Atom kb / 4 (k_warp * 2 + ks / 4), rows 16 pair.., then the lane's offset.
         small_warp_tile<MB8, kKSteps, kThreadN, GROUPED>(
             acc, sh_b, reinterpret_cast<const int4*>(st + kABytes + kBBytes), k_warp, n_warp, lane,
             [&](int kb, int ks, int pair) { return &sh_a[(kb / 4) * (kRows * 8) + pair * 128 + a_lane[ks % 4]]; });
@@ -1752,50 +1765,34 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
       // reads are done once every consumer warp is past the barrier).
       const int last_stage = stage_of(slice_tiles - 1);
       float* red = reinterpret_cast<float*>(smem + last_stage * kStageBytes);
-      // Lane-major float4s of one warp's accumulators at slot `slot`.
-      auto put = [&](int slot) {
-        float* dstp = red + ((slot * N_WARPS + n_warp) * 32) * kPerLane;
+      sync();
+      if (k_warp > 0) {
+        float* dstp = red + (((k_warp - 1) * N_WARPS + n_warp) * 32) * kPerLane;
 #pragma unroll
         for (int mb = 0; mb < MB8; ++mb)
 #pragma unroll
           for (int j = 0; j < 4; ++j)
             *reinterpret_cast<float4*>(&dstp[((mb * 4 + j) * 32 + lane) * 4]) =
                 make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]);
-      };
-      auto add = [&](int slot) {
-        const float* srcp = red + ((slot * N_WARPS + n_warp) * 32) * kPerLane;
-#pragma unroll
-        for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float4 v = *reinterpret_cast<const float4*>(&srcp[((mb * 4 + j) * 32 + lane) * 4]);
-            acc[mb][j][0] += v.x;
-            acc[mb][j][1] += v.y;
-            acc[mb][j][2] += v.z;
-            acc[mb][j][3] += v.w;
-          }
-      };
+      }
       sync();
-      if constexpr (kFlatSum) {
-        // k_warps 1.. store, k_warp 0 adds them in order.
-        if (k_warp > 0) put(k_warp - 1);
-        sync();
-        if (k_warp == 0) {
+      if (k_warp == 0) {
 #pragma unroll
-          for (int kw = 1; kw < kKWarps; ++kw) add(kw - 1);
-        }
-      } else {
-        // Halving rounds: the upper half of the k_warps still in stores, the
-        // lower half adds (k_warp w takes w + half), until k_warp 0 has all.
+        for (int kw = 1; kw < kKWarps; ++kw) {
+          const float* srcp = red + (((kw - 1) * N_WARPS + n_warp) * 32) * kPerLane;
 #pragma unroll
-        for (int half = kKWarps / 2; half >= 1; half /= 2) {
-          if (k_warp >= half && k_warp < 2 * half) put(k_warp - half);
-          sync();
-          if (k_warp < half) add(k_warp);
-          sync();
+          for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const float4 v = *reinterpret_cast<const float4*>(&srcp[((mb * 4 + j) * 32 + lane) * 4]);
+              acc[mb][j][0] += v.x;
+              acc[mb][j][1] += v.y;
+              acc[mb][j][2] += v.z;
+              acc[mb][j][3] += v.w;
+            }
         }
       }
-      if constexpr (kFlatSum) sync();
+      sync();
       // The producer may refill the stage now. (The copy engine writes it
       // through the async proxy after these generic-proxy accesses.)
       asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -1920,6 +1917,7 @@ struct Launch {
   cudaStream_t stream;
   int stages;   // out
   int threads;  // out
+  int tile_k;   // out, where the kernel's tile is deeper than asked (16-warp small-batch kernel)
 };
 
 // General kernel -------------------------------------------------------------
@@ -2126,10 +2124,10 @@ cudaError_t launch_small(Launch& l) {
 // same as trirun_small_kernel's on Hopper.
 template <int MB8, int N_WARPS, int WARPS, bool GROUPED, bool CHAINED>
 cudaError_t launch_small_tma_reduction(Launch& l) {
-  constexpr int groups = 8 / N_WARPS;  // scale rows per tile (the tile is the same for 8 and 16 warps)
+  constexpr int groups = WARPS / N_WARPS;  // scale rows per tile: one per k_warp
   constexpr int thread_k = 128 * groups, thread_n = N_WARPS * 64;
   constexpr int threads = small_tma_threads<WARPS>();
-  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
+  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 32 * WARPS, GROUPED>();
   constexpr int stages = stages_within(stage, 220 * 1024);
   constexpr size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t);
   auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, WARPS, GROUPED, CHAINED>;
@@ -2144,26 +2142,33 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, MB8 * 8, 64,
                       CU_TENSOR_MAP_SWIZZLE_128B);
   if (err == cudaSuccess)
+#if defined(TRIRUN_COPY_ONLY) && TRIRUN_COPY_ONLY == 2
+    // Experiment: B as rows of 2 KB, a tile's weights as kBBytes / 2048 consecutive rows.
+    err = encode_map_2d(&map_b, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.B, l.k / 16 * l.n * 4 / 2048, 256,
+                        thread_k / 16 * thread_n * 4 / 2048, 256, CU_TENSOR_MAP_SWIZZLE_NONE);
+#else
     err = encode_map_2d(&map_b, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.B, l.k / 16, l.n / 2, thread_k / 16,
                         thread_n / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
+#endif
   if (err == cudaSuccess && GROUPED)
     err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.s, l.k / 128, l.n / 4, groups, thread_n / 4,
                         CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = threads;
+  l.tile_k = thread_k;
   return launch_dependent(l, kernel, threads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
 template <int MB8, int N_WARPS, int WARPS, bool GROUPED>
 cudaError_t launch_small_tma_warps(Launch& l) {
-  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64)
+  return small_chained(l, 128 * (WARPS / N_WARPS), N_WARPS * 64)
              ? launch_small_tma_reduction<MB8, N_WARPS, WARPS, GROUPED, true>(l)
              : launch_small_tma_reduction<MB8, N_WARPS, WARPS, GROUPED, false>(l);
 }
 
-// 16 consumer warps (TRIRUN_SMALL_WARPS=16) for the 8-row 512 x 128 tile only.
+// 16 consumer warps on a 1024 x 128 tile (TRIRUN_SMALL_WARPS=16) in place of the 8-row 512 x 128 tile.
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
   if constexpr (MB8 == 1 && N_WARPS == 2) {
@@ -2400,6 +2405,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     l.A = a_ptr + static_cast<size_t>(row) * k;
     l.C = c_ptr + static_cast<size_t>(row) * n;
     l.m = rows;
+    l.tile_k = 0;
     int m_blocks;
     if (hopper) {
       // Activation rows per wgmma (its N): the slice's rows, or fewer for a short last chunk.
@@ -2434,7 +2440,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       return TRIRUN_ERR_CUDA;
     }
     if (row == 0) {
-      used.thread_k = thread_k;
+      used.thread_k = l.tile_k > 0 ? l.tile_k : thread_k;
       used.thread_n = thread_n;
       used.m_blocks = m_blocks;  // 8-row blocks for the small-batch kernel, 16-row otherwise
       used.variant = hopper ? 2 : (small ? 1 : 0);
