@@ -35,6 +35,14 @@ for w in $what; do
       nvcc -O3 -std=c++17 $ARCH -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_trace || exit 1
       timeout 200 /tmp/probe_trace trace ${TRACE_ARGS:-} 2>&1 | tee "$out/trace.txt" ;;
     speedq) timeout 200 /tmp/probe speed --quick 2>&1 | tee "$out/speed.txt" ;;
+    ceiling)
+      # The memory side's ceiling of the TMA small-batch kernel: the same calls with consumers that
+      # compute nothing (-DTRIRUN_COPY_ONLY: 1 the packed layout's boxes, 2 contiguous tiles),
+      # against the real kernel, TriRun only, at MS (default 1,16).
+      for v in 1 2; do
+        nvcc -O3 -std=c++17 $ARCH -DTRIRUN_COPY_ONLY=$v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_copy$v || exit 1
+      done
+      for p in probe probe_copy1 probe_copy2; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,16} 2>&1 | grep SUM; done | tee "$out/ceiling.txt" ;;
     speedm)
       # The speed table at MS (default 32..4096), with the Hopper kernel and with TRIRUN_HOPPER=0.
       ms=${MS:-32,64,128,256,512,1024,4096}

@@ -71,10 +71,13 @@ namespace trirun {
 constexpr int kThreads = 256;   // 8 warps per block
 constexpr int kMaxPar = 16;     // 64-row batch slices per launch
 
-// Experiments only, -DTRIRUN_COPY_ONLY=1 or 2 (timings, wrong results): the TMA
-// small-batch kernel's consumers compute nothing, so a call takes what moving
-// its stages takes: with the packed layout's 2-D boxes (1) or with each
-// tile's weights read as one contiguous block (2), the memory side's ceiling.
+// Experiments only, -DTRIRUN_COPY_ONLY=1 or 2 (timings, wrong results;
+// tools/device-probe.sh `ceiling`): the TMA small-batch kernel's consumers
+// compute nothing, so a call takes what moving its stages takes, with the
+// packed layout's 2-D boxes (1) or with each tile's weights read as one
+// contiguous block (2). H200, 70B layers at m = 1: 64 us for either, 96 us
+// with the math: the consumers, not the memory side or the layout, set the
+// pace (NOTES.md, session 11).
 //
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
@@ -1272,13 +1275,10 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
       : "memory");
 }
-// Barrier of the consumer warps only (the producer runs ahead): named
-// barrier 1 over THREADS threads.
-template <int THREADS>
-struct ConsumerBarrier {
-  __device__ void operator()() const { asm volatile("bar.sync 1, %0;\n" ::"n"(THREADS) : "memory"); }
+// Barrier of the two consumer warpgroups only (the producer runs ahead).
+struct ConsumerSync {
+  __device__ void operator()() const { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 };
-using ConsumerSync = ConsumerBarrier<256>;  // two consumer warpgroups
 
 // Template parameters:
 //   N_ACT:   rows of A per batch slice (64, 128 or 256): wgmma's N
@@ -1555,53 +1555,37 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // free of bank conflicts. The k_warps' partial sums at the end of a run go
 // through the shared memory of the run's last stage, which is released to
 // the producer only after that.
-// Threads (WARPS = 8): two consumer warpgroups and a producer warpgroup (of
-// which one thread works): registers move to the consumers with setmaxnreg,
-// as in the Hopper kernel (the 32-row tiles need ~210 per thread; 288
-// threads would cap every thread at 168).
-// WARPS = 16 (up to 8 rows, TRIRUN_SMALL_WARPS=16; an experiment): sixteen
-// consumer warps and one producer warp, 120 registers each (the 8-row tiles
-// need fewer than 100), each warp still one group (8 k16 steps) per tile, so
-// the tile is 1024 x 128 (32 KB of weights, 4 stages). An SM then has four
-// warps per scheduler instead of two to hide the dependent chains of the
-// dequantization and mma (at 8 rows the consumers, not memory, set the pace:
-// ~2.6 TB/s on both the H100 and the H200; ncu, H200: 47% of issue slots
-// busy, 0.85 eligible warps per scheduler). Splitting the 512 x 128 tile
-// over 16 warps instead (4 k16 steps each) was slower: the per-tile work of
-// a warp (barrier, addresses, scales: ~80 instructions) then doubled.
-template <int WARPS>
-constexpr int small_tma_threads() {
-  return WARPS == 8 ? 384 : 32 * WARPS + 32;
-}
+// Threads: two consumer warpgroups and a producer warpgroup (of which one
+// thread works): registers move to the consumers with setmaxnreg, as in the
+// Hopper kernel (the 32-row tiles need ~210 per thread; 288 threads would
+// cap every thread at 168).
+constexpr int kSmallTmaThreads = 384;
 
-template <int MB8, int N_WARPS, int STAGES, int WARPS, bool GROUPED, bool CHAINED>
-__global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
+template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED>
+__global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
                             float* __restrict__ slots, int ramp, int early) {
 #ifdef TRIRUN_WGMMA
-  static_assert(WARPS == 8 || (WARPS == 16 && MB8 == 1 && N_WARPS == 2), "16 consumer warps: 8-row 1024 x 128 tiles");
-  constexpr int kWarps = WARPS;  // consumers
+  constexpr int kWarps = 8;  // consumers
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
   constexpr int K_BLOCKS = kKSteps * kKWarps;
   static_assert(N_WARPS * kKWarps == kWarps, "warps must tile the block");
   constexpr int kThreadK = K_BLOCKS * 16;
-  constexpr int kGroups = kKWarps;  // scale rows per tile
   constexpr int kThreadN = N_WARPS * 64;
   constexpr int kRows = MB8 * 8;
   constexpr int kAtoms = kThreadK / 64;
   constexpr int kAtomBytes = kRows * 128;
   constexpr int kABytes = kAtoms * kAtomBytes;
   constexpr int kBBytes = K_BLOCKS * kThreadN * 4;
-  constexpr int kSBytes = GROUPED ? kGroups * kThreadN * 2 : 0;
+  constexpr int kSBytes = GROUPED ? kKWarps * kThreadN * 2 : 0;
   constexpr int kStageBytes = kABytes + kBBytes + kSBytes;
   constexpr uint32_t kStageTx = kStageBytes;  // boxes count whole, zero-filled parts included
   static_assert(kStageBytes % 1024 == 0, "stages must keep the swizzle's 1024-byte alignment");
   constexpr int kPerLane = MB8 * 16;  // accumulators per lane
   static_assert((kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes, "k-warp sums must fit a stage");
-  using Sync = ConsumerBarrier<32 * kWarps>;
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
@@ -1631,7 +1615,7 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
 
   if (warp >= kWarps) {
     // --- producer: tile t of the run goes to stage t % STAGES.
-    if constexpr (kWarps == 8) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (threadIdx.x == 32 * kWarps) {
       auto copy_weights = [&](int tile, int stage) {
         char* st = smem + stage * kStageBytes;
@@ -1646,7 +1630,7 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
         tma_load_2d(st + kABytes, &map_b, n_tile * (kThreadN / 2), k_tile * K_BLOCKS, &full[stage]);
 #endif
         if constexpr (GROUPED)
-          tma_load_2d(st + kABytes + kBBytes, &map_s, n_tile * (kThreadN / 4), k_tile * kGroups, &full[stage]);
+          tma_load_2d(st + kABytes + kBBytes, &map_s, n_tile * (kThreadN / 4), k_tile * kKWarps, &full[stage]);
       };
       auto copy_activations = [&](int tile, int stage) {
         char* st = smem + stage * kStageBytes;
@@ -1689,14 +1673,14 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
     return;
   }
 
-  // --- consumers (32 kWarps threads; their barrier is Sync, bar 1)
-  if constexpr (kWarps == 8) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  // --- consumers (256 threads; their barrier is ConsumerSync, bar 1)
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   wait_for_prerequisites();  // before writing C or the workspace
   const int n_warp = warp % N_WARPS;
   const int k_warp = warp / N_WARPS;
   const int g = lane / 4;  // "group id" of the mma fragment layouts
   const int t = lane % 4;
-  const Sync sync;
+  const ConsumerSync sync;
   // The lane's ldmatrix row (r) and 16-byte chunk (2 (kb % 4) + lane / 8 % 2
   // in its atom) for k16 step kb: the swizzle XORs the chunk with r % 8 =
   // lane % 8, so the offset inside an atom depends only on kb % 4 (and the
@@ -1708,7 +1692,7 @@ __global__ void __launch_bounds__(small_tma_threads<WARPS>(), 1)
 
   // The reductions over the blocks of a column: as trirun_small_kernel.
   constexpr bool chained = CHAINED;
-  const SmallOutput<MB8, N_WARPS, Sync> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
+  const SmallOutput<MB8, N_WARPS, ConsumerSync> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
                                                      iters, k_tiles, lane, n_warp, k_warp, g, t, sync};
   __shared__ int last_arrival;
   SmallPending pending;
@@ -1843,7 +1827,6 @@ struct DeviceAttrs {
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
-  int small_warps = 8;        // consumer warps of the TMA small-batch kernel at <= 8 rows; TRIRUN_SMALL_WARPS=16
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1877,8 +1860,6 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
     a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
     a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
-    const char* small_warps = std::getenv("TRIRUN_SMALL_WARPS");
-    if (small_warps != nullptr && std::atoi(small_warps) == 16) a.small_warps = 16;
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -1908,7 +1889,6 @@ struct Launch {
   bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
-  int small_warps;  // TMA small-batch kernel: consumer warps of the 8-row 512 x 128 tile (8 or 16)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -1917,7 +1897,6 @@ struct Launch {
   cudaStream_t stream;
   int stages;   // out
   int threads;  // out
-  int tile_k;   // out, where the kernel's tile is deeper than asked (16-warp small-batch kernel)
 };
 
 // General kernel -------------------------------------------------------------
@@ -2122,15 +2101,14 @@ cudaError_t launch_small(Launch& l) {
 // The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
 // ends a run doubles as the k_warps' reduction buffer, so the depth is the
 // same as trirun_small_kernel's on Hopper.
-template <int MB8, int N_WARPS, int WARPS, bool GROUPED, bool CHAINED>
+template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED>
 cudaError_t launch_small_tma_reduction(Launch& l) {
-  constexpr int groups = WARPS / N_WARPS;  // scale rows per tile: one per k_warp
-  constexpr int thread_k = 128 * groups, thread_n = N_WARPS * 64;
-  constexpr int threads = small_tma_threads<WARPS>();
-  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 32 * WARPS, GROUPED>();
+  constexpr int k_warps = 8 / N_WARPS;
+  constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
+  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
   constexpr int stages = stages_within(stage, 220 * 1024);
   constexpr size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t);
-  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, WARPS, GROUPED, CHAINED>;
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2151,30 +2129,19 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
                         thread_n / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
 #endif
   if (err == cudaSuccess && GROUPED)
-    err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.s, l.k / 128, l.n / 4, groups, thread_n / 4,
+    err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_UINT64, 8, l.s, l.k / 128, l.n / 4, k_warps, thread_n / 4,
                         CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err != cudaSuccess) return err;
   l.stages = stages;
-  l.threads = threads;
-  l.tile_k = thread_k;
-  return launch_dependent(l, kernel, threads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+  l.threads = kSmallTmaThreads;
+  return launch_dependent(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
-template <int MB8, int N_WARPS, int WARPS, bool GROUPED>
-cudaError_t launch_small_tma_warps(Launch& l) {
-  return small_chained(l, 128 * (WARPS / N_WARPS), N_WARPS * 64)
-             ? launch_small_tma_reduction<MB8, N_WARPS, WARPS, GROUPED, true>(l)
-             : launch_small_tma_reduction<MB8, N_WARPS, WARPS, GROUPED, false>(l);
-}
-
-// 16 consumer warps on a 1024 x 128 tile (TRIRUN_SMALL_WARPS=16) in place of the 8-row 512 x 128 tile.
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
-  if constexpr (MB8 == 1 && N_WARPS == 2) {
-    if (l.small_warps == 16) return launch_small_tma_warps<MB8, N_WARPS, 16, GROUPED>(l);
-  }
-  return launch_small_tma_warps<MB8, N_WARPS, 8, GROUPED>(l);
+  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64) ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true>(l)
+                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false>(l);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2319,7 +2286,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.small_tma = attrs.small_tma;
   l.ramp = attrs.ramp;
   l.early = attrs.early;
-  l.small_warps = attrs.small_warps;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
@@ -2405,7 +2371,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     l.A = a_ptr + static_cast<size_t>(row) * k;
     l.C = c_ptr + static_cast<size_t>(row) * n;
     l.m = rows;
-    l.tile_k = 0;
     int m_blocks;
     if (hopper) {
       // Activation rows per wgmma (its N): the slice's rows, or fewer for a short last chunk.
@@ -2440,7 +2405,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       return TRIRUN_ERR_CUDA;
     }
     if (row == 0) {
-      used.thread_k = l.tile_k > 0 ? l.tile_k : thread_k;
+      used.thread_k = thread_k;
       used.thread_n = thread_n;
       used.m_blocks = m_blocks;  // 8-row blocks for the small-batch kernel, 16-row otherwise
       used.variant = hopper ? 2 : (small ? 1 : 0);
