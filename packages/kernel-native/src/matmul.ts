@@ -36,7 +36,7 @@ export interface TrirunConfig {
   kernel: "small" | "general" | "hopper";
   /**
    * Blocks of `blockRows` rows of A per tile: 1, 2 or 4 of 8 rows (small), 1..4 of 16 rows (general),
-   * 4, 8 or 16 of 16 rows (hopper).
+   * 4, 8 or 16 of 16 rows (hopper; 2 with the TRIRUN_SLICE32=1 experiment).
    */
   mBlocks: number;
   blockRows: number;

@@ -1194,6 +1194,15 @@ __device__ __forceinline__ void keep_u32(uint32_t (&v)[4]) {
   asm volatile("" ::"r"(v[0]), "r"(v[1]), "r"(v[2]), "r"(v[3]) : "memory");
 }
 
+// D (64 x 32) += A (64 x 16, registers) x B (16 x 32, shared memory, K-major).
+__device__ __forceinline__ void wgmma_m64n32k16(float (&d)[16], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
+}
+
 // D (64 x 64) += A (64 x 16, registers) x B (16 x 64, shared memory, K-major).
 __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b) {
   asm volatile(
@@ -1225,7 +1234,8 @@ __device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], const uint32_t
 
 template <int N_ACT>
 __device__ __forceinline__ void wgmma_rs(float (&d)[N_ACT / 2], const uint32_t (&a)[4], uint64_t desc_b) {
-  if constexpr (N_ACT == 64) wgmma_m64n64k16(d, a, desc_b);
+  if constexpr (N_ACT == 32) wgmma_m64n32k16(d, a, desc_b);
+  else if constexpr (N_ACT == 64) wgmma_m64n64k16(d, a, desc_b);
   else if constexpr (N_ACT == 128) wgmma_m64n128k16(d, a, desc_b);
   else wgmma_m64n256k16(d, a, desc_b);
 }
@@ -1281,7 +1291,7 @@ struct ConsumerSync {
 };
 
 // Template parameters:
-//   N_ACT:   rows of A per batch slice (64, 128 or 256): wgmma's N
+//   N_ACT:   rows of A per batch slice (32, 64, 128 or 256): wgmma's N
 //   STAGES:  depth of the copy pipeline
 //   GROUPED: g = 128 (a scale row per 128-deep tile) or g = k (one row)
 // Threads: two consumer warpgroups (decoding, wgmma, reduction) and one
@@ -1827,6 +1837,7 @@ struct DeviceAttrs {
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
+  bool slice32 = false;       // Hopper launches of <= 32 rows on 32-row slices; TRIRUN_SLICE32=1 (experiment)
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1860,6 +1871,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
     a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
     a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
+    const char* slice32 = std::getenv("TRIRUN_SLICE32");
+    a.slice32 = slice32 != nullptr && slice32[0] == '1';
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -1997,7 +2010,7 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
 template <int N_ACT, bool GROUPED>
 cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
-  constexpr int stages = N_ACT == 64 ? 8 : (N_ACT == 128 ? 6 : 3);  // 162, 217.5 or 204.75 KB
+  constexpr int stages = N_ACT <= 64 ? 8 : (N_ACT == 128 ? 6 : 3);  // 98, 162, 217.5 or 204.75 KB
   // + two mbarriers per stage, + alignment of the swizzled stages
   constexpr size_t smem = stages * stage + stages * 16 + 1024;
   auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
@@ -2373,10 +2386,18 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     l.m = rows;
     int m_blocks;
     if (hopper) {
-      // Activation rows per wgmma (its N): the slice's rows, or fewer for a short last chunk.
-      const int n_act = slice_rows == 256 && rows > 128 ? 256 : (rows > 64 && slice_rows > 64 ? 128 : 64);
+      // Activation rows per wgmma (its N): the slice's rows, or fewer for a short last chunk. With
+      // TRIRUN_SLICE32=1 (an experiment, not yet run on a GPU) a launch of at most 32 rows (a tail of the
+      // tail split, or 17..32 rows of a narrow layer) takes 32-row slices instead of 64 with half of
+      // them zeros: on the H200 the Hopper kernel is compute-bound from ~128 rows while cuBLAS FP16 is
+      // still memory-bound (70B set at m = 160: 0.68-0.75x, a 128-row launch and a 32-row tail padded to 64).
+      const int n_act = slice_rows == 256 && rows > 128
+                            ? 256
+                            : (rows > 64 && slice_rows > 64 ? 128 : (attrs.slice32 && rows <= 32 ? 32 : 64));
       m_blocks = n_act / 16;  // 16-row blocks
-      if (n_act == 256)
+      if (n_act == 32)
+        err = grouped ? launch_hopper<32, true>(l) : launch_hopper<32, false>(l);
+      else if (n_act == 256)
         err = grouped ? launch_hopper<256, true>(l) : launch_hopper<256, false>(l);
       else if (n_act == 128)
         err = grouped ? launch_hopper<128, true>(l) : launch_hopper<128, false>(l);
