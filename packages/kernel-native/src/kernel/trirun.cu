@@ -162,10 +162,9 @@ __device__ __forceinline__ half2 as_h2(uint32_t u) { return *reinterpret_cast<ha
 // An fp16 value that fp16 holds exactly (normal, at most 11 significant bits),
 // in both halves of a 32-bit word, computed by the compiler. The
 // dequantization's constants are written with it rather than with
-// __float2half2_rn: that is inline asm, so the compiler cannot fold it, and
-// every packed word paid for converting and packing its seven constants again
-// (PTX: a cvt and a mov per constant and word; SASS: IMAD.MOV + PRMT inside
-// the tile loops).
+// __float2half2_rn, which is inline asm to the compiler: the PTX converted and
+// packed all seven for every packed word. (ptxas folded those conversions
+// anyway: the SASS and the timings did not change, NOTES.md, session 11.)
 constexpr uint32_t fp16_pair_bits(double v) {
   const uint32_t sign = v < 0 ? 0x8000u : 0u;
   double a = v < 0 ? -v : v;
