@@ -1845,6 +1845,11 @@ bool switched_off(const char* name) {
   const char* value = std::getenv(name);
   return value != nullptr && value[0] == '0';
 }
+// A TRIRUN_* experiment switch set to 1 (its value starts with '1'): the path it names is turned on.
+bool switched_on(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && value[0] == '1';
+}
 
 cudaError_t device_attrs(int device, DeviceAttrs* out) {
   static DeviceAttrs cache[kMaxDevices];
@@ -1870,8 +1875,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
     a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
     a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
-    const char* slice32 = std::getenv("TRIRUN_SLICE32");
-    a.slice32 = slice32 != nullptr && slice32[0] == '1';
+    a.slice32 = switched_on("TRIRUN_SLICE32");
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
