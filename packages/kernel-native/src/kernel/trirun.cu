@@ -158,6 +158,21 @@ __device__ __forceinline__ uint32_t mask_or_1024(uint32_t q, uint32_t mask) {
 
 __device__ __forceinline__ uint32_t as_u32(half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 __device__ __forceinline__ half2 as_h2(uint32_t u) { return *reinterpret_cast<half2*>(&u); }
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// Shared-memory loads by 32-bit address (volatile: never moved across the
+// mbarrier waits, which are volatile asm too).
+__device__ __forceinline__ uint2 lds64(uint32_t addr) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ int4 lds128(uint32_t addr) {
+  int4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
 
 // An fp16 value that fp16 holds exactly (normal, at most 11 significant bits),
 // in both halves of a 32-bit word, computed by the compiler. The
@@ -298,14 +313,14 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
 //
 // One warp's share of a 16 KB weight tile in both small-batch kernels
 // (cp.async and TMA-fed): kKSteps k16 steps of its k_warp, its n_warp's 64
-// columns. The two kernels differ only in where a stage's activations sit:
-// `act_at(kb, ks, pair)` gives the lane's ldmatrix address (shared memory) for
-// k16 step kb (ks-th of the warp) and 8-row blocks 2 pair, 2 pair + 1.
-// sh_b: the stage's packed weights (K_BLOCKS rows of kThreadN words); sh_s:
-// its group scale rows (kThreadN / 8 vectors each; GROUPED only).
-template <int MB8, int kKSteps, int kThreadN, bool GROUPED, typename ActAt>
-__device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], const uint32_t* sh_b, const int4* sh_s,
-                                                int k_warp, int n_warp, int lane, ActAt act_at) {
+// columns. The kernels say where a stage's data sit, as shared-memory
+// addresses: `act_at(ks, pair)` is the lane's ldmatrix address for the warp's
+// ks-th k16 step and 8-row blocks 2 pair, 2 pair + 1; `words_at(ks)` loads the
+// lane's two packed words of that step; `scales_at()` the lane's 16-byte
+// vector of the warp's group scale row (GROUPED only).
+template <int MB8, int kKSteps, bool GROUPED, typename ActAt, typename WordsAt, typename ScalesAt>
+__device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt act_at, WordsAt words_at,
+                                                ScalesAt scales_at) {
   float tmp[MB8][4][4];
   if constexpr (GROUPED) {
 #pragma unroll
@@ -317,14 +332,13 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], const u
   }
 #pragma unroll
   for (int ks = 0; ks < kKSteps; ++ks) {
-    const int kb = k_warp * kKSteps + ks;
     // Activations as the n8 operand: rows of A are the columns of A^T.
     // ldmatrix (not transposed) gives lane l row l / 4, k pair t.
     uint32_t act[MB8][2];
 #pragma unroll
     for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
       // One ldmatrix per two 8-row blocks (x4), or x2 for one.
-      const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(act_at(kb, ks, pair)));
+      const uint32_t addr = act_at(ks, pair);
       if constexpr (MB8 >= 2) {
         asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                      : "=r"(act[2 * pair][0]), "=r"(act[2 * pair][1]), "=r"(act[2 * pair + 1][0]),
@@ -336,7 +350,7 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], const u
                      : "r"(addr));
       }
     }
-    const uint2 words = *reinterpret_cast<const uint2*>(&sh_b[kb * kThreadN + n_warp * 64 + lane * 2]);
+    const uint2 words = words_at(ks);
 #pragma unroll
     for (int w = 0; w < 2; ++w) {
       uint32_t q[4][2];
@@ -358,7 +372,7 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], const u
   }
   if constexpr (GROUPED) {
     // The scale row of this warp's group.
-    const int4 sv = sh_s[k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4];
+    const int4 sv = scales_at();
     const half* s8 = reinterpret_cast<const half*>(&sv);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -1046,12 +1060,18 @@ __global__ void __launch_bounds__(THREADS, 1)
       if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
         // Row r of A (XOR-swizzled rows of kARowVecs vectors): the lane's
         // ldmatrix row and k pair of k16 step kb.
-        small_warp_tile<MB8, kKSteps, kThreadN, GROUPED>(
-            acc, sh_b, sh + kAStageVecs + kBStageVecs, k_warp, n_warp, lane, [&](int kb, int, int pair) {
+        const int4* sh_s = sh + kAStageVecs + kBStageVecs;
+        small_warp_tile<MB8, kKSteps, GROUPED>(
+            acc,
+            [&](int ks, int pair) {
               const int r = pair * 16 + (MB8 >= 2 ? (lane / 16) * 8 : 0) + (lane % 8);
-              const int c = kb * 2 + (lane / 8) % 2;
-              return &sh[r * kARowVecs + (c ^ (r % 8))];
-            });
+              const int c = (k_warp * kKSteps + ks) * 2 + (lane / 8) % 2;
+              return shared_address(&sh[r * kARowVecs + (c ^ (r % 8))]);
+            },
+            [&](int ks) {
+              return *reinterpret_cast<const uint2*>(&sh_b[(k_warp * kKSteps + ks) * kThreadN + n_warp * 64 + lane * 2]);
+            },
+            [&] { return sh_s[k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4]; });
       }
     });
 
@@ -1698,6 +1718,27 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #pragma unroll
   for (int q = 0; q < 4; ++q)
     a_lane[q] = ((MB8 >= 2 ? (lane / 16) * 8 : 0) + lane % 8) * 8 + ((2 * q + (lane / 8) % 2) ^ (lane % 8));
+  // The lane's shared-memory addresses in stage 0, computed once: its four
+  // ldmatrix addresses (atom 2 k_warp, offset a_lane[q]), its first packed
+  // words and its scale vector. A tile adds its stage's offset and a k16 step
+  // a constant, so the tile loop spends no instructions on addressing (the
+  // compiler used to rebuild these from the lane index in every tile).
+  // (The empty asm statements make the values opaque, so that the compiler
+  // keeps them in registers instead of recomputing them in the loop.)
+  const uint32_t smem_u32 = shared_address(smem);
+  uint32_t a_addr[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    a_addr[q] = smem_u32 + (2 * k_warp * (kRows * 8) + a_lane[q]) * 16;
+    asm volatile("" : "+r"(a_addr[q]));
+  }
+  uint32_t b_addr = smem_u32 + kABytes + (k_warp * kKSteps * kThreadN + n_warp * 64 + lane * 2) * 4;
+  uint32_t s_addr = smem_u32 + kABytes + kBBytes + (k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4) * 16;
+  asm volatile("" : "+r"(b_addr), "+r"(s_addr));
+  // Stage and mbarrier phase of the next tile, counted across the block's
+  // whole run (tile t of the run is in stage t % STAGES, phase t / STAGES).
+  int stage = 0;
+  uint32_t phase = 0;
 
   // The reductions over the blocks of a column: as trirun_small_kernel.
   constexpr bool chained = CHAINED;
@@ -1715,8 +1756,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     const int last_block = ((n_tile + 1) * k_tiles - 1) / iters;
     const int slice_count = last_block - first_block + 1;
     [[maybe_unused]] const int slice_idx = last_block - static_cast<int>(blockIdx.x);
-    const int t0 = tile - first_tile;
-    auto stage_of = [&](int i) { return (t0 + i) % STAGES; };
 
     float acc[MB8][4][4];
 #pragma unroll
@@ -1726,12 +1765,11 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[mb][j][e] = 0.0f;
 
+    [[maybe_unused]] int last_stage = stage;
     for (int i = 0; i < slice_tiles; ++i) {
-      mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1);
+      mbar_wait(&full[stage], phase);
       if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
-      const char* st = smem + stage_of(i) * kStageBytes;
-      const int4* sh_a = reinterpret_cast<const int4*>(st);
-      const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(st + kABytes);
+      const uint32_t st = static_cast<uint32_t>(stage) * kStageBytes;
 
       // Warp-uniform: in the last tile of a column, warps past k have nothing.
 #ifdef TRIRUN_COPY_ONLY
@@ -1740,15 +1778,20 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #else
       if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
 #endif
-        // Atom kb / 4 (k_warp * 2 + ks / 4), rows 16 pair.., then the lane's offset.
-        small_warp_tile<MB8, kKSteps, kThreadN, GROUPED>(
-            acc, sh_b, reinterpret_cast<const int4*>(st + kABytes + kBBytes), k_warp, n_warp, lane,
-            [&](int kb, int ks, int pair) { return &sh_a[(kb / 4) * (kRows * 8) + pair * 128 + a_lane[ks % 4]]; });
+        // Atom k_warp * 2 + ks / 4, rows 16 pair.., then the lane's offset.
+        small_warp_tile<MB8, kKSteps, GROUPED>(
+            acc, [&](int ks, int pair) { return a_addr[ks % 4] + st + ((ks / 4) * (kRows * 8) + pair * 128) * 16; },
+            [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); });
       }
       // Every stage but the run's last goes back to the producer now.
       if (kKWarps == 1 || i + 1 < slice_tiles) {
         __syncwarp();
-        if (lane == 0) mbar_arrive(&empty[stage_of(i)]);
+        if (lane == 0) mbar_arrive(&empty[stage]);
+      }
+      last_stage = stage;
+      if (++stage == STAGES) {
+        stage = 0;
+        phase ^= 1;
       }
     }
 
@@ -1756,7 +1799,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     if constexpr (kKWarps > 1) {
       // The k_warps' sums, through the last stage's shared memory (all its
       // reads are done once every consumer warp is past the barrier).
-      const int last_stage = stage_of(slice_tiles - 1);
       float* red = reinterpret_cast<float*>(smem + last_stage * kStageBytes);
       sync();
       if (k_warp > 0) {
