@@ -36,7 +36,8 @@ export interface TrirunConfig {
   kernel: "small" | "general" | "hopper";
   /**
    * Blocks of `blockRows` rows of A per tile: 1, 2 or 4 of 8 rows (small), 1..4 of 16 rows (general),
-   * 4, 8 or 16 of 16 rows (hopper; 2 with the TRIRUN_SLICE32=1 experiment).
+   * 2, 4, 8 or 16 of 16 rows (hopper). With several launches (a Hopper call's split-off last rows) it
+   * describes the first.
    */
   mBlocks: number;
   blockRows: number;

@@ -183,15 +183,19 @@ static int check(bool quick, bool small) {
   std::mt19937 rng(std::random_device{}());
   cublasHandle_t h;
   CB(cublasCreate(&h));
-  std::vector<int> ms = {1, 2, 3, 4, 7, 8, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 96, 128, 129, 200, 256, 511, 1024, 4096};
+  std::vector<int> ms = {1,  2,  3,  4,  7,   8,   15,  16,  17,  24,  31,  32,   33,  48,
+                         63, 64, 65, 96, 128, 129, 144, 160, 200, 256, 511, 1024, 4096};
   struct KN {
     int k, n;
   };
-  std::vector<KN> shapes = {{128, 256}, {256, 512}, {512, 768}, {4096, 4096}, {8192, 1024}, {11008, 4096}, {28672, 1024}};
+  // 1024 x 8192: 64 column tiles, so Hopper calls of 129..160 rows split off their last rows (1..32 of
+  // them go to the small-batch kernel).
+  std::vector<KN> shapes = {{128, 256},   {256, 512},    {512, 768},   {4096, 4096},
+                            {8192, 1024}, {11008, 4096}, {28672, 1024}, {1024, 8192}};
   if (!quick) shapes.push_back({8192, 8192});
   if (small) {
-    shapes = {{128, 256}, {256, 512}, {512, 768}};
-    ms = {1, 16, 17, 64, 129};
+    shapes = {{128, 256}, {256, 512}, {512, 768}, {1024, 8192}};
+    ms = {1, 16, 17, 64, 129, 160};
   }
   int* ws;
   const size_t wsb = 64 << 20;

@@ -1878,7 +1878,8 @@ struct DeviceAttrs {
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
-  bool slice32 = false;       // Hopper launches of <= 32 rows on 32-row slices; TRIRUN_SLICE32=1 (experiment)
+  bool slice32 = true;        // Hopper launches of <= 32 rows on 32-row slices; TRIRUN_SLICE32=0: 64-row
+  bool small_tail = true;     // <= 32-row launches of a Hopper call on the small-batch kernel; TRIRUN_SMALL_TAIL=0
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1917,7 +1918,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
     a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
     a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
-    a.slice32 = switched_on("TRIRUN_SLICE32");
+    a.slice32 = !switched_off("TRIRUN_SLICE32");
+    a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2392,11 +2394,18 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
         left % slice_rows != 0 && (left / slice_rows) * (n / kHopperTileN) >= 64)
       rows = left - left % slice_rows;
     int thread_k = req.thread_k, thread_n = req.thread_n;
+    // A launch of at most 32 rows inside a Hopper call (the tail of the split above, or the last chunk
+    // of a long call) goes where a call of that many rows would: to the small-batch kernel, unless it
+    // has 17..32 rows of a narrow layer. (A 32-row tail of the 70B set on the Hopper kernel's 32-row
+    // slices took ~230 us on the H200, the whole set at m = 32 on the small-batch kernel ~175.)
+    // TRIRUN_SMALL_TAIL=0: the Hopper kernel for every launch of a Hopper call.
+    const bool hopper_launch = hopper && (req.variant == 2 || !attrs.small_tail || rows > 32 ||
+                                          (attrs.narrow_hopper && rows > 16 && n <= 4096));
     // The small-batch kernel runs up to 32 rows (8-row blocks: 1, 2 or 4); the
     // 128 x 512 tile only up to 16 (its slots would not fit the workspace).
-    const bool small = !hopper && rows <= 32 && (thread_k <= 0 || (is_small_tile(thread_k, thread_n) &&
-                                                                   (rows <= 16 || thread_n != 512)));
-    if (hopper) {
+    const bool small = !hopper_launch && rows <= 32 && (thread_k <= 0 || (is_small_tile(thread_k, thread_n) &&
+                                                                          (rows <= 16 || thread_n != 512)));
+    if (hopper_launch) {
       thread_k = kHopperTileK;
       thread_n = kHopperTileN;
     } else if (thread_k <= 0) {
@@ -2422,7 +2431,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
         thread_n = 256;
       }
     }
-    if (!hopper && (small ? !is_small_tile(thread_k, thread_n) : !is_general_tile(thread_k, thread_n)))
+    if (!hopper_launch && (small ? !is_small_tile(thread_k, thread_n) : !is_general_tile(thread_k, thread_n)))
       return TRIRUN_ERR_CONFIG;
     // The small-batch kernel handles a partial last k tile; the general one does not.
     if ((!small && k % thread_k != 0) || n % thread_n != 0) return TRIRUN_ERR_CONFIG;
@@ -2430,12 +2439,12 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     l.C = c_ptr + static_cast<size_t>(row) * n;
     l.m = rows;
     int m_blocks;
-    if (hopper) {
-      // Activation rows per wgmma (its N): the slice's rows, or fewer for a short last chunk. With
-      // TRIRUN_SLICE32=1 (an experiment, not yet run on a GPU) a launch of at most 32 rows (a tail of the
-      // tail split, or 17..32 rows of a narrow layer) takes 32-row slices instead of 64 with half of
-      // them zeros: on the H200 the Hopper kernel is compute-bound from ~128 rows while cuBLAS FP16 is
-      // still memory-bound (70B set at m = 160: 0.68-0.75x, a 128-row launch and a 32-row tail padded to 64).
+    if (hopper_launch) {
+      // Activation rows per wgmma (its N): the slice's rows, or fewer for a short last chunk. A launch
+      // of at most 32 rows here (17..32 rows of a narrow layer) takes 32-row slices rather than 64-row
+      // ones half zeros (H200, run 90, two rounds: 7B set at m = 17 / 32 78.4 / 77.5 -> 70.3 / 72.4 us,
+      // TriLM 63.8 / 65.5 -> 58.5 / 60.4; with the tails then still on this kernel, 70B at m = 160
+      // 615 -> 578 us). TRIRUN_SLICE32=0: 64-row slices.
       const int n_act = slice_rows == 256 && rows > 128
                             ? 256
                             : (rows > 64 && slice_rows > 64 ? 128 : (attrs.slice32 && rows <= 32 ? 32 : 64));
@@ -2474,7 +2483,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       used.thread_k = thread_k;
       used.thread_n = thread_n;
       used.m_blocks = m_blocks;  // 8-row blocks for the small-batch kernel, 16-row otherwise
-      used.variant = hopper ? 2 : (small ? 1 : 0);
+      used.variant = hopper_launch ? 2 : (small ? 1 : 0);
       used.stages = l.stages;
       used.sms = sms;
       used.max_par = par;
