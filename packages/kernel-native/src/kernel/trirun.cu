@@ -2394,13 +2394,17 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
         left % slice_rows != 0 && (left / slice_rows) * (n / kHopperTileN) >= 64)
       rows = left - left % slice_rows;
     int thread_k = req.thread_k, thread_n = req.thread_n;
-    // A launch of at most 32 rows inside a Hopper call (the tail of the split above, or the last chunk
-    // of a long call) goes where a call of that many rows would: to the small-batch kernel, unless it
-    // has 17..32 rows of a narrow layer. (A 32-row tail of the 70B set on the Hopper kernel's 32-row
-    // slices took ~230 us on the H200, the whole set at m = 32 on the small-batch kernel ~175.)
+    // The last rows of a Hopper call split off above (or the last chunk of a long call) go to the
+    // small-batch kernel when there are at most 16 of them, or at most 32 on layers at least 8192
+    // deep, instead of a Hopper launch whose slice is mostly zeros (H200, run 91, TRIRUN_SMALL_TAIL
+    // 0 / 1 alternating, two rounds, graph: 70B set at m = 129 / 144 / 160 516-525 / 568-570 /
+    // 573-583 us -> 423-430 / 511-513 / 557-560; 7B at m = 129 / 144 165 / 164-168 -> 146-147 / 147,
+    // TriLM 116 / 111-116 -> 102 / 105-109; but 32-row tails of the 4096- and 3072-deep layers were
+    // 1-4% slower there: 7B at m = 160 166-176 -> 167-180 us, TriLM 113-114 -> 117-118).
     // TRIRUN_SMALL_TAIL=0: the Hopper kernel for every launch of a Hopper call.
-    const bool hopper_launch = hopper && (req.variant == 2 || !attrs.small_tail || rows > 32 ||
-                                          (attrs.narrow_hopper && rows > 16 && n <= 4096));
+    const bool small_tail =
+        attrs.small_tail && req.variant != 2 && m > 32 && (rows <= 16 || (rows <= 32 && k >= 8192));
+    const bool hopper_launch = hopper && !small_tail;
     // The small-batch kernel runs up to 32 rows (8-row blocks: 1, 2 or 4); the
     // 128 x 512 tile only up to 16 (its slots would not fit the workspace).
     const bool small = !hopper_launch && rows <= 32 && (thread_k <= 0 || (is_small_tile(thread_k, thread_n) &&
