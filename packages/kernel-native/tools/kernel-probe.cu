@@ -140,6 +140,18 @@ static void gemm_ref(cublasHandle_t h, const __half* A, const __half* W, void* C
                   c_f32 ? CUDA_R_32F : CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+// The sanitize sweep's reference, in plain fp32: racecheck reports hazards inside some of the cuBLAS
+// kernels that gemm_ref runs (nvjet_sm90_hss_*, run 91), and limiting the sanitizers to TriRun's
+// kernels (--kernel-name) made racecheck fail on the unchecked ones (run 92).
+__global__ void plain_gemm_f32(const __half* A, const __half* W, float* C, int m, int n, int k) {
+  const int col = blockIdx.x * blockDim.x + threadIdx.x;
+  const int row = blockIdx.y;
+  if (col >= n || row >= m) return;
+  float acc = 0.f;
+  for (int i = 0; i < k; ++i) acc += __half2float(A[static_cast<size_t>(row) * k + i]) * __half2float(W[static_cast<size_t>(i) * n + col]);
+  C[static_cast<size_t>(row) * n + col] = acc;
+}
+
 static int run_trirun(const __half* A, const uint32_t* B, const __half* S, __half* C, int m, int n, int k, int g,
                       int* ws, size_t wsb, TrirunConfig* cfg, cudaStream_t st) {
   cudaError_t ce;
@@ -231,7 +243,12 @@ static int check(bool quick, bool small) {
         CK(cudaMalloc(&dC, static_cast<size_t>(m) * sh.n * 2));
         CK(cudaMalloc(&dR, static_cast<size_t>(m) * sh.n * 4));
         CK(cudaMemcpy(dA, hA.data(), hA.size() * 2, cudaMemcpyHostToDevice));
-        gemm_ref(h, dA, p.dW, dR, true, m, sh.n, sh.k, 0);
+        if (small) {
+          plain_gemm_f32<<<dim3((sh.n + 255) / 256, m), 256>>>(dA, p.dW, dR, m, sh.n, sh.k);
+          CK(cudaGetLastError());
+        } else {
+          gemm_ref(h, dA, p.dW, dR, true, m, sh.n, sh.k, 0);
+        }
         std::vector<float> ref(static_cast<size_t>(m) * sh.n);
         CK(cudaMemcpy(ref.data(), dR, ref.size() * 4, cudaMemcpyDeviceToHost));
         for (auto c : cfgs) {
@@ -513,12 +530,33 @@ static int one(int argc, char** argv) {
   CK(cudaMemcpy(dB, hb.data(), hb.size() * 4, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(dS, hs.data(), hs.size() * 2, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(dA, ha.data(), ha.size() * 2, cudaMemcpyHostToDevice));
+  TrirunConfig used{};
   for (int i = 0; i < 4; ++i) {
-    TrirunConfig c = cfg;
-    run_trirun((__half*)dA, (uint32_t*)dB, (__half*)dS, (__half*)dC, m, n, k, g, ws, 64 << 20, &c, 0);
+    used = cfg;
+    run_trirun((__half*)dA, (uint32_t*)dB, (__half*)dS, (__half*)dC, m, n, k, g, ws, 64 << 20, &used, 0);
   }
   CK(cudaDeviceSynchronize());
-  printf("one: done\n");
+  // Warm (L2-resident weights when they fit): what the launch configuration costs, not memory.
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  std::vector<float> times;
+  for (int r = 0; r < 7; ++r) {
+    CK(cudaEventRecord(e0));
+    for (int i = 0; i < 10; ++i) {
+      TrirunConfig c = cfg;
+      run_trirun((__half*)dA, (uint32_t*)dB, (__half*)dS, (__half*)dC, m, n, k, g, ws, 64 << 20, &c, 0);
+    }
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    times.push_back(ms * 100.f);  // us per call
+  }
+  std::sort(times.begin(), times.end());
+  printf("one: k=%d n=%d m=%d g=%d variant %d, %d blocks x %d threads, %d stages, m_blocks %d, tile %dx%d: %.1f us per call (warm, median)\n",
+         k, n, m, g, used.variant, used.sms, used.threads, used.stages, used.m_blocks, used.thread_k, used.thread_n,
+         times[3]);
   return 0;
 }
 

@@ -2049,6 +2049,7 @@ struct Launch {
   int stages;   // out
   int threads;  // out
   int cluster;  // CTAs per cluster of this launch (0 or 1: none)
+  int launched; // out: blocks of the launch where a launcher took fewer than `blocks` (0: blocks)
 };
 
 // General kernel -------------------------------------------------------------
@@ -2220,6 +2221,7 @@ cudaError_t launch_hopper_as(Launch& l) {
   l.threads = kHopperThreads;
   Launch run = l;  // this launch's grid (the next launch of a call starts from l's)
   run.blocks = blocks;
+  l.launched = blocks;
   run.cluster = PAIR ? 2 : 1;
   return launch_dependent(run, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
@@ -2554,6 +2556,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     // TriLM 116 / 111-116 -> 102 / 105-109; but 32-row tails of the 4096- and 3072-deep layers were
     // 1-4% slower there: 7B at m = 160 166-176 -> 167-180 us, TriLM 113-114 -> 117-118).
     // TRIRUN_SMALL_TAIL=0: the Hopper kernel for every launch of a Hopper call.
+    l.launched = 0;
     const bool small_tail =
         attrs.small_tail && req.variant != 2 && m > 32 && (rows <= 16 || (rows <= 32 && k >= 8192));
     const bool hopper_launch = hopper && !small_tail;
@@ -2641,7 +2644,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       used.m_blocks = m_blocks;  // 8-row blocks for the small-batch kernel, 16-row otherwise
       used.variant = hopper_launch ? 2 : (small ? 1 : 0);
       used.stages = l.stages;
-      used.sms = sms;
+      used.sms = l.launched > 0 ? l.launched : sms;
       used.max_par = par;
       used.threads = l.threads;
     }
