@@ -1304,49 +1304,6 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
       : "memory");
 }
-// The same copy into the same shared-memory offset of every CTA of the
-// cluster in `cta_mask`, completing bytes on each one's mbarrier at `bar`'s
-// offset.
-__device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar,
-                                                      uint16_t cta_mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
-      "%3}], [%4], %5;\n" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar))),
-      "h"(cta_mask)
-      : "memory");
-}
-__device__ __forceinline__ uint32_t cluster_cta_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-// Every non-exited thread of the cluster meets here (release / acquire at
-// cluster scope).
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
-}
-// Arrive on the mbarrier at `bar`'s offset in CTA `cta` of the cluster.
-__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t cta) {
-  asm volatile(
-      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(
-          static_cast<uint32_t>(__cvta_generic_to_shared(bar))),
-      "r"(cta)
-      : "memory");
-}
-// mbar_wait with acquire at cluster scope: the arrivals came from the other
-// CTA of the cluster too.
-__device__ __forceinline__ void mbar_wait_cluster(uint64_t* bar, uint32_t parity) {
-  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
-  asm volatile(
-      "{\n.reg .pred done;\nwait_%=:\n"
-      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(addr),
-      "r"(parity)
-      : "memory");
-}
-
 // Barrier of the two consumer warpgroups only (the producer runs ahead).
 struct ConsumerSync {
   __device__ void operator()() const { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
@@ -1356,18 +1313,11 @@ struct ConsumerSync {
 //   N_ACT:   rows of A per batch slice (32, 64, 128 or 256): wgmma's N
 //   STAGES:  depth of the copy pipeline
 //   GROUPED: g = 128 (a scale row per 128-deep tile) or g = k (one row)
-//   PAIR:    launched in clusters of two CTAs that run the same tiles of two
-//            neighbouring 128-column tiles, each copying one of the two
-//            activation atoms into both (TMA multicast): every activation
-//            tile is read from L2 once per 256 output columns instead of once
-//            per 128. (From ~128 rows the kernel moved ~5.2-5.4 TB/s of
-//            activations and weights from L2 on the H200, run 91, while its
-//            tensor cores ran at ~62% of their peak: L2 bandwidth set the pace.)
 // Threads: two consumer warpgroups (decoding, wgmma, reduction) and one
 // producer warpgroup whose first thread issues four tensor copies per stage (activations
 // in two 64-wide swizzle atoms, packed weights, scales) and runs ahead across
 // slice boundaries, so the next slice's tiles arrive during the reduction.
-template <int N_ACT, int STAGES, bool GROUPED, bool PAIR>
+template <int N_ACT, int STAGES, bool GROUPED>
 __global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
@@ -1391,33 +1341,20 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   const int k_tiles = prob_k / kHopperTileK;
   const int n_tiles = prob_n / kHopperTileN;
   const int par = ceil_div(prob_m, N_ACT);
-  // Work is split over "units": a pair's CTAs share a unit index (block /
-  // 2) and run the same tiles, CTA r of tile column pair c taking column
-  // 2 c + r. Without PAIR a unit is a block and its column.
-  constexpr int kPair = PAIR ? 2 : 1;
-  const int rank = PAIR ? static_cast<int>(cluster_cta_rank()) : 0;
-  const int unit = static_cast<int>(blockIdx.x) / kPair;
-  const int units = static_cast<int>(gridDim.x) / kPair;
-  const int unit_columns = n_tiles / kPair;
-  const int total_tiles = k_tiles * unit_columns * par;
-  const int iters = ceil_div(total_tiles, units);
-  const int first_tile = iters * unit;
+  const int total_tiles = k_tiles * n_tiles * par;
+  const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
+  const int first_tile = iters * blockIdx.x;
   const int end_tile = min(first_tile + iters, total_tiles);
   allow_dependents();
 
   if (threadIdx.x == 0) {
     for (int st = 0; st < STAGES; ++st) {
       mbar_init(&full[st], 1);
-      mbar_init(&empty[st], 8 * kPair);  // the 8 consumer warps (of both CTAs of a pair)
+      mbar_init(&empty[st], 8);  // the 8 consumer warps
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  // A pair's CTAs copy into and arrive on each other's shared memory: both
-  // barrier sets must be initialised first.
-  if constexpr (PAIR)
-    cluster_sync();
-  else
-    __syncthreads();
+  __syncthreads();
 
   if (threadIdx.x >= 256) {
     // --- producer: tile t of this block's run goes to stage t % STAGES. Its
@@ -1427,7 +1364,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       auto copy_weights = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
-        const int n0 = ((column % unit_columns) * kPair + rank) * kHopperTileN;
+        const int n0 = (column % n_tiles) * kHopperTileN;
         mbar_arrive_expect_tx(&full[stage], kStageTx);
         tma_load_2d(smem_b + stage * kBBytes, &map_b, n0, k_tile * kKSteps, &full[stage]);
         if (GROUPED) tma_load_2d(smem_s + stage * kSBytes, &map_s, n0, k_tile, &full[stage]);
@@ -1435,17 +1372,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       auto copy_activations = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
-        const int row0 = (column / unit_columns) * N_ACT;
+        const int row0 = (column / n_tiles) * N_ACT;
         char* a_dst = smem + stage * kABytes;
         // Rows of A past m read as zeros (the tensor map's bounds).
-        if constexpr (PAIR) {
-          // Atom `rank` into both CTAs of the pair (the other CTA copies the other atom).
-          tma_load_2d_multicast(a_dst + rank * (N_ACT * 128), &map_a, k_tile * kHopperTileK + 64 * rank, row0,
-                                &full[stage], 0x3);
-        } else {
-          tma_load_2d(a_dst, &map_a, k_tile * kHopperTileK, row0, &full[stage]);
-          tma_load_2d(a_dst + N_ACT * 128, &map_a, k_tile * kHopperTileK + 64, row0, &full[stage]);
-        }
+        tma_load_2d(a_dst, &map_a, k_tile * kHopperTileK, row0, &full[stage]);
+        tma_load_2d(a_dst + N_ACT * 128, &map_a, k_tile * kHopperTileK + 64, row0, &full[stage]);
       };
       // As a programmatic dependent: weights of the first `early` stages
       // before waiting for the grid before (A may be its output).
@@ -1456,18 +1387,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       for (int tile = first_tile + ahead; tile < end_tile; ++tile) {
         const int t = tile - first_tile;
         const int stage = t % STAGES;
-        // With PAIR the stage is free once both CTAs' consumers are done with it (the copy refills both).
-        if (t >= STAGES) {
-          if constexpr (PAIR)
-            mbar_wait_cluster(&empty[stage], ((t / STAGES) - 1) & 1);
-          else
-            mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
-        }
+        if (t >= STAGES) mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
         copy_weights(tile, stage);
         copy_activations(tile, stage);
       }
     }
-    // (A pair's producer warpgroup exits here: barrier.cluster waits only for threads that have not.)
     return;
   }
 
@@ -1490,17 +1414,15 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
   for (int tile = first_tile; tile < end_tile;) {
     // --- the slice: this block's run of tiles inside one column (as in trirun_kernel)
-    const int unit_column = tile / k_tiles;
+    const int column = tile / k_tiles;
     const int k_tile0 = tile % k_tiles;
     const int slice_tiles = min(end_tile - tile, k_tiles - k_tile0);
-    const int slice = unit_column / unit_columns;
-    const int n_tile = (unit_column % unit_columns) * kPair + rank;
-    const int column = slice * n_tiles + n_tile;  // its lock
-    const int first_unit = (unit_column * k_tiles) / iters;
-    const int last_unit = ((unit_column + 1) * k_tiles - 1) / iters;
-    const int slice_count = last_unit - first_unit + 1;
-    const int slice_idx = last_unit - unit;
-    const int last_block = last_unit * kPair + rank;  // names the column's partial-sum slot
+    const int slice = column / n_tiles;
+    const int n_tile = column % n_tiles;
+    const int first_block = (column * k_tiles) / iters;
+    const int last_block = ((column + 1) * k_tiles - 1) / iters;
+    const int slice_count = last_block - first_block + 1;
+    const int slice_idx = last_block - static_cast<int>(blockIdx.x);
     const int row0 = slice * N_ACT;
     const int rows = min(N_ACT, prob_m - row0);
 
@@ -1552,14 +1474,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) keep_u32(frag[ks]);
       __syncwarp();
-      if (lane == 0) {
-        if constexpr (PAIR) {
-          mbar_arrive_cluster(&empty[stage], 0);  // the stage of both CTAs is refilled by both producers
-          mbar_arrive_cluster(&empty[stage], 1);
-        } else {
-          mbar_arrive(&empty[stage]);
-        }
-      }
+      if (lane == 0) mbar_arrive(&empty[stage]);
     };
     // One tile's wgmmas stay in flight while the next tile is decoded, so the
     // fragments alternate between two register sets (a loop unrolled by two).
@@ -1641,9 +1556,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     if (slice_count > 1) lock_release(lock, last, ConsumerSync{});
     tile += slice_tiles;
   }
-  // The other CTA of a pair may still arrive on this one's barriers: neither
-  // leaves before both are done.
-  if constexpr (PAIR) cluster_sync();
 #endif  // TRIRUN_WGMMA
 }
 
@@ -1968,7 +1880,6 @@ struct DeviceAttrs {
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
   bool slice32 = true;        // Hopper launches of <= 32 rows on 32-row slices; TRIRUN_SLICE32=0: 64-row
   bool small_tail = true;     // <= 32-row launches of a Hopper call on the small-batch kernel; TRIRUN_SMALL_TAIL=0
-  bool hopper_pair = false;   // the Hopper kernel in pairs sharing activation copies; TRIRUN_HOPPER_PAIR=1 (experiment)
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -2009,7 +1920,6 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
     a.slice32 = !switched_off("TRIRUN_SLICE32");
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
-    a.hopper_pair = switched_on("TRIRUN_HOPPER_PAIR");
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2045,11 +1955,8 @@ struct Launch {
   int device;
   int smem_limit;
   cudaStream_t stream;
-  bool pair;    // Hopper kernel: clusters of two CTAs sharing activation copies, where the shape allows
   int stages;   // out
   int threads;  // out
-  int cluster;  // CTAs per cluster of this launch (0 or 1: none)
-  int launched; // out: blocks of the launch where a launcher took fewer than `blocks` (0: blocks)
 };
 
 // General kernel -------------------------------------------------------------
@@ -2135,75 +2042,29 @@ cudaError_t encode_map_2d(CUtensorMap* map, CUtensorMapDataType type, int elem_b
 template <typename... Params, typename... Args>
 cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int threads, size_t smem, Args... args) {
   cudaLaunchConfig_t config{};
-  cudaLaunchAttribute attrs[2]{};
-  unsigned int count = 0;
-  if (l.pdl) {
-    attrs[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attrs[count].val.programmaticStreamSerializationAllowed = 1;
-    ++count;
-  }
-  if (l.cluster > 1) {  // the Hopper kernel's pairs
-    attrs[count].id = cudaLaunchAttributeClusterDimension;
-    attrs[count].val.clusterDim.x = l.cluster;
-    attrs[count].val.clusterDim.y = 1;
-    attrs[count].val.clusterDim.z = 1;
-    ++count;
-  }
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
   config.gridDim = dim3(l.blocks);
   config.blockDim = dim3(threads);
   config.dynamicSmemBytes = smem;
   config.stream = l.stream;
-  config.attrs = attrs;
-  config.numAttrs = count;
+  config.attrs = &attr;
+  config.numAttrs = l.pdl ? 1 : 0;
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
-// How many clusters of two Hopper-kernel CTAs can be resident at once
-// (0 where none), asked once per device and instantiation: the lock chains
-// need every CTA of a launch resident, so a paired launch takes at most that
-// many pairs.
-template <typename Kernel>
-int resident_pairs(Kernel kernel, int device, int threads, size_t smem, int (&cache)[kMaxDevices]) {
-  if (cache[device] == 0) {
-    cudaLaunchConfig_t config{};
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = 2;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    config.gridDim = dim3(2);
-    config.blockDim = dim3(threads);
-    config.dynamicSmemBytes = smem;
-    config.attrs = &attr;
-    config.numAttrs = 1;
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
-      (void)cudaGetLastError();  // not sticky: leave no error behind for the caller
-      clusters = 0;
-    }
-    cache[device] = clusters > 0 ? clusters : -1;
-  }
-  return cache[device] > 0 ? cache[device] : 0;
-}
-
-template <int N_ACT, bool GROUPED, bool PAIR>
-cudaError_t launch_hopper_as(Launch& l) {
+template <int N_ACT, bool GROUPED>
+cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
   constexpr int stages = N_ACT <= 64 ? 8 : (N_ACT == 128 ? 6 : 3);  // 98, 162, 217.5 or 204.75 KB
   // + two mbarriers per stage, + alignment of the swizzled stages
   constexpr size_t smem = stages * stage + stages * 16 + 1024;
-  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED, PAIR>;
+  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
   if (err != cudaSuccess) return err;
-  int blocks = l.blocks;
-  if constexpr (PAIR) {
-    static int pairs_cache[kMaxDevices] = {};
-    const int pairs = resident_pairs(kernel, l.device, kHopperThreads, smem, pairs_cache);
-    blocks = 2 * (blocks / 2 < pairs ? blocks / 2 : pairs);
-    if (blocks < 2) return cudaErrorInvalidConfiguration;
-  }
   // Activations (l.m, k) fp16 in boxes of N_ACT rows x 64 (one swizzle atom);
   // packed weights (k / 16, n) int32 in boxes of 8 x 128; scales (k / 128, n)
   // fp16 in boxes of 1 x 128 (grouped only).
@@ -2219,22 +2080,8 @@ cudaError_t launch_hopper_as(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = kHopperThreads;
-  Launch run = l;  // this launch's grid (the next launch of a call starts from l's)
-  run.blocks = blocks;
-  l.launched = blocks;
-  run.cluster = PAIR ? 2 : 1;
-  return launch_dependent(run, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+  return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
-}
-
-template <int N_ACT, bool GROUPED>
-cudaError_t launch_hopper(Launch& l) {
-  // Pairs need an even number of 128-column tiles and of blocks.
-  if (l.pair && (l.n / kHopperTileN) % 2 == 0 && l.blocks >= 2) {
-    const cudaError_t err = launch_hopper_as<N_ACT, GROUPED, true>(l);
-    if (err != cudaErrorInvalidConfiguration) return err;  // else (no pair fits): unpaired
-  }
-  return launch_hopper_as<N_ACT, GROUPED, false>(l);
 }
 
 // Small-batch kernel -----------------------------------------------------------
@@ -2500,7 +2347,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.ramp = attrs.ramp;
   l.early = attrs.early;
   l.stream = stream;
-  l.pair = attrs.hopper_pair;
 
   const half* a_ptr = static_cast<const half*>(A);
   half* c_ptr = static_cast<half*>(C);
@@ -2556,7 +2402,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     // TriLM 116 / 111-116 -> 102 / 105-109; but 32-row tails of the 4096- and 3072-deep layers were
     // 1-4% slower there: 7B at m = 160 166-176 -> 167-180 us, TriLM 113-114 -> 117-118).
     // TRIRUN_SMALL_TAIL=0: the Hopper kernel for every launch of a Hopper call.
-    l.launched = 0;
     const bool small_tail =
         attrs.small_tail && req.variant != 2 && m > 32 && (rows <= 16 || (rows <= 32 && k >= 8192));
     const bool hopper_launch = hopper && !small_tail;
@@ -2644,7 +2489,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       used.m_blocks = m_blocks;  // 8-row blocks for the small-batch kernel, 16-row otherwise
       used.variant = hopper_launch ? 2 : (small ? 1 : 0);
       used.stages = l.stages;
-      used.sms = l.launched > 0 ? l.launched : sms;
+      used.sms = sms;
       used.max_par = par;
       used.threads = l.threads;
     }
