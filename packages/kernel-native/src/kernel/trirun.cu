@@ -318,71 +318,10 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
 // ks-th k16 step and 8-row blocks 2 pair, 2 pair + 1; `words_at(ks)` loads the
 // lane's two packed words of that step; `scales_at()` the lane's 16-byte
 // vector of the warp's group scale row (GROUPED only).
-// The operands of one k16 step: the activations as the n8 operand (rows of A
-// are the columns of A^T; ldmatrix, not transposed, gives lane l row l / 4,
-// k pair t), one ldmatrix per two 8-row blocks (x4, or x2 for one), and the
-// lane's two packed words.
-template <int MB8, typename ActAt, typename WordsAt>
-__device__ __forceinline__ void small_step_load(int ks, ActAt act_at, WordsAt words_at, uint32_t (&act)[MB8][2],
-                                                uint2& words) {
-#pragma unroll
-  for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
-    const uint32_t addr = act_at(ks, pair);
-    if constexpr (MB8 >= 2) {
-      asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                   : "=r"(act[2 * pair][0]), "=r"(act[2 * pair][1]), "=r"(act[2 * pair + 1][0]),
-                     "=r"(act[2 * pair + 1][1])
-                   : "r"(addr));
-    } else {
-      asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-                   : "=r"(act[0][0]), "=r"(act[0][1])
-                   : "r"(addr));
-    }
-  }
-  words = words_at(ks);
-}
-
-// One k16 step's dequantization and mmas into sums[mb][j] (j: the 16-column
-// tile of the warp's 64 columns).
-template <int MB8>
-__device__ __forceinline__ void small_step_math(const uint32_t (&act)[MB8][2], uint2 words, float (&sums)[MB8][4][4]) {
-#pragma unroll
-  for (int w = 0; w < 2; ++w) {
-    uint32_t q[4][2];
-    dequant_word(w == 0 ? words.x : words.y, q);
-#pragma unroll
-    for (int tl = 0; tl < 2; ++tl) {
-      // The 16x16 tile of W^T: rows = columns 16 j .. 16 j + 15.
-      const uint32_t wa[4] = {q[2 * tl][0], q[2 * tl + 1][0], q[2 * tl][1], q[2 * tl + 1][1]};
-      const int j = 2 * w + tl;
-#pragma unroll
-      for (int mb = 0; mb < MB8; ++mb) mma_16816(wa, act[mb][0], act[mb][1], sums[mb][j]);
-    }
-  }
-}
-
-// The group's sums times its scales, into acc.
-template <int MB8>
-__device__ __forceinline__ void small_apply_scales(float (&acc)[MB8][4][4], const float (&tmp)[MB8][4][4], int4 sv) {
-  const half* s8 = reinterpret_cast<const half*>(&sv);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    // Accumulator rows (output columns) g and g + 8 of tile j are the
-    // lane's n8 blocks 2 j and 2 j + 1.
-    const float s_lo = __half2float(s8[2 * j]);
-    const float s_hi = __half2float(s8[2 * j + 1]);
-#pragma unroll
-    for (int mb = 0; mb < MB8; ++mb) {
-      acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
-      acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
-      acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
-      acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
-    }
-  }
-}
-
-template <int MB8, bool GROUPED>
-__device__ __forceinline__ void small_zero_sums(float (&tmp)[MB8][4][4]) {
+template <int MB8, int kKSteps, bool GROUPED, typename ActAt, typename WordsAt, typename ScalesAt>
+__device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt act_at, WordsAt words_at,
+                                                ScalesAt scales_at) {
+  float tmp[MB8][4][4];
   if constexpr (GROUPED) {
 #pragma unroll
     for (int mb = 0; mb < MB8; ++mb)
@@ -391,50 +330,65 @@ __device__ __forceinline__ void small_zero_sums(float (&tmp)[MB8][4][4]) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
   }
-}
-
-template <int MB8, int kKSteps, bool GROUPED, typename ActAt, typename WordsAt, typename ScalesAt>
-__device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt act_at, WordsAt words_at,
-                                                ScalesAt scales_at) {
-  float tmp[MB8][4][4];
-  small_zero_sums<MB8, GROUPED>(tmp);
 #pragma unroll
   for (int ks = 0; ks < kKSteps; ++ks) {
+    // Activations as the n8 operand: rows of A are the columns of A^T.
+    // ldmatrix (not transposed) gives lane l row l / 4, k pair t.
     uint32_t act[MB8][2];
-    uint2 words;
-    small_step_load<MB8>(ks, act_at, words_at, act, words);
-    small_step_math<MB8>(act, words, GROUPED ? tmp : acc);
-  }
-  if constexpr (GROUPED) small_apply_scales<MB8>(acc, tmp, scales_at());
-}
-
-// small_warp_tile with its first step's operands already loaded (act, words)
-// and the loads one step ahead of the math: after the last step's loads,
-// `next(act, words)` waits for the next tile and loads its first step (or
-// does nothing at the end of a run), so that its shared-memory latency
-// overlaps this tile's last mmas and scales instead of following them.
-template <int MB8, int kKSteps, bool GROUPED, typename ActAt, typename WordsAt, typename ScalesAt, typename Next>
-__device__ __forceinline__ void small_warp_tile_ahead(float (&acc)[MB8][4][4], uint32_t (&act)[MB8][2], uint2& words,
-                                                      ActAt act_at, WordsAt words_at, ScalesAt scales_at,
-                                                      Next next) {
-  float tmp[MB8][4][4];
-  small_zero_sums<MB8, GROUPED>(tmp);
-  int4 sv{};
-  if constexpr (GROUPED) sv = scales_at();
 #pragma unroll
-  for (int ks = 0; ks < kKSteps; ++ks) {
-    uint32_t act_n[MB8][2];
-    uint2 words_n;
-    if (ks + 1 < kKSteps)
-      small_step_load<MB8>(ks + 1, act_at, words_at, act_n, words_n);
-    else
-      next(act_n, words_n);
-    small_step_math<MB8>(act, words, GROUPED ? tmp : acc);
+    for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
+      // One ldmatrix per two 8-row blocks (x4), or x2 for one.
+      const uint32_t addr = act_at(ks, pair);
+      if constexpr (MB8 >= 2) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(act[2 * pair][0]), "=r"(act[2 * pair][1]), "=r"(act[2 * pair + 1][0]),
+                       "=r"(act[2 * pair + 1][1])
+                     : "r"(addr));
+      } else {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                     : "=r"(act[0][0]), "=r"(act[0][1])
+                     : "r"(addr));
+      }
+    }
+    const uint2 words = words_at(ks);
 #pragma unroll
-    for (int mb = 0; mb < MB8; ++mb) act[mb][0] = act_n[mb][0], act[mb][1] = act_n[mb][1];
-    words = words_n;
+    for (int w = 0; w < 2; ++w) {
+      uint32_t q[4][2];
+      dequant_word(w == 0 ? words.x : words.y, q);
+#pragma unroll
+      for (int tl = 0; tl < 2; ++tl) {
+        // The 16x16 tile of W^T: rows = columns 16 j .. 16 j + 15.
+        const uint32_t wa[4] = {q[2 * tl][0], q[2 * tl + 1][0], q[2 * tl][1], q[2 * tl + 1][1]};
+        const int j = 2 * w + tl;
+#pragma unroll
+        for (int mb = 0; mb < MB8; ++mb) {
+          if constexpr (GROUPED)
+            mma_16816(wa, act[mb][0], act[mb][1], tmp[mb][j]);
+          else
+            mma_16816(wa, act[mb][0], act[mb][1], acc[mb][j]);
+        }
+      }
+    }
   }
-  if constexpr (GROUPED) small_apply_scales<MB8>(acc, tmp, sv);
+  if constexpr (GROUPED) {
+    // The scale row of this warp's group.
+    const int4 sv = scales_at();
+    const half* s8 = reinterpret_cast<const half*>(&sv);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      // Accumulator rows (output columns) g and g + 8 of tile j are the
+      // lane's n8 blocks 2 j and 2 j + 1.
+      const float s_lo = __half2float(s8[2 * j]);
+      const float s_hi = __half2float(s8[2 * j + 1]);
+#pragma unroll
+      for (int mb = 0; mb < MB8; ++mb) {
+        acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
+        acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
+        acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
+        acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
+      }
+    }
+  }
 }
 
 // ------------------------------------------- the small-batch kernels' output
@@ -1811,35 +1765,11 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[mb][j][e] = 0.0f;
 
-    // Stage st's (byte offset) lane addresses: atom k_warp * 2 + ks / 4, rows 16 pair.., then the
-    // lane's offset; the lane's packed words of step ks; its group scale vector.
-    auto act_at = [&](uint32_t st) {
-      return [&a_addr, st](int ks, int pair) {
-        return a_addr[ks % 4] + st + ((ks / 4) * (kRows * 8) + pair * 128) * 16;
-      };
-    };
-    auto words_at = [&](uint32_t st) { return [b_addr, st](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }; };
-    // The first step's operands of the slice's next tile, loaded one tile ahead (see small_warp_tile_ahead).
-    uint32_t act0[MB8][2];
-    uint2 words0;
-    mbar_wait(&full[stage], phase);
-    if (tile == first_tile) TRIRUN_TRACE_AT(1);
-    small_step_load<MB8>(0, act_at(static_cast<uint32_t>(stage) * kStageBytes),
-                         words_at(static_cast<uint32_t>(stage) * kStageBytes), act0, words0);
     [[maybe_unused]] int last_stage = stage;
     for (int i = 0; i < slice_tiles; ++i) {
+      mbar_wait(&full[stage], phase);
+      if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
       const uint32_t st = static_cast<uint32_t>(stage) * kStageBytes;
-      const int next_stage = stage + 1 == STAGES ? 0 : stage + 1;
-      const uint32_t next_phase = stage + 1 == STAGES ? phase ^ 1 : phase;
-      const bool has_next = i + 1 < slice_tiles;
-      // Waits for the next tile of the slice and loads its first step.
-      auto next = [&](uint32_t (&act_n)[MB8][2], uint2& words_n) {
-        if (has_next) {
-          mbar_wait(&full[next_stage], next_phase);
-          const uint32_t st_n = static_cast<uint32_t>(next_stage) * kStageBytes;
-          small_step_load<MB8>(0, act_at(st_n), words_at(st_n), act_n, words_n);
-        }
-      };
 
       // Warp-uniform: in the last tile of a column, warps past k have nothing.
 #ifdef TRIRUN_COPY_ONLY
@@ -1848,10 +1778,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #else
       if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
 #endif
-        small_warp_tile_ahead<MB8, kKSteps, GROUPED>(acc, act0, words0, act_at(st), words_at(st),
-                                                     [&] { return lds128(s_addr + st); }, next);
-      } else {
-        next(act0, words0);
+        // Atom k_warp * 2 + ks / 4, rows 16 pair.., then the lane's offset.
+        small_warp_tile<MB8, kKSteps, GROUPED>(
+            acc, [&](int ks, int pair) { return a_addr[ks % 4] + st + ((ks / 4) * (kRows * 8) + pair * 128) * 16; },
+            [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); });
       }
       // Every stage but the run's last goes back to the producer now.
       if (kKWarps == 1 || i + 1 < slice_tiles) {
@@ -1859,8 +1789,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
         if (lane == 0) mbar_arrive(&empty[stage]);
       }
       last_stage = stage;
-      stage = next_stage;
-      phase = next_phase;
+      if (++stage == STAGES) {
+        stage = 0;
+        phase ^= 1;
+      }
     }
 
     TRIRUN_TRACE_AT(2);
