@@ -1313,32 +1313,22 @@ struct ConsumerSync {
 //   N_ACT:   rows of A per batch slice (32, 64, 128 or 256): wgmma's N
 //   STAGES:  depth of the copy pipeline
 //   GROUPED: g = 128 (a scale row per 128-deep tile) or g = k (one row)
-//   TILES_N: 128-column weight tiles per block tile (1 or 2). With 2 each
-//            consumer warpgroup takes one whole tile (two m64 wgmmas per k
-//            step on the same activations), so a stage's activations, read
-//            from L2, serve 256 output columns instead of 128. (From ~128
-//            rows the kernel moved ~5.2-5.4 TB/s from L2 on the H200 at ~62%
-//            of the tensor cores' peak, session 12.)
 // Threads: two consumer warpgroups (decoding, wgmma, reduction) and one
 // producer warpgroup whose first thread issues four tensor copies per stage (activations
 // in two 64-wide swizzle atoms, packed weights, scales) and runs ahead across
 // slice boundaries, so the next slice's tiles arrive during the reduction.
-template <int N_ACT, int STAGES, bool GROUPED, int TILES_N>
+template <int N_ACT, int STAGES, bool GROUPED>
 __global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                          int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial, int early) {
 #ifdef TRIRUN_WGMMA
-  constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread and 64-column chunk: 64 x N_ACT per warpgroup
+  constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
-  static_assert(TILES_N == 1 || (TILES_N == 2 && N_ACT <= 128), "two tiles only up to 128-row slices");
-  constexpr int kTileWords = kKSteps * kHopperTileN;  // one 128-column tile's 8 packed rows
   constexpr int kABytes = N_ACT * kHopperTileK * 2;    // activations, N_ACT rows x 128 k
-  constexpr int kBBytes = TILES_N * kTileWords * 4;
-  constexpr int kSBytes = TILES_N * kHopperTileN * 2;
+  constexpr int kBBytes = kKSteps * kHopperTileN * 4;  // 8 packed rows of 128 words
+  constexpr int kSBytes = kHopperTileN * 2;
   constexpr uint32_t kStageTx = kABytes + kBBytes + (GROUPED ? kSBytes : 0);
-  // Each warpgroup's 64-column chunks: one (chunk `wg` of the tile) or two (both chunks of tile `wg`).
-  constexpr int kChunks = TILES_N;
   // All activation stages first (1024-byte aligned, as the swizzle needs),
   // then weights, scales and the barriers.
   extern __shared__ int4 smem_raw[];
@@ -1349,7 +1339,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   uint64_t* const empty = full + STAGES;
 
   const int k_tiles = prob_k / kHopperTileK;
-  const int n_tiles = prob_n / (kHopperTileN * TILES_N);  // block tiles of 128 or 256 columns
+  const int n_tiles = prob_n / kHopperTileN;
   const int par = ceil_div(prob_m, N_ACT);
   const int total_tiles = k_tiles * n_tiles * par;
   const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
@@ -1374,16 +1364,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       auto copy_weights = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
-        const int n0 = (column % n_tiles) * kHopperTileN * TILES_N;
+        const int n0 = (column % n_tiles) * kHopperTileN;
         mbar_arrive_expect_tx(&full[stage], kStageTx);
-#pragma unroll
-        for (int t = 0; t < TILES_N; ++t) {
-          tma_load_2d(smem_b + stage * kBBytes + t * (kTileWords * 4), &map_b, n0 + t * kHopperTileN, k_tile * kKSteps,
-                      &full[stage]);
-          if (GROUPED)
-            tma_load_2d(smem_s + stage * kSBytes + t * (kHopperTileN * 2), &map_s, n0 + t * kHopperTileN, k_tile,
-                        &full[stage]);
-        }
+        tma_load_2d(smem_b + stage * kBBytes, &map_b, n0, k_tile * kKSteps, &full[stage]);
+        if (GROUPED) tma_load_2d(smem_s + stage * kSBytes, &map_s, n0, k_tile, &full[stage]);
       };
       auto copy_activations = [&](int tile, int stage) {
         const int column = tile / k_tiles;
@@ -1414,24 +1398,19 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   // --- consumers
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   wait_for_prerequisites();                 // before writing C or the workspace
-  const int wg = threadIdx.x / 128;         // its 64-column chunk of the tile (TILES_N = 1) or its tile (2)
-  const int warp = (threadIdx.x / 32) % 4;  // 16 columns of a chunk
+  const int wg = threadIdx.x / 128;         // 64-column chunk of the tile
+  const int warp = (threadIdx.x / 32) % 4;  // 16 columns of that chunk
   const int lane = threadIdx.x % 32;
-  // Chunk q of this warpgroup: 128-column tile tile_of(q) of the block tile,
-  // half half_of(q) of it.
-  auto tile_of = [&](int q) { return TILES_N == 1 ? 0 : wg; };
-  auto half_of = [&](int q) { return TILES_N == 1 ? wg : q; };
-  // The lane's weight columns (relative to its 128-column tile) are rows g
-  // and g + 8 of its warp's 16-row A fragment.
-  auto col_lo = [&](int q) { return half_of(q) * 64 + warp * 16 + lane / 4; };
+  // The lane's weight columns (relative to the tile) are rows g and g + 8 of
+  // its warp's 16-row A fragment.
+  const int col_lo = wg * 64 + warp * 16 + lane / 4;
   // The warp's 16 columns are tile (warp % 2) of packed word (warp / 2). Tile
   // b's codes sit 2 bits above tile a's, so one shift lets both use the masks
   // of dequant_word's codes 0, 2 (low byte) and 4, 6 (second byte).
   const int code_shift = 2 * (warp % 2);
   // Grouped scales: the 64-entry permutation puts columns c and c + 8 of a
   // chunk side by side, at 8 (c % 8) + c / 8; as a half2 index:
-  auto scale_pair = [&](int q) { return (tile_of(q) * 128 + half_of(q) * 64 + 8 * (lane / 4) + 2 * warp) / 2; };
-  auto word_at = [&](int q, int ks) { return tile_of(q) * kTileWords + ks * kHopperTileN + half_of(q) * 64 + lane * 2 + warp / 2; };
+  const int scale_pair = (wg * 64 + 8 * (lane / 4) + 2 * warp) / 2;
 
   for (int tile = first_tile; tile < end_tile;) {
     // --- the slice: this block's run of tiles inside one column (as in trirun_kernel)
@@ -1449,82 +1428,63 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
     // Per-column scales (g = k), read once per slice: the 32-entry
     // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
-    half2 col_scale[kChunks];
-#pragma unroll
-    for (int q = 0; q < kChunks; ++q) {
-      col_scale[q] = as_h2(0u);
-      if constexpr (!GROUPED) {
-        const half* s_tile = reinterpret_cast<const half*>(S) + (n_tile * TILES_N + tile_of(q)) * kHopperTileN;
-        auto pos = [](int c) { return 32 * (c / 32) + 8 * ((c % 8) / 2) + 2 * ((c / 8) % 4) + c % 2; };
-        col_scale[q] = __halves2half2(s_tile[pos(col_lo(q))], s_tile[pos(col_lo(q) + 8)]);
-      }
+    half2 col_scale = as_h2(0u);
+    if constexpr (!GROUPED) {
+      const half* s_tile = reinterpret_cast<const half*>(S) + n_tile * kHopperTileN;
+      auto pos = [](int c) { return 32 * (c / 32) + 8 * ((c % 8) / 2) + 2 * ((c / 8) % 4) + c % 2; };
+      col_scale = __halves2half2(s_tile[pos(col_lo)], s_tile[pos(col_lo + 8)]);
     }
     const half2 sub0 = as_h2(kSub0);
     const half2 mul2 = as_h2(kMul2), add2 = as_h2(kAdd2);
 
-    float acc[kChunks][kAccs];
+    float acc[kAccs];
 #pragma unroll
-    for (int q = 0; q < kChunks; ++q)
-#pragma unroll
-      for (int e = 0; e < kAccs; ++e) acc[q][e] = 0.0f;
+    for (int e = 0; e < kAccs; ++e) acc[e] = 0.0f;
 
-    // Tile i's 8 A fragments per chunk: step ks is {row g, k 0..7}, {row g + 8, k 0..7},
+    // Tile i's 8 A fragments: step ks is {row g, k 0..7}, {row g + 8, k 0..7},
     // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
-    using Frags = uint32_t[kChunks][kKSteps][4];
-    auto decode = [&](int stage, Frags& frag) {
+    auto decode = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes);
+      half2 s2 = col_scale;
+      if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
+      const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
 #pragma unroll
-      for (int q = 0; q < kChunks; ++q) {
-        half2 s2 = col_scale[q];
-        if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair(q)];
-        const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
-#pragma unroll
-        for (int ks = 0; ks < kKSteps; ++ks) {
-          const uint32_t w = sh_b[word_at(q, ks)];
-          const uint32_t lo = w >> code_shift, hi = w >> (8 + code_shift);
-          frag[q][ks][0] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(lo, 0x00030003u)), sub0), s_lo));
-          frag[q][ks][1] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(hi, 0x00030003u)), sub0), s_hi));
-          frag[q][ks][2] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(lo, 0x00300030u)), mul2, add2), s_lo));
-          frag[q][ks][3] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(hi, 0x00300030u)), mul2, add2), s_hi));
-        }
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
+        const uint32_t lo = q >> code_shift, hi = q >> (8 + code_shift);
+        frag[ks][0] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(lo, 0x00030003u)), sub0), s_lo));
+        frag[ks][1] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(hi, 0x00030003u)), sub0), s_hi));
+        frag[ks][2] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(lo, 0x00300030u)), mul2, add2), s_lo));
+        frag[ks][3] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(hi, 0x00300030u)), mul2, add2), s_hi));
       }
     };
-    auto keep_acc = [&] {
-#pragma unroll
-      for (int q = 0; q < kChunks; ++q) keep_f32(acc[q]);
-    };
-    auto issue = [&](int stage, Frags& frag) {
+    auto issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       const uint32_t sh_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem + stage * kABytes));
-      keep_acc();
+      keep_f32(acc);
       wgmma_fence();
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks)
-#pragma unroll
-        for (int q = 0; q < kChunks; ++q)
-          // Step ks: atom ks / 4, 32 bytes further per step inside it.
-          wgmma_rs<N_ACT>(acc[q], frag[q][ks], wgmma_desc_sw128(sh_addr + (ks / 4) * N_ACT * 128 + (ks % 4) * 32));
+        // Step ks: atom ks / 4, 32 bytes further per step inside it.
+        wgmma_rs<N_ACT>(acc, frag[ks], wgmma_desc_sw128(sh_addr + (ks / 4) * N_ACT * 128 + (ks % 4) * 32));
       wgmma_commit();
     };
     // Tile i's wgmmas are complete: its fragment registers may be reused and
     // its stage refilled.
-    auto retire = [&](int stage, Frags& frag) {
+    auto retire = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
 #pragma unroll
-      for (int q = 0; q < kChunks; ++q)
-#pragma unroll
-        for (int ks = 0; ks < kKSteps; ++ks) keep_u32(frag[q][ks]);
+      for (int ks = 0; ks < kKSteps; ++ks) keep_u32(frag[ks]);
       __syncwarp();
       if (lane == 0) mbar_arrive(&empty[stage]);
     };
     // One tile's wgmmas stay in flight while the next tile is decoded, so the
     // fragments alternate between two register sets (a loop unrolled by two).
+    uint32_t frag_a[kKSteps][4], frag_b[kKSteps][4];
     const int t0 = tile - first_tile;
     auto stage_of = [&](int i) { return (t0 + i) % STAGES; };
     auto wait_full = [&](int i) { mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1); };
-    if constexpr (N_ACT == 256 || (TILES_N == 2 && N_ACT >= 64)) {
-      // 128 accumulators per thread (or 64 and two chunks' fragments) leave
-      // no registers for a second fragment set: decode, multiply, wait (the
-      // other warpgroup's wgmmas run meanwhile).
-      Frags frag_a;
+    if constexpr (N_ACT == 256) {
+      // 128 accumulators per thread leave no registers for a second
+      // fragment set: decode, multiply, wait.
       for (int i = 0; i < slice_tiles; ++i) {
         wait_full(i);
         decode(stage_of(i), frag_a);
@@ -1532,9 +1492,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         wgmma_wait<0>();
         retire(stage_of(i), frag_a);
       }
-      keep_acc();
+      keep_f32(acc);
     } else {
-      Frags frag_a, frag_b;
       for (int i = 0; i < slice_tiles; i += 2) {
         wait_full(i);
         decode(stage_of(i), frag_a);
@@ -1552,59 +1511,47 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         }
       }
       wgmma_wait<0>();
-      keep_acc();
+      keep_f32(acc);
       if (slice_tiles % 2 == 1)
         retire(stage_of(slice_tiles - 1), frag_a);
       else
         retire(stage_of(slice_tiles - 1), frag_b);
     }
 
-    // --- global reduction and output. Accumulator e = 4 j + 2 h + x of chunk q
-    // holds weight column col_lo(q) + 8 h and activation row 8 j + 2 (lane % 4) + x.
+    // --- global reduction and output. Accumulator e = 4 j + 2 h + x holds
+    // weight column col_lo + 8 h and activation row 8 j + 2 (lane % 4) + x.
     int* lock = locks + column;
     if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
     const bool read_partial = slice_count > 1 && slice_idx > 0;
     const bool last = slice_idx == slice_count - 1;
-    float* slot = partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN * TILES_N) + threadIdx.x;
+    float* slot = partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN) + threadIdx.x;
     if (read_partial) {
-      float prev[kChunks][kAccs];  // every load before the first store (see trirun_kernel)
+      float prev[kAccs];  // every load before the first store (see trirun_kernel)
 #pragma unroll
-      for (int q = 0; q < kChunks; ++q)
+      for (int e = 0; e < kAccs; ++e) prev[e] = __ldcg(slot + e * 256);
 #pragma unroll
-        for (int e = 0; e < kAccs; ++e) prev[q][e] = __ldcg(slot + (q * kAccs + e) * 256);
-#pragma unroll
-      for (int q = 0; q < kChunks; ++q)
-#pragma unroll
-        for (int e = 0; e < kAccs; ++e) acc[q][e] += prev[q][e];
+      for (int e = 0; e < kAccs; ++e) acc[e] += prev[e];
     }
     if (!last) {
 #pragma unroll
-      for (int q = 0; q < kChunks; ++q)
-#pragma unroll
-        for (int e = 0; e < kAccs; ++e) __stcg(slot + (q * kAccs + e) * 256, acc[q][e]);
+      for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, acc[e]);
     } else {
       if (read_partial) {
 #pragma unroll
-        for (int q = 0; q < kChunks; ++q)
-#pragma unroll
-          for (int e = 0; e < kAccs; ++e) __stcg(slot + (q * kAccs + e) * 256, 0.0f);  // leave the workspace zero
+        for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, 0.0f);  // leave the workspace zero
       }
+      half* c = reinterpret_cast<half*>(C) + static_cast<size_t>(row0) * prob_n + n_tile * kHopperTileN + col_lo;
 #pragma unroll
-      for (int q = 0; q < kChunks; ++q) {
-        half* c = reinterpret_cast<half*>(C) + static_cast<size_t>(row0) * prob_n +
-                  (n_tile * TILES_N + tile_of(q)) * kHopperTileN + col_lo(q);
+      for (int j = 0; j < N_ACT / 8; ++j)
 #pragma unroll
-        for (int j = 0; j < N_ACT / 8; ++j)
-#pragma unroll
-          for (int x = 0; x < 2; ++x) {
-            const int r = 8 * j + 2 * (lane % 4) + x;
-            if (r < rows) {
-              half* p = c + static_cast<size_t>(r) * prob_n;
-              p[0] = __float2half_rn(acc[q][4 * j + x]);
-              p[8] = __float2half_rn(acc[q][4 * j + 2 + x]);
-            }
+        for (int x = 0; x < 2; ++x) {
+          const int r = 8 * j + 2 * (lane % 4) + x;
+          if (r < rows) {
+            half* p = c + static_cast<size_t>(r) * prob_n;
+            p[0] = __float2half_rn(acc[4 * j + x]);
+            p[8] = __float2half_rn(acc[4 * j + 2 + x]);
           }
-      }
+        }
     }
     if (slice_count > 1) lock_release(lock, last, ConsumerSync{});
     tile += slice_tiles;
@@ -1933,7 +1880,6 @@ struct DeviceAttrs {
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
   bool slice32 = true;        // Hopper launches of <= 32 rows on 32-row slices; TRIRUN_SLICE32=0: 64-row
   bool small_tail = true;     // <= 32-row launches of a Hopper call on the small-batch kernel; TRIRUN_SMALL_TAIL=0
-  bool hopper_wide = false;   // the Hopper kernel on 256-column block tiles; TRIRUN_HOPPER_WIDE=1 (experiment)
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1974,7 +1920,6 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
     a.slice32 = !switched_off("TRIRUN_SLICE32");
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
-    a.hopper_wide = switched_on("TRIRUN_HOPPER_WIDE");
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2010,7 +1955,6 @@ struct Launch {
   int device;
   int smem_limit;
   cudaStream_t stream;
-  bool wide;    // Hopper kernel: 256-column block tiles where the shape allows
   int stages;   // out
   int threads;  // out
 };
@@ -2110,16 +2054,13 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
-template <int N_ACT, bool GROUPED, int TILES_N>
-cudaError_t launch_hopper_tiles(Launch& l) {
-  constexpr size_t stage =
-      N_ACT * kHopperTileK * 2 + TILES_N * ((kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2);
-  // One tile: 98, 162, 217.5 or 204.75 KB; two: as many stages as fit (8, 8, 5).
-  constexpr int stages = TILES_N == 1 ? (N_ACT <= 64 ? 8 : (N_ACT == 128 ? 6 : 3))
-                                      : ((231424 / (stage + 16)) < 8 ? static_cast<int>(231424 / (stage + 16)) : 8);
+template <int N_ACT, bool GROUPED>
+cudaError_t launch_hopper(Launch& l) {
+  constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
+  constexpr int stages = N_ACT <= 64 ? 8 : (N_ACT == 128 ? 6 : 3);  // 98, 162, 217.5 or 204.75 KB
   // + two mbarriers per stage, + alignment of the swizzled stages
   constexpr size_t smem = stages * stage + stages * 16 + 1024;
-  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED, TILES_N>;
+  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2141,15 +2082,6 @@ cudaError_t launch_hopper_tiles(Launch& l) {
   l.threads = kHopperThreads;
   return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
-}
-
-template <int N_ACT, bool GROUPED>
-cudaError_t launch_hopper(Launch& l) {
-  // 256-column block tiles (TRIRUN_HOPPER_WIDE=1, experiment) where n allows and the slice has at most 128 rows.
-  if constexpr (N_ACT <= 128) {
-    if (l.wide && l.n % (2 * kHopperTileN) == 0) return launch_hopper_tiles<N_ACT, GROUPED, 2>(l);
-  }
-  return launch_hopper_tiles<N_ACT, GROUPED, 1>(l);
 }
 
 // Small-batch kernel -----------------------------------------------------------
@@ -2415,7 +2347,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.ramp = attrs.ramp;
   l.early = attrs.early;
   l.stream = stream;
-  l.wide = attrs.hopper_wide;
 
   const half* a_ptr = static_cast<const half*>(A);
   half* c_ptr = static_cast<half*>(C);
