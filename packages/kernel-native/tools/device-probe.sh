@@ -20,7 +20,10 @@ for w in $what; do
       timeout 120 compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/racecheck.txt" ;;
     speed) timeout 400 /tmp/probe speed 2>&1 | tee "$out/speed.txt" ;;
     stalls) ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,sm__cycles_elapsed.avg,smsp__issue_active.avg.pct_of_peak_sustained_active /tmp/probe one ${NCU_ARGS:-8192 24576 16 128} 2>&1 | grep -E "stalled|inst_executed|cycles_elapsed|issue_active" | awk '$NF+0 > 0.05' | tee -a "$out/stalls.txt" ;;
-    ncu) ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun --section SpeedOfLight --section MemoryWorkloadAnalysis --section SchedulerStats --section WarpStateStats --section Occupancy --section LaunchStats /tmp/probe one ${NCU_ARGS:-8192 28672 16 128} 2>&1 | tee "$out/ncu.txt" | grep -vE "^    -+|^\s*$" | tail -120 ;;
+    ncu)
+      # One call's profile (NCU_ARGS="k n m g"); ComputeWorkloadAnalysis has the tensor pipes' utilisation
+      # (what the Hopper kernel at m >= 128 needs next: NOTES.md, session 12).
+      ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section SchedulerStats --section WarpStateStats --section Occupancy --section LaunchStats /tmp/probe one ${NCU_ARGS:-8192 28672 16 128} 2>&1 | tee "$out/ncu.txt" | grep -vE "^    -+|^\s*$" | tail -140 ;;
     tiles) timeout 200 /tmp/probe tiles 2>&1 | tee "$out/tiles.txt" ;;
     sources)
       # Stall samples per SASS instruction (summarise here with tools/ncu-stalls.py). NCU_ARGS="k n m g".
