@@ -1482,10 +1482,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     const int t0 = tile - first_tile;
     auto stage_of = [&](int i) { return (t0 + i) % STAGES; };
     auto wait_full = [&](int i) { mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1); };
-    if constexpr (false) {
-      // (Experiment: the 256-row slices double-buffered like the others;
-      // ptxas: no spills with setmaxnreg 232. Before: 128 accumulators per
-      // thread were taken to leave no registers for a second fragment set.)
+    if constexpr (N_ACT == 256) {
+      // 128 accumulators per thread leave no registers for a second
+      // fragment set: decode, multiply, wait.
       for (int i = 0; i < slice_tiles; ++i) {
         wait_full(i);
         decode(stage_of(i), frag_a);
