@@ -1879,7 +1879,7 @@ struct DeviceAttrs {
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
   bool slice32 = true;        // Hopper launches of <= 32 rows on 32-row slices; TRIRUN_SLICE32=0: 64-row
-  bool small_tail = true;     // <= 32-row launches of a Hopper call on the small-batch kernel; TRIRUN_SMALL_TAIL=0
+  bool small_tail = true;     // a Hopper call's last <= 16 rows (<= 32 if k >= 8192) on the small-batch kernel; TRIRUN_SMALL_TAIL=0
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1887,11 +1887,6 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopp
 bool switched_off(const char* name) {
   const char* value = std::getenv(name);
   return value != nullptr && value[0] == '0';
-}
-// A TRIRUN_* experiment switch set to 1 (its value starts with '1'): the path it names is turned on.
-bool switched_on(const char* name) {
-  const char* value = std::getenv(name);
-  return value != nullptr && value[0] == '1';
 }
 
 cudaError_t device_attrs(int device, DeviceAttrs* out) {
