@@ -309,57 +309,6 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
   out[3][1] = as_u32(__hfma2(as_h2(mask_or_1024(hi, 0x00c000c0u)), mul3, add3));
 }
 
-// The small-batch kernels' dequantization: codes as fp16 subnormals.
-//
-// A code masked in place (a plain AND, no OR of an exponent) is, read as fp16,
-// the subnormal code * 4^j * 2^-24 for a code in bits 2j..2j+1 of a half:
-// exact, and tensor cores multiply subnormal fp16 inputs exactly. Two steps
-// that dequant_word needs drop out of the tile loop:
-// * the hfma2 per register that removed the exponent's 1024 and rescaled by
-//   4^-j: the codes are shifted so that every register of tile_a holds
-//   code * 2^-24 (j = 0) and every register of tile_b code * 2^-22 (j = 1);
-//   one m16n8k16 then sums code * a in those units, which the end of the
-//   column multiplies away (unit_of below, once per run, not per weight);
-// * the - 1 (the codes' zero): sum (code - 1) a = sum code a - sum a, and
-//   sum a over the k16 step comes from one more mma with a constant operand
-//   (all -2^-24) per step and 8 rows, shared by the four 16-column tiles.
-// Per packed word: 8 AND + 3 shifts instead of 8 lop3 + 8 hfma2/hadd2 + 1 shift.
-// Precision: every product is exact as before; the zero's sum is a separate
-// fp32 sum of the activations (sum code a and sum a are of the size of the
-// result for codes 0..3, so subtracting them costs no significant bits).
-__device__ __forceinline__ void dequant_word_subnormal(uint32_t q, uint32_t (&out)[4][2]) {
-#ifdef TRIRUN_SUBNORMAL_PRESCALE
-  // Experiment: registers 1 (k 8..15) left at 4^2 x their register 0's unit,
-  // the activations' k 8..15 half scaled by 2^-4 instead (small_warp_tile).
-  const uint32_t q4 = q, q8 = q >> 8, q12 = q8;
-  const uint32_t m0 = 0x00030003u, m1 = 0x000c000cu, m2 = 0x00300030u, m3 = 0x00c000c0u;
-  out[0][0] = q & m0;
-  out[2][0] = q & m1;
-  out[0][1] = q4 & m2;
-  out[2][1] = q4 & m3;
-  out[1][0] = q8 & m0;
-  out[3][0] = q8 & m1;
-  out[1][1] = q12 & m2;
-  out[3][1] = q12 & m3;
-#else
-  const uint32_t q4 = q >> 4, q8 = q >> 8, q12 = q >> 12;
-  out[0][0] = q & 0x00030003u;    // code 0 (and 8): tile_a, block 0, register 0
-  out[2][0] = q & 0x000c000cu;    // code 1: tile_b, block 0, register 0
-  out[0][1] = q4 & 0x00030003u;   // code 2: tile_a, block 0, register 1
-  out[2][1] = q4 & 0x000c000cu;   // code 3: tile_b, block 0, register 1
-  out[1][0] = q8 & 0x00030003u;   // code 4: tile_a, block 1, register 0
-  out[3][0] = q8 & 0x000c000cu;   // code 5: tile_b, block 1, register 0
-  out[1][1] = q12 & 0x00030003u;  // code 6: tile_a, block 1, register 1
-  out[3][1] = q12 & 0x000c000cu;  // code 7: tile_b, block 1, register 1
-#endif
-}
-// -2^-24 in both halves of a word (the subnormal 0x8001): the constant operand
-// whose mma gives -2^-24 * sum a, the zero's term in tile_a's units.
-constexpr uint32_t kMinusUnitPair = 0x80018001u;
-// What the accumulators of tile j (j even: a tile_a, odd: a tile_b) are
-// multiplied by at the end of a column to return to the weights' units.
-__host__ __device__ constexpr float unit_of(int j) { return (j % 2 == 0) ? 16777216.0f : 4194304.0f; }
-
 // ------------------------------------------- the small-batch kernels' tile
 //
 // One warp's share of a 16 KB weight tile in both small-batch kernels
@@ -368,30 +317,19 @@ __host__ __device__ constexpr float unit_of(int j) { return (j % 2 == 0) ? 16777
 // addresses: `act_at(ks, pair)` is the lane's ldmatrix address for the warp's
 // ks-th k16 step and 8-row blocks 2 pair, 2 pair + 1; `words_at(ks)` loads the
 // lane's two packed words of that step; `scales_at()` the lane's 16-byte
-// vector of the warp's group scale row (GROUPED only). The accumulators stay
-// in the subnormal units (unit_of) until the column's end (SmallOutput::finish).
+// vector of the warp's group scale row (GROUPED only).
 template <int MB8, int kKSteps, bool GROUPED, typename ActAt, typename WordsAt, typename ScalesAt>
 __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt act_at, WordsAt words_at,
                                                 ScalesAt scales_at) {
   float tmp[MB8][4][4];
-  // -2^-24 * sum over the tile's k of each activation row: the zero's term.
-  float zero[MB8][4];
+  if constexpr (GROUPED) {
 #pragma unroll
-  for (int mb = 0; mb < MB8; ++mb) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) zero[mb][e] = 0.0f;
-    if constexpr (GROUPED) {
+    for (int mb = 0; mb < MB8; ++mb)
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
-    }
   }
-#ifdef TRIRUN_SUBNORMAL_PRESCALE
-  const uint32_t minus_unit[4] = {kMinusUnitPair, kMinusUnitPair, 0x80108010u, 0x80108010u};
-#else
-  const uint32_t minus_unit[4] = {kMinusUnitPair, kMinusUnitPair, kMinusUnitPair, kMinusUnitPair};
-#endif
 #pragma unroll
   for (int ks = 0; ks < kKSteps; ++ks) {
     // Activations as the n8 operand: rows of A are the columns of A^T.
@@ -412,19 +350,11 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
                      : "r"(addr));
       }
     }
-#ifdef TRIRUN_SUBNORMAL_PRESCALE
-#pragma unroll
-    for (int mb = 0; mb < MB8; ++mb) act[mb][1] = as_u32(__hmul2(as_h2(act[mb][1]), as_h2(0x2c002c00u)));
-#endif
-#ifndef TRIRUN_NO_ZERO_TERM_TIMING_ONLY
-#pragma unroll
-    for (int mb = 0; mb < MB8; ++mb) mma_16816(minus_unit, act[mb][0], act[mb][1], zero[mb]);
-#endif
     const uint2 words = words_at(ks);
 #pragma unroll
     for (int w = 0; w < 2; ++w) {
       uint32_t q[4][2];
-      dequant_word_subnormal(w == 0 ? words.x : words.y, q);
+      dequant_word(w == 0 ? words.x : words.y, q);
 #pragma unroll
       for (int tl = 0; tl < 2; ++tl) {
         // The 16x16 tile of W^T: rows = columns 16 j .. 16 j + 15.
@@ -440,9 +370,6 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
       }
     }
   }
-  // The zero's term: in tile_a's units as computed, 4x that in tile_b's
-  // (whose unit, 2^-22, is 4x larger). Its fragment has the accumulators'
-  // layout: elements e and e + 2 (output columns g, g + 8) are equal.
   if constexpr (GROUPED) {
     // The scale row of this warp's group.
     const int4 sv = scales_at();
@@ -453,22 +380,14 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
       // lane's n8 blocks 2 j and 2 j + 1.
       const float s_lo = __half2float(s8[2 * j]);
       const float s_hi = __half2float(s8[2 * j + 1]);
-      const float zf = (j % 2 == 0) ? 1.0f : 4.0f;
 #pragma unroll
       for (int mb = 0; mb < MB8; ++mb) {
-        acc[mb][j][0] = fmaf(fmaf(zero[mb][0], zf, tmp[mb][j][0]), s_lo, acc[mb][j][0]);
-        acc[mb][j][1] = fmaf(fmaf(zero[mb][1], zf, tmp[mb][j][1]), s_lo, acc[mb][j][1]);
-        acc[mb][j][2] = fmaf(fmaf(zero[mb][2], zf, tmp[mb][j][2]), s_hi, acc[mb][j][2]);
-        acc[mb][j][3] = fmaf(fmaf(zero[mb][3], zf, tmp[mb][j][3]), s_hi, acc[mb][j][3]);
+        acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
+        acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
+        acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
+        acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
       }
     }
-  } else {
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[mb][j][e] = fmaf(zero[mb][e], (j % 2 == 0) ? 1.0f : 4.0f, acc[mb][j][e]);
   }
 }
 
@@ -537,28 +456,11 @@ struct SmallOutput {
     });
   }
 
-  // The end of a column's run, by k_warp 0 once the k_warps' sums are in:
-  // the accumulators back from small_warp_tile's subnormal units (unit_of),
-  // and with per-column scales (g = k) those scales, in the same multiply.
-  template <bool GROUPED>
-  __device__ __forceinline__ void finish(float (&acc)[MB8][4][4], const int4* S, int n_tile) const {
-    if (k_warp != 0) return;
-    if constexpr (GROUPED) {
-#pragma unroll
-      for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[mb][j][e] *= unit_of(j);
-    } else {
-      scale_columns(acc, S, n_tile);
-    }
-  }
-
-  // Per-column scales (g = k), times unit_of. They are permuted in 32-entry
-  // chunks: columns 16 j' + 8 h + g of a chunk sit at 8 (g / 2) + (g % 2) +
-  // 4 j' + 2 h.
+  // Per-column scales (g = k), applied once to the accumulators by k_warp 0.
+  // They are permuted in 32-entry chunks: columns 16 j' + 8 h + g of a chunk
+  // sit at 8 (g / 2) + (g % 2) + 4 j' + 2 h.
   __device__ __forceinline__ void scale_columns(float (&acc)[MB8][4][4], const int4* S, int n_tile) const {
+    if (k_warp != 0) return;
     const half* s_cols = reinterpret_cast<const half*>(S) + n_tile * kThreadN + n_warp * 64;
 #pragma unroll
     for (int chunk = 0; chunk < 2; ++chunk) {
@@ -571,8 +473,8 @@ struct SmallOutput {
       };
 #pragma unroll
       for (int jl = 0; jl < 2; ++jl) {
-        const float s_lo = pick(words[2 * jl]) * unit_of(jl);
-        const float s_hi = pick(words[2 * jl + 1]) * unit_of(jl);
+        const float s_lo = pick(words[2 * jl]);
+        const float s_hi = pick(words[2 * jl + 1]);
 #pragma unroll
         for (int mb = 0; mb < MB8; ++mb) {
           acc[mb][2 * chunk + jl][0] *= s_lo;
@@ -1206,7 +1108,7 @@ __global__ void __launch_bounds__(THREADS, 1)
       __syncthreads();
     }
 
-    out.template finish<GROUPED>(acc, S, n_tile);
+    if constexpr (!GROUPED) out.scale_columns(acc, S, n_tile);
 
     if constexpr (chained) {
       // Global reduction over the blocks of this column, in fp32.
@@ -1933,7 +1835,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       if (lane == 0) mbar_arrive(&empty[last_stage]);
     }
 
-    out.template finish<GROUPED>(acc, S, n_tile);
+    if constexpr (!GROUPED) out.scale_columns(acc, S, n_tile);
 
     if constexpr (chained) {
       out.chain(acc, n_tile, slice_idx, slice_count);
