@@ -1241,6 +1241,15 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], const uint32_t 
 }
 
 
+// D (64 x 144) += A (64 x 16, registers) x B (16 x 144, shared memory, K-major).
+__device__ __forceinline__ void wgmma_m64n144k16(float (&d)[72], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %77, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n144k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71}, {%72, %73, %74, %75}, %76, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
+}
+
 // D (64 x 160) += A (64 x 16, registers) x B (16 x 160, shared memory, K-major).
 __device__ __forceinline__ void wgmma_m64n160k16(float (&d)[80], const uint32_t (&a)[4], uint64_t desc_b) {
   asm volatile(
@@ -1250,12 +1259,30 @@ __device__ __forceinline__ void wgmma_m64n160k16(float (&d)[80], const uint32_t 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
 }
 
+// D (64 x 176) += A (64 x 16, registers) x B (16 x 176, shared memory, K-major).
+__device__ __forceinline__ void wgmma_m64n176k16(float (&d)[88], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %93, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87}, {%88, %89, %90, %91}, %92, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
+}
+
 // D (64 x 192) += A (64 x 16, registers) x B (16 x 192, shared memory, K-major).
 __device__ __forceinline__ void wgmma_m64n192k16(float (&d)[96], const uint32_t (&a)[4], uint64_t desc_b) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %101, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, {%96, %97, %98, %99}, %100, p, 1, 1, 0;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
+}
+
+// D (64 x 208) += A (64 x 16, registers) x B (16 x 208, shared memory, K-major).
+__device__ __forceinline__ void wgmma_m64n208k16(float (&d)[104], const uint32_t (&a)[4], uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %109, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n208k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103}, {%104, %105, %106, %107}, %108, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));
 }
 
@@ -1283,8 +1310,11 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N_ACT / 2], const uint32_t (
   if constexpr (N_ACT == 32) wgmma_m64n32k16(d, a, desc_b);
   else if constexpr (N_ACT == 64) wgmma_m64n64k16(d, a, desc_b);
   else if constexpr (N_ACT == 128) wgmma_m64n128k16(d, a, desc_b);
+  else if constexpr (N_ACT == 144) wgmma_m64n144k16(d, a, desc_b);
   else if constexpr (N_ACT == 160) wgmma_m64n160k16(d, a, desc_b);
+  else if constexpr (N_ACT == 176) wgmma_m64n176k16(d, a, desc_b);
   else if constexpr (N_ACT == 192) wgmma_m64n192k16(d, a, desc_b);
+  else if constexpr (N_ACT == 208) wgmma_m64n208k16(d, a, desc_b);
   else if constexpr (N_ACT == 224) wgmma_m64n224k16(d, a, desc_b);
   else wgmma_m64n256k16(d, a, desc_b);
 }
@@ -1340,7 +1370,7 @@ struct ConsumerSync {
 };
 
 // Template parameters:
-//   N_ACT:   rows of A per batch slice (32, 64, 128, 160, 192, 224 or 256): wgmma's N
+//   N_ACT:   rows of A per batch slice (32, 64, 128, 144..224 in steps of 16, or 256): wgmma's N
 //   STAGES:  depth of the copy pipeline
 //   GROUPED: g = 128 (a scale row per 128-deep tile) or g = k (one row)
 // Threads: two consumer warpgroups (decoding, wgmma, reduction) and one
@@ -1910,7 +1940,7 @@ struct DeviceAttrs {
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
   bool slice32 = true;        // Hopper launches of <= 32 rows on 32-row slices; TRIRUN_SLICE32=0: 64-row
   bool small_tail = true;     // a Hopper call's last <= 16 rows (<= 32 if k >= 8192) on the small-batch kernel; TRIRUN_SMALL_TAIL=0
-  bool mid_slices = true;     // 129..224 rows as one slice of 160, 192 or 224 rows; TRIRUN_MID_SLICES=0: off
+  bool mid_slices = true;     // 129..224 rows as one slice of the rows rounded up to 16; TRIRUN_MID_SLICES=0: off
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -2084,8 +2114,11 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
 template <int N_ACT, bool GROUPED>
 cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
-  // 98 KB (<= 64 rows), 162 (128), 221 (160), 209 (192), 180.75 or 204.75 KB (224, 256)
-  constexpr int stages = N_ACT <= 64 ? 8 : (N_ACT == 128 ? 6 : (N_ACT == 160 ? 5 : (N_ACT == 192 ? 4 : 3)));
+  // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
+  // and 160, 4 for 176..208, 3 for 224 and 256.
+  constexpr int stages = (227 * 1024 - 1024) / (static_cast<int>(stage) + 16) < 8
+                             ? (227 * 1024 - 1024) / (static_cast<int>(stage) + 16)
+                             : 8;
   // + two mbarriers per stage, + alignment of the swizzled stages
   constexpr size_t smem = stages * stage + stages * 16 + 1024;
   auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
@@ -2401,17 +2434,19 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   const bool narrow_slices = attrs.narrow_slices && n <= 4096 && m <= 192;
   // From 129 to 224 rows the Hopper kernel, which is bound by its tensor cores there (H200, ncu, run 98:
   // tensor pipe 74% active at m = 128, 85% at 256), pays for every zero row of a 256-row slice, and a
-  // 128-row slice plus a tail streams the weights twice: one slice of the rows rounded up to 32 (wgmma
-  // N = 160, 192 or 224) does neither (H200, run 99, TRIRUN_MID_SLICES 0 / 1, two rounds, graph: 70B
+  // 128-row slice plus a tail streams the weights twice: one slice of the rows rounded up to 16 (wgmma
+  // N = 144..224; first measured in steps of 32) does neither (H200, run 99, TRIRUN_MID_SLICES 0 / 1, two rounds, graph: 70B
   // at m = 144 / 160 / 192 / 224 500-510 / 546-550 / 630-641 / 629-632 -> 420-425 / 428-434 / 537-542 /
   // 587-591 us; 7B at 160 169 -> 139, TriLM 113 -> 93-94). Only on layers with at least 64 tiles of 128
   // columns: at 208 and 224 rows the 3072- and 4096-wide ones, with one slice instead of two, lost
-  // (7B 185-196 -> 192-196 us, TriLM 128-132 -> 146-153). TRIRUN_MID_SLICES=0: as before.
+  // (7B 185-196 -> 192-196 us, TriLM 128-132 -> 146-153). Steps of 16 against steps of 32 (run 101, two
+  // rounds, graph): 70B at m = 136 / 168 / 200 399-402 / 468-471 / 557-561 -> 359-379 / 445-447 / 524-526 us,
+  // 7B at 168 / 200 147 / 168-169 -> 140-142 / 160-161. TRIRUN_MID_SLICES=0: as before.
   const bool mid_slices =
       hopper && attrs.mid_slices && !narrow_slices && m > 128 && m <= 224 && n / kHopperTileN >= 64;
   const int slice_rows =
       hopper ? (narrow_slices ? 64
-                              : (mid_slices ? ceil_div(m, 32) * 32 : (wide_slices ? 256 : (m > 64 ? 128 : 64))))
+                              : (mid_slices ? ceil_div(m, 16) * 16 : (wide_slices ? 256 : (m > 64 ? 128 : 64))))
              : 64;
   // The Hopper kernel reads each slice's activations once per 128 output
   // columns, from L2 if the slices of one launch fit there: at most ~24 MB of
@@ -2497,10 +2532,16 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       m_blocks = n_act / 16;  // 16-row blocks
       if (n_act == 32)
         err = grouped ? launch_hopper<32, true>(l) : launch_hopper<32, false>(l);
+      else if (n_act == 144)
+        err = grouped ? launch_hopper<144, true>(l) : launch_hopper<144, false>(l);
       else if (n_act == 160)
         err = grouped ? launch_hopper<160, true>(l) : launch_hopper<160, false>(l);
+      else if (n_act == 176)
+        err = grouped ? launch_hopper<176, true>(l) : launch_hopper<176, false>(l);
       else if (n_act == 192)
         err = grouped ? launch_hopper<192, true>(l) : launch_hopper<192, false>(l);
+      else if (n_act == 208)
+        err = grouped ? launch_hopper<208, true>(l) : launch_hopper<208, false>(l);
       else if (n_act == 224)
         err = grouped ? launch_hopper<224, true>(l) : launch_hopper<224, false>(l);
       else if (n_act == 256)
