@@ -2435,13 +2435,13 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // From 129 to 224 rows the Hopper kernel, which is bound by its tensor cores there (H200, ncu, run 98:
   // tensor pipe 74% active at m = 128, 85% at 256), pays for every zero row of a 256-row slice, and a
   // 128-row slice plus a tail streams the weights twice: one slice of the rows rounded up to 16 (wgmma
-  // N = 144..224; first measured in steps of 32) does neither (H200, run 99, TRIRUN_MID_SLICES 0 / 1, two rounds, graph: 70B
-  // at m = 144 / 160 / 192 / 224 500-510 / 546-550 / 630-641 / 629-632 -> 420-425 / 428-434 / 537-542 /
-  // 587-591 us; 7B at 160 169 -> 139, TriLM 113 -> 93-94). Only on layers with at least 64 tiles of 128
-  // columns: at 208 and 224 rows the 3072- and 4096-wide ones, with one slice instead of two, lost
-  // (7B 185-196 -> 192-196 us, TriLM 128-132 -> 146-153). Steps of 16 against steps of 32 (run 101, two
-  // rounds, graph): 70B at m = 136 / 168 / 200 399-402 / 468-471 / 557-561 -> 359-379 / 445-447 / 524-526 us,
-  // 7B at 168 / 200 147 / 168-169 -> 140-142 / 160-161. TRIRUN_MID_SLICES=0: as before.
+  // N = 144..224) does neither. H200, TRIRUN_MID_SLICES 0 / 1, two rounds, graph, first in steps of 32
+  // (run 99): 70B at m = 144 / 160 / 192 / 224 500-510 / 546-550 / 630-641 / 629-632 -> 420-425 /
+  // 428-434 / 537-542 / 587-591 us; 7B at 160 169 -> 139, TriLM 113 -> 93-94. Only on layers with at
+  // least 64 tiles of 128 columns: at 208 and 224 rows the 3072- and 4096-wide ones, with one slice
+  // instead of two, lost (7B 185-196 -> 192-196 us, TriLM 128-132 -> 146-153). Steps of 16 against steps
+  // of 32 (run 101): 70B at m = 136 / 168 / 200 399-402 / 468-471 / 557-561 -> 359-379 / 445-447 /
+  // 524-526 us, 7B at 168 / 200 147 / 168-169 -> 140-142 / 160-161. TRIRUN_MID_SLICES=0: as before.
   const bool mid_slices =
       hopper && attrs.mid_slices && !narrow_slices && m > 128 && m <= 224 && n / kHopperTileN >= 64;
   const int slice_rows =
