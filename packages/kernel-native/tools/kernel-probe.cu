@@ -570,10 +570,13 @@ __global__ void empty_kernel(int* sink) {
   if (sink != nullptr && threadIdx.x == 1023) sm[0] = *sink;
 }
 
-// Where a small-batch call's time goes: four back-to-back cold calls, each
-// block's %globaltimer / clock64 at entry (0), first tile in shared memory (1),
-// end of the main loop (2), slot stores + arrival atomic (3), before the final
-// resolve (4), exit (5). Also the launch floor of an empty kernel.
+// Where a call's time goes: four back-to-back cold calls, each block's
+// %globaltimer / clock64 at entry (0), first tile in shared memory (1), end of
+// the main loop (2), slot stores + arrival atomic (3), before the final
+// resolve (4), exit (5) in the small-batch kernels; in the Hopper kernel
+// (m >= 33 on sm_90) 2..4 are the last column's lock wait (2 -> 3) and its
+// partial sums and C stores (3 -> 4), 4 -> 5 the lock's release. Also the
+// launch floor of an empty kernel.
 static int trace(int argc, char** argv) {
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));

@@ -1405,6 +1405,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
   const int first_tile = iters * blockIdx.x;
   const int end_tile = min(first_tile + iters, total_tiles);
+  TRIRUN_TRACE_BEGIN();
   allow_dependents();
 
   if (threadIdx.x == 0) {
@@ -1541,7 +1542,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     uint32_t frag_a[kKSteps][4], frag_b[kKSteps][4];
     const int t0 = tile - first_tile;
     auto stage_of = [&](int i) { return (t0 + i) % STAGES; };
-    auto wait_full = [&](int i) { mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1); };
+    auto wait_full = [&](int i) {
+      mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1);
+      if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
+    };
     if constexpr (N_ACT == 256) {
       // 128 accumulators per thread leave no registers for a second
       // fragment set: decode, multiply, wait.
@@ -1580,8 +1584,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
     // --- global reduction and output. Accumulator e = 4 j + 2 h + x holds
     // weight column col_lo + 8 h and activation row 8 j + 2 (lane % 4) + x.
+    TRIRUN_TRACE_AT(2);
     int* lock = locks + column;
     if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
+    TRIRUN_TRACE_AT(3);
     const bool read_partial = slice_count > 1 && slice_idx > 0;
     const bool last = slice_idx == slice_count - 1;
     float* slot = partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN) + threadIdx.x;
@@ -1613,9 +1619,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
           }
         }
     }
+    TRIRUN_TRACE_AT(4);
     if (slice_count > 1) lock_release(lock, last, ConsumerSync{});
     tile += slice_tiles;
   }
+  TRIRUN_TRACE_AT(5);
 #endif  // TRIRUN_WGMMA
 }
 
