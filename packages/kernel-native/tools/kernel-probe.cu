@@ -675,7 +675,7 @@ static int trace(int argc, char** argv) {
       CK(cudaEventElapsedTime(&ems, ev[l], ev[l + 1]));
       const int blocks = cfg.sms;
       unsigned long long s_min = ~0ull, s_max = 0, e_min = ~0ull, e_max = 0;
-      std::vector<float> data, loop, red, fin, total;
+      std::vector<float> data, loop, red, red_wait, fin, total;
       const double cyc_us = 1.0 / (clock_khz / 1000.0);
       for (int b = 0; b < blocks; ++b) {
         const unsigned long long s0 = at(l, b, 0, 0), s5 = at(l, b, 5, 0);
@@ -688,6 +688,7 @@ static int trace(int argc, char** argv) {
         if (at(l, b, 1, 1)) data.push_back((c(1) - c(0)) * cyc_us);
         if (at(l, b, 1, 1)) loop.push_back((c(2) - c(1)) * cyc_us);
         if (at(l, b, 2, 1)) red.push_back((c(4) - c(2)) * cyc_us);  // blocks with no tile have no point 2
+        if (at(l, b, 2, 1)) red_wait.push_back((c(3) - c(2)) * cyc_us);  // Hopper: the lock wait; small: slot stores
         fin.push_back((c(5) - c(4)) * cyc_us);
         total.push_back((c(5) - c(0)) * cyc_us);
       }
@@ -700,6 +701,8 @@ static int trace(int argc, char** argv) {
              "%.2f, column reduction (slots+atomic or chain) %.2f / %.2f, final resolve %.2f / %.2f, total %.2f / %.2f\n",
              median(data), mx(data), median(loop), mx(loop), median(red), mx(red), median(fin), mx(fin), median(total),
              mx(total));
+      printf("  of the column reduction, points 2 -> 3 (Hopper kernel: the lock wait) median / max us: %.2f / %.2f\n",
+             median(red_wait), mx(red_wait));
       prev_end = e_max;
     }
     for (int c = 0; c < copies; ++c) {
