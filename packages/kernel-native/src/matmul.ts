@@ -36,8 +36,8 @@ export interface TrirunConfig {
   kernel: "small" | "general" | "hopper";
   /**
    * Blocks of `blockRows` rows of A per tile: 1, 2 or 4 of 8 rows (small), 1..4 of 16 rows (general),
-   * 2, 4, 8 or 16 of 16 rows (hopper). With several launches (a Hopper call's split-off last rows) it
-   * describes the first.
+   * 2..16 of 16 rows (hopper: slices of 32, 64, 128, 144..224 in steps of 16, or 256 rows). With several
+   * launches (a Hopper call's split-off last rows) it describes the first.
    */
   mBlocks: number;
   blockRows: number;

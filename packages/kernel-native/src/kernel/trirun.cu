@@ -2131,9 +2131,8 @@ cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
   // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
   // and 160, 4 for 176..208, 3 for 224 and 256.
-  constexpr int stages = (227 * 1024 - 1024) / (static_cast<int>(stage) + 16) < 8
-                             ? (227 * 1024 - 1024) / (static_cast<int>(stage) + 16)
-                             : 8;
+  constexpr int fit = (227 * 1024 - 1024) / (static_cast<int>(stage) + 16);
+  constexpr int stages = fit < 8 ? fit : 8;
   // + two mbarriers per stage, + alignment of the swizzled stages
   constexpr size_t smem = stages * stage + stages * 16 + 1024;
   auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
@@ -2158,6 +2157,14 @@ cudaError_t launch_hopper(Launch& l) {
   l.threads = kHopperThreads;
   return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
+}
+
+// The Hopper kernel instance whose slice height is n_act, one of Ns (the last one takes any other value).
+template <int N, int... Rest>
+cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
+  if constexpr (sizeof...(Rest) > 0)
+    if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, l);
+  return grouped ? launch_hopper<N, true>(l) : launch_hopper<N, false>(l);
 }
 
 // Small-batch kernel -----------------------------------------------------------
@@ -2457,8 +2464,11 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // instead of two, lost (7B 185-196 -> 192-196 us, TriLM 128-132 -> 146-153). Steps of 16 against steps
   // of 32 (run 101): 70B at m = 136 / 168 / 200 399-402 / 468-471 / 557-561 -> 359-379 / 445-447 /
   // 524-526 us, 7B at 168 / 200 147 / 168-169 -> 140-142 / 160-161. TRIRUN_MID_SLICES=0: as before.
-  const bool mid_slices =
-      hopper && attrs.mid_slices && !narrow_slices && m > 128 && m <= 224 && n / kHopperTileN >= 64;
+  // What one such slice takes: 129..224 rows of a Hopper call on a layer with >= 64 column tiles.
+  auto mid_height = [&](int r) {
+    return hopper && !narrow_slices && r > 128 && r <= 224 && n / kHopperTileN >= 64;
+  };
+  const bool mid_slices = attrs.mid_slices && mid_height(m);
   const int slice_rows =
       hopper ? (narrow_slices ? 64
                               : (mid_slices ? ceil_div(m, 16) * 16 : (wide_slices ? 256 : (m > 64 ? 128 : 64))))
@@ -2544,33 +2554,13 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       // 129..224 rows (m = 385..480 on 256-row slices) on one slice of those rows rounded up to 16, like
       // the mid slices above, instead of a 256-row slice (70B at m = 400 would do 144 rows in about 2/3
       // of a 256-row launch's time; runs 101-102: 383 us at m = 144, 650 at 256).
-      const bool mid_launch = mid_slices || (attrs.mid_tails && row > 0 && !narrow_slices && rows > 128 &&
-                                             rows <= 224 && n / kHopperTileN >= 64);
+      const bool mid_launch = mid_slices || (attrs.mid_tails && row > 0 && mid_height(rows));
       const int n_act = mid_launch ? ceil_div(rows, 16) * 16
                         : slice_rows == 256 && rows > 128
                             ? 256
                             : (rows > 64 && slice_rows > 64 ? 128 : (attrs.slice32 && rows <= 32 ? 32 : 64));
       m_blocks = n_act / 16;  // 16-row blocks
-      if (n_act == 32)
-        err = grouped ? launch_hopper<32, true>(l) : launch_hopper<32, false>(l);
-      else if (n_act == 144)
-        err = grouped ? launch_hopper<144, true>(l) : launch_hopper<144, false>(l);
-      else if (n_act == 160)
-        err = grouped ? launch_hopper<160, true>(l) : launch_hopper<160, false>(l);
-      else if (n_act == 176)
-        err = grouped ? launch_hopper<176, true>(l) : launch_hopper<176, false>(l);
-      else if (n_act == 192)
-        err = grouped ? launch_hopper<192, true>(l) : launch_hopper<192, false>(l);
-      else if (n_act == 208)
-        err = grouped ? launch_hopper<208, true>(l) : launch_hopper<208, false>(l);
-      else if (n_act == 224)
-        err = grouped ? launch_hopper<224, true>(l) : launch_hopper<224, false>(l);
-      else if (n_act == 256)
-        err = grouped ? launch_hopper<256, true>(l) : launch_hopper<256, false>(l);
-      else if (n_act == 128)
-        err = grouped ? launch_hopper<128, true>(l) : launch_hopper<128, false>(l);
-      else
-        err = grouped ? launch_hopper<64, true>(l) : launch_hopper<64, false>(l);
+      err = launch_hopper_rows<32, 128, 144, 160, 176, 192, 208, 224, 256, 64>(n_act, grouped, l);
     } else if (small) {
       m_blocks = rows <= 8 ? 1 : (rows <= 16 ? 2 : 4);  // 8-row blocks
       switch (m_blocks) {
