@@ -1368,6 +1368,23 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
 struct ConsumerSync {
   __device__ void operator()() const { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 };
+// Barrier of one consumer warpgroup (ids 2 and 3).
+__device__ __forceinline__ void warpgroup_sync(int wg) {
+  asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
+}
+// Four 8 x 8 fp16 matrices from mma-fragment registers to shared memory,
+// transposed: a fragment's column i becomes the 16-byte row whose address
+// lane 8 q + i of matrix q gives.
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0),
+               "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+}
+// Shared memory written by threads (the generic proxy) and next written by
+// the tensor memory accelerator (the async proxy): order the two.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
 
 // Template parameters:
 //   N_ACT:   rows of A per batch slice (32, 64, 128, 144..224 in steps of 16, or 256): wgmma's N
@@ -1486,6 +1503,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     const int slice_idx = last_block - static_cast<int>(blockIdx.x);
     const int row0 = slice * N_ACT;
     const int rows = min(N_ACT, prob_m - row0);
+    // The block that finishes the column writes C, staged through the shared
+    // memory of the slice's last stage (see the end of the slice).
+    const bool writes_c = slice_idx == slice_count - 1;
 
     // Per-column scales (g = k), read once per slice: the 32-entry
     // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
@@ -1554,7 +1574,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         decode(stage_of(i), frag_a);
         issue(stage_of(i), frag_a);
         wgmma_wait<0>();
-        retire(stage_of(i), frag_a);
+        if (i + 1 < slice_tiles || !writes_c) retire(stage_of(i), frag_a);
       }
       keep_f32(acc);
     } else {
@@ -1576,51 +1596,94 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
       wgmma_wait<0>();
       keep_f32(acc);
-      if (slice_tiles % 2 == 1)
-        retire(stage_of(slice_tiles - 1), frag_a);
-      else
-        retire(stage_of(slice_tiles - 1), frag_b);
+      if (!writes_c) {
+        if (slice_tiles % 2 == 1)
+          retire(stage_of(slice_tiles - 1), frag_a);
+        else
+          retire(stage_of(slice_tiles - 1), frag_b);
+      }
     }
 
     // --- global reduction and output. Accumulator e = 4 j + 2 h + x holds
     // weight column col_lo + 8 h and activation row 8 j + 2 (lane % 4) + x.
+    // Measured (H200, run 104): this end of a slice took ~8 us of a 7B layer's
+    // ~37 at m = 256 while it zeroed the slot after reading it and stored C
+    // as 2-byte values (each warp store four half-filled sectors). Now slots
+    // are written before they are read and never zeroed (they lie apart from
+    // the locks: trirun_matmul's workspace layout), move as 16-byte vectors,
+    // and C leaves through shared memory in whole 128-byte lines.
     TRIRUN_TRACE_AT(2);
     int* lock = locks + column;
     if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
     TRIRUN_TRACE_AT(3);
     const bool read_partial = slice_count > 1 && slice_idx > 0;
-    const bool last = slice_idx == slice_count - 1;
-    float* slot = partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN) + threadIdx.x;
+    // A slot holds a block's accumulators in register order, four per thread
+    // and vector: coalesced whatever the fragment layout.
+    float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN)) +
+                   threadIdx.x;
     if (read_partial) {
-      float prev[kAccs];  // every load before the first store (see trirun_kernel)
+      float4 prev[kAccs / 4];  // every load before the first store (see trirun_kernel)
 #pragma unroll
-      for (int e = 0; e < kAccs; ++e) prev[e] = __ldcg(slot + e * 256);
+      for (int q = 0; q < kAccs / 4; ++q) prev[q] = __ldcg(slot + q * 256);
 #pragma unroll
-      for (int e = 0; e < kAccs; ++e) acc[e] += prev[e];
-    }
-    if (!last) {
-#pragma unroll
-      for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, acc[e]);
-    } else {
-      if (read_partial) {
-#pragma unroll
-        for (int e = 0; e < kAccs; ++e) __stcg(slot + e * 256, 0.0f);  // leave the workspace zero
+      for (int q = 0; q < kAccs / 4; ++q) {
+        acc[4 * q] += prev[q].x;
+        acc[4 * q + 1] += prev[q].y;
+        acc[4 * q + 2] += prev[q].z;
+        acc[4 * q + 3] += prev[q].w;
       }
-      half* c = reinterpret_cast<half*>(C) + static_cast<size_t>(row0) * prob_n + n_tile * kHopperTileN + col_lo;
+    }
+    if (!writes_c) {
 #pragma unroll
-      for (int j = 0; j < N_ACT / 8; ++j)
+      for (int q = 0; q < kAccs / 4; ++q)
+        __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+    } else {
+      // C through the last stage's activation buffer (N_ACT rows x 256 bytes,
+      // exactly one C tile of N_ACT rows x 128 fp16 columns), held back from
+      // the producer until now. Both warpgroups' wgmmas read all of it, so
+      // neither writes before both are done.
+      const int last_stage = stage_of(slice_tiles - 1);
+      const uint32_t c_tile = shared_address(smem + last_stage * kABytes);
+      ConsumerSync{}();
+      // Row r of the tile, 16-byte chunk c (8 columns) at r * 256 + (c ^ (r % 8)) * 16:
+      // the eight rows one stmatrix matrix writes then fall in distinct banks.
+      auto chunk_at = [&](int r, int c) { return c_tile + r * 256 + ((c ^ (r % 8)) * 16); };
+      // stmatrix .trans turns a fragment (weight column, row pair) into 16-byte
+      // rows of 8 weight columns. Matrices of one instruction: (j, h) =
+      // (2p, 0), (2p, 1), (2p + 1, 0), (2p + 1, 1); lane 8 q + i addresses
+      // activation row 8 j + i of matrix q.
+      const int q = lane / 8, i = lane % 8;
+      const int chunk = (wg * 64 + warp * 16 + 8 * (q % 2)) / 8;
 #pragma unroll
-        for (int x = 0; x < 2; ++x) {
-          const int r = 8 * j + 2 * (lane % 4) + x;
-          if (r < rows) {
-            half* p = c + static_cast<size_t>(r) * prob_n;
-            p[0] = __float2half_rn(acc[4 * j + x]);
-            p[8] = __float2half_rn(acc[4 * j + 2 + x]);
-          }
-        }
+      for (int p = 0; p < N_ACT / 16; ++p) {
+        const int j0 = 2 * p, j1 = 2 * p + 1;
+        stmatrix_x4_trans(chunk_at(8 * (j0 + q / 2) + i, chunk), as_u32(__floats2half2_rn(acc[4 * j0], acc[4 * j0 + 1])),
+                          as_u32(__floats2half2_rn(acc[4 * j0 + 2], acc[4 * j0 + 3])),
+                          as_u32(__floats2half2_rn(acc[4 * j1], acc[4 * j1 + 1])),
+                          as_u32(__floats2half2_rn(acc[4 * j1 + 2], acc[4 * j1 + 3])));
+      }
+      // Each warpgroup copies out its own 64 columns: 8 lanes per 128-byte
+      // row segment, 16 rows per pass.
+      warpgroup_sync(wg);
+      const int t = threadIdx.x % 128;
+      const int out_chunk = wg * 8 + t % 8;
+      half* c = reinterpret_cast<half*>(C) + static_cast<size_t>(row0) * prob_n + n_tile * kHopperTileN + out_chunk * 8;
+#pragma unroll 4
+      for (int r = t / 8; r < rows; r += 16) {
+        int4 v;
+        asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "r"(chunk_at(r, out_chunk)));
+        *reinterpret_cast<int4*>(c + static_cast<size_t>(r) * prob_n) = v;
+      }
+      // The stage goes back to the producer, whose next copy into it is
+      // the async proxy's.
+      fence_proxy_async_shared();
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&empty[last_stage]);
     }
     TRIRUN_TRACE_AT(4);
-    if (slice_count > 1) lock_release(lock, last, ConsumerSync{});
+    if (slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
     tile += slice_tiles;
   }
   TRIRUN_TRACE_AT(5);
@@ -1949,7 +2012,7 @@ struct DeviceAttrs {
   bool slice32 = true;        // Hopper launches of <= 32 rows on 32-row slices; TRIRUN_SLICE32=0: 64-row
   bool small_tail = true;     // a Hopper call's last <= 16 rows (<= 32 if k >= 8192) on the small-batch kernel; TRIRUN_SMALL_TAIL=0
   bool mid_slices = true;     // 129..224 rows as one slice of the rows rounded up to 16; TRIRUN_MID_SLICES=0: off
-  bool mid_tails = false;     // experiment, not yet run on a GPU: the same for a later launch's 129..224 rows; TRIRUN_MID_TAILS=1
+  bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -1957,11 +2020,6 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopp
 bool switched_off(const char* name) {
   const char* value = std::getenv(name);
   return value != nullptr && value[0] == '0';
-}
-// A TRIRUN_* experiment switch set to 1 (its value starts with '1'): the path it names is turned on.
-bool switched_on(const char* name) {
-  const char* value = std::getenv(name);
-  return value != nullptr && value[0] == '1';
 }
 
 cudaError_t device_attrs(int device, DeviceAttrs* out) {
@@ -1990,7 +2048,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
     a.slice32 = !switched_off("TRIRUN_SLICE32");
     a.mid_slices = !switched_off("TRIRUN_MID_SLICES");
-    a.mid_tails = switched_on("TRIRUN_MID_TAILS");
+    a.mid_tails = !switched_off("TRIRUN_MID_TAILS");
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
 #endif
     if (err != cudaSuccess) return err;
@@ -2330,10 +2388,10 @@ size_t slot_bytes(int n) {
 
 extern "C" size_t trirun_workspace_bytes(int n, int max_par) {
   (void)max_par;  // the layout is the same for every max_par
-  // Column locks for every (batch slice, column of the narrowest tile), the
-  // small-batch kernel's fp32 partial sums (16 rows x n), then the general
-  // kernel's fp32 partial slots.
-  return trirun::lock_bytes(n, trirun::kMaxPar) + trirun::small_partial_bytes(n) + trirun::slot_bytes(n);
+  // The fp32 partial slots of shared columns (general, small-batch and Hopper
+  // kernels), column locks for every (batch slice, column of the narrowest
+  // tile), then the small-batch kernel's fp32 partial sums (32 rows x n).
+  return trirun::slot_bytes(n) + trirun::lock_bytes(n, trirun::kMaxPar) + trirun::small_partial_bytes(n);
 }
 
 extern "C" const char* trirun_error_string(int code) {
@@ -2419,9 +2477,14 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.s = s;
   l.n = n;
   l.k = k;
-  l.locks = static_cast<int*>(workspace);
-  l.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar));
-  l.slots = reinterpret_cast<float*>(static_cast<char*>(workspace) + lock_bytes(n, kMaxPar) + small_partial_bytes(n));
+  // Slots first, at the same place for every n: the Hopper kernel leaves
+  // stale sums in them (it writes a slot before reading it), so they must
+  // never overlap the locks, which start later for no call. The locks and
+  // the small-batch partial sums, whose extents depend on n, are zero after
+  // every call.
+  l.slots = static_cast<float*>(workspace);
+  l.locks = reinterpret_cast<int*>(static_cast<char*>(workspace) + slot_bytes(n));
+  l.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + slot_bytes(n) + lock_bytes(n, kMaxPar));
   l.blocks = sms;
   l.device = device;
   l.smem_limit = attrs.smem_optin;
@@ -2550,10 +2613,12 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       // ones half zeros (H200, run 90, two rounds: 7B set at m = 17 / 32 78.4 / 77.5 -> 70.3 / 72.4 us,
       // TriLM 63.8 / 65.5 -> 58.5 / 60.4; with the tails then still on this kernel, 70B at m = 160
       // 615 -> 578 us). TRIRUN_SLICE32=0: 64-row slices.
-      // Experiment (TRIRUN_MID_TAILS=1, not yet measured): the split-off last launch of a call with
-      // 129..224 rows (m = 385..480 on 256-row slices) on one slice of those rows rounded up to 16, like
-      // the mid slices above, instead of a 256-row slice (70B at m = 400 would do 144 rows in about 2/3
-      // of a 256-row launch's time; runs 101-102: 383 us at m = 144, 650 at 256).
+      // The split-off last launch of a call with 129..224 rows (m = 385..480 on 256-row slices) takes
+      // one slice of those rows rounded up to 16, like the mid slices above, instead of a 256-row one
+      // (H200, run 104, TriRun only, two rounds, stream: 70B m = 385 / 400 / 448 / 480 1250-1259 /
+      // 1271-1273 / 1239 / 1315-1335 -> 955-960 / 1036-1037 / 1143-1146 / 1238 us; 7B 378 / 382 / 361-364
+      // / 377-383 -> 287-288 / 312-316 / 344 / 377; TriLM 268 / 273-274 / 262-263 / 274 -> 208-209 /
+      // 219-222 / 246 / 272). TRIRUN_MID_TAILS=0: off.
       const bool mid_launch = mid_slices || (attrs.mid_tails && row > 0 && mid_height(rows));
       const int n_act = mid_launch ? ceil_div(rows, 16) * 16
                         : slice_rows == 256 && rows > 128

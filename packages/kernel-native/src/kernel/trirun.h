@@ -43,12 +43,13 @@ enum {
   TRIRUN_ERR_CUDA = 6,           // a CUDA call failed: see *cuda_error
 };
 
-// Bytes of workspace (column locks and fp32 partial sums) the global reduction
+// Bytes of workspace (fp32 partial sums and column locks) the global reduction
 // needs for a problem of width n; max_par is accepted for compatibility and
 // does not change the size. The workspace must be zeroed once before the
-// first call; every call leaves it zeroed again, so one buffer serves calls
-// of every shape as long as it is large enough for each (and calls that
-// share it are ordered, e.g. on one stream).
+// first call; every call leaves its locks zeroed again (its partial sums are
+// written before they are read), so one buffer serves calls of every shape
+// as long as it is large enough for each (and calls that share it are
+// ordered, e.g. on one stream).
 size_t trirun_workspace_bytes(int n, int max_par);
 
 // Launches the kernel on `stream`. On TRIRUN_ERR_CUDA, *cuda_error holds the
