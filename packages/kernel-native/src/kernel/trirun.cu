@@ -2012,6 +2012,7 @@ struct DeviceAttrs {
   bool slice32 = true;        // Hopper launches of <= 32 rows on 32-row slices; TRIRUN_SLICE32=0: 64-row
   bool small_tail = true;     // a Hopper call's last <= 16 rows (<= 32 if k >= 8192) on the small-batch kernel; TRIRUN_SMALL_TAIL=0
   bool mid_slices = true;     // 129..224 rows as one slice of the rows rounded up to 16; TRIRUN_MID_SLICES=0: off
+  int wide_min_tiles = 64;    // 256-row slices from m = 256 where they give this many output tiles; TRIRUN_WIDE_MIN_TILES (experiment)
   bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
@@ -2049,6 +2050,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.slice32 = !switched_off("TRIRUN_SLICE32");
     a.mid_slices = !switched_off("TRIRUN_MID_SLICES");
     a.mid_tails = !switched_off("TRIRUN_MID_TAILS");
+    const char* wide_min_tiles = std::getenv("TRIRUN_WIDE_MIN_TILES");
+    if (wide_min_tiles != nullptr && std::atoi(wide_min_tiles) >= 1) a.wide_min_tiles = std::atoi(wide_min_tiles);
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
 #endif
     if (err != cudaSuccess) return err;
@@ -2509,7 +2512,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // TRIRUN_SHORT_WIDE=0: from 256 rows only.
   const bool short_wide =
       attrs.short_wide && m > (attrs.tail_split ? 192 : 128) && m < 256 && n / kHopperTileN >= 64;
-  const bool wide_slices = short_wide || (m >= 256 && (m / 256) * (n / kHopperTileN) >= 64);
+  const bool wide_slices = short_wide || (m >= 256 && (m / 256) * (n / kHopperTileN) >= attrs.wide_min_tiles);
   // Layers at most 4096 wide take 64-row slices up to 192 rows: a narrow layer has few 128-column
   // tiles, and 64-row slices give twice as many blocks work of their own (H100, trirun-bench, two
   // rounds, m = 96 / 128 / 192: 7B o 4096 x 4096 13.9 / 13.8 / 18.3 us against 18.8 / 19.1 / 19.9,
