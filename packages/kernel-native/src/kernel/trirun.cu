@@ -40,8 +40,11 @@
 //   column in the workspace, acquired in the order in which their parts
 //   finish) reading the fp32 partial sum from a workspace slot (in L2), adding
 //   their accumulators and writing it back; the last writes the fp16 result to
-//   C and zeroes the slot and the lock, so the workspace is zero again after
-//   every call. (The reference kept fp16 partials in C; with long chains on
+//   C and resets the lock, so the locks are zero again after every call. A
+//   slot is always written before it is read; the general and small-batch
+//   kernels still zero theirs after reading, the Hopper kernel leaves stale
+//   sums (the slots lie first in the workspace, where no call's locks fall).
+//   (The reference kept fp16 partials in C; with long chains on
 //   Llama-sized k that rounding alone approaches the 1e-3 error budget.)
 //   The small-batch kernel has a second way for short runs (small layers),
 //   where the blocks of a column finish together and would queue on the lock:
@@ -2013,6 +2016,7 @@ struct DeviceAttrs {
   bool small_tail = true;     // a Hopper call's last <= 16 rows (<= 32 if k >= 8192) on the small-batch kernel; TRIRUN_SMALL_TAIL=0
   bool mid_slices = true;     // 129..224 rows as one slice of the rows rounded up to 16; TRIRUN_MID_SLICES=0: off
   int wide_min_tiles = 64;    // 256-row slices from m = 256 where they give this many output tiles; TRIRUN_WIDE_MIN_TILES (experiment)
+                              // (H200, run 106: 16 made the 3072/4096-wide layers 1.5-1.9x slower at m = 256..384)
   bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
