@@ -202,7 +202,7 @@ static int check(bool quick, bool small) {
   cublasHandle_t h;
   CB(cublasCreate(&h));
   std::vector<int> ms = {1,  2,  3,  4,  7,   8,   15,  16,  17,  24,  31,  32,   33,  48,
-                         63, 64, 65, 96, 128, 129, 144, 160, 176, 192, 200, 224, 256, 400, 511, 1024, 4096};
+                         63, 64, 65, 96, 128, 129, 144, 160, 176, 192, 200, 224, 256, 320, 400, 511, 1024, 4096};
   struct KN {
     int k, n;
   };
@@ -213,7 +213,7 @@ static int check(bool quick, bool small) {
   if (!quick) shapes.push_back({8192, 8192});
   if (small) {
     shapes = {{128, 256}, {256, 512}, {512, 768}, {1024, 8192}};
-    ms = {1, 16, 17, 64, 129, 160, 176, 200, 224};
+    ms = {1, 16, 17, 64, 129, 160, 176, 200, 224, 320};
   }
   int* ws;
   const size_t wsb = 64 << 20;

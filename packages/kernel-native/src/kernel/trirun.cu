@@ -2017,6 +2017,7 @@ struct DeviceAttrs {
   bool mid_slices = true;     // 129..224 rows as one slice of the rows rounded up to 16; TRIRUN_MID_SLICES=0: off
   int wide_min_tiles = 64;    // 256-row slices from m = 256 where they give this many output tiles; TRIRUN_WIDE_MIN_TILES (experiment)
                               // (H200, run 106: 16 made the 3072/4096-wide layers 1.5-1.9x slower at m = 256..384)
+  bool mid_pairs = true;      // 257..448 rows as two equal mid slices in one launch; TRIRUN_MID_PAIRS=0: off
   bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
@@ -2054,6 +2055,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.slice32 = !switched_off("TRIRUN_SLICE32");
     a.mid_slices = !switched_off("TRIRUN_MID_SLICES");
     a.mid_tails = !switched_off("TRIRUN_MID_TAILS");
+    a.mid_pairs = !switched_off("TRIRUN_MID_PAIRS");
     const char* wide_min_tiles = std::getenv("TRIRUN_WIDE_MIN_TILES");
     if (wide_min_tiles != nullptr && std::atoi(wide_min_tiles) >= 1) a.wide_min_tiles = std::atoi(wide_min_tiles);
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
@@ -2539,9 +2541,19 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     return hopper && !narrow_slices && r > 128 && r <= 224 && n / kHopperTileN >= 64;
   };
   const bool mid_slices = attrs.mid_slices && mid_height(m);
+  // 257..448 rows as two equal slices of half the rows rounded up to 16 (wgmma N = 144..224) in one
+  // launch, on layers at least 4096 wide (64 column-slices), instead of a 256-row launch and a second one
+  // for the rest (or three or four 128-row slices). H200, run 107, TRIRUN_MID_PAIRS 0 / 1, two rounds,
+  // TriRun only, stream: 70B set at m = 272 / 320 / 384 / 400 / 448 659-684 / 856-859 / 964-968 / 1001-1005
+  // / 1120-1122 -> 649-651 / 768-779 / 910-917 / 990-992 / 1078-1079 us; 7B 223 / 240-248 / 255-256 / 297-303
+  // / 322-323 -> 178-180 / 199-200 / 245-246 / 267-270 / 293-294; TriLM 151-152 / 156 / 166-169 / 205-206 /
+  // 223-226 -> 134-135 / 137 / 148-156 / 190-191 / 210-212. TRIRUN_MID_PAIRS=0: off.
+  const bool mid_pairs = attrs.mid_pairs && hopper && m > 256 && m <= 448 && 2 * (n / kHopperTileN) >= 64;
   const int slice_rows =
       hopper ? (narrow_slices ? 64
-                              : (mid_slices ? ceil_div(m, 16) * 16 : (wide_slices ? 256 : (m > 64 ? 128 : 64))))
+                              : (mid_slices ? ceil_div(m, 16) * 16
+                                            : (mid_pairs ? ceil_div(m, 32) * 16
+                                                         : (wide_slices ? 256 : (m > 64 ? 128 : 64)))))
              : 64;
   // The Hopper kernel reads each slice's activations once per 128 output
   // columns, from L2 if the slices of one launch fit there: at most ~24 MB of
@@ -2561,7 +2573,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     // m = 160 on two 128-row slices): there the whole slices go in one launch and the rest in
     // another, with the smallest slice that holds it (64 rows for m = 160). Narrow layers, whose
     // slices run side by side, keep one launch. TRIRUN_TAIL_SPLIT=0: always one launch.
-    if (hopper && attrs.tail_split && slice_rows >= 128 && rows == left && left > slice_rows &&
+    if (hopper && attrs.tail_split && !mid_pairs && slice_rows >= 128 && rows == left && left > slice_rows &&
         left % slice_rows != 0 && (left / slice_rows) * (n / kHopperTileN) >= 64)
       rows = left - left % slice_rows;
     int thread_k = req.thread_k, thread_n = req.thread_n;
@@ -2627,7 +2639,8 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       // / 377-383 -> 287-288 / 312-316 / 344 / 377; TriLM 268 / 273-274 / 262-263 / 274 -> 208-209 /
       // 219-222 / 246 / 272). TRIRUN_MID_TAILS=0: off.
       const bool mid_launch = mid_slices || (attrs.mid_tails && row > 0 && mid_height(rows));
-      const int n_act = mid_launch ? ceil_div(rows, 16) * 16
+      const int n_act = mid_pairs ? slice_rows
+                        : mid_launch ? ceil_div(rows, 16) * 16
                         : slice_rows == 256 && rows > 128
                             ? 256
                             : (rows > 64 && slice_rows > 64 ? 128 : (attrs.slice32 && rows <= 32 ? 32 : 64));
