@@ -2079,6 +2079,7 @@ struct DeviceAttrs {
                               // (H200, run 106: 16 made the 3072/4096-wide layers 1.5-1.9x slower at m = 256..384)
   bool hopper_arrive = false;  // experiment: the Hopper kernel's last-arriver reduction; TRIRUN_HOPPER_ARRIVE=1
   bool mid_pairs = true;      // 257..448 rows as two equal mid slices in one launch; TRIRUN_MID_PAIRS=0: off
+  int mid_pairs_min_tiles = 64;  // column-slices (2 x 128-column tiles) they need; TRIRUN_MID_PAIRS_MIN_TILES (experiment)
   bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
@@ -2117,6 +2118,9 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.mid_slices = !switched_off("TRIRUN_MID_SLICES");
     a.mid_tails = !switched_off("TRIRUN_MID_TAILS");
     a.mid_pairs = !switched_off("TRIRUN_MID_PAIRS");
+    const char* mid_pairs_min_tiles = std::getenv("TRIRUN_MID_PAIRS_MIN_TILES");
+    if (mid_pairs_min_tiles != nullptr && std::atoi(mid_pairs_min_tiles) >= 1)
+      a.mid_pairs_min_tiles = std::atoi(mid_pairs_min_tiles);
     a.hopper_arrive = std::getenv("TRIRUN_HOPPER_ARRIVE") != nullptr && std::getenv("TRIRUN_HOPPER_ARRIVE")[0] == '1';
     const char* wide_min_tiles = std::getenv("TRIRUN_WIDE_MIN_TILES");
     if (wide_min_tiles != nullptr && std::atoi(wide_min_tiles) >= 1) a.wide_min_tiles = std::atoi(wide_min_tiles);
@@ -2613,7 +2617,10 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // / 1120-1122 -> 649-651 / 768-779 / 910-917 / 990-992 / 1078-1079 us; 7B 223 / 240-248 / 255-256 / 297-303
   // / 322-323 -> 178-180 / 199-200 / 245-246 / 267-270 / 293-294; TriLM 151-152 / 156 / 166-169 / 205-206 /
   // 223-226 -> 134-135 / 137 / 148-156 / 190-191 / 210-212. TRIRUN_MID_PAIRS=0: off.
-  const bool mid_pairs = attrs.mid_pairs && hopper && m > 256 && m <= 448 && 2 * (n / kHopperTileN) >= 64;
+  // (TRIRUN_MID_PAIRS_MIN_TILES=48, an experiment not yet run, lets the 3072-wide layers in too: TriLM at m = 400
+  // spends ~10 us per narrow layer on a 16-row tail after three 128-row slices, run 108.)
+  const bool mid_pairs =
+      attrs.mid_pairs && hopper && m > 256 && m <= 448 && 2 * (n / kHopperTileN) >= attrs.mid_pairs_min_tiles;
   const int slice_rows =
       hopper ? (narrow_slices ? 64
                               : (mid_slices ? ceil_div(m, 16) * 16
