@@ -1624,6 +1624,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     auto slot_at = [&](int index) {
       return reinterpret_cast<float4*>(partial + static_cast<size_t>(index) * (N_ACT * kHopperTileN)) + threadIdx.x;
     };
+    auto store_to_slot = [&](float4* slot) {
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q)
+        __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+    };
     bool to_c = writes_c;
     if constexpr (ARRIVE) {
       // Experiment (TRIRUN_HOPPER_ARRIVE=1): no lock chain. The blocks of a
@@ -1636,10 +1641,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       // ends in (or lies in) `gridDim + blockIdx`: never the same column twice.
       if (slice_count > 1) {
         auto slot_of = [&](int b) { return slot_at(b == last_block ? b : static_cast<int>(gridDim.x) + b); };
-        float4* own = slot_of(blockIdx.x);
-#pragma unroll
-        for (int q = 0; q < kAccs / 4; ++q)
-          __stcg(own + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+        store_to_slot(slot_of(blockIdx.x));
         __shared__ int arrived_last;
         ConsumerSync{}();  // every thread's slot stores before thread 0's fence
         if (threadIdx.x == 0) {
@@ -1696,9 +1698,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         __syncwarp();
         if (lane == 0) mbar_arrive(&empty[stage_of(slice_tiles - 1)]);
       } else {
-#pragma unroll
-        for (int q = 0; q < kAccs / 4; ++q)
-          __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+        store_to_slot(slot);
       }
     } else {
       // C through the last stage's activation buffer (N_ACT rows x 256 bytes,
@@ -2024,7 +2024,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       sync();
       // The producer may refill the stage now. (The copy engine writes it
       // through the async proxy after these generic-proxy accesses.)
-      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      fence_proxy_async_shared();
       __syncwarp();
       if (lane == 0) mbar_arrive(&empty[last_stage]);
     }
@@ -2089,6 +2089,16 @@ bool switched_off(const char* name) {
   const char* value = std::getenv(name);
   return value != nullptr && value[0] == '0';
 }
+// A TRIRUN_* experiment switch set to 1 (its value starts with '1'): the path it names is turned on.
+bool switched_on(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && value[0] == '1';
+}
+// A TRIRUN_* number: `fallback` unless the variable holds an integer >= `least`.
+int env_int(const char* name, int least, int fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && std::atoi(value) >= least ? std::atoi(value) : fallback;
+}
 
 cudaError_t device_attrs(int device, DeviceAttrs* out) {
   static DeviceAttrs cache[kMaxDevices];
@@ -2106,10 +2116,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     const bool sm90 = major == 9 && minor == 0 && tensor_map_encoder() != nullptr;
     a.hopper = sm90 && !switched_off("TRIRUN_HOPPER");
     a.small_tma = sm90 && !switched_off("TRIRUN_SMALL_TMA");
-    const char* ramp = std::getenv("TRIRUN_RAMP");
-    if (ramp != nullptr && std::atoi(ramp) >= 0) a.ramp = std::atoi(ramp);
-    const char* early = std::getenv("TRIRUN_EARLY");
-    if (early != nullptr && std::atoi(early) >= 1) a.early = std::atoi(early);
+    a.ramp = env_int("TRIRUN_RAMP", 0, a.ramp);
+    a.early = env_int("TRIRUN_EARLY", 1, a.early);
     a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
     a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
     a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
@@ -2118,12 +2126,9 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.mid_slices = !switched_off("TRIRUN_MID_SLICES");
     a.mid_tails = !switched_off("TRIRUN_MID_TAILS");
     a.mid_pairs = !switched_off("TRIRUN_MID_PAIRS");
-    const char* mid_pairs_min_tiles = std::getenv("TRIRUN_MID_PAIRS_MIN_TILES");
-    if (mid_pairs_min_tiles != nullptr && std::atoi(mid_pairs_min_tiles) >= 1)
-      a.mid_pairs_min_tiles = std::atoi(mid_pairs_min_tiles);
-    a.hopper_arrive = std::getenv("TRIRUN_HOPPER_ARRIVE") != nullptr && std::getenv("TRIRUN_HOPPER_ARRIVE")[0] == '1';
-    const char* wide_min_tiles = std::getenv("TRIRUN_WIDE_MIN_TILES");
-    if (wide_min_tiles != nullptr && std::atoi(wide_min_tiles) >= 1) a.wide_min_tiles = std::atoi(wide_min_tiles);
+    a.mid_pairs_min_tiles = env_int("TRIRUN_MID_PAIRS_MIN_TILES", 1, a.mid_pairs_min_tiles);
+    a.hopper_arrive = switched_on("TRIRUN_HOPPER_ARRIVE");
+    a.wide_min_tiles = env_int("TRIRUN_WIDE_MIN_TILES", 1, a.wide_min_tiles);
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
 #endif
     if (err != cudaSuccess) return err;
