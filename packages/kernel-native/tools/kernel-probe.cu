@@ -207,9 +207,9 @@ static int check(bool quick, bool small) {
     int k, n;
   };
   // 1024 x 8192: 64 column tiles, so Hopper calls of 129..160 rows split off their last rows (1..32 of
-  // them go to the small-batch kernel).
-  std::vector<KN> shapes = {{128, 256},   {256, 512},    {512, 768},   {4096, 4096},
-                            {8192, 1024}, {11008, 4096}, {28672, 1024}, {1024, 8192}};
+  // them go to the small-batch kernel). 2048 x 3072: 48 column-slices, the narrow layers' mid pairs (m = 320, 400).
+  std::vector<KN> shapes = {{128, 256},    {256, 512},    {512, 768},   {4096, 4096}, {8192, 1024},
+                            {11008, 4096}, {28672, 1024}, {1024, 8192}, {2048, 3072}};
   if (!quick) shapes.push_back({8192, 8192});
   if (small) {
     shapes = {{128, 256}, {256, 512}, {512, 768}, {1024, 8192}};

@@ -1397,7 +1397,7 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 // producer warpgroup whose first thread issues four tensor copies per stage (activations
 // in two 64-wide swizzle atoms, packed weights, scales) and runs ahead across
 // slice boundaries, so the next slice's tiles arrive during the reduction.
-template <int N_ACT, int STAGES, bool GROUPED, bool ARRIVE>
+template <int N_ACT, int STAGES, bool GROUPED>
 __global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
@@ -1507,10 +1507,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     const int row0 = slice * N_ACT;
     const int rows = min(N_ACT, prob_m - row0);
     // The block that finishes the column writes C, staged through the shared
-    // memory of the slice's last stage (see the end of the slice). With
-    // ARRIVE that block is known only at the end: every slice holds it back.
+    // memory of the slice's last stage (see the end of the slice).
     const bool writes_c = slice_idx == slice_count - 1;
-    const bool hold_last = ARRIVE || writes_c;
 
     // Per-column scales (g = k), read once per slice: the 32-entry
     // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
@@ -1579,7 +1577,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         decode(stage_of(i), frag_a);
         issue(stage_of(i), frag_a);
         wgmma_wait<0>();
-        if (i + 1 < slice_tiles || !hold_last) retire(stage_of(i), frag_a);
+        if (i + 1 < slice_tiles || !writes_c) retire(stage_of(i), frag_a);
       }
       keep_f32(acc);
     } else {
@@ -1601,7 +1599,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
       wgmma_wait<0>();
       keep_f32(acc);
-      if (!hold_last) {
+      if (!writes_c) {
         if (slice_tiles % 2 == 1)
           retire(stage_of(slice_tiles - 1), frag_a);
         else
@@ -1619,67 +1617,13 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // and C leaves through shared memory in whole 128-byte lines.
     TRIRUN_TRACE_AT(2);
     int* lock = locks + column;
+    if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
+    TRIRUN_TRACE_AT(3);
+    const bool read_partial = slice_count > 1 && slice_idx > 0;
     // A slot holds a block's accumulators in register order, four per thread
     // and vector: coalesced whatever the fragment layout.
-    auto slot_at = [&](int index) {
-      return reinterpret_cast<float4*>(partial + static_cast<size_t>(index) * (N_ACT * kHopperTileN)) + threadIdx.x;
-    };
-    auto store_to_slot = [&](float4* slot) {
-#pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q)
-        __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
-    };
-    bool to_c = writes_c;
-    if constexpr (ARRIVE) {
-      // Experiment (TRIRUN_HOPPER_ARRIVE=1): no lock chain. The blocks of a
-      // column end their parts at about the same time (all but the one whose
-      // run starts there), and a chain served them one end of a slice after
-      // the other. Here each stores its part in a slot of its own and counts
-      // itself in; the last to arrive adds the parts in the chain's order (so
-      // the result is the chain's, bit for bit) and writes C. A block's slot
-      // for the column its run starts in is `blockIdx`, for the one its run
-      // ends in (or lies in) `gridDim + blockIdx`: never the same column twice.
-      if (slice_count > 1) {
-        auto slot_of = [&](int b) { return slot_at(b == last_block ? b : static_cast<int>(gridDim.x) + b); };
-        store_to_slot(slot_of(blockIdx.x));
-        __shared__ int arrived_last;
-        ConsumerSync{}();  // every thread's slot stores before thread 0's fence
-        if (threadIdx.x == 0) {
-          int before;
-          asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
-          asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], 1;\n" : "=r"(before) : "l"(lock) : "memory");
-          arrived_last = before == slice_count - 1;
-          if (arrived_last) asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(lock), "r"(0));
-        }
-        ConsumerSync{}();
-        to_c = arrived_last;
-        if (to_c) {
-          // P(last_block), then each part towards P(first_block) added to it,
-          // as the chain did. This block's own part is read back from its slot
-          // too (its lanes wrote those very addresses): a second array of
-          // accumulators would not fit in the registers.
-          for (int b = last_block; b >= first_block; --b) {
-            const float4* part = slot_of(b);
-            float4 v[kAccs / 4];
-#pragma unroll
-            for (int q = 0; q < kAccs / 4; ++q) v[q] = __ldcg(part + q * 256);
-            const bool first = b == last_block;
-#pragma unroll
-            for (int q = 0; q < kAccs / 4; ++q) {
-              acc[4 * q] = first ? v[q].x : v[q].x + acc[4 * q];
-              acc[4 * q + 1] = first ? v[q].y : v[q].y + acc[4 * q + 1];
-              acc[4 * q + 2] = first ? v[q].z : v[q].z + acc[4 * q + 2];
-              acc[4 * q + 3] = first ? v[q].w : v[q].w + acc[4 * q + 3];
-            }
-          }
-        }
-      }
-    } else {
-      if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
-    }
-    TRIRUN_TRACE_AT(3);
-    const bool read_partial = !ARRIVE && slice_count > 1 && slice_idx > 0;
-    float4* slot = slot_at(last_block);
+    float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN)) +
+                   threadIdx.x;
     if (read_partial) {
       float4 prev[kAccs / 4];  // every load before the first store (see trirun_kernel)
 #pragma unroll
@@ -1692,14 +1636,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         acc[4 * q + 3] += prev[q].w;
       }
     }
-    if (!to_c) {
-      if constexpr (ARRIVE) {
-        // This block's part is in its slot: the held-back stage goes back.
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&empty[stage_of(slice_tiles - 1)]);
-      } else {
-        store_to_slot(slot);
-      }
+    if (!writes_c) {
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q)
+        __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
     } else {
       // C through the last stage's activation buffer (N_ACT rows x 256 bytes,
       // exactly one C tile of N_ACT rows x 128 fp16 columns), held back from
@@ -1746,7 +1686,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       if (lane == 0) mbar_arrive(&empty[last_stage]);
     }
     TRIRUN_TRACE_AT(4);
-    if (!ARRIVE && slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
+    if (slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
     tile += slice_tiles;
   }
   TRIRUN_TRACE_AT(5);
@@ -2077,9 +2017,8 @@ struct DeviceAttrs {
   bool mid_slices = true;     // 129..224 rows as one slice of the rows rounded up to 16; TRIRUN_MID_SLICES=0: off
   int wide_min_tiles = 64;    // 256-row slices from m = 256 where they give this many output tiles; TRIRUN_WIDE_MIN_TILES (experiment)
                               // (H200, run 106: 16 made the 3072/4096-wide layers 1.5-1.9x slower at m = 256..384)
-  bool hopper_arrive = false;  // experiment: the Hopper kernel's last-arriver reduction; TRIRUN_HOPPER_ARRIVE=1
   bool mid_pairs = true;      // 257..448 rows as two equal mid slices in one launch; TRIRUN_MID_PAIRS=0: off
-  int mid_pairs_min_tiles = 64;  // column-slices (2 x 128-column tiles) they need; TRIRUN_MID_PAIRS_MIN_TILES (experiment)
+  int mid_pairs_min_tiles = 48;  // column-slices (2 x 128-column tiles) they need; TRIRUN_MID_PAIRS_MIN_TILES
   bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
@@ -2088,11 +2027,6 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopp
 bool switched_off(const char* name) {
   const char* value = std::getenv(name);
   return value != nullptr && value[0] == '0';
-}
-// A TRIRUN_* experiment switch set to 1 (its value starts with '1'): the path it names is turned on.
-bool switched_on(const char* name) {
-  const char* value = std::getenv(name);
-  return value != nullptr && value[0] == '1';
 }
 // A TRIRUN_* number: `fallback` unless the variable holds an integer >= `least`.
 int env_int(const char* name, int least, int fallback) {
@@ -2127,7 +2061,6 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.mid_tails = !switched_off("TRIRUN_MID_TAILS");
     a.mid_pairs = !switched_off("TRIRUN_MID_PAIRS");
     a.mid_pairs_min_tiles = env_int("TRIRUN_MID_PAIRS_MIN_TILES", 1, a.mid_pairs_min_tiles);
-    a.hopper_arrive = switched_on("TRIRUN_HOPPER_ARRIVE");
     a.wide_min_tiles = env_int("TRIRUN_WIDE_MIN_TILES", 1, a.wide_min_tiles);
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
 #endif
@@ -2264,7 +2197,7 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
-template <int N_ACT, bool GROUPED, bool ARRIVE>
+template <int N_ACT, bool GROUPED>
 cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
   // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
@@ -2273,7 +2206,7 @@ cudaError_t launch_hopper(Launch& l) {
   constexpr int stages = fit < 8 ? fit : 8;
   // + two mbarriers per stage, + alignment of the swizzled stages
   constexpr size_t smem = stages * stage + stages * 16 + 1024;
-  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED, ARRIVE>;
+  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2297,15 +2230,12 @@ cudaError_t launch_hopper(Launch& l) {
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
 }
 
-// The Hopper kernel instance whose slice height is n_act, one of Ns (the last one takes any other value);
-// `arrive` (the last-arriver reduction, an experiment) exists for 64- and 128-row slices only.
+// The Hopper kernel instance whose slice height is n_act, one of Ns (the last one takes any other value).
 template <int N, int... Rest>
-cudaError_t launch_hopper_rows(int n_act, bool grouped, bool arrive, Launch& l) {
+cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   if constexpr (sizeof...(Rest) > 0)
-    if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, arrive, l);
-  if constexpr (N == 64 || N == 128)
-    if (arrive) return grouped ? launch_hopper<N, true, true>(l) : launch_hopper<N, false, true>(l);
-  return grouped ? launch_hopper<N, true, false>(l) : launch_hopper<N, false, false>(l);
+    if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, l);
+  return grouped ? launch_hopper<N, true>(l) : launch_hopper<N, false>(l);
 }
 
 // Small-batch kernel -----------------------------------------------------------
@@ -2622,10 +2552,15 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // / 1120-1122 -> 649-651 / 768-779 / 910-917 / 990-992 / 1078-1079 us; 7B 223 / 240-248 / 255-256 / 297-303
   // / 322-323 -> 178-180 / 199-200 / 245-246 / 267-270 / 293-294; TriLM 151-152 / 156 / 166-169 / 205-206 /
   // 223-226 -> 134-135 / 137 / 148-156 / 190-191 / 210-212. TRIRUN_MID_PAIRS=0: off.
-  // (TRIRUN_MID_PAIRS_MIN_TILES=48, an experiment not yet run, lets the 3072-wide layers in too: TriLM at m = 400
-  // spends ~10 us per narrow layer on a 16-row tail after three 128-row slices, run 108.)
-  const bool mid_pairs =
-      attrs.mid_pairs && hopper && m > 256 && m <= 448 && 2 * (n / kHopperTileN) >= attrs.mid_pairs_min_tiles;
+  // The 3072-wide layers (48 column-slices) take them too, except where whole 128-row slices hold the rows
+  // without padding (m = 384: 3072 x 3072 16.2 us on three 128-row slices, 19.7 on two 192-row ones). H200,
+  // TRIRUN_MID_PAIRS_MIN_TILES 64 / 48, two rounds each, TriRun only, graph: TriLM set at m = 272 / 320 / 400 /
+  // 448 132-133 / 135-136 / 188-189 / 203-207 -> 121-122 / 132 / 171-175 / 189-190 us (run 109; 3072 x 3072 at
+  // 400: 25.7 -> 21.1 us, its 16-row tail on the small-batch kernel gone), at 288 / 352 137-139 / 145-150 ->
+  // 122-123 / 140-146 (run 110); 7B and 70B unchanged.
+  const int column_slices = 2 * (n / kHopperTileN);
+  const bool mid_pairs = attrs.mid_pairs && hopper && m > 256 && m <= 448 &&
+                         (column_slices >= 64 || (column_slices >= attrs.mid_pairs_min_tiles && m % 128 != 0));
   const int slice_rows =
       hopper ? (narrow_slices ? 64
                               : (mid_slices ? ceil_div(m, 16) * 16
@@ -2722,12 +2657,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
                             ? 256
                             : (rows > 64 && slice_rows > 64 ? 128 : (attrs.slice32 && rows <= 32 ? 32 : 64));
       m_blocks = n_act / 16;  // 16-row blocks
-      // Experiment (TRIRUN_HOPPER_ARRIVE=1, not yet run on a GPU): 64- and 128-row slices reduce a
-      // shared column through a slot per block and a last arriver instead of the lock chain (see the
-      // kernel), where the workspace's slots hold two per block.
-      const bool arrive = attrs.hopper_arrive && (n_act == 64 || n_act == 128) &&
-                          2 * static_cast<size_t>(l.blocks) * n_act * kHopperTileN * sizeof(float) <= slot_bytes(n);
-      err = launch_hopper_rows<32, 128, 144, 160, 176, 192, 208, 224, 256, 64>(n_act, grouped, arrive, l);
+      err = launch_hopper_rows<32, 128, 144, 160, 176, 192, 208, 224, 256, 64>(n_act, grouped, l);
     } else if (small) {
       m_blocks = rows <= 8 ? 1 : (rows <= 16 ? 2 : 4);  // 8-row blocks
       switch (m_blocks) {
