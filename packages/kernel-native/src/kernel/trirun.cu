@@ -176,11 +176,6 @@ __device__ __forceinline__ int4 lds128(uint32_t addr) {
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
   return v;
 }
-__device__ __forceinline__ float4 lds128_f32(uint32_t addr) {
-  float4 v;
-  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
-  return v;
-}
 
 // An fp16 value that fp16 holds exactly (normal, at most 11 significant bits),
 // in both halves of a 32-bit word, computed by the compiler. The
@@ -317,36 +312,6 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
   out[3][1] = as_u32(__hfma2(as_h2(mask_or_1024(hi, 0x00c000c0u)), mul3, add3));
 }
 
-// The TMA small-batch kernel's dequantization: codes as fp16 subnormals.
-//
-// A code masked in place (a plain AND, no OR of an exponent) is, read as fp16,
-// the subnormal code * 4^j * 2^-24 for a code in bits 2j..2j+1 of a half:
-// exact, and tensor cores multiply subnormal fp16 inputs exactly. Three shifts
-// put every register of tile_a in units of 2^-24 (j = 0) and every register of
-// tile_b in units of 2^-22 (j = 1); the end of a column multiplies the units
-// away (unit_of), once per run instead of once per weight. What dequant_word's
-// hfma2 also did, the codes' zero (sum (code - 1) a = sum code a - sum a),
-// comes from activation sums that otherwise idle warps of the producer
-// warpgroup compute per stage (trirun_small_tma_kernel): they enter each
-// tile's mma chain as its starting value, at no cost to the consumers.
-// Per packed word: 8 AND + 3 shifts instead of 8 lop3 + 8 hfma2/hadd2 + 1 shift.
-// (Session 13 tried the zero as one more mma per k16 step inside the
-// consumers: slower, its dependent chain cost more than the hfma2s it saved.)
-__device__ __forceinline__ void dequant_word_subnormal(uint32_t q, uint32_t (&out)[4][2]) {
-  const uint32_t q4 = q >> 4, q8 = q >> 8, q12 = q >> 12;
-  out[0][0] = q & 0x00030003u;    // code 0 (and 8): tile_a, n8 block 0, register 0
-  out[2][0] = q & 0x000c000cu;    // code 1: tile_b, n8 block 0, register 0
-  out[0][1] = q4 & 0x00030003u;   // code 2: tile_a, n8 block 0, register 1
-  out[2][1] = q4 & 0x000c000cu;   // code 3: tile_b, n8 block 0, register 1
-  out[1][0] = q8 & 0x00030003u;   // code 4: tile_a, n8 block 1, register 0
-  out[3][0] = q8 & 0x000c000cu;   // code 5: tile_b, n8 block 1, register 0
-  out[1][1] = q12 & 0x00030003u;  // code 6: tile_a, n8 block 1, register 1
-  out[3][1] = q12 & 0x000c000cu;  // code 7: tile_b, n8 block 1, register 1
-}
-// The factor that takes tile j's accumulators (j even: a tile_a, odd: a
-// tile_b) from the subnormal units back to the weights' units.
-__host__ __device__ constexpr float unit_of(int j) { return (j % 2 == 0) ? 16777216.0f : 4194304.0f; }
-
 // ------------------------------------------- the small-batch kernels' tile
 //
 // One warp's share of a 16 KB weight tile in both small-batch kernels
@@ -356,39 +321,17 @@ __host__ __device__ constexpr float unit_of(int j) { return (j % 2 == 0) ? 16777
 // ks-th k16 step and 8-row blocks 2 pair, 2 pair + 1; `words_at(ks)` loads the
 // lane's two packed words of that step; `scales_at()` the lane's 16-byte
 // vector of the warp's group scale row (GROUPED only).
-// SUBNORMAL (TMA kernel): dequant_word_subnormal, and `zeros_at(mb, b)` gives
-// the codes' zero term of 8-row block mb in tile_a's (b = 0) or tile_b's
-// (b = 1) units, in the accumulators' layout: elements 0 / 1 (rows 2t, 2t + 1)
-// and again 2 / 3 (the same rows, output columns g + 8). The accumulators stay
-// in those units until the column's end (SmallOutput::finish).
-template <int MB8, int kKSteps, bool GROUPED, bool SUBNORMAL, typename ActAt, typename WordsAt, typename ScalesAt,
-          typename ZerosAt>
+template <int MB8, int kKSteps, bool GROUPED, typename ActAt, typename WordsAt, typename ScalesAt>
 __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt act_at, WordsAt words_at,
-                                                ScalesAt scales_at, ZerosAt zeros_at) {
+                                                ScalesAt scales_at) {
   float tmp[MB8][4][4];
+  if constexpr (GROUPED) {
 #pragma unroll
-  for (int mb = 0; mb < MB8; ++mb) {
-    if constexpr (SUBNORMAL) {
-      // The zero term starts the group's mma chain (grouped) or joins the
-      // column's sums (per-column scales).
-      const float4 z[2] = {zeros_at(mb, 0), zeros_at(mb, 1)};
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float zj[4] = {z[j % 2].x, z[j % 2].y, z[j % 2].z, z[j % 2].w};
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if constexpr (GROUPED)
-            tmp[mb][j][e] = zj[e];
-          else
-            acc[mb][j][e] += zj[e];
-        }
-      }
-    } else if constexpr (GROUPED) {
+    for (int mb = 0; mb < MB8; ++mb)
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
-    }
   }
 #pragma unroll
   for (int ks = 0; ks < kKSteps; ++ks) {
@@ -414,10 +357,7 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
 #pragma unroll
     for (int w = 0; w < 2; ++w) {
       uint32_t q[4][2];
-      if constexpr (SUBNORMAL)
-        dequant_word_subnormal(w == 0 ? words.x : words.y, q);
-      else
-        dequant_word(w == 0 ? words.x : words.y, q);
+      dequant_word(w == 0 ? words.x : words.y, q);
 #pragma unroll
       for (int tl = 0; tl < 2; ++tl) {
         // The 16x16 tile of W^T: rows = columns 16 j .. 16 j + 15.
@@ -519,29 +459,9 @@ struct SmallOutput {
     });
   }
 
-  // The end of a column's run, by k_warp 0 once the k_warps' sums are in: with
-  // per-column scales (g = k) those scales, and with SUBNORMAL (the TMA
-  // kernel's tile) the accumulators back from its units (unit_of), in the
-  // same multiply where there are scales.
-  template <bool GROUPED, bool SUBNORMAL>
-  __device__ __forceinline__ void finish(float (&acc)[MB8][4][4], const int4* S, int n_tile) const {
-    if constexpr (!GROUPED) {
-      scale_columns<SUBNORMAL>(acc, S, n_tile);
-    } else if constexpr (SUBNORMAL) {
-      if (k_warp != 0) return;
-#pragma unroll
-      for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[mb][j][e] *= unit_of(j);
-    }
-  }
-
-  // Per-column scales (g = k), applied once to the accumulators by k_warp 0
-  // (times unit_of with SUBNORMAL). They are permuted in 32-entry chunks:
-  // columns 16 j' + 8 h + g of a chunk sit at 8 (g / 2) + (g % 2) + 4 j' + 2 h.
-  template <bool SUBNORMAL = false>
+  // Per-column scales (g = k), applied once to the accumulators by k_warp 0.
+  // They are permuted in 32-entry chunks: columns 16 j' + 8 h + g of a chunk
+  // sit at 8 (g / 2) + (g % 2) + 4 j' + 2 h.
   __device__ __forceinline__ void scale_columns(float (&acc)[MB8][4][4], const int4* S, int n_tile) const {
     if (k_warp != 0) return;
     const half* s_cols = reinterpret_cast<const half*>(S) + n_tile * kThreadN + n_warp * 64;
@@ -556,9 +476,8 @@ struct SmallOutput {
       };
 #pragma unroll
       for (int jl = 0; jl < 2; ++jl) {
-        const float unit = SUBNORMAL ? unit_of(jl) : 1.0f;  // tile 2 chunk + jl is a tile_b iff jl = 1
-        const float s_lo = pick(words[2 * jl]) * unit;
-        const float s_hi = pick(words[2 * jl + 1]) * unit;
+        const float s_lo = pick(words[2 * jl]);
+        const float s_hi = pick(words[2 * jl + 1]);
 #pragma unroll
         for (int mb = 0; mb < MB8; ++mb) {
           acc[mb][2 * chunk + jl][0] *= s_lo;
@@ -1145,7 +1064,7 @@ __global__ void __launch_bounds__(THREADS, 1)
         // Row r of A (XOR-swizzled rows of kARowVecs vectors): the lane's
         // ldmatrix row and k pair of k16 step kb.
         const int4* sh_s = sh + kAStageVecs + kBStageVecs;
-        small_warp_tile<MB8, kKSteps, GROUPED, false>(
+        small_warp_tile<MB8, kKSteps, GROUPED>(
             acc,
             [&](int ks, int pair) {
               const int r = pair * 16 + (MB8 >= 2 ? (lane / 16) * 8 : 0) + (lane % 8);
@@ -1155,8 +1074,7 @@ __global__ void __launch_bounds__(THREADS, 1)
             [&](int ks) {
               return *reinterpret_cast<const uint2*>(&sh_b[(k_warp * kKSteps + ks) * kThreadN + n_warp * 64 + lane * 2]);
             },
-            [&] { return sh_s[k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4]; },
-            [](int, int) { return make_float4(0.0f, 0.0f, 0.0f, 0.0f); });
+            [&] { return sh_s[k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4]; });
       }
     });
 
@@ -1805,10 +1723,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // Hopper kernel (the 32-row tiles need ~210 per thread; 288 threads would
 // cap every thread at 168).
 constexpr int kSmallTmaThreads = 384;
-// Bytes per stage of the TMA kernel's zero terms: per group (k_warp), 8-row
-// block and lane column t, two float4.
-template <int MB8, int N_WARPS>
-constexpr int kSmallZeroBytes = (8 / N_WARPS) * MB8 * 4 * 32;
 
 template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED>
 __global__ void __launch_bounds__(kSmallTmaThreads, 1)
@@ -1835,16 +1749,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   static_assert(kStageBytes % 1024 == 0, "stages must keep the swizzle's 1024-byte alignment");
   constexpr int kPerLane = MB8 * 16;  // accumulators per lane
   static_assert((kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes, "k-warp sums must fit a stage");
-  // Per stage, the codes' zero terms (dequant_word_subnormal): for each group
-  // (k_warp), 8-row block and lane column t, two float4 (tile_a's and
-  // tile_b's units).
-  constexpr int kZeroBytes = kSmallZeroBytes<MB8, N_WARPS>;
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
-  char* const smem_zeros = smem + STAGES * kStageBytes;
-  uint64_t* const full = reinterpret_cast<uint64_t*>(smem_zeros + STAGES * kZeroBytes);
+  uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
   uint64_t* const empty = full + STAGES;
-  uint64_t* const zeros_ready = empty + STAGES;  // a stage's zero terms are written
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -1863,80 +1771,14 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     for (int st = 0; st < STAGES; ++st) {
       mbar_init(&full[st], 1);
       mbar_init(&empty[st], kWarps);
-      mbar_init(&zeros_ready[st], 1);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
 
-  // The lane's ldmatrix row (r) and 16-byte chunk (2 (kb % 4) + lane / 8 % 2
-  // in its atom) for k16 step kb: the swizzle XORs the chunk with r % 8 =
-  // lane % 8, so the offset inside an atom depends only on kb % 4 (and the
-  // atom is kb / 4): four per-lane offsets. Group k_warp's k16 step ks, 8-row
-  // blocks 2 pair and 2 pair + 1, from stage offset st: act_address(...).
-  auto act_lane = [&](int q) {
-    return ((MB8 >= 2 ? (lane / 16) * 8 : 0) + lane % 8) * 8 + ((2 * q + (lane / 8) % 2) ^ (lane % 8));
-  };
-  constexpr int kAtomVecs = kRows * 8;  // 16-byte vectors per atom
-
   if (warp >= kWarps) {
     // --- producer: tile t of the run goes to stage t % STAGES.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-    if (warp > kWarps) {
-      // --- the other three warps: the codes' zero terms. For each group of a
-      // stage and each activation row, -sum a over the group's 128 k, from one
-      // m16n8k16 per k16 step with all-ones weights (exact products, fp32
-      // sums, as the consumers' own mmas), scaled by the subnormal units of
-      // tile_a (2^-24) and tile_b (2^-22). Warp 9 + w takes the stages s with
-      // s % 3 = w, in order, so that it waits on each stage's phases in turn.
-      const int w = warp - kWarps - 1;
-      const uint32_t ones[4] = {0x3c003c00u, 0x3c003c00u, 0x3c003c00u, 0x3c003c00u};
-      const uint32_t smem_u32 = shared_address(smem);
-      for (int t = 0; t < end_tile - first_tile; ++t) {
-        const int stage = t % STAGES;
-        if (stage % 3 != w) continue;
-        mbar_wait(&full[stage], (t / STAGES) & 1);
-        const uint32_t st = smem_u32 + static_cast<uint32_t>(stage) * kStageBytes;
-        float4* zeros = reinterpret_cast<float4*>(smem_zeros + stage * kZeroBytes);
-#pragma unroll 1
-        for (int group = 0; group < kKWarps; ++group) {
-#pragma unroll 1
-          for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
-            float sum[2][4] = {};
-#pragma unroll
-            for (int ks = 0; ks < kKSteps; ++ks) {
-              const uint32_t addr =
-                  st + ((2 * group + ks / 4) * kAtomVecs + pair * 128 + act_lane(ks % 4)) * 16;
-              uint32_t act[2][2];
-              if constexpr (MB8 >= 2) {
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                             : "=r"(act[0][0]), "=r"(act[0][1]), "=r"(act[1][0]), "=r"(act[1][1])
-                             : "r"(addr));
-              } else {
-                asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-                             : "=r"(act[0][0]), "=r"(act[0][1])
-                             : "r"(addr));
-              }
-#pragma unroll
-              for (int b = 0; b < (MB8 >= 2 ? 2 : 1); ++b) mma_16816(ones, act[b][0], act[b][1], sum[b]);
-            }
-            // Lanes 0..3 (g = 0) hold rows 2t, 2t + 1 of each 8-row block.
-            if (lane < 4) {
-#pragma unroll
-              for (int b = 0; b < (MB8 >= 2 ? 2 : 1); ++b) {
-                const float z0 = -sum[b][0] / unit_of(0), z1 = -sum[b][1] / unit_of(0);
-                float4* at = zeros + ((group * MB8 + 2 * pair + b) * 4 + lane) * 2;
-                at[0] = make_float4(z0, z1, z0, z1);
-                at[1] = make_float4(4.0f * z0, 4.0f * z1, 4.0f * z0, 4.0f * z1);
-              }
-            }
-          }
-        }
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&zeros_ready[stage]);
-      }
-      return;
-    }
     if (threadIdx.x == 32 * kWarps) {
       auto copy_weights = [&](int tile, int stage) {
         char* st = smem + stage * kStageBytes;
@@ -2002,24 +1844,31 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   const int g = lane / 4;  // "group id" of the mma fragment layouts
   const int t = lane % 4;
   const ConsumerSync sync;
+  // The lane's ldmatrix row (r) and 16-byte chunk (2 (kb % 4) + lane / 8 % 2
+  // in its atom) for k16 step kb: the swizzle XORs the chunk with r % 8 =
+  // lane % 8, so the offset inside an atom depends only on kb % 4 (and the
+  // atom is kb / 4): four per-lane offsets, computed once.
+  int a_lane[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+    a_lane[q] = ((MB8 >= 2 ? (lane / 16) * 8 : 0) + lane % 8) * 8 + ((2 * q + (lane / 8) % 2) ^ (lane % 8));
   // The lane's shared-memory addresses in stage 0, computed once: its four
-  // ldmatrix addresses (atom 2 k_warp, offset act_lane(q)), its first packed
-  // words, its scale vector and its zero terms. A tile adds its stage's offset
-  // and a k16 step a constant, so the tile loop spends no instructions on
-  // addressing (the compiler used to rebuild these from the lane index in
-  // every tile). (The empty asm statements make the values opaque, so that
-  // the compiler keeps them in registers instead of recomputing them.)
+  // ldmatrix addresses (atom 2 k_warp, offset a_lane[q]), its first packed
+  // words and its scale vector. A tile adds its stage's offset and a k16 step
+  // a constant, so the tile loop spends no instructions on addressing (the
+  // compiler used to rebuild these from the lane index in every tile).
+  // (The empty asm statements make the values opaque, so that the compiler
+  // keeps them in registers instead of recomputing them in the loop.)
   const uint32_t smem_u32 = shared_address(smem);
   uint32_t a_addr[4];
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
-    a_addr[q] = smem_u32 + (2 * k_warp * kAtomVecs + act_lane(q)) * 16;
+    a_addr[q] = smem_u32 + (2 * k_warp * (kRows * 8) + a_lane[q]) * 16;
     asm volatile("" : "+r"(a_addr[q]));
   }
   uint32_t b_addr = smem_u32 + kABytes + (k_warp * kKSteps * kThreadN + n_warp * 64 + lane * 2) * 4;
   uint32_t s_addr = smem_u32 + kABytes + kBBytes + (k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4) * 16;
-  uint32_t z_addr = shared_address(smem_zeros) + (k_warp * MB8 * 4 + t) * 32;
-  asm volatile("" : "+r"(b_addr), "+r"(s_addr), "+r"(z_addr));
+  asm volatile("" : "+r"(b_addr), "+r"(s_addr));
   // Stage and mbarrier phase of the next tile, counted across the block's
   // whole run (tile t of the run is in stage t % STAGES, phase t / STAGES).
   int stage = 0;
@@ -2053,7 +1902,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     [[maybe_unused]] int last_stage = stage;
     for (int i = 0; i < slice_tiles; ++i) {
       mbar_wait(&full[stage], phase);
-      mbar_wait(&zeros_ready[stage], phase);
       if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
       const uint32_t st = static_cast<uint32_t>(stage) * kStageBytes;
 
@@ -2065,11 +1913,9 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
 #endif
         // Atom k_warp * 2 + ks / 4, rows 16 pair.., then the lane's offset.
-        const uint32_t zt = static_cast<uint32_t>(stage) * kZeroBytes;
-        small_warp_tile<MB8, kKSteps, GROUPED, true>(
-            acc, [&](int ks, int pair) { return a_addr[ks % 4] + st + ((ks / 4) * kAtomVecs + pair * 128) * 16; },
-            [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); },
-            [&](int mb, int b) { return lds128_f32(z_addr + zt + (mb * 4 * 32) + b * 16); });
+        small_warp_tile<MB8, kKSteps, GROUPED>(
+            acc, [&](int ks, int pair) { return a_addr[ks % 4] + st + ((ks / 4) * (kRows * 8) + pair * 128) * 16; },
+            [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); });
       }
       // Every stage but the run's last goes back to the producer now.
       if (kKWarps == 1 || i + 1 < slice_tiles) {
@@ -2123,7 +1969,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       if (lane == 0) mbar_arrive(&empty[last_stage]);
     }
 
-    out.template finish<GROUPED, true>(acc, S, n_tile);
+    if constexpr (!GROUPED) out.scale_columns(acc, S, n_tile);
 
     if constexpr (chained) {
       out.chain(acc, n_tile, slice_idx, slice_count);
@@ -2475,8 +2321,7 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
   constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
   constexpr int stages = stages_within(stage, 220 * 1024);
-  // + the zero terms and three mbarriers per stage, + the swizzle's alignment
-  constexpr size_t smem = stages * (stage + kSmallZeroBytes<MB8, N_WARPS> + 3 * sizeof(uint64_t)) + 1024;
+  constexpr size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t);
   auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
