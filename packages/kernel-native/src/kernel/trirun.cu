@@ -2585,9 +2585,14 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     // m = 160 on two 128-row slices): there the whole slices go in one launch and the rest in
     // another, with the smallest slice that holds it (64 rows for m = 160). Narrow layers, whose
     // slices run side by side, keep one launch. TRIRUN_TAIL_SPLIT=0: always one launch.
+    // Only where the rest takes a smaller slice (at most half of one, or a mid slice): 65..127 rows
+    // after 128-row slices would take a 128-row slice of their own and read the weights once more
+    // (7B and TriLM at m = 449..511 on their 3072- and 4096-wide layers).
+    const int tail = left % slice_rows;
+    const bool smaller_tail = tail <= slice_rows / 2 || (attrs.mid_tails && mid_height(tail));
     if (hopper && attrs.tail_split && !mid_pairs && slice_rows >= 128 && rows == left && left > slice_rows &&
-        left % slice_rows != 0 && (left / slice_rows) * (n / kHopperTileN) >= 64)
-      rows = left - left % slice_rows;
+        tail != 0 && smaller_tail && (left / slice_rows) * (n / kHopperTileN) >= 64)
+      rows = left - tail;
     int thread_k = req.thread_k, thread_n = req.thread_n;
     // The last rows of a Hopper call split off above (or the last chunk of a long call) go to the
     // small-batch kernel when there are at most 16 of them, or at most 32 on layers at least 8192
