@@ -38,6 +38,8 @@ const SMALL_SHAPES: [number, number][] = [
   [128, 256],
   [256, 512],
   [512, 768],
+  // 48 column-slices of 2 x 128: the narrow layers' dispatch rules on sm_90 (mid pairs, unsplit tails)
+  [2048, 3072],
 ];
 const LLAMA_SHAPES: [number, number][] = [
   [4096, 12288],

@@ -213,13 +213,14 @@ function runCase(c: SweepCase, rng: Rng, options: SweepOptions, rows: Correctnes
 /**
  * Every m of the acceptance sweep. 129..224 reach each Hopper slice height of that range on sm_90 (the rows
  * rounded up to 16: 144, 160, 176, 192, 208, 224); 320 and 400 two such slices in one launch (160 and 208
- * rows) on layers at least 4096 wide.
+ * rows) on layers at least 3072 wide; 480 a 224-row tail after a 256-row slice on wide layers and four
+ * 128-row slices in one launch on narrow ones.
  */
 export const ALL_MS = [
   1, 2, 3, 4, 7, 8, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 96, 128, 129, 160, 176, 192, 200, 224, 256,
-  320, 400, 511, 1024, 4096,
+  320, 400, 480, 511, 1024, 4096,
 ];
-export const QUICK_MS = [1, 7, 16, 17, 33, 64, 65, 129, 176, 256, 400];
+export const QUICK_MS = [1, 7, 16, 17, 33, 64, 65, 129, 176, 256, 400, 480];
 
 /** Tile shapes forced through opts, plus the automatic choice and the parallelism knobs. */
 export function configSpecs(smCount: number, thorough: boolean): ConfigSpec[] {
