@@ -2587,7 +2587,10 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     // slices run side by side, keep one launch. TRIRUN_TAIL_SPLIT=0: always one launch.
     // Only where the rest takes a smaller slice (at most half of one, or a mid slice): 65..127 rows
     // after 128-row slices would take a 128-row slice of their own and read the weights once more
-    // (7B and TriLM at m = 449..511 on their 3072- and 4096-wide layers).
+    // (the 3072- and 4096-wide layers at m = 449..511, 577..639...). H200, run 111, two rounds,
+    // TriRun only, graph: 7B set at m = 449 / 480 / 496 / 1000 310-318 / 336-337 / 349 / 654-659 ->
+    // 279-280 / 312-313 / 312-315 / 596-601 us, TriLM 221 / 233-234 / 240-241 / 438-440 -> 189-190 /
+    // 202-205 / 197 / 377 (7B o 4096 x 4096 at 480: 38.3 -> 24.3 us), 70B at 496 1316-1335 -> 1251-1261.
     const int tail = left % slice_rows;
     const bool smaller_tail = tail <= slice_rows / 2 || (attrs.mid_tails && mid_height(tail));
     if (hopper && attrs.tail_split && !mid_pairs && slice_rows >= 128 && rows == left && left > slice_rows &&
