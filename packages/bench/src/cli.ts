@@ -12,7 +12,7 @@ import { type Fp16Layout, runBenchmark } from "./measure.js";
 import { createProgressReporter } from "./progress.js";
 import { freshSeed } from "./random.js";
 import { formatSummaryTable, toCsv, toMarkdown } from "./report.js";
-import { type BenchResults, readResultsFile, resultsToJson } from "./results.js";
+import { type BenchResults, type ResultRow, readResultsFile, resultsToJson } from "./results.js";
 import {
   customModelSet,
   DEFAULT_BATCH_SIZES,
@@ -27,6 +27,13 @@ import {
   parseShape,
   resolveModelSets,
 } from "./shapes.js";
+import {
+  type MeasuringWindow,
+  summarizeTelemetry,
+  summarizeWindows,
+  type TelemetrySample,
+} from "./telemetry.js";
+import { startTelemetry, type TelemetryStart } from "./telemetry-recorder.js";
 
 /** Exit status when no GPU (or no kernel addon) is available. */
 export const EXIT_NO_GPU = 2;
@@ -41,6 +48,8 @@ export interface CliDependencies {
   loadKernel(): Promise<KernelLoadResult>;
   /** Loads the chart module (vega, resvg); absent from device bundles. */
   loadChart(): Promise<typeof import("./chart.js")>;
+  /** Starts sampling GPU clocks and power (default: nvidia-smi, telemetry-recorder.ts). */
+  startTelemetry?: typeof startTelemetry;
 }
 
 // Not a string literal, so that bundlers leave the chart's heavy dependencies out of
@@ -110,6 +119,8 @@ interface RunOptions {
   layers: boolean;
   perLayerMarkdown: boolean;
   timeLimit?: number;
+  telemetry: boolean;
+  telemetryInterval: number;
 }
 
 const QUICK_BATCH_SIZES = [1, 16, 64, 256, 1024];
@@ -177,6 +188,15 @@ async function runCommand(
     return EXIT_NO_GPU;
   }
   const device = kernel.api.devices()[0];
+  const telemetry: TelemetryStart = options.telemetry
+    ? (deps.startTelemetry ?? startTelemetry)({
+        gpu: device.pciBusId || "0",
+        intervalMs: options.telemetryInterval,
+      })
+    : { ok: false, reason: "turned off (--no-telemetry)" };
+  if (!telemetry.ok) {
+    io.stderr(`trirun-bench: GPU clocks and power not recorded: ${telemetry.reason}\n`);
+  }
   const modelSets: ModelSet[] = resolveModelSets(
     modelIds.length === 0 && options.shape.length === 0 ? ["all"] : modelIds,
     device.smCount,
@@ -196,6 +216,8 @@ async function runCommand(
     options.layers && !dataOnStdout ? io.stdout : undefined,
   );
   let results: BenchResults;
+  const windows: (MeasuringWindow & { rows: readonly ResultRow[] })[] = [];
+  let gpuSamples: TelemetrySample[] = [];
   try {
     results = runBenchmark(kernel.api, {
       modelSets,
@@ -211,11 +233,16 @@ async function runCommand(
       command: commandLine,
       commit: options.commit ?? process.env.TRIRUN_COMMIT ?? null,
       timeLimitS: options.timeLimit,
-      onProgress: reporter.onProgress,
+      onProgress: (event) => {
+        if (event.kind === "rows") windows.push(event);
+        reporter.onProgress(event);
+      },
     });
   } finally {
     reporter.stop();
+    if (telemetry.ok) gpuSamples = await telemetry.recorder.stop();
   }
+  results = withTelemetry(results, telemetry, gpuSamples, windows);
   (dataOnStdout ? io.stderr : io.stdout)(`${formatSummaryTable(results)}\n`);
   if (results.meta.stoppedEarly) {
     io.stderr(
@@ -224,6 +251,35 @@ async function runCommand(
   }
   await writeOutputs(results, options, io, deps);
   return 0;
+}
+
+/** The results with the run's telemetry summary and each row's, or a note saying why there is none. */
+function withTelemetry(
+  results: BenchResults,
+  telemetry: TelemetryStart,
+  samples: readonly TelemetrySample[],
+  windows: readonly (MeasuringWindow & { rows: readonly ResultRow[] })[],
+): BenchResults {
+  if (!telemetry.ok)
+    return { ...results, meta: { ...results.meta, telemetry: null, telemetryNote: telemetry.reason } };
+  const run = summarizeTelemetry(samples);
+  if (run === null) {
+    const note = `${telemetry.recorder.source} returned no samples`;
+    return { ...results, meta: { ...results.meta, telemetry: null, telemetryNote: note } };
+  }
+  const gpuOf = new Map<ResultRow, ReturnType<typeof summarizeTelemetry>>();
+  const summaries = summarizeWindows(samples, windows, telemetry.recorder.intervalMs);
+  windows.forEach((w, i) => {
+    for (const row of w.rows) gpuOf.set(row, summaries[i]);
+  });
+  return {
+    ...results,
+    meta: {
+      ...results.meta,
+      telemetry: { ...run, source: telemetry.recorder.source, intervalMs: telemetry.recorder.intervalMs },
+    },
+    rows: results.rows.map((row) => ({ ...row, gpu: gpuOf.get(row) ?? null })),
+  };
 }
 
 function shapesCommand(sms: number | undefined, io: CliIo): number {
@@ -336,6 +392,17 @@ function buildProgram(
     )
     .option("--commit <rev>", "source revision to record (default: $TRIRUN_COMMIT)")
     .option("--no-layers", "print only the summary, not a table per layer")
+    .option("--no-telemetry", "do not sample the GPU's clocks, power and clock reasons with nvidia-smi")
+    .option(
+      "--telemetry-interval <ms>",
+      "nvidia-smi sampling interval (at least 100)",
+      (value: string) => {
+        const ms = positiveInteger("--telemetry-interval")(value);
+        if (ms < 100) throw new UsageError(`--telemetry-interval: at least 100 ms, got ${ms}`);
+        return ms;
+      },
+      1000,
+    )
     .option("--no-per-layer-markdown", "leave the per-layer table out of the markdown")
     .option(
       "--time-limit <s>",

@@ -9,3 +9,5 @@ export * from "./report.js";
 export * from "./results.js";
 export * from "./shapes.js";
 export * from "./stats.js";
+export * from "./telemetry.js";
+export * from "./telemetry-recorder.js";

@@ -18,6 +18,8 @@ export interface BenchDeviceInfo {
   readonly memoryBytes: number;
   /** Theoretical DRAM bandwidth in bytes/s, where the kernel module reports it. */
   readonly peakMemoryBandwidth?: number;
+  /** PCI bus id ("0000:19:00.0"), which names the same GPU to nvidia-smi whatever CUDA's order. */
+  readonly pciBusId?: string;
 }
 
 export interface BenchStream {

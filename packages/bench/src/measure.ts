@@ -57,6 +57,8 @@ export interface MeasureOptions {
   readonly onProgress?: (event: ProgressEvent) => void;
   /** Time source for the host side, in microseconds; injectable for tests. */
   readonly hostClockUs?: () => number;
+  /** Wall clock for the rows' measuring windows, ms since the epoch. Default Date.now. */
+  readonly wallClockMs?: () => number;
   /** Host staging chunk for random uploads, in elements. Default 4 Mi. */
   readonly uploadChunkElements?: number;
   /** Size of each of the two buffers of the roofline and queue-filling copies. Default 256 MiB. */
@@ -82,6 +84,9 @@ export type ProgressEvent =
       readonly done: number;
       readonly total: number;
       readonly rows: readonly ResultRow[];
+      /** Wall-clock window in which these rows were measured (ms since the epoch), for telemetry. */
+      readonly startedAtMs: number;
+      readonly endedAtMs: number;
     };
 
 const DEFAULTS = {
@@ -427,6 +432,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
   const fp16Layout = options.fp16Layout ?? DEFAULTS.fp16Layout;
   const seed = options.seed ?? 0x7e1e5eed;
   const hostClockUs = options.hostClockUs ?? (() => performance.now() * 1000);
+  const wallClockMs = options.wallClockMs ?? Date.now;
   const { modelSets, batchSizes, groupsizes } = options;
   if (modelSets.length === 0) throw new RangeError("runBenchmark: modelSets must not be empty");
   if (batchSizes.length === 0) throw new RangeError("runBenchmark: batchSizes must not be empty");
@@ -531,6 +537,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
               }
               const Am = layerAllocations.track(A.view([m, k], 0));
               const Cm = layerAllocations.track(C.view([m, n], 0));
+              const startedAtMs = wallClockMs();
               const rowsForM = measureRowGroup({
                 api,
                 context,
@@ -553,7 +560,14 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
               });
               rows.push(...rowsForM);
               done++;
-              options.onProgress?.({ kind: "rows", done, total, rows: rowsForM });
+              options.onProgress?.({
+                kind: "rows",
+                done,
+                total,
+                rows: rowsForM,
+                startedAtMs,
+                endedAtMs: wallClockMs(),
+              });
             }
           } finally {
             stream.synchronize();

@@ -6,6 +6,7 @@ import Table from "cli-table3";
 import { stringify } from "csv-stringify/sync";
 import type { BenchResults, ResultRow } from "./results.js";
 import { fp16WeightBytes, packedWeightBytes } from "./shapes.js";
+import { telemetryBullets } from "./telemetry.js";
 
 /** Per-row figures. Times in microseconds, bandwidths in GB/s (1e9 bytes/s). */
 export interface RowFigures {
@@ -220,6 +221,9 @@ export const CSV_COLUMNS = [
   "trirun_weight_copies",
   "config",
   "error",
+  "gpu_sm_clock_mhz",
+  "gpu_power_w",
+  "gpu_power_capped_fraction",
 ] as const;
 
 function csvNumber(value: number | null | undefined): string {
@@ -255,6 +259,9 @@ export function toCsv(results: BenchResults): string {
       csvNumber(row.trirun?.weightCopies),
       row.config ? JSON.stringify(row.config) : "",
       row.error ?? "",
+      csvNumber(row.gpu?.smClockMHz.median),
+      csvNumber(row.gpu?.powerW?.median),
+      csvNumber(row.gpu?.powerCappedFraction),
     ];
   });
   return stringify([[...CSV_COLUMNS], ...records]);
@@ -321,6 +328,7 @@ export function toMarkdown(results: BenchResults, options: MarkdownOptions = {})
   out.push(
     `- Roofline: device-to-device copy of ${(meta.roofline.bufferBytes / 2 ** 20).toFixed(0)} MiB at ${(meta.roofline.gbps / 1000).toFixed(2)} TB/s (bytes read + written).`,
   );
+  out.push(...telemetryBullets(meta.telemetry, meta.telemetryNote, results.rows));
   if (meta.stoppedEarly) {
     const points = new Set(results.rows.map((r) => `${r.model}/${r.layer}/${r.m}`)).size;
     const total = results.modelSets.reduce((sum, set) => sum + set.layers.length, 0) * meta.batchSizes.length;

@@ -5,6 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
+import { runTelemetrySchema, telemetrySummarySchema } from "./telemetry.js";
 
 export const RESULTS_FORMAT = "trirun-bench/1";
 
@@ -46,6 +47,8 @@ export const rowSchema = z.object({
   config: z.record(z.string(), configValue).nullable(),
   /** Why a side has no timing (an exception from the kernel), else null. */
   error: z.string().nullable(),
+  /** The GPU's clocks and power while the row's m was measured (both sides), if sampled. */
+  gpu: telemetrySummarySchema.nullable().optional(),
 });
 export type ResultRow = z.infer<typeof rowSchema>;
 
@@ -100,6 +103,10 @@ export const resultsSchema = z.object({
     runtime: z.string(),
     /** True when the run hit its time limit before measuring every point. */
     stoppedEarly: z.boolean().optional(),
+    /** GPU clocks, power and clock reasons over the whole run (nvidia-smi), if sampled. */
+    telemetry: runTelemetrySchema.nullable().optional(),
+    /** Why there is no telemetry (no nvidia-smi, turned off), where there is none. */
+    telemetryNote: z.string().optional(),
   }),
   modelSets: z.array(modelSetSchema),
   rows: z.array(rowSchema),

@@ -166,7 +166,33 @@ describe("run on a simulated GPU", () => {
 
   it("measures, prints tables and writes JSON, CSV, markdown and the chart", async () => {
     const gpu = new SimulatedGpu({ seed: 1 + Math.floor(Math.random() * 1e6), hostLaunchUs: 0 });
-    const deps: CliDependencies = { loadKernel: async () => ({ ok: true, api: gpu.api() }), ...chartDeps };
+    // A stand-in for nvidia-smi: one sample every 2 ms of wall clock from start to stop, at a random clock.
+    let telemetryGpu: string | undefined;
+    const deps: CliDependencies = {
+      loadKernel: async () => ({ ok: true, api: gpu.api() }),
+      ...chartDeps,
+      startTelemetry: (options) => {
+        telemetryGpu = options?.gpu;
+        const t0 = Date.now();
+        return {
+          ok: true,
+          recorder: {
+            source: "stand-in",
+            intervalMs: 2,
+            stop: async () =>
+              Array.from({ length: Math.floor((Date.now() - t0) / 2) + 1 }, (_, i) => ({
+                timeMs: t0 + 2 * i,
+                smClockMHz: 1300 + Math.floor(Math.random() * 600),
+                maxSmClockMHz: 1980,
+                powerW: 690,
+                powerLimitW: 700,
+                temperatureC: 60,
+                reasons: 0x4,
+              })),
+          },
+        };
+      },
+    };
     const io = capture();
     const out = join(dir, "run");
     const json = join(dir, "run.json");
@@ -204,5 +230,39 @@ describe("run on a simulated GPU", () => {
     for (const name of ["results.json", "results.csv", "benchmarks.md", "speedup.svg", "speedup.png"]) {
       expect(existsSync(join(out, name)), name).toBe(true);
     }
+    // Telemetry: the run's summary, each row's own, and the markdown's account of both.
+    expect(telemetryGpu).toBe("0000:00:00.0");
+    expect(results.meta.telemetry?.source).toBe("stand-in");
+    expect(results.meta.telemetry?.powerCappedFraction).toBe(1);
+    for (const row of results.rows) {
+      expect(row.gpu?.samples).toBeGreaterThan(0);
+      expect(row.gpu?.smClockMHz.min).toBeGreaterThanOrEqual(1300);
+    }
+    const markdown = await readFile(join(out, "benchmarks.md"), "utf8");
+    expect(markdown).toContain("- GPU during the run (stand-in, ");
+    expect(markdown).toContain("power or thermal limit");
+    expect(markdown).toContain("custom m = 1, 16");
+  });
+
+  it("records why there are no clocks with --no-telemetry", async () => {
+    const gpu = new SimulatedGpu({ seed: 5, hostLaunchUs: 0 });
+    const deps: CliDependencies = {
+      loadKernel: async () => ({ ok: true, api: gpu.api() }),
+      ...chartDeps,
+      startTelemetry: () => {
+        throw new Error("must not start");
+      },
+    };
+    const io = capture();
+    const json = join(dir, "no-telemetry.json");
+    const args = ["--shape", "512,256", "--batch", "2", "--samples", "2", "--no-telemetry", "--json", json];
+    expect(await main(args, io, deps)).toBe(0);
+    expect(io.err).toContain("GPU clocks and power not recorded: turned off (--no-telemetry)");
+    const results = await readResultsFile(json);
+    expect(results.meta.telemetry).toBeNull();
+    expect(results.meta.telemetryNote).toBe("turned off (--no-telemetry)");
+    const io2 = capture();
+    expect(await main(["run", "--telemetry-interval", "50", "--shape", "512,256"], io2, deps)).toBe(1);
+    expect(io2.err).toContain("--telemetry-interval: at least 100 ms, got 50");
   });
 });

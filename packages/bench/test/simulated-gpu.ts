@@ -299,6 +299,7 @@ export class SimulatedGpu {
       smCount: gpu.spec.smCount,
       l2Bytes: gpu.spec.l2Bytes,
       memoryBytes: gpu.spec.memoryBytes,
+      pciBusId: "0000:00:00.0",
     };
     const expectTensor = (value: BenchTensor, name: string, dtype: BenchDType, shape: readonly number[]) => {
       const tensor = value as SimulatedTensor;
