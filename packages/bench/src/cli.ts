@@ -268,7 +268,7 @@ function withTelemetry(
     return { ...results, meta: { ...results.meta, telemetry: null, telemetryNote: note } };
   }
   const gpuOf = new Map<ResultRow, ReturnType<typeof summarizeTelemetry>>();
-  const summaries = summarizeWindows(samples, windows, telemetry.recorder.intervalMs);
+  const summaries = summarizeWindows(samples, windows);
   windows.forEach((w, i) => {
     for (const row of w.rows) gpuOf.set(row, summaries[i]);
   });
@@ -401,7 +401,7 @@ function buildProgram(
         if (ms < 100) throw new UsageError(`--telemetry-interval: at least 100 ms, got ${ms}`);
         return ms;
       },
-      1000,
+      200,
     )
     .option("--no-per-layer-markdown", "leave the per-layer table out of the markdown")
     .option(

@@ -223,7 +223,7 @@ export const CSV_COLUMNS = [
   "error",
   "gpu_sm_clock_mhz",
   "gpu_power_w",
-  "gpu_power_capped_fraction",
+  "gpu_limited_fraction",
 ] as const;
 
 function csvNumber(value: number | null | undefined): string {
@@ -261,7 +261,7 @@ export function toCsv(results: BenchResults): string {
       row.error ?? "",
       csvNumber(row.gpu?.smClockMHz.median),
       csvNumber(row.gpu?.powerW?.median),
-      csvNumber(row.gpu?.powerCappedFraction),
+      csvNumber(row.gpu?.limitedFraction),
     ];
   });
   return stringify([[...CSV_COLUMNS], ...records]);

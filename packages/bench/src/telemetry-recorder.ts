@@ -20,7 +20,7 @@ import {
 export interface TelemetryOptions {
   /** The GPU, as nvidia-smi's -i takes it: its PCI bus id (best: CUDA may number GPUs differently) or index. Default "0". */
   readonly gpu?: string;
-  /** Sampling interval. Default 1000 ms. */
+  /** Sampling interval. Default 200 ms. */
   readonly intervalMs?: number;
   /** The nvidia-smi executable. Default "nvidia-smi" (looked up on PATH). */
   readonly command?: string;
@@ -47,7 +47,7 @@ function firstLine(text: string): string {
  */
 export function startTelemetry(options: TelemetryOptions = {}): TelemetryStart {
   const command = options.command ?? "nvidia-smi";
-  const intervalMs = options.intervalMs ?? 1000;
+  const intervalMs = options.intervalMs ?? 200;
   const gpu = options.gpu ?? "0";
   if (!Number.isInteger(intervalMs) || intervalMs < 100) {
     throw new RangeError(`startTelemetry: intervalMs must be an integer >= 100, got ${String(intervalMs)}`);

@@ -67,6 +67,11 @@ export const telemetrySummarySchema = z.object({
   powerCappedFraction: finite,
   /** Fraction of samples slowed down for temperature (software or hardware). */
   thermalFraction: finite,
+  /**
+   * Fraction of samples whose SM clock was below 90% of the GPU's maximum with a power or thermal
+   * reason: what "measured at a limit" means (the power-cap bit alone also shows at 98% clocks).
+   */
+  limitedFraction: finite,
 });
 export type TelemetrySummary = z.infer<typeof telemetrySummarySchema>;
 
@@ -160,15 +165,20 @@ export function summarizeTelemetry(
   const limits = present(inWindow.map((s) => s.powerLimitW));
   const temperatures = present(inWindow.map((s) => s.temperatureC));
   const count = (mask: number) => inWindow.filter((s) => (s.reasons & mask) !== 0).length / inWindow.length;
+  const maxClock = maxClocks.length > 0 ? Math.max(...maxClocks) : null;
+  const limited = inWindow.filter(
+    (s) => (s.reasons & (POWER | THERMAL)) !== 0 && (maxClock === null || s.smClockMHz < 0.9 * maxClock),
+  ).length;
   return {
     samples: inWindow.length,
     smClockMHz: clocks,
-    maxSmClockMHz: maxClocks.length > 0 ? Math.max(...maxClocks) : null,
+    maxSmClockMHz: maxClock,
     powerW: rangeOf(present(inWindow.map((s) => s.powerW))),
     powerLimitW: limits.length > 0 ? Math.min(...limits) : null,
     maxTemperatureC: temperatures.length > 0 ? Math.max(...temperatures) : null,
     powerCappedFraction: count(POWER),
     thermalFraction: count(THERMAL),
+    limitedFraction: limited / inWindow.length,
   };
 }
 
@@ -179,19 +189,15 @@ export interface MeasuringWindow {
 }
 
 /**
- * The summary of each window, widened by half a sampling interval on both
- * sides so that a window shorter than the interval still finds its nearest
- * sample (null where even then there is none).
+ * The summary of the samples taken inside each window; null for a window
+ * shorter than the sampling interval that caught none (a nearby sample may
+ * belong to another row's load, so none is borrowed).
  */
 export function summarizeWindows(
   samples: readonly TelemetrySample[],
   windows: readonly MeasuringWindow[],
-  intervalMs: number,
 ): (TelemetrySummary | null)[] {
-  const pad = intervalMs / 2;
-  return windows.map((w) =>
-    summarizeTelemetry(samples, { startMs: w.startedAtMs - pad, endMs: w.endedAtMs + pad }),
-  );
+  return windows.map((w) => summarizeTelemetry(samples, { startMs: w.startedAtMs, endMs: w.endedAtMs }));
 }
 
 /** Sorted batch sizes as a comma-separated list. */
@@ -224,16 +230,18 @@ export function telemetryBullets(
   }
   if (telemetry.maxTemperatureC !== null) parts.push(`up to ${telemetry.maxTemperatureC.toFixed(0)} C`);
   parts.push(
-    `power-capped in ${(telemetry.powerCappedFraction * 100).toFixed(0)}% of samples, ` +
-      `thermally slowed in ${(telemetry.thermalFraction * 100).toFixed(0)}%`,
+    `below 90% of the maximum clock for power or temperature in ${(telemetry.limitedFraction * 100).toFixed(0)}% ` +
+      `of samples (power-cap reason in ${(telemetry.powerCappedFraction * 100).toFixed(0)}%, thermal in ` +
+      `${(telemetry.thermalFraction * 100).toFixed(0)}%)`,
   );
   const out = [
     `- GPU during the run (${telemetry.source}, ${telemetry.samples} samples): ${parts.join("; ")}.`,
   ];
   const limited = new Map<string, Set<number>>();
+  const unsampled = rows.filter((row) => !row.gpu).length;
   for (const row of rows) {
     const gpu = row.gpu;
-    if (!gpu || (gpu.powerCappedFraction <= 0.5 && gpu.thermalFraction <= 0.5)) continue;
+    if (!gpu || gpu.limitedFraction <= 0.5) continue;
     const set = limited.get(row.model) ?? new Set<number>();
     set.add(row.m);
     limited.set(row.model, set);
@@ -241,8 +249,14 @@ export function telemetryBullets(
   if (limited.size > 0) {
     const lists = [...limited].map(([model, ms]) => `${model} m = ${listOf([...ms].sort((a, b) => a - b))}`);
     out.push(
-      `- Measured mostly at the GPU's power or thermal limit (clocks below maximum; compare such points across ` +
-        `runs with care): ${lists.join("; ")}.`,
+      `- Measured mostly at the GPU's power or thermal limit (SM clock below 90% of its maximum in more than ` +
+        `half of the row's samples; compare such points across runs with care): ${lists.join("; ")}.`,
+    );
+  }
+  if (unsampled > 0) {
+    out.push(
+      `- ${unsampled} of ${rows.length} rows took less than a sampling interval and caught no sample ` +
+        `(a shorter --telemetry-interval samples them).`,
     );
   }
   return out;

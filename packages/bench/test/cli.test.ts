@@ -166,7 +166,8 @@ describe("run on a simulated GPU", () => {
 
   it("measures, prints tables and writes JSON, CSV, markdown and the chart", async () => {
     const gpu = new SimulatedGpu({ seed: 1 + Math.floor(Math.random() * 1e6), hostLaunchUs: 0 });
-    // A stand-in for nvidia-smi: one sample every 2 ms of wall clock from start to stop, at a random clock.
+    // A stand-in for nvidia-smi: a sample every quarter millisecond of wall clock from start to stop (so
+    // every row's window, whole milliseconds, holds one), at a power-capped clock.
     let telemetryGpu: string | undefined;
     const deps: CliDependencies = {
       loadKernel: async () => ({ ok: true, api: gpu.api() }),
@@ -178,11 +179,11 @@ describe("run on a simulated GPU", () => {
           ok: true,
           recorder: {
             source: "stand-in",
-            intervalMs: 2,
+            intervalMs: 100,
             stop: async () =>
-              Array.from({ length: Math.floor((Date.now() - t0) / 2) + 1 }, (_, i) => ({
-                timeMs: t0 + 2 * i,
-                smClockMHz: 1300 + Math.floor(Math.random() * 600),
+              Array.from({ length: 4 * (Date.now() - t0) + 1 }, (_, i) => ({
+                timeMs: t0 + i / 4,
+                smClockMHz: 1300 + Math.floor(Math.random() * 400),
                 maxSmClockMHz: 1980,
                 powerW: 690,
                 powerLimitW: 700,
@@ -234,6 +235,7 @@ describe("run on a simulated GPU", () => {
     expect(telemetryGpu).toBe("0000:00:00.0");
     expect(results.meta.telemetry?.source).toBe("stand-in");
     expect(results.meta.telemetry?.powerCappedFraction).toBe(1);
+    expect(results.meta.telemetry?.limitedFraction).toBe(1);
     for (const row of results.rows) {
       expect(row.gpu?.samples).toBeGreaterThan(0);
       expect(row.gpu?.smClockMHz.min).toBeGreaterThanOrEqual(1300);

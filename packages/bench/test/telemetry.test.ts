@@ -114,20 +114,33 @@ describe("nvidia-smi samples", () => {
     check([], { startMs: start - 10_000, endMs: start - 1 });
   });
 
-  it("gives a window shorter than the interval its nearest sample", () => {
+  it("gives each window the samples inside it and borrows none", () => {
     const rnd = Math.random;
-    const samples = [0, 1000, 2000].map((t) => randomSample(1_700_000_000_000 + t, rnd));
-    const [short, none] = summarizeWindows(
-      samples,
-      [
-        { startedAtMs: 1_700_000_000_000 + 1300, endedAtMs: 1_700_000_000_000 + 1400 },
-        { startedAtMs: 1_700_000_000_000 + 5000, endedAtMs: 1_700_000_000_000 + 5100 },
-      ],
-      1000,
-    );
+    const t0 = 1_700_000_000_000;
+    const samples = [0, 1000, 2000].map((t) => randomSample(t0 + t, rnd));
+    const [short, none, both] = summarizeWindows(samples, [
+      { startedAtMs: t0 + 900, endedAtMs: t0 + 1100 },
+      { startedAtMs: t0 + 1300, endedAtMs: t0 + 1400 },
+      { startedAtMs: t0 + 1000, endedAtMs: t0 + 2000 },
+    ]);
     expect(short?.samples).toBe(1);
     expect(short?.smClockMHz.median).toBe(samples[1].smClockMHz);
     expect(none).toBeNull();
+    expect(both?.samples).toBe(2);
+  });
+
+  it("counts a sample as limited only with a power or thermal reason and a clock below 90% of the maximum", () => {
+    const base = { maxSmClockMHz: 1980, powerW: 500, powerLimitW: 700, temperatureC: 60 };
+    const samples: TelemetrySample[] = [
+      { ...base, timeMs: 1, smClockMHz: 1950, reasons: CLOCK_REASONS.swPowerCap }, // capped bit at 98%: not limited
+      { ...base, timeMs: 2, smClockMHz: 1450, reasons: CLOCK_REASONS.swPowerCap },
+      { ...base, timeMs: 3, smClockMHz: 1300, reasons: CLOCK_REASONS.hwThermalSlowdown },
+      { ...base, timeMs: 4, smClockMHz: 345, reasons: CLOCK_REASONS.gpuIdle }, // idle: low clock, no limit
+    ];
+    const summary = summarizeTelemetry(samples);
+    expect(summary?.limitedFraction).toBe(0.5);
+    expect(summary?.powerCappedFraction).toBe(0.5);
+    expect(summary?.thermalFraction).toBe(0.25);
   });
 
   it("writes markdown bullets that name the clocks and the rows measured at a limit", () => {
@@ -135,16 +148,20 @@ describe("nvidia-smi samples", () => {
     const samples = Array.from({ length: 20 }, (_, i) => randomSample(i * 100, rnd));
     const run = summarizeTelemetry(samples);
     if (run === null) throw new Error("no summary");
-    const capped = { ...run, powerCappedFraction: 0.9, thermalFraction: 0 };
-    const free = { ...run, powerCappedFraction: 0.1, thermalFraction: 0.2 };
+    const capped = { ...run, limitedFraction: 0.9 };
+    const free = { ...run, limitedFraction: 0.1, powerCappedFraction: 1 };
     const bullets = telemetryBullets({ ...run, source: "nvidia-smi", intervalMs: 100 }, undefined, [
       { model: "llama2-7b", m: 512, gpu: capped },
       { model: "llama2-7b", m: 1, gpu: free },
       { model: "llama2-7b", m: 256, gpu: capped },
-      { model: "trilm-3.9b", m: 1024, gpu: { ...free, thermalFraction: 0.75 } },
+      { model: "trilm-3.9b", m: 1024, gpu: { ...free, limitedFraction: 0.75 } },
+      { model: "trilm-3.9b", m: 1, gpu: null },
     ]);
     expect(bullets[0]).toContain(`SM clock ${run.smClockMHz.min}-${run.smClockMHz.max} MHz`);
-    expect(bullets[1]).toContain("llama2-7b m = 256, 512; trilm-3.9b m = 1024");
+    expect(bullets[1]).toContain("llama2-7b m = 256, 512; trilm-3.9b m = 1024.");
+    expect(bullets[2]).toBe(
+      "- 1 of 5 rows took less than a sampling interval and caught no sample (a shorter --telemetry-interval samples them).",
+    );
     expect(telemetryBullets(null, "nvidia-smi not found", [])).toEqual([
       "- GPU clocks and power: not recorded (nvidia-smi not found).",
     ]);
