@@ -82,6 +82,17 @@ constexpr int kMaxPar = 16;     // 64-row batch slices per launch
 // with the math: the consumers, not the memory side or the layout, set the
 // pace (NOTES.md, session 11).
 //
+// Experiment only, -DTRIRUN_EXP_DECODE_ONCE=1 (timings, wrong results; not yet
+// run): the Hopper kernel decodes the weights of a slice's first tile only and
+// multiplies every later tile with those fragments, so a run shows what the
+// decoding (and the weights' shared-memory reads) cost where the H200 runs at
+// its power cap (m >= 128: SM clocks ~1.45 GHz, NOTES.md session 15).
+#ifdef TRIRUN_EXP_DECODE_ONCE
+constexpr bool kExpDecodeOnce = true;
+#else
+constexpr bool kExpDecodeOnce = false;
+#endif
+
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
 // the small-batch kernel, for up to four back-to-back launches. Compiled out
@@ -1574,7 +1585,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       // fragment set: decode, multiply, wait.
       for (int i = 0; i < slice_tiles; ++i) {
         wait_full(i);
-        decode(stage_of(i), frag_a);
+        if (!kExpDecodeOnce || i == 0) decode(stage_of(i), frag_a);
         issue(stage_of(i), frag_a);
         wgmma_wait<0>();
         if (i + 1 < slice_tiles || !writes_c) retire(stage_of(i), frag_a);
@@ -1583,7 +1594,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     } else {
       for (int i = 0; i < slice_tiles; i += 2) {
         wait_full(i);
-        decode(stage_of(i), frag_a);
+        if (!kExpDecodeOnce || i == 0) decode(stage_of(i), frag_a);
         issue(stage_of(i), frag_a);
         if (i > 0) {
           wgmma_wait<1>();  // tile i - 1 (frag_b) done
@@ -1591,7 +1602,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         }
         if (i + 1 < slice_tiles) {
           wait_full(i + 1);
-          decode(stage_of(i + 1), frag_b);
+          if (!kExpDecodeOnce || i == 0) decode(stage_of(i + 1), frag_b);
           issue(stage_of(i + 1), frag_b);
           wgmma_wait<1>();  // tile i (frag_a) done
           retire(stage_of(i), frag_a);
