@@ -7,6 +7,31 @@ out=${OUT:-/tmp/out}; mkdir -p "$out"
 # sm_90a: the Hopper kernel's wgmma; TRIRUN_HAVE_SM90A lets the dispatcher pick it.
 ARCH="-gencode arch=compute_90a,code=sm_90a -DTRIRUN_HAVE_SM90A"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv
+# The GPU's clocks, power and clock reasons every 500 ms for the whole call (CLOCKS=0: off), summarised at the
+# end: from m ~ 128 on the H200 runs at its 700 W power cap, SM clocks ~1.45 GHz (NOTES.md, session 15).
+if [ "${CLOCKS:-1}" != 0 ]; then
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.max.sm,power.draw,power.limit,temperature.gpu,clocks_event_reasons.active \
+    --format=csv,noheader,nounits -lms 500 > "$out/clocks.csv" 2>&1 &
+  clocks_pid=$!
+  summarize_clocks() {
+    kill "$clocks_pid" 2> /dev/null; wait "$clocks_pid" 2> /dev/null
+    python3 - "$out/clocks.csv" << 'PY' | tee "$out/clocks.txt"
+import statistics, sys
+rows = [[f.strip() for f in l.split(",")] for l in open(sys.argv[1]) if l.count(",") == 6]
+def num(v):
+    try: return float(v)
+    except ValueError: return None
+sm = [num(r[1]) for r in rows if num(r[1]) is not None]
+busy = [r for r in rows if num(r[3]) is not None and num(r[3]) > 0.85 * (num(r[4]) or 1e9)]
+print(f"clocks: {len(rows)} samples; SM {min(sm, default=0):.0f}-{max(sm, default=0):.0f} MHz, median {statistics.median(sm) if sm else 0:.0f}")
+if busy:
+    b = [num(r[1]) for r in busy]
+    print(f"  above 85% of the power limit: {len(busy)} samples, SM {min(b):.0f}-{max(b):.0f} MHz, median {statistics.median(b):.0f}")
+print("  reasons seen:", sorted({r[6] for r in rows}))
+PY
+  }
+  trap summarize_clocks EXIT
+fi
 nvcc -O3 -std=c++17 $ARCH -Xptxas -v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe 2> "$out/ptxas.txt" || { cat "$out/ptxas.txt"; exit 1; }
 what=${*:-check sanitize speed}
 for w in $what; do
@@ -52,6 +77,11 @@ for w in $what; do
       ms=${MS:-32,64,128,256,512,1024,4096}
       timeout 250 /tmp/probe speedm $ms 2>&1 | tee "$out/speedm.txt"
       TRIRUN_HOPPER=0 timeout 250 /tmp/probe speedm $ms 2>&1 | tee "$out/speedm-nohopper.txt" | grep SUM ;;
+    decodeonce)
+      # The Hopper kernel with -DTRIRUN_EXP_DECODE_ONCE=1 (a slice's first tile decoded, its fragments reused:
+      # timing only, wrong results) against the real one, TriRun only, alternating, at MS (default 256..2048).
+      nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_DECODE_ONCE=1 -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_once || exit 1
+      for p in probe probe_once probe probe_once; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-256,512,1024,2048} 2>&1 | grep SUM; done | tee "$out/decodeonce.txt" ;;
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep SUM ;;
