@@ -8,6 +8,7 @@
  * results schema use it); telemetry-recorder.ts runs nvidia-smi.
  */
 import { z } from "zod";
+import { summarize } from "./stats.js";
 
 /** One nvidia-smi sample. Null where the driver reports no value ("[N/A]"). */
 export interface TelemetrySample {
@@ -133,15 +134,10 @@ export function parseTelemetryCsv(text: string): TelemetrySample[] {
   return samples;
 }
 
-function median(sorted: readonly number[]): number {
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 function rangeOf(values: readonly number[]): { min: number; median: number; max: number } | null {
   if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return { min: sorted[0], median: median(sorted), max: sorted[sorted.length - 1] };
+  const { min, median, max } = summarize(values);
+  return { min, median, max };
 }
 
 function present(values: readonly (number | null)[]): number[] {
@@ -200,11 +196,6 @@ export function summarizeWindows(
   return windows.map((w) => summarizeTelemetry(samples, { startMs: w.startedAtMs, endMs: w.endedAtMs }));
 }
 
-/** Sorted batch sizes as a comma-separated list. */
-function listOf(values: readonly number[]): string {
-  return values.join(", ");
-}
-
 /**
  * Markdown bullets about the GPU during a run: its clock range and power, and
  * the (set, m) points measured mostly (> half their samples) at a power or
@@ -247,7 +238,9 @@ export function telemetryBullets(
     limited.set(row.model, set);
   }
   if (limited.size > 0) {
-    const lists = [...limited].map(([model, ms]) => `${model} m = ${listOf([...ms].sort((a, b) => a - b))}`);
+    const lists = [...limited].map(
+      ([model, ms]) => `${model} m = ${[...ms].sort((a, b) => a - b).join(", ")}`,
+    );
     out.push(
       `- Measured mostly at the GPU's power or thermal limit (SM clock below 90% of its maximum in more than ` +
         `half of the row's samples; compare such points across runs with care): ${lists.join("; ")}.`,
