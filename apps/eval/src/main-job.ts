@@ -24,9 +24,13 @@ export interface MainJobOptions {
 
 const SEQ_LEN = 256;
 
-/** Paths in reports relative to the working directory, so that they do not name the machine. */
+/**
+ * Paths in reports relative to the directory the user started from, so that they do not name the
+ * machine: pnpm runs scripts inside the package and says where it was started in INIT_CWD
+ * (`bash scripts/main.sh` from the repository root: apps/eval/out/report.md, not out/report.md).
+ */
 export function displayPath(path: string): string {
-  const rel = relative(process.cwd(), path);
+  const rel = relative(process.env.INIT_CWD || process.cwd(), path);
   return rel === "" ? "." : isAbsolute(rel) ? path : rel;
 }
 
