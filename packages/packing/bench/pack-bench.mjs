@@ -66,13 +66,14 @@ function layerBench() {
     "packWeights (codes -> B)",
     time(() => packWeights(q.result.codes, k, n)),
   );
-  // mse searches 80 scales per group: measured on a slice.
+  // mse rates 80 scales per group: measured on a slice.
   const slice = { data: data.subarray(0, 1024 * k), dtype: "F16", outFeatures: 1024, inFeatures: k };
-  report(
-    "quantizePacked mse g128 (1024 x 8192 slice)",
-    time(() => quantizePacked(slice, { method: "mse", groupsize: 128 })),
-    1024 * k,
-  );
+  for (const groupsize of [128, -1])
+    report(
+      `quantizePacked mse g${groupsize} (1024 x 8192 slice)`,
+      time(() => quantizePacked(slice, { method: "mse", groupsize })),
+      1024 * k,
+    );
   console.log(`layer in=${k} out=${n} (fp16 input), node ${process.version}`);
   console.table(rows);
 }

@@ -257,47 +257,50 @@ function level2(x: number): number {
   return q - ((q - 2) & ~((q - 2) >> 31)); // min(q, 2)
 }
 
-/**
- * Sums of squared errors of a group quantized onto levels [-1, 2] with four scales at once: four
- * independent sums, each still added in element order, so each equals the one-scale sum exactly.
- * |w / s| <= 1 / 0.21 for the mse candidates, far inside int32.
- */
-function groupErrors4(
-  group: Float64Array,
-  len: number,
-  scales: Float64Array,
-  at: number,
-  out: Float64Array,
-): void {
-  const s0 = scales[at];
-  const s1 = scales[at + 1];
-  const s2 = scales[at + 2];
-  const s3 = scales[at + 3];
-  let e0 = 0;
-  let e1 = 0;
-  let e2 = 0;
-  let e3 = 0;
+/** Sum of squared errors of a group quantized onto levels [-1, 2] with scale s, in element order. */
+function groupError(group: Float64Array, len: number, s: number): number {
+  let e = 0;
   for (let i = 0; i < len; i++) {
     const w = group[i];
-    const d0 = w - level2(w / s0) * s0;
-    const d1 = w - level2(w / s1) * s1;
-    const d2 = w - level2(w / s2) * s2;
-    const d3 = w - level2(w / s3) * s3;
-    e0 += d0 * d0;
-    e1 += d1 * d1;
-    e2 += d2 * d2;
-    e3 += d3 * d3;
+    const d = w - level2(w / s) * s;
+    e += d * d;
   }
-  out[0] = e0;
-  out[1] = e1;
-  out[2] = e2;
-  out[3] = e3;
+  return e;
 }
 
-const mseCandidates = new Float64Array(MSE_GRID.length + 3);
-const mseErrors = new Float64Array(4);
+const mseCandidates = new Float64Array(MSE_GRID.length);
+const mseFastErrors = new Float64Array(MSE_GRID.length);
+const mseLinear = new Float64Array(MSE_GRID.length + 1);
+const mseQuadratic = new Float64Array(MSE_GRID.length + 1);
 
-/** The first of the candidate scales `p * max |w|` (rounded to fp16) with the least squared error. */
+/**
+ * The first candidate index j with `w > t * s_j` (the candidates shrink, so once true it stays
+ * true), searched from a guess; `count` when there is none.
+ */
+function crossing(w: number, t: number, guess: number, count: number): number {
+  let j = guess < 0 ? 0 : guess > count ? count : guess;
+  while (j > 0 && w > t * mseCandidates[j - 1]) j--;
+  while (j < count && !(w > t * mseCandidates[j])) j++;
+  return j;
+}
+
+/**
+ * The first of the candidate scales `p * max |w|` (rounded to fp16) with the least squared error,
+ * as the plain search defines it (each candidate's error summed in element order, strict `<`), at a
+ * fraction of its cost.
+ *
+ * First pass, every candidate at once: as the scale shrinks, each weight's level only moves away
+ * from 0, so a weight changes level at most twice along the candidates (0 -> -1; or 0 -> 1 -> 2).
+ * Each weight adds its changes to the candidate where they happen, and one sweep over the candidates
+ * then has each one's sum of (w - q s)^2 = sum w^2 - 2 s sum q w + s^2 sum q^2. The boundaries are
+ * compared without dividing (w > 0.5 s instead of round(w / s) >= 1); a weight that this puts on
+ * the other side of a boundary sits on it, where both levels' errors agree to rounding.
+ *
+ * Second pass: those errors differ from the plain ones by rounding only (at most `tolerance`
+ * apart), so the plain search's winner is among the candidates rated within 2 * tolerance of the
+ * best; only those are summed again the plain way, which keeps every scale bit-identical to the
+ * plain search's, ties included.
+ */
 function mseScale(group: Float64Array, len: number, maxAbs: number): number {
   let count = 0;
   for (const p of MSE_GRID) {
@@ -306,17 +309,55 @@ function mseScale(group: Float64Array, len: number, maxAbs: number): number {
     mseCandidates[count++] = candidate;
   }
   if (count === 0) return 0;
-  // Pad to a multiple of 4 with the last candidate (a repeat never wins: the comparison is strict).
-  for (let j = count; j % 4 !== 0; j++) mseCandidates[j] = mseCandidates[count - 1];
+  const linear = mseLinear;
+  const quadratic = mseQuadratic;
+  linear.fill(0, 0, count + 1);
+  quadratic.fill(0, 0, count + 1);
+  // Candidate j is about (1 - j / 100) maxAbs: level 1 from s < 2 w, level 2 from s < w / 1.5.
+  const perMax = 100 / maxAbs;
+  let squares = 0;
+  for (let i = 0; i < len; i++) {
+    const w = group[i];
+    squares += w * w;
+    if (w < 0) {
+      // level -1 once -w > 0.5 s (w / s < -0.5)
+      const j = crossing(-w, 0.5, Math.ceil(100 + 2 * w * perMax), count);
+      linear[j] -= w;
+      quadratic[j] += 1;
+    } else if (w > 0) {
+      const j1 = crossing(w, 0.5, Math.ceil(100 - 2 * w * perMax), count);
+      linear[j1] += w;
+      quadratic[j1] += 1;
+      // level 2 once w > 1.5 s: q w grows by w more, q^2 by 3
+      const j2 = crossing(w, 1.5, Math.ceil(100 - (w / 1.5) * perMax), count);
+      linear[j2] += w;
+      quadratic[j2] += 3;
+    }
+  }
+  let runLinear = 0;
+  let runQuadratic = 0;
+  let fastBest = Number.POSITIVE_INFINITY;
+  for (let j = 0; j < count; j++) {
+    runLinear += linear[j];
+    runQuadratic += quadratic[j];
+    const s = mseCandidates[j];
+    const error = squares - 2 * s * runLinear + s * s * runQuadratic;
+    mseFastErrors[j] = error;
+    if (error < fastBest) fastBest = error;
+  }
+  // How far the two sums of one candidate can differ: each is fewer than 3 len + 100 roundings of
+  // terms adding up to at most 10 len maxAbs^2 (|w| <= maxAbs, s <= maxAbs, levels in [-1, 2]),
+  // plus len weights on a boundary (2^-50 s^2 each); doubled for margin.
+  const ulp = 2 ** -52;
+  const tolerance = 2 * ulp * len * maxAbs * maxAbs * (10 * (3 * len + 100) + 4);
   let s = 0;
   let best = Number.POSITIVE_INFINITY;
-  for (let j = 0; j < count; j += 4) {
-    groupErrors4(group, len, mseCandidates, j, mseErrors);
-    for (let t = 0; t < 4 && j + t < count; t++) {
-      if (mseErrors[t] < best) {
-        best = mseErrors[t];
-        s = mseCandidates[j + t];
-      }
+  for (let j = 0; j < count; j++) {
+    if (mseFastErrors[j] > fastBest + 2 * tolerance) continue;
+    const error = groupError(group, len, mseCandidates[j]);
+    if (error < best) {
+      best = error;
+      s = mseCandidates[j];
     }
   }
   return s;

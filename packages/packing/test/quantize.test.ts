@@ -123,6 +123,77 @@ describe("quantizers against an fp64 reference", () => {
     });
   }
 
+  it("mse picks the plain search's scale where candidates tie and weights sit on level boundaries", () => {
+    // Weights on a coarse lattice (small multiples of one step, exact in every dtype): many candidate
+    // scales then have equal or nearly equal errors, and many weights fall exactly on s / 2 or 1.5 s,
+    // the cases where a search that sums differently could pick another scale than the plain one.
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 1, max: 260 }),
+        fc.constantFrom<FloatDType>("F32", "F16", "F64"),
+        fc.constantFrom(128, -1, 16),
+        fc.constantFrom(1, 3, 8, 40),
+        fc.constantFrom(2 ** -6, 2 ** -10, 0.01),
+        (out, inF, dtype, groupsize, levels, step) => {
+          const exactValues = Array.from({ length: out * inF }, () =>
+            f16round(Math.round((Math.random() * 2 - 1) * levels) * step),
+          );
+          const data =
+            dtype === "F32"
+              ? Float32Array.from(exactValues)
+              : dtype === "F64"
+                ? Float64Array.from(exactValues)
+                : new Uint16Array(new Float16Array(exactValues).buffer);
+          const exact = dtype === "F32" ? Array.from(data as Float32Array) : exactValues;
+          const q = quantize(
+            { data, dtype, outFeatures: out, inFeatures: inF } as Parameters<typeof quantize>[0],
+            {
+              method: "mse",
+              groupsize,
+            },
+          );
+          const ref = referenceQuantize(exact, out, inF, "mse", groupsize);
+          expect(Array.from(q.scales)).toEqual(fp16Bits(ref.scales));
+          expect(Buffer.from(q.codes).equals(Buffer.from(ref.codes))).toBe(true);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it("mse keeps the plain search's first scale when two scales tie exactly", () => {
+    // Two weights [M, sa + sb - M] have the same squared error at the candidate scales sa and sb
+    // (the same two terms, summed in another order); where those two are the best candidates the
+    // plain search keeps sa, the first. Sums formed another way (sum w^2 - 2 s sum q w + s^2 sum q^2)
+    // can round the tie either way, so the quantizer must still choose as the plain search does.
+    const groups: number[][] = [
+      [1.0339298653782463, 0.9616756033717537],
+      [1.4212104736773394, 1.4069145263226606],
+    ];
+    for (let t = 0; t < 20000 && groups.length < 40; t++) {
+      const m = 1 + Math.random();
+      for (let a = 0; a < 79; a++) {
+        const sa = f16round((1 - a / 100) * m);
+        const sb = f16round((1 - (a + 1) / 100) * m);
+        const w2 = sa + sb - m;
+        if (sa === sb || w2 <= 0 || w2 + m !== sa + sb) continue;
+        if (referenceScale("mse", [m, w2]) === sa) groups.push([m, w2]);
+      }
+    }
+    expect(groups.length).toBeGreaterThan(10);
+    for (const v of groups) {
+      const q = quantize(
+        { data: Float64Array.from(v), dtype: "F64", outFeatures: 1, inFeatures: 2 },
+        {
+          method: "mse",
+          groupsize: -1,
+        },
+      );
+      expect(q.scales[0]).toBe(fp16Bits([referenceScale("mse", v)])[0]);
+    }
+  });
+
   it("rounds ties half to even and clamps to the method's levels", () => {
     // absmax: s = 2, w / s = 0.5 -> 0, -0.5 -> 0, 0.75 -> 1, -1 -> -1.
     const w = Float32Array.from([2, 1, -1, 1.5, -2, 0, 0.5, -1.5]);
