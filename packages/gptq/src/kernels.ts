@@ -388,12 +388,46 @@ export function lowerInverseColumns(
 }
 
 /**
+ * sum_r weights[r] * (w - q(w) s)^2 over a group's column, q(w) = clamp(round(w / s), qmin, qmax)
+ * (w / s as w * (1 / s)), summed in row order: the definition the scale search must reproduce.
+ */
+export function groupScaleError(
+  col: Float64Array,
+  wts: Float64Array,
+  rowCount: number,
+  signed: number,
+  qmin: number,
+  qmax: number,
+): number {
+  const inv = 1 / signed;
+  let err = 0;
+  for (let r = 0; r < rowCount; r++) {
+    const w = col[r];
+    let level = roundHalfEven(w * inv);
+    level = level < qmin ? qmin : level > qmax ? qmax : level;
+    const d = w - level * signed;
+    err += wts[r] * d * d;
+  }
+  return err;
+}
+
+/**
  * Hessian-weighted scale search for one group of rows of a (rows x out) fp32 matrix, columns
  * [o0, o1) (one output feature each). For every output it tries scales s = f * base, f on a grid
  * from 1 down to minShrink, where base is the smallest scale that clips nothing, rounds each to
- * fp16, and keeps the one with the least sum_r weights[r] * (w - q(w))^2. With allowNegative it also
- * tries the mirrored orientation (a negative scale puts the extra int2 level on the other side).
- * Results (fp16-exact values) go to scalesOut[scalesOffset + o].
+ * fp16, and keeps the first with the least sum_r weights[r] * (w - q(w))^2 (`groupScaleError`).
+ * With allowNegative it also tries the mirrored orientation (a negative scale puts the extra int2
+ * level on the other side). Results (fp16-exact values) go to scalesOut[scalesOffset + o].
+ *
+ * Two passes per output, so that the result is the plain search's, bit for bit, at a fraction of
+ * its cost. First, every candidate of an orientation at once: as the scale shrinks, a weight's
+ * level only moves away from 0, one step at a time, so each weight adds its steps (to level m at
+ * the first candidate with |w| > (m - 0.5) s, found from a guessed index without dividing) to the
+ * candidate where they happen, and a sweep over the candidates gives each one's
+ * sum c w^2 - 2 s sum c q w + s^2 sum c q^2. Those differ from the row-order sums only by
+ * rounding (a weight on a level boundary may land on the other side, where both levels' errors
+ * agree to rounding), at most `tolerance` apart; so, second, only the candidates rated within
+ * 2 * tolerance of the best are summed the plain way, in the plain search's order.
  */
 export function searchGroupScales(
   rows: Float32Array,
@@ -416,15 +450,28 @@ export function searchGroupScales(
   const largest = 65504;
   const orientations = allowNegative && qmin !== -qmax ? 2 : 1;
   const steps = grid > 1 ? grid : 1;
+  const levels = Math.max(qmax, -qmin);
   // The group's column for one output, gathered contiguously (it is strided by `out` in `rows`).
   const col = new Float64Array(rowCount);
   const wts = weights.subarray(weightOffset, weightOffset + rowCount);
+  // Per orientation: its distinct candidate scales (non-increasing), their first-pass errors, and
+  // the per-candidate steps of sum c q w and sum c q^2.
+  const cand = new Float64Array(2 * steps);
+  const fast = new Float64Array(2 * steps);
+  const linear = new Float64Array(steps + 1);
+  const quadratic = new Float64Array(steps + 1);
+  const counts = [0, 0];
+  let weightSum = 0;
+  for (let r = 0; r < rowCount; r++) weightSum += wts[r];
+  const shrinkPerStep = steps > 1 ? (1 - minShrink) / (steps - 1) : 1;
   for (let o = o0; o < o1; o++) {
     let mx = 0;
     let mn = 0;
+    let squares = 0;
     for (let r = 0; r < rowCount; r++) {
       const w = rows[(rowStart + r) * out + o];
       col[r] = w;
+      squares += wts[r] * w * w;
       if (w > mx) mx = w;
       if (w < mn) mn = w;
     }
@@ -432,32 +479,82 @@ export function searchGroupScales(
       scalesOut[scalesOffset + o] = 0;
       continue;
     }
-    let bestErr = Number.POSITIVE_INFINITY;
-    let bestScale = 0;
+    let fastBest = Number.POSITIVE_INFINITY;
+    let biggestScale = 0;
     for (let orient = 0; orient < orientations; orient++) {
       const sign = orient === 0 ? 1 : -1;
       const hi = sign > 0 ? mx : -mn;
       const lo = sign > 0 ? mn : -mx;
       const base = Math.max(hi / qmax, lo / qmin);
+      const at = orient * steps;
+      let count = 0;
       let lastScale = -1;
       for (let k = 0; k < steps; k++) {
-        const f = steps > 1 ? 1 - ((1 - minShrink) * k) / (steps - 1) : 1;
+        const f = steps > 1 ? 1 - shrinkPerStep * k : 1;
         let s = roundToFp16(base * f);
         if (s < smallest) s = smallest;
         if (s > largest) s = largest;
         if (s === lastScale) continue;
         lastScale = s;
-        const signed = sign * s;
-        const inv = 1 / signed;
-        let err = 0;
-        for (let r = 0; r < rowCount; r++) {
-          const w = col[r];
-          let level = roundHalfEven(w * inv);
-          level = level < qmin ? qmin : level > qmax ? qmax : level;
-          const d = w - level * signed;
-          err += wts[r] * d * d;
-          if (err >= bestErr) break;
+        cand[at + count++] = s;
+      }
+      counts[orient] = count;
+      if (cand[at] > biggestScale) biggestScale = cand[at];
+      linear.fill(0, 0, count + 1);
+      quadratic.fill(0, 0, count + 1);
+      for (let r = 0; r < rowCount; r++) {
+        const w = sign * col[r];
+        if (w === 0) continue;
+        const a = w > 0 ? w : -w;
+        const top = w > 0 ? qmax : -qmin;
+        const c = wts[r];
+        let j = 0;
+        for (let m = 1; m <= top; m++) {
+          // First candidate with a > (m - 0.5) s: candidate k is about base (1 - shrinkPerStep k).
+          const t = m - 0.5;
+          let guess = Math.ceil((1 - a / (t * base)) / shrinkPerStep);
+          // (NaN, from a grid without shrink, falls back to j)
+          guess = guess > j ? (guess > count ? count : guess) : j;
+          while (guess > j && a > t * cand[at + guess - 1]) guess--;
+          while (guess < count && !(a > t * cand[at + guess])) guess++;
+          if (guess === count) break;
+          j = guess;
+          linear[j] += c * a;
+          quadratic[j] += c * (2 * m - 1);
         }
+      }
+      let runLinear = 0;
+      let runQuadratic = 0;
+      for (let k = 0; k < count; k++) {
+        runLinear += linear[k];
+        runQuadratic += quadratic[k];
+        const s = cand[at + k];
+        const e = squares - 2 * s * runLinear + s * s * runQuadratic;
+        fast[at + k] = e;
+        if (e < fastBest) fastBest = e;
+      }
+    }
+    // Rounding bound of either sum for one candidate: fewer than (2 levels + 4) rowCount + 2 steps
+    // roundings of terms that add up to at most weightSum (max|w| + levels s)^2, plus rowCount
+    // boundary weights (2^-50 weightSum s^2 (2 levels + 1)); doubled for margin.
+    const amax = mx > -mn ? mx : -mn;
+    const spread = amax + levels * biggestScale;
+    const tolerance =
+      2 *
+      2 ** -52 *
+      weightSum *
+      spread *
+      spread *
+      ((2 * levels + 4) * rowCount + 2 * steps + 4 * (2 * levels + 1));
+    let bestErr = Number.POSITIVE_INFINITY;
+    let bestScale = 0;
+    for (let orient = 0; orient < orientations; orient++) {
+      const sign = orient === 0 ? 1 : -1;
+      const at = orient * steps;
+      for (let k = 0; k < counts[orient]; k++) {
+        if (fast[at + k] > fastBest + 2 * tolerance) continue;
+        const signed = sign * cand[at + k];
+        const err = groupScaleError(col, wts, rowCount, signed, qmin, qmax);
         if (err < bestErr) {
           bestErr = err;
           bestScale = signed;
@@ -634,6 +731,7 @@ export const KERNEL_SOURCE_FUNCTIONS = [
   choleskyPanelRows,
   choleskyUpdateRows,
   lowerInverseColumns,
+  groupScaleError,
   searchGroupScales,
   sweepBlock,
   rankUpdateRows,
