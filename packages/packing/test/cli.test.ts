@@ -56,7 +56,48 @@ describe("built package", () => {
   });
 });
 
+describe("built package: worker threads", () => {
+  it("the CommonJS and ESM builds find their pack worker and write the same bytes as one thread", () => {
+    const dir = join(root, "threads-built");
+    const script = (entry: string, load: string) =>
+      [
+        `${load}.then(async (m) => {`,
+        "const n = 1024, k = 1024, fs = require('node:fs'), path = require('node:path');",
+        `const dir = ${JSON.stringify(dir)}; fs.mkdirSync(dir, { recursive: true });`,
+        "const data = new Float32Array(n * k).map(() => Math.random() - 0.5);",
+        "const input = path.join(dir, 'in-' + process.pid + '.safetensors');",
+        "await m.writeSafetensorsFile(input, [{ name: 'model.layers.0.mlp.up_proj.weight', dtype: 'F32', shape: [n, k], data }]);",
+        "const outs = [];",
+        "for (const threads of [1, 2]) { const out = path.join(dir, 'out-' + process.pid + '-' + threads);",
+        "  await m.packCheckpoint(input, out, { method: 'mse', groupsize: 128, threads }); outs.push(fs.readFileSync(path.join(out, 'model.safetensors'))); }",
+        "process.exit(outs[0].equals(outs[1]) ? 0 : 3); }).catch((e) => { console.error(e); process.exit(2); });",
+        `// ${entry}`,
+      ].join("\n");
+    for (const [entry, load] of [
+      ["cjs", "Promise.resolve(require('./dist/node.cjs'))"],
+      ["esm", "import('./dist/node.js')"],
+    ]) {
+      const r = spawnSync(process.execPath, ["-e", script(entry, load)], {
+        cwd: packageDir,
+        encoding: "utf8",
+      });
+      expect(r.stderr, entry).toBe("");
+      expect(r.status, entry).toBe(0);
+    }
+  }, 60_000);
+});
+
 describe("trirun-pack / trirun-unpack (built CLI)", () => {
+  it("refuses a thread count that is not a positive integer, in one line", () => {
+    for (const bad of ["0", "abc", "1.5"]) {
+      const r = run(packCli, [join(root, "nowhere"), join(root, "nowhere-out"), "--threads", bad]);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(
+        /^trirun-pack: error: option '-t, --threads <n>' argument '.*' is invalid\. must be an integer from 1 to 1024\n$/,
+      );
+    }
+  });
+
   it("converts a generated checkpoint and back, printing a summary", async () => {
     const model = await writeTinyModel(join(root, "in"), { sharded: true });
     const out = join(root, "out");

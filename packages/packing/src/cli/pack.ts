@@ -1,9 +1,27 @@
 #!/usr/bin/env node
 /** trirun-pack: Hugging Face safetensors checkpoint -> TriRun checkpoint. */
+import { availableParallelism } from "node:os";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { QUANT_METHODS } from "../quantize.js";
 import { DEFAULT_INCLUDE, packCheckpoint } from "../node/convert.js";
 import { progressBar, runCli, summaryLines } from "./common.js";
+
+function parseThreads(value: string): number {
+  const threads = Number(value);
+  if (!/^\d+$/.test(value) || threads < 1 || threads > 1024) {
+    throw new InvalidArgumentError("must be an integer from 1 to 1024");
+  }
+  return threads;
+}
+
+/**
+ * Default thread count: for mse (~25-30 M weights/s on one core) the cores Node may use, at most 8;
+ * the other quantizers run at 100-200 M weights/s on one core, where reading the file and copying
+ * slices to workers cost as much as they save (measured on 2 cores: NOTES.md).
+ */
+function defaultThreads(method: string): number {
+  return method === "mse" ? Math.min(8, availableParallelism()) : 1;
+}
 
 function parseGroupSize(value: string): 128 | -1 {
   if (value === "128") return 128;
@@ -30,6 +48,12 @@ const program = new Command("trirun-pack")
   )
   .option("-i, --include <glob...>", "module-name globs to pack", [...DEFAULT_INCLUDE])
   .option("-x, --exclude <glob...>", "module-name globs to leave unquantized", [])
+  .addOption(
+    new Option(
+      "-t, --threads <n>",
+      "worker threads quantizing each large layer; same output for any count (default: cores up to 8 for mse, else 1)",
+    ).argParser(parseThreads),
+  )
   .option("-n, --dry-run", "list what would be packed; write nothing")
   .option("-f, --force", "overwrite files in the output folder")
   .option("-q, --quiet", "no progress bar")
@@ -50,6 +74,7 @@ const program = new Command("trirun-pack")
           exclude: opts.exclude,
           dryRun: opts.dryRun === true,
           overwrite: opts.force === true,
+          threads: opts.threads ?? defaultThreads(opts.method),
           onProgress: bar.update,
         });
       } finally {

@@ -32,6 +32,7 @@ import {
   elementCount,
 } from "../safetensors.js";
 import { locateCheckpoint, openCheckpoint, SafetensorsFileWriter, SHARD_INDEX_FILE } from "./files.js";
+import { PackPool } from "./pack-pool.js";
 import { readConfig } from "./trirun.js";
 
 /** Modules packed by default: attention q/k/v/o and MLP gate/up/down projections (Llama naming). */
@@ -57,6 +58,11 @@ export interface PackCheckpointOptions {
   dryRun?: boolean;
   /** Replace files already in the output folder. */
   overwrite?: boolean;
+  /**
+   * Worker threads that quantize each large layer in parallel (default 1: the calling thread).
+   * The output is the same bytes for any count.
+   */
+  threads?: number;
   onProgress?: (progress: ConvertProgress) => void;
 }
 
@@ -272,8 +278,13 @@ export async function packCheckpoint(
   options: PackCheckpointOptions,
 ): Promise<ConvertSummary> {
   const started = performance.now();
+  const threads = options.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw new RangeError(`threads must be an integer from 1 to 1024, got ${String(options.threads)}`);
+  }
   const location = await locateCheckpoint(input);
   const ckpt = await openCheckpoint(input);
+  let pool: PackPool | undefined;
   try {
     const plans = planShards(ckpt, options, "model.safetensors");
     const all = plans.flatMap((p) => p.tensors);
@@ -304,11 +315,12 @@ export async function packCheckpoint(
     const trirunMetadata = encodeTriRunMetadata(meta);
     let done = 0;
     const weightMap = new Map<string, string>();
+    pool = threads > 1 ? PackPool.create(threads) : undefined;
     for (const plan of plans) {
       const specs = outputSpecs(plan);
       for (const s of specs) weightMap.set(s.name, plan.outName);
       const metadata = { ...plan.reader.metadata, ...trirunMetadata };
-      const path = await writeShard(output, plan, specs, metadata, (t, bytes): Outputs => {
+      const path = await writeShard(output, plan, specs, metadata, async (t, bytes): Promise<Outputs> => {
         options.onProgress?.({ done: ++done, total: all.length, tensor: t.name, action: t.action });
         if (t.action === "copy") return [[t.name, bytes]];
         const m = t.module!;
@@ -318,7 +330,12 @@ export async function packCheckpoint(
           outFeatures: m.outFeatures,
           inFeatures: m.inFeatures,
         } as WeightMatrix;
-        const layer = packLinear(m.module, weight, { method: options.method, groupsize: options.groupsize });
+        const quant = { method: options.method, groupsize: options.groupsize };
+        // Padded layers (rare: dimensions off the kernel's multiples) stay on this thread.
+        const layer =
+          pool !== undefined && m.k === m.inFeatures && m.n === m.outFeatures
+            ? await pool.pack(weight, { ...quant, name: t.name })
+            : packLinear(m.module, weight, quant);
         const names = tensorNamesOf(m.module);
         return [
           [names.B, layer.B],
@@ -350,6 +367,7 @@ export async function packCheckpoint(
     summary.seconds = (performance.now() - started) / 1000;
     return summary;
   } finally {
+    await pool?.close();
     await ckpt.close();
   }
 }
