@@ -1,7 +1,9 @@
 /**
  * The CPU reference matmul: `y (rows, out) = x (rows, in) @ W^T + bias` with `W (out, in)` row-major,
- * the PyTorch `Linear.weight` orientation. Blocked over four input rows so that each weight row is
- * read once per block; sums are accumulated in float64 (JavaScript numbers) and stored as fp32.
+ * the PyTorch `Linear.weight` orientation. Register-blocked over four input rows and two outputs, so
+ * that each loaded weight serves four rows and each loaded input two outputs (about 1.5x the speed
+ * of four rows by one output in V8); every sum still runs over `in` in order, in float64
+ * (JavaScript numbers), and is stored as fp32, so the blocking does not change a single result.
  */
 export function matmulWeightRows(
   x: Float32Array,
@@ -12,41 +14,82 @@ export function matmulWeightRows(
   bias: Float32Array | undefined,
   y: Float32Array,
 ): void {
-  const ROW_BLOCK = 4;
+  const K = inFeatures;
+  const N = outFeatures;
   let r = 0;
-  for (; r + ROW_BLOCK <= rows; r += ROW_BLOCK) {
-    const x0 = r * inFeatures;
-    const x1 = x0 + inFeatures;
-    const x2 = x1 + inFeatures;
-    const x3 = x2 + inFeatures;
-    const y0 = r * outFeatures;
-    for (let o = 0; o < outFeatures; o++) {
-      const w0 = o * inFeatures;
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      for (let i = 0; i < inFeatures; i++) {
-        const w = weight[w0 + i];
-        s0 += x[x0 + i] * w;
-        s1 += x[x1 + i] * w;
-        s2 += x[x2 + i] * w;
-        s3 += x[x3 + i] * w;
+  for (; r + 4 <= rows; r += 4) {
+    const x0 = r * K;
+    const x1 = x0 + K;
+    const x2 = x1 + K;
+    const x3 = x2 + K;
+    const y0 = r * N;
+    let o = 0;
+    for (; o + 2 <= N; o += 2) {
+      const wa = o * K;
+      const wb = wa + K;
+      let a0 = 0;
+      let a1 = 0;
+      let a2 = 0;
+      let a3 = 0;
+      let b0 = 0;
+      let b1 = 0;
+      let b2 = 0;
+      let b3 = 0;
+      for (let i = 0; i < K; i++) {
+        const u = weight[wa + i];
+        const v = weight[wb + i];
+        const p0 = x[x0 + i];
+        const p1 = x[x1 + i];
+        const p2 = x[x2 + i];
+        const p3 = x[x3 + i];
+        a0 += p0 * u;
+        a1 += p1 * u;
+        a2 += p2 * u;
+        a3 += p3 * u;
+        b0 += p0 * v;
+        b1 += p1 * v;
+        b2 += p2 * v;
+        b3 += p3 * v;
       }
-      const b = bias === undefined ? 0 : bias[o];
-      y[y0 + o] = s0 + b;
-      y[y0 + outFeatures + o] = s1 + b;
-      y[y0 + 2 * outFeatures + o] = s2 + b;
-      y[y0 + 3 * outFeatures + o] = s3 + b;
+      const ba = bias === undefined ? 0 : bias[o];
+      const bb = bias === undefined ? 0 : bias[o + 1];
+      y[y0 + o] = a0 + ba;
+      y[y0 + N + o] = a1 + ba;
+      y[y0 + 2 * N + o] = a2 + ba;
+      y[y0 + 3 * N + o] = a3 + ba;
+      y[y0 + o + 1] = b0 + bb;
+      y[y0 + N + o + 1] = b1 + bb;
+      y[y0 + 2 * N + o + 1] = b2 + bb;
+      y[y0 + 3 * N + o + 1] = b3 + bb;
+    }
+    if (o < N) {
+      // an odd output count: the last output alone
+      const wa = o * K;
+      let a0 = 0;
+      let a1 = 0;
+      let a2 = 0;
+      let a3 = 0;
+      for (let i = 0; i < K; i++) {
+        const u = weight[wa + i];
+        a0 += x[x0 + i] * u;
+        a1 += x[x1 + i] * u;
+        a2 += x[x2 + i] * u;
+        a3 += x[x3 + i] * u;
+      }
+      const ba = bias === undefined ? 0 : bias[o];
+      y[y0 + o] = a0 + ba;
+      y[y0 + N + o] = a1 + ba;
+      y[y0 + 2 * N + o] = a2 + ba;
+      y[y0 + 3 * N + o] = a3 + ba;
     }
   }
   for (; r < rows; r++) {
-    const x0 = r * inFeatures;
-    const y0 = r * outFeatures;
-    for (let o = 0; o < outFeatures; o++) {
-      const w0 = o * inFeatures;
+    const x0 = r * K;
+    const y0 = r * N;
+    for (let o = 0; o < N; o++) {
+      const w0 = o * K;
       let s = 0;
-      for (let i = 0; i < inFeatures; i++) s += x[x0 + i] * weight[w0 + i];
+      for (let i = 0; i < K; i++) s += x[x0 + i] * weight[w0 + i];
       y[y0 + o] = s + (bias === undefined ? 0 : bias[o]);
     }
   }
