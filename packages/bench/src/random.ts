@@ -6,33 +6,23 @@
  * data needs no statistical quality, only to be non-trivial and fast to make.
  */
 import { setFloat16 } from "@petamoriken/float16";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 
-/** A small, fast seeded generator (sfc32) returning unsigned 32-bit integers. */
+type RandomGenerator = ReturnType<typeof xoroshiro128plus>;
+
+/** A seeded generator (pure-rand's xoroshiro128+) returning unsigned 32-bit integers. */
 export class RandomSource {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
+  readonly #generator: RandomGenerator;
 
   constructor(seed: number) {
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
       throw new RangeError(`seed must be an integer in [0, 2^32 - 1], got ${String(seed)}`);
     }
-    this.a = 0x9e3779b9;
-    this.b = 0x243f6a88;
-    this.c = 0xb7e15162;
-    this.d = seed >>> 0;
-    for (let i = 0; i < 16; i++) this.nextUint32();
+    this.#generator = xoroshiro128plus(seed | 0);
   }
 
   nextUint32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
+    return this.#generator.next() >>> 0;
   }
 
   /** Uniform in [0, 1). */
