@@ -32,7 +32,7 @@ import {
   elementCount,
 } from "../safetensors.js";
 import { locateCheckpoint, openCheckpoint, SafetensorsFileWriter, SHARD_INDEX_FILE } from "./files.js";
-import { PackPool } from "./pack-pool.js";
+import { PackPool, PARALLEL_MIN_WEIGHTS } from "./pack-pool.js";
 import { readConfig } from "./trirun.js";
 
 /** Modules packed by default: attention q/k/v/o and MLP gate/up/down projections (Llama naming). */
@@ -315,7 +315,6 @@ export async function packCheckpoint(
     const trirunMetadata = encodeTriRunMetadata(meta);
     let done = 0;
     const weightMap = new Map<string, string>();
-    pool = threads > 1 ? PackPool.create(threads) : undefined;
     for (const plan of plans) {
       const specs = outputSpecs(plan);
       for (const s of specs) weightMap.set(s.name, plan.outName);
@@ -332,8 +331,15 @@ export async function packCheckpoint(
         } as WeightMatrix;
         const quant = { method: options.method, groupsize: options.groupsize };
         // Padded layers (rare: dimensions off the kernel's multiples) stay on this thread.
+        // The workers start with the first layer large enough for them (none for a small model).
+        const parallel =
+          threads > 1 &&
+          m.k === m.inFeatures &&
+          m.n === m.outFeatures &&
+          m.inFeatures * m.outFeatures >= PARALLEL_MIN_WEIGHTS;
+        if (parallel) pool ??= PackPool.create(threads);
         const layer =
-          pool !== undefined && m.k === m.inFeatures && m.n === m.outFeatures
+          parallel && pool !== undefined
             ? await pool.pack(weight, { ...quant, name: t.name })
             : packLinear(m.module, weight, quant);
         const names = tensorNamesOf(m.module);
