@@ -50,6 +50,14 @@ for w in $what; do
       # (what the Hopper kernel at m >= 128 needs next: NOTES.md, session 12).
       ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section SchedulerStats --section WarpStateStats --section Occupancy --section LaunchStats /tmp/probe one ${NCU_ARGS:-8192 28672 16 128} 2>&1 | tee "$out/ncu.txt" | grep -vE "^    -+|^\s*$" | tail -140 ;;
     tiles) timeout 200 /tmp/probe tiles 2>&1 | tee "$out/tiles.txt" ;;
+    power)
+      # TriRun and cuBLAS FP16 on one shape (NCU_ARGS="k n m g", default the 70B gate/up layer at m = 1024),
+      # clocks as the GPU sets them: each kernel's duration, achieved SM clock, tensor-pipe and DRAM use.
+      # Whether the Hopper kernel runs at a lower clock than cuBLAS at the 700 W cap (NOTES.md, session 15)
+      # is the question; warm calls (the weights fit in L2 only for small shapes).
+      PROBE_ONE_CUBLAS=1 ncu --clock-control none --launch-skip 20 --launch-count 200 -k regex:"trirun|nvjet|gemm|sm90" \
+        --metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
+        /tmp/probe one ${NCU_ARGS:-8192 57344 1024 128} 2>&1 | tee "$out/power.txt" | grep -E "^  [a-z_]|duration|per_second|hmma|dram__|sm__throughput|^one" | tail -60 ;;
     sources)
       # Stall samples per SASS instruction (summarise here with tools/ncu-stalls.py). NCU_ARGS="k n m g".
       args=${NCU_ARGS:-8192 43520 1 128}; tag=$(echo $args | tr ' ' '_')

@@ -568,6 +568,36 @@ static int one(int argc, char** argv) {
   printf("one: k=%d n=%d m=%d g=%d variant %d, %d blocks x %d threads, %d stages, m_blocks %d, tile %dx%d: %.1f us per call (warm, median)\n",
          k, n, m, g, used.variant, used.sms, used.threads, used.stages, used.m_blocks, used.thread_k, used.thread_n,
          times[3]);
+  // PROBE_ONE_CUBLAS=1: the same product in cuBLAS FP16 afterwards (fp16 weights, fp16 out), so that a
+  // profiler sees both kernels of one shape in one process (device-probe.sh's `power` mode).
+  const char* with_cublas = getenv("PROBE_ONE_CUBLAS");
+  if (with_cublas != nullptr && with_cublas[0] == '1') {
+    std::vector<__half> hw(static_cast<size_t>(k) * n);
+    fill_half(hw, rng);
+    void *dW, *dC16;
+    CK(cudaMalloc(&dW, hw.size() * 2));
+    CK(cudaMalloc(&dC16, static_cast<size_t>(m) * n * 2));
+    CK(cudaMemcpy(dW, hw.data(), hw.size() * 2, cudaMemcpyHostToDevice));
+    cublasHandle_t h;
+    CB(cublasCreate(&h));
+    for (int i = 0; i < 4; ++i) gemm_ref(h, (__half*)dA, (__half*)dW, dC16, false, m, n, k, 0);
+    CK(cudaDeviceSynchronize());
+    std::vector<float> ftimes;
+    for (int r = 0; r < 7; ++r) {
+      CK(cudaEventRecord(e0));
+      for (int i = 0; i < 10; ++i) gemm_ref(h, (__half*)dA, (__half*)dW, dC16, false, m, n, k, 0);
+      CK(cudaEventRecord(e1));
+      CK(cudaEventSynchronize(e1));
+      float ms = 0;
+      CK(cudaEventElapsedTime(&ms, e0, e1));
+      ftimes.push_back(ms * 100.f);
+    }
+    std::sort(ftimes.begin(), ftimes.end());
+    printf("one: cuBLAS FP16 k=%d n=%d m=%d: %.1f us per call (warm, median)\n", k, n, m, ftimes[3]);
+    CB(cublasDestroy(h));
+    CK(cudaFree(dW));
+    CK(cudaFree(dC16));
+  }
   return 0;
 }
 
