@@ -251,7 +251,9 @@ export class GPTQ {
     }
 
     const factorStart = performance.now();
+    opts.onProgress?.({ phase: "factor", done: 0, total: 1 });
     const { perm, dead, deadColumns, u, damp } = await this.factor(sum, opts, exec);
+    opts.onProgress?.({ phase: "factor", done: 1, total: 1 });
     const sweepStart = performance.now();
 
     const wt = allocate(Float32Array, n * out, exec);
@@ -302,6 +304,7 @@ export class GPTQ {
         }));
         for (const l of losses) loss += l as number;
         await sweep.rankUpdate(r0, r1, err);
+        opts.onProgress?.({ phase: "sweep", done: r1, total: n });
       }
     } finally {
       sweep.dispose();

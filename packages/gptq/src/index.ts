@@ -6,7 +6,7 @@ export {
   actOrderPermutation,
   sweepBlocks,
 } from "./gptq.js";
-export type { Levels, QuantizeOptions, ScaleSearchOptions } from "./options.js";
+export type { Levels, QuantizeOptions, QuantizeProgress, ScaleSearchOptions } from "./options.js";
 export { GPTQError, type GPTQErrorCode } from "./errors.js";
 export type { Backend, GramAccumulator, SweepState } from "./backends/types.js";
 export { CpuBackend } from "./backends/cpu.js";

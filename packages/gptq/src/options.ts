@@ -9,6 +9,13 @@ export interface ScaleSearchOptions {
   minShrink?: number;
 }
 
+/** Where a `quantize` call is: the Hessian factorisation (done 0 then 1 of 1), then the column sweep (input features done). */
+export interface QuantizeProgress {
+  phase: "factor" | "sweep";
+  done: number;
+  total: number;
+}
+
 export interface QuantizeOptions {
   /** Input features per scale: a divisor of inFeatures (128 for the TriRun kernel), or -1 for one
    *  scale per output column. Default 128. */
@@ -28,6 +35,10 @@ export interface QuantizeOptions {
   /** Let the search also try negative scales for int2, which put the extra level (+2) on the
    *  negative side. The TriRun format allows it (w = (code - 1) * scale); default false. */
   negativeScales?: boolean;
+  /** Called as the call advances (for progress bars on large layers): `factor` 0/1 when the Hessian
+   *  factorisation starts, 1/1 when it ends, then `sweep` after every block of the column sweep with
+   *  the input features done so far, ending at inFeatures/inFeatures. */
+  onProgress?: (progress: QuantizeProgress) => void;
 }
 
 export interface ResolvedQuantizeOptions {
@@ -41,6 +52,7 @@ export interface ResolvedQuantizeOptions {
   grid: number;
   minShrink: number;
   negativeScales: boolean;
+  onProgress: ((progress: QuantizeProgress) => void) | undefined;
 }
 
 function isPositiveInteger(v: unknown): v is number {
@@ -96,6 +108,10 @@ export function resolveQuantizeOptions(opts: QuantizeOptions, inFeatures: number
   if (typeof negativeScales !== "boolean") {
     throw new TypeError(`negativeScales must be a boolean, got ${typeof negativeScales}`);
   }
+  const onProgress = opts.onProgress;
+  if (onProgress !== undefined && typeof onProgress !== "function") {
+    throw new TypeError(`onProgress must be a function, got ${typeof onProgress}`);
+  }
   return {
     groupsize,
     levels,
@@ -107,5 +123,6 @@ export function resolveQuantizeOptions(opts: QuantizeOptions, inFeatures: number
     grid,
     minShrink,
     negativeScales,
+    onProgress,
   };
 }

@@ -130,6 +130,33 @@ describe("GPTQ behaviour", () => {
     expect(c.loss).not.toBe(b.loss);
   });
 
+  it("reports progress: the factorisation, then every sweep block up to inFeatures", async () => {
+    const rng = testRng();
+    const n = 256;
+    const { x } = correlatedActivations(rng, 300, n);
+    const gptq = new GPTQ(n, { backend: "cpu", threads: 1 });
+    await gptq.addBatch(x, 300);
+    const w = rng.normals(8 * n, 0.02);
+    const events: string[] = [];
+    const result = await gptq.quantize(w, {
+      groupsize: 128,
+      blockSize: 64,
+      onProgress: (p) => events.push(`${p.phase} ${p.done}/${p.total}`),
+    });
+    expect(events).toEqual([
+      "factor 0/1",
+      "factor 1/1",
+      "sweep 64/256",
+      "sweep 128/256",
+      "sweep 192/256",
+      "sweep 256/256",
+    ]);
+    // The callback changes nothing: the same call without it gives the same codes and scales.
+    const quiet = await gptq.quantize(w, { groupsize: 128, blockSize: 64 });
+    expect(quiet.codes).toEqual(result.codes);
+    expect(quiet.scales).toEqual(result.scales);
+  });
+
   it("zeroes dead inputs and quantizes them to level 0", async () => {
     const rng = testRng();
     const n = 64;
@@ -239,6 +266,9 @@ describe("GPTQ behaviour", () => {
     const nan = w.slice();
     nan[20] = Number.POSITIVE_INFINITY;
     await expect(gptq.quantize(nan, { groupsize: -1 })).rejects.toThrow(/weight\[20\] \(row 1, column 4\)/);
+    await expect(
+      gptq.quantize(w, { groupsize: 8, onProgress: "yes" as unknown as () => void }),
+    ).rejects.toThrow(/onProgress must be a function/);
     // The default group size is 128: does not divide 16.
     await expect(gptq.quantize(w)).rejects.toThrow(/groupsize 128 does not divide/);
     await expect(gptq.quantize(w, { groupsize: 8 })).resolves.toBeDefined();
