@@ -1,7 +1,8 @@
 /**
  * The CPU backend of every layer: fp32 weights `(out, in)` and the blocked reference matmul.
+ * Weights in a SharedArrayBuffer (`shareable`) let the matmul run on several threads.
  */
-import { matmulWeightRows } from "./cpu-matmul.js";
+import { parallelMatmul } from "./cpu-threads.js";
 
 export class CpuCore {
   readonly kind = "cpu" as const;
@@ -33,9 +34,9 @@ export class CpuCore {
     return this.#bias;
   }
 
-  /** `y (rows, out) = x (rows, in) @ W^T + bias`. */
+  /** `y (rows, out) = x (rows, in) @ W^T + bias` (on several threads when large: cpu-threads.ts). */
   run(x: Float32Array, rows: number, y: Float32Array): void {
-    matmulWeightRows(x, rows, this.inFeatures, this.weight, this.outFeatures, this.#bias, y);
+    parallelMatmul(x, rows, this.inFeatures, this.weight, this.outFeatures, this.#bias, y);
   }
 
   dispose(): void {

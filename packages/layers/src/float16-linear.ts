@@ -7,6 +7,7 @@ import { DeviceTensor, gemmF16 } from "@trirun/kernel-native";
 import { decodeF16, encodeF16 } from "@trirun/packing";
 import { resolveBackend } from "./backend.js";
 import { CpuCore } from "./cpu-core.js";
+import { shareable } from "./cpu-threads.js";
 import { concatParts } from "./concat.js";
 import { CudaCore } from "./cuda-core.js";
 import { LinearBase } from "./linear-base.js";
@@ -57,12 +58,14 @@ export class Float16Linear extends LinearBase {
     const biasChecked = checkBias(bias, outFeatures, "bias");
     const backend = resolveBackend(opts.backend);
     const weightBits = weight instanceof Uint16Array ? weight : encodeF16(weight);
-    const weight32 = decodeF16(weightBits);
     const biasBits = biasChecked === undefined ? undefined : encodeF16(biasChecked);
-    const bias32 = biasBits === undefined ? undefined : decodeF16(biasBits);
     if (backend === "cpu") {
+      const weight32 = shareable(decodeF16(weightBits));
+      const bias32 = biasBits === undefined ? undefined : shareable(decodeF16(biasBits));
       return new Float16Linear(new CpuCore(inFeatures, outFeatures, weight32, bias32), weight32, bias32);
     }
+    const weight32 = decodeF16(weightBits);
+    const bias32 = biasBits === undefined ? undefined : decodeF16(biasBits);
     const width = biasBits === undefined ? inFeatures : roundUp(inFeatures + 1, BIAS_WIDTH_ALIGN);
     let deviceBits = weightBits;
     if (biasBits !== undefined) {

@@ -1,4 +1,5 @@
 export { defaultBackend, resolveBackend } from "./backend.js";
+export { cpuThreads, cpuThreadsUnavailableReason, setCpuThreads } from "./cpu-threads.js";
 export { Float16Linear } from "./float16-linear.js";
 export { hostTensor, isHostTensor } from "./host-tensor.js";
 export {

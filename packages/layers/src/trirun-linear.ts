@@ -7,6 +7,7 @@ import { DeviceTensor, trirunMatmul } from "@trirun/kernel-native";
 import { decodeF16, encodeF16, type QuantMethod, quantize as quantizeWeights } from "@trirun/packing";
 import { resolveBackend } from "./backend.js";
 import { CpuCore } from "./cpu-core.js";
+import { shareable } from "./cpu-threads.js";
 import { concatParts, copyColumns } from "./concat.js";
 import { CudaCore } from "./cuda-core.js";
 import type { Float16Linear } from "./float16-linear.js";
@@ -190,9 +191,9 @@ export class TriRunLinear extends LinearBase {
     const bias16 = biasBits === undefined ? undefined : decodeF16(biasBits);
     const groupsize = q.groupsize as 128 | -1;
     if (backend === "cpu") {
-      const weight = dequantizeNatural(q, inFeatures, outFeatures);
+      const weight = shareable(dequantizeNatural(q, inFeatures, outFeatures));
       return new TriRunLinear(
-        new CpuCore(inFeatures, outFeatures, weight, bias16),
+        new CpuCore(inFeatures, outFeatures, weight, bias16 === undefined ? undefined : shareable(bias16)),
         groupsize,
         bias16,
         undefined,

@@ -1,0 +1,60 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { matmulWeightRows } from "../src/cpu-matmul.js";
+import {
+  cpuThreads,
+  cpuThreadsUnavailableReason,
+  PARALLEL_MIN_MACS,
+  parallelMatmul,
+  setCpuThreads,
+  shareable,
+} from "../src/cpu-threads.js";
+import { Float16Linear, hostTensor } from "../src/index.js";
+
+const random = (n: number) => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+const sameBits = (a: Float32Array, b: Float32Array) =>
+  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+describe("the CPU matmul on several threads", () => {
+  afterAll(() => setCpuThreads(1));
+
+  it("equals one thread bit for bit, for row counts that split unevenly", () => {
+    setCpuThreads(3);
+    expect(cpuThreads()).toBe(3);
+    for (const [rows, k, n, withBias] of [
+      [8, 512, 1024, false],
+      [37, 256, 770, true],
+      [301, 128, 257, true],
+    ] as const) {
+      expect(rows * k * n).toBeGreaterThanOrEqual(PARALLEL_MIN_MACS);
+      const x = random(rows * k);
+      const weight = shareable(random(n * k));
+      expect(weight.buffer).toBeInstanceOf(SharedArrayBuffer);
+      const bias = withBias ? shareable(random(n)) : undefined;
+      const got = new Float32Array(rows * n).fill(Number.NaN);
+      parallelMatmul(x, rows, k, weight, n, bias, got);
+      expect(cpuThreadsUnavailableReason()).toBeUndefined();
+      const want = new Float32Array(rows * n);
+      matmulWeightRows(x, rows, k, weight, n, bias, want);
+      expect(sameBits(got, want), `${rows} x ${k} -> ${n}`).toBe(true);
+    }
+  });
+
+  it("gives a layer's forward the same result on 1 and 3 threads", () => {
+    const outFeatures = 768;
+    const inFeatures = 512;
+    const w = random(outFeatures * inFeatures);
+    const x = hostTensor([2, 40, inFeatures], random(2 * 40 * inFeatures));
+    const outputs: Float32Array[] = [];
+    for (const threads of [1, 3]) {
+      setCpuThreads(threads);
+      const layer = Float16Linear.fromWeights(w, outFeatures, inFeatures, undefined, { backend: "cpu" });
+      outputs.push(layer.forward(x).data as Float32Array);
+      layer.dispose();
+    }
+    expect(sameBits(outputs[0], outputs[1])).toBe(true);
+  });
+
+  it("rejects a thread count that is not an integer from 1 to 256", () => {
+    for (const bad of [0, -2, 1.5, Number.NaN, 1000]) expect(() => setCpuThreads(bad)).toThrow(RangeError);
+  });
+});
