@@ -1,4 +1,5 @@
 import { available, unavailableReason } from "@trirun/kernel-native";
+import { cpuThreads } from "@trirun/layers";
 import { CpuLlamaRuntime } from "./cpu-runtime.js";
 import { CudaLlamaRuntime, CudaRuntimeUnavailableError } from "./gpu-runtime.js";
 import { type LlamaModel, listLinears } from "./llama.js";
@@ -60,5 +61,5 @@ export function createRuntime(model: LlamaModel, kind: RuntimeKind): LlamaRuntim
 export function describeRuntime(kind: RuntimeKind): string {
   return kind === "cuda"
     ? "model ops on the GPU (fp16 activations, fp32 math in the kernels); linear layers through @trirun/layers"
-    : "model ops on the CPU in fp32; linear layers through @trirun/layers";
+    : `model ops on the CPU in fp32; linear layers through @trirun/layers (CPU matmul on ${cpuThreads()} thread${cpuThreads() === 1 ? "" : "s"})`;
 }
