@@ -68,6 +68,9 @@
 #include <stdint.h>
 
 #include <cstdlib>
+#ifdef TRIRUN_DISPATCH_RECORD
+#include <vector>
+#endif
 
 namespace trirun {
 
@@ -2045,7 +2048,18 @@ int env_int(const char* name, int least, int fallback) {
   return value != nullptr && std::atoi(value) >= least ? std::atoi(value) : fallback;
 }
 
+#ifdef TRIRUN_DISPATCH_RECORD
+// Dispatch-record build (tools/dispatch-check.cu, CPU only): the dispatcher sees the attributes the
+// test sets and its launches are recorded instead of run (see record_launch below).
+DeviceAttrs g_record_attrs;
+#endif
+
 cudaError_t device_attrs(int device, DeviceAttrs* out) {
+#ifdef TRIRUN_DISPATCH_RECORD
+  (void)device;
+  *out = g_record_attrs;
+  return cudaSuccess;
+#endif
   static DeviceAttrs cache[kMaxDevices];
   if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
   if (cache[device].sms == 0) {
@@ -2113,6 +2127,24 @@ struct Launch {
   int threads;  // out
 };
 
+#ifdef TRIRUN_DISPATCH_RECORD
+// What the dispatcher asked for, launch by launch: kind 0 general, 1 small-batch, 2 Hopper; `height`
+// is the Hopper slice's rows (wgmma N) or the other kernels' 16-/8-row blocks.
+struct RecordedLaunch {
+  int kind;
+  const void* A;
+  int rows, height, thread_k, thread_n, blocks;
+  bool grouped;
+};
+std::vector<RecordedLaunch> g_recorded;
+cudaError_t record_launch(int kind, int height, int thread_k, int thread_n, bool grouped, Launch& l) {
+  g_recorded.push_back(RecordedLaunch{kind, l.A, l.m, height, thread_k, thread_n, l.blocks, grouped});
+  l.stages = 0;
+  l.threads = 0;
+  return cudaSuccess;
+}
+#endif
+
 // General kernel -------------------------------------------------------------
 
 template <int M_BLOCKS>
@@ -2144,6 +2176,12 @@ cudaError_t general_tile(int thread_k, int thread_n, Launch& l) {
   return launch_general<M_BLOCKS, 4, 16, GROUPED>(l);  // 64 x 256
 }
 
+#ifdef TRIRUN_DISPATCH_RECORD
+template <bool GROUPED>
+cudaError_t general_m(int m_blocks, int thread_k, int thread_n, Launch& l) {
+  return record_launch(0, m_blocks > 4 ? 4 : m_blocks, thread_k, thread_n, GROUPED, l);
+}
+#else
 template <bool GROUPED>
 cudaError_t general_m(int m_blocks, int thread_k, int thread_n, Launch& l) {
   switch (m_blocks) {
@@ -2157,6 +2195,7 @@ cudaError_t general_m(int m_blocks, int thread_k, int thread_n, Launch& l) {
       return general_tile<4, GROUPED>(thread_k, thread_n, l);
   }
 }
+#endif
 
 // Hopper kernel ---------------------------------------------------------------
 
@@ -2241,6 +2280,14 @@ cudaError_t launch_hopper(Launch& l) {
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
 }
 
+#ifdef TRIRUN_DISPATCH_RECORD
+template <int... Ns>
+cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
+  // The instances that exist: n_act must be one of Ns, else the real dispatcher would run the last one.
+  const bool known = ((n_act == Ns) || ...);
+  return record_launch(2, known ? n_act : -n_act, kHopperTileK, kHopperTileN, grouped, l);
+}
+#else
 // The Hopper kernel instance whose slice height is n_act, one of Ns (the last one takes any other value).
 template <int N, int... Rest>
 cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
@@ -2248,6 +2295,7 @@ cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
     if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, l);
   return grouped ? launch_hopper<N, true>(l) : launch_hopper<N, false>(l);
 }
+#endif
 
 // Small-batch kernel -----------------------------------------------------------
 
@@ -2374,6 +2422,13 @@ cudaError_t launch_small_any(Launch& l) {
   return l.small_tma ? launch_small_tma<MB8, N_WARPS, GROUPED>(l) : launch_small<MB8, N_WARPS, GROUPED>(l);
 }
 
+#ifdef TRIRUN_DISPATCH_RECORD
+template <int MB8, bool GROUPED>
+cudaError_t small_tile(int thread_n, Launch& l) {
+  if (MB8 == 4 && thread_n == 512) return cudaErrorInvalidConfiguration;
+  return record_launch(1, MB8, 65536 / thread_n, thread_n, GROUPED, l);
+}
+#else
 template <int MB8, bool GROUPED>
 cudaError_t small_tile(int thread_n, Launch& l) {
   if constexpr (MB8 == 4) {
@@ -2384,6 +2439,7 @@ cudaError_t small_tile(int thread_n, Launch& l) {
   if (thread_n == 256) return launch_small_any<MB8, 4, GROUPED>(l);
   return launch_small_any<MB8, 2, GROUPED>(l);  // 512 x 128
 }
+#endif
 
 bool is_small_tile(int thread_k, int thread_n) {
   return (thread_k == 128 && thread_n == 512) || (thread_k == 256 && thread_n == 256) ||

@@ -1,0 +1,233 @@
+// The dispatcher of trirun_matmul checked on the CPU: no GPU, no kernel runs. trirun.cu is built here with
+// TRIRUN_DISPATCH_RECORD, where device_attrs returns the attributes this program sets (an H100/H200-like
+// sm_90 profile, the same with each TRIRUN_* switch off, an sm_80 and an sm_89 profile) and the launches are
+// recorded instead of run. For every Llama / TriLM layer shape, group size and m = 1..1200 (and larger m up
+// to 8192) it checks what every caller relies on:
+//   - the call succeeds, and its launches cover rows 0..m-1 once each, in order;
+//   - a Hopper launch only where the Hopper kernel exists, with a slice height that has a kernel instance,
+//     no slice entirely past the rows, and at most kMaxPar slices;
+//   - a small-batch launch has at most 32 rows in 8-row blocks that hold them, on one of its tiles;
+//   - a general launch uses one of its tiles, which divide k and n, in at most kMaxPar 64-row slices;
+//   - the config returned describes the first launch.
+// Usage: dispatch-check [--table]   (--table: the launches of the model shapes at a few m, H200 profile)
+// Build (CPU, a few seconds: no kernel is instantiated):
+//   nvcc -std=c++17 -DTRIRUN_DISPATCH_RECORD -DTRIRUN_HAVE_SM90A -Isrc/kernel tools/dispatch-check.cu -o dispatch-check
+#ifndef TRIRUN_DISPATCH_RECORD
+#define TRIRUN_DISPATCH_RECORD
+#endif
+#include "trirun.cu"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+using trirun::DeviceAttrs;
+using trirun::g_record_attrs;
+using trirun::g_recorded;
+using trirun::RecordedLaunch;
+
+namespace {
+
+struct Profile {
+  std::string name;
+  DeviceAttrs attrs;
+};
+
+DeviceAttrs hopper_attrs() {
+  DeviceAttrs a;
+  a.sms = 132;
+  a.smem_optin = 227 * 1024;
+  a.pdl = true;
+  a.hopper = true;
+  a.small_tma = true;
+  return a;
+}
+
+std::vector<Profile> profiles() {
+  std::vector<Profile> p;
+  p.push_back({"sm_90", hopper_attrs()});
+  // Each switch of the sm_90 path off, as TRIRUN_*=0 would set it.
+  const std::pair<const char*, bool DeviceAttrs::*> switches[] = {
+      {"TRIRUN_HOPPER=0", &DeviceAttrs::hopper},          {"TRIRUN_SMALL_TMA=0", &DeviceAttrs::small_tma},
+      {"TRIRUN_NARROW_HOPPER=0", &DeviceAttrs::narrow_hopper}, {"TRIRUN_NARROW_SLICES=0", &DeviceAttrs::narrow_slices},
+      {"TRIRUN_SHORT_WIDE=0", &DeviceAttrs::short_wide},  {"TRIRUN_TAIL_SPLIT=0", &DeviceAttrs::tail_split},
+      {"TRIRUN_SLICE32=0", &DeviceAttrs::slice32},        {"TRIRUN_SMALL_TAIL=0", &DeviceAttrs::small_tail},
+      {"TRIRUN_MID_SLICES=0", &DeviceAttrs::mid_slices},  {"TRIRUN_MID_PAIRS=0", &DeviceAttrs::mid_pairs},
+      {"TRIRUN_MID_TAILS=0", &DeviceAttrs::mid_tails},
+  };
+  for (const auto& [name, field] : switches) {
+    DeviceAttrs a = hopper_attrs();
+    a.*field = false;
+    p.push_back({std::string("sm_90 ") + name, a});
+  }
+  for (int tiles : {16, 65, 97}) {
+    DeviceAttrs a = hopper_attrs();
+    a.wide_min_tiles = tiles;
+    p.push_back({"sm_90 TRIRUN_WIDE_MIN_TILES=" + std::to_string(tiles), a});
+  }
+  {
+    DeviceAttrs a = hopper_attrs();
+    a.mid_pairs_min_tiles = 64;
+    p.push_back({"sm_90 TRIRUN_MID_PAIRS_MIN_TILES=64", a});
+  }
+  DeviceAttrs ampere;  // A100: 108 SMs, 163 KB
+  ampere.sms = 108;
+  ampere.smem_optin = 163 * 1024;
+  p.push_back({"sm_80", ampere});
+  DeviceAttrs ada;  // RTX 4090: 128 SMs, 99 KB
+  ada.sms = 128;
+  ada.smem_optin = 99 * 1024;
+  p.push_back({"sm_89", ada});
+  return p;
+}
+
+struct Shape {
+  int k, n;
+};
+
+// (k, n) of the benchmark's model sets (Llama-2-70B, Llama-2-7B, TriLM 3.9B) and a few small layers.
+const Shape kShapes[] = {{8192, 10240}, {8192, 8192},  {8192, 57344}, {28672, 8192}, {4096, 12288}, {4096, 4096},
+                         {4096, 22016}, {11008, 4096}, {3072, 9216},  {3072, 3072},  {3072, 18432}, {9216, 3072},
+                         {128, 256},    {256, 512},    {1024, 8192},  {2048, 3072}};
+
+const int kHopperHeights[] = {32, 64, 128, 144, 160, 176, 192, 208, 224, 256};
+
+char* const kA = reinterpret_cast<char*>(0x10000);  // never dereferenced: the launches are recorded
+
+int g_failures = 0;
+void fail(const std::string& where, const std::string& what) {
+  if (++g_failures <= 30) std::printf("FAIL %s: %s\n", where.c_str(), what.c_str());
+}
+
+bool run(const DeviceAttrs& attrs, int m, int n, int k, int g, TrirunConfig* config, int* status) {
+  g_record_attrs = attrs;
+  g_recorded.clear();
+  void* ws = reinterpret_cast<void*>(0x20000);
+  const size_t ws_bytes = trirun_workspace_bytes(n, 16);
+  cudaError_t cuda_error = cudaSuccess;
+  *status = trirun_matmul(kA, reinterpret_cast<void*>(0x30000), reinterpret_cast<void*>(0x40000),
+                          reinterpret_cast<void*>(0x50000), m, n, k, g, ws, ws_bytes, 0, nullptr, config, &cuda_error);
+  return *status == TRIRUN_OK;
+}
+
+void check_call(const Profile& p, int m, const Shape& s, int g) {
+  const std::string where = p.name + " k=" + std::to_string(s.k) + " n=" + std::to_string(s.n) + " g=" +
+                            std::to_string(g) + " m=" + std::to_string(m);
+  TrirunConfig config{};
+  int status = 0;
+  if (!run(p.attrs, m, s.n, s.k, g, &config, &status)) {
+    fail(where, "status " + std::to_string(status) + " (" + trirun_error_string(status) + ")");
+    return;
+  }
+  if (g_recorded.empty()) {
+    fail(where, "no launch");
+    return;
+  }
+  const bool grouped = g == 128 && s.k != 128;
+  int next_row = 0;
+  for (size_t i = 0; i < g_recorded.size(); ++i) {
+    const RecordedLaunch& r = g_recorded[i];
+    const std::string at = where + " launch " + std::to_string(i);
+    const long long offset = static_cast<const char*>(r.A) - kA;
+    if (offset % (2ll * s.k) != 0 || offset / (2ll * s.k) != next_row) {
+      fail(at, "starts at row " + std::to_string(offset / (2.0 * s.k)) + ", expected " + std::to_string(next_row));
+      return;
+    }
+    if (r.rows < 1) fail(at, "no rows");
+    next_row += r.rows;
+    if (r.grouped != grouped) fail(at, "group flag differs from the call's");
+    if (r.blocks < 1 || r.blocks > p.attrs.sms) fail(at, "blocks " + std::to_string(r.blocks));
+    if (r.kind == 2) {
+      if (!p.attrs.hopper) fail(at, "Hopper launch without the Hopper kernel");
+      bool known = false;
+      for (int h : kHopperHeights) known = known || h == r.height;
+      if (!known) {
+        fail(at, "Hopper slice height " + std::to_string(r.height) + " has no kernel instance");
+        continue;
+      }
+      const int slices = (r.rows + r.height - 1) / r.height;
+      if (slices > trirun::kMaxPar) fail(at, std::to_string(slices) + " slices of " + std::to_string(r.height));
+      if (r.thread_k != 128 || r.thread_n != 128) fail(at, "Hopper tile");
+    } else if (r.kind == 1) {
+      if (r.rows > 32) fail(at, std::to_string(r.rows) + " rows on the small-batch kernel");
+      if (r.height * 8 < r.rows) fail(at, "8-row blocks do not hold the rows");
+      if (r.height != (r.rows <= 8 ? 1 : (r.rows <= 16 ? 2 : 4))) fail(at, "not the fewest 8-row blocks");
+      if (!trirun::is_small_tile(r.thread_k, r.thread_n) || s.n % r.thread_n != 0)
+        fail(at, "small tile " + std::to_string(r.thread_k) + " x " + std::to_string(r.thread_n));
+    } else {
+      if (!trirun::is_general_tile(r.thread_k, r.thread_n) || s.k % r.thread_k != 0 || s.n % r.thread_n != 0)
+        fail(at, "general tile " + std::to_string(r.thread_k) + " x " + std::to_string(r.thread_n));
+      const int slices = (r.rows + 63) / 64;
+      if (slices > trirun::kMaxPar) fail(at, std::to_string(slices) + " slices of 64 rows");
+      if (r.rows <= 64 && r.height * 16 < r.rows) fail(at, "16-row blocks do not hold the rows");
+    }
+  }
+  if (next_row != m) fail(where, "launches cover " + std::to_string(next_row) + " rows");
+  const RecordedLaunch& first = g_recorded[0];
+  if (config.variant != first.kind || config.thread_k != first.thread_k || config.thread_n != first.thread_n)
+    fail(where, "returned config does not describe the first launch");
+}
+
+void check_errors() {
+  const DeviceAttrs a = hopper_attrs();
+  TrirunConfig config{};
+  int status = 0;
+  const struct {
+    int m, n, k, g, want;
+  } cases[] = {{0, 256, 128, 128, TRIRUN_ERR_SHAPE},   {1, 256, 100, 128, TRIRUN_ERR_SHAPE},
+               {1, 300, 128, 128, TRIRUN_ERR_SHAPE},   {1, 256, 256, 64, TRIRUN_ERR_GROUPSIZE},
+               {1, 256, 256, 128, TRIRUN_OK},          {4096, 8192, 8192, -1, TRIRUN_OK}};
+  for (const auto& c : cases) {
+    config = TrirunConfig{};  // the config is also the request: start from an automatic one
+    run(a, c.m, c.n, c.k, c.g, &config, &status);
+    if (status != c.want)
+      fail("errors m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) + " k=" + std::to_string(c.k),
+           "status " + std::to_string(status) + ", expected " + std::to_string(c.want));
+  }
+}
+
+void table() {
+  const DeviceAttrs a = hopper_attrs();
+  const char* kinds[] = {"general", "small", "hopper"};
+  for (const Shape& s : kShapes) {
+    for (int m : {1, 16, 17, 32, 33, 64, 128, 129, 160, 192, 224, 256, 288, 384, 400, 448, 480, 512, 1000, 1024, 2048}) {
+      TrirunConfig config{};
+      int status = 0;
+      run(a, m, s.n, s.k, 128, &config, &status);
+      std::printf("k=%5d n=%5d m=%4d:", s.k, s.n, m);
+      for (const RecordedLaunch& r : g_recorded) {
+        if (r.kind == 2)
+          std::printf("  %s %d rows (%d x %d)", kinds[r.kind], r.rows, (r.rows + r.height - 1) / r.height, r.height);
+        else
+          std::printf("  %s %d rows (%dx%d tile)", kinds[r.kind], r.rows, r.thread_k, r.thread_n);
+      }
+      std::printf("\n");
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--table") {
+    table();
+    return 0;
+  }
+  long long calls = 0;
+  std::vector<int> ms;
+  for (int m = 1; m <= 1200; ++m) ms.push_back(m);
+  for (int m : {1535, 1536, 2047, 2048, 2049, 3000, 4095, 4096, 4097, 8192}) ms.push_back(m);
+  for (const Profile& p : profiles()) {
+    for (const Shape& s : kShapes) {
+      for (int g : {128, -1}) {
+        for (int m : ms) {
+          check_call(p, m, s, g);
+          ++calls;
+        }
+      }
+    }
+  }
+  check_errors();
+  std::printf("dispatch-check: %lld calls over %zu device profiles, %d failures\n", calls, profiles().size(), g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
