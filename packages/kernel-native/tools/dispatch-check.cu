@@ -9,7 +9,8 @@
 //   - a small-batch launch has at most 32 rows in 8-row blocks that hold them, on one of its tiles;
 //   - a general launch uses one of its tiles, which divide k and n, in at most kMaxPar 64-row slices;
 //   - the config returned describes the first launch.
-// Usage: dispatch-check [--table]   (--table: the launches of the model shapes at a few m, H200 profile)
+// Usage: dispatch-check [--table | --plans]   (--table: the launches of the model shapes at a few m, sm_90
+// profile; --plans: the launches of each "k n m g" read from stdin, one line each)
 // Build (CPU, a few seconds: no kernel is instantiated):
 //   nvcc -std=c++17 -DTRIRUN_DISPATCH_RECORD -DTRIRUN_HAVE_SM90A -Isrc/kernel tools/dispatch-check.cu -o dispatch-check
 #ifndef TRIRUN_DISPATCH_RECORD
@@ -208,9 +209,33 @@ void table() {
 
 }  // namespace
 
+// One line per call: "k n m g: kind rows (slices x height) ..." for (k, n, m) triples on stdin, sm_90.
+void plans() {
+  const DeviceAttrs a = hopper_attrs();
+  int k = 0, n = 0, m = 0, g = 0;
+  while (std::scanf("%d %d %d %d", &k, &n, &m, &g) == 4) {
+    TrirunConfig config{};
+    int status = 0;
+    run(a, m, n, k, g, &config, &status);
+    std::printf("%d %d %d %d:", k, n, m, g);
+    if (status != TRIRUN_OK) std::printf(" error %d", status);
+    for (const RecordedLaunch& r : g_recorded) {
+      if (r.kind == 2)
+        std::printf(" hopper %d (%dx%d)", r.rows, (r.rows + r.height - 1) / r.height, r.height);
+      else
+        std::printf(" %s %d (%dx%d)", r.kind == 1 ? "small" : "general", r.rows, r.thread_k, r.thread_n);
+    }
+    std::printf("\n");
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--table") {
     table();
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--plans") {
+    plans();
     return 0;
   }
   long long calls = 0;
