@@ -10,7 +10,8 @@
 //   - a general launch uses one of its tiles, which divide k and n, in at most kMaxPar 64-row slices;
 //   - the config returned describes the first launch.
 // Usage: dispatch-check [--table | --plans]   (--table: the launches of the model shapes at a few m, sm_90
-// profile; --plans: the launches of each "k n m g" read from stdin, one line each)
+// profile; --plans: the launches of each "k n m g" read from stdin, one line each, with TRIRUN_NARROW_128
+// from the environment)
 // Build (CPU, a few seconds: no kernel is instantiated):
 //   nvcc -std=c++17 -DTRIRUN_DISPATCH_RECORD -DTRIRUN_HAVE_SM90A -Isrc/kernel tools/dispatch-check.cu -o dispatch-check
 #ifndef TRIRUN_DISPATCH_RECORD
@@ -70,6 +71,11 @@ std::vector<Profile> profiles() {
     DeviceAttrs a = hopper_attrs();
     a.mid_pairs_min_tiles = 64;
     p.push_back({"sm_90 TRIRUN_MID_PAIRS_MIN_TILES=64", a});
+  }
+  {
+    DeviceAttrs a = hopper_attrs();
+    a.narrow_128 = true;
+    p.push_back({"sm_90 TRIRUN_NARROW_128=1", a});
   }
   DeviceAttrs ampere;  // A100: 108 SMs, 163 KB
   ampere.sms = 108;
@@ -211,7 +217,9 @@ void table() {
 
 // One line per call: "k n m g: kind rows (slices x height) ..." for (k, n, m) triples on stdin, sm_90.
 void plans() {
-  const DeviceAttrs a = hopper_attrs();
+  DeviceAttrs a = hopper_attrs();
+  // The experiments' switches, as the real build reads them.
+  a.narrow_128 = trirun::env_int("TRIRUN_NARROW_128", 1, 0) != 0;
   int k = 0, n = 0, m = 0, g = 0;
   while (std::scanf("%d %d %d %d", &k, &n, &m, &g) == 4) {
     TrirunConfig config{};

@@ -2034,6 +2034,7 @@ struct DeviceAttrs {
   bool mid_pairs = true;      // 257..448 rows as two equal mid slices in one launch; TRIRUN_MID_PAIRS=0: off
   int mid_pairs_min_tiles = 48;  // column-slices (2 x 128-column tiles) they need; TRIRUN_MID_PAIRS_MIN_TILES
   bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
+  bool narrow_128 = false;    // experiment, off: 257..512 rows of layers with k, n <= 3072 as 128-row slices in one launch; TRIRUN_NARROW_128=1
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -2088,6 +2089,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.mid_pairs_min_tiles = env_int("TRIRUN_MID_PAIRS_MIN_TILES", 1, a.mid_pairs_min_tiles);
     a.wide_min_tiles = env_int("TRIRUN_WIDE_MIN_TILES", 1, a.wide_min_tiles);
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
+    a.narrow_128 = env_int("TRIRUN_NARROW_128", 1, 0) != 0;
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2625,8 +2627,14 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // 448 132-133 / 135-136 / 188-189 / 203-207 -> 121-122 / 132 / 171-175 / 189-190 us (run 109; 3072 x 3072 at
   // 400: 25.7 -> 21.1 us, its 16-row tail on the small-batch kernel gone), at 288 / 352 137-139 / 145-150 ->
   // 122-123 / 140-146 (run 110); 7B and 70B unchanged.
+  // Experiment, off by default (TRIRUN_NARROW_128=1; not yet run): the 3072 x 3072 layer's blocks are bound by
+  // fixed costs, so one more 128-row slice in the same launch costs less than taller slices or a tail launch
+  // (H200, runs 111-112, graph: 384 rows on 3 x 128 16.1 us, 480 / 512 on 4 x 128 17.9 / 18.0, but 320 / 352
+  // rows on two mid slices 17.1 / 18.1 and 400 / 448 rows 20.9 / 22.2; NOTES.md, session 16). So on layers
+  // with k and n <= 3072, 257..512 rows go as 128-row slices in one launch, the last one partial.
+  const bool narrow_128 = attrs.narrow_128 && hopper && k <= 3072 && n <= 3072 && m > 256 && m <= 512;
   const int column_slices = 2 * (n / kHopperTileN);
-  const bool mid_pairs = attrs.mid_pairs && hopper && m > 256 && m <= 448 &&
+  const bool mid_pairs = attrs.mid_pairs && hopper && !narrow_128 && m > 256 && m <= 448 &&
                          (column_slices >= 64 || (column_slices >= attrs.mid_pairs_min_tiles && m % 128 != 0));
   const int slice_rows =
       hopper ? (narrow_slices ? 64
@@ -2660,7 +2668,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     // 202-205 / 197 / 377 (7B o 4096 x 4096 at 480: 38.3 -> 24.3 us), 70B at 496 1316-1335 -> 1251-1261.
     const int tail = left % slice_rows;
     const bool smaller_tail = tail <= slice_rows / 2 || (attrs.mid_tails && mid_height(tail));
-    if (hopper && attrs.tail_split && !mid_pairs && slice_rows >= 128 && rows == left && left > slice_rows &&
+    if (hopper && attrs.tail_split && !mid_pairs && !narrow_128 && slice_rows >= 128 && rows == left && left > slice_rows &&
         tail != 0 && smaller_tail && (left / slice_rows) * (n / kHopperTileN) >= 64)
       rows = left - tail;
     int thread_k = req.thread_k, thread_n = req.thread_n;
