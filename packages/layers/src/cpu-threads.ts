@@ -129,7 +129,7 @@ interface Job {
 /** The worker: the matmul's own source (it uses nothing outside itself) and a job handler. */
 function workerSource(): string {
   return `"use strict";
-const { parentPort } = require("node:worker_threads");
+const { parentPort, workerData } = require("node:worker_threads");
 const matmulWeightRows = ${matmulWeightRows.toString()};
 parentPort.on("message", (job) => {
   const control = new Int32Array(job.control);
@@ -146,21 +146,46 @@ parentPort.on("message", (job) => {
   Atomics.add(control, 0, 1);
   Atomics.notify(control, 0);
 });
+// Started: the pool waits for every worker to get here before it sends work.
+const ready = new Int32Array(workerData.ready);
+Atomics.add(ready, 0, 1);
+Atomics.notify(ready, 0);
 `;
 }
 
-class MatmulPool {
+/** How long a new pool waits for its workers to start before it runs on the calling thread instead. */
+const START_LIMIT_MS = 20_000;
+
+/** @internal Exported for tests: the pool behind {@link parallelMatmul}. */
+export class MatmulPool {
   readonly #workers: Worker[];
   #x = new SharedArrayBuffer(0);
   #y = new SharedArrayBuffer(0);
 
-  constructor(readonly threads: number) {
-    const source = workerSource();
+  constructor(
+    readonly threads: number,
+    source = workerSource(),
+    startLimitMs = START_LIMIT_MS,
+  ) {
+    const ready = new SharedArrayBuffer(4);
     this.#workers = Array.from({ length: threads - 1 }, () => {
-      const worker = new Worker(source, { eval: true });
+      const worker = new Worker(source, { eval: true, workerData: { ready } });
       worker.unref(); // idle workers never keep the process alive
       return worker;
     });
+    // A worker that fails to start reports it only through an event, which this thread would not see
+    // while it waits for a call's results: wait for all of them to count in first.
+    const started = new Int32Array(ready);
+    const deadline = Date.now() + startLimitMs;
+    for (let n = Atomics.load(started, 0); n < this.#workers.length; n = Atomics.load(started, 0)) {
+      if (Date.now() > deadline) {
+        this.close();
+        throw new Error(
+          `${this.#workers.length - n} of ${this.#workers.length} workers did not start within ${startLimitMs / 1000} s`,
+        );
+      }
+      Atomics.wait(started, 0, n, 100);
+    }
   }
 
   run(

@@ -3,6 +3,7 @@ import { matmulWeightRows } from "../src/cpu-matmul.js";
 import {
   cpuThreads,
   cpuThreadsUnavailableReason,
+  MatmulPool,
   PARALLEL_MIN_MACS,
   parallelMatmul,
   setCpuThreads,
@@ -52,6 +53,14 @@ describe("the CPU matmul on several threads", () => {
       layer.dispose();
     }
     expect(sameBits(outputs[0], outputs[1])).toBe(true);
+  });
+
+  it("gives up on workers that do not start instead of waiting for them forever", () => {
+    const t0 = Date.now();
+    expect(() => new MatmulPool(3, "throw new Error('cannot start');", 500)).toThrow(
+      /2 of 2 workers did not start within 0.5 s/,
+    );
+    expect(Date.now() - t0).toBeLessThan(5000);
   });
 
   it("rejects a thread count that is not an integer from 1 to 256", () => {
