@@ -2631,8 +2631,10 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // fixed costs, so one more 128-row slice in the same launch costs less than taller slices or a tail launch
   // (H200, runs 111-112, graph: 384 rows on 3 x 128 16.1 us, 480 / 512 on 4 x 128 17.9 / 18.0, but 320 / 352
   // rows on two mid slices 17.1 / 18.1 and 400 / 448 rows 20.9 / 22.2; NOTES.md, session 16). So on layers
-  // with k and n <= 3072, 257..512 rows go as 128-row slices in one launch, the last one partial.
-  const bool narrow_128 = attrs.narrow_128 && hopper && k <= 3072 && n <= 3072 && m > 256 && m <= 512;
+  // with k and n <= 3072, 257..512 rows go as 128-row slices in one launch, the last one partial; and on
+  // those up to 4096, m = 512 too (4096 x 4096: 480 rows on 4 x 128 27.2 us, 512 on 2 x 256 31.1).
+  const bool narrow_128 = attrs.narrow_128 && hopper && m <= 512 &&
+                          ((k <= 3072 && n <= 3072 && m > 256) || (k <= 4096 && n <= 4096 && m > 448));
   const int column_slices = 2 * (n / kHopperTileN);
   const bool mid_pairs = attrs.mid_pairs && hopper && !narrow_128 && m > 256 && m <= 448 &&
                          (column_slices >= 64 || (column_slices >= attrs.mid_pairs_min_tiles && m % 128 != 0));
@@ -2640,7 +2642,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       hopper ? (narrow_slices ? 64
                               : (mid_slices ? ceil_div(m, 16) * 16
                                             : (mid_pairs ? ceil_div(m, 32) * 16
-                                                         : (wide_slices ? 256 : (m > 64 ? 128 : 64)))))
+                                                         : (wide_slices && !narrow_128 ? 256 : (m > 64 ? 128 : 64)))))
              : 64;
   // The Hopper kernel reads each slice's activations once per 128 output
   // columns, from L2 if the slices of one launch fit there: at most ~24 MB of
