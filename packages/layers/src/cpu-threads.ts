@@ -171,6 +171,9 @@ export class MatmulPool {
     this.#workers = Array.from({ length: threads - 1 }, () => {
       const worker = new Worker(source, { eval: true, workerData: { ready } });
       worker.unref(); // idle workers never keep the process alive
+      // Errors arrive as events once this thread is free again; failures are detected through the
+      // counters (start, done, failed), so the event needs no more than a listener.
+      worker.on("error", () => {});
       return worker;
     });
     // A worker that fails to start reports it only through an event, which this thread would not see
