@@ -26,6 +26,7 @@ export const PARALLEL_MIN_MACS = 1 << 19;
 const WAIT_LIMIT_MS = 10 * 60 * 1000;
 
 let configuredThreads: number | undefined;
+let defaultThreads: number | undefined; // from TRIRUN_CPU_THREADS or the cores, resolved at first use
 let pool: MatmulPool | undefined;
 let poolError: string | undefined;
 
@@ -48,12 +49,17 @@ export function setCpuThreads(threads: number): void {
   }
 }
 
-/** The CPU backend's thread count (see {@link setCpuThreads}). */
+/** The CPU backend's thread count (see {@link setCpuThreads}); the environment is read once, at first use. */
 export function cpuThreads(): number {
   if (configuredThreads !== undefined) return configuredThreads;
-  const env = process.env.TRIRUN_CPU_THREADS;
-  if (env !== undefined && env !== "") return checkThreads(Number(env), "TRIRUN_CPU_THREADS");
-  return Math.min(8, availableParallelism());
+  if (defaultThreads === undefined) {
+    const env = process.env.TRIRUN_CPU_THREADS;
+    defaultThreads =
+      env !== undefined && env !== ""
+        ? checkThreads(Number(env), "TRIRUN_CPU_THREADS")
+        : Math.min(8, availableParallelism());
+  }
+  return defaultThreads;
 }
 
 /**
@@ -84,16 +90,10 @@ export function parallelMatmul(
   const shared =
     weight.buffer instanceof SharedArrayBuffer &&
     (bias === undefined || bias.buffer instanceof SharedArrayBuffer);
-  if (threads <= 1 || !shared || rows < 8 || rows * k * n < PARALLEL_MIN_MACS) {
-    matmulWeightRows(x, rows, k, weight, n, bias, y);
-    return;
-  }
-  const workers = getPool(threads);
-  if (workers === undefined) {
-    matmulWeightRows(x, rows, k, weight, n, bias, y);
-    return;
-  }
-  workers.run(x, rows, k, weight, n, bias, y);
+  const large = rows >= 8 && rows * k * n >= PARALLEL_MIN_MACS;
+  const workers = threads > 1 && shared && large ? getPool(threads) : undefined;
+  if (workers !== undefined) workers.run(x, rows, k, weight, n, bias, y);
+  else matmulWeightRows(x, rows, k, weight, n, bias, y);
 }
 
 /** Why the CPU matmul runs on one thread although more were asked for, if it does. */
