@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { CHUNK_COLUMNS } from "../layout.js";
 import { type PackedWeights, type QuantizeOptions, quantizePacked, type WeightMatrix } from "../quantize.js";
-import type { PackJob, PackJobResult } from "./pack-worker.js";
+import type { PackedPart, PackJob, PackJobResult } from "./pack-worker.js";
 
 /** Layers with fewer weights are packed on the calling thread: the copies would cost more. */
 export const PARALLEL_MIN_WEIGHTS = 1 << 20;
@@ -93,24 +93,19 @@ export class PackPool {
       quantizePacked(weight, options);
       throw new Error((failed as { error: string }).error);
     }
-    const first = results[0] as { B: Int32Array; s: Uint16Array };
+    const parts = results as PackedPart[];
+    const first = parts[0];
     const tileRows = k / 16;
     const scaleRows = first.s.length / (ranges[0][1] - ranges[0][0]);
     const B = new Int32Array(tileRows * n);
     const s = new Uint16Array(scaleRows * n);
     ranges.forEach(([c0, c1], i) => {
-      const part = results[i] as { B: Int32Array; s: Uint16Array };
+      const part = parts[i];
       const width = c1 - c0;
       for (let r = 0; r < tileRows; r++) B.set(part.B.subarray(r * width, (r + 1) * width), r * n + c0);
       for (let r = 0; r < scaleRows; r++) s.set(part.s.subarray(r * width, (r + 1) * width), r * n + c0);
     });
-    return {
-      B,
-      s,
-      k,
-      n,
-      groupsize: options.groupsize === -1 || options.groupsize === k ? -1 : options.groupsize,
-    };
+    return { B, s, k, n, groupsize: first.groupsize };
   }
 
   async close(): Promise<void> {

@@ -17,7 +17,9 @@ export interface PackJob {
   groupsize: number;
 }
 
-export type PackJobResult = { id: number; B: Int32Array; s: Uint16Array } | { id: number; error: string };
+/** A range's packed words and scales, and the group size as `quantizePacked` names it (same k, so the layer's). */
+export type PackedPart = { id: number; B: Int32Array; s: Uint16Array; groupsize: number };
+export type PackJobResult = PackedPart | { id: number; error: string };
 
 function view(job: PackJob): WeightMatrix["data"] {
   if (job.dtype === "F64") return new Float64Array(job.data);
@@ -32,7 +34,7 @@ parentPort?.on("message", (job: PackJob) => {
       { data: view(job), dtype: job.dtype, outFeatures: job.outFeatures, inFeatures: job.inFeatures },
       { method: job.method, groupsize: job.groupsize },
     );
-    result = { id: job.id, B: packed.B, s: packed.s };
+    result = { id: job.id, B: packed.B, s: packed.s, groupsize: packed.groupsize };
   } catch (err) {
     result = { id: job.id, error: err instanceof Error ? err.message : String(err) };
   }
