@@ -9,7 +9,14 @@
  * get scale 0. Loaders strip the padding with `inFeatures`/`outFeatures` from the metadata
  * (inputs are zero-padded to k, outputs cut to outFeatures).
  */
+import {
+  BITNET_VALUES_PER_BYTE,
+  type BitNetLinearClass,
+  bitNetLayerScale,
+  unpackBitNetCodes,
+} from "./bitnet.js";
 import { CheckpointError } from "./errors.js";
+import { numberToF16Bits } from "./fp16.js";
 import { packScales, packWeights, unpackScales, unpackWeights } from "./layout.js";
 import {
   dequantizeToF16,
@@ -161,6 +168,37 @@ export function packCodes(
     B: packWeights(paddedCodes, k, n),
     s: packScales(paddedScales, k, n, groupsize),
   };
+}
+
+export interface BitNetLinearSource {
+  /** transformers' packed `weight`: U8 `(out/4, in)`, four ternary values per byte. */
+  packed: Uint8Array;
+  /** Rows of `packed` (out / 4). */
+  rows: number;
+  inFeatures: number;
+  /** The layer's `weight_scale` value. */
+  weightScale: number;
+  linearClass: BitNetLinearClass;
+}
+
+/**
+ * Imports one linear layer of a packed ("offline") BitNet b1.58 checkpoint as a TriRun layer, with
+ * its ternary levels unchanged and its per-tensor scale (see {@link bitNetLayerScale}) in every
+ * group, padding to the kernel's multiples when needed.
+ */
+export function packBitNetLinear(
+  module: string,
+  source: BitNetLinearSource,
+  groupsize: GroupSize,
+): TriRunLayer {
+  checkGroupSize(groupsize);
+  const { packed, rows, inFeatures, weightScale, linearClass } = source;
+  const codes = unpackBitNetCodes(packed, rows, inFeatures);
+  const outFeatures = BITNET_VALUES_PER_BYTE * rows;
+  const scaleBits = numberToF16Bits(bitNetLayerScale(weightScale, linearClass, `${module}.weight_scale`));
+  const scaleRowCount = groupsize === -1 ? 1 : Math.ceil(inFeatures / KERNEL_K_MULTIPLE);
+  const scales = new Uint16Array(scaleRowCount * outFeatures).fill(scaleBits);
+  return packCodes(module, codes, scales, inFeatures, outFeatures, groupsize);
 }
 
 /** Natural codes `(in, out)` and scales `(rows, out)` of a layer, padding removed. */

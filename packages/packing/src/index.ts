@@ -37,6 +37,14 @@ export {
   type PackedWeights,
   type WeightMatrix,
 } from "./quantize.js";
+export {
+  BITNET_VALUES_PER_BYTE,
+  type BitNetLinearClass,
+  type BitNetQuantization,
+  bitNetLayerScale,
+  bitNetQuantization,
+  unpackBitNetCodes,
+} from "./bitnet.js";
 export { CheckpointError, type CheckpointErrorCode } from "./errors.js";
 export {
   type BlobLike,
@@ -73,11 +81,13 @@ export {
   decodeTriRunMetadata,
   dequantizeLayer,
   encodeTriRunMetadata,
+  type BitNetLinearSource,
   type GroupSize,
   KERNEL_K_MULTIPLE,
   KERNEL_N_MULTIPLE,
   METADATA_KEYS,
   type PackLinearOptions,
+  packBitNetLinear,
   packCodes,
   packLinear,
   paddedDims,

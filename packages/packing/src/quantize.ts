@@ -5,14 +5,16 @@
  * {-1, 0, 1, 2}); scales `(ceil(k/g), n)` fp16 bits. Every scale is rounded to fp16 first and the
  * levels are computed against that rounded scale, so `(code - 1) * scale` is what the kernel sees.
  * Level = round(w / s), half to even (as torch.round), clamped to [-1, 1] (absmean, absmax) or
- * [-1, 2] (mse, exact). A group whose scale is 0 gets code 1 (weight 0).
+ * [-1, 2] (mse, exact). A group whose scale is 0 gets code 1 (weight 0). `bitnet` is BitNet b1.58's
+ * own quantizer, with one scale for the whole tensor and its fp32 arithmetic (./bitnet.ts).
  */
 import { decodeBf16, f16DecodeTable, numberToF16Bits, roundToF16 } from "./fp16.js";
-import { checkWeightShape, packColumnBlock, packScales, resolveGroupSize } from "./layout.js";
+import { bitNetTensorQuantize } from "./bitnet.js";
+import { checkWeightShape, packColumnBlock, packScales, packWeights, resolveGroupSize } from "./layout.js";
 
 export type FloatDType = "F64" | "F32" | "F16" | "BF16";
-export type QuantMethod = "absmean" | "absmax" | "mse" | "exact";
-export const QUANT_METHODS: readonly QuantMethod[] = ["absmean", "absmax", "mse", "exact"];
+export type QuantMethod = "absmean" | "absmax" | "mse" | "exact" | "bitnet";
+export const QUANT_METHODS: readonly QuantMethod[] = ["absmean", "absmax", "mse", "exact", "bitnet"];
 
 /** A PyTorch-style `Linear.weight`: `outFeatures` rows of `inFeatures` values. */
 export interface WeightMatrix {
@@ -447,7 +449,7 @@ function makePlan(weight: WeightMatrix, options: QuantizeOptions): Plan {
   const k = weight.inFeatures;
   const n = weight.outFeatures;
   const g = groupsize === -1 ? k : Math.min(groupsize, k);
-  const maxCode = method === "absmean" || method === "absmax" ? 2 : 3;
+  const maxCode = method === "absmean" || method === "absmax" || method === "bitnet" ? 2 : 3;
   return { method, name, k, n, g, groups: Math.ceil(k / g), maxCode };
 }
 
@@ -548,6 +550,17 @@ function quantizeBlocks(weight: WeightMatrix, p: Plan, scales: Uint16Array, sink
 export function quantize(weight: WeightMatrix, options: QuantizeOptions): QuantizedWeights {
   const p = makePlan(weight, options);
   const { k, n, g, groups } = p;
+  if (p.method === "bitnet") {
+    // One scale for the whole tensor, stored in every group.
+    const { codes, scaleBits } = bitNetTensorQuantize(weight, describe(p.name));
+    return {
+      codes,
+      scales: new Uint16Array(groups * n).fill(scaleBits),
+      inFeatures: k,
+      outFeatures: n,
+      groupLength: g,
+    };
+  }
   const codes = new Uint8Array(k * n);
   const scales = new Uint16Array(groups * n);
   quantizeBlocks(weight, p, scales, (codesT, stride, c0, cols) => {
@@ -582,6 +595,10 @@ export function quantizePacked(weight: WeightMatrix, options: QuantizeOptions): 
   checkWeightShape(k, n);
   const groupsize = p.g === k ? -1 : p.g;
   resolveGroupSize(groupsize, k);
+  if (p.method === "bitnet") {
+    const q = quantize(weight, options);
+    return { B: packWeights(q.codes, k, n), s: packScales(q.scales, k, n, groupsize), k, n, groupsize };
+  }
   const B = new Int32Array((k / 16) * n);
   const scales = new Uint16Array(groups * n);
   // Codes go straight from the scratch into packed words: no (k, n) code matrix.

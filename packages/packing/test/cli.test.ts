@@ -3,8 +3,16 @@ import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { dequantizeToF16, type FloatDType, quantize } from "../src/index.js";
+import {
+  decodeF16,
+  dequantizeLayer,
+  dequantizeToF16,
+  type FloatDType,
+  quantize,
+  roundToF16,
+} from "../src/index.js";
 import { openCheckpoint, openTriRunCheckpoint } from "../src/node/index.js";
+import { writeBitNetModel, writeModelFiles } from "./bitnet-fixture.js";
 import { tempDir } from "./helpers.js";
 import { writeTinyModel } from "./model-fixture.js";
 
@@ -156,11 +164,34 @@ describe("trirun-pack / trirun-unpack (built CLI)", () => {
     expect(summary.bytesAfter).toBeLessThan(summary.bytesBefore);
   });
 
+  it("imports a packed BitNet checkpoint with --method bitnet, and says so without it", async () => {
+    const model = writeBitNetModel(join(root, "bitnet"));
+    await writeModelFiles(model);
+    const out = join(root, "bitnet-out");
+    const refused = run(packCli, [model.dir, out, "--quiet"]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/^trirun-pack: error: .*q_proj\.weight.*\(--method bitnet\)\n$/);
+    const dry = run(packCli, [model.dir, out, "--method", "bitnet", "--dry-run"]);
+    expect(dry.stdout.match(/^import .* U8 /gm)?.length).toBe(14);
+    const r = run(packCli, [model.dir, out, "--method", "bitnet", "--groupsize", "-1", "--quiet"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/packed 14 tensors \(14 imported from packed BitNet weights\), kept 8/);
+    const { checkpoint } = await openTriRunCheckpoint(out);
+    try {
+      const ref = model.layers.get("model.layers.1.mlp.down_proj")!;
+      const w = decodeF16(dequantizeLayer(await checkpoint.readLayer("model.layers.1.mlp.down_proj")));
+      const scale = roundToF16(1 / ref.weightScale); // default linear class: BitLinear divides
+      for (let i = 0; i < ref.out * ref.inF; i++) expect(w[i]).toBe(roundToF16(ref.levels[i] * scale));
+    } finally {
+      await checkpoint.close();
+    }
+  });
+
   it("fails with one line and a non-zero status on bad input", async () => {
     const cases: [string[], RegExp][] = [
       [[join(root, "nothing-here"), join(root, "x")], /nothing-here: stat failed \(no such file or folder\)/],
       [["a", "b", "--groupsize", "64"], /groupsize .* must be 128 or -1/],
-      [["a", "b", "--method", "gptq"], /Allowed choices are absmean, absmax, mse, exact/],
+      [["a", "b", "--method", "gptq"], /Allowed choices are absmean, absmax, mse, exact, bitnet/],
       [["a"], /missing required argument 'output'/],
     ];
     const truncated = join(root, "truncated.safetensors");

@@ -3,7 +3,13 @@ import type { QuantizedLayerWeights } from "../model/loaders/linear-factory.js";
 
 export type RtnMethod = Exclude<QuantMethod, "exact">;
 export type QuantizationMethod = "gptq" | RtnMethod;
-export const QUANTIZATION_METHODS: readonly QuantizationMethod[] = ["gptq", "absmean", "absmax", "mse"];
+export const QUANTIZATION_METHODS: readonly QuantizationMethod[] = [
+  "gptq",
+  "absmean",
+  "absmax",
+  "mse",
+  "bitnet",
+];
 
 /** Levels a layer is quantized to: ternary {-1, 0, 1} or full 2-bit {-1, 0, 1, 2}. */
 export type Levels = "ternary" | "int2";

@@ -39,8 +39,9 @@ export function progressBar(enabled: boolean): { update: (p: ConvertProgress) =>
 
 export function summaryLines(summary: ConvertSummary, verb: string): string[] {
   const ratio = summary.bytesAfter > 0 ? summary.bytesBefore / summary.bytesAfter : 0;
+  const imported = summary.tensors.filter((t) => t.from === "bitnet").length;
   const lines = [
-    `${summary.dryRun ? "would have " : ""}${verb} ${summary.tensorsPacked} tensors, kept ${summary.tensorsKept}; tensor bytes ${formatBytes(summary.bytesBefore)} -> ${formatBytes(summary.bytesAfter)} (${ratio.toFixed(2)}x)`,
+    `${summary.dryRun ? "would have " : ""}${verb} ${summary.tensorsPacked} tensors${imported > 0 ? ` (${imported} imported from packed BitNet weights)` : ""}, kept ${summary.tensorsKept}; tensor bytes ${formatBytes(summary.bytesBefore)} -> ${formatBytes(summary.bytesAfter)} (${ratio.toFixed(2)}x)`,
   ];
   if (!summary.dryRun) {
     const rate = summary.seconds > 0 ? summary.weights / summary.seconds / 1e6 : 0;

@@ -37,7 +37,10 @@ const program = new Command("trirun-pack")
   .argument("<input>", "checkpoint file or folder")
   .argument("<output>", "output folder")
   .addOption(
-    new Option("-m, --method <method>", "round-to-nearest quantizer")
+    new Option(
+      "-m, --method <method>",
+      "round-to-nearest quantizer; bitnet: BitNet b1.58's per-tensor absmean, and packed BitNet checkpoints imported as they are",
+    )
       .choices([...QUANT_METHODS])
       .default("absmean"),
   )
@@ -89,8 +92,9 @@ const program = new Command("trirun-pack")
           if (t.action !== "pack") continue;
           const m = t.module!;
           const pad = m.k !== m.inFeatures || m.n !== m.outFeatures ? ` padded to k=${m.k} n=${m.n}` : "";
+          const verb = t.from === "bitnet" ? "import" : "pack";
           process.stdout.write(
-            `pack ${t.name} ${t.dtype} [${t.shape.join(", ")}]${pad}: ${t.bytesBefore} -> ${t.bytesAfter} bytes\n`,
+            `${verb} ${t.name} ${t.dtype} [${t.shape.join(", ")}]${pad}: ${t.bytesBefore} -> ${t.bytesAfter} bytes\n`,
           );
         }
       }

@@ -10,6 +10,7 @@ import {
   dequantizeLayer,
   encodeTriRunMetadata,
   type GroupSize,
+  packBitNetLinear,
   packLinear,
   paddedDims,
   quantizationConfig,
@@ -18,7 +19,9 @@ import {
   type TriRunModuleInfo,
   tensorNamesOf,
 } from "../checkpoint.js";
+import { BITNET_VALUES_PER_BYTE, type BitNetQuantization, bitNetQuantization } from "../bitnet.js";
 import { CheckpointError } from "../errors.js";
+import { bf16BitsToNumber, f16BitsToNumber } from "../fp16.js";
 import type { FloatDType, QuantMethod, WeightMatrix } from "../quantize.js";
 import {
   buildShardIndex,
@@ -49,6 +52,10 @@ export interface ConvertProgress {
 }
 
 export interface PackCheckpointOptions {
+  /**
+   * The quantizer. "bitnet" also imports the packed U8 layers of a BitNet b1.58 checkpoint as
+   * they are (config.json's `quantization_config` says how their `weight_scale` applies).
+   */
   method: QuantMethod;
   groupsize: GroupSize;
   /** Globs over module names (`<module>.weight` minus `.weight`); default {@link DEFAULT_INCLUDE}. */
@@ -76,6 +83,8 @@ export interface PlannedTensor {
   bytesAfter: number;
   /** For packed tensors: the module's shapes. */
   module?: TriRunModuleInfo;
+  /** "bitnet": imported from packed BitNet b1.58 weights (with `<module>.weight_scale`), not quantized. */
+  from?: "bitnet";
 }
 
 export interface ConvertSummary {
@@ -107,25 +116,89 @@ function moduleMatcher(include: readonly string[], exclude: readonly string[]): 
   return (module) => inc(module) && !exc(module);
 }
 
+const WEIGHT_SCALE_SUFFIX = ".weight_scale";
+
+/**
+ * The packed BitNet layers among the selected modules (U8 weights). Without method "bitnet", or
+ * without a BitNet config saying how `weight_scale` applies, they are an error rather than copied.
+ */
+function bitNetPackedModules(
+  ckpt: SafetensorsCheckpoint,
+  options: PackCheckpointOptions,
+  selected: (module: string) => boolean,
+  bitnet: BitNetQuantization | undefined,
+  configPath: string,
+): Set<string> {
+  const modules = new Set<string>();
+  for (const reader of ckpt.shards) {
+    for (const t of reader.header.tensors) {
+      if (!t.name.endsWith(".weight") || t.dtype !== "U8") continue;
+      const module = t.name.slice(0, -".weight".length);
+      if (!selected(module)) continue;
+      const fail = (message: string) =>
+        new CheckpointError("ERR_TRIRUN_BAD_LAYER", reader.file, message, t.name);
+      if (options.method !== "bitnet") {
+        throw fail(
+          bitnet === undefined
+            ? `is U8, not a float weight; ${options.method} quantizes F16/BF16/F32/F64 weights (exclude the module to copy it)`
+            : `holds packed BitNet b1.58 weights; import them with method "bitnet" (--method bitnet)`,
+        );
+      }
+      if (bitnet === undefined || bitnet.mode !== "offline") {
+        throw fail(
+          `looks like packed BitNet weights, but ${configPath} has no offline BitNet quantization_config ` +
+            `(quant_method "bitnet", quantization_mode "offline") saying how weight_scale applies`,
+        );
+      }
+      if (t.shape.length !== 2 || elementCount(t.shape) === 0)
+        throw fail(
+          `a packed BitNet weight must be a non-empty (out/4, in) matrix, got [${t.shape.join(", ")}]`,
+        );
+      const scaleName = module + WEIGHT_SCALE_SUFFIX;
+      if (!ckpt.has(scaleName)) throw fail(`packed BitNet weight without its tensor "${scaleName}"`);
+      const scale = ckpt.info(scaleName);
+      if (!QUANTIZABLE.has(scale.dtype) || elementCount(scale.shape) !== 1) {
+        throw new CheckpointError(
+          "ERR_TRIRUN_BAD_LAYER",
+          ckpt.shardOf(scaleName).file,
+          `must be one float value (per-tensor scale), got ${scale.dtype} [${scale.shape.join(", ")}]`,
+          scaleName,
+        );
+      }
+      modules.add(module);
+    }
+  }
+  return modules;
+}
+
 function planShards(
   ckpt: SafetensorsCheckpoint,
   options: PackCheckpointOptions,
   singleName: string,
+  bitnet: BitNetQuantization | undefined,
+  configPath: string,
 ): ShardPlan[] {
   const selected = moduleMatcher(options.include ?? DEFAULT_INCLUDE, options.exclude ?? []);
+  const bitNetPacked = bitNetPackedModules(ckpt, options, selected, bitnet, configPath);
   return ckpt.shards.map((reader) => ({
     reader,
     outName: ckpt.shards.length === 1 && ckpt.index === undefined ? singleName : basename(reader.file),
-    tensors: reader.header.tensors.map((t): PlannedTensor => {
+    tensors: reader.header.tensors.flatMap((t): PlannedTensor[] => {
+      // An imported layer's weight_scale is folded into its TriRun scales.
+      if (
+        t.name.endsWith(WEIGHT_SCALE_SUFFIX) &&
+        bitNetPacked.has(t.name.slice(0, -WEIGHT_SCALE_SUFFIX.length))
+      )
+        return [];
       const module = t.name.endsWith(".weight") ? t.name.slice(0, -".weight".length) : undefined;
+      const packedBitNet = module !== undefined && bitNetPacked.has(module);
       if (
         module !== undefined &&
-        t.shape.length === 2 &&
-        QUANTIZABLE.has(t.dtype) &&
-        selected(module) &&
-        elementCount(t.shape) > 0
+        (packedBitNet ||
+          (t.shape.length === 2 && QUANTIZABLE.has(t.dtype) && selected(module) && elementCount(t.shape) > 0))
       ) {
-        const [outFeatures, inFeatures] = t.shape as [number, number];
+        const [rows, inFeatures] = t.shape as [number, number];
+        const outFeatures = packedBitNet ? BITNET_VALUES_PER_BYTE * rows : rows;
         const { k, n } = paddedDims(inFeatures, outFeatures);
         const info: TriRunModuleInfo = {
           module,
@@ -136,26 +209,41 @@ function planShards(
           groupsize: options.groupsize,
         };
         const bytesAfter = (k / 16) * n * 4 + scaleRows(info) * n * 2;
-        return {
+        const bytesBefore =
+          t.byteLength + (packedBitNet ? ckpt.info(module + WEIGHT_SCALE_SUFFIX).byteLength : 0);
+        const planned: PlannedTensor = {
           name: t.name,
           action: "pack",
           dtype: t.dtype,
           shape: t.shape,
-          bytesBefore: t.byteLength,
+          bytesBefore,
           bytesAfter,
           module: info,
         };
+        if (packedBitNet) planned.from = "bitnet";
+        return [planned];
       }
-      return {
-        name: t.name,
-        action: "copy",
-        dtype: t.dtype,
-        shape: t.shape,
-        bytesBefore: t.byteLength,
-        bytesAfter: t.byteLength,
-      };
+      return [
+        {
+          name: t.name,
+          action: "copy",
+          dtype: t.dtype,
+          shape: t.shape,
+          bytesBefore: t.byteLength,
+          bytesAfter: t.byteLength,
+        },
+      ];
     }),
   }));
+}
+
+/** The one value of a layer's `weight_scale` tensor. */
+async function readWeightScale(ckpt: SafetensorsCheckpoint, name: string): Promise<number> {
+  const t = await ckpt.readTensor(name);
+  const v = t.data[0] as number;
+  if (t.dtype === "F16") return f16BitsToNumber(v);
+  if (t.dtype === "BF16") return bf16BitsToNumber(v);
+  return v;
 }
 
 function outputSpecs(plan: ShardPlan): TensorSpec[] {
@@ -283,10 +371,18 @@ export async function packCheckpoint(
     throw new RangeError(`threads must be an integer from 1 to 1024, got ${String(options.threads)}`);
   }
   const location = await locateCheckpoint(input);
+  const config = await readConfig(location.dir);
+  const configPath = join(location.dir, "config.json");
+  let bitnet: BitNetQuantization | undefined;
+  try {
+    bitnet = bitNetQuantization(config);
+  } catch (err) {
+    throw new CheckpointError("ERR_TRIRUN_BAD_METADATA", configPath, (err as Error).message);
+  }
   const ckpt = await openCheckpoint(input);
   let pool: PackPool | undefined;
   try {
-    const plans = planShards(ckpt, options, "model.safetensors");
+    const plans = planShards(ckpt, options, "model.safetensors", bitnet, configPath);
     const all = plans.flatMap((p) => p.tensors);
     const modules = all.flatMap((t) => (t.module ? [t.module] : []));
     const summary: ConvertSummary = {
@@ -323,6 +419,21 @@ export async function packCheckpoint(
         options.onProgress?.({ done: ++done, total: all.length, tensor: t.name, action: t.action });
         if (t.action === "copy") return [[t.name, bytes]];
         const m = t.module!;
+        const names = tensorNamesOf(m.module);
+        if (t.from === "bitnet") {
+          const source = {
+            packed: bytes,
+            rows: t.shape[0],
+            inFeatures: m.inFeatures,
+            weightScale: await readWeightScale(ckpt, m.module + WEIGHT_SCALE_SUFFIX),
+            linearClass: bitnet!.linearClass,
+          };
+          const layer = packBitNetLinear(m.module, source, options.groupsize);
+          return [
+            [names.B, layer.B],
+            [names.s, layer.s],
+          ];
+        }
         const weight = {
           data: bytesToTensorData(t.dtype as SafetensorsDType, bytes),
           dtype: t.dtype,
@@ -330,10 +441,12 @@ export async function packCheckpoint(
           inFeatures: m.inFeatures,
         } as WeightMatrix;
         const quant = { method: options.method, groupsize: options.groupsize };
-        // Padded layers (rare: dimensions off the kernel's multiples) stay on this thread.
-        // The workers start with the first layer large enough for them (none for a small model).
+        // Padded layers (rare: dimensions off the kernel's multiples) stay on this thread, and so
+        // does "bitnet" (one scale per tensor; the workers see column ranges). The workers start
+        // with the first layer large enough for them (none for a small model).
         const parallel =
           threads > 1 &&
+          options.method !== "bitnet" &&
           m.k === m.inFeatures &&
           m.n === m.outFeatures &&
           m.inFeatures * m.outFeatures >= PARALLEL_MIN_WEIGHTS;
@@ -342,7 +455,6 @@ export async function packCheckpoint(
           parallel && pool !== undefined
             ? await pool.pack(weight, { ...quant, name: t.name })
             : packLinear(m.module, weight, quant);
-        const names = tensorNamesOf(m.module);
         return [
           [names.B, layer.B],
           [names.s, layer.s],
@@ -356,14 +468,13 @@ export async function packCheckpoint(
       await writeFile(indexPath, buildShardIndex(weightMap, total));
       summary.files.push(indexPath);
     }
-    const config = await readConfig(location.dir);
     if (config !== undefined) {
-      const configPath = join(output, "config.json");
+      const outConfig = join(output, "config.json");
       await writeFile(
-        configPath,
+        outConfig,
         `${JSON.stringify({ ...config, quantization_config: quantizationConfig(meta) }, null, 2)}\n`,
       );
-      summary.files.push(configPath);
+      summary.files.push(outConfig);
     }
     if (location.files.length === 0 || (await stat(input)).isDirectory()) {
       summary.files.push(
