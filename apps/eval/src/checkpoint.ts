@@ -28,11 +28,17 @@ export interface CheckpointMeta {
   source: string;
 }
 
-/** The Hugging Face LlamaConfig for a model (rotate-half RoPE: interleaved q/k are permuted on export). */
+/**
+ * The Hugging Face LlamaConfig (BitNetConfig for BitNet's block) for a model (rotate-half RoPE:
+ * interleaved q/k are permuted on export).
+ */
 export function hfConfigOf(c: LlamaConfig): Record<string, unknown> {
+  if (c.mlpActivation !== "silu" && !c.subNorms) {
+    throw new RangeError(`a Llama block with hidden_act ${c.mlpActivation} has no Hugging Face config`);
+  }
   return {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
+    architectures: [c.subNorms ? "BitNetForCausalLM" : "LlamaForCausalLM"],
+    model_type: c.subNorms ? "bitnet" : "llama",
     hidden_size: c.dim,
     intermediate_size: c.hiddenDim,
     num_hidden_layers: c.nLayers,
@@ -43,7 +49,7 @@ export function hfConfigOf(c: LlamaConfig): Record<string, unknown> {
     rms_norm_eps: c.normEps,
     rope_theta: c.ropeTheta,
     tie_word_embeddings: c.tiedClassifier,
-    hidden_act: "silu",
+    hidden_act: c.mlpActivation,
     attention_bias: false,
     mlp_bias: false,
     torch_dtype: "float16",
@@ -116,6 +122,12 @@ export async function writeQuantizedCheckpoint(
   fp.blocks.forEach((b, l) => {
     tensors.push(exactTensor(`model.layers.${l}.input_layernorm.weight`, b.attnNorm, [c.dim]));
     tensors.push(exactTensor(`model.layers.${l}.post_attention_layernorm.weight`, b.ffnNorm, [c.dim]));
+    if (c.subNorms) {
+      if (b.attnSubNorm === undefined || b.ffnSubNorm === undefined)
+        throw new TypeError(`block ${l}: the config has sub-norms but the block has none`);
+      tensors.push(exactTensor(`model.layers.${l}.self_attn.attn_sub_norm.weight`, b.attnSubNorm, [c.dim]));
+      tensors.push(exactTensor(`model.layers.${l}.mlp.ffn_sub_norm.weight`, b.ffnSubNorm, [c.hiddenDim]));
+    }
   });
   tensors.push(exactTensor("model.norm.weight", fp.finalNorm, [c.dim]));
   if (!c.tiedClassifier) {

@@ -1,6 +1,9 @@
 /** RoPE pairing: llama2.c rotates interleaved pairs (2i, 2i+1); Hugging Face Llama rotates halves (i, i + d/2). */
 export type RopeStyle = "interleaved" | "half";
 
+/** The MLP's gate activation: Llama's SiLU, or BitNet b1.58's squared ReLU (`relu2`). */
+export type MlpActivation = "silu" | "relu2";
+
 /** Architecture of a Llama-style decoder, independent of where it was loaded from. */
 export interface LlamaConfig {
   readonly dim: number;
@@ -15,6 +18,13 @@ export interface LlamaConfig {
   readonly ropeStyle: RopeStyle;
   /** true when the classifier reuses the token embedding matrix. */
   readonly tiedClassifier: boolean;
+  /** `act(gate(x)) * up(x)`: "silu" (Llama), "relu2" (BitNet b1.58). */
+  readonly mlpActivation: MlpActivation;
+  /**
+   * BitNet b1.58's block: an RMSNorm on the attention output before o_proj (dim wide) and one on the
+   * MLP activation before down_proj (hiddenDim wide).
+   */
+  readonly subNorms: boolean;
 }
 
 export function headSize(config: LlamaConfig): number {
@@ -63,6 +73,14 @@ export function validateConfig(
   if (typeof raw.tiedClassifier !== "boolean") {
     throw new TypeError(`${source}: tiedClassifier must be a boolean, got ${String(raw.tiedClassifier)}`);
   }
+  const mlpActivation = raw.mlpActivation ?? "silu";
+  if (mlpActivation !== "silu" && mlpActivation !== "relu2") {
+    throw new RangeError(`${source}: mlpActivation must be "silu" or "relu2", got ${String(mlpActivation)}`);
+  }
+  const subNorms = raw.subNorms ?? false;
+  if (typeof subNorms !== "boolean") {
+    throw new TypeError(`${source}: subNorms must be a boolean, got ${String(subNorms)}`);
+  }
   return {
     dim,
     hiddenDim: positiveInt(raw.hiddenDim, "hiddenDim", source),
@@ -75,5 +93,7 @@ export function validateConfig(
     ropeTheta: positiveNumber(raw.ropeTheta, "ropeTheta", source),
     ropeStyle,
     tiedClassifier: raw.tiedClassifier,
+    mlpActivation,
+    subNorms,
   };
 }

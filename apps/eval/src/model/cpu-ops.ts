@@ -227,6 +227,16 @@ export function swiGlu(gate: Float32Array, up: Float32Array): Float32Array {
   return out;
 }
 
+/** BitNet b1.58's MLP activation: relu(gate)^2 * up. */
+export function relu2Mul(gate: Float32Array, up: Float32Array): Float32Array {
+  const out = new Float32Array(gate.length);
+  for (let i = 0; i < gate.length; i++) {
+    const g = gate[i] > 0 ? gate[i] : 0;
+    out[i] = g * g * up[i];
+  }
+  return out;
+}
+
 export function addInPlace(x: Float32Array, y: Float32Array): void {
   for (let i = 0; i < x.length; i++) x[i] += y[i];
 }

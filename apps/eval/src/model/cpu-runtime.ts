@@ -1,5 +1,5 @@
 import { headSize, kvDim } from "./config.js";
-import { addInPlace, causalAttention, embed, RopeTable, rmsNorm, swiGlu } from "./cpu-ops.js";
+import { addInPlace, causalAttention, embed, RopeTable, relu2Mul, rmsNorm, swiGlu } from "./cpu-ops.js";
 import { forwardHost } from "./linear.js";
 import { type BlockLinearName, type LlamaModel, linearPath } from "./llama.js";
 import type { ForwardOptions, KvCache, LlamaRuntime } from "./runtime.js";
@@ -66,7 +66,7 @@ export class CpuLlamaRuntime implements LlamaRuntime {
     return rmsNorm(x, rows, c.dim, this.model.blocks[layer].attnNorm, c.normEps);
   }
 
-  /** q/k/v projections, RoPE and causal attention: the input of o_proj (rows, dim). */
+  /** q/k/v projections, RoPE, causal attention (and BitNet's sub-norm): the input of o_proj (rows, dim). */
   attention(layer: number, h: Float32Array, rows: number, cache?: CpuKvCache): Float32Array {
     const c = this.model.config;
     const pos0 = cache ? cache.length : 0;
@@ -83,7 +83,9 @@ export class CpuLlamaRuntime implements LlamaRuntime {
       values = cache.values[layer];
     }
     const shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c) };
-    return causalAttention(q, rows, pos0, keys, values, shape);
+    const att = causalAttention(q, rows, pos0, keys, values, shape);
+    const subNorm = this.model.blocks[layer].attnSubNorm;
+    return subNorm ? rmsNorm(att, rows, c.dim, subNorm, c.normEps) : att;
   }
 
   /** x + o_proj(att). */
@@ -99,9 +101,14 @@ export class CpuLlamaRuntime implements LlamaRuntime {
     return rmsNorm(x, rows, c.dim, this.model.blocks[layer].ffnNorm, c.normEps);
   }
 
-  /** silu(gate(h)) * up(h): the input of down_proj. */
+  /** act(gate(h)) * up(h) (and BitNet's sub-norm): the input of down_proj. */
   mlpActivation(layer: number, h: Float32Array, rows: number): Float32Array {
-    return swiGlu(this.linear(layer, "mlp.gate_proj", h, rows), this.linear(layer, "mlp.up_proj", h, rows));
+    const c = this.model.config;
+    const gate = this.linear(layer, "mlp.gate_proj", h, rows);
+    const up = this.linear(layer, "mlp.up_proj", h, rows);
+    const a = c.mlpActivation === "relu2" ? relu2Mul(gate, up) : swiGlu(gate, up);
+    const subNorm = this.model.blocks[layer].ffnSubNorm;
+    return subNorm ? rmsNorm(a, rows, c.hiddenDim, subNorm, c.normEps) : a;
   }
 
   /** x + down_proj(a). */

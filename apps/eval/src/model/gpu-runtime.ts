@@ -27,7 +27,16 @@ export class CudaRuntimeUnavailableError extends Error {
 }
 
 /** Checks that every linear layer of `model` runs on the CUDA backend (their forward then stays on the device). */
+/** Why the CUDA runtime cannot run a model's block, or undefined when it can (the Llama block). */
+export function cudaBlockUnsupported(model: LlamaModel): string | undefined {
+  const c = model.config;
+  if (!c.subNorms && c.mlpActivation === "silu") return undefined;
+  return `the CUDA runtime runs the Llama block; this model's block (${c.mlpActivation} MLP${c.subNorms ? ", BitNet sub-norms" : ""}) runs on the CPU runtime`;
+}
+
 export function checkCudaLayers(model: LlamaModel): void {
+  const unsupported = cudaBlockUnsupported(model);
+  if (unsupported !== undefined) throw new TypeError(`${unsupported} (--runtime cpu)`);
   for (const { path, layer } of listLinears(model)) {
     if (layer.backend !== "cuda") {
       throw new TypeError(

@@ -18,6 +18,9 @@ export interface LlamaBlock {
   attnNorm: Float32Array;
   /** RMSNorm weight before the MLP (dim). */
   ffnNorm: Float32Array;
+  /** With `config.subNorms` (BitNet b1.58): RMSNorm weights before o_proj (dim) and down_proj (hiddenDim). */
+  attnSubNorm?: Float32Array;
+  ffnSubNorm?: Float32Array;
   linears: Record<BlockLinearName, ModelLinear>;
 }
 

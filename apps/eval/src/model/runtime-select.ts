@@ -1,7 +1,7 @@
 import { available, unavailableReason } from "@trirun/kernel-native";
 import { cpuThreads } from "@trirun/layers";
 import { CpuLlamaRuntime } from "./cpu-runtime.js";
-import { CudaLlamaRuntime, CudaRuntimeUnavailableError } from "./gpu-runtime.js";
+import { CudaLlamaRuntime, CudaRuntimeUnavailableError, cudaBlockUnsupported } from "./gpu-runtime.js";
 import { type LlamaModel, listLinears } from "./llama.js";
 import type { LlamaRuntime } from "./runtime.js";
 
@@ -17,6 +17,8 @@ export interface RuntimeEnvironment {
   gpuReason?: string;
   /** Backends of the linear layers of the models to run. */
   layerBackends: ReadonlySet<string>;
+  /** Why the CUDA runtime cannot run these models' blocks, when it cannot (e.g. BitNet's). */
+  blockUnsupported?: string;
 }
 
 /**
@@ -29,7 +31,11 @@ export function chooseRuntime(request: RuntimeRequest, env: RuntimeEnvironment):
   }
   const layersOnGpu = env.layerBackends.size > 0 && [...env.layerBackends].every((b) => b === "cuda");
   if (request === "cpu") return "cpu";
-  if (request === "auto") return env.gpu && layersOnGpu ? "cuda" : "cpu";
+  if (request === "auto")
+    return env.gpu && layersOnGpu && env.blockUnsupported === undefined ? "cuda" : "cpu";
+  if (env.blockUnsupported !== undefined) {
+    throw new RangeError(`runtime "cuda": ${env.blockUnsupported}; use --runtime cpu or auto`);
+  }
   if (!env.gpu) {
     throw new CudaRuntimeUnavailableError(
       `runtime "cuda": no CUDA device is usable (${env.gpuReason ?? "unknown reason"}); use --runtime cpu or auto`,
@@ -46,11 +52,14 @@ export function chooseRuntime(request: RuntimeRequest, env: RuntimeEnvironment):
 /** The environment of the models as loaded here. */
 export function runtimeEnvironment(models: readonly LlamaModel[]): RuntimeEnvironment {
   const gpu = available();
-  return {
+  const env: RuntimeEnvironment = {
     gpu,
     gpuReason: gpu ? undefined : (unavailableReason() ?? undefined),
     layerBackends: new Set(models.flatMap((m) => listLinears(m).map((e) => e.layer.backend))),
   };
+  const blockUnsupported = models.map(cudaBlockUnsupported).find((r) => r !== undefined);
+  if (blockUnsupported !== undefined) env.blockUnsupported = blockUnsupported;
+  return env;
 }
 
 export function createRuntime(model: LlamaModel, kind: RuntimeKind): LlamaRuntime {

@@ -40,6 +40,10 @@ export interface RefWeights {
   w3: Float64Array[];
   finalNorm: Float64Array;
   cls: Float64Array; // (vocab, dim)
+  /** BitNet b1.58's block: RMSNorms before o_proj (dim) and down_proj (hidden), and relu(g)^2 * u. */
+  attnSubNorm?: Float64Array[];
+  ffnSubNorm?: Float64Array[];
+  relu2?: boolean;
 }
 
 /**
@@ -218,13 +222,13 @@ export function referenceLogits(w: RefWeights, tokens: number[]): Float64Array[]
           for (let i = 0; i < hs; i++) att[h * hs + i] += (e[s] / z) * vs[s][kh * hs + i];
         }
       }
-      const o = matvec(w.wo[l], att, dim, dim);
+      const o = matvec(w.wo[l], w.attnSubNorm ? norm(att, w.attnSubNorm[l]) : att, dim, dim);
       const x1 = x.map((v, i) => v + o[i]);
       const h2 = norm(x1, w.ffnNorm[l]);
       const g = matvec(w.w1[l], h2, hidden, dim);
       const u = matvec(w.w3[l], h2, hidden, dim);
-      const a = g.map((v, i) => (v / (1 + Math.exp(-v))) * u[i]);
-      const d = matvec(w.w2[l], a, dim, hidden);
+      const a = g.map((v, i) => (w.relu2 ? Math.max(v, 0) ** 2 : v / (1 + Math.exp(-v))) * u[i]);
+      const d = matvec(w.w2[l], w.ffnSubNorm ? norm(a, w.ffnSubNorm[l]) : a, dim, hidden);
       return x1.map((v, i) => v + d[i]);
     });
   }

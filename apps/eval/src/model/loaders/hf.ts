@@ -1,6 +1,16 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { CheckpointError, decodeBf16, decodeF16, type SafetensorsCheckpoint } from "@trirun/packing";
+import {
+  BITNET_VALUES_PER_BYTE,
+  type BitNetLinearClass,
+  bitNetLayerScale,
+  bitNetQuantization,
+  CheckpointError,
+  decodeBf16,
+  decodeF16,
+  type SafetensorsCheckpoint,
+  unpackBitNetCodes,
+} from "@trirun/packing";
 import { openCheckpoint } from "@trirun/packing/node";
 import { kvDim, type LlamaConfig, validateConfig } from "../config.js";
 import type { ModelLinear } from "../linear.js";
@@ -31,19 +41,33 @@ function readConfigJson(dir: string): Json {
   }
 }
 
-/** Maps a Hugging Face LlamaConfig to ours; anything this runtime does not implement is refused. */
+/** A BitNet b1.58 config (transformers' BitNetForCausalLM: the Llama block with sub-norms). */
+export function isBitNetConfig(cfg: Json): boolean {
+  const archs = Array.isArray(cfg.architectures) ? cfg.architectures : [];
+  return cfg.model_type === "bitnet" || archs.includes("BitNetForCausalLM");
+}
+
+/**
+ * Maps a Hugging Face LlamaConfig (or BitNetConfig) to ours; anything this runtime does not implement
+ * is refused.
+ */
 export function configFromHf(cfg: Json, file: string): LlamaConfig {
   const fail = (msg: string): never => {
     throw new ModelLoadError("ERR_MODEL_CONFIG", `${file}: ${msg}`);
   };
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures : [];
-  if (cfg.model_type !== "llama" && !archs.includes("LlamaForCausalLM")) {
+  const bitnet = isBitNetConfig(cfg);
+  if (!bitnet && cfg.model_type !== "llama" && !archs.includes("LlamaForCausalLM")) {
     fail(
-      `model_type is ${JSON.stringify(cfg.model_type)}; only Llama-architecture models ("llama") are supported`,
+      `model_type is ${JSON.stringify(cfg.model_type)}; only Llama-architecture models ("llama") and BitNet b1.58 ("bitnet") are supported`,
     );
   }
-  if (cfg.hidden_act !== undefined && cfg.hidden_act !== "silu") {
-    fail(`hidden_act ${JSON.stringify(cfg.hidden_act)} is not supported (expected "silu")`);
+  // BitNetConfig's default activation is relu2, LlamaConfig's silu; a BitNet config may name either.
+  const act = cfg.hidden_act ?? (bitnet ? "relu2" : "silu");
+  if (act !== "silu" && !(bitnet && act === "relu2")) {
+    fail(
+      `hidden_act ${JSON.stringify(cfg.hidden_act)} is not supported (expected "silu"${bitnet ? ' or "relu2"' : ""})`,
+    );
   }
   if (cfg.rope_scaling !== undefined && cfg.rope_scaling !== null) fail("rope_scaling is not supported");
   if (cfg.attention_bias === true || cfg.mlp_bias === true)
@@ -70,6 +94,8 @@ export function configFromHf(cfg: Json, file: string): LlamaConfig {
         ropeTheta: cfg.rope_theta ?? 10000,
         ropeStyle: "half",
         tiedClassifier: cfg.tie_word_embeddings ?? false,
+        mlpActivation: act,
+        subNorms: bitnet,
       },
       file,
     );
@@ -139,11 +165,16 @@ export async function assembleHfModel(
       const [out, inF] = shapes[name];
       linears[name] = await linear(linearPath(l, name), out, inF);
     }
-    blocks.push({
+    const block: LlamaBlock = {
       attnNorm: await readMatrix(ckpt, `${p}.input_layernorm.weight`, [dim], dir),
       ffnNorm: await readMatrix(ckpt, `${p}.post_attention_layernorm.weight`, [dim], dir),
       linears,
-    });
+    };
+    if (config.subNorms) {
+      block.attnSubNorm = await readMatrix(ckpt, `${p}.self_attn.attn_sub_norm.weight`, [dim], dir);
+      block.ffnSubNorm = await readMatrix(ckpt, `${p}.mlp.ffn_sub_norm.weight`, [hid], dir);
+    }
+    blocks.push(block);
   }
   const finalNorm = await readMatrix(ckpt, "model.norm.weight", [dim], dir);
   let classifier: ModelLinear;
@@ -176,15 +207,83 @@ export async function openWeights(dir: string): Promise<SafetensorsCheckpoint> {
 
 export { readConfigJson, readMatrix };
 
-/** Loads a Hugging Face Llama folder: config.json and model.safetensors (single or sharded). */
+/**
+ * The float weight (out, in) of a packed BitNet b1.58 layer (transformers' offline format: U8 levels
+ * four to a byte and one `weight_scale`): level * the layer scale, with the scale rounded to fp16 as
+ * @trirun/packing imports it (the layers hold fp16 weights either way).
+ */
+async function readBitNetPacked(
+  ckpt: SafetensorsCheckpoint,
+  path: string,
+  out: number,
+  inF: number,
+  linearClass: BitNetLinearClass,
+  dir: string,
+): Promise<Float32Array> {
+  const weightName = `${path}.weight`;
+  const info = ckpt.info(weightName);
+  const rows = out / BITNET_VALUES_PER_BYTE;
+  if (info.shape.length !== 2 || info.shape[0] !== rows || info.shape[1] !== inF) {
+    throw new ModelLoadError(
+      "ERR_MODEL_CONFIG",
+      `${dir}: packed BitNet tensor "${weightName}" has shape [${info.shape.join(", ")}] but config.json implies [${rows}, ${inF}] (out / 4, in)`,
+    );
+  }
+  const scaleName = `${path}.weight_scale`;
+  // One value, stored as [1] (transformers) or as a 0-d tensor.
+  const scaleShape = ckpt.has(scaleName) ? [...ckpt.info(scaleName).shape] : [1];
+  if (scaleShape.reduce((a, b) => a * b, 1) !== 1) {
+    throw new ModelLoadError(
+      "ERR_MODEL_TENSOR",
+      `${dir}: tensor "${scaleName}" must hold one value, has shape [${scaleShape.join(", ")}]`,
+    );
+  }
+  const scaleTensor = await readMatrix(ckpt, scaleName, scaleShape, dir);
+  let scale: number;
+  try {
+    scale = bitNetLayerScale(scaleTensor[0], linearClass, scaleName);
+  } catch (err) {
+    throw new ModelLoadError("ERR_MODEL_TENSOR", `${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  const codes = unpackBitNetCodes((await ckpt.readTensor(weightName, "U8")).data, rows, inF);
+  const weight = new Float32Array(out * inF);
+  for (let o = 0; o < out; o++)
+    for (let i = 0; i < inF; i++) weight[o * inF + i] = (codes[i * out + o] - 1) * scale;
+  return weight;
+}
+
+/**
+ * Loads a Hugging Face Llama or BitNet b1.58 folder: config.json and model.safetensors (single or
+ * sharded). A packed BitNet checkpoint's layers are read as their ternary weights times their scale.
+ */
 export async function loadHfFolder(dir: string, opts: LoadOptions = {}): Promise<LlamaModel> {
-  const config = configFromHf(readConfigJson(dir), join(dir, "config.json"));
+  const cfg = readConfigJson(dir);
+  const configFile = join(dir, "config.json");
+  const config = configFromHf(cfg, configFile);
+  let bitnet: ReturnType<typeof bitNetQuantization>;
+  try {
+    bitnet = bitNetQuantization(cfg);
+  } catch (err) {
+    throw new ModelLoadError("ERR_MODEL_CONFIG", `${configFile}: ${(err as Error).message}`, { cause: err });
+  }
   const ckpt = await openWeights(dir);
   const factory = opts.linearFactory ?? float16LinearFactory(opts.backend);
   try {
-    return await assembleHfModel(config, ckpt, dir, async (path, out, inF) =>
-      factory(path, await readMatrix(ckpt, `${path}.weight`, [out, inF], dir), out, inF),
-    );
+    return await assembleHfModel(config, ckpt, dir, async (path, out, inF) => {
+      const name = `${path}.weight`;
+      const packed = ckpt.has(name) && ckpt.info(name).dtype === "U8";
+      if (packed && bitnet?.mode !== "offline") {
+        throw new ModelLoadError(
+          "ERR_MODEL_CONFIG",
+          `${dir}: tensor "${name}" is U8 (packed BitNet weights?) but ${configFile} has no offline BitNet quantization_config saying how its weight_scale applies`,
+        );
+      }
+      const weight =
+        packed && bitnet !== undefined
+          ? await readBitNetPacked(ckpt, path, out, inF, bitnet.linearClass, dir)
+          : await readMatrix(ckpt, name, [out, inF], dir);
+      return factory(path, weight, out, inF);
+    });
   } finally {
     await ckpt.close();
   }
