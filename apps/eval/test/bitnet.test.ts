@@ -274,7 +274,7 @@ describe("BitNet b1.58 models (packed Hugging Face checkpoints)", () => {
     expect(report.quantized.perplexity).toBeCloseTo(report.fp.perplexity, 4);
   });
 
-  it("refuses the CUDA runtime for the BitNet block and picks the CPU one on auto", () => {
+  it("a block the CUDA runtime cannot run goes to the CPU runtime on auto, and is refused by name on cuda", () => {
     const blockUnsupported = "the CUDA runtime runs the Llama block";
     const cuda = new Set(["cuda"]);
     expect(chooseRuntime("auto", { gpu: true, layerBackends: cuda, blockUnsupported })).toBe("cpu");

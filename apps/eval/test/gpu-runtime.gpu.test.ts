@@ -242,6 +242,47 @@ describe.skipIf(!gpu || !models)("CUDA Llama runtime", () => {
       });
     });
   }
+
+  it("BitNet b1.58's block (sub-norms, relu2 gate; bitnet RTN weights) agrees with the CPU runtime within 0.5%", async () => {
+    // stories-student-3M's weights with BitNet's block: the two runtimes must agree on whatever weights.
+    const windows = evalWindows(3);
+    const subNorm = (n: number) => Float32Array.from({ length: n }, () => 0.8 + Math.random() * 0.4);
+    const asBitNet = async (backend: "cpu" | "cuda", norms?: { attn: Float32Array; ffn: Float32Array }[]) => {
+      const m = await loadModel(join(models!, "stories-student-3M"), { backend });
+      const sub =
+        norms ?? m.blocks.map(() => ({ attn: subNorm(m.config.dim), ffn: subNorm(m.config.hiddenDim) }));
+      const bitnet: LlamaModel = {
+        ...m,
+        config: { ...m.config, mlpActivation: "relu2", subNorms: true },
+        blocks: m.blocks.map((b, l) => ({ ...b, attnSubNorm: sub[l].attn, ffnSubNorm: sub[l].ffn })),
+      };
+      const q = await quantizeModel(bitnet, {
+        method: "bitnet",
+        groupsize: 128,
+        levels: "ternary",
+        calibration: [],
+        backend,
+        quiet: true,
+      });
+      return { fp: bitnet, q: q.model, sub };
+    };
+    const cpu = await asBitNet("cpu");
+    const cuda = await asBitNet("cuda", cpu.sub);
+    const rt = new CudaLlamaRuntime(cuda.q);
+    try {
+      const onCpu = compareModels(new CpuLlamaRuntime(cpu.fp), new CpuLlamaRuntime(cpu.q), windows);
+      const direct = compareModels(new CpuLlamaRuntime(cpu.q), rt, windows);
+      console.log(
+        `BitNet block (student-3M weights): perplexity cpu ${onCpu.quantized.perplexity.toFixed(4)} cuda ${direct.quantized.perplexity.toFixed(4)}, KL(cpu || cuda) ${direct.quantized.klMean.toExponential(2)}`,
+      );
+      expect(relDiff(direct.quantized.perplexity, onCpu.quantized.perplexity)).toBeLessThan(5e-3);
+      expect(direct.quantized.klMean).toBeLessThan(1e-3);
+      expect(relDiff(perplexity(rt, windows).perplexity, onCpu.quantized.perplexity)).toBeLessThan(5e-3);
+    } finally {
+      rt.dispose();
+      for (const m of [cpu.fp, cpu.q, cuda.fp, cuda.q]) disposeModel(m);
+    }
+  });
 });
 
 describe.skipIf(!gpu)("speed on random weights (smoke run, no timing assertions)", () => {

@@ -173,6 +173,58 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     }
   });
 
+  it("BitNet b1.58's block (sub-norms, relu2 gate) follows the CPU runtime: prefill, cached and batched decoding", () => {
+    // stories260K's weights with BitNet's block: the two runtimes must agree on whatever weights.
+    const subNorms = (n: number) => Float32Array.from({ length: n }, () => 0.8 + Math.random() * 0.4);
+    const base = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cpu" });
+    const norms = base.blocks.map(() => ({
+      attn: subNorms(base.config.dim),
+      ffn: subNorms(base.config.hiddenDim),
+    }));
+    const asBitNet = (model: typeof base): typeof base => ({
+      ...model,
+      config: { ...model.config, mlpActivation: "relu2", subNorms: true },
+      blocks: model.blocks.map((b, l) => ({ ...b, attnSubNorm: norms[l].attn, ffnSubNorm: norms[l].ffn })),
+    });
+    const onCpu = asBitNet(base);
+    const onGpu = asBitNet(m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" }));
+    expect(m.select.chooseRuntime("auto", m.select.runtimeEnvironment([onGpu]))).toBe("cuda");
+    const cpu = new m.cpu.CpuLlamaRuntime(onCpu);
+    const w = randomWindow(10 + Math.floor(Math.random() * 8));
+    const expected = cpu.forward(w);
+    // Without the sub-norms the same weights give other logits (so the comparison can fail).
+    const llama = new m.cpu.CpuLlamaRuntime(m.loaders.loadLlama2c(STORIES_BIN, { backend: "cpu" })).forward(
+      w,
+    );
+    expect(maxRelDiff(llama, expected)).toBeGreaterThan(5e-2);
+    for (const opts of [{ graphs: false }, { graphs: true, fuse: "copy" as const }]) {
+      const gpu = new m.gpu.CudaLlamaRuntime(onGpu, opts);
+      expect(maxRelDiff(gpu.forward(w), expected)).toBeLessThan(2e-2);
+      const cache = gpu.newCache();
+      gpu.forward(w.subarray(0, 3), cache);
+      for (let t = 3; t < w.length; t++) {
+        const step = gpu.forward([w[t]], cache, { lastOnly: true });
+        expect(maxRelDiff(step, expected.subarray(t * VOCAB, (t + 1) * VOCAB))).toBeLessThan(2e-2);
+      }
+      const batchCache = gpu.newBatchCache(2, w.length);
+      const other = Int32Array.from(w, (t) => (t + 3) % VOCAB);
+      const otherExpected = cpu.forward(other);
+      for (let t = 0; t < w.length; t++) {
+        const logits = m.packing.decodeF16(
+          gpu.decodeBatch([w[t], other[t]], batchCache).download() as Uint16Array,
+        );
+        expect(
+          maxRelDiff(logits.subarray(0, VOCAB), expected.subarray(t * VOCAB, (t + 1) * VOCAB)),
+        ).toBeLessThan(2e-2);
+        expect(
+          maxRelDiff(logits.subarray(VOCAB), otherExpected.subarray(t * VOCAB, (t + 1) * VOCAB)),
+        ).toBeLessThan(2e-2);
+      }
+      for (const c of [cache, batchCache]) c.dispose();
+      gpu.dispose();
+    }
+  });
+
   it("batch-cache decoding (RoPE inside the attention launch) equals per-sequence caches (separate RoPE)", () => {
     const model = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
     for (const graphs of [false, true]) {

@@ -265,7 +265,7 @@ export function validateRopeArgs(
   return { tokens, heads, headDim, theta, style };
 }
 
-/** siluMul(gate, up, out) and add(a, b, out): f16 tensors of one shape. Returns the element count. */
+/** siluMul / relu2Mul(gate, up, out) and add(a, b, out): f16 tensors of one shape. Returns the element count. */
 export function validateElementwiseArgs(
   args: readonly [TensorDescriptor, string][],
   out: TensorDescriptor,

@@ -97,6 +97,7 @@ interface NativeOps {
     s: S,
   ): void;
   opsSiluMul(gate: Buf, go: number, up: Buf, uo: number, out: Buf, oo: number, n: number, s: S): void;
+  opsRelu2Mul(gate: Buf, go: number, up: Buf, uo: number, out: Buf, oo: number, n: number, s: S): void;
   opsAdd(a: Buf, ao: number, b: Buf, bo: number, out: Buf, oo: number, n: number, s: S): void;
   opsAttention(
     q: Buf,
@@ -403,6 +404,26 @@ export function siluMul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor,
   checkNoOverlap(o, [g, u], true);
   const stream = streamOf(opts);
   opsAddon().opsSiluMul(g.buffer, g.byteOffset, u.buffer, u.byteOffset, o.buffer, o.byteOffset, p.n, stream);
+}
+
+/**
+ * out = max(gate, 0)^2 * up elementwise (BitNet b1.58's squared-ReLU gate; f16, same shapes, fp32
+ * math); out may be gate or up.
+ */
+export function relu2Mul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
+  const g = operand(gate, "gate");
+  const u = operand(up, "up");
+  const o = operand(out, "out");
+  const p = validateElementwiseArgs(
+    [
+      [gate, "gate"],
+      [up, "up"],
+    ],
+    out,
+  );
+  checkNoOverlap(o, [g, u], true);
+  const stream = streamOf(opts);
+  opsAddon().opsRelu2Mul(g.buffer, g.byteOffset, u.buffer, u.byteOffset, o.buffer, o.byteOffset, p.n, stream);
 }
 
 /** out = a + b elementwise (f16, same shapes; the residual add); out may be a or b. */

@@ -718,6 +718,7 @@ describe("ops.* through the public API (host-memory addon without ops)", () => {
     const out = DeviceTensor.zeros("f16", [4, 8]);
     expectError(() => ops.add(a, DeviceTensor.zeros("f32", [4, 8]), out), TypeError, /^b: /);
     expectError(() => ops.siluMul(a, b, DeviceTensor.zeros("f16", [8, 4])), RangeError, /^out: /);
+    expectError(() => ops.relu2Mul(a, DeviceTensor.zeros("f16", [4, 7]), out), RangeError, /^up: /);
     // in place is allowed, a partial overlap is not
     const wide = DeviceTensor.zeros("f16", [64]);
     expectError(

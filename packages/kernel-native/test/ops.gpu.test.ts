@@ -270,7 +270,7 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     }
   }
 
-  it("siluMul and add on an odd element count, out of place and in place, on a stream", () => {
+  it("siluMul, relu2Mul and add on an odd element count, out of place and in place, on a stream", () => {
     const n = 100_003;
     const g = randomHalf(n, 6);
     const u = randomHalf(n, 2);
@@ -286,6 +286,10 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     ops.add(gt, ut, out.tensor, { stream });
     stream.synchronize();
     expectClose(out.read("add"), sum, "add");
+    const relu2 = Float64Array.from(g.values, (v, i) => Math.max(v, 0) ** 2 * u.values[i]);
+    ops.relu2Mul(gt, ut, out.tensor, { stream });
+    stream.synchronize();
+    expectClose(out.read("relu2Mul"), relu2, "relu2Mul");
     ops.add(gt, ut, gt, { stream }); // the residual add in place
     stream.synchronize();
     expectClose(fromHalfBits(gt.download() as Uint16Array), sum, "add in place");

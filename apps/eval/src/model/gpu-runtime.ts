@@ -27,11 +27,20 @@ export class CudaRuntimeUnavailableError extends Error {
 }
 
 /** Checks that every linear layer of `model` runs on the CUDA backend (their forward then stays on the device). */
-/** Why the CUDA runtime cannot run a model's block, or undefined when it can (the Llama block). */
+/**
+ * Why the CUDA runtime cannot run a model's block, or undefined when it can: the Llama block, and
+ * BitNet b1.58's (sub-norms and a relu2 gate).
+ */
 export function cudaBlockUnsupported(model: LlamaModel): string | undefined {
   const c = model.config;
-  if (!c.subNorms && c.mlpActivation === "silu") return undefined;
-  return `the CUDA runtime runs the Llama block; this model's block (${c.mlpActivation} MLP${c.subNorms ? ", BitNet sub-norms" : ""}) runs on the CPU runtime`;
+  if (c.mlpActivation !== "silu" && c.mlpActivation !== "relu2") {
+    return `the CUDA runtime has no ${String(c.mlpActivation)} MLP gate`;
+  }
+  const missing = model.blocks.findIndex(
+    (b) => c.subNorms && (b.attnSubNorm === undefined || b.ffnSubNorm === undefined),
+  );
+  if (missing >= 0) return `block ${missing}: the config has sub-norms but the block has no sub-norm weights`;
+  return undefined;
 }
 
 export function checkCudaLayers(model: LlamaModel): void {
@@ -304,6 +313,9 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   readonly #embedding: DeviceTensor;
   readonly #attnNorms: DeviceTensor[] = [];
   readonly #ffnNorms: DeviceTensor[] = [];
+  /** BitNet b1.58: the norms before o_proj and down_proj (empty for the Llama block). */
+  readonly #attnSubNorms: DeviceTensor[] = [];
+  readonly #ffnSubNorms: DeviceTensor[] = [];
   readonly #finalNorm: DeviceTensor;
   readonly #projections: BlockProjections[] = [];
   readonly #useGraphs: boolean;
@@ -343,6 +355,10 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     for (const block of model.blocks) {
       this.#attnNorms.push(DeviceTensor.fromArray(block.attnNorm, [c.dim], "f32"));
       this.#ffnNorms.push(DeviceTensor.fromArray(block.ffnNorm, [c.dim], "f32"));
+      if (c.subNorms && block.attnSubNorm && block.ffnSubNorm) {
+        this.#attnSubNorms.push(DeviceTensor.fromArray(block.attnSubNorm, [c.dim], "f32"));
+        this.#ffnSubNorms.push(DeviceTensor.fromArray(block.ffnSubNorm, [c.hiddenDim], "f32"));
+      }
       const lin = block.linears;
       const move = opts.fuse === "move";
       this.#projections.push(
@@ -395,7 +411,10 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     return (
       this.#embedding.byteLength +
       this.#finalNorm.byteLength +
-      [...this.#attnNorms, ...this.#ffnNorms].reduce((s, t) => s + t.byteLength, 0) +
+      [...this.#attnNorms, ...this.#ffnNorms, ...this.#attnSubNorms, ...this.#ffnSubNorms].reduce(
+        (s, t) => s + t.byteLength,
+        0,
+      ) +
       (this.#workspace?.byteLength ?? 0)
     );
   }
@@ -470,6 +489,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       }
     }
     attention.run(l);
+    if (c.subNorms) ops.rmsnorm(t.att, this.#attnSubNorms[l], t.att, { eps });
     lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
     ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
     if (fused.gateUp) {
@@ -485,7 +505,9 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["mlp.gate_proj"].forward(t.h, { out: t.gate });
       lin["mlp.up_proj"].forward(t.h, { out: t.up });
     }
-    ops.siluMul(t.gate, t.up, t.gate);
+    if (c.mlpActivation === "relu2") ops.relu2Mul(t.gate, t.up, t.gate);
+    else ops.siluMul(t.gate, t.up, t.gate);
+    if (c.subNorms) ops.rmsnorm(t.gate, this.#ffnSubNorms[l], t.gate, { eps });
     lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
     // The residual add, fused with the next norm (the next block's or the final one) where there is one.
     if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps });
@@ -798,7 +820,8 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     this.#workspace?.dispose();
     this.#embedding.dispose();
     this.#finalNorm.dispose();
-    for (const t of [...this.#attnNorms, ...this.#ffnNorms]) t.dispose();
+    for (const t of [...this.#attnNorms, ...this.#ffnNorms, ...this.#attnSubNorms, ...this.#ffnSubNorms])
+      t.dispose();
     for (const p of this.#projections) {
       p.qkv?.dispose();
       p.gateUp?.dispose();

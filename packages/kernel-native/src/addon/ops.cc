@@ -140,7 +140,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// siluMul / add (a, off, b, off, out, off, n, stream): elementwise fp16.
+// siluMul / relu2Mul / add (a, off, b, off, out, off, n, stream): elementwise fp16.
 template <cudaError_t (*Launch)(const __half*, const __half*, __half*, int64_t, cudaStream_t)>
 Napi::Value Elementwise(const Napi::CallbackInfo& info, const char* what, const char* aName, const char* bName) {
   Napi::Env env = info.Env();
@@ -159,6 +159,10 @@ Napi::Value Elementwise(const Napi::CallbackInfo& info, const char* what, const 
 
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   return Elementwise<trirun_op_silu_mul>(info, "siluMul", "gate", "up");
+}
+
+Napi::Value Relu2Mul(const Napi::CallbackInfo& info) {
+  return Elementwise<trirun_op_relu2_mul>(info, "relu2Mul", "gate", "up");
 }
 
 Napi::Value Add(const Napi::CallbackInfo& info) { return Elementwise<trirun_op_add>(info, "add", "a", "b"); }
@@ -355,6 +359,7 @@ void RegisterOpsFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("opsAddRmsNorm", Napi::Function::New(env, AddRmsNorm, "opsAddRmsNorm"));
   exports.Set("opsRope", Napi::Function::New(env, Rope, "opsRope"));
   exports.Set("opsSiluMul", Napi::Function::New(env, SiluMul, "opsSiluMul"));
+  exports.Set("opsRelu2Mul", Napi::Function::New(env, Relu2Mul, "opsRelu2Mul"));
   exports.Set("opsAdd", Napi::Function::New(env, Add, "opsAdd"));
   exports.Set("opsAttention", Napi::Function::New(env, Attention, "opsAttention"));
   exports.Set("opsCacheAppend", Napi::Function::New(env, CacheAppend, "opsCacheAppend"));

@@ -274,6 +274,16 @@ __global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out,
   }
 }
 
+// BitNet b1.58's MLP gate: squared ReLU instead of SiLU.
+__global__ void Relu2MulKernel(const __half* gate, const __half* up, __half* out, int64_t n) {
+  DependentPrologue();
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float g = fmaxf(__half2float(gate[i]), 0.0f);
+    out[i] = __float2half(g * g * __half2float(up[i]));
+  }
+}
+
 __global__ void AddKernel(const __half* a, const __half* b, __half* out, int64_t n) {
   DependentPrologue();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -813,6 +823,12 @@ cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int 
 cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
   return LaunchOp(SiluMulKernel, GridFor(n, 256), 256, stream, gate, up, out, n);
+}
+
+cudaError_t trirun_op_relu2_mul(const __half* gate, const __half* up, __half* out, int64_t n,
+                                cudaStream_t stream) {
+  if (n <= 0) return cudaErrorInvalidValue;
+  return LaunchOp(Relu2MulKernel, GridFor(n, 256), 256, stream, gate, up, out, n);
 }
 
 cudaError_t trirun_op_add(const __half* a, const __half* b, __half* out, int64_t n, cudaStream_t stream) {

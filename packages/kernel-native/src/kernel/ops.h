@@ -44,6 +44,9 @@ cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int 
 // out[i] = silu(gate[i]) * up[i], n elements. out may alias gate or up.
 cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream);
 
+// out[i] = max(gate[i], 0)^2 * up[i] (BitNet b1.58's gate), n elements. out may alias gate or up.
+cudaError_t trirun_op_relu2_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream);
+
 // out[i] = a[i] + b[i], n elements. out may alias a or b.
 cudaError_t trirun_op_add(const __half* a, const __half* b, __half* out, int64_t n, cudaStream_t stream);
 

@@ -220,6 +220,23 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
         o[i] = toF16Bits((x / (1 + Math.exp(-x))) * f16ToF32(uv[i]));
       }
     },
+    opsRelu2Mul(
+      g: NativeBuffer,
+      go: number,
+      u: NativeBuffer,
+      uo: number,
+      out: NativeBuffer,
+      oo: number,
+      n: number,
+    ): void {
+      const gv = half(g, go, n, "gate");
+      const uv = half(u, uo, n, "up");
+      const o = half(out, oo, n, "out");
+      for (let i = 0; i < n; i++) {
+        const x = Math.max(f16ToF32(gv[i]), 0);
+        o[i] = toF16Bits(x * x * f16ToF32(uv[i]));
+      }
+    },
     opsAdd(
       a: NativeBuffer,
       ao: number,
