@@ -58,6 +58,17 @@ export const FIXED_MODEL_SETS: readonly ModelSet[] = [
     ],
   },
   {
+    id: "bitnet-2b",
+    title: "BitNet b1.58 2B4T (2560-wide)",
+    source: "BitNet b1.58 2B4T: hidden 2560, intermediate 6912, 20 query and 5 key/value heads of 128",
+    layers: [
+      layer("qkv", 2560, 2560 + 2 * 5 * 128),
+      layer("o", 2560, 2560),
+      layer("gate_up", 2560, 2 * 6912),
+      layer("down", 6912, 2560),
+    ],
+  },
+  {
     id: "llama2-7b",
     title: "Llama-2 7B",
     source: "Llama-2 7B: hidden 4096, intermediate 11008, 32 heads (no GQA)",

@@ -34,6 +34,7 @@ describe("model sets", () => {
     // hidden, intermediate, qkv width (q + k + v outputs), from each model's published configuration.
     const dims: Record<string, [number, number, number]> = {
       "trilm-3.9b": [3072, 9216, 3 * 3072],
+      "bitnet-2b": [2560, 6912, 2560 + 2 * 5 * 128],
       "llama2-7b": [4096, 11008, 3 * 4096],
       "llama2-13b": [5120, 13824, 3 * 5120],
       "llama-33b": [6656, 17920, 3 * 6656],

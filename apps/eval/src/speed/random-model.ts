@@ -70,11 +70,16 @@ export function randomCudaModel(config: LlamaConfig, format: WeightFormat, seed:
       BLOCK_LINEARS.forEach((name, i) => {
         linears[name] = linear(shapes[i][0], shapes[i][1]);
       });
-      return {
+      const block: LlamaBlock = {
         attnNorm: new Float32Array(config.dim).fill(1),
         ffnNorm: new Float32Array(config.dim).fill(1),
         linears,
       };
+      if (config.subNorms) {
+        block.attnSubNorm = new Float32Array(config.dim).fill(1);
+        block.ffnSubNorm = new Float32Array(config.hiddenDim).fill(1);
+      }
+      return block;
     });
     const classifier = Float16Linear.fromWeights(
       encodeF16(uniform(config.vocabSize * config.dim, 1 / Math.sqrt(config.dim), random)),

@@ -40,6 +40,19 @@ export const SPEED_SHAPES = {
     vocabSize: 50304,
     maxSeqLen: 2048,
   },
+  // BitNet b1.58 2B4T: 30 blocks of 2560 wide, 20 query / 5 key-value heads of 128, MLP 6912, the
+  // Llama 3 vocabulary; BitNet's block (sub-norms before o_proj and down_proj, squared-ReLU gate).
+  "bitnet-2b": {
+    dim: 2560,
+    hiddenDim: 6912,
+    nLayers: 30,
+    nHeads: 20,
+    nKvHeads: 5,
+    vocabSize: 128256,
+    maxSeqLen: 4096,
+    mlpActivation: "relu2",
+    subNorms: true,
+  },
 } as const;
 export type SpeedShape = keyof typeof SPEED_SHAPES;
 export const SPEED_SHAPE_NAMES = Object.keys(SPEED_SHAPES) as SpeedShape[];
