@@ -92,10 +92,12 @@ struct Shape {
   int k, n;
 };
 
-// (k, n) of the benchmark's model sets (Llama-2-70B, Llama-2-7B, TriLM 3.9B) and a few small layers.
+// (k, n) of the benchmark's model sets (Llama-2-70B, Llama-2-7B, TriLM 3.9B, BitNet b1.58 2B4T) and a few
+// small layers.
 const Shape kShapes[] = {{8192, 10240}, {8192, 8192},  {8192, 57344}, {28672, 8192}, {4096, 12288}, {4096, 4096},
                          {4096, 22016}, {11008, 4096}, {3072, 9216},  {3072, 3072},  {3072, 18432}, {9216, 3072},
-                         {128, 256},    {256, 512},    {1024, 8192},  {2048, 3072}};
+                         {2560, 3840},  {2560, 2560},  {2560, 13824}, {6912, 2560},  {128, 256},    {256, 512},
+                         {1024, 8192},  {2048, 3072}};
 
 const int kHopperHeights[] = {32, 64, 128, 144, 160, 176, 192, 208, 224, 256};
 
