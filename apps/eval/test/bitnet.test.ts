@@ -302,6 +302,12 @@ describe("BitNet b1.58 models (packed Hugging Face checkpoints)", () => {
     await expect(loadHfFolder(dir)).rejects.toThrow(
       /q_proj\.weight" is U8.*no offline BitNet quantization_config/,
     );
+    const withNorm = join(root, "bitnet-rms-norm");
+    await writeBitNet(withNorm);
+    const cfg = JSON.parse(readFileSync(join(withNorm, "config.json"), "utf8"));
+    cfg.quantization_config.use_rms_norm = true;
+    writeFileSync(join(withNorm, "config.json"), JSON.stringify(cfg));
+    await expect(loadHfFolder(withNorm)).rejects.toThrow(/use_rms_norm .* is not supported/);
     const noSubNorm = join(root, "bitnet-no-sub-norm");
     await writeBitNet(noSubNorm, undefined, "model.layers.1.mlp.ffn_sub_norm.weight");
     await expect(loadHfFolder(noSubNorm)).rejects.toThrow(

@@ -62,6 +62,10 @@ export function configFromHf(cfg: Json, file: string): LlamaConfig {
       `model_type is ${JSON.stringify(cfg.model_type)}; only Llama-architecture models ("llama") and BitNet b1.58 ("bitnet") are supported`,
     );
   }
+  const quantization = cfg.quantization_config as Json | undefined;
+  if (quantization?.quant_method === "bitnet" && quantization.use_rms_norm === true) {
+    fail("quantization_config.use_rms_norm (an RMSNorm inside every BitNet linear layer) is not supported");
+  }
   // BitNetConfig's default activation is relu2, LlamaConfig's silu; a BitNet config may name either.
   const act = cfg.hidden_act ?? (bitnet ? "relu2" : "silu");
   if (act !== "silu" && !(bitnet && act === "relu2")) {
