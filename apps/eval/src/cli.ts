@@ -9,6 +9,7 @@ import { loadTokenizer, type TextTokenizer } from "./data/tokenizer.js";
 import { readTokenFile, type TokenFileFormat } from "./data/tokens.js";
 import { loadModel } from "./model/loaders/index.js";
 import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "./checkpoint.js";
+import { withActivationBits } from "./model/config.js";
 import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
 import type { LlamaModel } from "./model/llama.js";
 import type { LlamaRuntime } from "./model/runtime.js";
@@ -56,6 +57,7 @@ function parseGroupsize(v: string): 128 | -1 | "auto" {
 }
 
 interface CalibrationFlags {
+  activations: ActivationsFlag;
   method: QuantizationMethod;
   groupsize: 128 | -1 | "auto";
   levels: Levels;
@@ -79,6 +81,22 @@ function backendOption(): Option {
   return new Option("--backend <backend>", "backend of the linear layers")
     .choices(["auto", "cpu", "cuda"])
     .default("auto");
+}
+
+type ActivationsFlag = "fp" | "int8";
+
+function activationsOption(): Option {
+  return new Option(
+    "--activations <kind>",
+    "inputs of the block linear layers: fp (as computed) or int8 (quantized per row, as BitNet b1.58 runs: W1.58A8)",
+  )
+    .choices(["fp", "int8"])
+    .default("fp");
+}
+
+/** The model with the activation quantization the flag asks for. */
+function withActivations(model: LlamaModel, flag: ActivationsFlag): LlamaModel {
+  return flag === "int8" ? withActivationBits(model, 8) : model;
 }
 
 function runtimeOption(): Option {
@@ -144,6 +162,7 @@ function addQuantizeOptions(cmd: Command): Command {
       },
     )
     .addOption(backendOption())
+    .addOption(activationsOption())
     .option("--quiet", "no progress output");
 }
 
@@ -293,7 +312,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       .argument("<model>", "llama2.c .bin or Hugging Face folder")
       .requiredOption("-o, --out <dir>", "checkpoint folder to write (config.json + model.safetensors)"),
   ).action(async (modelPath: string, f: CalibrationFlags & { out: string }) => {
-    const fp = await loadModel(modelPath, { backend: backendOf(f.backend) });
+    const fp = withActivations(await loadModel(modelPath, { backend: backendOf(f.backend) }), f.activations);
     const q = await quantizeFlow(fp, f);
     const bytes = await writeQuantizedCheckpoint(f.out, fp, q.layers, {
       method: f.method,
@@ -341,7 +360,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       .option("--markdown <file>", "write the report as markdown")
       .addOption(runtimeOption()),
   ).action(async (modelPath: string, f: RunFlags) => {
-    const fp = await loadModel(modelPath, { backend: backendOf(f.backend) });
+    const fp = withActivations(await loadModel(modelPath, { backend: backendOf(f.backend) }), f.activations);
     // Checked before the (possibly long) quantization; the quantized layers share the backend flag.
     let runtime = pickRuntime(f.runtime, [fp]);
     const tokenizer = tokenizerFor(modelPath);
@@ -354,7 +373,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     let checkpoint: EvalReport["checkpoint"];
     if (f.quantized) {
       const loaded = await loadQuantizedCheckpoint(f.quantized, { backend: backendOf(f.backend) });
-      qModel = loaded.model;
+      qModel = withActivations(loaded.model, f.activations);
       method = loaded.meta.method;
       groupsize = loaded.meta.groupsize;
       levels = loaded.meta.levels;
@@ -406,10 +425,12 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     .option("--seed <n>", "sampling seed", int("seed", 0), 0)
     .addOption(backendOption())
     .addOption(runtimeOption())
+    .addOption(activationsOption())
     .action(
       async (
         modelPath: string,
         f: {
+          activations: ActivationsFlag;
           quantized?: string;
           prompt: string;
           length: number;
@@ -420,12 +441,15 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         },
       ) => {
         const backend = backendOf(f.backend);
-        const fp = await loadModel(modelPath, { backend });
+        const fp = withActivations(await loadModel(modelPath, { backend }), f.activations);
         const tokenizer = tokenizerFor(modelPath);
         const prompt = parsePrompt(f.prompt, tokenizer, fp.config.vocabSize);
         const models: [string, LlamaModel][] = [["fp", fp]];
         if (f.quantized)
-          models.push(["quantized", (await loadQuantizedCheckpoint(f.quantized, { backend })).model]);
+          models.push([
+            "quantized",
+            withActivations((await loadQuantizedCheckpoint(f.quantized, { backend })).model, f.activations),
+          ]);
         const runtime = pickRuntime(
           f.runtime,
           models.map(([, m]) => m),

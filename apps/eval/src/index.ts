@@ -1,4 +1,12 @@
-export { type LlamaConfig, type RopeStyle, headSize, kvDim, validateConfig } from "./model/config.js";
+export {
+  headSize,
+  kvDim,
+  type LlamaConfig,
+  type MlpActivation,
+  type RopeStyle,
+  validateConfig,
+  withActivationBits,
+} from "./model/config.js";
 export {
   BLOCK_LINEARS,
   type BlockLinearName,

@@ -218,6 +218,12 @@ function evaluateWith(
     );
   }
   notes.push("the classifier (lm_head) and the embedding stay unquantized, as in GPTQ for Llama");
+  const bits = qModel.config.activationBits;
+  if (bits !== undefined) {
+    notes.push(
+      `every block linear layer's input is quantized to ${bits} bits per row (absmax), in both models, as BitNet b1.58 runs (W1.58A8 for 8)`,
+    );
+  }
   return {
     model: s.modelName,
     method: s.method,

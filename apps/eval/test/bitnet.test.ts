@@ -12,6 +12,8 @@ import { packCheckpoint, writeSafetensorsFile } from "@trirun/packing/node";
 import { describe, expect, it, vi } from "vitest";
 import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "../src/checkpoint.js";
 import { buildProgram } from "../src/cli.js";
+import { withActivationBits } from "../src/model/config.js";
+import { quantizeRows } from "../src/model/cpu-ops.js";
 import { CpuLlamaRuntime } from "../src/model/cpu-runtime.js";
 import { loadHfFolder } from "../src/model/loaders/hf.js";
 import { chooseRuntime } from "../src/model/runtime-select.js";
@@ -272,6 +274,71 @@ describe("BitNet b1.58 models (packed Hugging Face checkpoints)", () => {
     expect(report.quantized.kl_mean).toBeLessThan(1e-6);
     expect(report.quantized.top1_agreement).toBe(1);
     expect(report.quantized.perplexity).toBeCloseTo(report.fp.perplexity, 4);
+    expect(report.notes.join(" ")).not.toMatch(/quantized to 8 bits per row/);
+    // The same with BitNet's 8-bit activations in both models: still the same model, said in the notes.
+    const jsonA8 = join(root, "bitnet-cli-a8.json");
+    const spyA8 = vi.spyOn(process.stdout, "write").mockImplementation(() => true);
+    try {
+      await buildProgram({ embedded: true }).parseAsync([
+        "node",
+        "trirun-eval",
+        "run",
+        dir,
+        "--quantized",
+        out,
+        "--activations",
+        "int8",
+        "--sample",
+        "2",
+        "--window",
+        "24",
+        "--json",
+        jsonA8,
+        "--quiet",
+      ]);
+    } finally {
+      spyA8.mockRestore();
+    }
+    const a8 = JSON.parse(readFileSync(jsonA8, "utf8")) as EvalReport;
+    expect(a8.quantized.kl_mean).toBeLessThan(1e-6);
+    expect(a8.notes.join(" ")).toMatch(/quantized to 8 bits per row.*W1\.58A8/);
+    expect(a8.fp.perplexity).not.toBeCloseTo(report.fp.perplexity, 6);
+  });
+
+  it("--activations int8: every block linear's input is on its row's 8-bit grid (W1.58A8)", async () => {
+    const dir = join(root, "bitnet-a8");
+    await writeBitNet(dir);
+    const model = withActivationBits(await loadHfFolder(dir), 8);
+    expect(model.config.activationBits).toBe(8);
+    const rt = new CpuLlamaRuntime(model);
+    const seen = new Map<string, number>();
+    rt.observer = (path, input, rows) => {
+      seen.set(path, (seen.get(path) ?? 0) + 1);
+      const width = input.length / rows;
+      for (let r = 0; r < rows; r++) {
+        const row = input.subarray(r * width, (r + 1) * width);
+        const max = Math.max(...Array.from(row, Math.abs));
+        const s = 127 / max;
+        for (const v of row) expect(Math.abs(v * s - Math.round(v * s)), path).toBeLessThan(1e-3);
+      }
+    };
+    const tokens = randomTokens(5);
+    const a8 = rt.forward(tokens);
+    expect(seen.size).toBe(7 * dims.layers);
+    const plain = new CpuLlamaRuntime(withActivationBits(model, undefined)).forward(tokens);
+    expect(maxRelDiff(plain, a8)).toBeGreaterThan(1e-4);
+    expect(maxRelDiff(plain, a8)).toBeLessThan(0.2);
+  });
+
+  it("quantizeRows is transformers' fp32 ActQuant: ties to even, clamp to [-128, 127], a zero row stays zero", () => {
+    // Row 0: max 127, so s = 1 and x * s is x: 0.5 -> 0, 1.5 -> 2, -2.5 -> -2, 126.5 -> 126.
+    const x = Float32Array.from([0.5, 1.5, -2.5, 126.5, 127, -127, 3.25, 0, ...new Array(8).fill(0)]);
+    const q = quantizeRows(x, 2, 8, 8);
+    expect(Array.from(q.subarray(0, 8))).toEqual([0, 2, -2, 126, 127, -127, 3, 0]);
+    expect(Array.from(q.subarray(8)).every((v) => v === 0)).toBe(true);
+    // 4 bits: levels -8..7 of max / 7.
+    const y = Float32Array.from([7, -7, 3.5, -3.5, 1, 2.5]);
+    expect(Array.from(quantizeRows(y, 1, 6, 4))).toEqual([7, -7, 4, -4, 1, 2]);
   });
 
   it("a block the CUDA runtime cannot run goes to the CPU runtime on auto, and is refused by name on cuda", () => {

@@ -13,6 +13,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { DeviceTensor } from "@trirun/kernel-native";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveShared, STORIES_BIN } from "./helpers/reference-f64.js";
 
@@ -72,6 +73,7 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     metrics: typeof import("../src/metrics.js");
     pipeline: typeof import("../src/pipeline.js");
     select: typeof import("../src/model/runtime-select.js");
+    config: typeof import("../src/model/config.js");
   };
 
   beforeAll(async () => {
@@ -104,6 +106,7 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       metrics: await import("../src/metrics.js"),
       pipeline: await import("../src/pipeline.js"),
       select: await import("../src/model/runtime-select.js"),
+      config: await import("../src/model/config.js"),
     };
   });
 
@@ -197,6 +200,47 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       w,
     );
     expect(maxRelDiff(llama, expected)).toBeGreaterThan(5e-2);
+    // With BitNet's 8-bit activations: every block linear must receive rows on their 8-bit grid (fp16 and
+    // fp32 pipelines round different elements across a level boundary, so the logits are not compared).
+    const seen = new Set<string>();
+    const spied = m.config.withActivationBits(
+      {
+        ...onGpu,
+        blocks: onGpu.blocks.map((b, l) => ({
+          ...b,
+          linears: Object.fromEntries(
+            Object.entries(b.linears).map(([name, layer]) => [
+              name,
+              new Proxy(layer, {
+                get(target, prop) {
+                  if (prop === "forward") {
+                    return (x: DeviceTensor, opts: unknown) => {
+                      const [rows, width] = x.shape;
+                      const v = m.packing.decodeF16(x.download() as Uint16Array);
+                      for (let r = 0; r < rows; r++) {
+                        const row = v.subarray(r * width, (r + 1) * width);
+                        const s = 127 / Math.max(...Array.from(row, Math.abs));
+                        const off = row.filter((e) => Math.abs(e * s - Math.round(e * s)) > 0.1).length;
+                        expect(off, `layer ${l} ${name} row ${r}: elements off the 8-bit grid`).toBe(0);
+                      }
+                      seen.add(`${l} ${name}`);
+                      return (target.forward as (x: unknown, o: unknown) => unknown)(x, opts);
+                    };
+                  }
+                  const value = Reflect.get(target, prop, target);
+                  return typeof value === "function" ? value.bind(target) : value;
+                },
+              }),
+            ]),
+          ) as typeof b.linears,
+        })),
+      },
+      8,
+    );
+    const a8 = new m.gpu.CudaLlamaRuntime(spied, { graphs: false });
+    a8.forward(w.subarray(0, 4));
+    expect(seen.size).toBe(7 * onGpu.blocks.length);
+    a8.dispose();
     for (const opts of [{ graphs: false }, { graphs: true, fuse: "copy" as const }]) {
       const gpu = new m.gpu.CudaLlamaRuntime(onGpu, opts);
       expect(maxRelDiff(gpu.forward(w), expected)).toBeLessThan(2e-2);

@@ -38,6 +38,7 @@ export {
   validateEmbeddingArgs,
   validateLogSoftmaxArgs,
   validateNllArgs,
+  validateQuantizeRowsArgs,
   validateRmsNormArgs,
   validateRopeArgs,
 } from "./ops-validate.js";

@@ -180,6 +180,29 @@ export function validateRmsNormArgs(
   return { rows, dim, weightF32: weight.dtype === "f32", eps };
 }
 
+/** quantizeRows(x, out, { bits }): x and out f16 (rows, dim) of one shape; bits 2..8 (default 8). */
+export function validateQuantizeRowsArgs(
+  args: { x: TensorDescriptor; out: TensorDescriptor },
+  opts: { bits?: number } = {},
+): { rows: number; dim: number; bits: number } {
+  const x = tensor(args.x, "x");
+  const out = tensor(args.out, "out");
+  dtypeOf(x, "x", ["f16"]);
+  dtypeOf(out, "out", ["f16"]);
+  const [rows, dim] = rank(x, "x", 2, "(rows, dim)");
+  positive({ "rows (x.shape[0])": rows, "dim (x.shape[1])": dim });
+  sameShape(out, "out", x, "x");
+  const rawBits = (opts as { bits?: unknown }).bits;
+  const bits = rawBits === undefined ? 8 : integerOption(rawBits, "opts.bits", 2, 8);
+  elementAligned(x, "x", 2);
+  elementAligned(out, "out", 2);
+  sameDevice([
+    [x, "x"],
+    [out, "out"],
+  ]);
+  return { rows, dim, bits };
+}
+
 /** addRmsNorm(x, delta, weight, out): as rmsnorm, plus delta f16 of x's shape. */
 export function validateAddRmsNormArgs(
   args: { x: TensorDescriptor; delta: TensorDescriptor; weight: TensorDescriptor; out: TensorDescriptor },

@@ -14,6 +14,7 @@ import {
   validateAttentionDecodeBatchArgs,
   validateAttentionPrefillArgs,
   validateElementwiseArgs,
+  validateQuantizeRowsArgs,
   validateEmbeddingArgs,
   validateLogSoftmaxArgs,
   validateNllArgs,
@@ -98,6 +99,16 @@ interface NativeOps {
   ): void;
   opsSiluMul(gate: Buf, go: number, up: Buf, uo: number, out: Buf, oo: number, n: number, s: S): void;
   opsRelu2Mul(gate: Buf, go: number, up: Buf, uo: number, out: Buf, oo: number, n: number, s: S): void;
+  opsQuantizeRows(
+    x: Buf,
+    xo: number,
+    out: Buf,
+    oo: number,
+    rows: number,
+    dim: number,
+    bits: number,
+    s: S,
+  ): void;
   opsAdd(a: Buf, ao: number, b: Buf, bo: number, out: Buf, oo: number, n: number, s: S): void;
   opsAttention(
     q: Buf,
@@ -404,6 +415,25 @@ export function siluMul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor,
   checkNoOverlap(o, [g, u], true);
   const stream = streamOf(opts);
   opsAddon().opsSiluMul(g.buffer, g.byteOffset, u.buffer, u.byteOffset, o.buffer, o.byteOffset, p.n, stream);
+}
+
+/**
+ * Per-row absmax fake quantization, as BitNet b1.58 quantizes activations (transformers' ActQuant):
+ * with `q = 2^(bits-1) - 1` and `s = q / max(max |row|, 1e-5)`, `out = clamp(round(x * s), -q - 1, q) / s`
+ * in fp32 (ties to even), rounded to fp16. x and out f16 (rows, dim); out may be x. `bits` 2..8
+ * (default 8).
+ */
+export function quantizeRows(
+  x: DeviceTensor,
+  out: DeviceTensor,
+  opts: StreamOption & { bits?: number } = {},
+): void {
+  const xo = operand(x, "x");
+  const o = operand(out, "out");
+  const p = validateQuantizeRowsArgs({ x, out }, opts);
+  checkNoOverlap(o, [xo], true);
+  const stream = streamOf(opts);
+  opsAddon().opsQuantizeRows(xo.buffer, xo.byteOffset, o.buffer, o.byteOffset, p.rows, p.dim, p.bits, stream);
 }
 
 /**

@@ -719,6 +719,13 @@ describe("ops.* through the public API (host-memory addon without ops)", () => {
     expectError(() => ops.add(a, DeviceTensor.zeros("f32", [4, 8]), out), TypeError, /^b: /);
     expectError(() => ops.siluMul(a, b, DeviceTensor.zeros("f16", [8, 4])), RangeError, /^out: /);
     expectError(() => ops.relu2Mul(a, DeviceTensor.zeros("f16", [4, 7]), out), RangeError, /^up: /);
+    expectError(() => ops.quantizeRows(a, DeviceTensor.zeros("f16", [8, 4])), RangeError, /^out: /);
+    expectError(
+      () => ops.quantizeRows(a, out, { bits: 9 }),
+      RangeError,
+      /^opts\.bits: expected an integer in 2\.\.8/,
+    );
+    expectError(() => ops.quantizeRows(DeviceTensor.zeros("f32", [4, 8]), out), TypeError, /^x: /);
     // in place is allowed, a partial overlap is not
     const wide = DeviceTensor.zeros("f16", [64]);
     expectError(

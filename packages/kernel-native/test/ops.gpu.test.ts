@@ -200,6 +200,43 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     });
   }
 
+  for (const [bits, dim] of [
+    [8, 2560],
+    [8, 6913],
+    [4, 512],
+  ] as const) {
+    it(`quantizeRows to ${bits} bits, dim ${dim}: BitNet's fp32 ActQuant bit for bit, out of place and in place`, () => {
+      const rows = 5;
+      const x = randomHalf(rows * dim, 4);
+      x.bits.fill(0, 0, dim); // an all-zero row: scale from the 1e-5 floor, zeros out
+      x.values.fill(0, 0, dim);
+      const q = 2 ** (bits - 1) - 1;
+      const expected = new Uint16Array(rows * dim);
+      for (let r = 0; r < rows; r++) {
+        let max = 0;
+        for (let j = 0; j < dim; j++) max = Math.max(max, Math.abs(x.values[r * dim + j]));
+        const s = Math.fround(q / Math.max(max, Math.fround(1e-5)));
+        for (let j = 0; j < dim; j++) {
+          const t = Math.fround(x.values[r * dim + j] * s);
+          const f = Math.floor(t);
+          const level = t - f < 0.5 ? f : t - f > 0.5 ? f + 1 : f % 2 === 0 ? f : f + 1;
+          expected[r * dim + j] = toF16Bits(Math.fround(Math.min(Math.max(level, -q - 1), q) / s));
+        }
+      }
+      const xt = uploadHalf(x.bits, [rows, dim]);
+      const out = new Guarded("f16", [rows, dim]);
+      ops.quantizeRows(xt, out.tensor, { bits });
+      // Equal values (a zero may come out as -0 from rintf of a small negative product).
+      const want = fromHalfBits(expected);
+      const mismatches = (got: Float64Array) => got.filter((v, i) => v !== want[i]).length;
+      expect(mismatches(out.read("quantizeRows")), "elements differing from the fp32 reference").toBe(0);
+      ops.quantizeRows(xt, xt, { bits });
+      expect(mismatches(fromHalfBits(xt.download() as Uint16Array)), "in place").toBe(0);
+      xt.dispose();
+      out.dispose();
+    });
+  }
+
   for (const [weightType, dim] of [
     ["f32", 4096],
     ["f16", 8192],

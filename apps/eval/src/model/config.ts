@@ -25,6 +25,27 @@ export interface LlamaConfig {
    * MLP activation before down_proj (hiddenDim wide).
    */
   readonly subNorms: boolean;
+  /**
+   * BitNet b1.58's activation quantization: every linear layer's input fake-quantized per row to
+   * this many signed bits (absmax scale, transformers' ActQuant; 8 for BitNet). Undefined: none.
+   */
+  readonly activationBits?: number;
+}
+
+/**
+ * The same model with its linear layers' inputs fake-quantized to `bits` per row (8: BitNet b1.58's
+ * W1.58A8), or unquantized (undefined). Shares the weights.
+ */
+export function withActivationBits<M extends { readonly config: LlamaConfig }>(
+  model: M,
+  bits: number | undefined,
+): M {
+  const { activationBits: _old, ...rest } = model.config;
+  const config = validateConfig(
+    bits === undefined ? rest : { ...rest, activationBits: bits },
+    "withActivationBits",
+  );
+  return { ...model, config };
 }
 
 export function headSize(config: LlamaConfig): number {
@@ -81,7 +102,20 @@ export function validateConfig(
   if (typeof subNorms !== "boolean") {
     throw new TypeError(`${source}: subNorms must be a boolean, got ${String(subNorms)}`);
   }
+  const activationBits = raw.activationBits;
+  if (
+    activationBits !== undefined &&
+    (typeof activationBits !== "number" ||
+      !Number.isInteger(activationBits) ||
+      activationBits < 2 ||
+      activationBits > 8)
+  ) {
+    throw new RangeError(
+      `${source}: activationBits must be an integer from 2 to 8, got ${String(activationBits)}`,
+    );
+  }
   return {
+    ...(activationBits === undefined ? {} : { activationBits }),
     dim,
     hiddenDim: positiveInt(raw.hiddenDim, "hiddenDim", source),
     nLayers: positiveInt(raw.nLayers, "nLayers", source),

@@ -227,6 +227,29 @@ export function swiGlu(gate: Float32Array, up: Float32Array): Float32Array {
   return out;
 }
 
+/**
+ * Per-row absmax fake quantization to `bits` signed bits, in fp32 as transformers' ActQuant (BitNet
+ * b1.58's activations): s = q / max(max |row|, 1e-5) with q = 2^(bits-1) - 1, then
+ * clamp(round_half_even(x * s), -q - 1, q) / s. Returns a new array.
+ */
+export function quantizeRows(x: Float32Array, rows: number, dim: number, bits: number): Float32Array {
+  const q = 2 ** (bits - 1) - 1;
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    const base = r * dim;
+    let max = 0;
+    for (let j = 0; j < dim; j++) max = Math.max(max, Math.abs(x[base + j]));
+    const s = Math.fround(q / Math.max(max, Math.fround(1e-5)));
+    for (let j = 0; j < dim; j++) {
+      const t = Math.fround(x[base + j] * s);
+      let level = Math.round(t);
+      if (level - t === 0.5 && level % 2 !== 0) level -= 1; // Math.round rounds ties up; torch to even
+      out[base + j] = (level < -q - 1 ? -q - 1 : level > q ? q : level) / s;
+    }
+  }
+  return out;
+}
+
 /** BitNet b1.58's MLP activation: relu(gate)^2 * up. */
 export function relu2Mul(gate: Float32Array, up: Float32Array): Float32Array {
   const out = new Float32Array(gate.length);

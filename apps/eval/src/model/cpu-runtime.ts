@@ -1,5 +1,14 @@
 import { headSize, kvDim } from "./config.js";
-import { addInPlace, causalAttention, embed, RopeTable, relu2Mul, rmsNorm, swiGlu } from "./cpu-ops.js";
+import {
+  addInPlace,
+  causalAttention,
+  embed,
+  quantizeRows,
+  RopeTable,
+  relu2Mul,
+  rmsNorm,
+  swiGlu,
+} from "./cpu-ops.js";
 import { forwardHost } from "./linear.js";
 import { type BlockLinearName, type LlamaModel, linearPath } from "./llama.js";
 import type { ForwardOptions, KvCache, LlamaRuntime } from "./runtime.js";
@@ -57,13 +66,24 @@ export class CpuLlamaRuntime implements LlamaRuntime {
     return forwardHost(this.model.blocks[layer].linears[name], x, rows, path);
   }
 
+  /** A linear layer's input as the model quantizes it (config.activationBits), else as it is. */
+  private linearInput(x: Float32Array, rows: number, width: number): Float32Array {
+    const bits = this.model.config.activationBits;
+    return bits === undefined ? x : quantizeRows(x, rows, width, bits);
+  }
+
   // The stages of one decoder block, exposed separately so that calibration can compute each layer's
-  // input once (see quantize/sequential.ts). blockForward composes them.
+  // input once (see quantize/sequential.ts). blockForward composes them. Each stage that feeds linear
+  // layers returns their input, activation quantization included.
 
   /** RMSNorm before attention: the input of q/k/v. */
   attnNormed(layer: number, x: Float32Array, rows: number): Float32Array {
     const c = this.model.config;
-    return rmsNorm(x, rows, c.dim, this.model.blocks[layer].attnNorm, c.normEps);
+    return this.linearInput(
+      rmsNorm(x, rows, c.dim, this.model.blocks[layer].attnNorm, c.normEps),
+      rows,
+      c.dim,
+    );
   }
 
   /** q/k/v projections, RoPE, causal attention (and BitNet's sub-norm): the input of o_proj (rows, dim). */
@@ -85,7 +105,7 @@ export class CpuLlamaRuntime implements LlamaRuntime {
     const shape = { nHeads: c.nHeads, nKvHeads: c.nKvHeads, headSize: headSize(c) };
     const att = causalAttention(q, rows, pos0, keys, values, shape);
     const subNorm = this.model.blocks[layer].attnSubNorm;
-    return subNorm ? rmsNorm(att, rows, c.dim, subNorm, c.normEps) : att;
+    return this.linearInput(subNorm ? rmsNorm(att, rows, c.dim, subNorm, c.normEps) : att, rows, c.dim);
   }
 
   /** x + o_proj(att). */
@@ -98,7 +118,11 @@ export class CpuLlamaRuntime implements LlamaRuntime {
   /** RMSNorm before the MLP: the input of gate/up. */
   ffnNormed(layer: number, x: Float32Array, rows: number): Float32Array {
     const c = this.model.config;
-    return rmsNorm(x, rows, c.dim, this.model.blocks[layer].ffnNorm, c.normEps);
+    return this.linearInput(
+      rmsNorm(x, rows, c.dim, this.model.blocks[layer].ffnNorm, c.normEps),
+      rows,
+      c.dim,
+    );
   }
 
   /** act(gate(h)) * up(h) (and BitNet's sub-norm): the input of down_proj. */
@@ -108,7 +132,11 @@ export class CpuLlamaRuntime implements LlamaRuntime {
     const up = this.linear(layer, "mlp.up_proj", h, rows);
     const a = c.mlpActivation === "relu2" ? relu2Mul(gate, up) : swiGlu(gate, up);
     const subNorm = this.model.blocks[layer].ffnSubNorm;
-    return subNorm ? rmsNorm(a, rows, c.hiddenDim, subNorm, c.normEps) : a;
+    return this.linearInput(
+      subNorm ? rmsNorm(a, rows, c.hiddenDim, subNorm, c.normEps) : a,
+      rows,
+      c.hiddenDim,
+    );
   }
 
   /** x + down_proj(a). */

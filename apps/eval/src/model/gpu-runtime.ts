@@ -465,6 +465,9 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     const eps = c.normEps;
     const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
     // t.h holds rmsnorm(x) with this block's attention norm (from the caller or the previous block).
+    // With activation quantization (BitNet's A8) every linear input is quantized in place first.
+    const bits = c.activationBits;
+    if (bits !== undefined) ops.quantizeRows(t.h, t.h, { bits });
     if (fused.qkv) {
       fused.qkv.forward(t.h, { out: t.qkv });
       if (!t.fusedViews) {
@@ -490,8 +493,10 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     }
     attention.run(l);
     if (c.subNorms) ops.rmsnorm(t.att, this.#attnSubNorms[l], t.att, { eps });
+    if (bits !== undefined) ops.quantizeRows(t.att, t.att, { bits });
     lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
     ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
+    if (bits !== undefined) ops.quantizeRows(t.h, t.h, { bits });
     if (fused.gateUp) {
       fused.gateUp.forward(t.h, { out: t.gateUp });
       if (!t.fusedViews) {
@@ -508,6 +513,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     if (c.mlpActivation === "relu2") ops.relu2Mul(t.gate, t.up, t.gate);
     else ops.siluMul(t.gate, t.up, t.gate);
     if (c.subNorms) ops.rmsnorm(t.gate, this.#ffnSubNorms[l], t.gate, { eps });
+    if (bits !== undefined) ops.quantizeRows(t.gate, t.gate, { bits });
     lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
     // The residual add, fused with the next norm (the next block's or the final one) where there is one.
     if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps });

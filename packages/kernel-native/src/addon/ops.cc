@@ -161,6 +161,23 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   return Elementwise<trirun_op_silu_mul>(info, "siluMul", "gate", "up");
 }
 
+// quantizeRows(x, off, out, off, rows, dim, bits, stream)
+Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t rows = ArgDim(info, 4, "rows"), dim = ArgDim(info, 5, "dim");
+  int64_t bits = ArgDim(info, 6, "bits", 8);
+  if (bits < 2) ThrowRangeError(env, "bits: expected 2..8");
+  Operand x = ArgOperand(info, 0, "x", uint64_t(rows) * dim * 2, 2);
+  Operand out = ArgOperand(info, 2, "out", uint64_t(rows) * dim * 2, 2);
+  int device = CommonDevice(env, {x, out});
+  cudaStream_t stream = OpStream(info, 7, device);
+  CheckCuda(env,
+            trirun_op_quantize_rows(static_cast<const __half*>(x.ptr), static_cast<__half*>(out.ptr), int(rows),
+                                    int(dim), int(bits), stream),
+            "quantizeRows");
+  return env.Undefined();
+}
+
 Napi::Value Relu2Mul(const Napi::CallbackInfo& info) {
   return Elementwise<trirun_op_relu2_mul>(info, "relu2Mul", "gate", "up");
 }
@@ -360,6 +377,7 @@ void RegisterOpsFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("opsRope", Napi::Function::New(env, Rope, "opsRope"));
   exports.Set("opsSiluMul", Napi::Function::New(env, SiluMul, "opsSiluMul"));
   exports.Set("opsRelu2Mul", Napi::Function::New(env, Relu2Mul, "opsRelu2Mul"));
+  exports.Set("opsQuantizeRows", Napi::Function::New(env, QuantizeRows, "opsQuantizeRows"));
   exports.Set("opsAdd", Napi::Function::New(env, Add, "opsAdd"));
   exports.Set("opsAttention", Napi::Function::New(env, Attention, "opsAttention"));
   exports.Set("opsCacheAppend", Napi::Function::New(env, CacheAppend, "opsCacheAppend"));

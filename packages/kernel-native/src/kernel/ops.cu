@@ -274,6 +274,24 @@ __global__ void SiluMulKernel(const __half* gate, const __half* up, __half* out,
   }
 }
 
+// Per-row absmax fake quantization (BitNet b1.58's 8-bit activations, transformers' ActQuant):
+// each row is scaled so that its largest magnitude maps to qmax, rounded to an integer (rintf:
+// ties to even, as torch.round), clamped to [-qmax - 1, qmax] and scaled back, in fp32. Only the
+// rounding is emulated: the values stay fp16 for the matmul that reads them. One block per row,
+// like RmsNormKernel; every element is read before any is written, so out may alias x.
+__global__ void QuantizeRowsKernel(const __half* x, __half* out, int dim, float qmax) {
+  DependentPrologue();
+  __shared__ float scratch[32];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * dim;
+  float mx = 0.0f;
+  for (int j = threadIdx.x; j < dim; j += blockDim.x) mx = fmaxf(mx, fabsf(__half2float(x[base + j])));
+  const float scale = qmax / fmaxf(BlockReduce<true>(mx, scratch), 1e-5f);
+  for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+    const float q = fminf(fmaxf(rintf(__half2float(x[base + j]) * scale), -qmax - 1.0f), qmax);
+    out[base + j] = __float2half(q / scale);
+  }
+}
+
 // BitNet b1.58's MLP gate: squared ReLU instead of SiLU.
 __global__ void Relu2MulKernel(const __half* gate, const __half* up, __half* out, int64_t n) {
   DependentPrologue();
@@ -823,6 +841,12 @@ cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int 
 cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaErrorInvalidValue;
   return LaunchOp(SiluMulKernel, GridFor(n, 256), 256, stream, gate, up, out, n);
+}
+
+cudaError_t trirun_op_quantize_rows(const __half* x, __half* out, int rows, int dim, int bits, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0 || bits < 2 || bits > 8) return cudaErrorInvalidValue;
+  const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
+  return LaunchOp(QuantizeRowsKernel, rows, kRowThreads, stream, x, out, dim, qmax);
 }
 
 cudaError_t trirun_op_relu2_mul(const __half* gate, const __half* up, __half* out, int64_t n,

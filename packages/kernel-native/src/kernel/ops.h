@@ -44,6 +44,11 @@ cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int 
 // out[i] = silu(gate[i]) * up[i], n elements. out may alias gate or up.
 cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream);
 
+// Per-row absmax fake quantization to `bits` (2..8) signed bits, x and out (rows, dim): with
+// s = (2^(bits-1) - 1) / max(max_j |x[r][j]|, 1e-5), out = clamp(round_half_even(x * s), -2^(bits-1),
+// 2^(bits-1) - 1) / s in fp32, rounded once to fp16. out may alias x.
+cudaError_t trirun_op_quantize_rows(const __half* x, __half* out, int rows, int dim, int bits, cudaStream_t stream);
+
 // out[i] = max(gate[i], 0)^2 * up[i] (BitNet b1.58's gate), n elements. out may alias gate or up.
 cudaError_t trirun_op_relu2_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream);
 

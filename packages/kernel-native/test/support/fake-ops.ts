@@ -220,6 +220,30 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
         o[i] = toF16Bits((x / (1 + Math.exp(-x))) * f16ToF32(uv[i]));
       }
     },
+    opsQuantizeRows(
+      x: NativeBuffer,
+      xo: number,
+      out: NativeBuffer,
+      oo: number,
+      rows: number,
+      dim: number,
+      bits: number,
+    ): void {
+      const xv = half(x, xo, rows * dim, "x");
+      const o = half(out, oo, rows * dim, "out");
+      const q = 2 ** (bits - 1) - 1;
+      for (let r = 0; r < rows; r++) {
+        let max = 0;
+        for (let j = 0; j < dim; j++) max = Math.max(max, Math.abs(f16ToF32(xv[r * dim + j])));
+        const s = Math.fround(q / Math.max(max, Math.fround(1e-5)));
+        for (let j = 0; j < dim; j++) {
+          const t = Math.fround(f16ToF32(xv[r * dim + j]) * s);
+          let level = Math.round(t);
+          if (level - t === 0.5 && level % 2 !== 0) level -= 1;
+          o[r * dim + j] = toF16Bits(Math.fround(Math.min(Math.max(level, -q - 1), q) / s));
+        }
+      }
+    },
     opsRelu2Mul(
       g: NativeBuffer,
       go: number,
