@@ -91,9 +91,9 @@ constexpr int kMaxPar = 16;     // 64-row batch slices per launch
 // decoding (and the weights' shared-memory reads) cost where the H200 runs at
 // its power cap (m >= 128: SM clocks ~1.45 GHz, NOTES.md session 15).
 #ifdef TRIRUN_EXP_DECODE_ONCE
-constexpr bool kExpDecodeOnce = true;
+[[maybe_unused]] constexpr bool kExpDecodeOnce = true;
 #else
-constexpr bool kExpDecodeOnce = false;
+[[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
 
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
