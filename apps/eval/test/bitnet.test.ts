@@ -299,6 +299,32 @@ describe("BitNet b1.58 models (packed Hugging Face checkpoints)", () => {
     } finally {
       spyA8.mockRestore();
     }
+    // The imported checkpoint on its own, as an app would run it: the same greedy continuation.
+    let printed = "";
+    const spyGen = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      printed += String(chunk);
+      return true;
+    });
+    try {
+      for (const model of [dir, out]) {
+        await buildProgram({ embedded: true }).parseAsync([
+          "node",
+          "trirun-eval",
+          "generate",
+          model,
+          "--prompt",
+          "1,2,3",
+          "--length",
+          "10",
+        ]);
+      }
+    } finally {
+      spyGen.mockRestore();
+    }
+    const lines = printed.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^fp: 1 2 3( \d+){7}$/);
+    expect(lines[1]).toBe(lines[0]);
     const a8 = JSON.parse(readFileSync(jsonA8, "utf8")) as EvalReport;
     expect(a8.quantized.kl_mean).toBeLessThan(1e-6);
     expect(a8.notes.join(" ")).toMatch(/quantized to 8 bits per row.*W1\.58A8/);
