@@ -1,33 +1,67 @@
 /**
- * The CPU backend of every layer: fp32 weights `(out, in)` and the blocked reference matmul.
- * Weights in a SharedArrayBuffer (`shareable`) let the matmul run on several threads.
+ * The CPU backend of every layer: weights `(out, in)`, either fp32 or, for quantized layers, levels
+ * with per-group scales (a quarter of the memory; the same results bit for bit), and the blocked
+ * reference matmul. Weights in SharedArrayBuffers (`shareable`) let the matmul run on several threads.
  */
 import { parallelMatmul } from "./cpu-threads.js";
 
+/** Weights of a CPU layer, `(out, in)` row-major. */
+export type CpuWeights =
+  | { readonly kind: "dense"; readonly weight: Float32Array }
+  | {
+      readonly kind: "levels";
+      /** `(out, in)` levels (code - 1). */
+      readonly levels: Int8Array;
+      /** `(out, ceil(in / groupLength))` scale values. */
+      readonly scales: Float32Array;
+      readonly groupLength: number;
+    };
+
 export class CpuCore {
   readonly kind = "cpu" as const;
-  #weight: Float32Array | undefined;
+  #weights: CpuWeights | undefined;
   #bias: Float32Array | undefined;
 
-  /** `weight` is `(out, in)` row-major fp32; `bias` has `out` entries. Both are kept, not copied. */
+  /** `weight`: `(out, in)` fp32, or levels and scales; `bias` has `out` entries. Kept, not copied. */
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
-    weight: Float32Array,
+    weight: Float32Array | CpuWeights,
     bias: Float32Array | undefined,
   ) {
-    this.#weight = weight;
+    this.#weights = weight instanceof Float32Array ? { kind: "dense", weight } : weight;
     this.#bias = bias;
   }
 
   get byteLength(): number {
-    return (this.#weight?.byteLength ?? 0) + (this.#bias?.byteLength ?? 0);
+    const w = this.#weights;
+    const weights =
+      w === undefined
+        ? 0
+        : w.kind === "dense"
+          ? w.weight.byteLength
+          : w.levels.byteLength + w.scales.byteLength;
+    return weights + (this.#bias?.byteLength ?? 0);
   }
 
-  /** The `(out, in)` fp32 weights (the layer's own array: do not modify). */
+  get weights(): CpuWeights {
+    if (this.#weights === undefined) throw new Error("CPU weights have been released");
+    return this.#weights;
+  }
+
+  /** The `(out, in)` fp32 weights: the layer's own array when dense (do not modify), else rebuilt. */
   get weight(): Float32Array {
-    if (this.#weight === undefined) throw new Error("CPU weights have been released");
-    return this.#weight;
+    const w = this.weights;
+    if (w.kind === "dense") return w.weight;
+    const { levels, scales, groupLength } = w;
+    const k = this.inFeatures;
+    const groups = Math.ceil(k / groupLength);
+    const out = new Float32Array(levels.length);
+    for (let o = 0; o < this.outFeatures; o++) {
+      for (let i = 0; i < k; i++)
+        out[o * k + i] = levels[o * k + i] * scales[o * groups + Math.floor(i / groupLength)];
+    }
+    return out;
   }
 
   get bias(): Float32Array | undefined {
@@ -36,11 +70,11 @@ export class CpuCore {
 
   /** `y (rows, out) = x (rows, in) @ W^T + bias` (on several threads when large: cpu-threads.ts). */
   run(x: Float32Array, rows: number, y: Float32Array): void {
-    parallelMatmul(x, rows, this.inFeatures, this.weight, this.outFeatures, this.#bias, y);
+    parallelMatmul(x, rows, this.inFeatures, this.weights, this.outFeatures, this.#bias, y);
   }
 
   dispose(): void {
-    this.#weight = undefined;
+    this.#weights = undefined;
     this.#bias = undefined;
   }
 }

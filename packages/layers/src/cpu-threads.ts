@@ -3,7 +3,7 @@
  *
  * A call's input rows are cut into ranges of whole 4-row blocks, one per thread: the calling thread
  * takes the first and `worker_threads` workers the others, each running `matmulWeightRows` on its
- * rows. Every output is still one sum over `in` in order, so the result is bit-identical to one
+ * rows (or `matmulLevelRows` for weights kept as levels). Every output is still one sum over `in` in order, so the result is bit-identical to one
  * thread for any count. The weights live in SharedArrayBuffers from the layer's creation (see
  * `shareable`), the inputs and outputs pass through shared scratch buffers, and the calling thread
  * blocks on `Atomics.wait` until the workers have counted themselves done (Node allows that on the
@@ -15,7 +15,8 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { matmulWeightRows } from "./cpu-matmul.js";
+import type { CpuWeights } from "./cpu-core.js";
+import { matmulLevelRows, matmulWeightRows } from "./cpu-matmul.js";
 
 /**
  * Calls with fewer multiply-adds run on the calling thread (about 0.15 ms of one core). Measured on
@@ -66,11 +67,30 @@ export function cpuThreads(): number {
  * `a` itself when the CPU backend runs on one thread, else a copy in a SharedArrayBuffer that the
  * workers can read (the layer keeps the copy; the original can be collected).
  */
-export function shareable(a: Float32Array): Float32Array {
+export function shareable<T extends Float32Array | Int8Array>(a: T): T {
   if (cpuThreads() <= 1 || a.buffer instanceof SharedArrayBuffer) return a;
-  const shared = new Float32Array(new SharedArrayBuffer(a.byteLength));
+  const shared = new (a.constructor as new (buffer: SharedArrayBuffer) => T)(
+    new SharedArrayBuffer(a.byteLength),
+  );
   shared.set(a);
   return shared;
+}
+
+const isShared = (a: Float32Array | Int8Array | undefined) =>
+  a === undefined || a.buffer instanceof SharedArrayBuffer;
+
+/** One thread's share of a call: rows of x through either kind of weights. */
+function matmulRows(
+  x: Float32Array,
+  rows: number,
+  k: number,
+  weights: CpuWeights,
+  n: number,
+  bias: Float32Array | undefined,
+  y: Float32Array,
+): void {
+  if (weights.kind === "dense") matmulWeightRows(x, rows, k, weights.weight, n, bias, y);
+  else matmulLevelRows(x, rows, k, weights.levels, weights.scales, weights.groupLength, n, bias, y);
 }
 
 /**
@@ -81,19 +101,19 @@ export function parallelMatmul(
   x: Float32Array,
   rows: number,
   k: number,
-  weight: Float32Array,
+  weights: CpuWeights | Float32Array,
   n: number,
   bias: Float32Array | undefined,
   y: Float32Array,
 ): void {
+  const w: CpuWeights = weights instanceof Float32Array ? { kind: "dense", weight: weights } : weights;
   const threads = cpuThreads();
   const shared =
-    weight.buffer instanceof SharedArrayBuffer &&
-    (bias === undefined || bias.buffer instanceof SharedArrayBuffer);
+    isShared(bias) && (w.kind === "dense" ? isShared(w.weight) : isShared(w.levels) && isShared(w.scales));
   const large = rows >= 8 && rows * k * n >= PARALLEL_MIN_MACS;
   const workers = threads > 1 && shared && large ? getPool(threads) : undefined;
-  if (workers !== undefined) workers.run(x, rows, k, weight, n, bias, y);
-  else matmulWeightRows(x, rows, k, weight, n, bias, y);
+  if (workers !== undefined) workers.run(x, rows, k, w, n, bias, y);
+  else matmulRows(x, rows, k, w, n, bias, y);
 }
 
 /** Why the CPU matmul runs on one thread although more were asked for, if it does. */
@@ -116,8 +136,12 @@ interface Job {
   control: SharedArrayBuffer;
   x: SharedArrayBuffer;
   y: SharedArrayBuffer;
+  /** fp32 weights, or (with `scales`) int8 levels. */
   weight: SharedArrayBuffer;
   weightOffset: number;
+  scales: SharedArrayBuffer | undefined;
+  scalesOffset: number;
+  groupLength: number;
   bias: SharedArrayBuffer | undefined;
   biasOffset: number;
   k: number;
@@ -131,15 +155,23 @@ function workerSource(): string {
   return `"use strict";
 const { parentPort, workerData } = require("node:worker_threads");
 const matmulWeightRows = ${matmulWeightRows.toString()};
+const matmulLevelRows = ${matmulLevelRows.toString()};
 parentPort.on("message", (job) => {
   const control = new Int32Array(job.control);
   try {
     const rows = job.r1 - job.r0;
     const x = new Float32Array(job.x, job.r0 * job.k * 4, rows * job.k);
     const y = new Float32Array(job.y, job.r0 * job.n * 4, rows * job.n);
-    const w = new Float32Array(job.weight, job.weightOffset, job.n * job.k);
     const b = job.bias === undefined ? undefined : new Float32Array(job.bias, job.biasOffset, job.n);
-    matmulWeightRows(x, rows, job.k, w, job.n, b, y);
+    if (job.scales === undefined) {
+      const w = new Float32Array(job.weight, job.weightOffset, job.n * job.k);
+      matmulWeightRows(x, rows, job.k, w, job.n, b, y);
+    } else {
+      const levels = new Int8Array(job.weight, job.weightOffset, job.n * job.k);
+      const groups = Math.ceil(job.k / job.groupLength);
+      const scales = new Float32Array(job.scales, job.scalesOffset, job.n * groups);
+      matmulLevelRows(x, rows, job.k, levels, scales, job.groupLength, job.n, b, y);
+    }
   } catch (err) {
     Atomics.store(control, 1, 1);
   }
@@ -195,7 +227,7 @@ export class MatmulPool {
     x: Float32Array,
     rows: number,
     k: number,
-    weight: Float32Array,
+    weights: CpuWeights | Float32Array,
     n: number,
     bias: Float32Array | undefined,
     y: Float32Array,
@@ -205,6 +237,8 @@ export class MatmulPool {
     const xs = new Float32Array(this.#x, 0, rows * k);
     const ys = new Float32Array(this.#y, 0, rows * n);
     xs.set(x.subarray(0, rows * k));
+    const w: CpuWeights = weights instanceof Float32Array ? { kind: "dense", weight: weights } : weights;
+    const stored = w.kind === "dense" ? w.weight : w.levels;
     // Ranges of whole 4-row blocks, the first for this thread.
     const perThread = Math.ceil(rows / this.threads / 4) * 4;
     const control = new SharedArrayBuffer(8);
@@ -218,8 +252,11 @@ export class MatmulPool {
         control,
         x: this.#x,
         y: this.#y,
-        weight: weight.buffer as SharedArrayBuffer,
-        weightOffset: weight.byteOffset,
+        weight: stored.buffer as SharedArrayBuffer,
+        weightOffset: stored.byteOffset,
+        scales: w.kind === "levels" ? (w.scales.buffer as SharedArrayBuffer) : undefined,
+        scalesOffset: w.kind === "levels" ? w.scales.byteOffset : 0,
+        groupLength: w.kind === "levels" ? w.groupLength : 0,
         bias: bias?.buffer as SharedArrayBuffer | undefined,
         biasOffset: bias?.byteOffset ?? 0,
         k,
@@ -231,7 +268,7 @@ export class MatmulPool {
       posted++;
     }
     const mine = Math.min(rows, perThread);
-    matmulWeightRows(xs.subarray(0, mine * k), mine, k, weight, n, bias, ys.subarray(0, mine * n));
+    matmulRows(xs.subarray(0, mine * k), mine, k, w, n, bias, ys.subarray(0, mine * n));
     const deadline = Date.now() + WAIT_LIMIT_MS;
     for (let done = Atomics.load(counts, 0); done < posted; done = Atomics.load(counts, 0)) {
       if (Date.now() > deadline) {

@@ -20,6 +20,7 @@ import {
   checkQuantized,
   codesFromScales,
   dequantizeNatural,
+  levelsNatural,
   GROUP,
   type PackedWeights,
   packPadded,
@@ -191,9 +192,16 @@ export class TriRunLinear extends LinearBase {
     const bias16 = biasBits === undefined ? undefined : decodeF16(biasBits);
     const groupsize = q.groupsize as 128 | -1;
     if (backend === "cpu") {
-      const weight = shareable(dequantizeNatural(q, inFeatures, outFeatures));
+      // Levels and scales, not fp32 weights: a quarter of the memory, the same results bit for bit.
+      const natural = levelsNatural(q, inFeatures, outFeatures);
+      const weights = {
+        kind: "levels" as const,
+        levels: shareable(natural.levels),
+        scales: shareable(natural.scales),
+        groupLength: natural.groupLength,
+      };
       return new TriRunLinear(
-        new CpuCore(inFeatures, outFeatures, weight, bias16 === undefined ? undefined : shareable(bias16)),
+        new CpuCore(inFeatures, outFeatures, weights, bias16 === undefined ? undefined : shareable(bias16)),
         groupsize,
         bias16,
         undefined,

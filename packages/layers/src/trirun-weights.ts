@@ -104,6 +104,32 @@ export function dequantizeNatural(
   return out;
 }
 
+/**
+ * The CPU backend's form of the same weights: levels `(out, in)` (code - 1) and scale values
+ * `(out, groups)`, with one group per 128 inputs or (groupsize -1) one per output; a quarter of the
+ * memory of {@link dequantizeNatural}'s fp32 weights and, weight for weight, the same values.
+ */
+export function levelsNatural(
+  q: QuantizedWeights,
+  inFeatures: number,
+  outFeatures: number,
+): { levels: Int8Array; scales: Float32Array; groupLength: number } {
+  const table = f16DecodeTable();
+  const perColumn = q.groupsize === -1;
+  const groupLength = perColumn ? inFeatures : GROUP;
+  const groups = Math.ceil(inFeatures / groupLength);
+  const levels = new Int8Array(outFeatures * inFeatures);
+  for (let i = 0; i < inFeatures; i++) {
+    const codeRow = i * outFeatures;
+    for (let o = 0; o < outFeatures; o++) levels[o * inFeatures + i] = q.codes[codeRow + o] - 1;
+  }
+  const scales = new Float32Array(outFeatures * groups);
+  for (let g = 0; g < groups; g++) {
+    for (let o = 0; o < outFeatures; o++) scales[o * groups + g] = table[q.scales[g * outFeatures + o]];
+  }
+  return { levels, scales, groupLength };
+}
+
 /** Natural codes/scales in the kernel's padded shapes. */
 export interface PaddedWeights {
   /** `(k, n)` codes, 1 (weight 0) in the padding. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { matmulWeightRows } from "../src/cpu-matmul.js";
+import { matmulLevelRows, matmulWeightRows } from "../src/cpu-matmul.js";
 
 /** The definition: every output a float64 sum over `in`, in order, plus the bias, stored as fp32. */
 function plainMatmul(
@@ -40,6 +40,42 @@ describe("matmulWeightRows (the CPU backend's blocked matmul)", () => {
               `${rows} x ${k} -> ${n}, bias ${withBias}`,
             ).toBe(true);
           }
+        }
+      }
+    }
+  });
+});
+
+describe("matmulLevelRows (quantized CPU weights kept as levels and scales)", () => {
+  it("equals the plain loop over the rebuilt fp32 weights bit for bit, for every remainder and group split", () => {
+    for (const rows of [1, 3, 4, 5, 9]) {
+      for (const n of [1, 2, 3, 5, 64]) {
+        for (const [k, groupLength] of [
+          [5, 5],
+          [96, 96],
+          [200, 128], // a short last group
+          [256, 128],
+        ]) {
+          const groups = Math.ceil(k / groupLength);
+          const levels = Int8Array.from({ length: n * k }, () => Math.floor(Math.random() * 4) - 1);
+          // fp16-like scale values (a few bits of mantissa), some negative
+          const scales = Float32Array.from(
+            { length: n * groups },
+            () => (Math.round(Math.random() * 2048) - 512) / 4096,
+          );
+          const dense = new Float32Array(n * k);
+          for (let o = 0; o < n; o++)
+            for (let i = 0; i < k; i++)
+              dense[o * k + i] = levels[o * k + i] * scales[o * groups + Math.floor(i / groupLength)];
+          const x = random(rows * k);
+          const bias = rows % 2 === 0 ? random(n) : undefined;
+          const y = new Float32Array(rows * n).fill(Number.NaN);
+          matmulLevelRows(x, rows, k, levels, scales, groupLength, n, bias, y);
+          const want = plainMatmul(x, rows, k, dense, n, bias);
+          expect(
+            Buffer.from(y.buffer).equals(Buffer.from(want.buffer)),
+            `${rows} x ${k} -> ${n}, groups of ${groupLength}`,
+          ).toBe(true);
         }
       }
     }
