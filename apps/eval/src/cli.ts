@@ -488,6 +488,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     )
     .option("--no-graphs", "launch every kernel from JavaScript instead of replaying CUDA graphs")
     .option("--no-fuse", "run q/k/v and gate/up as separate matmuls instead of one fused matmul each")
+    .addOption(activationsOption())
     .option("--json <file>", "write the measurements as JSON")
     .action(
       async (f: {
@@ -500,6 +501,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         formats: WeightFormat[];
         graphs: boolean;
         fuse: boolean;
+        activations: ActivationsFlag;
         json?: string;
       }) => {
         const { runSpeed, formatSpeed } = await import("./speed/run-speed.js");
@@ -513,6 +515,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           formats: f.formats,
           graphs: f.graphs,
           fuse: f.fuse,
+          activationBits: f.activations === "int8" ? 8 : undefined,
           onStatus: (line) => process.stderr.write(`speed: ${line}\n`),
         });
         process.stdout.write(`${formatSpeed(report)}\n`);

@@ -1,5 +1,6 @@
 import { available, Event, memoryInfo, synchronize, unavailableReason } from "@trirun/kernel-native";
 import Table from "cli-table3";
+import { withActivationBits } from "../model/config.js";
 import { CudaLlamaRuntime, CudaRuntimeUnavailableError } from "../model/gpu-runtime.js";
 import { disposeModel, listLinears } from "../model/llama.js";
 import { randomCudaModel } from "./random-model.js";
@@ -20,6 +21,8 @@ export interface SpeedSettings {
   graphs?: boolean;
   /** Fuse q/k/v and gate/up into one matmul each (default true). */
   fuse?: boolean;
+  /** Quantize every block linear's input to this many bits per row (BitNet: 8), in both formats. */
+  activationBits?: number;
   onStatus?: (line: string) => void;
 }
 
@@ -81,7 +84,7 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
     };
   }
   s.onStatus?.(`${format}: building ${config.nLayers} blocks of random weights`);
-  const model = randomCudaModel(config, format, s.seed);
+  const model = withActivationBits(randomCudaModel(config, format, s.seed), s.activationBits);
   let runtime: CudaLlamaRuntime | undefined;
   let peak = 0;
   // Both on the default stream, where decodeBatch uploads and launches.
@@ -196,6 +199,11 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
       fuse
         ? "q/k/v and gate/up run as one fused matmul each, in both formats"
         : "q/k/v and gate/up run as separate matmuls (--no-fuse)",
+      ...(s.activationBits === undefined
+        ? []
+        : [
+            `every block linear's input is quantized to ${s.activationBits} bits per row first (ops.quantizeRows), in both formats`,
+          ]),
     ],
   };
 }
