@@ -320,7 +320,20 @@ describe("packCheckpoint with method bitnet on a packed BitNet checkpoint", () =
       },
     ]);
     const out = join(root, "out-masters");
-    await packCheckpoint(dir, out, { method: "bitnet", groupsize: 128, threads: 2 });
+    // As an "online" BitNet checkpoint: another method works, with a note pointing at "bitnet".
+    writeFileSync(
+      join(dir, "config.json"),
+      JSON.stringify({ quantization_config: { quant_method: "bitnet", quantization_mode: "online" } }),
+    );
+    const other = await packCheckpoint(dir, join(root, "out-masters-absmean"), {
+      method: "absmean",
+      groupsize: 128,
+    });
+    expect(other.notes.join(" ")).toMatch(
+      /BitNet b1\.58 checkpoint \(quantization_mode "online"\); method "bitnet"/,
+    );
+    const summary = await packCheckpoint(dir, out, { method: "bitnet", groupsize: 128, threads: 2 });
+    expect(summary.notes).toEqual([]);
     const { checkpoint } = await openTriRunCheckpoint(out);
     try {
       const got = Array.from(

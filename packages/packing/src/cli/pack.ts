@@ -99,6 +99,7 @@ const program = new Command("trirun-pack")
         }
       }
       for (const line of summaryLines(summary, "packed")) process.stdout.write(`${line}\n`);
+      for (const note of summary.notes) process.stderr.write(`trirun-pack: note: ${note}\n`);
       if (summary.tensorsPacked === 0)
         process.stderr.write("trirun-pack: warning: no tensor matched the include patterns\n");
     });

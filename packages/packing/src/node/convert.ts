@@ -102,6 +102,8 @@ export interface ConvertSummary {
   seconds: number;
   /** Files written (empty for a dry run). */
   files: string[];
+  /** Advice about the input, e.g. a BitNet checkpoint converted with another method. */
+  notes: string[];
 }
 
 interface ShardPlan {
@@ -397,7 +399,13 @@ export async function packCheckpoint(
       weights: modules.reduce((a, m) => a + m.inFeatures * m.outFeatures, 0),
       seconds: 0,
       files: [],
+      notes: [],
     };
+    if (bitnet !== undefined && options.method !== "bitnet" && modules.length > 0) {
+      summary.notes.push(
+        `this is a BitNet b1.58 checkpoint (quantization_mode "${bitnet.mode}"); method "bitnet" applies the model's own quantization (one absmean scale per tensor)`,
+      );
+    }
     if (options.dryRun) return summary;
 
     const sharded = ckpt.index !== undefined;
@@ -558,6 +566,7 @@ export async function unpackCheckpoint(
       weights: trirun.modules().reduce((a, m) => a + m.inFeatures * m.outFeatures, 0),
       seconds: 0,
       files: [],
+      notes: [],
     };
     if (options.dryRun) return summary;
     const sharded = files.index !== undefined;
