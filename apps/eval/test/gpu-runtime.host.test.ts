@@ -74,6 +74,7 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     pipeline: typeof import("../src/pipeline.js");
     select: typeof import("../src/model/runtime-select.js");
     config: typeof import("../src/model/config.js");
+    layers: typeof import("@trirun/layers");
   };
 
   beforeAll(async () => {
@@ -107,6 +108,7 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       pipeline: await import("../src/pipeline.js"),
       select: await import("../src/model/runtime-select.js"),
       config: await import("../src/model/config.js"),
+      layers: await import("@trirun/layers"),
     };
   });
 
@@ -301,6 +303,50 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       }
       rt.dispose();
     }
+  });
+
+  it("TriRunLinear.concat fuses padded parts whose real columns are whole 64-column chunks (BitNet's 640-wide k/v)", () => {
+    const { Float16Linear, TriRunLinear, hostTensor } = m.layers;
+    const inF = 128;
+    // q 128 + k 64 + v 64 = 256 outputs: each part padded to 256 on the device, the fused layer not at all.
+    const parts = [128, 64, 64].map((out) => {
+      const w = Float32Array.from({ length: out * inF }, () => (Math.random() - 0.5) / 8);
+      const fp = Float16Linear.fromWeights(w, out, inF, undefined, { backend: "cuda" });
+      const q = TriRunLinear.quantize(fp, "absmean", 128);
+      fp.dispose();
+      return q;
+    });
+    const fused = TriRunLinear.concat(parts);
+    expect(fused.outFeatures).toBe(256);
+    const x = hostTensor(
+      [3, inF],
+      Float32Array.from({ length: 3 * inF }, () => Math.random() - 0.5),
+    );
+    const y = fused.forward(x).data as Float32Array;
+    let column = 0;
+    for (const part of parts) {
+      const yp = part.forward(x).data as Float32Array;
+      for (let r = 0; r < 3; r++) {
+        for (let o = 0; o < part.outFeatures; o++)
+          expect(y[r * 256 + column + o]).toBe(yp[r * part.outFeatures + o]);
+      }
+      column += part.outFeatures;
+    }
+    // A part with 32 real columns (half a chunk), or a total that is not a multiple of 256, stays refused.
+    const small = TriRunLinear.quantize(
+      Float16Linear.fromWeights(new Float32Array(32 * inF).fill(0.01), 32, inF, undefined, {
+        backend: "cuda",
+      }),
+      "absmean",
+      128,
+    );
+    expect(() => TriRunLinear.concat([parts[0], small])).toThrow(
+      /32 output features are padded to 256.*multiple of 64/,
+    );
+    expect(() => TriRunLinear.concat([parts[1], parts[2]])).toThrow(
+      /128 output features together are not a multiple of 256/,
+    );
+    for (const layer of [...parts, fused, small]) layer.dispose();
   });
 
   it("fused projections and graph-replayed batch steps give the same logits as the plain runtime", async () => {

@@ -5,13 +5,15 @@ import type { CudaCore } from "./cuda-core.js";
 
 /**
  * Checks that `parts` can be fused (at least one, all of the right class, on CUDA, live, same input
- * width, no bias column, no padded output columns) and returns their CUDA cores.
+ * width, no bias column, no padded output columns unless their real columns are whole chunks of
+ * `paddedChunk`) and returns their CUDA cores.
  */
 export function concatParts<T extends { inFeatures: number; outFeatures: number; disposed: boolean }>(
   parts: readonly T[],
   kind: string,
   isKind: (p: unknown) => boolean,
   coreOf: (p: T) => CpuCore | CudaCore,
+  paddedChunk?: number,
 ): CudaCore[] {
   if (!Array.isArray(parts) || parts.length === 0) {
     throw new TypeError(`parts: expected a non-empty array of ${kind} layers`);
@@ -28,9 +30,9 @@ export function concatParts<T extends { inFeatures: number; outFeatures: number;
         `parts[${i}]: ${p.inFeatures} input features (${core.width} on the device), parts[0] has ${parts[0].inFeatures} (${(cores[0] ?? core).width}): fused layers must read the same input`,
       );
     }
-    if (core.n !== p.outFeatures) {
+    if (core.n !== p.outFeatures && (paddedChunk === undefined || p.outFeatures % paddedChunk !== 0)) {
       throw new RangeError(
-        `parts[${i}]: ${p.outFeatures} output features are padded to ${core.n} on the device; fused layers need no padding`,
+        `parts[${i}]: ${p.outFeatures} output features are padded to ${core.n} on the device; fused layers need no padding${paddedChunk === undefined ? "" : ` or a multiple of ${paddedChunk} real ones`}`,
       );
     }
     cores.push(core);
@@ -38,7 +40,10 @@ export function concatParts<T extends { inFeatures: number; outFeatures: number;
   return cores;
 }
 
-/** Copies the `(rows, width)` device matrix `src` into columns `[column, column + width)` of `dst` `(rows, n)`. */
+/**
+ * Copies the first `width` columns of the `(rows, srcStride)` device matrix `src` (all of them by
+ * default) into columns `[column, column + width)` of `dst` `(rows, n)`.
+ */
 export function copyColumns(
   dst: DeviceTensor,
   src: DeviceTensor,
@@ -46,10 +51,11 @@ export function copyColumns(
   n: number,
   column: number,
   width: number,
+  srcStride = width,
 ): void {
   const target = dst.view([dst.numel - column], column);
   try {
-    target.copyRowsFrom(src, rows, width, { dstStride: n, srcStride: width });
+    target.copyRowsFrom(src, rows, width, { dstStride: n, srcStride });
   } finally {
     target.dispose();
   }

@@ -4,7 +4,14 @@
  * CUDA: packed `B`/`s` on the device in the kernel's padded shapes, run by `trirunMatmul`.
  */
 import { DeviceTensor, trirunMatmul } from "@trirun/kernel-native";
-import { decodeF16, encodeF16, type QuantMethod, quantize as quantizeWeights } from "@trirun/packing";
+import {
+  CHUNK_COLUMNS,
+  decodeF16,
+  encodeF16,
+  KERNEL_N_MULTIPLE,
+  type QuantMethod,
+  quantize as quantizeWeights,
+} from "@trirun/packing";
 import { resolveBackend } from "./backend.js";
 import { CpuCore } from "./cpu-core.js";
 import { shareable } from "./cpu-threads.js";
@@ -290,11 +297,14 @@ export class TriRunLinear extends LinearBase {
    * `{ dispose: true }` the parts are disposed after the copy.
    */
   static concat(parts: readonly TriRunLinear[], opts: { dispose?: boolean } = {}): TriRunLinear {
+    // Padded parts fuse too when their real columns are whole 64-column chunks of the layout (the
+    // padding is the last columns; no chunk mixes columns of two chunks): only those are copied.
     const cores = concatParts(
       parts,
       "TriRunLinear",
       (p) => p instanceof TriRunLinear,
       (p) => p.core,
+      CHUNK_COLUMNS,
     );
     const first = parts[0];
     for (const [i, p] of parts.entries()) {
@@ -304,17 +314,23 @@ export class TriRunLinear extends LinearBase {
     }
     const k = cores[0].width;
     const g = first.groupsize === -1 ? k : GROUP;
-    const n = cores.reduce((sum, c) => sum + c.n, 0);
+    const n = parts.reduce((sum, p) => sum + p.outFeatures, 0);
+    if (n % KERNEL_N_MULTIPLE !== 0) {
+      throw new RangeError(
+        `the parts' ${n} output features together are not a multiple of ${KERNEL_N_MULTIPLE}, as the kernel needs`,
+      );
+    }
     const B = DeviceTensor.empty("i32", [k / 16, n]);
     let s: DeviceTensor | undefined;
     try {
       s = DeviceTensor.empty("f16", [k / g, n]);
       let column = 0;
-      for (const core of cores) {
+      for (const [i, core] of cores.entries()) {
         const [pb, ps] = core.weights;
-        copyColumns(B, pb, k / 16, n, column, core.n);
-        copyColumns(s, ps, k / g, n, column, core.n);
-        column += core.n;
+        const width = parts[i].outFeatures;
+        copyColumns(B, pb, k / 16, n, column, width, core.n);
+        copyColumns(s, ps, k / g, n, column, width, core.n);
+        column += width;
       }
     } catch (error) {
       B.dispose();

@@ -430,6 +430,29 @@ describe.skipIf(!gpu)(`concat: fused projections (${seedNote})`, () => {
       expect(again.byteLength).toBe((inF / 16) * 1024 * 4 + (groupsize === 128 ? inF / 128 : 1) * 1024 * 2);
       again.dispose();
     });
+
+    it(`TriRunLinear.concat g=${groupsize}: padded parts with 64-column real widths (BitNet's 640-wide k/v)`, () => {
+      const inF = 256;
+      const outs = [640, 640, 2560 - 1280 + 256]; // 640 + 640 + 1536 = 2816 = 11 x 256; k, v padded to 768
+      const parts = outs.map((outF) =>
+        TriRunLinear.fromQuantized(
+          { ...randomQuantized(rng, inF, outF, groupsize), inFeatures: inF, outFeatures: outF },
+          { backend: "cuda" },
+        ),
+      );
+      const fused = TriRunLinear.concat(parts);
+      expect(fused.outFeatures).toBe(2816);
+      expect(Array.from(fused.dequantize())).toEqual(
+        Array.from(concatRows(parts.map((p) => p.dequantize()))),
+      );
+      for (const rows of [1, 7]) {
+        const x = Float32Array.from(decodeF16(encodeF16(randomFloats(rng, rows * inF))));
+        expect(
+          relError(fused.forward(hostTensor([rows, inF], x)).data, sideBySide(parts, x, rows, inF)),
+        ).toBeLessThan(2e-3);
+      }
+      for (const layer of [fused, ...parts]) layer.dispose();
+    });
   }
 
   it("Float16Linear.concat: same weights, same outputs as the parts", () => {
