@@ -133,6 +133,20 @@ describe.skipIf(!haveShared)("Hugging Face folder loader", () => {
     await expect(loadHfFolder(folder(config, false))).rejects.toMatchObject({ code: "ERR_MODEL_FORMAT" });
   });
 
+  it("loads a Mistral config as the Llama block, its sliding window capping the positions", async () => {
+    const tokens = [1, ...Array.from({ length: 4 }, () => 1 + Math.floor(Math.random() * 511))];
+    const llama = new CpuLlamaRuntime(await loadHfFolder(STUDENT_DIR)).forward(tokens);
+    const mistral = { ...config, model_type: "mistral", architectures: ["MistralForCausalLM"] };
+    const windowed = await loadHfFolder(folder({ ...mistral, sliding_window: 64 }));
+    expect(windowed.config.maxSeqLen).toBe(64);
+    expect(Array.from(new CpuLlamaRuntime(windowed).forward(tokens))).toEqual(Array.from(llama));
+    const open = await loadHfFolder(folder({ ...mistral, sliding_window: null }));
+    expect(open.config.maxSeqLen).toBe(config.max_position_embeddings);
+    await expect(loadHfFolder(folder({ ...mistral, sliding_window: "wide" }))).rejects.toMatchObject({
+      message: expect.stringMatching(/sliding_window must be a positive integer or null/),
+    });
+  });
+
   it("loads a sharded copy (index + two shards) to the same logits", async () => {
     const d = folder(config, false);
     const src = await openCheckpoint(STUDENT_DIR);

@@ -57,10 +57,21 @@ export function configFromHf(cfg: Json, file: string): LlamaConfig {
   };
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures : [];
   const bitnet = isBitNetConfig(cfg);
-  if (!bitnet && cfg.model_type !== "llama" && !archs.includes("LlamaForCausalLM")) {
+  // Mistral is the Llama block with sliding-window attention: exact as Llama while a sequence fits the
+  // window, so the window caps the positions this runtime accepts.
+  const mistral = cfg.model_type === "mistral" || archs.includes("MistralForCausalLM");
+  if (!bitnet && !mistral && cfg.model_type !== "llama" && !archs.includes("LlamaForCausalLM")) {
     fail(
-      `model_type is ${JSON.stringify(cfg.model_type)}; only Llama-architecture models ("llama") and BitNet b1.58 ("bitnet") are supported`,
+      `model_type is ${JSON.stringify(cfg.model_type)}; only Llama-architecture models ("llama", "mistral") and BitNet b1.58 ("bitnet") are supported`,
     );
+  }
+  const window = mistral ? cfg.sliding_window : undefined;
+  if (
+    window !== undefined &&
+    window !== null &&
+    (typeof window !== "number" || !Number.isInteger(window) || window < 1)
+  ) {
+    fail(`sliding_window must be a positive integer or null, got ${JSON.stringify(window)}`);
   }
   const quantization = cfg.quantization_config as Json | undefined;
   if (quantization?.quant_method === "bitnet" && quantization.use_rms_norm === true) {
@@ -93,7 +104,10 @@ export function configFromHf(cfg: Json, file: string): LlamaConfig {
         nHeads: heads,
         nKvHeads: cfg.num_key_value_heads ?? heads,
         vocabSize: cfg.vocab_size,
-        maxSeqLen: cfg.max_position_embeddings ?? 2048,
+        maxSeqLen: Math.min(
+          (cfg.max_position_embeddings as number | undefined) ?? 2048,
+          typeof window === "number" ? window : Number.POSITIVE_INFINITY,
+        ),
         normEps: cfg.rms_norm_eps ?? 1e-6,
         ropeTheta: cfg.rope_theta ?? 10000,
         ropeStyle: "half",
