@@ -36,9 +36,13 @@ export function hfConfigOf(c: LlamaConfig): Record<string, unknown> {
   if (c.mlpActivation !== "silu" && !c.subNorms) {
     throw new RangeError(`a Llama block with hidden_act ${c.mlpActivation} has no Hugging Face config`);
   }
+  // A bias on q/k/v only is Qwen2's block; on all four attention layers Llama's attention_bias.
+  const qwen2 = c.qkvBias === true && c.oBias !== true;
+  if (c.qkvBias !== c.oBias && !qwen2)
+    throw new RangeError("a bias on o_proj without one on q/k/v has no Hugging Face config");
   return {
-    architectures: [c.subNorms ? "BitNetForCausalLM" : "LlamaForCausalLM"],
-    model_type: c.subNorms ? "bitnet" : "llama",
+    architectures: [c.subNorms ? "BitNetForCausalLM" : qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"],
+    model_type: c.subNorms ? "bitnet" : qwen2 ? "qwen2" : "llama",
     hidden_size: c.dim,
     intermediate_size: c.hiddenDim,
     num_hidden_layers: c.nLayers,
@@ -50,8 +54,8 @@ export function hfConfigOf(c: LlamaConfig): Record<string, unknown> {
     rope_theta: c.ropeTheta,
     tie_word_embeddings: c.tiedClassifier,
     hidden_act: c.mlpActivation,
-    attention_bias: false,
-    mlp_bias: false,
+    attention_bias: c.oBias === true,
+    mlp_bias: c.mlpBias === true,
     torch_dtype: "float16",
   };
 }
@@ -119,6 +123,10 @@ export async function writeQuantizedCheckpoint(
   const tensors: TensorToWrite[] = [
     exactTensor("model.embed_tokens.weight", fp.embedding, [c.vocabSize, c.dim]),
   ];
+  for (const record of layers) {
+    if (record.bias !== undefined)
+      tensors.push(exactTensor(`${record.path}.bias`, record.bias, [record.outFeatures]));
+  }
   fp.blocks.forEach((b, l) => {
     tensors.push(exactTensor(`model.layers.${l}.input_layernorm.weight`, b.attnNorm, [c.dim]));
     tensors.push(exactTensor(`model.layers.${l}.post_attention_layernorm.weight`, b.ffnNorm, [c.dim]));
@@ -206,8 +214,9 @@ export async function loadQuantizedCheckpoint(
   }
   const ckpt = opened.checkpoint;
   try {
-    const model = await assembleHfModel(config, ckpt.files, dir, async (module, out, inF) => {
+    const model = await assembleHfModel(config, ckpt.files, dir, async (module, out, inF, hasBias) => {
       const info = ckpt.module(module);
+      const bias = hasBias ? await readMatrix(ckpt.files, `${module}.bias`, [out], dir) : undefined;
       if (info === undefined) {
         const weightName = module === "model.embed_tokens" ? "model.embed_tokens.weight" : `${module}.weight`;
         return float16LinearFactory(opts.backend)(
@@ -215,6 +224,7 @@ export async function loadQuantizedCheckpoint(
           await readMatrix(ckpt.files, weightName, [out, inF], dir),
           out,
           inF,
+          bias,
         );
       }
       if (info.inFeatures !== inF || info.outFeatures !== out) {
@@ -223,7 +233,10 @@ export async function loadQuantizedCheckpoint(
           `${dir}: module "${module}" is ${info.inFeatures} -> ${info.outFeatures} in the checkpoint but config.json implies ${inF} -> ${out}`,
         );
       }
-      return TriRunLinear.fromPacked(await ckpt.readLayer(module), { backend: opts.backend });
+      const layer = await ckpt.readLayer(module);
+      return TriRunLinear.fromPacked(bias === undefined ? layer : { ...layer, bias }, {
+        backend: opts.backend,
+      });
     });
     let bytes = 0;
     for (const f of ckpt.files.shards) bytes += statSync(f.file).size;

@@ -305,6 +305,63 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     }
   });
 
+  it("q/k/v biases (Qwen2's block), unquantized and quantized, follow the CPU runtime", async () => {
+    const { Float16Linear } = m.layers;
+    const base = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cpu" });
+    const biases = base.blocks.map((b) =>
+      (["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"] as const).map((name) =>
+        Float32Array.from({ length: b.linears[name].outFeatures }, () => (Math.random() - 0.5) * 0.5),
+      ),
+    );
+    const withBiases = (backend: "cpu" | "cuda"): typeof base => {
+      const model = m.loaders.loadLlama2c(STORIES_BIN, { backend });
+      return {
+        ...model,
+        config: { ...model.config, qkvBias: true },
+        blocks: model.blocks.map((b, l) => {
+          const linears = { ...b.linears };
+          (["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"] as const).forEach((name, i) => {
+            const layer = b.linears[name] as unknown as {
+              weight: Float32Array;
+              inFeatures: number;
+              outFeatures: number;
+            };
+            linears[name] = Float16Linear.fromWeights(
+              layer.weight,
+              layer.outFeatures,
+              layer.inFeatures,
+              biases[l][i],
+              {
+                backend,
+              },
+            );
+          });
+          return { ...b, linears };
+        }),
+      };
+    };
+    const w = randomWindow(12);
+    const plain = new m.cpu.CpuLlamaRuntime(base).forward(w);
+    const opts = { method: "mse" as const, groupsize: -1 as const, levels: "int2" as const, calibration: [] };
+    const fpCpu = withBiases("cpu");
+    const fpCuda = withBiases("cuda");
+    const pairs = [
+      [fpCpu, fpCuda],
+      [
+        (await m.pipeline.quantizeModel(fpCpu, { ...opts, backend: "cpu", quiet: true })).model,
+        (await m.pipeline.quantizeModel(fpCuda, { ...opts, backend: "cuda", quiet: true })).model,
+      ],
+    ];
+    for (const [onCpu, onGpu] of pairs) {
+      const expected = new m.cpu.CpuLlamaRuntime(onCpu).forward(w);
+      const gpu = new m.gpu.CudaLlamaRuntime(onGpu, { fuse: "copy" });
+      expect(maxRelDiff(gpu.forward(w), expected)).toBeLessThan(2e-2);
+      gpu.dispose();
+    }
+    // The biases matter: without them the logits differ by more than the runtimes do.
+    expect(maxRelDiff(plain, new m.cpu.CpuLlamaRuntime(fpCpu).forward(w))).toBeGreaterThan(5e-2);
+  });
+
   it("TriRunLinear.concat fuses padded parts whose real columns are whole 64-column chunks (BitNet's 640-wide k/v)", () => {
     const { Float16Linear, TriRunLinear, hostTensor } = m.layers;
     const inF = 128;

@@ -30,6 +30,13 @@ export interface LlamaConfig {
    * this many signed bits (absmax scale, transformers' ActQuant; 8 for BitNet). Undefined: none.
    */
   readonly activationBits?: number;
+  /**
+   * Linear layers with a bias: q/k/v (Qwen2, Llama with attention_bias), o (Llama with
+   * attention_bias), gate/up/down (mlp_bias). Undefined: none.
+   */
+  readonly qkvBias?: boolean;
+  readonly oBias?: boolean;
+  readonly mlpBias?: boolean;
 }
 
 /**
@@ -114,8 +121,16 @@ export function validateConfig(
       `${source}: activationBits must be an integer from 2 to 8, got ${String(activationBits)}`,
     );
   }
+  const biases: Partial<Record<"qkvBias" | "oBias" | "mlpBias", boolean>> = {};
+  for (const key of ["qkvBias", "oBias", "mlpBias"] as const) {
+    const v = raw[key];
+    if (v === undefined || v === false) continue;
+    if (v !== true) throw new TypeError(`${source}: ${key} must be a boolean, got ${String(v)}`);
+    biases[key] = true;
+  }
   return {
     ...(activationBits === undefined ? {} : { activationBits }),
+    ...biases,
     dim,
     hiddenDim: positiveInt(raw.hiddenDim, "hiddenDim", source),
     nLayers: positiveInt(raw.nLayers, "nLayers", source),

@@ -36,6 +36,13 @@ export interface LlamaModel {
   readonly source: string;
 }
 
+/** Whether a block linear of this architecture has a bias. */
+export function linearHasBias(config: LlamaConfig, name: BlockLinearName): boolean {
+  if (name === "self_attn.o_proj") return config.oBias === true;
+  if (name.startsWith("self_attn.")) return config.qkvBias === true;
+  return config.mlpBias === true;
+}
+
 export function linearPath(layer: number, name: BlockLinearName): string {
   return `model.layers.${layer}.${name}`;
 }

@@ -93,7 +93,10 @@ export async function quantizeSequential(
       for (const name of group) {
         const path = linearPath(l, name);
         const layer = quantized.blocks[l].linears[name];
-        const q = await calibrator.quantize(path, opts.weightOf(path), layer.outFeatures);
+        const quantizedWeights = await calibrator.quantize(path, opts.weightOf(path), layer.outFeatures);
+        // The bias stays as it is (fp16-rounded by the layer), as in GPTQ.
+        const bias = (layer as { bias?: Float32Array }).bias;
+        const q = bias === undefined ? quantizedWeights : { ...quantizedWeights, bias };
         quantized.blocks[l].linears[name] = quantizedLinear(q, opts.backend);
         records.push({ ...q, path });
         opts.onLayer?.(path, records.length, total);

@@ -44,6 +44,10 @@ export interface RefWeights {
   attnSubNorm?: Float64Array[];
   ffnSubNorm?: Float64Array[];
   relu2?: boolean;
+  /** Qwen2-style q/k/v biases, per layer. */
+  bq?: Float64Array[];
+  bk?: Float64Array[];
+  bv?: Float64Array[];
 }
 
 /**
@@ -197,13 +201,15 @@ export function referenceLogits(w: RefWeights, tokens: number[]): Float64Array[]
     const vs: Float64Array[] = [];
     for (let t = 0; t < T; t++) {
       const h = norm(xs[t], w.attnNorm[l]);
-      const q = matvec(w.wq[l], h, dim, dim);
-      const k = matvec(w.wk[l], h, kvd, dim);
+      const addBias = (v: Float64Array, b: Float64Array[] | undefined) =>
+        b === undefined ? v : v.map((e, i) => e + b[l][i]);
+      const q = addBias(matvec(w.wq[l], h, dim, dim), w.bq);
+      const k = addBias(matvec(w.wk[l], h, kvd, dim), w.bk);
       rope(q, heads, t);
       rope(k, kvHeads, t);
       qs.push(q);
       ks.push(k);
-      vs.push(matvec(w.wv[l], h, kvd, dim));
+      vs.push(addBias(matvec(w.wv[l], h, kvd, dim), w.bv));
     }
     xs = xs.map((x, t) => {
       const att = new Float64Array(dim);

@@ -14,7 +14,7 @@ import {
 import { openCheckpoint } from "@trirun/packing/node";
 import { kvDim, type LlamaConfig, validateConfig } from "../config.js";
 import type { ModelLinear } from "../linear.js";
-import { BLOCK_LINEARS, type LlamaBlock, type LlamaModel, linearPath } from "../llama.js";
+import { BLOCK_LINEARS, type LlamaBlock, type LlamaModel, linearHasBias, linearPath } from "../llama.js";
 import { ModelLoadError } from "./errors.js";
 import type { LoadOptions } from "./llama2c.js";
 import { float16LinearFactory } from "./linear-factory.js";
@@ -60,11 +60,14 @@ export function configFromHf(cfg: Json, file: string): LlamaConfig {
   // Mistral is the Llama block with sliding-window attention: exact as Llama while a sequence fits the
   // window, so the window caps the positions this runtime accepts.
   const mistral = cfg.model_type === "mistral" || archs.includes("MistralForCausalLM");
-  if (!bitnet && !mistral && cfg.model_type !== "llama" && !archs.includes("LlamaForCausalLM")) {
+  // Qwen2 is the Llama block with a bias on q/k/v.
+  const qwen2 = cfg.model_type === "qwen2" || archs.includes("Qwen2ForCausalLM");
+  if (!bitnet && !mistral && !qwen2 && cfg.model_type !== "llama" && !archs.includes("LlamaForCausalLM")) {
     fail(
-      `model_type is ${JSON.stringify(cfg.model_type)}; only Llama-architecture models ("llama", "mistral") and BitNet b1.58 ("bitnet") are supported`,
+      `model_type is ${JSON.stringify(cfg.model_type)}; only Llama-architecture models ("llama", "mistral", "qwen2") and BitNet b1.58 ("bitnet") are supported`,
     );
   }
+  if (qwen2 && cfg.use_sliding_window === true) fail("use_sliding_window is not supported");
   const window = mistral ? cfg.sliding_window : undefined;
   if (
     window !== undefined &&
@@ -85,8 +88,7 @@ export function configFromHf(cfg: Json, file: string): LlamaConfig {
     );
   }
   if (cfg.rope_scaling !== undefined && cfg.rope_scaling !== null) fail("rope_scaling is not supported");
-  if (cfg.attention_bias === true || cfg.mlp_bias === true)
-    fail("attention_bias / mlp_bias are not supported");
+  const attentionBias = cfg.attention_bias === true;
   const heads = cfg.num_attention_heads;
   if (
     cfg.head_dim !== undefined &&
@@ -114,6 +116,9 @@ export function configFromHf(cfg: Json, file: string): LlamaConfig {
         tiedClassifier: cfg.tie_word_embeddings ?? false,
         mlpActivation: act,
         subNorms: bitnet,
+        qkvBias: qwen2 || attentionBias,
+        oBias: attentionBias,
+        mlpBias: cfg.mlp_bias === true,
       },
       file,
     );
@@ -151,7 +156,13 @@ async function readMatrix(
 }
 
 /** Builds one linear layer of a model being loaded. */
-export type LinearReader = (path: string, outFeatures: number, inFeatures: number) => Promise<ModelLinear>;
+/** Builds one linear layer; `bias`: the architecture gives this layer a bias (`<path>.bias`, out values). */
+export type LinearReader = (
+  path: string,
+  outFeatures: number,
+  inFeatures: number,
+  bias: boolean,
+) => Promise<ModelLinear>;
 
 /**
  * Assembles a Llama model from Hugging Face tensor names: embedding, norms and (through `linear`) the
@@ -181,7 +192,7 @@ export async function assembleHfModel(
     const linears = {} as LlamaBlock["linears"];
     for (const name of BLOCK_LINEARS) {
       const [out, inF] = shapes[name];
-      linears[name] = await linear(linearPath(l, name), out, inF);
+      linears[name] = await linear(linearPath(l, name), out, inF, linearHasBias(config, name));
     }
     const block: LlamaBlock = {
       attnNorm: await readMatrix(ckpt, `${p}.input_layernorm.weight`, [dim], dir),
@@ -197,7 +208,7 @@ export async function assembleHfModel(
   const finalNorm = await readMatrix(ckpt, "model.norm.weight", [dim], dir);
   let classifier: ModelLinear;
   if (config.tiedClassifier) {
-    classifier = await linear("model.embed_tokens", V, dim);
+    classifier = await linear("model.embed_tokens", V, dim, false);
   } else {
     if (!ckpt.has("lm_head.weight")) {
       throw new ModelLoadError(
@@ -205,7 +216,7 @@ export async function assembleHfModel(
         `${dir}: config.json says tie_word_embeddings is false but there is no "lm_head.weight" tensor`,
       );
     }
-    classifier = await linear("lm_head", V, dim);
+    classifier = await linear("lm_head", V, dim, false);
   }
   return { config, embedding, blocks, finalNorm, classifier, source: dir };
 }
@@ -287,7 +298,7 @@ export async function loadHfFolder(dir: string, opts: LoadOptions = {}): Promise
   const ckpt = await openWeights(dir);
   const factory = opts.linearFactory ?? float16LinearFactory(opts.backend);
   try {
-    return await assembleHfModel(config, ckpt, dir, async (path, out, inF) => {
+    return await assembleHfModel(config, ckpt, dir, async (path, out, inF, hasBias) => {
       const name = `${path}.weight`;
       const packed = ckpt.has(name) && ckpt.info(name).dtype === "U8";
       if (packed && bitnet?.mode !== "offline") {
@@ -300,7 +311,8 @@ export async function loadHfFolder(dir: string, opts: LoadOptions = {}): Promise
         packed && bitnet !== undefined
           ? await readBitNetPacked(ckpt, path, out, inF, bitnet.linearClass, dir)
           : await readMatrix(ckpt, name, [out, inF], dir);
-      return factory(path, weight, out, inF);
+      const bias = hasBias ? await readMatrix(ckpt, `${path}.bias`, [out], dir) : undefined;
+      return factory(path, weight, out, inF, bias);
     });
   } finally {
     await ckpt.close();

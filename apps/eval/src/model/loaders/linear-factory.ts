@@ -7,6 +7,7 @@ export type LinearFactory = (
   weight: Float32Array,
   outFeatures: number,
   inFeatures: number,
+  bias?: Float32Array,
 ) => ModelLinear;
 
 /** Quantized weights of one linear layer in natural order (codes (in, out), fp16 scales (in/g, out)). */
@@ -16,12 +17,14 @@ export interface QuantizedLayerWeights {
   groupsize: 128 | -1;
   inFeatures: number;
   outFeatures: number;
+  /** The layer's bias (out), when it has one. */
+  bias?: Float32Array;
 }
 
 /** Unquantized layers are @trirun/layers Float16Linear (fp16 weights; CPU or CUDA, chosen by the layers). */
 export function float16LinearFactory(backend?: Backend): LinearFactory {
-  return (_path, weight, outFeatures, inFeatures) =>
-    Float16Linear.fromWeights(weight, outFeatures, inFeatures, undefined, { backend });
+  return (_path, weight, outFeatures, inFeatures, bias) =>
+    Float16Linear.fromWeights(weight, outFeatures, inFeatures, bias, { backend });
 }
 
 export const defaultLinearFactory: LinearFactory = float16LinearFactory();
