@@ -292,6 +292,48 @@ __global__ void QuantizeRowsKernel(const __half* x, __half* out, int dim, float 
   }
 }
 
+// The same over 16-byte vectors, each thread's loads all issued before the barrier (as
+// RmsNormVecKernel; the scalar version waits for one load per iteration, ~6 us a row at
+// dim 2560, measured in a BitNet decoding step). Same arithmetic, so the same results.
+__global__ void QuantizeRowsVecKernel(const uint4* x, uint4* out, int vecs, float qmax) {
+  DependentPrologue();
+  __shared__ float scratch[32];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * vecs;
+  uint4 xv[kRowVecs];
+  float mx = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kRowVecs; ++i) {
+    const int v = threadIdx.x + i * blockDim.x;
+    if (v < vecs) {
+      xv[i] = x[base + v];
+      const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
+#pragma unroll
+      for (int p = 0; p < 4; ++p) {
+        const float2 f = HalvesToFloats(hw[p]);
+        mx = fmaxf(mx, fmaxf(fabsf(f.x), fabsf(f.y)));
+      }
+    }
+  }
+  const float scale = qmax / fmaxf(BlockReduce<true>(mx, scratch), 1e-5f);
+#pragma unroll
+  for (int i = 0; i < kRowVecs; ++i) {
+    const int v = threadIdx.x + i * blockDim.x;
+    if (v < vecs) {
+      const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
+      uint32_t o[4];
+#pragma unroll
+      for (int p = 0; p < 4; ++p) {
+        const float2 f = HalvesToFloats(hw[p]);
+        const float a = fminf(fmaxf(rintf(f.x * scale), -qmax - 1.0f), qmax);
+        const float b = fminf(fmaxf(rintf(f.y * scale), -qmax - 1.0f), qmax);
+        const __half2 h = __floats2half2_rn(a / scale, b / scale);
+        o[p] = *reinterpret_cast<const uint32_t*>(&h);
+      }
+      out[base + v] = make_uint4(o[0], o[1], o[2], o[3]);
+    }
+  }
+}
+
 // BitNet b1.58's MLP gate: squared ReLU instead of SiLU.
 __global__ void Relu2MulKernel(const __half* gate, const __half* up, __half* out, int64_t n) {
   DependentPrologue();
@@ -846,6 +888,10 @@ cudaError_t trirun_op_silu_mul(const __half* gate, const __half* up, __half* out
 cudaError_t trirun_op_quantize_rows(const __half* x, __half* out, int rows, int dim, int bits, cudaStream_t stream) {
   if (rows <= 0 || dim <= 0 || bits < 2 || bits > 8) return cudaErrorInvalidValue;
   const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
+  if (dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs && Aligned16(x) && Aligned16(out)) {
+    return LaunchOp(QuantizeRowsVecKernel, rows, kRowThreads, stream, reinterpret_cast<const uint4*>(x),
+                    reinterpret_cast<uint4*>(out), dim / 8, qmax);
+  }
   return LaunchOp(QuantizeRowsKernel, rows, kRowThreads, stream, x, out, dim, qmax);
 }
 
