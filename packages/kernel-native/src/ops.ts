@@ -400,21 +400,48 @@ export function rope(x: DeviceTensor, positions: DeviceTensor, opts: RopeOptions
   );
 }
 
-/** out = silu(gate) * up elementwise (f16, same shapes, fp32 math); out may be gate or up. */
-export function siluMul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
-  const g = operand(gate, "gate");
-  const u = operand(up, "up");
+/**
+ * The shared path of the two-input elementwise ops: f16 operands of one shape, `out` equal to an
+ * input or apart from both, then one launch of the addon's `entry`.
+ */
+function binaryElementwise(
+  entry: "opsSiluMul" | "opsRelu2Mul" | "opsAdd",
+  [a, aName]: [DeviceTensor, string],
+  [b, bName]: [DeviceTensor, string],
+  out: DeviceTensor,
+  opts: StreamOption | undefined,
+): void {
+  const ao = operand(a, aName);
+  const bo = operand(b, bName);
   const o = operand(out, "out");
   const p = validateElementwiseArgs(
     [
-      [gate, "gate"],
-      [up, "up"],
+      [a, aName],
+      [b, bName],
     ],
     out,
   );
-  checkNoOverlap(o, [g, u], true);
+  checkNoOverlap(o, [ao, bo], true);
   const stream = streamOf(opts);
-  opsAddon().opsSiluMul(g.buffer, g.byteOffset, u.buffer, u.byteOffset, o.buffer, o.byteOffset, p.n, stream);
+  opsAddon()[entry](ao.buffer, ao.byteOffset, bo.buffer, bo.byteOffset, o.buffer, o.byteOffset, p.n, stream);
+}
+
+/** out = silu(gate) * up elementwise (f16, same shapes, fp32 math); out may be gate or up. */
+export function siluMul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
+  binaryElementwise("opsSiluMul", [gate, "gate"], [up, "up"], out, opts);
+}
+
+/**
+ * out = max(gate, 0)^2 * up elementwise (BitNet b1.58's squared-ReLU gate; f16, same shapes, fp32
+ * math); out may be gate or up.
+ */
+export function relu2Mul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
+  binaryElementwise("opsRelu2Mul", [gate, "gate"], [up, "up"], out, opts);
+}
+
+/** out = a + b elementwise (f16, same shapes; the residual add); out may be a or b. */
+export function add(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
+  binaryElementwise("opsAdd", [a, "a"], [b, "b"], out, opts);
 }
 
 /**
@@ -434,43 +461,6 @@ export function quantizeRows(
   checkNoOverlap(o, [xo], true);
   const stream = streamOf(opts);
   opsAddon().opsQuantizeRows(xo.buffer, xo.byteOffset, o.buffer, o.byteOffset, p.rows, p.dim, p.bits, stream);
-}
-
-/**
- * out = max(gate, 0)^2 * up elementwise (BitNet b1.58's squared-ReLU gate; f16, same shapes, fp32
- * math); out may be gate or up.
- */
-export function relu2Mul(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
-  const g = operand(gate, "gate");
-  const u = operand(up, "up");
-  const o = operand(out, "out");
-  const p = validateElementwiseArgs(
-    [
-      [gate, "gate"],
-      [up, "up"],
-    ],
-    out,
-  );
-  checkNoOverlap(o, [g, u], true);
-  const stream = streamOf(opts);
-  opsAddon().opsRelu2Mul(g.buffer, g.byteOffset, u.buffer, u.byteOffset, o.buffer, o.byteOffset, p.n, stream);
-}
-
-/** out = a + b elementwise (f16, same shapes; the residual add); out may be a or b. */
-export function add(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor, opts?: StreamOption): void {
-  const ao = operand(a, "a");
-  const bo = operand(b, "b");
-  const o = operand(out, "out");
-  const p = validateElementwiseArgs(
-    [
-      [a, "a"],
-      [b, "b"],
-    ],
-    out,
-  );
-  checkNoOverlap(o, [ao, bo], true);
-  const stream = streamOf(opts);
-  opsAddon().opsAdd(ao.buffer, ao.byteOffset, bo.buffer, bo.byteOffset, o.buffer, o.byteOffset, p.n, stream);
 }
 
 /**

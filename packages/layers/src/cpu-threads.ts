@@ -227,7 +227,7 @@ export class MatmulPool {
     x: Float32Array,
     rows: number,
     k: number,
-    weights: CpuWeights | Float32Array,
+    w: CpuWeights,
     n: number,
     bias: Float32Array | undefined,
     y: Float32Array,
@@ -237,7 +237,6 @@ export class MatmulPool {
     const xs = new Float32Array(this.#x, 0, rows * k);
     const ys = new Float32Array(this.#y, 0, rows * n);
     xs.set(x.subarray(0, rows * k));
-    const w: CpuWeights = weights instanceof Float32Array ? { kind: "dense", weight: weights } : weights;
     const stored = w.kind === "dense" ? w.weight : w.levels;
     // Ranges of whole 4-row blocks, the first for this thread.
     const perThread = Math.ceil(rows / this.threads / 4) * 4;
