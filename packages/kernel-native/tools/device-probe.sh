@@ -75,11 +75,13 @@ for w in $what; do
     ceiling)
       # The memory side's ceiling of the TMA small-batch kernel: the same calls with consumers that
       # compute nothing (-DTRIRUN_COPY_ONLY: 1 the packed layout's boxes, 2 contiguous tiles),
+      # and the compute side's: consumers that never wait for data (-DTRIRUN_COMPUTE_ONLY),
       # against the real kernel, TriRun only, at MS (default 1,16).
       for v in 1 2; do
         nvcc -O3 -std=c++17 $ARCH -DTRIRUN_COPY_ONLY=$v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_copy$v || exit 1
       done
-      for p in probe probe_copy1 probe_copy2; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,16} 2>&1 | grep SUM; done | tee "$out/ceiling.txt" ;;
+      nvcc -O3 -std=c++17 $ARCH -DTRIRUN_COMPUTE_ONLY -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_compute || exit 1
+      for p in probe probe_copy1 probe_copy2 probe_compute; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,16} 2>&1 | grep SUM; done | tee "$out/ceiling.txt" ;;
     speedm)
       # The speed table at MS (default 32..4096), with the Hopper kernel and with TRIRUN_HOPPER=0.
       ms=${MS:-32,64,128,256,512,1024,4096}

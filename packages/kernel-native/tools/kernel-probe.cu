@@ -332,7 +332,9 @@ struct ModelSet {
 static const std::vector<ModelSet> kModelSets = {
     {"llama2-70b(ref)", {{8192, 24576}, {8192, 8192}, {8192, 43520}, {21760, 8192}}},
     {"llama2-7b", {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}}},
-    {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}}};
+    {"trilm-3072", {{3072, 9216}, {3072, 3072}, {3072, 18432}, {9216, 3072}}},
+    // BitNet b1.58 2B4T: q/k/v fused, o, gate/up fused, down.
+    {"bitnet-2b", {{2560, 3840}, {2560, 2560}, {2560, 13824}, {6912, 2560}}}};
 
 // One layer shape's buffers for cold-weight timings: random packed weights
 // (scales 0.01) and (unless !fp16) fp16 weights, each in enough copies that

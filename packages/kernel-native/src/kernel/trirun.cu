@@ -83,7 +83,10 @@ constexpr int kMaxPar = 16;     // 64-row batch slices per launch
 // packed layout's 2-D boxes (1) or with each tile's weights read as one
 // contiguous block (2). H200, 70B layers at m = 1: 64 us for either, 96 us
 // with the math: the consumers, not the memory side or the layout, set the
-// pace (NOTES.md, session 11).
+// pace (NOTES.md, session 11). -DTRIRUN_COMPUTE_ONLY is the converse: the
+// producer copies nothing and the consumers never wait for a stage, so a call
+// takes what its consumers' instruction stream takes (shared memory holds
+// whatever it held: timings only).
 //
 // Experiment only, -DTRIRUN_EXP_DECODE_ONCE=1 (timings, wrong results; not yet
 // run): the Hopper kernel decodes the weights of a slice's first tile only and
@@ -425,8 +428,14 @@ struct SmallOutput {
   // Slots of the global reduction: a block shares at most two columns (the
   // one its run starts in and the one it ends in; those between are whole),
   // so slot 2 b + 0 is block b's first column and 2 b + 1 its last.
-  // Lane-major float4 layout: the reducer reads what the same lane of the
-  // other blocks wrote.
+  // Vector-major float4 layout: accumulator vector v (= 4 mb + j) of lane l
+  // in n_warp w sits at v * kSlotLanes + 32 w + l, so one warp's store or load
+  // of a vector touches 512 contiguous bytes (a lane-major layout, 8 vectors
+  // per lane, put every lane in a line of its own: at m = 16 the last
+  // arriver's sum took up to 6.6 us on a 2560 x 2560 layer, H200 trace of
+  // session 18). The reducer reads what the same lane of the other blocks
+  // wrote.
+  static constexpr int kSlotLanes = N_WARPS * 32;
   static constexpr int kSlotFloats = N_WARPS * 32 * MB8 * 16;
   static_assert(MB8 == 1 || MB8 == 2 || MB8 == 4, "8, 16 or 32 rows per batch slice");
   // Two slots per block must fit the workspace's 64 x 256 fp32 per block
@@ -443,9 +452,10 @@ struct SmallOutput {
 
   __device__ __forceinline__ float4* slot_of(int b, int column) const {
     const int which = iters * b >= column * k_tiles ? 0 : 1;
-    return reinterpret_cast<float4*>(slots + static_cast<size_t>(2 * b + which) * kSlotFloats) +
-           (n_warp * 32 + lane) * (MB8 * 4);
+    return reinterpret_cast<float4*>(slots + static_cast<size_t>(2 * b + which) * kSlotFloats) + n_warp * 32 + lane;
   }
+  // The lane's accumulator vector (mb, j) in a slot.
+  static __device__ __forceinline__ int slot_vec(int mb, int j) { return (mb * 4 + j) * kSlotLanes; }
   // Visits the lane's outputs that exist in C: accumulator element 2h + e of
   // tile j in 8-row block mb is output row 8 mb + 2 t + e, output column
   // 16 j + g + 8 h of this warp's 64 columns; idx is its offset in C (and in
@@ -545,7 +555,7 @@ struct SmallOutput {
           if (mb * 8 + 2 * t >= prob_m) continue;  // only rows of C that exist
 #pragma unroll
           for (int j = 0; j < 4; ++j)
-            __stcg(&mine[mb * 4 + j], make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]));
+            __stcg(&mine[slot_vec(mb, j)], make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]));
         }
       }
       // Every thread's slot stores precede thread 0's release (barrier, then fence).
@@ -587,7 +597,7 @@ struct SmallOutput {
           if (mb * 8 + 2 * t >= prob_m) continue;  // rows that were not stored
 #pragma unroll
           for (int j = 0; j < 4; ++j) {
-            const float4 v = __ldcg(&theirs[mb * 4 + j]);
+            const float4 v = __ldcg(&theirs[slot_vec(mb, j)]);
             sum[mb][j][0] += v.x;
             sum[mb][j][1] += v.y;
             sum[mb][j][2] += v.z;
@@ -601,7 +611,7 @@ struct SmallOutput {
         for (int mb = 0; mb < MB8; ++mb) {
           if (mb * 8 + 2 * t >= prob_m) continue;
 #pragma unroll
-          for (int j = 0; j < 4; ++j) __stcg(&theirs[mb * 4 + j], make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+          for (int j = 0; j < 4; ++j) __stcg(&theirs[slot_vec(mb, j)], make_float4(0.0f, 0.0f, 0.0f, 0.0f));
         }
       }
       write_c(sum, p.column);
@@ -1793,7 +1803,11 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   if (warp >= kWarps) {
     // --- producer: tile t of the run goes to stage t % STAGES.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+#ifdef TRIRUN_COMPUTE_ONLY
+    if (false) {
+#else
     if (threadIdx.x == 32 * kWarps) {
+#endif
       auto copy_weights = [&](int tile, int stage) {
         char* st = smem + stage * kStageBytes;
         const int n_tile = tile / k_tiles, k_tile = tile % k_tiles;
@@ -1915,7 +1929,9 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
     [[maybe_unused]] int last_stage = stage;
     for (int i = 0; i < slice_tiles; ++i) {
+#ifndef TRIRUN_COMPUTE_ONLY
       mbar_wait(&full[stage], phase);
+#endif
       if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
       const uint32_t st = static_cast<uint32_t>(stage) * kStageBytes;
 
