@@ -43,6 +43,7 @@ export interface TrirunConfig {
   blockRows: number;
   /** Copy pipeline depth (cp.async stages, or the TMA kernels' mbarrier ring). */
   stages: number;
+  /** Thread blocks launched (with TRIRUN_SMALL_CLUSTERS, a small-batch launch may use a cluster per column). */
   sms: number;
   maxParallel: number;
   threads: number;

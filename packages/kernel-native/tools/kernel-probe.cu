@@ -208,11 +208,13 @@ static int check(bool quick, bool small) {
   };
   // 1024 x 8192: 64 column tiles, so Hopper calls of 129..160 rows split off their last rows (1..32 of
   // them go to the small-batch kernel). 2048 x 3072: 48 column-slices, the narrow layers' mid pairs (m = 320, 400).
-  std::vector<KN> shapes = {{128, 256},    {256, 512},    {512, 768},   {4096, 4096}, {8192, 1024},
-                            {11008, 4096}, {28672, 1024}, {1024, 8192}, {2048, 3072}};
+  // With TRIRUN_SMALL_CLUSTERS, clusters of 2 (1024 x 8192), 4 (4096 x 4096, 2048 x 3072, 11008 x 4096) and 5
+  // blocks (2560 x 2560; 6912 x 2560 with a partial last k tile) per column.
+  std::vector<KN> shapes = {{128, 256},    {256, 512},    {512, 768},   {4096, 4096}, {8192, 1024}, {11008, 4096},
+                            {28672, 1024}, {1024, 8192}, {2048, 3072}, {2560, 2560}, {6912, 2560}};
   if (!quick) shapes.push_back({8192, 8192});
   if (small) {
-    shapes = {{128, 256}, {256, 512}, {512, 768}, {1024, 8192}};
+    shapes = {{128, 256}, {256, 512}, {512, 768}, {1024, 8192}, {2560, 2560}};
     ms = {1, 16, 17, 64, 129, 160, 176, 200, 224, 320};
   }
   int* ws;
@@ -836,8 +838,8 @@ static int launches(const std::vector<int>& ms) {
         sqg[mi] += qg;
         sf[mi] += f;
         sfg[mi] += fg;
-        printf("%-16s k=%5d n=%5d m=%4d  stream: trirun %7.1f fp16 %7.1f us x%.2f   graph: trirun %7.1f fp16 %7.1f us x%.2f  [v%d st=%d thr=%d]\n",
-               set.name, k, n, m, q, f, f / q, qg, fg, fg / qg, cfg.variant, cfg.stages, cfg.threads);
+        printf("%-16s k=%5d n=%5d m=%4d  stream: trirun %7.1f fp16 %7.1f us x%.2f   graph: trirun %7.1f fp16 %7.1f us x%.2f  [v%d st=%d thr=%d b=%d]\n",
+               set.name, k, n, m, q, f, f / q, qg, fg, fg / qg, cfg.variant, cfg.stages, cfg.threads, cfg.sms);
       }
     }
     for (size_t mi = 0; mi < ms.size(); ++mi)

@@ -194,6 +194,35 @@ __device__ __forceinline__ int4 lds128(uint32_t addr) {
   return v;
 }
 
+// Thread block clusters (sm_90): the block's rank in its cluster and the
+// cluster's size; a barrier over every thread of the cluster (whose arrival
+// releases the thread's earlier writes and whose wait acquires the others');
+// and a 16-byte load from the shared memory of the cluster's block `rank`
+// (distributed shared memory) at the address `local` has in this block.
+__device__ __forceinline__ int cluster_rank() {
+  uint32_t r;
+  asm("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return static_cast<int>(r);
+}
+__device__ __forceinline__ int cluster_blocks() {
+  uint32_t r;
+  asm("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(r));
+  return static_cast<int>(r);
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, int rank) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
+  float4 v;
+  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(remote)
+               : "memory");
+  return v;
+}
+
 // An fp16 value that fp16 holds exactly (normal, at most 11 significant bits),
 // in both halves of a 32-bit word, computed by the compiler. The
 // dequantization's constants are written with it rather than with
@@ -616,6 +645,50 @@ struct SmallOutput {
       }
       write_c(sum, p.column);
     }
+  }
+
+  // Cluster reduction (the TMA kernel's clustered launches): the `ranks`
+  // blocks of a cluster hold the partial sums of one column. Each stores its
+  // accumulators in its own shared memory (`exchange`, vector-major like the
+  // slots); after a cluster barrier, block r adds up the vectors v with
+  // v % ranks == r over all blocks, in rank order, by distributed shared
+  // memory loads, and writes them to C; a second barrier (the kernel's) keeps
+  // every block's shared memory until all have read it. Against the slots,
+  // that is one barrier and one on-chip round trip instead of a fence, an L2
+  // atomic and the last arriver's L2 loads.
+  __device__ __forceinline__ void cluster_store(const float (&acc)[MB8][4][4], float4* exchange) const {
+    if (k_warp != 0) return;
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb) {
+      if (mb * 8 + 2 * t >= prob_m) continue;  // only rows of C that exist
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        exchange[slot_vec(mb, j) + n_warp * 32 + lane] =
+            make_float4(acc[mb][j][0], acc[mb][j][1], acc[mb][j][2], acc[mb][j][3]);
+    }
+  }
+  __device__ __forceinline__ void cluster_sum(uint32_t exchange, int column, int rank, int ranks) const {
+    if (k_warp != 0) return;
+    float sum[MB8][4][4] = {};
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb) {
+      if (mb * 8 + 2 * t >= prob_m) continue;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if ((mb * 4 + j) % ranks != rank) continue;
+        const uint32_t at = exchange + static_cast<uint32_t>(slot_vec(mb, j) + n_warp * 32 + lane) * 16;
+        for (int r = 0; r < ranks; ++r) {
+          const float4 v = ld_cluster_f4(at, r);
+          sum[mb][j][0] += v.x;
+          sum[mb][j][1] += v.y;
+          sum[mb][j][2] += v.z;
+          sum[mb][j][3] += v.w;
+        }
+      }
+    }
+    for_each_output(column, [&](int mb, int e, int j, int h, size_t idx) {
+      if ((mb * 4 + j) % ranks == rank) c_half[idx] = __float2half_rn(sum[mb][j][2 * h + e]);
+    });
   }
 };
 
@@ -1748,7 +1821,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // cap every thread at 168).
 constexpr int kSmallTmaThreads = 384;
 
-template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED>
+template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED, bool CLUSTERED>
 __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
@@ -1773,6 +1846,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   static_assert(kStageBytes % 1024 == 0, "stages must keep the swizzle's 1024-byte alignment");
   constexpr int kPerLane = MB8 * 16;  // accumulators per lane
   static_assert((kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes, "k-warp sums must fit a stage");
+  static_assert(N_WARPS * 32 * kPerLane * 4 <= STAGES * kStageBytes, "a cluster's exchange must fit the stages");
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
@@ -1787,9 +1861,16 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   const int k_groups = prob_k / 128;
   const int n_tiles = prob_n / kThreadN;
   const int total_tiles = k_tiles * n_tiles;
-  const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
-  const int first_tile = iters * blockIdx.x;
-  const int end_tile = min(first_tile + iters, total_tiles);
+  // Striped runs of `iters` tiles; or, in a clustered launch, cluster c is
+  // column c and its blocks split its k tiles in runs of ceil(k_tiles / size)
+  // (the dispatcher leaves no block without tiles).
+  const int ranks = CLUSTERED ? cluster_blocks() : 1;
+  const int rank = CLUSTERED ? cluster_rank() : 0;
+  const int iters = CLUSTERED ? ceil_div(k_tiles, ranks) : ceil_div(total_tiles, static_cast<int>(gridDim.x));
+  const int column_start = CLUSTERED ? static_cast<int>(blockIdx.x) / ranks * k_tiles : 0;
+  const int first_tile = CLUSTERED ? column_start + min(rank * iters, k_tiles) : iters * blockIdx.x;
+  const int end_tile =
+      CLUSTERED ? column_start + min((rank + 1) * iters, k_tiles) : min(first_tile + iters, total_tiles);
 
   if (threadIdx.x == 0) {
     for (int st = 0; st < STAGES; ++st) {
@@ -1860,6 +1941,12 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
         copy_weights(tile, stage);
         copy_activations(tile, stage);
       }
+    }
+    if constexpr (CLUSTERED) {
+      // Every thread of the cluster takes part in both of the consumers' cluster barriers.
+      __syncwarp();
+      cluster_sync();
+      cluster_sync();
     }
     return;
   }
@@ -2001,7 +2088,13 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
     if constexpr (!GROUPED) out.scale_columns(acc, S, n_tile);
 
-    if constexpr (chained) {
+    if constexpr (CLUSTERED) {
+      // The block's only slice. Its stages are all consumed (the sync: by
+      // every warp), so stage 0's memory takes the exchange.
+      sync();
+      out.cluster_store(acc, reinterpret_cast<float4*>(smem));
+      tile += slice_tiles;
+    } else if constexpr (chained) {
       out.chain(acc, n_tile, slice_idx, slice_count);
       tile += slice_tiles;
     } else {
@@ -2017,7 +2110,15 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     }
   }
   TRIRUN_TRACE_AT(4);
-  if constexpr (!chained) {
+  if constexpr (CLUSTERED) {
+    if (first_tile == end_tile) {  // no tiles (the dispatcher avoids it): zeros
+      const float zero[MB8][4][4] = {};
+      out.cluster_store(zero, reinterpret_cast<float4*>(smem));
+    }
+    cluster_sync();  // every block's sums are in its shared memory
+    out.cluster_sum(smem_u32, static_cast<int>(blockIdx.x) / ranks, rank, ranks);
+    cluster_sync();  // and read: the blocks may exit
+  } else if constexpr (!chained) {
     if (pending.slices > 0) out.resolve(pending, pending_arrived, last_arrival);
   }
   TRIRUN_TRACE_AT(5);
@@ -2051,6 +2152,8 @@ struct DeviceAttrs {
   int mid_pairs_min_tiles = 48;  // column-slices (2 x 128-column tiles) they need; TRIRUN_MID_PAIRS_MIN_TILES
   bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
   bool narrow_128 = false;    // experiment, off: 257..512 rows of layers with k, n <= 3072 as 128-row slices in one launch; TRIRUN_NARROW_128=1
+  int small_clusters = 0;     // TMA small-batch kernel in clusters, a column per cluster (see launch_small_tma); TRIRUN_SMALL_CLUSTERS:
+                              // 0 never, 1 where the striped schedule would sum through slots, 2 also where it would chain
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -2106,6 +2209,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.wide_min_tiles = env_int("TRIRUN_WIDE_MIN_TILES", 1, a.wide_min_tiles);
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
     a.narrow_128 = env_int("TRIRUN_NARROW_128", 1, 0) != 0;
+    a.small_clusters = env_int("TRIRUN_SMALL_CLUSTERS", 0, a.small_clusters);
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2135,6 +2239,8 @@ struct Launch {
   bool small_tma;  // small-batch kernel: the TMA-fed version (sm_90)
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
+  int small_clusters;  // TMA small-batch kernel: clustered launches (DeviceAttrs::small_clusters)
+  int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -2143,6 +2249,7 @@ struct Launch {
   cudaStream_t stream;
   int stages;   // out
   int threads;  // out
+  int clustered_blocks;  // out: blocks of a clustered launch (0: a launch of `blocks`)
 };
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2260,8 +2367,17 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   config.blockDim = dim3(threads);
   config.dynamicSmemBytes = smem;
   config.stream = l.stream;
-  config.attrs = &attr;
-  config.numAttrs = l.pdl ? 1 : 0;
+  cudaLaunchAttribute attrs[2] = {attr, {}};
+  int count = l.pdl ? 1 : 0;
+  if (l.cluster > 1) {
+    attrs[count].id = cudaLaunchAttributeClusterDimension;
+    attrs[count].val.clusterDim.x = static_cast<unsigned>(l.cluster);
+    attrs[count].val.clusterDim.y = 1;
+    attrs[count].val.clusterDim.z = 1;
+    ++count;
+  }
+  config.attrs = attrs;
+  config.numAttrs = count;
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
@@ -2392,14 +2508,24 @@ cudaError_t launch_small(Launch& l) {
 // The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
 // ends a run doubles as the k_warps' reduction buffer, so the depth is the
 // same as trirun_small_kernel's on Hopper.
-template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED>
-cudaError_t launch_small_tma_reduction(Launch& l) {
+template <int MB8, int N_WARPS, bool GROUPED>
+constexpr int small_tma_stages() {
+  return stages_within(small_stage_bytes<MB8, N_WARPS, 256, GROUPED>(), 220 * 1024);
+}
+template <int MB8, int N_WARPS, bool GROUPED>
+constexpr size_t small_tma_smem() {
+  constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED>();
+  return stages * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + 1024 + 2 * stages * sizeof(uint64_t);
+}
+
+// `cluster` > 1: a clustered launch (CLUSTERED), a cluster of that many blocks per column.
+template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool CLUSTERED>
+cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
   constexpr int k_warps = 8 / N_WARPS;
   constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
-  constexpr size_t stage = small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
-  constexpr int stages = stages_within(stage, 220 * 1024);
-  constexpr size_t smem = stages * stage + 1024 + 2 * stages * sizeof(uint64_t);
-  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED>;
+  constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED>();
+  constexpr size_t smem = small_tma_smem<MB8, N_WARPS, GROUPED>();
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED, CLUSTERED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2425,14 +2551,71 @@ cudaError_t launch_small_tma_reduction(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = kSmallTmaThreads;
-  return launch_dependent(l, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+  Launch launch = l;
+  if (CLUSTERED) {
+    launch.cluster = cluster;
+    launch.blocks = l.n / thread_n * cluster;
+    l.clustered_blocks = launch.blocks;
+  }
+  return launch_dependent(launch, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
+}
+
+// Clustered launches of the TMA small-batch kernel: a column per cluster, its
+// blocks splitting the column's k tiles, summed through distributed shared
+// memory (SmallOutput::cluster_store) instead of through L2. The blocks per
+// cluster: the fewest (2..8) whose runs are no longer than the striped
+// schedule's, that leave no block without tiles, and whose clusters all fit
+// on the GPU at once (one block per SM); 0 where there is none (long layers:
+// more columns than SMs).
+constexpr int kMaxCluster = 8;  // the portable cluster size
+template <int MB8, int N_WARPS, bool GROUPED>
+int small_cluster_size(const Launch& l) {
+  constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
+  constexpr size_t smem = small_tma_smem<MB8, N_WARPS, GROUPED>();
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, small_tma_stages<MB8, N_WARPS, GROUPED>(), GROUPED, false, true>;
+  const int k_tiles = ceil_div(l.k, thread_k), n_tiles = l.n / thread_n;
+  const int striped_run = ceil_div(k_tiles * n_tiles, l.blocks);
+  // Clusters of each size that fit at once, per device (0: not asked yet, -1: none).
+  static int resident[kMaxDevices][kMaxCluster + 1] = {};
+  static int configured[kMaxDevices] = {};
+  for (int size = 2; size <= kMaxCluster; ++size) {
+    const int run = ceil_div(k_tiles, size);
+    if ((size - 1) * run >= k_tiles || run > striped_run || n_tiles * size > l.blocks) continue;
+    int& fit = resident[l.device][size];
+    if (fit == 0) {
+      fit = -1;
+      if (static_cast<int>(smem) <= l.smem_limit && ensure_smem(kernel, l.device, smem, configured) == cudaSuccess) {
+        cudaLaunchConfig_t config{};
+        cudaLaunchAttribute attr{};
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = static_cast<unsigned>(size);
+        attr.val.clusterDim.y = 1;
+        attr.val.clusterDim.z = 1;
+        config.gridDim = dim3(size);
+        config.blockDim = dim3(kSmallTmaThreads);
+        config.dynamicSmemBytes = smem;
+        config.attrs = &attr;
+        config.numAttrs = 1;
+        int clusters = 0;
+        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) == cudaSuccess && clusters > 0) fit = clusters;
+        (void)cudaGetLastError();  // a failed query leaves no error behind
+      }
+    }
+    if (fit >= n_tiles) return size;
+  }
+  return 0;
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
-  return small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64) ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true>(l)
-                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false>(l);
+  const bool chained = small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64);
+  if (l.small_clusters > (chained ? 1 : 0)) {
+    const int size = small_cluster_size<MB8, N_WARPS, GROUPED>(l);
+    if (size > 1) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
+  }
+  return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
+                 : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2590,6 +2773,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.small_tma = attrs.small_tma;
   l.ramp = attrs.ramp;
   l.early = attrs.early;
+  l.small_clusters = attrs.small_clusters;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
@@ -2738,6 +2922,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     l.A = a_ptr + static_cast<size_t>(row) * k;
     l.C = c_ptr + static_cast<size_t>(row) * n;
     l.m = rows;
+    l.clustered_blocks = 0;
     int m_blocks;
     if (hopper_launch) {
       // Activation rows per wgmma (its N): the slice's rows, or fewer for a short last chunk. A launch
@@ -2787,7 +2972,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
       used.m_blocks = m_blocks;  // 8-row blocks for the small-batch kernel, 16-row otherwise
       used.variant = hopper_launch ? 2 : (small ? 1 : 0);
       used.stages = l.stages;
-      used.sms = sms;
+      used.sms = l.clustered_blocks > 0 ? l.clustered_blocks : sms;
       used.max_par = par;
       used.threads = l.threads;
     }

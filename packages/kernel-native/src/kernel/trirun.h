@@ -22,7 +22,8 @@ typedef struct TrirunConfig {
   int m_blocks;   // row blocks of A a block handles at once: 1..4 of 16 rows (general), 1, 2 or 4 of 8
                   //   (small-batch), 4, 8 or 16 of 16 (Hopper)
   int stages;     // depth of the copy pipeline (cp.async stages or TMA mbarrier ring)
-  int sms;        // thread blocks launched (striped over the SMs)
+  int sms;        // thread blocks launched (striped over the SMs; or, in a clustered small-batch launch, a cluster
+                  //   of blocks per column: TRIRUN_SMALL_CLUSTERS)
   int max_par;    // batch slices processed in parallel per launch (the Hopper kernel may use fewer, to keep
                   //   their activations in L2)
   int threads;    // threads per block
