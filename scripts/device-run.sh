@@ -3,9 +3,11 @@
 # (built here by `pnpm build && pnpm device:bundle && pnpm --filter @trirun/bench run device:bundle`).
 #   bash scripts/device-run.sh check   # API checks, correctness sweep, speed, bundled GPU tests, sanitizers
 #   bash scripts/device-run.sh bench   # the benchmark tables (trirun-bench) and the GPTQ GPU benchmark
+#   bash scripts/device-run.sh e2e     # decoding steps, FP16 against TriRun (trirun-eval speed): the Llama-2-7B
+#                                      # shape twice at batch 1, 4, 16, 32, then 13B, TriLM 3.9B and 70B (issue #9)
 # Everything lands in $OUT/device-<part>.tgz plus $OUT/<part>.log.
 set -uo pipefail
-part=${1:?usage: device-run.sh check|bench}
+part=${1:?usage: device-run.sh check|bench|e2e}
 out=${OUT:-/tmp/out}; work=/tmp/trirun-device/$part
 rm -rf "$work"; mkdir -p "$work" "$out"
 xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
@@ -24,6 +26,20 @@ log=$out/$part.log
     bench)
       timeout 420 /tmp/node .device/bench.mjs --out "$work/bench" --time-limit 380; echo "bench exit $?"
       timeout 120 /tmp/node .device/gptq-bench.mjs --gpu-only; echo "gptq bench exit $?" ;;
+    e2e)
+      # Both sides of a step move by ~5% between machine starts (BENCHMARKS.md): runs on one machine, in one call.
+      mkdir -p "$work/e2e"
+      for run in 1 2; do
+        timeout 100 /tmp/node .device/eval-cli.mjs speed --shape llama2-7b --batch 1,4,16,32 --steps 64 \
+          --json "$work/e2e/speed-llama2-7b-$run.json"; echo "llama2-7b run $run exit $?"
+      done
+      for shape in llama2-13b trilm-3.9b; do
+        timeout 80 /tmp/node .device/eval-cli.mjs speed --shape $shape --batch 1,16 --steps 32 \
+          --json "$work/e2e/speed-$shape.json"; echo "$shape exit $?"
+      done
+      # FP16 does not fit an 80 GB GPU here (it is reported as skipped); TriRun's tokens/s and memory are.
+      timeout 120 /tmp/node .device/eval-cli.mjs speed --shape llama2-70b --batch 1,16 --steps 16 \
+        --json "$work/e2e/speed-llama2-70b.json"; echo "llama2-70b exit $?" ;;
   esac
 } 2>&1 | tee "$log"
 tar czf "$out/device-$part.tgz" -C "$work" .

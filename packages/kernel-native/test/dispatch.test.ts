@@ -34,9 +34,11 @@ describe.skipIf(!haveNvcc)("trirun_matmul's dispatcher (built for the CPU with r
   }, 120_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("covers every row once with launches that exist, on every device profile, shape and m", () => {
+  it("covers every row once with launches that exist, on every device profile, shape and m; splits clustered columns soundly", () => {
     const r = spawnSync(binary, [], { encoding: "utf8" });
-    expect(r.stdout).toMatch(/dispatch-check: \d+ calls over \d+ device profiles, 0 failures/);
+    expect(r.stdout).toMatch(
+      /dispatch-check: \d+ calls over \d+ device profiles, \d+ cluster plans \(\d+ shapes clustered\), 0 failures/,
+    );
     expect(r.status).toBe(0);
   });
 

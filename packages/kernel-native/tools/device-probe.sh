@@ -101,6 +101,23 @@ for w in $what; do
       IFS=';' read -ra variants <<< "${ENVS:?set ENVS}"
       for r in 1 2; do for v in "${variants[@]}"; do echo "--- $v"; env $v timeout 120 /tmp/probe launch ${MS:-1,16} 2>&1; done; done \
         | tee "$out/envs.txt" | grep -E "^---|SUM" ;;
+    clusters)
+      # Clustered small-batch launches (TRIRUN_SMALL_CLUSTERS, off by default; NOTES.md, session 19): the check
+      # sweep and both sanitizers with clusters wherever feasible (2), which launches took them (b= is the block
+      # count: a clustered launch has columns x blocks per cluster), then TriRun-only A/B of 0 / 1 / 2 at MS
+      # (default 1,4,16,32), two rounds, and traces of two short layers with and without.
+      TRIRUN_SMALL_CLUSTERS=2 timeout 240 /tmp/probe check --quick 2>&1 | tee "$out/check-clusters.txt" | grep -E "FAIL" | head -20
+      tail -2 "$out/check-clusters.txt"
+      for tool in memcheck racecheck; do
+        TRIRUN_SMALL_CLUSTERS=2 timeout 150 compute-sanitizer --tool $tool /tmp/probe sanitize 2>&1 | tail -3 | tee "$out/$tool-clusters.txt"
+      done
+      TRIRUN_SMALL_CLUSTERS=2 PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch 1,16 2>&1 | grep -E " k=" | sed 's/ fp16 .*graph:/ graph:/' | tee "$out/clusters-launches.txt"
+      for r in 1 2; do for v in 0 1 2; do echo "--- round $r TRIRUN_SMALL_CLUSTERS=$v"
+        TRIRUN_SMALL_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch ${MS:-1,4,16,32} 2>&1; done; done \
+        | tee "$out/clusters-ab.txt" | grep -E "^---|SUM"
+      nvcc -O3 -std=c++17 $ARCH -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_trace || exit 1
+      for v in 0 2; do echo "--- TRIRUN_SMALL_CLUSTERS=$v"
+        TRIRUN_SMALL_CLUSTERS=$v timeout 60 /tmp/probe_trace trace 2560 2560 1 2560 2560 16 4096 4096 1 2>&1; done | tee "$out/clusters-trace.txt" ;;
     base)
       # A/B against another version of the kernel: BASE=<a trirun.cu> (e.g. `git show
       # <rev>:packages/kernel-native/src/kernel/trirun.cu > .device/trirun-base.cu` here, then

@@ -8,7 +8,10 @@
 //     no slice entirely past the rows, and at most kMaxPar slices;
 //   - a small-batch launch has at most 32 rows in 8-row blocks that hold them, on one of its tiles;
 //   - a general launch uses one of its tiles, which divide k and n, in at most kMaxPar 64-row slices;
-//   - the config returned describes the first launch.
+//   - the config returned describes the first launch;
+// and, for clustered small-batch launches (TRIRUN_SMALL_CLUSTERS), the choice of blocks per cluster and the
+// kernel's split of a column among them (cluster_run) for every shape, tile and block count: each block has
+// tiles, runs no longer than the striped schedule's, the column covered once in order, all clusters resident.
 // Usage: dispatch-check [--table | --plans]   (--table: the launches of the model shapes at a few m, sm_90
 // profile; --plans: the launches of each "k n m g" read from stdin, one line each, with TRIRUN_NARROW_128
 // from the environment)
@@ -195,6 +198,43 @@ void check_errors() {
   }
 }
 
+void check_clusters(long long* cases, int* clustered_model_shapes) {
+  const int tiles[][2] = {{512, 128}, {256, 256}, {128, 512}};  // the small-batch tiles, thread_k x thread_n
+  for (const Shape& s : kShapes)
+    for (const auto& tile : tiles) {
+      if (s.n % tile[1] != 0) continue;
+      const int k_tiles = trirun::ceil_div(s.k, tile[0]), n_tiles = s.n / tile[1];
+      for (int blocks : {131, 132, 114, 108, 78}) {
+        // Residency models: every SM in clusters, GPCs that leave SMs over, one that fits none.
+        for (int model = 0; model < 3; ++model) {
+          auto resident = [&](int size) { return model == 0 ? blocks / size : (model == 1 ? 7 * (18 / size) : 0); };
+          const int size = trirun::cluster_size_for(k_tiles, n_tiles, blocks, resident);
+          ++*cases;
+          const std::string where = "clusters k=" + std::to_string(s.k) + " n=" + std::to_string(s.n) + " tile " +
+                                    std::to_string(tile[0]) + "x" + std::to_string(tile[1]) + " blocks=" +
+                                    std::to_string(blocks) + " model " + std::to_string(model);
+          if (size == 0) continue;
+          if (model == 2) fail(where, "clusters where none fit");
+          if (size < 2 || size > trirun::kMaxCluster) fail(where, "size " + std::to_string(size));
+          if (n_tiles * size > blocks) fail(where, "more blocks than allowed");
+          if (resident(size) < n_tiles) fail(where, "clusters that do not fit at once");
+          const int striped_run = trirun::ceil_div(k_tiles * n_tiles, blocks);
+          for (int column : {0, n_tiles - 1}) {
+            int next = column * k_tiles;
+            for (int rank = 0; rank < size; ++rank) {
+              const trirun::TileRun run = trirun::cluster_run(column, rank, size, k_tiles);
+              if (run.first != next || run.end <= run.first) fail(where, "rank " + std::to_string(rank) + " run");
+              if (run.end - run.first > striped_run) fail(where, "a run longer than the striped schedule's");
+              next = run.end;
+            }
+            if (next != (column + 1) * k_tiles) fail(where, "the column is not covered");
+          }
+          if (model == 0 && blocks == 131 && tile[0] == 512) ++*clustered_model_shapes;
+        }
+      }
+    }
+}
+
 void table() {
   const DeviceAttrs a = hopper_attrs();
   const char* kinds[] = {"general", "small", "hopper"};
@@ -263,6 +303,12 @@ int main(int argc, char** argv) {
     }
   }
   check_errors();
-  std::printf("dispatch-check: %lld calls over %zu device profiles, %d failures\n", calls, profiles().size(), g_failures);
+  long long cluster_cases = 0;
+  int clustered = 0;
+  check_clusters(&cluster_cases, &clustered);
+  // The layers the clusters are for (BitNet's, TriLM's and Llama-2-7B's o and down projections...) take them.
+  if (clustered < 8) fail("clusters", "only " + std::to_string(clustered) + " model shapes clustered");
+  std::printf("dispatch-check: %lld calls over %zu device profiles, %lld cluster plans (%d shapes clustered), %d failures\n",
+              calls, profiles().size(), cluster_cases, clustered, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -133,6 +133,19 @@ __device__ unsigned int g_trace_arrivals;
 
 __host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// A clustered small-batch launch (see launch_small_tma): the cluster of
+// column `column` has `ranks` blocks, which split its k_tiles tiles in runs
+// of ceil(k_tiles / ranks) in rank order; tiles are numbered column by column.
+struct TileRun {
+  int first, end;  // tiles [first, end)
+};
+__host__ __device__ constexpr TileRun cluster_run(int column, int rank, int ranks, int k_tiles) {
+  const int run = ceil_div(k_tiles, ranks);
+  const int start = column * k_tiles;
+  return {start + (rank * run < k_tiles ? rank * run : k_tiles),
+          start + ((rank + 1) * run < k_tiles ? (rank + 1) * run : k_tiles)};
+}
+
 // ---------------------------------------------------------------- PTX helpers
 
 // 16-byte asynchronous copy global -> shared that bypasses L1. With
@@ -1867,10 +1880,11 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   const int ranks = CLUSTERED ? cluster_blocks() : 1;
   const int rank = CLUSTERED ? cluster_rank() : 0;
   const int iters = CLUSTERED ? ceil_div(k_tiles, ranks) : ceil_div(total_tiles, static_cast<int>(gridDim.x));
-  const int column_start = CLUSTERED ? static_cast<int>(blockIdx.x) / ranks * k_tiles : 0;
-  const int first_tile = CLUSTERED ? column_start + min(rank * iters, k_tiles) : iters * blockIdx.x;
-  const int end_tile =
-      CLUSTERED ? column_start + min((rank + 1) * iters, k_tiles) : min(first_tile + iters, total_tiles);
+  const TileRun run = CLUSTERED ? cluster_run(static_cast<int>(blockIdx.x) / ranks, rank, ranks, k_tiles)
+                                : TileRun{static_cast<int>(iters * blockIdx.x),
+                                          min(static_cast<int>(iters * blockIdx.x) + iters, total_tiles)};
+  const int first_tile = run.first;
+  const int end_tile = run.end;
 
   if (threadIdx.x == 0) {
     for (int st = 0; st < STAGES; ++st) {
@@ -2569,19 +2583,26 @@ cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
 // on the GPU at once (one block per SM); 0 where there is none (long layers:
 // more columns than SMs).
 constexpr int kMaxCluster = 8;  // the portable cluster size
+// The rule, given how many clusters of a size fit at once (`resident(size)`).
+template <typename Resident>
+int cluster_size_for(int k_tiles, int n_tiles, int blocks, Resident&& resident) {
+  const int striped_run = ceil_div(k_tiles * n_tiles, blocks);
+  for (int size = 2; size <= kMaxCluster; ++size) {
+    const int run = ceil_div(k_tiles, size);
+    if ((size - 1) * run >= k_tiles || run > striped_run || n_tiles * size > blocks) continue;
+    if (resident(size) >= n_tiles) return size;
+  }
+  return 0;
+}
 template <int MB8, int N_WARPS, bool GROUPED>
 int small_cluster_size(const Launch& l) {
   constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
   constexpr size_t smem = small_tma_smem<MB8, N_WARPS, GROUPED>();
   auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, small_tma_stages<MB8, N_WARPS, GROUPED>(), GROUPED, false, true>;
-  const int k_tiles = ceil_div(l.k, thread_k), n_tiles = l.n / thread_n;
-  const int striped_run = ceil_div(k_tiles * n_tiles, l.blocks);
   // Clusters of each size that fit at once, per device (0: not asked yet, -1: none).
   static int resident[kMaxDevices][kMaxCluster + 1] = {};
   static int configured[kMaxDevices] = {};
-  for (int size = 2; size <= kMaxCluster; ++size) {
-    const int run = ceil_div(k_tiles, size);
-    if ((size - 1) * run >= k_tiles || run > striped_run || n_tiles * size > l.blocks) continue;
+  return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks, [&](int size) {
     int& fit = resident[l.device][size];
     if (fit == 0) {
       fit = -1;
@@ -2602,9 +2623,8 @@ int small_cluster_size(const Launch& l) {
         (void)cudaGetLastError();  // a failed query leaves no error behind
       }
     }
-    if (fit >= n_tiles) return size;
-  }
-  return 0;
+    return fit;
+  });
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
