@@ -198,40 +198,53 @@ void check_errors() {
   }
 }
 
+// One plan: the blocks per cluster chosen for a column of k_tiles x n_tiles tiles (0: no clusters) and the
+// kernel's split of the first and last columns among them. resident(size): clusters of a size that fit at
+// once; forced: TRIRUN_SMALL_CLUSTER_SIZE (0: the rule). Returns the size.
+template <typename Resident>
+int check_cluster_plan(const std::string& where, int k_tiles, int n_tiles, int blocks, Resident&& resident, int forced) {
+  const int size = trirun::cluster_size_for(k_tiles, n_tiles, blocks, resident, forced);
+  if (size == 0) return 0;
+  if (resident(size) < n_tiles) fail(where, "clusters that do not fit at once");
+  if (forced > 0 && size != forced) fail(where, "not the forced size");
+  if (size < 2 || size > trirun::kMaxCluster) fail(where, "size " + std::to_string(size));
+  if (n_tiles * size > blocks) fail(where, "more blocks than allowed");
+  const int striped_run = trirun::ceil_div(k_tiles * n_tiles, blocks);
+  for (int column : {0, n_tiles - 1}) {
+    int next = column * k_tiles;
+    for (int rank = 0; rank < size; ++rank) {
+      const trirun::TileRun run = trirun::cluster_run(column, rank, size, k_tiles);
+      if (run.first != next || run.end <= run.first) fail(where, "rank " + std::to_string(rank) + " run");
+      // Forced sizes may run longer than the striped schedule; the rule's never do.
+      if (forced == 0 && run.end - run.first > striped_run) fail(where, "a run longer than the striped schedule's");
+      next = run.end;
+    }
+    if (next != (column + 1) * k_tiles) fail(where, "the column is not covered");
+  }
+  return size;
+}
+
+// Every model shape, small-batch tile and block count, under three residency models (every SM in clusters;
+// GPCs of 18 SMs that leave some over; none fit), with the rule and with each size forced.
 void check_clusters(long long* cases, int* clustered_model_shapes) {
-  const int tiles[][2] = {{512, 128}, {256, 256}, {128, 512}};  // the small-batch tiles, thread_k x thread_n
+  const int tiles[][2] = {{512, 128}, {256, 256}, {128, 512}};  // thread_k x thread_n
   for (const Shape& s : kShapes)
     for (const auto& tile : tiles) {
       if (s.n % tile[1] != 0) continue;
       const int k_tiles = trirun::ceil_div(s.k, tile[0]), n_tiles = s.n / tile[1];
-      for (int blocks : {131, 132, 114, 108, 78}) {
-        // Residency models: every SM in clusters, GPCs that leave SMs over, one that fits none.
-        for (int model = 0; model < 3; ++model) {
-          auto resident = [&](int size) { return model == 0 ? blocks / size : (model == 1 ? 7 * (18 / size) : 0); };
-          const int size = trirun::cluster_size_for(k_tiles, n_tiles, blocks, resident);
-          ++*cases;
-          const std::string where = "clusters k=" + std::to_string(s.k) + " n=" + std::to_string(s.n) + " tile " +
-                                    std::to_string(tile[0]) + "x" + std::to_string(tile[1]) + " blocks=" +
-                                    std::to_string(blocks) + " model " + std::to_string(model);
-          if (size == 0) continue;
-          if (model == 2) fail(where, "clusters where none fit");
-          if (size < 2 || size > trirun::kMaxCluster) fail(where, "size " + std::to_string(size));
-          if (n_tiles * size > blocks) fail(where, "more blocks than allowed");
-          if (resident(size) < n_tiles) fail(where, "clusters that do not fit at once");
-          const int striped_run = trirun::ceil_div(k_tiles * n_tiles, blocks);
-          for (int column : {0, n_tiles - 1}) {
-            int next = column * k_tiles;
-            for (int rank = 0; rank < size; ++rank) {
-              const trirun::TileRun run = trirun::cluster_run(column, rank, size, k_tiles);
-              if (run.first != next || run.end <= run.first) fail(where, "rank " + std::to_string(rank) + " run");
-              if (run.end - run.first > striped_run) fail(where, "a run longer than the striped schedule's");
-              next = run.end;
-            }
-            if (next != (column + 1) * k_tiles) fail(where, "the column is not covered");
+      for (int blocks : {131, 132, 114, 108, 78})
+        for (int model = 0; model < 3; ++model)
+          for (int forced = 0; forced <= trirun::kMaxCluster; forced += forced == 0 ? 2 : 1) {
+            auto resident = [&](int size) { return model == 0 ? blocks / size : (model == 1 ? 7 * (18 / size) : 0); };
+            const std::string where = "clusters k=" + std::to_string(s.k) + " n=" + std::to_string(s.n) + " tile " +
+                                      std::to_string(tile[0]) + "x" + std::to_string(tile[1]) + " blocks=" +
+                                      std::to_string(blocks) + " model " + std::to_string(model) + " forced " +
+                                      std::to_string(forced);
+            const int size = check_cluster_plan(where, k_tiles, n_tiles, blocks, resident, forced);
+            ++*cases;
+            if (size > 0 && model == 2) fail(where, "clusters where none fit");
+            if (size > 0 && model == 0 && forced == 0 && blocks == 131 && tile[0] == 512) ++*clustered_model_shapes;
           }
-          if (model == 0 && blocks == 131 && tile[0] == 512) ++*clustered_model_shapes;
-        }
-      }
     }
 }
 

@@ -2129,8 +2129,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       const float zero[MB8][4][4] = {};
       out.cluster_store(zero, reinterpret_cast<float4*>(smem));
     }
+    __syncwarp();  // (the cluster barrier is .aligned: whole warps)
     cluster_sync();  // every block's sums are in its shared memory
     out.cluster_sum(smem_u32, static_cast<int>(blockIdx.x) / ranks, rank, ranks);
+    __syncwarp();
     cluster_sync();  // and read: the blocks may exit
   } else if constexpr (!chained) {
     if (pending.slices > 0) out.resolve(pending, pending_arrived, last_arrival);
@@ -2142,6 +2144,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 // ------------------------------------------------------------------ dispatch
 
 constexpr int kMaxDevices = 64;
+constexpr int kMaxCluster = 8;  // blocks per thread-block cluster: the portable limit
 
 // Device attributes, read once per device: querying them on every call would
 // put host latency between a caller's event and the launch.
@@ -2168,6 +2171,7 @@ struct DeviceAttrs {
   bool narrow_128 = false;    // experiment, off: 257..512 rows of layers with k, n <= 3072 as 128-row slices in one launch; TRIRUN_NARROW_128=1
   int small_clusters = 0;     // TMA small-batch kernel in clusters, a column per cluster (see launch_small_tma); TRIRUN_SMALL_CLUSTERS:
                               // 0 never, 1 where the striped schedule would sum through slots, 2 also where it would chain
+  int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -2224,6 +2228,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
     a.narrow_128 = env_int("TRIRUN_NARROW_128", 1, 0) != 0;
     a.small_clusters = env_int("TRIRUN_SMALL_CLUSTERS", 0, a.small_clusters);
+    const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
+    a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2254,6 +2260,7 @@ struct Launch {
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
   int small_clusters;  // TMA small-batch kernel: clustered launches (DeviceAttrs::small_clusters)
+  int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
@@ -2582,14 +2589,16 @@ cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
 // schedule's, that leave no block without tiles, and whose clusters all fit
 // on the GPU at once (one block per SM); 0 where there is none (long layers:
 // more columns than SMs).
-constexpr int kMaxCluster = 8;  // the portable cluster size
 // The rule, given how many clusters of a size fit at once (`resident(size)`).
+// `forced` (2..8, experiments: TRIRUN_SMALL_CLUSTER_SIZE) takes that size
+// wherever it is possible at all, whatever the runs' length.
 template <typename Resident>
-int cluster_size_for(int k_tiles, int n_tiles, int blocks, Resident&& resident) {
+int cluster_size_for(int k_tiles, int n_tiles, int blocks, Resident&& resident, int forced = 0) {
   const int striped_run = ceil_div(k_tiles * n_tiles, blocks);
   for (int size = 2; size <= kMaxCluster; ++size) {
+    if (forced > 0 && size != forced) continue;
     const int run = ceil_div(k_tiles, size);
-    if ((size - 1) * run >= k_tiles || run > striped_run || n_tiles * size > blocks) continue;
+    if ((size - 1) * run >= k_tiles || (forced == 0 && run > striped_run) || n_tiles * size > blocks) continue;
     if (resident(size) >= n_tiles) return size;
   }
   return 0;
@@ -2624,7 +2633,7 @@ int small_cluster_size(const Launch& l) {
       }
     }
     return fit;
-  });
+  }, l.small_cluster_size);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2794,6 +2803,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.ramp = attrs.ramp;
   l.early = attrs.early;
   l.small_clusters = attrs.small_clusters;
+  l.small_cluster_size = attrs.small_cluster_size;
   l.stream = stream;
 
   const half* a_ptr = static_cast<const half*>(A);
