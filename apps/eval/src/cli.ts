@@ -488,6 +488,10 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     )
     .option("--no-graphs", "launch every kernel from JavaScript instead of replaying CUDA graphs")
     .option("--no-fuse", "run q/k/v and gate/up as separate matmuls instead of one fused matmul each")
+    .option(
+      "--fuse-row-ops",
+      "BitNet b1.58 shapes: norms that quantize their outputs, and the relu2 gate, sub-norm and quantization in one launch (same results)",
+    )
     .addOption(activationsOption())
     .option("--json <file>", "write the measurements as JSON")
     .action(
@@ -501,6 +505,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         formats: WeightFormat[];
         graphs: boolean;
         fuse: boolean;
+        fuseRowOps?: boolean;
         activations: ActivationsFlag;
         json?: string;
       }) => {
@@ -515,6 +520,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           formats: f.formats,
           graphs: f.graphs,
           fuse: f.fuse,
+          fuseRowOps: f.fuseRowOps ?? false,
           activationBits: f.activations === "int8" ? 8 : undefined,
           onStatus: (line) => process.stderr.write(`speed: ${line}\n`),
         });

@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { readTokenFile } from "../src/data/tokens.js";
 import { compareModels, logSoftmax, perplexity } from "../src/metrics.js";
 import { CpuLlamaRuntime } from "../src/model/cpu-runtime.js";
+import { withActivationBits } from "../src/model/config.js";
 import { CudaLlamaRuntime } from "../src/model/gpu-runtime.js";
 import { disposeModel, type LlamaModel } from "../src/model/llama.js";
 import { loadModel } from "../src/model/loaders/index.js";
@@ -389,6 +390,40 @@ describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", (
         for (const cache of [...caches, ...alone]) cache.dispose();
       }
       for (const rt of [eager, graphs, fused]) rt.dispose();
+      disposeModel(model);
+    }
+  }, 300_000);
+});
+
+describe.skipIf(!gpu)("BitNet's row ops fused (fuseRowOps)", () => {
+  it("decodeBatch gives the unfused runtime's logits bit for bit, with and without 8-bit activations", () => {
+    // Two blocks of the BitNet b1.58 2B4T shape (sub-norms, relu2 gate) with a small vocabulary.
+    const config = { ...speedConfig("bitnet-2b", 2), vocabSize: 1024 };
+    const seed = 1 + Math.floor(Math.random() * 1000);
+    for (const bits of [8, undefined]) {
+      const model = withActivationBits(randomCudaModel(config, "trirun", seed), bits);
+      const runtimes = [false, true].map(
+        (fuseRowOps) => new CudaLlamaRuntime(model, { graphs: false, fuseRowOps }),
+      );
+      for (const batch of [1, 3]) {
+        const steps = 4;
+        const caches = runtimes.map((rt) => rt.newBatchCache(batch, steps));
+        for (let t = 0; t < steps; t++) {
+          const tokens = Array.from({ length: batch }, () => Math.floor(Math.random() * config.vocabSize));
+          const [separate, fused] = runtimes.map(
+            (rt, i) => rt.decodeBatch(tokens, caches[i]).download() as Uint16Array,
+          );
+          expect(
+            decodeF16(separate).every((x) => Number.isFinite(x)),
+            `bits ${bits} step ${t}: finite`,
+          ).toBe(true);
+          expect(Array.from(fused), `bits ${bits}, batch ${batch}, step ${t}: fused vs unfused`).toEqual(
+            Array.from(separate),
+          );
+        }
+        for (const cache of caches) cache.dispose();
+      }
+      for (const rt of runtimes) rt.dispose();
       disposeModel(model);
     }
   }, 300_000);

@@ -240,10 +240,28 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       8,
     );
     const a8 = new m.gpu.CudaLlamaRuntime(spied, { graphs: false });
-    a8.forward(w.subarray(0, 4));
+    const a8Logits = a8.forward(w.subarray(0, 4));
     expect(seen.size).toBe(7 * onGpu.blocks.length);
     a8.dispose();
-    for (const opts of [{ graphs: false }, { graphs: true, fuse: "copy" as const }]) {
+    // fuseRowOps: the norms quantize for the next layer themselves (every input still on the grid), with
+    // the unfused runtime's logits exactly.
+    seen.clear();
+    const a8Fused = new m.gpu.CudaLlamaRuntime(spied, { graphs: false, fuseRowOps: true });
+    expect(Array.from(a8Fused.forward(w.subarray(0, 4)))).toEqual(Array.from(a8Logits));
+    expect(seen.size).toBe(7 * onGpu.blocks.length);
+    a8Fused.dispose();
+    const plain = new m.gpu.CudaLlamaRuntime(onGpu, { graphs: false });
+    const fusedRows = new m.gpu.CudaLlamaRuntime(onGpu, { graphs: false, fuseRowOps: true });
+    expect(Array.from(fusedRows.forward(w))).toEqual(Array.from(plain.forward(w)));
+    for (const rt of [plain, fusedRows]) rt.dispose();
+    expect(() => new m.gpu.CudaLlamaRuntime(onGpu, { fuseRowOps: 1 as unknown as boolean })).toThrow(
+      /opts.fuseRowOps: expected a boolean/,
+    );
+    for (const opts of [
+      { graphs: false },
+      { graphs: true, fuse: "copy" as const },
+      { graphs: true, fuseRowOps: true },
+    ]) {
       const gpu = new m.gpu.CudaLlamaRuntime(onGpu, opts);
       expect(maxRelDiff(gpu.forward(w), expected)).toBeLessThan(2e-2);
       const cache = gpu.newCache();

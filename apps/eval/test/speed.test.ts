@@ -123,10 +123,10 @@ describe("trirun-eval speed arguments", () => {
     await expect(cli(["--shape", "llama2-70b", "--formats", "trirun", "--batch", "1"])).rejects.toThrow(
       /speed needs a CUDA device/,
     );
-    // --no-graphs / --no-fuse are options of the command (not "unknown option").
-    await expect(cli(["--shape", "trilm-3.9b", "--layers", "1", "--no-graphs", "--no-fuse"])).rejects.toThrow(
-      /speed needs a CUDA device/,
-    );
+    // --no-graphs / --no-fuse / --fuse-row-ops are options of the command (not "unknown option").
+    await expect(
+      cli(["--shape", "trilm-3.9b", "--layers", "1", "--no-graphs", "--no-fuse", "--fuse-row-ops"]),
+    ).rejects.toThrow(/speed needs a CUDA device/);
   });
 
   it("the table shows both formats, the speedup from the mean step times, and how the step ran", () => {
@@ -138,6 +138,7 @@ describe("trirun-eval speed arguments", () => {
       steps: 8,
       graphs: false,
       fuse: true,
+      fuseRowOps: true,
       notes: ["a note"],
       results: [
         {
@@ -170,7 +171,7 @@ describe("trirun-eval speed arguments", () => {
         },
       ],
     });
-    expect(text).toMatch(/CUDA graphs off, fused projections on/);
+    expect(text).toMatch(/CUDA graphs off, fused projections on, fused row ops on/);
     expect(text).toMatch(/3\.00x/);
     expect(text).toMatch(/4\.00x/); // GPU speedup: device medians 2 step vs step / 2
     expect(text).toMatch(/trirun: weights 0\.25 GiB/);

@@ -27,6 +27,8 @@ export {
   type AttentionDecodeOptions,
   type AttentionHeads,
   type AttentionRopeOptions,
+  type NormOptions,
+  type NormParams,
   OPS_MAX_HEAD_DIM,
   type RopeOptions,
   type RopeStyle,
@@ -39,6 +41,7 @@ export {
   validateLogSoftmaxArgs,
   validateNllArgs,
   validateQuantizeRowsArgs,
+  validateRelu2MulRmsNormArgs,
   validateRmsNormArgs,
   validateRopeArgs,
 } from "./ops-validate.js";

@@ -150,34 +150,71 @@ export function validateEmbeddingArgs(args: {
   return { n, vocab, dim };
 }
 
-/** rmsnorm(x, weight, out): x, out f16 (rows, dim); weight f16 or f32 (dim); eps in [0, 1] (default 1e-5). */
+/** Options of the norms: eps, and the quantization of their result fused in (BitNet b1.58's 8-bit activations). */
+export interface NormOptions {
+  /** Added to the mean square; in [0, 1], default 1e-5. */
+  eps?: number;
+  /**
+   * Quantize each normalized row as `quantizeRows` with these bits (2..8) does, in the same launch (the
+   * results are those of the two calls one after the other). Default: no quantization.
+   */
+  quantizeBits?: number;
+}
+
+/** The validated norm options: quantizeBits 0 means none. */
+export interface NormParams {
+  rows: number;
+  dim: number;
+  weightF32: boolean;
+  eps: number;
+  quantizeBits: number;
+}
+
+/**
+ * rmsnorm(x, weight, out): x, out f16 (rows, dim); weight f16 or f32 (dim); eps in [0, 1] (default 1e-5);
+ * quantizeBits 2..8 or absent.
+ */
 export function validateRmsNormArgs(
   args: { x: TensorDescriptor; weight: TensorDescriptor; out: TensorDescriptor },
-  opts: { eps?: number } = {},
-): { rows: number; dim: number; weightF32: boolean; eps: number } {
-  const x = tensor(args.x, "x");
-  const weight = tensor(args.weight, "weight");
-  const out = tensor(args.out, "out");
-  dtypeOf(x, "x", ["f16"]);
+  opts: NormOptions = {},
+): NormParams {
+  return validateNorm(args.x, "x", args.weight, args.out, opts);
+}
+
+/** A norm's checks, its input named `inputName` in messages. */
+function validateNorm(
+  input: TensorDescriptor,
+  inputName: string,
+  weightArg: TensorDescriptor,
+  outArg: TensorDescriptor,
+  opts: NormOptions,
+): NormParams {
+  const x = tensor(input, inputName);
+  const weight = tensor(weightArg, "weight");
+  const out = tensor(outArg, "out");
+  dtypeOf(x, inputName, ["f16"]);
   dtypeOf(weight, "weight", ["f16", "f32"]);
   dtypeOf(out, "out", ["f16"]);
-  const [rows, dim] = rank(x, "x", 2, "(rows, dim)");
-  positive({ "rows (x.shape[0])": rows, "dim (x.shape[1])": dim });
+  const [rows, dim] = rank(x, inputName, 2, "(rows, dim)");
+  positive({ [`rows (${inputName}.shape[0])`]: rows, [`dim (${inputName}.shape[1])`]: dim });
   rank(weight, "weight", 1, "(dim)");
   if (weight.shape[0] !== dim) {
     throw new RangeError(`weight: expected shape (dim) = (${dim}), got ${formatShape(weight.shape)}`);
   }
-  sameShape(out, "out", x, "x");
+  sameShape(out, "out", x, inputName);
+  if (opts === null || typeof opts !== "object") throw new TypeError("opts: expected an options object");
   const eps = finiteOption((opts as { eps?: unknown }).eps, "opts.eps", 1e-5, 0, 1);
-  elementAligned(x, "x", 2);
+  const rawBits = (opts as { quantizeBits?: unknown }).quantizeBits;
+  const quantizeBits = rawBits === undefined ? 0 : integerOption(rawBits, "opts.quantizeBits", 2, 8);
+  elementAligned(x, inputName, 2);
   elementAligned(weight, "weight", weight.dtype === "f32" ? 4 : 2);
   elementAligned(out, "out", 2);
   sameDevice([
-    [x, "x"],
+    [x, inputName],
     [weight, "weight"],
     [out, "out"],
   ]);
-  return { rows, dim, weightF32: weight.dtype === "f32", eps };
+  return { rows, dim, weightF32: weight.dtype === "f32", eps, quantizeBits };
 }
 
 /** quantizeRows(x, out, { bits }): x and out f16 (rows, dim) of one shape; bits 2..8 (default 8). */
@@ -206,17 +243,38 @@ export function validateQuantizeRowsArgs(
 /** addRmsNorm(x, delta, weight, out): as rmsnorm, plus delta f16 of x's shape. */
 export function validateAddRmsNormArgs(
   args: { x: TensorDescriptor; delta: TensorDescriptor; weight: TensorDescriptor; out: TensorDescriptor },
-  opts: { eps?: number } = {},
-): { rows: number; dim: number; weightF32: boolean; eps: number } {
-  const p = validateRmsNormArgs({ x: args.x, weight: args.weight, out: args.out }, opts);
-  const x = tensor(args.x, "x");
-  const delta = tensor(args.delta, "delta");
-  dtypeOf(delta, "delta", ["f16"]);
-  sameShape(delta, "delta", x, "x");
-  elementAligned(delta, "delta", 2);
+  opts: NormOptions = {},
+): NormParams {
+  return validateNormWithSecondInput(args.x, "x", args.delta, "delta", args.weight, args.out, opts);
+}
+
+/** relu2MulRmsNorm(gate, up, weight, out): as rmsnorm of gate, plus up f16 of gate's shape. */
+export function validateRelu2MulRmsNormArgs(
+  args: { gate: TensorDescriptor; up: TensorDescriptor; weight: TensorDescriptor; out: TensorDescriptor },
+  opts: NormOptions = {},
+): NormParams {
+  return validateNormWithSecondInput(args.gate, "gate", args.up, "up", args.weight, args.out, opts);
+}
+
+/** The norm's checks on (first, weight, out), then `second`: f16, first's shape, same device. */
+function validateNormWithSecondInput(
+  first: TensorDescriptor,
+  firstName: string,
+  second: TensorDescriptor,
+  secondName: string,
+  weight: TensorDescriptor,
+  out: TensorDescriptor,
+  opts: NormOptions,
+): NormParams {
+  const p = validateNorm(first, firstName, weight, out, opts);
+  const f = tensor(first, firstName);
+  const t = tensor(second, secondName);
+  dtypeOf(t, secondName, ["f16"]);
+  sameShape(t, secondName, f, firstName);
+  elementAligned(t, secondName, 2);
   sameDevice([
-    [x, "x"],
-    [delta, "delta"],
+    [f, firstName],
+    [t, secondName],
   ]);
   return p;
 }

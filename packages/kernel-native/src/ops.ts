@@ -9,6 +9,7 @@ import {
   type AttentionDecodeBatchOptions,
   type AttentionDecodeOptions,
   type AttentionHeads,
+  type NormOptions,
   type RopeOptions,
   validateAttentionDecodeArgs,
   validateAttentionDecodeBatchArgs,
@@ -19,6 +20,7 @@ import {
   validateLogSoftmaxArgs,
   validateNllArgs,
   validateAddRmsNormArgs,
+  validateRelu2MulRmsNormArgs,
   validateRmsNormArgs,
   validateRopeArgs,
 } from "./ops-validate.js";
@@ -30,6 +32,7 @@ export type {
   AttentionDecodeOptions,
   AttentionHeads,
   AttentionRopeOptions,
+  NormOptions,
   RopeOptions,
   RopeStyle,
 } from "./ops-validate.js";
@@ -69,6 +72,7 @@ interface NativeOps {
     dim: number,
     eps: number,
     s: S,
+    quantizeBits: number,
   ): void;
   opsAddRmsNorm(
     x: Buf,
@@ -84,6 +88,23 @@ interface NativeOps {
     dim: number,
     eps: number,
     s: S,
+    quantizeBits: number,
+  ): void;
+  opsRelu2MulRmsNorm(
+    gate: Buf,
+    go: number,
+    up: Buf,
+    uo: number,
+    w: Buf,
+    wo: number,
+    wF32: boolean,
+    out: Buf,
+    oo: number,
+    rows: number,
+    dim: number,
+    eps: number,
+    s: S,
+    quantizeBits: number,
   ): void;
   opsRope(
     x: Buf,
@@ -305,13 +326,15 @@ export function embedding(
 
 /**
  * out (rows, dim) f16 = x * rsqrt(mean(x^2) + eps) * weight, per row, in fp32;
- * weight f16 or f32 (dim). out may be x itself. eps defaults to 1e-5.
+ * weight f16 or f32 (dim). out may be x itself. eps defaults to 1e-5. With
+ * opts.quantizeBits, out is then quantized as quantizeRows does, in the same
+ * launch (what rmsnorm followed by quantizeRows gives, bit for bit).
  */
 export function rmsnorm(
   x: DeviceTensor,
   weight: DeviceTensor,
   out: DeviceTensor,
-  opts: StreamOption & { eps?: number } = {},
+  opts: StreamOption & NormOptions = {},
 ): void {
   const xo = operand(x, "x");
   const w = operand(weight, "weight");
@@ -332,6 +355,7 @@ export function rmsnorm(
     p.dim,
     p.eps,
     stream,
+    p.quantizeBits,
   );
 }
 
@@ -340,14 +364,14 @@ export function rmsnorm(
  * x += delta (each sum rounded to fp16 once), then out = rmsnorm(x) * weight.
  * Gives what add(x, delta, x) followed by rmsnorm(x, weight, out) gives (x bit for bit).
  * x, delta, out f16 (rows, dim); weight f16 or f32 (dim); out must not overlap
- * x or delta.
+ * x or delta. opts.quantizeBits quantizes out as rmsnorm's does.
  */
 export function addRmsNorm(
   x: DeviceTensor,
   delta: DeviceTensor,
   weight: DeviceTensor,
   out: DeviceTensor,
-  opts: StreamOption & { eps?: number } = {},
+  opts: StreamOption & NormOptions = {},
 ): void {
   const xo = operand(x, "x");
   const d = operand(delta, "delta");
@@ -371,6 +395,46 @@ export function addRmsNorm(
     p.dim,
     p.eps,
     stream,
+    p.quantizeBits,
+  );
+}
+
+/**
+ * BitNet b1.58's MLP between gate/up and down in one launch: out = rmsnorm(max(gate, 0)^2 * up) *
+ * weight, then (opts.quantizeBits) quantized as quantizeRows does; what relu2Mul(gate, up, out),
+ * rmsnorm(out, weight, out) and quantizeRows(out, out) give, bit for bit. gate, up, out f16 (rows, dim);
+ * weight f16 or f32 (dim); out may be gate or up.
+ */
+export function relu2MulRmsNorm(
+  gate: DeviceTensor,
+  up: DeviceTensor,
+  weight: DeviceTensor,
+  out: DeviceTensor,
+  opts: StreamOption & NormOptions = {},
+): void {
+  const g = operand(gate, "gate");
+  const u = operand(up, "up");
+  const w = operand(weight, "weight");
+  const o = operand(out, "out");
+  const p = validateRelu2MulRmsNormArgs({ gate, up, weight, out }, opts);
+  checkNoOverlap(o, [g, u], true);
+  checkNoOverlap(o, [w]);
+  const stream = streamOf(opts);
+  opsAddon().opsRelu2MulRmsNorm(
+    g.buffer,
+    g.byteOffset,
+    u.buffer,
+    u.byteOffset,
+    w.buffer,
+    w.byteOffset,
+    p.weightF32,
+    o.buffer,
+    o.byteOffset,
+    p.rows,
+    p.dim,
+    p.eps,
+    stream,
+    p.quantizeBits,
   );
 }
 

@@ -17,6 +17,8 @@ import {
   validateEmbeddingArgs,
   validateLogSoftmaxArgs,
   validateNllArgs,
+  validateAddRmsNormArgs,
+  validateRelu2MulRmsNormArgs,
   validateRmsNormArgs,
   validateRopeArgs,
 } from "../src/index.js";
@@ -105,14 +107,35 @@ describe("validateEmbeddingArgs", () => {
 describe("validateRmsNormArgs", () => {
   const ok = (w: DType = "f16") => ({ x: d("f16", [5, 48]), weight: d(w, [48]), out: d("f16", [5, 48]) });
 
-  it("accepts f16 and f32 weights, default and given eps", () => {
-    expect(validateRmsNormArgs(ok())).toEqual({ rows: 5, dim: 48, weightF32: false, eps: 1e-5 });
+  it("accepts f16 and f32 weights, default and given eps, and a quantization of 2..8 bits", () => {
+    expect(validateRmsNormArgs(ok())).toEqual({
+      rows: 5,
+      dim: 48,
+      weightF32: false,
+      eps: 1e-5,
+      quantizeBits: 0,
+    });
     expect(validateRmsNormArgs(ok("f32"), { eps: 1e-6 })).toEqual({
       rows: 5,
       dim: 48,
       weightF32: true,
       eps: 1e-6,
+      quantizeBits: 0,
     });
+    for (const bits of [2, 5, 8])
+      expect(validateRmsNormArgs(ok(), { quantizeBits: bits }).quantizeBits).toBe(bits);
+  });
+
+  it("checks quantizeBits and the options object", () => {
+    for (const bits of [0, 1, 9, 2.5, Number.NaN]) {
+      expectError(() => validateRmsNormArgs(ok(), { quantizeBits: bits }), RangeError, /^opts.quantizeBits/);
+    }
+    expectError(
+      () => validateRmsNormArgs(ok(), { quantizeBits: "8" as unknown as number }),
+      TypeError,
+      /^opts.quantizeBits/,
+    );
+    expectError(() => validateRmsNormArgs(ok(), null as unknown as object), TypeError, /^opts: /);
   });
 
   it("names the wrong argument", () => {
@@ -154,6 +177,58 @@ describe("validateRmsNormArgs", () => {
       () => validateRmsNormArgs(ok(), { eps: "1e-5" as unknown as number }),
       TypeError,
       /^opts.eps/,
+    );
+  });
+});
+
+describe("validateAddRmsNormArgs and validateRelu2MulRmsNormArgs", () => {
+  const norm = { weight: d("f16", [48]), out: d("f16", [5, 48]) };
+  const add = () => ({ x: d("f16", [5, 48]), delta: d("f16", [5, 48]), ...norm });
+  const relu2 = () => ({ gate: d("f16", [5, 48]), up: d("f16", [5, 48]), ...norm });
+
+  it("accept what the norm accepts, with the second input of the first one's shape", () => {
+    const want = { rows: 5, dim: 48, weightF32: false, eps: 1e-5, quantizeBits: 8 };
+    expect(validateAddRmsNormArgs(add(), { quantizeBits: 8 })).toEqual(want);
+    expect(validateRelu2MulRmsNormArgs(relu2(), { quantizeBits: 8 })).toEqual(want);
+  });
+
+  it("name the wrong argument as the caller named it", () => {
+    expectError(() => validateAddRmsNormArgs({ ...add(), delta: d("f16", [5, 47]) }), RangeError, /^delta: /);
+    expectError(() => validateAddRmsNormArgs({ ...add(), x: d("f32", [5, 48]) }), TypeError, /^x: /);
+    expectError(
+      () => validateRelu2MulRmsNormArgs({ ...relu2(), gate: d("f32", [5, 48]) }),
+      TypeError,
+      /^gate: /,
+    );
+    expectError(
+      () => validateRelu2MulRmsNormArgs({ ...relu2(), gate: d("f16", [5, 2, 24]) }),
+      RangeError,
+      /^gate: .*2-D/,
+    );
+    expectError(
+      () => validateRelu2MulRmsNormArgs({ ...relu2(), up: d("f16", [4, 48]) }),
+      RangeError,
+      /^up: /,
+    );
+    expectError(
+      () => validateRelu2MulRmsNormArgs({ ...relu2(), up: d("f16", [5, 48], { byteOffset: 1 }) }),
+      RangeError,
+      /^up: .*2-byte/,
+    );
+    expectError(
+      () => validateRelu2MulRmsNormArgs({ ...relu2(), up: d("f16", [5, 48], { device: 1 }) }),
+      RangeError,
+      /^up: on device 1/,
+    );
+    expectError(
+      () => validateRelu2MulRmsNormArgs({ ...relu2(), out: d("f16", [5, 96]) }),
+      RangeError,
+      /^out: .*\(5, 48\)/,
+    );
+    expectError(
+      () => validateRelu2MulRmsNormArgs(relu2(), { quantizeBits: 16 }),
+      RangeError,
+      /^opts.quantizeBits/,
     );
   });
 });
@@ -726,6 +801,23 @@ describe("ops.* through the public API (host-memory addon without ops)", () => {
       /^opts\.bits: expected an integer in 2\.\.8/,
     );
     expectError(() => ops.quantizeRows(DeviceTensor.zeros("f32", [4, 8]), out), TypeError, /^x: /);
+    const w = DeviceTensor.zeros("f16", [8]);
+    expectError(() => ops.relu2MulRmsNorm(a, DeviceTensor.zeros("f16", [4, 7]), w, out), RangeError, /^up: /);
+    expectError(
+      () => ops.relu2MulRmsNorm(a, b, w, out, { quantizeBits: 1 }),
+      RangeError,
+      /^opts.quantizeBits/,
+    );
+    expectError(() => ops.rmsnorm(a, w, out, { quantizeBits: 9 }), RangeError, /^opts.quantizeBits/);
+    expectError(() => ops.addRmsNorm(a, b, w, out, { quantizeBits: 0 }), RangeError, /^opts.quantizeBits/);
+    // the fused gate may write gate or up in place, never part of either or the weight
+    const rows = DeviceTensor.zeros("f16", [64]);
+    expectError(
+      () => ops.relu2MulRmsNorm(rows.view([4, 8], 0), b, w, rows.view([4, 8], 8)),
+      RangeError,
+      /^out: must not share memory with gate/,
+    );
+    expectError(() => ops.relu2MulRmsNorm(a, b, w, b, { quantizeBits: 8 }), Error, /no model ops: rebuild/);
     // in place is allowed, a partial overlap is not
     const wide = DeviceTensor.zeros("f16", [64]);
     expectError(

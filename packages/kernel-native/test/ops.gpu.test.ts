@@ -285,6 +285,118 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     });
   }
 
+  // BitNet b1.58's row ops fused (one launch each where the row fits the vectorised kernel, dim a multiple
+  // of 8 up to 8192; the unfused ops one after the other otherwise: dims 100 and 9000).
+  for (const [dim, weightType, bits] of [
+    [2560, "f16", 8],
+    [6912, "f32", 8],
+    [2560, "f32", 0],
+    [100, "f16", 8],
+    [9000, "f16", 4],
+  ] as const) {
+    const what = bits > 0 ? `${bits}-bit quantization` : "no quantization";
+    it(`fused row ops, dim ${dim}, ${weightType} weights, ${what}: rmsnorm, addRmsNorm and relu2MulRmsNorm equal the unfused ops bit for bit`, () => {
+      const rows = 3;
+      const eps = 1e-5;
+      const opts = bits > 0 ? { eps, quantizeBits: bits } : { eps };
+      const x = randomHalf(rows * dim, 3);
+      const delta = randomHalf(rows * dim, 3);
+      const up = randomHalf(rows * dim, 2);
+      const w = randomHalf(dim, 2);
+      const wt =
+        weightType === "f16"
+          ? uploadHalf(w.bits, [dim])
+          : DeviceTensor.fromArray(Float32Array.from(w.values), [dim]);
+      const shape = [rows, dim];
+      const halves = (t: DeviceTensor) => fromHalfBits(t.download() as Uint16Array);
+      const mismatches = (got: Float64Array, want: Float64Array) =>
+        got.filter((v, i) => v !== want[i]).length;
+      const quantize = (t: DeviceTensor) => {
+        if (bits > 0) ops.quantizeRows(t, t, { bits });
+      };
+      // fp64 norm of rows of fp16 values; with quantization each output lies within half a level (the
+      // row's largest magnitude / q) of it, plus the fp16 roundings.
+      const expectNormOf = (input: Float64Array, got: Float64Array, label: string) => {
+        const ref = new Float64Array(rows * dim);
+        for (let r = 0; r < rows; r++) {
+          let ss = 0;
+          for (let j = 0; j < dim; j++) ss += input[r * dim + j] ** 2;
+          const inv = 1 / Math.sqrt(ss / dim + eps);
+          for (let j = 0; j < dim; j++) ref[r * dim + j] = input[r * dim + j] * inv * w.values[j];
+        }
+        if (bits === 0) {
+          expectClose(got, ref, label);
+          return;
+        }
+        const q = 2 ** (bits - 1) - 1;
+        for (let r = 0; r < rows; r++) {
+          const row = ref.subarray(r * dim, (r + 1) * dim);
+          const level = row.reduce((m, v) => Math.max(m, Math.abs(v)), 0) / q;
+          expectClose(
+            got.subarray(r * dim, (r + 1) * dim),
+            row,
+            `${label} row ${r}`,
+            RTOL,
+            0.5 * level * 1.01,
+          );
+        }
+      };
+
+      // rmsnorm: out of place and in place
+      const xt = uploadHalf(x.bits, shape);
+      const fused = new Guarded("f16", shape);
+      ops.rmsnorm(xt, wt, fused.tensor, opts);
+      const separate = DeviceTensor.empty("f16", shape);
+      ops.rmsnorm(xt, wt, separate, { eps });
+      quantize(separate);
+      const want = halves(separate);
+      const got = fused.read("rmsnorm fused");
+      expect(mismatches(got, want), "rmsnorm: elements differing from rmsnorm + quantizeRows").toBe(0);
+      expectNormOf(x.values, got, "rmsnorm fused");
+      ops.rmsnorm(xt, wt, xt, opts);
+      expect(mismatches(halves(xt), want), "rmsnorm in place").toBe(0);
+
+      // addRmsNorm: x += delta, out = the (quantized) norm
+      const x1 = uploadHalf(x.bits, shape);
+      const x2 = uploadHalf(x.bits, shape);
+      const dt = uploadHalf(delta.bits, shape);
+      const fusedAdd = new Guarded("f16", shape);
+      ops.addRmsNorm(x1, dt, wt, fusedAdd.tensor, opts);
+      ops.add(x2, dt, x2);
+      ops.rmsnorm(x2, wt, separate, { eps });
+      quantize(separate);
+      expect(mismatches(halves(x1), halves(x2)), "addRmsNorm: x").toBe(0);
+      const gotAdd = fusedAdd.read("addRmsNorm fused");
+      expect(mismatches(gotAdd, halves(separate)), "addRmsNorm: out").toBe(0);
+      expectNormOf(halves(x2), gotAdd, "addRmsNorm fused");
+
+      // relu2MulRmsNorm: out of place, then in place on gate and on up
+      const gate = uploadHalf(x.bits, shape);
+      const ut = uploadHalf(up.bits, shape);
+      const fusedGate = new Guarded("f16", shape);
+      ops.relu2MulRmsNorm(gate, ut, wt, fusedGate.tensor, opts);
+      ops.relu2Mul(gate, ut, separate);
+      const product = halves(separate);
+      ops.rmsnorm(separate, wt, separate, { eps });
+      quantize(separate);
+      const wantGate = halves(separate);
+      const gotGate = fusedGate.read("relu2MulRmsNorm fused");
+      expect(mismatches(gotGate, wantGate), "relu2MulRmsNorm: elements differing from the three ops").toBe(0);
+      const productRef = Float64Array.from(x.values, (g, i) =>
+        f16ToF32(toF16Bits(Math.max(g, 0) ** 2 * up.values[i])),
+      );
+      expect(mismatches(product, productRef), "relu2Mul's products").toBe(0);
+      expectNormOf(productRef, gotGate, "relu2MulRmsNorm fused");
+      ops.relu2MulRmsNorm(gate, ut, wt, gate, opts);
+      expect(mismatches(halves(gate), wantGate), "relu2MulRmsNorm in place on gate").toBe(0);
+      const gate2 = uploadHalf(x.bits, shape);
+      ops.relu2MulRmsNorm(gate2, ut, wt, ut, opts);
+      expect(mismatches(halves(ut), wantGate), "relu2MulRmsNorm in place on up").toBe(0);
+      for (const t of [xt, x1, x2, dt, gate, gate2, ut, wt, separate]) t.dispose();
+      for (const g of [fused, fusedAdd, fusedGate]) g.dispose();
+    });
+  }
+
   for (const style of ["interleaved", "half"] as const satisfies readonly RopeStyle[]) {
     for (const [theta, headDim, layout] of [
       [10000, 64, "3-D"],

@@ -21,6 +21,8 @@ export interface SpeedSettings {
   graphs?: boolean;
   /** Fuse q/k/v and gate/up into one matmul each (default true). */
   fuse?: boolean;
+  /** BitNet's row ops in fewer launches (CudaRuntimeOptions.fuseRowOps; default false). */
+  fuseRowOps?: boolean;
   /** Quantize every block linear's input to this many bits per row (BitNet: 8), in both formats. */
   activationBits?: number;
   onStatus?: (line: string) => void;
@@ -62,6 +64,7 @@ export interface SpeedReport {
   steps: number;
   graphs: boolean;
   fuse: boolean;
+  fuseRowOps: boolean;
   results: SpeedFormatResult[];
   notes: string[];
 }
@@ -96,6 +99,7 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
     runtime = new CudaLlamaRuntime(model, {
       graphs: s.graphs ?? true,
       fuse: (s.fuse ?? true) ? "move" : undefined,
+      fuseRowOps: s.fuseRowOps ?? false,
     });
     const tokens = Array.from(
       { length: maxBatch * positions },
@@ -188,6 +192,7 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     steps: s.steps,
     graphs,
     fuse,
+    fuseRowOps: s.fuseRowOps ?? false,
     results,
     notes: [
       "seeded random weights in the model's shapes; the embedding and the classifier stay fp16 in both",
@@ -199,6 +204,11 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
       fuse
         ? "q/k/v and gate/up run as one fused matmul each, in both formats"
         : "q/k/v and gate/up run as separate matmuls (--no-fuse)",
+      ...(s.fuseRowOps
+        ? [
+            "BitNet's row ops fused (--fuse-row-ops): norms quantize their outputs, relu2 gate + sub-norm + quantization in one launch",
+          ]
+        : []),
       ...(s.activationBits === undefined
         ? []
         : [
@@ -244,7 +254,7 @@ export function formatSpeed(r: SpeedReport): string {
     ]);
   }
   const lines = [
-    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch, CUDA graphs ${r.graphs ? "on" : "off"}, fused projections ${r.fuse ? "on" : "off"}`,
+    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch, CUDA graphs ${r.graphs ? "on" : "off"}, fused projections ${r.fuse ? "on" : "off"}, fused row ops ${r.fuseRowOps ? "on" : "off"}`,
     table.toString(),
   ];
   for (const x of r.results) {

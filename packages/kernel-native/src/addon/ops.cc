@@ -79,43 +79,83 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// rmsnorm(x, off, weight, off, weightF32, out, off, rows, dim, eps, stream)
+// The quantization bits of a fused row op at `index`: 0 (none) or 2..8.
+int ArgQuantizeBits(const Napi::CallbackInfo& info, size_t index) {
+  int64_t bits = ArgInt(info, index, "quantizeBits");
+  if (bits != 0 && (bits < 2 || bits > 8)) {
+    ThrowRangeError(info.Env(), "quantizeBits: expected 2..8 (or 0: none), got " + std::to_string(bits));
+  }
+  return int(bits);
+}
+
+// rmsnorm(x, off, weight, off, weightF32, out, off, rows, dim, eps, stream, quantizeBits)
 Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bool weightF32 = ArgBool(info, 4, "weightF32");
   int64_t rows = ArgDim(info, 7, "rows"), dim = ArgDim(info, 8, "dim");
   double eps = ArgNumber(info, 9, "eps");
   if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
+  int bits = ArgQuantizeBits(info, 11);
   Operand x = ArgOperand(info, 0, "x", uint64_t(rows) * dim * 2, 2);
   Operand w = ArgOperand(info, 2, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
   Operand out = ArgOperand(info, 5, "out", uint64_t(rows) * dim * 2, 2);
   int device = CommonDevice(env, {x, w, out});
   cudaStream_t stream = OpStream(info, 10, device);
+  const __half* xp = static_cast<const __half*>(x.ptr);
+  __half* op = static_cast<__half*>(out.ptr);
   CheckCuda(env,
-            trirun_op_rmsnorm(static_cast<const __half*>(x.ptr), w.ptr, weightF32 ? 1 : 0,
-                              static_cast<__half*>(out.ptr), int(rows), int(dim), float(eps), stream),
+            bits == 0 ? trirun_op_rmsnorm(xp, w.ptr, weightF32 ? 1 : 0, op, int(rows), int(dim), float(eps), stream)
+                      : trirun_op_rmsnorm_quantize(xp, w.ptr, weightF32 ? 1 : 0, op, int(rows), int(dim), float(eps),
+                                                   bits, stream),
             "rmsnorm");
   return env.Undefined();
 }
 
-// addRmsNorm(x, off, delta, off, weight, off, weightF32, out, off, rows, dim, eps, stream)
+// addRmsNorm(x, off, delta, off, weight, off, weightF32, out, off, rows, dim, eps, stream, quantizeBits)
 Napi::Value AddRmsNorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bool weightF32 = ArgBool(info, 6, "weightF32");
   int64_t rows = ArgDim(info, 9, "rows"), dim = ArgDim(info, 10, "dim");
   double eps = ArgNumber(info, 11, "eps");
   if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
+  int bits = ArgQuantizeBits(info, 13);
   Operand x = ArgOperand(info, 0, "x", uint64_t(rows) * dim * 2, 2);
   Operand delta = ArgOperand(info, 2, "delta", uint64_t(rows) * dim * 2, 2);
   Operand w = ArgOperand(info, 4, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
   Operand out = ArgOperand(info, 7, "out", uint64_t(rows) * dim * 2, 2);
   int device = CommonDevice(env, {x, delta, w, out});
   cudaStream_t stream = OpStream(info, 12, device);
+  __half* xp = static_cast<__half*>(x.ptr);
+  const __half* dp = static_cast<const __half*>(delta.ptr);
+  __half* op = static_cast<__half*>(out.ptr);
   CheckCuda(env,
-            trirun_op_add_rmsnorm(static_cast<__half*>(x.ptr), static_cast<const __half*>(delta.ptr), w.ptr,
-                                  weightF32 ? 1 : 0, static_cast<__half*>(out.ptr), int(rows), int(dim), float(eps),
-                                  stream),
+            bits == 0 ? trirun_op_add_rmsnorm(xp, dp, w.ptr, weightF32 ? 1 : 0, op, int(rows), int(dim), float(eps),
+                                              stream)
+                      : trirun_op_add_rmsnorm_quantize(xp, dp, w.ptr, weightF32 ? 1 : 0, op, int(rows), int(dim),
+                                                       float(eps), bits, stream),
             "addRmsNorm");
+  return env.Undefined();
+}
+
+// relu2MulRmsNorm(gate, off, up, off, weight, off, weightF32, out, off, rows, dim, eps, stream, quantizeBits)
+Napi::Value Relu2MulRmsNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool weightF32 = ArgBool(info, 6, "weightF32");
+  int64_t rows = ArgDim(info, 9, "rows"), dim = ArgDim(info, 10, "dim");
+  double eps = ArgNumber(info, 11, "eps");
+  if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
+  int bits = ArgQuantizeBits(info, 13);
+  Operand gate = ArgOperand(info, 0, "gate", uint64_t(rows) * dim * 2, 2);
+  Operand up = ArgOperand(info, 2, "up", uint64_t(rows) * dim * 2, 2);
+  Operand w = ArgOperand(info, 4, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
+  Operand out = ArgOperand(info, 7, "out", uint64_t(rows) * dim * 2, 2);
+  int device = CommonDevice(env, {gate, up, w, out});
+  cudaStream_t stream = OpStream(info, 12, device);
+  CheckCuda(env,
+            trirun_op_relu2_mul_rmsnorm(static_cast<const __half*>(gate.ptr), static_cast<const __half*>(up.ptr),
+                                        w.ptr, weightF32 ? 1 : 0, static_cast<__half*>(out.ptr), int(rows), int(dim),
+                                        float(eps), bits, stream),
+            "relu2MulRmsNorm");
   return env.Undefined();
 }
 
@@ -377,6 +417,7 @@ void RegisterOpsFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("opsRope", Napi::Function::New(env, Rope, "opsRope"));
   exports.Set("opsSiluMul", Napi::Function::New(env, SiluMul, "opsSiluMul"));
   exports.Set("opsRelu2Mul", Napi::Function::New(env, Relu2Mul, "opsRelu2Mul"));
+  exports.Set("opsRelu2MulRmsNorm", Napi::Function::New(env, Relu2MulRmsNorm, "opsRelu2MulRmsNorm"));
   exports.Set("opsQuantizeRows", Napi::Function::New(env, QuantizeRows, "opsQuantizeRows"));
   exports.Set("opsAdd", Napi::Function::New(env, Add, "opsAdd"));
   exports.Set("opsAttention", Napi::Function::New(env, Attention, "opsAttention"));

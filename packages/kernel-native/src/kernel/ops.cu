@@ -141,81 +141,153 @@ __global__ void EmbeddingVecKernel(const int32_t* __restrict__ ids, const uint4*
   }
 }
 
-// One row of RMSNorm over 16-byte vectors: x (optionally x += delta first,
-// each sum rounded to fp16 once, and stored back), then
-// out = x * rsqrt(mean(x^2) + eps) * weight. kAdd fuses the residual add of one
-// sub-block with the norm of the next. All loads are issued before the
-// barrier inside BlockReduce, so out may alias x when !kAdd.
-template <bool kAdd>
-__global__ void RmsNormVecKernel(uint4* x, const uint4* __restrict__ delta, const void* weight, int weight_f32,
-                                 uint4* out, int vecs, float eps) {
-  DependentPrologue();
+// What a vectorised row kernel (RowVecKernel) takes as its row: x; x + delta,
+// each sum rounded to fp16 once and stored back into x (the residual add of one
+// sub-block, fused with the norm of the next); or max(gate, 0)^2 * up, each
+// product rounded to fp16 once (BitNet b1.58's gate, as Relu2MulKernel).
+enum class RowInput { kX, kAddDelta, kRelu2Mul };
+
+// One row over 16-byte vectors: the input above, then RMSNorm
+// (x * rsqrt(mean(x^2) + eps) * weight, rounded to fp16) if kNorm, then the
+// per-row absmax quantization of QuantizeRowsKernel (on the fp16 values the
+// norm gives) if kQuantize. Each step rounds exactly where its own kernel
+// does, so a fused call gives the unfused sequence's results bit for bit.
+// All loads are issued before the first barrier (inside BlockReduce) and each
+// vector is read and written by one thread, so out may alias x (or up) unless
+// the residual add writes x. `other` is delta or up.
+template <RowInput kIn, bool kNorm, bool kQuantize>
+__device__ __forceinline__ void RowVecBody(uint4* x, const uint4* __restrict__ other, const void* weight,
+                                           int weight_f32, uint4* out, int vecs, float eps, float qmax) {
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * vecs;
   uint4 xv[kRowVecs];
   float w[kRowVecs][8];
+  float mx = 0.0f;
 #pragma unroll
   for (int i = 0; i < kRowVecs; ++i) {
     const int v = threadIdx.x + i * blockDim.x;
     if (v < vecs) {
       xv[i] = x[base + v];
-      if constexpr (kAdd) {
-        const uint4 d = delta[base + v];
+      if constexpr (kIn != RowInput::kX) {
+        const uint4 d = other[base + v];
         const uint32_t aw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w}, dw[4] = {d.x, d.y, d.z, d.w};
         uint32_t sw[4];
 #pragma unroll
         for (int p = 0; p < 4; ++p) {
           const float2 fa = HalvesToFloats(aw[p]), fd = HalvesToFloats(dw[p]);
-          const __half2 h = __floats2half2_rn(fa.x + fd.x, fa.y + fd.y);
+          __half2 h;
+          if constexpr (kIn == RowInput::kAddDelta) {
+            h = __floats2half2_rn(fa.x + fd.x, fa.y + fd.y);
+          } else {
+            const float g0 = fmaxf(fa.x, 0.0f), g1 = fmaxf(fa.y, 0.0f);
+            h = __floats2half2_rn(g0 * g0 * fd.x, g1 * g1 * fd.y);
+          }
           sw[p] = *reinterpret_cast<const uint32_t*>(&h);
         }
         xv[i] = make_uint4(sw[0], sw[1], sw[2], sw[3]);
-        x[base + v] = xv[i];
+        if constexpr (kIn == RowInput::kAddDelta) x[base + v] = xv[i];
       }
-      if (weight_f32) {
-        const float4 lo = static_cast<const float4*>(weight)[2 * v];
-        const float4 hi = static_cast<const float4*>(weight)[2 * v + 1];
-        w[i][0] = lo.x, w[i][1] = lo.y, w[i][2] = lo.z, w[i][3] = lo.w;
-        w[i][4] = hi.x, w[i][5] = hi.y, w[i][6] = hi.z, w[i][7] = hi.w;
-      } else {
-        const uint4 h = static_cast<const uint4*>(weight)[v];
-        const uint32_t hw[4] = {h.x, h.y, h.z, h.w};
+      if constexpr (kNorm) {
+        if (weight_f32) {
+          const float4 lo = static_cast<const float4*>(weight)[2 * v];
+          const float4 hi = static_cast<const float4*>(weight)[2 * v + 1];
+          w[i][0] = lo.x, w[i][1] = lo.y, w[i][2] = lo.z, w[i][3] = lo.w;
+          w[i][4] = hi.x, w[i][5] = hi.y, w[i][6] = hi.z, w[i][7] = hi.w;
+        } else {
+          const uint4 h = static_cast<const uint4*>(weight)[v];
+          const uint32_t hw[4] = {h.x, h.y, h.z, h.w};
+#pragma unroll
+          for (int p = 0; p < 4; ++p) {
+            const float2 f = HalvesToFloats(hw[p]);
+            w[i][2 * p] = f.x, w[i][2 * p + 1] = f.y;
+          }
+        }
+      } else if constexpr (kQuantize) {
+        const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
 #pragma unroll
         for (int p = 0; p < 4; ++p) {
           const float2 f = HalvesToFloats(hw[p]);
-          w[i][2 * p] = f.x, w[i][2 * p + 1] = f.y;
+          mx = fmaxf(mx, fmaxf(fabsf(f.x), fabsf(f.y)));
         }
       }
     }
   }
-  float ss = 0.0f;
+  if constexpr (kNorm) {
+    float ss = 0.0f;
 #pragma unroll
-  for (int i = 0; i < kRowVecs; ++i) {
-    if (threadIdx.x + i * blockDim.x < vecs) {
-      const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
+    for (int i = 0; i < kRowVecs; ++i) {
+      if (threadIdx.x + i * blockDim.x < vecs) {
+        const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
 #pragma unroll
-      for (int p = 0; p < 4; ++p) {
-        const float2 f = HalvesToFloats(hw[p]);
-        ss += f.x * f.x + f.y * f.y;
+        for (int p = 0; p < 4; ++p) {
+          const float2 f = HalvesToFloats(hw[p]);
+          ss += f.x * f.x + f.y * f.y;
+        }
+      }
+    }
+    const float inv = rsqrtf(BlockReduce<false>(ss, scratch) / (8.0f * vecs) + eps);
+#pragma unroll
+    for (int i = 0; i < kRowVecs; ++i) {
+      const int v = threadIdx.x + i * blockDim.x;
+      if (v < vecs) {
+        const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
+        uint32_t o[4];
+#pragma unroll
+        for (int p = 0; p < 4; ++p) {
+          const float2 f = HalvesToFloats(hw[p]);
+          const __half2 h = __floats2half2_rn(f.x * inv * w[i][2 * p], f.y * inv * w[i][2 * p + 1]);
+          o[p] = *reinterpret_cast<const uint32_t*>(&h);
+          if constexpr (kQuantize) {
+            const float2 n = HalvesToFloats(o[p]);
+            mx = fmaxf(mx, fmaxf(fabsf(n.x), fabsf(n.y)));
+          }
+        }
+        if constexpr (kQuantize)
+          xv[i] = make_uint4(o[0], o[1], o[2], o[3]);
+        else
+          out[base + v] = make_uint4(o[0], o[1], o[2], o[3]);
       }
     }
   }
-  const float inv = rsqrtf(BlockReduce<false>(ss, scratch) / (8.0f * vecs) + eps);
+  if constexpr (kQuantize) {
+    const float scale = qmax / fmaxf(BlockReduce<true>(mx, scratch), 1e-5f);
 #pragma unroll
-  for (int i = 0; i < kRowVecs; ++i) {
-    const int v = threadIdx.x + i * blockDim.x;
-    if (v < vecs) {
-      const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-      uint32_t o[4];
+    for (int i = 0; i < kRowVecs; ++i) {
+      const int v = threadIdx.x + i * blockDim.x;
+      if (v < vecs) {
+        const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
+        uint32_t o[4];
 #pragma unroll
-      for (int p = 0; p < 4; ++p) {
-        const float2 f = HalvesToFloats(hw[p]);
-        const __half2 h = __floats2half2_rn(f.x * inv * w[i][2 * p], f.y * inv * w[i][2 * p + 1]);
-        o[p] = *reinterpret_cast<const uint32_t*>(&h);
+        for (int p = 0; p < 4; ++p) {
+          const float2 f = HalvesToFloats(hw[p]);
+          const float a = fminf(fmaxf(rintf(f.x * scale), -qmax - 1.0f), qmax);
+          const float b = fminf(fmaxf(rintf(f.y * scale), -qmax - 1.0f), qmax);
+          const __half2 h = __floats2half2_rn(a / scale, b / scale);
+          o[p] = *reinterpret_cast<const uint32_t*>(&h);
+        }
+        out[base + v] = make_uint4(o[0], o[1], o[2], o[3]);
       }
-      out[base + v] = make_uint4(o[0], o[1], o[2], o[3]);
     }
   }
+}
+
+// RMSNorm of x, or of x += delta (kAdd), over 16-byte vectors (RowVecBody).
+template <bool kAdd>
+__global__ void RmsNormVecKernel(uint4* x, const uint4* __restrict__ delta, const void* weight, int weight_f32,
+                                 uint4* out, int vecs, float eps) {
+  DependentPrologue();
+  RowVecBody<kAdd ? RowInput::kAddDelta : RowInput::kX, true, false>(x, delta, weight, weight_f32, out, vecs, eps,
+                                                                      0.0f);
+}
+
+// The fused row ops (trirun_op_rmsnorm_quantize, trirun_op_add_rmsnorm_quantize,
+// trirun_op_relu2_mul_rmsnorm): RowVecBody with its input, the norm and the
+// quantization where asked for.
+template <RowInput kIn, bool kQuantize>
+__global__ void RowNormVecKernel(uint4* x, const uint4* __restrict__ other, const void* weight, int weight_f32,
+                                 uint4* out, int vecs, float eps, float qmax) {
+  DependentPrologue();
+  RowVecBody<kIn, true, kQuantize>(x, other, weight, weight_f32, out, vecs, eps, qmax);
 }
 
 bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
@@ -292,46 +364,12 @@ __global__ void QuantizeRowsKernel(const __half* x, __half* out, int dim, float 
   }
 }
 
-// The same over 16-byte vectors, each thread's loads all issued before the barrier (as
-// RmsNormVecKernel; the scalar version waits for one load per iteration, ~6 us a row at
-// dim 2560, measured in a BitNet decoding step). Same arithmetic, so the same results.
+// The same over 16-byte vectors (RowVecBody), each thread's loads all issued before the barrier (the
+// scalar version waits for one load per iteration, ~6 us a row at dim 2560, measured in a BitNet
+// decoding step). Same arithmetic, so the same results.
 __global__ void QuantizeRowsVecKernel(const uint4* x, uint4* out, int vecs, float qmax) {
   DependentPrologue();
-  __shared__ float scratch[32];
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * vecs;
-  uint4 xv[kRowVecs];
-  float mx = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kRowVecs; ++i) {
-    const int v = threadIdx.x + i * blockDim.x;
-    if (v < vecs) {
-      xv[i] = x[base + v];
-      const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-#pragma unroll
-      for (int p = 0; p < 4; ++p) {
-        const float2 f = HalvesToFloats(hw[p]);
-        mx = fmaxf(mx, fmaxf(fabsf(f.x), fabsf(f.y)));
-      }
-    }
-  }
-  const float scale = qmax / fmaxf(BlockReduce<true>(mx, scratch), 1e-5f);
-#pragma unroll
-  for (int i = 0; i < kRowVecs; ++i) {
-    const int v = threadIdx.x + i * blockDim.x;
-    if (v < vecs) {
-      const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-      uint32_t o[4];
-#pragma unroll
-      for (int p = 0; p < 4; ++p) {
-        const float2 f = HalvesToFloats(hw[p]);
-        const float a = fminf(fmaxf(rintf(f.x * scale), -qmax - 1.0f), qmax);
-        const float b = fminf(fmaxf(rintf(f.y * scale), -qmax - 1.0f), qmax);
-        const __half2 h = __floats2half2_rn(a / scale, b / scale);
-        o[p] = *reinterpret_cast<const uint32_t*>(&h);
-      }
-      out[base + v] = make_uint4(o[0], o[1], o[2], o[3]);
-    }
-  }
+  RowVecBody<RowInput::kX, false, true>(const_cast<uint4*>(x), nullptr, nullptr, 0, out, vecs, 0.0f, qmax);
 }
 
 // BitNet b1.58's MLP gate: squared ReLU instead of SiLU.
@@ -827,6 +865,19 @@ using DecodeRopeFn = decltype(&AttentionDecodeRopeKernel<4, 8>);
 constexpr DecodeRopeFn kDecodeRopeInstances[2][2] = {
     {AttentionDecodeRopeKernel<4, 8>, AttentionDecodeRopeKernel<4, 16>},
     {AttentionDecodeRopeKernel<kMaxDimChunks, 8>, AttentionDecodeRopeKernel<kMaxDimChunks, 16>}};
+// The fused row ops: one RowNormVecKernel launch where the row fits it, else
+// the unfused kernels one after the other (the same results either way).
+bool RowFits(int dim) { return dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs; }
+float QuantizeMax(int bits) { return static_cast<float>((1 << (bits - 1)) - 1); }
+
+template <RowInput kIn>
+cudaError_t LaunchRowNorm(__half* x, const __half* other, const void* weight, int weight_f32, __half* out, int rows,
+                          int dim, float eps, int bits, cudaStream_t stream) {
+  const float qmax = bits > 0 ? QuantizeMax(bits) : 0.0f;
+  auto kernel = bits > 0 ? RowNormVecKernel<kIn, true> : RowNormVecKernel<kIn, false>;
+  return LaunchOp(kernel, rows, kRowThreads, stream, reinterpret_cast<uint4*>(x), reinterpret_cast<const uint4*>(other),
+                  weight, weight_f32, reinterpret_cast<uint4*>(out), dim / 8, eps, qmax);
+}
 }  // namespace
 
 extern "C" {
@@ -867,6 +918,42 @@ cudaError_t trirun_op_add_rmsnorm(__half* x, const __half* delta, const void* we
   const cudaError_t err = LaunchOp(AddKernel, GridFor(n, 256), 256, stream, x, delta, x, n);
   if (err != cudaSuccess) return err;
   return LaunchOp(RmsNormKernel, rows, kRowThreads, stream, x, weight, weight_f32, out, dim, eps);
+}
+
+
+cudaError_t trirun_op_rmsnorm_quantize(const __half* x, const void* weight, int weight_f32, __half* out, int rows,
+                                       int dim, float eps, int bits, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0 || bits == 1 || bits < 0 || bits > 8) return cudaErrorInvalidValue;
+  if (RowFits(dim) && Aligned16(x) && Aligned16(weight) && Aligned16(out)) {
+    // x is only read (RowInput::kX).
+    return LaunchRowNorm<RowInput::kX>(const_cast<__half*>(x), nullptr, weight, weight_f32, out, rows, dim, eps, bits,
+                                       stream);
+  }
+  const cudaError_t err = trirun_op_rmsnorm(x, weight, weight_f32, out, rows, dim, eps, stream);
+  return err != cudaSuccess || bits == 0 ? err : trirun_op_quantize_rows(out, out, rows, dim, bits, stream);
+}
+
+cudaError_t trirun_op_add_rmsnorm_quantize(__half* x, const __half* delta, const void* weight, int weight_f32,
+                                           __half* out, int rows, int dim, float eps, int bits, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0 || bits == 1 || bits < 0 || bits > 8) return cudaErrorInvalidValue;
+  if (RowFits(dim) && Aligned16(x) && Aligned16(delta) && Aligned16(weight) && Aligned16(out)) {
+    return LaunchRowNorm<RowInput::kAddDelta>(x, delta, weight, weight_f32, out, rows, dim, eps, bits, stream);
+  }
+  const cudaError_t err = trirun_op_add_rmsnorm(x, delta, weight, weight_f32, out, rows, dim, eps, stream);
+  return err != cudaSuccess || bits == 0 ? err : trirun_op_quantize_rows(out, out, rows, dim, bits, stream);
+}
+
+cudaError_t trirun_op_relu2_mul_rmsnorm(const __half* gate, const __half* up, const void* weight, int weight_f32,
+                                        __half* out, int rows, int dim, float eps, int bits, cudaStream_t stream) {
+  if (rows <= 0 || dim <= 0 || bits == 1 || bits < 0 || bits > 8) return cudaErrorInvalidValue;
+  if (RowFits(dim) && Aligned16(gate) && Aligned16(up) && Aligned16(weight) && Aligned16(out)) {
+    // gate is only read (RowInput::kRelu2Mul).
+    return LaunchRowNorm<RowInput::kRelu2Mul>(const_cast<__half*>(gate), up, weight, weight_f32, out, rows, dim, eps,
+                                              bits, stream);
+  }
+  cudaError_t err = trirun_op_relu2_mul(gate, up, out, static_cast<int64_t>(rows) * dim, stream);
+  if (err == cudaSuccess) err = trirun_op_rmsnorm(out, weight, weight_f32, out, rows, dim, eps, stream);
+  return err != cudaSuccess || bits == 0 ? err : trirun_op_quantize_rows(out, out, rows, dim, bits, stream);
 }
 
 cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int heads, int head_dim, float theta,

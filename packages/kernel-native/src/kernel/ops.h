@@ -52,6 +52,25 @@ cudaError_t trirun_op_quantize_rows(const __half* x, __half* out, int rows, int 
 // out[i] = max(gate[i], 0)^2 * up[i] (BitNet b1.58's gate), n elements. out may alias gate or up.
 cudaError_t trirun_op_relu2_mul(const __half* gate, const __half* up, __half* out, int64_t n, cudaStream_t stream);
 
+// Fused row ops, one launch where the row fits the vectorised row kernel (dim
+// a multiple of 8, at most 8192, 16-byte aligned operands), else the unfused
+// ops one after the other; the same results as the unfused sequence bit for
+// bit either way. `bits` 2..8 quantizes the result as trirun_op_quantize_rows
+// does; 0 leaves it as the norm gives it.
+//   rmsnorm_quantize: trirun_op_rmsnorm (x -> out), then the quantization of
+//     out. out may alias x.
+//   add_rmsnorm_quantize: trirun_op_add_rmsnorm (x += delta; out = norm(x)),
+//     then the quantization of out. out must not overlap x or delta.
+//   relu2_mul_rmsnorm: trirun_op_relu2_mul (gate, up -> out, rows x dim), then
+//     trirun_op_rmsnorm on out, then the quantization (BitNet b1.58's MLP:
+//     gate, sub-norm, 8-bit activations of down_proj). out may alias gate or up.
+cudaError_t trirun_op_rmsnorm_quantize(const __half* x, const void* weight, int weight_f32, __half* out, int rows,
+                                       int dim, float eps, int bits, cudaStream_t stream);
+cudaError_t trirun_op_add_rmsnorm_quantize(__half* x, const __half* delta, const void* weight, int weight_f32,
+                                           __half* out, int rows, int dim, float eps, int bits, cudaStream_t stream);
+cudaError_t trirun_op_relu2_mul_rmsnorm(const __half* gate, const __half* up, const void* weight, int weight_f32,
+                                        __half* out, int rows, int dim, float eps, int bits, cudaStream_t stream);
+
 // out[i] = a[i] + b[i], n elements. out may alias a or b.
 cudaError_t trirun_op_add(const __half* a, const __half* b, __half* out, int64_t n, cudaStream_t stream);
 

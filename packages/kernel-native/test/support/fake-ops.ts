@@ -155,9 +155,30 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
       rows: number,
       dim: number,
       eps: number,
+      _stream: unknown,
+      quantizeBits: number,
     ): void {
       ops.opsAdd(x, xo, d, dOff, x, xo, rows * dim);
-      ops.opsRmsNorm(x, xo, w, wo, wF32, out, oo, rows, dim, eps);
+      ops.opsRmsNorm(x, xo, w, wo, wF32, out, oo, rows, dim, eps, null, quantizeBits);
+    },
+    opsRelu2MulRmsNorm(
+      g: NativeBuffer,
+      go: number,
+      u: NativeBuffer,
+      uo: number,
+      w: NativeBuffer,
+      wo: number,
+      wF32: boolean,
+      out: NativeBuffer,
+      oo: number,
+      rows: number,
+      dim: number,
+      eps: number,
+      _stream: unknown,
+      quantizeBits: number,
+    ): void {
+      ops.opsRelu2Mul(g, go, u, uo, out, oo, rows * dim);
+      ops.opsRmsNorm(out, oo, w, wo, wF32, out, oo, rows, dim, eps, null, quantizeBits);
     },
     opsRmsNorm(
       x: NativeBuffer,
@@ -170,7 +191,12 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
       rows: number,
       dim: number,
       eps: number,
+      _stream: unknown,
+      quantizeBits: number,
     ): void {
+      if (quantizeBits !== 0 && !(Number.isInteger(quantizeBits) && quantizeBits >= 2 && quantizeBits <= 8)) {
+        throw new RangeError(`quantizeBits: expected 2..8 (or 0: none), got ${quantizeBits}`);
+      }
       const xv = half(x, xo, rows * dim, "x");
       const weight = wF32
         ? Array.from(f32(w, wo, dim, "weight"))
@@ -181,6 +207,7 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
         const inv = 1 / Math.sqrt(row.reduce((s, v) => s + v * v, 0) / dim + eps);
         for (let j = 0; j < dim; j++) o[r * dim + j] = toF16Bits(row[j] * inv * weight[j]);
       }
+      if (quantizeBits !== 0) ops.opsQuantizeRows(out, oo, out, oo, rows, dim, quantizeBits);
     },
     opsRope(
       x: NativeBuffer,
