@@ -5,9 +5,11 @@
 #   bash scripts/device-run.sh bench   # the benchmark tables (trirun-bench) and the GPTQ GPU benchmark
 #   bash scripts/device-run.sh e2e     # decoding steps, FP16 against TriRun (trirun-eval speed): the Llama-2-7B
 #                                      # shape twice at batch 1, 4, 16, 32, then 13B, TriLM 3.9B and 70B (issue #9)
+#   bash scripts/device-run.sh fused   # the BitNet b1.58 2B4T step with and without the fused row ops
+#                                      # (--fuse-row-ops), fp and 8-bit activations, TriRun only, alternating
 # Everything lands in $OUT/device-<part>.tgz plus $OUT/<part>.log.
 set -uo pipefail
-part=${1:?usage: device-run.sh check|bench|e2e}
+part=${1:?usage: device-run.sh check|bench|e2e|fused}
 out=${OUT:-/tmp/out}; work=/tmp/trirun-device/$part
 rm -rf "$work"; mkdir -p "$work" "$out"
 xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
@@ -40,6 +42,15 @@ log=$out/$part.log
       # FP16 does not fit an 80 GB GPU here (it is reported as skipped); TriRun's tokens/s and memory are.
       timeout 120 /tmp/node .device/eval-cli.mjs speed --shape llama2-70b --batch 1,16 --steps 16 \
         --json "$work/e2e/speed-llama2-70b.json"; echo "llama2-70b exit $?" ;;
+    fused)
+      mkdir -p "$work/fused"
+      for acts in int8 fp; do
+        for flag in "" --fuse-row-ops; do
+          timeout 100 /tmp/node .device/eval-cli.mjs speed --shape bitnet-2b --formats trirun --batch 1,16 --steps 32 \
+            --activations $acts $flag --json "$work/fused/speed-bitnet-2b-$acts${flag:+-fused}.json"
+          echo "bitnet-2b $acts ${flag:-unfused} exit $?"
+        done
+      done ;;
   esac
 } 2>&1 | tee "$log"
 tar czf "$out/device-$part.tgz" -C "$work" .
