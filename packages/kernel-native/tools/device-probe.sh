@@ -105,7 +105,10 @@ for w in $what; do
       # Clustered small-batch launches (TRIRUN_SMALL_CLUSTERS, off by default; NOTES.md, session 19): the check
       # sweep and both sanitizers with clusters wherever feasible (2), which launches took them (b= is the block
       # count: a clustered launch has columns x blocks per cluster), then TriRun-only A/B of 0 / 1 / 2 at MS
-      # (default 1,4,16,32), two rounds, and traces of two short layers with and without.
+      # (default 1,4,16,32), two rounds, and traces of two short layers with and without (~7 min in all).
+      nvcc -O3 -std=c++17 $ARCH -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas \
+        -o /tmp/probe_trace > /dev/null 2>&1 &
+      trace_build=$!
       TRIRUN_SMALL_CLUSTERS=2 timeout 240 /tmp/probe check --quick 2>&1 | tee "$out/check-clusters.txt" | grep -E "FAIL" | head -20
       tail -2 "$out/check-clusters.txt"
       for tool in memcheck racecheck; do
@@ -115,7 +118,7 @@ for w in $what; do
       for r in 1 2; do for v in 0 1 2; do echo "--- round $r TRIRUN_SMALL_CLUSTERS=$v"
         TRIRUN_SMALL_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch ${MS:-1,4,16,32} 2>&1; done; done \
         | tee "$out/clusters-ab.txt" | grep -E "^---|SUM"
-      nvcc -O3 -std=c++17 $ARCH -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_trace || exit 1
+      wait $trace_build || exit 1
       for v in 0 2; do echo "--- TRIRUN_SMALL_CLUSTERS=$v"
         TRIRUN_SMALL_CLUSTERS=$v timeout 60 /tmp/probe_trace trace 2560 2560 1 2560 2560 16 4096 4096 1 2>&1; done | tee "$out/clusters-trace.txt" ;;
     base)

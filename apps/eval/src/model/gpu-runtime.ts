@@ -267,7 +267,8 @@ export interface CudaRuntimeOptions {
    * BitNet b1.58's row ops in fewer launches: each norm quantizes its output for the next linear layer
    * itself (8-bit activations), and the squared-ReLU gate, the MLP's sub-norm and that quantization run
    * as one op (`ops.relu2MulRmsNorm`). The results are the unfused ops' bit for bit (the kernels' GPU
-   * test checks that); up to six launches fewer per block. No effect on a Llama block. Default: false.
+   * test checks that); five launches fewer per block with 8-bit activations, one with fp ones. No effect
+   * on a Llama block. Default: false.
    */
   fuseRowOps?: boolean;
   /**
@@ -478,7 +479,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     const rope = { headDim: headSize(c), theta: c.ropeTheta, style: c.ropeStyle };
     // t.h holds rmsnorm(x) with this block's attention norm (from the caller or the previous block).
     // With activation quantization (BitNet's A8) every linear input is quantized in place first: with
-    // fuseRowOps by the op that wrote it (see #headNorm and the end of this block).
+    // fuseRowOps by the op that wrote it (#decoderBlocks' first norm, or the previous block's last op).
     const bits = c.activationBits;
     const fuseRows = this.#fuseRowOps;
     if (bits !== undefined && !fuseRows) ops.quantizeRows(t.h, t.h, { bits });

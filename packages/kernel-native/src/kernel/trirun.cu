@@ -50,7 +50,11 @@
 //   where the blocks of a column finish together and would queue on the lock:
 //   each stores its accumulators in its own slot and counts itself in with an
 //   atomic; the last to arrive adds the slots in block order and writes C.
-//   The dispatcher picks one per shape (launch_small_stages).
+//   The dispatcher picks one per shape (launch_small_stages). A third way
+//   (sm_90, TRIRUN_SMALL_CLUSTERS, not yet measured, off by default): the
+//   blocks of a column form a thread-block cluster and add up their sums
+//   through distributed shared memory, with no L2 round trip at all
+//   (SmallOutput::cluster_store / cluster_sum, launch_small_tma).
 // * Per-column scales (g = k) are applied once, in fp32, to the accumulators
 //   instead of to every dequantized weight.
 // * Programmatic dependent launch (sm_90): every kernel here lets the next
@@ -2608,14 +2612,18 @@ int small_cluster_size(const Launch& l) {
   constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
   constexpr size_t smem = small_tma_smem<MB8, N_WARPS, GROUPED>();
   auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, small_tma_stages<MB8, N_WARPS, GROUPED>(), GROUPED, false, true>;
-  // Clusters of each size that fit at once, per device (0: not asked yet, -1: none).
+  // Clusters of each size that fit at once, per device (-1: none), all sizes asked on the first call
+  // (an eager call: a decoding step's graph is captured after one), so that no query runs inside a capture.
   static int resident[kMaxDevices][kMaxCluster + 1] = {};
+  static bool asked[kMaxDevices] = {};
   static int configured[kMaxDevices] = {};
-  return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks, [&](int size) {
-    int& fit = resident[l.device][size];
-    if (fit == 0) {
-      fit = -1;
-      if (static_cast<int>(smem) <= l.smem_limit && ensure_smem(kernel, l.device, smem, configured) == cudaSuccess) {
+  if (!asked[l.device]) {
+    asked[l.device] = true;
+    const bool smem_ok =
+        static_cast<int>(smem) <= l.smem_limit && ensure_smem(kernel, l.device, smem, configured) == cudaSuccess;
+    for (int size = 2; size <= kMaxCluster; ++size) {
+      int clusters = 0;
+      if (smem_ok) {
         cudaLaunchConfig_t config{};
         cudaLaunchAttribute attr{};
         attr.id = cudaLaunchAttributeClusterDimension;
@@ -2627,13 +2635,14 @@ int small_cluster_size(const Launch& l) {
         config.dynamicSmemBytes = smem;
         config.attrs = &attr;
         config.numAttrs = 1;
-        int clusters = 0;
-        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) == cudaSuccess && clusters > 0) fit = clusters;
+        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) clusters = 0;
         (void)cudaGetLastError();  // a failed query leaves no error behind
       }
+      resident[l.device][size] = clusters > 0 ? clusters : -1;
     }
-    return fit;
-  }, l.small_cluster_size);
+  }
+  return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks,
+                          [&](int size) { return resident[l.device][size]; }, l.small_cluster_size);
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
