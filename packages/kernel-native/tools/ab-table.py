@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""A/B runs of kernel-probe `launch` side by side: one row per (set, m), one column per variant.
+
+Reads a log where each run starts with a line `--- <label>` (device-probe.sh `envs`, `clusters`, `base`
+and the call scripts print them) followed by the probe's `SUM <set> m= <m> ... graph x<r> (trirun <us> us)`
+lines. Labels that repeat are rounds of the same variant ("round 2" and the like are dropped from the
+label). For each variant it prints the graph times of TriRun of every round (min-max where there are
+several) and the change of the median against the first variant, so a device log becomes a NOTES table
+without copying numbers by hand.
+Usage: python3 tools/ab-table.py LOG [--stream]   (--stream: the back-to-back stream times instead)
+"""
+import collections
+import re
+import statistics
+import sys
+
+SUM = re.compile(
+    r"^SUM (\S+)\s+m=\s*(\d+)\s+stream x[\d.]+ \(trirun ([\d.]+) us\)\s+graph x[\d.]+ \(trirun ([\d.]+) us\)"
+)
+LABEL = re.compile(r"^--- (.*)$")
+ROUND = re.compile(r"\bround \d+\s*")
+
+
+def parse(lines, stream=False):
+    """{label: {(set, m): [us, ...]}} in the order the labels first appear."""
+    runs = collections.OrderedDict()
+    label = None
+    for line in lines:
+        found = LABEL.match(line.strip())
+        if found:
+            label = ROUND.sub("", found.group(1)).strip() or found.group(1).strip()
+            runs.setdefault(label, collections.defaultdict(list))
+            continue
+        found = SUM.match(line.strip())
+        if found and label is not None:
+            key = (found.group(1), int(found.group(2)))
+            runs[label][key].append(float(found.group(3 if stream else 4)))
+    return runs
+
+
+def table(runs):
+    """Markdown rows: set, m, then each variant's times and its median's change against the first."""
+    labels = list(runs)
+    if not labels:
+        return ["(no `--- label` runs with SUM lines found)"]
+    keys = []
+    for label in labels:
+        for key in runs[label]:
+            if key not in keys:
+                keys.append(key)
+    out = ["| set | m | " + " | ".join(labels) + " |", "| --- | --- |" + " --- |" * len(labels)]
+    for key in keys:
+        base = runs[labels[0]].get(key)
+        base_median = statistics.median(base) if base else None
+        cells = []
+        for label in labels:
+            times = runs[label].get(key)
+            if not times:
+                cells.append("-")
+                continue
+            span = f"{min(times):.1f}" if len(times) == 1 else f"{min(times):.1f}-{max(times):.1f}"
+            if label != labels[0] and base_median:
+                span += f" ({(statistics.median(times) / base_median - 1) * 100:+.1f}%)"
+            cells.append(span)
+        out.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    return out
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if len(argv) >= 2 else 2
+    with open(argv[1], encoding="utf-8", errors="replace") as f:
+        runs = parse(f, stream="--stream" in argv[2:])
+    print("\n".join(table(runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
