@@ -4,7 +4,8 @@
 #   bash scripts/device-run.sh check   # API checks, correctness sweep, speed, bundled GPU tests, sanitizers
 #   bash scripts/device-run.sh bench   # the benchmark tables (trirun-bench) and the GPTQ GPU benchmark
 #   bash scripts/device-run.sh e2e     # decoding steps, FP16 against TriRun (trirun-eval speed): the Llama-2-7B
-#                                      # shape twice at batch 1, 4, 16, 32, then 13B, TriLM 3.9B and 70B (issue #9)
+#                                      # shape at batch 1, 4, 16, 32 (two rounds, with and without clusters),
+#                                      # then 13B, TriLM 3.9B and 70B (issue #9)
 #   bash scripts/device-run.sh fused   # the BitNet b1.58 2B4T step with and without the fused row ops
 #                                      # (--fuse-row-ops), fp and 8-bit activations, TriRun only, alternating
 # Everything lands in $OUT/device-<part>.tgz plus $OUT/<part>.log.
