@@ -14,7 +14,14 @@ part=${1:?usage: device-run.sh check|bench|e2e|fused}
 out=${OUT:-/tmp/out}; work=/tmp/trirun-device/$part
 rm -rf "$work"; mkdir -p "$work" "$out"
 xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
-export TRIRUN_NATIVE_PATH=$PWD/.device/trirun_native.node TRIRUN_SHARED_MODELS=$PWD/.device/models
+# The addon and the models may travel compressed (the device call carries at most 64 MiB): `xz -k` of
+# .device/trirun_native.node, `tar -cJf .device/models.tar.xz -C .device models`.
+addon=$PWD/.device/trirun_native.node models=$PWD/.device/models
+if [ ! -f "$addon" ] && [ -f "$addon.xz" ]; then xz -dc "$addon.xz" > /tmp/trirun_native.node; addon=/tmp/trirun_native.node; fi
+if [ ! -d "$models" ] && [ -f .device/models.tar.xz ]; then
+  mkdir -p /tmp/trirun-models && tar -C /tmp/trirun-models -xJf .device/models.tar.xz && models=/tmp/trirun-models/models
+fi
+export TRIRUN_NATIVE_PATH=$addon TRIRUN_SHARED_MODELS=$models
 log=$out/$part.log
 {
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv
