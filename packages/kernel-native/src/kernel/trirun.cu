@@ -226,8 +226,9 @@ __device__ __forceinline__ int cluster_blocks() {
   asm("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(r));
   return static_cast<int>(r);
 }
+// (Not .aligned: the producer warps reach their barriers at other instructions than the consumers.)
 __device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
 }
 __device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, int rank) {
   uint32_t remote;
@@ -1962,7 +1963,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     }
     if constexpr (CLUSTERED) {
       // Every thread of the cluster takes part in both of the consumers' cluster barriers.
-      __syncwarp();
       cluster_sync();
       cluster_sync();
     }
@@ -2133,10 +2133,8 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       const float zero[MB8][4][4] = {};
       out.cluster_store(zero, reinterpret_cast<float4*>(smem));
     }
-    __syncwarp();  // (the cluster barrier is .aligned: whole warps)
     cluster_sync();  // every block's sums are in its shared memory
     out.cluster_sum(smem_u32, static_cast<int>(blockIdx.x) / ranks, rank, ranks);
-    __syncwarp();
     cluster_sync();  // and read: the blocks may exit
   } else if constexpr (!chained) {
     if (pending.slices > 0) out.resolve(pending, pending_arrived, last_arrival);
