@@ -141,7 +141,7 @@ __global__ void EmbeddingVecKernel(const int32_t* __restrict__ ids, const uint4*
   }
 }
 
-// What a vectorised row kernel (RowVecKernel) takes as its row: x; x + delta,
+// What a vectorised row kernel (RowVecBody) takes as its row: x; x + delta,
 // each sum rounded to fp16 once and stored back into x (the residual add of one
 // sub-block, fused with the norm of the next); or max(gate, 0)^2 * up, each
 // product rounded to fp16 once (BitNet b1.58's gate, as Relu2MulKernel).
@@ -865,6 +865,7 @@ using DecodeRopeFn = decltype(&AttentionDecodeRopeKernel<4, 8>);
 constexpr DecodeRopeFn kDecodeRopeInstances[2][2] = {
     {AttentionDecodeRopeKernel<4, 8>, AttentionDecodeRopeKernel<4, 16>},
     {AttentionDecodeRopeKernel<kMaxDimChunks, 8>, AttentionDecodeRopeKernel<kMaxDimChunks, 16>}};
+
 // The fused row ops: one RowNormVecKernel launch where the row fits it, else
 // the unfused kernels one after the other (the same results either way).
 bool RowFits(int dim) { return dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs; }
