@@ -221,8 +221,10 @@ static int check(bool quick, bool small) {
   const size_t wsb = 64 << 20;
   CK(cudaMalloc(&ws, wsb));
   CK(cudaMemset(ws, 0, wsb));
-  int failures = 0, runs = 0;
+  int failures = 0, runs = 0, clustered = 0;
   size_t dirty = 0;
+  int sm_count = 0;
+  CK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0));
   double worst = 0, worst_positive = 0;
   struct Cfg {
     int tk, tn, mp, variant;
@@ -295,6 +297,9 @@ static int check(bool quick, bool small) {
           }
           double rel = std::sqrt(num / den);
           ++runs;
+          // A small-batch launch of fewer blocks than SMs: a clustered one (TRIRUN_SMALL_CLUSTERS), the only
+          // kind that reports its own block count (the striped ones launch one block per SM).
+          if (cfg.variant == 1 && cfg.sms < sm_count) ++clustered;
           worst = std::max(worst, rel);
           if (positive) worst_positive = std::max(worst_positive, rel);
           if (nan || !(rel <= 1e-3)) {
@@ -315,8 +320,9 @@ static int check(bool quick, bool small) {
     CK(cudaMemcpy(all.data(), reinterpret_cast<char*>(ws) + slots, wsb - slots, cudaMemcpyDeviceToHost));
     dirty += std::count_if(all.begin(), all.end(), [](int x) { return x != 0; });
   }
-  printf("check: %d runs, %d failures, worst rel error %.3g (positive activations: %.3g), workspace left dirty: %zu\n",
-         runs, failures, worst, worst_positive, dirty);
+  printf("check: %d runs (%d clustered), %d failures, worst rel error %.3g (positive activations: %.3g), "
+         "workspace left dirty: %zu\n",
+         runs, clustered, failures, worst, worst_positive, dirty);
   cublasDestroy(h);
   return failures || dirty ? 1 : 0;
 }
