@@ -266,6 +266,20 @@ function opsAddon(): NativeOps {
   return native as NativeAddon & NativeOps;
 }
 
+/**
+ * The addon, for a call that needs the fused row ops (opts.quantizeBits, relu2MulRmsNorm): an addon built
+ * before them would ignore quantizeBits and return unquantized rows, so it is refused instead.
+ */
+function fusedRowOpsAddon(): NativeOps {
+  const native = opsAddon() as NativeOps & { opsRelu2MulRmsNorm?: unknown };
+  if (typeof native.opsRelu2MulRmsNorm !== "function") {
+    throw new Error(
+      "the loaded native addon predates the fused row ops (opts.quantizeBits, relu2MulRmsNorm): rebuild it (pnpm --filter @trirun/kernel-native build:native)",
+    );
+  }
+  return native;
+}
+
 type Operand = { buffer: NativeBuffer; byteOffset: number; bytes: number; name: string };
 
 function operand(t: DeviceTensor, name: string): Operand {
@@ -343,7 +357,7 @@ export function rmsnorm(
   checkNoOverlap(o, [xo], true);
   checkNoOverlap(o, [w]);
   const stream = streamOf(opts);
-  opsAddon().opsRmsNorm(
+  (p.quantizeBits > 0 ? fusedRowOpsAddon() : opsAddon()).opsRmsNorm(
     xo.buffer,
     xo.byteOffset,
     w.buffer,
@@ -381,7 +395,7 @@ export function addRmsNorm(
   checkNoOverlap(o, [xo, d, w]);
   checkNoOverlap(xo, [w]);
   const stream = streamOf(opts);
-  opsAddon().opsAddRmsNorm(
+  (p.quantizeBits > 0 ? fusedRowOpsAddon() : opsAddon()).opsAddRmsNorm(
     xo.buffer,
     xo.byteOffset,
     d.buffer,
@@ -420,7 +434,7 @@ export function relu2MulRmsNorm(
   checkNoOverlap(o, [g, u], true);
   checkNoOverlap(o, [w]);
   const stream = streamOf(opts);
-  opsAddon().opsRelu2MulRmsNorm(
+  fusedRowOpsAddon().opsRelu2MulRmsNorm(
     g.buffer,
     g.byteOffset,
     u.buffer,

@@ -24,6 +24,7 @@ import {
 } from "../src/index.js";
 import { setNativeAddonForTesting } from "../src/native.js";
 import { createFakeNative } from "./support/fake-native.js";
+import { withFakeOps } from "./support/fake-ops.js";
 
 function d(dtype: DType, shape: number[], extra: Partial<TensorDescriptor> = {}): TensorDescriptor {
   return { dtype, shape, byteOffset: 0, device: 0, ...extra };
@@ -859,5 +860,24 @@ describe("ops.* through the public API (host-memory addon without ops)", () => {
     b.dispose();
     expectError(() => ops.add(a, b, out), DisposedError, /^b/);
     expectError(() => ops.rope(a, b, { headDim: 8, style: "half" }), DisposedError, /^positions/);
+  });
+
+  it("refuses the fused row ops on an addon built before them (it would ignore quantizeBits)", () => {
+    const { opsRelu2MulRmsNorm: _dropped, ...stale } = withFakeOps(createFakeNative()) as unknown as Record<
+      string,
+      unknown
+    >;
+    setNativeAddonForTesting(stale as unknown as Parameters<typeof setNativeAddonForTesting>[0]);
+    const x = DeviceTensor.zeros("f16", [2, 8]);
+    const w = DeviceTensor.zeros("f16", [8]);
+    const out = DeviceTensor.zeros("f16", [2, 8]);
+    ops.rmsnorm(x, w, out); // no quantization: the old entry point does it
+    expectError(() => ops.rmsnorm(x, w, out, { quantizeBits: 8 }), Error, /predates the fused row ops/);
+    expectError(
+      () => ops.addRmsNorm(x, out, w, DeviceTensor.zeros("f16", [2, 8]), { quantizeBits: 8 }),
+      Error,
+      /predates/,
+    );
+    expectError(() => ops.relu2MulRmsNorm(x, out, w, x), Error, /predates the fused row ops/);
   });
 });
