@@ -88,75 +88,73 @@ int ArgQuantizeBits(const Napi::CallbackInfo& info, size_t index) {
   return int(bits);
 }
 
-// rmsnorm(x, off, weight, off, weightF32, out, off, rows, dim, eps, stream, quantizeBits)
+// The arguments of the norm bindings: (x, off[, second, off], weight, off, weightF32, out, off, rows, dim, eps,
+// stream, quantizeBits), the second input (delta, up) where `second` names one.
+struct NormCall {
+  Operand x, second, weight, out;
+  int rows, dim, weight_f32, bits;
+  float eps;
+  cudaStream_t stream;
+};
+
+NormCall ArgNorm(const Napi::CallbackInfo& info, const char* first, const char* second = nullptr) {
+  Napi::Env env = info.Env();
+  const size_t k = second ? 2 : 0;  // the arguments after the inputs sit this much further on
+  bool weightF32 = ArgBool(info, 4 + k, "weightF32");
+  int64_t rows = ArgDim(info, 7 + k, "rows"), dim = ArgDim(info, 8 + k, "dim");
+  double eps = ArgNumber(info, 9 + k, "eps");
+  if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
+  int bits = ArgQuantizeBits(info, 11 + k);
+  const uint64_t bytes = uint64_t(rows) * dim * 2;
+  NormCall c{};
+  c.x = ArgOperand(info, 0, first, bytes, 2);
+  if (second) c.second = ArgOperand(info, 2, second, bytes, 2);
+  c.weight = ArgOperand(info, 2 + k, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
+  c.out = ArgOperand(info, 5 + k, "out", bytes, 2);
+  int device = second ? CommonDevice(env, {c.x, c.second, c.weight, c.out}) : CommonDevice(env, {c.x, c.weight, c.out});
+  c.stream = OpStream(info, 10 + k, device);
+  c.rows = int(rows);
+  c.dim = int(dim);
+  c.weight_f32 = weightF32 ? 1 : 0;
+  c.bits = bits;
+  c.eps = float(eps);
+  return c;
+}
+
 Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  bool weightF32 = ArgBool(info, 4, "weightF32");
-  int64_t rows = ArgDim(info, 7, "rows"), dim = ArgDim(info, 8, "dim");
-  double eps = ArgNumber(info, 9, "eps");
-  if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
-  int bits = ArgQuantizeBits(info, 11);
-  Operand x = ArgOperand(info, 0, "x", uint64_t(rows) * dim * 2, 2);
-  Operand w = ArgOperand(info, 2, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
-  Operand out = ArgOperand(info, 5, "out", uint64_t(rows) * dim * 2, 2);
-  int device = CommonDevice(env, {x, w, out});
-  cudaStream_t stream = OpStream(info, 10, device);
-  const __half* xp = static_cast<const __half*>(x.ptr);
-  __half* op = static_cast<__half*>(out.ptr);
-  CheckCuda(env,
-            bits == 0 ? trirun_op_rmsnorm(xp, w.ptr, weightF32 ? 1 : 0, op, int(rows), int(dim), float(eps), stream)
-                      : trirun_op_rmsnorm_quantize(xp, w.ptr, weightF32 ? 1 : 0, op, int(rows), int(dim), float(eps),
-                                                   bits, stream),
+  NormCall c = ArgNorm(info, "x");
+  const __half* x = static_cast<const __half*>(c.x.ptr);
+  __half* out = static_cast<__half*>(c.out.ptr);
+  CheckCuda(info.Env(),
+            c.bits == 0 ? trirun_op_rmsnorm(x, c.weight.ptr, c.weight_f32, out, c.rows, c.dim, c.eps, c.stream)
+                        : trirun_op_rmsnorm_quantize(x, c.weight.ptr, c.weight_f32, out, c.rows, c.dim, c.eps, c.bits,
+                                                     c.stream),
             "rmsnorm");
-  return env.Undefined();
+  return info.Env().Undefined();
 }
 
-// addRmsNorm(x, off, delta, off, weight, off, weightF32, out, off, rows, dim, eps, stream, quantizeBits)
 Napi::Value AddRmsNorm(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  bool weightF32 = ArgBool(info, 6, "weightF32");
-  int64_t rows = ArgDim(info, 9, "rows"), dim = ArgDim(info, 10, "dim");
-  double eps = ArgNumber(info, 11, "eps");
-  if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
-  int bits = ArgQuantizeBits(info, 13);
-  Operand x = ArgOperand(info, 0, "x", uint64_t(rows) * dim * 2, 2);
-  Operand delta = ArgOperand(info, 2, "delta", uint64_t(rows) * dim * 2, 2);
-  Operand w = ArgOperand(info, 4, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
-  Operand out = ArgOperand(info, 7, "out", uint64_t(rows) * dim * 2, 2);
-  int device = CommonDevice(env, {x, delta, w, out});
-  cudaStream_t stream = OpStream(info, 12, device);
-  __half* xp = static_cast<__half*>(x.ptr);
-  const __half* dp = static_cast<const __half*>(delta.ptr);
-  __half* op = static_cast<__half*>(out.ptr);
-  CheckCuda(env,
-            bits == 0 ? trirun_op_add_rmsnorm(xp, dp, w.ptr, weightF32 ? 1 : 0, op, int(rows), int(dim), float(eps),
-                                              stream)
-                      : trirun_op_add_rmsnorm_quantize(xp, dp, w.ptr, weightF32 ? 1 : 0, op, int(rows), int(dim),
-                                                       float(eps), bits, stream),
+  NormCall c = ArgNorm(info, "x", "delta");
+  __half* x = static_cast<__half*>(c.x.ptr);
+  const __half* delta = static_cast<const __half*>(c.second.ptr);
+  __half* out = static_cast<__half*>(c.out.ptr);
+  CheckCuda(info.Env(),
+            c.bits == 0 ? trirun_op_add_rmsnorm(x, delta, c.weight.ptr, c.weight_f32, out, c.rows, c.dim, c.eps,
+                                                c.stream)
+                        : trirun_op_add_rmsnorm_quantize(x, delta, c.weight.ptr, c.weight_f32, out, c.rows, c.dim,
+                                                         c.eps, c.bits, c.stream),
             "addRmsNorm");
-  return env.Undefined();
+  return info.Env().Undefined();
 }
 
-// relu2MulRmsNorm(gate, off, up, off, weight, off, weightF32, out, off, rows, dim, eps, stream, quantizeBits)
 Napi::Value Relu2MulRmsNorm(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  bool weightF32 = ArgBool(info, 6, "weightF32");
-  int64_t rows = ArgDim(info, 9, "rows"), dim = ArgDim(info, 10, "dim");
-  double eps = ArgNumber(info, 11, "eps");
-  if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
-  int bits = ArgQuantizeBits(info, 13);
-  Operand gate = ArgOperand(info, 0, "gate", uint64_t(rows) * dim * 2, 2);
-  Operand up = ArgOperand(info, 2, "up", uint64_t(rows) * dim * 2, 2);
-  Operand w = ArgOperand(info, 4, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
-  Operand out = ArgOperand(info, 7, "out", uint64_t(rows) * dim * 2, 2);
-  int device = CommonDevice(env, {gate, up, w, out});
-  cudaStream_t stream = OpStream(info, 12, device);
-  CheckCuda(env,
-            trirun_op_relu2_mul_rmsnorm(static_cast<const __half*>(gate.ptr), static_cast<const __half*>(up.ptr),
-                                        w.ptr, weightF32 ? 1 : 0, static_cast<__half*>(out.ptr), int(rows), int(dim),
-                                        float(eps), bits, stream),
+  NormCall c = ArgNorm(info, "gate", "up");
+  CheckCuda(info.Env(),
+            trirun_op_relu2_mul_rmsnorm(static_cast<const __half*>(c.x.ptr), static_cast<const __half*>(c.second.ptr),
+                                        c.weight.ptr, c.weight_f32, static_cast<__half*>(c.out.ptr), c.rows, c.dim,
+                                        c.eps, c.bits, c.stream),
             "relu2MulRmsNorm");
-  return env.Undefined();
+  return info.Env().Undefined();
 }
 
 // rope(x, off, positions, off, tokens, heads, headDim, theta, style, stream)

@@ -141,6 +141,31 @@ __global__ void EmbeddingVecKernel(const int32_t* __restrict__ ids, const uint4*
   }
 }
 
+// A 16-byte vector of 8 fp16 values, pair by pair: f(p, pair p as floats)
+// gives the new pair p (rounded by f).
+template <typename F>
+__device__ __forceinline__ uint4 MapHalfPairs(uint4 v, F&& f) {
+  const uint32_t in[4] = {v.x, v.y, v.z, v.w};
+  uint32_t o[4];
+#pragma unroll
+  for (int p = 0; p < 4; ++p) {
+    const __half2 h = f(p, HalvesToFloats(in[p]));
+    o[p] = *reinterpret_cast<const uint32_t*>(&h);
+  }
+  return make_uint4(o[0], o[1], o[2], o[3]);
+}
+
+// The largest of mx and the magnitudes of a vector's 8 fp16 values.
+__device__ __forceinline__ float AbsMax(float mx, uint4 v) {
+  const uint32_t in[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int p = 0; p < 4; ++p) {
+    const float2 f = HalvesToFloats(in[p]);
+    mx = fmaxf(mx, fmaxf(fabsf(f.x), fabsf(f.y)));
+  }
+  return mx;
+}
+
 // What a vectorised row kernel (RowVecBody) takes as its row: x; x + delta,
 // each sum rounded to fp16 once and stored back into x (the residual add of one
 // sub-block, fused with the norm of the next); or max(gate, 0)^2 * up, each
@@ -170,21 +195,13 @@ __device__ __forceinline__ void RowVecBody(uint4* x, const uint4* __restrict__ o
       xv[i] = x[base + v];
       if constexpr (kIn != RowInput::kX) {
         const uint4 d = other[base + v];
-        const uint32_t aw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w}, dw[4] = {d.x, d.y, d.z, d.w};
-        uint32_t sw[4];
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const float2 fa = HalvesToFloats(aw[p]), fd = HalvesToFloats(dw[p]);
-          __half2 h;
-          if constexpr (kIn == RowInput::kAddDelta) {
-            h = __floats2half2_rn(fa.x + fd.x, fa.y + fd.y);
-          } else {
-            const float g0 = fmaxf(fa.x, 0.0f), g1 = fmaxf(fa.y, 0.0f);
-            h = __floats2half2_rn(g0 * g0 * fd.x, g1 * g1 * fd.y);
-          }
-          sw[p] = *reinterpret_cast<const uint32_t*>(&h);
-        }
-        xv[i] = make_uint4(sw[0], sw[1], sw[2], sw[3]);
+        const uint32_t dw[4] = {d.x, d.y, d.z, d.w};
+        xv[i] = MapHalfPairs(xv[i], [&](int p, float2 fa) {
+          const float2 fd = HalvesToFloats(dw[p]);
+          if constexpr (kIn == RowInput::kAddDelta) return __floats2half2_rn(fa.x + fd.x, fa.y + fd.y);
+          const float g0 = fmaxf(fa.x, 0.0f), g1 = fmaxf(fa.y, 0.0f);
+          return __floats2half2_rn(g0 * g0 * fd.x, g1 * g1 * fd.y);
+        });
         if constexpr (kIn == RowInput::kAddDelta) x[base + v] = xv[i];
       }
       if constexpr (kNorm) {
@@ -203,12 +220,7 @@ __device__ __forceinline__ void RowVecBody(uint4* x, const uint4* __restrict__ o
           }
         }
       } else if constexpr (kQuantize) {
-        const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const float2 f = HalvesToFloats(hw[p]);
-          mx = fmaxf(mx, fmaxf(fabsf(f.x), fabsf(f.y)));
-        }
+        mx = AbsMax(mx, xv[i]);
       }
     }
   }
@@ -230,22 +242,15 @@ __device__ __forceinline__ void RowVecBody(uint4* x, const uint4* __restrict__ o
     for (int i = 0; i < kRowVecs; ++i) {
       const int v = threadIdx.x + i * blockDim.x;
       if (v < vecs) {
-        const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-        uint32_t o[4];
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const float2 f = HalvesToFloats(hw[p]);
-          const __half2 h = __floats2half2_rn(f.x * inv * w[i][2 * p], f.y * inv * w[i][2 * p + 1]);
-          o[p] = *reinterpret_cast<const uint32_t*>(&h);
-          if constexpr (kQuantize) {
-            const float2 n = HalvesToFloats(o[p]);
-            mx = fmaxf(mx, fmaxf(fabsf(n.x), fabsf(n.y)));
-          }
+        const uint4 normed = MapHalfPairs(xv[i], [&](int p, float2 f) {
+          return __floats2half2_rn(f.x * inv * w[i][2 * p], f.y * inv * w[i][2 * p + 1]);
+        });
+        if constexpr (kQuantize) {
+          xv[i] = normed;
+          mx = AbsMax(mx, normed);
+        } else {
+          out[base + v] = normed;
         }
-        if constexpr (kQuantize)
-          xv[i] = make_uint4(o[0], o[1], o[2], o[3]);
-        else
-          out[base + v] = make_uint4(o[0], o[1], o[2], o[3]);
       }
     }
   }
@@ -255,17 +260,11 @@ __device__ __forceinline__ void RowVecBody(uint4* x, const uint4* __restrict__ o
     for (int i = 0; i < kRowVecs; ++i) {
       const int v = threadIdx.x + i * blockDim.x;
       if (v < vecs) {
-        const uint32_t hw[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-        uint32_t o[4];
-#pragma unroll
-        for (int p = 0; p < 4; ++p) {
-          const float2 f = HalvesToFloats(hw[p]);
+        out[base + v] = MapHalfPairs(xv[i], [&](int, float2 f) {
           const float a = fminf(fmaxf(rintf(f.x * scale), -qmax - 1.0f), qmax);
           const float b = fminf(fmaxf(rintf(f.y * scale), -qmax - 1.0f), qmax);
-          const __half2 h = __floats2half2_rn(a / scale, b / scale);
-          o[p] = *reinterpret_cast<const uint32_t*>(&h);
-        }
-        out[base + v] = make_uint4(o[0], o[1], o[2], o[3]);
+          return __floats2half2_rn(a / scale, b / scale);
+        });
       }
     }
   }
