@@ -1885,7 +1885,8 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   const int ranks = CLUSTERED ? cluster_blocks() : 1;
   const int rank = CLUSTERED ? cluster_rank() : 0;
   const int iters = CLUSTERED ? ceil_div(k_tiles, ranks) : ceil_div(total_tiles, static_cast<int>(gridDim.x));
-  const TileRun run = CLUSTERED ? cluster_run(static_cast<int>(blockIdx.x) / ranks, rank, ranks, k_tiles)
+  const int cluster_column = static_cast<int>(blockIdx.x) / ranks;  // clustered launches only
+  const TileRun run = CLUSTERED ? cluster_run(cluster_column, rank, ranks, k_tiles)
                                 : TileRun{static_cast<int>(iters * blockIdx.x),
                                           min(static_cast<int>(iters * blockIdx.x) + iters, total_tiles)};
   const int first_tile = run.first;
@@ -2134,7 +2135,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       out.cluster_store(zero, reinterpret_cast<float4*>(smem));
     }
     cluster_sync();  // every block's sums are in its shared memory
-    out.cluster_sum(smem_u32, static_cast<int>(blockIdx.x) / ranks, rank, ranks);
+    out.cluster_sum(smem_u32, cluster_column, rank, ranks);
     cluster_sync();  // and read: the blocks may exit
   } else if constexpr (!chained) {
     if (pending.slices > 0) out.resolve(pending, pending_arrived, last_arrival);
@@ -2377,6 +2378,16 @@ cudaError_t encode_map_2d(CUtensorMap* map, CUtensorMapDataType type, int elem_b
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
+// The launch attribute of thread-block clusters of `size` blocks along x.
+cudaLaunchAttribute cluster_attribute(int size) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = static_cast<unsigned>(size);
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  return attr;
+}
+
 // Launches a small-batch or Hopper kernel as a programmatic dependent of the
 // kernel before it where l.pdl says so (sm_90, not the legacy stream), else
 // plainly.
@@ -2392,13 +2403,7 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   config.stream = l.stream;
   cudaLaunchAttribute attrs[2] = {attr, {}};
   int count = l.pdl ? 1 : 0;
-  if (l.cluster > 1) {
-    attrs[count].id = cudaLaunchAttributeClusterDimension;
-    attrs[count].val.clusterDim.x = static_cast<unsigned>(l.cluster);
-    attrs[count].val.clusterDim.y = 1;
-    attrs[count].val.clusterDim.z = 1;
-    ++count;
-  }
+  if (l.cluster > 1) attrs[count++] = cluster_attribute(l.cluster);
   config.attrs = attrs;
   config.numAttrs = count;
   return cudaLaunchKernelEx(&config, kernel, args...);
@@ -2623,11 +2628,7 @@ int small_cluster_size(const Launch& l) {
       int clusters = 0;
       if (smem_ok) {
         cudaLaunchConfig_t config{};
-        cudaLaunchAttribute attr{};
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = static_cast<unsigned>(size);
-        attr.val.clusterDim.y = 1;
-        attr.val.clusterDim.z = 1;
+        cudaLaunchAttribute attr = cluster_attribute(size);
         config.gridDim = dim3(size);
         config.blockDim = dim3(kSmallTmaThreads);
         config.dynamicSmemBytes = smem;
