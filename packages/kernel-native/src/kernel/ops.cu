@@ -869,6 +869,14 @@ constexpr DecodeRopeFn kDecodeRopeInstances[2][2] = {
 // the unfused kernels one after the other (the same results either way).
 bool RowFits(int dim) { return dim % 8 == 0 && dim / 8 <= kRowThreads * kRowVecs; }
 float QuantizeMax(int bits) { return static_cast<float>((1 << (bits - 1)) - 1); }
+// The fused row ops' shared arguments: rows and dim positive, bits 0 (none) or 2..8.
+bool RowNormArgsValid(int rows, int dim, int bits) {
+  return rows > 0 && dim > 0 && (bits == 0 || (bits >= 2 && bits <= 8));
+}
+// The fallback's last step: quantize out in place (bits > 0) once what came before succeeded.
+cudaError_t QuantizeAfter(cudaError_t err, __half* out, int rows, int dim, int bits, cudaStream_t stream) {
+  return err != cudaSuccess || bits == 0 ? err : trirun_op_quantize_rows(out, out, rows, dim, bits, stream);
+}
 
 template <RowInput kIn>
 cudaError_t LaunchRowNorm(__half* x, const __half* other, const void* weight, int weight_f32, __half* out, int rows,
@@ -923,29 +931,29 @@ cudaError_t trirun_op_add_rmsnorm(__half* x, const __half* delta, const void* we
 
 cudaError_t trirun_op_rmsnorm_quantize(const __half* x, const void* weight, int weight_f32, __half* out, int rows,
                                        int dim, float eps, int bits, cudaStream_t stream) {
-  if (rows <= 0 || dim <= 0 || bits == 1 || bits < 0 || bits > 8) return cudaErrorInvalidValue;
+  if (!RowNormArgsValid(rows, dim, bits)) return cudaErrorInvalidValue;
   if (RowFits(dim) && Aligned16(x) && Aligned16(weight) && Aligned16(out)) {
     // x is only read (RowInput::kX).
     return LaunchRowNorm<RowInput::kX>(const_cast<__half*>(x), nullptr, weight, weight_f32, out, rows, dim, eps, bits,
                                        stream);
   }
   const cudaError_t err = trirun_op_rmsnorm(x, weight, weight_f32, out, rows, dim, eps, stream);
-  return err != cudaSuccess || bits == 0 ? err : trirun_op_quantize_rows(out, out, rows, dim, bits, stream);
+  return QuantizeAfter(err, out, rows, dim, bits, stream);
 }
 
 cudaError_t trirun_op_add_rmsnorm_quantize(__half* x, const __half* delta, const void* weight, int weight_f32,
                                            __half* out, int rows, int dim, float eps, int bits, cudaStream_t stream) {
-  if (rows <= 0 || dim <= 0 || bits == 1 || bits < 0 || bits > 8) return cudaErrorInvalidValue;
+  if (!RowNormArgsValid(rows, dim, bits)) return cudaErrorInvalidValue;
   if (RowFits(dim) && Aligned16(x) && Aligned16(delta) && Aligned16(weight) && Aligned16(out)) {
     return LaunchRowNorm<RowInput::kAddDelta>(x, delta, weight, weight_f32, out, rows, dim, eps, bits, stream);
   }
   const cudaError_t err = trirun_op_add_rmsnorm(x, delta, weight, weight_f32, out, rows, dim, eps, stream);
-  return err != cudaSuccess || bits == 0 ? err : trirun_op_quantize_rows(out, out, rows, dim, bits, stream);
+  return QuantizeAfter(err, out, rows, dim, bits, stream);
 }
 
 cudaError_t trirun_op_relu2_mul_rmsnorm(const __half* gate, const __half* up, const void* weight, int weight_f32,
                                         __half* out, int rows, int dim, float eps, int bits, cudaStream_t stream) {
-  if (rows <= 0 || dim <= 0 || bits == 1 || bits < 0 || bits > 8) return cudaErrorInvalidValue;
+  if (!RowNormArgsValid(rows, dim, bits)) return cudaErrorInvalidValue;
   if (RowFits(dim) && Aligned16(gate) && Aligned16(up) && Aligned16(weight) && Aligned16(out)) {
     // gate is only read (RowInput::kRelu2Mul).
     return LaunchRowNorm<RowInput::kRelu2Mul>(const_cast<__half*>(gate), up, weight, weight_f32, out, rows, dim, eps,
@@ -953,7 +961,7 @@ cudaError_t trirun_op_relu2_mul_rmsnorm(const __half* gate, const __half* up, co
   }
   cudaError_t err = trirun_op_relu2_mul(gate, up, out, static_cast<int64_t>(rows) * dim, stream);
   if (err == cudaSuccess) err = trirun_op_rmsnorm(out, weight, weight_f32, out, rows, dim, eps, stream);
-  return err != cudaSuccess || bits == 0 ? err : trirun_op_quantize_rows(out, out, rows, dim, bits, stream);
+  return QuantizeAfter(err, out, rows, dim, bits, stream);
 }
 
 cudaError_t trirun_op_rope(__half* x, const int32_t* positions, int tokens, int heads, int head_dim, float theta,
