@@ -136,6 +136,15 @@ export function packCodes(
   groupsize: GroupSize,
 ): TriRunLayer {
   checkGroupSize(groupsize);
+  if (typeof module !== "string" || module.length === 0)
+    throw new TypeError("module name must be a non-empty string");
+  for (const [v, label] of [
+    [inFeatures, "inFeatures"],
+    [outFeatures, "outFeatures"],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v <= 0)
+      throw new RangeError(`${label} must be a positive integer, got ${v}`);
+  }
   const { k, n } = paddedDims(inFeatures, outFeatures);
   const rows = groupsize === -1 ? 1 : k / 128;
   if (codes.length !== inFeatures * outFeatures) {
@@ -273,6 +282,7 @@ export function encodeTriRunMetadata(meta: Omit<TriRunMetadata, "version">): Rec
   > = Object.create(null); // so that a module named "__proto__" is an ordinary key
   for (const m of meta.modules) {
     checkModuleInfo(m);
+    if (Object.hasOwn(modules, m.module)) throw new RangeError(`module "${m.module}" is listed twice`);
     modules[m.module] = {
       in_features: m.inFeatures,
       out_features: m.outFeatures,

@@ -305,12 +305,20 @@ function crossing(w: number, t: number, guess: number, count: number): number {
  */
 function mseScale(group: Float64Array, len: number, maxAbs: number): number {
   let count = 0;
+  let overflowed = false;
   for (const p of MSE_GRID) {
     const candidate = roundToF16(p * maxAbs);
     if (candidate === 0) break;
+    // A candidate past fp16's range cannot be stored: the search is over the others (crossing()
+    // walks from its guess, so the missing indices only cost steps).
+    if (candidate === Number.POSITIVE_INFINITY) {
+      overflowed = true;
+      continue;
+    }
     mseCandidates[count++] = candidate;
   }
-  if (count === 0) return 0;
+  // Every candidate overflowed: the caller reports it, as for the other quantizers.
+  if (count === 0) return overflowed ? Number.POSITIVE_INFINITY : 0;
   const linear = mseLinear;
   const quadratic = mseQuadratic;
   linear.fill(0, 0, count + 1);
@@ -521,8 +529,9 @@ function quantizeBlocks(weight: WeightMatrix, p: Plan, scales: Uint16Array, sink
         else if (method === "mse") s = mseScale(copyGroup(f16, table, values, off, len, group), len, stat);
         else s = exactScale(copyGroup(f16, table, values, off, len, group), len, name, c, r0);
         if (!Number.isFinite(s)) {
+          const what = method === "absmean" ? `mean |w| = ${stat / len}` : `max |w| = ${stat}`;
           throw new RangeError(
-            `${describeAt(name, c, r0)}: the ${method} scale of this group (${stat}) overflows fp16`,
+            `${describeAt(name, c, r0)}: the ${method} scale of this group (${what}) overflows fp16 (largest 65504)`,
           );
         }
         scales[gi * n + c] = numberToF16Bits(s);

@@ -561,6 +561,9 @@ export function parseShardIndex(text: string, file: string): ShardIndex {
     }
     weightMap.set(tensor, shard);
   }
+  if (weightMap.size === 0) {
+    throw new CheckpointError("ERR_SAFETENSORS_BAD_INDEX", file, "its weight_map lists no tensors");
+  }
   const metadata = isPlainObject(parsed.metadata) ? parsed.metadata : {};
   return { metadata, weightMap };
 }

@@ -71,6 +71,11 @@ describe("packLinear / unpackLayer", () => {
       /scales must have 1 x 3/,
     );
     expect(() => packCodes("m", new Uint8Array(6), new Uint16Array(3), 2, 3, 64 as 128)).toThrow(/groupsize/);
+    expect(() => packCodes("m", new Uint8Array(0), new Uint16Array(0), -32, 3, -1)).toThrow(
+      /inFeatures must be a positive integer, got -32/,
+    );
+    expect(() => packCodes("m", new Uint8Array(3), new Uint16Array(3), 1.5, 2, -1)).toThrow(/inFeatures/);
+    expect(() => packCodes("", new Uint8Array(6), new Uint16Array(3), 2, 3, -1)).toThrow(/module name/);
   });
 });
 
@@ -78,6 +83,12 @@ describe("TriRun metadata", () => {
   const modules = [
     { module: "a.q_proj", inFeatures: 100, outFeatures: 300, k: 128, n: 512, groupsize: 128 as const },
   ];
+
+  it("refuses a module listed twice (the table would keep only the last)", () => {
+    expect(() =>
+      encodeTriRunMetadata({ groupsize: 128, method: "absmean", modules: [...modules, ...modules] }),
+    ).toThrow(/"a.q_proj" is listed twice/);
+  });
 
   it("round-trips and keeps format pt", () => {
     const md = encodeTriRunMetadata({ groupsize: 128, method: "absmean", modules });

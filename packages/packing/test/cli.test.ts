@@ -215,5 +215,30 @@ describe("trirun-pack / trirun-unpack (built CLI)", () => {
     const notTriRun = run(unpackCli, [model.dir, join(root, "w")]);
     expect(notTriRun.status).toBe(1);
     expect(notTriRun.stderr).toMatch(/^trirun-unpack: error: .*not a TriRun checkpoint[^\n]*\n$/);
+    // Failed runs leave no output folder behind.
+    for (const out of ["y", "z", "w"]) expect(existsSync(join(root, out)), out).toBe(false);
+  });
+
+  it("lists the modules on trirun-unpack --dry-run and writes nothing", async () => {
+    const model = await writeTinyModel(join(root, "udry"));
+    const packed = join(root, "udry-packed");
+    expect(run(packCli, [model.dir, packed, "--quiet"]).status).toBe(0);
+    const out = join(root, "udry-out");
+    const r = run(unpackCli, [packed, out, "--dry-run"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.match(/^unpack /gm)?.length).toBe(14);
+    expect(r.stdout).toMatch(
+      /^unpack model.layers.0.mlp.down_proj.B\/.s -> model.layers.0.mlp.down_proj.weight F16 \[128, 320\]: \d+ -> 81920 bytes$/m,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("stops quietly when the reader of its output goes away (| head)", async () => {
+    const model = await writeTinyModel(join(root, "pipe"));
+    // `true` exits without reading, so every write of the listing meets a closed pipe.
+    const script = `"${process.execPath}" "${packCli}" "${model.dir}" "${join(root, "pipe-out")}" --dry-run | true`;
+    const r = spawnSync("bash", ["-c", `${script}; echo "status \${PIPESTATUS[0]}"`], { encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("status 0\n");
   });
 });

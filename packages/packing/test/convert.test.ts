@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -10,7 +10,14 @@ import {
   tensorNamesOf,
   type WeightMatrix,
 } from "../src/index.js";
-import { openCheckpoint, openTriRunCheckpoint, packCheckpoint, unpackCheckpoint } from "../src/node/index.js";
+import {
+  openCheckpoint,
+  openTriRunCheckpoint,
+  type PackCheckpointOptions,
+  packCheckpoint,
+  unpackCheckpoint,
+  writeSafetensorsFile,
+} from "../src/node/index.js";
 import { tempDir } from "./helpers.js";
 import { writeTinyModel } from "./model-fixture.js";
 
@@ -152,10 +159,18 @@ describe("packCheckpoint / unpackCheckpoint", () => {
   it("refuses to overwrite, and leaves no partial file when a tensor fails", async () => {
     const model = await writeTinyModel(join(root, "fail"));
     const out = join(root, "fail-out");
+    // The error names the file and the tensor; the folder the run created goes again.
     await expect(packCheckpoint(model.dir, out, { method: "exact", groupsize: 128 })).rejects.toThrow(
-      /tensor "model.layers.0.self_attn.q_proj.weight" at \[\d+, \d+\]: value .* is not on the grid/,
+      /model\.safetensors: tensor "model.layers.0.self_attn.q_proj.weight" at \[\d+, \d+\]: value .* is not on the grid/,
     );
-    expect(readdirSync(out).filter((f) => f.includes("safetensors"))).toEqual([]);
+    expect(existsSync(out)).toBe(false);
+    // A folder that existed keeps what it had, and gets no partial file.
+    mkdirSync(out);
+    writeFileSync(join(out, "notes.txt"), "mine");
+    await expect(packCheckpoint(model.dir, out, { method: "exact", groupsize: 128 })).rejects.toThrow(
+      /not on the grid/,
+    );
+    expect(readdirSync(out)).toEqual(["notes.txt"]);
     await packCheckpoint(model.dir, out, { method: "absmean", groupsize: 128 });
     await expect(packCheckpoint(model.dir, out, { method: "absmean", groupsize: 128 })).rejects.toThrow(
       /already exists/,
@@ -164,5 +179,129 @@ describe("packCheckpoint / unpackCheckpoint", () => {
     await expect(packCheckpoint(model.dir, model.dir, { method: "absmean", groupsize: 128 })).rejects.toThrow(
       /must differ/,
     );
+  });
+
+  it("never leaves a mixed output folder: other files it would replace, or another checkpoint, need overwrite", async () => {
+    const sharded = await writeTinyModel(join(root, "mix-sharded"), { sharded: true });
+    const single = await writeTinyModel(join(root, "mix-single"));
+    const out = join(root, "mix-out");
+    await packCheckpoint(sharded.dir, out, { method: "absmean", groupsize: 128 });
+    expect(existsSync(join(out, "model.safetensors.index.json"))).toBe(true);
+    // Another checkpoint (the sharded one) is there: refused without overwrite...
+    await expect(packCheckpoint(single.dir, out, { method: "absmax", groupsize: 128 })).rejects.toThrow(
+      /another checkpoint is in the output folder|already exists/,
+    );
+    // ...and replaced whole with it: the stale index and shards go, so readers see the new model.
+    await packCheckpoint(single.dir, out, { method: "absmax", groupsize: 128, overwrite: true });
+    expect(readdirSync(out).filter((f) => f.includes("safetensors"))).toEqual(["model.safetensors"]);
+    const { checkpoint } = await openTriRunCheckpoint(out);
+    expect(checkpoint.metadata.method).toBe("absmax");
+    expect(checkpoint.modules().length).toBe(single.projections.length);
+    await checkpoint.close();
+
+    // config.json and side files of the folder are not replaced silently either.
+    const cfgOut = join(root, "mix-cfg");
+    mkdirSync(cfgOut);
+    writeFileSync(join(cfgOut, "tokenizer.json"), "precious");
+    await expect(packCheckpoint(single.dir, cfgOut, { method: "absmean", groupsize: 128 })).rejects.toThrow(
+      /tokenizer\.json: already exists/,
+    );
+    expect(readFileSync(join(cfgOut, "tokenizer.json"), "utf8")).toBe("precious");
+    expect(readdirSync(cfgOut)).toEqual(["tokenizer.json"]);
+
+    // An output path that is a file is named as such.
+    const file = join(root, "mix-file");
+    writeFileSync(file, "");
+    await expect(packCheckpoint(single.dir, file, { method: "absmean", groupsize: 128 })).rejects.toThrow(
+      /must be a folder/,
+    );
+  });
+
+  it("refuses an input that is already a TriRun checkpoint", async () => {
+    const model = await writeTinyModel(join(root, "twice"));
+    const once = join(root, "twice-once");
+    await packCheckpoint(model.dir, once, { method: "absmean", groupsize: 128 });
+    await expect(
+      packCheckpoint(once, join(root, "twice-twice"), { method: "absmean", groupsize: 128 }),
+    ).rejects.toThrow(/already a TriRun checkpoint/);
+    expect(existsSync(join(root, "twice-twice"))).toBe(false);
+  });
+
+  it("checks its options before reading or writing anything", async () => {
+    const model = await writeTinyModel(join(root, "opts"));
+    const out = join(root, "opts-out");
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ method: "foo", groupsize: 128 }, /options.method must be one of/],
+      [{ method: "absmean", groupsize: 64 }, /options.groupsize must be 128 or -1/],
+      [{ method: "absmean", groupsize: "128" }, /options.groupsize/],
+      [{ method: "absmean", groupsize: 128, include: [3] }, /options.include/],
+      [{ method: "absmean", groupsize: 128, exclude: "" }, /options.exclude/],
+      [{ method: "absmean", groupsize: 128, threads: 0 }, /options.threads/],
+    ];
+    for (const [options, message] of bad) {
+      for (const dryRun of [true, false]) {
+        await expect(
+          packCheckpoint(model.dir, out, { ...(options as unknown as PackCheckpointOptions), dryRun }),
+        ).rejects.toThrow(message);
+        expect(existsSync(out)).toBe(false);
+      }
+    }
+    // One glob as a string is that glob, not its characters.
+    const dry = await packCheckpoint(model.dir, out, {
+      method: "absmean",
+      groupsize: 128,
+      include: "*.q_proj" as unknown as string[],
+      dryRun: true,
+    });
+    expect(dry.tensors.filter((t) => t.action === "pack").map((t) => t.name)).toEqual([
+      "model.layers.0.self_attn.q_proj.weight",
+      "model.layers.1.self_attn.q_proj.weight",
+    ]);
+  });
+
+  it("refuses a selected projection that is not a float weight instead of copying it unquantized", async () => {
+    const dir = join(root, "int-weight");
+    mkdirSync(dir);
+    await writeSafetensorsFile(join(dir, "model.safetensors"), [
+      {
+        name: "model.layers.0.self_attn.q_proj.weight",
+        dtype: "I32",
+        shape: [4, 4],
+        data: new Int32Array(16),
+      },
+      { name: "model.norm.weight", dtype: "F32", shape: [4], data: new Float32Array(4) },
+    ]);
+    await expect(
+      packCheckpoint(dir, join(root, "int-out"), { method: "absmean", groupsize: 128, dryRun: true }),
+    ).rejects.toThrow(/q_proj.weight": is I32, not a weight type the quantizers read/);
+    // Excluded, it is copied as it is.
+    const dry = await packCheckpoint(dir, join(root, "int-out"), {
+      method: "absmean",
+      groupsize: 128,
+      exclude: ["*.q_proj"],
+      dryRun: true,
+    });
+    expect(dry.tensors.map((t) => t.action)).toEqual(["copy", "copy"]);
+  });
+
+  it("refuses to unpack a checkpoint whose plain tensor collides with a packed module", async () => {
+    const model = await writeTinyModel(join(root, "dup"));
+    const packed = join(root, "dup-packed");
+    await packCheckpoint(model.dir, packed, { method: "absmean", groupsize: 128, include: ["*.q_proj"] });
+    // Add "<module>.weight" beside the module's .B/.s.
+    const ckpt = await openCheckpoint(packed);
+    const tensors = [];
+    for (const name of ckpt.names())
+      tensors.push({ ...ckpt.info(name), name, data: (await ckpt.readTensor(name)).data });
+    const reader = ckpt.shards[0];
+    const metadata = reader.metadata;
+    await ckpt.close();
+    const module = "model.layers.0.self_attn.q_proj";
+    tensors.push({ name: `${module}.weight`, dtype: "F16", shape: [2], data: new Uint16Array(2) });
+    const dupDir = join(root, "dup-bad");
+    mkdirSync(dupDir);
+    await writeSafetensorsFile(join(dupDir, "model.safetensors"), tensors as TensorToWrite[], metadata);
+    await expect(unpackCheckpoint(dupDir, join(root, "dup-out"))).rejects.toThrow(/would be written twice/);
+    expect(existsSync(join(root, "dup-out"))).toBe(false);
   });
 });

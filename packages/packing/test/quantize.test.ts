@@ -3,7 +3,9 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   dequantizeToF16,
+  f16BitsToNumber,
   type FloatDType,
+  MSE_GRID,
   packScales,
   packWeights,
   type QuantMethod,
@@ -253,6 +255,57 @@ describe("quantizers against an fp64 reference", () => {
         { method: "absmax", groupsize: -1 },
       ),
     ).toThrow(/overflows fp16/);
+  });
+
+  it("refuses a group whose every scale overflows fp16, whatever the method (mse included)", () => {
+    // 4e5 * 0.21 (the smallest mse candidate) is past 65504: no candidate can be stored.
+    const huge = Float32Array.from(
+      { length: 128 },
+      (_, i) => (i % 2 === 0 ? 4e5 : -3e5) * (0.5 + Math.random() / 2),
+    );
+    huge[0] = 4e5;
+    for (const method of ["absmean", "absmax", "mse"] as const) {
+      expect(() =>
+        quantize({ data: huge, dtype: "F32", outFeatures: 1, inFeatures: 128 }, { method, groupsize: 128 }),
+      ).toThrow(/overflows fp16/);
+    }
+    // The absmean message gives the scale it would have taken (the mean), not the group's sum.
+    expect(() =>
+      quantize(
+        { data: huge, dtype: "F32", outFeatures: 1, inFeatures: 128 },
+        { method: "absmean", groupsize: 128 },
+      ),
+    ).toThrow(/mean \|w\| = \d/);
+  });
+
+  it("mse searches only the storable scales when the largest candidates overflow fp16", () => {
+    // max |w| 1e5: candidates 1.0 .. 0.66 x 1e5 overflow, 0.65 .. 0.21 x 1e5 do not.
+    const w = Float32Array.from({ length: 128 }, () => (Math.random() * 2 - 1) * 6e4);
+    w[5] = 1e5;
+    const q = quantize(
+      { data: w, dtype: "F32", outFeatures: 1, inFeatures: 128 },
+      { method: "mse", groupsize: 128 },
+    );
+    const s = f16BitsToNumber(q.scales[0]);
+    expect(Number.isFinite(s)).toBe(true);
+    expect(s).toBeGreaterThan(0);
+    // The plain search over the storable candidates (fp64 error, first of the least).
+    let best = Number.POSITIVE_INFINITY;
+    let expected = 0;
+    for (const p of MSE_GRID) {
+      const c = f16round(p * 1e5);
+      if (!Number.isFinite(c)) continue;
+      let e = 0;
+      for (const x of w) {
+        const level = Math.min(2, Math.max(-1, roundHalfEven(x / c)));
+        e += (x - level * c) ** 2;
+      }
+      if (e < best) {
+        best = e;
+        expected = c;
+      }
+    }
+    expect(s).toBe(expected);
   });
 });
 

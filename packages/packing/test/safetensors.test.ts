@@ -345,6 +345,9 @@ describe("sharded checkpoints", () => {
     await expectCode(openCheckpoint(d), "ERR_SAFETENSORS_BAD_INDEX", /plain \*.safetensors file name/);
     writeFileSync(join(d, "model.safetensors.index.json"), "{not json");
     await expectCode(openCheckpoint(d), "ERR_SAFETENSORS_BAD_INDEX");
+    // An empty index would hide the shards beside it: a checkpoint of nothing.
+    writeFileSync(join(d, "model.safetensors.index.json"), JSON.stringify({ weight_map: {} }));
+    await expectCode(openCheckpoint(d), "ERR_SAFETENSORS_BAD_INDEX", /lists no tensors/);
   });
 
   it("rejects a tensor present in two shards", async () => {

@@ -53,6 +53,19 @@ export function summaryLines(summary: ConvertSummary, verb: string): string[] {
   return lines;
 }
 
+/**
+ * A reader that stops early (`trirun-pack ... --dry-run | head`) closes the pipe: stop writing
+ * quietly instead of failing with an unhandled EPIPE error.
+ */
+export function quietOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
+}
+
 /** Runs a CLI body: any error becomes one line on stderr and exit status 1. */
 export async function runCli(name: string, body: () => Promise<void>): Promise<void> {
   try {

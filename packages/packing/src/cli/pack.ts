@@ -4,7 +4,7 @@ import { availableParallelism } from "node:os";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { QUANT_METHODS } from "../quantize.js";
 import { DEFAULT_INCLUDE, packCheckpoint } from "../node/convert.js";
-import { progressBar, runCli, summaryLines } from "./common.js";
+import { progressBar, quietOnClosedPipe, runCli, summaryLines } from "./common.js";
 
 function parseThreads(value: string): number {
   const threads = Number(value);
@@ -58,7 +58,10 @@ const program = new Command("trirun-pack")
     ).argParser(parseThreads),
   )
   .option("-n, --dry-run", "list what would be packed; write nothing")
-  .option("-f, --force", "overwrite files in the output folder")
+  .option(
+    "-f, --force",
+    "replace what the output folder holds: the files this run writes, and any other checkpoint there (its .safetensors files and shard index)",
+  )
   .option("-q, --quiet", "no progress bar")
   .option("--json", "print the summary as JSON")
   // One line on bad usage, prefixed like our own errors.
@@ -105,6 +108,7 @@ const program = new Command("trirun-pack")
     });
   });
 
+quietOnClosedPipe();
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`trirun-pack: error: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = 1;

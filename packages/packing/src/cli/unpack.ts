@@ -2,7 +2,7 @@
 /** trirun-unpack: TriRun checkpoint -> dequantized fp16 safetensors checkpoint. */
 import { Command } from "commander";
 import { unpackCheckpoint } from "../node/convert.js";
-import { progressBar, runCli, summaryLines } from "./common.js";
+import { progressBar, quietOnClosedPipe, runCli, summaryLines } from "./common.js";
 
 const program = new Command("trirun-unpack")
   .description(
@@ -12,7 +12,10 @@ const program = new Command("trirun-unpack")
   .argument("<input>", "TriRun checkpoint file or folder")
   .argument("<output>", "output folder")
   .option("-n, --dry-run", "list what would be written; write nothing")
-  .option("-f, --force", "overwrite files in the output folder")
+  .option(
+    "-f, --force",
+    "replace what the output folder holds: the files this run writes, and any other checkpoint there (its .safetensors files and shard index)",
+  )
   .option("-q, --quiet", "no progress bar")
   .option("--json", "print the summary as JSON")
   // One line on bad usage, prefixed like our own errors.
@@ -36,10 +39,20 @@ const program = new Command("trirun-unpack")
         process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
         return;
       }
+      if (summary.dryRun) {
+        for (const t of summary.tensors) {
+          if (t.action !== "pack") continue;
+          const m = t.module!;
+          process.stdout.write(
+            `unpack ${m.module}.B/.s -> ${m.module}.weight F16 [${t.shape.join(", ")}]: ${t.bytesBefore} -> ${t.bytesAfter} bytes\n`,
+          );
+        }
+      }
       for (const line of summaryLines(summary, "unpacked")) process.stdout.write(`${line}\n`);
     });
   });
 
+quietOnClosedPipe();
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`trirun-unpack: error: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = 1;

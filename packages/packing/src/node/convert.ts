@@ -3,13 +3,14 @@
  * folder or shards) -> TriRun checkpoint (`pack`), and TriRun -> dequantized fp16 (`unpack`).
  * Output shards mirror the input shards; config.json gets (or loses) a quantization_config.
  */
-import { copyFile, mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import picomatch from "picomatch";
 import {
   dequantizeLayer,
   encodeTriRunMetadata,
   type GroupSize,
+  METADATA_KEYS,
   packBitNetLinear,
   packLinear,
   paddedDims,
@@ -22,7 +23,13 @@ import {
 import { BITNET_VALUES_PER_BYTE, type BitNetQuantization, bitNetQuantization } from "../bitnet.js";
 import { CheckpointError } from "../errors.js";
 import { bf16BitsToNumber, f16BitsToNumber } from "../fp16.js";
-import type { FloatDType, QuantMethod, WeightMatrix } from "../quantize.js";
+import {
+  type FloatDType,
+  type PackedWeights,
+  QUANT_METHODS,
+  type QuantMethod,
+  type WeightMatrix,
+} from "../quantize.js";
 import {
   buildShardIndex,
   bytesToTensorData,
@@ -58,12 +65,19 @@ export interface PackCheckpointOptions {
    */
   method: QuantMethod;
   groupsize: GroupSize;
-  /** Globs over module names (`<module>.weight` minus `.weight`); default {@link DEFAULT_INCLUDE}. */
-  include?: readonly string[];
-  exclude?: readonly string[];
+  /**
+   * Globs over module names (`<module>.weight` minus `.weight`); default {@link DEFAULT_INCLUDE}.
+   * One glob may be given as a string.
+   */
+  include?: string | readonly string[];
+  exclude?: string | readonly string[];
   /** Plan only: nothing is read beyond headers, nothing written. */
   dryRun?: boolean;
-  /** Replace files already in the output folder. */
+  /**
+   * Replace what is already in the output folder: the files this conversion writes, and any other
+   * checkpoint there (its `.safetensors` files and shard index), so that no stale shard is read
+   * with the new ones. Without it, a conversion that would replace a file fails before writing.
+   */
   overwrite?: boolean;
   /**
    * Worker threads that quantize each large layer in parallel (default 1: the calling thread).
@@ -116,6 +130,58 @@ function moduleMatcher(include: readonly string[], exclude: readonly string[]): 
   const inc = picomatch([...include], { dot: true });
   const exc = exclude.length > 0 ? picomatch([...exclude], { dot: true }) : () => false;
   return (module) => inc(module) && !exc(module);
+}
+
+/** A glob option as a list: one string is one glob (not its characters). */
+function globList(value: unknown, option: string, fallback: readonly string[]): readonly string[] {
+  if (value === undefined) return fallback;
+  const list = typeof value === "string" ? [value] : value;
+  if (!Array.isArray(list) || list.some((g) => typeof g !== "string" || g.length === 0)) {
+    throw new TypeError(
+      `options.${option} must be a glob or an array of non-empty globs, got ${JSON.stringify(value)}`,
+    );
+  }
+  return list as readonly string[];
+}
+
+/** Pack options checked and normalised before anything is read or written. */
+function checkPackOptions(options: PackCheckpointOptions): {
+  include: readonly string[];
+  exclude: readonly string[];
+  threads: number;
+} {
+  if (!QUANT_METHODS.includes(options.method)) {
+    throw new TypeError(
+      `options.method must be one of ${QUANT_METHODS.join(", ")}, got ${JSON.stringify(options.method)}`,
+    );
+  }
+  if (options.groupsize !== 128 && options.groupsize !== -1) {
+    throw new TypeError(
+      `options.groupsize must be 128 or -1 (one group per output column), got ${JSON.stringify(options.groupsize)}`,
+    );
+  }
+  const threads = options.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw new RangeError(`options.threads must be an integer from 1 to 1024, got ${String(options.threads)}`);
+  }
+  return {
+    include: globList(options.include, "include", DEFAULT_INCLUDE),
+    exclude: globList(options.exclude, "exclude", []),
+    threads,
+  };
+}
+
+/** An input that is already a TriRun checkpoint would lose its modules: refuse it. */
+function refuseTriRunInput(ckpt: SafetensorsCheckpoint): void {
+  for (const reader of ckpt.shards) {
+    if (reader.metadata[METADATA_KEYS.format] !== undefined) {
+      throw new CheckpointError(
+        "ERR_TRIRUN_BAD_METADATA",
+        reader.file,
+        "is already a TriRun checkpoint (trirun-unpack / unpackCheckpoint turns it back into fp16 weights)",
+      );
+    }
+  }
 }
 
 const WEIGHT_SCALE_SUFFIX = ".weight_scale";
@@ -176,11 +242,12 @@ function bitNetPackedModules(
 function planShards(
   ckpt: SafetensorsCheckpoint,
   options: PackCheckpointOptions,
+  globs: { include: readonly string[]; exclude: readonly string[] },
   singleName: string,
   bitnet: BitNetQuantization | undefined,
   configPath: string,
 ): ShardPlan[] {
-  const selected = moduleMatcher(options.include ?? DEFAULT_INCLUDE, options.exclude ?? []);
+  const selected = moduleMatcher(globs.include, globs.exclude);
   const bitNetPacked = bitNetPackedModules(ckpt, options, selected, bitnet, configPath);
   return ckpt.shards.map((reader) => ({
     reader,
@@ -194,6 +261,21 @@ function planShards(
         return [];
       const module = t.name.endsWith(".weight") ? t.name.slice(0, -".weight".length) : undefined;
       const packedBitNet = module !== undefined && bitNetPacked.has(module);
+      if (
+        module !== undefined &&
+        !packedBitNet &&
+        t.shape.length === 2 &&
+        !QUANTIZABLE.has(t.dtype) &&
+        selected(module)
+      ) {
+        // Copying it would leave a selected layer unquantized without a word.
+        throw new CheckpointError(
+          "ERR_TRIRUN_BAD_LAYER",
+          reader.file,
+          `is ${t.dtype}, not a weight type the quantizers read (F16/BF16/F32/F64); exclude the module to copy it as it is`,
+          t.name,
+        );
+      }
       if (
         module !== undefined &&
         (packedBitNet ||
@@ -260,12 +342,17 @@ function outputSpecs(plan: ShardPlan): TensorSpec[] {
   });
 }
 
+/** Removes the output folder on failure when this conversion created it (it holds only our files). */
+interface OutputFolder {
+  created: boolean;
+}
+
 async function prepareOutput(
   input: string,
   output: string,
-  names: string[],
+  names: readonly string[],
   overwrite: boolean,
-): Promise<void> {
+): Promise<OutputFolder> {
   if (resolve(input) === resolve(output)) {
     throw new CheckpointError(
       "ERR_SAFETENSORS_IO",
@@ -273,29 +360,66 @@ async function prepareOutput(
       "output folder must differ from the input folder",
     );
   }
-  await mkdir(output, { recursive: true });
-  if (overwrite) return;
-  for (const name of names) {
-    const exists = await stat(join(output, name)).then(
-      () => true,
-      () => false,
+  const existing = await stat(output).then(
+    (info) => info,
+    () => undefined,
+  );
+  if (existing !== undefined && !existing.isDirectory()) {
+    throw new CheckpointError(
+      "ERR_SAFETENSORS_IO",
+      output,
+      "the output must be a folder, and this is a file",
     );
-    if (exists)
+  }
+  if (existing === undefined) {
+    try {
+      await mkdir(output, { recursive: true });
+    } catch (cause) {
+      const reason = (cause as NodeJS.ErrnoException).code ?? String(cause);
       throw new CheckpointError(
         "ERR_SAFETENSORS_IO",
-        join(output, name),
-        "already exists (use overwrite / --force)",
+        output,
+        `creating the output folder failed (${reason})`,
+        undefined,
+        {
+          cause,
+        },
       );
+    }
+    return { created: true };
   }
+  const entries = await readdir(output);
+  if (!overwrite) {
+    const taken = names.filter((name) => entries.includes(name));
+    if (taken.length > 0)
+      throw new CheckpointError(
+        "ERR_SAFETENSORS_IO",
+        join(output, taken[0]),
+        `already exists${taken.length > 1 ? ` (and ${taken.length - 1} more file(s) this conversion writes)` : ""}; use overwrite / --force to replace`,
+      );
+    // Another checkpoint's shards beside ours would be read with them (an index wins, else every
+    // *.safetensors file): refuse rather than write a mixed folder.
+    const stale = entries.filter((e) => e === SHARD_INDEX_FILE || e.endsWith(".safetensors"));
+    if (stale.length > 0)
+      throw new CheckpointError(
+        "ERR_SAFETENSORS_IO",
+        join(output, stale[0]),
+        "another checkpoint is in the output folder; use an empty folder, or overwrite / --force to replace it",
+      );
+    return { created: false };
+  }
+  // Replace: the other checkpoint's files go, so that no stale shard or index is read with ours.
+  for (const e of entries) {
+    if ((e === SHARD_INDEX_FILE || e.endsWith(".safetensors")) && !names.includes(e)) {
+      await rm(join(output, e), { force: true });
+    }
+  }
+  return { created: false };
 }
 
-/** Copies the checkpoint folder's side files (tokenizer, generation config...) except those rewritten. */
-async function copySideFiles(
-  inputDir: string,
-  output: string,
-  skip: (name: string) => boolean,
-): Promise<string[]> {
-  const copied: string[] = [];
+/** Side files (tokenizer, generation config...) that `copySideFiles` would copy. */
+async function sideFiles(inputDir: string, skip: (name: string) => boolean): Promise<string[]> {
+  const names: string[] = [];
   for (const entry of await readdir(inputDir, { withFileTypes: true })) {
     if (
       !entry.isFile() ||
@@ -304,10 +428,50 @@ async function copySideFiles(
       entry.name.endsWith(".partial")
     )
       continue;
-    await copyFile(join(inputDir, entry.name), join(output, entry.name));
-    copied.push(join(output, entry.name));
+    names.push(entry.name);
+  }
+  return names;
+}
+
+/** Copies the checkpoint folder's side files (tokenizer, generation config...) except those rewritten. */
+async function copySideFiles(inputDir: string, output: string, names: readonly string[]): Promise<string[]> {
+  const copied: string[] = [];
+  for (const name of names) {
+    await copyFile(join(inputDir, name), join(output, name));
+    copied.push(join(output, name));
   }
   return copied;
+}
+
+/** The files a conversion writes besides its shards: config.json and the copied side files. */
+async function extraOutputs(
+  inputDir: string,
+  hasConfig: boolean,
+  copySides: boolean,
+): Promise<{ side: string[]; names: string[] }> {
+  const side = copySides
+    ? await sideFiles(inputDir, (n) => n === "config.json" || n === SHARD_INDEX_FILE)
+    : [];
+  return { side, names: [...(hasConfig ? ["config.json"] : []), ...side] };
+}
+
+/**
+ * Runs a conversion's writing part; on failure, a folder it created goes again (a folder that
+ * existed keeps its files: the writers leave no partial file behind).
+ */
+async function removeOnFailure<T>(output: string, folder: OutputFolder, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    if (folder.created) await rm(output, { recursive: true, force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Errors of one tensor's conversion (quantizer ranges, worker failures) name the file it came from. */
+function inFile(file: string, err: unknown): unknown {
+  if (err instanceof CheckpointError || !(err instanceof Error)) return err;
+  return new CheckpointError("ERR_TRIRUN_BAD_LAYER", file, err.message, undefined, { cause: err });
 }
 
 /** Tensors to write for one input tensor, in order. */
@@ -368,10 +532,7 @@ export async function packCheckpoint(
   options: PackCheckpointOptions,
 ): Promise<ConvertSummary> {
   const started = performance.now();
-  const threads = options.threads ?? 1;
-  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
-    throw new RangeError(`threads must be an integer from 1 to 1024, got ${String(options.threads)}`);
-  }
+  const { include, exclude, threads } = checkPackOptions(options);
   const location = await locateCheckpoint(input);
   const config = await readConfig(location.dir);
   const configPath = join(location.dir, "config.json");
@@ -384,7 +545,8 @@ export async function packCheckpoint(
   const ckpt = await openCheckpoint(input);
   let pool: PackPool | undefined;
   try {
-    const plans = planShards(ckpt, options, "model.safetensors", bitnet, configPath);
+    refuseTriRunInput(ckpt);
+    const plans = planShards(ckpt, options, { include, exclude }, "model.safetensors", bitnet, configPath);
     const all = plans.flatMap((p) => p.tensors);
     const modules = all.flatMap((t) => (t.module ? [t.module] : []));
     const summary: ConvertSummary = {
@@ -409,86 +571,99 @@ export async function packCheckpoint(
     if (options.dryRun) return summary;
 
     const sharded = ckpt.index !== undefined;
-    await prepareOutput(
+    const extra = await extraOutputs(
+      location.dir,
+      config !== undefined,
+      location.files.length === 0 || (await stat(input)).isDirectory(),
+    );
+    const folder = await prepareOutput(
       location.dir,
       output,
-      [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : [])],
+      [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : []), ...extra.names],
       options.overwrite === true,
     );
-    const meta = { groupsize: options.groupsize, method: options.method, modules };
-    const trirunMetadata = encodeTriRunMetadata(meta);
-    let done = 0;
-    const weightMap = new Map<string, string>();
-    for (const plan of plans) {
-      const specs = outputSpecs(plan);
-      for (const s of specs) weightMap.set(s.name, plan.outName);
-      const metadata = { ...plan.reader.metadata, ...trirunMetadata };
-      const path = await writeShard(output, plan, specs, metadata, async (t, bytes): Promise<Outputs> => {
-        options.onProgress?.({ done: ++done, total: all.length, tensor: t.name, action: t.action });
-        if (t.action === "copy") return [[t.name, bytes]];
-        const m = t.module!;
-        const names = tensorNamesOf(m.module);
-        if (t.from === "bitnet") {
-          const source = {
-            packed: bytes,
-            rows: t.shape[0],
+    await removeOnFailure(output, folder, async () => {
+      const meta = { groupsize: options.groupsize, method: options.method, modules };
+      const trirunMetadata = encodeTriRunMetadata(meta);
+      let done = 0;
+      const weightMap = new Map<string, string>();
+      for (const plan of plans) {
+        const specs = outputSpecs(plan);
+        for (const s of specs) weightMap.set(s.name, plan.outName);
+        const metadata = { ...plan.reader.metadata, ...trirunMetadata };
+        const path = await writeShard(output, plan, specs, metadata, async (t, bytes): Promise<Outputs> => {
+          options.onProgress?.({ done: ++done, total: all.length, tensor: t.name, action: t.action });
+          if (t.action === "copy") return [[t.name, bytes]];
+          const m = t.module!;
+          const names = tensorNamesOf(m.module);
+          if (t.from === "bitnet") {
+            const source = {
+              packed: bytes,
+              rows: t.shape[0],
+              inFeatures: m.inFeatures,
+              weightScale: await readWeightScale(ckpt, m.module + WEIGHT_SCALE_SUFFIX),
+              linearClass: bitnet!.linearClass,
+            };
+            let layer: ReturnType<typeof packBitNetLinear>;
+            try {
+              layer = packBitNetLinear(m.module, source, options.groupsize);
+            } catch (err) {
+              throw inFile(plan.reader.file, err);
+            }
+            return [
+              [names.B, layer.B],
+              [names.s, layer.s],
+            ];
+          }
+          const weight = {
+            data: bytesToTensorData(t.dtype as SafetensorsDType, bytes),
+            dtype: t.dtype,
+            outFeatures: m.outFeatures,
             inFeatures: m.inFeatures,
-            weightScale: await readWeightScale(ckpt, m.module + WEIGHT_SCALE_SUFFIX),
-            linearClass: bitnet!.linearClass,
-          };
-          const layer = packBitNetLinear(m.module, source, options.groupsize);
+          } as WeightMatrix;
+          const quant = { method: options.method, groupsize: options.groupsize };
+          // Padded layers (rare: dimensions off the kernel's multiples) stay on this thread, and so
+          // does "bitnet" (one scale per tensor; the workers see column ranges). The workers start
+          // with the first layer large enough for them (none for a small model).
+          const parallel =
+            threads > 1 &&
+            options.method !== "bitnet" &&
+            m.k === m.inFeatures &&
+            m.n === m.outFeatures &&
+            m.inFeatures * m.outFeatures >= PARALLEL_MIN_WEIGHTS;
+          if (parallel) pool ??= PackPool.create(threads);
+          let layer: Pick<PackedWeights, "B" | "s">;
+          try {
+            layer =
+              parallel && pool !== undefined
+                ? await pool.pack(weight, { ...quant, name: t.name })
+                : packLinear(m.module, weight, quant);
+          } catch (err) {
+            throw inFile(plan.reader.file, err);
+          }
           return [
             [names.B, layer.B],
             [names.s, layer.s],
           ];
-        }
-        const weight = {
-          data: bytesToTensorData(t.dtype as SafetensorsDType, bytes),
-          dtype: t.dtype,
-          outFeatures: m.outFeatures,
-          inFeatures: m.inFeatures,
-        } as WeightMatrix;
-        const quant = { method: options.method, groupsize: options.groupsize };
-        // Padded layers (rare: dimensions off the kernel's multiples) stay on this thread, and so
-        // does "bitnet" (one scale per tensor; the workers see column ranges). The workers start
-        // with the first layer large enough for them (none for a small model).
-        const parallel =
-          threads > 1 &&
-          options.method !== "bitnet" &&
-          m.k === m.inFeatures &&
-          m.n === m.outFeatures &&
-          m.inFeatures * m.outFeatures >= PARALLEL_MIN_WEIGHTS;
-        if (parallel) pool ??= PackPool.create(threads);
-        const layer =
-          parallel && pool !== undefined
-            ? await pool.pack(weight, { ...quant, name: t.name })
-            : packLinear(m.module, weight, quant);
-        return [
-          [names.B, layer.B],
-          [names.s, layer.s],
-        ];
-      });
-      summary.files.push(path);
-    }
-    if (sharded) {
-      const total = plans.reduce((a, p) => a + p.tensors.reduce((b, t) => b + t.bytesAfter, 0), 0);
-      const indexPath = join(output, SHARD_INDEX_FILE);
-      await writeFile(indexPath, buildShardIndex(weightMap, total));
-      summary.files.push(indexPath);
-    }
-    if (config !== undefined) {
-      const outConfig = join(output, "config.json");
-      await writeFile(
-        outConfig,
-        `${JSON.stringify({ ...config, quantization_config: quantizationConfig(meta) }, null, 2)}\n`,
-      );
-      summary.files.push(outConfig);
-    }
-    if (location.files.length === 0 || (await stat(input)).isDirectory()) {
-      summary.files.push(
-        ...(await copySideFiles(location.dir, output, (n) => n === "config.json" || n === SHARD_INDEX_FILE)),
-      );
-    }
+        });
+        summary.files.push(path);
+      }
+      if (sharded) {
+        const total = plans.reduce((a, p) => a + p.tensors.reduce((b, t) => b + t.bytesAfter, 0), 0);
+        const indexPath = join(output, SHARD_INDEX_FILE);
+        await writeFile(indexPath, buildShardIndex(weightMap, total));
+        summary.files.push(indexPath);
+      }
+      if (config !== undefined) {
+        const outConfig = join(output, "config.json");
+        await writeFile(
+          outConfig,
+          `${JSON.stringify({ ...config, quantization_config: quantizationConfig(meta) }, null, 2)}\n`,
+        );
+        summary.files.push(outConfig);
+      }
+      summary.files.push(...(await copySideFiles(location.dir, output, extra.side)));
+    });
     summary.seconds = (performance.now() - started) / 1000;
     return summary;
   } finally {
@@ -554,6 +729,22 @@ export async function unpackCheckpoint(
       }),
     }));
     const all = plans.flatMap((p) => p.tensors);
+    // A module's dequantized weight must not collide with a tensor copied as it is.
+    const written = new Set<string>();
+    for (const plan of plans) {
+      for (const t of plan.tensors) {
+        const name = t.module ? tensorNamesOf(t.module.module).weight : t.name;
+        if (written.has(name)) {
+          throw new CheckpointError(
+            "ERR_TRIRUN_BAD_LAYER",
+            plan.reader.file,
+            "would be written twice: the checkpoint holds this tensor and a packed module (.B/.s) that unpacks to it",
+            name,
+          );
+        }
+        written.add(name);
+      }
+    }
     const summary: ConvertSummary = {
       input,
       output,
@@ -570,57 +761,56 @@ export async function unpackCheckpoint(
     };
     if (options.dryRun) return summary;
     const sharded = files.index !== undefined;
-    await prepareOutput(
+    const config = await readConfig(location.dir);
+    const extra = await extraOutputs(location.dir, config !== undefined, (await stat(input)).isDirectory());
+    const folder = await prepareOutput(
       location.dir,
       output,
-      [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : [])],
+      [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : []), ...extra.names],
       options.overwrite === true,
     );
-    let done = 0;
-    const weightMap = new Map<string, string>();
-    for (const plan of plans) {
-      const specs: TensorSpec[] = plan.tensors.map((t) => ({
-        name: t.module ? tensorNamesOf(t.module.module).weight : t.name,
-        dtype: t.dtype as TensorSpec["dtype"],
-        shape: t.shape,
-      }));
-      for (const s of specs) weightMap.set(s.name, plan.outName);
-      const metadata = Object.fromEntries(
-        Object.entries(plan.reader.metadata).filter(([key]) => !key.startsWith("trirun.")),
-      );
-      const path = await writeShard(output, plan, specs, metadata, async (t, bytes): Promise<Outputs> => {
-        options.onProgress?.({
-          done: ++done,
-          total: all.length,
-          tensor: t.name,
-          action: t.module ? "unpack" : "copy",
+    await removeOnFailure(output, folder, async () => {
+      let done = 0;
+      const weightMap = new Map<string, string>();
+      for (const plan of plans) {
+        const specs: TensorSpec[] = plan.tensors.map((t) => ({
+          name: t.module ? tensorNamesOf(t.module.module).weight : t.name,
+          dtype: t.dtype as TensorSpec["dtype"],
+          shape: t.shape,
+        }));
+        for (const s of specs) weightMap.set(s.name, plan.outName);
+        const metadata = Object.fromEntries(
+          Object.entries(plan.reader.metadata).filter(([key]) => !key.startsWith("trirun.")),
+        );
+        const path = await writeShard(output, plan, specs, metadata, async (t, bytes): Promise<Outputs> => {
+          options.onProgress?.({
+            done: ++done,
+            total: all.length,
+            tensor: t.name,
+            action: t.module ? "unpack" : "copy",
+          });
+          if (t.module === undefined) return [[t.name, bytes]];
+          // `bytes` are the module's B; its scales are small and read here.
+          const names = tensorNamesOf(t.module.module);
+          const s = (await files.readTensor(names.s, "F16")).data;
+          const layer = { ...t.module, B: bytesToTensorData("I32", bytes), s };
+          return [[names.weight, dequantizeLayer(layer)]];
         });
-        if (t.module === undefined) return [[t.name, bytes]];
-        // `bytes` are the module's B; its scales are small and read here.
-        const names = tensorNamesOf(t.module.module);
-        const s = (await files.readTensor(names.s, "F16")).data;
-        const layer = { ...t.module, B: bytesToTensorData("I32", bytes), s };
-        return [[names.weight, dequantizeLayer(layer)]];
-      });
-      summary.files.push(path);
-    }
-    if (sharded) {
-      const indexPath = join(output, SHARD_INDEX_FILE);
-      await writeFile(indexPath, buildShardIndex(weightMap, summary.bytesAfter));
-      summary.files.push(indexPath);
-    }
-    const config = await readConfig(location.dir);
-    if (config !== undefined) {
-      const { quantization_config: _dropped, ...rest } = config;
-      const configPath = join(output, "config.json");
-      await writeFile(configPath, `${JSON.stringify(rest, null, 2)}\n`);
-      summary.files.push(configPath);
-    }
-    if ((await stat(input)).isDirectory()) {
-      summary.files.push(
-        ...(await copySideFiles(location.dir, output, (n) => n === "config.json" || n === SHARD_INDEX_FILE)),
-      );
-    }
+        summary.files.push(path);
+      }
+      if (sharded) {
+        const indexPath = join(output, SHARD_INDEX_FILE);
+        await writeFile(indexPath, buildShardIndex(weightMap, summary.bytesAfter));
+        summary.files.push(indexPath);
+      }
+      if (config !== undefined) {
+        const { quantization_config: _dropped, ...rest } = config;
+        const configPath = join(output, "config.json");
+        await writeFile(configPath, `${JSON.stringify(rest, null, 2)}\n`);
+        summary.files.push(configPath);
+      }
+      summary.files.push(...(await copySideFiles(location.dir, output, extra.side)));
+    });
     summary.seconds = (performance.now() - started) / 1000;
     return summary;
   } finally {
