@@ -6,8 +6,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Resvg } from "@resvg/resvg-js";
-import * as vega from "vega";
-import { compile, type TopLevelSpec } from "vega-lite";
+import type { TopLevelSpec } from "vega-lite";
 import { summarizeModels, toMarkdown } from "./report.js";
 import type { BenchResults } from "./results.js";
 
@@ -107,8 +106,13 @@ export function speedupChartSpec(results: BenchResults): TopLevelSpec {
   } as TopLevelSpec;
 }
 
-/** Renders the chart as an SVG string. */
+/**
+ * Renders the chart as an SVG string. Vega and Vega-Lite are ES modules (Vega with a top-level
+ * await), which `require` cannot load: they are imported here, when a chart is drawn, so that the
+ * CommonJS build of this entry loads too.
+ */
 export async function renderChartSvg(results: BenchResults): Promise<string> {
+  const [vega, { compile }] = await Promise.all([import("vega"), import("vega-lite")]);
   const compiled = compile(speedupChartSpec(results)).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: "none" });
   try {

@@ -301,8 +301,11 @@ async function compareCommand(
   io: CliIo,
 ): Promise<number> {
   const comparison = compareResults(await readResultsFile(beforeFile), await readResultsFile(afterFile));
-  io.stdout(`${formatComparisonTable(comparison)}\n`);
-  if (markdownFile) {
+  // With `--markdown -` standard output carries only the markdown, as `run` does.
+  if (markdownFile !== "-") io.stdout(`${formatComparisonTable(comparison)}\n`);
+  if (markdownFile === "-") {
+    io.stdout(comparisonToMarkdown(comparison));
+  } else if (markdownFile) {
     await writeFile(markdownFile, comparisonToMarkdown(comparison));
     io.stderr(`wrote ${markdownFile}\n`);
   }
@@ -426,7 +429,7 @@ function buildProgram(
     .description("compare two results files (e.g. before and after a kernel change); needs no GPU")
     .argument("<before.json>", "the earlier results")
     .argument("<after.json>", "the later results")
-    .option("--markdown <file>", "also write the comparison as a markdown table")
+    .option("--markdown <file>", "also write the comparison as a markdown table (- for standard output)")
     .action((before: string, after: string, options: { markdown?: string }) => {
       setResult(compareCommand(resolve(before), resolve(after), options.markdown, io));
     });

@@ -69,7 +69,11 @@ export function summarizeModels(results: BenchResults): ModelSummary[] {
       for (const m of results.meta.batchSizes) {
         const rows = results.rows.filter((r) => r.model === set.id && r.groupsize === groupsize && r.m === m);
         if (rows.length === 0) continue;
-        const complete = rows.length === set.layers.length && rows.every((r) => r.fp16 && r.trirun);
+        // Every layer of the set once (parseResults refuses other files; this guards results built in code).
+        const complete =
+          rows.length === set.layers.length &&
+          set.layers.every((l) => rows.some((r) => r.layer === l.layer && r.k === l.k && r.n === l.n)) &&
+          rows.every((r) => r.fp16 && r.trirun);
         let fp16Us = 0;
         let trirunUs = 0;
         let packedBytes = 0;
@@ -297,8 +301,13 @@ export function targetFor(model: string, m: number): SpeedTarget | undefined {
   return SPEED_TARGETS.find((t) => t.model === model && m >= t.mFrom && m <= t.mTo);
 }
 
+/** A table cell's text: a `|` or a line break (error messages, device names) would break the row. */
+function markdownCell(text: string): string {
+  return text.replace(/\r?\n/g, " ").replaceAll("|", "\\|");
+}
+
 function markdownTable(head: readonly string[], body: readonly (readonly string[])[]): string {
-  const line = (cells: readonly string[]) => `| ${cells.join(" | ")} |`;
+  const line = (cells: readonly string[]) => `| ${cells.map(markdownCell).join(" | ")} |`;
   return [line(head), line(head.map(() => "---")), ...body.map(line)].join("\n");
 }
 
@@ -408,7 +417,7 @@ export function toMarkdown(results: BenchResults, options: MarkdownOptions = {})
         fixed(f.tflops, 1),
         fixed(f.weightGBps, 0),
         f.rooflineFraction === null ? "n/a" : `${fixed(f.rooflineFraction * 100, 0)}%`,
-        formatConfig(row.config).replaceAll("|", "/") || (row.error ?? ""),
+        formatConfig(row.config) || (row.error ?? ""),
       ];
     });
     out.push(

@@ -31,6 +31,12 @@ export const timingSchema = z.object({
 });
 export type Timing = z.infer<typeof timingSchema>;
 
+/** 128, or -1 for one group per column: the kernel's two group sizes. */
+const groupsizeSchema = z
+  .number()
+  .int()
+  .refine((g): boolean => g === 128 || g === -1, "must be 128 or -1 (one group per column)");
+
 const configValue = z.union([z.number(), z.string(), z.boolean(), z.null()]);
 
 export const rowSchema = z.object({
@@ -40,7 +46,7 @@ export const rowSchema = z.object({
   n: z.number().int().positive(),
   m: z.number().int().positive(),
   /** 128, or -1 for one group per column. */
-  groupsize: z.number().int(),
+  groupsize: groupsizeSchema,
   fp16: timingSchema.nullable(),
   trirun: timingSchema.nullable(),
   /** The configuration `trirunMatmul` returned (tile shape, SMs, ...). */
@@ -83,34 +89,68 @@ export const modelSetSchema = z.object({
   ),
 });
 
-export const resultsSchema = z.object({
-  format: z.literal(RESULTS_FORMAT),
-  meta: z.object({
-    date: z.string(),
-    device: deviceSchema,
-    /** "cold": weights rotated through copies larger than `coldFactor` x L2; "hot": one buffer. */
-    mode: z.enum(["cold", "hot"]),
-    coldFactor: positive,
-    fp16Layout: z.enum(["nk", "kn"]),
-    samples: z.number().int().positive(),
-    minSampleUs: positive,
-    seed: z.number().int().nonnegative(),
-    batchSizes: z.array(z.number().int().positive()),
-    groupsizes: z.array(z.number().int()),
-    roofline: rooflineSchema,
-    command: z.string(),
-    commit: z.string().nullable(),
-    runtime: z.string(),
-    /** True when the run hit its time limit before measuring every point. */
-    stoppedEarly: z.boolean().optional(),
-    /** GPU clocks, power and clock reasons over the whole run (nvidia-smi), if sampled. */
-    telemetry: runTelemetrySchema.nullable().optional(),
-    /** Why there is no telemetry (no nvidia-smi, turned off), where there is none. */
-    telemetryNote: z.string().optional(),
-  }),
-  modelSets: z.array(modelSetSchema),
-  rows: z.array(rowSchema),
-});
+export const resultsSchema = z
+  .object({
+    format: z.literal(RESULTS_FORMAT),
+    meta: z.object({
+      date: z.string(),
+      device: deviceSchema,
+      /** "cold": weights rotated through copies larger than `coldFactor` x L2; "hot": one buffer. */
+      mode: z.enum(["cold", "hot"]),
+      coldFactor: positive,
+      fp16Layout: z.enum(["nk", "kn"]),
+      samples: z.number().int().positive(),
+      minSampleUs: positive,
+      seed: z.number().int().nonnegative(),
+      batchSizes: z.array(z.number().int().positive()),
+      groupsizes: z.array(groupsizeSchema),
+      roofline: rooflineSchema,
+      command: z.string(),
+      commit: z.string().nullable(),
+      runtime: z.string(),
+      /** True when the run hit its time limit before measuring every point. */
+      stoppedEarly: z.boolean().optional(),
+      /** GPU clocks, power and clock reasons over the whole run (nvidia-smi), if sampled. */
+      telemetry: runTelemetrySchema.nullable().optional(),
+      /** Why there is no telemetry (no nvidia-smi, turned off), where there is none. */
+      telemetryNote: z.string().optional(),
+    }),
+    modelSets: z.array(modelSetSchema),
+    rows: z.array(rowSchema),
+  })
+  // Summed speedups add each set's rows: a row twice, or one that is not the set's layer, would
+  // give a wrong sum that looks complete.
+  .superRefine((results, ctx) => {
+    const layers = new Map<string, { k: number; n: number }>();
+    for (const set of results.modelSets)
+      for (const l of set.layers) layers.set(`${set.id}\u0000${l.layer}`, l);
+    const seen = new Set<string>();
+    results.rows.forEach((row, i) => {
+      const layer = layers.get(`${row.model}\u0000${row.layer}`);
+      if (layer === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["rows", i],
+          message: `layer "${row.layer}" of model set "${row.model}" is not among the file's modelSets`,
+        });
+      } else if (layer.k !== row.k || layer.n !== row.n) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["rows", i],
+          message: `layer "${row.layer}" of "${row.model}" is ${layer.k} x ${layer.n} in modelSets, ${row.k} x ${row.n} here`,
+        });
+      }
+      const key = `${row.model}\u0000${row.layer}\u0000${row.m}\u0000${row.groupsize}`;
+      if (seen.has(key)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["rows", i],
+          message: `a second row for "${row.model}" layer "${row.layer}" at m = ${row.m}, group size ${row.groupsize}`,
+        });
+      }
+      seen.add(key);
+    });
+  });
 export type BenchResults = z.infer<typeof resultsSchema>;
 
 /** An invalid or unreadable results file. */

@@ -1,6 +1,9 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { XMLParser, XMLValidator } from "fast-xml-parser";
 import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -61,6 +64,28 @@ describe("speedup chart", () => {
     expect(svg).toContain(results.meta.device.name);
     // Batch-size tick labels of the log2 axis.
     for (const m of results.meta.batchSizes) expect(svg).toContain(`>${m}</text>`);
+  });
+
+  it("renders through the built CommonJS entry too (require), when it has been built", async () => {
+    const cjs = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "chart.cjs");
+    if (!existsSync(cjs)) {
+      console.warn(
+        "skipping the CommonJS chart check: dist/chart.cjs is not built (pnpm --filter @trirun/bench build)",
+      );
+      return;
+    }
+    const input = join(dir, "cjs-results.json");
+    await writeFile(input, JSON.stringify(results));
+    const script = [
+      `const chart = require(${JSON.stringify(cjs)});`,
+      `const results = JSON.parse(require("node:fs").readFileSync(${JSON.stringify(input)}, "utf8"));`,
+      "chart.renderChartSvg(results).then((svg) => process.stdout.write(svg), (e) => { console.error(e); process.exit(2); });",
+    ].join("");
+    const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(XMLValidator.validate(r.stdout)).toBe(true);
+    for (const set of results.modelSets) expect(r.stdout).toContain(set.title);
   });
 
   it("rasterises to a PNG of twice the SVG's size with drawn, coloured content", async () => {

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -91,5 +92,17 @@ describe("compareResults", () => {
     expect(out).toContain("+100.0%");
     expect(err).toContain(markdownFile);
     expect(await readFile(markdownFile, "utf8")).toContain("| model | group | m |");
+    // `--markdown -`: standard output carries only the markdown, and no file named "-" appears.
+    out = "";
+    err = "";
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      expect(await main(["compare", beforeFile, afterFile, "--markdown", "-"], io, deps)).toBe(0);
+    } finally {
+      process.chdir(cwd);
+    }
+    expect(out).toBe(await readFile(markdownFile, "utf8"));
+    expect(existsSync(join(dir, "-"))).toBe(false);
   });
 });

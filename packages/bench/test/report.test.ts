@@ -73,6 +73,49 @@ describe("JSON", () => {
     expect(() => parseResults({ ...JSON.parse(json), format: "other/1" }, "x.json")).toThrow(/format/);
     expect(() => parseResults([], "x.json")).toThrow(ResultsFileError);
   });
+
+  it("rejects files whose rows would make a wrong summed speedup look complete", () => {
+    const json = JSON.parse(resultsToJson(results));
+    const set = json.modelSets[0];
+    type Row = { model: string; layer: string; m: number; groupsize: number };
+    const rowsOf = (rows: Row[]) => rows.filter((r) => r.model === set.id);
+    // One layer twice instead of another.
+    const dup = structuredClone(json);
+    const first = rowsOf(dup.rows)[0];
+    const other = dup.rows.findIndex(
+      (r: Row) =>
+        r.model === set.id && r.layer !== first.layer && r.m === first.m && r.groupsize === first.groupsize,
+    );
+    dup.rows[other] = structuredClone(first);
+    expect(() => parseResults(dup, "dup.json")).toThrow(/dup\.json.*rows\.\d+: a second row for/);
+    // A layer that is not the set's, and a set's layer with other dimensions.
+    const foreign = structuredClone(json);
+    foreign.rows[0].layer = "made-up";
+    expect(() => parseResults(foreign, "f.json")).toThrow(/rows\.0: layer "made-up" .* is not among/);
+    const resized = structuredClone(json);
+    resized.rows[0].k = 128;
+    expect(() => parseResults(resized, "r.json")).toThrow(/rows\.0: layer .* here/);
+    // Group sizes the kernel does not have.
+    const group = structuredClone(json);
+    group.rows[0].groupsize = 0;
+    expect(() => parseResults(group, "g.json")).toThrow(/rows\.0\.groupsize: must be 128 or -1/);
+  });
+
+  it("counts a set as complete only when each of its layers has its row", () => {
+    const copy = structuredClone(results) as BenchResults;
+    const set = copy.modelSets[0];
+    const m = copy.meta.batchSizes[0];
+    const g = copy.meta.groupsizes[0];
+    const rows = copy.rows.filter((r) => r.model === set.id && r.m === m && r.groupsize === g);
+    expect(
+      summarizeModels(copy).find((s) => s.model === set.id && s.m === m && s.groupsize === g)?.speedup,
+    ).not.toBeNull();
+    // Built in code (no parse): the second layer's row replaced by the first's.
+    Object.assign(rows[1], { ...rows[0] });
+    expect(
+      summarizeModels(copy).find((s) => s.model === set.id && s.m === m && s.groupsize === g)?.speedup,
+    ).toBeNull();
+  });
 });
 
 describe("CSV", () => {
@@ -202,5 +245,22 @@ describe("text output", () => {
         }
       }
     }
+  });
+
+  it("keeps a table row whole when a cell's text has a | or a line break", () => {
+    const copy = structuredClone(results) as BenchResults;
+    copy.rows[0].config = null;
+    copy.rows[0].trirun = null;
+    copy.rows[0].error = "kernel failed: a | b\nsecond line";
+    copy.meta.device.name = "GPU | with pipe";
+    const lines = toMarkdown(copy, {}).split("\n");
+    const row = lines.find((l) => l.includes("kernel failed"));
+    expect(row).toContain("kernel failed: a \\| b second line");
+    // Unescaped pipes delimit the cells: as many as the header's.
+    const cells = (l: string) => l.split(/(?<!\\)\|/).length;
+    const at = lines.indexOf(row as string);
+    let header = at;
+    while (!lines[header].startsWith("| ---")) header--;
+    expect(cells(row as string)).toBe(cells(lines[header - 1]));
   });
 });
