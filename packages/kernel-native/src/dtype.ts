@@ -40,7 +40,7 @@ export function checkDType(value: unknown, name: string): DType {
 }
 
 export function dtypeBytes(dtype: DType): number {
-  return DTYPES[dtype].bytes;
+  return DTYPES[checkDType(dtype, "dtype")].bytes;
 }
 
 /** The typed array class that holds `dtype` on the host. */

@@ -2,8 +2,14 @@
 // over tensor descriptors, so that every rule is testable without a GPU.
 // TypeError for a wrong type or dtype, RangeError for a wrong shape or value,
 // DisposedError for a disposed tensor; each message names the argument.
-import type { DType } from "./dtype.js";
-import { DisposedError } from "./errors.js";
+import {
+  checkAligned,
+  checkDTypeOf,
+  checkPositiveDims,
+  checkSameDevice,
+  checkTensor,
+  INT32_MAX,
+} from "./descriptor-checks.js";
 import { formatShape, numelOf } from "./shape.js";
 import type { TensorDescriptor } from "./validate.js";
 
@@ -12,22 +18,6 @@ export const OPS_MAX_HEAD_DIM = 256;
 
 /** Pair convention of rotary embeddings: (2i, 2i+1) as in llama2.c / Meta, or (i, i + d/2) as in Hugging Face. */
 export type RopeStyle = "interleaved" | "half";
-
-const INT32_MAX = 2 ** 31 - 1;
-
-function tensor(t: TensorDescriptor | undefined, name: string): TensorDescriptor {
-  if (t === null || typeof t !== "object" || !Array.isArray(t.shape) || typeof t.dtype !== "string") {
-    throw new TypeError(`${name}: expected a DeviceTensor`);
-  }
-  if (t.disposed) throw new DisposedError(name);
-  return t;
-}
-
-function dtypeOf(t: TensorDescriptor, name: string, allowed: readonly DType[]): void {
-  if (!allowed.includes(t.dtype)) {
-    throw new TypeError(`${name}: expected dtype ${allowed.join(" or ")}, got ${t.dtype}`);
-  }
-}
 
 function rank(t: TensorDescriptor, name: string, n: number, layout: string): readonly number[] {
   if (t.shape.length !== n) {
@@ -41,31 +31,6 @@ function sameShape(t: TensorDescriptor, name: string, like: TensorDescriptor, li
     throw new RangeError(
       `${name}: expected the shape of ${likeName} ${formatShape(like.shape)}, got ${formatShape(t.shape)}`,
     );
-  }
-}
-
-function positive(dims: Record<string, number>): void {
-  for (const [name, value] of Object.entries(dims)) {
-    if (value < 1) throw new RangeError(`${name}: must be at least 1, got ${value}`);
-    if (value > INT32_MAX) throw new RangeError(`${name}: must be below 2^31, got ${value}`);
-  }
-}
-
-function elementAligned(t: TensorDescriptor, name: string, bytes: number): void {
-  const offset = t.byteOffset ?? 0;
-  if (offset % bytes !== 0) {
-    throw new RangeError(
-      `${name}: data must be ${bytes}-byte aligned, but it starts at byte offset ${offset}`,
-    );
-  }
-}
-
-function sameDevice(tensors: readonly [TensorDescriptor, string][]): void {
-  const [first, firstName] = tensors[0];
-  for (const [t, name] of tensors.slice(1)) {
-    if (t.device !== undefined && first.device !== undefined && t.device !== first.device) {
-      throw new RangeError(`${name}: on device ${t.device}, but ${firstName} is on device ${first.device}`);
-    }
   }
 }
 
@@ -124,25 +89,25 @@ export function validateEmbeddingArgs(args: {
   ids: TensorDescriptor;
   out: TensorDescriptor;
 }): { n: number; vocab: number; dim: number } {
-  const table = tensor(args.table, "table");
-  const ids = tensor(args.ids, "ids");
-  const out = tensor(args.out, "out");
-  dtypeOf(table, "table", ["f16"]);
-  dtypeOf(ids, "ids", ["i32"]);
-  dtypeOf(out, "out", ["f16"]);
+  const table = checkTensor(args.table, "table");
+  const ids = checkTensor(args.ids, "ids");
+  const out = checkTensor(args.out, "out");
+  checkDTypeOf(table, "table", ["f16"]);
+  checkDTypeOf(ids, "ids", ["i32"]);
+  checkDTypeOf(out, "out", ["f16"]);
   const [vocab, dim] = rank(table, "table", 2, "(vocab, dim)");
   const [n] = rank(ids, "ids", 1, "(n)");
   rank(out, "out", 2, "(n, dim)");
-  positive({ "vocab (table.shape[0])": vocab, "dim (table.shape[1])": dim, "n (ids.shape[0])": n });
+  checkPositiveDims({ "vocab (table.shape[0])": vocab, "dim (table.shape[1])": dim, "n (ids.shape[0])": n });
   if (out.shape[0] !== n || out.shape[1] !== dim) {
     throw new RangeError(
       `out: expected shape (n, dim) = ${formatShape([n, dim])}, got ${formatShape(out.shape)}`,
     );
   }
-  elementAligned(table, "table", 2);
-  elementAligned(ids, "ids", 4);
-  elementAligned(out, "out", 2);
-  sameDevice([
+  checkAligned(table, "table", 2);
+  checkAligned(ids, "ids", 4);
+  checkAligned(out, "out", 2);
+  checkSameDevice([
     [table, "table"],
     [ids, "ids"],
     [out, "out"],
@@ -189,14 +154,14 @@ function validateNorm(
   outArg: TensorDescriptor,
   opts: NormOptions,
 ): NormParams {
-  const x = tensor(input, inputName);
-  const weight = tensor(weightArg, "weight");
-  const out = tensor(outArg, "out");
-  dtypeOf(x, inputName, ["f16"]);
-  dtypeOf(weight, "weight", ["f16", "f32"]);
-  dtypeOf(out, "out", ["f16"]);
+  const x = checkTensor(input, inputName);
+  const weight = checkTensor(weightArg, "weight");
+  const out = checkTensor(outArg, "out");
+  checkDTypeOf(x, inputName, ["f16"]);
+  checkDTypeOf(weight, "weight", ["f16", "f32"]);
+  checkDTypeOf(out, "out", ["f16"]);
   const [rows, dim] = rank(x, inputName, 2, "(rows, dim)");
-  positive({ [`rows (${inputName}.shape[0])`]: rows, [`dim (${inputName}.shape[1])`]: dim });
+  checkPositiveDims({ [`rows (${inputName}.shape[0])`]: rows, [`dim (${inputName}.shape[1])`]: dim });
   rank(weight, "weight", 1, "(dim)");
   if (weight.shape[0] !== dim) {
     throw new RangeError(`weight: expected shape (dim) = (${dim}), got ${formatShape(weight.shape)}`);
@@ -206,10 +171,10 @@ function validateNorm(
   const eps = finiteOption((opts as { eps?: unknown }).eps, "opts.eps", 1e-5, 0, 1);
   const rawBits = (opts as { quantizeBits?: unknown }).quantizeBits;
   const quantizeBits = rawBits === undefined ? 0 : integerOption(rawBits, "opts.quantizeBits", 2, 8);
-  elementAligned(x, inputName, 2);
-  elementAligned(weight, "weight", weight.dtype === "f32" ? 4 : 2);
-  elementAligned(out, "out", 2);
-  sameDevice([
+  checkAligned(x, inputName, 2);
+  checkAligned(weight, "weight", weight.dtype === "f32" ? 4 : 2);
+  checkAligned(out, "out", 2);
+  checkSameDevice([
     [x, inputName],
     [weight, "weight"],
     [out, "out"],
@@ -222,18 +187,18 @@ export function validateQuantizeRowsArgs(
   args: { x: TensorDescriptor; out: TensorDescriptor },
   opts: { bits?: number } = {},
 ): { rows: number; dim: number; bits: number } {
-  const x = tensor(args.x, "x");
-  const out = tensor(args.out, "out");
-  dtypeOf(x, "x", ["f16"]);
-  dtypeOf(out, "out", ["f16"]);
+  const x = checkTensor(args.x, "x");
+  const out = checkTensor(args.out, "out");
+  checkDTypeOf(x, "x", ["f16"]);
+  checkDTypeOf(out, "out", ["f16"]);
   const [rows, dim] = rank(x, "x", 2, "(rows, dim)");
-  positive({ "rows (x.shape[0])": rows, "dim (x.shape[1])": dim });
+  checkPositiveDims({ "rows (x.shape[0])": rows, "dim (x.shape[1])": dim });
   sameShape(out, "out", x, "x");
   const rawBits = (opts as { bits?: unknown }).bits;
   const bits = rawBits === undefined ? 8 : integerOption(rawBits, "opts.bits", 2, 8);
-  elementAligned(x, "x", 2);
-  elementAligned(out, "out", 2);
-  sameDevice([
+  checkAligned(x, "x", 2);
+  checkAligned(out, "out", 2);
+  checkSameDevice([
     [x, "x"],
     [out, "out"],
   ]);
@@ -267,12 +232,12 @@ function validateNormWithSecondInput(
   opts: NormOptions,
 ): NormParams {
   const p = validateNorm(first, firstName, weight, out, opts);
-  const f = tensor(first, firstName);
-  const t = tensor(second, secondName);
-  dtypeOf(t, secondName, ["f16"]);
+  const f = checkTensor(first, firstName);
+  const t = checkTensor(second, secondName);
+  checkDTypeOf(t, secondName, ["f16"]);
   sameShape(t, secondName, f, firstName);
-  elementAligned(t, secondName, 2);
-  sameDevice([
+  checkAligned(t, secondName, 2);
+  checkSameDevice([
     [f, firstName],
     [t, secondName],
   ]);
@@ -306,10 +271,10 @@ export function validateRopeArgs(
   args: { x: TensorDescriptor; positions: TensorDescriptor },
   opts: RopeOptions,
 ): { tokens: number; heads: number; headDim: number; theta: number; style: 0 | 1 } {
-  const x = tensor(args.x, "x");
-  const positions = tensor(args.positions, "positions");
-  dtypeOf(x, "x", ["f16"]);
-  dtypeOf(positions, "positions", ["i32"]);
+  const x = checkTensor(args.x, "x");
+  const positions = checkTensor(args.positions, "positions");
+  checkDTypeOf(x, "x", ["f16"]);
+  checkDTypeOf(positions, "positions", ["i32"]);
   if (opts === null || typeof opts !== "object")
     throw new TypeError("opts: expected { headDim, style, theta? }");
   const headDim = integerOption(opts.headDim, "opts.headDim", 2, 1 << 16);
@@ -330,16 +295,16 @@ export function validateRopeArgs(
   }
   const tokens = s[0];
   const heads = s.length === 3 ? s[1] : width / headDim;
-  positive({ "tokens (x.shape[0])": tokens, heads });
+  checkPositiveDims({ "tokens (x.shape[0])": tokens, heads });
   rank(positions, "positions", 1, "(tokens)");
   if (positions.shape[0] !== tokens) {
     throw new RangeError(
       `positions: expected shape (tokens) = (${tokens}), got ${formatShape(positions.shape)}`,
     );
   }
-  elementAligned(x, "x", 2);
-  elementAligned(positions, "positions", 4);
-  sameDevice([
+  checkAligned(x, "x", 2);
+  checkAligned(positions, "positions", 4);
+  checkSameDevice([
     [x, "x"],
     [positions, "positions"],
   ]);
@@ -351,10 +316,10 @@ export function validateElementwiseArgs(
   args: readonly [TensorDescriptor, string][],
   out: TensorDescriptor,
 ): { n: number } {
-  const inputs = args.map(([t, name]) => [tensor(t, name), name] as [TensorDescriptor, string]);
-  const o = tensor(out, "out");
-  for (const [t, name] of inputs) dtypeOf(t, name, ["f16"]);
-  dtypeOf(o, "out", ["f16"]);
+  const inputs = args.map(([t, name]) => [checkTensor(t, name), name] as [TensorDescriptor, string]);
+  const o = checkTensor(out, "out");
+  for (const [t, name] of inputs) checkDTypeOf(t, name, ["f16"]);
+  checkDTypeOf(o, "out", ["f16"]);
   const [first, firstName] = inputs[0];
   for (const [t, name] of inputs.slice(1)) sameShape(t, name, first, firstName);
   sameShape(o, "out", first, firstName);
@@ -363,9 +328,9 @@ export function validateElementwiseArgs(
     throw new RangeError(
       `${firstName}: expected at least one element, got shape ${formatShape(first.shape)}`,
     );
-  for (const [t, name] of inputs) elementAligned(t, name, 2);
-  elementAligned(o, "out", 2);
-  sameDevice([...inputs, [o, "out"]]);
+  for (const [t, name] of inputs) checkAligned(t, name, 2);
+  checkAligned(o, "out", 2);
+  checkSameDevice([...inputs, [o, "out"]]);
   return { n };
 }
 
@@ -398,20 +363,20 @@ export function validateAttentionPrefillArgs(
   args: { q: TensorDescriptor; k: TensorDescriptor; v: TensorDescriptor; out: TensorDescriptor },
   opts: AttentionHeads,
 ): AttentionHeads & { tokens: number } {
-  const q = tensor(args.q, "q");
-  const k = tensor(args.k, "k");
-  const v = tensor(args.v, "v");
-  const out = tensor(args.out, "out");
+  const q = checkTensor(args.q, "q");
+  const k = checkTensor(args.k, "k");
+  const v = checkTensor(args.v, "v");
+  const out = checkTensor(args.out, "out");
   for (const [t, name] of [
     [q, "q"],
     [k, "k"],
     [v, "v"],
     [out, "out"],
   ] as const)
-    dtypeOf(t, name, ["f16"]);
+    checkDTypeOf(t, name, ["f16"]);
   const h = checkHeads(opts);
   const tokens = headRows(q, "q", h.heads, h.headDim, "heads");
-  positive({ "tokens (q.shape[0])": tokens });
+  checkPositiveDims({ "tokens (q.shape[0])": tokens });
   for (const [t, name] of [
     [k, "k"],
     [v, "v"],
@@ -427,8 +392,8 @@ export function validateAttentionPrefillArgs(
     [v, "v"],
     [out, "out"],
   ] as const)
-    elementAligned(t, name, 2);
-  sameDevice([
+    checkAligned(t, name, 2);
+  checkSameDevice([
     [q, "q"],
     [k, "k"],
     [v, "v"],
@@ -460,21 +425,21 @@ export function validateAttentionDecodeArgs(
   opts: AttentionDecodeOptions,
 ): AttentionHeads & { tokens: number; position: number; cacheRows: number } {
   const names = ["q", "kNew", "vNew", "kCache", "vCache", "out"] as const;
-  const t = Object.fromEntries(names.map((name) => [name, tensor(args[name], name)])) as Record<
+  const t = Object.fromEntries(names.map((name) => [name, checkTensor(args[name], name)])) as Record<
     (typeof names)[number],
     TensorDescriptor
   >;
-  for (const name of names) dtypeOf(t[name], name, ["f16"]);
+  for (const name of names) checkDTypeOf(t[name], name, ["f16"]);
   const h = checkHeads(opts);
   const position = integerOption(opts.position, "opts.position", 0);
   const tokens = headRows(t.q, "q", h.heads, h.headDim, "heads");
-  positive({ "tokens (q.shape[0])": tokens });
+  checkPositiveDims({ "tokens (q.shape[0])": tokens });
   for (const name of ["kNew", "vNew"] as const) {
     const rows = headRows(t[name], name, h.kvHeads, h.headDim, "kvHeads");
     if (rows !== tokens) throw new RangeError(`${name}: expected ${tokens} rows (q.shape[0]), got ${rows}`);
   }
   const cacheRows = headRows(t.kCache, "kCache", h.kvHeads, h.headDim, "kvHeads");
-  positive({ "maxT (kCache.shape[0])": cacheRows });
+  checkPositiveDims({ "maxT (kCache.shape[0])": cacheRows });
   const vRows = headRows(t.vCache, "vCache", h.kvHeads, h.headDim, "kvHeads");
   if (vRows !== cacheRows) {
     throw new RangeError(`vCache: expected ${cacheRows} rows (kCache.shape[0]), got ${vRows}`);
@@ -486,8 +451,8 @@ export function validateAttentionDecodeArgs(
       `opts.position: ${tokens} new token(s) at position ${position} do not fit the cache of ${cacheRows} rows`,
     );
   }
-  for (const name of names) elementAligned(t[name], name, 2);
-  sameDevice(names.map((name) => [t[name], name]));
+  for (const name of names) checkAligned(t[name], name, 2);
+  checkSameDevice(names.map((name) => [t[name], name]));
   return { ...h, tokens, position, cacheRows };
 }
 
@@ -543,14 +508,14 @@ export function validateAttentionDecodeBatchArgs(
   opts: AttentionDecodeBatchOptions,
 ): AttentionHeads & { batch: number; maxT: number; rope?: { theta: number; style: 0 | 1 } } {
   const names = ["q", "kNew", "vNew", "kCache", "vCache", "positions", "out"] as const;
-  const t = Object.fromEntries(names.map((name) => [name, tensor(args[name], name)])) as Record<
+  const t = Object.fromEntries(names.map((name) => [name, checkTensor(args[name], name)])) as Record<
     (typeof names)[number],
     TensorDescriptor
   >;
-  for (const name of names) dtypeOf(t[name], name, [name === "positions" ? "i32" : "f16"]);
+  for (const name of names) checkDTypeOf(t[name], name, [name === "positions" ? "i32" : "f16"]);
   const h = checkHeads(opts);
   const batch = headRows(t.q, "q", h.heads, h.headDim, "heads");
-  positive({ "batch (q.shape[0])": batch });
+  checkPositiveDims({ "batch (q.shape[0])": batch });
   for (const name of ["kNew", "vNew"] as const) {
     const rows = headRows(t[name], name, h.kvHeads, h.headDim, "kvHeads");
     if (rows !== batch) throw new RangeError(`${name}: expected ${batch} rows (q.shape[0]), got ${rows}`);
@@ -559,7 +524,7 @@ export function validateAttentionDecodeBatchArgs(
   if (outRows !== batch) throw new RangeError(`out: expected ${batch} rows (q.shape[0]), got ${outRows}`);
   const [kb, maxT] = batchCacheDims(t.kCache, "kCache", h.kvHeads, h.headDim);
   if (kb !== batch) throw new RangeError(`kCache: expected ${batch} sequences (q.shape[0]), got ${kb}`);
-  positive({ "maxT (kCache.shape[1])": maxT });
+  checkPositiveDims({ "maxT (kCache.shape[1])": maxT });
   const [vb, vT] = batchCacheDims(t.vCache, "vCache", h.kvHeads, h.headDim);
   if (vb !== batch || vT !== maxT) {
     throw new RangeError(
@@ -572,8 +537,8 @@ export function validateAttentionDecodeBatchArgs(
       `positions: expected shape (batch) = (${batch}), got ${formatShape(t.positions.shape)}`,
     );
   }
-  for (const name of names) elementAligned(t[name], name, name === "positions" ? 4 : 2);
-  sameDevice(names.map((name) => [t[name], name]));
+  for (const name of names) checkAligned(t[name], name, name === "positions" ? 4 : 2);
+  checkSameDevice(names.map((name) => [t[name], name]));
   const rope = (opts as { rope?: unknown }).rope;
   if (rope === undefined) return { ...h, batch, maxT };
   if (rope === null || typeof rope !== "object") {
@@ -591,17 +556,17 @@ export function validateLogSoftmaxArgs(args: { logits: TensorDescriptor; out: Te
   vocab: number;
   logitsF32: boolean;
 } {
-  const logits = tensor(args.logits, "logits");
-  const out = tensor(args.out, "out");
-  dtypeOf(logits, "logits", ["f16", "f32"]);
-  dtypeOf(out, "out", ["f32"]);
+  const logits = checkTensor(args.logits, "logits");
+  const out = checkTensor(args.out, "out");
+  checkDTypeOf(logits, "logits", ["f16", "f32"]);
+  checkDTypeOf(out, "out", ["f32"]);
   const [rows, vocab] = rank(logits, "logits", 2, "(rows, vocab)");
-  positive({ "rows (logits.shape[0])": rows, "vocab (logits.shape[1])": vocab });
+  checkPositiveDims({ "rows (logits.shape[0])": rows, "vocab (logits.shape[1])": vocab });
   sameShape(out, "out", logits, "logits");
   const logitsF32 = logits.dtype === "f32";
-  elementAligned(logits, "logits", logitsF32 ? 4 : 2);
-  elementAligned(out, "out", 4);
-  sameDevice([
+  checkAligned(logits, "logits", logitsF32 ? 4 : 2);
+  checkAligned(out, "out", 4);
+  checkSameDevice([
     [logits, "logits"],
     [out, "out"],
   ]);
@@ -614,14 +579,14 @@ export function validateNllArgs(args: {
   targets: TensorDescriptor;
   out: TensorDescriptor;
 }): { rows: number; vocab: number; logitsF32: boolean } {
-  const logits = tensor(args.logits, "logits");
-  const targets = tensor(args.targets, "targets");
-  const out = tensor(args.out, "out");
-  dtypeOf(logits, "logits", ["f16", "f32"]);
-  dtypeOf(targets, "targets", ["i32"]);
-  dtypeOf(out, "out", ["f32"]);
+  const logits = checkTensor(args.logits, "logits");
+  const targets = checkTensor(args.targets, "targets");
+  const out = checkTensor(args.out, "out");
+  checkDTypeOf(logits, "logits", ["f16", "f32"]);
+  checkDTypeOf(targets, "targets", ["i32"]);
+  checkDTypeOf(out, "out", ["f32"]);
   const [rows, vocab] = rank(logits, "logits", 2, "(rows, vocab)");
-  positive({ "rows (logits.shape[0])": rows, "vocab (logits.shape[1])": vocab });
+  checkPositiveDims({ "rows (logits.shape[0])": rows, "vocab (logits.shape[1])": vocab });
   rank(targets, "targets", 1, "(rows)");
   if (targets.shape[0] !== rows) {
     throw new RangeError(`targets: expected shape (rows) = (${rows}), got ${formatShape(targets.shape)}`);
@@ -631,10 +596,10 @@ export function validateNllArgs(args: {
     throw new RangeError(`out: expected shape (rows) = (${rows}), got ${formatShape(out.shape)}`);
   }
   const logitsF32 = logits.dtype === "f32";
-  elementAligned(logits, "logits", logitsF32 ? 4 : 2);
-  elementAligned(targets, "targets", 4);
-  elementAligned(out, "out", 4);
-  sameDevice([
+  checkAligned(logits, "logits", logitsF32 ? 4 : 2);
+  checkAligned(targets, "targets", 4);
+  checkAligned(out, "out", 4);
+  checkSameDevice([
     [logits, "logits"],
     [targets, "targets"],
     [out, "out"],

@@ -1,8 +1,14 @@
 // Argument validation for the kernels, as pure functions over descriptors
 // (dtype, shape, byte offset, device), so that every rule is testable without
 // a GPU. Each failure names the argument and the expected value.
+import {
+  checkAligned,
+  checkDTypeOf,
+  checkPositiveDims,
+  checkSameDevice,
+  checkTensor,
+} from "./descriptor-checks.js";
 import type { DType } from "./dtype.js";
-import { DisposedError } from "./errors.js";
 import { formatShape } from "./shape.js";
 
 /** What validation needs to know about a tensor argument. DeviceTensor satisfies it. */
@@ -69,22 +75,6 @@ export interface TrirunProblem {
   maxParallel: number;
 }
 
-const INT32_MAX = 2 ** 31 - 1;
-
-function checkTensor(t: TensorDescriptor | undefined, name: string): TensorDescriptor {
-  if (t === null || typeof t !== "object" || !Array.isArray(t.shape) || typeof t.dtype !== "string") {
-    throw new TypeError(`${name}: expected a DeviceTensor`);
-  }
-  if (t.disposed) throw new DisposedError(name);
-  return t;
-}
-
-function checkDTypeOf(t: TensorDescriptor, name: string, allowed: readonly DType[]): void {
-  if (!allowed.includes(t.dtype)) {
-    throw new TypeError(`${name}: expected dtype ${allowed.join(" or ")}, got ${t.dtype}`);
-  }
-}
-
 function check2d(t: TensorDescriptor, name: string, layout: string): [number, number] {
   if (t.shape.length !== 2) {
     throw new RangeError(`${name}: expected a 2-D tensor ${layout}, got shape ${formatShape(t.shape)}`);
@@ -97,31 +87,6 @@ function expectShape(t: TensorDescriptor, name: string, expected: readonly numbe
     throw new RangeError(
       `${name}: expected shape ${layout} = ${formatShape(expected)}, got ${formatShape(t.shape)}`,
     );
-  }
-}
-
-function checkAligned(t: TensorDescriptor, name: string, bytes: number): void {
-  const offset = t.byteOffset ?? 0;
-  if (offset % bytes !== 0) {
-    throw new RangeError(
-      `${name}: data must be ${bytes}-byte aligned, but it starts at byte offset ${offset} of its allocation (a view?)`,
-    );
-  }
-}
-
-function checkSameDevice(tensors: readonly [TensorDescriptor, string][]): void {
-  const [first, firstName] = tensors[0];
-  for (const [t, name] of tensors.slice(1)) {
-    if (t.device !== undefined && first.device !== undefined && t.device !== first.device) {
-      throw new RangeError(`${name}: on device ${t.device}, but ${firstName} is on device ${first.device}`);
-    }
-  }
-}
-
-function checkPositiveDims(dims: Record<string, number>): void {
-  for (const [name, value] of Object.entries(dims)) {
-    if (value < 1) throw new RangeError(`${name}: must be at least 1, got ${value}`);
-    if (value > INT32_MAX) throw new RangeError(`${name}: must be below 2^31, got ${value}`);
   }
 }
 

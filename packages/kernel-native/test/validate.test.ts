@@ -103,6 +103,11 @@ describe("validateTrirunArgs", () => {
     expect(() => validateTrirunArgs({ ...args, s: { ...args.s, device: 1 } })).toThrow(
       /^s: on device 1, but A is on device 0/,
     );
+    // Compared with the first tensor that says where it lives, even when A does not.
+    const { device: _none, ...hostless } = args.A;
+    expect(() => validateTrirunArgs({ ...args, A: hostless, C: { ...args.C, device: 1 } })).toThrow(
+      /^C: on device 1, but B is on device 0/,
+    );
     expect(() => validateTrirunArgs({ ...args, B: { ...args.B, disposed: true } })).toThrow(DisposedError);
     expect(() => validateTrirunArgs({ ...args, B: { ...args.B, disposed: true } })).toThrow(
       /^B has been disposed/,
@@ -155,6 +160,15 @@ describe("validateTrirunArgs", () => {
     const args = problem(4, 384, 768);
     expect(validateTrirunArgs(args, { threadK: 64, threadN: 256 }).k).toBe(384);
     expect(validateTrirunArgs(args, { threadK: 128, threadN: 128 }).n).toBe(768);
+  });
+
+  it("rejects shapes that are not non-negative integers (a descriptor built by hand)", () => {
+    const args = problem(4, 256, 256);
+    for (const bad of [1.5, Number.NaN, "4", -1]) {
+      expect(() => validateTrirunArgs({ ...args, A: { ...args.A, shape: [bad as number, 256] } })).toThrow(
+        /^A: shape must hold non-negative integers/,
+      );
+    }
   });
 
   it("rejects a missing tensor with a TypeError", () => {

@@ -79,6 +79,10 @@ export abstract class LinearBase implements Linear {
       if (opts.out.data.length !== rows * this.outFeatures) {
         throw new RangeError(`opts.out.data must have ${rows * this.outFeatures} elements`);
       }
+      // The CPU matmul writes y while it still reads x: shared memory would give wrong sums.
+      if (overlaps(opts.out.data, x.data)) {
+        throw new RangeError(`${this.label}: opts.out must not share memory with x`);
+      }
       y = opts.out;
     }
     if (core.kind === "cpu") {
@@ -124,4 +128,10 @@ export abstract class LinearBase implements Linear {
     this.#core?.dispose();
     this.#core = undefined;
   }
+}
+
+/** Whether two typed arrays view overlapping bytes of one buffer. */
+function overlaps(a: Float32Array, b: Float32Array): boolean {
+  if (a.buffer !== b.buffer) return false;
+  return a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }

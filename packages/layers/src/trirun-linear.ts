@@ -24,6 +24,7 @@ import {
   checkFeatures,
   checkGroupsize,
   checkPacked,
+  asLayerGroupsize,
   checkQuantized,
   codesFromScales,
   dequantizeNatural,
@@ -36,6 +37,14 @@ import {
   unpackToNatural,
 } from "./trirun-weights.js";
 import type { Backend, LayerOptions, QuantizedWeights } from "./types.js";
+
+/** The layer to quantize or pack: a `Float16Linear` (its host weight copy is what is read). */
+function checkLinear(linear: unknown, argName: string): asserts linear is Float16Linear {
+  const l = linear as Partial<Float16Linear> | null;
+  if (typeof l !== "object" || l === null || !(l.weight instanceof Float32Array)) {
+    throw new TypeError(`${argName} must be a Float16Linear, got ${l === null ? "null" : typeof l}`);
+  }
+}
 
 /** A custom quantizer: `(out, in)` fp32 weights to natural codes and scales. */
 export type QuantizerFunction = (
@@ -98,10 +107,11 @@ export class TriRunLinear extends LinearBase {
    * Builds a layer from natural codes `(in, out)` and fp16 scales `(ceil(in / 128), out)` (or one
    * row for groupsize -1). On CUDA the weights are padded (in to 128, out to 256) and packed once.
    */
-  static fromQuantized(q: QuantizedLayer, opts: LayerOptions = {}): TriRunLinear {
-    if (typeof q !== "object" || q === null) throw new TypeError("q must be an object");
-    checkFeatures(q.inFeatures, "q.inFeatures");
-    checkFeatures(q.outFeatures, "q.outFeatures");
+  static fromQuantized(layer: QuantizedLayer, opts: LayerOptions = {}): TriRunLinear {
+    if (typeof layer !== "object" || layer === null) throw new TypeError("q must be an object");
+    checkFeatures(layer.inFeatures, "q.inFeatures");
+    checkFeatures(layer.outFeatures, "q.outFeatures");
+    const q = asLayerGroupsize(layer, layer.inFeatures);
     checkQuantized(q, q.inFeatures, q.outFeatures, "q");
     const bias = checkBias(q.bias, q.outFeatures, "q.bias");
     return TriRunLinear.#build(q, q.inFeatures, q.outFeatures, bias, resolveBackend(opts.backend));
@@ -134,6 +144,7 @@ export class TriRunLinear extends LinearBase {
     groupsize: number,
     opts: LayerOptions = {},
   ): TriRunLinear {
+    checkLinear(linear, "linear");
     checkGroupsize(groupsize, "groupsize");
     if (!(scales instanceof Uint16Array)) throw new TypeError("scales must be a Uint16Array of fp16 bits");
     const { inFeatures, outFeatures } = linear;
@@ -163,12 +174,19 @@ export class TriRunLinear extends LinearBase {
     groupsize: number,
     opts: LayerOptions = {},
   ): TriRunLinear {
+    checkLinear(linear, "linear");
     checkGroupsize(groupsize, "groupsize");
     const { inFeatures, outFeatures } = linear;
     let q: QuantizedWeights;
     if (typeof quantizer === "function") {
-      q = quantizer(linear.weight, outFeatures, inFeatures, groupsize);
+      q = asLayerGroupsize(quantizer(linear.weight, outFeatures, inFeatures, groupsize), inFeatures);
       checkQuantized(q, inFeatures, outFeatures, "quantizer result");
+      // With in <= 128 both group sizes are one scale row per column; otherwise they must agree.
+      if (q.groupsize !== groupsize && inFeatures > GROUP) {
+        throw new RangeError(
+          `quantizer result.groupsize is ${q.groupsize}, but groupsize ${groupsize} was asked for`,
+        );
+      }
     } else if (typeof quantizer === "string") {
       const result = quantizeWeights(
         { data: linear.weight, dtype: "F32", outFeatures, inFeatures },

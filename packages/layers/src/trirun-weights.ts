@@ -54,6 +54,15 @@ export function checkBias(bias: unknown, outFeatures: number, argName: string): 
   return bias;
 }
 
+/**
+ * A quantizer's per-column result as this package names it: GPTQ (and others) report one group per
+ * output column as a group of `inFeatures` rows, which is groupsize -1 here.
+ */
+export function asLayerGroupsize<Q extends QuantizedWeights>(q: Q, inFeatures: number): Q {
+  if (typeof q !== "object" || q === null) return q;
+  return q.groupsize === inFeatures && inFeatures !== GROUP ? { ...q, groupsize: -1 } : q;
+}
+
 /** Validates natural codes/scales for an `(inFeatures -> outFeatures)` layer. */
 export function checkQuantized(
   q: QuantizedWeights,

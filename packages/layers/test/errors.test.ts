@@ -60,6 +60,25 @@ describe("forward argument errors", () => {
     expect(() => trirun().forward(fake)).toThrow(/HostTensor on the CPU backend/);
   });
 
+  it("refuses an out buffer that shares memory with x (the CPU matmul would read what it wrote)", () => {
+    for (const layer of [
+      trirun(64, 64),
+      Float16Linear.fromWeights(randomFloats(rng, 64 * 64), 64, 64, undefined, { backend: "cpu" }),
+    ]) {
+      const x = hostTensor([2, 64], randomFloats(rng, 128));
+      expect(() => layer.forward(x, { out: x })).toThrow(/must not share memory with x/);
+      // Overlapping views of one buffer too; disjoint views of it are fine.
+      const buffer = new Float32Array(256);
+      const a = hostTensor([2, 64], buffer.subarray(0, 128));
+      expect(() => layer.forward(a, { out: hostTensor([2, 64], buffer.subarray(64, 192)) })).toThrow(
+        /share memory/,
+      );
+      a.data.set(randomFloats(rng, 128));
+      const y = layer.forward(a, { out: hostTensor([2, 64], buffer.subarray(128, 256)) });
+      expect(Array.from(y.data)).toEqual(Array.from(layer.forward(hostTensor([2, 64], a.data.slice())).data));
+    }
+  });
+
   it("handles empty batches", () => {
     const y = trirun().forward(hostTensor([0, 172]));
     expect(y.shape).toEqual([0, 64]);
@@ -88,6 +107,44 @@ describe("construction errors", () => {
     expect(() => TriRunLinear.fromQuantized({ ...base, inFeatures: 1.5 })).toThrow(TypeError);
     expect(() => TriRunLinear.fromQuantized({ ...base, bias: new Float32Array(63) })).toThrow(
       /q.bias must have/,
+    );
+  });
+
+  it("takes a per-column result reported as a group of inFeatures rows (as GPTQ does) as groupsize -1", () => {
+    const inF = 256;
+    const outF = 64;
+    const q = randomQuantized(rng, inF, outF, -1);
+    const asGptq = { ...q, groupsize: inF };
+    const a = TriRunLinear.fromQuantized(
+      { ...asGptq, inFeatures: inF, outFeatures: outF },
+      { backend: "cpu" },
+    );
+    const b = TriRunLinear.fromQuantized({ ...q, inFeatures: inF, outFeatures: outF }, { backend: "cpu" });
+    expect(a.groupsize).toBe(-1);
+    expect(Array.from(a.dequantize())).toEqual(Array.from(b.dequantize()));
+    const linear = Float16Linear.fromWeights(randomFloats(rng, outF * inF), outF, inF, undefined, {
+      backend: "cpu",
+    });
+    expect(TriRunLinear.quantize(linear, () => asGptq, -1, { backend: "cpu" }).groupsize).toBe(-1);
+    // A result of another group size than the one asked for is refused, not used silently.
+    expect(() => TriRunLinear.quantize(linear, () => q, 128, { backend: "cpu" })).toThrow(
+      /quantizer result.groupsize is -1, but groupsize 128 was asked for/,
+    );
+    // Other group sizes stay errors.
+    expect(() =>
+      TriRunLinear.fromQuantized(
+        { ...q, groupsize: 64, inFeatures: inF, outFeatures: outF },
+        { backend: "cpu" },
+      ),
+    ).toThrow(/q.groupsize must be 128 or -1/);
+  });
+
+  it("names the layer argument when it is not a Float16Linear", () => {
+    expect(() => TriRunLinear.quantize(null as never, "absmean", 128)).toThrow(
+      /linear must be a Float16Linear, got null/,
+    );
+    expect(() => TriRunLinear.pack(undefined as never, new Uint16Array(1), 128)).toThrow(
+      /linear must be a Float16Linear, got undefined/,
     );
   });
 
