@@ -342,7 +342,7 @@ function outputSpecs(plan: ShardPlan): TensorSpec[] {
   });
 }
 
-/** Removes the output folder on failure when this conversion created it (it holds only our files). */
+/** Whether this conversion created the output folder (then a failure removes it: it holds only our files). */
 interface OutputFolder {
   created: boolean;
 }
