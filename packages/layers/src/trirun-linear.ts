@@ -179,7 +179,13 @@ export class TriRunLinear extends LinearBase {
     const { inFeatures, outFeatures } = linear;
     let q: QuantizedWeights;
     if (typeof quantizer === "function") {
-      q = asLayerGroupsize(quantizer(linear.weight, outFeatures, inFeatures, groupsize), inFeatures);
+      const result: unknown = quantizer(linear.weight, outFeatures, inFeatures, groupsize);
+      if (typeof (result as PromiseLike<unknown> | null)?.then === "function") {
+        throw new TypeError(
+          "the quantizer returned a Promise: quantize first (e.g. `const q = await gptq.quantize(...)`) and pass `() => q`",
+        );
+      }
+      q = asLayerGroupsize(result as QuantizedWeights, inFeatures);
       checkQuantized(q, inFeatures, outFeatures, "quantizer result");
       // With in <= 128 both group sizes are one scale row per column; otherwise they must agree.
       if (q.groupsize !== groupsize && inFeatures > GROUP) {

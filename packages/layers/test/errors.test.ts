@@ -126,6 +126,10 @@ describe("construction errors", () => {
       backend: "cpu",
     });
     expect(TriRunLinear.quantize(linear, () => asGptq, -1, { backend: "cpu" }).groupsize).toBe(-1);
+    // An async quantizer (GPTQ's quantize is one) gets a message saying what to do.
+    expect(() =>
+      TriRunLinear.quantize(linear, (async () => asGptq) as never, -1, { backend: "cpu" }),
+    ).toThrow(/returned a Promise: quantize first/);
     // A result of another group size than the one asked for is refused, not used silently.
     expect(() => TriRunLinear.quantize(linear, () => q, 128, { backend: "cpu" })).toThrow(
       /quantizer result.groupsize is -1, but groupsize 128 was asked for/,
