@@ -1,4 +1,4 @@
-import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type Backend, TriRunLinear } from "@trirun/layers";
 import {
@@ -7,17 +7,25 @@ import {
   decodeF16,
   packCodes,
   quantizationConfig,
+  tensorNamesOf,
   type TensorToWrite,
   type TriRunLayer,
 } from "@trirun/packing";
 import { openTriRunCheckpoint, writeTriRunCheckpoint } from "@trirun/packing/node";
 import { headSize, type LlamaConfig } from "./model/config.js";
 import { ModelLoadError } from "./model/loaders/errors.js";
-import { assembleHfModel, configFromHf, readConfigJson, readMatrix } from "./model/loaders/hf.js";
+import {
+  assembleHfModel,
+  configFromHf,
+  markTensorsRead,
+  readConfigJson,
+  readMatrix,
+} from "./model/loaders/hf.js";
 import { float16LinearFactory } from "./model/loaders/linear-factory.js";
-import type { LlamaModel } from "./model/llama.js";
+import { type LlamaModel, listLinears } from "./model/llama.js";
 import type { Levels } from "./quantize/calibrators.js";
 import type { QuantizedLayerRecord } from "./quantize/sequential.js";
+import { type CheckpointOutputOptions, prepareCheckpointOutput } from "./output.js";
 
 /** What the eval app records about how a checkpoint was made (config.json quantization_config.eval). */
 export interface CheckpointMeta {
@@ -26,6 +34,26 @@ export interface CheckpointMeta {
   levels: Levels;
   /** The model the checkpoint was made from (file name). */
   source: string;
+}
+
+/** A loaded checkpoint's description: levels are "unknown" when nothing in it says. */
+export interface LoadedCheckpointMeta extends Omit<CheckpointMeta, "levels"> {
+  levels: Levels | "unknown";
+}
+
+/** One quantized module of a checkpoint, as its metadata lists it (features before padding). */
+export interface CheckpointModule {
+  module: string;
+  inFeatures: number;
+  outFeatures: number;
+}
+
+export interface LoadedCheckpoint {
+  model: LlamaModel;
+  meta: LoadedCheckpointMeta;
+  bytes: number;
+  /** The quantized modules listed in the checkpoint's metadata. */
+  modules: CheckpointModule[];
 }
 
 /**
@@ -97,13 +125,16 @@ function exactTensor(name: string, data: Float32Array, shape: number[]): TensorT
 /**
  * Writes a TriRun checkpoint folder: model.safetensors (packed `<module>.B`/`.s` for every block linear,
  * embedding, norms and an untied classifier as they are) and config.json (Hugging Face LlamaConfig with a
- * TriRun quantization_config). Returns the bytes written.
+ * TriRun quantization_config). Returns the bytes written. The folder must not be `opts.input` and,
+ * unless `opts.overwrite`, must not hold checkpoint files already (see checkCheckpointOutput); with
+ * `overwrite`, another checkpoint's shards and index are removed so that they are not read with ours.
  */
 export async function writeQuantizedCheckpoint(
   dir: string,
   fp: LlamaModel,
   layers: QuantizedLayerRecord[],
   meta: CheckpointMeta,
+  opts: CheckpointOutputOptions = {},
 ): Promise<number> {
   const c = fp.config;
   const hs = headSize(c);
@@ -144,7 +175,7 @@ export async function writeQuantizedCheckpoint(
       throw new TypeError("lm_head: expected an unquantized classifier with host weights");
     tensors.push(exactTensor("lm_head.weight", w, [c.vocabSize, c.dim]));
   }
-  mkdirSync(dir, { recursive: true });
+  prepareCheckpointOutput(dir, opts);
   const method = `${meta.method}-${meta.levels}`;
   const bytes = await writeTriRunCheckpoint(join(dir, "model.safetensors"), {
     layers: packed,
@@ -169,16 +200,34 @@ export function isTriRunConfig(cfg: Record<string, unknown>): boolean {
   return q?.quant_method === "trirun";
 }
 
+/**
+ * The levels a checkpoint's codes use, from what it records: our `eval` block, else the method name
+ * in its metadata. The format's grid is always {-1, 0, 1, 2}; @trirun/packing's absmean, absmax and
+ * bitnet quantizers clamp to [-1, 1] (ternary), mse uses the whole grid (int2), our writer names the
+ * method "<method>-<levels>". Anything else (e.g. "exact", which keeps whatever levels the weights
+ * had) is "unknown" rather than a guess.
+ */
+export function levelsFromCheckpoint(evalLevels: unknown, method: string | undefined): Levels | "unknown" {
+  if (evalLevels === "ternary" || evalLevels === "int2") return evalLevels;
+  if (method === undefined) return "unknown";
+  if (method === "absmean" || method === "absmax" || method === "bitnet") return "ternary";
+  if (method === "mse") return "int2";
+  const suffix = /-(ternary|int2)$/.exec(method);
+  return suffix ? (suffix[1] as Levels) : "unknown";
+}
+
 function metaFrom(
   cfg: Record<string, unknown>,
   groupsize: 128 | -1,
   method: string | undefined,
-): CheckpointMeta {
-  const e = (cfg.quantization_config as { eval?: Partial<CheckpointMeta> } | undefined)?.eval ?? {};
+): LoadedCheckpointMeta {
+  const e =
+    (cfg.quantization_config as { eval?: Partial<Record<keyof CheckpointMeta, unknown>> } | undefined)
+      ?.eval ?? {};
   return {
     method: typeof e.method === "string" ? e.method : (method ?? "unknown"),
     groupsize,
-    levels: e.levels === "ternary" ? "ternary" : "int2",
+    levels: levelsFromCheckpoint(e.levels, method),
     source: typeof e.source === "string" ? e.source : "unknown",
   };
 }
@@ -190,7 +239,7 @@ function metaFrom(
 export async function loadQuantizedCheckpoint(
   path: string,
   opts: { backend?: Backend } = {},
-): Promise<{ model: LlamaModel; meta: CheckpointMeta; bytes: number }> {
+): Promise<LoadedCheckpoint> {
   let dir = path;
   try {
     if (statSync(path).isFile()) dir = dirname(path);
@@ -233,6 +282,8 @@ export async function loadQuantizedCheckpoint(
           `${dir}: module "${module}" is ${info.inFeatures} -> ${info.outFeatures} in the checkpoint but config.json implies ${inF} -> ${out}`,
         );
       }
+      const names = tensorNamesOf(module);
+      markTensorsRead(ckpt.files, [names.B, names.s]);
       const layer = await ckpt.readLayer(module);
       return TriRunLinear.fromPacked(bias === undefined ? layer : { ...layer, bias }, {
         backend: opts.backend,
@@ -240,8 +291,72 @@ export async function loadQuantizedCheckpoint(
     });
     let bytes = 0;
     for (const f of ckpt.files.shards) bytes += statSync(f.file).size;
-    return { model, meta: metaFrom(cfg, ckpt.metadata.groupsize, ckpt.metadata.method), bytes };
+    return {
+      model,
+      meta: metaFrom(cfg, ckpt.metadata.groupsize, ckpt.metadata.method),
+      bytes,
+      modules: ckpt.metadata.modules.map(({ module, inFeatures, outFeatures }) => ({
+        module,
+        inFeatures,
+        outFeatures,
+      })),
+    };
   } finally {
     await ckpt.close();
+  }
+}
+
+/** The config fields a checkpoint must share with its model, by their config.json names. */
+const ARCHITECTURE_FIELDS: readonly [string, (c: LlamaConfig) => unknown][] = [
+  ["hidden_size", (c) => c.dim],
+  ["intermediate_size", (c) => c.hiddenDim],
+  ["num_hidden_layers", (c) => c.nLayers],
+  ["num_attention_heads", (c) => c.nHeads],
+  ["num_key_value_heads", (c) => c.nKvHeads],
+  ["vocab_size", (c) => c.vocabSize],
+  ["hidden_act", (c) => c.mlpActivation],
+  ["sub-norms (BitNet)", (c) => c.subNorms === true],
+  ["q/k/v bias", (c) => c.qkvBias === true],
+  ["o_proj bias", (c) => c.oBias === true],
+  ["mlp_bias", (c) => c.mlpBias === true],
+];
+
+/**
+ * Refuses a checkpoint that was not made from `fp`: the architecture in the checkpoint's
+ * config.json, then every quantized module (name and in/out features), must match the model.
+ * Evaluating a foreign checkpoint would print plausible but meaningless numbers (same vocabulary,
+ * different network). Throws a one-line ERR_CHECKPOINT_MISMATCH naming both paths and the first
+ * difference.
+ */
+export function checkCheckpointMatchesModel(
+  fp: LlamaModel,
+  modelPath: string,
+  loaded: LoadedCheckpoint,
+  checkpointPath: string,
+): void {
+  const source = loaded.meta.source !== "unknown" ? ` (made from ${loaded.meta.source})` : "";
+  const fail = (what: string): never => {
+    throw new ModelLoadError(
+      "ERR_CHECKPOINT_MISMATCH",
+      `${checkpointPath}${source} is not a checkpoint of ${modelPath}: ${what}`,
+    );
+  };
+  const q = loaded.model.config;
+  for (const [name, get] of ARCHITECTURE_FIELDS) {
+    if (get(q) !== get(fp.config)) {
+      fail(
+        `${name} is ${String(get(q))} in the checkpoint's config.json but ${String(get(fp.config))} in the model`,
+      );
+    }
+  }
+  const linears = new Map(listLinears(fp).map((e) => [e.path, e.layer]));
+  for (const m of loaded.modules) {
+    const layer = linears.get(m.module);
+    if (layer === undefined) fail(`the checkpoint quantizes "${m.module}", which the model does not have`);
+    else if (layer.inFeatures !== m.inFeatures || layer.outFeatures !== m.outFeatures) {
+      fail(
+        `"${m.module}" is ${m.inFeatures} -> ${m.outFeatures} in the checkpoint but ${layer.inFeatures} -> ${layer.outFeatures} in the model`,
+      );
+    }
   }
 }

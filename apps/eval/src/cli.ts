@@ -1,14 +1,22 @@
 #!/usr/bin/env node
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend } from "@trirun/layers";
+import { type Backend, resolveBackend } from "@trirun/layers";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { generate, sampleSequences } from "./data/sampling.js";
 import { loadTokenizer, type TextTokenizer } from "./data/tokenizer.js";
-import { readTokenFile, type TokenFileFormat } from "./data/tokens.js";
-import { loadModel } from "./model/loaders/index.js";
-import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "./checkpoint.js";
+import type { TokenFileFormat } from "./data/tokens.js";
+import { detectModelFormat, loadModel } from "./model/loaders/index.js";
+import {
+  checkCheckpointMatchesModel,
+  type LoadedCheckpoint,
+  loadQuantizedCheckpoint,
+  writeQuantizedCheckpoint,
+} from "./checkpoint.js";
+import { ModelLoadError } from "./model/loaders/errors.js";
+import { checkCheckpointOutput, checkOutputFile, writeOutputFile } from "./output.js";
+import { checkChoiceItems, readChoiceTasks } from "./tasks.js";
 import { withActivationBits } from "./model/config.js";
 import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
 import type { LlamaModel } from "./model/llama.js";
@@ -23,11 +31,14 @@ import {
 } from "./model/runtime-select.js";
 import {
   chooseGroupsize,
+  type CalibrationInfo,
+  describeCalibration,
   type EvalData,
   evaluatePair,
   levelsOf,
   prepareEvalData,
   quantizeModel,
+  readCalibration,
 } from "./pipeline.js";
 import type { Levels, QuantizationMethod } from "./quantize/calibrators.js";
 import { QUANTIZATION_METHODS } from "./quantize/calibrators.js";
@@ -72,9 +83,34 @@ interface CalibrationFlags {
   quiet?: boolean;
 }
 
-/** --backend: "auto" leaves the choice to @trirun/layers (CUDA when a device is usable). */
+/**
+ * --backend: "auto" leaves the choice to @trirun/layers (CUDA when a device is usable); an explicit
+ * "cuda" without a device fails here, with the flag's name in the message.
+ */
 function backendOf(flag: "auto" | Backend): Backend | undefined {
-  return flag === "auto" ? undefined : flag;
+  return flag === "auto" ? undefined : resolveBackend(flag, "--backend");
+}
+
+/** run/quantize need the unquantized model: a TriRun checkpoint as <model> would fail deep inside. */
+function requireUnquantized(modelPath: string): void {
+  if (detectModelFormat(modelPath) === "trirun") {
+    throw new ModelLoadError(
+      "ERR_MODEL_FORMAT",
+      `${modelPath}: this is a TriRun checkpoint (already quantized); <model> must be the unquantized model (give the checkpoint with --quantized)`,
+    );
+  }
+}
+
+/** Loads --quantized and refuses a checkpoint that was made from another model. */
+async function loadCheckpointFor(
+  fp: LlamaModel,
+  modelPath: string,
+  checkpointPath: string,
+  backend: Backend | undefined,
+): Promise<LoadedCheckpoint> {
+  const loaded = await loadQuantizedCheckpoint(checkpointPath, { backend });
+  checkCheckpointMatchesModel(fp, modelPath, loaded, checkpointPath);
+  return loaded;
 }
 
 function backendOption(): Option {
@@ -169,15 +205,16 @@ function addQuantizeOptions(cmd: Command): Command {
 function calibrationData(
   fp: LlamaModel,
   f: CalibrationFlags,
-): { sequences: Int32Array[]; info: NonNullable<EvalReport["calibration"]> } {
+): { sequences: Int32Array[]; info: CalibrationInfo } {
   if (f.calib) {
-    const rows = readTokenFile(f.calib, { seqLen: f.calibSeqLen, vocabSize: fp.config.vocabSize }).slice(
-      0,
-      f.calibSamples,
-    );
-    const seqLen = Math.min(fp.config.maxSeqLen, rows[0].length);
-    const sequences = rows.map((r) => r.subarray(0, seqLen));
-    return { sequences, info: { source: f.calib, sequences: sequences.length, seqLen } };
+    // Rows as they are (ragged JSON rows included); too long or empty rows are refused.
+    return readCalibration(f.calib, {
+      seqLen: f.calibSeqLen,
+      vocabSize: fp.config.vocabSize,
+      maxSeqLen: fp.config.maxSeqLen,
+      limit: f.calibSamples,
+      seqLenFlag: "--calib-seq-len",
+    });
   }
   const seqLen = Math.min(fp.config.maxSeqLen, f.calibSeqLen);
   // Calibration sampling uses a different seed range from evaluation sampling.
@@ -186,10 +223,7 @@ function calibrationData(
     length: seqLen,
     seed: 1_000_000 + f.seed,
   });
-  return {
-    sequences,
-    info: { source: "sampled from the unquantized model", sequences: sequences.length, seqLen },
-  };
+  return { sequences, info: describeCalibration("sampled from the unquantized model", sequences) };
 }
 
 async function quantizeFlow(fp: LlamaModel, f: CalibrationFlags) {
@@ -209,16 +243,16 @@ async function quantizeFlow(fp: LlamaModel, f: CalibrationFlags) {
   return { ...out, groupsize, levels, calibration: calib?.info };
 }
 
+/** --json / --markdown targets are checked before the work, so that a bad path fails at once. */
+function checkReportTargets(opts: { json?: string; markdown?: string }): void {
+  if (opts.json) checkOutputFile(opts.json, "--json");
+  if (opts.markdown) checkOutputFile(opts.markdown, "--markdown");
+}
+
 function emitReport(report: EvalReport, opts: { json?: string; markdown?: string }): void {
   process.stdout.write(`${formatTerminal(report)}\n`);
-  if (opts.json) {
-    mkdirSync(dirname(resolve(opts.json)), { recursive: true });
-    writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
-  }
-  if (opts.markdown) {
-    mkdirSync(dirname(resolve(opts.markdown)), { recursive: true });
-    writeFileSync(opts.markdown, formatMarkdown(report));
-  }
+  if (opts.json) writeOutputFile(opts.json, `${JSON.stringify(report, null, 2)}\n`, "--json");
+  if (opts.markdown) writeOutputFile(opts.markdown, formatMarkdown(report), "--markdown");
 }
 
 /** "1,403,407" (ids) or, with a tokenizer, text. */
@@ -227,6 +261,12 @@ export function parsePrompt(
   tokenizer: TextTokenizer | undefined,
   vocabSize: number,
 ): number[] {
+  // Digits, commas, signs and spaces only: meant as ids, so a malformed list is an error, not text.
+  if (/^[\s\d,+-]+$/.test(prompt) && /\d/.test(prompt) && !/^\s*\d+(\s*[, ]\s*\d+)*\s*$/.test(prompt)) {
+    throw new RangeError(
+      `--prompt ${JSON.stringify(prompt)}: not a list of token ids (non-negative integers separated by commas or spaces, e.g. 1,403,407)`,
+    );
+  }
   if (/^\s*\d+(\s*[, ]\s*\d+)*\s*$/.test(prompt)) {
     const ids = prompt
       .trim()
@@ -234,11 +274,13 @@ export function parsePrompt(
       .map(Number);
     const bad = ids.find((id) => id >= vocabSize);
     if (bad !== undefined)
-      throw new RangeError(`prompt: token ${bad} is outside the vocabulary of ${vocabSize}`);
+      throw new RangeError(`--prompt: token ${bad} is outside the vocabulary of ${vocabSize}`);
     return ids;
   }
   if (!tokenizer) {
-    throw new RangeError("prompt: this model has no tokenizer; give token ids such as 1,403,407");
+    throw new RangeError(
+      `--prompt ${JSON.stringify(prompt)} is text, but this model has no tokenizer (tokenizer.json); give token ids such as 1,403,407`,
+    );
   }
   return tokenizer.encode(prompt);
 }
@@ -310,16 +352,33 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       .command("quantize")
       .description("quantize a model (GPTQ block by block, or RTN) and write a TriRun checkpoint")
       .argument("<model>", "llama2.c .bin or Hugging Face folder")
-      .requiredOption("-o, --out <dir>", "checkpoint folder to write (config.json + model.safetensors)"),
-  ).action(async (modelPath: string, f: CalibrationFlags & { out: string }) => {
+      .requiredOption(
+        "-o, --out <dir>",
+        "checkpoint folder to write (config.json + model.safetensors); never the input model's folder",
+      )
+      .option(
+        "--force",
+        "replace config.json / model.safetensors already in --out and remove another checkpoint's shards and index there",
+      ),
+  ).action(async (modelPath: string, f: CalibrationFlags & { out: string; force?: boolean }) => {
+    // The output is checked before the (possibly long) quantization; nothing is removed until the write.
+    const output = { input: modelPath, overwrite: f.force === true };
+    checkCheckpointOutput(f.out, output);
+    requireUnquantized(modelPath);
     const fp = withActivations(await loadModel(modelPath, { backend: backendOf(f.backend) }), f.activations);
     const q = await quantizeFlow(fp, f);
-    const bytes = await writeQuantizedCheckpoint(f.out, fp, q.layers, {
-      method: f.method,
-      groupsize: q.groupsize,
-      levels: q.levels,
-      source: basename(modelPath),
-    });
+    const bytes = await writeQuantizedCheckpoint(
+      f.out,
+      fp,
+      q.layers,
+      {
+        method: f.method,
+        groupsize: q.groupsize,
+        levels: q.levels,
+        source: basename(modelPath),
+      },
+      output,
+    );
     const losses = q.layers.filter((l) => l.loss !== undefined);
     process.stdout.write(
       `wrote ${f.out} (${(bytes / 2 ** 20).toFixed(3)} MiB): ${q.layers.length} layers, ${f.method} (${q.levels}), groupsize ${q.groupsize}, ${q.seconds.toFixed(1)} s` +
@@ -360,19 +419,22 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       .option("--markdown <file>", "write the report as markdown")
       .addOption(runtimeOption()),
   ).action(async (modelPath: string, f: RunFlags) => {
+    checkReportTargets(f);
+    requireUnquantized(modelPath);
     const fp = withActivations(await loadModel(modelPath, { backend: backendOf(f.backend) }), f.activations);
     // Checked before the (possibly long) quantization; the quantized layers share the backend flag.
     let runtime = pickRuntime(f.runtime, [fp]);
     const tokenizer = tokenizerFor(modelPath);
+    if (f.tasks) checkChoiceItems(f.tasks, readChoiceTasks(f.tasks), fp.config, tokenizer);
     let qModel: LlamaModel;
     let method: string = f.method;
     let groupsize: number;
-    let levels: Levels;
+    let levels: Levels | "unknown";
     let quantizeSeconds: number | undefined;
     let calibration: EvalReport["calibration"];
     let checkpoint: EvalReport["checkpoint"];
     if (f.quantized) {
-      const loaded = await loadQuantizedCheckpoint(f.quantized, { backend: backendOf(f.backend) });
+      const loaded = await loadCheckpointFor(fp, modelPath, f.quantized, backendOf(f.backend));
       qModel = withActivations(loaded.model, f.activations);
       method = loaded.meta.method;
       groupsize = loaded.meta.groupsize;
@@ -442,14 +504,24 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       ) => {
         const backend = backendOf(f.backend);
         const fp = withActivations(await loadModel(modelPath, { backend }), f.activations);
+        // Checked before any token is computed: the sequence must fit the model's positions.
+        if (f.length > fp.config.maxSeqLen) {
+          throw new RangeError(
+            `--length ${f.length} exceeds the model's ${fp.config.maxSeqLen} positions (${modelPath})`,
+          );
+        }
         const tokenizer = tokenizerFor(modelPath);
         const prompt = parsePrompt(f.prompt, tokenizer, fp.config.vocabSize);
+        if (prompt.length > f.length) {
+          throw new RangeError(
+            `--prompt has ${prompt.length} tokens, more than --length ${f.length} (the total, prompt included)`,
+          );
+        }
         const models: [string, LlamaModel][] = [["fp", fp]];
-        if (f.quantized)
-          models.push([
-            "quantized",
-            withActivations((await loadQuantizedCheckpoint(f.quantized, { backend })).model, f.activations),
-          ]);
+        if (f.quantized) {
+          const loaded = await loadCheckpointFor(fp, modelPath, f.quantized, backend);
+          models.push(["quantized", withActivations(loaded.model, f.activations)]);
+        }
         const runtime = pickRuntime(
           f.runtime,
           models.map(([, m]) => m),
@@ -509,6 +581,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         activations: ActivationsFlag;
         json?: string;
       }) => {
+        if (f.json) checkOutputFile(f.json, "--json");
         const { runSpeed, formatSpeed } = await import("./speed/run-speed.js");
         const report = runSpeed({
           shape: f.shape,
@@ -526,10 +599,10 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         });
         process.stdout.write(`${formatSpeed(report)}\n`);
         if (f.json) {
-          mkdirSync(dirname(resolve(f.json)), { recursive: true });
-          writeFileSync(
+          writeOutputFile(
             f.json,
             `${JSON.stringify({ ...report, createdAt: new Date().toISOString() }, null, 2)}\n`,
+            "--json",
           );
         }
       },

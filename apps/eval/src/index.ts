@@ -50,7 +50,14 @@ export {
   perplexity,
   type PerplexityResult,
 } from "./metrics.js";
-export { type ChoiceItem, type ChoiceResult, evaluateChoices, readChoiceTasks } from "./tasks.js";
+export {
+  type ChoiceItem,
+  type ChoiceResult,
+  checkChoiceItems,
+  evaluateChoices,
+  readChoiceTasks,
+} from "./tasks.js";
+export { OutputError } from "./output.js";
 export { QUANTIZATION_METHODS, type Levels, type QuantizationMethod } from "./quantize/calibrators.js";
 export { quantizeSequential, SEQUENTIAL_GROUPS } from "./quantize/sequential.js";
 export { chooseGroupsize, evaluatePair, prepareEvalData, quantizeModel } from "./pipeline.js";

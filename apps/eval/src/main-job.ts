@@ -1,13 +1,20 @@
 import type { Backend } from "@trirun/layers";
-import { mkdirSync, writeFileSync } from "node:fs";
+
 import { basename, isAbsolute, join, relative } from "node:path";
 import { loadQuantizedCheckpoint, writeQuantizedCheckpoint } from "./checkpoint.js";
 import { sampleSequences } from "./data/sampling.js";
-import { readTokenFile } from "./data/tokens.js";
 import { compareModels } from "./metrics.js";
 import { CpuLlamaRuntime } from "./model/cpu-runtime.js";
 import { loadModel } from "./model/loaders/index.js";
-import { chooseGroupsize, evaluatePair, prepareEvalData, quantizeModel } from "./pipeline.js";
+import { checkCheckpointOutput, makeFolder, writeOutputFile } from "./output.js";
+import {
+  chooseGroupsize,
+  describeCalibration,
+  evaluatePair,
+  prepareEvalData,
+  quantizeModel,
+  readCalibration,
+} from "./pipeline.js";
 import { type EvalReport, formatMarkdown, formatTerminal } from "./report.js";
 
 export interface MainJobOptions {
@@ -40,16 +47,28 @@ export function displayPath(path: string): string {
  * baseline on the same grid), printing and writing the report.
  */
 export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
+  const levels = "int2" as const;
+  const name = basename(o.model).replace(/\.[^.]+$/, "");
+  // The main job rewrites its own checkpoint on every run (overwrite), but never the input model;
+  // checked before the quantization.
+  const checkpointOutput = { input: o.model, overwrite: true, flag: "--out" };
   const fp = await loadModel(o.model, { backend: o.backend });
+  const groupsize = chooseGroupsize(fp);
+  const file = join(o.out, `${name}-gptq-${levels}-g${groupsize}-trirun`);
+  checkCheckpointOutput(file, checkpointOutput);
   const seqLen = Math.min(SEQ_LEN, fp.config.maxSeqLen);
   const fpRuntime = new CpuLlamaRuntime(fp);
-  const calibration = o.calib
-    ? readTokenFile(o.calib, { seqLen: SEQ_LEN, vocabSize: fp.config.vocabSize })
-        .slice(0, o.calibSamples)
-        .map((r) => r.subarray(0, seqLen))
-    : sampleSequences(fpRuntime, { count: o.calibSamples, length: seqLen, seed: 1_000_000 });
-  const groupsize = chooseGroupsize(fp);
-  const levels = "int2" as const;
+  const calib = o.calib
+    ? readCalibration(o.calib, {
+        seqLen: SEQ_LEN,
+        vocabSize: fp.config.vocabSize,
+        maxSeqLen: fp.config.maxSeqLen,
+        limit: o.calibSamples,
+      })
+    : undefined;
+  const calibration =
+    calib?.sequences ??
+    sampleSequences(fpRuntime, { count: o.calibSamples, length: seqLen, seed: 1_000_000 });
   const q = await quantizeModel(fp, {
     method: "gptq",
     groupsize,
@@ -59,15 +78,14 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
     quiet: o.quiet,
   });
 
-  mkdirSync(o.out, { recursive: true });
-  const name = basename(o.model).replace(/\.[^.]+$/, "");
-  const file = join(o.out, `${name}-gptq-${levels}-g${groupsize}-trirun`);
-  await writeQuantizedCheckpoint(file, fp, q.layers, {
-    method: "gptq",
-    groupsize,
-    levels,
-    source: basename(o.model),
-  });
+  makeFolder(o.out, `--out ${o.out}`);
+  await writeQuantizedCheckpoint(
+    file,
+    fp,
+    q.layers,
+    { method: "gptq", groupsize, levels, source: basename(o.model) },
+    checkpointOutput,
+  );
   const loaded = await loadQuantizedCheckpoint(file, { backend: o.backend });
 
   const data = prepareEvalData(fpRuntime, {
@@ -83,11 +101,10 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
     levels,
     data,
     quantizeSeconds: q.seconds,
-    calibration: {
-      source: o.calib ? displayPath(o.calib) : "sampled from the unquantized model",
-      sequences: calibration.length,
-      seqLen,
-    },
+    calibration: describeCalibration(
+      o.calib ? displayPath(o.calib) : "sampled from the unquantized model",
+      calibration,
+    ),
     checkpoint: { path: displayPath(file), bytes: loaded.bytes },
     quiet: o.quiet,
   });
@@ -120,8 +137,8 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
     },
   ];
 
-  writeFileSync(join(o.out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
-  writeFileSync(join(o.out, "report.md"), formatMarkdown(report));
+  writeOutputFile(join(o.out, "report.json"), `${JSON.stringify(report, null, 2)}\n`, "--out");
+  writeOutputFile(join(o.out, "report.md"), formatMarkdown(report), "--out");
   process.stdout.write(`${formatTerminal(report)}\n`);
   process.stdout.write(
     `reports: ${displayPath(join(o.out, "report.md"))}, ${displayPath(join(o.out, "report.json"))}\n`,

@@ -11,8 +11,9 @@ import { startProgress } from "./progress.js";
 import { type Levels, type QuantizationMethod, rtnCalibrator } from "./quantize/calibrators.js";
 import { type GptqSettings, gptqCalibrator } from "./quantize/gptq-calibrator.js";
 import { type QuantizedLayerRecord, quantizeSequential } from "./quantize/sequential.js";
+import { DataError } from "./data/errors.js";
 import type { EvalReport } from "./report.js";
-import { evaluateChoices, readChoiceTasks } from "./tasks.js";
+import { checkChoiceItems, evaluateChoices, readChoiceTasks } from "./tasks.js";
 
 /** 128 when every block linear's input size is a multiple of 128, else -1 (one scale per column). */
 export function chooseGroupsize(model: LlamaModel): 128 | -1 {
@@ -35,6 +36,57 @@ export function hostWeight(model: LlamaModel, path: string): Float32Array {
     throw new TypeError(`${path}: expected an unquantized layer with a host weight copy`);
   }
   return weight;
+}
+
+/** What a report says about the calibration rows: real counts, ragged rows included. */
+export interface CalibrationInfo {
+  source: string;
+  sequences: number;
+  /** The longest row. */
+  seqLen: number;
+  /** The shortest row (equal to seqLen when all rows have one length). */
+  minSeqLen: number;
+  /** Tokens in all rows. */
+  tokens: number;
+}
+
+/** Counts for the report from the rows actually used. */
+export function describeCalibration(source: string, rows: readonly Int32Array[]): CalibrationInfo {
+  const lengths = rows.map((r) => r.length);
+  return {
+    source,
+    sequences: rows.length,
+    seqLen: Math.max(0, ...lengths),
+    minSeqLen: lengths.length ? Math.min(...lengths) : 0,
+    tokens: lengths.reduce((a, b) => a + b, 0),
+  };
+}
+
+/**
+ * Reads calibration rows from a token file (the first `limit`), as they are: rows may differ in
+ * length (the sequential driver takes each row's own length), but an empty row or one longer than
+ * the model's positions is refused, naming the file and the row, instead of being cut silently.
+ */
+export function readCalibration(
+  file: string,
+  opts: { seqLen: number; vocabSize: number; maxSeqLen: number; limit: number; seqLenFlag?: string },
+): { sequences: Int32Array[]; info: CalibrationInfo } {
+  const sequences = readTokenFile(file, { seqLen: opts.seqLen, vocabSize: opts.vocabSize }).slice(
+    0,
+    opts.limit,
+  );
+  sequences.forEach((row, r) => {
+    if (row.length === 0) {
+      throw new DataError("ERR_DATA_FORMAT", `${file}: calibration sequence ${r} is empty`);
+    }
+    if (row.length > opts.maxSeqLen) {
+      throw new DataError(
+        "ERR_DATA_FORMAT",
+        `${file}: calibration sequence ${r} has ${row.length} tokens, more than the model's ${opts.maxSeqLen} positions${opts.seqLenFlag ? ` (use a shorter ${opts.seqLenFlag} for a raw token file)` : ""}`,
+      );
+    }
+  });
+  return { sequences, info: describeCalibration(file, sequences) };
 }
 
 export interface QuantizeSettings {
@@ -117,6 +169,12 @@ export function prepareEvalData(fp: LlamaRuntime, s: EvalDataSettings): EvalData
       throw new RangeError(`skip: ${s.file} has ${seqs.length} sequences, cannot skip ${skip}`);
     }
     let windows = toWindows(seqs.slice(skip), s.windowLength);
+    if (windows.length === 0) {
+      throw new DataError(
+        "ERR_DATA_FORMAT",
+        `${s.file}: no sequence${skip > 0 ? ` after the first ${skip} (--skip)` : ""} has the 2 tokens a window needs`,
+      );
+    }
     if (s.maxWindows !== undefined) windows = windows.slice(0, s.maxWindows);
     return { windows, source: s.file, sampledFromModel: false };
   }
@@ -134,7 +192,8 @@ export interface EvaluateSettings {
   modelName: string;
   method: string;
   groupsize: number;
-  levels: Levels;
+  /** "unknown" for a checkpoint that does not say. */
+  levels: Levels | "unknown";
   data: EvalData;
   tasksFile?: string;
   tokenizer?: TextTokenizer;
@@ -190,13 +249,15 @@ function evaluateWith(
 ): EvalReport {
   const fpModel = fp.model;
   const qModel = q.model;
+  // Task items are checked (ids, lengths) before the long comparison, not after it.
+  const items = s.tasksFile ? readChoiceTasks(s.tasksFile) : undefined;
+  if (s.tasksFile && items) checkChoiceItems(s.tasksFile, items, fpModel.config, s.tokenizer);
   const t0 = performance.now();
   const progress = startProgress("evaluate fp vs quant", { quiet: s.quiet });
   const cmp = compareModels(fp, q, s.data.windows, (done, total) => progress.update(done, total));
   progress.stop();
   let tasks: EvalReport["tasks"];
-  if (s.tasksFile) {
-    const items = readChoiceTasks(s.tasksFile);
+  if (s.tasksFile && items) {
     const tp = startProgress("tasks fp + quant", { quiet: s.quiet });
     const a = evaluateChoices(fp, items, s.tokenizer, (d, t) => tp.update(d, 2 * t));
     const b = evaluateChoices(q, items, s.tokenizer, (d, t) => tp.update(t + d, 2 * t));
@@ -213,8 +274,12 @@ function evaluateWith(
   );
   const notes: string[] = [];
   if (s.data.sampledFromModel) {
+    // Say why: only a model without tokenizer.json really has no text to evaluate on.
+    const why = s.tokenizer
+      ? "no evaluation data was given"
+      : "no evaluation data was given and the model has no tokenizer";
     notes.push(
-      "the model has no tokenizer (or no data was given): perplexity and KL are measured on sequences sampled from the unquantized model with a fixed seed, so its perplexity is that of its own samples",
+      `${why}: perplexity and KL are measured on sequences sampled from the unquantized model with a fixed seed, so its perplexity is that of its own samples`,
     );
   }
   notes.push("the classifier (lm_head) and the embedding stay unquantized, as in GPTQ for Llama");

@@ -10,7 +10,8 @@ export interface EvalReport {
   backend: string;
   runtime: string;
   checkpoint?: { path: string; bytes: number };
-  calibration?: { source: string; sequences: number; seqLen: number };
+  /** seqLen: the longest row, minSeqLen the shortest, tokens all of them (rows may differ in length). */
+  calibration?: { source: string; sequences: number; seqLen: number; minSeqLen?: number; tokens?: number };
   data: {
     source: string;
     /** True when the sequences were sampled from the unquantized model (no tokenizer / no data given). */
@@ -85,7 +86,7 @@ function rows(r: EvalReport): [string, string, string][] {
 function describeData(r: EvalReport): string {
   const d = r.data;
   const what = d.sampledFromModel
-    ? `${d.windows} sequences sampled from the unquantized model (temperature 1, seed ${d.seed}), because the model has no tokenizer`
+    ? `${d.windows} sequences sampled from the unquantized model (temperature 1, seed ${d.seed}), because no evaluation data was given`
     : `${d.windows} windows from ${d.source}`;
   return `${what}; window length ${d.windowLength}`;
 }
@@ -97,23 +98,39 @@ function header(r: EvalReport): string[] {
     `runtime: ${r.runtime}`,
   ];
   if (r.calibration) {
-    lines.push(
-      `calibration: ${r.calibration.sequences} x ${r.calibration.seqLen} tokens from ${r.calibration.source}`,
-    );
+    const c = r.calibration;
+    const shortest = c.minSeqLen ?? c.seqLen;
+    const shape =
+      shortest === c.seqLen
+        ? `${c.sequences} x ${c.seqLen} tokens`
+        : `${c.sequences} sequences of ${shortest}..${c.seqLen} tokens (${c.tokens ?? "?"} in all)`;
+    lines.push(`calibration: ${shape} from ${c.source}`);
   }
   lines.push(`evaluation data: ${describeData(r)}`);
   if (r.checkpoint) lines.push(`checkpoint: ${r.checkpoint.path} (${mib(r.checkpoint.bytes)})`);
   return lines;
 }
 
-/** The report as a terminal table. */
-export function formatTerminal(r: EvalReport): string {
-  const table = new Table({ head: ["metric", "fp (unquantized)", `quantized (${r.method})`] });
+/**
+ * Colour codes only on a terminal, and never with NO_COLOR set (https://no-color.org): redirected
+ * output (files, logs) stays plain text.
+ */
+export function useColor(stream: { isTTY?: boolean } = process.stdout): boolean {
+  return stream.isTTY === true && !process.env.NO_COLOR;
+}
+
+/** cli-table3 options: its default style colours the head and borders. */
+const tableStyle = (color: boolean) => (color ? {} : { style: { head: [], border: [] } });
+
+/** The report as a terminal table (coloured when `color`, by default when stdout is a terminal). */
+export function formatTerminal(r: EvalReport, opts: { color?: boolean } = {}): string {
+  const style = tableStyle(opts.color ?? useColor());
+  const table = new Table({ head: ["metric", "fp (unquantized)", `quantized (${r.method})`], ...style });
   for (const row of rows(r)) table.push(row);
   const timing = `time: ${r.seconds.quantize !== undefined ? `quantize ${r.seconds.quantize.toFixed(1)} s, ` : ""}evaluate ${r.seconds.evaluate.toFixed(1)} s`;
   const parts = [...header(r), table.toString()];
   if (r.baselines?.length) {
-    const t = new Table({ head: BASELINE_HEAD });
+    const t = new Table({ head: BASELINE_HEAD, ...style });
     t.push([
       r.method,
       f(r.quantized.perplexity),

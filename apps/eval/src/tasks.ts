@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { DataError } from "./data/errors.js";
 import type { TextTokenizer } from "./data/tokenizer.js";
 import { logSoftmax } from "./metrics.js";
+import type { LlamaConfig } from "./model/config.js";
 import type { LlamaRuntime } from "./model/runtime.js";
 
 /** One lm-eval-harness style multiple-choice item: text (needs a tokenizer) or token ids. */
@@ -9,6 +10,8 @@ export interface ChoiceItem {
   context: string | number[];
   choices: (string | number[])[];
   gold: number;
+  /** Line in the task file (set by readChoiceTasks), for messages. */
+  line?: number;
 }
 
 export interface ChoiceResult {
@@ -59,13 +62,85 @@ export function readChoiceTasks(file: string): ChoiceItem[] {
         `${where}: "gold" must be an index into choices (0..${choices.length - 1})`,
       );
     }
-    items.push({ context, choices, gold: gold as number });
+    items.push({ context, choices, gold: gold as number, line: i + 1 });
   });
   if (items.length === 0) throw new DataError("ERR_DATA_FORMAT", `${file}: no task items`);
   return items;
 }
 
-/** Sum of log-probabilities of `continuation` after `context`, left-truncating the context to fit. */
+/** The token ids of an item (text through the tokenizer), as scored. */
+function itemIds(
+  item: ChoiceItem,
+  tokenizer: TextTokenizer | undefined,
+  where: string,
+): { context: number[]; choices: number[][] } {
+  const needsText = typeof item.context === "string" || item.choices.some((c) => typeof c === "string");
+  if (needsText && !tokenizer) {
+    throw new DataError("ERR_DATA_TOKENIZER", `${where}: text items need the model's tokenizer`);
+  }
+  const encode = (x: string | number[], specials: boolean): number[] =>
+    typeof x === "string" ? (tokenizer as TextTokenizer).encode(x, { specials }) : x;
+  return {
+    context: encode(item.context, true),
+    choices: item.choices.map((c) => encode(c, false)),
+  };
+}
+
+/**
+ * Checks that every token id is in the vocabulary and that each choice fits the model's positions
+ * after at least one context token (a longer context is cut from the left, as lm-eval-harness does;
+ * a choice that does not fit would score NaN, and argmax would count it silently). Errors name the
+ * item (`where`).
+ */
+function checkItemIds(
+  ids: { context: number[]; choices: number[][] },
+  where: string,
+  config: Pick<LlamaConfig, "vocabSize" | "maxSeqLen">,
+): void {
+  const { vocabSize, maxSeqLen } = config;
+  if (ids.context.length === 0) throw new DataError("ERR_DATA_FORMAT", `${where}: the context has no tokens`);
+  const parts: [string, number[]][] = [
+    ["context", ids.context],
+    ...ids.choices.map((c, j): [string, number[]] => [`choice ${j}`, c]),
+  ];
+  for (const [name, seq] of parts) {
+    if (seq.length === 0) throw new DataError("ERR_DATA_FORMAT", `${where}: ${name} has no tokens`);
+    const bad = seq.find((id) => id >= vocabSize);
+    if (bad !== undefined) {
+      throw new DataError(
+        "ERR_DATA_FORMAT",
+        `${where}: ${name} has token ${bad}, outside the model's vocabulary of ${vocabSize}`,
+      );
+    }
+  }
+  ids.choices.forEach((c, j) => {
+    // Scored as (last context token, choice) at the least: c.length positions.
+    if (c.length > maxSeqLen) {
+      throw new DataError(
+        "ERR_DATA_FORMAT",
+        `${where}: choice ${j} has ${c.length} tokens; scoring it after the context needs ${c.length} positions, more than the model's ${maxSeqLen}`,
+      );
+    }
+  });
+}
+
+/** Checks every item of a task file against the model (see checkItemIds); errors name file and line. */
+export function checkChoiceItems(
+  file: string,
+  items: readonly ChoiceItem[],
+  config: Pick<LlamaConfig, "vocabSize" | "maxSeqLen">,
+  tokenizer: TextTokenizer | undefined,
+): void {
+  items.forEach((item, i) => {
+    const where = item.line !== undefined ? `${file}:${item.line}` : `${file}: task item ${i}`;
+    checkItemIds(itemIds(item, tokenizer, where), where, config);
+  });
+}
+
+/**
+ * Sum of log-probabilities of `continuation` after `context`, left-truncating the context to fit (as
+ * lm-eval-harness does); the continuation itself must fit the model's positions.
+ */
 export function continuationLogLikelihood(
   runtime: LlamaRuntime,
   context: number[],
@@ -74,6 +149,7 @@ export function continuationLogLikelihood(
   const { vocabSize: V, maxSeqLen } = runtime.model.config;
   if (continuation.length === 0) throw new RangeError("continuation: expected at least one token");
   if (context.length === 0) throw new RangeError("context: expected at least one token (e.g. BOS)");
+  checkItemIds({ context, choices: [continuation] }, "continuationLogLikelihood", runtime.model.config);
   const all = [...context, ...continuation].slice(-(maxSeqLen + 1));
   const input = all.slice(0, -1);
   const logits = runtime.forward(input);
@@ -106,16 +182,14 @@ export function evaluateChoices(
   let acc = 0;
   let accNorm = 0;
   items.forEach((item, i) => {
-    const needsText = typeof item.context === "string" || item.choices.some((c) => typeof c === "string");
-    if (needsText && !tokenizer) {
-      throw new DataError("ERR_DATA_TOKENIZER", `task item ${i}: text items need the model's tokenizer`);
-    }
-    const ctx = typeof item.context === "string" ? tokenizer!.encode(item.context) : item.context;
+    const where = `task item ${i}${item.line !== undefined ? ` (line ${item.line})` : ""}`;
+    const ids = itemIds(item, tokenizer, where);
+    checkItemIds(ids, where, runtime.model.config);
     const scores: number[] = [];
     const normed: number[] = [];
-    for (const choice of item.choices) {
-      const cont = typeof choice === "string" ? tokenizer!.encode(choice, { specials: false }) : choice;
-      const ll = continuationLogLikelihood(runtime, ctx, cont);
+    for (const [j, choice] of item.choices.entries()) {
+      const cont = ids.choices[j];
+      const ll = continuationLogLikelihood(runtime, ids.context, cont);
       scores.push(ll);
       normed.push(ll / (typeof choice === "string" ? Math.max(1, [...choice].length) : cont.length));
     }

@@ -1,5 +1,6 @@
 import { available, Event, memoryInfo, synchronize, unavailableReason } from "@trirun/kernel-native";
 import Table from "cli-table3";
+import { useColor } from "../report.js";
 import { withActivationBits } from "../model/config.js";
 import { CudaLlamaRuntime, CudaRuntimeUnavailableError } from "../model/gpu-runtime.js";
 import { disposeModel, listLinears } from "../model/llama.js";
@@ -233,6 +234,8 @@ export function formatSpeed(r: SpeedReport): string {
       "speedup",
       "GPU speedup",
     ],
+    // Plain text when stdout is not a terminal (see report.ts useColor).
+    ...(useColor() ? {} : { style: { head: [], border: [] } }),
   });
   const batches = [...new Set(r.results.flatMap((x) => x.measurements.map((m) => m.batch)))].sort(
     (a, b) => a - b,

@@ -4,7 +4,9 @@ export type ModelLoadErrorCode =
   | "ERR_MODEL_HEADER"
   | "ERR_MODEL_CONFIG"
   | "ERR_MODEL_TENSOR"
-  | "ERR_MODEL_FORMAT";
+  | "ERR_MODEL_FORMAT"
+  /** A TriRun checkpoint given with a model it was not made from. */
+  | "ERR_CHECKPOINT_MISMATCH";
 
 /** A model file or folder that cannot be loaded; `code` says why, the message names the file. */
 export class ModelLoadError extends Error {

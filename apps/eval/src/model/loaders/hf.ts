@@ -127,6 +127,47 @@ export function configFromHf(cfg: Json, file: string): LlamaConfig {
   }
 }
 
+/**
+ * Tensor names read from each open checkpoint, so that assembleHfModel can refuse weights its
+ * config leaves unused (e.g. layers beyond num_hidden_layers) instead of dropping them silently.
+ */
+const tensorsRead = new WeakMap<SafetensorsCheckpoint, Set<string>>();
+
+/** Records tensors a loader consumed without readMatrix (packed codes, scales). */
+export function markTensorsRead(ckpt: SafetensorsCheckpoint, names: readonly string[]): void {
+  let set = tensorsRead.get(ckpt);
+  if (set === undefined) {
+    set = new Set();
+    tensorsRead.set(ckpt, set);
+  }
+  for (const n of names) set.add(n);
+}
+
+/**
+ * Unused tensors that real Hugging Face checkpoints carry and that change nothing: RoPE buffers
+ * (recomputed from rope_theta), and a copy of the embedding as lm_head when the classifier is tied.
+ */
+function isBenignUnused(name: string, config: LlamaConfig): boolean {
+  if (/(^|\.)rotary_emb\.(inv_freq|cos_cached|sin_cached)$/.test(name)) return true;
+  return config.tiedClassifier && name === "lm_head.weight";
+}
+
+/** Model-weight names (Hugging Face Llama naming); other unused tensors are left alone. */
+const looksLikeWeight = (name: string): boolean => /^(model\.|lm_head\.)/.test(name);
+
+/** Refuses weights that the config did not use: config.json and the tensors disagree. */
+function checkUnusedTensors(ckpt: SafetensorsCheckpoint, config: LlamaConfig, dir: string): void {
+  const used = tensorsRead.get(ckpt) ?? new Set<string>();
+  const unused = ckpt.names().filter((n) => !used.has(n) && looksLikeWeight(n) && !isBenignUnused(n, config));
+  if (unused.length === 0) return;
+  const first = unused[0];
+  const file = ckpt.shardOf(first).file;
+  throw new ModelLoadError(
+    "ERR_MODEL_CONFIG",
+    `${file}: tensor "${first}"${unused.length > 1 ? ` (and ${unused.length - 1} more)` : ""} is not used by the model that ${join(dir, "config.json")} describes (${config.nLayers} layers, hidden size ${config.dim}); config.json and the weights disagree`,
+  );
+}
+
 async function readMatrix(
   ckpt: SafetensorsCheckpoint,
   name: string,
@@ -136,6 +177,7 @@ async function readMatrix(
   if (!ckpt.has(name)) {
     throw new ModelLoadError("ERR_MODEL_TENSOR", `${dir}: tensor "${name}" is missing from the checkpoint`);
   }
+  markTensorsRead(ckpt, [name]);
   const info = ckpt.info(name);
   if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
     throw new ModelLoadError(
@@ -218,6 +260,7 @@ export async function assembleHfModel(
     }
     classifier = await linear("lm_head", V, dim, false);
   }
+  checkUnusedTensors(ckpt, config, dir);
   return { config, embedding, blocks, finalNorm, classifier, source: dir };
 }
 
@@ -274,6 +317,7 @@ async function readBitNetPacked(
   } catch (err) {
     throw new ModelLoadError("ERR_MODEL_TENSOR", `${dir}: ${(err as Error).message}`, { cause: err });
   }
+  markTensorsRead(ckpt, [weightName]);
   const codes = unpackBitNetCodes((await ckpt.readTensor(weightName, "U8")).data, rows, inF);
   const weight = new Float32Array(out * inF);
   for (let o = 0; o < out; o++)

@@ -156,6 +156,8 @@ export function loadLlama2c(file: string, opts: LoadOptions = {}): LlamaModel {
     ["embedding", embedding],
     ["classifier", classifierWeight],
     ["rms weights", attnNorm],
+    ["ffn rms weights", ffnNorm],
+    ["final rms weight", finalNorm],
   ] as const) {
     if (!t.every(Number.isFinite)) {
       throw new ModelLoadError("ERR_MODEL_TENSOR", `${file}: ${name} contains non-finite values`);
@@ -178,6 +180,14 @@ export function loadLlama2c(file: string, opts: LoadOptions = {}): LlamaModel {
     for (const name of BLOCK_LINEARS) {
       const [all, out, inF] = shapes[name];
       const w = all.subarray(l * out * inF, (l + 1) * out * inF);
+      // Checked here so that the error names the file (the layer's own check does not know it).
+      const bad = w.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) {
+        throw new ModelLoadError(
+          "ERR_MODEL_TENSOR",
+          `${file}: ${linearPath(l, name)} has a non-finite value (${w[bad]}) at [${Math.floor(bad / inF)}, ${bad % inF}]`,
+        );
+      }
       linears[name] = factory(linearPath(l, name), w, out, inF);
     }
     blocks.push({
