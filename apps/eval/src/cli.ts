@@ -202,6 +202,35 @@ function addQuantizeOptions(cmd: Command): Command {
     .option("--quiet", "no progress output");
 }
 
+/** Options of addQuantizeOptions that only say how to quantize (not where layers run). */
+const QUANTIZE_ONLY_OPTIONS: readonly string[] = [
+  "method",
+  "groupsize",
+  "levels",
+  "calib",
+  "calibSeqLen",
+  "calibSamples",
+  "actOrder",
+  "negativeScales",
+  "damp",
+];
+
+/**
+ * Refuses quantization options given on the command line where nothing is quantized (a checkpoint
+ * says how it was made): silently ignoring them would report the checkpoint's method as if it were
+ * the one asked for.
+ */
+function refuseQuantizeOptions(cmd: Command, because: string): void {
+  for (const name of QUANTIZE_ONLY_OPTIONS) {
+    if (cmd.getOptionValueSource(name) !== "cli") continue;
+    const option = cmd.options.find((o) => o.attributeName() === name);
+    const flag = option?.long ?? name;
+    throw new RangeError(
+      `${flag} has no effect with ${because}: the checkpoint was quantized already (its method and group size are reported); drop ${flag}`,
+    );
+  }
+}
+
 function calibrationData(
   fp: LlamaModel,
   f: CalibrationFlags,
@@ -418,8 +447,9 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       .option("--json <file>", "write the report as JSON")
       .option("--markdown <file>", "write the report as markdown")
       .addOption(runtimeOption()),
-  ).action(async (modelPath: string, f: RunFlags) => {
+  ).action(async (modelPath: string, f: RunFlags, cmd: Command) => {
     checkReportTargets(f);
+    if (f.quantized) refuseQuantizeOptions(cmd, "--quantized");
     requireUnquantized(modelPath);
     const fp = withActivations(await loadModel(modelPath, { backend: backendOf(f.backend) }), f.activations);
     // Checked before the (possibly long) quantization; the quantized layers share the backend flag.

@@ -179,10 +179,10 @@ export function prepareEvalData(fp: LlamaRuntime, s: EvalDataSettings): EvalData
     return { windows, source: s.file, sampledFromModel: false };
   }
   const progress = startProgress("sample eval data", { quiet: s.quiet });
-  const windows = sampleSequences(
-    fp,
-    { count: s.sampleCount, length: s.windowLength, seed: s.seed },
-    (done) => progress.update(done, s.sampleCount),
+  // --max-windows bounds sampled windows too.
+  const count = Math.min(s.sampleCount, s.maxWindows ?? s.sampleCount);
+  const windows = sampleSequences(fp, { count, length: s.windowLength, seed: s.seed }, (done) =>
+    progress.update(done, count),
   );
   progress.stop();
   return { windows, source: "sampled from the unquantized model", sampledFromModel: true, seed: s.seed };

@@ -81,6 +81,24 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
     );
   });
 
+  it("L1: quantization options beside --quantized are refused; --max-windows bounds sampled windows", async () => {
+    const sample = ["--sample", "4", "--window", "8", "--quiet"];
+    for (const extra of [
+      ["--method", "absmean"],
+      ["--groupsize", "128"],
+      ["--levels", "ternary"],
+      ["--calib", "/nonexistent"],
+    ]) {
+      await expect(cli(["run", STORIES_BIN, "--quantized", ck260, ...sample, ...extra])).rejects.toThrow(
+        new RegExp(`^${extra[0]} has no effect with --quantized`),
+      );
+    }
+    const json = join(dir, "l1.json");
+    await cli(["run", STORIES_BIN, "--quantized", ck260, ...sample, "--max-windows", "2", "--json", json]);
+    const report = JSON.parse(readFileSync(json, "utf8"));
+    expect(report.data.windows).toBe(2);
+  });
+
   it("H1: a quantized module whose shape differs from the model's is named", async () => {
     const fp = loadLlama2c(STORIES_BIN);
     const loaded = await loadQuantizedCheckpoint(ck260);
