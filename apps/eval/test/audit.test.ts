@@ -12,7 +12,6 @@ import {
   loadQuantizedCheckpoint,
   writeQuantizedCheckpoint,
 } from "../src/checkpoint.js";
-import { buildProgram } from "../src/cli.js";
 import { CpuLlamaRuntime } from "../src/model/cpu-runtime.js";
 import { loadHfFolder } from "../src/model/loaders/hf.js";
 import { loadLlama2c } from "../src/model/loaders/llama2c.js";
@@ -21,23 +20,12 @@ import type { EvalReport } from "../src/report.js";
 import { formatTerminal, useColor } from "../src/report.js";
 import { continuationLogLikelihood, evaluateChoices } from "../src/tasks.js";
 import { haveShared, STORIES_BIN, STUDENT_DIR } from "./helpers/reference-f64.js";
+import { runCli } from "./helpers/cli.js";
 import { tempDir } from "./helpers/tmp.js";
 
 const dir = tempDir("trirun-eval-audit-");
 
-async function cli(args: string[]): Promise<string> {
-  let out = "";
-  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  try {
-    await buildProgram({ embedded: true }).parseAsync(["node", "trirun-eval", ...args]);
-  } finally {
-    spy.mockRestore();
-  }
-  return out;
-}
+const cli = runCli;
 
 afterEach(() => vi.restoreAllMocks());
 

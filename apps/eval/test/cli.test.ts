@@ -1,7 +1,6 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { buildProgram } from "../src/cli.js";
 import { loadQuantizedCheckpoint } from "../src/checkpoint.js";
 import { generate } from "../src/data/sampling.js";
 import { compareModels } from "../src/metrics.js";
@@ -9,23 +8,12 @@ import { CpuLlamaRuntime } from "../src/model/cpu-runtime.js";
 import { loadLlama2c } from "../src/model/loaders/llama2c.js";
 import type { EvalReport } from "../src/report.js";
 import { haveShared, STORIES_BIN } from "./helpers/reference-f64.js";
+import { runCli } from "./helpers/cli.js";
 import { tempDir } from "./helpers/tmp.js";
 
 const dir = tempDir();
 
-async function cli(args: string[]): Promise<string> {
-  let out = "";
-  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  try {
-    await buildProgram({ embedded: true }).parseAsync(["node", "trirun-eval", ...args]);
-  } finally {
-    spy.mockRestore();
-  }
-  return out;
-}
+const cli = runCli;
 
 afterEach(() => vi.restoreAllMocks());
 
