@@ -1,5 +1,6 @@
 /** Shared pieces of the trirun-pack / trirun-unpack command lines. */
 import { SingleBar } from "cli-progress";
+import type { Command } from "commander";
 import type { ConvertProgress, ConvertSummary } from "../node/convert.js";
 
 export function formatBytes(bytes: number): string {
@@ -75,4 +76,22 @@ export async function runCli(name: string, body: () => Promise<void>): Promise<v
     process.stderr.write(`${name}: error: ${message.split("\n")[0]}\n`);
     process.exitCode = 1;
   }
+}
+
+/**
+ * The options both commands share (--dry-run, --force, --quiet, --json) and their one-line usage
+ * errors, prefixed like the commands' own errors.
+ */
+export function withOutputOptions(cmd: Command, name: string, dryRunHelp: string): Command {
+  return cmd
+    .option("-n, --dry-run", dryRunHelp)
+    .option(
+      "-f, --force",
+      "replace what the output folder holds: the files this run writes, and any other checkpoint there (its .safetensors files and shard index)",
+    )
+    .option("-q, --quiet", "no progress bar")
+    .option("--json", "print the summary as JSON")
+    .configureOutput({
+      outputError: (text, write) => write(`${name}: ${text.replace(/^error: /, "error: ")}`),
+    });
 }

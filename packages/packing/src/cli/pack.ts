@@ -4,7 +4,7 @@ import { availableParallelism } from "node:os";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { QUANT_METHODS } from "../quantize.js";
 import { DEFAULT_INCLUDE, packCheckpoint } from "../node/convert.js";
-import { progressBar, quietOnClosedPipe, runCli, summaryLines } from "./common.js";
+import { progressBar, quietOnClosedPipe, runCli, summaryLines, withOutputOptions } from "./common.js";
 
 function parseThreads(value: string): number {
   const threads = Number(value);
@@ -29,84 +29,76 @@ function parseGroupSize(value: string): 128 | -1 {
   throw new InvalidArgumentError("must be 128 or -1 (one group per output column)");
 }
 
-const program = new Command("trirun-pack")
-  .description(
-    "Quantize the linear layers of a Hugging Face (Llama-style) safetensors checkpoint to 2-bit TriRun " +
-      "format. INPUT is a .safetensors file, a folder, or a sharded folder; OUTPUT is a folder.",
-  )
-  .argument("<input>", "checkpoint file or folder")
-  .argument("<output>", "output folder")
-  .addOption(
-    new Option(
-      "-m, --method <method>",
-      "round-to-nearest quantizer; bitnet: BitNet b1.58's per-tensor absmean, and packed BitNet checkpoints imported as they are",
+const program = withOutputOptions(
+  new Command("trirun-pack")
+    .description(
+      "Quantize the linear layers of a Hugging Face (Llama-style) safetensors checkpoint to 2-bit TriRun " +
+        "format. INPUT is a .safetensors file, a folder, or a sharded folder; OUTPUT is a folder.",
     )
-      .choices([...QUANT_METHODS])
-      .default("absmean"),
-  )
-  .addOption(
-    new Option("-g, --groupsize <g>", "scale group size along in-features: 128 or -1")
-      .argParser(parseGroupSize)
-      .default(128),
-  )
-  .option("-i, --include <glob...>", "module-name globs to pack", [...DEFAULT_INCLUDE])
-  .option("-x, --exclude <glob...>", "module-name globs to leave unquantized", [])
-  .addOption(
-    new Option(
-      "-t, --threads <n>",
-      "worker threads quantizing each large layer; same output for any count (default: cores up to 8 for mse, else 1)",
-    ).argParser(parseThreads),
-  )
-  .option("-n, --dry-run", "list what would be packed; write nothing")
-  .option(
-    "-f, --force",
-    "replace what the output folder holds: the files this run writes, and any other checkpoint there (its .safetensors files and shard index)",
-  )
-  .option("-q, --quiet", "no progress bar")
-  .option("--json", "print the summary as JSON")
-  // One line on bad usage, prefixed like our own errors.
-  .configureOutput({
-    outputError: (text, write) => write(`trirun-pack: ${text.replace(/^error: /, "error: ")}`),
-  })
-  .action(async (input: string, output: string, opts) => {
-    await runCli("trirun-pack", async () => {
-      const bar = progressBar(!opts.quiet && !opts.json);
-      let summary: Awaited<ReturnType<typeof packCheckpoint>>;
-      try {
-        summary = await packCheckpoint(input, output, {
-          method: opts.method,
-          groupsize: opts.groupsize,
-          include: opts.include,
-          exclude: opts.exclude,
-          dryRun: opts.dryRun === true,
-          overwrite: opts.force === true,
-          threads: opts.threads ?? defaultThreads(opts.method),
-          onProgress: bar.update,
-        });
-      } finally {
-        bar.stop();
+    .argument("<input>", "checkpoint file or folder")
+    .argument("<output>", "output folder")
+    .addOption(
+      new Option(
+        "-m, --method <method>",
+        "round-to-nearest quantizer; bitnet: BitNet b1.58's per-tensor absmean, and packed BitNet checkpoints imported as they are",
+      )
+        .choices([...QUANT_METHODS])
+        .default("absmean"),
+    )
+    .addOption(
+      new Option("-g, --groupsize <g>", "scale group size along in-features: 128 or -1")
+        .argParser(parseGroupSize)
+        .default(128),
+    )
+    .option("-i, --include <glob...>", "module-name globs to pack", [...DEFAULT_INCLUDE])
+    .option("-x, --exclude <glob...>", "module-name globs to leave unquantized", [])
+    .addOption(
+      new Option(
+        "-t, --threads <n>",
+        "worker threads quantizing each large layer; same output for any count (default: cores up to 8 for mse, else 1)",
+      ).argParser(parseThreads),
+    ),
+  "trirun-pack",
+  "list what would be packed; write nothing",
+).action(async (input: string, output: string, opts) => {
+  await runCli("trirun-pack", async () => {
+    const bar = progressBar(!opts.quiet && !opts.json);
+    let summary: Awaited<ReturnType<typeof packCheckpoint>>;
+    try {
+      summary = await packCheckpoint(input, output, {
+        method: opts.method,
+        groupsize: opts.groupsize,
+        include: opts.include,
+        exclude: opts.exclude,
+        dryRun: opts.dryRun === true,
+        overwrite: opts.force === true,
+        threads: opts.threads ?? defaultThreads(opts.method),
+        onProgress: bar.update,
+      });
+    } finally {
+      bar.stop();
+    }
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      return;
+    }
+    if (summary.dryRun) {
+      for (const t of summary.tensors) {
+        if (t.action !== "pack") continue;
+        const m = t.module!;
+        const pad = m.k !== m.inFeatures || m.n !== m.outFeatures ? ` padded to k=${m.k} n=${m.n}` : "";
+        const verb = t.from === "bitnet" ? "import" : "pack";
+        process.stdout.write(
+          `${verb} ${t.name} ${t.dtype} [${t.shape.join(", ")}]${pad}: ${t.bytesBefore} -> ${t.bytesAfter} bytes\n`,
+        );
       }
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-        return;
-      }
-      if (summary.dryRun) {
-        for (const t of summary.tensors) {
-          if (t.action !== "pack") continue;
-          const m = t.module!;
-          const pad = m.k !== m.inFeatures || m.n !== m.outFeatures ? ` padded to k=${m.k} n=${m.n}` : "";
-          const verb = t.from === "bitnet" ? "import" : "pack";
-          process.stdout.write(
-            `${verb} ${t.name} ${t.dtype} [${t.shape.join(", ")}]${pad}: ${t.bytesBefore} -> ${t.bytesAfter} bytes\n`,
-          );
-        }
-      }
-      for (const line of summaryLines(summary, "packed")) process.stdout.write(`${line}\n`);
-      for (const note of summary.notes) process.stderr.write(`trirun-pack: note: ${note}\n`);
-      if (summary.tensorsPacked === 0)
-        process.stderr.write("trirun-pack: warning: no tensor matched the include patterns\n");
-    });
+    }
+    for (const line of summaryLines(summary, "packed")) process.stdout.write(`${line}\n`);
+    for (const note of summary.notes) process.stderr.write(`trirun-pack: note: ${note}\n`);
+    if (summary.tensorsPacked === 0)
+      process.stderr.write("trirun-pack: warning: no tensor matched the include patterns\n");
   });
+});
 
 quietOnClosedPipe();
 program.parseAsync().catch((err: unknown) => {

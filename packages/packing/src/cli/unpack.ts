@@ -2,55 +2,47 @@
 /** trirun-unpack: TriRun checkpoint -> dequantized fp16 safetensors checkpoint. */
 import { Command } from "commander";
 import { unpackCheckpoint } from "../node/convert.js";
-import { progressBar, quietOnClosedPipe, runCli, summaryLines } from "./common.js";
+import { progressBar, quietOnClosedPipe, runCli, summaryLines, withOutputOptions } from "./common.js";
 
-const program = new Command("trirun-unpack")
-  .description(
-    "Write the dequantized fp16 checkpoint of a TriRun checkpoint: each <module>.B/<module>.s pair becomes " +
-      "<module>.weight (padding removed); other tensors are copied.",
-  )
-  .argument("<input>", "TriRun checkpoint file or folder")
-  .argument("<output>", "output folder")
-  .option("-n, --dry-run", "list what would be written; write nothing")
-  .option(
-    "-f, --force",
-    "replace what the output folder holds: the files this run writes, and any other checkpoint there (its .safetensors files and shard index)",
-  )
-  .option("-q, --quiet", "no progress bar")
-  .option("--json", "print the summary as JSON")
-  // One line on bad usage, prefixed like our own errors.
-  .configureOutput({
-    outputError: (text, write) => write(`trirun-unpack: ${text.replace(/^error: /, "error: ")}`),
-  })
-  .action(async (input: string, output: string, opts) => {
-    await runCli("trirun-unpack", async () => {
-      const bar = progressBar(!opts.quiet && !opts.json);
-      let summary: Awaited<ReturnType<typeof unpackCheckpoint>>;
-      try {
-        summary = await unpackCheckpoint(input, output, {
-          dryRun: opts.dryRun === true,
-          overwrite: opts.force === true,
-          onProgress: bar.update,
-        });
-      } finally {
-        bar.stop();
+const program = withOutputOptions(
+  new Command("trirun-unpack")
+    .description(
+      "Write the dequantized fp16 checkpoint of a TriRun checkpoint: each <module>.B/<module>.s pair becomes " +
+        "<module>.weight (padding removed); other tensors are copied.",
+    )
+    .argument("<input>", "TriRun checkpoint file or folder")
+    .argument("<output>", "output folder"),
+  "trirun-unpack",
+  "list what would be written; write nothing",
+).action(async (input: string, output: string, opts) => {
+  await runCli("trirun-unpack", async () => {
+    const bar = progressBar(!opts.quiet && !opts.json);
+    let summary: Awaited<ReturnType<typeof unpackCheckpoint>>;
+    try {
+      summary = await unpackCheckpoint(input, output, {
+        dryRun: opts.dryRun === true,
+        overwrite: opts.force === true,
+        onProgress: bar.update,
+      });
+    } finally {
+      bar.stop();
+    }
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      return;
+    }
+    if (summary.dryRun) {
+      for (const t of summary.tensors) {
+        if (t.action !== "pack") continue;
+        const m = t.module!;
+        process.stdout.write(
+          `unpack ${m.module}.B/.s -> ${m.module}.weight F16 [${t.shape.join(", ")}]: ${t.bytesBefore} -> ${t.bytesAfter} bytes\n`,
+        );
       }
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-        return;
-      }
-      if (summary.dryRun) {
-        for (const t of summary.tensors) {
-          if (t.action !== "pack") continue;
-          const m = t.module!;
-          process.stdout.write(
-            `unpack ${m.module}.B/.s -> ${m.module}.weight F16 [${t.shape.join(", ")}]: ${t.bytesBefore} -> ${t.bytesAfter} bytes\n`,
-          );
-        }
-      }
-      for (const line of summaryLines(summary, "unpacked")) process.stdout.write(`${line}\n`);
-    });
+    }
+    for (const line of summaryLines(summary, "unpacked")) process.stdout.write(`${line}\n`);
   });
+});
 
 quietOnClosedPipe();
 program.parseAsync().catch((err: unknown) => {
