@@ -474,6 +474,30 @@ function inFile(file: string, err: unknown): unknown {
   return new CheckpointError("ERR_TRIRUN_BAD_LAYER", file, err.message, undefined, { cause: err });
 }
 
+/** A conversion's summary before any writing: what is planned, with its byte and weight counts. */
+function plannedSummary(
+  input: string,
+  output: string,
+  dryRun: boolean,
+  tensors: PlannedTensor[],
+  modules: readonly TriRunModuleInfo[],
+): ConvertSummary {
+  return {
+    input,
+    output,
+    dryRun,
+    tensors,
+    tensorsPacked: modules.length,
+    tensorsKept: tensors.length - modules.length,
+    bytesBefore: tensors.reduce((a, t) => a + t.bytesBefore, 0),
+    bytesAfter: tensors.reduce((a, t) => a + t.bytesAfter, 0),
+    weights: modules.reduce((a, m) => a + m.inFeatures * m.outFeatures, 0),
+    seconds: 0,
+    files: [],
+    notes: [],
+  };
+}
+
 /** Tensors to write for one input tensor, in order. */
 type Outputs = [name: string, data: TensorData | Uint8Array][];
 
@@ -549,20 +573,7 @@ export async function packCheckpoint(
     const plans = planShards(ckpt, options, { include, exclude }, "model.safetensors", bitnet, configPath);
     const all = plans.flatMap((p) => p.tensors);
     const modules = all.flatMap((t) => (t.module ? [t.module] : []));
-    const summary: ConvertSummary = {
-      input,
-      output,
-      dryRun: options.dryRun === true,
-      tensors: all,
-      tensorsPacked: modules.length,
-      tensorsKept: all.length - modules.length,
-      bytesBefore: all.reduce((a, t) => a + t.bytesBefore, 0),
-      bytesAfter: all.reduce((a, t) => a + t.bytesAfter, 0),
-      weights: modules.reduce((a, m) => a + m.inFeatures * m.outFeatures, 0),
-      seconds: 0,
-      files: [],
-      notes: [],
-    };
+    const summary = plannedSummary(input, output, options.dryRun === true, all, modules);
     if (bitnet !== undefined && options.method !== "bitnet" && modules.length > 0) {
       summary.notes.push(
         `this is a BitNet b1.58 checkpoint (quantization_mode "${bitnet.mode}"); method "bitnet" applies the model's own quantization (one absmean scale per tensor)`,
@@ -745,20 +756,7 @@ export async function unpackCheckpoint(
         written.add(name);
       }
     }
-    const summary: ConvertSummary = {
-      input,
-      output,
-      dryRun: options.dryRun === true,
-      tensors: all,
-      tensorsPacked: byB.size,
-      tensorsKept: all.length - byB.size,
-      bytesBefore: all.reduce((a, t) => a + t.bytesBefore, 0),
-      bytesAfter: all.reduce((a, t) => a + t.bytesAfter, 0),
-      weights: trirun.modules().reduce((a, m) => a + m.inFeatures * m.outFeatures, 0),
-      seconds: 0,
-      files: [],
-      notes: [],
-    };
+    const summary = plannedSummary(input, output, options.dryRun === true, all, trirun.modules());
     if (options.dryRun) return summary;
     const sharded = files.index !== undefined;
     const config = await readConfig(location.dir);
