@@ -1,4 +1,4 @@
-import { statSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type Backend, TriRunLinear } from "@trirun/layers";
 import {
@@ -34,6 +34,11 @@ export interface CheckpointMeta {
   levels: Levels;
   /** The model the checkpoint was made from (file name). */
   source: string;
+  /**
+   * The block linears' inputs during quantization: "int8" when GPTQ calibrated on 8-bit activations
+   * (`--activations int8`), which the checkpoint should then be run with. Absent: not recorded.
+   */
+  activations?: "fp" | "int8";
 }
 
 /** A loaded checkpoint's description: levels are "unknown" when nothing in it says. */
@@ -125,7 +130,8 @@ function exactTensor(name: string, data: Float32Array, shape: number[]): TensorT
 /**
  * Writes a TriRun checkpoint folder: model.safetensors (packed `<module>.B`/`.s` for every block linear,
  * embedding, norms and an untied classifier as they are) and config.json (Hugging Face LlamaConfig with a
- * TriRun quantization_config). Returns the bytes written. The folder must not be `opts.input` and,
+ * TriRun quantization_config). Returns the size of model.safetensors (what `loadQuantizedCheckpoint`
+ * reports as the checkpoint's bytes: config.json is not counted). The folder must not be `opts.input` and,
  * unless `opts.overwrite`, must not hold checkpoint files already (see checkCheckpointOutput); with
  * `overwrite`, another checkpoint's shards and index are removed so that they are not read with ours.
  */
@@ -191,7 +197,7 @@ export async function writeQuantizedCheckpoint(
   const config = { ...hfConfigOf(c), quantization_config: { ...quantization, eval: meta } };
   const text = `${JSON.stringify(config, null, 2)}\n`;
   writeFileSync(join(dir, "config.json"), text);
-  return bytes + Buffer.byteLength(text);
+  return bytes;
 }
 
 /** True when a folder's config.json declares a TriRun quantization. */
@@ -224,12 +230,33 @@ function metaFrom(
   const e =
     (cfg.quantization_config as { eval?: Partial<Record<keyof CheckpointMeta, unknown>> } | undefined)
       ?.eval ?? {};
-  return {
+  const meta: LoadedCheckpointMeta = {
     method: typeof e.method === "string" ? e.method : (method ?? "unknown"),
     groupsize,
     levels: levelsFromCheckpoint(e.levels, method),
     source: typeof e.source === "string" ? e.source : "unknown",
   };
+  if (e.activations === "fp" || e.activations === "int8") meta.activations = e.activations;
+  return meta;
+}
+
+/**
+ * The activation mode a checkpoint records (config.json quantization_config.eval.activations), read
+ * before the model is loaded so that both models of a comparison can run with it; undefined when the
+ * checkpoint does not say (or has no readable config.json: loading it reports that).
+ */
+export function recordedActivations(path: string): "fp" | "int8" | undefined {
+  let dir = path;
+  try {
+    if (statSync(path).isFile()) dir = dirname(path);
+    const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as {
+      quantization_config?: { eval?: { activations?: unknown } };
+    };
+    const a = cfg.quantization_config?.eval?.activations;
+    return a === "fp" || a === "int8" ? a : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   checkCheckpointMatchesModel,
   type LoadedCheckpoint,
   loadQuantizedCheckpoint,
+  recordedActivations,
   writeQuantizedCheckpoint,
 } from "./checkpoint.js";
 import { ModelLoadError } from "./model/loaders/errors.js";
@@ -128,6 +129,28 @@ function activationsOption(): Option {
   )
     .choices(["fp", "int8"])
     .default("fp");
+}
+
+/**
+ * The activation mode to run a checkpoint with: --activations when given on the command line (with a
+ * note on stderr when it differs from what the checkpoint was quantized with), else the checkpoint's
+ * recorded mode, else fp. GPTQ with int8 activations fits the weights to 8-bit inputs: running them
+ * with fp inputs would measure another model than the one quantized.
+ */
+function activationsFor(
+  cmd: Command,
+  flag: ActivationsFlag,
+  checkpointPath: string | undefined,
+): ActivationsFlag {
+  if (checkpointPath === undefined) return flag;
+  const recorded = recordedActivations(checkpointPath);
+  if (cmd.getOptionValueSource("activations") !== "cli") return recorded ?? flag;
+  if (recorded !== undefined && recorded !== flag) {
+    process.stderr.write(
+      `trirun-eval: note: ${checkpointPath} was quantized with ${recorded} activations; running with ${flag} as --activations asks\n`,
+    );
+  }
+  return flag;
 }
 
 /** The model with the activation quantization the flag asks for. */
@@ -405,6 +428,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         groupsize: q.groupsize,
         levels: q.levels,
         source: basename(modelPath),
+        activations: f.activations,
       },
       output,
     );
@@ -451,7 +475,8 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     checkReportTargets(f);
     if (f.quantized) refuseQuantizeOptions(cmd, "--quantized");
     requireUnquantized(modelPath);
-    const fp = withActivations(await loadModel(modelPath, { backend: backendOf(f.backend) }), f.activations);
+    const activations = activationsFor(cmd, f.activations, f.quantized);
+    const fp = withActivations(await loadModel(modelPath, { backend: backendOf(f.backend) }), activations);
     // Checked before the (possibly long) quantization; the quantized layers share the backend flag.
     let runtime = pickRuntime(f.runtime, [fp]);
     const tokenizer = tokenizerFor(modelPath);
@@ -465,7 +490,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     let checkpoint: EvalReport["checkpoint"];
     if (f.quantized) {
       const loaded = await loadCheckpointFor(fp, modelPath, f.quantized, backendOf(f.backend));
-      qModel = withActivations(loaded.model, f.activations);
+      qModel = withActivations(loaded.model, activations);
       method = loaded.meta.method;
       groupsize = loaded.meta.groupsize;
       levels = loaded.meta.levels;
@@ -531,9 +556,11 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           backend: "auto" | Backend;
           runtime: RuntimeRequest;
         },
+        cmd: Command,
       ) => {
         const backend = backendOf(f.backend);
-        const fp = withActivations(await loadModel(modelPath, { backend }), f.activations);
+        const activations = activationsFor(cmd, f.activations, f.quantized);
+        const fp = withActivations(await loadModel(modelPath, { backend }), activations);
         // Checked before any token is computed: the sequence must fit the model's positions.
         if (f.length > fp.config.maxSeqLen) {
           throw new RangeError(
@@ -550,7 +577,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         const models: [string, LlamaModel][] = [["fp", fp]];
         if (f.quantized) {
           const loaded = await loadCheckpointFor(fp, modelPath, f.quantized, backend);
-          models.push(["quantized", withActivations(loaded.model, f.activations)]);
+          models.push(["quantized", withActivations(loaded.model, activations)]);
         }
         const runtime = pickRuntime(
           f.runtime,

@@ -2,7 +2,15 @@
  * Regression tests for the user audit of 2026-12-05 (NOTES.md "User audit"): foreign checkpoints,
  * output folders, task validation, unused tensors, report fields and up-front argument checks.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { openCheckpoint, packCheckpoint, writeSafetensorsFile } from "@trirun/packing/node";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
@@ -85,6 +93,59 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
     await cli(["run", STORIES_BIN, "--quantized", ck260, ...sample, "--max-windows", "2", "--json", json]);
     const report = JSON.parse(readFileSync(json, "utf8"));
     expect(report.data.windows).toBe(2);
+  });
+
+  it("L8: a checkpoint quantized with int8 activations records it and is run with them by default", async () => {
+    const ck = join(dir, "ck-int8");
+    await cli([
+      "quantize",
+      STORIES_BIN,
+      "--method",
+      "absmean",
+      "--activations",
+      "int8",
+      "--out",
+      ck,
+      "--quiet",
+    ]);
+    const cfg = JSON.parse(readFileSync(join(ck, "config.json"), "utf8"));
+    expect(cfg.quantization_config.eval.activations).toBe("int8");
+    const args = ["run", STORIES_BIN, "--quantized", ck, "--sample", "2", "--window", "8", "--quiet"];
+    const eightBit = /quantized to 8 bits per row/;
+    const json = join(dir, "l8.json");
+    await cli([...args, "--json", json]);
+    expect(JSON.parse(readFileSync(json, "utf8")).notes.join("\n")).toMatch(eightBit);
+    // Asked for explicitly, fp wins, with a note on stderr.
+    let err = "";
+    vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+      err += String(chunk);
+      return true;
+    });
+    await cli([...args, "--activations", "fp", "--json", json]);
+    expect(JSON.parse(readFileSync(json, "utf8")).notes.join("\n")).not.toMatch(eightBit);
+    expect(err).toMatch(/ck-int8 was quantized with int8 activations; running with fp as --activations asks/);
+  });
+
+  it("L6: quantize and run report the same checkpoint size (model.safetensors)", async () => {
+    const ck = join(dir, "ck-size");
+    const out = await cli(["quantize", STORIES_BIN, "--method", "absmean", "--out", ck, "--quiet"]);
+    const size = statSync(join(ck, "model.safetensors")).size;
+    expect(out).toContain(`(${(size / 2 ** 20).toFixed(3)} MiB)`);
+    const json = join(dir, "l6.json");
+    await cli([
+      "run",
+      STORIES_BIN,
+      "--quantized",
+      ck,
+      "--sample",
+      "1",
+      "--window",
+      "8",
+      "--quiet",
+      "--json",
+      json,
+    ]);
+    expect(JSON.parse(readFileSync(json, "utf8")).checkpoint.bytes).toBe(size);
   });
 
   it("H1: a quantized module whose shape differs from the model's is named", async () => {
