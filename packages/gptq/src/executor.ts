@@ -219,8 +219,10 @@ export async function defaultThreads(): Promise<number> {
  */
 export async function getExecutor(threads?: number): Promise<Executor> {
   const count = threads ?? (await defaultThreads());
-  if (!Number.isInteger(count) || count < 1) {
-    throw new RangeError(`threads must be a positive integer, got ${String(threads)}`);
+  if (!Number.isInteger(count) || count < 1 || count > 1024) {
+    throw new RangeError(
+      `threads must be an integer from 1 to 1024, got ${typeof threads === "string" ? JSON.stringify(threads) : String(threads)}`,
+    );
   }
   if (count === 1) return new InlineExecutor();
   const cached = pools.get(count);

@@ -5,7 +5,12 @@ import type { Backend, GramAccumulator } from "./backends/types.js";
 import { upperCholeskyOfInverse } from "./cholesky.js";
 import { GPTQError } from "./errors.js";
 import { allocate, type Executor, getExecutor, type KernelTask, runKernel, splitRange } from "./executor.js";
-import { type QuantizeOptions, type ResolvedQuantizeOptions, resolveQuantizeOptions } from "./options.js";
+import {
+  type QuantizeOptions,
+  type ResolvedQuantizeOptions,
+  resolveQuantizeOptions,
+  shown,
+} from "./options.js";
 
 /** "auto" picks CUDA when `@trirun/kernel-native` loads and reports a device, else the CPU. */
 export type BackendChoice = "auto" | "cpu" | "cuda" | Backend;
@@ -59,9 +64,10 @@ export class GPTQ {
   /** The last factorisation, reused by quantize calls with the same Hessian and ordering (q/k/v). */
   private factorCache: { key: string; factor: Factorization } | undefined;
 
-  constructor(inFeatures: number, opts: GPTQOptions = {}) {
+  constructor(inFeatures: number, options: GPTQOptions | null = {}) {
+    const opts = options ?? {};
     if (!Number.isInteger(inFeatures) || inFeatures <= 0) {
-      throw new RangeError(`inFeatures must be a positive integer, got ${String(inFeatures)}`);
+      throw new RangeError(`inFeatures must be a positive integer, got ${shown(inFeatures)}`);
     }
     const backend = opts.backend ?? "auto";
     if (typeof backend === "string" && backend !== "auto" && backend !== "cpu" && backend !== "cuda") {
@@ -69,8 +75,11 @@ export class GPTQ {
         `backend must be "auto", "cpu", "cuda" or a Backend, got ${JSON.stringify(backend)}`,
       );
     }
-    if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) {
-      throw new RangeError(`threads must be a positive integer, got ${String(opts.threads)}`);
+    if (
+      opts.threads !== undefined &&
+      (!Number.isInteger(opts.threads) || opts.threads < 1 || opts.threads > 1024)
+    ) {
+      throw new RangeError(`threads must be an integer from 1 to 1024, got ${shown(opts.threads)}`);
     }
     this.inFeatures = inFeatures;
     this.options = { ...opts, backend };
@@ -241,6 +250,7 @@ export class GPTQ {
         `weight[${bad}] (row ${Math.floor(bad / n)}, column ${bad % n}) is not finite: ${weight[bad]}`,
       );
     }
+    checkRepresentable(weight, n, opts);
     const { exec, backend } = await this.ready();
     const sum = await this.flushedSum();
     if (this.samples === 0) {
@@ -402,6 +412,9 @@ function identityPermutation(n: number): Int32Array {
  */
 export function actOrderPermutation(diag: Float64Array, groupsize: number): Int32Array {
   const n = diag.length;
+  if (!Number.isInteger(groupsize) || groupsize < 1 || n % groupsize !== 0) {
+    throw new RangeError(`groupsize must be a positive divisor of diag.length ${n}, got ${shown(groupsize)}`);
+  }
   const groups = n / groupsize;
   const groupOrder = Array.from({ length: groups }, (_, g) => g);
   const groupWeight = groupOrder.map((g) => {
@@ -425,6 +438,14 @@ export function actOrderPermutation(diag: Float64Array, groupsize: number): Int3
  * lies inside one block or starts at a block start (where every row is up to date).
  */
 export function sweepBlocks(n: number, blockSize: number, groupsize: number): [number, number][] {
+  for (const [v, name] of [
+    [n, "n"],
+    [blockSize, "blockSize"],
+    [groupsize, "groupsize"],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 1)
+      throw new RangeError(`${name} must be a positive integer, got ${shown(v)}`);
+  }
   const blocks: [number, number][] = [];
   let p = 0;
   while (p < n) {
@@ -460,6 +481,27 @@ function transposePermuted(
         }
         for (let o = o0; o < o1; o++) wt[row + o] = weight[o * n + col];
       }
+    }
+  }
+}
+
+/** The largest finite fp16 value: the largest scale a TriRun layer can store. */
+const FP16_MAX = 65504;
+
+/**
+ * Refuses weights that no code times an fp16 scale can reach (the scale search would clip them to
+ * the largest scale without a word): up to 2 x 65504 on the side of level +2 (int2; with negative
+ * scales either side), 65504 elsewhere.
+ */
+function checkRepresentable(weight: Float32Array, n: number, opts: ResolvedQuantizeOptions): void {
+  const up = opts.levels === "int2" ? 2 * FP16_MAX : FP16_MAX;
+  const down = opts.levels === "int2" && opts.negativeScales ? 2 * FP16_MAX : FP16_MAX;
+  for (let i = 0; i < weight.length; i++) {
+    const w = weight[i];
+    if (w > up || -w > down) {
+      throw new RangeError(
+        `weight[${i}] (row ${Math.floor(i / n)}, column ${i % n}) = ${w} is beyond what ${opts.levels} codes with fp16 scales reach (${-down} to ${up}); rescale the layer first`,
+      );
     }
   }
 }

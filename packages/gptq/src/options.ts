@@ -55,6 +55,11 @@ export interface ResolvedQuantizeOptions {
   onProgress: ((progress: QuantizeProgress) => void) | undefined;
 }
 
+/** A value as an error message shows it: strings quoted, so that "64" is not mistaken for 64. */
+export function shown(v: unknown): string {
+  return typeof v === "string" ? JSON.stringify(v) : String(v);
+}
+
 function isPositiveInteger(v: unknown): v is number {
   return typeof v === "number" && Number.isInteger(v) && v > 0;
 }
@@ -64,7 +69,7 @@ export function resolveQuantizeOptions(opts: QuantizeOptions, inFeatures: number
   if (opts === null || typeof opts !== "object") throw new TypeError("quantize options must be an object");
   const rawGroup = opts.groupsize ?? 128;
   if (rawGroup !== -1 && !isPositiveInteger(rawGroup)) {
-    throw new RangeError(`groupsize must be -1 or a positive integer, got ${String(rawGroup)}`);
+    throw new RangeError(`groupsize must be -1 or a positive integer, got ${shown(rawGroup)}`);
   }
   const groupsize = rawGroup === -1 ? inFeatures : rawGroup;
   if (inFeatures % groupsize !== 0) {
@@ -74,15 +79,15 @@ export function resolveQuantizeOptions(opts: QuantizeOptions, inFeatures: number
   }
   const levels = opts.levels ?? "int2";
   if (levels !== "int2" && levels !== "ternary") {
-    throw new RangeError(`levels must be "int2" or "ternary", got ${String(levels)}`);
+    throw new RangeError(`levels must be "int2" or "ternary", got ${shown(levels)}`);
   }
   const blockSize = opts.blockSize ?? 128;
   if (!isPositiveInteger(blockSize) || blockSize > 1024) {
-    throw new RangeError(`blockSize must be an integer in 1..1024, got ${String(blockSize)}`);
+    throw new RangeError(`blockSize must be an integer in 1..1024, got ${shown(blockSize)}`);
   }
   const damp = opts.damp ?? 0.01;
   if (typeof damp !== "number" || !Number.isFinite(damp) || damp < 0) {
-    throw new RangeError(`damp must be a finite number >= 0, got ${String(damp)}`);
+    throw new RangeError(`damp must be a finite number >= 0, got ${shown(damp)}`);
   }
   const actOrder = opts.actOrder ?? true;
   if (typeof actOrder !== "boolean")

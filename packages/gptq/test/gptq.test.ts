@@ -272,6 +272,38 @@ describe("GPTQ behaviour", () => {
     // The default group size is 128: does not divide 16.
     await expect(gptq.quantize(w)).rejects.toThrow(/groupsize 128 does not divide/);
     await expect(gptq.quantize(w, { groupsize: 8 })).resolves.toBeDefined();
+    // A string is named as one, not shown as the number it spells.
+    await expect(gptq.quantize(w, { groupsize: "8" as unknown as number })).rejects.toThrow(/got "8"/);
+    await expect(gptq.quantize(w, { groupsize: 8, damp: "0.1" as unknown as number })).rejects.toThrow(
+      /damp must be a finite number >= 0, got "0.1"/,
+    );
+    expect(() => new GPTQ(n, null).inFeatures).not.toThrow();
+    expect(() => new GPTQ(n, { threads: 5000 })).toThrow(/threads must be an integer from 1 to 1024/);
+  });
+
+  it("refuses weights no code times an fp16 scale reaches, instead of clipping them", async () => {
+    const rng = testRng();
+    const n = 16;
+    const gptq = new GPTQ(n, { backend: "cpu", threads: 1 });
+    await gptq.addBatch(rng.normals(50 * n), 50);
+    const w = rng.normals(2 * n);
+    const big = (at: number, value: number) => {
+      const x = w.slice();
+      x[at] = value;
+      return x;
+    };
+    // int2 reaches +2 x 65504 (level +2) but only -65504 without negative scales; ternary 65504.
+    await expect(gptq.quantize(big(3, 1e6), { groupsize: -1 })).rejects.toThrow(
+      /weight\[3\] \(row 0, column 3\) = 1000000 is beyond what int2 codes with fp16 scales reach \(-65504 to 131008\)/,
+    );
+    await expect(gptq.quantize(big(3, 1.2e5), { groupsize: -1 })).resolves.toBeDefined();
+    await expect(gptq.quantize(big(3, 1.2e5), { groupsize: -1, levels: "ternary" })).rejects.toThrow(
+      /ternary codes .* \(-65504 to 65504\)/,
+    );
+    await expect(gptq.quantize(big(20, -1e5), { groupsize: -1 })).rejects.toThrow(/row 1, column 4/);
+    await expect(
+      gptq.quantize(big(20, -1e5), { groupsize: -1, negativeScales: true }),
+    ).resolves.toBeDefined();
   });
 });
 
@@ -291,6 +323,15 @@ describe("permutation and block helpers", () => {
         }
       }
     }
+  });
+
+  it("check their arguments (a zero block size would loop forever)", () => {
+    expect(() => sweepBlocks(10, 0, 5)).toThrow(/blockSize must be a positive integer, got 0/);
+    expect(() => sweepBlocks(10, 4, 0)).toThrow(/groupsize/);
+    expect(() => actOrderPermutation(new Float64Array(10), 3)).toThrow(
+      /positive divisor of diag.length 10, got 3/,
+    );
+    expect(() => actOrderPermutation(new Float64Array(10), 0)).toThrow(/got 0/);
   });
 
   it("cuts blocks so that groups never straddle a block boundary except at their start", () => {

@@ -16,6 +16,14 @@ export function checkTensor(t: TensorDescriptor | undefined, name: string): Tens
   if (!t.shape.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0)) {
     throw new TypeError(`${name}: shape must hold non-negative integers, got ${formatShape(t.shape)}`);
   }
+  for (const [key, value] of [
+    ["device", t.device],
+    ["byteOffset", t.byteOffset],
+  ] as const) {
+    if (value !== undefined && !(typeof value === "number" && Number.isSafeInteger(value) && value >= 0)) {
+      throw new TypeError(`${name}: ${key} must be a non-negative integer, got ${JSON.stringify(value)}`);
+    }
+  }
   return t;
 }
 

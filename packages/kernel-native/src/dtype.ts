@@ -25,7 +25,7 @@ const DTYPES: Readonly<Record<DType, DTypeInfo>> = {
   u32: { bytes: 4, host: Uint32Array },
 };
 
-export const DTYPE_NAMES: readonly DType[] = Object.keys(DTYPES) as DType[];
+export const DTYPE_NAMES: readonly DType[] = Object.freeze(Object.keys(DTYPES) as DType[]);
 
 export function isDType(value: unknown): value is DType {
   return typeof value === "string" && Object.hasOwn(DTYPES, value);

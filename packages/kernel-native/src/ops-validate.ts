@@ -185,8 +185,9 @@ function validateNorm(
 /** quantizeRows(x, out, { bits }): x and out f16 (rows, dim) of one shape; bits 2..8 (default 8). */
 export function validateQuantizeRowsArgs(
   args: { x: TensorDescriptor; out: TensorDescriptor },
-  opts: { bits?: number } = {},
+  options: { bits?: number } | null = {},
 ): { rows: number; dim: number; bits: number } {
+  const opts = options ?? {};
   const x = checkTensor(args.x, "x");
   const out = checkTensor(args.out, "out");
   checkDTypeOf(x, "x", ["f16"]);

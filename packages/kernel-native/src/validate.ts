@@ -104,9 +104,10 @@ function optionalInteger(value: unknown, name: string): number | undefined {
  */
 export function validateTrirunArgs(
   args: { A: TensorDescriptor; B: TensorDescriptor; s: TensorDescriptor; C: TensorDescriptor },
-  opts: TrirunKnobs = {},
+  options: TrirunKnobs | null = {},
   smCount?: number,
 ): TrirunProblem {
+  const opts = options ?? {};
   const A = checkTensor(args.A, "A");
   const B = checkTensor(args.B, "B");
   const s = checkTensor(args.s, "s");
@@ -212,8 +213,9 @@ export function validateTrirunArgs(
  */
 export function validateGemmF16Args(
   args: { A: TensorDescriptor; W: TensorDescriptor; C: TensorDescriptor },
-  opts: { transposeW?: boolean } = {},
+  options: { transposeW?: boolean } | null = {},
 ): { m: number; n: number; k: number; transposeW: boolean; outputF32: boolean } {
+  const opts = options ?? {};
   const A = checkTensor(args.A, "A");
   const W = checkTensor(args.W, "W");
   const C = checkTensor(args.C, "C");
@@ -247,7 +249,7 @@ export function validateGemmF16Args(
  */
 export function validateGemmF32Args(
   args: { A: TensorDescriptor; B: TensorDescriptor; C: TensorDescriptor },
-  opts: { transposeA?: boolean; transposeB?: boolean; alpha?: number; beta?: number } = {},
+  options: { transposeA?: boolean; transposeB?: boolean; alpha?: number; beta?: number } | null = {},
 ): {
   m: number;
   n: number;
@@ -257,6 +259,7 @@ export function validateGemmF32Args(
   alpha: number;
   beta: number;
 } {
+  const opts = options ?? {};
   const A = checkTensor(args.A, "A");
   const B = checkTensor(args.B, "B");
   const C = checkTensor(args.C, "C");

@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
   DisposedError,
+  DTYPE_NAMES,
   type TensorDescriptor,
   validateGemmF16Args,
   validateGemmF32Args,
   validateTrirunArgs,
 } from "../src/index.js";
+import { validateQuantizeRowsArgs } from "../src/ops-validate.js";
 
 // Descriptors of a valid problem: m x k activations, packed weights, scales.
 function problem(m: number, k: number, n: number, groups = k / 128) {
@@ -169,6 +171,32 @@ describe("validateTrirunArgs", () => {
         /^A: shape must hold non-negative integers/,
       );
     }
+  });
+
+  it("takes null options as none, and refuses device and byteOffset values that are not indices", () => {
+    const args = problem(4, 256, 256);
+    expect(validateTrirunArgs(args, null).groupsize).toBe(128);
+    expect(
+      validateGemmF16Args(
+        { A: args.A, W: { ...args.A, shape: [256, 8] }, C: { ...args.C, shape: [4, 8] } },
+        null,
+      ).n,
+    ).toBe(8);
+    for (const [key, bad] of [
+      ["device", Number.NaN],
+      ["device", -1],
+      ["device", "0"],
+      ["byteOffset", -16],
+      ["byteOffset", "16"],
+      ["byteOffset", 2 ** 60],
+    ] as const) {
+      expect(() => validateTrirunArgs({ ...args, s: { ...args.s, [key]: bad } as TensorDescriptor })).toThrow(
+        new RegExp(`^s: ${key} must be a non-negative integer`),
+      );
+    }
+    expect(Object.isFrozen(DTYPE_NAMES)).toBe(true);
+    const rows: TensorDescriptor = { dtype: "f16", shape: [2, 64] };
+    expect(validateQuantizeRowsArgs({ x: rows, out: rows }, null).bits).toBe(8);
   });
 
   it("rejects a missing tensor with a TypeError", () => {
