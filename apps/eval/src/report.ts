@@ -104,7 +104,9 @@ function header(r: EvalReport): string[] {
       shortest === c.seqLen
         ? `${c.sequences} x ${c.seqLen} tokens`
         : `${c.sequences} sequences of ${shortest}..${c.seqLen} tokens (${c.tokens ?? "?"} in all)`;
-    lines.push(`calibration: ${shape} from ${c.source}`);
+    // A file is named after "from"; a description ("sampled from ...") stands on its own.
+    const source = c.source.startsWith("sampled ") ? c.source : `from ${c.source}`;
+    lines.push(`calibration: ${shape} ${source}`);
   }
   lines.push(`evaluation data: ${describeData(r)}`);
   if (r.checkpoint) lines.push(`checkpoint: ${r.checkpoint.path} (${mib(r.checkpoint.bytes)})`);

@@ -312,6 +312,9 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
     const args = ["run", STORIES_BIN, "--method", "gptq", "--sample", "1", "--window", "8", "--quiet"];
     const text = await cli([...args, "--calib", calib, "--json", json]);
     expect(text).toMatch(/calibration: 2 sequences of 3\.\.10 tokens \(13 in all\) from .*ragged\.json/);
+    // Without --calib the rows are sampled, and the line says so once ("from sampled from" before).
+    const sampled = await cli([...args, "--calib-samples", "2", "--calib-seq-len", "8"]);
+    expect(sampled).toMatch(/calibration: 2 x \d+ tokens sampled from the unquantized model\n/);
     expect((JSON.parse(readFileSync(json, "utf8")) as EvalReport).calibration).toMatchObject({
       sequences: 2,
       seqLen: 10,
