@@ -94,13 +94,13 @@ for w in $what; do
       for p in probe probe_once probe probe_once; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-256,512,1024,2048} 2>&1 | grep SUM; done | tee "$out/decodeonce.txt" ;;
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
-      timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep SUM ;;
+      timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep -E "SUM|GRAPH|graph check" ;;
     envs)
       # Environment variants A/B in the `launch` mode at MS, two rounds: ENVS="A=0;A=1 B=2" (';' between
       # variants), e.g. ENVS="TRIRUN_PDL=0;TRIRUN_PDL=1" for dependent launch off and on.
       IFS=';' read -ra variants <<< "${ENVS:?set ENVS}"
       for r in 1 2; do for v in "${variants[@]}"; do echo "--- $v"; env $v timeout 120 /tmp/probe launch ${MS:-1,16} 2>&1; done; done \
-        | tee "$out/envs.txt" | grep -E "^---|SUM" ;;
+        | tee "$out/envs.txt" | grep -E "^---|SUM|GRAPH|graph check" ;;
     clusters)
       # Clustered small-batch launches (TRIRUN_SMALL_CLUSTERS, off by default; NOTES.md, session 19): the check
       # sweep and both sanitizers with clusters wherever feasible (2), which launches took them (b= is the block
@@ -117,7 +117,7 @@ for w in $what; do
       TRIRUN_SMALL_CLUSTERS=2 PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch 1,16 2>&1 | grep -E " k=" | sed 's/ fp16 .*graph:/ graph:/' | tee "$out/clusters-launches.txt"
       for r in 1 2; do for v in 0 1 2; do echo "--- round $r TRIRUN_SMALL_CLUSTERS=$v"
         TRIRUN_SMALL_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch ${MS:-1,4,16,32} 2>&1; done; done \
-        | tee "$out/clusters-ab.txt" | grep -E "^---|SUM"
+        | tee "$out/clusters-ab.txt" | grep -E "^---|SUM|GRAPH|graph check"
       wait $trace_build || exit 1
       for v in 0 2; do echo "--- TRIRUN_SMALL_CLUSTERS=$v"
         TRIRUN_SMALL_CLUSTERS=$v timeout 60 /tmp/probe_trace trace 2560 2560 1 2560 2560 16 4096 4096 1 2>&1; done | tee "$out/clusters-trace.txt" ;;

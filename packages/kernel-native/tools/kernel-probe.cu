@@ -793,6 +793,8 @@ static int launches(const std::vector<int>& ms) {
   CK(cudaMemset(ws, 0, wsb));
   const size_t l2 = prop.l2CacheSize;
   const int calls = 24;
+  int graph_checked = 0, graph_failures = 0;
+  double graph_worst = 0;
   for (auto& set : kModelSets) {
     std::vector<double> sq(ms.size()), sqg(ms.size()), sf(ms.size()), sfg(ms.size());
     for (auto [k, n] : set.kn) {
@@ -832,6 +834,39 @@ static int launches(const std::vector<int>& ms) {
         const float q = timed([&] { for (int i = 0; i < calls; ++i) tri(i); });
         cudaGraphExec_t gq = graph_of(tri);
         const float qg = timed([&] { CK(cudaGraphLaunch(gq, st)); });
+        // The graph's result (dependent launches on a non-blocking stream, one SM fewer, clusters
+        // where enabled) against one eager call on the legacy stream (no PDL, all SMs): the
+        // schedules may sum in other orders, so a relative error, not bits. Every weight copy
+        // holds the same values, so any call of the graph gives the same C. NaN-poisoned first.
+        {
+          const size_t count = static_cast<size_t>(m) * n;
+          std::vector<__half> got(count), want(count);
+          CK(cudaMemsetAsync(layer.dC, 0xff, count * 2, st));
+          CK(cudaGraphLaunch(gq, st));
+          CK(cudaStreamSynchronize(st));
+          CK(cudaMemcpy(got.data(), layer.dC, count * 2, cudaMemcpyDeviceToHost));
+          CK(cudaMemset(layer.dC, 0xff, count * 2));
+          TrirunConfig eager{};
+          run_trirun(layer.dA, layer.B(0), layer.S(0), layer.dC, m, n, k, 128, ws, wsb, &eager, nullptr);
+          CK(cudaDeviceSynchronize());
+          CK(cudaMemcpy(want.data(), layer.dC, count * 2, cudaMemcpyDeviceToHost));
+          double diff = 0, norm = 0;
+          size_t bad = 0;
+          for (size_t i = 0; i < count; ++i) {
+            const double g = __half2float(got[i]), w = __half2float(want[i]);
+            if (!std::isfinite(g) || !std::isfinite(w)) ++bad;
+            diff += (g - w) * (g - w);
+            norm += w * w;
+          }
+          const double rel = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+          graph_checked++;
+          graph_worst = std::max(graph_worst, rel);
+          if (bad > 0 || !(rel < 1e-3)) {
+            graph_failures++;
+            printf("GRAPH MISMATCH %s k=%d n=%d m=%d: rel %.3g, %zu non-finite (graph b=%d, eager b=%d)\n", set.name, k,
+                   n, m, rel, bad, cfg.sms, eager.sms);
+          }
+        }
         CK(cudaGraphExecDestroy(gq));
         float f = 0, fg = 0;  // 0: not measured (PROBE_TRIRUN_ONLY)
         if (with_fp16) {
@@ -852,7 +887,9 @@ static int launches(const std::vector<int>& ms) {
       printf("SUM %-16s m=%4d  stream x%.2f (trirun %.1f us)  graph x%.2f (trirun %.1f us)\n", set.name, ms[mi],
              sf[mi] / sq[mi], sq[mi], sfg[mi] / sqg[mi], sqg[mi]);
   }
-  return 0;
+  printf("graph check: %d (layer, m) points, %d mismatches, worst rel %.3g against an eager legacy-stream call\n",
+         graph_checked, graph_failures, graph_worst);
+  return graph_failures > 0 ? 1 : 0;
 }
 
 int main(int argc, char** argv) {

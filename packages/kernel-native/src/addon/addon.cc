@@ -36,9 +36,22 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// A device index argument, checked against the device count before it is narrowed to int
+// (2^32 would otherwise become device 0).
+int ArgDevice(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  int64_t device = ArgInt(info, index, "index");
+  int count = 0;
+  CheckCuda(env, cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (device < 0 || device >= count) {
+    ThrowRangeError(env, "index: expected a device 0.." + std::to_string(count - 1) + ", got " + std::to_string(device));
+  }
+  return static_cast<int>(device);
+}
+
 Napi::Value DeviceProperties(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int device = static_cast<int>(ArgInt(info, 0, "index"));
+  int device = ArgDevice(info, 0);
   cudaDeviceProp prop{};
   CheckCuda(env, cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
   int memoryClockKHz = 0, busWidthBits = 0;
@@ -87,7 +100,7 @@ Napi::Value GetDevice(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetDevice(const Napi::CallbackInfo& info) {
-  int device = static_cast<int>(ArgInt(info, 0, "index"));
+  int device = ArgDevice(info, 0);
   CheckCuda(info.Env(), cudaSetDevice(device), "cudaSetDevice");
   return info.Env().Undefined();
 }
@@ -106,6 +119,10 @@ void FinalizeState(Napi::Env, AddonState* state) {
       cudaSetDevice(entry.first);
       cudaFree(entry.second.ptr);
     }
+  }
+  for (auto& entry : state->graphReplays) {
+    cudaSetDevice(entry.first);
+    cudaEventDestroy(entry.second);
   }
   DestroyCublasHandles(*state);
   cudaGetLastError();

@@ -50,4 +50,14 @@ void UseDevice(Napi::Env env, int device) {
   if (current != device) CheckCuda(env, cudaSetDevice(device), "cudaSetDevice");
 }
 
+uint64_t ByteSize(Napi::Env env, const char* name, std::initializer_list<int64_t> dims, uint64_t element) {
+  uint64_t bytes = element;
+  for (int64_t d : dims) {
+    if (d < 0 || __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes)) {
+      ThrowRangeError(env, std::string(name) + ": the size in bytes of these dimensions does not fit 64 bits");
+    }
+  }
+  return bytes;
+}
+
 }  // namespace trirun

@@ -7,6 +7,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -32,6 +33,9 @@ struct AddonState {
   Napi::FunctionReference eventClass;
   Napi::FunctionReference graphClass;
   std::map<int, Workspace> defaultStreamWorkspaces;  // per device
+  // Per device, the last replay of a graph: graphs use the default stream's workspace they were
+  // captured with, so replays on streams that do not order with each other are chained by it.
+  std::map<int, cudaEvent_t> graphReplays;
   std::map<int, void*> cublasHandles;                // per device
 };
 
@@ -74,6 +78,11 @@ inline void CheckCuda(Napi::Env env, cudaError_t err, const char* what) {
 int64_t ArgInt(const Napi::CallbackInfo& info, size_t index, const char* name);
 double ArgNumber(const Napi::CallbackInfo& info, size_t index, const char* name);
 bool ArgBool(const Napi::CallbackInfo& info, size_t index, const char* name);
+
+// The bytes of `element`-byte values, as many as the product of `dims` (each >= 0): a product that
+// does not fit 64 bits is a RangeError naming `name` (wrapped around, it would pass the range checks
+// of a small buffer and let a kernel write past it).
+uint64_t ByteSize(Napi::Env env, const char* name, std::initializer_list<int64_t> dims, uint64_t element);
 
 // Makes `device` current (cudaSetDevice only when it differs).
 void UseDevice(Napi::Env env, int device);

@@ -101,7 +101,21 @@ class GraphObject : public Napi::ObjectWrap<GraphObject> {
     StreamObject* object = nullptr;
     cudaStream_t stream = ArgStream(info, 0, device_, &object);
     UseDevice(env, device_);
+    if (workspaces_.empty()) {
+      CheckCuda(env, cudaGraphLaunch(exec_, stream), "cudaGraphLaunch");
+      return env.Undefined();
+    }
+    // The graph's kernels use the default stream's workspace they were captured with (locks and
+    // partial sums that must start at zero). Streams order with the default stream but not with
+    // each other, so two replays on two streams (of one graph or of two) could use it at once:
+    // each replay on this device waits for the one before, whatever stream that ran on.
+    cudaEvent_t& last = State(env).graphReplays[device_];
+    if (last == nullptr) {
+      CheckCuda(env, cudaEventCreateWithFlags(&last, cudaEventDisableTiming), "cudaEventCreateWithFlags (replays)");
+    }
+    CheckCuda(env, cudaStreamWaitEvent(stream, last, 0), "cudaStreamWaitEvent (the previous replay)");
     CheckCuda(env, cudaGraphLaunch(exec_, stream), "cudaGraphLaunch");
+    CheckCuda(env, cudaEventRecord(last, stream), "cudaEventRecord (replays)");
     return env.Undefined();
   }
 

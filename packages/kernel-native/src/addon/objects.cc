@@ -448,8 +448,16 @@ Napi::Value Copy2D(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "copy2D: offsets, sizes must be non-negative and pitches at least the row width");
   }
   if (rows == 0 || width == 0) return env.Undefined();
-  CheckRange(env, dst, dstOffset, uint64_t(rows - 1) * dstPitch + width, "destination");
-  CheckRange(env, src, srcOffset, uint64_t(rows - 1) * srcPitch + width, "source");
+  // (rows - 1) pitches plus one row, checked: a size that wrapped around would pass a small buffer.
+  auto span = [&](const char* name, int64_t pitch) {
+    uint64_t bytes = 0;
+    if (__builtin_add_overflow(ByteSize(env, name, {rows - 1, pitch}, 1), uint64_t(width), &bytes)) {
+      ThrowRangeError(env, std::string(name) + ": the size in bytes of these rows does not fit 64 bits");
+    }
+    return bytes;
+  };
+  CheckRange(env, dst, dstOffset, span("destination", dstPitch), "destination");
+  CheckRange(env, src, srcOffset, span("source", srcPitch), "source");
   if (dst->device() != src->device()) {
     ThrowRangeError(env, "source: on device " + std::to_string(src->device()) + ", destination on device " +
                              std::to_string(dst->device()));

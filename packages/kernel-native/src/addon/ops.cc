@@ -67,9 +67,9 @@ cudaStream_t OpStream(const Napi::CallbackInfo& info, size_t index, int device) 
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t n = ArgDim(info, 6, "n"), vocab = ArgDim(info, 7, "vocab"), dim = ArgDim(info, 8, "dim");
-  Operand ids = ArgOperand(info, 0, "ids", uint64_t(n) * 4, 4);
-  Operand table = ArgOperand(info, 2, "table", uint64_t(vocab) * dim * 2, 2);
-  Operand out = ArgOperand(info, 4, "out", uint64_t(n) * dim * 2, 2);
+  Operand ids = ArgOperand(info, 0, "ids", ByteSize(env, "ids", {n}, 4), 4);
+  Operand table = ArgOperand(info, 2, "table", ByteSize(env, "table", {vocab, dim}, 2), 2);
+  Operand out = ArgOperand(info, 4, "out", ByteSize(env, "out", {n, dim}, 2), 2);
   int device = CommonDevice(env, {ids, table, out});
   cudaStream_t stream = OpStream(info, 9, device);
   CheckCuda(env,
@@ -105,11 +105,11 @@ NormCall ArgNorm(const Napi::CallbackInfo& info, const char* first, const char* 
   double eps = ArgNumber(info, 9 + k, "eps");
   if (!(eps >= 0) || eps > 1) ThrowRangeError(env, "eps: expected 0..1");
   int bits = ArgQuantizeBits(info, 11 + k);
-  const uint64_t bytes = uint64_t(rows) * dim * 2;
+  const uint64_t bytes = ByteSize(env, first, {rows, dim}, 2);
   NormCall c{};
   c.x = ArgOperand(info, 0, first, bytes, 2);
   if (second) c.second = ArgOperand(info, 2, second, bytes, 2);
-  c.weight = ArgOperand(info, 2 + k, "weight", uint64_t(dim) * (weightF32 ? 4 : 2), weightF32 ? 4 : 2);
+  c.weight = ArgOperand(info, 2 + k, "weight", ByteSize(env, "weight", {dim}, (weightF32 ? 4 : 2)), weightF32 ? 4 : 2);
   c.out = ArgOperand(info, 5 + k, "out", bytes, 2);
   int device = second ? CommonDevice(env, {c.x, c.second, c.weight, c.out}) : CommonDevice(env, {c.x, c.weight, c.out});
   c.stream = OpStream(info, 10 + k, device);
@@ -167,8 +167,8 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   if (headDim % 2 != 0) ThrowRangeError(env, "headDim: expected an even number, got " + std::to_string(headDim));
   if (!(theta > 1) || theta > 1e30) ThrowRangeError(env, "theta: expected a finite number above 1");
   if (style != 0 && style != 1) ThrowRangeError(env, "style: expected 0 (interleaved) or 1 (half)");
-  Operand x = ArgOperand(info, 0, "x", uint64_t(tokens) * heads * headDim * 2, 2);
-  Operand positions = ArgOperand(info, 2, "positions", uint64_t(tokens) * 4, 4);
+  Operand x = ArgOperand(info, 0, "x", ByteSize(env, "x", {tokens, heads, headDim}, 2), 2);
+  Operand positions = ArgOperand(info, 2, "positions", ByteSize(env, "positions", {tokens}, 4), 4);
   int device = CommonDevice(env, {x, positions});
   cudaStream_t stream = OpStream(info, 9, device);
   CheckCuda(env,
@@ -183,9 +183,9 @@ template <cudaError_t (*Launch)(const __half*, const __half*, __half*, int64_t, 
 Napi::Value Elementwise(const Napi::CallbackInfo& info, const char* what, const char* aName, const char* bName) {
   Napi::Env env = info.Env();
   int64_t n = ArgDim(info, 6, "n", int64_t(1) << 50);
-  Operand a = ArgOperand(info, 0, aName, uint64_t(n) * 2, 2);
-  Operand b = ArgOperand(info, 2, bName, uint64_t(n) * 2, 2);
-  Operand out = ArgOperand(info, 4, "out", uint64_t(n) * 2, 2);
+  Operand a = ArgOperand(info, 0, aName, ByteSize(env, aName, {n}, 2), 2);
+  Operand b = ArgOperand(info, 2, bName, ByteSize(env, bName, {n}, 2), 2);
+  Operand out = ArgOperand(info, 4, "out", ByteSize(env, "out", {n}, 2), 2);
   int device = CommonDevice(env, {a, b, out});
   cudaStream_t stream = OpStream(info, 7, device);
   CheckCuda(env,
@@ -205,8 +205,8 @@ Napi::Value QuantizeRows(const Napi::CallbackInfo& info) {
   int64_t rows = ArgDim(info, 4, "rows"), dim = ArgDim(info, 5, "dim");
   int64_t bits = ArgDim(info, 6, "bits", 8);
   if (bits < 2) ThrowRangeError(env, "bits: expected 2..8");
-  Operand x = ArgOperand(info, 0, "x", uint64_t(rows) * dim * 2, 2);
-  Operand out = ArgOperand(info, 2, "out", uint64_t(rows) * dim * 2, 2);
+  Operand x = ArgOperand(info, 0, "x", ByteSize(env, "x", {rows, dim}, 2), 2);
+  Operand out = ArgOperand(info, 2, "out", ByteSize(env, "out", {rows, dim}, 2), 2);
   int device = CommonDevice(env, {x, out});
   cudaStream_t stream = OpStream(info, 7, device);
   CheckCuda(env,
@@ -236,10 +236,10 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   }
   if (hq % hkv != 0) ThrowRangeError(env, "kvHeads: must divide heads");
   if (nq * hq > 2147483647) ThrowRangeError(env, "nq * heads: must be below 2^31");
-  Operand q = ArgOperand(info, 0, "q", uint64_t(nq) * hq * d * 2, 2);
-  Operand k = ArgOperand(info, 2, "k", uint64_t(kvRows) * hkv * d * 2, 2);
-  Operand v = ArgOperand(info, 4, "v", uint64_t(kvRows) * hkv * d * 2, 2);
-  Operand out = ArgOperand(info, 6, "out", uint64_t(nq) * hq * d * 2, 2);
+  Operand q = ArgOperand(info, 0, "q", ByteSize(env, "q", {nq, hq, d}, 2), 2);
+  Operand k = ArgOperand(info, 2, "k", ByteSize(env, "k", {kvRows, hkv, d}, 2), 2);
+  Operand v = ArgOperand(info, 4, "v", ByteSize(env, "v", {kvRows, hkv, d}, 2), 2);
+  Operand out = ArgOperand(info, 6, "out", ByteSize(env, "out", {nq, hq, d}, 2), 2);
   int device = CommonDevice(env, {q, k, v, out});
   cudaStream_t stream = OpStream(info, 14, device);
   CheckCuda(env,
@@ -261,8 +261,8 @@ Napi::Value CacheAppend(const Napi::CallbackInfo& info) {
     ThrowRangeError(env, "start: rows " + std::to_string(start) + ".." + std::to_string(start + n - 1) +
                              " lie outside the cache of " + std::to_string(rows) + " rows");
   }
-  Operand src = ArgOperand(info, 0, "src", uint64_t(n) * hkv * d * 2, 2);
-  Operand cache = ArgOperand(info, 2, "cache", uint64_t(rows) * hkv * d * 2, 2);
+  Operand src = ArgOperand(info, 0, "src", ByteSize(env, "src", {n, hkv, d}, 2), 2);
+  Operand cache = ArgOperand(info, 2, "cache", ByteSize(env, "cache", {rows, hkv, d}, 2), 2);
   int device = CommonDevice(env, {src, cache});
   cudaStream_t stream = OpStream(info, 9, device);
   CheckCuda(env,
@@ -281,11 +281,11 @@ Napi::Value AttentionDecodeBatch(const Napi::CallbackInfo& info) {
   int64_t d = ArgDim(info, 14, "headDim", TRIRUN_OPS_MAX_HEAD_DIM);
   if (hq % hkv != 0) ThrowRangeError(env, "kvHeads: must divide heads");
   if (batch * hq > 2147483647) ThrowRangeError(env, "batch * heads: must be below 2^31");
-  Operand q = ArgOperand(info, 0, "q", uint64_t(batch) * hq * d * 2, 2);
-  Operand k = ArgOperand(info, 2, "kCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
-  Operand v = ArgOperand(info, 4, "vCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
-  Operand positions = ArgOperand(info, 6, "positions", uint64_t(batch) * 4, 4);
-  Operand out = ArgOperand(info, 8, "out", uint64_t(batch) * hq * d * 2, 2);
+  Operand q = ArgOperand(info, 0, "q", ByteSize(env, "q", {batch, hq, d}, 2), 2);
+  Operand k = ArgOperand(info, 2, "kCache", ByteSize(env, "kCache", {batch, maxT, hkv, d}, 2), 2);
+  Operand v = ArgOperand(info, 4, "vCache", ByteSize(env, "vCache", {batch, maxT, hkv, d}, 2), 2);
+  Operand positions = ArgOperand(info, 6, "positions", ByteSize(env, "positions", {batch}, 4), 4);
+  Operand out = ArgOperand(info, 8, "out", ByteSize(env, "out", {batch, hq, d}, 2), 2);
   int device = CommonDevice(env, {q, k, v, positions, out});
   cudaStream_t stream = OpStream(info, 15, device);
   CheckCuda(env,
@@ -313,13 +313,13 @@ Napi::Value AttentionDecodeBatchRope(const Napi::CallbackInfo& info) {
   // The range of opsRope, so that the fused op accepts what rope + attention accept.
   if (!(theta > 1) || theta > 1e30) ThrowRangeError(env, "theta: expected a finite number above 1");
   if (style != 0 && style != 1) ThrowRangeError(env, "style: expected 0 (interleaved) or 1 (half)");
-  Operand q = ArgOperand(info, 0, "q", uint64_t(batch) * hq * d * 2, 2);
-  Operand kn = ArgOperand(info, 2, "kNew", uint64_t(batch) * hkv * d * 2, 2);
-  Operand vn = ArgOperand(info, 4, "vNew", uint64_t(batch) * hkv * d * 2, 2);
-  Operand kc = ArgOperand(info, 6, "kCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
-  Operand vc = ArgOperand(info, 8, "vCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
-  Operand positions = ArgOperand(info, 10, "positions", uint64_t(batch) * 4, 4);
-  Operand out = ArgOperand(info, 12, "out", uint64_t(batch) * hq * d * 2, 2);
+  Operand q = ArgOperand(info, 0, "q", ByteSize(env, "q", {batch, hq, d}, 2), 2);
+  Operand kn = ArgOperand(info, 2, "kNew", ByteSize(env, "kNew", {batch, hkv, d}, 2), 2);
+  Operand vn = ArgOperand(info, 4, "vNew", ByteSize(env, "vNew", {batch, hkv, d}, 2), 2);
+  Operand kc = ArgOperand(info, 6, "kCache", ByteSize(env, "kCache", {batch, maxT, hkv, d}, 2), 2);
+  Operand vc = ArgOperand(info, 8, "vCache", ByteSize(env, "vCache", {batch, maxT, hkv, d}, 2), 2);
+  Operand positions = ArgOperand(info, 10, "positions", ByteSize(env, "positions", {batch}, 4), 4);
+  Operand out = ArgOperand(info, 12, "out", ByteSize(env, "out", {batch, hq, d}, 2), 2);
   int device = CommonDevice(env, {q, kn, vn, kc, vc, positions, out});
   cudaStream_t stream = OpStream(info, 21, device);
   CheckCuda(env,
@@ -337,9 +337,9 @@ Napi::Value CacheAppendBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t batch = ArgDim(info, 6, "batch"), maxT = ArgDim(info, 7, "maxT");
   int64_t hkv = ArgDim(info, 8, "kvHeads"), d = ArgDim(info, 9, "headDim");
-  Operand src = ArgOperand(info, 0, "src", uint64_t(batch) * hkv * d * 2, 2);
-  Operand cache = ArgOperand(info, 2, "cache", uint64_t(batch) * maxT * hkv * d * 2, 2);
-  Operand positions = ArgOperand(info, 4, "positions", uint64_t(batch) * 4, 4);
+  Operand src = ArgOperand(info, 0, "src", ByteSize(env, "src", {batch, hkv, d}, 2), 2);
+  Operand cache = ArgOperand(info, 2, "cache", ByteSize(env, "cache", {batch, maxT, hkv, d}, 2), 2);
+  Operand positions = ArgOperand(info, 4, "positions", ByteSize(env, "positions", {batch}, 4), 4);
   int device = CommonDevice(env, {src, cache, positions});
   cudaStream_t stream = OpStream(info, 10, device);
   CheckCuda(env,
@@ -356,11 +356,11 @@ Napi::Value CacheAppendKvBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t batch = ArgDim(info, 10, "batch"), maxT = ArgDim(info, 11, "maxT");
   int64_t hkv = ArgDim(info, 12, "kvHeads"), d = ArgDim(info, 13, "headDim");
-  Operand ks = ArgOperand(info, 0, "kNew", uint64_t(batch) * hkv * d * 2, 2);
-  Operand kc = ArgOperand(info, 2, "kCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
-  Operand vs = ArgOperand(info, 4, "vNew", uint64_t(batch) * hkv * d * 2, 2);
-  Operand vc = ArgOperand(info, 6, "vCache", uint64_t(batch) * maxT * hkv * d * 2, 2);
-  Operand positions = ArgOperand(info, 8, "positions", uint64_t(batch) * 4, 4);
+  Operand ks = ArgOperand(info, 0, "kNew", ByteSize(env, "kNew", {batch, hkv, d}, 2), 2);
+  Operand kc = ArgOperand(info, 2, "kCache", ByteSize(env, "kCache", {batch, maxT, hkv, d}, 2), 2);
+  Operand vs = ArgOperand(info, 4, "vNew", ByteSize(env, "vNew", {batch, hkv, d}, 2), 2);
+  Operand vc = ArgOperand(info, 6, "vCache", ByteSize(env, "vCache", {batch, maxT, hkv, d}, 2), 2);
+  Operand positions = ArgOperand(info, 8, "positions", ByteSize(env, "positions", {batch}, 4), 4);
   int device = CommonDevice(env, {ks, kc, vs, vc, positions});
   cudaStream_t stream = OpStream(info, 14, device);
   CheckCuda(env,
@@ -377,8 +377,8 @@ Napi::Value LogSoftmax(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bool f32 = ArgBool(info, 2, "logitsF32");
   int64_t rows = ArgDim(info, 5, "rows"), vocab = ArgDim(info, 6, "vocab");
-  Operand logits = ArgOperand(info, 0, "logits", uint64_t(rows) * vocab * (f32 ? 4 : 2), f32 ? 4 : 2);
-  Operand out = ArgOperand(info, 3, "out", uint64_t(rows) * vocab * 4, 4);
+  Operand logits = ArgOperand(info, 0, "logits", ByteSize(env, "logits", {rows, vocab}, (f32 ? 4 : 2)), f32 ? 4 : 2);
+  Operand out = ArgOperand(info, 3, "out", ByteSize(env, "out", {rows, vocab}, 4), 4);
   int device = CommonDevice(env, {logits, out});
   cudaStream_t stream = OpStream(info, 7, device);
   CheckCuda(env,
@@ -393,9 +393,9 @@ Napi::Value Nll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bool f32 = ArgBool(info, 2, "logitsF32");
   int64_t rows = ArgDim(info, 7, "rows"), vocab = ArgDim(info, 8, "vocab");
-  Operand logits = ArgOperand(info, 0, "logits", uint64_t(rows) * vocab * (f32 ? 4 : 2), f32 ? 4 : 2);
-  Operand targets = ArgOperand(info, 3, "targets", uint64_t(rows) * 4, 4);
-  Operand out = ArgOperand(info, 5, "out", uint64_t(rows) * 4, 4);
+  Operand logits = ArgOperand(info, 0, "logits", ByteSize(env, "logits", {rows, vocab}, (f32 ? 4 : 2)), f32 ? 4 : 2);
+  Operand targets = ArgOperand(info, 3, "targets", ByteSize(env, "targets", {rows}, 4), 4);
+  Operand out = ArgOperand(info, 5, "out", ByteSize(env, "out", {rows}, 4), 4);
   int device = CommonDevice(env, {logits, targets, out});
   cudaStream_t stream = OpStream(info, 9, device);
   CheckCuda(env,

@@ -71,7 +71,9 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <mutex>
 #ifdef TRIRUN_DISPATCH_RECORD
 #include <vector>
 #endif
@@ -2201,9 +2203,18 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
   *out = g_record_attrs;
   return cudaSuccess;
 #endif
+  // Filled once per device under a lock (Node worker threads share this library): a thread that
+  // sees `ready` set reads a whole struct, never one another thread is still writing.
   static DeviceAttrs cache[kMaxDevices];
+  static std::atomic<bool> ready[kMaxDevices];
+  static std::mutex filling;
   if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
-  if (cache[device].sms == 0) {
+  if (!ready[device].load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(filling);
+    if (ready[device].load(std::memory_order_relaxed)) {
+      *out = cache[device];
+      return cudaSuccess;
+    }
     DeviceAttrs a;
     cudaError_t err = cudaDeviceGetAttribute(&a.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&a.sms, cudaDevAttrMultiProcessorCount, device);
@@ -2236,6 +2247,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
+    ready[device].store(true, std::memory_order_release);
   }
   *out = cache[device];
   return cudaSuccess;
@@ -2617,27 +2629,43 @@ int small_cluster_size(const Launch& l) {
   auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, small_tma_stages<MB8, N_WARPS, GROUPED>(), GROUPED, false, true>;
   // Clusters of each size that fit at once, per device (-1: none), all sizes asked on the first call
   // (an eager call: a decoding step's graph is captured after one), so that no query runs inside a capture.
+  // (Asked under a lock, `asked` set only once all sizes are known: worker threads share this.)
+  // The caches are per kernel instance: the first call of an instance may come inside a graph
+  // capture (a step captured at another batch size than the eager one). Then no query runs and
+  // the launch keeps the striped schedule; the next eager call asks. A failed query is not kept.
   static int resident[kMaxDevices][kMaxCluster + 1] = {};
-  static bool asked[kMaxDevices] = {};
+  static std::atomic<bool> asked[kMaxDevices];
+  static std::mutex asking;
   static int configured[kMaxDevices] = {};
-  if (!asked[l.device]) {
-    asked[l.device] = true;
-    const bool smem_ok =
-        static_cast<int>(smem) <= l.smem_limit && ensure_smem(kernel, l.device, smem, configured) == cudaSuccess;
-    for (int size = 2; size <= kMaxCluster; ++size) {
-      int clusters = 0;
-      if (smem_ok) {
-        cudaLaunchConfig_t config{};
-        cudaLaunchAttribute attr = cluster_attribute(size);
-        config.gridDim = dim3(size);
-        config.blockDim = dim3(kSmallTmaThreads);
-        config.dynamicSmemBytes = smem;
-        config.attrs = &attr;
-        config.numAttrs = 1;
-        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) clusters = 0;
-        (void)cudaGetLastError();  // a failed query leaves no error behind
+  if (!asked[l.device].load(std::memory_order_acquire)) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(l.stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    std::lock_guard<std::mutex> lock(asking);
+    if (!asked[l.device].load(std::memory_order_relaxed)) {
+      const bool smem_ok =
+          static_cast<int>(smem) <= l.smem_limit && ensure_smem(kernel, l.device, smem, configured) == cudaSuccess;
+      if (!smem_ok) (void)cudaGetLastError();  // this instance cannot have its shared memory: no clusters
+      for (int size = 2; size <= kMaxCluster; ++size) {
+        int clusters = 0;
+        if (smem_ok) {
+          cudaLaunchConfig_t config{};
+          cudaLaunchAttribute attr = cluster_attribute(size);
+          config.gridDim = dim3(size);
+          config.blockDim = dim3(kSmallTmaThreads);
+          config.dynamicSmemBytes = smem;
+          config.attrs = &attr;
+          config.numAttrs = 1;
+          if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+            (void)cudaGetLastError();  // a failed query leaves no error behind, and is asked again next call
+            return 0;
+          }
+        }
+        resident[l.device][size] = clusters > 0 ? clusters : -1;
       }
-      resident[l.device][size] = clusters > 0 ? clusters : -1;
+      asked[l.device].store(true, std::memory_order_release);
     }
   }
   return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks,
