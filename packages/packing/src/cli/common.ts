@@ -1,7 +1,7 @@
 /** Shared pieces of the trirun-pack / trirun-unpack command lines. */
 import { SingleBar } from "cli-progress";
 import type { Command } from "commander";
-import type { ConvertProgress, ConvertSummary } from "../node/convert.js";
+import type { ConvertProgress, ConvertSummary, PlannedTensor } from "../node/convert.js";
 
 export function formatBytes(bytes: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -94,4 +94,38 @@ export function withOutputOptions(cmd: Command, name: string, dryRunHelp: string
     .configureOutput({
       outputError: (text, write) => write(`${name}: ${text.replace(/^error: /, "error: ")}`),
     });
+}
+
+/** What both commands' actions share: the options that matter to printing the result. */
+export interface ConversionOutput {
+  quiet?: boolean;
+  json?: boolean;
+}
+
+/**
+ * Runs a conversion with a progress bar, then prints its summary: JSON with --json, else (on a dry
+ * run, one line per module: `describe`) the summary lines. Returns the summary for what follows.
+ */
+export async function runConversion(
+  opts: ConversionOutput,
+  verb: string,
+  convert: (onProgress: (p: ConvertProgress) => void) => Promise<ConvertSummary>,
+  describe: (t: PlannedTensor) => string,
+): Promise<ConvertSummary | undefined> {
+  const bar = progressBar(!opts.quiet && !opts.json);
+  let summary: ConvertSummary;
+  try {
+    summary = await convert(bar.update);
+  } finally {
+    bar.stop();
+  }
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    return undefined;
+  }
+  if (summary.dryRun) {
+    for (const t of summary.tensors) if (t.action === "pack") process.stdout.write(`${describe(t)}\n`);
+  }
+  for (const line of summaryLines(summary, verb)) process.stdout.write(`${line}\n`);
+  return summary;
 }

@@ -4,7 +4,7 @@ import { availableParallelism } from "node:os";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { QUANT_METHODS } from "../quantize.js";
 import { DEFAULT_INCLUDE, packCheckpoint } from "../node/convert.js";
-import { progressBar, quietOnClosedPipe, runCli, summaryLines, withOutputOptions } from "./common.js";
+import { quietOnClosedPipe, runCli, runConversion, withOutputOptions } from "./common.js";
 
 function parseThreads(value: string): number {
   const threads = Number(value);
@@ -62,38 +62,28 @@ const program = withOutputOptions(
   "list what would be packed; write nothing",
 ).action(async (input: string, output: string, opts) => {
   await runCli("trirun-pack", async () => {
-    const bar = progressBar(!opts.quiet && !opts.json);
-    let summary: Awaited<ReturnType<typeof packCheckpoint>>;
-    try {
-      summary = await packCheckpoint(input, output, {
-        method: opts.method,
-        groupsize: opts.groupsize,
-        include: opts.include,
-        exclude: opts.exclude,
-        dryRun: opts.dryRun === true,
-        overwrite: opts.force === true,
-        threads: opts.threads ?? defaultThreads(opts.method),
-        onProgress: bar.update,
-      });
-    } finally {
-      bar.stop();
-    }
-    if (opts.json) {
-      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-      return;
-    }
-    if (summary.dryRun) {
-      for (const t of summary.tensors) {
-        if (t.action !== "pack") continue;
+    const summary = await runConversion(
+      opts,
+      "packed",
+      (onProgress) =>
+        packCheckpoint(input, output, {
+          method: opts.method,
+          groupsize: opts.groupsize,
+          include: opts.include,
+          exclude: opts.exclude,
+          dryRun: opts.dryRun === true,
+          overwrite: opts.force === true,
+          threads: opts.threads ?? defaultThreads(opts.method),
+          onProgress,
+        }),
+      (t) => {
         const m = t.module!;
         const pad = m.k !== m.inFeatures || m.n !== m.outFeatures ? ` padded to k=${m.k} n=${m.n}` : "";
         const verb = t.from === "bitnet" ? "import" : "pack";
-        process.stdout.write(
-          `${verb} ${t.name} ${t.dtype} [${t.shape.join(", ")}]${pad}: ${t.bytesBefore} -> ${t.bytesAfter} bytes\n`,
-        );
-      }
-    }
-    for (const line of summaryLines(summary, "packed")) process.stdout.write(`${line}\n`);
+        return `${verb} ${t.name} ${t.dtype} [${t.shape.join(", ")}]${pad}: ${t.bytesBefore} -> ${t.bytesAfter} bytes`;
+      },
+    );
+    if (summary === undefined) return;
     for (const note of summary.notes) process.stderr.write(`trirun-pack: note: ${note}\n`);
     if (summary.tensorsPacked === 0)
       process.stderr.write("trirun-pack: warning: no tensor matched the include patterns\n");

@@ -2,7 +2,7 @@
 /** trirun-unpack: TriRun checkpoint -> dequantized fp16 safetensors checkpoint. */
 import { Command } from "commander";
 import { unpackCheckpoint } from "../node/convert.js";
-import { progressBar, quietOnClosedPipe, runCli, summaryLines, withOutputOptions } from "./common.js";
+import { quietOnClosedPipe, runCli, runConversion, withOutputOptions } from "./common.js";
 
 const program = withOutputOptions(
   new Command("trirun-unpack")
@@ -16,31 +16,20 @@ const program = withOutputOptions(
   "list what would be written; write nothing",
 ).action(async (input: string, output: string, opts) => {
   await runCli("trirun-unpack", async () => {
-    const bar = progressBar(!opts.quiet && !opts.json);
-    let summary: Awaited<ReturnType<typeof unpackCheckpoint>>;
-    try {
-      summary = await unpackCheckpoint(input, output, {
-        dryRun: opts.dryRun === true,
-        overwrite: opts.force === true,
-        onProgress: bar.update,
-      });
-    } finally {
-      bar.stop();
-    }
-    if (opts.json) {
-      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-      return;
-    }
-    if (summary.dryRun) {
-      for (const t of summary.tensors) {
-        if (t.action !== "pack") continue;
+    await runConversion(
+      opts,
+      "unpacked",
+      (onProgress) =>
+        unpackCheckpoint(input, output, {
+          dryRun: opts.dryRun === true,
+          overwrite: opts.force === true,
+          onProgress,
+        }),
+      (t) => {
         const m = t.module!;
-        process.stdout.write(
-          `unpack ${m.module}.B/.s -> ${m.module}.weight F16 [${t.shape.join(", ")}]: ${t.bytesBefore} -> ${t.bytesAfter} bytes\n`,
-        );
-      }
-    }
-    for (const line of summaryLines(summary, "unpacked")) process.stdout.write(`${line}\n`);
+        return `unpack ${m.module}.B/.s -> ${m.module}.weight F16 [${t.shape.join(", ")}]: ${t.bytesBefore} -> ${t.bytesAfter} bytes`;
+      },
+    );
   });
 });
 
