@@ -424,6 +424,49 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     for (const layer of [...parts, fused, small]) layer.dispose();
   });
 
+  it("batch-cache graphs: returned logits are the caller's to dispose, a disposed cache drops its graph, a refused replay runs eagerly and recaptures", () => {
+    const fp = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
+    const plain = new m.gpu.CudaLlamaRuntime(fp, { graphs: false });
+    const rt = new m.gpu.CudaLlamaRuntime(fp);
+    const steps = 8;
+    const w = [randomWindow(steps), randomWindow(steps)];
+    const [a, b] = [plain.newBatchCache(2, steps), rt.newBatchCache(2, steps)];
+    const launch = m.kernel.CudaGraph.prototype.launch;
+    let refusals = 0;
+    try {
+      for (let t = 0; t < steps; t++) {
+        const tokens = w.map((seq) => seq[t]);
+        const want = Array.from(plain.decodeBatch(tokens, a).download() as Uint16Array);
+        if (t === 4) {
+          // The next replay is refused as after a workspace reallocation: nothing runs, so the
+          // runtime must run this step eagerly and capture again two steps later.
+          m.kernel.CudaGraph.prototype.launch = function (this: InstanceType<typeof m.kernel.CudaGraph>) {
+            m.kernel.CudaGraph.prototype.launch = launch;
+            refusals++;
+            throw new Error(
+              "graph: the kernel workspace it was captured with has been reallocated; capture it again",
+            );
+          };
+        }
+        const logits = rt.decodeBatch(tokens, b);
+        expect(Array.from(logits.download() as Uint16Array), `step ${t}`).toEqual(want);
+        // Disposing what decodeBatch returned must not break the next steps.
+        logits.dispose();
+        // Step 0 warms up, 1 captures, 4 is refused (eager, graph dropped), 5 warms up, 6 captures.
+        expect(rt.graphCount, `step ${t}`).toBe(t === 0 || t === 4 || t === 5 ? 0 : 1);
+      }
+      expect(refusals).toBe(1);
+      // A disposed cache takes its graph with it.
+      b.dispose();
+      expect(rt.graphCount).toBe(0);
+    } finally {
+      m.kernel.CudaGraph.prototype.launch = launch;
+      a.dispose();
+      plain.dispose();
+      rt.dispose();
+    }
+  });
+
   it("fused projections and graph-replayed batch steps give the same logits as the plain runtime", async () => {
     const fp = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
     const opts = { method: "mse" as const, groupsize: -1 as const, levels: "int2" as const, calibration: [] };

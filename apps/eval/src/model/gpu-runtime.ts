@@ -142,7 +142,12 @@ export class CudaBatchKvCache {
     return [...this.keys, ...this.values].reduce((s, t) => s + t.byteLength, 0);
   }
 
+  /** Called on dispose (a runtime drops the step graph it keeps for this cache). @internal */
+  readonly onDispose = new Set<() => void>();
+
   dispose(): void {
+    for (const hook of this.onDispose) hook();
+    this.onDispose.clear();
     for (const t of [...this.keys, ...this.values]) t.dispose();
   }
 }
@@ -286,6 +291,14 @@ interface BlockProjections {
 }
 
 /** A captured decoding step for one batch cache. */
+/** A graph failure that an eager step cures (see #replayStep). */
+function recapturable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return (
+    /capture it again/.test(error.message) || (error as Error & { code?: string }).code === "ERR_GRAPH_WARMUP"
+  );
+}
+
 interface StepGraph {
   /** The workspace generation it was captured against (a new workspace makes it stale). */
   generation: number;
@@ -335,6 +348,13 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   readonly #batchViews = new Map<number, BatchViews>();
   readonly #graphs = new WeakMap<CudaBatchKvCache, StepGraph>();
   readonly #liveGraphs = new Set<CudaGraph>();
+  /**
+   * A graph holds every buffer its launches use, the cache's keys and values included: a batch cache
+   * dropped without dispose() would keep its memory (and its graph) for the runtime's lifetime.
+   */
+  readonly #orphanedGraphs = new FinalizationRegistry<CudaGraph>((graph) => this.#releaseGraph(graph));
+  /** The dispose hook this runtime put on each batch cache (one per cache). */
+  readonly #cacheHooks = new WeakMap<CudaBatchKvCache, () => void>();
   #disposed = false;
 
   constructor(
@@ -455,8 +475,25 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   }
 
   #disposeGraphs(): void {
-    for (const g of this.#liveGraphs) g.dispose();
-    this.#liveGraphs.clear();
+    for (const g of [...this.#liveGraphs]) this.#releaseGraph(g);
+  }
+
+  #releaseGraph(graph: CudaGraph): void {
+    this.#liveGraphs.delete(graph);
+    this.#orphanedGraphs.unregister(graph);
+    if (!graph.disposed) graph.dispose();
+  }
+
+  /** Forgets a cache's step graph: the next step of that cache warms up and captures again. */
+  #dropGraph(cache: CudaBatchKvCache): void {
+    const entry = this.#graphs.get(cache);
+    this.#graphs.delete(cache);
+    if (entry?.graph !== undefined) this.#releaseGraph(entry.graph);
+  }
+
+  /** Step graphs kept for batch caches (diagnostics: one per live cache at most). */
+  get graphCount(): number {
+    return this.#liveGraphs.size;
   }
 
   /**
@@ -815,24 +852,30 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     if (entry === undefined) {
       // Warm-up: scratch buffers, the kernel workspace and cuBLAS state are allocated here, not during
       // the capture (where allocation is refused).
+      this.#dropGraph(cache); // a stale entry (an older workspace) and its graph go
       this.#decodeStep(v, cache);
       this.#graphs.set(cache, { generation: this.#generation, graph: undefined });
+      const hook = this.#cacheHooks.get(cache) ?? (() => this.#dropGraph(cache));
+      this.#cacheHooks.set(cache, hook);
+      cache.onDispose.add(hook);
       return;
     }
-    if (entry.graph === undefined || entry.graph.disposed) {
-      entry.graph = captureGraph(() => this.#decodeStep(v, cache));
-      this.#liveGraphs.add(entry.graph);
-    }
     try {
+      if (entry.graph === undefined || entry.graph.disposed) {
+        entry.graph = captureGraph(() => this.#decodeStep(v, cache));
+        this.#liveGraphs.add(entry.graph);
+        this.#orphanedGraphs.register(cache, entry.graph, entry.graph);
+      }
       entry.graph.launch();
     } catch (error) {
-      // A larger call since the capture reallocated the kernel workspace: capture again once.
-      if (!(error instanceof Error) || !/capture it again/.test(error.message)) throw error;
-      entry.graph.dispose();
-      this.#liveGraphs.delete(entry.graph);
-      entry.graph = captureGraph(() => this.#decodeStep(v, cache));
-      this.#liveGraphs.add(entry.graph);
-      entry.graph.launch();
+      // Neither a refused launch nor a failed capture ran anything. Two are recoverable: the kernel
+      // workspace was reallocated since the capture ("capture it again"), or it is not ready for one
+      // (ERR_GRAPH_WARMUP: after a failed call it must be zeroed by an eager call first). This step
+      // runs eagerly, which prepares both, and the cache's next step warms up and captures again
+      // (recapturing at once would fail the same way on every later step).
+      if (!recapturable(error)) throw error;
+      this.#dropGraph(cache);
+      this.#decodeStep(v, cache);
     }
   }
 
@@ -858,7 +901,8 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     else this.#decodeStep(v, owned);
     if (owned instanceof CudaBatchKvCache) for (let b = 0; b < batch; b++) owned.lengths[b]++;
     else for (const cache of owned) cache.length++;
-    return v.logits;
+    // A view of its own: a caller that disposes it must not retire the handle the next steps write.
+    return v.logits.view(v.logits.shape);
   }
 
   dispose(): void {
