@@ -467,6 +467,26 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     }
   });
 
+  it("a runtime whose construction fails part-way frees what it allocated", () => {
+    const fp = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
+    const used = () => m.kernel.memoryInfo().totalBytes - m.kernel.memoryInfo().freeBytes;
+    const before = used();
+    const fromArray = m.kernel.DeviceTensor.fromArray;
+    let calls = 0;
+    // The 6th upload fails as an out-of-memory would (after the embedding, final norm and a few norms).
+    m.kernel.DeviceTensor.fromArray = ((...args: Parameters<typeof fromArray>) => {
+      if (++calls === 6) throw new Error("cudaMalloc: out of memory (injected)");
+      return fromArray.apply(m.kernel.DeviceTensor, args);
+    }) as typeof fromArray;
+    try {
+      expect(() => new m.gpu.CudaLlamaRuntime(fp, { fuse: "copy" })).toThrow(/out of memory \(injected\)/);
+    } finally {
+      m.kernel.DeviceTensor.fromArray = fromArray;
+    }
+    expect(calls).toBe(6);
+    expect(used()).toBe(before);
+  });
+
   it("fused projections and graph-replayed batch steps give the same logits as the plain runtime", async () => {
     const fp = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
     const opts = { method: "mse" as const, groupsize: -1 as const, levels: "int2" as const, calibration: [] };

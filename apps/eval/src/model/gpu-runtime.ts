@@ -290,7 +290,6 @@ interface BlockProjections {
   gateUp?: Linear;
 }
 
-/** A captured decoding step for one batch cache. */
 /** A graph failure that an eager step cures (see #replayStep). */
 function recapturable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
@@ -299,6 +298,7 @@ function recapturable(error: unknown): boolean {
   );
 }
 
+/** A captured decoding step for one batch cache. */
 interface StepGraph {
   /** The workspace generation it was captured against (a new workspace makes it stale). */
   generation: number;
@@ -331,13 +331,13 @@ function tryConcat(parts: Linear[], move: boolean): Linear | undefined {
  */
 export class CudaLlamaRuntime implements LlamaRuntime {
   readonly backend = "cuda" as const;
-  readonly #embedding: DeviceTensor;
+  readonly #embedding!: DeviceTensor;
   readonly #attnNorms: DeviceTensor[] = [];
   readonly #ffnNorms: DeviceTensor[] = [];
   /** BitNet b1.58: the norms before o_proj and down_proj (empty for the Llama block). */
   readonly #attnSubNorms: DeviceTensor[] = [];
   readonly #ffnSubNorms: DeviceTensor[] = [];
-  readonly #finalNorm: DeviceTensor;
+  readonly #finalNorm!: DeviceTensor;
   readonly #projections: BlockProjections[] = [];
   readonly #useGraphs: boolean;
   readonly #fuseRowOps: boolean;
@@ -383,8 +383,25 @@ export class CudaLlamaRuntime implements LlamaRuntime {
         `model: head size ${headSize(c)} exceeds the attention kernels' limit of ${OPS_MAX_HEAD_DIM}`,
       );
     }
-    this.#embedding = DeviceTensor.fromArray(encodeF16(model.embedding), [c.vocabSize, c.dim], "f16");
-    this.#finalNorm = DeviceTensor.fromArray(model.finalNorm, [c.dim], "f32");
+    // A failure part-way (a device allocation) frees what was made here; the fused projections of
+    // `fuse: "move"` cannot give the model back the layers they took, which the error says.
+    try {
+      this.#embedding = DeviceTensor.fromArray(encodeF16(model.embedding), [c.vocabSize, c.dim], "f16");
+      this.#finalNorm = DeviceTensor.fromArray(model.finalNorm, [c.dim], "f32");
+      this.#upload(model, opts);
+    } catch (error) {
+      this.#freeOwned();
+      const moved = this.#projections.filter((p) => p.qkv !== undefined || p.gateUp !== undefined).length;
+      if (opts.fuse === "move" && moved > 0 && error instanceof Error) {
+        error.message += ` (fuse: "move" had already taken the fused layers of ${moved} block(s) from the model, which are disposed now)`;
+      }
+      throw error;
+    }
+  }
+
+  /** Uploads the norms and fuses the projections (see opts.fuse). */
+  #upload(model: LlamaModel, opts: CudaRuntimeOptions): void {
+    const c = model.config;
     for (const block of model.blocks) {
       this.#attnNorms.push(DeviceTensor.fromArray(block.attnNorm, [c.dim], "f32"));
       this.#ffnNorms.push(DeviceTensor.fromArray(block.ffnNorm, [c.dim], "f32"));
@@ -394,17 +411,28 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       }
       const lin = block.linears;
       const move = opts.fuse === "move";
-      this.#projections.push(
-        opts.fuse === undefined
-          ? {}
-          : {
-              qkv: tryConcat(
-                [lin["self_attn.q_proj"], lin["self_attn.k_proj"], lin["self_attn.v_proj"]],
-                move,
-              ),
-              gateUp: tryConcat([lin["mlp.gate_proj"], lin["mlp.up_proj"]], move),
-            },
+      // Pushed before fusing, each fused layer recorded as soon as it exists: a failure on the next
+      // one leaves nothing unaccounted for (#freeOwned disposes it).
+      const projections: BlockProjections = {};
+      this.#projections.push(projections);
+      if (opts.fuse === undefined) continue;
+      projections.qkv = tryConcat(
+        [lin["self_attn.q_proj"], lin["self_attn.k_proj"], lin["self_attn.v_proj"]],
+        move,
       );
+      projections.gateUp = tryConcat([lin["mlp.gate_proj"], lin["mlp.up_proj"]], move);
+    }
+  }
+
+  /** Frees the runtime's own device tensors and fused layers (not the model's). */
+  #freeOwned(): void {
+    this.#embedding?.dispose();
+    this.#finalNorm?.dispose();
+    for (const t of [...this.#attnNorms, ...this.#ffnNorms, ...this.#attnSubNorms, ...this.#ffnSubNorms])
+      t.dispose();
+    for (const p of this.#projections) {
+      p.qkv?.dispose();
+      p.gateUp?.dispose();
     }
   }
 
