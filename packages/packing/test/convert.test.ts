@@ -199,6 +199,17 @@ describe("packCheckpoint / unpackCheckpoint", () => {
     expect(checkpoint.modules().length).toBe(single.projections.length);
     await checkpoint.close();
 
+    // A replacement that fails (here: method exact on weights off the grid) leaves the folder as it
+    // was: the old checkpoint whole, nothing staged left behind.
+    const before = readdirSync(out).sort();
+    await expect(
+      packCheckpoint(sharded.dir, out, { method: "exact", groupsize: 128, overwrite: true }),
+    ).rejects.toThrow(/not on the grid/);
+    expect(readdirSync(out).sort()).toEqual(before);
+    const kept = await openTriRunCheckpoint(out);
+    expect(kept.checkpoint.metadata.method).toBe("absmax");
+    await kept.checkpoint.close();
+
     // config.json and side files of the folder are not replaced silently either.
     const cfgOut = join(root, "mix-cfg");
     mkdirSync(cfgOut);

@@ -3,7 +3,7 @@
  * folder or shards) -> TriRun checkpoint (`pack`), and TriRun -> dequantized fp16 (`unpack`).
  * Output shards mirror the input shards; config.json gets (or loses) a quantization_config.
  */
-import { copyFile, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import picomatch from "picomatch";
 import {
@@ -342,9 +342,56 @@ function outputSpecs(plan: ShardPlan): TensorSpec[] {
   });
 }
 
-/** Whether this conversion created the output folder (then a failure removes it: it holds only our files). */
-interface OutputFolder {
-  created: boolean;
+/** Suffix of the files a conversion writes before they all exist (see StagedOutput). */
+const STAGING = ".incoming";
+
+/**
+ * The output folder of a conversion. Every file goes first under a staging name (`<name>.incoming`)
+ * and moves into place only once all are written (`commit`), which then also removes the other
+ * checkpoint's files that `overwrite` replaces: a failure leaves the folder as it was (a folder the
+ * conversion created goes again), never a mix of old and new shards or no checkpoint at all.
+ */
+class StagedOutput {
+  readonly #staged: string[] = [];
+
+  constructor(
+    readonly dir: string,
+    readonly created: boolean,
+    /** Another checkpoint's files (shards, index) that this one replaces (overwrite). */
+    readonly replaced: readonly string[],
+  ) {}
+
+  /** Where to write `name` for now. */
+  stage(name: string): string {
+    this.#staged.push(name);
+    return join(this.dir, name + STAGING);
+  }
+
+  /** Moves every staged file into place, then removes the replaced checkpoint's other files. */
+  async commit(): Promise<string[]> {
+    for (const name of this.#staged) await rename(join(this.dir, name + STAGING), join(this.dir, name));
+    for (const name of this.replaced) {
+      if (!this.#staged.includes(name)) await rm(join(this.dir, name), { force: true });
+    }
+    return this.#staged.map((name) => join(this.dir, name));
+  }
+
+  /** Undoes what was staged (the folder goes if this conversion created it). */
+  async abort(): Promise<void> {
+    if (this.created) await rm(this.dir, { recursive: true, force: true });
+    else for (const name of this.#staged) await rm(join(this.dir, name + STAGING), { force: true });
+  }
+
+  /** Runs the writing part: committed when it succeeds, undone when it fails. */
+  async run(body: () => Promise<void>): Promise<string[]> {
+    try {
+      await body();
+      return await this.commit();
+    } catch (err) {
+      await this.abort().catch(() => undefined);
+      throw err;
+    }
+  }
 }
 
 async function prepareOutput(
@@ -352,7 +399,7 @@ async function prepareOutput(
   output: string,
   names: readonly string[],
   overwrite: boolean,
-): Promise<OutputFolder> {
+): Promise<StagedOutput> {
   if (resolve(input) === resolve(output)) {
     throw new CheckpointError(
       "ERR_SAFETENSORS_IO",
@@ -386,7 +433,7 @@ async function prepareOutput(
         },
       );
     }
-    return { created: true };
+    return new StagedOutput(output, true, []);
   }
   const entries = await readdir(output);
   if (!overwrite) {
@@ -406,15 +453,15 @@ async function prepareOutput(
         join(output, stale[0]),
         "another checkpoint is in the output folder; use an empty folder, or overwrite / --force to replace it",
       );
-    return { created: false };
+    return new StagedOutput(output, false, []);
   }
-  // Replace: the other checkpoint's files go, so that no stale shard or index is read with ours.
-  for (const e of entries) {
-    if ((e === SHARD_INDEX_FILE || e.endsWith(".safetensors")) && !names.includes(e)) {
-      await rm(join(output, e), { force: true });
-    }
-  }
-  return { created: false };
+  // Replace: the other checkpoint's files go once ours are in place (commit), so that no stale shard
+  // or index is read with ours.
+  return new StagedOutput(
+    output,
+    false,
+    entries.filter((e) => e === SHARD_INDEX_FILE || e.endsWith(".safetensors")),
+  );
 }
 
 /** Side files (tokenizer, generation config...) that `copySideFiles` would copy. */
@@ -425,7 +472,8 @@ async function sideFiles(inputDir: string, skip: (name: string) => boolean): Pro
       !entry.isFile() ||
       skip(entry.name) ||
       entry.name.endsWith(".safetensors") ||
-      entry.name.endsWith(".partial")
+      entry.name.endsWith(".partial") ||
+      entry.name.endsWith(STAGING)
     )
       continue;
     names.push(entry.name);
@@ -434,13 +482,12 @@ async function sideFiles(inputDir: string, skip: (name: string) => boolean): Pro
 }
 
 /** Copies the checkpoint folder's side files (tokenizer, generation config...) except those rewritten. */
-async function copySideFiles(inputDir: string, output: string, names: readonly string[]): Promise<string[]> {
-  const copied: string[] = [];
-  for (const name of names) {
-    await copyFile(join(inputDir, name), join(output, name));
-    copied.push(join(output, name));
-  }
-  return copied;
+async function copySideFiles(
+  inputDir: string,
+  output: StagedOutput,
+  names: readonly string[],
+): Promise<void> {
+  for (const name of names) await copyFile(join(inputDir, name), output.stage(name));
 }
 
 /** The files a conversion writes besides its shards: config.json and the copied side files. */
@@ -453,19 +500,6 @@ async function extraOutputs(
     ? await sideFiles(inputDir, (n) => n === "config.json" || n === SHARD_INDEX_FILE)
     : [];
   return { side, names: [...(hasConfig ? ["config.json"] : []), ...side] };
-}
-
-/**
- * Runs a conversion's writing part; on failure, a folder it created goes again (a folder that
- * existed keeps its files: the writers leave no partial file behind).
- */
-async function removeOnFailure<T>(output: string, folder: OutputFolder, body: () => Promise<T>): Promise<T> {
-  try {
-    return await body();
-  } catch (err) {
-    if (folder.created) await rm(output, { recursive: true, force: true }).catch(() => undefined);
-    throw err;
-  }
 }
 
 /** Errors of one tensor's conversion (quantizer ranges, worker failures) name the file it came from. */
@@ -513,13 +547,12 @@ function later<T>(promise: Promise<T>): Promise<T> {
  * written while the next one is converted.
  */
 async function writeShard(
-  output: string,
+  path: string,
   plan: ShardPlan,
   specs: TensorSpec[],
   metadata: Record<string, string>,
   produce: (t: PlannedTensor, bytes: Uint8Array) => Promise<Outputs> | Outputs,
 ): Promise<string> {
-  const path = join(output, plan.outName);
   const writer = await SafetensorsFileWriter.create(path, specs, metadata);
   const read = (i: number) => later(plan.reader.readBytes(plan.tensors[i].name));
   let pendingWrite: Promise<void> = Promise.resolve();
@@ -587,13 +620,13 @@ export async function packCheckpoint(
       config !== undefined,
       location.files.length === 0 || (await stat(input)).isDirectory(),
     );
-    const folder = await prepareOutput(
+    const staged = await prepareOutput(
       location.dir,
       output,
       [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : []), ...extra.names],
       options.overwrite === true,
     );
-    await removeOnFailure(output, folder, async () => {
+    summary.files = await staged.run(async () => {
       const meta = { groupsize: options.groupsize, method: options.method, modules };
       const trirunMetadata = encodeTriRunMetadata(meta);
       let done = 0;
@@ -602,22 +635,58 @@ export async function packCheckpoint(
         const specs = outputSpecs(plan);
         for (const s of specs) weightMap.set(s.name, plan.outName);
         const metadata = { ...plan.reader.metadata, ...trirunMetadata };
-        const path = await writeShard(output, plan, specs, metadata, async (t, bytes): Promise<Outputs> => {
-          options.onProgress?.({ done: ++done, total: all.length, tensor: t.name, action: t.action });
-          if (t.action === "copy") return [[t.name, bytes]];
-          const m = t.module!;
-          const names = tensorNamesOf(m.module);
-          if (t.from === "bitnet") {
-            const source = {
-              packed: bytes,
-              rows: t.shape[0],
+        await writeShard(
+          staged.stage(plan.outName),
+          plan,
+          specs,
+          metadata,
+          async (t, bytes): Promise<Outputs> => {
+            options.onProgress?.({ done: ++done, total: all.length, tensor: t.name, action: t.action });
+            if (t.action === "copy") return [[t.name, bytes]];
+            const m = t.module!;
+            const names = tensorNamesOf(m.module);
+            if (t.from === "bitnet") {
+              const source = {
+                packed: bytes,
+                rows: t.shape[0],
+                inFeatures: m.inFeatures,
+                weightScale: await readWeightScale(ckpt, m.module + WEIGHT_SCALE_SUFFIX),
+                linearClass: bitnet!.linearClass,
+              };
+              let layer: ReturnType<typeof packBitNetLinear>;
+              try {
+                layer = packBitNetLinear(m.module, source, options.groupsize);
+              } catch (err) {
+                throw inFile(plan.reader.file, err);
+              }
+              return [
+                [names.B, layer.B],
+                [names.s, layer.s],
+              ];
+            }
+            const weight = {
+              data: bytesToTensorData(t.dtype as SafetensorsDType, bytes),
+              dtype: t.dtype,
+              outFeatures: m.outFeatures,
               inFeatures: m.inFeatures,
-              weightScale: await readWeightScale(ckpt, m.module + WEIGHT_SCALE_SUFFIX),
-              linearClass: bitnet!.linearClass,
-            };
-            let layer: ReturnType<typeof packBitNetLinear>;
+            } as WeightMatrix;
+            const quant = { method: options.method, groupsize: options.groupsize };
+            // Padded layers (rare: dimensions off the kernel's multiples) stay on this thread, and so
+            // does "bitnet" (one scale per tensor; the workers see column ranges). The workers start
+            // with the first layer large enough for them (none for a small model).
+            const parallel =
+              threads > 1 &&
+              options.method !== "bitnet" &&
+              m.k === m.inFeatures &&
+              m.n === m.outFeatures &&
+              m.inFeatures * m.outFeatures >= PARALLEL_MIN_WEIGHTS;
+            if (parallel) pool ??= PackPool.create(threads);
+            let layer: Pick<PackedWeights, "B" | "s">;
             try {
-              layer = packBitNetLinear(m.module, source, options.groupsize);
+              layer =
+                parallel && pool !== undefined
+                  ? await pool.pack(weight, { ...quant, name: t.name })
+                  : packLinear(m.module, weight, quant);
             } catch (err) {
               throw inFile(plan.reader.file, err);
             }
@@ -625,55 +694,20 @@ export async function packCheckpoint(
               [names.B, layer.B],
               [names.s, layer.s],
             ];
-          }
-          const weight = {
-            data: bytesToTensorData(t.dtype as SafetensorsDType, bytes),
-            dtype: t.dtype,
-            outFeatures: m.outFeatures,
-            inFeatures: m.inFeatures,
-          } as WeightMatrix;
-          const quant = { method: options.method, groupsize: options.groupsize };
-          // Padded layers (rare: dimensions off the kernel's multiples) stay on this thread, and so
-          // does "bitnet" (one scale per tensor; the workers see column ranges). The workers start
-          // with the first layer large enough for them (none for a small model).
-          const parallel =
-            threads > 1 &&
-            options.method !== "bitnet" &&
-            m.k === m.inFeatures &&
-            m.n === m.outFeatures &&
-            m.inFeatures * m.outFeatures >= PARALLEL_MIN_WEIGHTS;
-          if (parallel) pool ??= PackPool.create(threads);
-          let layer: Pick<PackedWeights, "B" | "s">;
-          try {
-            layer =
-              parallel && pool !== undefined
-                ? await pool.pack(weight, { ...quant, name: t.name })
-                : packLinear(m.module, weight, quant);
-          } catch (err) {
-            throw inFile(plan.reader.file, err);
-          }
-          return [
-            [names.B, layer.B],
-            [names.s, layer.s],
-          ];
-        });
-        summary.files.push(path);
+          },
+        );
       }
       if (sharded) {
         const total = plans.reduce((a, p) => a + p.tensors.reduce((b, t) => b + t.bytesAfter, 0), 0);
-        const indexPath = join(output, SHARD_INDEX_FILE);
-        await writeFile(indexPath, buildShardIndex(weightMap, total));
-        summary.files.push(indexPath);
+        await writeFile(staged.stage(SHARD_INDEX_FILE), buildShardIndex(weightMap, total));
       }
       if (config !== undefined) {
-        const outConfig = join(output, "config.json");
         await writeFile(
-          outConfig,
+          staged.stage("config.json"),
           `${JSON.stringify({ ...config, quantization_config: quantizationConfig(meta) }, null, 2)}\n`,
         );
-        summary.files.push(outConfig);
       }
-      summary.files.push(...(await copySideFiles(location.dir, output, extra.side)));
+      await copySideFiles(location.dir, staged, extra.side);
     });
     summary.seconds = (performance.now() - started) / 1000;
     return summary;
@@ -761,13 +795,13 @@ export async function unpackCheckpoint(
     const sharded = files.index !== undefined;
     const config = await readConfig(location.dir);
     const extra = await extraOutputs(location.dir, config !== undefined, (await stat(input)).isDirectory());
-    const folder = await prepareOutput(
+    const staged = await prepareOutput(
       location.dir,
       output,
       [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : []), ...extra.names],
       options.overwrite === true,
     );
-    await removeOnFailure(output, folder, async () => {
+    summary.files = await staged.run(async () => {
       let done = 0;
       const weightMap = new Map<string, string>();
       for (const plan of plans) {
@@ -780,34 +814,35 @@ export async function unpackCheckpoint(
         const metadata = Object.fromEntries(
           Object.entries(plan.reader.metadata).filter(([key]) => !key.startsWith("trirun.")),
         );
-        const path = await writeShard(output, plan, specs, metadata, async (t, bytes): Promise<Outputs> => {
-          options.onProgress?.({
-            done: ++done,
-            total: all.length,
-            tensor: t.name,
-            action: t.module ? "unpack" : "copy",
-          });
-          if (t.module === undefined) return [[t.name, bytes]];
-          // `bytes` are the module's B; its scales are small and read here.
-          const names = tensorNamesOf(t.module.module);
-          const s = (await files.readTensor(names.s, "F16")).data;
-          const layer = { ...t.module, B: bytesToTensorData("I32", bytes), s };
-          return [[names.weight, dequantizeLayer(layer)]];
-        });
-        summary.files.push(path);
+        await writeShard(
+          staged.stage(plan.outName),
+          plan,
+          specs,
+          metadata,
+          async (t, bytes): Promise<Outputs> => {
+            options.onProgress?.({
+              done: ++done,
+              total: all.length,
+              tensor: t.name,
+              action: t.module ? "unpack" : "copy",
+            });
+            if (t.module === undefined) return [[t.name, bytes]];
+            // `bytes` are the module's B; its scales are small and read here.
+            const names = tensorNamesOf(t.module.module);
+            const s = (await files.readTensor(names.s, "F16")).data;
+            const layer = { ...t.module, B: bytesToTensorData("I32", bytes), s };
+            return [[names.weight, dequantizeLayer(layer)]];
+          },
+        );
       }
       if (sharded) {
-        const indexPath = join(output, SHARD_INDEX_FILE);
-        await writeFile(indexPath, buildShardIndex(weightMap, summary.bytesAfter));
-        summary.files.push(indexPath);
+        await writeFile(staged.stage(SHARD_INDEX_FILE), buildShardIndex(weightMap, summary.bytesAfter));
       }
       if (config !== undefined) {
         const { quantization_config: _dropped, ...rest } = config;
-        const configPath = join(output, "config.json");
-        await writeFile(configPath, `${JSON.stringify(rest, null, 2)}\n`);
-        summary.files.push(configPath);
+        await writeFile(staged.stage("config.json"), `${JSON.stringify(rest, null, 2)}\n`);
       }
-      summary.files.push(...(await copySideFiles(location.dir, output, extra.side)));
+      await copySideFiles(location.dir, staged, extra.side);
     });
     summary.seconds = (performance.now() - started) / 1000;
     return summary;
