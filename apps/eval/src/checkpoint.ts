@@ -25,7 +25,7 @@ import { float16LinearFactory } from "./model/loaders/linear-factory.js";
 import { type LlamaModel, listLinears } from "./model/llama.js";
 import type { Levels } from "./quantize/calibrators.js";
 import type { QuantizedLayerRecord } from "./quantize/sequential.js";
-import { type CheckpointOutputOptions, prepareCheckpointOutput } from "./output.js";
+import { type CheckpointOutputOptions, prepareCheckpointOutput, removeReplaced } from "./output.js";
 
 /** What the eval app records about how a checkpoint was made (config.json quantization_config.eval). */
 export interface CheckpointMeta {
@@ -181,7 +181,7 @@ export async function writeQuantizedCheckpoint(
       throw new TypeError("lm_head: expected an unquantized classifier with host weights");
     tensors.push(exactTensor("lm_head.weight", w, [c.vocabSize, c.dim]));
   }
-  prepareCheckpointOutput(dir, opts);
+  const replaced = prepareCheckpointOutput(dir, opts);
   const method = `${meta.method}-${meta.levels}`;
   const bytes = await writeTriRunCheckpoint(join(dir, "model.safetensors"), {
     layers: packed,
@@ -197,6 +197,7 @@ export async function writeQuantizedCheckpoint(
   const config = { ...hfConfigOf(c), quantization_config: { ...quantization, eval: meta } };
   const text = `${JSON.stringify(config, null, 2)}\n`;
   writeFileSync(join(dir, "config.json"), text);
+  removeReplaced(dir, replaced);
   return bytes;
 }
 

@@ -58,17 +58,18 @@ export async function runMainJob(o: MainJobOptions): Promise<EvalReport> {
   checkCheckpointOutput(file, checkpointOutput);
   const seqLen = Math.min(SEQ_LEN, fp.config.maxSeqLen);
   const fpRuntime = new CpuLlamaRuntime(fp);
+  // The main job's calibration rows are the first min(256, positions) tokens of each row, as its
+  // evaluation windows are (a file of longer rows is cut, not refused: `main` has no --calib-seq-len).
   const calib = o.calib
     ? readCalibration(o.calib, {
         seqLen: SEQ_LEN,
         vocabSize: fp.config.vocabSize,
-        maxSeqLen: fp.config.maxSeqLen,
+        maxSeqLen: Number.MAX_SAFE_INTEGER,
         limit: o.calibSamples,
-      })
+      }).sequences.map((row) => row.subarray(0, seqLen))
     : undefined;
   const calibration =
-    calib?.sequences ??
-    sampleSequences(fpRuntime, { count: o.calibSamples, length: seqLen, seed: 1_000_000 });
+    calib ?? sampleSequences(fpRuntime, { count: o.calibSamples, length: seqLen, seed: 1_000_000 });
   const q = await quantizeModel(fp, {
     method: "gptq",
     groupsize,

@@ -156,10 +156,18 @@ export function checkCheckpointOutput(dir: string, opts: CheckpointOutputOptions
   return [];
 }
 
-/** Creates the checkpoint folder and, with `overwrite`, removes the other checkpoint's files. */
-export function prepareCheckpointOutput(dir: string, opts: CheckpointOutputOptions = {}): void {
+/**
+ * Creates the checkpoint folder and returns the other checkpoint's files that `overwrite` replaces:
+ * the caller removes them (removeReplaced) once its own files are written, so that a failed write
+ * leaves the old checkpoint whole.
+ */
+export function prepareCheckpointOutput(dir: string, opts: CheckpointOutputOptions = {}): string[] {
   const stale = checkCheckpointOutput(dir, opts);
   makeFolder(dir, `${opts.flag ?? "--out"} ${dir}`);
-  // Stale shards or an index would be read together with the new model.safetensors.
+  return stale;
+}
+
+/** Removes the replaced checkpoint's files (stale shards or an index would be read with ours). */
+export function removeReplaced(dir: string, stale: readonly string[]): void {
   for (const name of stale) rmSync(join(dir, name), { force: true });
 }
