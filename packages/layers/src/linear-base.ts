@@ -79,8 +79,9 @@ export abstract class LinearBase implements Linear {
       if (opts.out.data.length !== rows * this.outFeatures) {
         throw new RangeError(`opts.out.data must have ${rows * this.outFeatures} elements`);
       }
-      // The CPU matmul writes y while it still reads x: shared memory would give wrong sums.
-      if (overlaps(opts.out.data, x.data)) {
+      // The CPU matmul writes y while it still reads x: shared memory would give wrong sums. (The CUDA
+      // backend copies x to the device first, so in place is fine there.)
+      if (core.kind === "cpu" && overlaps(opts.out.data, x.data)) {
         throw new RangeError(`${this.label}: opts.out must not share memory with x`);
       }
       y = opts.out;
