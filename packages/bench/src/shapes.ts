@@ -191,7 +191,10 @@ export function customModelSet(shapes: readonly LayerShape[]): ModelSet {
   if (shapes.length === 0) {
     throw new RangeError("customModelSet: at least one shape is required");
   }
-  return { id: "custom", title: "Custom shapes", source: "--shape", layers: [...shapes] };
+  // A shape given twice would be measured twice under one name: a results file render refuses.
+  const layers: LayerShape[] = [];
+  for (const shape of shapes) if (!layers.some((l) => l.layer === shape.layer)) layers.push(shape);
+  return { id: "custom", title: "Custom shapes", source: "--shape", layers };
 }
 
 /** Resolves model set identifiers (`"all"` for every built-in set) for a device with `smCount` SMs. */

@@ -89,6 +89,9 @@ describe("parsing", () => {
     expect(() => parseShape("0,256")).toThrow(RangeError);
     expect(customModelSet([parseShape("128,256")]).id).toBe("custom");
     expect(() => customModelSet([])).toThrow(RangeError);
+    // The same shape twice ("4096,4096" and "4096x4096") is one layer, once.
+    const set = customModelSet([parseShape("4096,4096"), parseShape("4096x4096"), parseShape("128,256")]);
+    expect(set.layers.map((l) => l.layer)).toEqual(["4096x4096", "128x256"]);
   });
 
   it("parses batch sizes and group sizes", () => {
