@@ -33,8 +33,9 @@ struct AddonState {
   Napi::FunctionReference eventClass;
   Napi::FunctionReference graphClass;
   std::map<int, Workspace> defaultStreamWorkspaces;  // per device
-  // Per device, the last replay of a graph: graphs use the default stream's workspace they were
-  // captured with, so replays on streams that do not order with each other are chained by it.
+  // Per device, the last replay of a graph on a stream object: graphs use the default stream's
+  // workspace they were captured with, so replays on streams that do not order with each other are
+  // chained by it (the legacy default stream orders with all of them by itself).
   std::map<int, cudaEvent_t> graphReplays;
   std::map<int, void*> cublasHandles;                // per device
 };

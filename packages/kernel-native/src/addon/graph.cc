@@ -101,14 +101,15 @@ class GraphObject : public Napi::ObjectWrap<GraphObject> {
     StreamObject* object = nullptr;
     cudaStream_t stream = ArgStream(info, 0, device_, &object);
     UseDevice(env, device_);
-    if (workspaces_.empty()) {
+    // The graph's kernels use the default stream's workspace they were captured with (locks and
+    // partial sums that must start at zero). Stream objects are blocking streams: they order with
+    // the legacy default stream (so a replay there needs nothing), but not with each other, so two
+    // replays on two of them (of one graph or of two) could use it at once. A replay on a stream
+    // object waits for the previous one on a stream object, whichever it was.
+    if (workspaces_.empty() || stream == nullptr) {
       CheckCuda(env, cudaGraphLaunch(exec_, stream), "cudaGraphLaunch");
       return env.Undefined();
     }
-    // The graph's kernels use the default stream's workspace they were captured with (locks and
-    // partial sums that must start at zero). Streams order with the default stream but not with
-    // each other, so two replays on two streams (of one graph or of two) could use it at once:
-    // each replay on this device waits for the one before, whatever stream that ran on.
     cudaEvent_t& last = State(env).graphReplays[device_];
     if (last == nullptr) {
       CheckCuda(env, cudaEventCreateWithFlags(&last, cudaEventDisableTiming), "cudaEventCreateWithFlags (replays)");

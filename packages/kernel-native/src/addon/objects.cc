@@ -6,6 +6,21 @@ namespace trirun {
 
 namespace {
 
+// Node-API type tags: InstanceOf follows the prototype chain, which script can rewrite
+// (Object.setPrototypeOf), and Unwrap trusts whatever it is given; a tag set at construction
+// proves which native class an object wraps before it is unwrapped.
+constexpr napi_type_tag kBufferTag = {0x74726972756e4275ULL, 0x6666657200000001ULL};
+constexpr napi_type_tag kStreamTag = {0x74726972756e5374ULL, 0x7265616d00000001ULL};
+constexpr napi_type_tag kEventTag = {0x74726972756e4576ULL, 0x656e740000000001ULL};
+
+bool Tagged(const Napi::Value& value, const napi_type_tag& tag) {
+  return value.IsObject() && value.As<Napi::Object>().CheckTypeTag(&tag);
+}
+
+}  // namespace
+
+namespace {
+
 std::string FormatBytes(size_t bytes) {
   std::ostringstream out;
   out << bytes << " bytes (" << (static_cast<double>(bytes) / (1024.0 * 1024.0)) << " MiB)";
@@ -29,6 +44,7 @@ Napi::Function DeviceBuffer::Define(Napi::Env env) {
 
 DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceBuffer>(info) {
   Napi::Env env = info.Env();
+  info.This().As<Napi::Object>().TypeTag(&kBufferTag);
   int64_t bytes = ArgInt(info, 0, "byteLength");
   if (bytes < 0) ThrowRangeError(env, "byteLength: expected a non-negative size, got " + std::to_string(bytes));
   CheckCuda(env, cudaGetDevice(&device_), "cudaGetDevice");
@@ -107,6 +123,7 @@ Napi::Function StreamObject::Define(Napi::Env env) {
 
 StreamObject::StreamObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StreamObject>(info) {
   Napi::Env env = info.Env();
+  info.This().As<Napi::Object>().TypeTag(&kStreamTag);
   CheckCuda(env, cudaGetDevice(&device_), "cudaGetDevice");
   CheckCuda(env, cudaStreamCreate(&stream_), "cudaStreamCreate");
   workspace_.device = device_;
@@ -174,6 +191,7 @@ Napi::Function EventObject::Define(Napi::Env env) {
 
 EventObject::EventObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EventObject>(info) {
   Napi::Env env = info.Env();
+  info.This().As<Napi::Object>().TypeTag(&kEventTag);
   CheckCuda(env, cudaGetDevice(&device_), "cudaGetDevice");
   CheckCuda(env, cudaEventCreate(&event_), "cudaEventCreate");
 }
@@ -225,10 +243,7 @@ Napi::Value EventObject::Query(const Napi::CallbackInfo& info) {
 Napi::Value EventObject::ElapsedMs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckAlive(env);
-  AddonState& state = State(env);
-  if (info.Length() < 1 || !info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(state.eventClass.Value())) {
-    ThrowTypeError(env, "start: expected an Event");
-  }
+  if (info.Length() < 1 || !Tagged(info[0], kEventTag)) ThrowTypeError(env, "start: expected an Event");
   EventObject* start = EventObject::Unwrap(info[0].As<Napi::Object>());
   start->CheckAlive(env);
   if (!start->recorded_ || !recorded_) {
@@ -252,9 +267,7 @@ Napi::Value EventObject::GetDestroyed(const Napi::CallbackInfo& info) {
 
 DeviceBuffer* ArgBuffer(const Napi::CallbackInfo& info, size_t index, const char* name) {
   Napi::Env env = info.Env();
-  AddonState& state = State(env);
-  if (index >= info.Length() || !info[index].IsObject() ||
-      !info[index].As<Napi::Object>().InstanceOf(state.bufferClass.Value())) {
+  if (index >= info.Length() || !Tagged(info[index], kBufferTag)) {
     ThrowTypeError(env, std::string(name) + ": expected a device buffer");
   }
   DeviceBuffer* buffer = DeviceBuffer::Unwrap(info[index].As<Napi::Object>());
@@ -278,10 +291,7 @@ cudaStream_t ArgStream(const Napi::CallbackInfo& info, size_t index, int device,
     return capture->stream;
   }
   if (none) return nullptr;
-  AddonState& state = State(env);
-  if (!info[index].IsObject() || !info[index].As<Napi::Object>().InstanceOf(state.streamClass.Value())) {
-    ThrowTypeError(env, "stream: expected a Stream");
-  }
+  if (!Tagged(info[index], kStreamTag)) ThrowTypeError(env, "stream: expected a Stream");
   StreamObject* stream = StreamObject::Unwrap(info[index].As<Napi::Object>());
   if (stream->destroyed()) throw Napi::Error::New(env, "stream: the stream has been disposed");
   if (stream->device() != device) {

@@ -2632,7 +2632,7 @@ int small_cluster_size(const Launch& l) {
   // (Asked under a lock, `asked` set only once all sizes are known: worker threads share this.)
   // The caches are per kernel instance: the first call of an instance may come inside a graph
   // capture (a step captured at another batch size than the eager one). Then no query runs and
-  // the launch keeps the striped schedule; the next eager call asks. A failed query is not kept.
+  // the launch keeps the striped schedule; the next eager call asks.
   static int resident[kMaxDevices][kMaxCluster + 1] = {};
   static std::atomic<bool> asked[kMaxDevices];
   static std::mutex asking;
@@ -2658,9 +2658,11 @@ int small_cluster_size(const Launch& l) {
           config.dynamicSmemBytes = smem;
           config.attrs = &attr;
           config.numAttrs = 1;
+          // A size the query refuses (e.g. one the device cannot co-schedule) is left out for good;
+          // a refused query leaves no error behind.
           if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
-            (void)cudaGetLastError();  // a failed query leaves no error behind, and is asked again next call
-            return 0;
+            (void)cudaGetLastError();
+            clusters = 0;
           }
         }
         resident[l.device][size] = clusters > 0 ? clusters : -1;
