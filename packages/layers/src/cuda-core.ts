@@ -140,6 +140,14 @@ export class CudaCore {
     onesColumn: number,
     stream: Stream | undefined,
   ): DeviceTensor {
+    // Scratch of streams disposed since goes (a map of live streams would otherwise keep every
+    // short-lived stream's buffers, and the streams, until the layer is disposed).
+    for (const [key, s] of cache) {
+      if (key?.disposed) {
+        s.tensor.dispose();
+        cache.delete(key);
+      }
+    }
     const cached = cache.get(stream);
     if (cached !== undefined && cached.rows >= rows) return cached.tensor;
     if (cached !== undefined) {

@@ -92,14 +92,17 @@ export abstract class LinearBase implements Linear {
     }
     if (rows === 0) return y;
     // Convenience path on CUDA: fp16 round trip through the device (synchronous).
-    const dx = DeviceTensor.fromArray(encodeF16(x.data), [rows, this.inFeatures], "f16");
-    const dy = DeviceTensor.empty("f16", [rows, this.outFeatures]);
+    // (Both inside the try: an out-of-memory on the second must not leak the first.)
+    let dx: DeviceTensor | undefined;
+    let dy: DeviceTensor | undefined;
     try {
+      dx = DeviceTensor.fromArray(encodeF16(x.data), [rows, this.inFeatures], "f16");
+      dy = DeviceTensor.empty("f16", [rows, this.outFeatures]);
       core.run(dx, rows, dy, opts.stream);
       decodeF16(dy.download(opts.stream) as Uint16Array, y.data);
     } finally {
-      dx.dispose();
-      dy.dispose();
+      dx?.dispose();
+      dy?.dispose();
     }
     return y;
   }

@@ -44,12 +44,22 @@ export function checkGroupsize(groupsize: unknown, argName: string): asserts gro
   }
 }
 
+/** The smallest magnitude that rounds to Inf in fp16 (65504 is the largest finite value). */
+const FP16_OVERFLOW = 65520;
+
 /** Checks a bias vector and returns it. */
 export function checkBias(bias: unknown, outFeatures: number, argName: string): Float32Array | undefined {
   if (bias === undefined) return undefined;
   if (!(bias instanceof Float32Array)) throw new TypeError(`${argName} must be a Float32Array`);
   if (bias.length !== outFeatures) {
     throw new RangeError(`${argName} must have outFeatures = ${outFeatures} elements, got ${bias.length}`);
+  }
+  // Both backends round the bias to fp16: past its range it would be Inf on the CPU and NaN on CUDA
+  // (the bias rides in a weight column whose other rows hold zeros: 0 x Inf).
+  for (let i = 0; i < bias.length; i++) {
+    if (!(Math.abs(bias[i]) < FP16_OVERFLOW)) {
+      throw new RangeError(`${argName}[${i}] = ${bias[i]} is not a finite value fp16 can hold (|b| < 65520)`);
+    }
   }
   return bias;
 }

@@ -2,7 +2,15 @@
  * CUDA backend against the CPU backend on the same weights and fp16-rounded inputs.
  * Skips (with a note) where @trirun/kernel-native finds no usable CUDA device.
  */
-import { available, DeviceTensor, Stream, trirunMatmul, unavailableReason } from "@trirun/kernel-native";
+import {
+  available,
+  DeviceTensor,
+  devices,
+  memoryInfo,
+  Stream,
+  trirunMatmul,
+  unavailableReason,
+} from "@trirun/kernel-native";
 import { decodeF16, encodeF16, packCodes } from "@trirun/packing";
 import { describe, expect, it } from "vitest";
 import {
@@ -292,6 +300,32 @@ describe.skipIf(!gpu)("CUDA forward options", () => {
     );
     for (const t of [tail, outView, big, x, out]) t.dispose();
     stream.dispose();
+  });
+
+  it("frees the scratch buffers of streams disposed since (short-lived streams do not pile them up)", () => {
+    // inF 172 with a bias: every call goes through the input and output scratch of its stream.
+    const layer = make();
+    // The host stand-in counts bytes exactly (and emulates slowly): a few rows do there.
+    const rows = devices()[0].name.startsWith("Fake") ? 64 : 1024;
+    const perStream = rows * (256 + 256) * 2; // input (k 256) and output (n 256) scratch, f16
+    const x = DeviceTensor.fromArray(roundedInput([rows], inF).bits, [rows, inF], "f16");
+    const used = () => {
+      const m = memoryInfo();
+      return m.totalBytes - m.freeBytes;
+    };
+    const oneStream = () => {
+      const stream = new Stream();
+      layer.forward(x, { stream }).dispose();
+      stream.synchronize();
+      stream.dispose();
+    };
+    oneStream();
+    const base = used();
+    for (let i = 0; i < 16; i++) oneStream();
+    // Sixteen streams' scratch kept would be 16 x perStream.
+    expect(used() - base).toBeLessThan(8 * perStream);
+    x.dispose();
+    layer.dispose();
   });
 
   it("rejects wrong dtypes and shapes and disposed layers", () => {

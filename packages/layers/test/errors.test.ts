@@ -182,6 +182,19 @@ describe("construction errors", () => {
     expect(() => Float16Linear.fromWeights(new Float32Array(10), 3, 3)).toThrow(/3 x 3/);
     expect(() => Float16Linear.fromWeights(new Float64Array(9) as never, 3, 3)).toThrow(TypeError);
     expect(() => Float16Linear.fromWeights(new Float32Array(9), 3, 3, new Float32Array(2))).toThrow(/bias/);
+    // A bias past fp16's range would be Inf on the CPU and NaN on CUDA: refused on both.
+    for (const bad of [1e6, -70000, Number.NaN]) {
+      expect(() =>
+        Float16Linear.fromWeights(new Float32Array(9), 3, 3, Float32Array.from([0, bad, 0]), {
+          backend: "cpu",
+        }),
+      ).toThrow(/bias\[1\] = .* is not a finite value fp16 can hold/);
+    }
+    expect(() =>
+      Float16Linear.fromWeights(new Float32Array(9), 3, 3, Float32Array.from([0, 65504, 0]), {
+        backend: "cpu",
+      }),
+    ).not.toThrow();
   });
 
   it("checks the backend option", () => {
