@@ -163,7 +163,7 @@ describe.skipIf(!gpu)(`CUDA graphs (seed ${seed})`, () => {
     }
   });
 
-  it("refuses uploads, downloads, synchronize, explicit streams and nesting inside a capture", () => {
+  it("refuses uploads, downloads, synchronize, allocation, explicit streams and nesting inside a capture", () => {
     const step = makeStep(2, 256, 256);
     try {
       step.run();
@@ -174,6 +174,8 @@ describe.skipIf(!gpu)(`CUDA graphs (seed ${seed})`, () => {
         ["synchronize", () => synchronize(), /synchronize|captureGraph/],
         ["stream", () => ops.add(step.y, step.x2, step.y, { stream }), /stream/],
         ["nested", () => captureGraph(step.run), /already|nest/],
+        // cudaMalloc is not allowed while this thread captures (scratch must exist before a capture).
+        ["allocation", () => DeviceTensor.empty("f16", [4, 256]).dispose(), /capturing|captureGraph/],
       ];
       for (const [name, bad, message] of cases) {
         expect(

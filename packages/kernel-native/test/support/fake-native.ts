@@ -159,6 +159,8 @@ const NOT_LAUNCHES = new Set([
 const NOT_CAPTURABLE = new Set(["copyHostToDevice", "copyDeviceToHost", "synchronize"]);
 
 const GRAPH_STATE = Symbol("fake graph state");
+/** A capture is being recorded (device allocation is refused then, as on a GPU). */
+let capturing = false;
 const WRAPPED = Symbol("fake graph wrapper");
 
 type AnyFn = ((...args: unknown[]) => unknown) & { [WRAPPED]?: true };
@@ -205,11 +207,13 @@ export function withFakeGraphs<T extends NativeAddon>(addon: T): T {
     const buffers = new Set<FakeBuffer>();
     state.recording = steps;
     state.buffers = buffers;
+    capturing = true;
     try {
       record();
     } finally {
       state.recording = undefined;
       state.buffers = undefined;
+      capturing = false;
     }
     let destroyed = false;
     return {
@@ -255,6 +259,13 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
   const addon: NativeAddon & { allocatedBytes(): number } = {
     DeviceBuffer: class extends FakeBuffer {
       constructor(byteLength: number) {
+        // As the real cudaMalloc in a capture of this thread: refused (and the capture is lost).
+        if (capturing && byteLength > 0) {
+          throw cudaError(
+            "cudaMalloc: operation not permitted when stream is capturing",
+            "cudaErrorStreamCaptureUnsupported",
+          );
+        }
         if (FakeBuffer.allocated + byteLength > CAPACITY) {
           throw cudaError(
             `cudaMalloc of ${byteLength} bytes on device 0 failed: out of memory`,
