@@ -55,6 +55,13 @@ function copyRows(
   dst.copyRowsFrom(src, rows, columns, { dstStride, srcStride, stream });
 }
 
+/** Whether two device tensors' bytes overlap (views of one allocation). */
+function sharesMemory(a: DeviceTensor, b: DeviceTensor): boolean {
+  const a0 = a.address;
+  const b0 = b.address;
+  return a0 < b0 + BigInt(b.byteLength) && b0 < a0 + BigInt(a.byteLength);
+}
+
 export class CudaCore {
   readonly kind = "cuda" as const;
   readonly inFeatures: number;
@@ -117,7 +124,9 @@ export class CudaCore {
         A = scratch.view([rows, this.width]);
       }
       views.push(A);
-      if (this.n === this.outFeatures && y.byteOffset % OPERAND_ALIGN === 0) {
+      // An output that shares memory with the input (in place) goes through the scratch too: the
+      // kernel refuses C overlapping A, and padded layers already worked in place that way.
+      if (this.n === this.outFeatures && y.byteOffset % OPERAND_ALIGN === 0 && !sharesMemory(A, y)) {
         const C = y.view([rows, this.outFeatures]);
         views.push(C);
         this.#matmul(A, C, stream);

@@ -302,6 +302,32 @@ describe.skipIf(!gpu)("CUDA forward options", () => {
     stream.dispose();
   });
 
+  it("runs in place (out = x) on aligned and padded layers alike", () => {
+    for (const [inDim, outDim, withBias] of [
+      [256, 256, false],
+      [172, 172, true],
+    ] as const) {
+      const layer = TriRunLinear.fromQuantized(
+        {
+          ...randomQuantized(rng, inDim, outDim, 128),
+          inFeatures: inDim,
+          outFeatures: outDim,
+          bias: withBias ? randomFloats(rng, outDim) : undefined,
+        },
+        { backend: "cuda" },
+      );
+      const { bits } = roundedInput([3], inDim);
+      const reference = runDevice(layer, [3], inDim, bits);
+      const x = DeviceTensor.fromArray(bits, [3, inDim], "f16");
+      expect(layer.forward(x, { out: x })).toBe(x);
+      expect(Array.from(decodeF16(x.download() as Uint16Array)), `${inDim} -> ${outDim}`).toEqual(
+        Array.from(reference),
+      );
+      x.dispose();
+      layer.dispose();
+    }
+  });
+
   it("frees the scratch buffers of streams disposed since (short-lived streams do not pile them up)", () => {
     // inF 172 with a bias: every call goes through the input and output scratch of its stream.
     const layer = make();
