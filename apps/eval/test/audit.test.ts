@@ -35,6 +35,9 @@ const dir = tempDir("trirun-eval-audit-");
 
 const cli = runCli;
 
+/** A quick evaluation: one sampled window of 8 tokens, no progress output. */
+const SMALL_EVAL = ["--sample", "1", "--window", "8", "--quiet"];
+
 afterEach(() => vi.restoreAllMocks());
 
 /** A copy of the student folder (config.json may be replaced). */
@@ -58,14 +61,15 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
   });
 
   it("H1: run and generate refuse a checkpoint made from another model, naming both paths", async () => {
-    const sample = ["--sample", "1", "--window", "8", "--quiet"];
-    await expect(cli(["run", STORIES_BIN, "--quantized", packedStudent, ...sample])).rejects.toMatchObject({
+    await expect(
+      cli(["run", STORIES_BIN, "--quantized", packedStudent, ...SMALL_EVAL]),
+    ).rejects.toMatchObject({
       code: "ERR_CHECKPOINT_MISMATCH",
       message: expect.stringMatching(
         /packed-student is not a checkpoint of .*stories260K\.bin: hidden_size is 256 .* but 64/,
       ),
     });
-    await expect(cli(["run", STUDENT_DIR, "--quantized", ck260, ...sample])).rejects.toThrow(
+    await expect(cli(["run", STUDENT_DIR, "--quantized", ck260, ...SMALL_EVAL])).rejects.toThrow(
       /ck260 \(made from stories260K\.bin\) is not a checkpoint of .*stories-student-3M/,
     );
     await expect(
@@ -132,19 +136,7 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
     const size = statSync(join(ck, "model.safetensors")).size;
     expect(out).toContain(`(${(size / 2 ** 20).toFixed(3)} MiB)`);
     const json = join(dir, "l6.json");
-    await cli([
-      "run",
-      STORIES_BIN,
-      "--quantized",
-      ck,
-      "--sample",
-      "1",
-      "--window",
-      "8",
-      "--quiet",
-      "--json",
-      json,
-    ]);
+    await cli(["run", STORIES_BIN, "--quantized", ck, ...SMALL_EVAL, "--json", json]);
     expect(JSON.parse(readFileSync(json, "utf8")).checkpoint.bytes).toBe(size);
   });
 
@@ -214,7 +206,7 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
       tasks,
       `${good}\n${JSON.stringify({ context: [1, 403], choices: [[600], [405]], gold: 0 })}\n`,
     );
-    const args = ["run", STORIES_BIN, "--quantized", ck260, "--sample", "1", "--window", "8", "--quiet"];
+    const args = ["run", STORIES_BIN, "--quantized", ck260, ...SMALL_EVAL];
     await expect(cli([...args, "--tasks", tasks])).rejects.toThrow(
       /bad-tasks\.jsonl:2: choice 0 has token 600, outside the model's vocabulary of 512/,
     );
@@ -282,19 +274,7 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
     expect(levelsFromCheckpoint(undefined, "exact")).toBe("unknown");
     expect(levelsFromCheckpoint(undefined, undefined)).toBe("unknown");
     const json = join(dir, "packed.json");
-    const text = await cli([
-      "run",
-      STUDENT_DIR,
-      "--quantized",
-      packedStudent,
-      "--sample",
-      "1",
-      "--window",
-      "8",
-      "--quiet",
-      "--json",
-      json,
-    ]);
+    const text = await cli(["run", STUDENT_DIR, "--quantized", packedStudent, ...SMALL_EVAL, "--json", json]);
     expect(text).toMatch(/method: absmean \(ternary\)/);
     expect((JSON.parse(readFileSync(json, "utf8")) as EvalReport).levels).toBe("ternary");
   });
@@ -309,7 +289,7 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
       ]),
     );
     const json = join(dir, "ragged-report.json");
-    const args = ["run", STORIES_BIN, "--method", "gptq", "--sample", "1", "--window", "8", "--quiet"];
+    const args = ["run", STORIES_BIN, "--method", "gptq", ...SMALL_EVAL];
     const text = await cli([...args, "--calib", calib, "--json", json]);
     expect(text).toMatch(/calibration: 2 sequences of 3\.\.10 tokens \(13 in all\) from .*ragged\.json/);
     // Without --calib the rows are sampled, and the line says so once ("from sampled from" before).
@@ -364,7 +344,7 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
     const file = join(dir, "a-file");
     writeFileSync(file, "x");
     let wrote = "";
-    const run = ["run", STORIES_BIN, "--quantized", ck260, "--sample", "1", "--window", "8", "--quiet"];
+    const run = ["run", STORIES_BIN, "--quantized", ck260, ...SMALL_EVAL];
     await expect(
       cli([...run, "--json", dir]).then((o) => {
         wrote = o;
@@ -390,19 +370,7 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
 
   it("L4: no colour codes when stdout is not a terminal or NO_COLOR is set", async () => {
     const json = join(dir, "l4.json");
-    const text = await cli([
-      "run",
-      STORIES_BIN,
-      "--quantized",
-      ck260,
-      "--sample",
-      "1",
-      "--window",
-      "8",
-      "--quiet",
-      "--json",
-      json,
-    ]);
+    const text = await cli(["run", STORIES_BIN, "--quantized", ck260, ...SMALL_EVAL, "--json", json]);
     expect(text).toMatch(/perplexity/);
     expect(text).not.toContain("\u001b[");
     // (Whether color: true gives escape codes is up to the colour library and the environment: CI
