@@ -4,45 +4,22 @@
  * emulation, fake-ops.ts with fp64 model ops) is bundled to a CommonJS file and loaded through
  * TRIRUN_NATIVE_PATH. This checks what this package controls (which ops run in which order on which
  * views, the KV caches, batching, the device NLL) against the CPU runtime; it says nothing about the CUDA
- * kernels, which gpu-runtime.gpu.test.ts checks on a GPU. Skips, with a note, when the stand-in or
- * esbuild (through vitest -> vite) or the shared models are missing. Vitest runs each test file in its
+ * kernels, which gpu-runtime.gpu.test.ts checks on a GPU. Skips, with a note, when esbuild (through
+ * vitest -> vite) or the shared models are missing. Vitest runs each test file in its
  * own process, so the stand-in does not leak into other files.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { DeviceTensor } from "@trirun/kernel-native";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveShared, STORIES_BIN } from "./helpers/reference-f64.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const support = resolve(here, "../../../packages/kernel-native/test/support");
-const fakeFiles = [join(support, "fake-native.ts"), join(support, "fake-ops.ts")];
-
-interface Esbuild {
-  buildSync(opts: Record<string, unknown>): unknown;
-}
-
-function findEsbuild(): Esbuild | undefined {
-  try {
-    const fromHere = createRequire(import.meta.url);
-    const vite = createRequire(fromHere.resolve("vitest")).resolve("vite");
-    return createRequire(vite)("esbuild") as Esbuild;
-  } catch {
-    return undefined;
-  }
-}
-
-const esbuild = findEsbuild();
-const skipReason = !fakeFiles.every(existsSync)
-  ? "kernel-native's host stand-in (test/support/fake-*.ts) not found"
-  : !esbuild
-    ? "esbuild not found through vitest"
-    : !haveShared
-      ? "shared models not found"
-      : undefined;
+// kernel-native's test support, imported by URL: it lies outside this package's TypeScript project.
+const support = new URL("../../../packages/kernel-native/test/support/fake-addon-file.ts", import.meta.url)
+  .href;
+const { fakeAddonBundler } = (await import(support)) as {
+  fakeAddonBundler(): { bundle(): { file: string; dispose(): void }; skip?: undefined } | { skip: string };
+};
+const bundler = fakeAddonBundler();
+const skipReason = bundler.skip ?? (!haveShared ? "shared models not found" : undefined);
 if (skipReason) console.log(`@trirun/eval host-emulated CUDA runtime tests skipped: ${skipReason}`);
 
 const VOCAB = 512;
@@ -62,7 +39,7 @@ function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of the addon", () => {
-  let dir = "";
+  let fake: { file: string; dispose(): void } | undefined;
   // Loaded after TRIRUN_NATIVE_PATH is set (kernel-native picks its addon on first use).
   let m: {
     kernel: typeof import("@trirun/kernel-native");
@@ -78,26 +55,9 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
   };
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "trirun-eval-fake-addon-"));
-    const entry = join(dir, "entry.ts");
-    writeFileSync(
-      entry,
-      [
-        `import { createFakeNative } from ${JSON.stringify(fakeFiles[0])};`,
-        `import { withFakeOps } from ${JSON.stringify(fakeFiles[1])};`,
-        "module.exports = withFakeOps(createFakeNative());",
-      ].join("\n"),
-    );
-    const outfile = join(dir, "fake-addon.cjs");
-    esbuild!.buildSync({
-      entryPoints: [entry],
-      bundle: true,
-      format: "cjs",
-      platform: "node",
-      outfile,
-      logLevel: "silent",
-    });
-    process.env.TRIRUN_NATIVE_PATH = outfile;
+    if (bundler.skip !== undefined) return;
+    fake = bundler.bundle();
+    process.env.TRIRUN_NATIVE_PATH = fake.file;
     m = {
       kernel: await import("@trirun/kernel-native"),
       packing: await import("@trirun/packing"),
@@ -113,7 +73,7 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
   });
 
   afterAll(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    fake?.dispose();
   });
 
   it("the stand-in is in use, and auto picks the CUDA runtime for layers on it", () => {
