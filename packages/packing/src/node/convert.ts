@@ -490,16 +490,29 @@ async function copySideFiles(
   for (const name of names) await copyFile(join(inputDir, name), output.stage(name));
 }
 
-/** The files a conversion writes besides its shards: config.json and the copied side files. */
-async function extraOutputs(
+/**
+ * The staged output folder of a conversion that writes `shards` (and the shard index when `sharded`),
+ * config.json when the input has one, and the input folder's side files when `copySides`; returns the
+ * side files to copy with it.
+ */
+async function openOutput(
   inputDir: string,
+  output: string,
+  shards: { sharded: boolean; names: readonly string[] },
   hasConfig: boolean,
   copySides: boolean,
-): Promise<{ side: string[]; names: string[] }> {
+  overwrite: boolean,
+): Promise<{ staged: StagedOutput; side: string[] }> {
   const side = copySides
     ? await sideFiles(inputDir, (n) => n === "config.json" || n === SHARD_INDEX_FILE)
     : [];
-  return { side, names: [...(hasConfig ? ["config.json"] : []), ...side] };
+  const names = [
+    ...shards.names,
+    ...(shards.sharded ? [SHARD_INDEX_FILE] : []),
+    ...(hasConfig ? ["config.json"] : []),
+    ...side,
+  ];
+  return { staged: await prepareOutput(inputDir, output, names, overwrite), side };
 }
 
 /** Errors of one tensor's conversion (quantizer ranges, worker failures) name the file it came from. */
@@ -615,15 +628,12 @@ export async function packCheckpoint(
     if (options.dryRun) return summary;
 
     const sharded = ckpt.index !== undefined;
-    const extra = await extraOutputs(
-      location.dir,
-      config !== undefined,
-      location.files.length === 0 || (await stat(input)).isDirectory(),
-    );
-    const staged = await prepareOutput(
+    const { staged, side } = await openOutput(
       location.dir,
       output,
-      [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : []), ...extra.names],
+      { sharded, names: plans.map((p) => p.outName) },
+      config !== undefined,
+      location.files.length === 0 || (await stat(input)).isDirectory(),
       options.overwrite === true,
     );
     summary.files = await staged.run(async () => {
@@ -707,7 +717,7 @@ export async function packCheckpoint(
           `${JSON.stringify({ ...config, quantization_config: quantizationConfig(meta) }, null, 2)}\n`,
         );
       }
-      await copySideFiles(location.dir, staged, extra.side);
+      await copySideFiles(location.dir, staged, side);
     });
     summary.seconds = (performance.now() - started) / 1000;
     return summary;
@@ -794,11 +804,12 @@ export async function unpackCheckpoint(
     if (options.dryRun) return summary;
     const sharded = files.index !== undefined;
     const config = await readConfig(location.dir);
-    const extra = await extraOutputs(location.dir, config !== undefined, (await stat(input)).isDirectory());
-    const staged = await prepareOutput(
+    const { staged, side } = await openOutput(
       location.dir,
       output,
-      [...plans.map((p) => p.outName), ...(sharded ? [SHARD_INDEX_FILE] : []), ...extra.names],
+      { sharded, names: plans.map((p) => p.outName) },
+      config !== undefined,
+      (await stat(input)).isDirectory(),
       options.overwrite === true,
     );
     summary.files = await staged.run(async () => {
@@ -842,7 +853,7 @@ export async function unpackCheckpoint(
         const { quantization_config: _dropped, ...rest } = config;
         await writeFile(staged.stage("config.json"), `${JSON.stringify(rest, null, 2)}\n`);
       }
-      await copySideFiles(location.dir, staged, extra.side);
+      await copySideFiles(location.dir, staged, side);
     });
     summary.seconds = (performance.now() - started) / 1000;
     return summary;
