@@ -21,6 +21,7 @@ import {
   writeQuantizedCheckpoint,
 } from "../src/checkpoint.js";
 import { CpuLlamaRuntime } from "../src/model/cpu-runtime.js";
+import type { LlamaModel } from "../src/model/llama.js";
 import { loadHfFolder } from "../src/model/loaders/hf.js";
 import { loadLlama2c } from "../src/model/loaders/llama2c.js";
 import { evaluatePair, quantizeModel } from "../src/pipeline.js";
@@ -53,6 +54,23 @@ function studentCopy(name: string, config?: Record<string, unknown>): string {
 describe.skipIf(!haveShared)("audit 2026-12-05", () => {
   const ck260 = join(dir, "ck260");
   const packedStudent = join(dir, "packed-student");
+
+  /** stories260K and its mse quantization in memory, made once for the tests that need them. */
+  let mseModels: Promise<{ fp: LlamaModel; q: Awaited<ReturnType<typeof quantizeModel>> }> | undefined;
+  const mseStories = () => {
+    mseModels ??= (async () => {
+      const fp = loadLlama2c(STORIES_BIN);
+      const q = await quantizeModel(fp, {
+        method: "mse",
+        groupsize: -1,
+        levels: "int2",
+        calibration: [],
+        quiet: true,
+      });
+      return { fp, q };
+    })();
+    return mseModels;
+  };
 
   beforeAll(async () => {
     await cli(["quantize", STORIES_BIN, "--method", "mse", "--out", ck260, "--quiet"]);
@@ -186,14 +204,7 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
     expect((await loadQuantizedCheckpoint(stale)).meta.method).toBe("mse");
 
     // The library writer refuses too unless told to overwrite.
-    const fp = loadLlama2c(STORIES_BIN);
-    const q = await quantizeModel(fp, {
-      method: "mse",
-      groupsize: -1,
-      levels: "int2",
-      calibration: [],
-      quiet: true,
-    });
+    const { fp, q } = await mseStories();
     const meta = { method: "mse", groupsize: -1 as const, levels: "int2" as const, source: "x" };
     await expect(writeQuantizedCheckpoint(stale, fp, q.layers, meta)).rejects.toThrow(/already exists/);
     await writeQuantizedCheckpoint(stale, fp, q.layers, meta, { overwrite: true });
@@ -310,14 +321,7 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
   });
 
   it("M4: sampled evaluation data blames the missing tokenizer only when there is none", async () => {
-    const fp = loadLlama2c(STORIES_BIN);
-    const q = await quantizeModel(fp, {
-      method: "mse",
-      groupsize: -1,
-      levels: "int2",
-      calibration: [],
-      quiet: true,
-    });
+    const { fp, q } = await mseStories();
     const data = {
       windows: [Int32Array.from([1, 5, 6, 7])],
       source: "sampled",
