@@ -135,9 +135,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function buffer = DeviceBuffer::Define(env);
   Napi::Function stream = StreamObject::Define(env);
   Napi::Function event = EventObject::Define(env);
-  state->bufferClass = Napi::Persistent(buffer);
-  state->streamClass = Napi::Persistent(stream);
-  state->eventClass = Napi::Persistent(event);
   exports.Set("DeviceBuffer", buffer);
   exports.Set("Stream", stream);
   exports.Set("Event", event);

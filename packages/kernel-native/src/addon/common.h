@@ -28,9 +28,6 @@ struct Workspace {
 // Per-environment (per worker) state, stored as Node-API instance data.
 struct AddonState {
   Napi::FunctionReference cudaErrorClass;          // CudaError from the TS side
-  Napi::FunctionReference bufferClass;
-  Napi::FunctionReference streamClass;
-  Napi::FunctionReference eventClass;
   Napi::FunctionReference graphClass;
   std::map<int, Workspace> defaultStreamWorkspaces;  // per device
   // Per device, the last replay of a graph on a stream object: graphs use the default stream's
