@@ -39,10 +39,10 @@ log=$out/$part.log
     e2e)
       # Both sides of a step move by ~5% between machine starts (BENCHMARKS.md): runs on one machine, in one call.
       mkdir -p "$work/e2e"
-      # Alternating with clustered small-batch launches (TRIRUN_SMALL_CLUSTERS=1, off by default until
-      # measured: kernel-native NOTES.md, session 19), which shorten the 7B o and down projections' calls.
+      # Alternating without and with clustered small-batch launches (TRIRUN_SMALL_CLUSTERS, on by default:
+      # kernel-native NOTES.md, session 21; the 7B layers keep the striped schedule on an H100).
       for run in 1 2; do
-        for clusters in 0 1; do
+        for clusters in 0 2; do
           TRIRUN_SMALL_CLUSTERS=$clusters timeout 100 /tmp/node .device/eval-cli.mjs speed --shape llama2-7b \
             --batch 1,4,16,32 --steps 64 --json "$work/e2e/speed-llama2-7b-clusters$clusters-$run.json"
           echo "llama2-7b run $run, TRIRUN_SMALL_CLUSTERS=$clusters, exit $?"

@@ -51,10 +51,11 @@
 //   each stores its accumulators in its own slot and counts itself in with an
 //   atomic; the last to arrive adds the slots in block order and writes C.
 //   The dispatcher picks one per shape (launch_small_stages). A third way
-//   (sm_90, TRIRUN_SMALL_CLUSTERS, not yet measured, off by default): the
-//   blocks of a column form a thread-block cluster and add up their sums
-//   through distributed shared memory, with no L2 round trip at all
-//   (SmallOutput::cluster_store / cluster_sum, launch_small_tma).
+//   (sm_90, TRIRUN_SMALL_CLUSTERS, on by default): the blocks of a column
+//   form a thread-block cluster and add up their sums through distributed
+//   shared memory, with no L2 round trip at all (SmallOutput::cluster_store /
+//   cluster_sum, launch_small_tma): BitNet 2B4T's o / down / q/k/v at m = 1
+//   on the H100 5.8 / 8.8 / 6.6 us -> 5.0 / 6.9 / 5.7.
 // * Per-column scales (g = k) are applied once, in fp32, to the accumulators
 //   instead of to every dequantized weight.
 // * Programmatic dependent launch (sm_90): every kernel here lets the next
@@ -2174,8 +2175,11 @@ struct DeviceAttrs {
   int mid_pairs_min_tiles = 48;  // column-slices (2 x 128-column tiles) they need; TRIRUN_MID_PAIRS_MIN_TILES
   bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
   bool narrow_128 = false;    // experiment, off: 257..512 rows of layers with k, n <= 3072 as 128-row slices in one launch; TRIRUN_NARROW_128=1
-  int small_clusters = 0;     // TMA small-batch kernel in clusters, a column per cluster (see launch_small_tma); TRIRUN_SMALL_CLUSTERS:
+  int small_clusters = 2;     // TMA small-batch kernel in clusters, a column per cluster (see launch_small_tma); TRIRUN_SMALL_CLUSTERS:
                               // 0 never, 1 where the striped schedule would sum through slots, 2 also where it would chain
+  int small_cluster_chain_min = 3;  // a chain replaced only by clusters of at least this many blocks; TRIRUN_SMALL_CLUSTER_CHAIN_MIN
+                                    // (H100, session 21: 70B o 8192 x 8192's chain of 2 as clusters of 2 10.8 -> 11.4 us at m = 1,
+                                    // BitNet q/k/v's as clusters of 3 6.6 -> 5.7)
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
@@ -2242,6 +2246,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
     a.narrow_128 = env_int("TRIRUN_NARROW_128", 1, 0) != 0;
     a.small_clusters = env_int("TRIRUN_SMALL_CLUSTERS", 0, a.small_clusters);
+    a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 2, a.small_cluster_chain_min);
     const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
     a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
 #endif
@@ -2275,6 +2280,7 @@ struct Launch {
   int ramp;        // TMA small-batch kernel: start-up ramp (see the kernel)
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
   int small_clusters;  // TMA small-batch kernel: clustered launches (DeviceAttrs::small_clusters)
+  int small_cluster_chain_min;  // (DeviceAttrs::small_cluster_chain_min)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
   float* partial;  // small-batch kernel: 16 x n fp32
@@ -2678,8 +2684,10 @@ template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
   const bool chained = small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64);
   if (l.small_clusters > (chained ? 1 : 0)) {
+    // A chain of two blocks hands its sums over once, which costs what a cluster's barrier does; the
+    // cluster's co-scheduling then made it slower (session 21), hence the minimum for chains.
     const int size = small_cluster_size<MB8, N_WARPS, GROUPED>(l);
-    if (size > 1) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
+    if (size > 1 && (!chained || size >= l.small_cluster_chain_min)) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
   }
   return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
                  : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);
@@ -2841,6 +2849,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   l.ramp = attrs.ramp;
   l.early = attrs.early;
   l.small_clusters = attrs.small_clusters;
+  l.small_cluster_chain_min = attrs.small_cluster_chain_min;
   l.small_cluster_size = attrs.small_cluster_size;
   l.stream = stream;
 

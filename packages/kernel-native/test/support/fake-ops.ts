@@ -285,7 +285,7 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
       const o = half(out, oo, n, "out");
       for (let i = 0; i < n; i++) {
         const x = Math.max(f16ToF32(gv[i]), 0);
-        o[i] = toF16Bits(x * x * f16ToF32(uv[i]));
+        o[i] = toF16Bits(Math.fround(x * x * f16ToF32(uv[i]))); // fp32 product, as the kernel's
       }
     },
     opsAdd(
