@@ -350,18 +350,52 @@ const ARCHITECTURE_FIELDS: readonly [string, (c: LlamaConfig) => unknown][] = [
 ];
 
 /**
+ * The unquantized weights a checkpoint carries over from its model (copied, possibly rounded to
+ * fp16): the token embedding and every norm, by their Hugging Face names.
+ */
+function carriedWeights(m: LlamaModel): [string, Float32Array | undefined][] {
+  const out: [string, Float32Array | undefined][] = [["model.embed_tokens.weight", m.embedding]];
+  m.blocks.forEach((b, i) => {
+    out.push([`model.layers.${i}.input_layernorm.weight`, b.attnNorm]);
+    out.push([`model.layers.${i}.post_attention_layernorm.weight`, b.ffnNorm]);
+    out.push([`model.layers.${i}.self_attn.attn_sub_norm.weight`, b.attnSubNorm]);
+    out.push([`model.layers.${i}.mlp.ffn_sub_norm.weight`, b.ffnSubNorm]);
+  });
+  out.push(["model.norm.weight", m.finalNorm]);
+  return out;
+}
+
+/** Index of the first element of `got` that is not `want` rounded to fp16 or kept (relative 2^-10), else -1. */
+function firstDifference(want: Float32Array, got: Float32Array): number {
+  if (want.length !== got.length) return 0;
+  for (let i = 0; i < want.length; i++) {
+    const w = want[i] as number;
+    const g = got[i] as number;
+    // fp16 keeps 11 significant bits: rounding moves a value by at most 2^-11 of it (2^-24 absolute
+    // below fp16's normal range); NaN never matches.
+    if (!(Math.abs(w - g) <= Math.abs(w) * 2 ** -10 + 2 ** -24)) return i;
+  }
+  return -1;
+}
+
+/**
  * Refuses a checkpoint that was not made from `fp`: the architecture in the checkpoint's
  * config.json, then every quantized module (name and in/out features), must match the model.
  * Evaluating a foreign checkpoint would print plausible but meaningless numbers (same vocabulary,
  * different network). Throws a one-line ERR_CHECKPOINT_MISMATCH naming both paths and the first
  * difference.
+ *
+ * Then compares the weights the checkpoint carries unquantized (token embedding, norms) with the
+ * model's, up to fp16 rounding. A difference means other weights of the same architecture (another
+ * fine-tune, a wrong path): a legitimate pair for some comparisons, so it is not refused; the
+ * returned warning says so, for stderr and the report's notes. Undefined when they match.
  */
 export function checkCheckpointMatchesModel(
   fp: LlamaModel,
   modelPath: string,
   loaded: LoadedCheckpoint,
   checkpointPath: string,
-): void {
+): string | undefined {
   const source = loaded.meta.source !== "unknown" ? ` (made from ${loaded.meta.source})` : "";
   const fail = (what: string): never => {
     throw new ModelLoadError(
@@ -387,4 +421,18 @@ export function checkCheckpointMatchesModel(
       );
     }
   }
+  const carried = new Map(carriedWeights(loaded.model));
+  for (const [name, want] of carriedWeights(fp)) {
+    const got = carried.get(name);
+    if (want === undefined || got === undefined) continue; // (the architecture check covers presence)
+    const at = firstDifference(want, got);
+    if (at >= 0) {
+      return (
+        `${checkpointPath}${source} was made from other weights than ${modelPath}: its ${name} differs ` +
+        `(element ${at}: ${got[at]} against ${want[at]}); the fp figures and KL compare with ${modelPath}, ` +
+        "so they measure more than quantization"
+      );
+    }
+  }
+  return undefined;
 }

@@ -102,16 +102,21 @@ function requireUnquantized(modelPath: string): void {
   }
 }
 
-/** Loads --quantized and refuses a checkpoint that was made from another model. */
+/**
+ * Loads --quantized and refuses a checkpoint that was made from another model; one made from other
+ * weights of the same architecture is run, with a warning on stderr (returned for the report too).
+ */
 async function loadCheckpointFor(
   fp: LlamaModel,
   modelPath: string,
   checkpointPath: string,
   backend: Backend | undefined,
-): Promise<LoadedCheckpoint> {
+): Promise<{ loaded: LoadedCheckpoint; warning?: string }> {
   const loaded = await loadQuantizedCheckpoint(checkpointPath, { backend });
-  checkCheckpointMatchesModel(fp, modelPath, loaded, checkpointPath);
-  return loaded;
+  const warning = checkCheckpointMatchesModel(fp, modelPath, loaded, checkpointPath);
+  if (warning === undefined) return { loaded };
+  process.stderr.write(`trirun-eval: warning: ${warning}\n`);
+  return { loaded, warning };
 }
 
 function backendOption(): Option {
@@ -488,8 +493,10 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     let quantizeSeconds: number | undefined;
     let calibration: EvalReport["calibration"];
     let checkpoint: EvalReport["checkpoint"];
+    const notes: string[] = [];
     if (f.quantized) {
-      const loaded = await loadCheckpointFor(fp, modelPath, f.quantized, backendOf(f.backend));
+      const { loaded, warning } = await loadCheckpointFor(fp, modelPath, f.quantized, backendOf(f.backend));
+      if (warning !== undefined) notes.push(warning);
       qModel = withActivations(loaded.model, activations);
       method = loaded.meta.method;
       groupsize = loaded.meta.groupsize;
@@ -517,6 +524,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       quantizeSeconds,
       calibration,
       checkpoint,
+      notes,
       quiet: f.quiet,
     });
     emitReport(report, f);
@@ -576,7 +584,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         }
         const models: [string, LlamaModel][] = [["fp", fp]];
         if (f.quantized) {
-          const loaded = await loadCheckpointFor(fp, modelPath, f.quantized, backend);
+          const { loaded } = await loadCheckpointFor(fp, modelPath, f.quantized, backend);
           models.push(["quantized", withActivations(loaded.model, activations)]);
         }
         const runtime = pickRuntime(

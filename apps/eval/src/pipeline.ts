@@ -200,6 +200,8 @@ export interface EvaluateSettings {
   quantizeSeconds?: number;
   calibration?: EvalReport["calibration"];
   checkpoint?: EvalReport["checkpoint"];
+  /** Notes of the caller's, added to the report's (e.g. a checkpoint made from other weights). */
+  notes?: readonly string[];
   /** Where the model ops run (default: the CPU reference). */
   runtime?: RuntimeKind;
   quiet?: boolean;
@@ -272,7 +274,7 @@ function evaluateWith(
   const backends = new Set(
     listLinears(qModel).map((e) => (e.layer as { backend?: string }).backend ?? "cpu"),
   );
-  const notes: string[] = [];
+  const notes: string[] = [...(s.notes ?? [])];
   if (s.data.sampledFromModel) {
     // Say why: only a model without tokenizer.json really has no text to evaluate on.
     const why = s.tokenizer

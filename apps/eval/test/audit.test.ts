@@ -176,6 +176,52 @@ describe.skipIf(!haveShared)("audit 2026-12-05", () => {
     );
   });
 
+  it("H1: a checkpoint of other weights in the same architecture is run with a warning (embedding, norms)", async () => {
+    const loaded = await loadQuantizedCheckpoint(ck260);
+    const fp = loadLlama2c(STORIES_BIN);
+    expect(checkCheckpointMatchesModel(fp, "model.bin", loaded, "ck")).toBeUndefined();
+    // Another fine-tune of the same network: one embedding value moved by 1% (fp16 rounding moves
+    // it by at most 0.05%), then, with the embedding restored, one norm weight.
+    const row = 1 + Math.floor(Math.random() * (fp.config.vocabSize - 1));
+    const at = row * fp.config.dim + Math.floor(Math.random() * fp.config.dim);
+    const kept = fp.embedding[at] as number;
+    fp.embedding[at] = kept === 0 ? 0.01 : kept * 1.01;
+    expect(checkCheckpointMatchesModel(fp, "model.bin", loaded, "ck")).toMatch(
+      new RegExp(
+        `^ck \\(made from stories260K\\.bin\\) was made from other weights than model\\.bin: its model\\.embed_tokens\\.weight differs \\(element ${at}:`,
+      ),
+    );
+    fp.embedding[at] = kept;
+    const layer = Math.floor(Math.random() * fp.config.nLayers);
+    const norm = fp.blocks[layer]?.ffnNorm as Float32Array;
+    norm[3] = -(norm[3] as number) - 0.5;
+    expect(checkCheckpointMatchesModel(fp, "model.bin", loaded, "ck")).toContain(
+      `its model.layers.${layer}.post_attention_layernorm.weight differs (element 3:`,
+    );
+
+    // From the command line: the same model file with one embedding value changed runs, with a
+    // warning on stderr and the same words in the report's notes.
+    const bytes = readFileSync(STORIES_BIN);
+    const other = join(dir, "stories-other.bin");
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    // embedding row 1, element 0: header of 7 int32, then the embedding (vocab x dim) in fp32.
+    const offset = 28 + fp.config.dim * 4;
+    view.setFloat32(offset, view.getFloat32(offset, true) * 1.5 + 0.01, true);
+    writeFileSync(other, bytes);
+    let err = "";
+    vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+      err += String(chunk);
+      return true;
+    });
+    const json = join(dir, "h1-other.json");
+    await cli(["run", other, "--quantized", ck260, ...SMALL_EVAL, "--json", json]);
+    const warning = new RegExp(
+      `ck260 \\(made from stories260K\\.bin\\) was made from other weights than .*stories-other\\.bin: its model\\.embed_tokens\\.weight differs \\(element ${fp.config.dim}:`,
+    );
+    expect(err).toMatch(new RegExp(`trirun-eval: warning: \\S*${warning.source}`));
+    expect(JSON.parse(readFileSync(json, "utf8")).notes.join("\n")).toMatch(warning);
+  });
+
   it("M1: quantize refuses to overwrite its input model and existing checkpoints unless --force", async () => {
     const model = studentCopy("student-in-place");
     const before = readFileSync(join(model, "model.safetensors"));
