@@ -19,15 +19,45 @@ const BIAS_WIDTH_ALIGN = 8;
 
 export class Float16Linear extends LinearBase {
   readonly kind = "float16" as const;
-  /** `(out, in)` row-major host copy of the fp16 weights (as fp32 values), for quantizers and GPTQ. */
-  readonly weight: Float32Array;
   /** The bias rounded to fp16 (as fp32 values), or undefined. */
   readonly bias: Float32Array | undefined;
+  /** The host copy behind `weight`: the CPU core's own; for CUDA layers made on first read. */
+  #weight: Float32Array | undefined;
 
-  private constructor(core: CpuCore | CudaCore, weight: Float32Array, bias: Float32Array | undefined) {
+  private constructor(
+    core: CpuCore | CudaCore,
+    weight: Float32Array | undefined,
+    bias: Float32Array | undefined,
+  ) {
     super(core);
-    this.weight = weight;
+    this.#weight = weight;
     this.bias = bias;
+  }
+
+  /**
+   * `(out, in)` row-major host copy of the fp16 weights (as fp32 values), for quantizers and GPTQ.
+   * A CUDA layer keeps its weights on the device only and downloads them on the first read (then
+   * keeps this copy): building a model's layers then costs no host memory and no fp16 -> fp32
+   * conversion (a Llama-2-13B FP16 model held 52 GB of such copies). Reading it from a disposed
+   * CUDA layer that was never read before is a LayerDisposedError; a download is refused inside
+   * a graph capture.
+   */
+  get weight(): Float32Array {
+    if (this.#weight === undefined) {
+      const core = this.core;
+      if (core.kind !== "cuda") throw new Error(`${this.label}: no host weights`); // (CPU layers always have them)
+      const [W] = core.weights;
+      const bits = W.download() as Uint16Array;
+      const { inFeatures, outFeatures, width } = core;
+      let rows = bits;
+      if (width !== inFeatures) {
+        rows = new Uint16Array(outFeatures * inFeatures);
+        for (let o = 0; o < outFeatures; o++)
+          rows.set(bits.subarray(o * width, o * width + inFeatures), o * inFeatures);
+      }
+      this.#weight = decodeF16(rows);
+    }
+    return this.#weight;
   }
 
   protected get label(): string {
@@ -64,7 +94,6 @@ export class Float16Linear extends LinearBase {
       const bias32 = biasBits === undefined ? undefined : shareable(decodeF16(biasBits));
       return new Float16Linear(new CpuCore(inFeatures, outFeatures, weight32, bias32), weight32, bias32);
     }
-    const weight32 = decodeF16(weightBits);
     const bias32 = biasBits === undefined ? undefined : decodeF16(biasBits);
     const width = biasBits === undefined ? inFeatures : roundUp(inFeatures + 1, BIAS_WIDTH_ALIGN);
     let deviceBits = weightBits;
@@ -77,7 +106,7 @@ export class Float16Linear extends LinearBase {
     }
     const W = DeviceTensor.fromArray(deviceBits, [outFeatures, width], "f16");
     const core = gemmCore(W, inFeatures, biasBits === undefined ? -1 : inFeatures);
-    return new Float16Linear(core, weight32, bias32);
+    return new Float16Linear(core, undefined, bias32);
   }
 
   /**
@@ -96,12 +125,10 @@ export class Float16Linear extends LinearBase {
     const width = cores[0].width;
     const n = cores.reduce((sum, c) => sum + c.n, 0);
     const W = DeviceTensor.empty("f16", [n, width]);
-    const weight = new Float32Array(n * width);
     try {
       let row = 0;
-      for (const [i, core] of cores.entries()) {
+      for (const core of cores) {
         W.view([core.n * width], row * width).copyFrom(core.weights[0]);
-        weight.set(parts[i].weight, row * width);
         row += core.n;
       }
     } catch (error) {
@@ -110,7 +137,7 @@ export class Float16Linear extends LinearBase {
     }
     const core = gemmCore(W, parts[0].inFeatures, -1);
     if (opts.dispose === true) for (const p of parts) p.dispose();
-    return new Float16Linear(core, weight, undefined);
+    return new Float16Linear(core, undefined, undefined);
   }
 }
 

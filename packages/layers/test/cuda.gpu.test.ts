@@ -252,7 +252,12 @@ describe.skipIf(!gpu)("Float16Linear: CUDA backend vs CPU backend", () => {
           const scale = scaleOf(cpu.weight, outF, inF, host, cpu.bias);
           expectGpuClose(got, expected, scale, inF, "fp32", `batch [${lead}]`);
         }
+        // The CUDA layer's host weights come from the device on first read (bias column left out).
+        expect(Array.from(cuda.weight)).toEqual(Array.from(cpu.weight));
         cuda.dispose();
+        const unread = Float16Linear.fromWeights(weightBits, outF, inF, bias, { backend: "cuda" });
+        unread.dispose();
+        expect(() => unread.weight).toThrow(/disposed/);
       });
     }
   }
