@@ -35,6 +35,11 @@ export function concatParts<T extends { inFeatures: number; outFeatures: number;
         `parts[${i}]: ${p.outFeatures} output features are padded to ${core.n} on the device; fused layers need no padding${paddedChunk === undefined ? "" : ` or a multiple of ${paddedChunk} real ones`}`,
       );
     }
+    if (core.device !== (cores[0] ?? core).device) {
+      throw new RangeError(
+        `parts[${i}]: on device ${core.device}, parts[0] on device ${(cores[0] ?? core).device}: fused layers must share a device`,
+      );
+    }
     cores.push(core);
   }
   return cores;

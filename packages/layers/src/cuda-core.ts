@@ -8,6 +8,7 @@
  * several streams does not race with itself.
  */
 import { DeviceTensor, type Stream, synchronize } from "@trirun/kernel-native";
+import { onDevice } from "./device-guard.js";
 
 /** fp16 1.0, written into the bias column of the activation scratch. */
 const F16_ONE = 0x3c00;
@@ -104,6 +105,11 @@ export class CudaCore {
     return this.#onesColumn;
   }
 
+  /** The device that holds the weights: the layer runs there, and its scratch is allocated there. */
+  get device(): number {
+    return (this.#weights[0] as DeviceTensor).device;
+  }
+
   /** The device weight tensors (for downloads in checks). */
   get weights(): readonly DeviceTensor[] {
     return this.#weights;
@@ -159,23 +165,26 @@ export class CudaCore {
     }
     const cached = cache.get(stream);
     if (cached !== undefined && cached.rows >= rows) return cached.tensor;
-    if (cached !== undefined) {
-      // Queued work on this stream may still read the old buffer: finish it before freeing.
-      if (stream === undefined) synchronize();
-      else stream.synchronize();
-      cached.tensor.dispose();
-      cache.delete(stream);
-    }
-    const capacity = roundUpRows(rows);
-    let tensor: DeviceTensor;
-    if (onesColumn < 0) tensor = DeviceTensor.zeros("f16", [capacity, columns]);
-    else {
-      const host = new Uint16Array(capacity * columns);
-      for (let r = 0; r < capacity; r++) host[r * columns + onesColumn] = F16_ONE;
-      tensor = DeviceTensor.fromArray(host, [capacity, columns], "f16");
-    }
-    cache.set(stream, { tensor, rows: capacity });
-    return tensor;
+    // On the weights' device, whichever device is current (new memory goes to the current one).
+    return onDevice(this.device, () => {
+      if (cached !== undefined) {
+        // Queued work on this stream may still read the old buffer: finish it before freeing.
+        if (stream === undefined) synchronize();
+        else stream.synchronize();
+        cached.tensor.dispose();
+        cache.delete(stream);
+      }
+      const capacity = roundUpRows(rows);
+      let tensor: DeviceTensor;
+      if (onesColumn < 0) tensor = DeviceTensor.zeros("f16", [capacity, columns]);
+      else {
+        const host = new Uint16Array(capacity * columns);
+        for (let r = 0; r < capacity; r++) host[r * columns + onesColumn] = F16_ONE;
+        tensor = DeviceTensor.fromArray(host, [capacity, columns], "f16");
+      }
+      cache.set(stream, { tensor, rows: capacity });
+      return tensor;
+    });
   }
 
   dispose(): void {

@@ -10,6 +10,7 @@ import { CpuCore } from "./cpu-core.js";
 import { shareable } from "./cpu-threads.js";
 import { concatParts } from "./concat.js";
 import { CudaCore } from "./cuda-core.js";
+import { onDevice } from "./device-guard.js";
 import { LinearBase } from "./linear-base.js";
 import { checkBias, checkFeatures, roundUp } from "./trirun-weights.js";
 import type { LayerOptions } from "./types.js";
@@ -124,7 +125,7 @@ export class Float16Linear extends LinearBase {
     );
     const width = cores[0].width;
     const n = cores.reduce((sum, c) => sum + c.n, 0);
-    const W = DeviceTensor.empty("f16", [n, width]);
+    const W = onDevice(cores[0].device, () => DeviceTensor.empty("f16", [n, width]));
     try {
       let row = 0;
       for (const core of cores) {

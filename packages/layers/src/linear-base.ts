@@ -5,6 +5,7 @@ import { DeviceTensor, type Stream } from "@trirun/kernel-native";
 import { decodeF16, encodeF16 } from "@trirun/packing";
 import type { CpuCore } from "./cpu-core.js";
 import type { CudaCore } from "./cuda-core.js";
+import { onDevice } from "./device-guard.js";
 import { checkOutShape, hostTensor, isHostTensor, rowsOf } from "./host-tensor.js";
 import {
   type Backend,
@@ -96,8 +97,10 @@ export abstract class LinearBase implements Linear {
     let dx: DeviceTensor | undefined;
     let dy: DeviceTensor | undefined;
     try {
-      dx = DeviceTensor.fromArray(encodeF16(x.data), [rows, this.inFeatures], "f16");
-      dy = DeviceTensor.empty("f16", [rows, this.outFeatures]);
+      const input = encodeF16(x.data);
+      // On the layer's device, whichever is current (multi-GPU).
+      dx = onDevice(core.device, () => DeviceTensor.fromArray(input, [rows, this.inFeatures], "f16"));
+      dy = onDevice(core.device, () => DeviceTensor.empty("f16", [rows, this.outFeatures]));
       core.run(dx, rows, dy, opts.stream);
       decodeF16(dy.download(opts.stream) as Uint16Array, y.data);
     } finally {
@@ -112,9 +115,14 @@ export abstract class LinearBase implements Linear {
     if (x.dtype !== "f16")
       throw new TypeError(`${this.label}: x must be an f16 DeviceTensor, got dtype ${x.dtype}`);
     const { rows, lead } = rowsOf(x.shape, this.inFeatures, "x");
+    if (x.device !== core.device) {
+      throw new RangeError(
+        `${this.label}: x is on device ${x.device}, the layer's weights on device ${core.device}`,
+      );
+    }
     const outShape = [...lead, this.outFeatures];
     let y: DeviceTensor;
-    if (opts.out === undefined) y = DeviceTensor.empty("f16", outShape);
+    if (opts.out === undefined) y = onDevice(core.device, () => DeviceTensor.empty("f16", outShape));
     else {
       const out = opts.out;
       if (!(out instanceof DeviceTensor))
@@ -122,6 +130,11 @@ export abstract class LinearBase implements Linear {
       if (out.disposed) throw new TypeError("opts.out is a disposed DeviceTensor");
       if (out.dtype !== "f16") throw new TypeError(`opts.out must have dtype f16, got ${out.dtype}`);
       checkOutShape(out.shape, outShape, "opts.out");
+      if (out.device !== core.device) {
+        throw new RangeError(
+          `${this.label}: opts.out is on device ${out.device}, the layer's weights on device ${core.device}`,
+        );
+      }
       y = out;
     }
     core.run(x, rows, y, opts.stream as Stream | undefined);

@@ -17,6 +17,7 @@ import { CpuCore } from "./cpu-core.js";
 import { shareable } from "./cpu-threads.js";
 import { concatParts, copyColumns } from "./concat.js";
 import { CudaCore } from "./cuda-core.js";
+import { onDevice } from "./device-guard.js";
 import type { Float16Linear } from "./float16-linear.js";
 import { LinearBase } from "./linear-base.js";
 import {
@@ -344,10 +345,11 @@ export class TriRunLinear extends LinearBase {
         `the parts' ${n} output features together are not a multiple of ${KERNEL_N_MULTIPLE}, as the kernel needs`,
       );
     }
-    const B = DeviceTensor.empty("i32", [k / 16, n]);
+    const device = cores[0].device;
+    const B = onDevice(device, () => DeviceTensor.empty("i32", [k / 16, n]));
     let s: DeviceTensor | undefined;
     try {
-      s = DeviceTensor.empty("f16", [k / g, n]);
+      s = onDevice(device, () => DeviceTensor.empty("f16", [k / g, n]));
       let column = 0;
       for (const [i, core] of cores.entries()) {
         const [pb, ps] = core.weights;

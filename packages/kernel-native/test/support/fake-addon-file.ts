@@ -25,7 +25,7 @@ function findEsbuild(): Esbuild | undefined {
 }
 
 export type FakeAddonBundler =
-  | { bundle(): { file: string; dispose(): void }; skip?: undefined }
+  | { bundle(faults?: { devices?: number }): { file: string; dispose(): void }; skip?: undefined }
   | { skip: string };
 
 /** A bundler of the stand-in, or why there is none. */
@@ -34,7 +34,8 @@ export function fakeAddonBundler(): FakeAddonBundler {
   if (esbuild === undefined) return { skip: "esbuild not found through vitest" };
   const here = dirname(fileURLToPath(import.meta.url));
   return {
-    bundle() {
+    /** `faults`: createFakeNative's (JSON-serialisable ones), e.g. `{ devices: 2 }`. */
+    bundle(faults: { devices?: number } = {}) {
       const dir = mkdtempSync(join(tmpdir(), "trirun-fake-addon-"));
       const entry = join(dir, "entry.ts");
       writeFileSync(
@@ -42,7 +43,7 @@ export function fakeAddonBundler(): FakeAddonBundler {
         [
           `import { createFakeNative } from ${JSON.stringify(join(here, "fake-native.ts"))};`,
           `import { withFakeOps } from ${JSON.stringify(join(here, "fake-ops.ts"))};`,
-          "module.exports = withFakeOps(createFakeNative());",
+          `module.exports = withFakeOps(createFakeNative(${JSON.stringify(faults)}));`,
         ].join("\n"),
       );
       const file = join(dir, "fake-addon.cjs");

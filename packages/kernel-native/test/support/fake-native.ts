@@ -17,6 +17,8 @@ import type {
 } from "../../src/native.js";
 
 export interface FakeFaults {
+  /** Devices the stand-in reports (default 1); buffers belong to the device current at allocation. */
+  devices?: number;
   /** The kernel leaves the last element of C unwritten. */
   skipLastElement?: boolean;
   /** The kernel writes one element past the end of C. */
@@ -32,8 +34,10 @@ const CAPACITY = 1 << 30;
 class FakeBuffer implements NativeBuffer {
   static allocated = 0;
   static nextAddress = 0x7f0000000000n;
+  /** The current device (setDevice), which new buffers belong to, as cudaMalloc's do. */
+  static current = 0;
   readonly bytes: Uint8Array;
-  readonly device = 0;
+  readonly device = FakeBuffer.current;
   readonly address: bigint;
   freed = false;
   constructor(readonly byteLength: number) {
@@ -239,6 +243,8 @@ export function withFakeGraphs<T extends NativeAddon>(addon: T): T {
 
 export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { allocatedBytes(): number } {
   let errorClass: ErrorClass | undefined;
+  const deviceCount = faults.devices ?? 1;
+  FakeBuffer.current = 0;
   const cudaError = (message: string, code: string): Error => {
     if (errorClass) return new errorClass(message, code);
     return Object.assign(new Error(message), { code });
@@ -278,12 +284,17 @@ export function createFakeNative(faults: FakeFaults = {}): NativeAddon & { alloc
     Stream: FakeStream,
     Event: FakeEvent,
     allocatedBytes: () => FakeBuffer.allocated,
-    probe: (): NativeProbe => ({ count: 1, runtimeVersion: 13000, driverVersion: 13000 }),
+    probe: (): NativeProbe => ({ count: deviceCount, runtimeVersion: 13000, driverVersion: 13000 }),
     deviceProperties: () => props,
     memoryInfo: () => ({ freeBytes: CAPACITY - FakeBuffer.allocated, totalBytes: CAPACITY }),
     synchronize: () => {},
-    getDevice: () => 0,
-    setDevice: () => {},
+    getDevice: () => FakeBuffer.current,
+    setDevice: (index: number) => {
+      if (!Number.isInteger(index) || index < 0 || index >= deviceCount) {
+        throw cudaError("cudaSetDevice: invalid device ordinal", "cudaErrorInvalidDevice");
+      }
+      FakeBuffer.current = index;
+    },
     setErrorClass: (c) => {
       errorClass = c;
     },
