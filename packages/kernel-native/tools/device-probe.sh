@@ -102,19 +102,20 @@ for w in $what; do
       for r in 1 2; do for v in "${variants[@]}"; do echo "--- $v"; env $v timeout 120 /tmp/probe launch ${MS:-1,16} 2>&1; done; done \
         | tee "$out/envs.txt" | grep -E "^---|SUM|GRAPH|graph check" ;;
     clusters)
-      # Clustered small-batch launches (TRIRUN_SMALL_CLUSTERS, off by default; NOTES.md, session 19): the check
-      # sweep and both sanitizers with clusters wherever feasible (2), which launches took them (b= is the block
+      # Clustered small-batch launches (TRIRUN_SMALL_CLUSTERS, on by default as 2 with chains only as clusters of
+      # >= 3 blocks; NOTES.md, sessions 19 and 21): the check sweep and both sanitizers with clusters wherever
+      # feasible (2, TRIRUN_SMALL_CLUSTER_CHAIN_MIN=0: chains as clusters of 2 too), which launches took them (b= is the block
       # count: a clustered launch has columns x blocks per cluster), then TriRun-only A/B of 0 / 1 / 2 at MS
       # (default 1,4,16,32), two rounds, and traces of two short layers with and without (~7 min in all).
       nvcc -O3 -std=c++17 $ARCH -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas \
         -o /tmp/probe_trace > /dev/null 2>&1 &
       trace_build=$!
-      TRIRUN_SMALL_CLUSTERS=2 timeout 240 /tmp/probe check --quick 2>&1 | tee "$out/check-clusters.txt" | grep -E "FAIL" | head -20
+      TRIRUN_SMALL_CLUSTERS=2 TRIRUN_SMALL_CLUSTER_CHAIN_MIN=0 timeout 240 /tmp/probe check --quick 2>&1 | tee "$out/check-clusters.txt" | grep -E "FAIL" | head -20
       tail -2 "$out/check-clusters.txt"
       for tool in memcheck racecheck; do
-        TRIRUN_SMALL_CLUSTERS=2 timeout 150 compute-sanitizer --tool $tool /tmp/probe sanitize 2>&1 | tail -3 | tee "$out/$tool-clusters.txt"
+        TRIRUN_SMALL_CLUSTERS=2 TRIRUN_SMALL_CLUSTER_CHAIN_MIN=0 timeout 150 compute-sanitizer --tool $tool /tmp/probe sanitize 2>&1 | tail -3 | tee "$out/$tool-clusters.txt"
       done
-      TRIRUN_SMALL_CLUSTERS=2 PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch 1,16 2>&1 | grep -E " k=" | sed 's/ fp16 .*graph:/ graph:/' | tee "$out/clusters-launches.txt"
+      TRIRUN_SMALL_CLUSTERS=2 TRIRUN_SMALL_CLUSTER_CHAIN_MIN=0 PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch 1,16 2>&1 | grep -E " k=" | sed 's/ fp16 .*graph:/ graph:/' | tee "$out/clusters-launches.txt"
       for r in 1 2; do for v in 0 1 2; do echo "--- round $r TRIRUN_SMALL_CLUSTERS=$v"
         TRIRUN_SMALL_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch ${MS:-1,4,16,32} 2>&1; done; done \
         | tee "$out/clusters-ab.txt" | grep -E "^---|SUM|GRAPH|graph check"

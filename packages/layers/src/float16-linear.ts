@@ -48,7 +48,7 @@ export class Float16Linear extends LinearBase {
       const core = this.core;
       if (core.kind !== "cuda") throw new Error(`${this.label}: no host weights`); // (CPU layers always have them)
       const [W] = core.weights;
-      const bits = W.download() as Uint16Array;
+      const bits = onDevice(core.device, () => W.download() as Uint16Array);
       const { inFeatures, outFeatures, width } = core;
       let rows = bits;
       if (width !== inFeatures) {
@@ -125,17 +125,21 @@ export class Float16Linear extends LinearBase {
     );
     const width = cores[0].width;
     const n = cores.reduce((sum, c) => sum + c.n, 0);
-    const W = onDevice(cores[0].device, () => DeviceTensor.empty("f16", [n, width]));
-    try {
-      let row = 0;
-      for (const core of cores) {
-        W.view([core.n * width], row * width).copyFrom(core.weights[0]);
-        row += core.n;
+    // On the parts' device, whichever is current (and the current device left as it was).
+    const W = onDevice(cores[0].device, () => {
+      const fused = DeviceTensor.empty("f16", [n, width]);
+      try {
+        let row = 0;
+        for (const core of cores) {
+          fused.view([core.n * width], row * width).copyFrom(core.weights[0]);
+          row += core.n;
+        }
+      } catch (error) {
+        fused.dispose();
+        throw error;
       }
-    } catch (error) {
-      W.dispose();
-      throw error;
-    }
+      return fused;
+    });
     const core = gemmCore(W, parts[0].inFeatures, -1);
     if (opts.dispose === true) for (const p of parts) p.dispose();
     return new Float16Linear(core, undefined, undefined);

@@ -98,11 +98,14 @@ export abstract class LinearBase implements Linear {
     let dy: DeviceTensor | undefined;
     try {
       const input = encodeF16(x.data);
-      // On the layer's device, whichever is current (multi-GPU).
-      dx = onDevice(core.device, () => DeviceTensor.fromArray(input, [rows, this.inFeatures], "f16"));
-      dy = onDevice(core.device, () => DeviceTensor.empty("f16", [rows, this.outFeatures]));
-      core.run(dx, rows, dy, opts.stream);
-      decodeF16(dy.download(opts.stream) as Uint16Array, y.data);
+      // On the layer's device, whichever is current (multi-GPU; the addon's calls would otherwise
+      // leave the current device switched to their operands').
+      onDevice(core.device, () => {
+        dx = DeviceTensor.fromArray(input, [rows, this.inFeatures], "f16");
+        dy = DeviceTensor.empty("f16", [rows, this.outFeatures]);
+        core.run(dx, rows, dy, opts.stream);
+        decodeF16(dy.download(opts.stream) as Uint16Array, y.data);
+      });
     } finally {
       dx?.dispose();
       dy?.dispose();
@@ -121,10 +124,8 @@ export abstract class LinearBase implements Linear {
       );
     }
     const outShape = [...lead, this.outFeatures];
-    let y: DeviceTensor;
-    if (opts.out === undefined) y = onDevice(core.device, () => DeviceTensor.empty("f16", outShape));
-    else {
-      const out = opts.out;
+    const out = opts.out;
+    if (out !== undefined) {
       if (!(out instanceof DeviceTensor))
         throw new TypeError("opts.out must be a DeviceTensor when x is one");
       if (out.disposed) throw new TypeError("opts.out is a disposed DeviceTensor");
@@ -135,10 +136,18 @@ export abstract class LinearBase implements Linear {
           `${this.label}: opts.out is on device ${out.device}, the layer's weights on device ${core.device}`,
         );
       }
-      y = out;
     }
-    core.run(x, rows, y, opts.stream as Stream | undefined);
-    return y;
+    // On the layer's device, whichever is current (see #forwardHost).
+    return onDevice(core.device, () => {
+      const y = out ?? DeviceTensor.empty("f16", outShape);
+      try {
+        core.run(x, rows, y, opts.stream as Stream | undefined);
+      } catch (error) {
+        if (out === undefined) y.dispose();
+        throw error;
+      }
+      return y;
+    });
   }
 
   dispose(): void {

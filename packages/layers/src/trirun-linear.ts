@@ -345,24 +345,27 @@ export class TriRunLinear extends LinearBase {
         `the parts' ${n} output features together are not a multiple of ${KERNEL_N_MULTIPLE}, as the kernel needs`,
       );
     }
-    const device = cores[0].device;
-    const B = onDevice(device, () => DeviceTensor.empty("i32", [k / 16, n]));
-    let s: DeviceTensor | undefined;
-    try {
-      s = onDevice(device, () => DeviceTensor.empty("f16", [k / g, n]));
-      let column = 0;
-      for (const [i, core] of cores.entries()) {
-        const [pb, ps] = core.weights;
-        const width = parts[i].outFeatures;
-        copyColumns(B, pb, k / 16, n, column, width, core.n);
-        copyColumns(s, ps, k / g, n, column, width, core.n);
-        column += width;
+    // On the parts' device, whichever is current (and the current device left as it was).
+    const { B, s } = onDevice(cores[0].device, () => {
+      const B = DeviceTensor.empty("i32", [k / 16, n]);
+      let s: DeviceTensor | undefined;
+      try {
+        s = DeviceTensor.empty("f16", [k / g, n]);
+        let column = 0;
+        for (const [i, core] of cores.entries()) {
+          const [pb, ps] = core.weights;
+          const width = parts[i].outFeatures;
+          copyColumns(B, pb, k / 16, n, column, width, core.n);
+          copyColumns(s, ps, k / g, n, column, width, core.n);
+          column += width;
+        }
+      } catch (error) {
+        B.dispose();
+        s?.dispose();
+        throw error;
       }
-    } catch (error) {
-      B.dispose();
-      s?.dispose();
-      throw error;
-    }
+      return { B, s };
+    });
     const fused = TriRunLinear.#onDeviceTensors(B, s, {
       inFeatures: first.inFeatures,
       outFeatures: n,

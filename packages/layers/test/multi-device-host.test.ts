@@ -50,8 +50,10 @@ describe.skipIf(fake === undefined)(`layers on device 1 while device 0 is curren
     setDevice(0);
     const onZero = DeviceTensor.fromArray(encodeF16(x), [rows, inF], "f16");
     for (const [i, layer] of layers.entries()) {
+      setDevice(0); // (this test's own downloads of device-1 tensors make device 1 current, as the addon does)
       const want = cpuLayers[i]?.forward(hostTensor([rows, inF], x)).data as Float32Array;
       const fromHost = layer.forward(hostTensor([rows, inF], x)).data;
+      expect(currentDevice(), "the current device is left as it was").toBe(0);
       const fromDevice = layer.forward(onOne);
       expect(fromDevice.device).toBe(1);
       expect(currentDevice(), "the current device is left as it was").toBe(0);
@@ -87,6 +89,7 @@ describe.skipIf(fake === undefined)(`layers on device 1 while device 0 is curren
     };
     const parts = [make(1, 64), make(1, 128)];
     const fused = Float16Linear.concat(parts);
+    expect(currentDevice(), "the current device is left as it was").toBe(0);
     const x = DeviceTensor.fromArray(encodeF16(randomFloats(rng, 2 * inF)), [2, inF], "f16");
     expect(() => fused.forward(x)).toThrow(/x is on device 0, the layer's weights on device 1/);
     expect(Array.from(fused.weight)).toEqual([...parts[0]!.weight, ...parts[1]!.weight]);

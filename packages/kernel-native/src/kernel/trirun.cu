@@ -2177,7 +2177,8 @@ struct DeviceAttrs {
   bool narrow_128 = false;    // experiment, off: 257..512 rows of layers with k, n <= 3072 as 128-row slices in one launch; TRIRUN_NARROW_128=1
   int small_clusters = 2;     // TMA small-batch kernel in clusters, a column per cluster (see launch_small_tma); TRIRUN_SMALL_CLUSTERS:
                               // 0 never, 1 where the striped schedule would sum through slots, 2 also where it would chain
-  int small_cluster_chain_min = 3;  // a chain replaced only by clusters of at least this many blocks; TRIRUN_SMALL_CLUSTER_CHAIN_MIN
+  int small_cluster_chain_min = 3;  // a chain replaced only by clusters of at least this many blocks (unless a size is
+                                    // forced); TRIRUN_SMALL_CLUSTER_CHAIN_MIN
                                     // (H100, session 21: 70B o 8192 x 8192's chain of 2 as clusters of 2 10.8 -> 11.4 us at m = 1,
                                     // BitNet q/k/v's as clusters of 3 6.6 -> 5.7)
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
@@ -2246,7 +2247,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
     a.narrow_128 = env_int("TRIRUN_NARROW_128", 1, 0) != 0;
     a.small_clusters = env_int("TRIRUN_SMALL_CLUSTERS", 0, a.small_clusters);
-    a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 2, a.small_cluster_chain_min);
+    a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
     const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
     a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
 #endif
@@ -2687,7 +2688,7 @@ cudaError_t launch_small_tma(Launch& l) {
     // A chain of two blocks hands its sums over once, which costs what a cluster's barrier does; the
     // cluster's co-scheduling then made it slower (session 21), hence the minimum for chains.
     const int size = small_cluster_size<MB8, N_WARPS, GROUPED>(l);
-    if (size > 1 && (!chained || size >= l.small_cluster_chain_min)) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
+    if (size > 1 && (!chained || size >= l.small_cluster_chain_min || l.small_cluster_size > 0)) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
   }
   return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
                  : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);

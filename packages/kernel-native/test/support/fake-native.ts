@@ -86,6 +86,8 @@ function live(buffer: NativeBuffer, name: string): FakeBuffer {
   const b = buffer as FakeBuffer;
   if (!(b instanceof FakeBuffer)) throw new TypeError(`${name}: expected a device buffer`);
   if (b.freed) throw new Error(`${name}: the tensor's memory has been disposed`);
+  // As the addon's calls do (UseDevice): the operands' device becomes the current one, and stays.
+  FakeBuffer.current = b.device;
   return b;
 }
 
