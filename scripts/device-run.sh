@@ -6,11 +6,13 @@
 #   bash scripts/device-run.sh e2e     # decoding steps, FP16 against TriRun (trirun-eval speed): the Llama-2-7B
 #                                      # shape at batch 1, 4, 16, 32 (two rounds, with and without clusters),
 #                                      # then 13B, TriLM 3.9B and 70B (issue #9)
+#   bash scripts/device-run.sh breakdown  # where a step's time goes (speed --breakdown): Llama-2-7B at batch 1
+#                                      # and 16 (both formats), BitNet b1.58 2B4T with fp and 8-bit activations
 #   bash scripts/device-run.sh fused   # the BitNet b1.58 2B4T step with and without the fused row ops
 #                                      # (--fuse-row-ops), fp and 8-bit activations, TriRun only, alternating
 # Everything lands in $OUT/device-<part>.tgz plus $OUT/<part>.log.
 set -uo pipefail
-part=${1:?usage: device-run.sh check|bench|e2e|fused}
+part=${1:?usage: device-run.sh check|bench|e2e|fused|breakdown}
 out=${OUT:-/tmp/out}; work=/tmp/trirun-device/$part
 rm -rf "$work"; mkdir -p "$work" "$out"
 xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
@@ -56,6 +58,15 @@ log=$out/$part.log
       # FP16 does not fit an 80 GB GPU here (it is reported as skipped); TriRun's tokens/s and memory are.
       timeout 120 /tmp/node .device/eval-cli.mjs speed --shape llama2-70b --batch 1,16 --steps 16 \
         --json "$work/e2e/speed-llama2-70b.json"; echo "llama2-70b exit $?" ;;
+    breakdown)
+      mkdir -p "$work/breakdown"
+      timeout 200 /tmp/node .device/eval-cli.mjs speed --shape llama2-7b --batch 1,16 --steps 32 --breakdown \
+        --json "$work/breakdown/breakdown-llama2-7b.json"; echo "llama2-7b exit $?"
+      for acts in fp int8; do
+        timeout 120 /tmp/node .device/eval-cli.mjs speed --shape bitnet-2b --formats trirun --batch 1 --steps 32 \
+          --activations $acts --breakdown --json "$work/breakdown/breakdown-bitnet-2b-$acts.json"
+        echo "bitnet-2b $acts exit $?"
+      done ;;
     fused)
       mkdir -p "$work/fused"
       for acts in int8 fp; do

@@ -630,6 +630,10 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
       "BitNet b1.58 shapes: norms that quantize their outputs, and the relu2 gate, sub-norm and quantization in one launch (same results)",
     )
     .addOption(activationsOption())
+    .option(
+      "--breakdown",
+      "also time each step with one part of every block left out in turn (q/k/v, attention, o, norms, gate/up, activation, down, ...): where the step's time goes",
+    )
     .option("--json <file>", "write the measurements as JSON")
     .action(
       async (f: {
@@ -644,6 +648,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
         fuse: boolean;
         fuseRowOps?: boolean;
         activations: ActivationsFlag;
+        breakdown?: boolean;
         json?: string;
       }) => {
         if (f.json) checkOutputFile(f.json, "--json");
@@ -660,6 +665,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           fuse: f.fuse,
           fuseRowOps: f.fuseRowOps ?? false,
           activationBits: f.activations === "int8" ? 8 : undefined,
+          breakdown: f.breakdown ?? false,
           onStatus: (line) => process.stderr.write(`speed: ${line}\n`),
         });
         process.stdout.write(`${formatSpeed(report)}\n`);

@@ -16,7 +16,7 @@ import { readTokenFile } from "../src/data/tokens.js";
 import { compareModels, logSoftmax, perplexity } from "../src/metrics.js";
 import { CpuLlamaRuntime } from "../src/model/cpu-runtime.js";
 import { withActivationBits } from "../src/model/config.js";
-import { CudaLlamaRuntime } from "../src/model/gpu-runtime.js";
+import { CudaLlamaRuntime, stepPartsOf } from "../src/model/gpu-runtime.js";
 import { disposeModel, type LlamaModel } from "../src/model/llama.js";
 import { loadModel } from "../src/model/loaders/index.js";
 import { quantizeModel } from "../src/pipeline.js";
@@ -296,8 +296,10 @@ describe.skipIf(!gpu)("speed on random weights (smoke run, no timing assertions)
       warmup: 1,
       seed: 1 + Math.floor(Math.random() * 1000),
       formats: ["fp16", "trirun"],
+      breakdown: true,
     });
     const config = speedConfig("trilm-3.9b", 1);
+    expect(r.breakdown).toBe(true);
     for (const x of r.results) {
       expect(x.skipped).toBeUndefined();
       expect(x.measurements.map((m) => m.batch)).toEqual([1, 3]);
@@ -307,6 +309,12 @@ describe.skipIf(!gpu)("speed on random weights (smoke run, no timing assertions)
         // The device's part of a step is inside the wall-clock step.
         expect(m.deviceMsPerTokenMedian).toBeGreaterThan(0);
         expect(m.deviceMsPerTokenMedian).toBeLessThanOrEqual(m.msPerTokenMedian * 1.05);
+        // --breakdown: every part of the Llama block timed without it (costs are differences of medians).
+        expect(m.breakdown?.map((p) => p.part)).toEqual(stepPartsOf(config));
+        for (const p of m.breakdown ?? []) {
+          expect(p.deviceMsWithout).toBeGreaterThan(0);
+          expect(p.msPerStep).toBeCloseTo(m.deviceMsPerTokenMedian - p.deviceMsWithout, 9);
+        }
       }
       // Layers' and runtime's own bytes: the estimate plus the fp32 norms and the activation buffers.
       const expected = weightBytes(config, x.format);

@@ -8,6 +8,7 @@
  * vitest -> vite) or the shared models are missing. Vitest runs each test file in its
  * own process, so the stand-in does not leak into other files.
  */
+import { createRequire } from "node:module";
 import type { DeviceTensor } from "@trirun/kernel-native";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveShared, STORIES_BIN } from "./helpers/reference-f64.js";
@@ -423,6 +424,67 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       m.kernel.CudaGraph.prototype.launch = launch;
       a.dispose();
       plain.dispose();
+      rt.dispose();
+    }
+  });
+
+  it("setOmitParts leaves a part out of every block (fewer launches, other logits); [] restores the step", () => {
+    const fp = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
+    const rt = new m.gpu.CudaLlamaRuntime(fp, { graphs: false });
+    const L = fp.config.nLayers;
+    // The stand-in addon as kernel-native loaded it (one module instance): its kernel entry points,
+    // wrapped to count the launches of a step.
+    const addon = createRequire(import.meta.url)(fake?.file as string) as Record<string, unknown>;
+    const originals = Object.entries(addon).filter(
+      ([name, fn]) => typeof fn === "function" && /^(ops[A-Z]|trirunMatmul|gemmF16)/.test(name),
+    ) as [string, (...args: unknown[]) => unknown][];
+    let launches = 0;
+    for (const [name, fn] of originals) {
+      addon[name] = (...args: unknown[]) => {
+        launches++;
+        return fn(...args);
+      };
+    }
+    const token = 1 + Math.floor(Math.random() * (VOCAB - 1));
+    const step = () => {
+      const cache = rt.newBatchCache(1, 4);
+      launches = 0;
+      try {
+        const logits = Array.from(rt.decodeBatch([token], cache).download() as Uint16Array);
+        return { logits, launches };
+      } finally {
+        cache.dispose();
+      }
+    };
+    try {
+      expect(m.gpu.stepPartsOf(fp.config)).toEqual([
+        "qkv",
+        "attention",
+        "o",
+        "norms",
+        "gate-up",
+        "mlp-activation",
+        "down",
+      ]);
+      const full = step();
+      for (const part of m.gpu.stepPartsOf(fp.config)) {
+        rt.setOmitParts([part]);
+        expect(rt.omitParts).toEqual([part]);
+        const without = step();
+        const fewer = full.launches - without.launches;
+        expect(fewer > 0 && fewer % L === 0, `${part}: ${fewer} fewer launches over ${L} blocks`).toBe(true);
+        if (part === "qkv") expect(fewer / L).toBeGreaterThanOrEqual(3);
+        expect(without.logits, part).not.toEqual(full.logits);
+      }
+      rt.setOmitParts([]);
+      expect(step()).toEqual(full);
+      expect(() => rt.setOmitParts(["sub-norms"])).toThrow(/this model's block has no "sub-norms" part/);
+      expect(() => rt.setOmitParts(["quantize"])).toThrow(/no "quantize" part/);
+      expect(() => rt.setOmitParts(["mlp" as never])).toThrow(/unknown step part "mlp"/);
+      const bitnet = { ...fp.config, subNorms: true, activationBits: 8 };
+      expect(m.gpu.stepPartsOf(bitnet)).toEqual([...m.gpu.STEP_PARTS]);
+    } finally {
+      for (const [name, fn] of originals) addon[name] = fn;
       rt.dispose();
     }
   });

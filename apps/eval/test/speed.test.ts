@@ -5,6 +5,7 @@ import { available } from "@trirun/kernel-native";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
 import { formatSpeed, runSpeed } from "../src/speed/run-speed.js";
+import type { StepPart } from "../src/model/gpu-runtime.js";
 import { headSize, kvDim } from "../src/model/config.js";
 import {
   kvCacheBytes,
@@ -139,6 +140,7 @@ describe("trirun-eval speed arguments", () => {
       graphs: false,
       fuse: true,
       fuseRowOps: true,
+      breakdown: false,
       notes: ["a note"],
       results: [
         {
@@ -176,5 +178,57 @@ describe("trirun-eval speed arguments", () => {
     expect(text).toMatch(/4\.00x/); // GPU speedup: device medians 2 step vs step / 2
     expect(text).toMatch(/trirun: weights 0\.25 GiB/);
     expect(text).toMatch(/note: a note/);
+    expect(text).not.toMatch(/where the step/);
+  });
+
+  it("with --breakdown, a table per format and batch of what each part costs", () => {
+    const full = 1 + Math.random();
+    const cost = (part: StepPart, ms: number) => ({
+      part,
+      deviceMsWithout: full - ms,
+      msPerStep: ms,
+      usPerBlock: (ms * 1000) / 32,
+    });
+    const text = formatSpeed({
+      shape: "llama2-7b",
+      layers: 32,
+      layersOfShape: 32,
+      steps: 8,
+      graphs: true,
+      fuse: true,
+      fuseRowOps: false,
+      breakdown: true,
+      notes: [],
+      results: [
+        {
+          format: "trirun",
+          weightBytes: 2 ** 28,
+          deviceBytesUsed: 2 ** 29,
+          measurements: [
+            {
+              batch: 4,
+              tokensPerSecond: 4000 / full,
+              msPerToken: full,
+              msPerTokenMedian: full,
+              deviceMsPerTokenMedian: full,
+              breakdown: [cost("qkv", full / 4), cost("norms", 0.032)],
+            },
+          ],
+        },
+      ],
+    });
+    expect(text).toContain(`trirun, batch 4: where the step's ${full.toFixed(3)} GPU ms go (32 blocks)`);
+    expect(text).toMatch(
+      new RegExp(
+        `qkv\\s.*${(full * 0.75).toFixed(3)}.*${(full / 4).toFixed(3)}.*${(((full / 4) * 1000) / 32).toFixed(2)}.*25\\.0%`,
+      ),
+    );
+    expect(text).toMatch(/norms\s.*0\.032.*1\.00/);
+  });
+
+  it.skipIf(available())("--breakdown is a speed flag (then the missing device is the error)", async () => {
+    await expect(cli(["--shape", "llama2-7b", "--layers", "1", "--breakdown"])).rejects.toThrow(
+      /speed needs a CUDA device/,
+    );
   });
 });

@@ -259,6 +259,33 @@ class Workspace {
 }
 
 /** Options of the CUDA runtime. */
+/**
+ * Parts of a decoder block that a timing run may leave out of every block (CudaLlamaRuntime.omitParts):
+ * `trirun-eval speed --breakdown` times the step without each in turn, so that the difference is
+ * that part's cost. Outputs are meaningless while any is left out.
+ */
+export const STEP_PARTS = [
+  "qkv", // the q/k/v projections (one fused matmul, or three) and the copies that split them
+  "attention", // RoPE, the cache append and attention
+  "o", // the o projection
+  "norms", // the residual adds with the next norms (add + RMSNorm), twice per block
+  "gate-up", // the gate and up projections
+  "mlp-activation", // SiLU(gate) * up, or BitNet's relu2(gate) * up (with fuseRowOps: with its sub-norm)
+  "down", // the down projection
+  "sub-norms", // BitNet b1.58: the norms before o and down
+  "quantize", // 8-bit activations: every linear input's quantization (with fuseRowOps: the norms' part of it)
+] as const;
+export type StepPart = (typeof STEP_PARTS)[number];
+
+/** The parts of STEP_PARTS that a block of `config` has. */
+export function stepPartsOf(config: LlamaModel["config"]): StepPart[] {
+  return STEP_PARTS.filter(
+    (p) =>
+      (p !== "sub-norms" || config.subNorms === true) &&
+      (p !== "quantize" || config.activationBits !== undefined),
+  );
+}
+
 export interface CudaRuntimeOptions {
   /**
    * Run q/k/v and gate/up as one matmul each (layers fused with `TriRunLinear.concat` /
@@ -341,6 +368,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   readonly #projections: BlockProjections[] = [];
   readonly #useGraphs: boolean;
   readonly #fuseRowOps: boolean;
+  #omit: ReadonlySet<StepPart> = new Set();
   #workspace: Workspace | undefined;
   /** Bumped whenever the workspace is replaced: graphs captured before are stale. */
   #generation = 0;
@@ -456,6 +484,32 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   }
 
   /** A cache for `batch` sequences decoded together by decodeBatch, up to `capacity` positions each. */
+  /** The parts left out of every block (timing only; see STEP_PARTS). */
+  get omitParts(): readonly StepPart[] {
+    return [...this.#omit];
+  }
+
+  /**
+   * Leaves `parts` out of every decoder block from the next step on (timing runs only: outputs are
+   * meaningless while any part is left out; `[]` restores the full block). Captured step graphs are
+   * dropped: each batch cache warms up and captures again. Parts this model's block does not have
+   * (sub-norms of a Llama block, quantize without 8-bit activations) are a RangeError.
+   */
+  setOmitParts(parts: readonly StepPart[]): void {
+    if (!Array.isArray(parts)) throw new TypeError("parts: expected an array of step part names");
+    const have = stepPartsOf(this.model.config);
+    for (const p of parts) {
+      if (!(STEP_PARTS as readonly unknown[]).includes(p)) {
+        throw new TypeError(
+          `parts: unknown step part ${JSON.stringify(p)} (expected one of ${STEP_PARTS.join(", ")})`,
+        );
+      }
+      if (!have.includes(p)) throw new RangeError(`parts: this model's block has no "${p}" part`);
+    }
+    this.#omit = new Set(parts);
+    this.#generation++;
+  }
+
   newBatchCache(batch: number, capacity = this.model.config.maxSeqLen): CudaBatchKvCache {
     const c = this.model.config;
     if (!Number.isInteger(batch) || batch < 1) {
@@ -545,10 +599,15 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     // t.h holds rmsnorm(x) with this block's attention norm (from the caller or the previous block).
     // With activation quantization (BitNet's A8) every linear input is quantized in place first: with
     // fuseRowOps by the op that wrote it (#decoderBlocks' first norm, or the previous block's last op).
-    const bits = c.activationBits;
+    // Parts left out for a timing run (setOmitParts): `keep(part)` is false for those.
+    const omit = this.#omit;
+    const keep = (part: StepPart) => !omit.has(part);
+    const bits = keep("quantize") ? c.activationBits : undefined;
     const fuseRows = this.#fuseRowOps;
     if (bits !== undefined && !fuseRows) ops.quantizeRows(t.h, t.h, { bits });
-    if (fused.qkv) {
+    if (!keep("qkv")) {
+      // (left out)
+    } else if (fused.qkv) {
       fused.qkv.forward(t.h, { out: t.qkv });
       if (!t.fusedViews) {
         const [dim, kv] = [c.dim, kvDim(c)];
@@ -562,25 +621,32 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["self_attn.k_proj"].forward(t.h, { out: t.k });
       lin["self_attn.v_proj"].forward(t.h, { out: t.v });
     }
-    if (!attention.rotatesQk) {
-      if (t.qk !== undefined) {
-        // One row: q and k are adjacent in the [q | k | v] buffer, so one launch rotates both.
-        ops.rope(t.qk, t.positions, rope);
-      } else {
-        ops.rope(t.q, t.positions, rope);
-        ops.rope(t.k, t.positions, rope);
+    if (keep("attention")) {
+      if (!attention.rotatesQk) {
+        if (t.qk !== undefined) {
+          // One row: q and k are adjacent in the [q | k | v] buffer, so one launch rotates both.
+          ops.rope(t.qk, t.positions, rope);
+        } else {
+          ops.rope(t.q, t.positions, rope);
+          ops.rope(t.k, t.positions, rope);
+        }
       }
+      attention.run(l);
     }
-    attention.run(l);
-    this.#normThenQuantize(t.att, c.subNorms ? this.#attnSubNorms[l] : undefined, bits);
-    lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
-    if (fuseRows && bits !== undefined) {
+    this.#normThenQuantize(t.att, c.subNorms && keep("sub-norms") ? this.#attnSubNorms[l] : undefined, bits);
+    if (keep("o")) lin["self_attn.o_proj"].forward(t.att, { out: t.proj });
+    if (!keep("norms")) {
+      // (left out, with the quantization it carries under fuseRowOps; a separate one stays)
+      if (bits !== undefined && !fuseRows) ops.quantizeRows(t.h, t.h, { bits });
+    } else if (fuseRows && bits !== undefined) {
       ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps, quantizeBits: bits });
     } else {
       ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
       if (bits !== undefined) ops.quantizeRows(t.h, t.h, { bits });
     }
-    if (fused.gateUp) {
+    if (!keep("gate-up")) {
+      // (left out)
+    } else if (fused.gateUp) {
       fused.gateUp.forward(t.h, { out: t.gateUp });
       if (!t.fusedViews) {
         const hidden = c.hiddenDim;
@@ -593,24 +659,29 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["mlp.gate_proj"].forward(t.h, { out: t.gate });
       lin["mlp.up_proj"].forward(t.h, { out: t.up });
     }
-    if (fuseRows && c.mlpActivation === "relu2" && c.subNorms) {
+    const subNorm = c.subNorms && keep("sub-norms") ? this.#ffnSubNorms[l] : undefined;
+    if (!keep("mlp-activation")) {
+      this.#normThenQuantize(t.gate, subNorm, bits);
+    } else if (fuseRows && c.mlpActivation === "relu2" && subNorm !== undefined) {
       ops.relu2MulRmsNorm(
         t.gate,
         t.up,
-        this.#ffnSubNorms[l],
+        subNorm,
         t.gate,
         bits === undefined ? { eps } : { eps, quantizeBits: bits },
       );
     } else {
       if (c.mlpActivation === "relu2") ops.relu2Mul(t.gate, t.up, t.gate);
       else ops.siluMul(t.gate, t.up, t.gate);
-      this.#normThenQuantize(t.gate, c.subNorms ? this.#ffnSubNorms[l] : undefined, bits);
+      this.#normThenQuantize(t.gate, subNorm, bits);
     }
-    lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
+    if (keep("down")) lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
     // The residual add, fused with the next norm (the next block's or the final one) where there is one;
     // with fuseRowOps the next block's norm also quantizes (the final one never does).
     const quantizeNext = fuseRows && bits !== undefined && l + 1 < c.nLayers ? { quantizeBits: bits } : {};
-    if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps, ...quantizeNext });
+    if (!keep("norms")) {
+      // (left out)
+    } else if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps, ...quantizeNext });
     else ops.add(t.x, t.proj, t.x);
   }
 
@@ -640,7 +711,8 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     ops.embedding(this.#embedding, ids, t.x);
     // The first block's norm (which quantizes for it with fuseRowOps, as every block's last op does for the next).
     const bits = c.activationBits;
-    const quantize = this.#fuseRowOps && bits !== undefined ? { quantizeBits: bits } : {};
+    const quantize =
+      this.#fuseRowOps && bits !== undefined && !this.#omit.has("quantize") ? { quantizeBits: bits } : {};
     ops.rmsnorm(t.x, this.#attnNorms[0], t.h, { eps: c.normEps, ...quantize });
     for (let l = 0; l < c.nLayers; l++) {
       const normNext = l + 1 < c.nLayers ? this.#attnNorms[l + 1] : finalNorm ? this.#finalNorm : undefined;

@@ -2,7 +2,12 @@ import { available, Event, memoryInfo, synchronize, unavailableReason } from "@t
 import Table from "cli-table3";
 import { useColor } from "../report.js";
 import { withActivationBits } from "../model/config.js";
-import { CudaLlamaRuntime, CudaRuntimeUnavailableError } from "../model/gpu-runtime.js";
+import {
+  CudaLlamaRuntime,
+  CudaRuntimeUnavailableError,
+  type StepPart,
+  stepPartsOf,
+} from "../model/gpu-runtime.js";
 import { disposeModel, listLinears } from "../model/llama.js";
 import { randomCudaModel } from "./random-model.js";
 import { kvCacheBytes, parseBatchList, speedConfig, type WeightFormat, weightBytes } from "./shapes.js";
@@ -26,7 +31,22 @@ export interface SpeedSettings {
   fuseRowOps?: boolean;
   /** Quantize every block linear's input to this many bits per row (BitNet: 8), in both formats. */
   activationBits?: number;
+  /**
+   * Also time the step with each part of the block left out of every block in turn (STEP_PARTS), so
+   * that the difference is what that part costs (default false).
+   */
+  breakdown?: boolean;
   onStatus?: (line: string) => void;
+}
+
+/** One part's cost in a step: the step timed with that part left out of every block. */
+export interface PartCost {
+  part: StepPart;
+  /** Median device time of a step without the part, ms (same steps and warm-up as the full step). */
+  deviceMsWithout: number;
+  /** What the part costs per step (full step minus this), ms; and per block, us. */
+  msPerStep: number;
+  usPerBlock: number;
 }
 
 export interface SpeedMeasurement {
@@ -45,6 +65,8 @@ export interface SpeedMeasurement {
    * after its last kernel, so the host's part of the step (JavaScript, launch calls, the wait) is not in it.
    */
   deviceMsPerTokenMedian: number;
+  /** With `breakdown`: each part's cost, from steps timed without it. */
+  breakdown?: PartCost[];
 }
 
 export interface SpeedFormatResult {
@@ -66,6 +88,7 @@ export interface SpeedReport {
   graphs: boolean;
   fuse: boolean;
   fuseRowOps: boolean;
+  breakdown: boolean;
   results: SpeedFormatResult[];
   notes: string[];
 }
@@ -106,16 +129,17 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
       { length: maxBatch * positions },
       (_, i) => (i * 7919 + s.seed) % config.vocabSize,
     );
-    for (const batch of s.batches) {
-      s.onStatus?.(`${format}: batch ${batch}`);
-      const caches = runtime.newBatchCache(batch, positions);
+    const rt = runtime;
+    // One run of warm-up + timed steps on a fresh batch cache: wall-clock and device times of the timed ones.
+    const timeSteps = (batch: number) => {
+      const caches = rt.newBatchCache(batch, positions);
       try {
         const times: number[] = [];
         const deviceTimes: number[] = [];
         for (let step = 0; step < positions; step++) {
           const t0 = performance.now();
           start.record();
-          runtime.decodeBatch(tokens.slice(step * batch, (step + 1) * batch), caches);
+          rt.decodeBatch(tokens.slice(step * batch, (step + 1) * batch), caches);
           end.record();
           synchronize();
           if (step >= s.warmup) {
@@ -124,17 +148,43 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
           }
           if (step === 0) peak = Math.max(peak, free0 - memoryInfo().freeBytes);
         }
-        const mean = times.reduce((a, t) => a + t, 0) / times.length;
-        measurements.push({
-          batch,
-          tokensPerSecond: (batch * 1000) / mean,
-          msPerToken: mean,
-          msPerTokenMedian: median(times),
-          deviceMsPerTokenMedian: median(deviceTimes),
-        });
+        return { times, deviceTimes };
       } finally {
         caches.dispose();
       }
+    };
+    for (const batch of s.batches) {
+      s.onStatus?.(`${format}: batch ${batch}`);
+      const { times, deviceTimes } = timeSteps(batch);
+      const mean = times.reduce((a, t) => a + t, 0) / times.length;
+      const full = median(deviceTimes);
+      let breakdown: PartCost[] | undefined;
+      if (s.breakdown) {
+        breakdown = [];
+        try {
+          for (const part of stepPartsOf(model.config)) {
+            s.onStatus?.(`${format}: batch ${batch} without ${part}`);
+            rt.setOmitParts([part]);
+            const without = median(timeSteps(batch).deviceTimes);
+            breakdown.push({
+              part,
+              deviceMsWithout: without,
+              msPerStep: full - without,
+              usPerBlock: ((full - without) * 1000) / config.nLayers,
+            });
+          }
+        } finally {
+          rt.setOmitParts([]);
+        }
+      }
+      measurements.push({
+        batch,
+        tokensPerSecond: (batch * 1000) / mean,
+        msPerToken: mean,
+        msPerTokenMedian: median(times),
+        deviceMsPerTokenMedian: full,
+        ...(breakdown === undefined ? {} : { breakdown }),
+      });
     }
     const linearBytes =
       listLinears(model).reduce((sum, e) => sum + e.layer.byteLength, 0) + runtime.fusedByteLength;
@@ -194,6 +244,7 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     graphs,
     fuse,
     fuseRowOps: s.fuseRowOps ?? false,
+    breakdown: s.breakdown ?? false,
     results,
     notes: [
       "seeded random weights in the model's shapes; the embedding and the classifier stay fp16 in both",
@@ -208,6 +259,11 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
       ...(s.fuseRowOps
         ? [
             "BitNet's row ops fused (--fuse-row-ops): norms quantize their outputs, relu2 gate + sub-norm + quantization in one launch",
+          ]
+        : []),
+      ...(s.breakdown
+        ? [
+            "breakdown: each part's cost is the median GPU step time minus that of the same steps with the part left out of every block (outputs then meaningless); parts overlap in time, so the costs need not add up to the step",
           ]
         : []),
       ...(s.activationBits === undefined
@@ -266,6 +322,28 @@ export function formatSpeed(r: SpeedReport): string {
       lines.push(
         `${x.format}: weights ${((x.weightBytes ?? 0) / GIB).toFixed(2)} GiB, device memory used ${((x.deviceBytesUsed ?? 0) / GIB).toFixed(2)} GiB`,
       );
+  }
+  for (const x of r.results) {
+    for (const m of x.measurements) {
+      if (m.breakdown === undefined) continue;
+      const parts = new Table({
+        head: ["part", "GPU ms/step without", "cost ms/step", "cost us/block", "share"],
+        ...(useColor() ? {} : { style: { head: [], border: [] } }),
+      });
+      for (const p of m.breakdown) {
+        parts.push([
+          p.part,
+          p.deviceMsWithout.toFixed(3),
+          p.msPerStep.toFixed(3),
+          p.usPerBlock.toFixed(2),
+          `${((100 * p.msPerStep) / m.deviceMsPerTokenMedian).toFixed(1)}%`,
+        ]);
+      }
+      lines.push(
+        `${x.format}, batch ${m.batch}: where the step's ${m.deviceMsPerTokenMedian.toFixed(3)} GPU ms go (${r.layers} blocks)`,
+        parts.toString(),
+      );
+    }
   }
   for (const n of r.notes) lines.push(`note: ${n}`);
   return lines.join("\n");
