@@ -313,7 +313,8 @@ describe.skipIf(!gpu)("speed on random weights (smoke run, no timing assertions)
         expect(m.breakdown?.map((p) => p.part)).toEqual(stepPartsOf(config));
         for (const p of m.breakdown ?? []) {
           expect(p.deviceMsWithout).toBeGreaterThan(0);
-          expect(p.msPerStep).toBeCloseTo(m.deviceMsPerTokenMedian - p.deviceMsWithout, 9);
+          expect(Number.isFinite(p.msPerStep)).toBe(true);
+          expect(p.usPerBlock).toBeCloseTo((p.msPerStep * 1000) / config.nLayers, 6);
         }
       }
       // Layers' and runtime's own bytes: the estimate plus the fp32 norms and the activation buffers.

@@ -10,6 +10,8 @@
  */
 import { createRequire } from "node:module";
 import type { DeviceTensor } from "@trirun/kernel-native";
+import type { CudaRuntimeOptions } from "../src/model/gpu-runtime.js";
+import type { LlamaModel } from "../src/model/llama.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { haveShared, STORIES_BIN } from "./helpers/reference-f64.js";
 
@@ -428,12 +430,12 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     }
   });
 
-  it("setOmitParts leaves a part out of every block (fewer launches, other logits); [] restores the step", () => {
-    const fp = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
-    const rt = new m.gpu.CudaLlamaRuntime(fp, { graphs: false });
-    const L = fp.config.nLayers;
-    // The stand-in addon as kernel-native loaded it (one module instance): its kernel entry points,
-    // wrapped to count the launches of a step.
+  /**
+   * Launches of one decoding step (batch cache, graphs off) with each part left out in turn: the stand-in
+   * addon as kernel-native loaded it (one module instance), its kernel entry points wrapped to count.
+   */
+  function partLaunches(model: LlamaModel, opts: CudaRuntimeOptions) {
+    const rt = new m.gpu.CudaLlamaRuntime(model, { ...opts, graphs: false });
     const addon = createRequire(import.meta.url)(fake?.file as string) as Record<string, unknown>;
     const originals = Object.entries(addon).filter(
       ([name, fn]) => typeof fn === "function" && /^(ops[A-Z]|trirunMatmul|gemmF16)/.test(name),
@@ -457,36 +459,119 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       }
     };
     try {
-      expect(m.gpu.stepPartsOf(fp.config)).toEqual([
-        "qkv",
-        "attention",
-        "o",
-        "norms",
-        "gate-up",
-        "mlp-activation",
-        "down",
-      ]);
       const full = step();
-      for (const part of m.gpu.stepPartsOf(fp.config)) {
+      const fewer = new Map<string, number>();
+      for (const part of m.gpu.stepPartsOf(model.config)) {
         rt.setOmitParts([part]);
         expect(rt.omitParts).toEqual([part]);
         const without = step();
-        const fewer = full.launches - without.launches;
-        expect(fewer > 0 && fewer % L === 0, `${part}: ${fewer} fewer launches over ${L} blocks`).toBe(true);
-        if (part === "qkv") expect(fewer / L).toBeGreaterThanOrEqual(3);
-        expect(without.logits, part).not.toEqual(full.logits);
+        expect(
+          (full.launches - without.launches) % model.config.nLayers,
+          `${part}: the same in every block`,
+        ).toBe(0);
+        fewer.set(part, (full.launches - without.launches) / model.config.nLayers);
+        expect(without.logits, `${part} left out changes the logits`).not.toEqual(full.logits);
       }
       rt.setOmitParts([]);
-      expect(step()).toEqual(full);
-      expect(() => rt.setOmitParts(["sub-norms"])).toThrow(/this model's block has no "sub-norms" part/);
-      expect(() => rt.setOmitParts(["quantize"])).toThrow(/no "quantize" part/);
-      expect(() => rt.setOmitParts(["mlp" as never])).toThrow(/unknown step part "mlp"/);
-      const bitnet = { ...fp.config, subNorms: true, activationBits: 8 };
-      expect(m.gpu.stepPartsOf(bitnet)).toEqual([...m.gpu.STEP_PARTS]);
+      expect(step(), "[] restores the full step").toEqual(full);
+      return { fewer };
     } finally {
       for (const [name, fn] of originals) addon[name] = fn;
       rt.dispose();
     }
+  }
+
+  it("setOmitParts leaves a part out of every block (fewer launches, other logits); [] restores the step", () => {
+    const fp = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
+    expect(m.gpu.stepPartsOf(fp.config)).toEqual([
+      "qkv",
+      "attention",
+      "o",
+      "norms",
+      "gate-up",
+      "mlp-activation",
+      "down",
+    ]);
+    const { fewer } = partLaunches(fp, {});
+    for (const [part, least] of [
+      ["qkv", 3],
+      ["attention", 1],
+      ["o", 1],
+      ["gate-up", 2],
+      ["down", 1],
+    ] as const) {
+      expect(fewer.get(part), part).toBeGreaterThanOrEqual(least);
+    }
+    expect(fewer.get("norms")).toBe(2); // add + RMSNorm after attention and after the MLP
+    expect(fewer.get("mlp-activation")).toBe(1);
+    // A graphed runtime recaptures after each change.
+    const rt = new m.gpu.CudaLlamaRuntime(fp);
+    const token = 1 + Math.floor(Math.random() * (VOCAB - 1));
+    const logitsOf = () => {
+      const cache = rt.newBatchCache(1, 4);
+      try {
+        rt.decodeBatch([token], cache);
+        rt.decodeBatch([token], cache); // captured
+        return Array.from(rt.decodeBatch([token], cache).download() as Uint16Array); // replayed
+      } finally {
+        cache.dispose();
+      }
+    };
+    try {
+      const full = logitsOf();
+      rt.setOmitParts(["attention", "down"]);
+      expect(logitsOf()).not.toEqual(full);
+      rt.setOmitParts([]);
+      expect(logitsOf()).toEqual(full);
+      expect(() => rt.setOmitParts(["sub-norms"])).toThrow(/this model's block has no "sub-norms" part/);
+      expect(() => rt.setOmitParts(["quantize"])).toThrow(/no "quantize" part/);
+      expect(() => rt.setOmitParts(["mlp" as never])).toThrow(/unknown step part "mlp"/);
+      expect(rt.omitParts).toEqual([]);
+    } finally {
+      rt.dispose();
+    }
+  });
+
+  it("setOmitParts on BitNet's block with 8-bit activations, row ops fused or not: each part's launches", () => {
+    const subNorms = (n: number) => Float32Array.from({ length: n }, () => 0.8 + Math.random() * 0.4);
+    const base = m.loaders.loadLlama2c(STORIES_BIN, { backend: "cuda" });
+    const bitnet = m.config.withActivationBits(
+      {
+        ...base,
+        config: { ...base.config, mlpActivation: "relu2", subNorms: true },
+        blocks: base.blocks.map((b) => ({
+          ...b,
+          attnSubNorm: subNorms(base.config.dim),
+          ffnSubNorm: subNorms(base.config.hiddenDim),
+        })),
+      },
+      8,
+    );
+    expect(m.gpu.stepPartsOf(bitnet.config)).toEqual([...m.gpu.STEP_PARTS]);
+    // Per block. Unfused: 4 quantizations (q/k/v input, o input after its sub-norm, gate/up input, down
+    // input after its sub-norm), two sub-norms. Fused (fuseRowOps): quantization rides in the norms (none
+    // of its own), the MLP's sub-norm in the gate launch; the o sub-norm left out leaves its quantization.
+    const unfused = partLaunches(bitnet, {}).fewer;
+    expect(
+      Object.fromEntries(
+        ["norms", "mlp-activation", "sub-norms", "quantize"].map((p) => [p, unfused.get(p)]),
+      ),
+    ).toEqual({
+      norms: 2,
+      "mlp-activation": 1,
+      "sub-norms": 2,
+      quantize: 4,
+    });
+    const fused = partLaunches(bitnet, { fuseRowOps: true }).fewer;
+    expect(
+      Object.fromEntries(["norms", "mlp-activation", "sub-norms", "quantize"].map((p) => [p, fused.get(p)])),
+    ).toEqual({
+      norms: 2,
+      "mlp-activation": 1,
+      "sub-norms": 0,
+      quantize: 0,
+    });
+    for (const f of [unfused, fused]) expect(f.get("qkv")).toBeGreaterThanOrEqual(3);
   });
 
   it("a runtime whose construction fails part-way frees what it allocated", () => {

@@ -385,7 +385,12 @@ export class TriRunLinear extends LinearBase {
     const shape = this.#devicePacked!;
     const [B, s] = core.weights;
     const natural = unpackToNatural(
-      { ...shape, B: B.download() as Int32Array, s: s.download() as Uint16Array },
+      // (On the layer's device, the current one left as it was.)
+      onDevice(core.device, () => ({
+        ...shape,
+        B: B.download() as Int32Array,
+        s: s.download() as Uint16Array,
+      })),
       this.inFeatures,
       this.outFeatures,
     );

@@ -67,6 +67,12 @@ describe.skipIf(fake === undefined)(`layers on device 1 while device 0 is curren
       }
       fromDevice.dispose();
       expect(() => layer.forward(onZero)).toThrow(/x is on device 0, the layer's weights on device 1/);
+      // Host copies of the weights come from device 1 and leave device 0 current.
+      setDevice(0);
+      const host =
+        layer instanceof TriRunLinear ? layer.dequantize() : (layer as { weight: Float32Array }).weight;
+      expect(host.length).toBe(inF * outF);
+      expect(currentDevice(), "after reading the weights").toBe(0);
       layer.dispose();
     }
     onOne.dispose();

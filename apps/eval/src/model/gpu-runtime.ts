@@ -258,7 +258,6 @@ class Workspace {
   }
 }
 
-/** Options of the CUDA runtime. */
 /**
  * Parts of a decoder block that a timing run may leave out of every block (CudaLlamaRuntime.omitParts):
  * `trirun-eval speed --breakdown` times the step without each in turn, so that the difference is
@@ -270,10 +269,16 @@ export const STEP_PARTS = [
   "o", // the o projection
   "norms", // the residual adds with the next norms (add + RMSNorm), twice per block
   "gate-up", // the gate and up projections
-  "mlp-activation", // SiLU(gate) * up, or BitNet's relu2(gate) * up (with fuseRowOps: with its sub-norm)
+  // SiLU(gate) * up, or BitNet's relu2(gate) * up (with fuseRowOps: the one launch of the gate, the MLP's
+  // sub-norm and its quantization)
+  "mlp-activation",
   "down", // the down projection
-  "sub-norms", // BitNet b1.58: the norms before o and down
-  "quantize", // 8-bit activations: every linear input's quantization (with fuseRowOps: the norms' part of it)
+  // BitNet b1.58: the norms before o and down (with fuseRowOps: before o only, the other being inside the
+  // fused gate launch; the quantization after it stays, as a launch of its own)
+  "sub-norms",
+  // 8-bit activations: every linear input's quantization (with fuseRowOps: the norms' quantizing part,
+  // which has no launch of its own)
+  "quantize",
 ] as const;
 export type StepPart = (typeof STEP_PARTS)[number];
 
@@ -286,6 +291,7 @@ export function stepPartsOf(config: LlamaModel["config"]): StepPart[] {
   );
 }
 
+/** Options of the CUDA runtime. */
 export interface CudaRuntimeOptions {
   /**
    * Run q/k/v and gate/up as one matmul each (layers fused with `TriRunLinear.concat` /
@@ -370,7 +376,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
   readonly #fuseRowOps: boolean;
   #omit: ReadonlySet<StepPart> = new Set();
   #workspace: Workspace | undefined;
-  /** Bumped whenever the workspace is replaced: graphs captured before are stale. */
+  /** Bumped whenever the workspace is replaced or the omitted parts change: graphs captured before are stale. */
   #generation = 0;
   /** Views of the workspace for decodeBatch, per batch size (made once: the decode loop is hot). */
   readonly #batchViews = new Map<number, BatchViews>();
@@ -483,7 +489,6 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     return new CudaKvCache(c.nLayers, capacity, kvDim(c));
   }
 
-  /** A cache for `batch` sequences decoded together by decodeBatch, up to `capacity` positions each. */
   /** The parts left out of every block (timing only; see STEP_PARTS). */
   get omitParts(): readonly StepPart[] {
     return [...this.#omit];
@@ -510,6 +515,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     this.#generation++;
   }
 
+  /** A cache for `batch` sequences decoded together by decodeBatch, up to `capacity` positions each. */
   newBatchCache(batch: number, capacity = this.model.config.maxSeqLen): CudaBatchKvCache {
     const c = this.model.config;
     if (!Number.isInteger(batch) || batch < 1) {
@@ -659,21 +665,25 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       lin["mlp.gate_proj"].forward(t.h, { out: t.gate });
       lin["mlp.up_proj"].forward(t.h, { out: t.up });
     }
-    const subNorm = c.subNorms && keep("sub-norms") ? this.#ffnSubNorms[l] : undefined;
-    if (!keep("mlp-activation")) {
-      this.#normThenQuantize(t.gate, subNorm, bits);
-    } else if (fuseRows && c.mlpActivation === "relu2" && subNorm !== undefined) {
-      ops.relu2MulRmsNorm(
-        t.gate,
-        t.up,
-        subNorm,
-        t.gate,
-        bits === undefined ? { eps } : { eps, quantizeBits: bits },
-      );
+    const ffnSubNorm = c.subNorms ? this.#ffnSubNorms[l] : undefined;
+    if (fuseRows && c.mlpActivation === "relu2" && ffnSubNorm !== undefined) {
+      // One launch: the gate, the sub-norm (kept when "sub-norms" is left out: it cannot be split off) and
+      // the quantization ("mlp-activation" leaves out the launch).
+      if (keep("mlp-activation")) {
+        ops.relu2MulRmsNorm(
+          t.gate,
+          t.up,
+          ffnSubNorm,
+          t.gate,
+          bits === undefined ? { eps } : { eps, quantizeBits: bits },
+        );
+      }
     } else {
-      if (c.mlpActivation === "relu2") ops.relu2Mul(t.gate, t.up, t.gate);
-      else ops.siluMul(t.gate, t.up, t.gate);
-      this.#normThenQuantize(t.gate, subNorm, bits);
+      if (keep("mlp-activation")) {
+        if (c.mlpActivation === "relu2") ops.relu2Mul(t.gate, t.up, t.gate);
+        else ops.siluMul(t.gate, t.up, t.gate);
+      }
+      this.#normThenQuantize(t.gate, keep("sub-norms") ? ffnSubNorm : undefined, bits);
     }
     if (keep("down")) lin["mlp.down_proj"].forward(t.gate, { out: t.proj });
     // The residual add, fused with the next norm (the next block's or the final one) where there is one;

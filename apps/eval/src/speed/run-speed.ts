@@ -44,7 +44,10 @@ export interface PartCost {
   part: StepPart;
   /** Median device time of a step without the part, ms (same steps and warm-up as the full step). */
   deviceMsWithout: number;
-  /** What the part costs per step (full step minus this), ms; and per block, us. */
+  /**
+   * What the part costs per step, ms (the full step's median, measured before and after the parts' runs
+   * and averaged, minus deviceMsWithout); and per block, us.
+   */
   msPerStep: number;
   usPerBlock: number;
 }
@@ -160,22 +163,26 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
       const full = median(deviceTimes);
       let breakdown: PartCost[] | undefined;
       if (s.breakdown) {
-        breakdown = [];
+        const without: [StepPart, number][] = [];
         try {
           for (const part of stepPartsOf(model.config)) {
             s.onStatus?.(`${format}: batch ${batch} without ${part}`);
             rt.setOmitParts([part]);
-            const without = median(timeSteps(batch).deviceTimes);
-            breakdown.push({
-              part,
-              deviceMsWithout: without,
-              msPerStep: full - without,
-              usPerBlock: ((full - without) * 1000) / config.nLayers,
-            });
+            without.push([part, median(timeSteps(batch).deviceTimes)]);
           }
         } finally {
           rt.setOmitParts([]);
         }
+        // The full step again after the parts' runs, and the mean of both as the reference, so that a
+        // drift of the clocks during the runs does not tilt every cost one way.
+        s.onStatus?.(`${format}: batch ${batch} again`);
+        const reference = (full + median(timeSteps(batch).deviceTimes)) / 2;
+        breakdown = without.map(([part, ms]) => ({
+          part,
+          deviceMsWithout: ms,
+          msPerStep: reference - ms,
+          usPerBlock: ((reference - ms) * 1000) / config.nLayers,
+        }));
       }
       measurements.push({
         batch,
@@ -263,7 +270,7 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
         : []),
       ...(s.breakdown
         ? [
-            "breakdown: each part's cost is the median GPU step time minus that of the same steps with the part left out of every block (outputs then meaningless); parts overlap in time, so the costs need not add up to the step",
+            "breakdown: each part's cost is the median GPU step time (the mean of the full step's medians before and after the parts' runs) minus that of the same steps with the part left out of every block (outputs then meaningless); parts overlap in time, so the costs need not add up to the step",
           ]
         : []),
       ...(s.activationBits === undefined
