@@ -43,7 +43,7 @@ export interface TrirunConfig {
   blockRows: number;
   /** Copy pipeline depth (cp.async stages, or the TMA kernels' mbarrier ring). */
   stages: number;
-  /** Thread blocks launched (with TRIRUN_SMALL_CLUSTERS, a small-batch launch may use a cluster per column). */
+  /** Thread blocks launched (on sm_90 a small-batch launch may use a cluster of blocks per column: TRIRUN_SMALL_CLUSTERS). */
   sms: number;
   maxParallel: number;
   threads: number;
