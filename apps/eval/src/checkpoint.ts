@@ -1,6 +1,6 @@
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type Backend, TriRunLinear } from "@trirun/layers";
+import { type Backend, Float16Linear, TriRunLinear } from "@trirun/layers";
 import {
   CheckpointError,
   encodeF16,
@@ -176,7 +176,8 @@ export async function writeQuantizedCheckpoint(
   });
   tensors.push(exactTensor("model.norm.weight", fp.finalNorm, [c.dim]));
   if (!c.tiedClassifier) {
-    const w = (fp.classifier as { weight?: unknown }).weight;
+    const head = fp.classifier;
+    const w = head instanceof Float16Linear ? head.readWeight() : (head as { weight?: unknown }).weight;
     if (!(w instanceof Float32Array))
       throw new TypeError("lm_head: expected an unquantized classifier with host weights");
     tensors.push(exactTensor("lm_head.weight", w, [c.vocabSize, c.dim]));

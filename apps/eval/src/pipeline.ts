@@ -1,4 +1,4 @@
-import type { Backend } from "@trirun/layers";
+import { type Backend, Float16Linear } from "@trirun/layers";
 import { sampleSequences } from "./data/sampling.js";
 import type { TextTokenizer } from "./data/tokenizer.js";
 import type { TokenFileFormat } from "./data/tokens.js";
@@ -28,10 +28,15 @@ export function levelsOf(method: QuantizationMethod, gptqLevels: Levels): Levels
   return method === "mse" ? "int2" : "ternary";
 }
 
-/** Reads the (out, in) fp32 host weight of an unquantized layer. */
+/**
+ * Reads the (out, in) fp32 host weight of an unquantized layer; a CUDA Float16Linear's is downloaded
+ * and not kept (readWeight), so a pass over the model holds one layer's copy at a time.
+ */
 export function hostWeight(model: LlamaModel, path: string): Float32Array {
   const entry = listLinears(model).find((e) => e.path === path);
-  const weight = (entry?.layer as { weight?: unknown } | undefined)?.weight;
+  const layer = entry?.layer;
+  const weight =
+    layer instanceof Float16Linear ? layer.readWeight() : (layer as { weight?: unknown } | undefined)?.weight;
   if (!(weight instanceof Float32Array)) {
     throw new TypeError(`${path}: expected an unquantized layer with a host weight copy`);
   }

@@ -44,21 +44,29 @@ export class Float16Linear extends LinearBase {
    * a graph capture.
    */
   get weight(): Float32Array {
-    if (this.#weight === undefined) {
-      const core = this.core;
-      if (core.kind !== "cuda") throw new Error(`${this.label}: no host weights`); // (CPU layers always have them)
-      const [W] = core.weights;
-      const bits = onDevice(core.device, () => W.download() as Uint16Array);
-      const { inFeatures, outFeatures, width } = core;
-      let rows = bits;
-      if (width !== inFeatures) {
-        rows = new Uint16Array(outFeatures * inFeatures);
-        for (let o = 0; o < outFeatures; o++)
-          rows.set(bits.subarray(o * width, o * width + inFeatures), o * inFeatures);
-      }
-      this.#weight = decodeF16(rows);
-    }
+    this.#weight ??= this.readWeight();
     return this.#weight;
+  }
+
+  /**
+   * The same values as `weight`, without keeping them: a CUDA layer that was not read before
+   * downloads a fresh copy on every call (for one pass over a model's layers, e.g. quantizing it,
+   * with one layer's copy alive at a time); otherwise the copy `weight` holds.
+   */
+  readWeight(): Float32Array {
+    if (this.#weight !== undefined) return this.#weight;
+    const core = this.core;
+    if (core.kind !== "cuda") throw new Error(`${this.label}: no host weights`); // (CPU layers always have them)
+    const [W] = core.weights;
+    const bits = onDevice(core.device, () => W.download() as Uint16Array);
+    const { inFeatures, outFeatures, width } = core;
+    let rows = bits;
+    if (width !== inFeatures) {
+      rows = new Uint16Array(outFeatures * inFeatures);
+      for (let o = 0; o < outFeatures; o++)
+        rows.set(bits.subarray(o * width, o * width + inFeatures), o * inFeatures);
+    }
+    return decodeF16(rows);
   }
 
   protected get label(): string {

@@ -252,8 +252,13 @@ describe.skipIf(!gpu)("Float16Linear: CUDA backend vs CPU backend", () => {
           const scale = scaleOf(cpu.weight, outF, inF, host, cpu.bias);
           expectGpuClose(got, expected, scale, inF, "fp32", `batch [${lead}]`);
         }
-        // The CUDA layer's host weights come from the device on first read (bias column left out).
+        // The CUDA layer's host weights come from the device (bias column left out): readWeight keeps
+        // nothing (a fresh copy per call), weight keeps its first copy.
+        const once = cuda.readWeight();
+        expect(Array.from(once)).toEqual(Array.from(cpu.weight));
+        expect(cuda.readWeight()).not.toBe(once);
         expect(Array.from(cuda.weight)).toEqual(Array.from(cpu.weight));
+        expect(cuda.readWeight()).toBe(cuda.weight);
         cuda.dispose();
         const unread = Float16Linear.fromWeights(weightBits, outF, inF, bias, { backend: "cuda" });
         unread.dispose();
