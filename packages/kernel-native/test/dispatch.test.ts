@@ -1,8 +1,9 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // The dispatcher of trirun_matmul, on the CPU: tools/dispatch-check.cu builds trirun.cu with its launches
@@ -17,8 +18,11 @@ if (!haveNvcc) console.warn("dispatch check skipped: nvcc not found (set NVCC or
 describe.skipIf(!haveNvcc)("trirun_matmul's dispatcher (built for the CPU with recorded launches)", () => {
   const dir = mkdtempSync(join(tmpdir(), "trirun-dispatch-"));
   const binary = join(dir, "dispatch-check");
-  beforeAll(() => {
-    execFileSync(
+  // Asynchronous: a compile of a minute or more (a loaded CI machine) must not block this worker's event
+  // loop, or vitest's calls between the worker and the main process time out ("Timeout calling
+  // onTaskUpdate") and the run fails with an unhandled error.
+  beforeAll(async () => {
+    await promisify(execFile)(
       nvcc,
       [
         "-std=c++17",
@@ -29,9 +33,9 @@ describe.skipIf(!haveNvcc)("trirun_matmul's dispatcher (built for the CPU with r
         "-o",
         binary,
       ],
-      { stdio: "pipe" },
+      { maxBuffer: 64 * 2 ** 20 },
     );
-  }, 120_000);
+  }, 300_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("covers every row once with launches that exist, on every device profile, shape and m; splits clustered columns soundly", () => {
