@@ -522,5 +522,18 @@ export function withFakeOps(addon: NativeAddon): NativeAddon {
       }
     },
   };
-  return withFakeGraphs(Object.assign(addon, ops));
+  // As the addon's ops do (UseDevice): the first operand's device becomes the current one, and stays.
+  const onOperandDevice = Object.fromEntries(
+    Object.entries(ops).map(([name, op]) => [
+      name,
+      (...args: unknown[]) => {
+        const operand = args.find(
+          (a): a is NativeBuffer => typeof a === "object" && a !== null && "bytes" in a && "device" in a,
+        );
+        if (operand !== undefined) addon.setDevice(operand.device);
+        return (op as (...a: unknown[]) => unknown)(...args);
+      },
+    ]),
+  ) as typeof ops;
+  return withFakeGraphs(Object.assign(addon, onOperandDevice));
 }
