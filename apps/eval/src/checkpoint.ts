@@ -1,6 +1,6 @@
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type Backend, Float16Linear, TriRunLinear } from "@trirun/layers";
+import { type Backend, TriRunLinear } from "@trirun/layers";
 import {
   CheckpointError,
   encodeF16,
@@ -23,6 +23,7 @@ import {
 } from "./model/loaders/hf.js";
 import { float16LinearFactory } from "./model/loaders/linear-factory.js";
 import { type LlamaModel, listLinears } from "./model/llama.js";
+import { hostWeightOf } from "./model/linear.js";
 import type { Levels } from "./quantize/calibrators.js";
 import type { QuantizedLayerRecord } from "./quantize/sequential.js";
 import { type CheckpointOutputOptions, prepareCheckpointOutput, removeReplaced } from "./output.js";
@@ -176,10 +177,8 @@ export async function writeQuantizedCheckpoint(
   });
   tensors.push(exactTensor("model.norm.weight", fp.finalNorm, [c.dim]));
   if (!c.tiedClassifier) {
-    const head = fp.classifier;
-    const w = head instanceof Float16Linear ? head.readWeight() : (head as { weight?: unknown }).weight;
-    if (!(w instanceof Float32Array))
-      throw new TypeError("lm_head: expected an unquantized classifier with host weights");
+    const w = hostWeightOf(fp.classifier);
+    if (w === undefined) throw new TypeError("lm_head: expected an unquantized classifier with host weights");
     tensors.push(exactTensor("lm_head.weight", w, [c.vocabSize, c.dim]));
   }
   const replaced = prepareCheckpointOutput(dir, opts);

@@ -1,10 +1,11 @@
-import { type Backend, Float16Linear } from "@trirun/layers";
+import type { Backend } from "@trirun/layers";
 import { sampleSequences } from "./data/sampling.js";
 import type { TextTokenizer } from "./data/tokenizer.js";
 import type { TokenFileFormat } from "./data/tokens.js";
 import { readTokenFile, toWindows } from "./data/tokens.js";
 import { compareModels } from "./metrics.js";
 import { BLOCK_LINEARS, type LlamaModel, listLinears } from "./model/llama.js";
+import { hostWeightOf } from "./model/linear.js";
 import type { LlamaRuntime } from "./model/runtime.js";
 import { createRuntime, describeRuntime, type RuntimeKind } from "./model/runtime-select.js";
 import { startProgress } from "./progress.js";
@@ -28,16 +29,10 @@ export function levelsOf(method: QuantizationMethod, gptqLevels: Levels): Levels
   return method === "mse" ? "int2" : "ternary";
 }
 
-/**
- * Reads the (out, in) fp32 host weight of an unquantized layer; a CUDA Float16Linear's is downloaded
- * and not kept (readWeight), so a pass over the model holds one layer's copy at a time.
- */
+/** Reads the (out, in) fp32 host weight of an unquantized layer (hostWeightOf). */
 export function hostWeight(model: LlamaModel, path: string): Float32Array {
-  const entry = listLinears(model).find((e) => e.path === path);
-  const layer = entry?.layer;
-  const weight =
-    layer instanceof Float16Linear ? layer.readWeight() : (layer as { weight?: unknown } | undefined)?.weight;
-  if (!(weight instanceof Float32Array)) {
+  const weight = hostWeightOf(listLinears(model).find((e) => e.path === path)?.layer);
+  if (weight === undefined) {
     throw new TypeError(`${path}: expected an unquantized layer with a host weight copy`);
   }
   return weight;

@@ -1,4 +1,4 @@
-import type { HostTensor, Linear } from "@trirun/layers";
+import { Float16Linear, type HostTensor, type Linear } from "@trirun/layers";
 
 /** Every linear layer of the model is a @trirun/layers module (TriRunLinear or Float16Linear). */
 export type ModelLinear = Linear;
@@ -25,4 +25,15 @@ export function forwardHost(
     );
   }
   return out.data;
+}
+
+/**
+ * The (out, in) fp32 host weight of an unquantized layer, or undefined for a quantized one; a CUDA
+ * Float16Linear's is downloaded and not kept (readWeight), so a pass over a model holds one layer's
+ * copy at a time.
+ */
+export function hostWeightOf(layer: ModelLinear | undefined): Float32Array | undefined {
+  if (layer instanceof Float16Linear) return layer.readWeight();
+  const weight = (layer as { weight?: unknown } | undefined)?.weight;
+  return weight instanceof Float32Array ? weight : undefined;
 }
