@@ -8,7 +8,6 @@
  * several streams does not race with itself.
  */
 import { DeviceTensor, type Stream, synchronize } from "@trirun/kernel-native";
-import { onDevice } from "./device-guard.js";
 
 /** fp16 1.0, written into the bias column of the activation scratch. */
 const F16_ONE = 0x3c00;
@@ -115,7 +114,10 @@ export class CudaCore {
     return this.#weights;
   }
 
-  /** `y (rows, out) = x (rows, in) @ W^T + bias`, both f16 device tensors with `rows` rows. */
+  /**
+   * `y (rows, out) = x (rows, in) @ W^T + bias`, both f16 device tensors with `rows` rows. Call it with
+   * `device` current (LinearBase's forward does, through onDevice): its scratch is allocated there.
+   */
   run(x: DeviceTensor, rows: number, y: DeviceTensor, stream: Stream | undefined): void {
     if (rows === 0) return;
     const views: DeviceTensor[] = [];
@@ -165,26 +167,23 @@ export class CudaCore {
     }
     const cached = cache.get(stream);
     if (cached !== undefined && cached.rows >= rows) return cached.tensor;
-    // On the weights' device, whichever device is current (new memory goes to the current one).
-    return onDevice(this.device, () => {
-      if (cached !== undefined) {
-        // Queued work on this stream may still read the old buffer: finish it before freeing.
-        if (stream === undefined) synchronize();
-        else stream.synchronize();
-        cached.tensor.dispose();
-        cache.delete(stream);
-      }
-      const capacity = roundUpRows(rows);
-      let tensor: DeviceTensor;
-      if (onesColumn < 0) tensor = DeviceTensor.zeros("f16", [capacity, columns]);
-      else {
-        const host = new Uint16Array(capacity * columns);
-        for (let r = 0; r < capacity; r++) host[r * columns + onesColumn] = F16_ONE;
-        tensor = DeviceTensor.fromArray(host, [capacity, columns], "f16");
-      }
-      cache.set(stream, { tensor, rows: capacity });
-      return tensor;
-    });
+    if (cached !== undefined) {
+      // Queued work on this stream may still read the old buffer: finish it before freeing.
+      if (stream === undefined) synchronize();
+      else stream.synchronize();
+      cached.tensor.dispose();
+      cache.delete(stream);
+    }
+    const capacity = roundUpRows(rows);
+    let tensor: DeviceTensor;
+    if (onesColumn < 0) tensor = DeviceTensor.zeros("f16", [capacity, columns]);
+    else {
+      const host = new Uint16Array(capacity * columns);
+      for (let r = 0; r < capacity; r++) host[r * columns + onesColumn] = F16_ONE;
+      tensor = DeviceTensor.fromArray(host, [capacity, columns], "f16");
+    }
+    cache.set(stream, { tensor, rows: capacity });
+    return tensor;
   }
 
   dispose(): void {
