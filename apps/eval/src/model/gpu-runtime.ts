@@ -611,21 +611,21 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     const bits = keep("quantize") ? c.activationBits : undefined;
     const fuseRows = this.#fuseRowOps;
     if (bits !== undefined && !fuseRows) ops.quantizeRows(t.h, t.h, { bits });
-    if (!keep("qkv")) {
-      // (left out)
-    } else if (fused.qkv) {
-      fused.qkv.forward(t.h, { out: t.qkv });
-      if (!t.fusedViews) {
-        const [dim, kv] = [c.dim, kvDim(c)];
-        const width = dim + 2 * kv;
-        t.q.copyRowsFrom(t.qkv, rows, dim, { srcStride: width });
-        t.k.copyRowsFrom(t.qkv.view([rows * width - dim], dim), rows, kv, { srcStride: width });
-        t.v.copyRowsFrom(t.qkv.view([rows * width - dim - kv], dim + kv), rows, kv, { srcStride: width });
+    if (keep("qkv")) {
+      if (fused.qkv) {
+        fused.qkv.forward(t.h, { out: t.qkv });
+        if (!t.fusedViews) {
+          const [dim, kv] = [c.dim, kvDim(c)];
+          const width = dim + 2 * kv;
+          t.q.copyRowsFrom(t.qkv, rows, dim, { srcStride: width });
+          t.k.copyRowsFrom(t.qkv.view([rows * width - dim], dim), rows, kv, { srcStride: width });
+          t.v.copyRowsFrom(t.qkv.view([rows * width - dim - kv], dim + kv), rows, kv, { srcStride: width });
+        }
+      } else {
+        lin["self_attn.q_proj"].forward(t.h, { out: t.q });
+        lin["self_attn.k_proj"].forward(t.h, { out: t.k });
+        lin["self_attn.v_proj"].forward(t.h, { out: t.v });
       }
-    } else {
-      lin["self_attn.q_proj"].forward(t.h, { out: t.q });
-      lin["self_attn.k_proj"].forward(t.h, { out: t.k });
-      lin["self_attn.v_proj"].forward(t.h, { out: t.v });
     }
     if (keep("attention")) {
       if (!attention.rotatesQk) {
@@ -650,20 +650,20 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       ops.addRmsNorm(t.x, t.proj, this.#ffnNorms[l], t.h, { eps });
       if (bits !== undefined) ops.quantizeRows(t.h, t.h, { bits });
     }
-    if (!keep("gate-up")) {
-      // (left out)
-    } else if (fused.gateUp) {
-      fused.gateUp.forward(t.h, { out: t.gateUp });
-      if (!t.fusedViews) {
-        const hidden = c.hiddenDim;
-        t.gate.copyRowsFrom(t.gateUp, rows, hidden, { srcStride: 2 * hidden });
-        t.up.copyRowsFrom(t.gateUp.view([rows * 2 * hidden - hidden], hidden), rows, hidden, {
-          srcStride: 2 * hidden,
-        });
+    if (keep("gate-up")) {
+      if (fused.gateUp) {
+        fused.gateUp.forward(t.h, { out: t.gateUp });
+        if (!t.fusedViews) {
+          const hidden = c.hiddenDim;
+          t.gate.copyRowsFrom(t.gateUp, rows, hidden, { srcStride: 2 * hidden });
+          t.up.copyRowsFrom(t.gateUp.view([rows * 2 * hidden - hidden], hidden), rows, hidden, {
+            srcStride: 2 * hidden,
+          });
+        }
+      } else {
+        lin["mlp.gate_proj"].forward(t.h, { out: t.gate });
+        lin["mlp.up_proj"].forward(t.h, { out: t.up });
       }
-    } else {
-      lin["mlp.gate_proj"].forward(t.h, { out: t.gate });
-      lin["mlp.up_proj"].forward(t.h, { out: t.up });
     }
     const ffnSubNorm = c.subNorms ? this.#ffnSubNorms[l] : undefined;
     if (fuseRows && c.mlpActivation === "relu2" && ffnSubNorm !== undefined) {
@@ -689,10 +689,10 @@ export class CudaLlamaRuntime implements LlamaRuntime {
     // The residual add, fused with the next norm (the next block's or the final one) where there is one;
     // with fuseRowOps the next block's norm also quantizes (the final one never does).
     const quantizeNext = fuseRows && bits !== undefined && l + 1 < c.nLayers ? { quantizeBits: bits } : {};
-    if (!keep("norms")) {
-      // (left out)
-    } else if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps, ...quantizeNext });
-    else ops.add(t.x, t.proj, t.x);
+    if (keep("norms")) {
+      if (normNext !== undefined) ops.addRmsNorm(t.x, t.proj, normNext, t.h, { eps, ...quantizeNext });
+      else ops.add(t.x, t.proj, t.x);
+    }
   }
 
   /** x = rmsnorm(x) with `weight` if given, then quantized to `bits` if given: one launch with fuseRowOps. */
