@@ -64,4 +64,49 @@ describe("mini-vitest", () => {
     expect(outcomes[3].error).toMatch(/toSatisfyEverything is not supported/);
     expect(order.slice(0, 4)).toEqual(["beforeAll", "beforeEach", "test", "afterEach"]);
   });
+
+  it("runs a file's top-level beforeEach/afterEach around every test of that file only, wherever registered", async () => {
+    const file = `file-${Math.random()}`;
+    const other = `file-${Math.random()}`;
+    const order: string[] = [];
+    mv.registry().file = file;
+    mv.afterEach(() => {
+      order.push("file afterEach");
+    });
+    mv.it("top-level test", () => {
+      order.push("top-level test");
+    });
+    mv.describe("suite", () => {
+      mv.afterEach(() => {
+        order.push("suite afterEach");
+      });
+      mv.it("nested test", () => {
+        order.push("nested test");
+      });
+    });
+    // Registered after the tests above, and still around them (as in vitest).
+    mv.beforeEach(() => {
+      order.push("file beforeEach");
+    });
+    mv.registry().file = other;
+    mv.it("another file's test", () => {
+      order.push("other test");
+    });
+    expect((await mv.runRegistered(file)).map((o) => [o.name, o.status])).toEqual([
+      ["top-level test", "passed"],
+      ["suite > nested test", "passed"],
+    ]);
+    expect(order).toEqual([
+      "file beforeEach",
+      "top-level test",
+      "file afterEach",
+      "file beforeEach",
+      "nested test",
+      "suite afterEach",
+      "file afterEach",
+    ]);
+    order.length = 0;
+    await mv.runRegistered(other);
+    expect(order).toEqual(["other test"]);
+  });
 });

@@ -12,7 +12,8 @@ export interface RegisteredTest {
   name: string;
   fn: Fn;
   skip: boolean;
-  hooks: { beforeEach: Fn[]; afterEach: Fn[] };
+  /** The test's each-hooks, read when it runs (as vitest does: a hook registered after a test still applies). */
+  readonly hooks: { readonly beforeEach: Fn[]; readonly afterEach: Fn[] };
 }
 
 interface Suite {
@@ -43,6 +44,25 @@ export function registry(): Registry {
 
 let current: Suite | undefined;
 
+// Each file's top level, as a nameless suite: its beforeEach/afterEach hooks apply to every test of the file.
+const fileRoots = new Map<string, Suite>();
+function fileRoot(file: string): Suite {
+  let root = fileRoots.get(file);
+  if (root === undefined) {
+    root = {
+      name: "",
+      skip: false,
+      beforeAll: [],
+      afterAll: [],
+      beforeEach: [],
+      afterEach: [],
+      parent: undefined,
+    };
+    fileRoots.set(file, root);
+  }
+  return root;
+}
+
 function suiteChain(): Suite[] {
   const chain: Suite[] = [];
   for (let s = current; s; s = s.parent) chain.unshift(s);
@@ -72,16 +92,20 @@ function runSuite(name: string, body: Fn, skip: boolean): void {
 }
 
 function register(name: string, fn: Fn, skip: boolean): void {
-  const chain = suiteChain();
   const reg = registry();
+  const chain = [fileRoot(reg.file), ...suiteChain()];
   reg.tests.push({
     file: reg.file,
-    name: [...chain.map((s) => s.name), name].join(" > "),
+    name: [...chain.slice(1).map((s) => s.name), name].join(" > "),
     fn,
     skip: skip || skipped(),
     hooks: {
-      beforeEach: chain.flatMap((s) => s.beforeEach),
-      afterEach: chain.flatMap((s) => s.afterEach).reverse(),
+      get beforeEach() {
+        return chain.flatMap((s) => s.beforeEach);
+      },
+      get afterEach() {
+        return chain.flatMap((s) => s.afterEach).reverse();
+      },
     },
   });
 }
@@ -120,7 +144,7 @@ function hook(kind: "beforeAll" | "afterAll" | "beforeEach" | "afterEach", fn: F
   } else if (kind === "beforeAll" || kind === "afterAll") {
     registry()[kind].push({ file: registry().file, fn, skip: false });
   } else {
-    throw new Error(`${kind} outside describe() is not supported by the device test runner`);
+    fileRoot(registry().file)[kind].push(fn);
   }
 }
 // Callbacks for the running test's failure (vitest's onTestFailed): tests use
