@@ -166,17 +166,30 @@ __device__ __forceinline__ float AbsMax(float mx, uint4 v) {
   return mx;
 }
 
-// q / scale, rounded as IEEE division rounds, for a quantized value q (an integer
-// in [-qmax - 1, qmax]). A zero q is returned as it is (0 / scale is a zero of
-// q's sign, so the bits are the division's): CUDA's division routine sends a
-// zero dividend down its slow path, a subroutine call per lane, and 8-bit rows
-// hold many zeros (half of a row after relu2, small values rounded to 0). That
-// slow path made the quantizing row kernels 1.5-7 us slower than the norms
-// beside them (ncu, H100, session 22); the division below never sees a zero.
-__device__ __forceinline__ float DequantizeValue(float q, float scale) {
-  const float quotient = (q == 0.0f ? 1.0f : q) / scale;
-  return q == 0.0f ? q : quotient;
-}
+// The dequantization's q / scale for one row, without a division per value.
+// CUDA's IEEE division is a reciprocal, three fmas and a range check (FCHK)
+// that sends some operands, zero dividends among them, to a subroutine, all
+// inside a convergence region per value: the quantizing row kernels ran 1.5 to
+// 4.5 us longer than the norms on the same rows, more with more zeros in them
+// (8-bit rows hold many: half a row after relu2; ncu and tools/op-timing.cu,
+// H100, session 22). Here 1 / scale is taken once, and each quotient is
+// y = q * inv corrected by one fma (Markstein), which equals the IEEE quotient
+// for every q in [-128, 127] and every scale in [2^-16, 1.3e7]: all of them,
+// checked exhaustively on the CPU by tools/dequantize-division-check.c. A
+// row's scale is qmax / max(absmax, 1e-5) with qmax in 1..127 and absmax at
+// most 65504 (fp16), so it lies in that range, or is 0 when absmax is infinite:
+// then y = q * inf is already q / 0 (+-inf, NaN for a zero q). A zero q is
+// returned as it is (the fma would turn -0 into +0).
+struct RowDivisor {
+  float scale, inv;
+  __device__ explicit RowDivisor(float s) : scale(s), inv(1.0f / s) {}
+  __device__ float operator()(float q) const {
+    const float y = __fmul_rn(q, inv);
+    if (scale == 0.0f) return y;
+    const float quotient = __fmaf_rn(__fmaf_rn(-scale, y, q), inv, y);
+    return q == 0.0f ? q : quotient;
+  }
+};
 
 // What a vectorised row kernel (RowVecBody) takes as its row: x; x + delta,
 // each sum rounded to fp16 once and stored back into x (the residual add of one
@@ -268,6 +281,7 @@ __device__ __forceinline__ void RowVecBody(uint4* x, const uint4* __restrict__ o
   }
   if constexpr (kQuantize) {
     const float scale = qmax / fmaxf(BlockReduce<true>(mx, scratch), 1e-5f);
+    const RowDivisor dequantize(scale);
 #pragma unroll
     for (int i = 0; i < kRowVecs; ++i) {
       const int v = threadIdx.x + i * blockDim.x;
@@ -275,7 +289,7 @@ __device__ __forceinline__ void RowVecBody(uint4* x, const uint4* __restrict__ o
         out[base + v] = MapHalfPairs(xv[i], [&](int, float2 f) {
           const float a = fminf(fmaxf(rintf(f.x * scale), -qmax - 1.0f), qmax);
           const float b = fminf(fmaxf(rintf(f.y * scale), -qmax - 1.0f), qmax);
-          return __floats2half2_rn(DequantizeValue(a, scale), DequantizeValue(b, scale));
+          return __floats2half2_rn(dequantize(a), dequantize(b));
         });
       }
     }
@@ -369,9 +383,10 @@ __global__ void QuantizeRowsKernel(const __half* x, __half* out, int dim, float 
   float mx = 0.0f;
   for (int j = threadIdx.x; j < dim; j += blockDim.x) mx = fmaxf(mx, fabsf(__half2float(x[base + j])));
   const float scale = qmax / fmaxf(BlockReduce<true>(mx, scratch), 1e-5f);
+  const RowDivisor dequantize(scale);
   for (int j = threadIdx.x; j < dim; j += blockDim.x) {
     const float q = fminf(fmaxf(rintf(__half2float(x[base + j]) * scale), -qmax - 1.0f), qmax);
-    out[base + j] = __float2half(DequantizeValue(q, scale));
+    out[base + j] = __float2half(dequantize(q));
   }
 }
 
