@@ -9,7 +9,8 @@
 #   bash scripts/device-run.sh breakdown  # where a step's time goes (speed --breakdown): Llama-2-7B at batch 1
 #                                      # and 16 (both formats), BitNet b1.58 2B4T with fp and 8-bit activations
 #   bash scripts/device-run.sh fused   # the BitNet b1.58 2B4T step with and without the fused row ops
-#                                      # (--fuse-row-ops), fp and 8-bit activations, TriRun only, alternating
+#                                      # (--no-fuse-row-ops / --fuse-row-ops, the default since session 22), fp and
+#                                      # 8-bit activations, TriRun only, alternating
 # Everything lands in $OUT/device-<part>.tgz plus $OUT/<part>.log.
 set -uo pipefail
 part=${1:?usage: device-run.sh check|bench|e2e|fused|breakdown}
@@ -75,10 +76,10 @@ log=$out/$part.log
     fused)
       mkdir -p "$work/fused"
       for acts in int8 fp; do
-        for flag in "" --fuse-row-ops; do
+        for flag in --no-fuse-row-ops --fuse-row-ops; do
           timeout 100 /tmp/node .device/eval-cli.mjs speed --shape bitnet-2b --formats trirun --batch 1,16 --steps 32 \
-            --activations $acts $flag --json "$work/fused/speed-bitnet-2b-$acts${flag:+-fused}.json"
-          echo "bitnet-2b $acts ${flag:-unfused} exit $?"
+            --activations $acts $flag --json "$work/fused/speed-bitnet-2b-$acts${flag#--}.json"
+          echo "bitnet-2b $acts $flag exit $?"
         done
       done ;;
   esac

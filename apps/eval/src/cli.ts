@@ -627,8 +627,9 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
     .option("--no-fuse", "run q/k/v and gate/up as separate matmuls instead of one fused matmul each")
     .option(
       "--fuse-row-ops",
-      "BitNet b1.58 shapes: norms that quantize their outputs, and the relu2 gate, sub-norm and quantization in one launch (same results)",
+      "BitNet b1.58 shapes: norms that quantize their outputs, and the relu2 gate, sub-norm and quantization in one launch (same results; the default)",
     )
+    .option("--no-fuse-row-ops", "BitNet b1.58 shapes: each norm, gate and quantization its own launch")
     .addOption(activationsOption())
     .option(
       "--breakdown",
@@ -663,7 +664,7 @@ export function buildProgram(opts: { embedded?: boolean } = {}): Command {
           formats: f.formats,
           graphs: f.graphs,
           fuse: f.fuse,
-          fuseRowOps: f.fuseRowOps ?? false,
+          fuseRowOps: f.fuseRowOps ?? true,
           activationBits: f.activations === "int8" ? 8 : undefined,
           breakdown: f.breakdown ?? false,
           onStatus: (line) => process.stderr.write(`speed: ${line}\n`),

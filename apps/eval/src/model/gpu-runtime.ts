@@ -306,7 +306,8 @@ export interface CudaRuntimeOptions {
    * itself (8-bit activations), and the squared-ReLU gate, the MLP's sub-norm and that quantization run
    * as one op (`ops.relu2MulRmsNorm`). The results are the unfused ops' bit for bit (the kernels' GPU
    * test checks that); five launches fewer per block with 8-bit activations, one with fp ones. No effect
-   * on a Llama block. Default: false.
+   * on a Llama block. Default: true (the BitNet 2B4T step 1.8-5.5% faster on the H100: BENCHMARKS.md); false
+   * launches each op on its own, for comparison.
    */
   fuseRowOps?: boolean;
   /**
@@ -410,7 +411,7 @@ export class CudaLlamaRuntime implements LlamaRuntime {
       throw new TypeError(`opts.fuseRowOps: expected a boolean, got ${JSON.stringify(opts.fuseRowOps)}`);
     }
     this.#useGraphs = opts.graphs ?? true;
-    this.#fuseRowOps = opts.fuseRowOps ?? false;
+    this.#fuseRowOps = opts.fuseRowOps ?? true;
     const c = model.config;
     if (headSize(c) > OPS_MAX_HEAD_DIM) {
       throw new RangeError(

@@ -27,7 +27,7 @@ export interface SpeedSettings {
   graphs?: boolean;
   /** Fuse q/k/v and gate/up into one matmul each (default true). */
   fuse?: boolean;
-  /** BitNet's row ops in fewer launches (CudaRuntimeOptions.fuseRowOps; default false). */
+  /** BitNet's row ops in fewer launches (CudaRuntimeOptions.fuseRowOps; default true). */
   fuseRowOps?: boolean;
   /** Quantize every block linear's input to this many bits per row (BitNet: 8), in both formats. */
   activationBits?: number;
@@ -126,7 +126,7 @@ function measureFormat(s: SpeedSettings, format: WeightFormat): SpeedFormatResul
     runtime = new CudaLlamaRuntime(model, {
       graphs: s.graphs ?? true,
       fuse: (s.fuse ?? true) ? "move" : undefined,
-      fuseRowOps: s.fuseRowOps ?? false,
+      fuseRowOps: s.fuseRowOps ?? true,
     });
     const tokens = Array.from(
       { length: maxBatch * positions },
@@ -250,7 +250,7 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     steps: s.steps,
     graphs,
     fuse,
-    fuseRowOps: s.fuseRowOps ?? false,
+    fuseRowOps: s.fuseRowOps ?? true,
     breakdown: s.breakdown ?? false,
     results,
     notes: [
@@ -263,9 +263,11 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
       fuse
         ? "q/k/v and gate/up run as one fused matmul each, in both formats"
         : "q/k/v and gate/up run as separate matmuls (--no-fuse)",
-      ...(s.fuseRowOps
+      ...(config.subNorms === true
         ? [
-            "BitNet's row ops fused (--fuse-row-ops): norms quantize their outputs, relu2 gate + sub-norm + quantization in one launch",
+            (s.fuseRowOps ?? true)
+              ? "BitNet's row ops fused (the default): norms quantize their outputs, relu2 gate + sub-norm + quantization in one launch"
+              : "BitNet's row ops unfused (--no-fuse-row-ops): each norm, gate and quantization its own launch",
           ]
         : []),
       ...(s.breakdown
