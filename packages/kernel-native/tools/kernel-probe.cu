@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda-check.h"
 #include "trirun.h"
 
 // trirun.cu's workspace layout (a probe may look inside): the fp32 slots of
@@ -26,14 +27,6 @@ namespace trirun {
 size_t slot_bytes(int n);
 }
 
-#define CK(x)                                                                        \
-  do {                                                                               \
-    cudaError_t e_ = (x);                                                            \
-    if (e_ != cudaSuccess) {                                                         \
-      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorName(e_)); \
-      exit(1);                                                                       \
-    }                                                                                \
-  } while (0)
 #define CB(x)                                                        \
   do {                                                               \
     cublasStatus_t s_ = (x);                                         \

@@ -12,16 +12,8 @@
 #include <random>
 #include <vector>
 
+#include "cuda-check.h"
 #include "ops.h"
-
-#define CK(x)                                                                           \
-  do {                                                                                  \
-    cudaError_t e_ = (x);                                                               \
-    if (e_ != cudaSuccess) {                                                            \
-      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorName(e_)); \
-      exit(1);                                                                          \
-    }                                                                                   \
-  } while (0)
 
 template <typename F>
 static float per_launch_us(cudaStream_t st, F&& launch) {
