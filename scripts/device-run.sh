@@ -7,7 +7,8 @@
 #                                      # shape at batch 1, 4, 16, 32 (two rounds, with and without clusters),
 #                                      # then 13B, TriLM 3.9B and 70B (issue #9)
 #   bash scripts/device-run.sh breakdown  # where a step's time goes (speed --breakdown): Llama-2-7B at batch 1
-#                                      # and 16 (both formats), BitNet b1.58 2B4T with fp and 8-bit activations
+#                                      # and 16 (both formats), BitNet b1.58 2B4T with fp and 8-bit activations,
+#                                      # row ops fused and not
 #   bash scripts/device-run.sh fused   # the BitNet b1.58 2B4T step with and without the fused row ops
 #                                      # (--no-fuse-row-ops / --fuse-row-ops, the default since session 22), fp and
 #                                      # 8-bit activations, TriRun only, alternating
@@ -68,17 +69,20 @@ log=$out/$part.log
       mkdir -p "$work/breakdown"
       timeout 200 /tmp/node .device/eval-cli.mjs speed --shape llama2-7b --batch 1,16 --steps 32 --breakdown \
         --json "$work/breakdown/breakdown-llama2-7b.json"; echo "llama2-7b exit $?"
+      # (Row ops fused, the default since session 22, and not: session 22's unfused int8 `quantize` cost was 15.65 us.)
       for acts in fp int8; do
-        timeout 120 /tmp/node .device/eval-cli.mjs speed --shape bitnet-2b --formats trirun --batch 1 --steps 32 \
-          --activations $acts --breakdown --json "$work/breakdown/breakdown-bitnet-2b-$acts.json"
-        echo "bitnet-2b $acts exit $?"
+        for flag in --fuse-row-ops --no-fuse-row-ops; do
+          timeout 120 /tmp/node .device/eval-cli.mjs speed --shape bitnet-2b --formats trirun --batch 1 --steps 32 \
+            --activations $acts $flag --breakdown --json "$work/breakdown/breakdown-bitnet-2b-$acts-${flag#--}.json"
+          echo "bitnet-2b $acts $flag exit $?"
+        done
       done ;;
     fused)
       mkdir -p "$work/fused"
       for acts in int8 fp; do
         for flag in --no-fuse-row-ops --fuse-row-ops; do
           timeout 100 /tmp/node .device/eval-cli.mjs speed --shape bitnet-2b --formats trirun --batch 1,16 --steps 32 \
-            --activations $acts $flag --json "$work/fused/speed-bitnet-2b-$acts${flag#--}.json"
+            --activations $acts $flag --json "$work/fused/speed-bitnet-2b-$acts-${flag#--}.json"
           echo "bitnet-2b $acts $flag exit $?"
         done
       done ;;

@@ -4,7 +4,7 @@
 import { available } from "@trirun/kernel-native";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildProgram } from "../src/cli.js";
-import { formatSpeed, runSpeed } from "../src/speed/run-speed.js";
+import { formatSpeed, runSpeed, type SpeedReport } from "../src/speed/run-speed.js";
 import type { StepPart } from "../src/model/gpu-runtime.js";
 import { headSize, kvDim } from "../src/model/config.js";
 import {
@@ -132,7 +132,7 @@ describe("trirun-eval speed arguments", () => {
 
   it("the table shows both formats, the speedup from the mean step times, and how the step ran", () => {
     const step = 1 + Math.random();
-    const text = formatSpeed({
+    const report: SpeedReport = {
       shape: "llama2-7b",
       layers: 32,
       layersOfShape: 32,
@@ -172,8 +172,14 @@ describe("trirun-eval speed arguments", () => {
           ],
         },
       ],
-    });
-    expect(text).toMatch(/CUDA graphs off, fused projections on, fused row ops on/);
+    };
+    const text = formatSpeed(report);
+    // (Llama's block has no row ops to fuse: the header leaves the switch out.)
+    expect(text).toMatch(/CUDA graphs off, fused projections on\n/);
+    expect(text).not.toMatch(/row ops/);
+    const bitnet = formatSpeed({ ...report, shape: "bitnet-2b", layers: 30, layersOfShape: 30 });
+    expect(bitnet).toMatch(/bitnet-2b: 30 of 30 blocks, .*fused projections on, fused row ops on\n/);
+    expect(formatSpeed({ ...report, shape: "bitnet-2b", fuseRowOps: false })).toMatch(/fused row ops off\n/);
     expect(text).toMatch(/3\.00x/);
     expect(text).toMatch(/4\.00x/); // GPU speedup: device medians 2 step vs step / 2
     expect(text).toMatch(/trirun: weights 0\.25 GiB/);

@@ -77,11 +77,25 @@ describe("mini-vitest", () => {
       order.push("top-level test");
     });
     mv.describe("suite", () => {
+      mv.beforeEach(() => {
+        order.push("suite beforeEach");
+      });
       mv.afterEach(() => {
-        order.push("suite afterEach");
+        order.push("suite afterEach 1");
+      });
+      mv.afterEach(() => {
+        order.push("suite afterEach 2");
       });
       mv.it("nested test", () => {
         order.push("nested test");
+      });
+    });
+    mv.describe("failing setup", () => {
+      mv.beforeEach(() => {
+        throw new Error("setup failed");
+      });
+      mv.it("never runs", () => {
+        order.push("never");
       });
     });
     // Registered after the tests above, and still around them (as in vitest).
@@ -95,14 +109,21 @@ describe("mini-vitest", () => {
     expect((await mv.runRegistered(file)).map((o) => [o.name, o.status])).toEqual([
       ["top-level test", "passed"],
       ["suite > nested test", "passed"],
+      ["failing setup > never runs", "failed"],
     ]);
+    // Outer beforeEach before inner; afterEach inner first, and in reverse registration order within a
+    // suite (vitest's default "stack" order); after a failed beforeEach the afterEach hooks still run.
     expect(order).toEqual([
       "file beforeEach",
       "top-level test",
       "file afterEach",
       "file beforeEach",
+      "suite beforeEach",
       "nested test",
-      "suite afterEach",
+      "suite afterEach 2",
+      "suite afterEach 1",
+      "file afterEach",
+      "file beforeEach",
       "file afterEach",
     ]);
     order.length = 0;

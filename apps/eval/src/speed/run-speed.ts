@@ -90,6 +90,7 @@ export interface SpeedReport {
   steps: number;
   graphs: boolean;
   fuse: boolean;
+  /** BitNet's row ops fused (CudaRuntimeOptions.fuseRowOps); always false for shapes without them. */
   fuseRowOps: boolean;
   breakdown: boolean;
   results: SpeedFormatResult[];
@@ -243,6 +244,9 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
   const results = s.formats.map((format) => measureFormat(s, format));
   const graphs = s.graphs ?? true;
   const fuse = s.fuse ?? true;
+  // Only BitNet's block has the row ops that fuseRowOps fuses; elsewhere the switch changes nothing.
+  const fuseRowOps = config.subNorms === true && (s.fuseRowOps ?? true);
+  const quantizes = s.activationBits !== undefined;
   return {
     shape: s.shape,
     layers: config.nLayers,
@@ -250,7 +254,7 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
     steps: s.steps,
     graphs,
     fuse,
-    fuseRowOps: s.fuseRowOps ?? true,
+    fuseRowOps,
     breakdown: s.breakdown ?? false,
     results,
     notes: [
@@ -265,9 +269,9 @@ export function runSpeed(s: SpeedSettings): SpeedReport {
         : "q/k/v and gate/up run as separate matmuls (--no-fuse)",
       ...(config.subNorms === true
         ? [
-            (s.fuseRowOps ?? true)
-              ? "BitNet's row ops fused (the default): norms quantize their outputs, relu2 gate + sub-norm + quantization in one launch"
-              : "BitNet's row ops unfused (--no-fuse-row-ops): each norm, gate and quantization its own launch",
+            fuseRowOps
+              ? `BitNet's row ops fused (the default): the relu2 gate and the MLP's sub-norm in one launch${quantizes ? ", each quantization inside the norm or gate launch before it" : ""}`
+              : `BitNet's row ops unfused (--no-fuse-row-ops): the relu2 gate and the sub-norm${quantizes ? ", and each quantization," : ""} in launches of their own`,
           ]
         : []),
       ...(s.breakdown
@@ -322,7 +326,7 @@ export function formatSpeed(r: SpeedReport): string {
     ]);
   }
   const lines = [
-    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch, CUDA graphs ${r.graphs ? "on" : "off"}, fused projections ${r.fuse ? "on" : "off"}, fused row ops ${r.fuseRowOps ? "on" : "off"}`,
+    `${r.shape}: ${r.layers} of ${r.layersOfShape} blocks, ${r.steps} timed steps per batch, CUDA graphs ${r.graphs ? "on" : "off"}, fused projections ${r.fuse ? "on" : "off"}${speedConfig(r.shape).subNorms === true ? `, fused row ops ${r.fuseRowOps ? "on" : "off"}` : ""}`,
     table.toString(),
   ];
   for (const x of r.results) {

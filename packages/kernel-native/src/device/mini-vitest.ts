@@ -338,8 +338,9 @@ export async function runRegistered(file: string): Promise<TestOutcome[]> {
     const started = performance.now();
     failureHooks = [];
     try {
-      for (const h of t.hooks.beforeEach) await h();
+      // As vitest: the afterEach hooks run even when a beforeEach hook or the test threw.
       try {
+        for (const h of t.hooks.beforeEach) await h();
         await t.fn();
       } finally {
         for (const h of t.hooks.afterEach) await h();
