@@ -526,7 +526,7 @@ export function add(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor, opts?: 
  * Per-row absmax fake quantization, as BitNet b1.58 quantizes activations (transformers' ActQuant):
  * with `q = 2^(bits-1) - 1` and `s = q / max(max |row|, 1e-5)`, `out = clamp(round(x * s), -q - 1, q) / s`
  * in fp32 (ties to even), rounded to fp16. x and out f16 (rows, dim); out may be x. `bits` 2..8
- * (default 8).
+ * (default 8). A row holding a NaN or an infinity comes out all NaN, as torch gives.
  */
 export function quantizeRows(
   x: DeviceTensor,

@@ -237,6 +237,48 @@ describe.skipIf(!gpu)(`model ops on the GPU (seed ${seed})`, () => {
     });
   }
 
+  it("quantizeRows and the fused norm + quantization: a row with a NaN or an infinity comes out all NaN, as torch's ActQuant gives; the other rows as alone", () => {
+    // (Before session 22 the kernels' fmaxf/fminf turned a NaN into a finite level and +inf into -inf.)
+    for (const dim of [2560, 6913]) {
+      const rows = 4;
+      const x = randomHalf(rows * dim, 4);
+      const poison = [0x7e00, 0x7c00, 0xfc00]; // row 1 a NaN, row 2 +inf, row 3 -inf, at a random place
+      for (const [i, bits] of poison.entries()) {
+        const at = (i + 1) * dim + Math.floor(Math.random() * dim);
+        x.bits[at] = bits;
+      }
+      const xt = uploadHalf(x.bits, [rows, dim]);
+      const alone = uploadHalf(x.bits.slice(0, dim), [1, dim]);
+      const out = new Guarded("f16", [rows, dim]);
+      const ref = new Guarded("f16", [1, dim]);
+      ops.quantizeRows(xt, out.tensor, { bits: 8 });
+      ops.quantizeRows(alone, ref.tensor, { bits: 8 });
+      const got = out.read("quantizeRows");
+      const want = ref.read("quantizeRows, first row alone");
+      expect(got.subarray(0, dim).filter((v, i) => v !== want[i]).length, `dim ${dim}: the finite row`).toBe(
+        0,
+      );
+      for (let r = 1; r < rows; r++) {
+        const row = got.subarray(r * dim, (r + 1) * dim);
+        expect(row.filter((v) => !Number.isNaN(v)).length, `dim ${dim}, row ${r}: values not NaN`).toBe(0);
+      }
+      const wt = uploadHalf(new Uint16Array(dim).fill(0x3c00), [dim]); // weight 1
+      const fused = new Guarded("f16", [rows, dim]);
+      ops.rmsnorm(xt, wt, fused.tensor, { quantizeBits: 8 });
+      const normed = fused.read("rmsnorm + quantization");
+      for (let r = 1; r < rows; r++) {
+        const row = normed.subarray(r * dim, (r + 1) * dim);
+        expect(
+          row.filter((v) => !Number.isNaN(v)).length,
+          `fused, dim ${dim}, row ${r}: values not NaN`,
+        ).toBe(0);
+      }
+      expect(normed.subarray(0, dim).every(Number.isFinite), `fused, dim ${dim}: the finite row`).toBe(true);
+      for (const t of [xt, alone, wt]) t.dispose();
+      for (const g of [out, ref, fused]) g.dispose();
+    }
+  });
+
   for (const [weightType, dim] of [
     ["f32", 4096],
     ["f16", 8192],

@@ -18,8 +18,12 @@ __device__ __forceinline__ float WarpSum(float v) {
   return v;
 }
 
+// max(a, b) that keeps a NaN (fmaxf drops one): a row with a NaN has a NaN maximum, which the
+// quantizing kernels need (below); elsewhere the inputs hold no NaN.
+__device__ __forceinline__ float MaxKeepNaN(float a, float b) { return isnan(b) ? b : isnan(a) ? a : fmaxf(a, b); }
+
 __device__ __forceinline__ float WarpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = 16; o > 0; o >>= 1) v = MaxKeepNaN(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
@@ -161,15 +165,27 @@ __device__ __forceinline__ float AbsMax(float mx, uint4 v) {
 #pragma unroll
   for (int p = 0; p < 4; ++p) {
     const float2 f = HalvesToFloats(in[p]);
-    mx = fmaxf(mx, fmaxf(fabsf(f.x), fabsf(f.y)));
+    mx = MaxKeepNaN(mx, MaxKeepNaN(fabsf(f.x), fabsf(f.y)));
   }
   return mx;
+}
+
+// A row's quantization scale qmax / max(absmax, 1e-5), and a value's level clamp(rint(x * scale),
+// -qmax - 1, qmax), both keeping NaN: a row with a NaN or an infinity comes out all NaN (its scale NaN,
+// or 0 with every x * 0 or inf * 0 then 0 / 0 or NaN), as torch's ActQuant and the CPU runtime give,
+// instead of fmaxf/fminf turning NaN into -qmax - 1 (a finite value where the input had none).
+__device__ __forceinline__ float RowQuantScale(float absmax, float qmax) {
+  return qmax / (isnan(absmax) ? absmax : fmaxf(absmax, 1e-5f));
+}
+__device__ __forceinline__ float QuantLevel(float x_times_scale, float qmax) {
+  const float r = rintf(x_times_scale);
+  return isnan(r) ? r : fminf(fmaxf(r, -qmax - 1.0f), qmax);
 }
 
 // The dequantization's q / scale for one row, without a division per value.
 // CUDA's IEEE division is a reciprocal, three fmas and a range check (FCHK)
 // that sends some operands, zero dividends among them, to a subroutine, all
-// inside a convergence region per value: the quantizing row kernels ran 1.5 to
+// inside a convergence region per value: the quantizing row kernels ran 1 to
 // 4.5 us longer than the norms on the same rows, more with more zeros in them
 // (8-bit rows hold many: half a row after relu2; ncu and tools/op-timing.cu,
 // H100, session 22). Here 1 / scale is taken once, and each quotient is
@@ -177,9 +193,10 @@ __device__ __forceinline__ float AbsMax(float mx, uint4 v) {
 // for every q in [-128, 127] and every scale in [2^-16, 1.3e7]: all of them,
 // checked exhaustively on the CPU by tools/dequantize-division-check.c. A
 // row's scale is qmax / max(absmax, 1e-5) with qmax in 1..127 and absmax at
-// most 65504 (fp16), so it lies in that range, or is 0 when absmax is infinite:
-// then y = q * inf is already q / 0 (+-inf, NaN for a zero q). A zero q is
-// returned as it is (the fma would turn -0 into +0).
+// most 65504 (fp16), so it lies in that range, or is 0 when absmax is infinite
+// (then y = q * inf is q / 0: +-inf, NaN for a zero q), or NaN when the row
+// holds a NaN (then every q is NaN, and so is y). A zero q is returned as it
+// is (the fma would turn -0 into +0).
 struct RowDivisor {
   float scale, inv;
   __device__ explicit RowDivisor(float s) : scale(s), inv(1.0f / s) {}
@@ -280,15 +297,15 @@ __device__ __forceinline__ void RowVecBody(uint4* x, const uint4* __restrict__ o
     }
   }
   if constexpr (kQuantize) {
-    const float scale = qmax / fmaxf(BlockReduce<true>(mx, scratch), 1e-5f);
+    const float scale = RowQuantScale(BlockReduce<true>(mx, scratch), qmax);
     const RowDivisor dequantize(scale);
 #pragma unroll
     for (int i = 0; i < kRowVecs; ++i) {
       const int v = threadIdx.x + i * blockDim.x;
       if (v < vecs) {
         out[base + v] = MapHalfPairs(xv[i], [&](int, float2 f) {
-          const float a = fminf(fmaxf(rintf(f.x * scale), -qmax - 1.0f), qmax);
-          const float b = fminf(fmaxf(rintf(f.y * scale), -qmax - 1.0f), qmax);
+          const float a = QuantLevel(f.x * scale, qmax);
+          const float b = QuantLevel(f.y * scale, qmax);
           return __floats2half2_rn(dequantize(a), dequantize(b));
         });
       }
@@ -381,11 +398,11 @@ __global__ void QuantizeRowsKernel(const __half* x, __half* out, int dim, float 
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * dim;
   float mx = 0.0f;
-  for (int j = threadIdx.x; j < dim; j += blockDim.x) mx = fmaxf(mx, fabsf(__half2float(x[base + j])));
-  const float scale = qmax / fmaxf(BlockReduce<true>(mx, scratch), 1e-5f);
+  for (int j = threadIdx.x; j < dim; j += blockDim.x) mx = MaxKeepNaN(mx, fabsf(__half2float(x[base + j])));
+  const float scale = RowQuantScale(BlockReduce<true>(mx, scratch), qmax);
   const RowDivisor dequantize(scale);
   for (int j = threadIdx.x; j < dim; j += blockDim.x) {
-    const float q = fminf(fmaxf(rintf(__half2float(x[base + j]) * scale), -qmax - 1.0f), qmax);
+    const float q = QuantLevel(__half2float(x[base + j]) * scale, qmax);
     out[base + j] = __float2half(dequantize(q));
   }
 }
