@@ -13,6 +13,7 @@ import { createProgressReporter } from "./progress.js";
 import { freshSeed } from "./random.js";
 import { formatSummaryTable, toCsv, toMarkdown } from "./report.js";
 import { type BenchResults, type ResultRow, readResultsFile, resultsToJson } from "./results.js";
+import { checkTargets, formatTargetsTable, targetsToMarkdown } from "./targets.js";
 import {
   customModelSet,
   DEFAULT_BATCH_SIZES,
@@ -294,6 +295,27 @@ function shapesCommand(sms: number | undefined, io: CliIo): number {
   return 0;
 }
 
+/**
+ * A command's terminal table on standard output, and with `--markdown FILE` its markdown in that file;
+ * with `--markdown -` standard output carries only the markdown, as `run` does.
+ */
+async function printWithMarkdown(
+  table: string,
+  markdown: () => string,
+  markdownFile: string | undefined,
+  io: CliIo,
+): Promise<void> {
+  if (markdownFile === "-") {
+    io.stdout(markdown());
+    return;
+  }
+  io.stdout(`${table}\n`);
+  if (markdownFile) {
+    await writeFile(markdownFile, markdown());
+    io.stderr(`wrote ${markdownFile}\n`);
+  }
+}
+
 async function compareCommand(
   beforeFile: string,
   afterFile: string,
@@ -301,15 +323,29 @@ async function compareCommand(
   io: CliIo,
 ): Promise<number> {
   const comparison = compareResults(await readResultsFile(beforeFile), await readResultsFile(afterFile));
-  // With `--markdown -` standard output carries only the markdown, as `run` does.
-  if (markdownFile !== "-") io.stdout(`${formatComparisonTable(comparison)}\n`);
-  if (markdownFile === "-") {
-    io.stdout(comparisonToMarkdown(comparison));
-  } else if (markdownFile) {
-    await writeFile(markdownFile, comparisonToMarkdown(comparison));
-    io.stderr(`wrote ${markdownFile}\n`);
-  }
+  await printWithMarkdown(
+    formatComparisonTable(comparison),
+    () => comparisonToMarkdown(comparison),
+    markdownFile,
+    io,
+  );
   return comparison.rows.length > 0 ? 0 : 1;
+}
+
+async function targetsCommand(
+  file: string,
+  groupsize: number,
+  markdownFile: string | undefined,
+  io: CliIo,
+): Promise<number> {
+  const report = checkTargets(await readResultsFile(file), { groupsize });
+  if (report.checks.length === 0) {
+    throw new UsageError(
+      `${file} has no complete g${groupsize} timings of the target sets (llama2-70b, llama2-7b, trilm-3.9b) at a target's batch size`,
+    );
+  }
+  await printWithMarkdown(formatTargetsTable(report), () => targetsToMarkdown(report), markdownFile, io);
+  return 0;
 }
 
 async function renderCommand(
@@ -432,6 +468,18 @@ function buildProgram(
     .option("--markdown <file>", "also write the comparison as a markdown table (- for standard output)")
     .action((before: string, after: string, options: { markdown?: string }) => {
       setResult(compareCommand(resolve(before), resolve(after), options.markdown, io));
+    });
+
+  program
+    .command("targets")
+    .description(
+      "check a results file against the kernel's speed targets (issue #10: summed speedup per model set and batch size); needs no GPU",
+    )
+    .argument("<results.json>", "results written by `trirun-bench --json` or `--out`")
+    .option("--groupsize <g>", "group size whose timings to check", positiveInteger("--groupsize"), 128)
+    .option("--markdown <file>", "also write the check as a markdown table (- for standard output)")
+    .action((file: string, options: { groupsize: number; markdown?: string }) => {
+      setResult(targetsCommand(resolve(file), options.groupsize, options.markdown, io));
     });
 
   program

@@ -9,5 +9,6 @@ export * from "./report.js";
 export * from "./results.js";
 export * from "./shapes.js";
 export * from "./stats.js";
+export * from "./targets.js";
 export * from "./telemetry.js";
 export * from "./telemetry-recorder.js";
