@@ -325,12 +325,15 @@ static float median(std::vector<float> v) {
   return v[v.size() / 2];
 }
 
-// The speed tables' model sets: each model's layer shapes (k, n).
+// PROBE_HOT=1: weights read from L2 instead of cold (see ColdLayer); the modes that honour it say so
+// in their header (hot_note()).
 static bool probe_hot() {
   const char* v = std::getenv("PROBE_HOT");
   return v != nullptr && std::string(v) == "1";
 }
+static const char* hot_note() { return probe_hot() ? " -- PROBE_HOT=1: weights read from L2, not cold" : ""; }
 
+// The speed tables' model sets: each model's layer shapes (k, n).
 struct ModelSet {
   const char* name;
   std::vector<std::pair<int, int>> kn;
@@ -407,8 +410,7 @@ struct ColdLayer {
 static int speed(bool quick, const std::vector<int>& only_ms = {}) {
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  printf("device: %s, %d SMs, L2 %d MB%s\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20,
-         probe_hot() ? " -- PROBE_HOT=1: weights read from L2, not cold" : "");
+  printf("device: %s, %d SMs, L2 %d MB%s\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, hot_note());
   std::mt19937 rng(1234);
   cublasHandle_t h;
   CB(cublasCreate(&h));
@@ -487,7 +489,7 @@ static int speed(bool quick, const std::vector<int>& only_ms = {}) {
 
 // Every small-batch tile on a few shapes and m: data for the dispatcher.
 static int tiles() {
-  if (probe_hot()) printf("PROBE_HOT=1: weights read from L2, not cold\n");
+  if (probe_hot()) printf("tiles%s\n", hot_note());
   std::mt19937 rng(99);
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
@@ -786,7 +788,7 @@ static int launches(const std::vector<int>& ms) {
   const bool with_fp16 = std::getenv("PROBE_TRIRUN_ONLY") == nullptr;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  printf("device: %s, %d SMs%s\n", prop.name, prop.multiProcessorCount, probe_hot() ? " -- PROBE_HOT=1: weights read from L2, not cold" : "");
+  printf("device: %s, %d SMs%s\n", prop.name, prop.multiProcessorCount, hot_note());
   std::mt19937 rng(99);
   cublasHandle_t h;
   CB(cublasCreate(&h));

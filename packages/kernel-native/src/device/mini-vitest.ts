@@ -44,20 +44,16 @@ export function registry(): Registry {
 
 let current: Suite | undefined;
 
+function newSuite(name: string, skip: boolean, parent: Suite | undefined): Suite {
+  return { name, skip, beforeAll: [], afterAll: [], beforeEach: [], afterEach: [], parent };
+}
+
 // Each file's top level, as a nameless suite: its beforeEach/afterEach hooks apply to every test of the file.
 const fileRoots = new Map<string, Suite>();
 function fileRoot(file: string): Suite {
   let root = fileRoots.get(file);
   if (root === undefined) {
-    root = {
-      name: "",
-      skip: false,
-      beforeAll: [],
-      afterAll: [],
-      beforeEach: [],
-      afterEach: [],
-      parent: undefined,
-    };
+    root = newSuite("", false, undefined);
     fileRoots.set(file, root);
   }
   return root;
@@ -74,15 +70,7 @@ function skipped(): boolean {
 }
 
 function runSuite(name: string, body: Fn, skip: boolean): void {
-  const suite: Suite = {
-    name,
-    skip,
-    beforeAll: [],
-    afterAll: [],
-    beforeEach: [],
-    afterEach: [],
-    parent: current,
-  };
+  const suite = newSuite(name, skip, current);
   current = suite;
   try {
     body();
