@@ -110,6 +110,7 @@ interface RunOptions {
   samples?: number;
   minSampleUs: number;
   warmupUs: number;
+  sustainMs?: number;
   fp16Layout: Fp16Layout;
   seed?: number;
   json?: string;
@@ -229,6 +230,7 @@ async function runCommand(
       samples,
       minSampleUs: options.minSampleUs,
       warmupUs: options.warmupUs,
+      sustainUs: (options.sustainMs ?? 0) * 1000,
       fp16Layout: options.fp16Layout,
       seed: options.seed ?? freshSeed(),
       command: commandLine,
@@ -416,6 +418,12 @@ function buildProgram(
     )
     .option("--min-sample-us <us>", "minimum GPU time of one sample", positiveNumber("--min-sample-us"), 200)
     .option("--warmup-us <us>", "warm-up GPU time per side and row", positiveNumber("--warmup-us"), 2000)
+    .option(
+      "--sustain-ms <ms>",
+      "sustained timing, for rows at the GPU's power cap: each side runs alone, back to back, this long " +
+        "before its samples (default: the sides' samples interleaved)",
+      positiveNumber("--sustain-ms"),
+    )
     .addOption(
       new Option("--fp16-layout <layout>", "FP16 weight layout: nk = (n, k) like Linear.weight, kn = (k, n)")
         .choices(["nk", "kn"])

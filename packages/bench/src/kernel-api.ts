@@ -30,6 +30,8 @@ export interface BenchStream {
 export interface BenchEvent {
   record(stream?: BenchStream): void;
   synchronize(): void;
+  /** True when the event has completed (does not wait). */
+  query(): boolean;
   /** Milliseconds from `start` to this event. */
   elapsedMs(start: BenchEvent): number;
   dispose(): void;

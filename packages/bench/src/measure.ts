@@ -12,6 +12,11 @@
  *   hot (`--hot`): one buffer, as the reference benchmark does;
  * - the same A and C tensors serve both sides; samples of the sides alternate, so
  *   clock and temperature drift hits both alike;
+ * - or, with `sustainUs` (for calls that run at the GPU's power cap, where the
+ *   clock follows the power of whatever ran in the last ~100 ms): each side runs
+ *   alone, back to back, for `sustainUs` before its samples, which follow with no
+ *   gap, so that each side is timed at the clock it gets by itself, as in an
+ *   application that runs only it; the sides take turns first from row to row;
  * - the device-to-device copy bandwidth (bytes read + written) is the roofline.
  */
 import type {
@@ -46,6 +51,11 @@ export interface MeasureOptions {
   readonly minSampleUs?: number;
   /** Warm-up GPU time per side and row before sampling. Default 2 ms. */
   readonly warmupUs?: number;
+  /**
+   * Sustained timing (0 or absent: interleaved samples): each side runs back to back for this much
+   * GPU time, then takes its samples without a gap, before the other side does the same.
+   */
+  readonly sustainUs?: number;
   readonly fp16Layout?: Fp16Layout;
   readonly seed?: number;
   /** Recorded in the results: how the run was started. */
@@ -95,6 +105,7 @@ const DEFAULTS = {
   samples: 25,
   minSampleUs: 200,
   warmupUs: 2000,
+  sustainUs: 0,
   fp16Layout: "nk" as Fp16Layout,
 };
 
@@ -201,6 +212,8 @@ class TimingContext {
   readonly fillStart: BenchEvent;
   readonly start: BenchEvent;
   readonly end: BenchEvent;
+  /** Two (start, end) pairs: sustained batches keep one batch queued behind the one running. */
+  readonly batchEvents: readonly (readonly [BenchEvent, BenchEvent])[];
 
   constructor(
     readonly api: BenchKernelApi,
@@ -214,12 +227,20 @@ class TimingContext {
     this.fillStart = new api.Event();
     this.start = new api.Event();
     this.end = new api.Event();
+    this.batchEvents = [
+      [new api.Event(), new api.Event()],
+      [new api.Event(), new api.Event()],
+    ];
   }
 
   dispose(): void {
     this.fillStart.dispose();
     this.start.dispose();
     this.end.dispose();
+    for (const [start, end] of this.batchEvents) {
+      start.dispose();
+      end.dispose();
+    }
   }
 }
 
@@ -305,6 +326,51 @@ class SideTimer {
         Math.max(this.fillCopies * 2, this.fillCopiesFor(hostUs / this.calls)),
       );
     }
+  }
+
+  /**
+   * Sustained timing: back-to-back batches of `calls` calls, each between its own pair of events,
+   * with the next batch enqueued before the host waits for the one running (so the GPU never idles
+   * between them and no queue-filling copy is needed). Batches until `sustainUs` of GPU time are
+   * the settling run; the next `samples` batches are the samples. A sample counts as possibly
+   * launch-bound when the batch before it had already finished once the host had enqueued it: the
+   * GPU may then have waited for its calls.
+   */
+  sustained(sustainUs: number, samples: number): void {
+    const { stream, batchEvents } = this.context;
+    interface Batch {
+      readonly events: readonly [BenchEvent, BenchEvent];
+      readonly settling: boolean;
+      readonly mayHaveStarved: boolean;
+    }
+    let settledUs = 0;
+    let taken = 0;
+    let running: Batch | null = null;
+    for (let index = 0; taken < samples; index++) {
+      const events = batchEvents[index % 2];
+      events[0].record(stream);
+      for (let i = 0; i < this.calls; i++) this.run(this.counter++);
+      events[1].record(stream);
+      const queued: Batch = {
+        events,
+        settling: settledUs < sustainUs,
+        mayHaveStarved: running === null || running.events[1].query(),
+      };
+      if (running !== null) {
+        running.events[1].synchronize();
+        const gpuUs = running.events[1].elapsedMs(running.events[0]) * 1000;
+        if (running.settling) {
+          settledUs += gpuUs;
+        } else {
+          this.perCallUs.push(gpuUs / this.calls);
+          if (running.mayHaveStarved) this.launchBound++;
+          taken++;
+        }
+      }
+      running = queued;
+    }
+    // The last batch queued is not a sample; let it finish before its events are reused.
+    stream.synchronize();
   }
 
   timing(): Timing {
@@ -429,6 +495,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
   const samples = options.samples ?? DEFAULTS.samples;
   const minSampleUs = options.minSampleUs ?? DEFAULTS.minSampleUs;
   const warmupUs = options.warmupUs ?? DEFAULTS.warmupUs;
+  const sustainUs = options.sustainUs ?? DEFAULTS.sustainUs;
   const fp16Layout = options.fp16Layout ?? DEFAULTS.fp16Layout;
   const seed = options.seed ?? 0x7e1e5eed;
   const hostClockUs = options.hostClockUs ?? (() => performance.now() * 1000);
@@ -442,6 +509,9 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
   }
   if (!(minSampleUs > 0)) {
     throw new RangeError(`runBenchmark: minSampleUs must be positive, got ${String(minSampleUs)}`);
+  }
+  if (!(sustainUs >= 0) || !Number.isFinite(sustainUs)) {
+    throw new RangeError(`runBenchmark: sustainUs must be 0 or a positive number, got ${String(sustainUs)}`);
   }
 
   const deviceIndex = options.deviceIndex ?? 0;
@@ -557,6 +627,8 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
                 samples,
                 minSampleUs,
                 warmupUs,
+                sustainUs,
+                rowIndex: done,
               });
               rows.push(...rowsForM);
               done++;
@@ -596,6 +668,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
         fp16Layout,
         samples,
         minSampleUs,
+        ...(sustainUs > 0 ? { sustainUs } : {}),
         seed,
         batchSizes: [...batchSizes],
         groupsizes: [...groupsizes],
@@ -638,6 +711,9 @@ interface RowGroupInput {
   readonly samples: number;
   readonly minSampleUs: number;
   readonly warmupUs: number;
+  readonly sustainUs: number;
+  /** Which side goes first in sustained timing: FP16 on even rows, TriRun on odd ones. */
+  readonly rowIndex: number;
 }
 
 /** Measures FP16 once and TriRun at each group size for one (layer, m), samples interleaved. */
@@ -688,11 +764,30 @@ function measureRowGroup(input: RowGroupInput): ResultRow[] {
   input.groupsizes.forEach((_, g) => {
     trirunErrors[g] = guard(() => trirun[g].warmUp(input.warmupUs, input.minSampleUs));
   });
-  for (let sample = 0; sample < input.samples; sample++) {
-    if (fp16Error === null) fp16Error = guard(() => fp16.sample());
-    input.groupsizes.forEach((_, g) => {
-      if (trirunErrors[g] === null) trirunErrors[g] = guard(() => trirun[g].sample());
-    });
+  if (input.sustainUs > 0) {
+    const sustainFp16 = () => {
+      if (fp16Error === null) fp16Error = guard(() => fp16.sustained(input.sustainUs, input.samples));
+    };
+    const sustainTrirun = () =>
+      input.groupsizes.forEach((_, g) => {
+        if (trirunErrors[g] === null) {
+          trirunErrors[g] = guard(() => trirun[g].sustained(input.sustainUs, input.samples));
+        }
+      });
+    if (input.rowIndex % 2 === 0) {
+      sustainFp16();
+      sustainTrirun();
+    } else {
+      sustainTrirun();
+      sustainFp16();
+    }
+  } else {
+    for (let sample = 0; sample < input.samples; sample++) {
+      if (fp16Error === null) fp16Error = guard(() => fp16.sample());
+      input.groupsizes.forEach((_, g) => {
+        if (trirunErrors[g] === null) trirunErrors[g] = guard(() => trirun[g].sample());
+      });
+    }
   }
 
   const fp16Timing = fp16Error === null ? fp16.timing() : null;

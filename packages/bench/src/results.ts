@@ -101,6 +101,8 @@ export const resultsSchema = z
       fp16Layout: z.enum(["nk", "kn"]),
       samples: z.number().int().positive(),
       minSampleUs: positive,
+      /** Sustained timing (absent: the sides' samples interleaved): each side ran alone this long first. */
+      sustainUs: positive.optional(),
       seed: z.number().int().nonnegative(),
       batchSizes: z.array(z.number().int().positive()),
       groupsizes: z.array(groupsizeSchema),

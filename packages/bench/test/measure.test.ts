@@ -282,5 +282,84 @@ describe("runBenchmark on a simulated GPU", () => {
     expect(() => run(gpu, { modelSets: [] })).toThrow(/modelSets/);
     expect(() => run(gpu, { samples: 0 })).toThrow(/samples/);
     expect(() => run(gpu, { uploadChunkElements: 1000 })).toThrow(/uploadChunkElements/);
+    expect(() => run(gpu, { sustainUs: -1 })).toThrow(/sustainUs/);
+    expect(() => run(gpu, { sustainUs: Number.NaN })).toThrow(/sustainUs/);
+  });
+});
+
+describe("sustained timing on a simulated GPU with a power cap", () => {
+  // Compute-bound on the simulated GPU at every m here: cuBLAS demands 1.5x the cap at full clock,
+  // TriRun 1.2x, so run alone they settle at clocks 1 / 1.5 and 1 / 1.2.
+  const computeSet: ModelSet[] = [
+    { id: "big", title: "Big", source: "test", layers: [{ layer: "x", k: 2048, n: 2048 }] },
+  ];
+  const tauUs = 2000;
+  const powerRun = (gpu: SimulatedGpu, sustainUs: number) =>
+    parseResults(
+      JSON.parse(
+        JSON.stringify(
+          run(gpu, { modelSets: computeSet, batchSizes: [1024, 1536], groupsizes: [128], sustainUs }),
+        ),
+      ),
+    );
+  const expected = (gpu: SimulatedGpu, m: number) => {
+    const fp16 = SimulatedGpu.durationUs(gpu.spec, "gemmF16", m, 2048, 2048, 0, false);
+    const trirun = SimulatedGpu.durationUs(gpu.spec, "trirunMatmul", m, 2048, 2048, 128, false);
+    // The premise: both sides are compute-bound, so both run at the cap.
+    expect(SimulatedGpu.callPower(gpu.spec, "gemmF16", m, 2048, 2048, 0, false)).toBe(1.5);
+    expect(SimulatedGpu.callPower(gpu.spec, "trirunMatmul", m, 2048, 2048, 128, false)).toBe(1.2);
+    return { fp16, trirun };
+  };
+  const seed = () => 1 + Math.floor(Math.random() * 1e6);
+
+  it("times each side at the clock of its own power", () => {
+    const gpu = new SimulatedGpu({ powerTauUs: tauUs, jitter: 0.01, seed: seed() });
+    const results = powerRun(gpu, 20 * tauUs);
+    expect(results.meta.sustainUs).toBe(20 * tauUs);
+    expect(results.rows).toHaveLength(2);
+    for (const row of results.rows) {
+      const full = expected(gpu, row.m);
+      const fp16Steady = full.fp16 / SimulatedGpu.steadyClock(1.5);
+      const trirunSteady = full.trirun / SimulatedGpu.steadyClock(1.2);
+      expect(row.fp16?.medianUs).toBeGreaterThan(fp16Steady * 0.97);
+      expect(row.fp16?.medianUs).toBeLessThan(fp16Steady * 1.03);
+      expect(row.trirun?.medianUs).toBeGreaterThan(trirunSteady * 0.97);
+      expect(row.trirun?.medianUs).toBeLessThan(trirunSteady * 1.03);
+      expect(row.fp16?.samples).toBe(7);
+      expect(row.trirun?.launchBoundSamples).toBe(0);
+      expect(row.fp16?.launchBoundSamples).toBe(0);
+    }
+    // The sides take turns going first: the second side of a row is the last to run in it.
+    const lastOp = (m: number) => gpu.calls.filter((c) => c.m === m).at(-1)?.op;
+    expect(lastOp(1024)).toBe("trirunMatmul");
+    expect(lastOp(1536)).toBe("gemmF16");
+  });
+
+  it("is what separates the sides: interleaved samples share one clock", () => {
+    const gpu = new SimulatedGpu({ powerTauUs: tauUs, jitter: 0.01, seed: seed() });
+    const results = powerRun(gpu, 0);
+    expect(results.meta.sustainUs).toBeUndefined();
+    for (const row of results.rows) {
+      const full = expected(gpu, row.m);
+      const speedup = (row.fp16?.medianUs ?? 0) / (row.trirun?.medianUs ?? 1);
+      // One clock for both: the ratio of the full-clock durations, not of the steady ones (1.25x apart).
+      expect(speedup).toBeGreaterThan((full.fp16 / full.trirun) * 0.95);
+      expect(speedup).toBeLessThan((full.fp16 / full.trirun) * 1.05);
+    }
+  });
+
+  it("flags samples the host may have starved", () => {
+    // m = 1 on a small layer: ~1 us of GPU time per call against 8 us of host launch time.
+    const gpu = new SimulatedGpu({ hostLaunchUs: 8, seed: seed() });
+    const results = run(gpu, {
+      modelSets: [{ id: "s", title: "S", source: "test", layers: [{ layer: "y", k: 512, n: 512 }] }],
+      batchSizes: [1],
+      groupsizes: [128],
+      sustainUs: 2000,
+    });
+    for (const row of results.rows) {
+      expect(row.fp16?.launchBoundSamples).toBe(7);
+      expect(row.trirun?.launchBoundSamples).toBe(7);
+    }
   });
 });

@@ -5,7 +5,11 @@
  * launch each call (so the GPU can run dry), a stream executing in order, events
  * timestamped on the GPU clock, and an LRU L2 cache that makes re-used weights
  * faster. Operation costs come from simple roofline formulas that the tests
- * recompute independently. No device memory is allocated: tensors only record
+ * recompute independently. Optionally (`powerTauUs` > 0) a power cap: every
+ * operation demands a power (in units of the cap, at full clock), the GPU runs
+ * at clock min(1, 1 / demand averaged over the last ~tau), and durations grow
+ * by 1 / clock, so interleaved kernels share one clock and a kernel run alone
+ * settles at 1 / its own demand. No device memory is allocated: tensors only record
  * their extent and which of their elements were uploaded with non-zero data.
  */
 import type {
@@ -36,6 +40,11 @@ export interface SimulatedGpuSpec {
   readonly hostLaunchUs: number;
   /** Relative jitter of each operation's duration (uniform in [-j, j]); 0 for none. */
   readonly jitter: number;
+  /** Time constant of the power cap's clock control, us; 0: no power model (full clock always). */
+  readonly powerTauUs: number;
+  /** Power demand at full clock (units of the cap) of compute-bound cuBLAS and TriRun calls. */
+  readonly fp16ComputePower: number;
+  readonly trirunComputePower: number;
   readonly seed: number;
 }
 
@@ -50,10 +59,17 @@ export const DEFAULT_SPEC: SimulatedGpuSpec = {
   launchLatencyUs: 1,
   hostLaunchUs: 8,
   jitter: 0,
+  powerTauUs: 0,
+  fp16ComputePower: 1.5,
+  trirunComputePower: 1.2,
   seed: 1,
 };
 
 let nextRootId = 1;
+
+/** Power demands (units of the cap) of an idle GPU and of a device-to-device copy. */
+const IDLE_POWER = 0.1;
+const COPY_POWER = 0.6;
 
 interface Root {
   readonly id: number;
@@ -183,6 +199,10 @@ class SimulatedEvent implements BenchEvent {
     this.gpu.hostNow = Math.max(this.gpu.hostNow, this.time);
   }
 
+  query(): boolean {
+    return !Number.isNaN(this.time) && this.time <= this.gpu.hostNow;
+  }
+
   elapsedMs(start: BenchEvent): number {
     const from = (start as SimulatedEvent).time;
     if (Number.isNaN(from) || Number.isNaN(this.time)) throw new Error("elapsedMs: event not recorded");
@@ -219,6 +239,8 @@ export class SimulatedGpu {
   private readonly l2 = new Map<string, number>();
   private l2Used = 0;
   private randomState: number;
+  /** Power demand averaged over the last ~powerTauUs (units of the cap). */
+  private powerAverage = IDLE_POWER;
 
   constructor(spec: Partial<SimulatedGpuSpec> = {}) {
     this.spec = { ...DEFAULT_SPEC, ...spec };
@@ -237,11 +259,29 @@ export class SimulatedGpu {
     return 1 + this.spec.jitter * ((x / 4294967296) * 2 - 1);
   }
 
-  /** Runs an operation of `durationUs` on the stream after the host has launched it. */
-  enqueue(durationUs: number, _keys: readonly string[], touchedBytes: number): void {
+  /** The clock (fraction of full) while an average demand of `power` is sustained. */
+  static steadyClock(power: number): number {
+    return Math.min(1, 1 / power);
+  }
+
+  /**
+   * Runs an operation of `durationUs` (at full clock) demanding `power` on the stream after the host
+   * has launched it.
+   */
+  enqueue(durationUs: number, _keys: readonly string[], touchedBytes: number, power = COPY_POWER): void {
     this.hostNow += this.spec.hostLaunchUs;
     const start = Math.max(this.gpuFree, this.hostNow);
-    this.gpuFree = start + durationUs * this.jitter();
+    let actualUs = durationUs * this.jitter();
+    const tau = this.spec.powerTauUs;
+    if (tau > 0) {
+      const decay = (us: number, toward: number) => {
+        this.powerAverage = toward + (this.powerAverage - toward) * Math.exp(-us / tau);
+      };
+      decay(start - this.gpuFree, IDLE_POWER);
+      actualUs /= SimulatedGpu.steadyClock(this.powerAverage);
+      decay(actualUs, power);
+    }
+    this.gpuFree = start + actualUs;
     // A copy streams its bytes through L2 and evicts what was there.
     if (touchedBytes >= this.spec.l2Bytes) {
       this.l2.clear();
@@ -266,6 +306,23 @@ export class SimulatedGpu {
       }
     }
     return hit;
+  }
+
+  /** Power demand of a call at full clock: its kind's compute power when compute-bound, else a copy's. */
+  static callPower(
+    spec: SimulatedGpuSpec,
+    op: "gemmF16" | "trirunMatmul",
+    m: number,
+    k: number,
+    n: number,
+    groupsize: number,
+    hitL2: boolean,
+  ): number {
+    const computeUs = (2 * m * k * n) / (op === "gemmF16" ? spec.fp16FlopsPerUs : spec.trirunFlopsPerUs);
+    const computeBound =
+      computeUs + spec.launchLatencyUs >= SimulatedGpu.durationUs(spec, op, m, k, n, groupsize, hitL2);
+    if (!computeBound) return COPY_POWER;
+    return op === "gemmF16" ? spec.fp16ComputePower : spec.trirunComputePower;
   }
 
   /** Expected duration of a call, by the same formulas the tests use. */
@@ -370,7 +427,12 @@ export class SimulatedGpu {
           weightRoots: [w.root.id],
           hitL2,
         });
-        gpu.enqueue(SimulatedGpu.durationUs(gpu.spec, "gemmF16", m, k, n, 0, hitL2), [w.key], 0);
+        gpu.enqueue(
+          SimulatedGpu.durationUs(gpu.spec, "gemmF16", m, k, n, 0, hitL2),
+          [w.key],
+          0,
+          SimulatedGpu.callPower(gpu.spec, "gemmF16", m, k, n, 0, hitL2),
+        );
       },
       trirunMatmul(A, B, s, C, opts): BenchTrirunConfig {
         const m = A.shape[0];
@@ -398,7 +460,12 @@ export class SimulatedGpu {
           weightRoots: [b.root.id, sc.root.id],
           hitL2,
         });
-        gpu.enqueue(SimulatedGpu.durationUs(gpu.spec, "trirunMatmul", m, k, n, groupsize, hitL2), [key], 0);
+        gpu.enqueue(
+          SimulatedGpu.durationUs(gpu.spec, "trirunMatmul", m, k, n, groupsize, hitL2),
+          [key],
+          0,
+          SimulatedGpu.callPower(gpu.spec, "trirunMatmul", m, k, n, groupsize, hitL2),
+        );
         return { threadK: 128, threadN: 128, mBlocks: Math.min(4, Math.ceil(m / 16)), sms: gpu.spec.smCount };
       },
     };

@@ -32,7 +32,10 @@ PY
   }
   trap summarize_clocks EXIT
 fi
-nvcc -O3 -std=c++17 $ARCH -Xptxas -v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe 2> "$out/ptxas.txt" || { cat "$out/ptxas.txt"; exit 1; }
+# PROBE_OBJECT=path: link a trirun.cu object compiled elsewhere for sm_90a (a minute of device time saved):
+#   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -DTRIRUN_HAVE_SM90A -Isrc/kernel -c src/kernel/trirun.cu
+kernel_source=${PROBE_OBJECT:-src/kernel/trirun.cu}
+nvcc -O3 -std=c++17 $ARCH -Xptxas -v -Isrc/kernel tools/kernel-probe.cu "$kernel_source" -lcublas -o /tmp/probe 2> "$out/ptxas.txt" || { cat "$out/ptxas.txt"; exit 1; }
 what=${*:-check sanitize speed}
 for w in $what; do
   echo "=== $w"
@@ -58,6 +61,19 @@ for w in $what; do
       PROBE_ONE_CUBLAS=1 ncu --clock-control none --launch-skip 20 --launch-count 200 -k regex:"trirun|nvjet|gemm|sm90" \
         --metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
         /tmp/probe one ${NCU_ARGS:-8192 57344 1024 128} 2>&1 | tee "$out/power.txt" | grep -E "^  [a-z_]|duration|per_second|hmma|dram__|sm__throughput|^one" | tail -60 ;;
+    sustain)
+      # Steady state at the power cap: TriRun, then cuBLAS FP16, each back to back for SECONDS (default 4) on
+      # each shape of SUSTAIN_ARGS ("k n m g;k n m g", default the 70B gate/up and the 7B o layer at large m),
+      # with nvidia-smi sampled every 100 ms: per kernel its time per call, SM clock and power in its span.
+      nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,power.limit,clocks_event_reasons.active \
+        --format=csv,noheader,nounits -lms 100 > "$out/sustain-smi.csv" 2>&1 &
+      smi_pid=$!
+      IFS=';' read -ra shapes <<< "${SUSTAIN_ARGS:-8192 57344 1024 128;4096 4096 512 128;4096 4096 2048 128}"
+      for shape in "${shapes[@]}"; do
+        PROBE_ONE_CUBLAS=1 PROBE_ONE_SECONDS=${SECONDS_EACH:-4} timeout 60 /tmp/probe one $shape 2>&1
+      done | tee "$out/sustain.txt"
+      kill $smi_pid 2> /dev/null; wait $smi_pid 2> /dev/null
+      python3 tools/sustain-summary.py "$out/sustain.txt" "$out/sustain-smi.csv" | tee -a "$out/sustain.txt" ;;
     sources)
       # Stall samples per SASS instruction (summarise here with tools/ncu-stalls.py). NCU_ARGS="k n m g".
       args=${NCU_ARGS:-8192 43520 1 128}; tag=$(echo $args | tr ' ' '_')

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
@@ -537,6 +538,36 @@ static int tiles() {
 }
 
 // One problem, a few launches: for ncu. Args: k n m g [thread_k thread_n]
+// PROBE_ONE_SECONDS=s (`one`): after the timings, each kernel again back to back for s seconds, printing the
+// wall-clock span (epoch seconds) and the median time per call in that span, so that nvidia-smi samples taken
+// meanwhile (device-probe.sh `sustain`) give each kernel's steady clock and power: at the power cap what a
+// call costs is its energy, and ncu's serialised replays never reach the cap.
+static double probe_one_seconds() {
+  const char* v = getenv("PROBE_ONE_SECONDS");
+  return v == nullptr ? 0.0 : atof(v);
+}
+
+template <typename Call>
+static void sustain(const char* label, double seconds, cudaEvent_t e0, cudaEvent_t e1, Call call) {
+  if (seconds <= 0) return;
+  timespec t0{}, t{};
+  clock_gettime(CLOCK_REALTIME, &t0);
+  std::vector<float> per_call;
+  do {
+    CK(cudaEventRecord(e0));
+    for (int i = 0; i < 20; ++i) call();
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    per_call.push_back(ms * 50.f);  // us per call
+    clock_gettime(CLOCK_REALTIME, &t);
+  } while ((t.tv_sec - t0.tv_sec) + 1e-9 * (t.tv_nsec - t0.tv_nsec) < seconds);
+  std::sort(per_call.begin(), per_call.end());
+  printf("sustain: %s from %.3f to %.3f: %zu calls, %.1f us per call (median of batches of 20)\n", label,
+         t0.tv_sec + 1e-9 * t0.tv_nsec, t.tv_sec + 1e-9 * t.tv_nsec, per_call.size() * 20, per_call[per_call.size() / 2]);
+}
+
 static int one(int argc, char** argv) {
   if (argc < 6) return 2;
   int k = atoi(argv[2]), n = atoi(argv[3]), m = atoi(argv[4]), g = atoi(argv[5]);
@@ -588,6 +619,10 @@ static int one(int argc, char** argv) {
   printf("one: k=%d n=%d m=%d g=%d variant %d, %d blocks x %d threads, %d stages, m_blocks %d, tile %dx%d: %.1f us per call (warm, median)\n",
          k, n, m, g, used.variant, used.sms, used.threads, used.stages, used.m_blocks, used.thread_k, used.thread_n,
          times[3]);
+  sustain("trirun", probe_one_seconds(), e0, e1, [&] {
+    TrirunConfig c = cfg;
+    run_trirun((__half*)dA, (uint32_t*)dB, (__half*)dS, (__half*)dC, m, n, k, g, ws, 64 << 20, &c, 0);
+  });
   // PROBE_ONE_CUBLAS=1: the same product in cuBLAS FP16 afterwards (fp16 weights, fp16 out), so that a
   // profiler sees both kernels of one shape in one process (device-probe.sh's `power` mode).
   const char* with_cublas = getenv("PROBE_ONE_CUBLAS");
@@ -614,6 +649,8 @@ static int one(int argc, char** argv) {
     }
     std::sort(ftimes.begin(), ftimes.end());
     printf("one: cuBLAS FP16 k=%d n=%d m=%d: %.1f us per call (warm, median)\n", k, n, m, ftimes[3]);
+    sustain("cublas", probe_one_seconds(), e0, e1,
+            [&] { gemm_ref(h, (__half*)dA, (__half*)dW, dC16, false, m, n, k, 0); });
     CB(cublasDestroy(h));
     CK(cudaFree(dW));
     CK(cudaFree(dC16));
