@@ -14,7 +14,7 @@
 // tiles, runs no longer than the striped schedule's, the column covered once in order, all clusters resident.
 // Usage: dispatch-check [--table | --plans]   (--table: the launches of the model shapes at a few m, sm_90
 // profile; --plans: the launches of each "k n m g" read from stdin, one line each, with TRIRUN_NARROW_128
-// from the environment)
+// and the other experiments' switches from the environment)
 // Build (CPU, a few seconds: no kernel is instantiated):
 //   nvcc -std=c++17 -DTRIRUN_DISPATCH_RECORD -DTRIRUN_HAVE_SM90A -Isrc/kernel tools/dispatch-check.cu -o dispatch-check
 #ifndef TRIRUN_DISPATCH_RECORD
@@ -79,6 +79,17 @@ std::vector<Profile> profiles() {
     DeviceAttrs a = hopper_attrs();
     a.narrow_128 = true;
     p.push_back({"sm_90 TRIRUN_NARROW_128=1", a});
+  }
+  {
+    DeviceAttrs a = hopper_attrs();
+    a.balance_launches = true;
+    p.push_back({"sm_90 TRIRUN_BALANCE_LAUNCHES=1", a});
+  }
+  for (int mb : {8, 36}) {
+    DeviceAttrs a = hopper_attrs();
+    a.balance_launches = true;
+    a.hopper_l2_mb = mb;
+    p.push_back({"sm_90 TRIRUN_BALANCE_LAUNCHES=1 TRIRUN_HOPPER_L2_MB=" + std::to_string(mb), a});
   }
   DeviceAttrs ampere;  // A100: 108 SMs, 163 KB
   ampere.sms = 108;
@@ -275,6 +286,8 @@ void plans() {
   DeviceAttrs a = hopper_attrs();
   // The experiments' switches, as the real build reads them.
   a.narrow_128 = trirun::env_int("TRIRUN_NARROW_128", 1, 0) != 0;
+  a.balance_launches = trirun::env_int("TRIRUN_BALANCE_LAUNCHES", 1, 0) != 0;
+  a.hopper_l2_mb = trirun::env_int("TRIRUN_HOPPER_L2_MB", 1, a.hopper_l2_mb);
   int k = 0, n = 0, m = 0, g = 0;
   while (std::scanf("%d %d %d %d", &k, &n, &m, &g) == 4) {
     TrirunConfig config{};
