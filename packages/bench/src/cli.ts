@@ -335,15 +335,22 @@ async function compareCommand(
 }
 
 async function targetsCommand(
-  file: string,
+  files: readonly string[],
   groupsize: number,
   markdownFile: string | undefined,
   io: CliIo,
 ): Promise<number> {
-  const report = checkTargets(await readResultsFile(file), { groupsize });
+  const results = await Promise.all(files.map((file) => readResultsFile(file)));
+  let report: ReturnType<typeof checkTargets>;
+  try {
+    report = checkTargets(results, { groupsize });
+  } catch (error) {
+    if (error instanceof RangeError) throw new UsageError(error.message.replace(/^checkTargets: /, ""));
+    throw error;
+  }
   if (report.checks.length === 0) {
     throw new UsageError(
-      `${file} has no complete g${groupsize} timings of the target sets (llama2-70b, llama2-7b, trilm-3.9b) at a target's batch size`,
+      `${files.join(", ")} has no complete g${groupsize} timings of the target sets (llama2-70b, llama2-7b, trilm-3.9b) at a target's batch size`,
     );
   }
   await printWithMarkdown(formatTargetsTable(report), () => targetsToMarkdown(report), markdownFile, io);
@@ -481,13 +488,24 @@ function buildProgram(
   program
     .command("targets")
     .description(
-      "check a results file against the kernel's speed targets (issue #10: summed speedup per model set and batch size); needs no GPU",
+      "check results files against the kernel's speed targets (issue #10: summed speedup per model set and batch size); needs no GPU",
     )
-    .argument("<results.json>", "results written by `trirun-bench --json` or `--out`")
+    .argument(
+      "<results.json...>",
+      "results written by `trirun-bench --json` or `--out`, of one device; a later file's (set, m) points " +
+        "replace an earlier one's (e.g. interleaved timings, then sustained ones for large m)",
+    )
     .option("--groupsize <g>", "group size whose timings to check", positiveInteger("--groupsize"), 128)
     .option("--markdown <file>", "also write the check as a markdown table (- for standard output)")
-    .action((file: string, options: { groupsize: number; markdown?: string }) => {
-      setResult(targetsCommand(resolve(file), options.groupsize, options.markdown, io));
+    .action((files: string[], options: { groupsize: number; markdown?: string }) => {
+      setResult(
+        targetsCommand(
+          files.map((file) => resolve(file)),
+          options.groupsize,
+          options.markdown,
+          io,
+        ),
+      );
     });
 
   program

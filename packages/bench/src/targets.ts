@@ -4,6 +4,9 @@
  * each target cell, the summed speedup over FP16 of the model set at each measured m the cell covers,
  * whether it is met, and the summed TriRun time that would meet it; `render`'s markdown shows the
  * met / not met part. The targets hold on the H100 and the H200 alike, for group size 128, cold weights.
+ * Several files of one device may be given (e.g. interleaved timings for small m and sustained ones for
+ * the m where the GPU runs at its power cap): a later file's complete (model set, m) point replaces an
+ * earlier one's, and each point says how it was timed.
  */
 import Table from "cli-table3";
 import { SPEED_TARGETS, type SpeedTarget, summarizeModels } from "./report.js";
@@ -19,6 +22,8 @@ export interface TargetCheck {
   /** Summed TriRun time measured, and the summed time that would meet the target (FP16's / target). */
   readonly trirunUs: number;
   readonly neededUs: number;
+  /** How the point was timed: "interleaved" or "sustained <ms> ms" (see measure.ts). */
+  readonly timing: string;
 }
 
 export interface TargetReport {
@@ -29,32 +34,56 @@ export interface TargetReport {
   readonly unmeasured: readonly SpeedTarget[];
 }
 
-/** Checks `results` (group size `groupsize`, 128 by default as in the issue) against `targets`. */
+/** How a results file was timed, as the targets table shows it. */
+export function timingMethod(results: BenchResults): string {
+  const us = results.meta.sustainUs;
+  return us === undefined ? "interleaved" : `sustained ${(us / 1000).toFixed(0)} ms`;
+}
+
+/**
+ * Checks `results` (group size `groupsize`, 128 by default as in the issue) against `targets`. With
+ * several results files (all of one device), a later file's point replaces an earlier one's.
+ */
 export function checkTargets(
-  results: BenchResults,
+  results: BenchResults | readonly BenchResults[],
   options: { groupsize?: number; targets?: readonly SpeedTarget[] } = {},
 ): TargetReport {
+  const files: readonly BenchResults[] = Array.isArray(results) ? results : [results as BenchResults];
+  if (files.length === 0) throw new RangeError("checkTargets: no results given");
+  const device = files[0].meta.device.name;
+  const other = files.find((f) => f.meta.device.name !== device);
+  if (other !== undefined) {
+    throw new RangeError(
+      `checkTargets: the results come from different devices (${device}, ${other.meta.device.name}); check each device on its own`,
+    );
+  }
   const groupsize = options.groupsize ?? 128;
   const targets = options.targets ?? SPEED_TARGETS;
-  const checks: TargetCheck[] = [];
-  const covered = new Set<SpeedTarget>();
-  for (const s of summarizeModels(results)) {
-    if (s.groupsize !== groupsize || s.speedup === null || s.fp16Us === null || s.trirunUs === null) continue;
-    const target = targets.find((t) => t.model === s.model && s.m >= t.mFrom && s.m <= t.mTo);
-    if (target === undefined) continue;
-    covered.add(target);
-    checks.push({
-      model: s.model,
-      m: s.m,
-      target,
-      speedup: s.speedup,
-      met: s.speedup >= target.minSpeedup,
-      trirunUs: s.trirunUs,
-      neededUs: s.fp16Us / target.minSpeedup,
-    });
+  const byPoint = new Map<string, TargetCheck>();
+  for (const file of files) {
+    for (const s of summarizeModels(file)) {
+      if (s.groupsize !== groupsize || s.speedup === null || s.fp16Us === null || s.trirunUs === null)
+        continue;
+      const target = targets.find((t) => t.model === s.model && s.m >= t.mFrom && s.m <= t.mTo);
+      if (target === undefined) continue;
+      byPoint.set(`${s.model}\u0000${s.m}`, {
+        model: s.model,
+        m: s.m,
+        target,
+        speedup: s.speedup,
+        met: s.speedup >= target.minSpeedup,
+        trirunUs: s.trirunUs,
+        neededUs: s.fp16Us / target.minSpeedup,
+        timing: timingMethod(file),
+      });
+    }
   }
+  // In the order of the targets (model sets as the issue lists them), then by m.
+  const order = (c: TargetCheck) => targets.findIndex((t) => t.model === c.model);
+  const checks = [...byPoint.values()].sort((a, b) => order(a) - order(b) || a.m - b.m);
+  const covered = new Set(checks.map((c) => c.target));
   return {
-    device: results.meta.device.name,
+    device,
     groupsize,
     checks,
     unmeasured: targets.filter((t) => !covered.has(t)),
@@ -65,7 +94,7 @@ function range(t: SpeedTarget): string {
   return t.mFrom === t.mTo ? `m=${t.mFrom}` : `m=${t.mFrom}-${t.mTo}`;
 }
 
-const HEAD = ["model", "m", "speedup", "target", "met", "TriRun us", "needed us"];
+const HEAD = ["model", "m", "speedup", "target", "met", "TriRun us", "needed us", "timing"];
 
 function cells(c: TargetCheck): string[] {
   return [
@@ -76,6 +105,7 @@ function cells(c: TargetCheck): string[] {
     c.met ? "yes" : "no",
     c.trirunUs.toFixed(1),
     c.neededUs.toFixed(1),
+    c.timing,
   ];
 }
 

@@ -73,6 +73,31 @@ describe("checkTargets", () => {
     expect(report.device).toBe(results.meta.device.name);
   });
 
+  it("takes a later file's points over an earlier one's, says how each was timed, and refuses two devices", () => {
+    const first = resultsWithSpeedups();
+    const second = resultsWithSpeedups();
+    // The second file: sustained timings of m >= 256 only.
+    const late = {
+      ...second.results,
+      meta: { ...second.results.meta, sustainUs: 1_500_000 },
+      rows: second.results.rows.filter((r) => r.m >= 256),
+    };
+    const report = checkTargets([first.results, late]);
+    expect(report.checks).toHaveLength(checkTargets(first.results).checks.length);
+    for (const c of report.checks) {
+      const from = c.m >= 256 ? second.wanted : first.wanted;
+      expect(c.speedup).toBeCloseTo(from.get(`${c.model}@${c.m}`) as number, 9);
+      expect(c.timing).toBe(c.m >= 256 ? "sustained 1500 ms" : "interleaved");
+    }
+    // In the targets' order: the 7B set first, each by m.
+    const keys = report.checks.map((c) => `${c.model}@${c.m}`);
+    expect(keys[0]).toBe("llama2-7b@1");
+    expect(keys.at(-1)).toBe(`trilm-3.9b@${BATCHES.at(-1)}`);
+    const elsewhere = { ...late, meta: { ...late.meta, device: { ...late.meta.device, name: "Other GPU" } } };
+    expect(() => checkTargets([first.results, elsewhere])).toThrow(/different devices/);
+    expect(() => checkTargets([])).toThrow(/no results/);
+  });
+
   it("checks per-column timings only when asked, and none of a group size not run", () => {
     const { results } = resultsWithSpeedups();
     expect(checkTargets(results, { groupsize: -1 }).checks.length).toBeGreaterThan(0);
@@ -90,7 +115,7 @@ describe("checkTargets", () => {
     expect(text).toContain(summary);
     expect(text).toContain("not measured: llama2-70b m=1-16, llama2-70b m=32");
     const md = targetsToMarkdown(report);
-    expect(md.split("\n")[0]).toBe("| model | m | speedup | target | met | TriRun us | needed us |");
+    expect(md.split("\n")[0]).toBe("| model | m | speedup | target | met | TriRun us | needed us | timing |");
     expect(md).toContain(summary);
     expect(md.split("\n").filter((l) => l.startsWith("| llama2-7b |"))).toHaveLength(BATCHES.length - 1);
   });
@@ -129,6 +154,36 @@ describe("trirun-bench targets", () => {
     const only = capture();
     expect(await main(["targets", file, "--markdown", "-"], only, deps)).toBe(0);
     expect(only.out).toBe(md);
+  });
+
+  it("merges several files of one device, and refuses files of two", async () => {
+    const { results } = resultsWithSpeedups();
+    const early = join(dir, "early.json");
+    const late = join(dir, "late.json");
+    const foreign = join(dir, "foreign.json");
+    await writeFile(early, resultsToJson(results));
+    await writeFile(
+      late,
+      resultsToJson({
+        ...results,
+        meta: { ...results.meta, sustainUs: 2_000_000 },
+        rows: results.rows.filter((r) => r.m >= 256),
+      }),
+    );
+    await writeFile(
+      foreign,
+      resultsToJson({
+        ...results,
+        meta: { ...results.meta, device: { ...results.meta.device, name: "Other GPU" } },
+      }),
+    );
+    const io = capture();
+    expect(await main(["targets", early, late], io, deps)).toBe(0);
+    expect(io.out).toContain("sustained 2000 ms");
+    expect(io.out).toContain("interleaved");
+    const bad = capture();
+    expect(await main(["targets", early, foreign], bad, deps)).toBe(1);
+    expect(bad.err).toMatch(/different devices/);
   });
 
   it("says what is missing when the file has none of the target sets", async () => {

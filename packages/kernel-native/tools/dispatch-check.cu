@@ -82,14 +82,13 @@ std::vector<Profile> profiles() {
   }
   {
     DeviceAttrs a = hopper_attrs();
-    a.balance_launches = true;
-    p.push_back({"sm_90 TRIRUN_BALANCE_LAUNCHES=1", a});
+    a.balance_launches = false;
+    p.push_back({"sm_90 TRIRUN_BALANCE_LAUNCHES=0", a});
   }
   for (int mb : {8, 36}) {
     DeviceAttrs a = hopper_attrs();
-    a.balance_launches = true;
     a.hopper_l2_mb = mb;
-    p.push_back({"sm_90 TRIRUN_BALANCE_LAUNCHES=1 TRIRUN_HOPPER_L2_MB=" + std::to_string(mb), a});
+    p.push_back({"sm_90 TRIRUN_HOPPER_L2_MB=" + std::to_string(mb), a});
   }
   DeviceAttrs ampere;  // A100: 108 SMs, 163 KB
   ampere.sms = 108;
@@ -286,7 +285,7 @@ void plans() {
   DeviceAttrs a = hopper_attrs();
   // The experiments' switches, as the real build reads them.
   a.narrow_128 = trirun::env_int("TRIRUN_NARROW_128", 1, 0) != 0;
-  a.balance_launches = trirun::env_int("TRIRUN_BALANCE_LAUNCHES", 1, 0) != 0;
+  a.balance_launches = !trirun::switched_off("TRIRUN_BALANCE_LAUNCHES");
   a.hopper_l2_mb = trirun::env_int("TRIRUN_HOPPER_L2_MB", 1, a.hopper_l2_mb);
   int k = 0, n = 0, m = 0, g = 0;
   while (std::scanf("%d %d %d %d", &k, &n, &m, &g) == 4) {

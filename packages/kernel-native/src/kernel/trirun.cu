@@ -2175,8 +2175,9 @@ struct DeviceAttrs {
   int mid_pairs_min_tiles = 48;  // column-slices (2 x 128-column tiles) they need; TRIRUN_MID_PAIRS_MIN_TILES
   bool mid_tails = true;      // the same for a later launch's 129..224 rows (m = 385..480); TRIRUN_MID_TAILS=0: off
   bool narrow_128 = false;    // experiment, off: 257..512 rows of layers with k, n <= 3072 as 128-row slices in one launch; TRIRUN_NARROW_128=1
-  bool balance_launches = false;  // experiment, off: a Hopper call's slices spread evenly over its launches; TRIRUN_BALANCE_LAUNCHES=1
-  int hopper_l2_mb = 24;          // activation slices per Hopper launch, at most this many MiB; TRIRUN_HOPPER_L2_MB (experiment)
+  bool balance_launches = true;  // a Hopper call's slices spread evenly over its launches; TRIRUN_BALANCE_LAUNCHES=0: off
+  int hopper_l2_mb = 24;         // activation slices per Hopper launch, at most this many MiB; TRIRUN_HOPPER_L2_MB (experiment)
+                                 // (H100, session 23: 36 made the 70B set 7% and the 7B set 5% slower at m = 2048..4096)
   int small_clusters = 2;     // TMA small-batch kernel in clusters, a column per cluster (see launch_small_tma); TRIRUN_SMALL_CLUSTERS:
                               // 0 never, 1 where the striped schedule would sum through slots, 2 also where it would chain
   int small_cluster_chain_min = 3;  // a chain replaced only by clusters of at least this many blocks (unless a size is
@@ -2248,7 +2249,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.wide_min_tiles = env_int("TRIRUN_WIDE_MIN_TILES", 1, a.wide_min_tiles);
     a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
     a.narrow_128 = env_int("TRIRUN_NARROW_128", 1, 0) != 0;
-    a.balance_launches = env_int("TRIRUN_BALANCE_LAUNCHES", 1, 0) != 0;
+    a.balance_launches = !switched_off("TRIRUN_BALANCE_LAUNCHES");
     a.hopper_l2_mb = env_int("TRIRUN_HOPPER_L2_MB", 1, a.hopper_l2_mb);
     a.small_clusters = env_int("TRIRUN_SMALL_CLUSTERS", 0, a.small_clusters);
     a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
@@ -2936,9 +2937,11 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     const long long fit = (static_cast<long long>(attrs.hopper_l2_mb) << 20) / slice_bytes;
     par = fit < 1 ? 1 : (fit < par ? static_cast<int>(fit) : par);
   }
-  // Experiment (TRIRUN_BALANCE_LAUNCHES=1): the slices of a call that needs several launches spread evenly
-  // over them (TriLM down 9216 x 3072 at m = 4096: 4 + 4 + 4 + 4 slices instead of 5 + 5 + 5 + 1, whose last
-  // launch has 24 output tiles for 132 SMs and splits every column's k over ~5 blocks).
+  // The slices of a call that needs several launches spread evenly over them (TriLM down 9216 x 3072 at
+  // m = 4096: 4 + 4 + 4 + 4 slices instead of 5 + 5 + 5 + 1, whose last launch had 24 output tiles for 132
+  // SMs and split every column's k over ~5 blocks). H100, session 23, TriRun only, two rounds: that layer
+  // 390.9 / 376.3 -> 353.3 / 351.0 us (stream), 399.6 / 392.0 -> 379.4 / 375.9 (graph); the TriLM set at
+  // m = 4096 1568 / 1543 -> 1515 / 1517 us; elsewhere within the run-to-run spread. TRIRUN_BALANCE_LAUNCHES=0: off.
   int launches_left = ceil_div(ceil_div(m, slice_rows), par);
   for (int row = 0, rows = 0; row < m; row += rows, --launches_left) {
     const int left = m - row;
