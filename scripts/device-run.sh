@@ -3,6 +3,9 @@
 # (built here by `pnpm build && pnpm device:bundle && pnpm --filter @trirun/bench run device:bundle`).
 #   bash scripts/device-run.sh check   # API checks, correctness sweep, speed, bundled GPU tests, sanitizers
 #   bash scripts/device-run.sh bench   # the benchmark tables (trirun-bench) and the GPTQ GPU benchmark
+#   bash scripts/device-run.sh targets # issue #10's sets, g128: interleaved at m = 1..4096, then sustained
+#                                      # (--sustain-ms 1500) at m >= 256, where the GPU runs at its power cap
+#                                      # (~4 min); `trirun-bench targets interleaved.json sustained.json` here
 #   bash scripts/device-run.sh e2e     # decoding steps, FP16 against TriRun (trirun-eval speed): the Llama-2-7B
 #                                      # shape at batch 1, 4, 16, 32 (two rounds, with and without clusters),
 #                                      # then 13B, TriLM 3.9B and 70B (issue #9)
@@ -14,7 +17,7 @@
 #                                      # 8-bit activations, TriRun only, alternating
 # Everything lands in $OUT/device-<part>.tgz plus $OUT/<part>.log.
 set -uo pipefail
-part=${1:?usage: device-run.sh check|bench|e2e|fused|breakdown}
+part=${1:?usage: device-run.sh check|bench|targets|e2e|fused|breakdown}
 out=${OUT:-/tmp/out}; work=/tmp/trirun-device/$part
 rm -rf "$work"; mkdir -p "$work" "$out"
 xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
@@ -45,6 +48,13 @@ log=$out/$part.log
     bench)
       timeout 420 /tmp/node .device/bench.mjs --out "$work/bench" --time-limit 380; echo "bench exit $?"
       timeout 120 /tmp/node .device/gptq-bench.mjs --gpu-only; echo "gptq bench exit $?" ;;
+    targets)
+      sets=llama2-70b,llama2-7b,trilm-3.9b
+      timeout 120 /tmp/node .device/bench.mjs --models $sets --groupsize 128 --batch 1,16,32,64,128,256,512,1024,2048,4096 \
+        --time-limit 100 --no-layers --out "$work/interleaved"; echo "interleaved exit $?"
+      # 60 rows x 2 sides x ~1.6 s (session 23, H100: ~3 min).
+      timeout 330 /tmp/node .device/bench.mjs --models $sets --groupsize 128 --batch 256,512,1024,2048,4096 \
+        --sustain-ms 1500 --time-limit 300 --no-layers --out "$work/sustained"; echo "sustained exit $?" ;;
     e2e)
       # Both sides of a step move by ~5% between machine starts (BENCHMARKS.md): runs on one machine, in one call.
       mkdir -p "$work/e2e"
