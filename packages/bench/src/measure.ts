@@ -13,7 +13,7 @@
  * - the same A and C tensors serve both sides; samples of the sides alternate, so
  *   clock and temperature drift hits both alike;
  * - or, with `sustainUs` (for calls that run at the GPU's power cap, where the
- *   clock follows the power of whatever ran in the last ~100 ms): each side runs
+ *   clock follows the power drawn over roughly the last second): each side runs
  *   alone, back to back, for `sustainUs` before its samples, which follow with no
  *   gap, so that each side is timed at the clock it gets by itself, as in an
  *   application that runs only it; the sides take turns first from row to row;
