@@ -4,7 +4,7 @@
  */
 import Table from "cli-table3";
 import { summarizeModels } from "./report.js";
-import type { BenchResults } from "./results.js";
+import { type BenchResults, timingMethod } from "./results.js";
 
 export interface ComparisonRow {
   readonly model: string;
@@ -29,6 +29,9 @@ export function compareResults(before: BenchResults, after: BenchResults): Compa
   const warnings: string[] = [];
   if (before.meta.device.name !== after.meta.device.name) {
     warnings.push(`different devices: ${before.meta.device.name} vs ${after.meta.device.name}`);
+  }
+  if (timingMethod(before) !== timingMethod(after)) {
+    warnings.push(`different timing methods: ${timingMethod(before)} vs ${timingMethod(after)}`);
   }
   if (before.meta.mode !== after.meta.mode) {
     warnings.push(`different weight modes: ${before.meta.mode} vs ${after.meta.mode}`);

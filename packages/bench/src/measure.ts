@@ -531,6 +531,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
   const maxM = Math.max(...batchSizes);
   const total = modelSets.reduce((sum, set) => sum + set.layers.length * batchSizes.length, 0);
   let done = 0;
+  let layersStarted = 0;
   let stoppedEarly = false;
 
   try {
@@ -562,6 +563,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
             break measuring;
           }
           const { k, n } = shape;
+          const layerIndex = layersStarted++;
           options.onProgress?.({ kind: "layer", model: set.id, layer: shape.layer, k, n });
           const plan = planLayer(
             k,
@@ -600,7 +602,7 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
             });
             stream.synchronize();
 
-            for (const m of batchSizes) {
+            for (const [mIndex, m] of batchSizes.entries()) {
               if (outOfTime()) {
                 stoppedEarly = true;
                 break;
@@ -628,7 +630,9 @@ export function runBenchmark(api: BenchKernelApi, options: MeasureOptions): Benc
                 minSampleUs,
                 warmupUs,
                 sustainUs,
-                rowIndex: done,
+                // Alternates along each layer's batch sizes and, at one m, from layer to layer, so that
+                // neither side goes first in every row of a model set's sum.
+                firstSide: (layerIndex + mIndex) % 2 === 0 ? "fp16" : "trirun",
               });
               rows.push(...rowsForM);
               done++;
@@ -712,8 +716,8 @@ interface RowGroupInput {
   readonly minSampleUs: number;
   readonly warmupUs: number;
   readonly sustainUs: number;
-  /** Which side goes first in sustained timing: FP16 on even rows, TriRun on odd ones. */
-  readonly rowIndex: number;
+  /** Which side goes first in sustained timing. */
+  readonly firstSide: "fp16" | "trirun";
 }
 
 /** Measures FP16 once and TriRun at each group size for one (layer, m), samples interleaved. */
@@ -774,7 +778,7 @@ function measureRowGroup(input: RowGroupInput): ResultRow[] {
           trirunErrors[g] = guard(() => trirun[g].sustained(input.sustainUs, input.samples));
         }
       });
-    if (input.rowIndex % 2 === 0) {
+    if (input.firstSide === "fp16") {
       sustainFp16();
       sustainTrirun();
     } else {

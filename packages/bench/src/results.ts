@@ -206,3 +206,9 @@ export async function readResultsFile(file: string): Promise<BenchResults> {
   }
   return parseResults(value, file);
 }
+
+/** How a results file was timed: "interleaved" (the sides' samples alternate) or "sustained <ms> ms". */
+export function timingMethod(results: BenchResults): string {
+  const us = results.meta.sustainUs;
+  return us === undefined ? "interleaved" : `sustained ${Number((us / 1000).toPrecision(3))} ms`;
+}

@@ -10,7 +10,7 @@
  */
 import Table from "cli-table3";
 import { SPEED_TARGETS, type SpeedTarget, summarizeModels } from "./report.js";
-import type { BenchResults } from "./results.js";
+import { type BenchResults, timingMethod } from "./results.js";
 
 /** One measured (model set, m) point against the target that covers it. */
 export interface TargetCheck {
@@ -34,12 +34,6 @@ export interface TargetReport {
   readonly unmeasured: readonly SpeedTarget[];
 }
 
-/** How a results file was timed, as the targets table shows it. */
-export function timingMethod(results: BenchResults): string {
-  const us = results.meta.sustainUs;
-  return us === undefined ? "interleaved" : `sustained ${(us / 1000).toFixed(0)} ms`;
-}
-
 /**
  * Checks `results` (group size `groupsize`, 128 by default as in the issue) against `targets`. With
  * several results files (all of one device), a later file's point replaces an earlier one's.
@@ -55,6 +49,14 @@ export function checkTargets(
   if (other !== undefined) {
     throw new RangeError(
       `checkTargets: the results come from different devices (${device}, ${other.meta.device.name}); check each device on its own`,
+    );
+  }
+  // The targets are for cold weights; one file's hot timings must not replace another's cold ones unseen.
+  const { mode, fp16Layout } = files[0].meta;
+  const unlike = files.find((f) => f.meta.mode !== mode || f.meta.fp16Layout !== fp16Layout);
+  if (unlike !== undefined) {
+    throw new RangeError(
+      `checkTargets: the results differ in weight mode or FP16 layout (${mode} / ${fp16Layout}, ${unlike.meta.mode} / ${unlike.meta.fp16Layout}); check each on its own`,
     );
   }
   const groupsize = options.groupsize ?? 128;

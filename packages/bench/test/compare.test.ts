@@ -62,10 +62,13 @@ describe("compareResults", () => {
     const other: BenchResults = JSON.parse(JSON.stringify(before));
     other.meta.device.name = "Another GPU";
     other.meta.mode = "hot";
+    other.meta.sustainUs = 400;
     other.rows = [];
     const { warnings, rows } = compareResults(before, other);
     expect(rows).toEqual([]);
-    expect(warnings.join("\n")).toMatch(/different devices.*\n.*weight modes.*\n.*no \(model set/);
+    expect(warnings.join("\n")).toMatch(
+      /different devices.*\n.*timing methods: interleaved vs sustained 0\.4 ms\n.*weight modes.*\n.*no \(model set/,
+    );
   });
 
   it("runs as trirun-bench compare", async () => {

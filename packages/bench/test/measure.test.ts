@@ -291,7 +291,15 @@ describe("sustained timing on a simulated GPU with a power cap", () => {
   // Compute-bound on the simulated GPU at every m here: cuBLAS demands 1.5x the cap at full clock,
   // TriRun 1.2x, so run alone they settle at clocks 1 / 1.5 and 1 / 1.2.
   const computeSet: ModelSet[] = [
-    { id: "big", title: "Big", source: "test", layers: [{ layer: "x", k: 2048, n: 2048 }] },
+    {
+      id: "big",
+      title: "Big",
+      source: "test",
+      layers: [
+        { layer: "x", k: 2048, n: 2048 },
+        { layer: "y", k: 2048, n: 1024 },
+      ],
+    },
   ];
   const tauUs = 2000;
   const powerRun = (gpu: SimulatedGpu, sustainUs: number) =>
@@ -302,12 +310,13 @@ describe("sustained timing on a simulated GPU with a power cap", () => {
         ),
       ),
     );
-  const expected = (gpu: SimulatedGpu, m: number) => {
-    const fp16 = SimulatedGpu.durationUs(gpu.spec, "gemmF16", m, 2048, 2048, 0, false);
-    const trirun = SimulatedGpu.durationUs(gpu.spec, "trirunMatmul", m, 2048, 2048, 128, false);
+  const expected = (gpu: SimulatedGpu, row: { m: number; k: number; n: number }) => {
+    const { m, k, n } = row;
+    const fp16 = SimulatedGpu.durationUs(gpu.spec, "gemmF16", m, k, n, 0, false);
+    const trirun = SimulatedGpu.durationUs(gpu.spec, "trirunMatmul", m, k, n, 128, false);
     // The premise: both sides are compute-bound, so both run at the cap.
-    expect(SimulatedGpu.callPower(gpu.spec, "gemmF16", m, 2048, 2048, 0, false)).toBe(1.5);
-    expect(SimulatedGpu.callPower(gpu.spec, "trirunMatmul", m, 2048, 2048, 128, false)).toBe(1.2);
+    expect(SimulatedGpu.callPower(gpu.spec, "gemmF16", m, k, n, 0, false)).toBe(1.5);
+    expect(SimulatedGpu.callPower(gpu.spec, "trirunMatmul", m, k, n, 128, false)).toBe(1.2);
     return { fp16, trirun };
   };
   const seed = () => 1 + Math.floor(Math.random() * 1e6);
@@ -316,9 +325,9 @@ describe("sustained timing on a simulated GPU with a power cap", () => {
     const gpu = new SimulatedGpu({ powerTauUs: tauUs, jitter: 0.01, seed: seed() });
     const results = powerRun(gpu, 20 * tauUs);
     expect(results.meta.sustainUs).toBe(20 * tauUs);
-    expect(results.rows).toHaveLength(2);
+    expect(results.rows).toHaveLength(4);
     for (const row of results.rows) {
-      const full = expected(gpu, row.m);
+      const full = expected(gpu, row);
       const fp16Steady = full.fp16 / SimulatedGpu.steadyClock(1.5);
       const trirunSteady = full.trirun / SimulatedGpu.steadyClock(1.2);
       expect(row.fp16?.medianUs).toBeGreaterThan(fp16Steady * 0.97);
@@ -329,10 +338,13 @@ describe("sustained timing on a simulated GPU with a power cap", () => {
       expect(row.trirun?.launchBoundSamples).toBe(0);
       expect(row.fp16?.launchBoundSamples).toBe(0);
     }
-    // The sides take turns going first: the second side of a row is the last to run in it.
-    const lastOp = (m: number) => gpu.calls.filter((c) => c.m === m).at(-1)?.op;
-    expect(lastOp(1024)).toBe("trirunMatmul");
-    expect(lastOp(1536)).toBe("gemmF16");
+    // The sides take turns going first along a layer's m and, at one m, from layer to layer: the second
+    // side of a row is the last to run in it.
+    const lastOp = (n: number, m: number) => gpu.calls.filter((c) => c.n === n && c.m === m).at(-1)?.op;
+    expect(lastOp(2048, 1024)).toBe("trirunMatmul");
+    expect(lastOp(2048, 1536)).toBe("gemmF16");
+    expect(lastOp(1024, 1024)).toBe("gemmF16");
+    expect(lastOp(1024, 1536)).toBe("trirunMatmul");
   });
 
   it("is what separates the sides: interleaved samples share one clock", () => {
@@ -340,7 +352,7 @@ describe("sustained timing on a simulated GPU with a power cap", () => {
     const results = powerRun(gpu, 0);
     expect(results.meta.sustainUs).toBeUndefined();
     for (const row of results.rows) {
-      const full = expected(gpu, row.m);
+      const full = expected(gpu, row);
       const speedup = (row.fp16?.medianUs ?? 0) / (row.trirun?.medianUs ?? 1);
       // One clock for both: the ratio of the full-clock durations, not of the steady ones (1.25x apart).
       expect(speedup).toBeGreaterThan((full.fp16 / full.trirun) * 0.95);

@@ -95,6 +95,10 @@ describe("checkTargets", () => {
     expect(keys.at(-1)).toBe(`trilm-3.9b@${BATCHES.at(-1)}`);
     const elsewhere = { ...late, meta: { ...late.meta, device: { ...late.meta.device, name: "Other GPU" } } };
     expect(() => checkTargets([first.results, elsewhere])).toThrow(/different devices/);
+    const hot = { ...late, meta: { ...late.meta, mode: "hot" as const } };
+    expect(() => checkTargets([first.results, hot])).toThrow(
+      /weight mode or FP16 layout \(cold \/ nk, hot \/ nk\)/,
+    );
     expect(() => checkTargets([])).toThrow(/no results/);
   });
 

@@ -62,7 +62,7 @@ for w in $what; do
         --metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
         /tmp/probe one ${NCU_ARGS:-8192 57344 1024 128} 2>&1 | tee "$out/power.txt" | grep -E "^  [a-z_]|duration|per_second|hmma|dram__|sm__throughput|^one" | tail -60 ;;
     sustain)
-      # Steady state at the power cap: TriRun, then cuBLAS FP16, each back to back for SECONDS (default 4) on
+      # Steady state at the power cap: TriRun, then cuBLAS FP16, each back to back for SECONDS_EACH (default 4) on
       # each shape of SUSTAIN_ARGS ("k n m g;k n m g", default the 70B gate/up and the 7B o layer at large m),
       # with nvidia-smi sampled every 100 ms: per kernel its time per call, SM clock and power in its span.
       nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,power.limit,clocks_event_reasons.active \
@@ -70,7 +70,7 @@ for w in $what; do
       smi_pid=$!
       IFS=';' read -ra shapes <<< "${SUSTAIN_ARGS:-8192 57344 1024 128;4096 4096 512 128;4096 4096 2048 128}"
       for shape in "${shapes[@]}"; do
-        PROBE_ONE_CUBLAS=1 PROBE_ONE_SECONDS=${SECONDS_EACH:-4} timeout 60 /tmp/probe one $shape 2>&1
+        PROBE_ONE_CUBLAS=1 PROBE_ONE_SECONDS=${SECONDS_EACH:-4} timeout $((2 * ${SECONDS_EACH:-4} + 40)) /tmp/probe one $shape 2>&1
       done | tee "$out/sustain.txt"
       kill $smi_pid 2> /dev/null; wait $smi_pid 2> /dev/null
       python3 tools/sustain-summary.py "$out/sustain.txt" "$out/sustain-smi.csv" | tee -a "$out/sustain.txt" ;;

@@ -169,6 +169,9 @@ void check_call(const Profile& p, int m, const Shape& s, int g) {
       }
       const int slices = (r.rows + r.height - 1) / r.height;
       if (slices > trirun::kMaxPar) fail(at, std::to_string(slices) + " slices of " + std::to_string(r.height));
+      // Several slices in one launch only while their activations fit the cap (their re-reads then come from L2).
+      if (slices > 1 && static_cast<long long>(slices) * r.height * s.k * 2 > (static_cast<long long>(p.attrs.hopper_l2_mb) << 20))
+        fail(at, std::to_string(slices) + " slices of " + std::to_string(r.height) + " rows exceed the activation cap");
       if (r.thread_k != 128 || r.thread_n != 128) fail(at, "Hopper tile");
     } else if (r.kind == 1) {
       if (r.rows > 32) fail(at, std::to_string(r.rows) + " rows on the small-batch kernel");
@@ -188,6 +191,15 @@ void check_call(const Profile& p, int m, const Shape& s, int g) {
   const RecordedLaunch& first = g_recorded[0];
   if (config.variant != first.kind || config.thread_k != first.thread_k || config.thread_n != first.thread_n)
     fail(where, "returned config does not describe the first launch");
+  // Balanced launches never take more launches (so more reads of the weights) than the plain split.
+  if (p.attrs.hopper && p.attrs.balance_launches) {
+    const size_t balanced = g_recorded.size();
+    DeviceAttrs plain = p.attrs;
+    plain.balance_launches = false;
+    TrirunConfig plain_config{};
+    if (run(plain, m, s.n, s.k, g, &plain_config, &status) && g_recorded.size() < balanced)
+      fail(where, std::to_string(balanced) + " balanced launches, " + std::to_string(g_recorded.size()) + " plain");
+  }
 }
 
 void check_errors() {

@@ -3,7 +3,7 @@
 
 Usage: sustain-summary.py sustain.txt sustain-smi.csv
 Each "sustain: <label> from <t0> to <t1>: ..." line of kernel-probe is one kernel run back to back; the
-samples inside its span (the first 0.5 s left out: clocks settle) give its SM clock and power.
+samples inside its span (the first second left out: nvidia-smi's power reading averages about a second) give its SM clock and power.
 """
 import re
 import statistics
@@ -29,9 +29,9 @@ for line in open(sys.argv[2]):
     except ValueError:
         continue
 
-print("kernel steady state (nvidia-smi every 100 ms, first 0.5 s of each span left out):")
+print("kernel steady state (nvidia-smi every 100 ms, first second of each span left out):")
 for shape, label, t0, t1, us in spans:
-    inside = [s for s in samples if t0 + 0.5 <= s[0] <= t1]
+    inside = [s for s in samples if t0 + 1.0 <= s[0] <= t1]
     if not inside:
         print(f"  {shape} {label:7s} {us:9.1f} us per call; no samples in its span (clock of this machine vs nvidia-smi's?)")
         continue

@@ -2937,34 +2937,49 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     const long long fit = (static_cast<long long>(attrs.hopper_l2_mb) << 20) / slice_bytes;
     par = fit < 1 ? 1 : (fit < par ? static_cast<int>(fit) : par);
   }
+  // On the Hopper kernel a partial last slice costs about what a full one does where the whole
+  // slices already give every SM work (H100, 70B q/k/v 8192 x 24576: 82 us at m = 128, 184 at
+  // m = 160 on two 128-row slices): there the whole slices go in one launch and the rest in
+  // another, with the smallest slice that holds it (64 rows for m = 160). Narrow layers, whose
+  // slices run side by side, keep one launch. TRIRUN_TAIL_SPLIT=0: always one launch.
+  // Only where the rest takes a smaller slice (at most half of one, or a mid slice): 65..127 rows
+  // after 128-row slices would take a 128-row slice of their own and read the weights once more
+  // (the 3072- and 4096-wide layers at m = 449..511, 577..639...). H200, run 111, two rounds,
+  // TriRun only, graph: 7B set at m = 449 / 480 / 496 / 1000 310-318 / 336-337 / 349 / 654-659 ->
+  // 279-280 / 312-313 / 312-315 / 596-601 us, TriLM 221 / 233-234 / 240-241 / 438-440 -> 189-190 /
+  // 202-205 / 197 / 377 (7B o 4096 x 4096 at 480: 38.3 -> 24.3 us), 70B at 496 1316-1335 -> 1251-1261.
+  auto split_tail = [&](int left, int rows) {
+    const int tail = left % slice_rows;
+    const bool smaller_tail = tail <= slice_rows / 2 || (attrs.mid_tails && mid_height(tail));
+    return hopper && attrs.tail_split && !mid_pairs && !narrow_128 && slice_rows >= 128 && rows == left &&
+                   left > slice_rows && tail != 0 && smaller_tail && (left / slice_rows) * (n / kHopperTileN) >= 64
+               ? left - tail
+               : rows;
+  };
   // The slices of a call that needs several launches spread evenly over them (TriLM down 9216 x 3072 at
   // m = 4096: 4 + 4 + 4 + 4 slices instead of 5 + 5 + 5 + 1, whose last launch had 24 output tiles for 132
   // SMs and split every column's k over ~5 blocks). H100, session 23, TriRun only, two rounds: that layer
   // 390.9 / 376.3 -> 353.3 / 351.0 us (stream), 399.6 / 392.0 -> 379.4 / 375.9 (graph); the TriLM set at
-  // m = 4096 1568 / 1543 -> 1515 / 1517 us; elsewhere within the run-to-run spread. TRIRUN_BALANCE_LAUNCHES=0: off.
+  // m = 4096 1568 / 1543 -> 1515 / 1517 us; elsewhere within the run-to-run spread. Only where that takes no
+  // more launches than the plain split: with a partial last slice the tail split can otherwise add one (70B
+  // 8192 x 10240 at m = 1600: 1024 + 512 + 64 rows against 1536 + 64), reading the weights once more
+  // (tools/dispatch-check.cu checks it). TRIRUN_BALANCE_LAUNCHES=0: off.
+  auto chunk = [&](bool balance, int left, int launches_left) {
+    const int launch_par =
+        balance && launches_left > 1 ? ceil_div(ceil_div(left, slice_rows), launches_left) : par;
+    return split_tail(left, left < slice_rows * launch_par ? left : slice_rows * launch_par);
+  };
+  auto count_launches = [&](bool balance) {
+    int count = 0;
+    for (int row = 0, left_l = ceil_div(ceil_div(m, slice_rows), par); row < m; --left_l, ++count)
+      row += chunk(balance, m - row, left_l);
+    return count;
+  };
+  const bool balance = hopper && attrs.balance_launches && count_launches(true) <= count_launches(false);
   int launches_left = ceil_div(ceil_div(m, slice_rows), par);
   for (int row = 0, rows = 0; row < m; row += rows, --launches_left) {
     const int left = m - row;
-    const int launch_par = hopper && attrs.balance_launches && launches_left > 1
-                               ? ceil_div(ceil_div(left, slice_rows), launches_left)
-                               : par;
-    rows = left < slice_rows * launch_par ? left : slice_rows * launch_par;
-    // On the Hopper kernel a partial last slice costs about what a full one does where the whole
-    // slices already give every SM work (H100, 70B q/k/v 8192 x 24576: 82 us at m = 128, 184 at
-    // m = 160 on two 128-row slices): there the whole slices go in one launch and the rest in
-    // another, with the smallest slice that holds it (64 rows for m = 160). Narrow layers, whose
-    // slices run side by side, keep one launch. TRIRUN_TAIL_SPLIT=0: always one launch.
-    // Only where the rest takes a smaller slice (at most half of one, or a mid slice): 65..127 rows
-    // after 128-row slices would take a 128-row slice of their own and read the weights once more
-    // (the 3072- and 4096-wide layers at m = 449..511, 577..639...). H200, run 111, two rounds,
-    // TriRun only, graph: 7B set at m = 449 / 480 / 496 / 1000 310-318 / 336-337 / 349 / 654-659 ->
-    // 279-280 / 312-313 / 312-315 / 596-601 us, TriLM 221 / 233-234 / 240-241 / 438-440 -> 189-190 /
-    // 202-205 / 197 / 377 (7B o 4096 x 4096 at 480: 38.3 -> 24.3 us), 70B at 496 1316-1335 -> 1251-1261.
-    const int tail = left % slice_rows;
-    const bool smaller_tail = tail <= slice_rows / 2 || (attrs.mid_tails && mid_height(tail));
-    if (hopper && attrs.tail_split && !mid_pairs && !narrow_128 && slice_rows >= 128 && rows == left && left > slice_rows &&
-        tail != 0 && smaller_tail && (left / slice_rows) * (n / kHopperTileN) >= 64)
-      rows = left - tail;
+    rows = chunk(balance, left, launches_left);
     int thread_k = req.thread_k, thread_n = req.thread_n;
     // The last rows of a Hopper call split off above (or the last chunk of a long call) go to the
     // small-batch kernel when there are at most 16 of them, or at most 32 on layers at least 8192
