@@ -212,6 +212,17 @@ class SimulatedEvent implements BenchEvent {
   dispose(): void {}
 }
 
+/** What a call's cost depends on: device, operation, shape (m, k, n), group size, weights in L2. */
+type SimulatedCallArgs = [
+  spec: SimulatedGpuSpec,
+  op: "gemmF16" | "trirunMatmul",
+  m: number,
+  k: number,
+  n: number,
+  groupsize: number,
+  hitL2: boolean,
+];
+
 /** One kernel call as the simulation saw it. */
 export interface SimulatedCall {
   readonly op: "gemmF16" | "trirunMatmul";
@@ -308,43 +319,34 @@ export class SimulatedGpu {
     return hit;
   }
 
-  /** Power demand of a call at full clock: its kind's compute power when compute-bound, else a copy's. */
-  static callPower(
-    spec: SimulatedGpuSpec,
-    op: "gemmF16" | "trirunMatmul",
-    m: number,
-    k: number,
-    n: number,
-    groupsize: number,
-    hitL2: boolean,
-  ): number {
-    const computeUs = (2 * m * k * n) / (op === "gemmF16" ? spec.fp16FlopsPerUs : spec.trirunFlopsPerUs);
-    const computeBound =
-      computeUs + spec.launchLatencyUs >= SimulatedGpu.durationUs(spec, op, m, k, n, groupsize, hitL2);
-    if (!computeBound) return COPY_POWER;
-    return op === "gemmF16" ? spec.fp16ComputePower : spec.trirunComputePower;
-  }
-
-  /** Expected duration of a call, by the same formulas the tests use. */
-  static durationUs(
-    spec: SimulatedGpuSpec,
-    op: "gemmF16" | "trirunMatmul",
-    m: number,
-    k: number,
-    n: number,
-    groupsize: number,
-    hitL2: boolean,
-  ): number {
-    const flops = 2 * m * k * n;
+  /** A call's tensor time and memory time at full clock, by the same formulas the tests use. */
+  private static callParts(...[spec, op, m, k, n, groupsize, hitL2]: SimulatedCallArgs): {
+    computeUs: number;
+    memoryUs: number;
+  } {
     const weightBytes =
       op === "gemmF16" ? 2 * k * n : (k * n) / 4 + (groupsize === -1 ? 1 : k / groupsize) * n * 2;
     const otherBytes = 2 * m * k + 2 * m * n;
     const bandwidth = hitL2 ? spec.l2BytesPerUs : spec.dramBytesPerUs;
     const throughput = op === "gemmF16" ? spec.fp16FlopsPerUs : spec.trirunFlopsPerUs;
-    return (
-      spec.launchLatencyUs +
-      Math.max(flops / throughput, weightBytes / bandwidth + otherBytes / spec.l2BytesPerUs)
-    );
+    return {
+      computeUs: (2 * m * k * n) / throughput,
+      memoryUs: weightBytes / bandwidth + otherBytes / spec.l2BytesPerUs,
+    };
+  }
+
+  /** Power demand of a call at full clock: its kind's compute power when compute-bound, else a copy's. */
+  static callPower(...args: SimulatedCallArgs): number {
+    const [spec, op] = args;
+    const { computeUs, memoryUs } = SimulatedGpu.callParts(...args);
+    if (computeUs < memoryUs) return COPY_POWER;
+    return op === "gemmF16" ? spec.fp16ComputePower : spec.trirunComputePower;
+  }
+
+  /** Expected duration of a call, by the same formulas the tests use. */
+  static durationUs(...args: SimulatedCallArgs): number {
+    const { computeUs, memoryUs } = SimulatedGpu.callParts(...args);
+    return args[0].launchLatencyUs + Math.max(computeUs, memoryUs);
   }
 
   api(): BenchKernelApi {

@@ -2969,14 +2969,15 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
         balance && launches_left > 1 ? ceil_div(ceil_div(left, slice_rows), launches_left) : par;
     return split_tail(left, left < slice_rows * launch_par ? left : slice_rows * launch_par);
   };
+  const int planned_launches = ceil_div(ceil_div(m, slice_rows), par);
   auto count_launches = [&](bool balance) {
     int count = 0;
-    for (int row = 0, left_l = ceil_div(ceil_div(m, slice_rows), par); row < m; --left_l, ++count)
-      row += chunk(balance, m - row, left_l);
+    for (int row = 0, left_l = planned_launches; row < m; --left_l, ++count) row += chunk(balance, m - row, left_l);
     return count;
   };
-  const bool balance = hopper && attrs.balance_launches && count_launches(true) <= count_launches(false);
-  int launches_left = ceil_div(ceil_div(m, slice_rows), par);
+  const bool balance = hopper && attrs.balance_launches && planned_launches > 1 &&
+                       count_launches(true) <= count_launches(false);
+  int launches_left = planned_launches;
   for (int row = 0, rows = 0; row < m; row += rows, --launches_left) {
     const int left = m - row;
     rows = chunk(balance, left, launches_left);
