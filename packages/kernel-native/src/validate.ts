@@ -27,9 +27,9 @@ export interface TensorDescriptor {
  * the small-batch tiles only up to `maxM` rows (32, or 16 for 128x512; they
  * also take a k that is not a multiple of threadK), the general ones for any
  * m (threadK must divide k). threadN must divide n in every case. Requesting
- * one pins that kernel; without a request, m >= 33 (and 17..32 where n <= 4096)
- * runs the Hopper kernel on sm_90 (its 128x128 tile is not requestable) and the
- * general one elsewhere.
+ * one pins that kernel; without a request, m >= 33 (and 17..32 where n <= 4096
+ * or 3072 <= k <= 4096) runs the Hopper kernel on sm_90 (its 128x128 tile is not
+ * requestable) and the general one elsewhere.
  */
 export interface TrirunTile {
   readonly threadK: number;

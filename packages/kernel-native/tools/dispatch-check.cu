@@ -58,7 +58,8 @@ std::vector<Profile> profiles() {
       {"TRIRUN_SHORT_WIDE=0", &DeviceAttrs::short_wide},  {"TRIRUN_TAIL_SPLIT=0", &DeviceAttrs::tail_split},
       {"TRIRUN_SLICE32=0", &DeviceAttrs::slice32},        {"TRIRUN_SMALL_TAIL=0", &DeviceAttrs::small_tail},
       {"TRIRUN_MID_SLICES=0", &DeviceAttrs::mid_slices},  {"TRIRUN_MID_PAIRS=0", &DeviceAttrs::mid_pairs},
-      {"TRIRUN_MID_TAILS=0", &DeviceAttrs::mid_tails},
+      {"TRIRUN_MID_TAILS=0", &DeviceAttrs::mid_tails},  {"TRIRUN_SHALLOW_HOPPER=0", &DeviceAttrs::shallow_hopper},
+      {"TRIRUN_NARROW_32=0", &DeviceAttrs::narrow_32},
   };
   for (const auto& [name, field] : switches) {
     DeviceAttrs a = hopper_attrs();
@@ -299,6 +300,8 @@ void plans() {
   a.narrow_128 = trirun::env_int("TRIRUN_NARROW_128", 1, 0) != 0;
   a.balance_launches = !trirun::switched_off("TRIRUN_BALANCE_LAUNCHES");
   a.hopper_l2_mb = trirun::env_int("TRIRUN_HOPPER_L2_MB", 1, a.hopper_l2_mb);
+  a.shallow_hopper = !trirun::switched_off("TRIRUN_SHALLOW_HOPPER");
+  a.narrow_32 = !trirun::switched_off("TRIRUN_NARROW_32");
   int k = 0, n = 0, m = 0, g = 0;
   while (std::scanf("%d %d %d %d", &k, &n, &m, &g) == 4) {
     TrirunConfig config{};

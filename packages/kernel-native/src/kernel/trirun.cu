@@ -2163,6 +2163,8 @@ struct DeviceAttrs {
   int ramp = 2;            // start-up ramp of the TMA small-batch kernel (0: doubling); TRIRUN_RAMP=n
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
+  bool shallow_hopper = true;  // and of layers 3072..4096 deep whatever their width; TRIRUN_SHALLOW_HOPPER=0: off
+  bool narrow_32 = true;      // 33..64 rows of narrow layers with few tiles on 32-row slices; TRIRUN_NARROW_32=0: off
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
@@ -2238,6 +2240,8 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     a.ramp = env_int("TRIRUN_RAMP", 0, a.ramp);
     a.early = env_int("TRIRUN_EARLY", 1, a.early);
     a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
+    a.shallow_hopper = !switched_off("TRIRUN_SHALLOW_HOPPER");
+    a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
     a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
     a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
     a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
@@ -2817,8 +2821,15 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // rows past m read as zeros (H100, trirun-bench, two rounds, m = 17 / 24 / 32: 7B o 4096 x 4096 13.0 /
   // 13.0 / 13.1 us against 16.4 / 19.0 / 21.0; 7B down 11008 x 4096 21.2 / 21.6 / 21.7 against 23.9 /
   // 25.8 / 29.3; TriLM down 9216 x 3072 19.5 / 19.3 / 19.4 against 21.6 / 27.7 / 26.9), while 5120-wide
-  // 13B layers were mixed (down at m = 24 30.2 against 26.6 us) and wider ones favour the small kernel.
-  const bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && n <= 4096;
+  // 13B layers were mixed (down at m = 24 30.2 against 26.6 us).
+  // Layers 3072..4096 deep take it too whatever their width (H100, session 24, kernel-probe, TriRun only,
+  // two rounds, stream, m = 24 / 32: 7B q/k/v 4096 x 12288 16.1 / 16.7 -> 15.2 / 15.2 us, gate/up 4096 x
+  // 22016 24.1 / 25.0 -> 23.5 / 23.6, TriLM q/k/v 3072 x 9216 13.1 / 13.7 -> 10.9 / 11.0, gate/up 3072 x
+  // 18432 17.2 / 17.7 -> 16.5 / 16.5), but not shallower ones (BitNet gate/up 2560 x 13824 11.4 -> 12.3)
+  // nor deeper wide ones (70B, trirun-bench at m = 32 on the small kernel: q/k/v 43.0 us; its Hopper
+  // 64-row slice at m = 64: 53.4). TRIRUN_SHALLOW_HOPPER=0: off.
+  const bool shallow_rows = attrs.shallow_hopper && k >= 3072 && k <= 4096;
+  const bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && (n <= 4096 || shallow_rows);
   const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && (m > 32 || narrow_rows)));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
   const bool small_call =
@@ -2921,8 +2932,18 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   const int column_slices = 2 * (n / kHopperTileN);
   const bool mid_pairs = attrs.mid_pairs && hopper && !narrow_128 && m > 256 && m <= 448 &&
                          (column_slices >= 64 || (column_slices >= attrs.mid_pairs_min_tiles && m % 128 != 0));
+  // 33..64 rows of a narrow layer whose 64-row slice would give each block at most 16 tiles go as two
+  // 32-row slices: twice the (slice, column) units, so fewer blocks share a column, for the weights
+  // decoded twice (from L2 the second time). H100, session 24, kernel-probe, TriRun only, two rounds,
+  // stream, m = 64: TriLM o 3072 x 3072 (4.4 tiles per block) 13.6 -> 10.0 us, down 9216 x 3072 (13.1)
+  // 18.8 / 18.9 -> 18.0 / 17.9; 7B o 4096 x 4096 (7.8) 12.2 / 12.3 -> 11.1 / 11.2; BitNet 2560 x 2560 /
+  // 2560 x 3840 / 6912 x 2560 12.0 / 11.0 / 16.1 -> 9.5 / 8.6 / 15.0; but 7B down 11008 x 4096 (20.8
+  // tiles per block) 20.1-21.0 -> 23.6-23.7. From 65 rows (three or four 32-row slices) it lost on most
+  // of these layers (7B o at m = 96 / 128: 12.3 / 12.4 -> 15.0 / 16.1 us). TRIRUN_NARROW_32=0: off.
+  const bool narrow_32 = attrs.narrow_32 && attrs.slice32 && hopper && narrow_slices && m > 32 && m <= 64 &&
+                         (k / kHopperTileK) * (n / kHopperTileN) <= 16 * sms;
   const int slice_rows =
-      hopper ? (narrow_slices ? 64
+      hopper ? (narrow_32 ? 32 : narrow_slices ? 64
                               : (mid_slices ? ceil_div(m, 16) * 16
                                             : (mid_pairs ? ceil_div(m, 32) * 16
                                                          : (wide_slices && !narrow_128 ? 256 : (m > 64 ? 128 : 64)))))
@@ -3049,7 +3070,8 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
                         : mid_launch ? ceil_div(rows, 16) * 16
                         : slice_rows == 256 && rows > 128
                             ? 256
-                            : (rows > 64 && slice_rows > 64 ? 128 : (attrs.slice32 && rows <= 32 ? 32 : 64));
+                            : (rows > 64 && slice_rows > 64 ? 128
+                                                              : (attrs.slice32 && (rows <= 32 || slice_rows == 32) ? 32 : 64));
       m_blocks = n_act / 16;  // 16-row blocks
       err = launch_hopper_rows<32, 128, 144, 160, 176, 192, 208, 224, 256, 64>(n_act, grouped, l);
     } else if (small) {
