@@ -50,7 +50,7 @@ export const TRIRUN_TILES: readonly TrirunTile[] = Object.freeze([
 /** Largest m for which the small-batch kernel runs (with its 256x256 and 512x128 tiles). */
 export const TRIRUN_SMALL_MAX_M = 32;
 
-/** Upper bound of opts.maxParallel (64-row batch slices per launch). */
+/** Upper bound of opts.maxParallel (batch slices per launch). */
 export const TRIRUN_MAX_PARALLEL = 16;
 
 export interface TrirunKnobs {

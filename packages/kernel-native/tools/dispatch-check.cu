@@ -13,8 +13,8 @@
 // kernel's split of a column among them (cluster_run) for every shape, tile and block count: each block has
 // tiles, runs no longer than the striped schedule's, the column covered once in order, all clusters resident.
 // Usage: dispatch-check [--table | --plans]   (--table: the launches of the model shapes at a few m, sm_90
-// profile; --plans: the launches of each "k n m g" read from stdin, one line each, with TRIRUN_NARROW_128
-// and the other experiments' switches from the environment)
+// profile; --plans: the launches of each "k n m g" read from stdin, one line each, with the TRIRUN_* switches
+// and experiments from the environment, read as the real build reads them: apply_env_switches)
 // Build (CPU, a few seconds: no kernel is instantiated):
 //   nvcc -std=c++17 -DTRIRUN_DISPATCH_RECORD -DTRIRUN_HAVE_SM90A -Isrc/kernel tools/dispatch-check.cu -o dispatch-check
 #ifndef TRIRUN_DISPATCH_RECORD
@@ -80,6 +80,11 @@ std::vector<Profile> profiles() {
     DeviceAttrs a = hopper_attrs();
     a.narrow_128 = true;
     p.push_back({"sm_90 TRIRUN_NARROW_128=1", a});
+  }
+  {
+    DeviceAttrs a = hopper_attrs();
+    a.few_tile_slices = true;
+    p.push_back({"sm_90 TRIRUN_FEW_TILE_SLICES=1", a});
   }
   {
     DeviceAttrs a = hopper_attrs();
@@ -296,12 +301,8 @@ void table() {
 // One line per call: "k n m g: kind rows (slices x height) ..." for (k, n, m) triples on stdin, sm_90.
 void plans() {
   DeviceAttrs a = hopper_attrs();
-  // The experiments' switches, as the real build reads them.
-  a.narrow_128 = trirun::env_int("TRIRUN_NARROW_128", 1, 0) != 0;
-  a.balance_launches = !trirun::switched_off("TRIRUN_BALANCE_LAUNCHES");
-  a.hopper_l2_mb = trirun::env_int("TRIRUN_HOPPER_L2_MB", 1, a.hopper_l2_mb);
-  a.shallow_hopper = !trirun::switched_off("TRIRUN_SHALLOW_HOPPER");
-  a.narrow_32 = !trirun::switched_off("TRIRUN_NARROW_32");
+  // The switches and experiments, as the real build reads them.
+  trirun::apply_env_switches(a);
   int k = 0, n = 0, m = 0, g = 0;
   while (std::scanf("%d %d %d %d", &k, &n, &m, &g) == 4) {
     TrirunConfig config{};

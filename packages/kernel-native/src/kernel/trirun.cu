@@ -82,7 +82,7 @@
 namespace trirun {
 
 constexpr int kThreads = 256;   // 8 warps per block
-constexpr int kMaxPar = 16;     // 64-row batch slices per launch
+constexpr int kMaxPar = 16;     // batch slices per launch
 
 // Experiments only, -DTRIRUN_COPY_ONLY=1 or 2 (timings, wrong results;
 // tools/device-probe.sh `ceiling`): the TMA small-batch kernel's consumers
@@ -2165,6 +2165,8 @@ struct DeviceAttrs {
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
   bool shallow_hopper = true;  // and of layers 3072..4096 deep whatever their width; TRIRUN_SHALLOW_HOPPER=0: off
   bool narrow_32 = true;      // 33..64 rows of narrow layers with few tiles on 32-row slices; TRIRUN_NARROW_32=0: off
+  bool few_tile_slices = false;  // experiment, off: 256- and 128-row slices halved where they give few tiles per block;
+                                 // TRIRUN_FEW_TILE_SLICES=1
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
@@ -2199,6 +2201,34 @@ bool switched_off(const char* name) {
 int env_int(const char* name, int least, int fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && std::atoi(value) >= least ? std::atoi(value) : fallback;
+}
+
+// The dispatcher's TRIRUN_* switches and experiments from the environment (sm_90 builds; also
+// tools/dispatch-check.cu's --plans, so that it plans what the real build would launch).
+void apply_env_switches(DeviceAttrs& a) {
+  a.ramp = env_int("TRIRUN_RAMP", 0, a.ramp);
+  a.early = env_int("TRIRUN_EARLY", 1, a.early);
+  a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
+  a.shallow_hopper = !switched_off("TRIRUN_SHALLOW_HOPPER");
+  a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
+  a.few_tile_slices = env_int("TRIRUN_FEW_TILE_SLICES", 1, 0) != 0;
+  a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
+  a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
+  a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
+  a.slice32 = !switched_off("TRIRUN_SLICE32");
+  a.mid_slices = !switched_off("TRIRUN_MID_SLICES");
+  a.mid_tails = !switched_off("TRIRUN_MID_TAILS");
+  a.mid_pairs = !switched_off("TRIRUN_MID_PAIRS");
+  a.mid_pairs_min_tiles = env_int("TRIRUN_MID_PAIRS_MIN_TILES", 1, a.mid_pairs_min_tiles);
+  a.wide_min_tiles = env_int("TRIRUN_WIDE_MIN_TILES", 1, a.wide_min_tiles);
+  a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
+  a.narrow_128 = env_int("TRIRUN_NARROW_128", 1, 0) != 0;
+  a.balance_launches = !switched_off("TRIRUN_BALANCE_LAUNCHES");
+  a.hopper_l2_mb = env_int("TRIRUN_HOPPER_L2_MB", 1, a.hopper_l2_mb);
+  a.small_clusters = env_int("TRIRUN_SMALL_CLUSTERS", 0, a.small_clusters);
+  a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
+  const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
+  a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2237,28 +2267,7 @@ cudaError_t device_attrs(int device, DeviceAttrs* out) {
     const bool sm90 = major == 9 && minor == 0 && tensor_map_encoder() != nullptr;
     a.hopper = sm90 && !switched_off("TRIRUN_HOPPER");
     a.small_tma = sm90 && !switched_off("TRIRUN_SMALL_TMA");
-    a.ramp = env_int("TRIRUN_RAMP", 0, a.ramp);
-    a.early = env_int("TRIRUN_EARLY", 1, a.early);
-    a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
-    a.shallow_hopper = !switched_off("TRIRUN_SHALLOW_HOPPER");
-    a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
-    a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
-    a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
-    a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
-    a.slice32 = !switched_off("TRIRUN_SLICE32");
-    a.mid_slices = !switched_off("TRIRUN_MID_SLICES");
-    a.mid_tails = !switched_off("TRIRUN_MID_TAILS");
-    a.mid_pairs = !switched_off("TRIRUN_MID_PAIRS");
-    a.mid_pairs_min_tiles = env_int("TRIRUN_MID_PAIRS_MIN_TILES", 1, a.mid_pairs_min_tiles);
-    a.wide_min_tiles = env_int("TRIRUN_WIDE_MIN_TILES", 1, a.wide_min_tiles);
-    a.small_tail = !switched_off("TRIRUN_SMALL_TAIL");
-    a.narrow_128 = env_int("TRIRUN_NARROW_128", 1, 0) != 0;
-    a.balance_launches = !switched_off("TRIRUN_BALANCE_LAUNCHES");
-    a.hopper_l2_mb = env_int("TRIRUN_HOPPER_L2_MB", 1, a.hopper_l2_mb);
-    a.small_clusters = env_int("TRIRUN_SMALL_CLUSTERS", 0, a.small_clusters);
-    a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
-    const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
-    a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
+    apply_env_switches(a);
 #endif
     if (err != cudaSuccess) return err;
     cache[device] = a;
@@ -2826,8 +2835,8 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // two rounds, stream, m = 24 / 32: 7B q/k/v 4096 x 12288 16.1 / 16.7 -> 15.2 / 15.2 us, gate/up 4096 x
   // 22016 24.1 / 25.0 -> 23.5 / 23.6, TriLM q/k/v 3072 x 9216 13.1 / 13.7 -> 10.9 / 11.0, gate/up 3072 x
   // 18432 17.2 / 17.7 -> 16.5 / 16.5), but not shallower ones (BitNet gate/up 2560 x 13824 11.4 -> 12.3)
-  // nor deeper wide ones (70B, trirun-bench at m = 32 on the small kernel: q/k/v 43.0 us; its Hopper
-  // 64-row slice at m = 64: 53.4). TRIRUN_SHALLOW_HOPPER=0: off.
+  // nor, as far as measured, deeper wide ones (70B q/k/v, trirun-bench, not at equal m: 43.0 us at m = 32
+  // on the small kernel, 53.4 at m = 64 on the Hopper kernel). TRIRUN_SHALLOW_HOPPER=0: off.
   const bool shallow_rows = attrs.shallow_hopper && k >= 3072 && k <= 4096;
   const bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && (n <= 4096 || shallow_rows);
   const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && (m > 32 || narrow_rows)));
@@ -2940,13 +2949,32 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // 2560 x 3840 / 6912 x 2560 12.0 / 11.0 / 16.1 -> 9.5 / 8.6 / 15.0; but 7B down 11008 x 4096 (20.8
   // tiles per block) 20.1-21.0 -> 23.6-23.7. From 65 rows (three or four 32-row slices) it lost on most
   // of these layers (7B o at m = 96 / 128: 12.3 / 12.4 -> 15.0 / 16.1 us). TRIRUN_NARROW_32=0: off.
+  // (Only where both slices fit one launch: with maxParallel 1 they would read the weights twice.)
   const bool narrow_32 = attrs.narrow_32 && attrs.slice32 && hopper && narrow_slices && m > 32 && m <= 64 &&
-                         (k / kHopperTileK) * (n / kHopperTileN) <= 16 * sms;
+                         max_par >= 2 && (k / kHopperTileK) * (n / kHopperTileN) <= 16 * sms;
+  // Experiment, off by default (TRIRUN_FEW_TILE_SLICES=1; not yet run): the rule of narrow_32 above for the
+  // 256- and 128-row slices too. Where a call's slices give each block at most 16 tiles, half-height slices
+  // (twice the (slice, column) units, so fewer blocks share a column) won in session 24 (H100, TriRun only,
+  // two rounds, stream): 7B o 4096 x 4096 at m = 512 (15.5 tiles per block on 2 x 256) 29.0 / 29.1 us on
+  // 2 x 256 -> 25.2 / 25.4 on 4 x 128, TriLM q/k/v 3072 x 9216 at m = 256 (13.1) 28.1 / 27.9 -> 25.4 / 25.4;
+  // with more tiles per block the taller slices won (7B q/k/v at 256, 23.3: 38.7 -> 42.9 us; TriLM o at
+  // m = 1024, 17.5: 32.0 -> 34.8; 7B down at 512, 41.7: 68.2 -> 70.0).
+  // Only for calls of whole slices (m a multiple of the height: no partial slice for the tail split to
+  // move into a launch of its own) whose half-height slices still fit one launch, so that the test
+  // counts the slices the launch really has and halving never adds a launch.
+  auto plain_slice_rows = [&]() {
+    const int rows = wide_slices && !narrow_128 ? 256 : (m > 64 ? 128 : 64);
+    if (!attrs.few_tile_slices || !hopper || rows < 128 || m % rows != 0) return rows;
+    const long long slices = m / rows;
+    const long long fit_half = (static_cast<long long>(attrs.hopper_l2_mb) << 20) / (static_cast<long long>(rows / 2) * k * 2);
+    if (2 * slices > max_par || 2 * slices > fit_half) return rows;
+    const long long tiles = slices * (k / kHopperTileK) * (n / kHopperTileN);
+    return tiles <= 16LL * sms ? rows / 2 : rows;
+  };
   const int slice_rows =
       hopper ? (narrow_32 ? 32 : narrow_slices ? 64
                               : (mid_slices ? ceil_div(m, 16) * 16
-                                            : (mid_pairs ? ceil_div(m, 32) * 16
-                                                         : (wide_slices && !narrow_128 ? 256 : (m > 64 ? 128 : 64)))))
+                                            : (mid_pairs ? ceil_div(m, 32) * 16 : plain_slice_rows())))
              : 64;
   // The Hopper kernel reads each slice's activations once per 128 output
   // columns, from L2 if the slices of one launch fit there: at most ~24 MB of
