@@ -4,7 +4,7 @@
  */
 import Table from "cli-table3";
 import { stringify } from "csv-stringify/sync";
-import type { BenchResults, ResultRow } from "./results.js";
+import { type BenchResults, type ResultRow, sustainMs } from "./results.js";
 import { fp16WeightBytes, packedWeightBytes } from "./shapes.js";
 import { telemetryBullets } from "./telemetry.js";
 
@@ -332,7 +332,7 @@ export function toMarkdown(results: BenchResults, options: MarkdownOptions = {})
   out.push(`- Date: ${meta.date}; commit: ${meta.commit ?? "unknown"}; ${meta.runtime}`);
   out.push(`- Command: \`${meta.command}\``);
   out.push(
-    `- Method: ${meta.mode === "cold" ? `cold weights (each side rotates through weight copies larger than ${meta.coldFactor}x L2)` : "hot weights (one buffer, L2-resident where it fits)"}; CUDA events; median of ${meta.samples} samples of back-to-back calls (each at least ${meta.minSampleUs} us)${meta.sustainUs ? `, each side sustained: it ran alone, back to back, for ${Number((meta.sustainUs / 1000).toPrecision(3))} ms before its samples, which followed without a gap (each side at the clock its own power allows; the sides take turns going first)` : ", the sides' samples interleaved"}; FP16 baseline: cuBLAS with W as ${meta.fp16Layout === "nk" ? "(n, k) (PyTorch Linear.weight)" : "(k, n) row-major"}; same A and C for both sides.`,
+    `- Method: ${meta.mode === "cold" ? `cold weights (each side rotates through weight copies larger than ${meta.coldFactor}x L2)` : "hot weights (one buffer, L2-resident where it fits)"}; CUDA events; median of ${meta.samples} samples of back-to-back calls (each at least ${meta.minSampleUs} us)${meta.sustainUs ? `, each side sustained: it ran alone, back to back, for ${sustainMs(meta.sustainUs)} ms before its samples, which followed without a gap (each side at the clock its own power allows; the sides take turns going first)` : ", the sides' samples interleaved"}; FP16 baseline: cuBLAS with W as ${meta.fp16Layout === "nk" ? "(n, k) (PyTorch Linear.weight)" : "(k, n) row-major"}; same A and C for both sides.`,
   );
   out.push(
     `- Roofline: device-to-device copy of ${(meta.roofline.bufferBytes / 2 ** 20).toFixed(0)} MiB at ${(meta.roofline.gbps / 1000).toFixed(2)} TB/s (bytes read + written).`,

@@ -207,8 +207,13 @@ export async function readResultsFile(file: string): Promise<BenchResults> {
   return parseResults(value, file);
 }
 
+/** A sustained run's settling time in milliseconds, to three significant digits (e.g. 1500, 0.25). */
+export function sustainMs(sustainUs: number): number {
+  return Number((sustainUs / 1000).toPrecision(3));
+}
+
 /** How a results file was timed: "interleaved" (the sides' samples alternate) or "sustained <ms> ms". */
 export function timingMethod(results: BenchResults): string {
   const us = results.meta.sustainUs;
-  return us === undefined ? "interleaved" : `sustained ${Number((us / 1000).toPrecision(3))} ms`;
+  return us === undefined ? "interleaved" : `sustained ${sustainMs(us)} ms`;
 }

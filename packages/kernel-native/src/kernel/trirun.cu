@@ -2962,12 +2962,18 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // Only for calls of whole slices (m a multiple of the height: no partial slice for the tail split to
   // move into a launch of its own) whose half-height slices still fit one launch, so that the test
   // counts the slices the launch really has and halving never adds a launch.
+  // The Hopper kernel reads each slice's activations once per 128 output columns, from L2 if the
+  // slices of one launch fit there: at most ~24 MB of them per launch (H100, 4096 x 11008 at m = 4096:
+  // 928 us with 16 slices of 5.6 MB, which re-read A from memory). Slices of `rows` rows per launch:
+  auto l2_fit = [&](int rows) {
+    const long long fit = (static_cast<long long>(attrs.hopper_l2_mb) << 20) / (static_cast<long long>(rows) * k * 2);
+    return fit < 1 ? 1LL : fit;
+  };
   auto plain_slice_rows = [&]() {
     const int rows = wide_slices && !narrow_128 ? 256 : (m > 64 ? 128 : 64);
     if (!attrs.few_tile_slices || !hopper || rows < 128 || m % rows != 0) return rows;
     const long long slices = m / rows;
-    const long long fit_half = (static_cast<long long>(attrs.hopper_l2_mb) << 20) / (static_cast<long long>(rows / 2) * k * 2);
-    if (2 * slices > max_par || 2 * slices > fit_half) return rows;
+    if (2 * slices > max_par || 2 * slices > l2_fit(rows / 2)) return rows;
     const long long tiles = slices * (k / kHopperTileK) * (n / kHopperTileN);
     return tiles <= 16LL * sms ? rows / 2 : rows;
   };
@@ -2976,16 +2982,8 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
                               : (mid_slices ? ceil_div(m, 16) * 16
                                             : (mid_pairs ? ceil_div(m, 32) * 16 : plain_slice_rows())))
              : 64;
-  // The Hopper kernel reads each slice's activations once per 128 output
-  // columns, from L2 if the slices of one launch fit there: at most ~24 MB of
-  // them per launch (H100, 4096 x 11008 at m = 4096: 928 us with 16 slices of
-  // 5.6 MB, which re-read A from memory).
   int par = max_par;
-  if (hopper) {
-    const long long slice_bytes = static_cast<long long>(slice_rows) * k * 2;
-    const long long fit = (static_cast<long long>(attrs.hopper_l2_mb) << 20) / slice_bytes;
-    par = fit < 1 ? 1 : (fit < par ? static_cast<int>(fit) : par);
-  }
+  if (hopper && l2_fit(slice_rows) < par) par = static_cast<int>(l2_fit(slice_rows));
   // On the Hopper kernel a partial last slice costs about what a full one does where the whole
   // slices already give every SM work (H100, 70B q/k/v 8192 x 24576: 82 us at m = 128, 184 at
   // m = 160 on two 128-row slices): there the whole slices go in one launch and the rest in
