@@ -81,10 +81,10 @@ std::vector<Profile> profiles() {
     a.narrow_128 = true;
     p.push_back({"sm_90 TRIRUN_NARROW_128=1", a});
   }
-  {
+  for (int few : {0, 2}) {
     DeviceAttrs a = hopper_attrs();
-    a.few_tile_slices = true;
-    p.push_back({"sm_90 TRIRUN_FEW_TILE_SLICES=1", a});
+    a.few_tile_slices = few;
+    p.push_back({"sm_90 TRIRUN_FEW_TILE_SLICES=" + std::to_string(few), a});
   }
   {
     DeviceAttrs a = hopper_attrs();

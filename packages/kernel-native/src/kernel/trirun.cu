@@ -1315,6 +1315,15 @@ __device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_addr) {
   return static_cast<uint64_t>((smem_addr & 0x3ffff) >> 4) | (static_cast<uint64_t>(1) << 16) |
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
+// The same descriptor `bytes` further on (a multiple of 16): the address field (bits 0..13, the
+// address / 16) grows by bytes / 16 and cannot carry out of its 14 bits, since shared addresses stay
+// below 256 KB. So a stage's k16 steps need one 32-bit add each from the stage's first descriptor,
+// where building each from its address took four or five dependent uniform-datapath instructions in
+// front of every wgmma (SASS of the 64-row instance, session 25).
+__device__ __forceinline__ uint64_t wgmma_desc_advance(uint64_t desc, uint32_t bytes) {
+  const uint32_t lo = static_cast<uint32_t>(desc) + (bytes >> 4);
+  return (desc & 0xffffffff00000000ull) | lo;
+}
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
@@ -1661,13 +1670,13 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
     };
     auto issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
-      const uint32_t sh_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem + stage * kABytes));
+      const uint64_t desc0 = wgmma_desc_sw128(static_cast<uint32_t>(__cvta_generic_to_shared(smem + stage * kABytes)));
       keep_f32(acc);
       wgmma_fence();
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks)
         // Step ks: atom ks / 4, 32 bytes further per step inside it.
-        wgmma_rs<N_ACT>(acc, frag[ks], wgmma_desc_sw128(sh_addr + (ks / 4) * N_ACT * 128 + (ks % 4) * 32));
+        wgmma_rs<N_ACT>(acc, frag[ks], wgmma_desc_advance(desc0, (ks / 4) * N_ACT * 128 + (ks % 4) * 32));
       wgmma_commit();
     };
     // Tile i's wgmmas are complete: its fragment registers may be reused and
@@ -1682,9 +1691,19 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // fragments alternate between two register sets (a loop unrolled by two).
     uint32_t frag_a[kKSteps][4], frag_b[kKSteps][4];
     const int t0 = tile - first_tile;
-    auto stage_of = [&](int i) { return (t0 + i) % STAGES; };
+    // Tile i of the slice sits in stage (t0 + i) % STAGES with phase ((t0 + i) / STAGES) & 1. Both are
+    // advanced tile by tile (a signed division per tile cost ~10 instructions on the consumers' path).
+    const int last_stage = (t0 + slice_tiles - 1) % STAGES;
+    int stage = t0 % STAGES;
+    uint32_t phase = (t0 / STAGES) & 1;
+    auto advance = [&]() {
+      if (++stage == STAGES) {
+        stage = 0;
+        phase ^= 1;
+      }
+    };
     auto wait_full = [&](int i) {
-      mbar_wait(&full[stage_of(i)], ((t0 + i) / STAGES) & 1);
+      mbar_wait(&full[stage], phase);
       if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
     };
     if constexpr (N_ACT == 256) {
@@ -1692,36 +1711,42 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       // fragment set: decode, multiply, wait.
       for (int i = 0; i < slice_tiles; ++i) {
         wait_full(i);
-        if (!kExpDecodeOnce || i == 0) decode(stage_of(i), frag_a);
-        issue(stage_of(i), frag_a);
+        if (!kExpDecodeOnce || i == 0) decode(stage, frag_a);
+        issue(stage, frag_a);
         wgmma_wait<0>();
-        if (i + 1 < slice_tiles || !writes_c) retire(stage_of(i), frag_a);
+        if (i + 1 < slice_tiles || !writes_c) retire(stage, frag_a);
+        advance();
       }
       keep_f32(acc);
     } else {
+      int stage_b = 0;  // the stage of the tile in frag_b
       for (int i = 0; i < slice_tiles; i += 2) {
         wait_full(i);
-        if (!kExpDecodeOnce || i == 0) decode(stage_of(i), frag_a);
-        issue(stage_of(i), frag_a);
+        const int stage_a = stage;
+        if (!kExpDecodeOnce || i == 0) decode(stage_a, frag_a);
+        issue(stage_a, frag_a);
         if (i > 0) {
           wgmma_wait<1>();  // tile i - 1 (frag_b) done
-          retire(stage_of(i - 1), frag_b);
+          retire(stage_b, frag_b);
         }
+        advance();
         if (i + 1 < slice_tiles) {
           wait_full(i + 1);
-          if (!kExpDecodeOnce || i == 0) decode(stage_of(i + 1), frag_b);
-          issue(stage_of(i + 1), frag_b);
+          stage_b = stage;
+          if (!kExpDecodeOnce || i == 0) decode(stage_b, frag_b);
+          issue(stage_b, frag_b);
           wgmma_wait<1>();  // tile i (frag_a) done
-          retire(stage_of(i), frag_a);
+          retire(stage_a, frag_a);
+          advance();
         }
       }
       wgmma_wait<0>();
       keep_f32(acc);
       if (!writes_c) {
         if (slice_tiles % 2 == 1)
-          retire(stage_of(slice_tiles - 1), frag_a);
+          retire(last_stage, frag_a);
         else
-          retire(stage_of(slice_tiles - 1), frag_b);
+          retire(last_stage, frag_b);
       }
     }
 
@@ -1763,7 +1788,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       // exactly one C tile of N_ACT rows x 128 fp16 columns), held back from
       // the producer until now. Both warpgroups' wgmmas read all of it, so
       // neither writes before both are done.
-      const int last_stage = stage_of(slice_tiles - 1);
       const uint32_t c_tile = shared_address(smem + last_stage * kABytes);
       ConsumerSync{}();
       // Row r of the tile, 16-byte chunk c (8 columns) at r * 256 + (c ^ (r % 8)) * 16:
@@ -2164,9 +2188,10 @@ struct DeviceAttrs {
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
   bool shallow_hopper = true;  // and of layers 3072..4096 deep whatever their width; TRIRUN_SHALLOW_HOPPER=0: off
+  int shallow_hopper_max_k = 4096;  // experiment: the deepest layer that rule takes; TRIRUN_SHALLOW_HOPPER_MAX_K
   bool narrow_32 = true;      // 33..64 rows of narrow layers with few tiles on 32-row slices; TRIRUN_NARROW_32=0: off
-  bool few_tile_slices = false;  // experiment, off: 256- and 128-row slices halved where they give few tiles per block;
-                                 // TRIRUN_FEW_TILE_SLICES=1
+  int few_tile_slices = 1;  // 256-row Hopper slices halved where they give few tiles per block; TRIRUN_FEW_TILE_SLICES:
+                            // 0 off, 2 (experiment, measured slower) 128-row ones too
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
@@ -2210,8 +2235,9 @@ void apply_env_switches(DeviceAttrs& a) {
   a.early = env_int("TRIRUN_EARLY", 1, a.early);
   a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
   a.shallow_hopper = !switched_off("TRIRUN_SHALLOW_HOPPER");
+  a.shallow_hopper_max_k = env_int("TRIRUN_SHALLOW_HOPPER_MAX_K", 3072, a.shallow_hopper_max_k);
   a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
-  a.few_tile_slices = env_int("TRIRUN_FEW_TILE_SLICES", 1, 0) != 0;
+  a.few_tile_slices = env_int("TRIRUN_FEW_TILE_SLICES", 0, a.few_tile_slices);
   a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
   a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
   a.tail_split = !switched_off("TRIRUN_TAIL_SPLIT");
@@ -2837,7 +2863,8 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // 18432 17.2 / 17.7 -> 16.5 / 16.5), but not shallower ones (BitNet gate/up 2560 x 13824 11.4 -> 12.3)
   // nor, as far as measured, deeper wide ones (70B q/k/v, trirun-bench, not at equal m: 43.0 us at m = 32
   // on the small kernel, 53.4 at m = 64 on the Hopper kernel). TRIRUN_SHALLOW_HOPPER=0: off.
-  const bool shallow_rows = attrs.shallow_hopper && k >= 3072 && k <= 4096;
+  // Experiment (TRIRUN_SHALLOW_HOPPER_MAX_K, default 4096): deeper layers too, e.g. the 70B's at m = 17..32.
+  const bool shallow_rows = attrs.shallow_hopper && k >= 3072 && k <= attrs.shallow_hopper_max_k;
   const bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && (n <= 4096 || shallow_rows);
   const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && (m > 32 || narrow_rows)));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
@@ -2952,13 +2979,17 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // (Only where both slices fit one launch: with maxParallel 1 they would read the weights twice.)
   const bool narrow_32 = attrs.narrow_32 && attrs.slice32 && hopper && narrow_slices && m > 32 && m <= 64 &&
                          max_par >= 2 && (k / kHopperTileK) * (n / kHopperTileN) <= 16 * sms;
-  // Experiment, off by default (TRIRUN_FEW_TILE_SLICES=1; not yet run): the rule of narrow_32 above for the
-  // 256- and 128-row slices too. Where a call's slices give each block at most 16 tiles, half-height slices
-  // (twice the (slice, column) units, so fewer blocks share a column) won in session 24 (H100, TriRun only,
-  // two rounds, stream): 7B o 4096 x 4096 at m = 512 (15.5 tiles per block on 2 x 256) 29.0 / 29.1 us on
-  // 2 x 256 -> 25.2 / 25.4 on 4 x 128, TriLM q/k/v 3072 x 9216 at m = 256 (13.1) 28.1 / 27.9 -> 25.4 / 25.4;
-  // with more tiles per block the taller slices won (7B q/k/v at 256, 23.3: 38.7 -> 42.9 us; TriLM o at
-  // m = 1024, 17.5: 32.0 -> 34.8; 7B down at 512, 41.7: 68.2 -> 70.0).
+  // The rule of narrow_32 above for 256-row slices too: where a call's 256-row slices give each block at
+  // most 16 tiles, 128-row ones (twice the (slice, column) units, so fewer blocks share a column) are
+  // faster. H100, session 25, kernel-probe, TriRun only, two rounds, stream: 7B o 4096 x 4096 at m = 512
+  // (15.5 tiles per block) 29.4 / 29.6 -> 25.2 / 25.3 us; TriLM o 3072 x 3072 at 768 (13.1) 28.6 / 28.9 ->
+  // 25.7 / 25.9; BitNet 2560 x 3840 at 768 28.8 / 28.9 -> 27.7 / 27.9, 2560 x 2560 at 1024 27.7 / 27.4 ->
+  // 23.7. With more tiles per block the 256-row slices won (session 24: TriLM o at m = 1024, 17.5 tiles:
+  // 32.0 -> 34.8 us; 7B down at 512, 41.7: 68.2 -> 70.0). TRIRUN_FEW_TILE_SLICES=0: off.
+  // Halving 128-row slices as well (TRIRUN_FEW_TILE_SLICES=2, experiment) was mixed, so it is off: m = 256
+  // gained on TriLM q/k/v 3072 x 9216 (28.1 -> 25.4 us), 3072 x 3072 (16.1 -> 13.7) and 2560 x 2560 (15.2 ->
+  // 11.9) but lost on 4096 x 4096 (17.5 -> 17.9) and 2560 x 3840 (13.1 -> 14.8), and m = 384 lost on every
+  // layer it moved (2560 x 2560 13.0 -> 14.6, 2560 x 3840 17.6 -> 19.8), as did TriLM q/k/v at 128 (17.0 -> 18.0).
   // Only for calls of whole slices (m a multiple of the height: no partial slice for the tail split to
   // move into a launch of its own) whose half-height slices still fit one launch, so that the test
   // counts the slices the launch really has and halving never adds a launch.
@@ -2971,7 +3002,8 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   };
   auto plain_slice_rows = [&]() {
     const int rows = wide_slices && !narrow_128 ? 256 : (m > 64 ? 128 : 64);
-    if (!attrs.few_tile_slices || !hopper || rows < 128 || m % rows != 0) return rows;
+    const int halved_from = attrs.few_tile_slices >= 2 ? 128 : 256;
+    if (attrs.few_tile_slices <= 0 || !hopper || rows < halved_from || m % rows != 0) return rows;
     const long long slices = m / rows;
     if (2 * slices > max_par || 2 * slices > l2_fit(rows / 2)) return rows;
     const long long tiles = slices * (k / kHopperTileK) * (n / kHopperTileN);
