@@ -2188,7 +2188,6 @@ struct DeviceAttrs {
   int early = 1;           // TMA kernels: tiles of weights requested before griddepcontrol.wait; TRIRUN_EARLY=n
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
   bool shallow_hopper = true;  // and of layers 3072..4096 deep whatever their width; TRIRUN_SHALLOW_HOPPER=0: off
-  int shallow_hopper_max_k = 4096;  // experiment: the deepest layer that rule takes; TRIRUN_SHALLOW_HOPPER_MAX_K
   bool narrow_32 = true;      // 33..64 rows of narrow layers with few tiles on 32-row slices; TRIRUN_NARROW_32=0: off
   int few_tile_slices = 1;  // 256-row Hopper slices halved where they give few tiles per block; TRIRUN_FEW_TILE_SLICES:
                             // 0 off, 2 (experiment, measured slower) 128-row ones too
@@ -2235,7 +2234,6 @@ void apply_env_switches(DeviceAttrs& a) {
   a.early = env_int("TRIRUN_EARLY", 1, a.early);
   a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
   a.shallow_hopper = !switched_off("TRIRUN_SHALLOW_HOPPER");
-  a.shallow_hopper_max_k = env_int("TRIRUN_SHALLOW_HOPPER_MAX_K", 3072, a.shallow_hopper_max_k);
   a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
   a.few_tile_slices = env_int("TRIRUN_FEW_TILE_SLICES", 0, a.few_tile_slices);
   a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
@@ -2861,10 +2859,10 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // two rounds, stream, m = 24 / 32: 7B q/k/v 4096 x 12288 16.1 / 16.7 -> 15.2 / 15.2 us, gate/up 4096 x
   // 22016 24.1 / 25.0 -> 23.5 / 23.6, TriLM q/k/v 3072 x 9216 13.1 / 13.7 -> 10.9 / 11.0, gate/up 3072 x
   // 18432 17.2 / 17.7 -> 16.5 / 16.5), but not shallower ones (BitNet gate/up 2560 x 13824 11.4 -> 12.3)
-  // nor, as far as measured, deeper wide ones (70B q/k/v, trirun-bench, not at equal m: 43.0 us at m = 32
-  // on the small kernel, 53.4 at m = 64 on the Hopper kernel). TRIRUN_SHALLOW_HOPPER=0: off.
-  // Experiment (TRIRUN_SHALLOW_HOPPER_MAX_K, default 4096): deeper layers too, e.g. the 70B's at m = 17..32.
-  const bool shallow_rows = attrs.shallow_hopper && k >= 3072 && k <= attrs.shallow_hopper_max_k;
+  // nor deeper wide ones (H100, session 25, the same A/B with the 70B's layers on 32-row Hopper slices too:
+  // the 70B set at m = 17 / 24 / 32 161.1-163.3 / 163.8-165.7 / 167.3-168.6 -> 185.8-189.0 / 186.2-189.0 /
+  // 185.3-187.3 us). TRIRUN_SHALLOW_HOPPER=0: off.
+  const bool shallow_rows = attrs.shallow_hopper && k >= 3072 && k <= 4096;
   const bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && (n <= 4096 || shallow_rows);
   const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && (m > 32 || narrow_rows)));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
