@@ -108,6 +108,19 @@ for w in $what; do
       # timing only, wrong results) against the real one, TriRun only, alternating, at MS (default 256..2048).
       nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_DECODE_ONCE=1 -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_once || exit 1
       for p in probe probe_once probe probe_once; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-256,512,1024,2048} 2>&1 | grep SUM; done | tee "$out/decodeonce.txt" ;;
+    stepfence)
+      # The Hopper kernel with -DTRIRUN_EXP_STEP_FENCE=1 (each k16 step decoded, fenced and issued in turn instead of
+      # eight decodes behind one fence; NOTES.md, session 25) against the default build: check --quick and memcheck
+      # with it, then TriRun-only launches at MS (default 33..256), alternating, two rounds. STEP_FENCE_OBJECT=path:
+      # link that object (compiled here with the flag) instead of compiling trirun.cu there (~100 s).
+      if [ -n "${STEP_FENCE_OBJECT:-}" ]; then
+        nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu "$STEP_FENCE_OBJECT" -lcublas -o /tmp/probe_sf || exit 1
+      else
+        nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_STEP_FENCE=1 -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_sf || exit 1
+      fi
+      timeout 150 /tmp/probe_sf check --quick 2>&1 | tail -1 | tee "$out/check-stepfence.txt"
+      timeout 120 compute-sanitizer --tool memcheck /tmp/probe_sf sanitize 2>&1 | tail -2 | tee "$out/memcheck-stepfence.txt"
+      for p in probe probe_sf probe probe_sf; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-33,64,96,128,256} 2>&1 | grep SUM; done | tee "$out/stepfence.txt" ;;
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep -E "SUM|GRAPH|graph check" ;;

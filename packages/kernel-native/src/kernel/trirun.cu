@@ -105,6 +105,18 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
+// Experiment only, -DTRIRUN_EXP_STEP_FENCE=1 (correct results; written in
+// session 25, not yet run): the Hopper kernel decodes a tile's k16 steps one
+// at a time, each followed by a wgmma fence and its wgmma, instead of decoding
+// all eight and then issuing the eight wgmmas behind one fence. Per-SASS
+// samples (session 25, 70B gate/up at m = 64) had the first wgmma of each tile
+// waiting for the whole decode ("wait" stalls, 6.6% of samples on HGMMA).
+#if defined(TRIRUN_EXP_STEP_FENCE) && TRIRUN_EXP_STEP_FENCE
+[[maybe_unused]] constexpr bool kExpStepFence = true;
+#else
+[[maybe_unused]] constexpr bool kExpStepFence = false;
+#endif
+static_assert(!(kExpStepFence && kExpDecodeOnce), "TRIRUN_EXP_STEP_FENCE and TRIRUN_EXP_DECODE_ONCE are separate experiments");
 
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
@@ -1654,30 +1666,62 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
     // Tile i's 8 A fragments: step ks is {row g, k 0..7}, {row g + 8, k 0..7},
     // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
-    auto decode = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
-      const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes);
+    // A stage's packed weights and the lane's two column scales (as half2 pairs).
+    auto stage_weights = [&](int stage) { return reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes); };
+    auto stage_scales = [&](int stage) {
       half2 s2 = col_scale;
       if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
+      return s2;
+    };
+    auto decode_step = [&](const uint32_t* sh_b, half2 s_lo, half2 s_hi, int ks, uint32_t (&frag)[4]) {
+      const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
+      const uint32_t lo = q >> code_shift, hi = q >> (8 + code_shift);
+      frag[0] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(lo, 0x00030003u)), sub0), s_lo));
+      frag[1] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(hi, 0x00030003u)), sub0), s_hi));
+      frag[2] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(lo, 0x00300030u)), mul2, add2), s_lo));
+      frag[3] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(hi, 0x00300030u)), mul2, add2), s_hi));
+    };
+    auto decode = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
+      const uint32_t* sh_b = stage_weights(stage);
+      const half2 s2 = stage_scales(stage);
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
 #pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) {
-        const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
-        const uint32_t lo = q >> code_shift, hi = q >> (8 + code_shift);
-        frag[ks][0] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(lo, 0x00030003u)), sub0), s_lo));
-        frag[ks][1] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(hi, 0x00030003u)), sub0), s_hi));
-        frag[ks][2] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(lo, 0x00300030u)), mul2, add2), s_lo));
-        frag[ks][3] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(hi, 0x00300030u)), mul2, add2), s_hi));
-      }
+      for (int ks = 0; ks < kKSteps; ++ks) decode_step(sh_b, s_lo, s_hi, ks, frag[ks]);
+    };
+    // Step ks's activations: atom ks / 4, 32 bytes further per step inside it.
+    auto step_desc = [&](uint64_t desc0, int ks) {
+      return wgmma_desc_advance(desc0, (ks / 4) * N_ACT * 128 + (ks % 4) * 32);
+    };
+    auto stage_desc = [&](int stage) {
+      return wgmma_desc_sw128(static_cast<uint32_t>(__cvta_generic_to_shared(smem + stage * kABytes)));
     };
     auto issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
-      const uint64_t desc0 = wgmma_desc_sw128(static_cast<uint32_t>(__cvta_generic_to_shared(smem + stage * kABytes)));
+      const uint64_t desc0 = stage_desc(stage);
       keep_f32(acc);
       wgmma_fence();
 #pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks)
-        // Step ks: atom ks / 4, 32 bytes further per step inside it.
-        wgmma_rs<N_ACT>(acc, frag[ks], wgmma_desc_advance(desc0, (ks / 4) * N_ACT * 128 + (ks % 4) * 32));
+      for (int ks = 0; ks < kKSteps; ++ks) wgmma_rs<N_ACT>(acc, frag[ks], step_desc(desc0, ks));
       wgmma_commit();
+    };
+    // decode + issue; under TRIRUN_EXP_STEP_FENCE each step's wgmma right after its decode.
+    auto decode_issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
+      if constexpr (kExpStepFence) {
+        const uint32_t* sh_b = stage_weights(stage);
+        const half2 s2 = stage_scales(stage);
+        const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
+        const uint64_t desc0 = stage_desc(stage);
+        keep_f32(acc);
+#pragma unroll
+        for (int ks = 0; ks < kKSteps; ++ks) {
+          decode_step(sh_b, s_lo, s_hi, ks, frag[ks]);
+          wgmma_fence();
+          wgmma_rs<N_ACT>(acc, frag[ks], step_desc(desc0, ks));
+        }
+        wgmma_commit();
+      } else {
+        decode(stage, frag);
+        issue(stage, frag);
+      }
     };
     // Tile i's wgmmas are complete: its fragment registers may be reused and
     // its stage refilled.
@@ -1711,8 +1755,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       // fragment set: decode, multiply, wait.
       for (int i = 0; i < slice_tiles; ++i) {
         wait_full(i);
-        if (!kExpDecodeOnce || i == 0) decode(stage, frag_a);
-        issue(stage, frag_a);
+        if (kExpDecodeOnce && i > 0)
+          issue(stage, frag_a);
+        else
+          decode_issue(stage, frag_a);
         wgmma_wait<0>();
         if (i + 1 < slice_tiles || !writes_c) retire(stage, frag_a);
         advance();
@@ -1723,8 +1769,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       for (int i = 0; i < slice_tiles; i += 2) {
         wait_full(i);
         const int stage_a = stage;
-        if (!kExpDecodeOnce || i == 0) decode(stage_a, frag_a);
-        issue(stage_a, frag_a);
+        if (kExpDecodeOnce && i > 0)
+          issue(stage_a, frag_a);
+        else
+          decode_issue(stage_a, frag_a);
         if (i > 0) {
           wgmma_wait<1>();  // tile i - 1 (frag_b) done
           retire(stage_b, frag_b);
@@ -1733,8 +1781,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         if (i + 1 < slice_tiles) {
           wait_full(i + 1);
           stage_b = stage;
-          if (!kExpDecodeOnce || i == 0) decode(stage_b, frag_b);
-          issue(stage_b, frag_b);
+          if (kExpDecodeOnce && i > 0)
+            issue(stage_b, frag_b);
+          else
+            decode_issue(stage_b, frag_b);
           wgmma_wait<1>();  // tile i (frag_a) done
           retire(stage_a, frag_a);
           advance();
