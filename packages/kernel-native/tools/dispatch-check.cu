@@ -45,6 +45,11 @@ DeviceAttrs hopper_attrs() {
   a.pdl = true;
   a.hopper = true;
   a.small_tma = true;
+  // Clusters of 2..8 one-block-per-SM blocks resident at once on an H100 SXM (cudaOccupancyMaxActiveClusters,
+  // session 25): what the small-batch kernel's cluster rule sees there (only the TRIRUN_NARROW_CLUSTERS
+  // experiment asks it inside the dispatcher; the recorded launches themselves carry no cluster size).
+  const int resident[] = {0, 0, 66, 39, 30, 22, 17, 15, 15};
+  for (int size = 0; size <= trirun::kMaxCluster; ++size) a.record_resident[size] = resident[size];
   return a;
 }
 
@@ -80,6 +85,11 @@ std::vector<Profile> profiles() {
     DeviceAttrs a = hopper_attrs();
     a.narrow_128 = true;
     p.push_back({"sm_90 TRIRUN_NARROW_128=1", a});
+  }
+  {
+    DeviceAttrs a = hopper_attrs();
+    a.narrow_clusters = true;
+    p.push_back({"sm_90 TRIRUN_NARROW_CLUSTERS=1", a});
   }
   for (int few : {0, 2}) {
     DeviceAttrs a = hopper_attrs();

@@ -2263,6 +2263,9 @@ struct DeviceAttrs {
                                     // (H100, session 21: 70B o 8192 x 8192's chain of 2 as clusters of 2 10.8 -> 11.4 us at m = 1,
                                     // BitNet q/k/v's as clusters of 3 6.6 -> 5.7)
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
+  bool narrow_clusters = false;  // experiment, off: 17..32 rows of narrow layers kept on the small-batch kernel where
+                                 // its launch would be clustered; TRIRUN_NARROW_CLUSTERS=1
+  int record_resident[kMaxCluster + 1] = {};  // dispatch-record builds only: clusters of each size resident at once
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -2303,6 +2306,7 @@ void apply_env_switches(DeviceAttrs& a) {
   a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
   const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
   a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
+  a.narrow_clusters = env_int("TRIRUN_NARROW_CLUSTERS", 1, 0) != 0;
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2724,6 +2728,11 @@ int cluster_size_for(int k_tiles, int n_tiles, int blocks, Resident&& resident, 
 template <int MB8, int N_WARPS, bool GROUPED>
 int small_cluster_size(const Launch& l) {
   constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
+#ifdef TRIRUN_DISPATCH_RECORD
+  // Dispatch-record builds: the residency the test sets instead of the occupancy query.
+  return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks,
+                          [](int size) { return g_record_attrs.record_resident[size]; }, l.small_cluster_size);
+#else
   constexpr size_t smem = small_tma_smem<MB8, N_WARPS, GROUPED>();
   auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, small_tma_stages<MB8, N_WARPS, GROUPED>(), GROUPED, false, true>;
   // Clusters of each size that fit at once, per device (-1: none), all sizes asked on the first call
@@ -2771,19 +2780,33 @@ int small_cluster_size(const Launch& l) {
   }
   return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks,
                           [&](int size) { return resident[l.device][size]; }, l.small_cluster_size);
+#endif
+}
+
+// Blocks per cluster of a TMA small-batch launch (0: the striped schedule, a lock chain or slots).
+template <int MB8, int N_WARPS, bool GROUPED>
+int small_launch_cluster(const Launch& l, bool chained) {
+  if (l.small_clusters <= (chained ? 1 : 0)) return 0;
+  // A chain of two blocks hands its sums over once, which costs what a cluster's barrier does; the
+  // cluster's co-scheduling then made it slower (session 21), hence the minimum for chains.
+  const int size = small_cluster_size<MB8, N_WARPS, GROUPED>(l);
+  return size > 1 && (!chained || size >= l.small_cluster_chain_min || l.small_cluster_size > 0) ? size : 0;
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
   const bool chained = small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64);
-  if (l.small_clusters > (chained ? 1 : 0)) {
-    // A chain of two blocks hands its sums over once, which costs what a cluster's barrier does; the
-    // cluster's co-scheduling then made it slower (session 21), hence the minimum for chains.
-    const int size = small_cluster_size<MB8, N_WARPS, GROUPED>(l);
-    if (size > 1 && (!chained || size >= l.small_cluster_chain_min || l.small_cluster_size > 0)) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
-  }
+  const int size = small_launch_cluster<MB8, N_WARPS, GROUPED>(l, chained);
+  if (size > 1) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
   return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
                  : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);
+}
+
+// Whether 17..32 rows of a layer would run clustered on the small-batch kernel's 512 x 128 tile (the
+// tile it takes there unless the layer is very wide): the dispatcher's TRIRUN_NARROW_CLUSTERS experiment.
+bool small32_clustered(const Launch& l, bool grouped) {
+  const bool chained = small_chained(l, 512, 128);
+  return (grouped ? small_launch_cluster<4, 2, true>(l, chained) : small_launch_cluster<4, 2, false>(l, chained)) > 1;
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2913,7 +2936,28 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // the 70B set at m = 17 / 24 / 32 161.1-163.3 / 163.8-165.7 / 167.3-168.6 -> 185.8-189.0 / 186.2-189.0 /
   // 185.3-187.3 us). TRIRUN_SHALLOW_HOPPER=0: off.
   const bool shallow_rows = attrs.shallow_hopper && k >= 3072 && k <= 4096;
-  const bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && (n <= 4096 || shallow_rows);
+  bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && (n <= 4096 || shallow_rows);
+  // Experiment, off by default (TRIRUN_NARROW_CLUSTERS=1; written in session 25, not yet run): those rows stay on
+  // the small-batch kernel where its launch would be clustered (its blocks of a column then sum through
+  // distributed shared memory, while the Hopper kernel's blocks of a column, 5..6 of them on these layers, run
+  // their ends of a slice one after another). H100, session 25, TriRun only, per layer at m = 17 / 24 / 32, small
+  // (clustered) against Hopper: BitNet o 2560 x 2560 8.3 / 8.3 / 9.1 against 10.1 / 10.1 / 10.2 us (clusters of
+  // 5), down 6912 x 2560 11.4 / 11.5 / 12.3 against 13.9 (of 5), TriLM o 3072 x 3072 10.0 / 10.0 / 10.7 against
+  // 11.4 / 11.4 / 11.5 (of 3); but BitNet q/k/v 2560 x 3840 9.9 / 9.9 / 10.6 against 9.4 (of 3 over 30 columns).
+  if (narrow_rows && attrs.narrow_clusters && attrs.small_tma && req.variant != 2 && req.thread_k <= 0 && req.sms <= 0 &&
+      !(n % 256 == 0 && 10 * (n / 256) >= 7 * sms)) {
+    Launch small_plan{};
+    small_plan.k = k;
+    small_plan.n = n;
+    small_plan.blocks = sms;
+    small_plan.device = device;
+    small_plan.stream = stream;
+    small_plan.smem_limit = attrs.smem_optin;
+    small_plan.small_clusters = attrs.small_clusters;
+    small_plan.small_cluster_chain_min = attrs.small_cluster_chain_min;
+    small_plan.small_cluster_size = attrs.small_cluster_size;
+    if (small32_clustered(small_plan, groupsize == 128 && k != 128)) narrow_rows = false;
+  }
   const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && (m > 32 || narrow_rows)));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
   const bool small_call =
