@@ -100,7 +100,7 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 // multiplies every later tile with those fragments, so a run shows what the
 // decoding (and the weights' shared-memory reads) cost where the H200 runs at
 // its power cap (m >= 128: SM clocks ~1.45 GHz, NOTES.md session 15).
-#ifdef TRIRUN_EXP_DECODE_ONCE
+#if defined(TRIRUN_EXP_DECODE_ONCE) && TRIRUN_EXP_DECODE_ONCE
 [[maybe_unused]] constexpr bool kExpDecodeOnce = true;
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
@@ -1664,8 +1664,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 #pragma unroll
     for (int e = 0; e < kAccs; ++e) acc[e] = 0.0f;
 
-    // Tile i's 8 A fragments: step ks is {row g, k 0..7}, {row g + 8, k 0..7},
-    // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
     // A stage's packed weights and the lane's two column scales (as half2 pairs).
     auto stage_weights = [&](int stage) { return reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes); };
     auto stage_scales = [&](int stage) {
@@ -1673,6 +1671,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
       return s2;
     };
+    // Step ks's A fragment: {row g, k 0..7}, {row g + 8, k 0..7}, {row g, k 8..15}, {row g + 8, k 8..15}
+    // (2 halves per register); a tile has 8 of them.
     auto decode_step = [&](const uint32_t* sh_b, half2 s_lo, half2 s_hi, int ks, uint32_t (&frag)[4]) {
       const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
       const uint32_t lo = q >> code_shift, hi = q >> (8 + code_shift);
@@ -1738,37 +1738,38 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // Tile i of the slice sits in stage (t0 + i) % STAGES with phase ((t0 + i) / STAGES) & 1. Both are
     // advanced tile by tile (a signed division per tile cost ~10 instructions on the consumers' path).
     const int last_stage = (t0 + slice_tiles - 1) % STAGES;
-    int stage = t0 % STAGES;
-    uint32_t phase = (t0 / STAGES) & 1;
+    int cur_stage = t0 % STAGES;
+    uint32_t cur_phase = (t0 / STAGES) & 1;
     auto advance = [&]() {
-      if (++stage == STAGES) {
-        stage = 0;
-        phase ^= 1;
+      if (++cur_stage == STAGES) {
+        cur_stage = 0;
+        cur_phase ^= 1;
       }
     };
-    auto wait_full = [&](int i) {
-      mbar_wait(&full[stage], phase);
-      if (i == 0 && tile == first_tile) TRIRUN_TRACE_AT(1);
+    // The current tile's stage filled (`first`: the block's first tile, for the trace).
+    auto wait_full = [&](bool first) {
+      mbar_wait(&full[cur_stage], cur_phase);
+      if (first && tile == first_tile) TRIRUN_TRACE_AT(1);
     };
     if constexpr (N_ACT == 256) {
       // 128 accumulators per thread leave no registers for a second
       // fragment set: decode, multiply, wait.
       for (int i = 0; i < slice_tiles; ++i) {
-        wait_full(i);
+        wait_full(i == 0);
         if (kExpDecodeOnce && i > 0)
-          issue(stage, frag_a);
+          issue(cur_stage, frag_a);
         else
-          decode_issue(stage, frag_a);
+          decode_issue(cur_stage, frag_a);
         wgmma_wait<0>();
-        if (i + 1 < slice_tiles || !writes_c) retire(stage, frag_a);
+        if (i + 1 < slice_tiles || !writes_c) retire(cur_stage, frag_a);
         advance();
       }
       keep_f32(acc);
     } else {
       int stage_b = 0;  // the stage of the tile in frag_b
       for (int i = 0; i < slice_tiles; i += 2) {
-        wait_full(i);
-        const int stage_a = stage;
+        wait_full(i == 0);
+        const int stage_a = cur_stage;
         if (kExpDecodeOnce && i > 0)
           issue(stage_a, frag_a);
         else
@@ -1779,8 +1780,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         }
         advance();
         if (i + 1 < slice_tiles) {
-          wait_full(i + 1);
-          stage_b = stage;
+          wait_full(false);
+          stage_b = cur_stage;
           if (kExpDecodeOnce && i > 0)
             issue(stage_b, frag_b);
           else
@@ -2240,7 +2241,7 @@ struct DeviceAttrs {
   bool shallow_hopper = true;  // and of layers 3072..4096 deep whatever their width; TRIRUN_SHALLOW_HOPPER=0: off
   bool narrow_32 = true;      // 33..64 rows of narrow layers with few tiles on 32-row slices; TRIRUN_NARROW_32=0: off
   int few_tile_slices = 1;  // 256-row Hopper slices halved where they give few tiles per block; TRIRUN_FEW_TILE_SLICES:
-                            // 0 off, 2 (experiment, measured slower) 128-row ones too
+                            // 0 off, 2 (experiment, measured mixed) 128-row ones too
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
   bool short_wide = true;     // 256-row Hopper slices from 129 rows; TRIRUN_SHORT_WIDE=0: from 256
   bool tail_split = true;     // a partial last Hopper slice in a launch of its own; TRIRUN_TAIL_SPLIT=0: off
@@ -2265,7 +2266,9 @@ struct DeviceAttrs {
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
   bool narrow_clusters = false;  // experiment, off: 17..32 rows of narrow layers kept on the small-batch kernel where
                                  // its launch would be clustered; TRIRUN_NARROW_CLUSTERS=1
-  int record_resident[kMaxCluster + 1] = {};  // dispatch-record builds only: clusters of each size resident at once
+#ifdef TRIRUN_DISPATCH_RECORD
+  int record_resident[kMaxCluster + 1] = {};  // clusters of each size resident at once, as the test sets them
+#endif
 };
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();  // below, with the Hopper launch
 
@@ -2729,7 +2732,8 @@ template <int MB8, int N_WARPS, bool GROUPED>
 int small_cluster_size(const Launch& l) {
   constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
 #ifdef TRIRUN_DISPATCH_RECORD
-  // Dispatch-record builds: the residency the test sets instead of the occupancy query.
+  // Dispatch-record builds: the residency the test sets instead of the occupancy query (and neither the
+  // shared-memory check nor the no-query-inside-a-capture rule of the real build below).
   return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks,
                           [](int size) { return g_record_attrs.record_resident[size]; }, l.small_cluster_size);
 #else
@@ -2944,59 +2948,57 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // (clustered) against Hopper: BitNet o 2560 x 2560 8.3 / 8.3 / 9.1 against 10.1 / 10.1 / 10.2 us (clusters of
   // 5), down 6912 x 2560 11.4 / 11.5 / 12.3 against 13.9 (of 5), TriLM o 3072 x 3072 10.0 / 10.0 / 10.7 against
   // 11.4 / 11.4 / 11.5 (of 3); but BitNet q/k/v 2560 x 3840 9.9 / 9.9 / 10.6 against 9.4 (of 3 over 30 columns).
+  // A small-batch launch as a dependent inside a captured graph (a decoding step) leaves one SM to the
+  // kernel before it, usually a one-block norm: with one block fewer than SMs every block can start, and
+  // request its weights, while the norm runs (7B step at batch 1, H100: 2.34-2.39 -> 2.22-2.24 ms; 132
+  // blocks with PDL: 2.31-2.34).
+  auto small_blocks = [&](int blocks) {
+    if (!pdl || req.sms > 0 || blocks <= 1) return blocks;
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    return cudaStreamIsCapturing(stream, &capture) == cudaSuccess && capture == cudaStreamCaptureStatusActive
+               ? blocks - 1
+               : blocks;
+  };
+  // A launch of `blocks` blocks: what every kernel's launch helper reads.
+  auto launch_of = [&](int blocks) {
+    Launch x{};
+    x.B = B;
+    x.s = s;
+    x.n = n;
+    x.k = k;
+    // Slots first, at the same place for every n: the Hopper kernel leaves
+    // stale sums in them (it writes a slot before reading it), so they must
+    // never overlap the locks, which start later for no call. The locks and
+    // the small-batch partial sums, whose extents depend on n, are zero after
+    // every call.
+    x.slots = static_cast<float*>(workspace);
+    x.locks = reinterpret_cast<int*>(static_cast<char*>(workspace) + slot_bytes(n));
+    x.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + slot_bytes(n) + lock_bytes(n, kMaxPar));
+    x.blocks = blocks;
+    x.device = device;
+    x.smem_limit = attrs.smem_optin;
+    x.pdl = pdl;
+    x.small_tma = attrs.small_tma;
+    x.ramp = attrs.ramp;
+    x.early = attrs.early;
+    x.small_clusters = attrs.small_clusters;
+    x.small_cluster_chain_min = attrs.small_cluster_chain_min;
+    x.small_cluster_size = attrs.small_cluster_size;
+    x.stream = stream;
+    return x;
+  };
   if (narrow_rows && attrs.narrow_clusters && attrs.small_tma && req.variant != 2 && req.thread_k <= 0 && req.sms <= 0 &&
-      !(n % 256 == 0 && 10 * (n / 256) >= 7 * sms)) {
-    Launch small_plan{};
-    small_plan.k = k;
-    small_plan.n = n;
-    small_plan.blocks = sms;
-    small_plan.device = device;
-    small_plan.stream = stream;
-    small_plan.smem_limit = attrs.smem_optin;
-    small_plan.small_clusters = attrs.small_clusters;
-    small_plan.small_cluster_chain_min = attrs.small_cluster_chain_min;
-    small_plan.small_cluster_size = attrs.small_cluster_size;
-    if (small32_clustered(small_plan, groupsize == 128 && k != 128)) narrow_rows = false;
-  }
+      !(n % 256 == 0 && 10 * (n / 256) >= 7 * sms) && small32_clustered(launch_of(small_blocks(sms)), grouped))
+    narrow_rows = false;
   const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && (m > 32 || narrow_rows)));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
   const bool small_call =
       !hopper && m <= 32 && (req.thread_k <= 0 || is_small_tile(req.thread_k, req.thread_n));
-  if (pdl && small_call && req.sms <= 0 && sms > 1) {
-    // Inside a captured graph (a decoding step) the kernel before this one is
-    // usually a one-block norm: with one block fewer than SMs every block can
-    // start, and request its weights, while the norm runs (7B step at batch 1,
-    // H100: 2.34-2.39 -> 2.22-2.24 ms; 132 blocks with PDL: 2.31-2.34).
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(stream, &capture) == cudaSuccess && capture == cudaStreamCaptureStatusActive) --sms;
-  }
+  if (small_call) sms = small_blocks(sms);
   if (sms > attrs.sms || sms > kMaxBlocks) return TRIRUN_ERR_CONFIG;
   if ((req.thread_k > 0) != (req.thread_n > 0)) return TRIRUN_ERR_CONFIG;
 
-  Launch l{};
-  l.B = B;
-  l.s = s;
-  l.n = n;
-  l.k = k;
-  // Slots first, at the same place for every n: the Hopper kernel leaves
-  // stale sums in them (it writes a slot before reading it), so they must
-  // never overlap the locks, which start later for no call. The locks and
-  // the small-batch partial sums, whose extents depend on n, are zero after
-  // every call.
-  l.slots = static_cast<float*>(workspace);
-  l.locks = reinterpret_cast<int*>(static_cast<char*>(workspace) + slot_bytes(n));
-  l.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + slot_bytes(n) + lock_bytes(n, kMaxPar));
-  l.blocks = sms;
-  l.device = device;
-  l.smem_limit = attrs.smem_optin;
-  l.pdl = pdl;
-  l.small_tma = attrs.small_tma;
-  l.ramp = attrs.ramp;
-  l.early = attrs.early;
-  l.small_clusters = attrs.small_clusters;
-  l.small_cluster_chain_min = attrs.small_cluster_chain_min;
-  l.small_cluster_size = attrs.small_cluster_size;
-  l.stream = stream;
+  Launch l = launch_of(sms);
 
   const half* a_ptr = static_cast<const half*>(A);
   half* c_ptr = static_cast<half*>(C);
@@ -3075,12 +3077,11 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // most 16 tiles, 128-row ones (twice the (slice, column) units, so fewer blocks share a column) are
   // faster. H100, session 25, kernel-probe, TriRun only, two rounds, stream: 7B o 4096 x 4096 at m = 512
   // (15.5 tiles per block) 29.4 / 29.6 -> 25.2 / 25.3 us; TriLM o 3072 x 3072 at 768 (13.1) 28.6 / 28.9 ->
-  // 25.7 / 25.9; BitNet 2560 x 3840 at 768 28.8 / 28.9 -> 27.7 / 27.9, 2560 x 2560 at 1024 27.7 / 27.4 ->
-  // 23.7. With more tiles per block the 256-row slices won (session 24: TriLM o at m = 1024, 17.5 tiles:
+  // 25.7 / 25.9; TriLM q/k/v 3072 x 9216 at 256 (13.1) 28.3 / 27.9 -> 25.3 / 25.5; BitNet 2560 x 3840 at 768
+  // 28.8 / 28.9 -> 27.7 / 27.9, 2560 x 2560 at 1024 27.7 / 27.4 -> 23.7. With more tiles per block the 256-row slices won (session 24: TriLM o at m = 1024, 17.5 tiles:
   // 32.0 -> 34.8 us; 7B down at 512, 41.7: 68.2 -> 70.0). TRIRUN_FEW_TILE_SLICES=0: off.
   // Halving 128-row slices as well (TRIRUN_FEW_TILE_SLICES=2, experiment) was mixed, so it is off: m = 256
-  // gained on TriLM q/k/v 3072 x 9216 (28.1 -> 25.4 us), 3072 x 3072 (16.1 -> 13.7) and 2560 x 2560 (15.2 ->
-  // 11.9) but lost on 4096 x 4096 (17.5 -> 17.9) and 2560 x 3840 (13.1 -> 14.8), and m = 384 lost on every
+  // gained on 3072 x 3072 (16.1 -> 13.7 us) and 2560 x 2560 (15.2 -> 11.9) but lost on 4096 x 4096 (17.5 -> 17.9) and 2560 x 3840 (13.1 -> 14.8), and m = 384 lost on every
   // layer it moved (2560 x 2560 13.0 -> 14.6, 2560 x 3840 17.6 -> 19.8), as did TriLM q/k/v at 128 (17.0 -> 18.0).
   // Only for calls of whole slices (m a multiple of the height: no partial slice for the tail split to
   // move into a launch of its own) whose half-height slices still fit one launch, so that the test
