@@ -66,46 +66,23 @@ std::vector<Profile> profiles() {
       {"TRIRUN_MID_TAILS=0", &DeviceAttrs::mid_tails},  {"TRIRUN_SHALLOW_HOPPER=0", &DeviceAttrs::shallow_hopper},
       {"TRIRUN_NARROW_32=0", &DeviceAttrs::narrow_32},
   };
-  for (const auto& [name, field] : switches) {
+  // The sm_90 profile with one setting changed, named as the variable that sets it.
+  auto variant = [&](const std::string& name, auto&& set) {
     DeviceAttrs a = hopper_attrs();
-    a.*field = false;
-    p.push_back({std::string("sm_90 ") + name, a});
-  }
-  for (int tiles : {16, 65, 97}) {
-    DeviceAttrs a = hopper_attrs();
-    a.wide_min_tiles = tiles;
-    p.push_back({"sm_90 TRIRUN_WIDE_MIN_TILES=" + std::to_string(tiles), a});
-  }
-  {
-    DeviceAttrs a = hopper_attrs();
-    a.mid_pairs_min_tiles = 64;
-    p.push_back({"sm_90 TRIRUN_MID_PAIRS_MIN_TILES=64", a});
-  }
-  {
-    DeviceAttrs a = hopper_attrs();
-    a.narrow_128 = true;
-    p.push_back({"sm_90 TRIRUN_NARROW_128=1", a});
-  }
-  {
-    DeviceAttrs a = hopper_attrs();
-    a.narrow_clusters = true;
-    p.push_back({"sm_90 TRIRUN_NARROW_CLUSTERS=1", a});
-  }
-  for (int few : {0, 2}) {
-    DeviceAttrs a = hopper_attrs();
-    a.few_tile_slices = few;
-    p.push_back({"sm_90 TRIRUN_FEW_TILE_SLICES=" + std::to_string(few), a});
-  }
-  {
-    DeviceAttrs a = hopper_attrs();
-    a.balance_launches = false;
-    p.push_back({"sm_90 TRIRUN_BALANCE_LAUNCHES=0", a});
-  }
-  for (int mb : {8, 36}) {
-    DeviceAttrs a = hopper_attrs();
-    a.hopper_l2_mb = mb;
-    p.push_back({"sm_90 TRIRUN_HOPPER_L2_MB=" + std::to_string(mb), a});
-  }
+    set(a);
+    p.push_back({"sm_90 " + name, a});
+  };
+  for (const auto& sw : switches) variant(sw.first, [&](DeviceAttrs& a) { a.*sw.second = false; });
+  for (int tiles : {16, 65, 97})
+    variant("TRIRUN_WIDE_MIN_TILES=" + std::to_string(tiles), [&](DeviceAttrs& a) { a.wide_min_tiles = tiles; });
+  variant("TRIRUN_MID_PAIRS_MIN_TILES=64", [](DeviceAttrs& a) { a.mid_pairs_min_tiles = 64; });
+  variant("TRIRUN_NARROW_128=1", [](DeviceAttrs& a) { a.narrow_128 = true; });
+  variant("TRIRUN_NARROW_CLUSTERS=1", [](DeviceAttrs& a) { a.narrow_clusters = true; });
+  for (int few : {0, 2})
+    variant("TRIRUN_FEW_TILE_SLICES=" + std::to_string(few), [&](DeviceAttrs& a) { a.few_tile_slices = few; });
+  variant("TRIRUN_BALANCE_LAUNCHES=0", [](DeviceAttrs& a) { a.balance_launches = false; });
+  for (int mb : {8, 36})
+    variant("TRIRUN_HOPPER_L2_MB=" + std::to_string(mb), [&](DeviceAttrs& a) { a.hopper_l2_mb = mb; });
   DeviceAttrs ampere;  // A100: 108 SMs, 163 KB
   ampere.sms = 108;
   ampere.smem_optin = 163 * 1024;
