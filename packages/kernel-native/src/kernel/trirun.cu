@@ -2987,9 +2987,13 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.stream = stream;
     return x;
   };
-  if (narrow_rows && attrs.narrow_clusters && attrs.small_tma && req.variant != 2 && req.thread_k <= 0 && req.sms <= 0 &&
-      !(n % 256 == 0 && 10 * (n / 256) >= 7 * sms) && small32_clustered(launch_of(small_blocks(sms)), grouped))
-    narrow_rows = false;
+  // Whether n still gives every one of `blocks` SMs most of a 256-wide column: where the small-batch kernel
+  // takes its wider tile from 17 rows (9 on the cp.async version; see the tile choice below).
+  auto small_wide_n = [&](int blocks) { return n % 256 == 0 && 10 * (n / 256) >= 7 * blocks; };
+  if (narrow_rows && attrs.narrow_clusters && attrs.small_tma && req.variant != 2 && req.thread_k <= 0 && req.sms <= 0) {
+    const int blocks = small_blocks(sms);
+    if (!small_wide_n(blocks) && small32_clustered(launch_of(blocks), grouped)) narrow_rows = false;
+  }
   const bool hopper = attrs.hopper && (req.variant == 2 || (req.thread_k <= 0 && (m > 32 || narrow_rows)));
   // Only the small-batch kernel (m <= 32, automatic or small tile) launches as a dependent.
   const bool small_call =
@@ -3078,11 +3082,13 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // faster. H100, session 25, kernel-probe, TriRun only, two rounds, stream: 7B o 4096 x 4096 at m = 512
   // (15.5 tiles per block) 29.4 / 29.6 -> 25.2 / 25.3 us; TriLM o 3072 x 3072 at 768 (13.1) 28.6 / 28.9 ->
   // 25.7 / 25.9; TriLM q/k/v 3072 x 9216 at 256 (13.1) 28.3 / 27.9 -> 25.3 / 25.5; BitNet 2560 x 3840 at 768
-  // 28.8 / 28.9 -> 27.7 / 27.9, 2560 x 2560 at 1024 27.7 / 27.4 -> 23.7. With more tiles per block the 256-row slices won (session 24: TriLM o at m = 1024, 17.5 tiles:
-  // 32.0 -> 34.8 us; 7B down at 512, 41.7: 68.2 -> 70.0). TRIRUN_FEW_TILE_SLICES=0: off.
+  // 28.8 / 28.9 -> 27.7 / 27.9, 2560 x 2560 at 1024 27.7 / 27.4 -> 23.7. With more tiles per block the
+  // 256-row slices won (session 24: TriLM o at m = 1024, 17.5 tiles: 32.0 -> 34.8 us; 7B down at 512, 41.7:
+  // 68.2 -> 70.0). TRIRUN_FEW_TILE_SLICES=0: off.
   // Halving 128-row slices as well (TRIRUN_FEW_TILE_SLICES=2, experiment) was mixed, so it is off: m = 256
-  // gained on 3072 x 3072 (16.1 -> 13.7 us) and 2560 x 2560 (15.2 -> 11.9) but lost on 4096 x 4096 (17.5 -> 17.9) and 2560 x 3840 (13.1 -> 14.8), and m = 384 lost on every
-  // layer it moved (2560 x 2560 13.0 -> 14.6, 2560 x 3840 17.6 -> 19.8), as did TriLM q/k/v at 128 (17.0 -> 18.0).
+  // gained on 3072 x 3072 (16.1 -> 13.7 us) and 2560 x 2560 (15.2 -> 11.9) but lost on 4096 x 4096 (17.5 ->
+  // 17.9) and 2560 x 3840 (13.1 -> 14.8), and m = 384 lost on every layer it moved (2560 x 2560 13.0 -> 14.6,
+  // 2560 x 3840 17.6 -> 19.8), as did TriLM q/k/v at 128 (17.0 -> 18.0).
   // Only for calls of whole slices (m a multiple of the height: no partial slice for the tail split to
   // move into a launch of its own) whose half-height slices still fit one launch, so that the test
   // counts the slices the launch really has and halving never adds a launch.
@@ -3185,7 +3191,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
         // kernel at m = 24..32: a tie).
         thread_n = 128;
         const int wide_from = l.small_tma ? 16 : 8;
-        if (rows > wide_from && n % 256 == 0 && 10 * (n / 256) >= 7 * sms) thread_n = 256;
+        if (rows > wide_from && small_wide_n(sms)) thread_n = 256;
         thread_k = 65536 / thread_n;
       } else if (rows <= 16) {
         thread_k = 128;
