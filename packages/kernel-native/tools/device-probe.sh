@@ -121,6 +121,21 @@ for w in $what; do
       timeout 150 /tmp/probe_sf check --quick 2>&1 | tail -1 | tee "$out/check-stepfence.txt"
       timeout 120 compute-sanitizer --tool memcheck /tmp/probe_sf sanitize 2>&1 | tail -2 | tee "$out/memcheck-stepfence.txt"
       for p in probe probe_sf probe probe_sf; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-33,64,96,128,256} 2>&1 | grep SUM; done | tee "$out/stepfence.txt" ;;
+    fp8timing)
+      # The small-batch tile with e4m3 weights by PRMT lookups and three m16n8k32 e4m3 MMAs per word
+      # (-DTRIRUN_EXP_FP8_TIMING=1: the reference layout's words, 2: selector-ordered words; timings only,
+      # wrong results; NOTES.md, session 26) against the default build, TriRun only, alternating, two rounds,
+      # at MS (default 1,8,16). FP8_OBJECT_1 / FP8_OBJECT_2=path: objects compiled here with the flag.
+      for v in 1 2; do
+        obj_var=FP8_OBJECT_$v
+        if [ -n "${!obj_var:-}" ]; then
+          nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu "${!obj_var}" -lcublas -o /tmp/probe_fp8_$v || exit 1
+        else
+          nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_FP8_TIMING=$v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_fp8_$v || exit 1
+        fi
+      done
+      for r in 1 2; do for p in probe probe_fp8_1 probe_fp8_2; do echo "--- round $r $p"
+        PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,8,16} 2>&1 | grep SUM; done; done | tee "$out/fp8timing.txt" ;;
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep -E "SUM|GRAPH|graph check" ;;

@@ -117,6 +117,21 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 [[maybe_unused]] constexpr bool kExpStepFence = false;
 #endif
 static_assert(!(kExpStepFence && kExpDecodeOnce), "TRIRUN_EXP_STEP_FENCE and TRIRUN_EXP_DECODE_ONCE are separate experiments");
+// Experiment only, -DTRIRUN_EXP_FP8_TIMING=1 or 2 (timings, wrong results;
+// session 26): the small-batch tile decodes each packed word into four e4m3
+// registers by PRMT lookups (a table register {e4m3(-1), 0, e4m3(1), e4m3(2)}
+// indexed by the codes' nibbles) and multiplies them with m16n8k32 e4m3 MMAs,
+// three per word and 8-row block (an fp16 activation as three e4m3 terms),
+// instead of 17 fp16 instructions and two m16n8k16 MMAs per word. 1: the
+// reference layout's word (a PRMT gathers each column's selector first: 11
+// instructions per word); 2: a layout whose nibbles are the selectors already
+// (9). Whether fewer ALU instructions per weight make the consumers faster
+// at m <= 16 (kernel-native NOTES.md, session 25's idea (5)).
+#if defined(TRIRUN_EXP_FP8_TIMING) && TRIRUN_EXP_FP8_TIMING
+[[maybe_unused]] constexpr int kExpFp8Timing = TRIRUN_EXP_FP8_TIMING;
+#else
+[[maybe_unused]] constexpr int kExpFp8Timing = 0;
+#endif
 
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
@@ -391,6 +406,65 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
   out[3][1] = as_u32(__hfma2(as_h2(mask_or_1024(hi, 0x00c000c0u)), mul3, add3));
 }
 
+// (Experiment TRIRUN_EXP_FP8_TIMING only.) D = A * B + D, e4m3 inputs,
+// fp32 accumulation.
+__device__ __forceinline__ void mma_e4m3_16832(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, float (&c)[4]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// prmt.b32 (default mode): byte i of the result is byte (sel >> 4i) & 7 of
+// {b, a} (a = bytes 0..3), or that byte's sign bit replicated when bit
+// 4i + 3 of sel is set. The host version lets tools/fp8-terms-check.cu run
+// the same decoding on the CPU against the reference vectors.
+__host__ __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+#ifdef __CUDA_ARCH__
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;\n" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+  return r;
+#else
+  const uint64_t bytes = (static_cast<uint64_t>(b) << 32) | a;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t nib = (sel >> (4 * i)) & 0xf;
+    uint32_t byte = static_cast<uint32_t>(bytes >> (8 * (nib & 7))) & 0xff;
+    if (nib & 8) byte = (byte & 0x80) ? 0xff : 0x00;
+    r |= byte << (8 * i);
+  }
+  return r;
+#endif
+}
+// One packed word as four e4m3 registers of weights (code - 1) by PRMT
+// lookups in a table register {e4m3(-1), 0, e4m3(1), e4m3(2)} (experiment
+// TRIRUN_EXP_FP8_TIMING; see kExpFp8Timing). REFERENCE_LAYOUT: the reference
+// layout's word (see dequant_word), r[j] = tile 2w + j / 2's n8 block j % 2,
+// its four bytes the lane's rows k0, k0 + 8, k0 + 1, k0 + 9 (k0 = 2 (lane %
+// 4)): the even codes (tile_a) and the odd ones (tile_b) masked into nibbles,
+// a PRMT gathers a block's two bytes of nibble selectors, a second looks
+// them up (11 instructions per word; tools/fp8-terms-check.cu checks it
+// against the reference vectors). Otherwise a layout whose nibbles are the
+// selectors already (9 instructions; timing only: no packer writes it).
+template <bool REFERENCE_LAYOUT>
+__host__ __device__ __forceinline__ void fp8_word(uint32_t q, uint32_t (&r)[4]) {
+  constexpr uint32_t kTable = 0x403800b8u;  // bytes 0..3: e4m3 -1, 0, 1, 2
+  if constexpr (REFERENCE_LAYOUT) {
+    const uint32_t even = q & 0x33333333u, odd = (q >> 2) & 0x33333333u;
+    r[0] = prmt(kTable, kTable, prmt(even, 0, 0x20u));
+    r[1] = prmt(kTable, kTable, prmt(even, 0, 0x31u));
+    r[2] = prmt(kTable, kTable, prmt(odd, 0, 0x20u));
+    r[3] = prmt(kTable, kTable, prmt(odd, 0, 0x31u));
+  } else {
+    // (The table sits in both PRMT sources, so a nibble's bit 2 may stay.)
+    const uint32_t lo = q & 0x77777777u, hi = (q >> 2) & 0x77777777u;
+    r[0] = prmt(kTable, kTable, lo);
+    r[1] = prmt(kTable, kTable, lo >> 16);
+    r[2] = prmt(kTable, kTable, hi);
+    r[3] = prmt(kTable, kTable, hi >> 16);
+  }
+}
+
 // ------------------------------------------- the small-batch kernels' tile
 //
 // One warp's share of a 16 KB weight tile in both small-batch kernels
@@ -412,8 +486,57 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
 #pragma unroll
         for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
   }
+  if constexpr (kExpFp8Timing != 0) {
+    // Experiment (timings, wrong results): k32 per step, four words (one per
+    // 16-column tile), three e4m3 activation terms per 8-row block.
+    static_assert(kKSteps % 2 == 0, "k32 steps");
 #pragma unroll
-  for (int ks = 0; ks < kKSteps; ++ks) {
+    for (int ks = 0; ks < kKSteps; ks += 2) {
+      uint32_t act[3][MB8][2];
+#pragma unroll
+      for (int term = 0; term < 3; ++term)
+#pragma unroll
+        for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
+          const uint32_t addr = act_at(ks + (term & 1), pair);
+          if constexpr (MB8 >= 2) {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                         : "=r"(act[term][2 * pair][0]), "=r"(act[term][2 * pair][1]),
+                           "=r"(act[term][2 * pair + 1][0]), "=r"(act[term][2 * pair + 1][1])
+                         : "r"(addr));
+          } else {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                         : "=r"(act[term][0][0]), "=r"(act[term][0][1])
+                         : "r"(addr));
+          }
+        }
+      // Step ks's words (d0) and step ks + 1's (d1); tile j's A fragment is its
+      // two n8 blocks of both steps (m16n8k32: rows g, g + 8 at k 0..15, then
+      // at k 16..31, in the order fp8_word leaves the rows).
+      const uint2 w0 = words_at(ks), w1 = words_at(ks + 1);
+      constexpr bool kRef = kExpFp8Timing == 1;
+      uint32_t d0[2][4], d1[2][4];
+      fp8_word<kRef>(w0.x, d0[0]);
+      fp8_word<kRef>(w0.y, d0[1]);
+      fp8_word<kRef>(w1.x, d1[0]);
+      fp8_word<kRef>(w1.y, d1[1]);
+#pragma unroll
+      for (int term = 0; term < 3; ++term)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int w = j / 2, r = 2 * (j % 2);
+          const uint32_t wa[4] = {d0[w][r], d0[w][r + 1], d1[w][r], d1[w][r + 1]};
+#pragma unroll
+          for (int mb = 0; mb < MB8; ++mb) {
+            if constexpr (GROUPED)
+              mma_e4m3_16832(wa, act[term][mb][0], act[term][mb][1], tmp[mb][j]);
+            else
+              mma_e4m3_16832(wa, act[term][mb][0], act[term][mb][1], acc[mb][j]);
+          }
+        }
+    }
+  }
+#pragma unroll
+  for (int ks = 0; ks < (kExpFp8Timing != 0 ? 0 : kKSteps); ++ks) {
     // Activations as the n8 operand: rows of A are the columns of A^T.
     // ldmatrix (not transposed) gives lane l row l / 4, k pair t.
     uint32_t act[MB8][2];
