@@ -136,6 +136,15 @@ for w in $what; do
       done
       for r in 1 2; do for p in probe probe_fp8_1 probe_fp8_2; do echo "--- round $r $p"
         PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,8,16} 2>&1 | grep SUM; done; done | tee "$out/fp8timing.txt" ;;
+    narrow)
+      # TRIRUN_NARROW_CLUSTERS=1 (NOTES.md, session 25: 17..32 rows of narrow layers on the small kernel wherever
+      # its launch is clustered): check --quick with it, then TriRun-only launches off / on at MS (default
+      # 17,24,32), two rounds, per-layer lines in narrow.txt.
+      TRIRUN_NARROW_CLUSTERS=1 timeout 150 /tmp/probe check --quick 2>&1 | tee "$out/check-narrow.txt" | grep -E "FAIL" | head -20
+      tail -1 "$out/check-narrow.txt"
+      for r in 1 2; do for v in 0 1; do echo "--- round $r TRIRUN_NARROW_CLUSTERS=$v"
+        TRIRUN_NARROW_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/probe launch ${MS:-17,24,32} 2>&1; done; done \
+        | tee "$out/narrow.txt" | grep -E "^---|SUM|graph check" ;;
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep -E "SUM|GRAPH|graph check" ;;

@@ -1,9 +1,11 @@
 // The fp8 plan for m <= 16 checked on the CPU (kernel-native NOTES.md, session 26): no GPU, no kernel runs.
 // The small-batch tile would turn each packed word into four e4m3 weight registers by PRMT lookups
 // (trirun.cu's fp8_word, built here for the host) and multiply them with m16n8k32 e4m3 MMAs, an fp16
-// activation split into three fp8 terms (e4m3, e4m3, e5m2) after a per-row power-of-two scale. Three checks:
-//   1. terms: every scaled fp16 value split into the terms and summed back; exact from |x| >= 2 up (x the
-//      scaled value, at most 448), and the worst absolute error below that. For comparison, three e4m3 terms.
+// activation split into three fp8 terms (e4m3, e4m3, e5m2) after a per-row power-of-two scale
+// (fp8_row_shift, fp8_activation_terms), laid out in 32-byte planes per k32 chunk (fp8_plane_byte). Checks:
+//   1. terms: every scaled fp16 value split into the terms and summed back: from which |x| up every value is
+//      exact (x the scaled value, at most 448; must be 2 or less), and the worst absolute error below that.
+//      For comparison, three e4m3 terms. planes: fp8_plane_byte follows fp8_word's row order.
 //   2. decode: fp8_word<true> on every word of the reference vectors (../shared/fixtures/trirun-layout) against
 //      their codes: byte b of register j of lane l's word w in row tr and 64-column chunk c is code - 1 of
 //      column 64 c + 16 (2 w + j / 2) + 8 (j % 2) + l / 4, row 16 tr + 2 (l % 4) + {0, 8, 1, 9}[b].
@@ -24,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <string>
@@ -36,32 +39,27 @@ float fp8_value(uint8_t b, __nv_fp8_interpretation_t kind) {
 }
 uint8_t to_fp8(float x, __nv_fp8_interpretation_t kind) { return __nv_cvt_float_to_fp8(x, __NV_SATFINITE, kind); }
 
-// x (already scaled, |x| <= 448) as three fp8 terms, each the rounded rest of the ones before; the rests are
-// exact in fp32. The device would do the same with cvt.rn.satfinite.{e4m3,e5m2}x2.f32.
+// x (already scaled, |x| <= 448) as three fp8 terms; the last e5m2 (trirun.cu's fp8_activation_terms) or, for
+// comparison, e4m3.
 struct Terms {
   uint8_t t[3];
   __nv_fp8_interpretation_t last;
 };
 Terms split(float x, __nv_fp8_interpretation_t last) {
   Terms s{{0, 0, 0}, last};
+  if (last == __NV_E5M2) {
+    trirun::fp8_activation_terms(x, s.t);
+    return s;
+  }
   float rest = x;
   for (int i = 0; i < 3; ++i) {
-    const __nv_fp8_interpretation_t kind = i == 2 ? last : __NV_E4M3;
-    s.t[i] = to_fp8(rest, kind);
-    rest -= fp8_value(s.t[i], kind);
+    s.t[i] = to_fp8(rest, __NV_E4M3);
+    rest -= fp8_value(s.t[i], __NV_E4M3);
   }
   return s;
 }
 float term_value(const Terms& s, int i) { return fp8_value(s.t[i], i == 2 ? s.last : __NV_E4M3); }
 double joined(const Terms& s) { return static_cast<double>(term_value(s, 0)) + term_value(s, 1) + term_value(s, 2); }
-
-// The power of two that brings a row's largest magnitude into (224, 448].
-int row_shift(float max_abs) {
-  if (max_abs == 0.0f) return 0;
-  int e;
-  std::frexp(448.0f / max_abs, &e);  // 448 / max = f * 2^e, f in [0.5, 1)
-  return e - 1;
-}
 
 int failures = 0;
 void expect(bool ok, const char* what) {
@@ -153,6 +151,25 @@ void check_decode(const Fixture& f) {
   expect(wrong == 0 && bytes > 0, "fp8_word<true> disagrees with the reference vectors");
 }
 
+// fp8_plane_byte: a permutation of a chunk's 32 rows that puts row 16 h + 2 t + kRowOrder[b] at byte b of lane
+// t's register h.
+void check_planes() {
+  bool seen[32] = {};
+  int wrong = 0;
+  for (int r = 0; r < 32; ++r) {
+    const int pos = trirun::fp8_plane_byte(r);
+    if (pos < 0 || pos >= 32 || seen[pos]) {
+      ++wrong;
+      continue;
+    }
+    seen[pos] = true;
+    const int h = pos / 16, t = (pos % 16) / 4, b = pos % 4;
+    if (r != 16 * h + 2 * t + kRowOrder[b]) ++wrong;
+  }
+  std::printf("planes: %d of 32 rows misplaced\n", wrong);
+  expect(wrong == 0, "fp8_plane_byte does not follow fp8_word's row order");
+}
+
 // m16n8k32 with 8-bit inputs, per the PTX ISA's fragment layouts: lane (g, t) = (lane / 4, lane % 4) holds A
 // rows g (registers 0, 2) and g + 8 (1, 3) at k 4 t .. 4 t + 3 (registers 0, 1) and 16 + 4 t .. (2, 3); B
 // column g at k 4 t .. (register 0) and 16 + 4 t .. (1); D rows g, g + 8, columns 2 t, 2 t + 1.
@@ -230,14 +247,14 @@ Errors check_matmul(const Fixture& f, float outlier, std::mt19937& rng) {
   };
   // The fp8 plan, fragment by fragment: one warp, 8 rows (one n8 block), per 64-column chunk and k32 step
   // (rows 32 s .. 32 s + 31, packed rows 2 s and 2 s + 1), tile j's A fragment {step 2s: n8 blocks 0, 1; step
-  // 2s + 1: 0, 1} from fp8_word; B of each term with the same row order (byte b of a lane's register at k
-  // k0 + kRowOrder[b]); per group of 128 rows fp32 sums scaled once, as the kernel's grouped tile.
+  // 2s + 1: 0, 1} from fp8_word; B of each term from its planes (fp8_plane_byte); per group of 128 rows fp32
+  // sums scaled once, as the kernel's grouped tile; the row's shift undone at the end.
   auto plan = [&](__nv_fp8_interpretation_t last, bool round_to_fp16) {
     std::vector<int> shift(kRows);
     for (int r = 0; r < kRows; ++r) {
       float m = 0;
       for (int i = 0; i < f.k; ++i) m = std::max(m, std::fabs(a[static_cast<size_t>(r) * f.k + i]));
-      shift[r] = row_shift(m);
+      shift[r] = trirun::fp8_row_shift(m);
     }
     std::vector<Terms> terms(a.size());
     for (int r = 0; r < kRows; ++r)
@@ -257,16 +274,16 @@ Errors check_matmul(const Fixture& f, float outlier, std::mt19937& rng) {
                 trirun::fp8_word<true>(f.B[static_cast<size_t>(2 * s + h) * f.n + 64 * c + 2 * lane + w],
                                        words[h][lane][w]);
           for (int term = 0; term < 3; ++term) {
+            // The term's planes of this k32 chunk for the 8 rows, written as the pre-pass would
+            // (fp8_plane_byte), and each lane's B registers read from them as ldmatrix would: bytes 4 t ..
+            // and 16 + 4 t .. of its row's plane.
+            uint8_t plane[kRows][32];
+            for (int r = 0; r < kRows; ++r)
+              for (int i = 0; i < 32; ++i)
+                plane[r][trirun::fp8_plane_byte(i)] = terms[static_cast<size_t>(r) * f.k + 32 * s + i].t[term];
             uint32_t b[32][2];
             for (int lane = 0; lane < 32; ++lane)
-              for (int h = 0; h < 2; ++h) {
-                uint32_t reg = 0;
-                for (int byte = 0; byte < 4; ++byte) {
-                  const int row = 32 * s + 16 * h + 2 * (lane % 4) + kRowOrder[byte];
-                  reg |= static_cast<uint32_t>(terms[static_cast<size_t>(lane / 4) * f.k + row].t[term]) << (8 * byte);
-                }
-                b[lane][h] = reg;
-              }
+              for (int h = 0; h < 2; ++h) std::memcpy(&b[lane][h], &plane[lane / 4][16 * h + 4 * (lane % 4)], 4);
             for (int j = 0; j < 4; ++j) {
               uint32_t fa[32][4];
               for (int lane = 0; lane < 32; ++lane) {
@@ -309,6 +326,7 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   check_terms();
+  check_planes();
   const Fixture fixtures[] = {load(dir, "k128_n256_g-1", 128, 256, -1), load(dir, "k256_n256_g128", 256, 256, 128),
                               load(dir, "k512_n768_g128", 512, 768, 128)};
   for (const Fixture& f : fixtures)

@@ -70,6 +70,7 @@
 #include <cuda.h>  // CUtensorMap (types only: the driver entry point is looked up at run time)
 #include <cudaTypedefs.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>  // the fp8 plan's conversions (experiment; see fp8_activation_terms)
 #include <stdint.h>
 
 #include <atomic>
@@ -463,6 +464,38 @@ __host__ __device__ __forceinline__ void fp8_word(uint32_t q, uint32_t (&r)[4]) 
     r[2] = prmt(kTable, kTable, hi);
     r[3] = prmt(kTable, kTable, hi >> 16);
   }
+}
+
+// The fp8 plan's activations (experiment; kernel-native NOTES.md, session 26;
+// checked on the CPU by tools/fp8-terms-check.cu). A row is scaled by
+// 2^fp8_row_shift(its largest magnitude), which brings that magnitude into
+// (224, 448] (448: e4m3's largest finite value); each scaled value x becomes
+// three terms, each the rounded rest of those before it (the rests are exact
+// in fp32): e4m3, e4m3, then e5m2, whose range reaches 2^-16. Their sum is x
+// exactly for |x| >= 2^-3 (4 + 4 + 3 bits = fp16's 11) and within 6.1e-5
+// below, where three e4m3 terms would lose up to 9.8e-4.
+__host__ __device__ inline int fp8_row_shift(float max_abs) {
+  if (!(max_abs > 0.0f)) return 0;
+  int e;
+  frexpf(448.0f / max_abs, &e);  // 448 / max = f 2^e, f in [0.5, 1)
+  return e - 1;
+}
+__host__ __device__ inline void fp8_activation_terms(float x, uint8_t (&terms)[3]) {
+  float rest = x;
+  for (int i = 0; i < 3; ++i) {
+    const __nv_fp8_interpretation_t kind = i == 2 ? __NV_E5M2 : __NV_E4M3;
+    terms[i] = __nv_cvt_float_to_fp8(rest, __NV_SATFINITE, kind);
+    rest -= __half2float(__half(__nv_cvt_fp8_to_halfraw(terms[i], kind)));
+  }
+}
+// Where row r (0..31) of a k32 chunk sits in a term's 32-byte plane of that
+// chunk: lane t's B registers of an m16n8k32 are bytes 4 t .. 4 t + 3 (rows
+// 0..15) and 16 + 4 t .. (rows 16..31) of its 8-row block's plane row (one
+// ldmatrix row each), and their bytes must follow fp8_word's row order k0,
+// k0 + 8, k0 + 1, k0 + 9 (k0 = 2 t).
+__host__ __device__ constexpr int fp8_plane_byte(int r) {
+  const int half16 = r / 16, q = r % 16;
+  return 16 * half16 + 4 * ((q % 8) / 2) + (q >= 8 ? 1 : 0) + 2 * (q % 2);
 }
 
 // ------------------------------------------- the small-batch kernels' tile
