@@ -136,6 +136,25 @@ for w in $what; do
       done
       for r in 1 2; do for p in probe probe_fp8_1 probe_fp8_2; do echo "--- round $r $p"
         PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,8,16} 2>&1 | grep SUM; done; done | tee "$out/fp8timing.txt" ;;
+    fp8)
+      # The fp8 small-batch path (-DTRIRUN_EXP_FP8=1: e4m3 weights, the activations as three fp8 terms from a
+      # pre-pass; NOTES.md, session 26) against the default build: check --quick (m <= 16 take it), memcheck and
+      # racecheck over the sanitize sweep, then TriRun-only launches at MS (default 1,4,8,12,16), alternating,
+      # two rounds (the graph check in each compares graphs with eager calls). FP8_OBJECT=path: an object compiled
+      # here with the flag.
+      if [ -n "${FP8_OBJECT:-}" ]; then
+        nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu "$FP8_OBJECT" -lcublas -o /tmp/probe_fp8 || exit 1
+      else
+        nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_FP8=1 -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_fp8 || exit 1
+      fi
+      timeout 150 /tmp/probe_fp8 check --quick 2>&1 | tee "$out/check-fp8.txt" | grep -E "FAIL" | head -20
+      tail -1 "$out/check-fp8.txt"
+      for tool in memcheck racecheck; do
+        timeout 150 compute-sanitizer --tool $tool /tmp/probe_fp8 sanitize 2>&1 | tail -3 | tee "$out/$tool-fp8.txt"
+      done
+      for r in 1 2; do for p in probe probe_fp8; do echo "--- round $r $p"
+        PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,4,8,12,16} 2>&1; done; done \
+        | tee "$out/fp8.txt" | grep -E "^---|SUM|graph check" ;;
     narrow)
       # TRIRUN_NARROW_CLUSTERS=1 (NOTES.md, session 25: 17..32 rows of narrow layers on the small kernel wherever
       # its launch is clustered): check --quick with it, then TriRun-only launches off / on at MS (default

@@ -133,6 +133,27 @@ static_assert(!(kExpStepFence && kExpDecodeOnce), "TRIRUN_EXP_STEP_FENCE and TRI
 #else
 [[maybe_unused]] constexpr int kExpFp8Timing = 0;
 #endif
+// Experiment only, -DTRIRUN_EXP_FP8=1 (correct results; written in session
+// 26, not yet run): the TMA small-batch kernel at m <= 16 multiplies e4m3
+// weights (fp8_word) with the activations as three fp8 terms, which a
+// pre-pass (trirun_fp8_split_kernel) writes before each call, in m16n8k32
+// e4m3 MMAs; its tile loop has ~14 instructions per packed word instead of
+// ~19. Exact to fp16's precision for every activation down to 2^-3 / 448 of
+// its row's largest (tools/fp8-terms-check.cu); infinities come out as NaN.
+// The term planes live in one buffer of the library's per device, grown on
+// demand with cudaMalloc (make an eager call before capturing a graph), so
+// calls on concurrent streams would share it: one stream at a time. The
+// kernel then takes one more argument, the rows' factors 2^-shift.
+#if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
+[[maybe_unused]] constexpr bool kExpFp8 = true;
+#define TRIRUN_FP8_PARAM , const float* __restrict__ row_unscale
+#define TRIRUN_FP8_ARG(x) , x
+#else
+[[maybe_unused]] constexpr bool kExpFp8 = false;
+#define TRIRUN_FP8_PARAM
+#define TRIRUN_FP8_ARG(x)
+#endif
+static_assert(!(kExpFp8 && kExpFp8Timing != 0), "TRIRUN_EXP_FP8 and TRIRUN_EXP_FP8_TIMING are separate experiments");
 
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
@@ -407,14 +428,23 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
   out[3][1] = as_u32(__hfma2(as_h2(mask_or_1024(hi, 0x00c000c0u)), mul3, add3));
 }
 
-// (Experiment TRIRUN_EXP_FP8_TIMING only.) D = A * B + D, e4m3 inputs,
-// fp32 accumulation.
+// (Experiments TRIRUN_EXP_FP8 and TRIRUN_EXP_FP8_TIMING only.) D = A * B + D,
+// e4m3 A, e4m3 or (B_E5M2) e5m2 B, fp32 accumulation.
+template <bool B_E5M2 = false>
 __device__ __forceinline__ void mma_e4m3_16832(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, float (&c)[4]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
-      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  if constexpr (B_E5M2) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e5m2.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
 }
 // prmt.b32 (default mode): byte i of the result is byte (sel >> 4i) & 7 of
 // {b, a} (a = bytes 0..3), or that byte's sign bit replicated when bit
@@ -500,6 +530,27 @@ __host__ __device__ constexpr int fp8_plane_byte(int r) {
 
 // ------------------------------------------- the small-batch kernels' tile
 //
+// acc += tmp x the group's scales: `sv` is the lane's 16-byte vector of the
+// warp's group scale row (small_warp_tile_fp8's GROUPED case).
+template <int MB8>
+__device__ __forceinline__ void add_group_scaled(float (&acc)[MB8][4][4], const float (&tmp)[MB8][4][4], int4 sv) {
+  const half* s8 = reinterpret_cast<const half*>(&sv);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    // Accumulator rows (output columns) g and g + 8 of tile j are the
+    // lane's n8 blocks 2 j and 2 j + 1.
+    const float s_lo = __half2float(s8[2 * j]);
+    const float s_hi = __half2float(s8[2 * j + 1]);
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb) {
+      acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
+      acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
+      acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
+      acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
+    }
+  }
+}
+
 // One warp's share of a 16 KB weight tile in both small-batch kernels
 // (cp.async and TMA-fed): kKSteps k16 steps of its k_warp, its n_warp's 64
 // columns. The kernels say where a stage's data sit, as shared-memory
@@ -609,7 +660,9 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
     }
   }
   if constexpr (GROUPED) {
-    // The scale row of this warp's group.
+    // The scale row of this warp's group. (add_group_scaled does the same for
+    // the fp8 experiment; written out here so that the default kernels' code
+    // stays as it was measured until the experiment is decided.)
     const int4 sv = scales_at();
     const half* s8 = reinterpret_cast<const half*>(&sv);
 #pragma unroll
@@ -627,6 +680,59 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
       }
     }
   }
+}
+
+// Experiment TRIRUN_EXP_FP8: small_warp_tile with e4m3 weights (fp8_word)
+// and the activations as three fp8 terms, one m16n8k32 step (two k16 steps'
+// words) at a time: `terms_at(p, act)` loads the lane's B registers of the
+// warp's p-th k32 step, act[term][mb][h] (h: rows 0..15, 16..31 of the
+// step); words_at and scales_at as above. Per word ~11 decoding instructions
+// and three MMAs per 8-row block instead of 17 and two.
+template <int MB8, int kKSteps, bool GROUPED, typename TermsAt, typename WordsAt, typename ScalesAt>
+__device__ __forceinline__ void small_warp_tile_fp8(float (&acc)[MB8][4][4], TermsAt terms_at, WordsAt words_at,
+                                                    ScalesAt scales_at) {
+  static_assert(kKSteps % 2 == 0, "k32 steps");
+  float tmp[MB8][4][4];
+  float (&sum)[MB8][4][4] = GROUPED ? tmp : acc;
+  if constexpr (GROUPED) {
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
+  }
+#pragma unroll
+  for (int p = 0; p < kKSteps / 2; ++p) {
+    uint32_t act[3][MB8][2];
+    terms_at(p, act);
+    // Word w of step 2p (d0) and of step 2p + 1 (d1) hold tiles 2 w and 2 w + 1:
+    // tile j's A fragment is its two n8 blocks (rows g, g + 8) at k 0..15 of
+    // the k32 step, then at 16..31. One word pair at a time (8 registers of
+    // weights live, not 16: the 16-row instances are at the register limit).
+    const uint2 w0 = words_at(2 * p), w1 = words_at(2 * p + 1);
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {
+      uint32_t d0[4], d1[4];
+      fp8_word<true>(w == 0 ? w0.x : w0.y, d0);
+      fp8_word<true>(w == 0 ? w1.x : w1.y, d1);
+#pragma unroll
+      for (int term = 0; term < 3; ++term)
+#pragma unroll
+        for (int tl = 0; tl < 2; ++tl) {
+          const int j = 2 * w + tl, r = 2 * tl;
+          const uint32_t wa[4] = {d0[r], d0[r + 1], d1[r], d1[r + 1]};
+#pragma unroll
+          for (int mb = 0; mb < MB8; ++mb) {
+            if (term == 2)
+              mma_e4m3_16832<true>(wa, act[term][mb][0], act[term][mb][1], sum[mb][j]);
+            else
+              mma_e4m3_16832<false>(wa, act[term][mb][0], act[term][mb][1], sum[mb][j]);
+          }
+        }
+    }
+  }
+  if constexpr (GROUPED) add_group_scaled(acc, tmp, scales_at());
 }
 
 // ------------------------------------------- the small-batch kernels' output
@@ -1662,6 +1768,15 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
       : "memory");
 }
+// (Experiment TRIRUN_EXP_FP8: the activations' term planes, a 3-D map.)
+__device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, int x, int y, int z, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
+          "r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(z),
+      "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
+      : "memory");
+}
 // Barrier of the two consumer warpgroups only (the producer runs ahead).
 struct ConsumerSync {
   __device__ void operator()() const { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
@@ -2078,8 +2193,11 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
-                            float* __restrict__ slots, int ramp, int early) {
+                            float* __restrict__ slots, int ramp, int early TRIRUN_FP8_PARAM) {
 #ifdef TRIRUN_WGMMA
+#if !(defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8)
+  [[maybe_unused]] const float* const row_unscale = nullptr;  // (experiment TRIRUN_EXP_FP8's argument)
+#endif
   constexpr int kWarps = 8;  // consumers
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
@@ -2090,7 +2208,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   constexpr int kRows = MB8 * 8;
   constexpr int kAtoms = kThreadK / 64;
   constexpr int kAtomBytes = kRows * 128;
-  constexpr int kABytes = kAtoms * kAtomBytes;
+  // Experiment TRIRUN_EXP_FP8 (8 and 16 rows): three fp8 term planes, an atom
+  // (128 rows of k) per term and k_warp, term-major, instead of fp16 atoms.
+  constexpr bool kFp8 = kExpFp8 && MB8 <= 2;
+  constexpr int kABytes = kFp8 ? 3 * kKWarps * kAtomBytes : kAtoms * kAtomBytes;
   constexpr int kBBytes = K_BLOCKS * kThreadN * 4;
   constexpr int kSBytes = GROUPED ? kKWarps * kThreadN * 2 : 0;
   constexpr int kStageBytes = kABytes + kBBytes + kSBytes;
@@ -2162,8 +2283,16 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
         char* st = smem + stage * kStageBytes;
         const int k0 = (tile % k_tiles) * kThreadK;
         // Rows past m and columns past k come back as zeros.
+        if constexpr (kFp8) {
 #pragma unroll
-        for (int a = 0; a < kAtoms; ++a) tma_load_2d(st + a * kAtomBytes, &map_a, k0 + 64 * a, 0, &full[stage]);
+          for (int term = 0; term < 3; ++term)
+#pragma unroll
+            for (int kw = 0; kw < kKWarps; ++kw)
+              tma_load_3d(st + (term * kKWarps + kw) * kAtomBytes, &map_a, k0 + 128 * kw, 0, term, &full[stage]);
+        } else {
+#pragma unroll
+          for (int a = 0; a < kAtoms; ++a) tma_load_2d(st + a * kAtomBytes, &map_a, k0 + 64 * a, 0, &full[stage]);
+        }
       };
       // Ramp: when every SM asks for all its stages at once, the memory
       // system serves the whole burst interleaved and each SM's first tile
@@ -2232,11 +2361,28 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     a_addr[q] = smem_u32 + (2 * k_warp * (kRows * 8) + a_lane[q]) * 16;
-    asm volatile("" : "+r"(a_addr[q]));
+    if constexpr (!kFp8) asm volatile("" : "+r"(a_addr[q]));
   }
   uint32_t b_addr = smem_u32 + kABytes + (k_warp * kKSteps * kThreadN + n_warp * 64 + lane * 2) * 4;
   uint32_t s_addr = smem_u32 + kABytes + kBBytes + (k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4) * 16;
   asm volatile("" : "+r"(b_addr), "+r"(s_addr));
+  // (Experiment TRIRUN_EXP_FP8.) The lane's ldmatrix addresses in stage 0 for
+  // the k_warp's four k32 steps p: an ldmatrix row is 16 bytes of a term
+  // plane (rows 0..15 or 16..31 of the step: chunk 2 p + h of the 128-byte
+  // atom row, swizzled with the row % 8). 8 rows: an x4 loads terms 0 and 1
+  // (lanes 16..31 address term 1), an x2 term 2; 16 rows: an x4 per term
+  // loads both 8-row blocks (lanes 16..31 address rows 8..15).
+  [[maybe_unused]] uint32_t fp8_addr[4];
+  if constexpr (kFp8) {
+    const int r8 = lane % 8, h = (lane / 8) % 2;
+    const int row = (MB8 >= 2 ? (lane / 16) * 8 : 0) + r8;
+    const int term = MB8 == 1 ? lane / 16 : 0;
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      fp8_addr[p] = smem_u32 + (term * kKWarps + k_warp) * kAtomBytes + row * 128 + (((2 * p + h) ^ r8) * 16);
+      asm volatile("" : "+r"(fp8_addr[p]));
+    }
+  }
   // Stage and mbarrier phase of the next tile, counted across the block's
   // whole run (tile t of the run is in stage t % STAGES, phase t / STAGES).
   int stage = 0;
@@ -2282,10 +2428,36 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #else
       if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
 #endif
-        // Atom k_warp * 2 + ks / 4, rows 16 pair.., then the lane's offset.
-        small_warp_tile<MB8, kKSteps, GROUPED>(
-            acc, [&](int ks, int pair) { return a_addr[ks % 4] + st + ((ks / 4) * (kRows * 8) + pair * 128) * 16; },
-            [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); });
+        if constexpr (kFp8) {
+          small_warp_tile_fp8<MB8, kKSteps, GROUPED>(
+              acc,
+              [&](int p, uint32_t(&act)[3][MB8][2]) {
+                const uint32_t addr = fp8_addr[p] + st;
+                constexpr uint32_t kTermBytes = kKWarps * kAtomBytes;
+                if constexpr (MB8 == 1) {
+                  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                               : "=r"(act[0][0][0]), "=r"(act[0][0][1]), "=r"(act[1][0][0]), "=r"(act[1][0][1])
+                               : "r"(addr));
+                  // (Lanes 16..31 address term 1; an x2 reads lanes 0..15's addresses only.)
+                  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                               : "=r"(act[2][0][0]), "=r"(act[2][0][1])
+                               : "r"(addr + 2 * kTermBytes));
+                } else {
+#pragma unroll
+                  for (int term = 0; term < 3; ++term)
+                    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                                 : "=r"(act[term][0][0]), "=r"(act[term][0][1]), "=r"(act[term][1][0]),
+                                   "=r"(act[term][1][1])
+                                 : "r"(addr + term * kTermBytes));
+                }
+              },
+              [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); });
+        } else {
+          // Atom k_warp * 2 + ks / 4, rows 16 pair.., then the lane's offset.
+          small_warp_tile<MB8, kKSteps, GROUPED>(
+              acc, [&](int ks, int pair) { return a_addr[ks % 4] + st + ((ks / 4) * (kRows * 8) + pair * 128) * 16; },
+              [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); });
+        }
       }
       // Every stage but the run's last goes back to the producer now.
       if (kKWarps == 1 || i + 1 < slice_tiles) {
@@ -2300,6 +2472,23 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     }
 
     TRIRUN_TRACE_AT(2);
+    if constexpr (kFp8) {
+      // The rows' scaling by 2^shift undone (exact: a power of two). The
+      // lane's accumulator columns are rows 2 t and 2 t + 1 of each 8-row
+      // block (read here, not held through the tile loop: registers).
+#pragma unroll
+      for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int r = mb * 8 + 2 * t + e;
+          const float f = r < prob_m ? row_unscale[r] : 0.0f;
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            acc[mb][j][e] *= f;
+            acc[mb][j][e + 2] *= f;
+          }
+        }
+    }
     if constexpr (kKWarps > 1) {
       // The k_warps' sums, through the last stage's shared memory (all its
       // reads are done once every consumer warp is past the barrier).
@@ -2377,6 +2566,49 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   TRIRUN_TRACE_AT(5);
 #endif  // TRIRUN_WGMMA
 }
+
+#if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
+// Experiment TRIRUN_EXP_FP8: A (m, k) fp16 as three fp8 term planes, bytes
+// (3, m, k), each k32 chunk of a row in fp8_plane_byte's order, and the rows'
+// factors 2^-shift (fp8_row_shift, fp8_activation_terms). One block per row.
+// Launched as a programmatic dependent like the kernels (A may be the output
+// of the kernel before it), and letting the matmul after it start at once:
+// the matmul requests its first weights, then waits for this grid to finish.
+// Non-finite activations become NaN terms (the largest magnitude is taken
+// over the finite ones).
+__global__ void __launch_bounds__(256) trirun_fp8_split_kernel(const half* __restrict__ A, int m, int k,
+                                                               uint8_t* __restrict__ planes,
+                                                               float* __restrict__ unscale) {
+  allow_dependents();
+  wait_for_prerequisites();
+  const int row = blockIdx.x;
+  const half* a = A + static_cast<size_t>(row) * k;
+  float largest = 0.0f;
+  for (int i = threadIdx.x; i < k; i += blockDim.x) {
+    const float v = fabsf(__half2float(a[i]));
+    if (isfinite(v)) largest = fmaxf(largest, v);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, o));
+  __shared__ float warp_largest[8];
+  if (threadIdx.x % 32 == 0) warp_largest[threadIdx.x / 32] = largest;
+  __syncthreads();
+#pragma unroll
+  for (int w = 0; w < 8; ++w) largest = fmaxf(largest, warp_largest[w]);
+  const int shift = fp8_row_shift(largest);
+  const size_t plane = static_cast<size_t>(m) * k;
+  uint8_t* out = planes + static_cast<size_t>(row) * k;
+  for (int i = threadIdx.x; i < k; i += blockDim.x) {
+    const float v = __half2float(a[i]);
+    uint8_t terms[3] = {0x7f, 0, 0};  // e4m3 NaN
+    if (isfinite(v)) fp8_activation_terms(ldexpf(v, shift), terms);
+    const size_t at = 32 * (i / 32) + fp8_plane_byte(i % 32);
+#pragma unroll
+    for (int term = 0; term < 3; ++term) out[term * plane + at] = terms[term];
+  }
+  if (threadIdx.x == 0) unscale[row] = ldexpf(1.0f, -shift);
+}
+#endif
 
 // ------------------------------------------------------------------ dispatch
 
@@ -2810,15 +3042,71 @@ cudaError_t launch_small(Launch& l) {
 // The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
 // ends a run doubles as the k_warps' reduction buffer, so the depth is the
 // same as trirun_small_kernel's on Hopper.
+// (Experiment TRIRUN_EXP_FP8, 8 and 16 rows: the activations take 3 bytes per
+// element in a stage instead of 2.)
+template <int MB8, int N_WARPS, bool GROUPED>
+constexpr size_t small_tma_stage_bytes() {
+  return small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + (kExpFp8 && MB8 <= 2 ? MB8 * 8 * 128 * (8 / N_WARPS) : 0);
+}
 template <int MB8, int N_WARPS, bool GROUPED>
 constexpr int small_tma_stages() {
-  return stages_within(small_stage_bytes<MB8, N_WARPS, 256, GROUPED>(), 220 * 1024);
+  return stages_within(small_tma_stage_bytes<MB8, N_WARPS, GROUPED>(), 220 * 1024);
 }
 template <int MB8, int N_WARPS, bool GROUPED>
 constexpr size_t small_tma_smem() {
   constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED>();
-  return stages * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + 1024 + 2 * stages * sizeof(uint64_t);
+  return stages * small_tma_stage_bytes<MB8, N_WARPS, GROUPED>() + 1024 + 2 * stages * sizeof(uint64_t);
 }
+
+#if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
+// Experiment TRIRUN_EXP_FP8: the pre-pass of a call (trirun_fp8_split_kernel)
+// into a buffer of the library's (one per device, grown with cudaMalloc: not
+// inside a graph capture), and the 3-D map (k, m, term) over its planes, in
+// boxes of 128 x rows x 1 with the 128-byte swizzle.
+cudaError_t fp8_split(const Launch& l, int rows, CUtensorMap* map, float** unscale) {
+  static void* buffer[kMaxDevices] = {};
+  static size_t buffer_bytes[kMaxDevices] = {};
+  static std::mutex growing;
+  const size_t planes = 3 * static_cast<size_t>(l.m) * l.k;  // a multiple of 128 (k % 128 == 0)
+  const size_t need = planes + static_cast<size_t>(l.m) * sizeof(float);
+  {
+    std::lock_guard<std::mutex> lock(growing);
+    if (buffer_bytes[l.device] < need) {
+      cudaError_t err = cudaSuccess;
+      if (buffer[l.device] != nullptr) {
+        err = cudaDeviceSynchronize();  // calls in flight may still read it
+        if (err == cudaSuccess) err = cudaFree(buffer[l.device]);
+        buffer[l.device] = nullptr;
+        buffer_bytes[l.device] = 0;
+      }
+      if (err == cudaSuccess) err = cudaMalloc(&buffer[l.device], need);
+      if (err != cudaSuccess) {
+        buffer[l.device] = nullptr;
+        return err;
+      }
+      buffer_bytes[l.device] = need;
+    }
+  }
+  uint8_t* base = static_cast<uint8_t*>(buffer[l.device]);
+  *unscale = reinterpret_cast<float*>(base + planes);
+  Launch split = l;
+  split.blocks = l.m;
+  split.cluster = 0;
+  cudaError_t err = launch_dependent(split, trirun_fp8_split_kernel, 256, 0, static_cast<const half*>(l.A), l.m, l.k,
+                                     base, *unscale);
+  if (err != cudaSuccess) return err;
+  PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return cudaErrorNotSupported;
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(l.k), static_cast<cuuint64_t>(l.m), 3};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(l.k), static_cast<cuuint64_t>(l.m) * l.k};
+  const cuuint32_t box[3] = {128, static_cast<cuuint32_t>(rows), 1};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, base, dims, strides, box, elem_strides,
+                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+#endif
 
 // `cluster` > 1: a clustered launch (CLUSTERED), a cluster of that many blocks per column.
 template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool CLUSTERED>
@@ -2836,8 +3124,14 @@ cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
   // packed weights (k / 16, n) and scales (k / 128, n) as 8-byte elements,
   // one box per tile (a 512-column row of words would exceed 256 elements).
   CUtensorMap map_a, map_b, map_s{};
-  err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, MB8 * 8, 64,
-                      CU_TENSOR_MAP_SWIZZLE_128B);
+#if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
+  float* row_unscale = nullptr;
+  if constexpr (MB8 <= 2)
+    err = fp8_split(l, MB8 * 8, &map_a, &row_unscale);
+  else
+#endif
+    err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, MB8 * 8, 64,
+                        CU_TENSOR_MAP_SWIZZLE_128B);
   if (err == cudaSuccess)
 #if defined(TRIRUN_COPY_ONLY) && TRIRUN_COPY_ONLY == 2
     // Experiment: B as rows of 2 KB, a tile's weights as kBBytes / 2048 consecutive rows.
@@ -2860,7 +3154,8 @@ cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
     l.clustered_blocks = launch.blocks;
   }
   return launch_dependent(launch, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp,
+                          l.early TRIRUN_FP8_ARG(static_cast<const float*>(row_unscale)));
 }
 
 // Clustered launches of the TMA small-batch kernel: a column per cluster, its
