@@ -147,6 +147,9 @@ for w in $what; do
       else
         nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_FP8=1 -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_fp8 || exit 1
       fi
+      # The SASS of its kernels (ptxas reports 4-68 bytes of spills in the 16-row instances: where, the listing
+      # says; read it here with grep -n "LDL|STL|HMMA").
+      cuobjdump -sass /tmp/probe_fp8 2> /dev/null | grep -E "Function|LDL|STL|HMMA|BRA|BAR|SYNCS" | xz -6 > "$out/fp8-sass.txt.xz"
       timeout 150 /tmp/probe_fp8 check --quick 2>&1 | tee "$out/check-fp8.txt" | grep -E "FAIL" | head -20
       tail -1 "$out/check-fp8.txt"
       for tool in memcheck racecheck; do

@@ -141,9 +141,11 @@ static_assert(!(kExpStepFence && kExpDecodeOnce), "TRIRUN_EXP_STEP_FENCE and TRI
 // ~19. Exact to fp16's precision for every activation down to 2^-3 / 448 of
 // its row's largest (tools/fp8-terms-check.cu); infinities come out as NaN.
 // The term planes live in one buffer of the library's per device, grown on
-// demand with cudaMalloc (make an eager call before capturing a graph), so
-// calls on concurrent streams would share it: one stream at a time. The
-// kernel then takes one more argument, the rows' factors 2^-shift.
+// demand with cudaMalloc and never freed (graphs hold its address); growing
+// it inside a graph capture fails (cudaErrorStreamCaptureUnsupported: make
+// an eager call first), and calls on concurrent streams would share it: one
+// stream at a time. The kernel takes one more argument, the rows' factors
+// 2^-shift.
 #if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
 [[maybe_unused]] constexpr bool kExpFp8 = true;
 #define TRIRUN_FP8_PARAM , const float* __restrict__ row_unscale
@@ -692,16 +694,19 @@ template <int MB8, int kKSteps, bool GROUPED, typename TermsAt, typename WordsAt
 __device__ __forceinline__ void small_warp_tile_fp8(float (&acc)[MB8][4][4], TermsAt terms_at, WordsAt words_at,
                                                     ScalesAt scales_at) {
   static_assert(kKSteps % 2 == 0, "k32 steps");
+  // The MMAs sum into a tile's own accumulators, added into acc in fp32 at
+  // the tile's end, whether the weights have group scales or not: the fp8
+  // MMAs may keep fewer accumulator bits than fp32 (reported for Ada and
+  // Hopper; a CPU model with 10 bits dropped per MMA: 1e-2..1e-1 relative
+  // error at k = 4096..28672 summed in one accumulator, 2.5e-4..4.4e-4 with a
+  // flush every 128 rows of k).
   float tmp[MB8][4][4];
-  float (&sum)[MB8][4][4] = GROUPED ? tmp : acc;
-  if constexpr (GROUPED) {
 #pragma unroll
-    for (int mb = 0; mb < MB8; ++mb)
+  for (int mb = 0; mb < MB8; ++mb)
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
-  }
+      for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
 #pragma unroll
   for (int p = 0; p < kKSteps / 2; ++p) {
     uint32_t act[3][MB8][2];
@@ -725,14 +730,23 @@ __device__ __forceinline__ void small_warp_tile_fp8(float (&acc)[MB8][4][4], Ter
 #pragma unroll
           for (int mb = 0; mb < MB8; ++mb) {
             if (term == 2)
-              mma_e4m3_16832<true>(wa, act[term][mb][0], act[term][mb][1], sum[mb][j]);
+              mma_e4m3_16832<true>(wa, act[term][mb][0], act[term][mb][1], tmp[mb][j]);
             else
-              mma_e4m3_16832<false>(wa, act[term][mb][0], act[term][mb][1], sum[mb][j]);
+              mma_e4m3_16832<false>(wa, act[term][mb][0], act[term][mb][1], tmp[mb][j]);
           }
         }
     }
   }
-  if constexpr (GROUPED) add_group_scaled(acc, tmp, scales_at());
+  if constexpr (GROUPED) {
+    add_group_scaled(acc, tmp, scales_at());
+  } else {
+#pragma unroll
+    for (int mb = 0; mb < MB8; ++mb)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[mb][j][e] += tmp[mb][j][e];
+  }
 }
 
 // ------------------------------------------- the small-batch kernels' output
@@ -2570,43 +2584,64 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
 // Experiment TRIRUN_EXP_FP8: A (m, k) fp16 as three fp8 term planes, bytes
 // (3, m, k), each k32 chunk of a row in fp8_plane_byte's order, and the rows'
-// factors 2^-shift (fp8_row_shift, fp8_activation_terms). One block per row.
-// Launched as a programmatic dependent like the kernels (A may be the output
-// of the kernel before it), and letting the matmul after it start at once:
-// the matmul requests its first weights, then waits for this grid to finish.
-// Non-finite activations become NaN terms (the largest magnitude is taken
-// over the finite ones).
-__global__ void __launch_bounds__(256) trirun_fp8_split_kernel(const half* __restrict__ A, int m, int k,
-                                                               uint8_t* __restrict__ planes,
-                                                               float* __restrict__ unscale) {
+// factors 2^-shift (fp8_row_shift, fp8_activation_terms). Block (x, y)
+// splits elements 4096 x .. 4096 x + 4095 of row y, 4 x 8 per thread, after
+// finding the row's largest finite magnitude itself (every block of a row
+// reads the whole row, from L2: no block waits for another, and short blocks
+// fit in the SMs as the kernel before this one leaves them). Launched as a
+// programmatic dependent like the kernels (A may be the output of the kernel
+// before), letting the matmul after it start at once: the matmul requests its
+// first weights, then waits for this grid. Non-finite activations become NaN
+// terms. Needs k % 8 == 0 and 16-byte aligned rows (k % 128 == 0 and A
+// 16-byte aligned, as trirun_matmul requires).
+constexpr int kFp8SplitThreads = 128;
+constexpr int kFp8SplitVectors = 4;  // 8-element vectors per thread
+__global__ void __launch_bounds__(kFp8SplitThreads) trirun_fp8_split_kernel(const half* __restrict__ A, int m, int k,
+                                                                            uint8_t* __restrict__ planes,
+                                                                            float* __restrict__ unscale) {
   allow_dependents();
   wait_for_prerequisites();
-  const int row = blockIdx.x;
-  const half* a = A + static_cast<size_t>(row) * k;
+  const int row = blockIdx.y;
+  const int4* a = reinterpret_cast<const int4*>(A + static_cast<size_t>(row) * k);
   float largest = 0.0f;
-  for (int i = threadIdx.x; i < k; i += blockDim.x) {
-    const float v = fabsf(__half2float(a[i]));
-    if (isfinite(v)) largest = fmaxf(largest, v);
+  for (int i = threadIdx.x; i < k / 8; i += kFp8SplitThreads) {
+    const int4 v = a[i];
+    const half2* h = reinterpret_cast<const half2*>(&v);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float2 f = __half22float2(h[j]);
+      if (isfinite(f.x)) largest = fmaxf(largest, fabsf(f.x));
+      if (isfinite(f.y)) largest = fmaxf(largest, fabsf(f.y));
+    }
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, o));
-  __shared__ float warp_largest[8];
+  __shared__ float warp_largest[kFp8SplitThreads / 32];
   if (threadIdx.x % 32 == 0) warp_largest[threadIdx.x / 32] = largest;
   __syncthreads();
 #pragma unroll
-  for (int w = 0; w < 8; ++w) largest = fmaxf(largest, warp_largest[w]);
+  for (int w = 0; w < kFp8SplitThreads / 32; ++w) largest = fmaxf(largest, warp_largest[w]);
   const int shift = fp8_row_shift(largest);
   const size_t plane = static_cast<size_t>(m) * k;
-  uint8_t* out = planes + static_cast<size_t>(row) * k;
-  for (int i = threadIdx.x; i < k; i += blockDim.x) {
-    const float v = __half2float(a[i]);
-    uint8_t terms[3] = {0x7f, 0, 0};  // e4m3 NaN
-    if (isfinite(v)) fp8_activation_terms(ldexpf(v, shift), terms);
-    const size_t at = 32 * (i / 32) + fp8_plane_byte(i % 32);
 #pragma unroll
-    for (int term = 0; term < 3; ++term) out[term * plane + at] = terms[term];
+  for (int q = 0; q < kFp8SplitVectors; ++q) {
+    // The 8 elements 8 i8 .. 8 i8 + 7 (a quarter of a k32 chunk).
+    const int i8 = (blockIdx.x * kFp8SplitVectors + q) * kFp8SplitThreads + threadIdx.x;
+    if (i8 >= k / 8) break;
+    const int4 v = a[i8];
+    const half* h = reinterpret_cast<const half*>(&v);
+    uint8_t* out = planes + static_cast<size_t>(row) * k + 32 * (i8 / 4);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float f = __half2float(h[j]);
+      uint8_t terms[3] = {0x7f, 0, 0};  // e4m3 NaN
+      if (isfinite(f)) fp8_activation_terms(ldexpf(f, shift), terms);
+      const int at = fp8_plane_byte(8 * (i8 % 4) + j);
+#pragma unroll
+      for (int term = 0; term < 3; ++term) out[term * plane + at] = terms[term];
+    }
   }
-  if (threadIdx.x == 0) unscale[row] = ldexpf(1.0f, -shift);
+  if (blockIdx.x == 0 && threadIdx.x == 0) unscale[row] = ldexpf(1.0f, -shift);
 }
 #endif
 
@@ -3064,6 +3099,8 @@ constexpr size_t small_tma_smem() {
 // inside a graph capture), and the 3-D map (k, m, term) over its planes, in
 // boxes of 128 x rows x 1 with the 128-byte swizzle.
 cudaError_t fp8_split(const Launch& l, int rows, CUtensorMap* map, float** unscale) {
+  // A grown buffer replaces the old one, which is never freed: graphs captured
+  // earlier still hold its address (in the pre-pass's arguments and the map).
   static void* buffer[kMaxDevices] = {};
   static size_t buffer_bytes[kMaxDevices] = {};
   static std::mutex growing;
@@ -3072,28 +3109,39 @@ cudaError_t fp8_split(const Launch& l, int rows, CUtensorMap* map, float** unsca
   {
     std::lock_guard<std::mutex> lock(growing);
     if (buffer_bytes[l.device] < need) {
-      cudaError_t err = cudaSuccess;
-      if (buffer[l.device] != nullptr) {
-        err = cudaDeviceSynchronize();  // calls in flight may still read it
-        if (err == cudaSuccess) err = cudaFree(buffer[l.device]);
-        buffer[l.device] = nullptr;
-        buffer_bytes[l.device] = 0;
+      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+      cudaError_t err = cudaStreamIsCapturing(l.stream, &capture);
+      if (err != cudaSuccess) return err;
+      if (capture != cudaStreamCaptureStatusNone) return cudaErrorStreamCaptureUnsupported;  // make an eager call first
+      int current = 0;
+      err = cudaGetDevice(&current);
+      if (err != cudaSuccess) return err;
+      if (current != l.device) err = cudaSetDevice(l.device);
+      void* grown = nullptr;
+      if (err == cudaSuccess) err = cudaMalloc(&grown, need);
+      if (current != l.device) {
+        const cudaError_t back = cudaSetDevice(current);
+        if (err == cudaSuccess) err = back;
       }
-      if (err == cudaSuccess) err = cudaMalloc(&buffer[l.device], need);
-      if (err != cudaSuccess) {
-        buffer[l.device] = nullptr;
-        return err;
-      }
+      if (err != cudaSuccess) return err;
+      buffer[l.device] = grown;
       buffer_bytes[l.device] = need;
     }
   }
   uint8_t* base = static_cast<uint8_t*>(buffer[l.device]);
   *unscale = reinterpret_cast<float*>(base + planes);
-  Launch split = l;
-  split.blocks = l.m;
-  split.cluster = 0;
-  cudaError_t err = launch_dependent(split, trirun_fp8_split_kernel, 256, 0, static_cast<const half*>(l.A), l.m, l.k,
-                                     base, *unscale);
+  // (As launch_dependent, with a 2-D grid: blocks of 4096 elements x rows.)
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  config.gridDim = dim3(ceil_div(l.k / 8, kFp8SplitThreads * kFp8SplitVectors), l.m);
+  config.blockDim = dim3(kFp8SplitThreads);
+  config.stream = l.stream;
+  config.attrs = &attr;
+  config.numAttrs = l.pdl ? 1 : 0;
+  cudaError_t err = cudaLaunchKernelEx(&config, trirun_fp8_split_kernel, static_cast<const half*>(l.A), l.m, l.k, base,
+                                       *unscale);
   if (err != cudaSuccess) return err;
   PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return cudaErrorNotSupported;
