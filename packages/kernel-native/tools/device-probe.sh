@@ -147,6 +147,8 @@ for w in $what; do
       else
         nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_FP8=1 -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_fp8 || exit 1
       fi
+      # First, how many accumulator bits one fp8 MMA keeps (tools/fp8-mma-probe.cu: 0 inexact = fp32 sums).
+      nvcc -O3 -std=c++17 -arch=sm_90a tools/fp8-mma-probe.cu -o /tmp/fp8-mma-probe && /tmp/fp8-mma-probe | tee "$out/fp8-mma.txt"
       # The SASS of its kernels (ptxas reports 4-68 bytes of spills in the 16-row instances: where, the listing
       # says; read it here with grep -n "LDL|STL|HMMA").
       cuobjdump -sass /tmp/probe_fp8 2> /dev/null | grep -E "Function|LDL|STL|HMMA|BRA|BAR|SYNCS" | xz -6 > "$out/fp8-sass.txt.xz"
