@@ -2,7 +2,7 @@
 // plan for m <= 16 sums e4m3 x e4m3 and e4m3 x e5m2 products in m16n8k32 MMAs with fp32 accumulators; fp8 MMAs
 // on Ada and Hopper are reported to drop low accumulator bits. Each test computes D = A B + C in one MMA, where
 // C is 1.0 everywhere and A B is one product 2^-e (a single nonzero in A's row and B's column), or 32 products of
-// 2^-e - 5 (the whole k32), and checks whether D is 1 + 2^-e exactly, as an fp32 sum would make it (e <= 23).
+// 2^-(e + 5) (the whole k32), and checks whether D is 1 + 2^-e exactly, as an fp32 sum would make it (e <= 23).
 // Prints, per test, the exponents that come back exact; an fp32-faithful MMA keeps all of 1..23.
 // Build and run (the device): nvcc -O3 -std=c++17 -arch=sm_90a tools/fp8-mma-probe.cu -o /tmp/fp8-mma-probe
 #include <cuda_fp8.h>
