@@ -143,8 +143,9 @@ static_assert(!(kExpStepFence && kExpDecodeOnce), "TRIRUN_EXP_STEP_FENCE and TRI
 // The term planes live in one buffer of the library's per device, grown on
 // demand with cudaMalloc and never freed (graphs hold its address); growing
 // it inside a graph capture fails (cudaErrorStreamCaptureUnsupported: make
-// an eager call first), and calls on concurrent streams would share it: one
-// stream at a time. The kernel takes one more argument, the rows' factors
+// an eager call first; a capture in global mode on another thread fails
+// too), and calls on concurrent streams would share it: one stream at a
+// time. The kernel takes one more argument, the rows' factors
 // 2^-shift.
 #if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
 [[maybe_unused]] constexpr bool kExpFp8 = true;
@@ -3106,6 +3107,7 @@ cudaError_t fp8_split(const Launch& l, int rows, CUtensorMap* map, float** unsca
   static std::mutex growing;
   const size_t planes = 3 * static_cast<size_t>(l.m) * l.k;  // a multiple of 128 (k % 128 == 0)
   const size_t need = planes + static_cast<size_t>(l.m) * sizeof(float);
+  uint8_t* base = nullptr;
   {
     std::lock_guard<std::mutex> lock(growing);
     if (buffer_bytes[l.device] < need) {
@@ -3123,12 +3125,14 @@ cudaError_t fp8_split(const Launch& l, int rows, CUtensorMap* map, float** unsca
         const cudaError_t back = cudaSetDevice(current);
         if (err == cudaSuccess) err = back;
       }
+      if (grown != nullptr) {  // kept even if switching back failed (no leak)
+        buffer[l.device] = grown;
+        buffer_bytes[l.device] = need;
+      }
       if (err != cudaSuccess) return err;
-      buffer[l.device] = grown;
-      buffer_bytes[l.device] = need;
     }
+    base = static_cast<uint8_t*>(buffer[l.device]);
   }
-  uint8_t* base = static_cast<uint8_t*>(buffer[l.device]);
   *unscale = reinterpret_cast<float*>(base + planes);
   // (As launch_dependent, with a 2-D grid: blocks of 4096 elements x rows.)
   cudaLaunchConfig_t config{};
