@@ -47,7 +47,7 @@ DeviceAttrs hopper_attrs() {
   a.small_tma = true;
   // Clusters of 2..8 one-block-per-SM blocks resident at once on an H100 SXM (cudaOccupancyMaxActiveClusters,
   // session 25): what the small-batch kernel's cluster rule sees there (only the TRIRUN_NARROW_CLUSTERS
-  // experiment asks it inside the dispatcher; the recorded launches themselves carry no cluster size).
+  // rule asks it inside the dispatcher; the recorded launches themselves carry no cluster size).
   const int resident[] = {0, 0, 66, 39, 30, 22, 17, 15, 15};
   for (int size = 0; size <= trirun::kMaxCluster; ++size) a.record_resident[size] = resident[size];
   return a;
@@ -64,7 +64,7 @@ std::vector<Profile> profiles() {
       {"TRIRUN_SLICE32=0", &DeviceAttrs::slice32},        {"TRIRUN_SMALL_TAIL=0", &DeviceAttrs::small_tail},
       {"TRIRUN_MID_SLICES=0", &DeviceAttrs::mid_slices},  {"TRIRUN_MID_PAIRS=0", &DeviceAttrs::mid_pairs},
       {"TRIRUN_MID_TAILS=0", &DeviceAttrs::mid_tails},  {"TRIRUN_SHALLOW_HOPPER=0", &DeviceAttrs::shallow_hopper},
-      {"TRIRUN_NARROW_32=0", &DeviceAttrs::narrow_32},
+      {"TRIRUN_NARROW_32=0", &DeviceAttrs::narrow_32},   {"TRIRUN_NARROW_CLUSTERS=0", &DeviceAttrs::narrow_clusters},
   };
   // The sm_90 profile with one setting changed, named as the variable that sets it.
   auto variant = [&](const std::string& name, auto&& set) {
@@ -77,7 +77,6 @@ std::vector<Profile> profiles() {
     variant("TRIRUN_WIDE_MIN_TILES=" + std::to_string(tiles), [&](DeviceAttrs& a) { a.wide_min_tiles = tiles; });
   variant("TRIRUN_MID_PAIRS_MIN_TILES=64", [](DeviceAttrs& a) { a.mid_pairs_min_tiles = 64; });
   variant("TRIRUN_NARROW_128=1", [](DeviceAttrs& a) { a.narrow_128 = true; });
-  variant("TRIRUN_NARROW_CLUSTERS=1", [](DeviceAttrs& a) { a.narrow_clusters = true; });
   for (int few : {0, 2})
     variant("TRIRUN_FEW_TILE_SLICES=" + std::to_string(few), [&](DeviceAttrs& a) { a.few_tile_slices = few; });
   variant("TRIRUN_BALANCE_LAUNCHES=0", [](DeviceAttrs& a) { a.balance_launches = false; });

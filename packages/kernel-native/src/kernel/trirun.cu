@@ -2688,8 +2688,8 @@ struct DeviceAttrs {
                                     // (H100, session 21: 70B o 8192 x 8192's chain of 2 as clusters of 2 10.8 -> 11.4 us at m = 1,
                                     // BitNet q/k/v's as clusters of 3 6.6 -> 5.7)
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
-  bool narrow_clusters = false;  // experiment, off: 17..32 rows of narrow layers kept on the small-batch kernel where
-                                 // its launch would be clustered; TRIRUN_NARROW_CLUSTERS=1
+  bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
+                                // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
 #ifdef TRIRUN_DISPATCH_RECORD
   int record_resident[kMaxCluster + 1] = {};  // clusters of each size resident at once, as the test sets them
 #endif
@@ -2733,7 +2733,7 @@ void apply_env_switches(DeviceAttrs& a) {
   a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
   const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
   a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
-  a.narrow_clusters = env_int("TRIRUN_NARROW_CLUSTERS", 1, 0) != 0;
+  a.narrow_clusters = !switched_off("TRIRUN_NARROW_CLUSTERS");
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -3310,10 +3310,17 @@ cudaError_t launch_small_tma(Launch& l) {
 }
 
 // Whether 17..32 rows of a layer would run clustered on the small-batch kernel's 512 x 128 tile (the
-// tile it takes there unless the layer is very wide): the dispatcher's TRIRUN_NARROW_CLUSTERS experiment.
+// tile it takes there unless the layer is very wide), its column's k tiles split over the cluster's
+// blocks with at most a tenth of the blocks' tile slots idle: the dispatcher's TRIRUN_NARROW_CLUSTERS rule.
+// (A column takes as long as its longest run: BitNet q/k/v's 5 tiles over clusters of 3, runs 2 / 2 / 1,
+// lost to the Hopper kernel, 9.4 -> 9.9 / 10.6 us at m = 17 / 32; 6 over 3 and 5 over 5 won.)
 bool small32_clustered(const Launch& l, bool grouped) {
   const bool chained = small_chained(l, 512, 128);
-  return (grouped ? small_launch_cluster<4, 2, true>(l, chained) : small_launch_cluster<4, 2, false>(l, chained)) > 1;
+  const int size =
+      grouped ? small_launch_cluster<4, 2, true>(l, chained) : small_launch_cluster<4, 2, false>(l, chained);
+  if (size <= 1) return false;
+  const int k_tiles = ceil_div(l.k, 512);
+  return 10 * (ceil_div(k_tiles, size) * size - k_tiles) <= k_tiles;
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -3444,13 +3451,14 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // 185.3-187.3 us). TRIRUN_SHALLOW_HOPPER=0: off.
   const bool shallow_rows = attrs.shallow_hopper && k >= 3072 && k <= 4096;
   bool narrow_rows = attrs.narrow_hopper && m > 16 && m <= 32 && (n <= 4096 || shallow_rows);
-  // Experiment, off by default (TRIRUN_NARROW_CLUSTERS=1; written in session 25, not yet run): those rows stay on
-  // the small-batch kernel where its launch would be clustered (its blocks of a column then sum through
-  // distributed shared memory, while the Hopper kernel's blocks of a column, 5..6 of them on these layers, run
-  // their ends of a slice one after another). H100, session 25, TriRun only, per layer at m = 17 / 24 / 32, small
-  // (clustered) against Hopper: BitNet o 2560 x 2560 8.3 / 8.3 / 9.1 against 10.1 / 10.1 / 10.2 us (clusters of
-  // 5), down 6912 x 2560 11.4 / 11.5 / 12.3 against 13.9 (of 5), TriLM o 3072 x 3072 10.0 / 10.0 / 10.7 against
-  // 11.4 / 11.4 / 11.5 (of 3); but BitNet q/k/v 2560 x 3840 9.9 / 9.9 / 10.6 against 9.4 (of 3 over 30 columns).
+  // But those rows stay on the small-batch kernel where its launch would be clustered with balanced runs
+  // (small32_clustered): its blocks of a column then sum through distributed shared memory, while the Hopper
+  // kernel's blocks of a column, 5..6 of them on these layers, run their ends of a slice one after another.
+  // H100, session 26, kernel-probe, TriRun only, two rounds, stream, per layer at m = 17 / 32, small (clustered)
+  // against Hopper: BitNet o 2560 x 2560 8.3 / 9.1 against 10.1 us (clusters of 5), down 6912 x 2560 11.5 / 12.3
+  // against 13.7 (of 5), TriLM o 3072 x 3072 10.0 / 10.6 against 11.3 / 11.4 (of 3); sets: BitNet 44.5 / 44.6 ->
+  // 41.0 / 43.3 us, TriLM 52.8 / 52.8 -> 51.5 / 52.1, with BitNet q/k/v on the small kernel too then (9.4 ->
+  // 9.9 / 10.6 us: its unbalanced clusters now keep it on the Hopper kernel). TRIRUN_NARROW_CLUSTERS=0: off.
   // A small-batch launch as a dependent inside a captured graph (a decoding step) leaves one SM to the
   // kernel before it, usually a one-block norm: with one block fewer than SMs every block can start, and
   // request its weights, while the norm runs (7B step at batch 1, H100: 2.34-2.39 -> 2.22-2.24 ms; 132

@@ -28,8 +28,9 @@ typedef struct TrirunConfig {
                   //   their activations in L2)
   int threads;    // threads per block
   int variant;    // kernel used: 0 = general, 1 = small-batch (m <= 32; swapped operands, fp32 group scales),
-                  //   2 = Hopper (wgmma; sm_90, automatic from m = 33, and from m = 17 where n <= 4096;
-                  //   TRIRUN_NARROW_HOPPER=0 keeps m <= 32 on the small-batch kernel). On input, 2 asks for the Hopper
+                  //   2 = Hopper (wgmma; sm_90, automatic from m = 33, and from m = 17 where n <= 4096 unless the
+                  //   small-batch kernel would run in balanced clusters; TRIRUN_NARROW_HOPPER=0 keeps m <= 32 on the
+                  //   small-batch kernel). On input, 2 asks for the Hopper
                   //   kernel at any m (TRIRUN_ERR_CONFIG where it cannot run); other values: automatic.
 } TrirunConfig;
 
