@@ -108,62 +108,10 @@ for w in $what; do
       # timing only, wrong results) against the real one, TriRun only, alternating, at MS (default 256..2048).
       nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_DECODE_ONCE=1 -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_once || exit 1
       for p in probe probe_once probe probe_once; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-256,512,1024,2048} 2>&1 | grep SUM; done | tee "$out/decodeonce.txt" ;;
-    stepfence)
-      # The Hopper kernel with -DTRIRUN_EXP_STEP_FENCE=1 (each k16 step decoded, fenced and issued in turn instead of
-      # eight decodes behind one fence; NOTES.md, session 25) against the default build: check --quick and memcheck
-      # with it, then TriRun-only launches at MS (default 33..256), alternating, two rounds. STEP_FENCE_OBJECT=path:
-      # link that object (compiled here with the flag) instead of compiling trirun.cu there (~100 s).
-      if [ -n "${STEP_FENCE_OBJECT:-}" ]; then
-        nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu "$STEP_FENCE_OBJECT" -lcublas -o /tmp/probe_sf || exit 1
-      else
-        nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_STEP_FENCE=1 -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_sf || exit 1
-      fi
-      timeout 150 /tmp/probe_sf check --quick 2>&1 | tail -1 | tee "$out/check-stepfence.txt"
-      timeout 120 compute-sanitizer --tool memcheck /tmp/probe_sf sanitize 2>&1 | tail -2 | tee "$out/memcheck-stepfence.txt"
-      for p in probe probe_sf probe probe_sf; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-33,64,96,128,256} 2>&1 | grep SUM; done | tee "$out/stepfence.txt" ;;
-    fp8timing)
-      # The small-batch tile with e4m3 weights by PRMT lookups and three m16n8k32 e4m3 MMAs per word
-      # (-DTRIRUN_EXP_FP8_TIMING=1: the reference layout's words, 2: selector-ordered words; timings only,
-      # wrong results; NOTES.md, session 26) against the default build, TriRun only, alternating, two rounds,
-      # at MS (default 1,8,16). FP8_OBJECT_1 / FP8_OBJECT_2=path: objects compiled here with the flag.
-      for v in 1 2; do
-        obj_var=FP8_OBJECT_$v
-        if [ -n "${!obj_var:-}" ]; then
-          nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu "${!obj_var}" -lcublas -o /tmp/probe_fp8_$v || exit 1
-        else
-          nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_FP8_TIMING=$v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_fp8_$v || exit 1
-        fi
-      done
-      for r in 1 2; do for p in probe probe_fp8_1 probe_fp8_2; do echo "--- round $r $p"
-        PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,8,16} 2>&1 | grep SUM; done; done | tee "$out/fp8timing.txt" ;;
-    fp8)
-      # The fp8 small-batch path (-DTRIRUN_EXP_FP8=1: e4m3 weights, the activations as three fp8 terms from a
-      # pre-pass; NOTES.md, session 26) against the default build: check --quick (m <= 16 take it), memcheck and
-      # racecheck over the sanitize sweep, then TriRun-only launches at MS (default 1,4,8,12,16), alternating,
-      # two rounds (the graph check in each compares graphs with eager calls). FP8_OBJECT=path: an object compiled
-      # here with the flag.
-      if [ -n "${FP8_OBJECT:-}" ]; then
-        nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu "$FP8_OBJECT" -lcublas -o /tmp/probe_fp8 || exit 1
-      else
-        nvcc -O3 -std=c++17 $ARCH -DTRIRUN_EXP_FP8=1 -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_fp8 || exit 1
-      fi
-      # First, how many accumulator bits one fp8 MMA keeps (tools/fp8-mma-probe.cu: 0 inexact = fp32 sums).
-      nvcc -O3 -std=c++17 -arch=sm_90a tools/fp8-mma-probe.cu -o /tmp/fp8-mma-probe && /tmp/fp8-mma-probe | tee "$out/fp8-mma.txt"
-      # The SASS of its kernels (ptxas reports 4-68 bytes of spills in the 16-row instances: where, the listing
-      # says; read it here with grep -n "LDL|STL|HMMA").
-      cuobjdump -sass /tmp/probe_fp8 2> /dev/null | grep -E "Function|LDL|STL|HMMA|BRA|BAR|SYNCS" | xz -6 > "$out/fp8-sass.txt.xz"
-      timeout 150 /tmp/probe_fp8 check --quick 2>&1 | tee "$out/check-fp8.txt" | grep -E "FAIL" | head -20
-      tail -1 "$out/check-fp8.txt"
-      for tool in memcheck racecheck; do
-        timeout 150 compute-sanitizer --tool $tool /tmp/probe_fp8 sanitize 2>&1 | tail -3 | tee "$out/$tool-fp8.txt"
-      done
-      for r in 1 2; do for p in probe probe_fp8; do echo "--- round $r $p"
-        PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,4,8,12,16} 2>&1; done; done \
-        | tee "$out/fp8.txt" | grep -E "^---|SUM|graph check" ;;
     narrow)
-      # TRIRUN_NARROW_CLUSTERS=1 (NOTES.md, session 25: 17..32 rows of narrow layers on the small kernel wherever
-      # its launch is clustered): check --quick with it, then TriRun-only launches off / on at MS (default
-      # 17,24,32), two rounds, per-layer lines in narrow.txt.
+      # TRIRUN_NARROW_CLUSTERS (on by default since session 26: 17..32 rows of narrow layers on the small kernel
+      # where its launch runs in balanced clusters): check --quick with it, then TriRun-only launches off / on at MS
+      # (default 17,24,32), two rounds, per-layer lines in narrow.txt.
       TRIRUN_NARROW_CLUSTERS=1 timeout 150 /tmp/probe check --quick 2>&1 | tee "$out/check-narrow.txt" | grep -E "FAIL" | head -20
       tail -1 "$out/check-narrow.txt"
       for r in 1 2; do for v in 0 1; do echo "--- round $r TRIRUN_NARROW_CLUSTERS=$v"

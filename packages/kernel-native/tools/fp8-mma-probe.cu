@@ -1,6 +1,7 @@
-// How many accumulator bits an fp8 mma.sync keeps (GPU, sm_89+; kernel-native NOTES.md, session 26). The fp8
-// plan for m <= 16 sums e4m3 x e4m3 and e4m3 x e5m2 products in m16n8k32 MMAs with fp32 accumulators; fp8 MMAs
-// on Ada and Hopper are reported to drop low accumulator bits. Each test computes D = A B + C in one MMA, where
+// How many accumulator bits an fp8 mma.sync keeps (GPU, sm_89+; kernel-native NOTES.md, session 26). Session
+// 26's fp8 path for m <= 16 (removed: on sm_90 ptxas lowers mma.sync .e4m3 to fp16 HMMAs, 2x slower) summed
+// e4m3 x e4m3 and e4m3 x e5m2 products in m16n8k32 MMAs with fp32 accumulators, and fp8 MMAs on Ada and Hopper
+// are reported to drop low accumulator bits (H100: none dropped). Each test computes D = A B + C in one MMA, where
 // C is 1.0 everywhere and A B is one product 2^-e (a single nonzero in A's row and B's column), or 32 products of
 // 2^-(e + 5) (the whole k32), and checks whether D is 1 + 2^-e exactly, as an fp32 sum would make it (e <= 23).
 // Prints, per test, the exponents that come back exact; an fp32-faithful MMA keeps all of 1..23.

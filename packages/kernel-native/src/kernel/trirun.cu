@@ -70,7 +70,6 @@
 #include <cuda.h>  // CUtensorMap (types only: the driver entry point is looked up at run time)
 #include <cudaTypedefs.h>
 #include <cuda_fp16.h>
-#include <cuda_fp8.h>  // the fp8 plan's conversions (experiment; see fp8_activation_terms)
 #include <stdint.h>
 
 #include <atomic>
@@ -106,57 +105,6 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
-// Experiment only, -DTRIRUN_EXP_STEP_FENCE=1 (correct results; written in
-// session 25, not yet run): the Hopper kernel decodes a tile's k16 steps one
-// at a time, each followed by a wgmma fence and its wgmma, instead of decoding
-// all eight and then issuing the eight wgmmas behind one fence. Per-SASS
-// samples (session 25, 70B gate/up at m = 64) had the first wgmma of each tile
-// waiting for the whole decode ("wait" stalls, 6.6% of samples on HGMMA).
-#if defined(TRIRUN_EXP_STEP_FENCE) && TRIRUN_EXP_STEP_FENCE
-[[maybe_unused]] constexpr bool kExpStepFence = true;
-#else
-[[maybe_unused]] constexpr bool kExpStepFence = false;
-#endif
-static_assert(!(kExpStepFence && kExpDecodeOnce), "TRIRUN_EXP_STEP_FENCE and TRIRUN_EXP_DECODE_ONCE are separate experiments");
-// Experiment only, -DTRIRUN_EXP_FP8_TIMING=1 or 2 (timings, wrong results;
-// session 26): the small-batch tile decodes each packed word into four e4m3
-// registers by PRMT lookups (a table register {e4m3(-1), 0, e4m3(1), e4m3(2)}
-// indexed by the codes' nibbles) and multiplies them with m16n8k32 e4m3 MMAs,
-// three per word and 8-row block (an fp16 activation as three e4m3 terms),
-// instead of 17 fp16 instructions and two m16n8k16 MMAs per word. 1: the
-// reference layout's word (a PRMT gathers each column's selector first: 11
-// instructions per word); 2: a layout whose nibbles are the selectors already
-// (9). Whether fewer ALU instructions per weight make the consumers faster
-// at m <= 16 (kernel-native NOTES.md, session 25's idea (5)).
-#if defined(TRIRUN_EXP_FP8_TIMING) && TRIRUN_EXP_FP8_TIMING
-[[maybe_unused]] constexpr int kExpFp8Timing = TRIRUN_EXP_FP8_TIMING;
-#else
-[[maybe_unused]] constexpr int kExpFp8Timing = 0;
-#endif
-// Experiment only, -DTRIRUN_EXP_FP8=1 (correct results; written in session
-// 26, not yet run): the TMA small-batch kernel at m <= 16 multiplies e4m3
-// weights (fp8_word) with the activations as three fp8 terms, which a
-// pre-pass (trirun_fp8_split_kernel) writes before each call, in m16n8k32
-// e4m3 MMAs; its tile loop has ~14 instructions per packed word instead of
-// ~19. Exact to fp16's precision for every activation down to 2^-3 / 448 of
-// its row's largest (tools/fp8-terms-check.cu); infinities come out as NaN.
-// The term planes live in one buffer of the library's per device, grown on
-// demand with cudaMalloc and never freed (graphs hold its address); growing
-// it inside a graph capture fails (cudaErrorStreamCaptureUnsupported: make
-// an eager call first; a capture in global mode on another thread fails
-// too), and calls on concurrent streams would share it: one stream at a
-// time. The kernel takes one more argument, the rows' factors
-// 2^-shift.
-#if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
-[[maybe_unused]] constexpr bool kExpFp8 = true;
-#define TRIRUN_FP8_PARAM , const float* __restrict__ row_unscale
-#define TRIRUN_FP8_ARG(x) , x
-#else
-[[maybe_unused]] constexpr bool kExpFp8 = false;
-#define TRIRUN_FP8_PARAM
-#define TRIRUN_FP8_ARG(x)
-#endif
-static_assert(!(kExpFp8 && kExpFp8Timing != 0), "TRIRUN_EXP_FP8 and TRIRUN_EXP_FP8_TIMING are separate experiments");
 
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
@@ -431,129 +379,8 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t (&out)[4][2]) 
   out[3][1] = as_u32(__hfma2(as_h2(mask_or_1024(hi, 0x00c000c0u)), mul3, add3));
 }
 
-// (Experiments TRIRUN_EXP_FP8 and TRIRUN_EXP_FP8_TIMING only.) D = A * B + D,
-// e4m3 A, e4m3 or (B_E5M2) e5m2 B, fp32 accumulation.
-template <bool B_E5M2 = false>
-__device__ __forceinline__ void mma_e4m3_16832(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, float (&c)[4]) {
-  if constexpr (B_E5M2) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e5m2.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-// prmt.b32 (default mode): byte i of the result is byte (sel >> 4i) & 7 of
-// {b, a} (a = bytes 0..3), or that byte's sign bit replicated when bit
-// 4i + 3 of sel is set. The host version lets tools/fp8-terms-check.cu run
-// the same decoding on the CPU against the reference vectors.
-__host__ __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
-#ifdef __CUDA_ARCH__
-  uint32_t r;
-  asm("prmt.b32 %0, %1, %2, %3;\n" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
-  return r;
-#else
-  const uint64_t bytes = (static_cast<uint64_t>(b) << 32) | a;
-  uint32_t r = 0;
-  for (int i = 0; i < 4; ++i) {
-    const uint32_t nib = (sel >> (4 * i)) & 0xf;
-    uint32_t byte = static_cast<uint32_t>(bytes >> (8 * (nib & 7))) & 0xff;
-    if (nib & 8) byte = (byte & 0x80) ? 0xff : 0x00;
-    r |= byte << (8 * i);
-  }
-  return r;
-#endif
-}
-// One packed word as four e4m3 registers of weights (code - 1) by PRMT
-// lookups in a table register {e4m3(-1), 0, e4m3(1), e4m3(2)} (experiment
-// TRIRUN_EXP_FP8_TIMING; see kExpFp8Timing). REFERENCE_LAYOUT: the reference
-// layout's word (see dequant_word), r[j] = tile 2w + j / 2's n8 block j % 2,
-// its four bytes the lane's rows k0, k0 + 8, k0 + 1, k0 + 9 (k0 = 2 (lane %
-// 4)): the even codes (tile_a) and the odd ones (tile_b) masked into nibbles,
-// a PRMT gathers a block's two bytes of nibble selectors, a second looks
-// them up (11 instructions per word; tools/fp8-terms-check.cu checks it
-// against the reference vectors). Otherwise a layout whose nibbles are the
-// selectors already (9 instructions; timing only: no packer writes it).
-template <bool REFERENCE_LAYOUT>
-__host__ __device__ __forceinline__ void fp8_word(uint32_t q, uint32_t (&r)[4]) {
-  constexpr uint32_t kTable = 0x403800b8u;  // bytes 0..3: e4m3 -1, 0, 1, 2
-  if constexpr (REFERENCE_LAYOUT) {
-    const uint32_t even = q & 0x33333333u, odd = (q >> 2) & 0x33333333u;
-    r[0] = prmt(kTable, kTable, prmt(even, 0, 0x20u));
-    r[1] = prmt(kTable, kTable, prmt(even, 0, 0x31u));
-    r[2] = prmt(kTable, kTable, prmt(odd, 0, 0x20u));
-    r[3] = prmt(kTable, kTable, prmt(odd, 0, 0x31u));
-  } else {
-    // (The table sits in both PRMT sources, so a nibble's bit 2 may stay.)
-    const uint32_t lo = q & 0x77777777u, hi = (q >> 2) & 0x77777777u;
-    r[0] = prmt(kTable, kTable, lo);
-    r[1] = prmt(kTable, kTable, lo >> 16);
-    r[2] = prmt(kTable, kTable, hi);
-    r[3] = prmt(kTable, kTable, hi >> 16);
-  }
-}
-
-// The fp8 plan's activations (experiment; kernel-native NOTES.md, session 26;
-// checked on the CPU by tools/fp8-terms-check.cu). A row is scaled by
-// 2^fp8_row_shift(its largest magnitude), which brings that magnitude into
-// (224, 448] (448: e4m3's largest finite value); each scaled value x becomes
-// three terms, each the rounded rest of those before it (the rests are exact
-// in fp32): e4m3, e4m3, then e5m2, whose range reaches 2^-16. Their sum is x
-// exactly for |x| >= 2^-3 (4 + 4 + 3 bits = fp16's 11) and within 6.1e-5
-// below, where three e4m3 terms would lose up to 9.8e-4.
-__host__ __device__ inline int fp8_row_shift(float max_abs) {
-  if (!(max_abs > 0.0f)) return 0;
-  int e;
-  frexpf(448.0f / max_abs, &e);  // 448 / max = f 2^e, f in [0.5, 1)
-  return e - 1;
-}
-__host__ __device__ inline void fp8_activation_terms(float x, uint8_t (&terms)[3]) {
-  float rest = x;
-  for (int i = 0; i < 3; ++i) {
-    const __nv_fp8_interpretation_t kind = i == 2 ? __NV_E5M2 : __NV_E4M3;
-    terms[i] = __nv_cvt_float_to_fp8(rest, __NV_SATFINITE, kind);
-    rest -= __half2float(__half(__nv_cvt_fp8_to_halfraw(terms[i], kind)));
-  }
-}
-// Where row r (0..31) of a k32 chunk sits in a term's 32-byte plane of that
-// chunk: lane t's B registers of an m16n8k32 are bytes 4 t .. 4 t + 3 (rows
-// 0..15) and 16 + 4 t .. (rows 16..31) of its 8-row block's plane row (one
-// ldmatrix row each), and their bytes must follow fp8_word's row order k0,
-// k0 + 8, k0 + 1, k0 + 9 (k0 = 2 t).
-__host__ __device__ constexpr int fp8_plane_byte(int r) {
-  const int half16 = r / 16, q = r % 16;
-  return 16 * half16 + 4 * ((q % 8) / 2) + (q >= 8 ? 1 : 0) + 2 * (q % 2);
-}
-
 // ------------------------------------------- the small-batch kernels' tile
 //
-// acc += tmp x the group's scales: `sv` is the lane's 16-byte vector of the
-// warp's group scale row (small_warp_tile_fp8's GROUPED case).
-template <int MB8>
-__device__ __forceinline__ void add_group_scaled(float (&acc)[MB8][4][4], const float (&tmp)[MB8][4][4], int4 sv) {
-  const half* s8 = reinterpret_cast<const half*>(&sv);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    // Accumulator rows (output columns) g and g + 8 of tile j are the
-    // lane's n8 blocks 2 j and 2 j + 1.
-    const float s_lo = __half2float(s8[2 * j]);
-    const float s_hi = __half2float(s8[2 * j + 1]);
-#pragma unroll
-    for (int mb = 0; mb < MB8; ++mb) {
-      acc[mb][j][0] = fmaf(tmp[mb][j][0], s_lo, acc[mb][j][0]);
-      acc[mb][j][1] = fmaf(tmp[mb][j][1], s_lo, acc[mb][j][1]);
-      acc[mb][j][2] = fmaf(tmp[mb][j][2], s_hi, acc[mb][j][2]);
-      acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
-    }
-  }
-}
-
 // One warp's share of a 16 KB weight tile in both small-batch kernels
 // (cp.async and TMA-fed): kKSteps k16 steps of its k_warp, its n_warp's 64
 // columns. The kernels say where a stage's data sit, as shared-memory
@@ -573,57 +400,8 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
 #pragma unroll
         for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
   }
-  if constexpr (kExpFp8Timing != 0) {
-    // Experiment (timings, wrong results): k32 per step, four words (one per
-    // 16-column tile), three e4m3 activation terms per 8-row block.
-    static_assert(kKSteps % 2 == 0, "k32 steps");
 #pragma unroll
-    for (int ks = 0; ks < kKSteps; ks += 2) {
-      uint32_t act[3][MB8][2];
-#pragma unroll
-      for (int term = 0; term < 3; ++term)
-#pragma unroll
-        for (int pair = 0; pair < (MB8 + 1) / 2; ++pair) {
-          const uint32_t addr = act_at(ks + (term & 1), pair);
-          if constexpr (MB8 >= 2) {
-            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                         : "=r"(act[term][2 * pair][0]), "=r"(act[term][2 * pair][1]),
-                           "=r"(act[term][2 * pair + 1][0]), "=r"(act[term][2 * pair + 1][1])
-                         : "r"(addr));
-          } else {
-            asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-                         : "=r"(act[term][0][0]), "=r"(act[term][0][1])
-                         : "r"(addr));
-          }
-        }
-      // Step ks's words (d0) and step ks + 1's (d1); tile j's A fragment is its
-      // two n8 blocks of both steps (m16n8k32: rows g, g + 8 at k 0..15, then
-      // at k 16..31, in the order fp8_word leaves the rows).
-      const uint2 w0 = words_at(ks), w1 = words_at(ks + 1);
-      constexpr bool kRef = kExpFp8Timing == 1;
-      uint32_t d0[2][4], d1[2][4];
-      fp8_word<kRef>(w0.x, d0[0]);
-      fp8_word<kRef>(w0.y, d0[1]);
-      fp8_word<kRef>(w1.x, d1[0]);
-      fp8_word<kRef>(w1.y, d1[1]);
-#pragma unroll
-      for (int term = 0; term < 3; ++term)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int w = j / 2, r = 2 * (j % 2);
-          const uint32_t wa[4] = {d0[w][r], d0[w][r + 1], d1[w][r], d1[w][r + 1]};
-#pragma unroll
-          for (int mb = 0; mb < MB8; ++mb) {
-            if constexpr (GROUPED)
-              mma_e4m3_16832(wa, act[term][mb][0], act[term][mb][1], tmp[mb][j]);
-            else
-              mma_e4m3_16832(wa, act[term][mb][0], act[term][mb][1], acc[mb][j]);
-          }
-        }
-    }
-  }
-#pragma unroll
-  for (int ks = 0; ks < (kExpFp8Timing != 0 ? 0 : kKSteps); ++ks) {
+  for (int ks = 0; ks < kKSteps; ++ks) {
     // Activations as the n8 operand: rows of A are the columns of A^T.
     // ldmatrix (not transposed) gives lane l row l / 4, k pair t.
     uint32_t act[MB8][2];
@@ -663,9 +441,7 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
     }
   }
   if constexpr (GROUPED) {
-    // The scale row of this warp's group. (add_group_scaled does the same for
-    // the fp8 experiment; written out here so that the default kernels' code
-    // stays as it was measured until the experiment is decided.)
+    // The scale row of this warp's group.
     const int4 sv = scales_at();
     const half* s8 = reinterpret_cast<const half*>(&sv);
 #pragma unroll
@@ -682,71 +458,6 @@ __device__ __forceinline__ void small_warp_tile(float (&acc)[MB8][4][4], ActAt a
         acc[mb][j][3] = fmaf(tmp[mb][j][3], s_hi, acc[mb][j][3]);
       }
     }
-  }
-}
-
-// Experiment TRIRUN_EXP_FP8: small_warp_tile with e4m3 weights (fp8_word)
-// and the activations as three fp8 terms, one m16n8k32 step (two k16 steps'
-// words) at a time: `terms_at(p, act)` loads the lane's B registers of the
-// warp's p-th k32 step, act[term][mb][h] (h: rows 0..15, 16..31 of the
-// step); words_at and scales_at as above. Per word ~11 decoding instructions
-// and three MMAs per 8-row block instead of 17 and two.
-template <int MB8, int kKSteps, bool GROUPED, typename TermsAt, typename WordsAt, typename ScalesAt>
-__device__ __forceinline__ void small_warp_tile_fp8(float (&acc)[MB8][4][4], TermsAt terms_at, WordsAt words_at,
-                                                    ScalesAt scales_at) {
-  static_assert(kKSteps % 2 == 0, "k32 steps");
-  // The MMAs sum into a tile's own accumulators, added into acc in fp32 at
-  // the tile's end, whether the weights have group scales or not: the fp8
-  // MMAs may keep fewer accumulator bits than fp32 (reported for Ada and
-  // Hopper; a CPU model with 10 bits dropped per MMA: 1e-2..1e-1 relative
-  // error at k = 4096..28672 summed in one accumulator, 2.5e-4..4.4e-4 with a
-  // flush every 128 rows of k).
-  float tmp[MB8][4][4];
-#pragma unroll
-  for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) tmp[mb][j][e] = 0.0f;
-#pragma unroll
-  for (int p = 0; p < kKSteps / 2; ++p) {
-    uint32_t act[3][MB8][2];
-    terms_at(p, act);
-    // Word w of step 2p (d0) and of step 2p + 1 (d1) hold tiles 2 w and 2 w + 1:
-    // tile j's A fragment is its two n8 blocks (rows g, g + 8) at k 0..15 of
-    // the k32 step, then at 16..31. One word pair at a time (8 registers of
-    // weights live, not 16: the 16-row instances are at the register limit).
-    const uint2 w0 = words_at(2 * p), w1 = words_at(2 * p + 1);
-#pragma unroll
-    for (int w = 0; w < 2; ++w) {
-      uint32_t d0[4], d1[4];
-      fp8_word<true>(w == 0 ? w0.x : w0.y, d0);
-      fp8_word<true>(w == 0 ? w1.x : w1.y, d1);
-#pragma unroll
-      for (int term = 0; term < 3; ++term)
-#pragma unroll
-        for (int tl = 0; tl < 2; ++tl) {
-          const int j = 2 * w + tl, r = 2 * tl;
-          const uint32_t wa[4] = {d0[r], d0[r + 1], d1[r], d1[r + 1]};
-#pragma unroll
-          for (int mb = 0; mb < MB8; ++mb) {
-            if (term == 2)
-              mma_e4m3_16832<true>(wa, act[term][mb][0], act[term][mb][1], tmp[mb][j]);
-            else
-              mma_e4m3_16832<false>(wa, act[term][mb][0], act[term][mb][1], tmp[mb][j]);
-          }
-        }
-    }
-  }
-  if constexpr (GROUPED) {
-    add_group_scaled(acc, tmp, scales_at());
-  } else {
-#pragma unroll
-    for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[mb][j][e] += tmp[mb][j][e];
   }
 }
 
@@ -1783,15 +1494,6 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
       : "memory");
 }
-// (Experiment TRIRUN_EXP_FP8: the activations' term planes, a 3-D map.)
-__device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, int x, int y, int z, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
-          "r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(z),
-      "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
-      : "memory");
-}
 // Barrier of the two consumer warpgroups only (the producer runs ahead).
 struct ConsumerSync {
   __device__ void operator()() const { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
@@ -1989,25 +1691,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       for (int ks = 0; ks < kKSteps; ++ks) wgmma_rs<N_ACT>(acc, frag[ks], step_desc(desc0, ks));
       wgmma_commit();
     };
-    // decode + issue; under TRIRUN_EXP_STEP_FENCE each step's wgmma right after its decode.
+    // (Issuing each k16 step's wgmma behind a fence of its own, right after its
+    // decode, was slower: 70B at m = 64 204.6 -> 231 us, H100, session 26.)
     auto decode_issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
-      if constexpr (kExpStepFence) {
-        const uint32_t* sh_b = stage_weights(stage);
-        const half2 s2 = stage_scales(stage);
-        const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
-        const uint64_t desc0 = stage_desc(stage);
-        keep_f32(acc);
-#pragma unroll
-        for (int ks = 0; ks < kKSteps; ++ks) {
-          decode_step(sh_b, s_lo, s_hi, ks, frag[ks]);
-          wgmma_fence();
-          wgmma_rs<N_ACT>(acc, frag[ks], step_desc(desc0, ks));
-        }
-        wgmma_commit();
-      } else {
-        decode(stage, frag);
-        issue(stage, frag);
-      }
+      decode(stage, frag);
+      issue(stage, frag);
     };
     // Tile i's wgmmas are complete: its fragment registers may be reused and
     // its stage refilled.
@@ -2208,11 +1896,8 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
-                            float* __restrict__ slots, int ramp, int early TRIRUN_FP8_PARAM) {
+                            float* __restrict__ slots, int ramp, int early) {
 #ifdef TRIRUN_WGMMA
-#if !(defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8)
-  [[maybe_unused]] const float* const row_unscale = nullptr;  // (experiment TRIRUN_EXP_FP8's argument)
-#endif
   constexpr int kWarps = 8;  // consumers
   constexpr int kKWarps = kWarps / N_WARPS;
   constexpr int kKSteps = 8;  // k16 steps per warp per tile: one group
@@ -2223,10 +1908,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   constexpr int kRows = MB8 * 8;
   constexpr int kAtoms = kThreadK / 64;
   constexpr int kAtomBytes = kRows * 128;
-  // Experiment TRIRUN_EXP_FP8 (8 and 16 rows): three fp8 term planes, an atom
-  // (128 rows of k) per term and k_warp, term-major, instead of fp16 atoms.
-  constexpr bool kFp8 = kExpFp8 && MB8 <= 2;
-  constexpr int kABytes = kFp8 ? 3 * kKWarps * kAtomBytes : kAtoms * kAtomBytes;
+  constexpr int kABytes = kAtoms * kAtomBytes;
   constexpr int kBBytes = K_BLOCKS * kThreadN * 4;
   constexpr int kSBytes = GROUPED ? kKWarps * kThreadN * 2 : 0;
   constexpr int kStageBytes = kABytes + kBBytes + kSBytes;
@@ -2298,16 +1980,8 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
         char* st = smem + stage * kStageBytes;
         const int k0 = (tile % k_tiles) * kThreadK;
         // Rows past m and columns past k come back as zeros.
-        if constexpr (kFp8) {
 #pragma unroll
-          for (int term = 0; term < 3; ++term)
-#pragma unroll
-            for (int kw = 0; kw < kKWarps; ++kw)
-              tma_load_3d(st + (term * kKWarps + kw) * kAtomBytes, &map_a, k0 + 128 * kw, 0, term, &full[stage]);
-        } else {
-#pragma unroll
-          for (int a = 0; a < kAtoms; ++a) tma_load_2d(st + a * kAtomBytes, &map_a, k0 + 64 * a, 0, &full[stage]);
-        }
+        for (int a = 0; a < kAtoms; ++a) tma_load_2d(st + a * kAtomBytes, &map_a, k0 + 64 * a, 0, &full[stage]);
       };
       // Ramp: when every SM asks for all its stages at once, the memory
       // system serves the whole burst interleaved and each SM's first tile
@@ -2376,28 +2050,11 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     a_addr[q] = smem_u32 + (2 * k_warp * (kRows * 8) + a_lane[q]) * 16;
-    if constexpr (!kFp8) asm volatile("" : "+r"(a_addr[q]));
+    asm volatile("" : "+r"(a_addr[q]));
   }
   uint32_t b_addr = smem_u32 + kABytes + (k_warp * kKSteps * kThreadN + n_warp * 64 + lane * 2) * 4;
   uint32_t s_addr = smem_u32 + kABytes + kBBytes + (k_warp * (kThreadN / 8) + n_warp * 8 + lane / 4) * 16;
   asm volatile("" : "+r"(b_addr), "+r"(s_addr));
-  // (Experiment TRIRUN_EXP_FP8.) The lane's ldmatrix addresses in stage 0 for
-  // the k_warp's four k32 steps p: an ldmatrix row is 16 bytes of a term
-  // plane (rows 0..15 or 16..31 of the step: chunk 2 p + h of the 128-byte
-  // atom row, swizzled with the row % 8). 8 rows: an x4 loads terms 0 and 1
-  // (lanes 16..31 address term 1), an x2 term 2; 16 rows: an x4 per term
-  // loads both 8-row blocks (lanes 16..31 address rows 8..15).
-  [[maybe_unused]] uint32_t fp8_addr[4];
-  if constexpr (kFp8) {
-    const int r8 = lane % 8, h = (lane / 8) % 2;
-    const int row = (MB8 >= 2 ? (lane / 16) * 8 : 0) + r8;
-    const int term = MB8 == 1 ? lane / 16 : 0;
-#pragma unroll
-    for (int p = 0; p < 4; ++p) {
-      fp8_addr[p] = smem_u32 + (term * kKWarps + k_warp) * kAtomBytes + row * 128 + (((2 * p + h) ^ r8) * 16);
-      asm volatile("" : "+r"(fp8_addr[p]));
-    }
-  }
   // Stage and mbarrier phase of the next tile, counted across the block's
   // whole run (tile t of the run is in stage t % STAGES, phase t / STAGES).
   int stage = 0;
@@ -2443,36 +2100,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 #else
       if ((k_tile0 + i) * kKWarps + k_warp < k_groups) {
 #endif
-        if constexpr (kFp8) {
-          small_warp_tile_fp8<MB8, kKSteps, GROUPED>(
-              acc,
-              [&](int p, uint32_t(&act)[3][MB8][2]) {
-                const uint32_t addr = fp8_addr[p] + st;
-                constexpr uint32_t kTermBytes = kKWarps * kAtomBytes;
-                if constexpr (MB8 == 1) {
-                  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                               : "=r"(act[0][0][0]), "=r"(act[0][0][1]), "=r"(act[1][0][0]), "=r"(act[1][0][1])
-                               : "r"(addr));
-                  // (Lanes 16..31 address term 1; an x2 reads lanes 0..15's addresses only.)
-                  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-                               : "=r"(act[2][0][0]), "=r"(act[2][0][1])
-                               : "r"(addr + 2 * kTermBytes));
-                } else {
-#pragma unroll
-                  for (int term = 0; term < 3; ++term)
-                    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                                 : "=r"(act[term][0][0]), "=r"(act[term][0][1]), "=r"(act[term][1][0]),
-                                   "=r"(act[term][1][1])
-                                 : "r"(addr + term * kTermBytes));
-                }
-              },
-              [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); });
-        } else {
-          // Atom k_warp * 2 + ks / 4, rows 16 pair.., then the lane's offset.
-          small_warp_tile<MB8, kKSteps, GROUPED>(
-              acc, [&](int ks, int pair) { return a_addr[ks % 4] + st + ((ks / 4) * (kRows * 8) + pair * 128) * 16; },
-              [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); });
-        }
+        // Atom k_warp * 2 + ks / 4, rows 16 pair.., then the lane's offset.
+        small_warp_tile<MB8, kKSteps, GROUPED>(
+            acc, [&](int ks, int pair) { return a_addr[ks % 4] + st + ((ks / 4) * (kRows * 8) + pair * 128) * 16; },
+            [&](int ks) { return lds64(b_addr + st + ks * kThreadN * 4); }, [&] { return lds128(s_addr + st); });
       }
       // Every stage but the run's last goes back to the producer now.
       if (kKWarps == 1 || i + 1 < slice_tiles) {
@@ -2487,23 +2118,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     }
 
     TRIRUN_TRACE_AT(2);
-    if constexpr (kFp8) {
-      // The rows' scaling by 2^shift undone (exact: a power of two). The
-      // lane's accumulator columns are rows 2 t and 2 t + 1 of each 8-row
-      // block (read here, not held through the tile loop: registers).
-#pragma unroll
-      for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int r = mb * 8 + 2 * t + e;
-          const float f = r < prob_m ? row_unscale[r] : 0.0f;
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            acc[mb][j][e] *= f;
-            acc[mb][j][e + 2] *= f;
-          }
-        }
-    }
     if constexpr (kKWarps > 1) {
       // The k_warps' sums, through the last stage's shared memory (all its
       // reads are done once every consumer warp is past the barrier).
@@ -2581,70 +2195,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   TRIRUN_TRACE_AT(5);
 #endif  // TRIRUN_WGMMA
 }
-
-#if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
-// Experiment TRIRUN_EXP_FP8: A (m, k) fp16 as three fp8 term planes, bytes
-// (3, m, k), each k32 chunk of a row in fp8_plane_byte's order, and the rows'
-// factors 2^-shift (fp8_row_shift, fp8_activation_terms). Block (x, y)
-// splits elements 4096 x .. 4096 x + 4095 of row y, 4 x 8 per thread, after
-// finding the row's largest finite magnitude itself (every block of a row
-// reads the whole row, from L2: no block waits for another, and short blocks
-// fit in the SMs as the kernel before this one leaves them). Launched as a
-// programmatic dependent like the kernels (A may be the output of the kernel
-// before), letting the matmul after it start at once: the matmul requests its
-// first weights, then waits for this grid. Non-finite activations become NaN
-// terms. Needs k % 8 == 0 and 16-byte aligned rows (k % 128 == 0 and A
-// 16-byte aligned, as trirun_matmul requires).
-constexpr int kFp8SplitThreads = 128;
-constexpr int kFp8SplitVectors = 4;  // 8-element vectors per thread
-__global__ void __launch_bounds__(kFp8SplitThreads) trirun_fp8_split_kernel(const half* __restrict__ A, int m, int k,
-                                                                            uint8_t* __restrict__ planes,
-                                                                            float* __restrict__ unscale) {
-  allow_dependents();
-  wait_for_prerequisites();
-  const int row = blockIdx.y;
-  const int4* a = reinterpret_cast<const int4*>(A + static_cast<size_t>(row) * k);
-  float largest = 0.0f;
-  for (int i = threadIdx.x; i < k / 8; i += kFp8SplitThreads) {
-    const int4 v = a[i];
-    const half2* h = reinterpret_cast<const half2*>(&v);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 f = __half22float2(h[j]);
-      if (isfinite(f.x)) largest = fmaxf(largest, fabsf(f.x));
-      if (isfinite(f.y)) largest = fmaxf(largest, fabsf(f.y));
-    }
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, o));
-  __shared__ float warp_largest[kFp8SplitThreads / 32];
-  if (threadIdx.x % 32 == 0) warp_largest[threadIdx.x / 32] = largest;
-  __syncthreads();
-#pragma unroll
-  for (int w = 0; w < kFp8SplitThreads / 32; ++w) largest = fmaxf(largest, warp_largest[w]);
-  const int shift = fp8_row_shift(largest);
-  const size_t plane = static_cast<size_t>(m) * k;
-#pragma unroll
-  for (int q = 0; q < kFp8SplitVectors; ++q) {
-    // The 8 elements 8 i8 .. 8 i8 + 7 (a quarter of a k32 chunk).
-    const int i8 = (blockIdx.x * kFp8SplitVectors + q) * kFp8SplitThreads + threadIdx.x;
-    if (i8 >= k / 8) break;
-    const int4 v = a[i8];
-    const half* h = reinterpret_cast<const half*>(&v);
-    uint8_t* out = planes + static_cast<size_t>(row) * k + 32 * (i8 / 4);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float f = __half2float(h[j]);
-      uint8_t terms[3] = {0x7f, 0, 0};  // e4m3 NaN
-      if (isfinite(f)) fp8_activation_terms(ldexpf(f, shift), terms);
-      const int at = fp8_plane_byte(8 * (i8 % 4) + j);
-#pragma unroll
-      for (int term = 0; term < 3; ++term) out[term * plane + at] = terms[term];
-    }
-  }
-  if (blockIdx.x == 0 && threadIdx.x == 0) unscale[row] = ldexpf(1.0f, -shift);
-}
-#endif
 
 // ------------------------------------------------------------------ dispatch
 
@@ -3078,87 +2628,15 @@ cudaError_t launch_small(Launch& l) {
 // The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
 // ends a run doubles as the k_warps' reduction buffer, so the depth is the
 // same as trirun_small_kernel's on Hopper.
-// (Experiment TRIRUN_EXP_FP8, 8 and 16 rows: the activations take 3 bytes per
-// element in a stage instead of 2.)
-template <int MB8, int N_WARPS, bool GROUPED>
-constexpr size_t small_tma_stage_bytes() {
-  return small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + (kExpFp8 && MB8 <= 2 ? MB8 * 8 * 128 * (8 / N_WARPS) : 0);
-}
 template <int MB8, int N_WARPS, bool GROUPED>
 constexpr int small_tma_stages() {
-  return stages_within(small_tma_stage_bytes<MB8, N_WARPS, GROUPED>(), 220 * 1024);
+  return stages_within(small_stage_bytes<MB8, N_WARPS, 256, GROUPED>(), 220 * 1024);
 }
 template <int MB8, int N_WARPS, bool GROUPED>
 constexpr size_t small_tma_smem() {
   constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED>();
-  return stages * small_tma_stage_bytes<MB8, N_WARPS, GROUPED>() + 1024 + 2 * stages * sizeof(uint64_t);
+  return stages * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + 1024 + 2 * stages * sizeof(uint64_t);
 }
-
-#if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
-// Experiment TRIRUN_EXP_FP8: the pre-pass of a call (trirun_fp8_split_kernel)
-// into a buffer of the library's (one per device, grown with cudaMalloc: not
-// inside a graph capture), and the 3-D map (k, m, term) over its planes, in
-// boxes of 128 x rows x 1 with the 128-byte swizzle.
-cudaError_t fp8_split(const Launch& l, int rows, CUtensorMap* map, float** unscale) {
-  // A grown buffer replaces the old one, which is never freed: graphs captured
-  // earlier still hold its address (in the pre-pass's arguments and the map).
-  static void* buffer[kMaxDevices] = {};
-  static size_t buffer_bytes[kMaxDevices] = {};
-  static std::mutex growing;
-  const size_t planes = 3 * static_cast<size_t>(l.m) * l.k;  // a multiple of 128 (k % 128 == 0)
-  const size_t need = planes + static_cast<size_t>(l.m) * sizeof(float);
-  uint8_t* base = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(growing);
-    if (buffer_bytes[l.device] < need) {
-      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-      cudaError_t err = cudaStreamIsCapturing(l.stream, &capture);
-      if (err != cudaSuccess) return err;
-      if (capture != cudaStreamCaptureStatusNone) return cudaErrorStreamCaptureUnsupported;  // make an eager call first
-      int current = 0;
-      err = cudaGetDevice(&current);
-      if (err != cudaSuccess) return err;
-      if (current != l.device) err = cudaSetDevice(l.device);
-      void* grown = nullptr;
-      if (err == cudaSuccess) err = cudaMalloc(&grown, need);
-      if (current != l.device) {
-        const cudaError_t back = cudaSetDevice(current);
-        if (err == cudaSuccess) err = back;
-      }
-      if (grown != nullptr) {  // kept even if switching back failed (no leak)
-        buffer[l.device] = grown;
-        buffer_bytes[l.device] = need;
-      }
-      if (err != cudaSuccess) return err;
-    }
-    base = static_cast<uint8_t*>(buffer[l.device]);
-  }
-  *unscale = reinterpret_cast<float*>(base + planes);
-  // (As launch_dependent, with a 2-D grid: blocks of 4096 elements x rows.)
-  cudaLaunchConfig_t config{};
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  config.gridDim = dim3(ceil_div(l.k / 8, kFp8SplitThreads * kFp8SplitVectors), l.m);
-  config.blockDim = dim3(kFp8SplitThreads);
-  config.stream = l.stream;
-  config.attrs = &attr;
-  config.numAttrs = l.pdl ? 1 : 0;
-  cudaError_t err = cudaLaunchKernelEx(&config, trirun_fp8_split_kernel, static_cast<const half*>(l.A), l.m, l.k, base,
-                                       *unscale);
-  if (err != cudaSuccess) return err;
-  PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
-  if (encode == nullptr) return cudaErrorNotSupported;
-  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(l.k), static_cast<cuuint64_t>(l.m), 3};
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(l.k), static_cast<cuuint64_t>(l.m) * l.k};
-  const cuuint32_t box[3] = {128, static_cast<cuuint32_t>(rows), 1};
-  const cuuint32_t elem_strides[3] = {1, 1, 1};
-  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, base, dims, strides, box, elem_strides,
-                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
-}
-#endif
 
 // `cluster` > 1: a clustered launch (CLUSTERED), a cluster of that many blocks per column.
 template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool CLUSTERED>
@@ -3176,14 +2654,8 @@ cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
   // packed weights (k / 16, n) and scales (k / 128, n) as 8-byte elements,
   // one box per tile (a 512-column row of words would exceed 256 elements).
   CUtensorMap map_a, map_b, map_s{};
-#if defined(TRIRUN_EXP_FP8) && TRIRUN_EXP_FP8
-  float* row_unscale = nullptr;
-  if constexpr (MB8 <= 2)
-    err = fp8_split(l, MB8 * 8, &map_a, &row_unscale);
-  else
-#endif
-    err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, MB8 * 8, 64,
-                        CU_TENSOR_MAP_SWIZZLE_128B);
+  err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, MB8 * 8, 64,
+                      CU_TENSOR_MAP_SWIZZLE_128B);
   if (err == cudaSuccess)
 #if defined(TRIRUN_COPY_ONLY) && TRIRUN_COPY_ONLY == 2
     // Experiment: B as rows of 2 KB, a tile's weights as kBBytes / 2048 consecutive rows.
@@ -3206,8 +2678,7 @@ cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
     l.clustered_blocks = launch.blocks;
   }
   return launch_dependent(launch, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp,
-                          l.early TRIRUN_FP8_ARG(static_cast<const float*>(row_unscale)));
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
 // Clustered launches of the TMA small-batch kernel: a column per cluster, its
