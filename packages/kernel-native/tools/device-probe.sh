@@ -110,9 +110,9 @@ for w in $what; do
       for p in probe probe_once probe probe_once; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-256,512,1024,2048} 2>&1 | grep SUM; done | tee "$out/decodeonce.txt" ;;
     narrow)
       # TRIRUN_NARROW_CLUSTERS (on by default since session 26: 17..32 rows of narrow layers on the small kernel
-      # where its launch runs in balanced clusters): check --quick with it, then TriRun-only launches off / on at MS
-      # (default 17,24,32), two rounds, per-layer lines in narrow.txt.
-      TRIRUN_NARROW_CLUSTERS=1 timeout 150 /tmp/probe check --quick 2>&1 | tee "$out/check-narrow.txt" | grep -E "FAIL" | head -20
+      # where its launch runs in balanced clusters): check --quick at the default, then TriRun-only launches off /
+      # on at MS (default 17,24,32), two rounds, per-layer lines in narrow.txt.
+      timeout 150 /tmp/probe check --quick 2>&1 | tee "$out/check-narrow.txt" | grep -E "FAIL" | head -20
       tail -1 "$out/check-narrow.txt"
       for r in 1 2; do for v in 0 1; do echo "--- round $r TRIRUN_NARROW_CLUSTERS=$v"
         TRIRUN_NARROW_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/probe launch ${MS:-17,24,32} 2>&1; done; done \

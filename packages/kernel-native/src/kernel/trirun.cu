@@ -1652,29 +1652,22 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 #pragma unroll
     for (int e = 0; e < kAccs; ++e) acc[e] = 0.0f;
 
-    // A stage's packed weights and the lane's two column scales (as half2 pairs).
-    auto stage_weights = [&](int stage) { return reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes); };
-    auto stage_scales = [&](int stage) {
+    // Tile i's 8 A fragments: step ks is {row g, k 0..7}, {row g + 8, k 0..7},
+    // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
+    auto decode = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
+      const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes);
       half2 s2 = col_scale;
       if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
-      return s2;
-    };
-    // Step ks's A fragment: {row g, k 0..7}, {row g + 8, k 0..7}, {row g, k 8..15}, {row g + 8, k 8..15}
-    // (2 halves per register); a tile has 8 of them.
-    auto decode_step = [&](const uint32_t* sh_b, half2 s_lo, half2 s_hi, int ks, uint32_t (&frag)[4]) {
-      const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
-      const uint32_t lo = q >> code_shift, hi = q >> (8 + code_shift);
-      frag[0] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(lo, 0x00030003u)), sub0), s_lo));
-      frag[1] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(hi, 0x00030003u)), sub0), s_hi));
-      frag[2] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(lo, 0x00300030u)), mul2, add2), s_lo));
-      frag[3] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(hi, 0x00300030u)), mul2, add2), s_hi));
-    };
-    auto decode = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
-      const uint32_t* sh_b = stage_weights(stage);
-      const half2 s2 = stage_scales(stage);
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
 #pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) decode_step(sh_b, s_lo, s_hi, ks, frag[ks]);
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
+        const uint32_t lo = q >> code_shift, hi = q >> (8 + code_shift);
+        frag[ks][0] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(lo, 0x00030003u)), sub0), s_lo));
+        frag[ks][1] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(hi, 0x00030003u)), sub0), s_hi));
+        frag[ks][2] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(lo, 0x00300030u)), mul2, add2), s_lo));
+        frag[ks][3] = as_u32(__hmul2(__hfma2(as_h2(mask_or_1024(hi, 0x00300030u)), mul2, add2), s_hi));
+      }
     };
     // Step ks's activations: atom ks / 4, 32 bytes further per step inside it.
     auto step_desc = [&](uint64_t desc0, int ks) {
@@ -1691,8 +1684,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       for (int ks = 0; ks < kKSteps; ++ks) wgmma_rs<N_ACT>(acc, frag[ks], step_desc(desc0, ks));
       wgmma_commit();
     };
-    // (Issuing each k16 step's wgmma behind a fence of its own, right after its
-    // decode, was slower: 70B at m = 64 204.6 -> 231 us, H100, session 26.)
+    // (All eight steps decoded, then their wgmmas behind one fence: issuing each
+    // step's wgmma behind a fence of its own right after its decode was slower,
+    // 70B at m = 64 204.6 -> 231 us, H100, session 26.)
     auto decode_issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       decode(stage, frag);
       issue(stage, frag);
