@@ -1300,7 +1300,15 @@ __global__ void __launch_bounds__(THREADS, 1)
 // Scales are applied to the decoded weights in fp16, which is exact: each
 // weight is (code - 1) * s with code - 1 in {-1, 0, 1, 2}.
 
-constexpr int kHopperThreads = 384;  // two consumer warpgroups and a producer warpgroup
+// Experiment (TRIRUN_EXP_TEAMS, off by default): two teams of two consumer warpgroups, each team
+// taking every other tile of a slice, so that four consumer warps per scheduler hide each other's
+// decoding and wgmma waits (the 64-row instance: 2.25 warps and 0.68-0.77 eligible per scheduler,
+// "wait" the top stall; session 25). Team 1 hands its sums to team 0 through shared memory at the
+// end of a slice; team 0 alone does the reduction and C. 128 * (2 * TEAMS + 1) threads.
+template <int TEAMS>
+constexpr int hopper_threads() {
+  return 128 * (2 * TEAMS + 1);
+}
 constexpr int kHopperTileK = 128, kHopperTileN = 128;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -1502,6 +1510,10 @@ struct ConsumerSync {
 __device__ __forceinline__ void warpgroup_sync(int wg) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
 }
+// The two teams' hand-over of sums (TEAMS = 2): team 1 arrives at "sums ready" (id 4) once its sums are
+// in shared memory, team 0 at "sums free" (id 5) once it has read them; the other team waits.
+__device__ __forceinline__ void team_bar_arrive(int id) { asm volatile("bar.arrive %0, 512;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void team_bar_sync(int id) { asm volatile("bar.sync %0, 512;\n" ::"r"(id) : "memory"); }
 // Four 8 x 8 fp16 matrices from mma-fragment registers to shared memory,
 // transposed: a fragment's column i becomes the 16-byte row whose address
 // lane 8 q + i of matrix q gives.
@@ -1524,8 +1536,8 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 // producer warpgroup whose first thread issues four tensor copies per stage (activations
 // in two 64-wide swizzle atoms, packed weights, scales) and runs ahead across
 // slice boundaries, so the next slice's tiles arrive during the reduction.
-template <int N_ACT, int STAGES, bool GROUPED>
-__global__ void __launch_bounds__(kHopperThreads, 1)
+template <int N_ACT, int STAGES, bool GROUPED, int TEAMS>
+__global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                          int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial, int early) {
@@ -1544,6 +1556,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   char* const smem_s = smem_b + STAGES * kBBytes;
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem_s + STAGES * kSBytes);
   uint64_t* const empty = full + STAGES;
+  // TEAMS = 2: team 1's sums at the end of a slice, vector q of consumer thread t at q * 256 + t.
+  float4* const team_sums = reinterpret_cast<float4*>(empty + STAGES);
+  constexpr int kConsumers = 256 * TEAMS;
 
   const int k_tiles = prob_k / kHopperTileK;
   const int n_tiles = prob_n / kHopperTileN;
@@ -1564,11 +1579,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   }
   __syncthreads();
 
-  if (threadIdx.x >= 256) {
+  if (threadIdx.x >= kConsumers) {
     // --- producer: tile t of this block's run goes to stage t % STAGES. Its
     // warpgroup gives most of its registers to the consumers (setmaxnreg).
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-    if (threadIdx.x == 256) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(TEAMS == 1 ? 40 : 32) : "memory");
+    if (threadIdx.x == kConsumers) {
       auto copy_weights = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
@@ -1604,9 +1619,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   }
 
   // --- consumers
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  // (TEAMS = 2: 128 x 32 + 512 x 120 = the 64 K registers of an SM.)
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(TEAMS == 1 ? 232 : 120) : "memory");
   wait_for_prerequisites();                 // before writing C or the workspace
-  const int wg = threadIdx.x / 128;         // 64-column chunk of the tile
+  const int team = threadIdx.x / 256;       // TEAMS = 2: tiles i % 2 == team of each slice
+  const int wg = TEAMS == 1 ? threadIdx.x / 128 : (threadIdx.x / 128) % 2;  // 64-column chunk of the tile
   const int warp = (threadIdx.x / 32) % 4;  // 16 columns of that chunk
   const int lane = threadIdx.x % 32;
   // The lane's weight columns (relative to the tile) are rows g and g + 8 of
@@ -1719,7 +1736,44 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       mbar_wait(&full[cur_stage], cur_phase);
       if (first && tile == first_tile) TRIRUN_TRACE_AT(1);
     };
-    if constexpr (N_ACT == 256) {
+    if constexpr (TEAMS == 2) {
+      // Every other tile, one fragment set: the other team's warps keep the
+      // scheduler busy while this one's wgmmas run.
+      if (team == 1) advance();
+      for (int i = team; i < slice_tiles; i += 2) {
+        wait_full(i == 0);
+        decode_issue(cur_stage, frag_a);
+        wgmma_wait<0>();
+        if (i + 1 < slice_tiles || !writes_c) retire(cur_stage, frag_a);
+        advance();
+        advance();
+      }
+      keep_f32(acc);
+      if (team == 1) {
+        // Hand the sums to team 0 (after it has read the previous slice's).
+        float4* sums = team_sums + (threadIdx.x - 256);
+        if (tile != first_tile) team_bar_sync(5);
+#pragma unroll
+        for (int q = 0; q < kAccs / 4; ++q)
+          sums[q * 256] = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
+        team_bar_arrive(4);
+        tile += slice_tiles;
+        continue;
+      }
+      team_bar_sync(4);
+      {
+        const float4* sums = team_sums + threadIdx.x;
+#pragma unroll
+        for (int q = 0; q < kAccs / 4; ++q) {
+          const float4 v = sums[q * 256];
+          acc[4 * q] += v.x;
+          acc[4 * q + 1] += v.y;
+          acc[4 * q + 2] += v.z;
+          acc[4 * q + 3] += v.w;
+        }
+      }
+      if (tile + slice_tiles < end_tile) team_bar_arrive(5);
+    } else if constexpr (N_ACT == 256) {
       // 128 accumulators per thread leave no registers for a second
       // fragment set: decode, multiply, wait.
       for (int i = 0; i < slice_tiles; ++i) {
@@ -2232,6 +2286,7 @@ struct DeviceAttrs {
                                     // (H100, session 21: 70B o 8192 x 8192's chain of 2 as clusters of 2 10.8 -> 11.4 us at m = 1,
                                     // BitNet q/k/v's as clusters of 3 6.6 -> 5.7)
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
+  int hopper_teams = 0;  // experiment TRIRUN_EXP_TEAMS=r: Hopper slices of <= r rows (32, 64, 128) with two teams
   bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
                                 // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2278,6 +2333,7 @@ void apply_env_switches(DeviceAttrs& a) {
   const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
   a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
   a.narrow_clusters = !switched_off("TRIRUN_NARROW_CLUSTERS");
+  a.hopper_teams = env_int("TRIRUN_EXP_TEAMS", 0, 0);
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2351,6 +2407,7 @@ struct Launch {
   int small_cluster_chain_min;  // (DeviceAttrs::small_cluster_chain_min)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
+  int hopper_teams;    // experiment: Hopper slices of at most this many rows run two teams (DeviceAttrs)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -2495,16 +2552,19 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
-template <int N_ACT, bool GROUPED>
+template <int N_ACT, bool GROUPED, int TEAMS = 1>
 cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
+  // Team 1's hand-over buffer (TEAMS = 2): 256 threads x N_ACT / 2 fp32 sums.
+  constexpr int team_bytes = TEAMS == 2 ? 256 * (N_ACT / 2) * 4 : 0;
   // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
   // and 160, 4 for 176..208, 3 for 224 and 256.
-  constexpr int fit = (227 * 1024 - 1024) / (static_cast<int>(stage) + 16);
+  constexpr int fit = (227 * 1024 - 1024 - team_bytes) / (static_cast<int>(stage) + 16);
   constexpr int stages = fit < 8 ? fit : 8;
   // + two mbarriers per stage, + alignment of the swizzled stages
-  constexpr size_t smem = stages * stage + stages * 16 + 1024;
-  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
+  constexpr size_t smem = stages * stage + stages * 16 + 1024 + team_bytes;
+  constexpr int threads = hopper_threads<TEAMS>();
+  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED, TEAMS>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2523,8 +2583,8 @@ cudaError_t launch_hopper(Launch& l) {
                         kHopperTileN, CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err != cudaSuccess) return err;
   l.stages = stages;
-  l.threads = kHopperThreads;
-  return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+  l.threads = threads;
+  return launch_dependent(l, kernel, threads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
                           static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
 }
 
@@ -2541,6 +2601,8 @@ template <int N, int... Rest>
 cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   if constexpr (sizeof...(Rest) > 0)
     if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, l);
+  if constexpr (N <= 128)
+    if (l.hopper_teams >= N) return grouped ? launch_hopper<N, true, 2>(l) : launch_hopper<N, false, 2>(l);
   return grouped ? launch_hopper<N, true>(l) : launch_hopper<N, false>(l);
 }
 #endif
@@ -2960,6 +3022,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.small_clusters = attrs.small_clusters;
     x.small_cluster_chain_min = attrs.small_cluster_chain_min;
     x.small_cluster_size = attrs.small_cluster_size;
+    x.hopper_teams = attrs.hopper_teams;
     x.stream = stream;
     return x;
   };
