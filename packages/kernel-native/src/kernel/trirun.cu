@@ -1619,8 +1619,10 @@ __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
   }
 
   // --- consumers
-  // (TEAMS = 2: 128 x 32 + 512 x 120 = the 64 K registers of an SM.)
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(TEAMS == 1 ? 232 : 120) : "memory");
+  // The pool is what the block was launched with (ptxas: 168 registers at 384 threads, 96 at 640), so
+  // 128 x 40 + 256 x 232 <= 384 x 168 and (TEAMS = 2) 128 x 32 + 512 x 112 = 640 x 96; asking for more
+  // would block the consumers for ever.
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(TEAMS == 1 ? 232 : 112) : "memory");
   wait_for_prerequisites();                 // before writing C or the workspace
   const int team = threadIdx.x / 256;       // TEAMS = 2: tiles i % 2 == team of each slice
   const int wg = TEAMS == 1 ? threadIdx.x / 128 : (threadIdx.x / 128) % 2;  // 64-column chunk of the tile
@@ -1733,6 +1735,10 @@ __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
     };
     // The current tile's stage filled (`first`: the block's first tile, for the trace).
     auto wait_full = [&](bool first) {
+      // TEAMS = 2: the stage's previous tile (t - STAGES) may be the other team's and still in flight, and
+      // a parity wait on `full` would then return at once (the pending phase has the other parity): first
+      // wait until that tile was released (parity 1 on a fresh barrier returns at once).
+      if constexpr (TEAMS == 2) mbar_wait(&empty[cur_stage], cur_phase ^ 1);
       mbar_wait(&full[cur_stage], cur_phase);
       if (first && tile == first_tile) TRIRUN_TRACE_AT(1);
     };
