@@ -117,6 +117,20 @@ for w in $what; do
       for r in 1 2; do for v in 0 1; do echo "--- round $r TRIRUN_NARROW_CLUSTERS=$v"
         TRIRUN_NARROW_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/probe launch ${MS:-17,24,32} 2>&1; done; done \
         | tee "$out/narrow.txt" | grep -E "^---|SUM|graph check" ;;
+    teams)
+      # TRIRUN_EXP_TEAMS (session 27, not yet run on a GPU): the Hopper kernel's slices of <= r rows with two
+      # teams of two consumer warpgroups taking alternate tiles. check --quick with teams on every slice of <= 128
+      # rows (the sweep forces the Hopper kernel at every m), then TriRun-only launches with r = 0 / 64 / 128 at
+      # MS (default 32,64,128), two rounds (per-layer lines in teams.txt), then memcheck and racecheck with r = 128.
+      TRIRUN_EXP_TEAMS=128 timeout 150 /tmp/probe check --quick 2>&1 | tee "$out/check-teams.txt" | grep -E "FAIL" | head -20
+      tail -1 "$out/check-teams.txt"
+      if grep -q ", 0 failures" "$out/check-teams.txt"; then
+        for r in 1 2; do for v in 0 64 128; do echo "--- round $r TRIRUN_EXP_TEAMS=$v"
+          TRIRUN_EXP_TEAMS=$v PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch ${MS:-32,64,128} 2>&1; done; done \
+          | tee "$out/teams.txt" | grep -E "^---|SUM|graph check"
+        TRIRUN_EXP_TEAMS=128 timeout 120 compute-sanitizer --tool memcheck /tmp/probe sanitize 2>&1 | tail -4
+        TRIRUN_EXP_TEAMS=128 timeout 120 compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -4
+      else echo "teams: the check did not pass (a hang ends at the timeout); no timings"; fi ;;
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep -E "SUM|GRAPH|graph check" ;;
