@@ -104,9 +104,17 @@ static void make_problem(Problem& p, std::mt19937& rng) {
   p.q.resize(static_cast<size_t>(p.k) * p.n);
   std::uniform_int_distribution<int> code(0, 3);
   for (auto& c : p.q) c = static_cast<uint8_t>(code(rng));
-  std::uniform_real_distribution<float> sc(0.005f, 0.02f);
+  // Scales of 0.005..0.02, and 0.0625..1 on a random quarter of the (group, 64-column) blocks: the Hopper
+  // kernel's subnormal decode (TRIRUN_EXP_SUBDEC) takes only tiles whose scales are all below 2^-4.
+  std::uniform_real_distribution<float> sc(0.005f, 0.02f), big(0.0625f, 1.0f);
+  std::uniform_int_distribution<int> quarter(0, 3);
   p.s.resize(static_cast<size_t>(rows) * p.n);
-  for (auto& x : p.s) x = __float2half(sc(rng));
+  for (int r = 0; r < rows; ++r)
+    for (int c0 = 0; c0 < p.n; c0 += 64) {
+      const bool large = quarter(rng) == 0;
+      for (int c = c0; c < std::min(c0 + 64, p.n); ++c)
+        p.s[static_cast<size_t>(r) * p.n + c] = __float2half(large ? big(rng) : sc(rng));
+    }
   std::vector<uint32_t> B;
   pack_weights(p.q, p.k, p.n, B);
   std::vector<__half> S;

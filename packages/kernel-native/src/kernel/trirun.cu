@@ -1300,6 +1300,27 @@ __global__ void __launch_bounds__(THREADS, 1)
 // Scales are applied to the decoded weights in fp16, which is exact: each
 // weight is (code - 1) * s with code - 1 in {-1, 0, 1, 2}.
 
+// Experiment (TRIRUN_EXP_SUBDEC=1, off by default): the codes as fp16 subnormals. A code masked in
+// place at bits 4..5 of a half (no exponent ORed in) is the fp16 value code x 2^-20, at bits 8..9
+// code x 2^-16. One fma with the scale times 2^20 (or 2^16) and -s gives code x s - s = (code - 1) x s,
+// exact: the product is exact, and the sum is the exact weight, which fp16 holds. So a register costs
+// a mask and an fma where the decode above costs a mask, a subtraction (or fma) and a multiply, and two
+// shifts per word serve all four registers. s x 2^20 fits fp16 only while |s| < 2^-4, so a warp takes
+// this path for a tile only if all its lanes' scales do (else the decode above, bit for bit the same
+// weights). Fp16 arithmetic keeps subnormals (no flush to zero for f16 instructions).
+template <typename H>
+struct SubnormalScales {
+  H unit4, unit8, minus;  // s x 2^20, s x 2^16, -s
+};
+__device__ __forceinline__ bool subnormal_scales_fit(half2 s2) {
+  const uint32_t bits = as_u32(s2);
+  return (bits & 0x7fffu) < 0x2c00u && ((bits >> 16) & 0x7fffu) < 0x2c00u;  // both |s| < 2^-4 (and not NaN)
+}
+__device__ __forceinline__ SubnormalScales<half2> subnormal_scales(half2 s) {
+  const float f = __low2float(s);  // s is a broadcast pair (one column's scale)
+  return {__float2half2_rn(f * 1048576.0f), __float2half2_rn(f * 65536.0f), __hneg2(s)};
+}
+
 // Experiment (TRIRUN_EXP_TEAMS, off by default): two teams of two consumer warpgroups, each team
 // taking every other tile of a slice, so that four consumer warps per scheduler hide each other's
 // decoding and wgmma waits (the 64-row instance: 2.25 warps and 0.68-0.77 eligible per scheduler,
@@ -1540,7 +1561,8 @@ template <int N_ACT, int STAGES, bool GROUPED, int TEAMS>
 __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
-                         int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial, int early) {
+                         int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial, int early,
+                         int subnormal_decode) {
 #ifdef TRIRUN_WGMMA
   constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
@@ -1678,6 +1700,23 @@ __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
       half2 s2 = col_scale;
       if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
+      // Experiment (TRIRUN_EXP_SUBDEC=1): the codes as fp16 subnormals, one fma per register (see
+      // subnormal_scales), where every scale of the warp's tile is below 2^-4; else the decode below.
+      if (subnormal_decode && __all_sync(0xffffffffu, subnormal_scales_fit(s2))) {
+        const SubnormalScales<half2> lo = subnormal_scales(s_lo), hi = subnormal_scales(s_hi);
+#pragma unroll
+        for (int ks = 0; ks < kKSteps; ++ks) {
+          const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
+          // The warp's codes sit at bits code_shift + {0, 4, 8, 12} (+ 16 for each pair's second half):
+          // x has the first two at bits 4 and 8 of each half, y the last two.
+          const uint32_t x = q << (4 - code_shift), y = q >> (4 + code_shift);
+          frag[ks][0] = as_u32(__hfma2(as_h2(x & 0x00300030u), lo.unit4, lo.minus));
+          frag[ks][1] = as_u32(__hfma2(as_h2(y & 0x00300030u), hi.unit4, hi.minus));
+          frag[ks][2] = as_u32(__hfma2(as_h2(x & 0x03000300u), lo.unit8, lo.minus));
+          frag[ks][3] = as_u32(__hfma2(as_h2(y & 0x03000300u), hi.unit8, hi.minus));
+        }
+        return;
+      }
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) {
         const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
@@ -2292,6 +2331,7 @@ struct DeviceAttrs {
                                     // (H100, session 21: 70B o 8192 x 8192's chain of 2 as clusters of 2 10.8 -> 11.4 us at m = 1,
                                     // BitNet q/k/v's as clusters of 3 6.6 -> 5.7)
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
+  int hopper_subdec = 0;  // experiment TRIRUN_EXP_SUBDEC=1: the Hopper kernel's codes decoded as fp16 subnormals
   int hopper_teams = 0;  // experiment TRIRUN_EXP_TEAMS=r: Hopper slices of <= r rows (32, 64, 128) with two teams
   bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
                                 // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
@@ -2340,6 +2380,7 @@ void apply_env_switches(DeviceAttrs& a) {
   a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
   a.narrow_clusters = !switched_off("TRIRUN_NARROW_CLUSTERS");
   a.hopper_teams = env_int("TRIRUN_EXP_TEAMS", 0, 0);
+  a.hopper_subdec = env_int("TRIRUN_EXP_SUBDEC", 0, 0) != 0;
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2414,6 +2455,7 @@ struct Launch {
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
   int hopper_teams;    // experiment: Hopper slices of at most this many rows run two teams (DeviceAttrs)
+  int hopper_subdec;   // experiment: the Hopper kernel's subnormal decode (DeviceAttrs)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -2591,7 +2633,7 @@ cudaError_t launch_hopper(Launch& l) {
   l.stages = stages;
   l.threads = threads;
   return launch_dependent(l, kernel, threads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early, l.hopper_subdec);
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -3029,6 +3071,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.small_cluster_chain_min = attrs.small_cluster_chain_min;
     x.small_cluster_size = attrs.small_cluster_size;
     x.hopper_teams = attrs.hopper_teams;
+    x.hopper_subdec = attrs.hopper_subdec;
     x.stream = stream;
     return x;
   };
