@@ -1308,15 +1308,14 @@ __global__ void __launch_bounds__(THREADS, 1)
 // shifts per word serve all four registers. s x 2^20 fits fp16 only while |s| < 2^-4, so a warp takes
 // this path for a tile only if all its lanes' scales do (else the decode above, bit for bit the same
 // weights). Fp16 arithmetic keeps subnormals (no flush to zero for f16 instructions).
-template <typename H>
 struct SubnormalScales {
-  H unit4, unit8, minus;  // s x 2^20, s x 2^16, -s
+  half2 unit4, unit8, minus;  // s x 2^20, s x 2^16, -s
 };
 __device__ __forceinline__ bool subnormal_scales_fit(half2 s2) {
   const uint32_t bits = as_u32(s2);
   return (bits & 0x7fffu) < 0x2c00u && ((bits >> 16) & 0x7fffu) < 0x2c00u;  // both |s| < 2^-4 (and not NaN)
 }
-__device__ __forceinline__ SubnormalScales<half2> subnormal_scales(half2 s) {
+__device__ __forceinline__ SubnormalScales subnormal_scales(half2 s) {
   const float f = __low2float(s);  // s is a broadcast pair (one column's scale)
   return {__float2half2_rn(f * 1048576.0f), __float2half2_rn(f * 65536.0f), __hneg2(s)};
 }
@@ -1703,7 +1702,7 @@ __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
       // Experiment (TRIRUN_EXP_SUBDEC=1): the codes as fp16 subnormals, one fma per register (see
       // subnormal_scales), where every scale of the warp's tile is below 2^-4; else the decode below.
       if (subnormal_decode && __all_sync(0xffffffffu, subnormal_scales_fit(s2))) {
-        const SubnormalScales<half2> lo = subnormal_scales(s_lo), hi = subnormal_scales(s_hi);
+        const SubnormalScales lo = subnormal_scales(s_lo), hi = subnormal_scales(s_hi);
 #pragma unroll
         for (int ks = 0; ks < kKSteps; ++ks) {
           const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
@@ -2331,7 +2330,7 @@ struct DeviceAttrs {
                                     // (H100, session 21: 70B o 8192 x 8192's chain of 2 as clusters of 2 10.8 -> 11.4 us at m = 1,
                                     // BitNet q/k/v's as clusters of 3 6.6 -> 5.7)
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
-  int hopper_subdec = 0;  // experiment TRIRUN_EXP_SUBDEC=1: the Hopper kernel's codes decoded as fp16 subnormals
+  bool hopper_subdec = false;  // experiment TRIRUN_EXP_SUBDEC=1: the Hopper kernel's codes decoded as fp16 subnormals
   int hopper_teams = 0;  // experiment TRIRUN_EXP_TEAMS=r: Hopper slices of <= r rows (32, 64, 128) with two teams
   bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
                                 // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
