@@ -5,9 +5,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
-// The Hopper kernel's subnormal decode (experiment TRIRUN_EXP_SUBDEC in trirun.cu), checked on the CPU in exact
-// arithmetic by tools/subnormal-decode-check.cpp: every fp16 scale below 2^-4, random packed words, both code
-// shifts, against (code - 1) x s for the codes the default decode picks. The kernel itself is checked on a GPU
+// The Hopper kernel's subnormal decode (trirun.cu: taken where all of a warp's scales are below 2^-4), checked
+// on the CPU in exact arithmetic by tools/subnormal-decode-check.cpp: every fp16 scale below 2^-4, random packed
+// words, both code shifts, against (code - 1) x s for the codes the default decode picks. The kernel itself is checked on a GPU
 // (kernel-probe's check sweep, whose scales include blocks at or above 2^-4 that take the default decode).
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
 const cxx = process.env.CXX ?? "c++";

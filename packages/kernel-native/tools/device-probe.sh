@@ -117,34 +117,6 @@ for w in $what; do
       for r in 1 2; do for v in 0 1; do echo "--- round $r TRIRUN_NARROW_CLUSTERS=$v"
         TRIRUN_NARROW_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/probe launch ${MS:-17,24,32} 2>&1; done; done \
         | tee "$out/narrow.txt" | grep -E "^---|SUM|graph check" ;;
-    teams)
-      # TRIRUN_EXP_TEAMS (session 27, not yet run on a GPU): the Hopper kernel's slices of <= r rows with two
-      # teams of two consumer warpgroups taking alternate tiles. check --quick with teams on every slice of <= 128
-      # rows (the sweep forces the Hopper kernel at every m), then TriRun-only launches with r = 0 / 64 / 128 at
-      # MS (default 32,64,128), two rounds (per-layer lines in teams.txt), then memcheck and racecheck with r = 128.
-      TRIRUN_EXP_TEAMS=128 timeout 150 /tmp/probe check --quick 2>&1 | tee "$out/check-teams.txt" | grep -E "FAIL" | head -20
-      tail -1 "$out/check-teams.txt"
-      if grep -q ", 0 failures" "$out/check-teams.txt"; then
-        for r in 1 2; do for v in 0 64 128; do echo "--- round $r TRIRUN_EXP_TEAMS=$v"
-          TRIRUN_EXP_TEAMS=$v PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch ${MS:-32,64,128} 2>&1; done; done \
-          | tee "$out/teams.txt" | grep -E "^---|SUM|graph check"
-        TRIRUN_EXP_TEAMS=128 timeout 120 compute-sanitizer --tool memcheck /tmp/probe sanitize 2>&1 | tail -4
-        TRIRUN_EXP_TEAMS=128 timeout 120 compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -4
-      else echo "teams: the check did not pass (a hang ends at the timeout); no timings"; fi ;;
-    subdec)
-      # TRIRUN_EXP_SUBDEC (session 28): the Hopper kernel's codes as fp16 subnormals, one mask and one fma per
-      # register, where a warp's scales are all below 2^-4. check --quick with it and TRIRUN_EXP_TEAMS=64 (the
-      # sweep's scales include blocks of 0.0625..1, which take the default decode), TriRun-only launches of
-      # base / SUBDEC / TEAMS=64 / both at MS (default 32,64,128,256), two rounds, then memcheck and racecheck.
-      TRIRUN_EXP_SUBDEC=1 TRIRUN_EXP_TEAMS=64 timeout 150 /tmp/probe check --quick 2>&1 | tee "$out/check-subdec.txt" | grep -E "FAIL" | head -20
-      tail -1 "$out/check-subdec.txt"
-      if grep -q ", 0 failures" "$out/check-subdec.txt"; then
-        for r in 1 2; do for v in "TRIRUN_EXP_SUBDEC=0" "TRIRUN_EXP_SUBDEC=1" "TRIRUN_EXP_TEAMS=64" "TRIRUN_EXP_SUBDEC=1 TRIRUN_EXP_TEAMS=64"; do
-          echo "--- round $r $v"; env $v PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/probe launch ${MS:-32,64,128,256} 2>&1; done; done \
-          | tee "$out/subdec.txt" | grep -E "^---|SUM|graph check"
-        TRIRUN_EXP_SUBDEC=1 TRIRUN_EXP_TEAMS=64 timeout 120 compute-sanitizer --tool memcheck /tmp/probe sanitize 2>&1 | tail -4
-        TRIRUN_EXP_SUBDEC=1 TRIRUN_EXP_TEAMS=64 timeout 120 compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -4
-      else echo "subdec: the check did not pass; no timings"; fi ;;
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep -E "SUM|GRAPH|graph check" ;;

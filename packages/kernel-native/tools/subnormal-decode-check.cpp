@@ -1,4 +1,4 @@
-// CPU check of the Hopper kernel's subnormal decode (TRIRUN_EXP_SUBDEC, trirun.cu: SubnormalScales), in
+// CPU check of the Hopper kernel's subnormal decode (trirun.cu: SubnormalScales), in
 // exact arithmetic with fp16 decoded and encoded by hand: for every fp16 scale s with |s| < 2^-4 (subnormal,
 // normal, either sign) and random packed words, both code shifts of a warp (0, 2), each register's
 // mask-and-fma result must equal the weight (code - 1) x s that the kernel's default decode gives, code

@@ -1300,14 +1300,16 @@ __global__ void __launch_bounds__(THREADS, 1)
 // Scales are applied to the decoded weights in fp16, which is exact: each
 // weight is (code - 1) * s with code - 1 in {-1, 0, 1, 2}.
 
-// Experiment (TRIRUN_EXP_SUBDEC=1, off by default): the codes as fp16 subnormals. A code masked in
-// place at bits 4..5 of a half (no exponent ORed in) is the fp16 value code x 2^-20, at bits 8..9
+// The decode by subnormals (the default where the scales allow it): the codes as fp16 subnormals. A
+// code masked in place at bits 4..5 of a half (no exponent ORed in) is the fp16 value code x 2^-20, at bits 8..9
 // code x 2^-16. One fma with the scale times 2^20 (or 2^16) and -s gives code x s - s = (code - 1) x s,
 // exact: the product is exact, and the sum is the exact weight, which fp16 holds. So a register costs
 // a mask and an fma where the decode above costs a mask, a subtraction (or fma) and a multiply, and two
 // shifts per word serve all four registers. s x 2^20 fits fp16 only while |s| < 2^-4, so a warp takes
 // this path for a tile only if all its lanes' scales do (else the decode above, bit for bit the same
-// weights). Fp16 arithmetic keeps subnormals (no flush to zero for f16 instructions).
+// weights). Fp16 arithmetic keeps subnormals (no flush to zero for f16 instructions). Measured (H200,
+// session 29, TriRun only, CUDA graph, reports/2026-12-06-h200-session29.txt): 70B at m = 64 202.2 ->
+// 197.2 us, at m = 128 302.3 -> 284.4, 7B at m = 32 64.7 -> 62.0; scales of ~0.01-0.03 (Llama-like) fit.
 struct SubnormalScales {
   half2 unit4, unit8, minus;  // s x 2^20, s x 2^16, -s
 };
@@ -1320,15 +1322,7 @@ __device__ __forceinline__ SubnormalScales subnormal_scales(half2 s) {
   return {__float2half2_rn(f * 1048576.0f), __float2half2_rn(f * 65536.0f), __hneg2(s)};
 }
 
-// Experiment (TRIRUN_EXP_TEAMS, off by default): two teams of two consumer warpgroups, each team
-// taking every other tile of a slice, so that four consumer warps per scheduler hide each other's
-// decoding and wgmma waits (the 64-row instance: 2.25 warps and 0.68-0.77 eligible per scheduler,
-// "wait" the top stall; session 25). Team 1 hands its sums to team 0 through shared memory at the
-// end of a slice; team 0 alone does the reduction and C. 128 * (2 * TEAMS + 1) threads.
-template <int TEAMS>
-constexpr int hopper_threads() {
-  return 128 * (2 * TEAMS + 1);
-}
+constexpr int kHopperThreads = 384;  // two consumer warpgroups and a producer warpgroup
 constexpr int kHopperTileK = 128, kHopperTileN = 128;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -1530,10 +1524,6 @@ struct ConsumerSync {
 __device__ __forceinline__ void warpgroup_sync(int wg) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
 }
-// The two teams' hand-over of sums (TEAMS = 2): team 1 arrives at "sums ready" (id 4) once its sums are
-// in shared memory, team 0 at "sums free" (id 5) once it has read them; the other team waits.
-__device__ __forceinline__ void team_bar_arrive(int id) { asm volatile("bar.arrive %0, 512;\n" ::"r"(id) : "memory"); }
-__device__ __forceinline__ void team_bar_sync(int id) { asm volatile("bar.sync %0, 512;\n" ::"r"(id) : "memory"); }
 // Four 8 x 8 fp16 matrices from mma-fragment registers to shared memory,
 // transposed: a fragment's column i becomes the 16-byte row whose address
 // lane 8 q + i of matrix q gives.
@@ -1556,12 +1546,11 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 // producer warpgroup whose first thread issues four tensor copies per stage (activations
 // in two 64-wide swizzle atoms, packed weights, scales) and runs ahead across
 // slice boundaries, so the next slice's tiles arrive during the reduction.
-template <int N_ACT, int STAGES, bool GROUPED, int TEAMS>
-__global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
+template <int N_ACT, int STAGES, bool GROUPED>
+__global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
-                         int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial, int early,
-                         int subnormal_decode) {
+                         int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial, int early) {
 #ifdef TRIRUN_WGMMA
   constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
@@ -1577,9 +1566,6 @@ __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
   char* const smem_s = smem_b + STAGES * kBBytes;
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem_s + STAGES * kSBytes);
   uint64_t* const empty = full + STAGES;
-  // TEAMS = 2: team 1's sums at the end of a slice, vector q of consumer thread t at q * 256 + t.
-  float4* const team_sums = reinterpret_cast<float4*>(empty + STAGES);
-  constexpr int kConsumers = 256 * TEAMS;
 
   const int k_tiles = prob_k / kHopperTileK;
   const int n_tiles = prob_n / kHopperTileN;
@@ -1600,11 +1586,11 @@ __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
   }
   __syncthreads();
 
-  if (threadIdx.x >= kConsumers) {
+  if (threadIdx.x >= 256) {
     // --- producer: tile t of this block's run goes to stage t % STAGES. Its
     // warpgroup gives most of its registers to the consumers (setmaxnreg).
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(TEAMS == 1 ? 40 : 32) : "memory");
-    if (threadIdx.x == kConsumers) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (threadIdx.x == 256) {
       auto copy_weights = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
@@ -1640,13 +1626,9 @@ __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
   }
 
   // --- consumers
-  // The pool is what the block was launched with (ptxas: 168 registers at 384 threads, 96 at 640), so
-  // 128 x 40 + 256 x 232 <= 384 x 168 and (TEAMS = 2) 128 x 32 + 512 x 112 = 640 x 96; asking for more
-  // would block the consumers for ever.
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(TEAMS == 1 ? 232 : 112) : "memory");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   wait_for_prerequisites();                 // before writing C or the workspace
-  const int team = threadIdx.x / 256;       // TEAMS = 2: tiles i % 2 == team of each slice
-  const int wg = TEAMS == 1 ? threadIdx.x / 128 : (threadIdx.x / 128) % 2;  // 64-column chunk of the tile
+  const int wg = threadIdx.x / 128;         // 64-column chunk of the tile
   const int warp = (threadIdx.x / 32) % 4;  // 16 columns of that chunk
   const int lane = threadIdx.x % 32;
   // The lane's weight columns (relative to the tile) are rows g and g + 8 of
@@ -1699,9 +1681,9 @@ __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
       half2 s2 = col_scale;
       if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
-      // Experiment (TRIRUN_EXP_SUBDEC=1): the codes as fp16 subnormals, one fma per register (see
-      // subnormal_scales), where every scale of the warp's tile is below 2^-4; else the decode below.
-      if (subnormal_decode && __all_sync(0xffffffffu, subnormal_scales_fit(s2))) {
+      // The codes as fp16 subnormals, one fma per register (see subnormal_scales), where every scale
+      // of the warp's tile is below 2^-4; else the decode below (mask, subtract, scale).
+      if (__all_sync(0xffffffffu, subnormal_scales_fit(s2))) {
         const SubnormalScales lo = subnormal_scales(s_lo), hi = subnormal_scales(s_hi);
 #pragma unroll
         for (int ks = 0; ks < kKSteps; ++ks) {
@@ -1773,51 +1755,10 @@ __global__ void __launch_bounds__(hopper_threads<TEAMS>(), 1)
     };
     // The current tile's stage filled (`first`: the block's first tile, for the trace).
     auto wait_full = [&](bool first) {
-      // TEAMS = 2: the stage's previous tile (t - STAGES) may be the other team's and still in flight, and
-      // a parity wait on `full` would then return at once (the pending phase has the other parity): first
-      // wait until that tile was released (parity 1 on a fresh barrier returns at once).
-      if constexpr (TEAMS == 2) mbar_wait(&empty[cur_stage], cur_phase ^ 1);
       mbar_wait(&full[cur_stage], cur_phase);
       if (first && tile == first_tile) TRIRUN_TRACE_AT(1);
     };
-    if constexpr (TEAMS == 2) {
-      // Every other tile, one fragment set: the other team's warps keep the
-      // scheduler busy while this one's wgmmas run.
-      if (team == 1) advance();
-      for (int i = team; i < slice_tiles; i += 2) {
-        wait_full(i == 0);
-        decode_issue(cur_stage, frag_a);
-        wgmma_wait<0>();
-        if (i + 1 < slice_tiles || !writes_c) retire(cur_stage, frag_a);
-        advance();
-        advance();
-      }
-      keep_f32(acc);
-      if (team == 1) {
-        // Hand the sums to team 0 (after it has read the previous slice's).
-        float4* sums = team_sums + (threadIdx.x - 256);
-        if (tile != first_tile) team_bar_sync(5);
-#pragma unroll
-        for (int q = 0; q < kAccs / 4; ++q)
-          sums[q * 256] = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
-        team_bar_arrive(4);
-        tile += slice_tiles;
-        continue;
-      }
-      team_bar_sync(4);
-      {
-        const float4* sums = team_sums + threadIdx.x;
-#pragma unroll
-        for (int q = 0; q < kAccs / 4; ++q) {
-          const float4 v = sums[q * 256];
-          acc[4 * q] += v.x;
-          acc[4 * q + 1] += v.y;
-          acc[4 * q + 2] += v.z;
-          acc[4 * q + 3] += v.w;
-        }
-      }
-      if (tile + slice_tiles < end_tile) team_bar_arrive(5);
-    } else if constexpr (N_ACT == 256) {
+    if constexpr (N_ACT == 256) {
       // 128 accumulators per thread leave no registers for a second
       // fragment set: decode, multiply, wait.
       for (int i = 0; i < slice_tiles; ++i) {
@@ -2330,8 +2271,6 @@ struct DeviceAttrs {
                                     // (H100, session 21: 70B o 8192 x 8192's chain of 2 as clusters of 2 10.8 -> 11.4 us at m = 1,
                                     // BitNet q/k/v's as clusters of 3 6.6 -> 5.7)
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
-  bool hopper_subdec = false;  // experiment TRIRUN_EXP_SUBDEC=1: the Hopper kernel's codes decoded as fp16 subnormals
-  int hopper_teams = 0;  // experiment TRIRUN_EXP_TEAMS=r: Hopper slices of <= r rows (32, 64, 128) with two teams
   bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
                                 // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2378,8 +2317,6 @@ void apply_env_switches(DeviceAttrs& a) {
   const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
   a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
   a.narrow_clusters = !switched_off("TRIRUN_NARROW_CLUSTERS");
-  a.hopper_teams = env_int("TRIRUN_EXP_TEAMS", 0, 0);
-  a.hopper_subdec = env_int("TRIRUN_EXP_SUBDEC", 0, 0) != 0;
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2453,8 +2390,6 @@ struct Launch {
   int small_cluster_chain_min;  // (DeviceAttrs::small_cluster_chain_min)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
-  int hopper_teams;    // experiment: Hopper slices of at most this many rows run two teams (DeviceAttrs)
-  int hopper_subdec;   // experiment: the Hopper kernel's subnormal decode (DeviceAttrs)
   float* partial;  // small-batch kernel: 16 x n fp32
   float* slots;    // general kernel: one 64 x 256 fp32 slot per shared column
   int blocks;
@@ -2599,19 +2534,16 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
-template <int N_ACT, bool GROUPED, int TEAMS = 1>
+template <int N_ACT, bool GROUPED>
 cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
-  // Team 1's hand-over buffer (TEAMS = 2): 256 threads x N_ACT / 2 fp32 sums.
-  constexpr int team_bytes = TEAMS == 2 ? 256 * (N_ACT / 2) * 4 : 0;
   // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
   // and 160, 4 for 176..208, 3 for 224 and 256.
-  constexpr int fit = (227 * 1024 - 1024 - team_bytes) / (static_cast<int>(stage) + 16);
+  constexpr int fit = (227 * 1024 - 1024) / (static_cast<int>(stage) + 16);
   constexpr int stages = fit < 8 ? fit : 8;
   // + two mbarriers per stage, + alignment of the swizzled stages
-  constexpr size_t smem = stages * stage + stages * 16 + 1024 + team_bytes;
-  constexpr int threads = hopper_threads<TEAMS>();
-  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED, TEAMS>;
+  constexpr size_t smem = stages * stage + stages * 16 + 1024;
+  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2630,9 +2562,9 @@ cudaError_t launch_hopper(Launch& l) {
                         kHopperTileN, CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err != cudaSuccess) return err;
   l.stages = stages;
-  l.threads = threads;
-  return launch_dependent(l, kernel, threads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early, l.hopper_subdec);
+  l.threads = kHopperThreads;
+  return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2648,8 +2580,6 @@ template <int N, int... Rest>
 cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   if constexpr (sizeof...(Rest) > 0)
     if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, l);
-  if constexpr (N <= 128)
-    if (l.hopper_teams >= N) return grouped ? launch_hopper<N, true, 2>(l) : launch_hopper<N, false, 2>(l);
   return grouped ? launch_hopper<N, true>(l) : launch_hopper<N, false>(l);
 }
 #endif
@@ -3069,8 +2999,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.small_clusters = attrs.small_clusters;
     x.small_cluster_chain_min = attrs.small_cluster_chain_min;
     x.small_cluster_size = attrs.small_cluster_size;
-    x.hopper_teams = attrs.hopper_teams;
-    x.hopper_subdec = attrs.hopper_subdec;
     x.stream = stream;
     return x;
   };
