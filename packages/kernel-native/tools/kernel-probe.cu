@@ -682,6 +682,7 @@ static int one(int argc, char** argv) {
 #ifdef TRIRUN_TRACE
 extern "C" cudaError_t trirun_trace_reset();
 extern "C" cudaError_t trirun_trace_read(unsigned long long* out, size_t count);
+extern "C" cudaError_t trirun_trace_read_sums(unsigned long long* out, size_t count);
 
 __global__ void empty_kernel(int* sink) {
   extern __shared__ int sm[];
@@ -784,6 +785,8 @@ static int trace(int argc, char** argv) {
     const int P = 6;
     std::vector<unsigned long long> tr(4 * 256 * 2 * P);
     CK(trirun_trace_read(tr.data(), tr.size()));
+    std::vector<unsigned long long> sums(4 * 256 * 4);  // Hopper kernel: slice ends summed per block
+    CK(trirun_trace_read_sums(sums.data(), sums.size()));
     printf("\n== k=%d n=%d m=%d: tile %dx%d, %d blocks, %d stages; back-to-back %.2f us/call (cold, %d copies)\n", k,
            n, m, cfg.thread_k, cfg.thread_n, cfg.sms, cfg.stages, median(per), copies);
     auto at = [&](int l, int b, int p, int clk) { return tr[((static_cast<size_t>(l) * 256 + b) * P + p) * 2 + clk]; };
@@ -821,6 +824,25 @@ static int trace(int argc, char** argv) {
              mx(total));
       printf("  of the column reduction, points 2 -> 3 (Hopper kernel: the lock wait) median / max us: %.2f / %.2f\n",
              median(red_wait), mx(red_wait));
+      // Hopper kernel: all of a block's slice ends (lock wait, partial sums, C), against its whole span.
+      std::vector<float> ends, end_count, ends_read, ends_c, ends_store, ends_share;
+      for (int b = 0; b < blocks && b < 256; ++b) {
+        const unsigned long long* sb = &sums[(static_cast<size_t>(l) * 256 + b) * 4];
+        if (sb[1] == 0) continue;
+        const double span = static_cast<double>(at(l, b, 5, 1)) - static_cast<double>(at(l, b, 0, 1));
+        ends.push_back(sb[0] * cyc_us);
+        end_count.push_back(static_cast<float>(sb[1]));
+        ends_read.push_back(sb[2] * cyc_us);
+        ends_c.push_back(sb[3] * cyc_us);
+        ends_store.push_back((sb[0] - sb[3]) * cyc_us);  // ends that store a partial for the next block
+        if (span > 0) ends_share.push_back(static_cast<float>(sb[0] / span));
+      }
+      if (!ends.empty())
+        printf("  Hopper slice ends per block, median / max: %.2f / %.2f us over %.0f / %.0f ends (those reading a "
+               "partial %.2f / %.2f us, those writing C %.2f / %.2f us, those storing a partial %.2f / %.2f us); share of "
+               "the block's span %.3f / %.3f\n",
+               median(ends), mx(ends), median(end_count), mx(end_count), median(ends_read), mx(ends_read),
+               median(ends_c), mx(ends_c), median(ends_store), mx(ends_store), median(ends_share), mx(ends_share));
       prev_end = e_max;
     }
     for (int c = 0; c < copies; ++c) {

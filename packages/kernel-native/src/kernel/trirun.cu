@@ -105,15 +105,32 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
+// Experiment only, -DTRIRUN_EXP_LATE_RELEASE=1 (session 29, not yet run): a Hopper block that stored
+// a partial sum for the next block of its column passes the lock on only after the first tile of its
+// next slice is issued, so that its stores drain while it computes instead of behind the fence.
+#if defined(TRIRUN_EXP_LATE_RELEASE) && TRIRUN_EXP_LATE_RELEASE
+[[maybe_unused]] constexpr bool kExpLateRelease = true;
+#else
+[[maybe_unused]] constexpr bool kExpLateRelease = false;
+#endif
 
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
-// the small-batch kernel, for up to four back-to-back launches. Compiled out
+// the small-batch kernel, for up to four back-to-back launches, and the Hopper
+// kernel adds up clock64 spans over all its slices (TRIRUN_TRACE_SUM: the ends
+// of its slices, which a point records only for the last one). Compiled out
 // otherwise.
 #ifdef TRIRUN_TRACE
-constexpr int kTraceLaunches = 4, kTraceBlocks = 256, kTracePoints = 6;
+constexpr int kTraceLaunches = 4, kTraceBlocks = 256, kTracePoints = 6, kTraceSums = 4;
 __device__ unsigned long long g_trace[kTraceLaunches][kTraceBlocks][2 * kTracePoints];
+__device__ unsigned long long g_trace_sums[kTraceLaunches][kTraceBlocks][kTraceSums];
 __device__ unsigned int g_trace_arrivals;
+#define TRIRUN_TRACE_CLOCK(var) const long long var = clock64()
+#define TRIRUN_TRACE_SUM(slot, value)                                                               \
+  do {                                                                                              \
+    if (threadIdx.x == 0 && trace_launch < kTraceLaunches && blockIdx.x < kTraceBlocks)             \
+      g_trace_sums[trace_launch][blockIdx.x][slot] += static_cast<unsigned long long>(value);       \
+  } while (0)
 #define TRIRUN_TRACE_AT(point)                                                                      \
   do {                                                                                              \
     if (threadIdx.x == 0 && trace_launch < kTraceLaunches && blockIdx.x < kTraceBlocks) {           \
@@ -130,6 +147,12 @@ __device__ unsigned int g_trace_arrivals;
   const unsigned int trace_launch = trace_launch_s;                                                 \
   TRIRUN_TRACE_AT(0)
 #else
+#define TRIRUN_TRACE_CLOCK(var) \
+  do {                          \
+  } while (0)
+#define TRIRUN_TRACE_SUM(slot, value) \
+  do {                                \
+  } while (0)
 #define TRIRUN_TRACE_AT(point) \
   do {                         \
   } while (0)
@@ -1642,6 +1665,14 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   // Grouped scales: the 64-entry permutation puts columns c and c + 8 of a
   // chunk side by side, at 8 (c % 8) + c / 8; as a half2 index:
   const int scale_pair = (wg * 64 + 8 * (lane / 4) + 2 * warp) / 2;
+  // kExpLateRelease: the lock of a column whose partial sums this block stored and has not passed on yet.
+  int* pending_lock = nullptr;
+  auto release_pending = [&]() {
+    if (kExpLateRelease && pending_lock != nullptr) {
+      lock_release(pending_lock, false, ConsumerSync{});
+      pending_lock = nullptr;
+    }
+  };
 
   for (int tile = first_tile; tile < end_tile;) {
     // --- the slice: this block's run of tiles inside one column (as in trirun_kernel)
@@ -1768,6 +1799,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
           issue(cur_stage, frag_a);
         else
           decode_issue(cur_stage, frag_a);
+        if (i == 0) release_pending();
         wgmma_wait<0>();
         if (i + 1 < slice_tiles || !writes_c) retire(cur_stage, frag_a);
         advance();
@@ -1782,6 +1814,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
           issue(stage_a, frag_a);
         else
           decode_issue(stage_a, frag_a);
+        if (i == 0) release_pending();
         if (i > 0) {
           wgmma_wait<1>();  // tile i - 1 (frag_b) done
           retire(stage_b, frag_b);
@@ -1818,6 +1851,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // the locks: trirun_matmul's workspace layout), move as 16-byte vectors,
     // and C leaves through shared memory in whole 128-byte lines.
     TRIRUN_TRACE_AT(2);
+    TRIRUN_TRACE_CLOCK(trace_end_start);  // trace builds: sums over all slices (see TRIRUN_TRACE_SUM)
+    release_pending();  // (already done at the slice's first tile)
     int* lock = locks + column;
     if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
     TRIRUN_TRACE_AT(3);
@@ -1887,9 +1922,19 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       if (lane == 0) mbar_arrive(&empty[last_stage]);
     }
     TRIRUN_TRACE_AT(4);
-    if (slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
+    if (kExpLateRelease && slice_count > 1 && !writes_c)
+      pending_lock = lock;
+    else if (slice_count > 1)
+      lock_release(lock, writes_c, ConsumerSync{});
+    // Trace builds: the slice's end (lock wait, partial sums, C) in cycles, summed over the block's slices;
+    // how many ends; the cycles of those that read a partial; of those that wrote C.
+    TRIRUN_TRACE_SUM(0, clock64() - trace_end_start);
+    TRIRUN_TRACE_SUM(1, 1);
+    TRIRUN_TRACE_SUM(2, read_partial ? clock64() - trace_end_start : 0);
+    TRIRUN_TRACE_SUM(3, writes_c ? clock64() - trace_end_start : 0);
     tile += slice_tiles;
   }
+  release_pending();
   TRIRUN_TRACE_AT(5);
 #endif  // TRIRUN_WGMMA
 }
@@ -3290,9 +3335,15 @@ extern "C" cudaError_t trirun_trace_reset() {
   const unsigned int zero = 0;
   cudaError_t err = cudaMemcpyToSymbol(trirun::g_trace_arrivals, &zero, sizeof(zero));
   static unsigned long long blank[trirun::kTraceLaunches][trirun::kTraceBlocks][2 * trirun::kTracePoints];
+  static unsigned long long blank_sums[trirun::kTraceLaunches][trirun::kTraceBlocks][trirun::kTraceSums];
+  if (err == cudaSuccess) err = cudaMemcpyToSymbol(trirun::g_trace_sums, blank_sums, sizeof(blank_sums));
   return err == cudaSuccess ? cudaMemcpyToSymbol(trirun::g_trace, blank, sizeof(blank)) : err;
 }
 extern "C" cudaError_t trirun_trace_read(unsigned long long* out, size_t count) {
   return cudaMemcpyFromSymbol(out, trirun::g_trace, count * sizeof(unsigned long long));
+}
+// [launch][block][sum] of TRIRUN_TRACE_SUM (Hopper kernel: slice ends), 4 x 256 x 4 values.
+extern "C" cudaError_t trirun_trace_read_sums(unsigned long long* out, size_t count) {
+  return cudaMemcpyFromSymbol(out, trirun::g_trace_sums, count * sizeof(unsigned long long));
 }
 #endif
