@@ -130,7 +130,7 @@ for w in $what; do
         -lcublas -o /tmp/probe_late > "$out/build-late.txt" 2>&1 &
       late_build=$!
       nvcc -O3 -std=c++17 $ARCH -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu "${TRACE_OBJECT:-src/kernel/trirun.cu}" \
-        -lcublas -o /tmp/probe_trace > "$out/build-trace.txt" 2>&1 || { tail -5 "$out/build-trace.txt"; exit 1; }
+        -lcublas -o /tmp/probe_trace > "$out/build-trace.txt" 2>&1 || { tail -5 "$out/build-trace.txt"; kill "$late_build"; exit 1; }
       timeout 80 /tmp/probe_trace trace ${TRACE_ARGS:-3072 3072 4096 9216 3072 4096 3072 18432 4096 4096 4096 4096 11008 4096 4096 4096 22016 4096 3072 3072 1024} \
         2>&1 | tee "$out/trace.txt" | grep -E "^==|Hopper slice|per block"
       wait "$late_build" || { tail -5 "$out/build-late.txt"; exit 1; }

@@ -839,8 +839,8 @@ static int trace(int argc, char** argv) {
       }
       if (!ends.empty())
         printf("  Hopper slice ends per block, median / max: %.2f / %.2f us over %.0f / %.0f ends (those reading a "
-               "partial %.2f / %.2f us, those writing C %.2f / %.2f us, those storing a partial %.2f / %.2f us); share of "
-               "the block's span %.3f / %.3f\n",
+               "partial, which may also write C, %.2f / %.2f us; those writing C %.2f / %.2f us; those storing a "
+               "partial %.2f / %.2f us); share of the block's span %.3f / %.3f\n",
                median(ends), mx(ends), median(end_count), mx(end_count), median(ends_read), mx(ends_read),
                median(ends_c), mx(ends_c), median(ends_store), mx(ends_store), median(ends_share), mx(ends_share));
       prev_end = e_max;
