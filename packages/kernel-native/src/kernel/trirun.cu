@@ -113,6 +113,15 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpLateRelease = false;
 #endif
+// Experiment only, -DTRIRUN_EXP_WHOLE_COLUMNS=1 (session 29, not yet run): where a Hopper block's run spans at
+// most four columns, round the run up to whole columns if that adds at most 1/16 more tiles, so that no column
+// is split (no partial sums, no locks) at the price of a few idle blocks (128 of 132 at m = 4096 on 3072- and
+// 4096-wide layers).
+#if defined(TRIRUN_EXP_WHOLE_COLUMNS) && TRIRUN_EXP_WHOLE_COLUMNS
+[[maybe_unused]] constexpr bool kExpWholeColumns = true;
+#else
+[[maybe_unused]] constexpr bool kExpWholeColumns = false;
+#endif
 
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
@@ -1595,7 +1604,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   const int n_tiles = prob_n / kHopperTileN;
   const int par = ceil_div(prob_m, N_ACT);
   const int total_tiles = k_tiles * n_tiles * par;
-  const int iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
+  const int even_iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
+  const int whole_iters = ceil_div(even_iters, k_tiles) * k_tiles;  // kExpWholeColumns
+  const int iters = kExpWholeColumns && whole_iters <= 4 * k_tiles && 16 * whole_iters <= 17 * even_iters
+                        ? whole_iters
+                        : even_iters;
   const int first_tile = iters * blockIdx.x;
   const int end_tile = min(first_tile + iters, total_tiles);
   TRIRUN_TRACE_BEGIN();
