@@ -105,7 +105,7 @@ static void make_problem(Problem& p, std::mt19937& rng) {
   std::uniform_int_distribution<int> code(0, 3);
   for (auto& c : p.q) c = static_cast<uint8_t>(code(rng));
   // Scales of 0.005..0.02, and 0.0625..1 on a random quarter of the (group, 64-column) blocks: the Hopper
-  // kernel's subnormal decode takes only tiles (the others take the mask-subtract-scale decode) whose scales are all below 2^-4.
+  // kernel's subnormal decode takes only tiles whose scales are all below 2^-4, so both decodes run.
   std::uniform_real_distribution<float> sc(0.005f, 0.02f), big(0.0625f, 1.0f);
   std::uniform_int_distribution<int> quarter(0, 3);
   p.s.resize(static_cast<size_t>(rows) * p.n);

@@ -1332,17 +1332,17 @@ __global__ void __launch_bounds__(THREADS, 1)
 // Scales are applied to the decoded weights in fp16, which is exact: each
 // weight is (code - 1) * s with code - 1 in {-1, 0, 1, 2}.
 
-// The decode by subnormals (the default where the scales allow it): the codes as fp16 subnormals.
-// A code masked in place at bits 4..5 of a half (no exponent ORed in) is the fp16 value code x 2^-20,
-// at bits 8..9 code x 2^-16. One fma with the scale times 2^20 (or 2^16) and -s gives code x s - s = (code - 1) x s,
-// exact: the product is exact, and the sum is the exact weight, which fp16 holds. So a register costs
-// a mask and an fma where the decode above costs a mask, a subtraction (or fma) and a multiply, and two
-// shifts per word serve all four registers. s x 2^20 fits fp16 only while |s| < 2^-4, so a warp takes
-// this path for a tile only if all its lanes' scales do (else the decode above, bit for bit the same
-// weights). Fp16 arithmetic keeps subnormals (no flush to zero for f16 instructions). Measured in
-// session 29 (reports/2026-12-06-h200-h100-session29.txt, TriRun only, against the decode above):
-// H100 70B at m = 64 207.0-207.4 -> 204.2-204.9 us, at m = 128 300.7-301.9 -> 290.7-291.6, 7B at m = 32
-// 66.7-68.1 -> 64.5-65.1; the H200 alike. Scales of ~0.01-0.03 (Llama-like weights) fit.
+// The decode by subnormals (the default where the scales allow it): the codes as fp16 subnormals. A code
+// masked in place at bits 4..5 of a half (no exponent ORed in) is the fp16 value code x 2^-20, at bits
+// 8..9 code x 2^-16. One fma with the scale times 2^20 (or 2^16) and -s gives code x s - s = (code - 1) x
+// s, exact: the product is exact, and the sum is the exact weight, which fp16 holds. So a register costs a
+// mask and an fma where the decode above costs a mask, a subtraction (or fma) and a multiply, and two
+// shifts per word serve all four registers. s x 2^20 fits fp16 only while |s| < 2^-4, so a warp takes this
+// path for a tile only if all its lanes' scales do (else the decode above, bit for bit the same weights).
+// Fp16 arithmetic keeps subnormals (no flush to zero for f16 instructions). Measured in session 29
+// (reports/2026-12-06-h200-h100-session29.txt, TriRun only, against the decode above): H100 70B at m = 64
+// 207.0-207.4 -> 204.2-204.9 us, at m = 128 300.7-301.9 -> 290.7-291.6, 7B at m = 32 66.7-68.1 ->
+// 64.5-65.1; the H200 alike. Scales of ~0.01-0.03 (Llama-like weights) fit.
 struct SubnormalScales {
   half2 unit4, unit8, minus;  // s x 2^20, s x 2^16, -s
 };
@@ -1865,7 +1865,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // and C leaves through shared memory in whole 128-byte lines.
     TRIRUN_TRACE_AT(2);
     TRIRUN_TRACE_CLOCK(trace_end_start);  // trace builds: sums over all slices (see TRIRUN_TRACE_SUM)
-    release_pending();  // (already done at the slice's first tile)
     int* lock = locks + column;
     if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
     TRIRUN_TRACE_AT(3);
