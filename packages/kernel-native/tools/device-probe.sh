@@ -117,40 +117,6 @@ for w in $what; do
       for r in 1 2; do for v in 0 1; do echo "--- round $r TRIRUN_NARROW_CLUSTERS=$v"
         TRIRUN_NARROW_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/probe launch ${MS:-17,24,32} 2>&1; done; done \
         | tee "$out/narrow.txt" | grep -E "^---|SUM|graph check" ;;
-    largem)
-      # Large m on narrow layers (session 29, not yet run), two experiments against the default:
-      #   -DTRIRUN_EXP_LATE_RELEASE=1: a Hopper block passes on the lock of a column whose partial sums it stored
-      #     only after the first tile of its next slice, so that the stores drain while it computes;
-      #   -DTRIRUN_EXP_WHOLE_COLUMNS=1: runs of at most four columns rounded up to whole columns (at most 1/16 more
-      #     tiles), so that no column is split.
-      # First the slice-end trace (all of a block's slice ends summed; TRACE_ARGS "k n m ...", default narrow and
-      # wide layers at m = 4096 and TriLM o at 1024), then for each experiment check --quick, then TriRun-only
-      # launches of default / late / whole on the SETS (default llama2-7b,trilm-3072) at MS (default 1024,4096),
-      # two rounds, then memcheck of each. LATE_OBJECT / WHOLE_OBJECT / TRACE_OBJECT: objects compiled elsewhere
-      # with those defines (else built here, a minute or two each). ~5 min with the objects given. Background
-      # builds are waited for by pid: a bare `wait` also waits for a caller's `exec > >(tee ...)` and hangs.
-      nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu "${LATE_OBJECT:-src/kernel/trirun.cu}" -DTRIRUN_EXP_LATE_RELEASE=1 \
-        -lcublas -o /tmp/probe_late > "$out/build-late.txt" 2>&1 &
-      late_build=$!
-      nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu "${WHOLE_OBJECT:-src/kernel/trirun.cu}" -DTRIRUN_EXP_WHOLE_COLUMNS=1 \
-        -lcublas -o /tmp/probe_whole > "$out/build-whole.txt" 2>&1 &
-      whole_build=$!
-      nvcc -O3 -std=c++17 $ARCH -DTRIRUN_TRACE -Isrc/kernel tools/kernel-probe.cu "${TRACE_OBJECT:-src/kernel/trirun.cu}" \
-        -lcublas -o /tmp/probe_trace > "$out/build-trace.txt" 2>&1 || { tail -5 "$out/build-trace.txt"; kill "$late_build" "$whole_build"; exit 1; }
-      timeout 80 /tmp/probe_trace trace ${TRACE_ARGS:-3072 3072 4096 9216 3072 4096 3072 18432 4096 4096 4096 4096 11008 4096 4096 4096 22016 4096 3072 3072 1024} \
-        2>&1 | tee "$out/trace.txt" | grep -E "^==|Hopper slice|per block"
-      wait "$late_build" || { tail -5 "$out/build-late.txt"; exit 1; }
-      wait "$whole_build" || { tail -5 "$out/build-whole.txt"; exit 1; }
-      passed="probe"
-      for e in late whole; do
-        timeout 100 /tmp/probe_$e check --quick 2>&1 | tee "$out/check-$e.txt" | grep -E "FAIL" | head -20
-        echo "$e: $(tail -1 "$out/check-$e.txt")"
-        grep -q ", 0 failures" "$out/check-$e.txt" && passed="$passed probe_$e"
-      done
-      for r in 1 2; do for p in $passed; do echo "--- round $r $p"
-        PROBE_SETS=${SETS:-llama2-7b,trilm-3072} PROBE_TRIRUN_ONLY=1 timeout 60 /tmp/$p launch ${MS:-1024,4096} 2>&1; done; done \
-        | tee "$out/largem.txt" | grep -E "^---|SUM|graph check|MISMATCH"
-      for p in $passed; do [ "$p" = probe ] || { echo "memcheck $p"; timeout 90 compute-sanitizer --tool memcheck /tmp/$p sanitize 2>&1 | tail -2; }; done ;;
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep -E "SUM|GRAPH|graph check" ;;

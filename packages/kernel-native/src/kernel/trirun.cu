@@ -105,24 +105,6 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
-// Experiment only, -DTRIRUN_EXP_LATE_RELEASE=1 (session 29, not yet run): a Hopper block that stored
-// a partial sum for the next block of its column passes the lock on only after the first tile of its
-// next slice is issued, so that its stores drain while it computes instead of behind the fence.
-#if defined(TRIRUN_EXP_LATE_RELEASE) && TRIRUN_EXP_LATE_RELEASE
-[[maybe_unused]] constexpr bool kExpLateRelease = true;
-#else
-[[maybe_unused]] constexpr bool kExpLateRelease = false;
-#endif
-// Experiment only, -DTRIRUN_EXP_WHOLE_COLUMNS=1 (session 29, not yet run): where a Hopper block's run spans at
-// most four columns, round the run up to whole columns if that adds at most 1/16 more tiles, so that no column
-// is split (no partial sums, no locks) at the price of a few idle blocks (128 of 132 at m = 4096 on 3072- and
-// 4096-wide layers).
-#if defined(TRIRUN_EXP_WHOLE_COLUMNS) && TRIRUN_EXP_WHOLE_COLUMNS
-[[maybe_unused]] constexpr bool kExpWholeColumns = true;
-#else
-[[maybe_unused]] constexpr bool kExpWholeColumns = false;
-#endif
-
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
 // the small-batch kernel, for up to four back-to-back launches, and the Hopper
@@ -1549,6 +1531,26 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
       : "memory");
 }
+// 2-D tensor copy shared -> global (rows and columns past the map's bounds are not written), in the
+// issuing thread's bulk async-group.
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, const void* src, int x, int y) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(src)))
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit_group() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// The thread's bulk stores have read their shared memory (it may be overwritten).
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// The thread's bulk stores are complete.
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+// `count` arrivals at once (one thread standing for several warps).
+__device__ __forceinline__ void mbar_arrive_count(uint64_t* bar, uint32_t count) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(bar))),
+               "r"(count)
+               : "memory");
+}
 // Barrier of the two consumer warpgroups only (the producer runs ahead).
 struct ConsumerSync {
   __device__ void operator()() const { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
@@ -1582,8 +1584,9 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 template <int N_ACT, int STAGES, bool GROUPED>
 __global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
-                         const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
-                         int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial, int early) {
+                         const __grid_constant__ CUtensorMap map_s, const __grid_constant__ CUtensorMap map_c,
+                         const int4* __restrict__ S, int prob_m, int prob_n, int prob_k, int* locks,
+                         float* __restrict__ partial, int early) {
 #ifdef TRIRUN_WGMMA
   constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
@@ -1604,11 +1607,14 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   const int n_tiles = prob_n / kHopperTileN;
   const int par = ceil_div(prob_m, N_ACT);
   const int total_tiles = k_tiles * n_tiles * par;
+  // Each block takes `iters` consecutive tiles (stream-k). Where that run spans at most four columns it is
+  // rounded up to whole columns if that adds at most 1/16 more tiles: no column is then split, so no block
+  // stores or reads partial sums, at the price of a few idle blocks (128 of 132 on the 7B o and down layers at
+  // m = 1024..4096). Each split column's end took ~3 us per block, all blocks at once (trace, session 30):
+  // 7B o at m = 4096 221 -> 178 us, down 557 -> 495, TriLM o 116 -> 104 (H100, NOTES.md session 30).
   const int even_iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
-  const int whole_iters = ceil_div(even_iters, k_tiles) * k_tiles;  // kExpWholeColumns
-  const int iters = kExpWholeColumns && whole_iters <= 4 * k_tiles && 16 * whole_iters <= 17 * even_iters
-                        ? whole_iters
-                        : even_iters;
+  const int whole_iters = ceil_div(even_iters, k_tiles) * k_tiles;
+  const int iters = whole_iters <= 4 * k_tiles && 16 * whole_iters <= 17 * even_iters ? whole_iters : even_iters;
   const int first_tile = iters * blockIdx.x;
   const int end_tile = min(first_tile + iters, total_tiles);
   TRIRUN_TRACE_BEGIN();
@@ -1678,12 +1684,16 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   // Grouped scales: the 64-entry permutation puts columns c and c + 8 of a
   // chunk side by side, at 8 (c % 8) + c / 8; as a half2 index:
   const int scale_pair = (wg * 64 + 8 * (lane / 4) + 2 * warp) / 2;
-  // kExpLateRelease: the lock of a column whose partial sums this block stored and has not passed on yet.
-  int* pending_lock = nullptr;
-  auto release_pending = [&]() {
-    if (kExpLateRelease && pending_lock != nullptr) {
-      lock_release(pending_lock, false, ConsumerSync{});
-      pending_lock = nullptr;
+  // The stage whose C tile thread 0's tensor stores may still be reading (-1: none; see the end of the
+  // slice). Thread 0 hands it back to the producer, for all eight consumer warps, once they have read it.
+  int pending_c_stage = -1;
+  auto release_c_stage = [&]() {
+    if (pending_c_stage >= 0) {
+      if (threadIdx.x == 0) {
+        bulk_wait_read();
+        mbar_arrive_count(&empty[pending_c_stage], 8);
+      }
+      pending_c_stage = -1;
     }
   };
 
@@ -1699,7 +1709,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     const int slice_count = last_block - first_block + 1;
     const int slice_idx = last_block - static_cast<int>(blockIdx.x);
     const int row0 = slice * N_ACT;
-    const int rows = min(N_ACT, prob_m - row0);
     // The block that finishes the column writes C, staged through the shared
     // memory of the slice's last stage (see the end of the slice).
     const bool writes_c = slice_idx == slice_count - 1;
@@ -1812,7 +1821,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
           issue(cur_stage, frag_a);
         else
           decode_issue(cur_stage, frag_a);
-        if (i == 0) release_pending();
+        if (i == 0) release_c_stage();
         wgmma_wait<0>();
         if (i + 1 < slice_tiles || !writes_c) retire(cur_stage, frag_a);
         advance();
@@ -1827,7 +1836,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
           issue(stage_a, frag_a);
         else
           decode_issue(stage_a, frag_a);
-        if (i == 0) release_pending();
+        if (i == 0) release_c_stage();
         if (i > 0) {
           wgmma_wait<1>();  // tile i - 1 (frag_b) done
           retire(stage_b, frag_b);
@@ -1862,7 +1871,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // as 2-byte values (each warp store four half-filled sectors). Now slots
     // are written before they are read and never zeroed (they lie apart from
     // the locks: trirun_matmul's workspace layout), move as 16-byte vectors,
-    // and C leaves through shared memory in whole 128-byte lines.
+    // and C leaves through shared memory by tensor stores.
     TRIRUN_TRACE_AT(2);
     TRIRUN_TRACE_CLOCK(trace_end_start);  // trace builds: sums over all slices (see TRIRUN_TRACE_SUM)
     int* lock = locks + column;
@@ -1893,51 +1902,42 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       // C through the last stage's activation buffer (N_ACT rows x 256 bytes,
       // exactly one C tile of N_ACT rows x 128 fp16 columns), held back from
       // the producer until now. Both warpgroups' wgmmas read all of it, so
-      // neither writes before both are done.
+      // neither writes before both are done. Then two tensor stores, which one
+      // thread issues, take it to global memory while the consumers go on to
+      // the next slice; the stage goes back to the producer after that slice's
+      // first tile (release_c_stage), by when the stores have read it. (Every
+      // thread copying its share out with 16-byte loads and stores held the
+      // consumers ~2 us per C tile at m = 4096: 7B gate/up -1.4..-1.7%, 70B
+      // 8192 x 43520 at m = 128 -3..-8%, H100, NOTES.md session 30.)
       const uint32_t c_tile = shared_address(smem + last_stage * kABytes);
       ConsumerSync{}();
-      // Row r of the tile, 16-byte chunk c (8 columns) at r * 256 + (c ^ (r % 8)) * 16:
-      // the eight rows one stmatrix matrix writes then fall in distinct banks.
-      auto chunk_at = [&](int r, int c) { return c_tile + r * 256 + ((c ^ (r % 8)) * 16); };
-      // stmatrix .trans turns a fragment (weight column, row pair) into 16-byte
-      // rows of 8 weight columns. Matrices of one instruction: (j, h) =
-      // (2p, 0), (2p, 1), (2p + 1, 0), (2p + 1, 1); lane 8 q + i addresses
-      // activation row 8 j + i of matrix q.
+      // Warpgroup wg's 64 columns in half wg of the stage (N_ACT rows of 128 bytes), 16-byte chunk c of row r
+      // at r * 128 + (c ^ (r % 8)) * 16: the tensor map's 128-byte swizzle, and conflict-free for stmatrix.
+      const uint32_t half_tile = c_tile + wg * (N_ACT * 128);
       const int q = lane / 8, i = lane % 8;
-      const int chunk = (wg * 64 + warp * 16 + 8 * (q % 2)) / 8;
+      const int chunk = 2 * warp + q % 2;
 #pragma unroll
       for (int p = 0; p < N_ACT / 16; ++p) {
         const int j0 = 2 * p, j1 = 2 * p + 1;
-        stmatrix_x4_trans(chunk_at(8 * (j0 + q / 2) + i, chunk), as_u32(__floats2half2_rn(acc[4 * j0], acc[4 * j0 + 1])),
+        const int r = 8 * (j0 + q / 2) + i;
+        stmatrix_x4_trans(half_tile + r * 128 + ((chunk ^ (r % 8)) * 16),
+                          as_u32(__floats2half2_rn(acc[4 * j0], acc[4 * j0 + 1])),
                           as_u32(__floats2half2_rn(acc[4 * j0 + 2], acc[4 * j0 + 3])),
                           as_u32(__floats2half2_rn(acc[4 * j1], acc[4 * j1 + 1])),
                           as_u32(__floats2half2_rn(acc[4 * j1 + 2], acc[4 * j1 + 3])));
       }
-      // Each warpgroup copies out its own 64 columns: 8 lanes per 128-byte
-      // row segment, 16 rows per pass.
-      warpgroup_sync(wg);
-      const int t = threadIdx.x % 128;
-      const int out_chunk = wg * 8 + t % 8;
-      half* c = reinterpret_cast<half*>(C) + static_cast<size_t>(row0) * prob_n + n_tile * kHopperTileN + out_chunk * 8;
-#pragma unroll 4
-      for (int r = t / 8; r < rows; r += 16) {
-        int4 v;
-        asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                     : "r"(chunk_at(r, out_chunk)));
-        *reinterpret_cast<int4*>(c + static_cast<size_t>(r) * prob_n) = v;
-      }
-      // The stage goes back to the producer, whose next copy into it is
-      // the async proxy's.
+      // Each thread's writes made visible to the tensor copies (the async proxy), then one thread stores.
       fence_proxy_async_shared();
-      __syncwarp();
-      if (lane == 0) mbar_arrive(&empty[last_stage]);
+      ConsumerSync{}();
+      if (threadIdx.x == 0) {
+        tma_store_2d(&map_c, smem + last_stage * kABytes, n_tile * kHopperTileN, row0);
+        tma_store_2d(&map_c, smem + last_stage * kABytes + N_ACT * 128, n_tile * kHopperTileN + 64, row0);
+        bulk_commit_group();
+      }
+      pending_c_stage = last_stage;
     }
     TRIRUN_TRACE_AT(4);
-    if (kExpLateRelease && slice_count > 1 && !writes_c)
-      pending_lock = lock;
-    else if (slice_count > 1)
-      lock_release(lock, writes_c, ConsumerSync{});
+    if (slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
     // Trace builds: the slice's end (lock wait, partial sums, C) in cycles, summed over the block's slices;
     // how many ends; the cycles of those that read a partial; of those that wrote C.
     TRIRUN_TRACE_CLOCK(trace_end_stop);  // one reading: sum 0 minus sum 3 is then the ends without C
@@ -1947,7 +1947,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     TRIRUN_TRACE_SUM(3, writes_c ? trace_end_stop - trace_end_start : 0);
     tile += slice_tiles;
   }
-  release_pending();
+  if (threadIdx.x == 0) bulk_wait_all();  // the last C tile's stores, before the block's shared memory goes away
   TRIRUN_TRACE_AT(5);
 #endif  // TRIRUN_WGMMA
 }
@@ -2610,9 +2610,13 @@ cudaError_t launch_hopper(Launch& l) {
   // Activations (l.m, k) fp16 in boxes of N_ACT rows x 64 (one swizzle atom);
   // packed weights (k / 16, n) int32 in boxes of 8 x 128; scales (k / 128, n)
   // fp16 in boxes of 1 x 128 (grouped only).
-  CUtensorMap map_a, map_b, map_s;
+  // C (l.m, n) fp16 in boxes of N_ACT rows x 64, the 128-byte swizzle (the kernel's tensor stores).
+  CUtensorMap map_a, map_b, map_s, map_c;
   err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, N_ACT, 64,
                       CU_TENSOR_MAP_SWIZZLE_128B);
+  if (err == cudaSuccess)
+    err = encode_map_2d(&map_c, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.C, l.m, l.n, N_ACT, 64,
+                        CU_TENSOR_MAP_SWIZZLE_128B);
   if (err == cudaSuccess)
     err = encode_map_2d(&map_b, CU_TENSOR_MAP_DATA_TYPE_INT32, 4, l.B, l.k / 16, l.n, kHopperTileK / 16,
                         kHopperTileN, CU_TENSOR_MAP_SWIZZLE_NONE);
@@ -2622,8 +2626,8 @@ cudaError_t launch_hopper(Launch& l) {
   if (err != cudaSuccess) return err;
   l.stages = stages;
   l.threads = kHopperThreads;
-  return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.slots, l.early);
+  return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, map_c, static_cast<const int4*>(l.s),
+                          l.m, l.n, l.k, l.locks, l.slots, l.early);
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
