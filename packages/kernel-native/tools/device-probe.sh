@@ -45,7 +45,7 @@ for w in $what; do
     sanitize)
       # (The sanitize sweep computes its reference with a plain kernel, not cuBLAS: see plain_gemm_f32.)
       timeout 120 compute-sanitizer --tool memcheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/memcheck.txt"
-      timeout 120 compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/racecheck.txt" ;;
+      timeout 200 compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -8 | tee "$out/racecheck.txt" ;;
     speed) timeout 400 /tmp/probe speed 2>&1 | tee "$out/speed.txt" ;;
     stalls) ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,sm__cycles_elapsed.avg,smsp__issue_active.avg.pct_of_peak_sustained_active /tmp/probe one ${NCU_ARGS:-8192 24576 16 128} 2>&1 | grep -E "stalled|inst_executed|cycles_elapsed|issue_active" | awk '$NF+0 > 0.05' | tee -a "$out/stalls.txt" ;;
     ncu)
