@@ -105,10 +105,11 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
-// Experiment only, -DTRIRUN_EXP_PAIRS=1 (session 30; its first form, a runtime switch, ran 2x slower at
-// m = 64 and cost 10% with the switch off: NOTES.md): Hopper launches in clusters of two blocks that work on
-// the two columns of a pair in lockstep and share the activations by TMA multicast (see the kernel), where
-// the columns and blocks pair up. Off, the kernel's `pairs` is the constant 0 and its code is the default's.
+// Experiment only, -DTRIRUN_EXP_PAIRS=1 (session 30, not yet run in this form; its first form, a runtime
+// switch with every consumer warp arriving on the other block's barriers, ran 2x slower at m = 64 and cost
+// 10% with the switch off: NOTES.md): Hopper launches in clusters of two blocks that work on the two columns
+// of a pair in lockstep and share the activations by TMA multicast (see the kernel), where the columns and
+// blocks pair up. Off, the kernel's `pairs` is the constant 0 and its code is the default's.
 #if defined(TRIRUN_EXP_PAIRS) && TRIRUN_EXP_PAIRS
 [[maybe_unused]] constexpr bool kExpPairs = true;
 #else
@@ -1551,13 +1552,23 @@ __device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorM
       "h"(cta_mask)
       : "memory");
 }
-// `count` arrivals on the mbarrier at the offset of `bar` in the cluster's block `rank`.
-__device__ __forceinline__ void mbar_arrive_remote(uint64_t* bar, int rank, uint32_t count) {
+// One arrival, released at cluster scope, on the mbarrier at the offset of `bar` in the cluster's block `rank`.
+__device__ __forceinline__ void mbar_arrive_remote(uint64_t* bar, int rank) {
   uint32_t remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
                : "=r"(remote)
                : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar))), "r"(rank));
-  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0], %1;\n" ::"r"(remote), "r"(count) : "memory");
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+// mbar_wait, acquiring at cluster scope (for arrivals from another block of the cluster).
+__device__ __forceinline__ void mbar_wait_cluster(uint64_t* bar, uint32_t parity) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(addr),
+      "r"(parity)
+      : "memory");
 }
 // 2-D tensor copy shared -> global (rows and columns past the map's bounds are not written), in the
 // issuing thread's bulk async-group.
@@ -1630,15 +1641,17 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   char* const smem_s = smem_b + STAGES * kBBytes;
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem_s + STAGES * kSBytes);
   uint64_t* const empty = full + STAGES;
+  uint64_t* const peer_empty = empty + STAGES;  // kExpPairs only (see the producer)
 
   const int k_tiles = prob_k / kHopperTileK;
   const int n_tiles = prob_n / kHopperTileN;
   const int par = ceil_div(prob_m, N_ACT);
-  // kExpPairs, a launch in clusters of two blocks (n_tiles even): the blocks of a cluster work on the two columns 2p and
-  // 2p + 1 of one slice in lockstep, tile by tile, and each loads one 64-wide half of the activations'
-  // k tile for both (TMA multicast), so that the activations cross L2 once per pair of columns. The
-  // partition below is then over pairs of columns and clusters ("virtual" columns and blocks); the rank
-  // picks its column of the pair. (Without the experiment, pairs is the constant 0.)
+  // kExpPairs, a launch in clusters of two blocks (n_tiles even): the blocks of a cluster work on the two
+  // columns 2p and 2p + 1 of one slice in lockstep, tile by tile, and each loads one 64-wide half of the
+  // activations' k tile for both (TMA multicast), so that the activations cross L2 once per pair of columns.
+  // The partition below is then over pairs of columns and clusters ("virtual" columns and blocks); the rank
+  // picks its column of the pair. A producer refills a stage once its own consumers and, through its
+  // peer_empty barrier, the other block's have released it. (Without the experiment, pairs is 0.)
   const int pairs = kExpPairs && cluster_blocks() == 2 ? 1 : 0;
   const int rank = pairs ? static_cast<int>(blockIdx.x) & 1 : 0;
   const int vblock = static_cast<int>(blockIdx.x) >> pairs;
@@ -1661,8 +1674,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   if (threadIdx.x == 0) {
     for (int st = 0; st < STAGES; ++st) {
       mbar_init(&full[st], 1);
-      // The 8 consumer warps; with pairs, both blocks' (either producer fills the stage in both).
-      mbar_init(&empty[st], 8 << pairs);
+      mbar_init(&empty[st], 8);  // the 8 consumer warps
+      if (kExpPairs) mbar_init(&peer_empty[st], 1);  // the other block's producer (pairs)
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -1708,7 +1721,16 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       for (int tile = first_tile + ahead; tile < end_tile; ++tile) {
         const int t = tile - first_tile;
         const int stage = t % STAGES;
-        if (t >= STAGES) mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
+        if (t >= STAGES) {
+          mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
+          // Pairs: the stage is free here; tell the other block's producer, and wait until it is free there
+          // too (this producer's half of the activations lands in both). One remote arrival per tile, on the
+          // producer's thread, which runs ahead: the consumers' code is the default's.
+          if (pairs) {
+            mbar_arrive_remote(&peer_empty[stage], rank ^ 1);
+            mbar_wait_cluster(&peer_empty[stage], ((t / STAGES) - 1) & 1);
+          }
+        }
         copy_weights(tile, stage);
         copy_activations(tile, stage);
       }
@@ -1741,7 +1763,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       if (threadIdx.x == 0) {
         bulk_wait_read();
         mbar_arrive_count(&empty[pending_c_stage], 8);
-        if (pairs) mbar_arrive_remote(&empty[pending_c_stage], rank ^ 1, 8);
       }
       pending_c_stage = -1;
     }
@@ -1841,10 +1862,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) keep_u32(frag[ks]);
       __syncwarp();
-      if (lane == 0) {
-        mbar_arrive(&empty[stage]);
-        if (pairs) mbar_arrive_remote(&empty[stage], rank ^ 1, 1);
-      }
+      if (lane == 0) mbar_arrive(&empty[stage]);
     };
     // One tile's wgmmas stay in flight while the next tile is decoded, so the
     // fragments alternate between two register sets (a loop unrolled by two).
@@ -2003,7 +2021,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     tile += slice_tiles;
   }
   if (threadIdx.x == 0) bulk_wait_all();  // the last C tile's stores, before the block's shared memory goes away
-  // With pairs, no block exits while the other may still arrive on its barriers.
+  // With pairs, no block exits while the other's producer may still arrive on its barriers.
   if (pairs) cluster_sync();
   TRIRUN_TRACE_AT(5);
 #endif  // TRIRUN_WGMMA
@@ -2682,10 +2700,11 @@ cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
   // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
   // and 160, 4 for 176..208, 3 for 224 and 256.
-  constexpr int fit = (227 * 1024 - 1024) / (static_cast<int>(stage) + 16);
+  constexpr int barriers = kExpPairs ? 24 : 16;  // two mbarriers per stage (three with kExpPairs)
+  constexpr int fit = (227 * 1024 - 1024) / (static_cast<int>(stage) + barriers);
   constexpr int stages = fit < 8 ? fit : 8;
-  // + two mbarriers per stage, + alignment of the swizzled stages
-  constexpr size_t smem = stages * stage + stages * 16 + 1024;
+  // + the mbarriers, + alignment of the swizzled stages
+  constexpr size_t smem = stages * stage + stages * barriers + 1024;
   auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
