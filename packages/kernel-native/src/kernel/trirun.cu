@@ -1721,17 +1721,15 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       for (int tile = first_tile + ahead; tile < end_tile; ++tile) {
         const int t = tile - first_tile;
         const int stage = t % STAGES;
-        if (t >= STAGES) {
-          mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
-          // Pairs: the stage is free here; tell the other block's producer, and wait until it is free there
-          // too (this producer's half of the activations lands in both). One remote arrival per tile, on the
-          // producer's thread, which runs ahead: the consumers' code is the default's.
-          if (pairs) {
-            mbar_arrive_remote(&peer_empty[stage], rank ^ 1);
-            mbar_wait_cluster(&peer_empty[stage], ((t / STAGES) - 1) & 1);
-          }
+        if (t >= STAGES) mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
+        copy_weights(tile, stage);  // into this block's stage only
+        // Pairs: the stage is free here; tell the other block's producer, and wait until it is free there
+        // too (this producer's half of the activations lands in both). One remote arrival per tile, on the
+        // producer's thread, which runs ahead: the consumers' code is the default's.
+        if (pairs && t >= STAGES) {
+          mbar_arrive_remote(&peer_empty[stage], rank ^ 1);
+          mbar_wait_cluster(&peer_empty[stage], ((t / STAGES) - 1) & 1);
         }
-        copy_weights(tile, stage);
         copy_activations(tile, stage);
       }
     }
@@ -2737,8 +2735,11 @@ cudaError_t launch_hopper(Launch& l) {
   }
   l.stages = stages;
   l.threads = kHopperThreads;
-  return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, map_c, static_cast<const int4*>(l.s),
-                          l.m, l.n, l.k, l.locks, l.slots, l.early);
+  const cudaError_t launched =
+      launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, map_c, static_cast<const int4*>(l.s),
+                       l.m, l.n, l.k, l.locks, l.slots, l.early);
+  if constexpr (kExpPairs) l.cluster = 0;  // not for the call's later launches (e.g. a small-batch tail)
+  return launched;
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
