@@ -1514,14 +1514,24 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
                "r"(bytes)
                : "memory");
 }
+// CLUSTER_SCOPE: acquiring at cluster scope (for arrivals from another block of the cluster).
+template <bool CLUSTER_SCOPE = false>
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
-  asm volatile(
-      "{\n.reg .pred done;\nwait_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(addr),
-      "r"(parity)
-      : "memory");
+  if constexpr (CLUSTER_SCOPE)
+    asm volatile(
+        "{\n.reg .pred done;\nwait_%=:\n"
+        "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+        "@!done bra wait_%=;\n}\n" ::"r"(addr),
+        "r"(parity)
+        : "memory");
+  else
+    asm volatile(
+        "{\n.reg .pred done;\nwait_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+        "@!done bra wait_%=;\n}\n" ::"r"(addr),
+        "r"(parity)
+        : "memory");
 }
 // Shared memory aligned to 1024 bytes (the 128-byte swizzle's period), as an
 // offset from the shared array itself: the compiler then still knows the
@@ -1559,16 +1569,6 @@ __device__ __forceinline__ void mbar_arrive_remote(uint64_t* bar, int rank) {
                : "=r"(remote)
                : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar))), "r"(rank));
   asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
-}
-// mbar_wait, acquiring at cluster scope (for arrivals from another block of the cluster).
-__device__ __forceinline__ void mbar_wait_cluster(uint64_t* bar, uint32_t parity) {
-  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
-  asm volatile(
-      "{\n.reg .pred done;\nwait_%=:\n"
-      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(addr),
-      "r"(parity)
-      : "memory");
 }
 // 2-D tensor copy shared -> global (rows and columns past the map's bounds are not written), in the
 // issuing thread's bulk async-group.
@@ -1728,7 +1728,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         // producer's thread, which runs ahead: the consumers' code is the default's.
         if (pairs && t >= STAGES) {
           mbar_arrive_remote(&peer_empty[stage], rank ^ 1);
-          mbar_wait_cluster(&peer_empty[stage], ((t / STAGES) - 1) & 1);
+          mbar_wait<true>(&peer_empty[stage], ((t / STAGES) - 1) & 1);
         }
         copy_activations(tile, stage);
       }
@@ -2645,6 +2645,25 @@ cudaLaunchAttribute cluster_attribute(int size) {
   return attr;
 }
 
+// How many clusters of `size` blocks of `kernel` fit on the current device at once; 0 where the query
+// refuses the size (e.g. one the device cannot co-schedule), leaving no error behind.
+template <typename Kernel>
+int clusters_resident(Kernel kernel, int size, int threads, size_t smem) {
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute attr = cluster_attribute(size);
+  config.gridDim = dim3(size);
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = smem;
+  config.attrs = &attr;
+  config.numAttrs = 1;
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return clusters;
+}
+
 // Launches a small-batch or Hopper kernel as a programmatic dependent of the
 // kernel before it where l.pdl says so (sm_90, not the legacy stream), else
 // plainly.
@@ -2677,18 +2696,7 @@ int hopper_pair_clusters(Kernel kernel, size_t smem, const Launch& l, std::atomi
     (void)cudaGetLastError();
     return 0;
   }
-  cudaLaunchConfig_t config{};
-  cudaLaunchAttribute attr = cluster_attribute(2);
-  config.gridDim = dim3(2);
-  config.blockDim = dim3(kHopperThreads);
-  config.dynamicSmemBytes = smem;
-  config.attrs = &attr;
-  config.numAttrs = 1;
-  int clusters = 0;
-  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
-    (void)cudaGetLastError();
-    clusters = 0;
-  }
+  const int clusters = clusters_resident(kernel, 2, kHopperThreads, smem);
   resident[l.device].store(clusters > 0 ? clusters : -1, std::memory_order_relaxed);
   return clusters > 0 ? clusters : -1;
 }
@@ -2943,22 +2951,8 @@ int small_cluster_size(const Launch& l) {
           static_cast<int>(smem) <= l.smem_limit && ensure_smem(kernel, l.device, smem, configured) == cudaSuccess;
       if (!smem_ok) (void)cudaGetLastError();  // this instance cannot have its shared memory: no clusters
       for (int size = 2; size <= kMaxCluster; ++size) {
-        int clusters = 0;
-        if (smem_ok) {
-          cudaLaunchConfig_t config{};
-          cudaLaunchAttribute attr = cluster_attribute(size);
-          config.gridDim = dim3(size);
-          config.blockDim = dim3(kSmallTmaThreads);
-          config.dynamicSmemBytes = smem;
-          config.attrs = &attr;
-          config.numAttrs = 1;
-          // A size the query refuses (e.g. one the device cannot co-schedule) is left out for good;
-          // a refused query leaves no error behind.
-          if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
-            (void)cudaGetLastError();
-            clusters = 0;
-          }
-        }
+        // A size the query refuses is left out for good.
+        const int clusters = smem_ok ? clusters_resident(kernel, size, kSmallTmaThreads, smem) : 0;
         resident[l.device][size] = clusters > 0 ? clusters : -1;
       }
       asked[l.device].store(true, std::memory_order_release);
