@@ -1514,24 +1514,13 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
                "r"(bytes)
                : "memory");
 }
-// CLUSTER_SCOPE: acquiring at cluster scope (for arrivals from another block of the cluster).
-template <bool CLUSTER_SCOPE = false>
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
-  if constexpr (CLUSTER_SCOPE)
-    asm volatile(
-        "{\n.reg .pred done;\nwait_%=:\n"
-        "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra wait_%=;\n}\n" ::"r"(addr),
-        "r"(parity)
-        : "memory");
-  else
-    asm volatile(
-        "{\n.reg .pred done;\nwait_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra wait_%=;\n}\n" ::"r"(addr),
-        "r"(parity)
-        : "memory");
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar))),
+      "r"(parity)
+      : "memory");
 }
 // Shared memory aligned to 1024 bytes (the 128-byte swizzle's period), as an
 // offset from the shared array itself: the compiler then still knows the
@@ -1562,13 +1551,15 @@ __device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorM
       "h"(cta_mask)
       : "memory");
 }
-// One arrival, released at cluster scope, on the mbarrier at the offset of `bar` in the cluster's block `rank`.
+// One arrival on the mbarrier at the offset of `bar` in the cluster's block `rank`. Default semantics
+// (release at CTA scope), as CUTLASS's cluster barriers arrive: `.release.cluster` adds a cluster-scope fence,
+// which the pairs experiment's first two forms paid on every tile (about 0.4-0.9 us each, NOTES.md session 31).
 __device__ __forceinline__ void mbar_arrive_remote(uint64_t* bar, int rank) {
   uint32_t remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
                : "=r"(remote)
                : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar))), "r"(rank));
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+  asm volatile("mbarrier.arrive.relaxed.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 }
 // 2-D tensor copy shared -> global (rows and columns past the map's bounds are not written), in the
 // issuing thread's bulk async-group.
@@ -1728,7 +1719,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         // producer's thread, which runs ahead: the consumers' code is the default's.
         if (pairs && t >= STAGES) {
           mbar_arrive_remote(&peer_empty[stage], rank ^ 1);
-          mbar_wait<true>(&peer_empty[stage], ((t / STAGES) - 1) & 1);
+          mbar_wait(&peer_empty[stage], ((t / STAGES) - 1) & 1);
         }
         copy_activations(tile, stage);
       }
