@@ -92,12 +92,15 @@ for w in $what; do
       # The memory side's ceiling of the TMA small-batch kernel: the same calls with consumers that
       # compute nothing (-DTRIRUN_COPY_ONLY: 1 the packed layout's boxes, 2 contiguous tiles),
       # and the compute side's: consumers that never wait for data (-DTRIRUN_COMPUTE_ONLY),
-      # against the real kernel, TriRun only, at MS (default 1,16).
+      # against the real kernel, TriRun only, at MS (default 1,16). COPY1_OBJECT / COPY2_OBJECT / COMPUTE_OBJECT:
+      # objects compiled elsewhere with those switches (a minute of device time saved each; see PROBE_OBJECT).
       for v in 1 2; do
-        nvcc -O3 -std=c++17 $ARCH -DTRIRUN_COPY_ONLY=$v -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_copy$v || exit 1
+        obj_var=COPY${v}_OBJECT
+        nvcc -O3 -std=c++17 $ARCH -DTRIRUN_COPY_ONLY=$v -Isrc/kernel tools/kernel-probe.cu "${!obj_var:-src/kernel/trirun.cu}" -lcublas -o /tmp/probe_copy$v || exit 1
       done
-      nvcc -O3 -std=c++17 $ARCH -DTRIRUN_COMPUTE_ONLY -Isrc/kernel tools/kernel-probe.cu src/kernel/trirun.cu -lcublas -o /tmp/probe_compute || exit 1
-      for p in probe probe_copy1 probe_copy2 probe_compute; do echo "--- $p"; PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,16} 2>&1 | grep SUM; done | tee "$out/ceiling.txt" ;;
+      nvcc -O3 -std=c++17 $ARCH -DTRIRUN_COMPUTE_ONLY -Isrc/kernel tools/kernel-probe.cu "${COMPUTE_OBJECT:-src/kernel/trirun.cu}" -lcublas -o /tmp/probe_compute || exit 1
+      for r in 1 2; do for p in probe probe_copy1 probe_copy2 probe_compute; do echo "--- round $r $p"
+        PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/$p launch ${MS:-1,16} 2>&1; done; done | tee "$out/ceiling.txt" | grep -E "^---|SUM" ;;
     speedm)
       # The speed table at MS (default 32..4096), with the Hopper kernel and with TRIRUN_HOPPER=0.
       ms=${MS:-32,64,128,256,512,1024,4096}
@@ -117,26 +120,6 @@ for w in $what; do
       for r in 1 2; do for v in 0 1; do echo "--- round $r TRIRUN_NARROW_CLUSTERS=$v"
         TRIRUN_NARROW_CLUSTERS=$v PROBE_TRIRUN_ONLY=1 timeout 100 /tmp/probe launch ${MS:-17,24,32} 2>&1; done; done \
         | tee "$out/narrow.txt" | grep -E "^---|SUM|graph check" ;;
-    pairs)
-      # -DTRIRUN_EXP_PAIRS=1 (session 30, not yet run in this form): Hopper launches in clusters of two blocks on
-      # pairs of columns, the activations multicast. PAIRS_OBJECT: an object compiled elsewhere with it (else built
-      # here). check --quick, TriRun-only A/B against the default at MS (default 64,128,512,2048; SETS default
-      # 70B, 7B, TriLM), two rounds, memcheck and racecheck, then the stall reasons of one 70B layer at m = 64 in
-      # both (NCU_ARGS, default 8192 24576 64 128). Its runtime-switch form ran 2x slower at m = 64 (NOTES.md).
-      nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu "${PAIRS_OBJECT:-src/kernel/trirun.cu}" -DTRIRUN_EXP_PAIRS=1 \
-        -lcublas -o /tmp/probe_pairs > "$out/build-pairs.txt" 2>&1 || { tail -5 "$out/build-pairs.txt"; exit 1; }
-      timeout 120 /tmp/probe_pairs check --quick 2>&1 | tee "$out/check-pairs.txt" | grep -E "FAIL" | head -20
-      tail -1 "$out/check-pairs.txt"
-      grep -q ", 0 failures" "$out/check-pairs.txt" || exit 1
-      for r in 1 2; do for p in probe probe_pairs; do echo "--- round $r $p"
-        PROBE_SETS=${SETS:-llama2-70b(ref),llama2-7b,trilm-3072} PROBE_TRIRUN_ONLY=1 timeout 90 /tmp/$p launch ${MS:-64,128,512,2048} 2>&1; done; done \
-        | tee "$out/pairs.txt" | grep -E "^---|SUM|graph check|MISMATCH"
-      timeout 90 compute-sanitizer --tool memcheck /tmp/probe_pairs sanitize 2>&1 | tail -2
-      timeout 200 compute-sanitizer --tool racecheck /tmp/probe_pairs sanitize 2>&1 | tail -2
-      for p in probe probe_pairs; do echo "--- $p"
-        ncu --clock-control none --launch-skip 2 --launch-count 1 -k regex:trirun --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,sm__cycles_elapsed.avg,lts__t_bytes.sum.per_second /tmp/$p one ${NCU_ARGS:-8192 24576 64 128} 2>&1 \
-          | grep -E "stalled|inst_executed|cycles_elapsed|lts__t_bytes" | awk '$NF+0 > 0.05'
-      done | tee "$out/pairs-stalls.txt" ;;
     launch)
       # Back-to-back calls on a stream against the same calls in one CUDA graph (TriRun and cuBLAS), at MS.
       timeout 250 /tmp/probe launch ${MS:-1,16} 2>&1 | tee "$out/launch.txt" | grep -E "SUM|GRAPH|graph check" ;;

@@ -105,16 +105,6 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
-// Experiment only, -DTRIRUN_EXP_PAIRS=1 (session 30, not yet run in this form; its first form, a runtime
-// switch with every consumer warp arriving on the other block's barriers, ran 2x slower at m = 64 and cost
-// 10% with the switch off: NOTES.md): Hopper launches in clusters of two blocks that work on the two columns
-// of a pair in lockstep and share the activations by TMA multicast (see the kernel), where the columns and
-// blocks pair up. Off, the kernel's `pairs` is the constant 0 and its code is the default's.
-#if defined(TRIRUN_EXP_PAIRS) && TRIRUN_EXP_PAIRS
-[[maybe_unused]] constexpr bool kExpPairs = true;
-#else
-[[maybe_unused]] constexpr bool kExpPairs = false;
-#endif
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
 // the small-batch kernel, for up to four back-to-back launches, and the Hopper
@@ -1515,10 +1505,11 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
                : "memory");
 }
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
   asm volatile(
       "{\n.reg .pred done;\nwait_%=:\n"
       "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar))),
+      "@!done bra wait_%=;\n}\n" ::"r"(addr),
       "r"(parity)
       : "memory");
 }
@@ -1539,27 +1530,6 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
           static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar)))
       : "memory");
-}
-// The same copy into the shared memory of every block of the cluster in `cta_mask` (at the same offsets),
-// completing bytes on each one's mbarrier at the offset of `bar`.
-__device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar,
-                                                      uint16_t cta_mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
-      "%3}], [%4], %5;\n" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar))),
-      "h"(cta_mask)
-      : "memory");
-}
-// One arrival on the mbarrier at the offset of `bar` in the cluster's block `rank`. Default semantics
-// (release at CTA scope), as CUTLASS's cluster barriers arrive: `.release.cluster` adds a cluster-scope fence,
-// which the pairs experiment's first two forms paid on every tile (about 0.4-0.9 us each, NOTES.md session 31).
-__device__ __forceinline__ void mbar_arrive_remote(uint64_t* bar, int rank) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
-               : "=r"(remote)
-               : "r"(static_cast<uint32_t>(__cvta_generic_to_shared(bar))), "r"(rank));
-  asm volatile("mbarrier.arrive.relaxed.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 }
 // 2-D tensor copy shared -> global (rows and columns past the map's bounds are not written), in the
 // issuing thread's bulk async-group.
@@ -1632,32 +1602,20 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   char* const smem_s = smem_b + STAGES * kBBytes;
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem_s + STAGES * kSBytes);
   uint64_t* const empty = full + STAGES;
-  uint64_t* const peer_empty = empty + STAGES;  // kExpPairs only (see the producer)
 
   const int k_tiles = prob_k / kHopperTileK;
   const int n_tiles = prob_n / kHopperTileN;
   const int par = ceil_div(prob_m, N_ACT);
-  // kExpPairs, a launch in clusters of two blocks (n_tiles even): the blocks of a cluster work on the two
-  // columns 2p and 2p + 1 of one slice in lockstep, tile by tile, and each loads one 64-wide half of the
-  // activations' k tile for both (TMA multicast), so that the activations cross L2 once per pair of columns.
-  // The partition below is then over pairs of columns and clusters ("virtual" columns and blocks); the rank
-  // picks its column of the pair. A producer refills a stage once its own consumers and, through its
-  // peer_empty barrier, the other block's have released it. (Without the experiment, pairs is 0.)
-  const int pairs = kExpPairs && cluster_blocks() == 2 ? 1 : 0;
-  const int rank = pairs ? static_cast<int>(blockIdx.x) & 1 : 0;
-  const int vblock = static_cast<int>(blockIdx.x) >> pairs;
-  const int vgrid = static_cast<int>(gridDim.x) >> pairs;
-  const int vcols = n_tiles >> pairs;  // virtual columns per slice
-  const int total_tiles = k_tiles * vcols * par;
+  const int total_tiles = k_tiles * n_tiles * par;
   // Each block takes `iters` consecutive tiles (stream-k). Where that run spans at most four columns it is
   // rounded up to whole columns if that adds at most 1/16 more tiles: no column is then split, so no block
   // stores or reads partial sums, at the price of a few idle blocks (128 of 132 on the 7B o and down layers at
   // m = 1024..4096). Each split column's end took ~3 us per block, all blocks at once (trace, session 30):
   // 7B o at m = 4096 221 -> 178 us, down 557 -> 495, TriLM o 116 -> 104 (H100, NOTES.md session 30).
-  const int even_iters = ceil_div(total_tiles, vgrid);
+  const int even_iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
   const int whole_iters = ceil_div(even_iters, k_tiles) * k_tiles;
   const int iters = whole_iters <= 4 * k_tiles && 16 * whole_iters <= 17 * even_iters ? whole_iters : even_iters;
-  const int first_tile = iters * vblock;
+  const int first_tile = iters * blockIdx.x;
   const int end_tile = min(first_tile + iters, total_tiles);
   TRIRUN_TRACE_BEGIN();
   allow_dependents();
@@ -1666,15 +1624,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     for (int st = 0; st < STAGES; ++st) {
       mbar_init(&full[st], 1);
       mbar_init(&empty[st], 8);  // the 8 consumer warps
-      if (kExpPairs) mbar_init(&peer_empty[st], 1);  // the other block's producer (pairs)
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  // With pairs, the other block's barriers are initialised before anything is multicast to them.
-  if (pairs)
-    cluster_sync();
-  else
-    __syncthreads();
+  __syncthreads();
 
   if (threadIdx.x >= 256) {
     // --- producer: tile t of this block's run goes to stage t % STAGES. Its
@@ -1684,7 +1637,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       auto copy_weights = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
-        const int n0 = (((column % vcols) << pairs) + rank) * kHopperTileN;
+        const int n0 = (column % n_tiles) * kHopperTileN;
         mbar_arrive_expect_tx(&full[stage], kStageTx);
         tma_load_2d(smem_b + stage * kBBytes, &map_b, n0, k_tile * kKSteps, &full[stage]);
         if (GROUPED) tma_load_2d(smem_s + stage * kSBytes, &map_s, n0, k_tile, &full[stage]);
@@ -1692,16 +1645,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       auto copy_activations = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
-        const int row0 = (column / vcols) * N_ACT;
+        const int row0 = (column / n_tiles) * N_ACT;
         char* a_dst = smem + stage * kABytes;
         // Rows of A past m read as zeros (the tensor map's bounds).
-        if (pairs) {
-          tma_load_2d_multicast(a_dst + rank * N_ACT * 128, &map_a, k_tile * kHopperTileK + rank * 64, row0,
-                                &full[stage], 3);
-        } else {
-          tma_load_2d(a_dst, &map_a, k_tile * kHopperTileK, row0, &full[stage]);
-          tma_load_2d(a_dst + N_ACT * 128, &map_a, k_tile * kHopperTileK + 64, row0, &full[stage]);
-        }
+        tma_load_2d(a_dst, &map_a, k_tile * kHopperTileK, row0, &full[stage]);
+        tma_load_2d(a_dst + N_ACT * 128, &map_a, k_tile * kHopperTileK + 64, row0, &full[stage]);
       };
       // As a programmatic dependent: weights of the first `early` stages
       // before waiting for the grid before (A may be its output).
@@ -1713,18 +1661,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         const int t = tile - first_tile;
         const int stage = t % STAGES;
         if (t >= STAGES) mbar_wait(&empty[stage], ((t / STAGES) - 1) & 1);
-        copy_weights(tile, stage);  // into this block's stage only
-        // Pairs: the stage is free here; tell the other block's producer, and wait until it is free there
-        // too (this producer's half of the activations lands in both). One remote arrival per tile, on the
-        // producer's thread, which runs ahead: the consumers' code is the default's.
-        if (pairs && t >= STAGES) {
-          mbar_arrive_remote(&peer_empty[stage], rank ^ 1);
-          mbar_wait(&peer_empty[stage], ((t / STAGES) - 1) & 1);
-        }
+        copy_weights(tile, stage);
         copy_activations(tile, stage);
       }
     }
-    if (pairs) cluster_sync();  // the consumers' (see their end)
     return;
   }
 
@@ -1759,16 +1699,15 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
   for (int tile = first_tile; tile < end_tile;) {
     // --- the slice: this block's run of tiles inside one column (as in trirun_kernel)
-    const int column = tile / k_tiles;  // virtual (a pair of columns with pairs)
+    const int column = tile / k_tiles;
     const int k_tile0 = tile % k_tiles;
     const int slice_tiles = min(end_tile - tile, k_tiles - k_tile0);
-    const int slice = column / vcols;
-    const int n_tile = ((column % vcols) << pairs) + rank;
-    // The (virtual) blocks that share the column, this block's place among them.
+    const int slice = column / n_tiles;
+    const int n_tile = column % n_tiles;
     const int first_block = (column * k_tiles) / iters;
     const int last_block = ((column + 1) * k_tiles - 1) / iters;
     const int slice_count = last_block - first_block + 1;
-    const int slice_idx = last_block - vblock;
+    const int slice_idx = last_block - static_cast<int>(blockIdx.x);
     const int row0 = slice * N_ACT;
     // The block that finishes the column writes C, staged through the shared
     // memory of the slice's last stage (see the end of the slice).
@@ -1935,14 +1874,13 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // and C leaves through shared memory by tensor stores.
     TRIRUN_TRACE_AT(2);
     TRIRUN_TRACE_CLOCK(trace_end_start);  // trace builds: sums over all slices (see TRIRUN_TRACE_SUM)
-    int* lock = locks + (kExpPairs ? slice * n_tiles + n_tile : column);  // the real column's
+    int* lock = locks + column;
     if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
     TRIRUN_TRACE_AT(3);
     const bool read_partial = slice_count > 1 && slice_idx > 0;
     // A slot holds a block's accumulators in register order, four per thread
     // and vector: coalesced whatever the fragment layout.
-    float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>((last_block << pairs) + rank) *
-                                                           (N_ACT * kHopperTileN)) +
+    float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN)) +
                    threadIdx.x;
     if (read_partial) {
       float4 prev[kAccs / 4];  // every load before the first store (see trirun_kernel)
@@ -2010,8 +1948,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     tile += slice_tiles;
   }
   if (threadIdx.x == 0) bulk_wait_all();  // the last C tile's stores, before the block's shared memory goes away
-  // With pairs, no block exits while the other's producer may still arrive on its barriers.
-  if (pairs) cluster_sync();
   TRIRUN_TRACE_AT(5);
 #endif  // TRIRUN_WGMMA
 }
@@ -2676,32 +2612,15 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
-// kExpPairs: clusters of two Hopper blocks resident at once on l.device for `kernel` (-1: none; 0: not known,
-// and not asked inside a graph capture, where the query is not allowed), asked once per device and instance.
-template <typename Kernel>
-int hopper_pair_clusters(Kernel kernel, size_t smem, const Launch& l, std::atomic<int> (&resident)[kMaxDevices]) {
-  const int known = resident[l.device].load(std::memory_order_relaxed);
-  if (known != 0) return known;
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(l.stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) {
-    (void)cudaGetLastError();
-    return 0;
-  }
-  const int clusters = clusters_resident(kernel, 2, kHopperThreads, smem);
-  resident[l.device].store(clusters > 0 ? clusters : -1, std::memory_order_relaxed);
-  return clusters > 0 ? clusters : -1;
-}
-
 template <int N_ACT, bool GROUPED>
 cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
   // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
   // and 160, 4 for 176..208, 3 for 224 and 256.
-  constexpr int barriers = kExpPairs ? 24 : 16;  // two mbarriers per stage (three with kExpPairs)
-  constexpr int fit = (227 * 1024 - 1024) / (static_cast<int>(stage) + barriers);
+  constexpr int fit = (227 * 1024 - 1024) / (static_cast<int>(stage) + 16);
   constexpr int stages = fit < 8 ? fit : 8;
-  // + the mbarriers, + alignment of the swizzled stages
-  constexpr size_t smem = stages * stage + stages * barriers + 1024;
+  // + two mbarriers per stage, + alignment of the swizzled stages
+  constexpr size_t smem = stages * stage + stages * 16 + 1024;
   auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
@@ -2724,21 +2643,10 @@ cudaError_t launch_hopper(Launch& l) {
     err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.s, GROUPED ? l.k / 128 : 1, l.n, 1,
                         kHopperTileN, CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err != cudaSuccess) return err;
-  if constexpr (kExpPairs) {
-    // Clusters of two blocks on pairs of columns where the columns and the blocks pair up and every
-    // cluster is resident at once (the lock chain needs every block running); the kernel reads the cluster size.
-    static std::atomic<int> pair_clusters[kMaxDevices] = {};
-    const bool pairs = (l.n / kHopperTileN) % 2 == 0 && l.blocks % 2 == 0 &&
-                       hopper_pair_clusters(kernel, smem, l, pair_clusters) >= l.blocks / 2;
-    l.cluster = pairs ? 2 : 1;
-  }
   l.stages = stages;
   l.threads = kHopperThreads;
-  const cudaError_t launched =
-      launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, map_c, static_cast<const int4*>(l.s),
-                       l.m, l.n, l.k, l.locks, l.slots, l.early);
-  if constexpr (kExpPairs) l.cluster = 0;  // not for the call's later launches (e.g. a small-batch tail)
-  return launched;
+  return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, map_c, static_cast<const int4*>(l.s),
+                          l.m, l.n, l.k, l.locks, l.slots, l.early);
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
