@@ -247,6 +247,14 @@ __device__ __forceinline__ int cluster_blocks() {
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
 }
+// A cluster barrier without the release fence, which compiles to a MEMBAR.ALL.GPU that waits for the
+// thread's outstanding global stores (here the C stores just issued). Only for a barrier that orders
+// nothing but completed reads: "every block has read my shared memory, so I may exit" (the reads' values
+// were used before arriving). H100, session 31: the clustered exchange's second barrier relaxed took
+// 0.3-0.5 us off each clustered call (TriLM o 3072 x 3072 at m = 1 5.2 -> 4.9 us, BitNet o 4.7 -> 4.2).
+__device__ __forceinline__ void cluster_sync_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
 __device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, int rank) {
   uint32_t remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
@@ -2109,7 +2117,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     if constexpr (CLUSTERED) {
       // Every thread of the cluster takes part in both of the consumers' cluster barriers.
       cluster_sync();
-      cluster_sync();
+      cluster_sync_relaxed();
     }
     return;
   }
@@ -2280,7 +2288,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     }
     cluster_sync();  // every block's sums are in its shared memory
     out.cluster_sum(smem_u32, cluster_column, rank, ranks);
-    cluster_sync();  // and read: the blocks may exit
+    cluster_sync_relaxed();  // and read (the sums used them): the blocks may exit
   } else if constexpr (!chained) {
     if (pending.slices > 0) out.resolve(pending, pending_arrived, last_arrival);
   }
