@@ -285,9 +285,18 @@ class SideTimer {
         Math.max(2, Math.ceil(Math.max(warmupUs - spentUs, 0) / 2 / gpuUsPerCall)),
       );
     }
-    // The warm-up had no queue-filling copy, so its per-call time may include host
-    // overhead; that only makes the sample shorter than asked, never invalid.
+    // The warm-up had no queue-filling copy, so where the host enqueues a call more slowly than the
+    // GPU runs it, its per-call time is the host's, and samples sized from it would come out shorter
+    // than minSampleUs (on an H100 at m = 1: 8 TriRun calls of ~8 us where 200 us were asked, so the
+    // sample's first call, which no call before it overlaps, weighed an eighth of it). So one sample
+    // behind the copy, not kept, measures the GPU's time per call, and the samples are sized from that.
     this.calls = callsPerSample(gpuUsPerCall, minSampleUs);
+    this.fillCopies = this.fillCopiesFor(this.hostUsPerCall);
+    const launchBound = this.launchBound;
+    this.sample();
+    const calibratedUs = this.perCallUs.pop() ?? gpuUsPerCall;
+    this.launchBound = launchBound;
+    this.calls = callsPerSample(Math.min(calibratedUs, gpuUsPerCall), minSampleUs);
     this.fillCopies = this.fillCopiesFor(this.hostUsPerCall);
   }
 

@@ -165,6 +165,25 @@ describe("runBenchmark on a simulated GPU", () => {
     expect(gpu.allRoots.every((r) => r.zeroUploads === 0 && r.uploaded >= r.numel)).toBe(true);
   });
 
+  it("sizes each sample from the GPU's time per call, not the host's launch rate", () => {
+    // Calls of ~1-2 us launched at 8 us each: warm-up batches without a queue-filling copy run at
+    // the host's pace, and samples sized from them held a fraction of minSampleUs of GPU time.
+    const minSampleUs = 40 + Math.floor(Math.random() * 40);
+    const gpu = new SimulatedGpu({ hostLaunchUs: 8, seed: 1 + Math.floor(Math.random() * 1e6) });
+    const results = run(gpu, { minSampleUs, batchSizes: [1, 16], groupsizes: [128] });
+    expect(results.rows.length).toBeGreaterThan(0);
+    for (const row of results.rows) {
+      for (const side of [row.fp16, row.trirun]) {
+        expect(side).not.toBeNull();
+        const gpuUsPerSample = (side?.callsPerSample ?? 0) * (side?.medianUs ?? 0);
+        expect(gpuUsPerSample).toBeGreaterThanOrEqual(minSampleUs * 0.95);
+        // ... and not much more: one call's worth at most, as callsPerSample rounds up.
+        expect(gpuUsPerSample).toBeLessThan(minSampleUs * 1.05 + (side?.medianUs ?? 0));
+        expect(side?.launchBoundSamples).toBe(0);
+      }
+    }
+  });
+
   it("sums times over each model's layers for the per-model speedup", () => {
     const gpu = new SimulatedGpu({ seed: 1 + Math.floor(Math.random() * 1e6) });
     const results = run(gpu, { batchSizes: [4, 64] });
