@@ -105,6 +105,18 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
+// Experiment only, -DTRIRUN_EXP_HOPPER_SLOTS=1 (session 31, written, not yet run): the Hopper kernel's
+// instances of at most 64 rows sum a split column through parallel slots instead of the lock chain: every
+// block of the column stores its partial sums in a slot of its own and counts itself in with one atomic, and
+// the last to arrive adds up all of them in block order and writes C (the small-batch kernel's last-arriver
+// reduction). A chain of s blocks is s - 1 hand-overs, each a store, a fence, a flag and a load; the slots are
+// one such step whatever s. It is meant for the narrow layers at m = 33..128, whose columns split over 2..5
+// blocks (NOTES.md, session 31). Off, the kernel's code is the default's.
+#if defined(TRIRUN_EXP_HOPPER_SLOTS) && TRIRUN_EXP_HOPPER_SLOTS
+[[maybe_unused]] constexpr bool kExpHopperSlots = true;
+#else
+[[maybe_unused]] constexpr bool kExpHopperSlots = false;
+#endif
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
 // the small-batch kernel, for up to four back-to-back launches, and the Hopper
@@ -1614,6 +1626,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   const int k_tiles = prob_k / kHopperTileK;
   const int n_tiles = prob_n / kHopperTileN;
   const int par = ceil_div(prob_m, N_ACT);
+  // The slots experiment: two slots of N_ACT x 128 fp32 per block, which fit the workspace's slot region
+  // (slot_bytes: 256 blocks x 256 x 128 fp32) for every block count the dispatcher allows (kMaxBlocks, 256)
+  // up to 64 rows.
+  constexpr bool kSlots = kExpHopperSlots && N_ACT <= 64;
+  static_assert(!kSlots || 2 * 256 * N_ACT * kHopperTileN <= 256 * 256 * 128, "two slots per block must fit");
   const int total_tiles = k_tiles * n_tiles * par;
   // Each block takes `iters` consecutive tiles (stream-k). Where that run spans at most four columns it is
   // rounded up to whole columns if that adds at most 1/16 more tiles: no column is then split, so no block
@@ -1718,8 +1735,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     const int slice_idx = last_block - static_cast<int>(blockIdx.x);
     const int row0 = slice * N_ACT;
     // The block that finishes the column writes C, staged through the shared
-    // memory of the slice's last stage (see the end of the slice).
+    // memory of the slice's last stage (see the end of the slice). With the
+    // slots experiment that is whichever block of a split column arrives last,
+    // so every block holds its last stage until it knows.
     const bool writes_c = slice_idx == slice_count - 1;
+    const bool holds_c_stage = writes_c || (kSlots && slice_count > 1);
 
     // Per-column scales (g = k), read once per slice: the 32-entry
     // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
@@ -1831,7 +1851,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
           decode_issue(cur_stage, frag_a);
         if (i == 0) release_c_stage();
         wgmma_wait<0>();
-        if (i + 1 < slice_tiles || !writes_c) retire(cur_stage, frag_a);
+        if (i + 1 < slice_tiles || !holds_c_stage) retire(cur_stage, frag_a);
         advance();
       }
       keep_f32(acc);
@@ -1864,7 +1884,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
       wgmma_wait<0>();
       keep_f32(acc);
-      if (!writes_c) {
+      if (!holds_c_stage) {
         if (slice_tiles % 2 == 1)
           retire(last_stage, frag_a);
         else
@@ -1883,9 +1903,69 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     TRIRUN_TRACE_AT(2);
     TRIRUN_TRACE_CLOCK(trace_end_start);  // trace builds: sums over all slices (see TRIRUN_TRACE_SUM)
     int* lock = locks + column;
-    if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
+    bool c_writer = writes_c;
+    if (kSlots && slice_count > 1) {
+      // Slots: this block's partial sums to its own slot (the first or the last slice of its run), counted in
+      // by thread 0 (fence, then the atomic); the block that arrives last adds up every block's slot of the
+      // column in block order, its own sums from registers, so the result does not depend on who was last.
+      constexpr int kSlotVecs = N_ACT * kHopperTileN / 4;
+      __shared__ int hopper_last_arrival;  // thread 0's answer, for the block
+      auto slot_of = [&](int b) {
+        const int which = iters * b >= column * k_tiles ? 0 : 1;  // b's first slice is this column's, or its last
+        return reinterpret_cast<float4*>(partial) + static_cast<size_t>(2 * b + which) * kSlotVecs + threadIdx.x;
+      };
+      float4* mine = slot_of(static_cast<int>(blockIdx.x));
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q)
+        __stcg(mine + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+      ConsumerSync{}();  // every thread's stores before thread 0's fence
+      if (threadIdx.x == 0) {
+        int arrived;
+        asm volatile("fence.acq_rel.gpu;\n" ::);
+        asm volatile("atom.add.relaxed.gpu.global.s32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(lock));
+        const bool last = arrived == slice_count - 1;
+        if (last) {
+          asm volatile("fence.acq_rel.gpu;\n" ::);  // the other blocks' slots, before the block reads them
+          asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(lock), "r"(0));  // the workspace left zero
+        }
+        hopper_last_arrival = last;
+      }
+      ConsumerSync{}();
+      c_writer = hopper_last_arrival != 0;
+      if (c_writer) {
+        float sum[kAccs];
+#pragma unroll
+        for (int e = 0; e < kAccs; ++e) sum[e] = 0.0f;
+        for (int b = first_block; b <= last_block; ++b) {
+          if (b == static_cast<int>(blockIdx.x)) {
+#pragma unroll
+            for (int e = 0; e < kAccs; ++e) sum[e] += acc[e];
+          } else {
+            const float4* theirs = slot_of(b);
+            float4 v[kAccs / 4];  // every load before the adds
+#pragma unroll
+            for (int q = 0; q < kAccs / 4; ++q) v[q] = __ldcg(theirs + q * 256);
+#pragma unroll
+            for (int q = 0; q < kAccs / 4; ++q) {
+              sum[4 * q] += v[q].x;
+              sum[4 * q + 1] += v[q].y;
+              sum[4 * q + 2] += v[q].z;
+              sum[4 * q + 3] += v[q].w;
+            }
+          }
+        }
+#pragma unroll
+        for (int e = 0; e < kAccs; ++e) acc[e] = sum[e];
+      } else {
+        // Not the writer: the held stage goes back to the producer now (what retire does per warp).
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&empty[last_stage]);
+      }
+    } else if (slice_count > 1) {
+      lock_wait(lock, slice_idx, ConsumerSync{});
+    }
     TRIRUN_TRACE_AT(3);
-    const bool read_partial = slice_count > 1 && slice_idx > 0;
+    const bool read_partial = !kSlots && slice_count > 1 && slice_idx > 0;
     // A slot holds a block's accumulators in register order, four per thread
     // and vector: coalesced whatever the fragment layout.
     float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN)) +
@@ -1902,10 +1982,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         acc[4 * q + 3] += prev[q].w;
       }
     }
-    if (!writes_c) {
+    if (!c_writer) {
+      if (!kSlots)  // the chain: this block's running sum for the next block of the column
 #pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q)
-        __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+        for (int q = 0; q < kAccs / 4; ++q)
+          __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
     } else {
       // C through the last stage's activation buffer (N_ACT rows x 256 bytes,
       // exactly one C tile of N_ACT rows x 128 fp16 columns), held back from
@@ -1945,14 +2026,14 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       pending_c_stage = last_stage;
     }
     TRIRUN_TRACE_AT(4);
-    if (slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
+    if (!kSlots && slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
     // Trace builds: the slice's end (lock wait, partial sums, C) in cycles, summed over the block's slices;
     // how many ends; the cycles of those that read a partial; of those that wrote C.
     TRIRUN_TRACE_CLOCK(trace_end_stop);  // one reading: sum 0 minus sum 3 is then the ends without C
     TRIRUN_TRACE_SUM(0, trace_end_stop - trace_end_start);
     TRIRUN_TRACE_SUM(1, 1);
-    TRIRUN_TRACE_SUM(2, read_partial ? trace_end_stop - trace_end_start : 0);
-    TRIRUN_TRACE_SUM(3, writes_c ? trace_end_stop - trace_end_start : 0);
+    TRIRUN_TRACE_SUM(2, read_partial || (kSlots && c_writer && slice_count > 1) ? trace_end_stop - trace_end_start : 0);
+    TRIRUN_TRACE_SUM(3, c_writer ? trace_end_stop - trace_end_start : 0);
     tile += slice_tiles;
   }
   if (threadIdx.x == 0) bulk_wait_all();  // the last C tile's stores, before the block's shared memory goes away
