@@ -117,6 +117,16 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpHopperSlots = false;
 #endif
+// Experiment only, -DTRIRUN_EXP_PUSH_EXCHANGE=1 (session 31, written, not yet run): the small-batch kernel's
+// clustered launches exchange their partial sums by pushing them (st.async into the owner's shared memory,
+// counted on an mbarrier there) after one relaxed cluster barrier, instead of a barrier, remote loads and a
+// second barrier; a block exits once its own share has arrived. The sums and C are bit-identical to the
+// default's (same additions in the same order). Where the exchange would not fit the stages, the default's.
+#if defined(TRIRUN_EXP_PUSH_EXCHANGE) && TRIRUN_EXP_PUSH_EXCHANGE
+[[maybe_unused]] constexpr bool kExpPushExchange = true;
+#else
+[[maybe_unused]] constexpr bool kExpPushExchange = false;
+#endif
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
 // the small-batch kernel, for up to four back-to-back launches, and the Hopper
@@ -266,6 +276,30 @@ __device__ __forceinline__ void cluster_sync() {
 // 0.3-0.5 us off each clustered call (TriLM o 3072 x 3072 at m = 1 5.2 -> 4.9 us, BitNet o 4.7 -> 4.2).
 __device__ __forceinline__ void cluster_sync_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+// The push exchange's accesses (experiment): this block's shared memory at a 32-bit address, the same offset
+// in the cluster's block `rank`, and a 16-byte store there that completes its bytes on that block's mbarrier.
+__device__ __forceinline__ void st_shared_f4(uint32_t addr, float x, float y, float z, float w) {
+  asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "f"(x), "f"(y), "f"(z), "f"(w) : "memory");
+}
+__device__ __forceinline__ float4 ld_shared_f4(uint32_t addr) {
+  float4 v;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(addr)
+               : "memory");
+  return v;
+}
+__device__ __forceinline__ uint32_t cluster_address(uint32_t local, int rank) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
+  return remote;
+}
+__device__ __forceinline__ void st_async_f4(uint32_t remote, float4 v, uint32_t remote_bar) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
+                   remote),
+               "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w), "r"(remote_bar)
+               : "memory");
 }
 __device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, int rank) {
   uint32_t remote;
@@ -2098,10 +2132,14 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   constexpr int kPerLane = MB8 * 16;  // accumulators per lane
   static_assert((kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes, "k-warp sums must fit a stage");
   static_assert(N_WARPS * 32 * kPerLane * 4 <= STAGES * kStageBytes, "a cluster's exchange must fit the stages");
+  // The push exchange (experiment): every block's vectors for up to 8 (kMaxCluster) senders in the stages.
+  constexpr int kPushVecs = MB8 * 4, kPushLanes = N_WARPS * 32;
+  constexpr bool kPush = kExpPushExchange && CLUSTERED && 8 * kPushVecs * kPushLanes * 16 <= STAGES * kStageBytes;
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
   uint64_t* const empty = full + STAGES;
+  uint64_t* const push_bar = empty + STAGES;  // kPush only: the bytes pushed to this block
 
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -2130,6 +2168,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       mbar_init(&full[st], 1);
       mbar_init(&empty[st], kWarps);
     }
+    if (kPush) mbar_init(push_bar, 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
@@ -2195,7 +2234,9 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
         copy_activations(tile, stage);
       }
     }
-    if constexpr (CLUSTERED) {
+    if constexpr (kPush) {
+      cluster_sync_relaxed();  // the consumers' one barrier (see the push exchange)
+    } else if constexpr (CLUSTERED) {
       // Every thread of the cluster takes part in both of the consumers' cluster barriers.
       cluster_sync();
       cluster_sync_relaxed();
@@ -2227,6 +2268,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   // (The empty asm statements make the values opaque, so that the compiler
   // keeps them in registers instead of recomputing them in the loop.)
   const uint32_t smem_u32 = shared_address(smem);
+  // The push exchange (experiment): sender src's copy of vector v of this lane, in this block's shared memory.
+  [[maybe_unused]] auto push_slot = [&](int src, int v) {
+    return smem_u32 + static_cast<uint32_t>(((src * kPushVecs + v) * kPushLanes + n_warp * 32 + lane) * 16);
+  };
   uint32_t a_addr[4];
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
@@ -2340,7 +2385,18 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
     if constexpr (!GROUPED) out.scale_columns(acc, S, n_tile);
 
-    if constexpr (CLUSTERED) {
+    if constexpr (kPush) {
+      // The block's only slice; its stages are all consumed (the sync), so they take the exchange: this
+      // block's own vectors in its sender slot (see the push exchange after the loop).
+      sync();
+      if (k_warp == 0) {
+#pragma unroll
+        for (int v = 0; v < kPushVecs; ++v)
+          st_shared_f4(push_slot(rank, v), acc[v / 4][v % 4][0], acc[v / 4][v % 4][1], acc[v / 4][v % 4][2],
+                       acc[v / 4][v % 4][3]);
+      }
+      tile += slice_tiles;
+    } else if constexpr (CLUSTERED) {
       // The block's only slice. Its stages are all consumed (the sync: by
       // every warp), so stage 0's memory takes the exchange.
       sync();
@@ -2362,7 +2418,48 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     }
   }
   TRIRUN_TRACE_AT(4);
-  if constexpr (CLUSTERED) {
+  if constexpr (kPush) {
+    // The push exchange: vector v of the column's sums belongs to block v % ranks, which adds up all blocks'
+    // copies of it in rank order (as cluster_sum does) and writes its outputs. After one barrier (every block's
+    // stages are free for the exchange; relaxed: nothing written before it is read after it by another block),
+    // each block pushes the vectors it does not own into their owner's slot for it, with st.async, which counts
+    // their bytes on the owner's push_bar; a block waits only for the bytes of its own vectors, then exits.
+    if (first_tile == end_tile && k_warp == 0) {  // no tiles (the dispatcher avoids it): zeros
+#pragma unroll
+      for (int v = 0; v < kPushVecs; ++v) st_shared_f4(push_slot(rank, v), 0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    int owned = 0;
+    for (int v = rank; v < kPushVecs; v += ranks) ++owned;
+    if (threadIdx.x == 0) mbar_arrive_expect_tx(push_bar, (ranks - 1) * owned * kPushLanes * 16);
+    cluster_sync_relaxed();
+    if (k_warp == 0) {
+      const uint32_t bar = shared_address(push_bar);
+#pragma unroll
+      for (int v = 0; v < kPushVecs; ++v) {
+        const int owner = v % ranks;
+        if (owner != rank) st_async_f4(cluster_address(push_slot(rank, v), owner), ld_shared_f4(push_slot(rank, v)),
+                                       cluster_address(bar, owner));
+      }
+      if (owned > 0) {
+        mbar_wait(push_bar, 0);
+        float sum[MB8][4][4] = {};
+#pragma unroll
+        for (int v = 0; v < kPushVecs; ++v) {
+          if (v % ranks != rank) continue;
+          for (int src = 0; src < ranks; ++src) {
+            const float4 x = ld_shared_f4(push_slot(src, v));
+            sum[v / 4][v % 4][0] += x.x;
+            sum[v / 4][v % 4][1] += x.y;
+            sum[v / 4][v % 4][2] += x.z;
+            sum[v / 4][v % 4][3] += x.w;
+          }
+        }
+        out.for_each_output(cluster_column, [&](int mb, int e, int j, int h, size_t idx) {
+          if ((mb * 4 + j) % ranks == rank) out.c_half[idx] = __float2half_rn(sum[mb][j][2 * h + e]);
+        });
+      }
+    }
+  } else if constexpr (CLUSTERED) {
     if (first_tile == end_tile) {  // no tiles (the dispatcher avoids it): zeros
       const float zero[MB8][4][4] = {};
       out.cluster_store(zero, reinterpret_cast<float4*>(smem));
@@ -2381,6 +2478,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
 constexpr int kMaxDevices = 64;
 constexpr int kMaxCluster = 8;  // blocks per thread-block cluster: the portable limit
+static_assert(kMaxCluster <= 8, "the push exchange experiment (trirun_small_tma_kernel) sizes slots for 8 senders");
 
 // Device attributes, read once per device: querying them on every call would
 // put host latency between a caller's event and the launch.
@@ -2839,7 +2937,9 @@ constexpr int small_tma_stages() {
 template <int MB8, int N_WARPS, bool GROUPED>
 constexpr size_t small_tma_smem() {
   constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED>();
-  return stages * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + 1024 + 2 * stages * sizeof(uint64_t);
+  // + the full and empty mbarriers (+ the push exchange's, an experiment)
+  return stages * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + 1024 + 2 * stages * sizeof(uint64_t) +
+         (kExpPushExchange ? sizeof(uint64_t) : 0);
 }
 
 // `cluster` > 1: a clustered launch (CLUSTERED), a cluster of that many blocks per column.
