@@ -302,8 +302,7 @@ __device__ __forceinline__ void st_async_f4(uint32_t remote, float4 v, uint32_t 
                : "memory");
 }
 __device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, int rank) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
+  const uint32_t remote = cluster_address(local, rank);
   float4 v;
   asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n"
                : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
@@ -1937,6 +1936,26 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     TRIRUN_TRACE_AT(2);
     TRIRUN_TRACE_CLOCK(trace_end_start);  // trace builds: sums over all slices (see TRIRUN_TRACE_SUM)
     int* lock = locks + column;
+    // A slot holds a block's accumulators in register order, four per thread
+    // and vector: coalesced whatever the fragment layout. Loads all come before
+    // the adds (and any store: see trirun_kernel).
+    auto add_slot = [](float (&to)[kAccs], const float4* from) {
+      float4 v[kAccs / 4];
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q) v[q] = __ldcg(from + q * 256);
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q) {
+        to[4 * q] += v[q].x;
+        to[4 * q + 1] += v[q].y;
+        to[4 * q + 2] += v[q].z;
+        to[4 * q + 3] += v[q].w;
+      }
+    };
+    auto store_slot = [](float4* to, const float (&from)[kAccs]) {
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q)
+        __stcg(to + q * 256, make_float4(from[4 * q], from[4 * q + 1], from[4 * q + 2], from[4 * q + 3]));
+    };
     bool c_writer = writes_c;
     if (kSlots && slice_count > 1) {
       // Slots: this block's partial sums to its own slot (the first or the last slice of its run), counted in
@@ -1948,10 +1967,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         const int which = iters * b >= column * k_tiles ? 0 : 1;  // b's first slice is this column's, or its last
         return reinterpret_cast<float4*>(partial) + static_cast<size_t>(2 * b + which) * kSlotVecs + threadIdx.x;
       };
-      float4* mine = slot_of(static_cast<int>(blockIdx.x));
-#pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q)
-        __stcg(mine + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+      store_slot(slot_of(static_cast<int>(blockIdx.x)), acc);
       ConsumerSync{}();  // every thread's stores before thread 0's fence
       if (threadIdx.x == 0) {
         int arrived;
@@ -1975,17 +1991,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 #pragma unroll
             for (int e = 0; e < kAccs; ++e) sum[e] += acc[e];
           } else {
-            const float4* theirs = slot_of(b);
-            float4 v[kAccs / 4];  // every load before the adds
-#pragma unroll
-            for (int q = 0; q < kAccs / 4; ++q) v[q] = __ldcg(theirs + q * 256);
-#pragma unroll
-            for (int q = 0; q < kAccs / 4; ++q) {
-              sum[4 * q] += v[q].x;
-              sum[4 * q + 1] += v[q].y;
-              sum[4 * q + 2] += v[q].z;
-              sum[4 * q + 3] += v[q].w;
-            }
+            add_slot(sum, slot_of(b));
           }
         }
 #pragma unroll
@@ -2000,12 +2006,13 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     }
     TRIRUN_TRACE_AT(3);
     const bool read_partial = !kSlots && slice_count > 1 && slice_idx > 0;
-    // A slot holds a block's accumulators in register order, four per thread
-    // and vector: coalesced whatever the fragment layout.
+    // The chain's running sum of the column, in the slot of its last block.
     float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN)) +
                    threadIdx.x;
     if (read_partial) {
-      float4 prev[kAccs / 4];  // every load before the first store (see trirun_kernel)
+      // Inline rather than add_slot: through it the accumulators' PTX registers come out renumbered, an
+      // unmeasured change to the default kernel's code.
+      float4 prev[kAccs / 4];
 #pragma unroll
       for (int q = 0; q < kAccs / 4; ++q) prev[q] = __ldcg(slot + q * 256);
 #pragma unroll
@@ -2017,10 +2024,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
     }
     if (!c_writer) {
-      if (!kSlots)  // the chain: this block's running sum for the next block of the column
-#pragma unroll
-        for (int q = 0; q < kAccs / 4; ++q)
-          __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+      if (!kSlots) store_slot(slot, acc);  // the chain: this block's running sum for the next block of the column
     } else {
       // C through the last stage's activation buffer (N_ACT rows x 256 bytes,
       // exactly one C tile of N_ACT rows x 128 fp16 columns), held back from
