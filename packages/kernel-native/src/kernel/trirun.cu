@@ -55,7 +55,12 @@
 //   form a thread-block cluster and add up their sums through distributed
 //   shared memory, with no L2 round trip at all (SmallOutput::cluster_store /
 //   cluster_sum, launch_small_tma): BitNet 2B4T's o / down / q/k/v at m = 1
-//   on the H100 5.8 / 8.8 / 6.6 us -> 5.0 / 6.9 / 5.7.
+//   on the H100 5.8 / 8.8 / 6.6 us -> 5.0 / 6.9 / 5.7. Where it fits, the
+//   sums are pushed rather than pulled: after one relaxed cluster barrier
+//   each block st.async-stores the vectors it does not own into their
+//   owner's shared memory, counted on the owner's mbarrier, and leaves once
+//   its own share has arrived (the push exchange, trirun_small_tma_kernel;
+//   BitNet set at m = 1 / 16 21.2 / 28.0 -> 19.2 / 24.7 us, H100).
 // * Per-column scales (g = k) are applied once, in fp32, to the accumulators
 //   instead of to every dequantized weight.
 // * Programmatic dependent launch (sm_90): every kernel here lets the next
@@ -104,28 +109,6 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 [[maybe_unused]] constexpr bool kExpDecodeOnce = true;
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
-#endif
-// Experiment only, -DTRIRUN_EXP_HOPPER_SLOTS=1 (session 31, written, not yet run): the Hopper kernel's
-// instances of at most 64 rows sum a split column through parallel slots instead of the lock chain: every
-// block of the column stores its partial sums in a slot of its own and counts itself in with one atomic, and
-// the last to arrive adds up all of them in block order and writes C (the small-batch kernel's last-arriver
-// reduction). A chain of s blocks is s - 1 hand-overs, each a store, a fence, a flag and a load; the slots are
-// one such step whatever s. It is meant for the narrow layers at m = 33..128, whose columns split over 2..5
-// blocks (NOTES.md, session 31). Off, the kernel's code is the default's.
-#if defined(TRIRUN_EXP_HOPPER_SLOTS) && TRIRUN_EXP_HOPPER_SLOTS
-[[maybe_unused]] constexpr bool kExpHopperSlots = true;
-#else
-[[maybe_unused]] constexpr bool kExpHopperSlots = false;
-#endif
-// Experiment only, -DTRIRUN_EXP_PUSH_EXCHANGE=1 (session 31, written, not yet run): the small-batch kernel's
-// clustered launches exchange their partial sums by pushing them (st.async into the owner's shared memory,
-// counted on an mbarrier there) after one relaxed cluster barrier, instead of a barrier, remote loads and a
-// second barrier; a block exits once its own share has arrived. The sums and C are bit-identical to the
-// default's (same additions in the same order). Where the exchange would not fit the stages, the default's.
-#if defined(TRIRUN_EXP_PUSH_EXCHANGE) && TRIRUN_EXP_PUSH_EXCHANGE
-[[maybe_unused]] constexpr bool kExpPushExchange = true;
-#else
-[[maybe_unused]] constexpr bool kExpPushExchange = false;
 #endif
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
@@ -277,7 +260,7 @@ __device__ __forceinline__ void cluster_sync() {
 __device__ __forceinline__ void cluster_sync_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
 }
-// The push exchange's accesses (experiment): this block's shared memory at a 32-bit address, the same offset
+// The push exchange's accesses: this block's shared memory at a 32-bit address, the same offset
 // in the cluster's block `rank`, and a 16-byte store there that completes its bytes on that block's mbarrier.
 __device__ __forceinline__ void st_shared_f4(uint32_t addr, float x, float y, float z, float w) {
   asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "f"(x), "f"(y), "f"(z), "f"(w) : "memory");
@@ -1659,11 +1642,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   const int k_tiles = prob_k / kHopperTileK;
   const int n_tiles = prob_n / kHopperTileN;
   const int par = ceil_div(prob_m, N_ACT);
-  // The slots experiment: two slots of N_ACT x 128 fp32 per block, which fit the workspace's slot region
-  // (slot_bytes: 256 blocks x 256 x 128 fp32) for every block count the dispatcher allows (kMaxBlocks, 256)
-  // up to 64 rows.
-  constexpr bool kSlots = kExpHopperSlots && N_ACT <= 64;
-  static_assert(!kSlots || 2 * 256 * N_ACT * kHopperTileN <= 256 * 256 * 128, "two slots per block must fit");
   const int total_tiles = k_tiles * n_tiles * par;
   // Each block takes `iters` consecutive tiles (stream-k). Where that run spans at most four columns it is
   // rounded up to whole columns if that adds at most 1/16 more tiles: no column is then split, so no block
@@ -1768,11 +1746,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     const int slice_idx = last_block - static_cast<int>(blockIdx.x);
     const int row0 = slice * N_ACT;
     // The block that finishes the column writes C, staged through the shared
-    // memory of the slice's last stage (see the end of the slice). With the
-    // slots experiment that is whichever block of a split column arrives last,
-    // so every block holds its last stage until it knows.
+    // memory of the slice's last stage (see the end of the slice).
     const bool writes_c = slice_idx == slice_count - 1;
-    const bool holds_c_stage = writes_c || (kSlots && slice_count > 1);
 
     // Per-column scales (g = k), read once per slice: the 32-entry
     // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
@@ -1884,7 +1859,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
           decode_issue(cur_stage, frag_a);
         if (i == 0) release_c_stage();
         wgmma_wait<0>();
-        if (i + 1 < slice_tiles || !holds_c_stage) retire(cur_stage, frag_a);
+        if (i + 1 < slice_tiles || !writes_c) retire(cur_stage, frag_a);
         advance();
       }
       keep_f32(acc);
@@ -1917,7 +1892,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
       wgmma_wait<0>();
       keep_f32(acc);
-      if (!holds_c_stage) {
+      if (!writes_c) {
         if (slice_tiles % 2 == 1)
           retire(last_stage, frag_a);
         else
@@ -1936,83 +1911,15 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     TRIRUN_TRACE_AT(2);
     TRIRUN_TRACE_CLOCK(trace_end_start);  // trace builds: sums over all slices (see TRIRUN_TRACE_SUM)
     int* lock = locks + column;
-    // A slot holds a block's accumulators in register order, four per thread
-    // and vector: coalesced whatever the fragment layout. Loads all come before
-    // the adds (and any store: see trirun_kernel).
-    auto add_slot = [](float (&to)[kAccs], const float4* from) {
-      float4 v[kAccs / 4];
-#pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q) v[q] = __ldcg(from + q * 256);
-#pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q) {
-        to[4 * q] += v[q].x;
-        to[4 * q + 1] += v[q].y;
-        to[4 * q + 2] += v[q].z;
-        to[4 * q + 3] += v[q].w;
-      }
-    };
-    auto store_slot = [](float4* to, const float (&from)[kAccs]) {
-#pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q)
-        __stcg(to + q * 256, make_float4(from[4 * q], from[4 * q + 1], from[4 * q + 2], from[4 * q + 3]));
-    };
-    bool c_writer = writes_c;
-    if (kSlots && slice_count > 1) {
-      // Slots: this block's partial sums to its own slot (the first or the last slice of its run), counted in
-      // by thread 0 (fence, then the atomic); the block that arrives last adds up every block's slot of the
-      // column in block order, its own sums from registers, so the result does not depend on who was last.
-      constexpr int kSlotVecs = N_ACT * kHopperTileN / 4;
-      __shared__ int hopper_last_arrival;  // thread 0's answer, for the block
-      auto slot_of = [&](int b) {
-        const int which = iters * b >= column * k_tiles ? 0 : 1;  // b's first slice is this column's, or its last
-        return reinterpret_cast<float4*>(partial) + static_cast<size_t>(2 * b + which) * kSlotVecs + threadIdx.x;
-      };
-      store_slot(slot_of(static_cast<int>(blockIdx.x)), acc);
-      ConsumerSync{}();  // every thread's stores before thread 0's fence
-      if (threadIdx.x == 0) {
-        int arrived;
-        asm volatile("fence.acq_rel.gpu;\n" ::);
-        asm volatile("atom.add.relaxed.gpu.global.s32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(lock));
-        const bool last = arrived == slice_count - 1;
-        if (last) {
-          asm volatile("fence.acq_rel.gpu;\n" ::);  // the other blocks' slots, before the block reads them
-          asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(lock), "r"(0));  // the workspace left zero
-        }
-        hopper_last_arrival = last;
-      }
-      ConsumerSync{}();
-      c_writer = hopper_last_arrival != 0;
-      if (c_writer) {
-        float sum[kAccs];
-#pragma unroll
-        for (int e = 0; e < kAccs; ++e) sum[e] = 0.0f;
-        for (int b = first_block; b <= last_block; ++b) {
-          if (b == static_cast<int>(blockIdx.x)) {
-#pragma unroll
-            for (int e = 0; e < kAccs; ++e) sum[e] += acc[e];
-          } else {
-            add_slot(sum, slot_of(b));
-          }
-        }
-#pragma unroll
-        for (int e = 0; e < kAccs; ++e) acc[e] = sum[e];
-      } else {
-        // Not the writer: the held stage goes back to the producer now (what retire does per warp).
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&empty[last_stage]);
-      }
-    } else if (slice_count > 1) {
-      lock_wait(lock, slice_idx, ConsumerSync{});
-    }
+    if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
     TRIRUN_TRACE_AT(3);
-    const bool read_partial = !kSlots && slice_count > 1 && slice_idx > 0;
-    // The chain's running sum of the column, in the slot of its last block.
+    const bool read_partial = slice_count > 1 && slice_idx > 0;
+    // A slot holds a block's accumulators in register order, four per thread
+    // and vector: coalesced whatever the fragment layout.
     float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN)) +
                    threadIdx.x;
     if (read_partial) {
-      // Inline rather than add_slot: through it the accumulators' PTX registers come out renumbered, an
-      // unmeasured change to the default kernel's code.
-      float4 prev[kAccs / 4];
+      float4 prev[kAccs / 4];  // every load before the first store (see trirun_kernel)
 #pragma unroll
       for (int q = 0; q < kAccs / 4; ++q) prev[q] = __ldcg(slot + q * 256);
 #pragma unroll
@@ -2023,8 +1930,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         acc[4 * q + 3] += prev[q].w;
       }
     }
-    if (!c_writer) {
-      if (!kSlots) store_slot(slot, acc);  // the chain: this block's running sum for the next block of the column
+    if (!writes_c) {
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q)
+        __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
     } else {
       // C through the last stage's activation buffer (N_ACT rows x 256 bytes,
       // exactly one C tile of N_ACT rows x 128 fp16 columns), held back from
@@ -2064,14 +1973,14 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       pending_c_stage = last_stage;
     }
     TRIRUN_TRACE_AT(4);
-    if (!kSlots && slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
+    if (slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
     // Trace builds: the slice's end (lock wait, partial sums, C) in cycles, summed over the block's slices;
     // how many ends; the cycles of those that read a partial; of those that wrote C.
     TRIRUN_TRACE_CLOCK(trace_end_stop);  // one reading: sum 0 minus sum 3 is then the ends without C
     TRIRUN_TRACE_SUM(0, trace_end_stop - trace_end_start);
     TRIRUN_TRACE_SUM(1, 1);
-    TRIRUN_TRACE_SUM(2, read_partial || (kSlots && c_writer && slice_count > 1) ? trace_end_stop - trace_end_start : 0);
-    TRIRUN_TRACE_SUM(3, c_writer ? trace_end_stop - trace_end_start : 0);
+    TRIRUN_TRACE_SUM(2, read_partial ? trace_end_stop - trace_end_start : 0);
+    TRIRUN_TRACE_SUM(3, writes_c ? trace_end_stop - trace_end_start : 0);
     tile += slice_tiles;
   }
   if (threadIdx.x == 0) bulk_wait_all();  // the last C tile's stores, before the block's shared memory goes away
@@ -2136,9 +2045,10 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   constexpr int kPerLane = MB8 * 16;  // accumulators per lane
   static_assert((kKWarps - 1) * N_WARPS * 32 * kPerLane * 4 <= kStageBytes, "k-warp sums must fit a stage");
   static_assert(N_WARPS * 32 * kPerLane * 4 <= STAGES * kStageBytes, "a cluster's exchange must fit the stages");
-  // The push exchange (experiment): every block's vectors for up to 8 (kMaxCluster) senders in the stages.
+  // A clustered launch sums a column's partial sums by the push exchange (see the end of the kernel) where
+  // every block's vectors for up to 8 (kMaxCluster) senders fit the stages; elsewhere by cluster_sum.
   constexpr int kPushVecs = MB8 * 4, kPushLanes = N_WARPS * 32;
-  constexpr bool kPush = kExpPushExchange && CLUSTERED && 8 * kPushVecs * kPushLanes * 16 <= STAGES * kStageBytes;
+  constexpr bool kPush = CLUSTERED && 8 * kPushVecs * kPushLanes * 16 <= STAGES * kStageBytes;
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
@@ -2272,7 +2182,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   // (The empty asm statements make the values opaque, so that the compiler
   // keeps them in registers instead of recomputing them in the loop.)
   const uint32_t smem_u32 = shared_address(smem);
-  // The push exchange (experiment): sender src's copy of vector v of this lane, in this block's shared memory.
+  // The push exchange: sender src's copy of vector v of this lane, in this block's shared memory.
   [[maybe_unused]] auto push_slot = [&](int src, int v) {
     return smem_u32 + static_cast<uint32_t>(((src * kPushVecs + v) * kPushLanes + n_warp * 32 + lane) * 16);
   };
@@ -2428,6 +2338,9 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     // stages are free for the exchange; relaxed: nothing written before it is read after it by another block),
     // each block pushes the vectors it does not own into their owner's slot for it, with st.async, which counts
     // their bytes on the owner's push_bar; a block waits only for the bytes of its own vectors, then exits.
+    // Against cluster_sum (a release barrier, remote loads, a second barrier: 1.8-2.1 us of a 3072 x 3072 call
+    // at m = 1) this is one barrier and one-way stores: BitNet set (H100, graph) at m = 1 / 16 / 32
+    // 21.2 / 28.0 / 38.8 -> 19.2 / 24.7 / 36.5 us, TriLM 30.5 / 39.1 / 48.3 -> 29.9 / 37.9 / 46.7 (its o layer).
     if (first_tile == end_tile && k_warp == 0) {  // no tiles (the dispatcher avoids it): zeros
 #pragma unroll
       for (int v = 0; v < kPushVecs; ++v) st_shared_f4(push_slot(rank, v), 0.0f, 0.0f, 0.0f, 0.0f);
@@ -2482,7 +2395,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
 constexpr int kMaxDevices = 64;
 constexpr int kMaxCluster = 8;  // blocks per thread-block cluster: the portable limit
-static_assert(kMaxCluster <= 8, "the push exchange experiment (trirun_small_tma_kernel) sizes slots for 8 senders");
+static_assert(kMaxCluster <= 8, "the push exchange (trirun_small_tma_kernel) sizes slots for 8 senders");
 
 // Device attributes, read once per device: querying them on every call would
 // put host latency between a caller's event and the launch.
@@ -2941,9 +2854,8 @@ constexpr int small_tma_stages() {
 template <int MB8, int N_WARPS, bool GROUPED>
 constexpr size_t small_tma_smem() {
   constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED>();
-  // + the full and empty mbarriers (+ the push exchange's, an experiment)
-  return stages * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + 1024 + 2 * stages * sizeof(uint64_t) +
-         (kExpPushExchange ? sizeof(uint64_t) : 0);
+  // + the full and empty mbarriers and the push exchange's
+  return stages * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + 1024 + (2 * stages + 1) * sizeof(uint64_t);
 }
 
 // `cluster` > 1: a clustered launch (CLUSTERED), a cluster of that many blocks per column.
