@@ -2048,7 +2048,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   // A clustered launch sums a column's partial sums by the push exchange (see the end of the kernel) where
   // every block's vectors for up to 8 (kMaxCluster) senders fit the stages; elsewhere by cluster_sum.
   constexpr int kPushVecs = MB8 * 4, kPushLanes = N_WARPS * 32;
-  constexpr bool kPush = CLUSTERED && 8 * kPushVecs * kPushLanes * 16 <= STAGES * kStageBytes;
+  constexpr bool kPush = CLUSTERED && 8 * kPushVecs * kPushLanes * 16 <= STAGES * kStageBytes;  // = small_push_fits
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
@@ -2429,10 +2429,11 @@ struct DeviceAttrs {
                                  // (H100, session 23: 36 made the 70B set 7% and the 7B set 5% slower at m = 2048..4096)
   int small_clusters = 2;     // TMA small-batch kernel in clusters, a column per cluster (see launch_small_tma); TRIRUN_SMALL_CLUSTERS:
                               // 0 never, 1 where the striped schedule would sum through slots, 2 also where it would chain
-  int small_cluster_chain_min = 3;  // a chain replaced only by clusters of at least this many blocks (unless a size is
-                                    // forced); TRIRUN_SMALL_CLUSTER_CHAIN_MIN
-                                    // (H100, session 21: 70B o 8192 x 8192's chain of 2 as clusters of 2 10.8 -> 11.4 us at m = 1,
-                                    // BitNet q/k/v's as clusters of 3 6.6 -> 5.7)
+  int small_cluster_chain_min = -1;  // a chain replaced only by clusters of at least this many blocks (unless a size is
+                                     // forced); TRIRUN_SMALL_CLUSTER_CHAIN_MIN; -1: 2 where the launch sums by the
+                                     // push exchange, else 3 (see small_launch_cluster)
+  int small_cluster_slack = 2;  // clusters whose runs are up to this many tiles longer than the striped schedule's,
+                                // where they sum by the push exchange (see cluster_size_for); TRIRUN_SMALL_CLUSTER_SLACK
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
   bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
                                 // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
@@ -2477,6 +2478,7 @@ void apply_env_switches(DeviceAttrs& a) {
   a.hopper_l2_mb = env_int("TRIRUN_HOPPER_L2_MB", 1, a.hopper_l2_mb);
   a.small_clusters = env_int("TRIRUN_SMALL_CLUSTERS", 0, a.small_clusters);
   a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
+  a.small_cluster_slack = env_int("TRIRUN_SMALL_CLUSTER_SLACK", 0, a.small_cluster_slack);
   const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
   a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
   a.narrow_clusters = !switched_off("TRIRUN_NARROW_CLUSTERS");
@@ -2551,6 +2553,7 @@ struct Launch {
   int early;       // TMA kernels: tiles of weights requested before waiting for the grid before
   int small_clusters;  // TMA small-batch kernel: clustered launches (DeviceAttrs::small_clusters)
   int small_cluster_chain_min;  // (DeviceAttrs::small_cluster_chain_min)
+  int small_cluster_slack;      // (DeviceAttrs::small_cluster_slack)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
   float* partial;  // small-batch kernel: 16 x n fp32
@@ -2903,33 +2906,56 @@ cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
 
 // Clustered launches of the TMA small-batch kernel: a column per cluster, its
 // blocks splitting the column's k tiles, summed through distributed shared
-// memory (SmallOutput::cluster_store) instead of through L2. The blocks per
-// cluster: the fewest (2..8) whose runs are no longer than the striped
-// schedule's, that leave no block without tiles, and whose clusters all fit
-// on the GPU at once (one block per SM); 0 where there is none (long layers:
-// more columns than SMs).
+// memory (the push exchange, or SmallOutput::cluster_sum) instead of through
+// L2. The blocks per cluster: the fewest (2..8) whose runs are no longer than
+// the striped schedule's, that leave no block without tiles, and whose
+// clusters all fit on the GPU at once (one block per SM); 0 where there is
+// none (long layers: more columns than SMs). Failing that, with `slack` > 0,
+// the size with the shortest run (the fewest blocks among equal runs) if that
+// run is at most `slack` tiles longer than the striped schedule's: a clustered
+// column's end by the push exchange costs ~2.5 us less than the striped
+// schedule's through L2 (slots or a chain), a tile ~0.6 us at m = 1 (H100,
+// session 32, kernel-probe, graph, TriRun only, m = 1 / 16: 7B o 4096 x 4096
+// 6.4 / 8.3 -> 5.2 / 6.6 us with clusters of 3 (runs of 3 against 2), down
+// 11008 x 4096 10.9 / 13.4 -> 9.3 / 11.4 (of 3: 8 against 6), TriLM down
+// 9216 x 3072 9.2 / 11.6 -> 6.9 / 8.8 (of 4: 5 against 4); runs 5 tiles longer
+// lost: 7B down in clusters of 2 11.2 / 13.8, TriLM down 9.7 / 11.8).
 // The rule, given how many clusters of a size fit at once (`resident(size)`).
 // `forced` (2..8, experiments: TRIRUN_SMALL_CLUSTER_SIZE) takes that size
 // wherever it is possible at all, whatever the runs' length.
 template <typename Resident>
-int cluster_size_for(int k_tiles, int n_tiles, int blocks, Resident&& resident, int forced = 0) {
+int cluster_size_for(int k_tiles, int n_tiles, int blocks, Resident&& resident, int forced = 0, int slack = 0) {
   const int striped_run = ceil_div(k_tiles * n_tiles, blocks);
+  int best = 0, best_run = 0;
   for (int size = 2; size <= kMaxCluster; ++size) {
     if (forced > 0 && size != forced) continue;
     const int run = ceil_div(k_tiles, size);
-    if ((size - 1) * run >= k_tiles || (forced == 0 && run > striped_run) || n_tiles * size > blocks) continue;
-    if (resident(size) >= n_tiles) return size;
+    if ((size - 1) * run >= k_tiles || n_tiles * size > blocks || resident(size) < n_tiles) continue;
+    if (forced > 0 || run <= striped_run) return size;
+    if (run <= striped_run + slack && (best == 0 || run < best_run)) {
+      best = size;
+      best_run = run;
+    }
   }
-  return 0;
+  return best;
+}
+// Whether a clustered launch of this instance sums by the push exchange: every block's vectors for
+// kMaxCluster senders fit its stages (trirun_small_tma_kernel's kPush, which the kernel asserts).
+template <int MB8, int N_WARPS, bool GROUPED>
+constexpr bool small_push_fits() {
+  return kMaxCluster * (MB8 * 4) * (N_WARPS * 32) * 16 <=
+         small_tma_stages<MB8, N_WARPS, GROUPED>() * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
 }
 template <int MB8, int N_WARPS, bool GROUPED>
 int small_cluster_size(const Launch& l) {
   constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
+  const int slack = small_push_fits<MB8, N_WARPS, GROUPED>() ? l.small_cluster_slack : 0;
 #ifdef TRIRUN_DISPATCH_RECORD
   // Dispatch-record builds: the residency the test sets instead of the occupancy query (and neither the
   // shared-memory check nor the no-query-inside-a-capture rule of the real build below).
   return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks,
-                          [](int size) { return g_record_attrs.record_resident[size]; }, l.small_cluster_size);
+                          [](int size) { return g_record_attrs.record_resident[size]; }, l.small_cluster_size,
+                          slack);
 #else
   constexpr size_t smem = small_tma_smem<MB8, N_WARPS, GROUPED>();
   auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, small_tma_stages<MB8, N_WARPS, GROUPED>(), GROUPED, false, true>;
@@ -2963,7 +2989,7 @@ int small_cluster_size(const Launch& l) {
     }
   }
   return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks,
-                          [&](int size) { return resident[l.device][size]; }, l.small_cluster_size);
+                          [&](int size) { return resident[l.device][size]; }, l.small_cluster_size, slack);
 #endif
 }
 
@@ -2971,10 +2997,15 @@ int small_cluster_size(const Launch& l) {
 template <int MB8, int N_WARPS, bool GROUPED>
 int small_launch_cluster(const Launch& l, bool chained) {
   if (l.small_clusters <= (chained ? 1 : 0)) return 0;
-  // A chain of two blocks hands its sums over once, which costs what a cluster's barrier does; the
-  // cluster's co-scheduling then made it slower (session 21), hence the minimum for chains.
+  // A chain of two blocks hands its sums over once, which costs what cluster_sum's barriers do; the
+  // cluster's co-scheduling then made it slower (H100, session 21: 70B o 8192 x 8192's chain of 2 as a
+  // cluster of 2 10.8 -> 11.4 us at m = 1; BitNet q/k/v's chain as clusters of 3 6.6 -> 5.7), hence a
+  // minimum for chains. The push exchange's one barrier beats the hand-over (H100, session 32, m = 1 / 16:
+  // 70B o 10.0 / 12.7 -> 9.8 / 11.9-12.0 us, down 21760 x 8192 22.0 / 26.4 -> 21.0 / 25.2-25.3).
+  const int chain_min =
+      l.small_cluster_chain_min >= 0 ? l.small_cluster_chain_min : (small_push_fits<MB8, N_WARPS, GROUPED>() ? 2 : 3);
   const int size = small_cluster_size<MB8, N_WARPS, GROUPED>(l);
-  return size > 1 && (!chained || size >= l.small_cluster_chain_min || l.small_cluster_size > 0) ? size : 0;
+  return size > 1 && (!chained || size >= chain_min || l.small_cluster_size > 0) ? size : 0;
 }
 
 template <int MB8, int N_WARPS, bool GROUPED>
@@ -2993,8 +3024,12 @@ cudaError_t launch_small_tma(Launch& l) {
 // lost to the Hopper kernel, 9.4 -> 9.9 / 10.6 us at m = 17 / 32; 6 over 3 and 5 over 5 won.)
 bool small32_clustered(const Launch& l, bool grouped) {
   const bool chained = small_chained(l, 512, 128);
+  // Session 26's rule, measured without slack: where a longer run would cluster (7B down at 17..32 rows) the
+  // Hopper kernel against the small one is not yet measured.
+  Launch rule = l;
+  rule.small_cluster_slack = 0;
   const int size =
-      grouped ? small_launch_cluster<4, 2, true>(l, chained) : small_launch_cluster<4, 2, false>(l, chained);
+      grouped ? small_launch_cluster<4, 2, true>(rule, chained) : small_launch_cluster<4, 2, false>(rule, chained);
   if (size <= 1) return false;
   const int k_tiles = ceil_div(l.k, 512);
   return 10 * (ceil_div(k_tiles, size) * size - k_tiles) <= k_tiles;
@@ -3171,6 +3206,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.early = attrs.early;
     x.small_clusters = attrs.small_clusters;
     x.small_cluster_chain_min = attrs.small_cluster_chain_min;
+    x.small_cluster_slack = attrs.small_cluster_slack;
     x.small_cluster_size = attrs.small_cluster_size;
     x.stream = stream;
     return x;
