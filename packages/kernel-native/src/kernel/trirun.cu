@@ -2435,6 +2435,9 @@ struct DeviceAttrs {
   int small_cluster_slack = 2;  // clusters whose runs are up to this many tiles longer than the striped schedule's,
                                 // where they sum by the push exchange (see cluster_size_for); TRIRUN_SMALL_CLUSTER_SLACK
   int small_cluster_size = 0;  // experiments: blocks per cluster forced (2..8) where possible; TRIRUN_SMALL_CLUSTER_SIZE
+  int small_whole_columns = 2;  // an unclustered TMA small-batch launch of up to 16 rows as one block per column where
+                                // that run is at most this many tiles longer than the striped one's (no column split,
+                                // no slots; see launch_small_tma); TRIRUN_SMALL_WHOLE_COLUMNS (0: off)
   bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
                                 // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2479,6 +2482,7 @@ void apply_env_switches(DeviceAttrs& a) {
   a.small_clusters = env_int("TRIRUN_SMALL_CLUSTERS", 0, a.small_clusters);
   a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
   a.small_cluster_slack = env_int("TRIRUN_SMALL_CLUSTER_SLACK", 0, a.small_cluster_slack);
+  a.small_whole_columns = env_int("TRIRUN_SMALL_WHOLE_COLUMNS", 0, a.small_whole_columns);
   const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
   a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
   a.narrow_clusters = !switched_off("TRIRUN_NARROW_CLUSTERS");
@@ -2554,6 +2558,7 @@ struct Launch {
   int small_clusters;  // TMA small-batch kernel: clustered launches (DeviceAttrs::small_clusters)
   int small_cluster_chain_min;  // (DeviceAttrs::small_cluster_chain_min)
   int small_cluster_slack;      // (DeviceAttrs::small_cluster_slack)
+  int small_whole_columns;      // (DeviceAttrs::small_whole_columns)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
   float* partial;  // small-batch kernel: 16 x n fp32
@@ -2564,7 +2569,7 @@ struct Launch {
   cudaStream_t stream;
   int stages;   // out
   int threads;  // out
-  int clustered_blocks;  // out: blocks of a clustered launch (0: a launch of `blocks`)
+  int clustered_blocks;  // out: blocks of a clustered or whole-column launch (0: a launch of `blocks`)
 };
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -3013,6 +3018,25 @@ cudaError_t launch_small_tma(Launch& l) {
   const bool chained = small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64);
   const int size = small_launch_cluster<MB8, N_WARPS, GROUPED>(l, chained);
   if (size > 1) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
+  if (MB8 <= 2 && l.small_whole_columns > 0) {
+    // One block per column (the striped schedule with as many blocks as columns gives each block one whole
+    // column), which writes C directly: no slots, no atomic, no last arriver, for a run up to
+    // small_whole_columns tiles longer. H100, session 32, kernel-probe, graph, TriRun only, two rounds,
+    // m = 1 / 8 / 16: 7B q/k/v 4096 x 12288 8.7 / 9.2 / 11.1 -> 8.2 / 8.2 / 9.8 us (96 blocks, runs of 8
+    // against 6), TriLM q/k/v 3072 x 9216 6.8 / 7.2 / 8.9 -> 6.4 / 6.4 / 7.6 (72 blocks, 6 against 4); nothing
+    // else in the four sets changed, and a slack of 4 measured the same as 2. (17..32 rows: not measured.)
+    const int k_tiles = ceil_div(l.k, 128 * (8 / N_WARPS)), n_tiles = l.n / (N_WARPS * 64);
+    const int striped_run = ceil_div(k_tiles * n_tiles, l.blocks);
+    if (n_tiles <= l.blocks && k_tiles > striped_run && k_tiles <= striped_run + l.small_whole_columns) {
+      Launch whole = l;
+      whole.blocks = n_tiles;
+      const cudaError_t err = launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(whole);
+      l.stages = whole.stages;
+      l.threads = whole.threads;
+      l.clustered_blocks = n_tiles;
+      return err;
+    }
+  }
   return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
                  : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);
 }
@@ -3207,6 +3231,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.small_clusters = attrs.small_clusters;
     x.small_cluster_chain_min = attrs.small_cluster_chain_min;
     x.small_cluster_slack = attrs.small_cluster_slack;
+    x.small_whole_columns = attrs.small_whole_columns;
     x.small_cluster_size = attrs.small_cluster_size;
     x.stream = stream;
     return x;
