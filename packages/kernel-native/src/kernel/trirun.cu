@@ -1617,7 +1617,7 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 // producer warpgroup whose first thread issues four tensor copies per stage (activations
 // in two 64-wide swizzle atoms, packed weights, scales) and runs ahead across
 // slice boundaries, so the next slice's tiles arrive during the reduction.
-template <int N_ACT, int STAGES, bool GROUPED>
+template <int N_ACT, int STAGES, bool GROUPED, bool SLOTS>
 __global__ void __launch_bounds__(kHopperThreads, 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const __grid_constant__ CUtensorMap map_c,
@@ -1642,6 +1642,12 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   const int k_tiles = prob_k / kHopperTileK;
   const int n_tiles = prob_n / kHopperTileN;
   const int par = ceil_div(prob_m, N_ACT);
+  // SLOTS (launch_hopper_rows: narrow layers at 33..64 rows, see the dispatcher): a split column sums through
+  // parallel slots instead of the lock chain (see the end of a slice). Two slots of N_ACT x 128 fp32 per
+  // block, which fit the workspace's slot region (slot_bytes: 256 blocks x 256 x 128 fp32) for every block
+  // count the dispatcher allows (kMaxBlocks, 256) up to 64 rows.
+  constexpr bool kSlots = SLOTS && N_ACT <= 64;
+  static_assert(!kSlots || 2 * 256 * N_ACT * kHopperTileN <= 256 * 256 * 128, "two slots per block must fit");
   const int total_tiles = k_tiles * n_tiles * par;
   // Each block takes `iters` consecutive tiles (stream-k). Where that run spans at most four columns it is
   // rounded up to whole columns if that adds at most 1/16 more tiles: no column is then split, so no block
@@ -1746,8 +1752,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     const int slice_idx = last_block - static_cast<int>(blockIdx.x);
     const int row0 = slice * N_ACT;
     // The block that finishes the column writes C, staged through the shared
-    // memory of the slice's last stage (see the end of the slice).
+    // memory of the slice's last stage (see the end of the slice). With
+    // slots (SLOTS) that is whichever block of a split column arrives last,
+    // so every block holds its last stage until it knows.
     const bool writes_c = slice_idx == slice_count - 1;
+    const bool holds_c_stage = writes_c || (kSlots && slice_count > 1);
 
     // Per-column scales (g = k), read once per slice: the 32-entry
     // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
@@ -1859,7 +1868,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
           decode_issue(cur_stage, frag_a);
         if (i == 0) release_c_stage();
         wgmma_wait<0>();
-        if (i + 1 < slice_tiles || !writes_c) retire(cur_stage, frag_a);
+        if (i + 1 < slice_tiles || !holds_c_stage) retire(cur_stage, frag_a);
         advance();
       }
       keep_f32(acc);
@@ -1892,7 +1901,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
       wgmma_wait<0>();
       keep_f32(acc);
-      if (!writes_c) {
+      if (!holds_c_stage) {
         if (slice_tiles % 2 == 1)
           retire(last_stage, frag_a);
         else
@@ -1911,15 +1920,83 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     TRIRUN_TRACE_AT(2);
     TRIRUN_TRACE_CLOCK(trace_end_start);  // trace builds: sums over all slices (see TRIRUN_TRACE_SUM)
     int* lock = locks + column;
-    if (slice_count > 1) lock_wait(lock, slice_idx, ConsumerSync{});
-    TRIRUN_TRACE_AT(3);
-    const bool read_partial = slice_count > 1 && slice_idx > 0;
     // A slot holds a block's accumulators in register order, four per thread
-    // and vector: coalesced whatever the fragment layout.
+    // and vector: coalesced whatever the fragment layout. Loads all come before
+    // the adds (and any store: see trirun_kernel).
+    auto add_slot = [](float (&to)[kAccs], const float4* from) {
+      float4 v[kAccs / 4];
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q) v[q] = __ldcg(from + q * 256);
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q) {
+        to[4 * q] += v[q].x;
+        to[4 * q + 1] += v[q].y;
+        to[4 * q + 2] += v[q].z;
+        to[4 * q + 3] += v[q].w;
+      }
+    };
+    auto store_slot = [](float4* to, const float (&from)[kAccs]) {
+#pragma unroll
+      for (int q = 0; q < kAccs / 4; ++q)
+        __stcg(to + q * 256, make_float4(from[4 * q], from[4 * q + 1], from[4 * q + 2], from[4 * q + 3]));
+    };
+    bool c_writer = writes_c;
+    if (kSlots && slice_count > 1) {
+      // Slots: this block's partial sums to its own slot (the first or the last slice of its run), counted in
+      // by thread 0 (fence, then the atomic); the block that arrives last adds up every block's slot of the
+      // column in block order, its own sums from registers, so the result does not depend on who was last.
+      constexpr int kSlotVecs = N_ACT * kHopperTileN / 4;
+      __shared__ int hopper_last_arrival;  // thread 0's answer, for the block
+      auto slot_of = [&](int b) {
+        const int which = iters * b >= column * k_tiles ? 0 : 1;  // b's first slice is this column's, or its last
+        return reinterpret_cast<float4*>(partial) + static_cast<size_t>(2 * b + which) * kSlotVecs + threadIdx.x;
+      };
+      store_slot(slot_of(static_cast<int>(blockIdx.x)), acc);
+      ConsumerSync{}();  // every thread's stores before thread 0's fence
+      if (threadIdx.x == 0) {
+        int arrived;
+        asm volatile("fence.acq_rel.gpu;\n" ::);
+        asm volatile("atom.add.relaxed.gpu.global.s32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(lock));
+        const bool last = arrived == slice_count - 1;
+        if (last) {
+          asm volatile("fence.acq_rel.gpu;\n" ::);  // the other blocks' slots, before the block reads them
+          asm volatile("st.global.relaxed.gpu.b32 [%0], %1;\n" ::"l"(lock), "r"(0));  // the workspace left zero
+        }
+        hopper_last_arrival = last;
+      }
+      ConsumerSync{}();
+      c_writer = hopper_last_arrival != 0;
+      if (c_writer) {
+        float sum[kAccs];
+#pragma unroll
+        for (int e = 0; e < kAccs; ++e) sum[e] = 0.0f;
+        for (int b = first_block; b <= last_block; ++b) {
+          if (b == static_cast<int>(blockIdx.x)) {
+#pragma unroll
+            for (int e = 0; e < kAccs; ++e) sum[e] += acc[e];
+          } else {
+            add_slot(sum, slot_of(b));
+          }
+        }
+#pragma unroll
+        for (int e = 0; e < kAccs; ++e) acc[e] = sum[e];
+      } else {
+        // Not the writer: the held stage goes back to the producer now (what retire does per warp).
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&empty[last_stage]);
+      }
+    } else if (slice_count > 1) {
+      lock_wait(lock, slice_idx, ConsumerSync{});
+    }
+    TRIRUN_TRACE_AT(3);
+    const bool read_partial = !kSlots && slice_count > 1 && slice_idx > 0;
+    // The chain's running sum of the column, in the slot of its last block.
     float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN)) +
                    threadIdx.x;
     if (read_partial) {
-      float4 prev[kAccs / 4];  // every load before the first store (see trirun_kernel)
+      // Inline rather than add_slot: through it the accumulators' PTX registers come out renumbered, an
+      // unmeasured change to the default kernel's code.
+      float4 prev[kAccs / 4];
 #pragma unroll
       for (int q = 0; q < kAccs / 4; ++q) prev[q] = __ldcg(slot + q * 256);
 #pragma unroll
@@ -1930,10 +2007,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         acc[4 * q + 3] += prev[q].w;
       }
     }
-    if (!writes_c) {
-#pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q)
-        __stcg(slot + q * 256, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+    if (!c_writer) {
+      if (!kSlots) store_slot(slot, acc);  // the chain: this block's running sum for the next block of the column
     } else {
       // C through the last stage's activation buffer (N_ACT rows x 256 bytes,
       // exactly one C tile of N_ACT rows x 128 fp16 columns), held back from
@@ -1973,14 +2048,14 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       pending_c_stage = last_stage;
     }
     TRIRUN_TRACE_AT(4);
-    if (slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
+    if (!kSlots && slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
     // Trace builds: the slice's end (lock wait, partial sums, C) in cycles, summed over the block's slices;
     // how many ends; the cycles of those that read a partial; of those that wrote C.
     TRIRUN_TRACE_CLOCK(trace_end_stop);  // one reading: sum 0 minus sum 3 is then the ends without C
     TRIRUN_TRACE_SUM(0, trace_end_stop - trace_end_start);
     TRIRUN_TRACE_SUM(1, 1);
-    TRIRUN_TRACE_SUM(2, read_partial ? trace_end_stop - trace_end_start : 0);
-    TRIRUN_TRACE_SUM(3, writes_c ? trace_end_stop - trace_end_start : 0);
+    TRIRUN_TRACE_SUM(2, read_partial || (kSlots && c_writer && slice_count > 1) ? trace_end_stop - trace_end_start : 0);
+    TRIRUN_TRACE_SUM(3, c_writer ? trace_end_stop - trace_end_start : 0);
     tile += slice_tiles;
   }
   if (threadIdx.x == 0) bulk_wait_all();  // the last C tile's stores, before the block's shared memory goes away
@@ -2410,6 +2485,8 @@ struct DeviceAttrs {
   bool narrow_hopper = true;  // 17..32 rows of narrow layers on the Hopper kernel; TRIRUN_NARROW_HOPPER=0: small
   bool shallow_hopper = true;  // and of layers 3072..4096 deep whatever their width; TRIRUN_SHALLOW_HOPPER=0: off
   bool narrow_32 = true;      // 33..64 rows of narrow layers with few tiles on 32-row slices; TRIRUN_NARROW_32=0: off
+  bool hopper_slots = true;   // 33..64 rows of layers at most 4096 wide as one 64-row slice whose split columns sum
+                              // through slots (instead of narrow_32's and the lock chain); TRIRUN_HOPPER_SLOTS=0: off
   int few_tile_slices = 1;  // 256-row Hopper slices halved where they give few tiles per block; TRIRUN_FEW_TILE_SLICES:
                             // 0 off, 2 (experiment, measured mixed) 128-row ones too
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
@@ -2465,6 +2542,7 @@ void apply_env_switches(DeviceAttrs& a) {
   a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
   a.shallow_hopper = !switched_off("TRIRUN_SHALLOW_HOPPER");
   a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
+  a.hopper_slots = !switched_off("TRIRUN_HOPPER_SLOTS");
   a.few_tile_slices = env_int("TRIRUN_FEW_TILE_SLICES", 0, a.few_tile_slices);
   a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
   a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
@@ -2559,6 +2637,7 @@ struct Launch {
   int small_cluster_chain_min;  // (DeviceAttrs::small_cluster_chain_min)
   int small_cluster_slack;      // (DeviceAttrs::small_cluster_slack)
   int small_whole_columns;      // (DeviceAttrs::small_whole_columns)
+  bool hopper_slots;            // Hopper kernel, 64-row slices: split columns sum through slots (SLOTS)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
   float* partial;  // small-batch kernel: 16 x n fp32
@@ -2724,7 +2803,7 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
-template <int N_ACT, bool GROUPED>
+template <int N_ACT, bool GROUPED, bool SLOTS = false>
 cudaError_t launch_hopper(Launch& l) {
   constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
   // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
@@ -2733,7 +2812,7 @@ cudaError_t launch_hopper(Launch& l) {
   constexpr int stages = fit < 8 ? fit : 8;
   // + two mbarriers per stage, + alignment of the swizzled stages
   constexpr size_t smem = stages * stage + stages * 16 + 1024;
-  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED>;
+  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED, SLOTS>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -2769,11 +2848,14 @@ cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   return record_launch(2, known ? n_act : -n_act, kHopperTileK, kHopperTileN, grouped, l);
 }
 #else
-// The Hopper kernel instance whose slice height is n_act, one of Ns (the last one takes any other value).
+// The Hopper kernel instance whose slice height is n_act, one of Ns (the last one takes any other value);
+// 64-row slices with l.hopper_slots sum split columns through slots (SLOTS).
 template <int N, int... Rest>
 cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   if constexpr (sizeof...(Rest) > 0)
     if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, l);
+  if constexpr (N == 64)
+    if (l.hopper_slots) return grouped ? launch_hopper<N, true, true>(l) : launch_hopper<N, false, true>(l);
   return grouped ? launch_hopper<N, true>(l) : launch_hopper<N, false>(l);
 }
 #endif
@@ -3324,8 +3406,19 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // tiles per block) 20.1-21.0 -> 23.6-23.7. From 65 rows (three or four 32-row slices) it lost on most
   // of these layers (7B o at m = 96 / 128: 12.3 / 12.4 -> 15.0 / 16.1 us). TRIRUN_NARROW_32=0: off.
   // (Only where both slices fit one launch: with maxParallel 1 they would read the weights twice.)
+  // Since session 32 those rows of layers at most 4096 wide run instead as one 64-row slice whose split
+  // columns sum through parallel slots (the kernel's SLOTS): the lock chain's hand-overs are serial, and a
+  // 64-row slice splits each column over 4-5 blocks. H100, session 32, kernel-probe, graph, TriRun only, two
+  // rounds, m = 64 (33 and 48 alike), 32-row slices with the chain against 64-row ones with slots: 7B o
+  // 4096 x 4096 10.0 -> 9.1 us, down 11008 x 4096 19.7 -> 17.3, TriLM down 9216 x 3072 16.1 -> 14.0, BitNet o
+  // 2560 x 2560 8.5 -> 7.4, down 6912 x 2560 13.4 -> 10.1, but TriLM o 3072 x 3072 9.0 -> 9.9 and BitNet q/k/v
+  // 2560 x 3840 7.5 -> 7.7. (Slots on the wide layers lost ~2 us: every block of a split column holds its
+  // last stage until it knows whether it writes C. At m = 96..128, two 64-row slices, they lost too: 7B down
+  // 25.7 -> 28.2.) TRIRUN_HOPPER_SLOTS=0: off.
+  const bool hopper_slots = attrs.hopper_slots && hopper && narrow_slices && m > 32 && m <= 64;
+  l.hopper_slots = hopper_slots;
   const bool narrow_32 = attrs.narrow_32 && attrs.slice32 && hopper && narrow_slices && m > 32 && m <= 64 &&
-                         max_par >= 2 && (k / kHopperTileK) * (n / kHopperTileN) <= 16 * sms;
+                         max_par >= 2 && (k / kHopperTileK) * (n / kHopperTileN) <= 16 * sms && !hopper_slots;
   // The rule of narrow_32 above for 256-row slices too: where a call's 256-row slices give each block at
   // most 16 tiles, 128-row ones (twice the (slice, column) units, so fewer blocks share a column) are
   // faster. H100, session 25, kernel-probe, TriRun only, two rounds, stream: 7B o 4096 x 4096 at m = 512
