@@ -158,6 +158,35 @@ for w in $what; do
       mkdir -p /tmp/base && cp "${BASE:?set BASE to a trirun.cu}" /tmp/base/trirun.cu && cp src/kernel/trirun.h /tmp/base/
       nvcc -O3 -std=c++17 $ARCH -I/tmp/base tools/kernel-probe.cu /tmp/base/trirun.cu -lcublas -o /tmp/probe_base || exit 1
       for p in probe_base probe probe_base probe; do echo "--- $p"; timeout 100 /tmp/$p speed --quick 2>&1 | grep -v "d2d"; done | tee "$out/speed-ab.txt" | grep -E "^---|SUM" ;;
+    checks)
+      # check --quick, memcheck and racecheck at once (correctness only: nothing here is timed), each with the
+      # environment CHECK_ENV (e.g. "TRIRUN_SMALL_CLUSTERS=2 TRIRUN_SMALL_CLUSTER_CHAIN_MIN=0"; default none).
+      (env ${CHECK_ENV:-} timeout 200 /tmp/probe check --quick > "$out/check.txt" 2>&1; echo "exit $?" >> "$out/check.txt") &
+      c1=$!
+      (env ${CHECK_ENV:-} timeout 230 compute-sanitizer --tool memcheck /tmp/probe sanitize 2>&1 | tail -3 > "$out/memcheck.txt") &
+      c2=$!
+      (env ${CHECK_ENV:-} timeout 230 compute-sanitizer --tool racecheck /tmp/probe sanitize 2>&1 | tail -3 > "$out/racecheck.txt") &
+      c3=$!
+      wait $c1; wait $c2; wait $c3
+      grep -E "FAIL" "$out/check.txt" | head -5; grep -E "^check:|^exit" "$out/check.txt"
+      for f in memcheck racecheck; do echo "$f: $(tail -1 "$out/$f.txt")"; done ;;
+    objects)
+      # A/B of kernel objects compiled here (OBJECTS="name=path name=path ...", paths from the repository root,
+      # .o or .o.xz: `nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -DTRIRUN_HAVE_SM90A [-D...]
+      # -Isrc/kernel -c src/kernel/trirun.cu`), TriRun only, alternating, two rounds, at MS (default 1,16) on
+      # PROBE_SETS (default all); per set and per layer with tools/ab-table.py [--layers].
+      names=()
+      for spec in ${OBJECTS:?set OBJECTS}; do
+        name=${spec%%=*} path=../../${spec#*=}
+        case $path in *.xz) xz -dc "$path" > /tmp/obj_$name.o ;; *) cp "$path" /tmp/obj_$name.o ;; esac
+        nvcc -O3 -std=c++17 $ARCH -Isrc/kernel tools/kernel-probe.cu /tmp/obj_$name.o -lcublas -o /tmp/probe_$name 2> /dev/null &
+        names+=("$name")
+      done
+      for name in "${names[@]}"; do wait -n || { echo "an object failed to link"; exit 1; }; done
+      for r in 1 2; do for name in "${names[@]}"; do echo "--- round $r $name"
+        PROBE_TRIRUN_ONLY=1 timeout 150 /tmp/probe_$name launch ${MS:-1,16} 2>&1; done; done > "$out/objects.txt"
+      python3 tools/ab-table.py "$out/objects.txt"
+      python3 tools/ab-table.py "$out/objects.txt" --layers > "$out/objects-layers.md" ;;
     ab)
       # The small-batch reduction forced one way or the other (TRIRUN_SMALL_REDUCTION: 1 lock chain,
       # 2 last-arriver slots) against the dispatcher's choice, back to back.
