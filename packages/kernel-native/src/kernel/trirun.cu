@@ -60,7 +60,13 @@
 //   each block st.async-stores the vectors it does not own into their
 //   owner's shared memory, counted on the owner's mbarrier, and leaves once
 //   its own share has arrived (the push exchange, trirun_small_tma_kernel;
-//   BitNet set at m = 1 / 16 21.2 / 28.0 -> 19.2 / 24.7 us, H100).
+//   BitNet set at m = 1 / 16 21.2 / 28.0 -> 19.2 / 24.7 us, H100). That end
+//   being cheap, clusters may also run a little longer than the striped
+//   schedule would (cluster_size_for). And the cheapest reduction is none:
+//   where every column fits one block, up to 16 rows run one block per column
+//   when that costs at most two more tiles per block (launch_small_tma). The
+//   Hopper kernel too sums a split column through last-arriver slots instead
+//   of the chain for 33..64 rows of narrow layers (its SLOTS instances).
 // * Per-column scales (g = k) are applied once, in fp32, to the accumulators
 //   instead of to every dequantized weight.
 // * Programmatic dependent launch (sm_90): every kernel here lets the next
