@@ -282,6 +282,35 @@ void check_clusters(long long* cases, int* clustered_model_shapes) {
   }
 }
 
+// The whole-column rule (whole_column_blocks): one block per column exactly where that run is longer than the
+// striped one by 1..slack tiles and the columns fit the blocks; and the sizes session 32 measured (131 blocks,
+// 512 x 128 tiles, slack 2).
+void check_whole_columns(long long* cases) {
+  for (int k_tiles = 1; k_tiles <= 64; ++k_tiles)
+    for (int n_tiles = 1; n_tiles <= 300; ++n_tiles)
+      for (int blocks : {131, 132, 78})
+        for (int slack = 0; slack <= 4; ++slack) {
+          const int got = trirun::whole_column_blocks(k_tiles, n_tiles, blocks, slack);
+          const int striped = trirun::ceil_div(k_tiles * n_tiles, blocks);
+          const bool want = slack > 0 && n_tiles <= blocks && k_tiles > striped && k_tiles - striped <= slack;
+          if (got != (want ? n_tiles : 0))
+            fail("whole columns k_tiles=" + std::to_string(k_tiles) + " n_tiles=" + std::to_string(n_tiles) +
+                     " blocks=" + std::to_string(blocks) + " slack=" + std::to_string(slack),
+                 "got " + std::to_string(got));
+          ++*cases;
+        }
+  const struct {
+    int k, n, want;
+  } measured[] = {{4096, 12288, 96}, {3072, 9216, 72}, {4096, 22016, 0}, {4096, 4096, 0}, {8192, 24576, 0}};
+  for (const auto& c : measured) {
+    const int got = trirun::whole_column_blocks(trirun::ceil_div(c.k, 512), c.n / 128, 131, 2);
+    if (got != c.want)
+      fail("whole columns k=" + std::to_string(c.k) + " n=" + std::to_string(c.n),
+           "blocks " + std::to_string(got) + ", expected " + std::to_string(c.want));
+    ++*cases;
+  }
+}
+
 void table() {
   const DeviceAttrs a = hopper_attrs();
   const char* kinds[] = {"general", "small", "hopper"};
@@ -353,8 +382,11 @@ int main(int argc, char** argv) {
   long long cluster_cases = 0;
   int clustered = 0;
   check_clusters(&cluster_cases, &clustered);
+  long long whole_cases = 0;
+  check_whole_columns(&whole_cases);
   // The layers the clusters are for (BitNet's, TriLM's and Llama-2-7B's o and down projections...) take them.
   if (clustered < 8) fail("clusters", "only " + std::to_string(clustered) + " model shapes clustered");
+  std::printf("dispatch-check: %lld whole-column plans\n", whole_cases);
   std::printf("dispatch-check: %lld calls over %zu device profiles, %lld cluster plans (%d shapes clustered), %d failures\n",
               calls, profiles().size(), cluster_cases, clustered, g_failures);
   return g_failures == 0 ? 0 : 1;

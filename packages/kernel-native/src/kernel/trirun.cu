@@ -3091,6 +3091,17 @@ int small_cluster_size(const Launch& l) {
 #endif
 }
 
+// One block per column (the striped schedule with as many blocks as columns gives each block one whole
+// column), which writes C directly: no slots, no atomic, no last arriver, where that run is longer than the
+// striped one by at most `slack` tiles; the blocks to launch, or 0. H100, session 32, kernel-probe, graph,
+// TriRun only, two rounds, m = 1 / 8 / 16: 7B q/k/v 4096 x 12288 8.7 / 9.2 / 11.1 -> 8.2 / 8.2 / 9.8 us (96
+// blocks, runs of 8 against 6), TriLM q/k/v 3072 x 9216 6.8 / 7.2 / 8.9 -> 6.4 / 6.4 / 7.6 (72 blocks, 6
+// against 4); nothing else in the four sets changed, and a slack of 4 measured the same as 2.
+inline int whole_column_blocks(int k_tiles, int n_tiles, int blocks, int slack) {
+  const int striped_run = ceil_div(k_tiles * n_tiles, blocks);
+  return slack > 0 && n_tiles <= blocks && k_tiles > striped_run && k_tiles <= striped_run + slack ? n_tiles : 0;
+}
+
 // Blocks per cluster of a TMA small-batch launch (0: the striped schedule, a lock chain or slots).
 template <int MB8, int N_WARPS, bool GROUPED>
 int small_launch_cluster(const Launch& l, bool chained) {
@@ -3111,24 +3122,18 @@ cudaError_t launch_small_tma(Launch& l) {
   const bool chained = small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64);
   const int size = small_launch_cluster<MB8, N_WARPS, GROUPED>(l, chained);
   if (size > 1) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
-  if (MB8 <= 2 && l.small_whole_columns > 0) {
-    // One block per column (the striped schedule with as many blocks as columns gives each block one whole
-    // column), which writes C directly: no slots, no atomic, no last arriver, for a run up to
-    // small_whole_columns tiles longer. H100, session 32, kernel-probe, graph, TriRun only, two rounds,
-    // m = 1 / 8 / 16: 7B q/k/v 4096 x 12288 8.7 / 9.2 / 11.1 -> 8.2 / 8.2 / 9.8 us (96 blocks, runs of 8
-    // against 6), TriLM q/k/v 3072 x 9216 6.8 / 7.2 / 8.9 -> 6.4 / 6.4 / 7.6 (72 blocks, 6 against 4); nothing
-    // else in the four sets changed, and a slack of 4 measured the same as 2. (17..32 rows: not measured.)
-    const int k_tiles = ceil_div(l.k, 128 * (8 / N_WARPS)), n_tiles = l.n / (N_WARPS * 64);
-    const int striped_run = ceil_div(k_tiles * n_tiles, l.blocks);
-    if (n_tiles <= l.blocks && k_tiles > striped_run && k_tiles <= striped_run + l.small_whole_columns) {
-      Launch whole = l;
-      whole.blocks = n_tiles;
-      const cudaError_t err = launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(whole);
-      l.stages = whole.stages;
-      l.threads = whole.threads;
-      l.clustered_blocks = n_tiles;
-      return err;
-    }
+  const int whole_blocks =
+      MB8 <= 2 ? whole_column_blocks(ceil_div(l.k, 128 * (8 / N_WARPS)), l.n / (N_WARPS * 64), l.blocks,
+                                     l.small_whole_columns)
+               : 0;  // (17..32 rows: not measured)
+  if (whole_blocks > 0) {
+    Launch whole = l;
+    whole.blocks = whole_blocks;
+    const cudaError_t err = launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(whole);
+    l.stages = whole.stages;
+    l.threads = whole.threads;
+    l.clustered_blocks = whole_blocks;
+    return err;
   }
   return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
                  : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);
