@@ -2523,6 +2523,8 @@ struct DeviceAttrs {
   int small_whole_columns = 2;  // an unclustered TMA small-batch launch of up to 16 rows as one block per column where
                                 // that run is at most this many tiles longer than the striped one's (no column split,
                                 // no slots; see launch_small_tma); TRIRUN_SMALL_WHOLE_COLUMNS (0: off)
+  int narrow_cluster_slack = 0;  // experiment: the cluster slack the narrow_clusters rule below assumes (0: session
+                                 // 26's measured form); TRIRUN_NARROW_CLUSTER_SLACK
   bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
                                 // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2571,6 +2573,7 @@ void apply_env_switches(DeviceAttrs& a) {
   a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
   a.small_cluster_slack = env_int("TRIRUN_SMALL_CLUSTER_SLACK", 0, a.small_cluster_slack);
   a.small_whole_columns = env_int("TRIRUN_SMALL_WHOLE_COLUMNS", 0, a.small_whole_columns);
+  a.narrow_cluster_slack = env_int("TRIRUN_NARROW_CLUSTER_SLACK", 0, a.narrow_cluster_slack);
   const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
   a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
   a.narrow_clusters = !switched_off("TRIRUN_NARROW_CLUSTERS");
@@ -2647,6 +2650,7 @@ struct Launch {
   int small_cluster_chain_min;  // (DeviceAttrs::small_cluster_chain_min)
   int small_cluster_slack;      // (DeviceAttrs::small_cluster_slack)
   int small_whole_columns;      // (DeviceAttrs::small_whole_columns)
+  int narrow_cluster_slack;     // (DeviceAttrs::narrow_cluster_slack)
   bool hopper_slots;            // Hopper kernel, 64-row slices: split columns sum through slots (SLOTS)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
@@ -3147,9 +3151,10 @@ cudaError_t launch_small_tma(Launch& l) {
 bool small32_clustered(const Launch& l, bool grouped) {
   const bool chained = small_chained(l, 512, 128);
   // Session 26's rule, measured without slack: where a longer run would cluster (7B down at 17..32 rows) the
-  // Hopper kernel against the small one is not yet measured.
+  // Hopper kernel against the small one is not yet measured (TRIRUN_NARROW_CLUSTER_SLACK=2 to try it; the
+  // launch itself then takes the slack of TRIRUN_SMALL_CLUSTER_SLACK).
   Launch rule = l;
-  rule.small_cluster_slack = 0;
+  rule.small_cluster_slack = l.narrow_cluster_slack;
   const int size =
       grouped ? small_launch_cluster<4, 2, true>(rule, chained) : small_launch_cluster<4, 2, false>(rule, chained);
   if (size <= 1) return false;
@@ -3330,6 +3335,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.small_cluster_chain_min = attrs.small_cluster_chain_min;
     x.small_cluster_slack = attrs.small_cluster_slack;
     x.small_whole_columns = attrs.small_whole_columns;
+    x.narrow_cluster_slack = attrs.narrow_cluster_slack;
     x.small_cluster_size = attrs.small_cluster_size;
     x.stream = stream;
     return x;
