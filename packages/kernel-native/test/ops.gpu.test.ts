@@ -6,7 +6,7 @@
  * relative) and fp32 sums. Outputs sit between NaN-poisoned guard zones that
  * must stay intact. Skips (with a note) where no usable CUDA device exists.
  */
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { f16ToF32, Rng, toF16Bits } from "../src/device/numeric.js";
 import {
   available,
@@ -28,6 +28,11 @@ if (!gpu)
 const seed = (Math.random() * 2 ** 32) >>> 0;
 const rng = new Rng(seed);
 const RTOL = 2e-3;
+
+// The tests are synchronous: on the host stand-in (ops-host.test.ts) the file computes for about a minute,
+// and a worker that never turns its event loop cannot answer vitest's calls (60 s timeout: "Timeout calling
+// onTaskUpdate" on a 2-core CI machine, session 32). A macrotask turn after every test lets it answer.
+afterEach(() => new Promise<void>((resolve) => setImmediate(resolve)));
 
 /** Random fp16 values uniform in [-scale, scale): the bits to upload and the exact values. */
 function randomHalf(n: number, scale = 1): { bits: Uint16Array; values: Float64Array } {
