@@ -34,6 +34,10 @@ for archive in .device/models.tar.xz .device/models-lite.tar.xz; do
   fi
 done
 export TRIRUN_NATIVE_PATH=$addon TRIRUN_SHARED_MODELS=$models
+# The tables record the addon's commit (its kernels are what is measured), which may be newer than the bench
+# bundle's: the bundle README's first line names it.
+addon_commit=$(sed -n 's/^TriRun device check, commit \([^ ,]*\),.*/\1/p' .device/README.txt 2> /dev/null | head -1)
+[ -n "$addon_commit" ] && export TRIRUN_COMMIT=$addon_commit
 log=$out/$part.log
 {
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv
