@@ -2099,18 +2099,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // Hopper kernel (the 32-row tiles need ~210 per thread; 288 threads would
 // cap every thread at 168).
 constexpr int kSmallTmaThreads = 384;
-// PAIRED instances (experiment, TRIRUN_SMALL_PAIRED): two blocks fit an SM, so that the next call's block
-// becomes resident beside this call's, requests all its stages' weights and waits there for this grid
-// (programmatic dependent launch), instead of starting on an SM only once this call's block left it. Half
-// the stages each, and 80 registers per thread at launch (2 x 384 x 80 of the SM's 64 K), of which the
-// producer warpgroup keeps 32 and the consumers get 104.
-__host__ __device__ constexpr int small_tma_consumer_regs(bool paired) { return paired ? 104 : 232; }
-__host__ __device__ constexpr int small_tma_producer_regs(bool paired) { return paired ? 32 : 40; }
-static_assert(2 * small_tma_consumer_regs(true) + small_tma_producer_regs(true) <= 3 * 80,
-              "a paired block's registers after setmaxnreg must fit what it was launched with");
 
-template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED, bool CLUSTERED, bool PAIRED = false>
-__global__ void __launch_bounds__(kSmallTmaThreads, PAIRED ? 2 : 1)
+template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED, bool CLUSTERED>
+__global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
                             int prob_m, int prob_n, int prob_k, int* locks, float* __restrict__ partial,
@@ -2179,7 +2170,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, PAIRED ? 2 : 1)
 
   if (warp >= kWarps) {
     // --- producer: tile t of the run goes to stage t % STAGES.
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(small_tma_producer_regs(PAIRED)) : "memory");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
 #ifdef TRIRUN_COMPUTE_ONLY
     if (false) {
 #else
@@ -2249,7 +2240,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, PAIRED ? 2 : 1)
   }
 
   // --- consumers (256 threads; their barrier is ConsumerSync, bar 1)
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(small_tma_consumer_regs(PAIRED)) : "memory");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   wait_for_prerequisites();  // before writing C or the workspace
   const int n_warp = warp % N_WARPS;
   const int k_warp = warp / N_WARPS;
@@ -2533,11 +2524,6 @@ struct DeviceAttrs {
   int small_whole_columns = 2;  // an unclustered TMA small-batch launch of up to 16 rows as one block per column where
                                 // that run is at most this many tiles longer than the striped one's (no column split,
                                 // no slots; see launch_small_tma); TRIRUN_SMALL_WHOLE_COLUMNS (0: off)
-  int small_paired = 0;  // experiment: TMA small-batch launches of up to 16 rows whose blocks run at most this many
-                         // tiles take the PAIRED instances (two blocks per SM; see launch_small_tma); TRIRUN_SMALL_PAIRED
-  bool small_paired_clusters = true;  // and clustered ones too; TRIRUN_SMALL_PAIRED_CLUSTERS=0: unclustered only
-  bool small_paired_solo = false;  // diagnostic: PAIRED instances with the shared memory of one block per SM;
-                                   // TRIRUN_SMALL_PAIRED_SOLO=1
   bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
                                 // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2562,9 +2548,6 @@ int env_int(const char* name, int least, int fallback) {
 void apply_env_switches(DeviceAttrs& a) {
   a.ramp = env_int("TRIRUN_RAMP", 0, a.ramp);
   a.early = env_int("TRIRUN_EARLY", 1, a.early);
-  a.small_paired = env_int("TRIRUN_SMALL_PAIRED", 0, a.small_paired);
-  a.small_paired_clusters = !switched_off("TRIRUN_SMALL_PAIRED_CLUSTERS");
-  a.small_paired_solo = env_int("TRIRUN_SMALL_PAIRED_SOLO", 1, 0) == 1;
   a.narrow_hopper = !switched_off("TRIRUN_NARROW_HOPPER");
   a.shallow_hopper = !switched_off("TRIRUN_SHALLOW_HOPPER");
   a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
@@ -2665,9 +2648,6 @@ struct Launch {
   int small_cluster_chain_min;  // (DeviceAttrs::small_cluster_chain_min)
   int small_cluster_slack;      // (DeviceAttrs::small_cluster_slack)
   int small_whole_columns;      // (DeviceAttrs::small_whole_columns)
-  int small_paired;             // (DeviceAttrs::small_paired)
-  bool small_paired_clusters;   // (DeviceAttrs::small_paired_clusters)
-  bool small_paired_solo;       // (DeviceAttrs::small_paired_solo)
   bool hopper_slots;            // Hopper kernel, 64-row slices: split columns sum through slots (SLOTS)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
@@ -2969,30 +2949,25 @@ cudaError_t launch_small(Launch& l) {
 // The TMA-fed version (sm_90): same tiles and reduction rule; the stage that
 // ends a run doubles as the k_warps' reduction buffer, so the depth is the
 // same as trirun_small_kernel's on Hopper.
-// PAIRED instances: half of the SM's 228 KB each (less the 1 KB per block the GPU keeps, the alignment and
-// the mbarriers).
-template <int MB8, int N_WARPS, bool GROUPED, bool PAIRED = false>
+template <int MB8, int N_WARPS, bool GROUPED>
 constexpr int small_tma_stages() {
-  return stages_within(small_stage_bytes<MB8, N_WARPS, 256, GROUPED>(), PAIRED ? 110 * 1024 : 220 * 1024);
+  return stages_within(small_stage_bytes<MB8, N_WARPS, 256, GROUPED>(), 220 * 1024);
 }
-template <int MB8, int N_WARPS, bool GROUPED, bool PAIRED = false>
+template <int MB8, int N_WARPS, bool GROUPED>
 constexpr size_t small_tma_smem() {
-  constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED, PAIRED>();
+  constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED>();
   // + the full and empty mbarriers and the push exchange's
   return stages * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + 1024 + (2 * stages + 1) * sizeof(uint64_t);
 }
 
 // `cluster` > 1: a clustered launch (CLUSTERED), a cluster of that many blocks per column.
-template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool CLUSTERED, bool PAIRED = false>
+template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool CLUSTERED>
 cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
   constexpr int k_warps = 8 / N_WARPS;
   constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
-  constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED, PAIRED>();
-  constexpr size_t paired_smem = small_tma_smem<MB8, N_WARPS, GROUPED, PAIRED>();
-  static_assert(!PAIRED || 2 * (paired_smem + 1024) <= 228 * 1024, "two paired blocks must fit an SM's shared memory");
-  // TRIRUN_SMALL_PAIRED_SOLO=1 (diagnostic): a paired instance asks for 120 KB, so that one block fits an SM.
-  const size_t smem = PAIRED && l.small_paired_solo ? 120 * 1024 : paired_smem;
-  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED, CLUSTERED, PAIRED>;
+  constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED>();
+  constexpr size_t smem = small_tma_smem<MB8, N_WARPS, GROUPED>();
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED, CLUSTERED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -3024,10 +2999,8 @@ cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
     launch.blocks = l.n / thread_n * cluster;
     l.clustered_blocks = launch.blocks;
   }
-  // A paired block requests every stage's weights before it waits for the grid before (see the kernel).
-  const int early = PAIRED ? stages : l.early;
   return launch_dependent(launch, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
-                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, early);
+                          static_cast<int4*>(l.C), l.m, l.n, l.k, l.locks, l.partial, l.slots, l.ramp, l.early);
 }
 
 // Clustered launches of the TMA small-batch kernel: a column per cluster, its
@@ -3145,46 +3118,24 @@ int small_launch_cluster(const Launch& l, bool chained) {
   return size > 1 && (!chained || size >= chain_min || l.small_cluster_size > 0) ? size : 0;
 }
 
-// Whether a launch whose blocks run `run` tiles takes the PAIRED instances (TRIRUN_SMALL_PAIRED, experiment):
-// up to 16 rows, the 512 x 128 tile.
-template <int MB8, int N_WARPS>
-bool small_paired(const Launch& l, int run, bool clustered) {
-  return MB8 <= 2 && N_WARPS == 2 && run <= l.small_paired && (!clustered || l.small_paired_clusters);
-}
-
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
-  constexpr int thread_k = 128 * (8 / N_WARPS);
-  // (PAIRED instances only where they exist: the 512 x 128 tile at up to 16 rows.)
-  constexpr bool kPairs = MB8 <= 2 && N_WARPS == 2;
-  const int k_tiles = ceil_div(l.k, thread_k), n_tiles = l.n / (N_WARPS * 64);
-  const bool chained = small_chained(l, thread_k, N_WARPS * 64);
+  const bool chained = small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64);
   const int size = small_launch_cluster<MB8, N_WARPS, GROUPED>(l, chained);
-  if (size > 1) {
-    if constexpr (kPairs)
-      if (small_paired<MB8, N_WARPS>(l, ceil_div(k_tiles, size), true))
-        return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true, true>(l, size);
-    return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
-  }
+  if (size > 1) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
   const int whole_blocks =
-      MB8 <= 2 ? whole_column_blocks(k_tiles, n_tiles, l.blocks, l.small_whole_columns)
+      MB8 <= 2 ? whole_column_blocks(ceil_div(l.k, 128 * (8 / N_WARPS)), l.n / (N_WARPS * 64), l.blocks,
+                                     l.small_whole_columns)
                : 0;  // (17..32 rows: not measured)
   if (whole_blocks > 0) {
     Launch whole = l;
     whole.blocks = whole_blocks;
-    cudaError_t err;
-    if (kPairs && small_paired<MB8, N_WARPS>(l, k_tiles, false))
-      err = launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false, kPairs>(whole);
-    else
-      err = launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(whole);
+    const cudaError_t err = launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(whole);
     l.stages = whole.stages;
     l.threads = whole.threads;
     l.clustered_blocks = whole_blocks;
     return err;
   }
-  if (kPairs && small_paired<MB8, N_WARPS>(l, ceil_div(k_tiles * n_tiles, l.blocks), false))
-    return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false, kPairs>(l)
-                   : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false, kPairs>(l);
   return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
                  : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);
 }
@@ -3381,9 +3332,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.small_cluster_chain_min = attrs.small_cluster_chain_min;
     x.small_cluster_slack = attrs.small_cluster_slack;
     x.small_whole_columns = attrs.small_whole_columns;
-    x.small_paired = attrs.small_paired;
-    x.small_paired_clusters = attrs.small_paired_clusters;
-    x.small_paired_solo = attrs.small_paired_solo;
     x.small_cluster_size = attrs.small_cluster_size;
     x.stream = stream;
     return x;
