@@ -2493,9 +2493,6 @@ struct DeviceAttrs {
   bool narrow_32 = true;      // 33..64 rows of narrow layers with few tiles on 32-row slices; TRIRUN_NARROW_32=0: off
   bool hopper_slots = true;   // 33..64 rows of layers at most 4096 wide as one 64-row slice whose split columns sum
                               // through slots (instead of narrow_32's and the lock chain); TRIRUN_HOPPER_SLOTS=0: off
-  int hopper_slots_max_n = 4096;  // experiments: the widest layer that takes them; TRIRUN_HOPPER_SLOTS_MAX_N
-  int hopper_slots_keep_32 = 0;  // narrow_32's 32-row slices kept, with slots, where a 64-row slice gives each block at
-                                 // most this many tiles (0: never); TRIRUN_HOPPER_SLOTS_KEEP32
   int few_tile_slices = 1;  // 256-row Hopper slices halved where they give few tiles per block; TRIRUN_FEW_TILE_SLICES:
                             // 0 off, 2 (experiment, measured mixed) 128-row ones too
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
@@ -2552,8 +2549,6 @@ void apply_env_switches(DeviceAttrs& a) {
   a.shallow_hopper = !switched_off("TRIRUN_SHALLOW_HOPPER");
   a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
   a.hopper_slots = !switched_off("TRIRUN_HOPPER_SLOTS");
-  a.hopper_slots_max_n = env_int("TRIRUN_HOPPER_SLOTS_MAX_N", 0, a.hopper_slots_max_n);
-  a.hopper_slots_keep_32 = env_int("TRIRUN_HOPPER_SLOTS_KEEP32", 0, a.hopper_slots_keep_32);
   a.few_tile_slices = env_int("TRIRUN_FEW_TILE_SLICES", 0, a.few_tile_slices);
   a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
   a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
@@ -2860,13 +2855,12 @@ cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
 }
 #else
 // The Hopper kernel instance whose slice height is n_act, one of Ns (the last one takes any other value);
-// 64-row slices (and 32-row ones: TRIRUN_HOPPER_SLOTS_KEEP32) with l.hopper_slots sum split columns through
-// slots (SLOTS).
+// 64-row slices with l.hopper_slots sum split columns through slots (SLOTS).
 template <int N, int... Rest>
 cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   if constexpr (sizeof...(Rest) > 0)
     if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, l);
-  if constexpr (N == 64 || N == 32)
+  if constexpr (N == 64)
     if (l.hopper_slots) return grouped ? launch_hopper<N, true, true>(l) : launch_hopper<N, false, true>(l);
   return grouped ? launch_hopper<N, true>(l) : launch_hopper<N, false>(l);
 }
@@ -3432,17 +3426,14 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
   // 2560 x 2560 8.5 -> 7.4, down 6912 x 2560 13.4 -> 10.1, but TriLM o 3072 x 3072 9.0 -> 9.9 and BitNet q/k/v
   // 2560 x 3840 7.5 -> 7.7. (Slots on the wide layers lost ~2 us: every block of a split column holds its
   // last stage until it knows whether it writes C. At m = 96..128, two 64-row slices, they lost too: 7B down
-  // 25.7 -> 28.2.) TRIRUN_HOPPER_SLOTS=0: off. Experiments for the next measurements (defaults: the rule
-  // above): TRIRUN_HOPPER_SLOTS_MAX_N=8192 takes the 70B's o and down too (one 64-row slice at m = 64;
-  // 48-row slices at 33..48 have no SLOTS instance), TRIRUN_HOPPER_SLOTS_KEEP32=1 keeps narrow_32's 32-row
-  // slices, with slots (TriLM o: 8.8 us in call 2 of session 32, against 9.9 on one 64-row slice).
-  const bool hopper_slots = attrs.hopper_slots && hopper && m > 32 && m <= 64 &&
-                            (narrow_slices || (attrs.narrow_slices && n <= attrs.hopper_slots_max_n));
+  // 25.7 -> 28.2.) TRIRUN_HOPPER_SLOTS=0: off. Measured and dropped (H100, session 33, graph, two rounds):
+  // slots on the 70B's o and down too (8192 x 8192 18.7-19.2 -> 19.0 us at m = 64, 21760 x 8192 44.1-45.2 ->
+  // 45.6-46.6 at 33), and 32-row slices with slots (TriLM o 10.0 -> 8.9 us at m = 64, but 7B o 9.1 -> 10.2,
+  // TriLM down 14.1 -> 16.0, BitNet o 7.4 -> 8.1 and down 10.2 -> 12.2: no rule by tiles per block).
+  const bool hopper_slots = attrs.hopper_slots && hopper && m > 32 && m <= 64 && narrow_slices;
   l.hopper_slots = hopper_slots;
-  const int tiles_64 = (k / kHopperTileK) * (n / kHopperTileN);  // 128 x 128 tiles of one 64-row slice
   const bool narrow_32 = attrs.narrow_32 && attrs.slice32 && hopper && narrow_slices && m > 32 && m <= 64 &&
-                         max_par >= 2 && tiles_64 <= 16 * sms &&
-                         (!hopper_slots || tiles_64 <= attrs.hopper_slots_keep_32 * sms);
+                         max_par >= 2 && (k / kHopperTileK) * (n / kHopperTileN) <= 16 * sms && !hopper_slots;
   // The rule of narrow_32 above for 256-row slices too: where a call's 256-row slices give each block at
   // most 16 tiles, 128-row ones (twice the (slice, column) units, so fewer blocks share a column) are
   // faster. H100, session 25, kernel-probe, TriRun only, two rounds, stream: 7B o 4096 x 4096 at m = 512
