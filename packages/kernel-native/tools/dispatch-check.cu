@@ -311,45 +311,6 @@ void check_whole_columns(long long* cases) {
   }
 }
 
-// Own-columns clusters (experiment, TRIRUN_SMALL_OWN_COLUMNS): every cluster's two runs cover its columns'
-// tiles once, the clusters cover every tile once, a shared column is split between the two runs (each holding
-// one part of it, at the end of rank 0's run and the start of rank 1's) and every other column lies whole in
-// one run; and the rule takes exactly the plans whose longest run is within the slack of the striped one.
-void check_own_columns(long long* cases) {
-  for (int k_tiles = 1; k_tiles <= 48; ++k_tiles)
-    for (int n_tiles = 1; n_tiles <= 400; ++n_tiles)
-      for (int clusters : {65, 66, 48, 15}) {
-        if (clusters > n_tiles) continue;
-        const std::string at = "own columns k_tiles=" + std::to_string(k_tiles) + " n_tiles=" +
-                               std::to_string(n_tiles) + " clusters=" + std::to_string(clusters);
-        int next = 0, longest = 0;
-        for (int q = 0; q < clusters; ++q) {
-          const trirun::OwnedRun r0 = trirun::owned_columns_run(q, clusters, 0, n_tiles, k_tiles);
-          const trirun::OwnedRun r1 = trirun::owned_columns_run(q, clusters, 1, n_tiles, k_tiles);
-          if (r0.first != next || r0.end != r1.first || r1.end < r1.first || r0.end <= r0.first ||
-              r0.first % k_tiles != 0 || r1.end % k_tiles != 0 || r0.shared != r1.shared)
-            fail(at, "cluster " + std::to_string(q) + " runs [" + std::to_string(r0.first) + ", " +
-                         std::to_string(r0.end) + ") [" + std::to_string(r1.first) + ", " + std::to_string(r1.end) + ")");
-          const int split = r0.end;
-          const int want_shared = split % k_tiles != 0 ? split / k_tiles : -1;
-          if (r0.shared != want_shared) fail(at, "shared column " + std::to_string(r0.shared));
-          if (want_shared >= 0 && r1.end <= split) fail(at, "rank 1 holds no part of the shared column");
-          longest = std::max(longest, std::max(r0.end - r0.first, r1.end - r1.first));
-          next = r1.end;
-          ++*cases;
-        }
-        if (next != n_tiles * k_tiles) fail(at, "the clusters cover " + std::to_string(next) + " tiles");
-        if (longest != trirun::ceil_div(trirun::ceil_div(n_tiles, clusters) * k_tiles, 2))
-          fail(at, "longest run " + std::to_string(longest));
-        for (int slack = 0; slack <= 3; ++slack) {
-          const int blocks = 2 * clusters + 1;
-          const int got = trirun::own_columns_clusters(k_tiles, n_tiles, blocks, clusters, slack);
-          const bool want = n_tiles > clusters && longest <= trirun::ceil_div(k_tiles * n_tiles, blocks) + slack;
-          if (got != (want ? clusters : 0)) fail(at + " slack=" + std::to_string(slack), "rule gave " + std::to_string(got));
-        }
-      }
-}
-
 void table() {
   const DeviceAttrs a = hopper_attrs();
   const char* kinds[] = {"general", "small", "hopper"};
@@ -423,9 +384,6 @@ int main(int argc, char** argv) {
   check_clusters(&cluster_cases, &clustered);
   long long whole_cases = 0;
   check_whole_columns(&whole_cases);
-  long long own_cases = 0;
-  check_own_columns(&own_cases);
-  std::printf("dispatch-check: %lld own-columns cluster plans\n", own_cases);
   // The layers the clusters are for (BitNet's, TriLM's and Llama-2-7B's o and down projections...) take them.
   if (clustered < 8) fail("clusters", "only " + std::to_string(clustered) + " model shapes clustered");
   std::printf("dispatch-check: %lld whole-column plans\n", whole_cases);

@@ -178,21 +178,6 @@ __host__ __device__ constexpr TileRun cluster_run(int column, int rank, int rank
           start + ((rank + 1) * run < k_tiles ? (rank + 1) * run : k_tiles)};
 }
 
-// Own-columns clusters (experiment, TRIRUN_SMALL_OWN_COLUMNS; see launch_small_tma): cluster q of `clusters`
-// owns a balanced share of the n_tiles columns, whose tiles its two blocks split in half (rank 0 the first
-// half); `shared` is the column the halves meet in, -1 where they meet at a column boundary.
-struct OwnedRun {
-  int first, end;  // tiles [first, end)
-  int shared;
-};
-__host__ __device__ constexpr OwnedRun owned_columns_run(int q, int clusters, int rank, int n_tiles, int k_tiles) {
-  const int base = n_tiles / clusters, extra = n_tiles % clusters;
-  const int start = (q * base + (q < extra ? q : extra)) * k_tiles;
-  const int tiles = (base + (q < extra ? 1 : 0)) * k_tiles, half = (tiles + 1) / 2;
-  return {start + (rank == 0 ? 0 : half), start + (rank == 0 ? half : tiles),
-          half % k_tiles != 0 ? start / k_tiles + half / k_tiles : -1};
-}
-
 // ---------------------------------------------------------------- PTX helpers
 
 // 16-byte asynchronous copy global -> shared that bypasses L1. With
@@ -2115,10 +2100,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // cap every thread at 168).
 constexpr int kSmallTmaThreads = 384;
 
-// OWN_COLUMNS (with CLUSTERED, clusters of 2): the clusters own whole columns (owned_columns_run); a block
-// writes the columns it runs whole to C directly and holds its part of the one it shares with the other
-// block in registers, for the push exchange after its run.
-template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED, bool CLUSTERED, bool OWN_COLUMNS = false>
+template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED, bool CLUSTERED>
 __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     trirun_small_tma_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                             const __grid_constant__ CUtensorMap map_s, const int4* __restrict__ S, int4* __restrict__ C,
@@ -2148,7 +2130,6 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   // every block's vectors for up to 8 (kMaxCluster) senders fit the stages; elsewhere by cluster_sum.
   constexpr int kPushVecs = MB8 * 4, kPushLanes = N_WARPS * 32;
   constexpr bool kPush = CLUSTERED && 8 * kPushVecs * kPushLanes * 16 <= STAGES * kStageBytes;  // = small_push_fits
-  static_assert(!OWN_COLUMNS || kPush, "own-columns clusters sum their shared column by the push exchange");
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
@@ -2171,14 +2152,9 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   const int rank = CLUSTERED ? cluster_rank() : 0;
   const int iters = CLUSTERED ? ceil_div(k_tiles, ranks) : ceil_div(total_tiles, static_cast<int>(gridDim.x));
   const int cluster_column = static_cast<int>(blockIdx.x) / ranks;  // clustered launches only
-  [[maybe_unused]] const OwnedRun own =
-      OWN_COLUMNS ? owned_columns_run(cluster_column, static_cast<int>(gridDim.x) / ranks, rank, n_tiles, k_tiles)
-                  : OwnedRun{0, 0, -1};
-  [[maybe_unused]] float held[MB8][4][4] = {};  // OWN_COLUMNS: this block's part of the shared column
-  const TileRun run = OWN_COLUMNS ? TileRun{own.first, own.end}
-                      : CLUSTERED ? cluster_run(cluster_column, rank, ranks, k_tiles)
-                                  : TileRun{static_cast<int>(iters * blockIdx.x),
-                                            min(static_cast<int>(iters * blockIdx.x) + iters, total_tiles)};
+  const TileRun run = CLUSTERED ? cluster_run(cluster_column, rank, ranks, k_tiles)
+                                : TileRun{static_cast<int>(iters * blockIdx.x),
+                                          min(static_cast<int>(iters * blockIdx.x) + iters, total_tiles)};
   const int first_tile = run.first;
   const int end_tile = run.end;
 
@@ -2254,7 +2230,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
       }
     }
     if constexpr (kPush) {
-      if (!OWN_COLUMNS || own.shared >= 0) cluster_sync_relaxed();  // the consumers' one barrier (the push exchange)
+      cluster_sync_relaxed();  // the consumers' one barrier (see the push exchange)
     } else if constexpr (CLUSTERED) {
       // Every thread of the cluster takes part in both of the consumers' cluster barriers.
       cluster_sync();
@@ -2404,19 +2380,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
     if constexpr (!GROUPED) out.scale_columns(acc, S, n_tile);
 
-    if constexpr (OWN_COLUMNS) {
-      if (k_tile0 == 0 && slice_tiles == k_tiles) {
-        if (k_warp == 0) out.write_c(acc, n_tile);  // a whole column
-      } else {
-#pragma unroll
-        for (int mb = 0; mb < MB8; ++mb)
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) held[mb][j][e] = acc[mb][j][e];
-      }
-      tile += slice_tiles;
-    } else if constexpr (kPush) {
+    if constexpr (kPush) {
       // The block's only slice; its stages are all consumed (the sync), so they take the exchange: this
       // block's own vectors in its sender slot (see the push exchange after the loop).
       sync();
@@ -2458,32 +2422,15 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
     // Against cluster_sum (a release barrier, remote loads, a second barrier: 1.8-2.1 us of a 3072 x 3072 call
     // at m = 1) this is one barrier and one-way stores: BitNet set (H100, graph) at m = 1 / 16 / 32
     // 21.2 / 28.0 / 38.8 -> 19.2 / 24.7 / 36.5 us, TriLM 30.5 / 39.1 / 48.3 -> 29.9 / 37.9 / 46.7 (its o layer).
-    // Own-columns clusters exchange only the column their blocks share, if they share one: the held part,
-    // once every consumer warp is past its last stage.
-    bool exchange = true;
-    int push_column = cluster_column;
-    if constexpr (OWN_COLUMNS) {
-      exchange = own.shared >= 0;
-      push_column = own.shared;
-      if (exchange) {
-        sync();
-        if (k_warp == 0) {
-#pragma unroll
-          for (int v = 0; v < kPushVecs; ++v)
-            st_shared_f4(push_slot(rank, v), held[v / 4][v % 4][0], held[v / 4][v % 4][1], held[v / 4][v % 4][2],
-                         held[v / 4][v % 4][3]);
-        }
-      }
-    }
     if (first_tile == end_tile && k_warp == 0) {  // no tiles (the dispatcher avoids it): zeros
 #pragma unroll
       for (int v = 0; v < kPushVecs; ++v) st_shared_f4(push_slot(rank, v), 0.0f, 0.0f, 0.0f, 0.0f);
     }
     int owned = 0;
     for (int v = rank; v < kPushVecs; v += ranks) ++owned;
-    if (threadIdx.x == 0 && exchange) mbar_arrive_expect_tx(push_bar, (ranks - 1) * owned * kPushLanes * 16);
-    if (exchange) cluster_sync_relaxed();
-    if (k_warp == 0 && exchange) {
+    if (threadIdx.x == 0) mbar_arrive_expect_tx(push_bar, (ranks - 1) * owned * kPushLanes * 16);
+    cluster_sync_relaxed();
+    if (k_warp == 0) {
       const uint32_t bar = shared_address(push_bar);
 #pragma unroll
       for (int v = 0; v < kPushVecs; ++v) {
@@ -2505,7 +2452,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
             sum[v / 4][v % 4][3] += x.w;
           }
         }
-        out.for_each_output(push_column, [&](int mb, int e, int j, int h, size_t idx) {
+        out.for_each_output(cluster_column, [&](int mb, int e, int j, int h, size_t idx) {
           if ((mb * 4 + j) % ranks == rank) out.c_half[idx] = __float2half_rn(sum[mb][j][2 * h + e]);
         });
       }
@@ -2574,8 +2521,6 @@ struct DeviceAttrs {
   int small_whole_columns = 2;  // an unclustered TMA small-batch launch of up to 16 rows as one block per column where
                                 // that run is at most this many tiles longer than the striped one's (no column split,
                                 // no slots; see launch_small_tma); TRIRUN_SMALL_WHOLE_COLUMNS (0: off)
-  int small_own_columns = 0;  // experiment: own-columns clusters at up to 16 rows (see own_columns_clusters);
-                              // TRIRUN_SMALL_OWN_COLUMNS=1 (2: wherever possible, for the checks)
   bool narrow_clusters = true;  // 17..32 rows of narrow layers kept on the small-batch kernel where its launch would
                                 // be clustered with balanced runs; TRIRUN_NARROW_CLUSTERS=0: off
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2622,7 +2567,6 @@ void apply_env_switches(DeviceAttrs& a) {
   a.small_cluster_chain_min = env_int("TRIRUN_SMALL_CLUSTER_CHAIN_MIN", 0, a.small_cluster_chain_min);  // 0, 1: none
   a.small_cluster_slack = env_int("TRIRUN_SMALL_CLUSTER_SLACK", 0, a.small_cluster_slack);
   a.small_whole_columns = env_int("TRIRUN_SMALL_WHOLE_COLUMNS", 0, a.small_whole_columns);
-  a.small_own_columns = env_int("TRIRUN_SMALL_OWN_COLUMNS", 0, a.small_own_columns);
   const int cluster_size = env_int("TRIRUN_SMALL_CLUSTER_SIZE", 2, 0);
   a.small_cluster_size = cluster_size <= kMaxCluster ? cluster_size : 0;
   a.narrow_clusters = !switched_off("TRIRUN_NARROW_CLUSTERS");
@@ -2699,7 +2643,6 @@ struct Launch {
   int small_cluster_chain_min;  // (DeviceAttrs::small_cluster_chain_min)
   int small_cluster_slack;      // (DeviceAttrs::small_cluster_slack)
   int small_whole_columns;      // (DeviceAttrs::small_whole_columns)
-  int small_own_columns;        // (DeviceAttrs::small_own_columns)
   bool hopper_slots;            // Hopper kernel, 64-row slices: split columns sum through slots (SLOTS)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
@@ -3011,15 +2954,14 @@ constexpr size_t small_tma_smem() {
   return stages * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>() + 1024 + (2 * stages + 1) * sizeof(uint64_t);
 }
 
-// `cluster` > 1: a clustered launch (CLUSTERED), a cluster of that many blocks per column; or, with
-// OWN_COLUMNS, `clusters` clusters of 2 that own whole columns.
-template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool CLUSTERED, bool OWN_COLUMNS = false>
-cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1, int clusters = 0) {
+// `cluster` > 1: a clustered launch (CLUSTERED), a cluster of that many blocks per column.
+template <int MB8, int N_WARPS, bool GROUPED, bool CHAINED, bool CLUSTERED>
+cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1) {
   constexpr int k_warps = 8 / N_WARPS;
   constexpr int thread_k = 128 * k_warps, thread_n = N_WARPS * 64;
   constexpr int stages = small_tma_stages<MB8, N_WARPS, GROUPED>();
   constexpr size_t smem = small_tma_smem<MB8, N_WARPS, GROUPED>();
-  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED, CLUSTERED, OWN_COLUMNS>;
+  auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, stages, GROUPED, CHAINED, CLUSTERED>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
@@ -3048,7 +2990,7 @@ cudaError_t launch_small_tma_reduction(Launch& l, int cluster = 1, int clusters 
   Launch launch = l;
   if (CLUSTERED) {
     launch.cluster = cluster;
-    launch.blocks = OWN_COLUMNS ? clusters * cluster : l.n / thread_n * cluster;
+    launch.blocks = l.n / thread_n * cluster;
     l.clustered_blocks = launch.blocks;
   }
   return launch_dependent(launch, kernel, kSmallTmaThreads, smem, map_a, map_b, map_s, static_cast<const int4*>(l.s),
@@ -3097,12 +3039,16 @@ constexpr bool small_push_fits() {
   return kMaxCluster * (MB8 * 4) * (N_WARPS * 32) * 16 <=
          small_tma_stages<MB8, N_WARPS, GROUPED>() * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
 }
-// Clusters of `size` blocks of this instance that fit on the GPU at once (-1: none, 0: not known yet).
 template <int MB8, int N_WARPS, bool GROUPED>
-int small_clusters_resident(const Launch& l, int size) {
+int small_cluster_size(const Launch& l) {
+  constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
+  const int slack = small_push_fits<MB8, N_WARPS, GROUPED>() ? l.small_cluster_slack : 0;
 #ifdef TRIRUN_DISPATCH_RECORD
-  (void)l;
-  return g_record_attrs.record_resident[size];  // the residency the test sets
+  // Dispatch-record builds: the residency the test sets instead of the occupancy query (and neither the
+  // shared-memory check nor the no-query-inside-a-capture rule of the real build below).
+  return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks,
+                          [](int size) { return g_record_attrs.record_resident[size]; }, l.small_cluster_size,
+                          slack);
 #else
   constexpr size_t smem = small_tma_smem<MB8, N_WARPS, GROUPED>();
   auto kernel = trirun_small_tma_kernel<MB8, N_WARPS, small_tma_stages<MB8, N_WARPS, GROUPED>(), GROUPED, false, true>;
@@ -3120,7 +3066,7 @@ int small_clusters_resident(const Launch& l, int size) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(l.stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) {
       (void)cudaGetLastError();
-      return 0;  // (a launch inside a capture keeps the striped schedule)
+      return 0;
     }
     std::lock_guard<std::mutex> lock(asking);
     if (!asked[l.device].load(std::memory_order_relaxed)) {
@@ -3135,30 +3081,9 @@ int small_clusters_resident(const Launch& l, int size) {
       asked[l.device].store(true, std::memory_order_release);
     }
   }
-  return resident[l.device][size];
-#endif
-}
-template <int MB8, int N_WARPS, bool GROUPED>
-int small_cluster_size(const Launch& l) {
-  constexpr int thread_k = 128 * (8 / N_WARPS), thread_n = N_WARPS * 64;
-  const int slack = small_push_fits<MB8, N_WARPS, GROUPED>() ? l.small_cluster_slack : 0;
-  if (small_clusters_resident<MB8, N_WARPS, GROUPED>(l, 2) == 0) return 0;  // not known (inside a capture)
   return cluster_size_for(ceil_div(l.k, thread_k), l.n / thread_n, l.blocks,
-                          [&](int size) { return small_clusters_resident<MB8, N_WARPS, GROUPED>(l, size); },
-                          l.small_cluster_size, slack);
-}
-
-// Own-columns clusters (experiment, TRIRUN_SMALL_OWN_COLUMNS=1): where a layer has more columns than clusters
-// of 2 fit at once, and the striped schedule splits columns over blocks that sum through L2 (slots or a lock
-// chain), clusters of 2 that each own a share of whole columns (owned_columns_run): the blocks write their
-// whole columns to C and sum the one column they share, if any, by the push exchange. Taken where a block's
-// run is at most the cluster slack longer than the striped one's. The clusters to launch, or 0.
-// (Session 6's clusters, 184d243, split every column of a cluster over its blocks, a barrier per column.)
-inline int own_columns_clusters(int k_tiles, int n_tiles, int blocks, int resident_2, int slack) {
-  const int clusters = blocks / 2 < resident_2 ? blocks / 2 : resident_2;
-  if (clusters < 1 || n_tiles <= clusters) return 0;
-  const int run = ceil_div(ceil_div(n_tiles, clusters) * k_tiles, 2);
-  return run <= ceil_div(k_tiles * n_tiles, blocks) + slack ? clusters : 0;
+                          [&](int size) { return resident[l.device][size]; }, l.small_cluster_size, slack);
+#endif
 }
 
 // One block per column (the striped schedule with as many blocks as columns gives each block one whole
@@ -3189,12 +3114,12 @@ int small_launch_cluster(const Launch& l, bool chained) {
 
 template <int MB8, int N_WARPS, bool GROUPED>
 cudaError_t launch_small_tma(Launch& l) {
-  const int k_tiles = ceil_div(l.k, 128 * (8 / N_WARPS)), n_tiles = l.n / (N_WARPS * 64);
   const bool chained = small_chained(l, 128 * (8 / N_WARPS), N_WARPS * 64);
   const int size = small_launch_cluster<MB8, N_WARPS, GROUPED>(l, chained);
   if (size > 1) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true>(l, size);
   const int whole_blocks =
-      MB8 <= 2 ? whole_column_blocks(k_tiles, n_tiles, l.blocks, l.small_whole_columns)
+      MB8 <= 2 ? whole_column_blocks(ceil_div(l.k, 128 * (8 / N_WARPS)), l.n / (N_WARPS * 64), l.blocks,
+                                     l.small_whole_columns)
                : 0;  // (17..32 rows: not measured)
   if (whole_blocks > 0) {
     Launch whole = l;
@@ -3204,18 +3129,6 @@ cudaError_t launch_small_tma(Launch& l) {
     l.threads = whole.threads;
     l.clustered_blocks = whole_blocks;
     return err;
-  }
-  if constexpr (MB8 <= 2 && N_WARPS == 2 && small_push_fits<MB8, N_WARPS, GROUPED>()) {
-    if (l.small_own_columns > 0 && l.small_clusters > 0) {
-      const int resident = small_clusters_resident<MB8, N_WARPS, GROUPED>(l, 2);
-      // TRIRUN_SMALL_OWN_COLUMNS=2 (checks): wherever clusters of 2 get at least two columns each.
-      const int forced = l.blocks / 2 < resident ? (l.blocks / 2 < n_tiles / 2 ? l.blocks / 2 : n_tiles / 2)
-                                                 : (resident < n_tiles / 2 ? resident : n_tiles / 2);
-      const int clusters = l.small_own_columns >= 2
-                               ? (forced >= 1 ? forced : 0)
-                               : own_columns_clusters(k_tiles, n_tiles, l.blocks, resident, l.small_cluster_slack);
-      if (clusters > 0) return launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, true, true>(l, 2, clusters);
-    }
   }
   return chained ? launch_small_tma_reduction<MB8, N_WARPS, GROUPED, true, false>(l)
                  : launch_small_tma_reduction<MB8, N_WARPS, GROUPED, false, false>(l);
@@ -3413,7 +3326,6 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.small_cluster_chain_min = attrs.small_cluster_chain_min;
     x.small_cluster_slack = attrs.small_cluster_slack;
     x.small_whole_columns = attrs.small_whole_columns;
-    x.small_own_columns = attrs.small_own_columns;
     x.small_cluster_size = attrs.small_cluster_size;
     x.stream = stream;
     return x;
