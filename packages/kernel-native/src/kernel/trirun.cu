@@ -2099,6 +2099,12 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 // Hopper kernel (the 32-row tiles need ~210 per thread; 288 threads would
 // cap every thread at 168).
 constexpr int kSmallTmaThreads = 384;
+// Whether the push exchange fits a block: the vectors of MB8 x 4 accumulators of its N_WARPS x 32 lanes from
+// up to 8 senders (kMaxCluster) in `stages_bytes` of stages. The kernel's kPush and the dispatcher's
+// small_push_fits, which must agree.
+__host__ __device__ constexpr bool push_exchange_fits(int mb8, int n_warps, long long stages_bytes) {
+  return 8LL * (mb8 * 4) * (n_warps * 32) * 16 <= stages_bytes;
+}
 
 template <int MB8, int N_WARPS, int STAGES, bool GROUPED, bool CHAINED, bool CLUSTERED>
 __global__ void __launch_bounds__(kSmallTmaThreads, 1)
@@ -2129,7 +2135,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   // A clustered launch sums a column's partial sums by the push exchange (see the end of the kernel) where
   // every block's vectors for up to 8 (kMaxCluster) senders fit the stages; elsewhere by cluster_sum.
   constexpr int kPushVecs = MB8 * 4, kPushLanes = N_WARPS * 32;
-  constexpr bool kPush = CLUSTERED && 8 * kPushVecs * kPushLanes * 16 <= STAGES * kStageBytes;  // = small_push_fits
+  constexpr bool kPush = CLUSTERED && push_exchange_fits(MB8, N_WARPS, static_cast<long long>(STAGES) * kStageBytes);
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem + STAGES * kStageBytes);
@@ -3036,8 +3042,8 @@ int cluster_size_for(int k_tiles, int n_tiles, int blocks, Resident&& resident, 
 // kMaxCluster senders fit its stages (trirun_small_tma_kernel's kPush, which the kernel asserts).
 template <int MB8, int N_WARPS, bool GROUPED>
 constexpr bool small_push_fits() {
-  return kMaxCluster * (MB8 * 4) * (N_WARPS * 32) * 16 <=
-         small_tma_stages<MB8, N_WARPS, GROUPED>() * small_stage_bytes<MB8, N_WARPS, 256, GROUPED>();
+  return push_exchange_fits(MB8, N_WARPS, static_cast<long long>(small_tma_stages<MB8, N_WARPS, GROUPED>()) *
+                                              small_stage_bytes<MB8, N_WARPS, 256, GROUPED>());
 }
 template <int MB8, int N_WARPS, bool GROUPED>
 int small_cluster_size(const Launch& l) {
