@@ -65,6 +65,7 @@ std::vector<Profile> profiles() {
       {"TRIRUN_MID_SLICES=0", &DeviceAttrs::mid_slices},  {"TRIRUN_MID_PAIRS=0", &DeviceAttrs::mid_pairs},
       {"TRIRUN_MID_TAILS=0", &DeviceAttrs::mid_tails},  {"TRIRUN_SHALLOW_HOPPER=0", &DeviceAttrs::shallow_hopper},
       {"TRIRUN_NARROW_32=0", &DeviceAttrs::narrow_32},   {"TRIRUN_NARROW_CLUSTERS=0", &DeviceAttrs::narrow_clusters},
+      {"TRIRUN_HOPPER_SLOTS=0", &DeviceAttrs::hopper_slots}, {"TRIRUN_HOPPER_ALIGNED_RUNS=0", &DeviceAttrs::aligned_runs},
   };
   // The sm_90 profile with one setting changed, named as the variable that sets it.
   auto variant = [&](const std::string& name, auto&& set) {
@@ -311,6 +312,56 @@ void check_whole_columns(long long* cases) {
   }
 }
 
+// The Hopper kernel's run per block for a launch of `blocks` blocks (trirun_hopper_kernel: the even run,
+// rounded up to whole columns where that adds at most 1/16).
+int hopper_kernel_run(int k_tiles, int tiles, int blocks) {
+  const int even = trirun::ceil_div(tiles, blocks);
+  const int whole = trirun::ceil_div(even, k_tiles) * k_tiles;
+  return whole <= 4 * k_tiles && 16 * whole <= 17 * even ? whole : even;
+}
+
+// hopper_aligned_blocks: fewer blocks only where the kernel's run then grows by one tile and divides the
+// column (so no block's run crosses a column end), and the blocks still cover every tile.
+void check_aligned_runs(long long* cases) {
+  for (int k_tiles = 1; k_tiles <= 100; ++k_tiles)
+    for (int columns = 1; columns <= 64; ++columns)
+      for (int blocks : {131, 132, 78}) {
+        const int tiles = k_tiles * columns;
+        const int got = trirun::hopper_aligned_blocks(k_tiles, columns, blocks);
+        const int striped = hopper_kernel_run(k_tiles, tiles, blocks);
+        const int run = hopper_kernel_run(k_tiles, tiles, got);
+        const std::string where = "aligned runs k_tiles=" + std::to_string(k_tiles) + " columns=" +
+                                  std::to_string(columns) + " blocks=" + std::to_string(blocks);
+        const int even = trirun::ceil_div(tiles, blocks);
+        const bool want = even < k_tiles && k_tiles % even != 0 && k_tiles % (even + 1) == 0;
+        if (!want && got != blocks) fail(where, "blocks " + std::to_string(got));
+        if (want && (got > blocks || run != striped + 1 || k_tiles % run != 0 || static_cast<long long>(run) * got < tiles))
+          fail(where, "blocks " + std::to_string(got) + ", run " + std::to_string(run) + " against " + std::to_string(striped));
+        ++*cases;
+      }
+  const struct {
+    int k, n, want;
+  } measured[] = {{3072, 3072, 96}, {4096, 4096, 132}, {9216, 3072, 132}, {11008, 4096, 132}, {2560, 2560, 132}};
+  for (const auto& c : measured) {
+    const int got = trirun::hopper_aligned_blocks(c.k / 128, c.n / 128, 132);
+    if (got != c.want)
+      fail("aligned runs k=" + std::to_string(c.k) + " n=" + std::to_string(c.n),
+           "blocks " + std::to_string(got) + ", expected " + std::to_string(c.want));
+    ++*cases;
+  }
+  // The dispatcher takes it for 33..64 rows of 3072 x 3072 (one 64-row slice with slots), not at 65 rows.
+  for (int m : {33, 48, 64, 65}) {
+    TrirunConfig config{};
+    int status = 0;
+    run(hopper_attrs(), m, 3072, 3072, 128, &config, &status);
+    const int want = m <= 64 ? 96 : 132;
+    if (g_recorded.empty() || g_recorded[0].blocks != want)
+      fail("aligned runs 3072 x 3072 m=" + std::to_string(m),
+           "blocks " + std::to_string(g_recorded.empty() ? 0 : g_recorded[0].blocks) + ", expected " + std::to_string(want));
+    ++*cases;
+  }
+}
+
 void table() {
   const DeviceAttrs a = hopper_attrs();
   const char* kinds[] = {"general", "small", "hopper"};
@@ -384,9 +435,11 @@ int main(int argc, char** argv) {
   check_clusters(&cluster_cases, &clustered);
   long long whole_cases = 0;
   check_whole_columns(&whole_cases);
+  long long aligned_cases = 0;
+  check_aligned_runs(&aligned_cases);
   // The layers the clusters are for (BitNet's, TriLM's and Llama-2-7B's o and down projections...) take them.
   if (clustered < 8) fail("clusters", "only " + std::to_string(clustered) + " model shapes clustered");
-  std::printf("dispatch-check: %lld whole-column plans\n", whole_cases);
+  std::printf("dispatch-check: %lld whole-column plans, %lld aligned-run plans\n", whole_cases, aligned_cases);
   std::printf("dispatch-check: %lld calls over %zu device profiles, %lld cluster plans (%d shapes clustered), %d failures\n",
               calls, profiles().size(), cluster_cases, clustered, g_failures);
   return g_failures == 0 ? 0 : 1;

@@ -216,7 +216,8 @@ static int check(bool quick, bool small) {
                             {28672, 1024}, {1024, 8192}, {2048, 3072}, {2560, 2560}, {6912, 2560}};
   if (!quick) shapes.push_back({8192, 8192});
   if (small) {
-    shapes = {{128, 256}, {256, 512}, {512, 768}, {1024, 8192}, {2560, 2560}};
+    // 2048 x 3072 at m = 64: a Hopper launch with slots on aligned runs (hopper_aligned_blocks: 96 blocks).
+    shapes = {{128, 256}, {256, 512}, {512, 768}, {1024, 8192}, {2560, 2560}, {2048, 3072}};
     ms = {1, 16, 17, 64, 129, 160, 176, 200, 224, 320};
   }
   int* ws;

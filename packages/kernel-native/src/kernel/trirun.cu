@@ -1929,18 +1929,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // A slot holds a block's accumulators in register order, four per thread
     // and vector: coalesced whatever the fragment layout. Loads all come before
     // the adds (and any store: see trirun_kernel).
-    auto add_slot = [](float (&to)[kAccs], const float4* from) {
-      float4 v[kAccs / 4];
-#pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q) v[q] = __ldcg(from + q * 256);
-#pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q) {
-        to[4 * q] += v[q].x;
-        to[4 * q + 1] += v[q].y;
-        to[4 * q + 2] += v[q].z;
-        to[4 * q + 3] += v[q].w;
-      }
-    };
     auto store_slot = [](float4* to, const float (&from)[kAccs]) {
 #pragma unroll
       for (int q = 0; q < kAccs / 4; ++q)
@@ -1976,12 +1964,38 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         float sum[kAccs];
 #pragma unroll
         for (int e = 0; e < kAccs; ++e) sum[e] = 0.0f;
-        for (int b = first_block; b <= last_block; ++b) {
-          if (b == static_cast<int>(blockIdx.x)) {
+        // The slots of two blocks loaded at once, then added in block order (the same additions in the
+        // same order as one block at a time, so the same bits): one L2 round trip per two blocks. (Four at
+        // once spill at 168 registers.) H100, session 34, graph, two rounds: TriLM set at m = 64 51.8-52.1 ->
+        // 51.0-51.1 us, BitNet 37.7-37.8 -> 37.1; 7B and 70B unchanged.
+        constexpr int kBatch = 2;
+        for (int b0 = first_block; b0 <= last_block; b0 += kBatch) {
+          float4 v[kBatch][kAccs / 4];
 #pragma unroll
-            for (int e = 0; e < kAccs; ++e) sum[e] += acc[e];
-          } else {
-            add_slot(sum, slot_of(b));
+          for (int j = 0; j < kBatch; ++j) {
+            const int b = b0 + j;
+            if (b <= last_block && b != static_cast<int>(blockIdx.x)) {
+              const float4* from = slot_of(b);
+#pragma unroll
+              for (int q = 0; q < kAccs / 4; ++q) v[j][q] = __ldcg(from + q * 256);
+            }
+          }
+#pragma unroll
+          for (int j = 0; j < kBatch; ++j) {
+            const int b = b0 + j;
+            if (b > last_block) continue;
+            if (b == static_cast<int>(blockIdx.x)) {
+#pragma unroll
+              for (int e = 0; e < kAccs; ++e) sum[e] += acc[e];
+            } else {
+#pragma unroll
+              for (int q = 0; q < kAccs / 4; ++q) {
+                sum[4 * q] += v[j][q].x;
+                sum[4 * q + 1] += v[j][q].y;
+                sum[4 * q + 2] += v[j][q].z;
+                sum[4 * q + 3] += v[j][q].w;
+              }
+            }
           }
         }
 #pragma unroll
@@ -2000,8 +2014,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN)) +
                    threadIdx.x;
     if (read_partial) {
-      // Inline rather than add_slot: through it the accumulators' PTX registers come out renumbered, an
-      // unmeasured change to the default kernel's code.
+      // The previous block's running sum, every load before the first add.
       float4 prev[kAccs / 4];
 #pragma unroll
       for (int q = 0; q < kAccs / 4; ++q) prev[q] = __ldcg(slot + q * 256);
@@ -2499,6 +2512,8 @@ struct DeviceAttrs {
   bool narrow_32 = true;      // 33..64 rows of narrow layers with few tiles on 32-row slices; TRIRUN_NARROW_32=0: off
   bool hopper_slots = true;   // 33..64 rows of layers at most 4096 wide as one 64-row slice whose split columns sum
                               // through slots (instead of narrow_32's and the lock chain); TRIRUN_HOPPER_SLOTS=0: off
+  bool aligned_runs = true;   // those launches with runs that divide the column where one tile longer does it
+                              // (hopper_aligned_blocks); TRIRUN_HOPPER_ALIGNED_RUNS=0: off
   int few_tile_slices = 1;  // 256-row Hopper slices halved where they give few tiles per block; TRIRUN_FEW_TILE_SLICES:
                             // 0 off, 2 (experiment, measured mixed) 128-row ones too
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
@@ -2555,6 +2570,7 @@ void apply_env_switches(DeviceAttrs& a) {
   a.shallow_hopper = !switched_off("TRIRUN_SHALLOW_HOPPER");
   a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
   a.hopper_slots = !switched_off("TRIRUN_HOPPER_SLOTS");
+  a.aligned_runs = !switched_off("TRIRUN_HOPPER_ALIGNED_RUNS");
   a.few_tile_slices = env_int("TRIRUN_FEW_TILE_SLICES", 0, a.few_tile_slices);
   a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
   a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
@@ -3103,6 +3119,21 @@ inline int whole_column_blocks(int k_tiles, int n_tiles, int blocks, int slack) 
   return slack > 0 && n_tiles <= blocks && k_tiles > striped_run && k_tiles <= striped_run + slack ? n_tiles : 0;
 }
 
+// Blocks for a Hopper launch with slots (SLOTS) of `tiles_per_column` k tiles per column and `columns`
+// columns on up to `blocks` blocks. The kernel gives each block an even run of ceil(tiles / blocks) tiles;
+// where that run does not divide the column but one a tile longer does, the longer run on fewer blocks: every
+// block's run then lies in one column, so no block has two column ends (a slot store, and perhaps a last
+// arriver's sum, ~1.5-3.8 us each at m = 64; H100, session 34, trace of 3072 x 3072, whose runs of 5 against
+// 24-tile columns made some blocks take 9.8 us against a median of 5.3). Of the model sets' layers only
+// 3072 x 3072 (runs 5 -> 6, 116 -> 96 blocks) and 2048 x 3072 (3 -> 4) change: the others' runs divide their
+// columns already (BitNet o / q/k/v / down, 7B o), or need more than one tile (7B / TriLM down).
+inline int hopper_aligned_blocks(int tiles_per_column, int columns, int blocks) {
+  const int tiles = tiles_per_column * columns;
+  const int run = ceil_div(tiles, blocks);
+  if (run >= tiles_per_column || tiles_per_column % run == 0 || tiles_per_column % (run + 1) != 0) return blocks;
+  return ceil_div(tiles, run + 1);
+}
+
 // Blocks per cluster of a TMA small-batch launch (0: the striped schedule, a lock chain or slots).
 template <int MB8, int N_WARPS, bool GROUPED>
 int small_launch_cluster(const Launch& l, bool chained) {
@@ -3593,7 +3624,11 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
                             : (rows > 64 && slice_rows > 64 ? 128
                                                               : (attrs.slice32 && (rows <= 32 || slice_rows == 32) ? 32 : 64));
       m_blocks = n_act / 16;  // 16-row blocks
+      const int striped_blocks = l.blocks;
+      if (l.hopper_slots && attrs.aligned_runs && n_act == 64)
+        l.blocks = hopper_aligned_blocks(k / kHopperTileK, ceil_div(rows, n_act) * (n / kHopperTileN), l.blocks);
       err = launch_hopper_rows<32, 128, 144, 160, 176, 192, 208, 224, 256, 64>(n_act, grouped, l);
+      l.blocks = striped_blocks;
     } else if (small) {
       m_blocks = rows <= 8 ? 1 : (rows <= 16 ? 2 : 4);  // 8-row blocks
       switch (m_blocks) {

@@ -1,0 +1,186 @@
+// How fast m64n64k16 wgmmas run in the Hopper kernel's pattern, without its memory side (GPU, sm_90a;
+// kernel-native NOTES.md, session 34). At m = 64 the kernel's 128 x 128 tile is 16 such wgmmas (8 per
+// consumer warpgroup), 512 cycles of tensor work at the H100's 4096 fp16 flops per SM and cycle, yet a tile
+// takes ~890 cycles, and ~695 with its decoding left out (-DTRIRUN_EXP_DECODE_ONCE). This times, with clock64
+// on one block per SM, back-to-back tiles of 8 wgmmas per warpgroup (the kernel's double-buffered loop:
+// fence, 8 wgmmas, commit, wait until one group is left), with
+//   - the weights (the A operand) from registers (RS, as the kernel) or from shared memory (SS);
+//   - one or two warpgroups;
+//   - or without the kernel's decoding in front of each tile (per k16 step and thread: a shared-memory load,
+//     two shifts, four masks, four fp16 fmas into the fragment registers).
+// Nothing here reads global memory: the shared operands are whatever shared memory holds (timings only).
+// Build and run (the device): nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a tools/wgmma-rate-probe.cu \
+//   -o /tmp/wgmma-rate && /tmp/wgmma-rate
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#define CK(call)                                                                                  \
+  do {                                                                                            \
+    const cudaError_t e_ = (call);                                                                \
+    if (e_ != cudaSuccess) {                                                                      \
+      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      return 1;                                                                                   \
+    }                                                                                             \
+  } while (0)
+
+// A K-major shared operand in the 128-byte swizzle (as trirun.cu's wgmma_desc_sw128).
+__device__ __forceinline__ uint64_t desc_sw128(uint32_t smem_addr) {
+  return static_cast<uint64_t>((smem_addr & 0x3ffff) >> 4) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+#define D32                                                                                                   \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
+      "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),  \
+      "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), \
+      "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define R32                                                                                                  \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, " \
+  "%23, %24, %25, %26, %27, %28, %29, %30, %31}"
+
+__device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " R32
+               ", {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+               : D32
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+}
+__device__ __forceinline__ void mma_ss(float (&d)[32], uint64_t a, uint64_t b) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " R32
+               ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+               : D32
+               : "l"(a), "l"(b), "r"(1));
+}
+__device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int n>
+__device__ __forceinline__ void wait_group() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(n) : "memory");
+}
+// wgmma reads and writes its registers asynchronously: as in trirun.cu, empty statements that keep the
+// compiler from reusing or moving them (without keep_acc ptxas serialises the decoding variant's wgmmas).
+__device__ __forceinline__ void keep_acc(float (&d)[32]) {
+#pragma unroll
+  for (int e = 0; e < 32; ++e) asm volatile("" : "+f"(d[e])::"memory");
+}
+__device__ __forceinline__ void keep(uint32_t (&f)[8][4]) {
+#pragma unroll
+  for (int s = 0; s < 8; ++s) asm volatile("" ::"r"(f[s][0]), "r"(f[s][1]), "r"(f[s][2]), "r"(f[s][3]) : "memory");
+}
+
+// MODE 0: RS, fragments fixed; 1: RS, each tile's fragments decoded as the kernel does; 2: SS.
+template <int MODE>
+__global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long long* cycles, float* sink) {
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const int wg = threadIdx.x / 128;
+  if (wg >= warpgroups) return;
+  const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t b_addr = (base + 1023) & ~1023u;  // B: 64 rows x 128 k (two 64-wide swizzle atoms)
+  const uint32_t a_addr = b_addr + 16384;          // A (SS): 64 columns x 128 k per warpgroup
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(smem + (a_addr - base) + 32768);
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  float d[32];
+#pragma unroll
+  for (int e = 0; e < 32; ++e) d[e] = 0.0f;
+  uint32_t fa[8][4], fb[8][4];
+#pragma unroll
+  for (int s = 0; s < 8; ++s)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) fa[s][r] = fb[s][r] = 0x3c003c00u ^ (threadIdx.x * 16 + s * 4 + r);
+  const uint64_t b0 = desc_sw128(b_addr), a0 = desc_sw128(a_addr + wg * 16384);
+  auto step = [](uint64_t desc, int ks) {  // the kernel's step_desc at 64 rows
+    return desc + static_cast<uint64_t>(((ks / 4) * 64 * 128 + (ks % 4) * 32) >> 4);
+  };
+  const __half2 unit = __float2half2_rn(1048576.0f * 0.01f), minus = __float2half2_rn(-0.01f);
+  auto decode = [&](uint32_t (&f)[8][4], int t) {
+#pragma unroll
+    for (int ks = 0; ks < 8; ++ks) {
+      const uint32_t q = words[(ks * 128 + wg * 64 + lane * 2 + warp / 2 + t) % 4096];
+      const uint32_t x = q << (4 - 2 * (warp % 2)), y = q >> (4 + 2 * (warp % 2));
+      const uint32_t m[4] = {x & 0x00300030u, y & 0x00300030u, x & 0x03000300u, y & 0x03000300u};
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        __half2 h = __hfma2(*reinterpret_cast<const __half2*>(&m[r]), unit, minus);
+        f[ks][r] = *reinterpret_cast<uint32_t*>(&h);
+      }
+    }
+  };
+  auto issue = [&](uint32_t (&f)[8][4]) {
+    keep_acc(d);
+    fence();
+#pragma unroll
+    for (int ks = 0; ks < 8; ++ks) {
+      if constexpr (MODE == 2)
+        mma_ss(d, step(a0, ks), step(b0, ks));
+      else
+        mma_rs(d, f[ks], step(b0, ks));
+    }
+    commit();
+  };
+  asm volatile("bar.sync 1, %0;\n" ::"r"(warpgroups * 128));
+  const long long t0 = clock64();
+  for (int t = 0; t < tiles; t += 2) {
+    if (MODE == 1) decode(fa, t);
+    issue(fa);
+    if (t > 0) {
+      wait_group<1>();
+      keep(fb);
+    }
+    if (MODE == 1) decode(fb, t + 1);
+    issue(fb);
+    wait_group<1>();
+    keep(fa);
+  }
+  wait_group<0>();
+  keep_acc(d);
+  const long long t1 = clock64();
+  if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 3 + wg] = t1 - t0;
+  float s = 0.0f;
+#pragma unroll
+  for (int e = 0; e < 32; ++e) s += d[e];
+  if (s == 1234.5f) sink[threadIdx.x] = s;  // keeps the accumulators alive
+}
+
+template <int MODE>
+int measure(const char* name, int sms, int warpgroups, long long* cycles, float* sink) {
+  const int tiles = 2000;
+  const size_t smem = 1024 + 16384 + 2 * 16384 + 16384;
+  CK(cudaFuncSetAttribute(rate<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  std::vector<double> per;
+  for (int rep = 0; rep < 3; ++rep) {
+    rate<MODE><<<sms, 384, smem>>>(tiles, warpgroups, cycles, sink);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    std::vector<long long> c(sms * 3);
+    CK(cudaMemcpy(c.data(), cycles, c.size() * sizeof(long long), cudaMemcpyDeviceToHost));
+    for (int b = 0; b < sms; ++b)
+      for (int w = 0; w < warpgroups; ++w) per.push_back(static_cast<double>(c[b * 3 + w]) / tiles);
+  }
+  std::sort(per.begin(), per.end());
+  const double median = per[per.size() / 2];
+  // 8 wgmmas of 64 x 64 x 16 per warpgroup and tile: 32 cycles each at 4096 flops per SM and cycle.
+  std::printf("%-34s %d warpgroup(s): %7.1f cycles per tile per warpgroup (median; ideal %d), tensor busy %.0f%%\n",
+              name, warpgroups, median, 256 * warpgroups, 100.0 * 256 * warpgroups / median);
+  return 0;
+}
+
+int main() {
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  long long* cycles;
+  float* sink;
+  CK(cudaMalloc(&cycles, sms * 3 * sizeof(long long)));
+  CK(cudaMalloc(&sink, 384 * sizeof(float)));
+  cudaDeviceProp prop{};
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("%s, %d SMs; one block per SM, 2000 tiles of 8 m64n64k16 wgmmas per warpgroup\n", prop.name, sms);
+  for (int wgs : {1, 2}) {
+    if (measure<0>("RS, fixed fragments", sms, wgs, cycles, sink)) return 1;
+    if (measure<1>("RS, decoded per tile (the kernel)", sms, wgs, cycles, sink)) return 1;
+    if (measure<2>("SS", sms, wgs, cycles, sink)) return 1;
+  }
+  return 0;
+}
