@@ -6,8 +6,10 @@
 // fence, 8 wgmmas, commit, wait until one group is left), with
 //   - the weights (the A operand) from registers (RS, as the kernel) or from shared memory (SS);
 //   - one or two warpgroups;
-//   - or without the kernel's decoding in front of each tile (per k16 step and thread: a shared-memory load,
-//     two shifts, four masks, four fp16 fmas into the fragment registers).
+//   - with or without the kernel's decoding in front of each tile (per k16 step and thread: a shared-memory
+//     load, two shifts, four masks, four fp16 fmas into the fragment registers);
+//   - and with the two warpgroups taking turns at issuing (ping-pong: named barriers 4 and 5), so that one
+//     decodes while the other's wgmmas run.
 // Nothing here reads global memory: the shared operands are whatever shared memory holds (timings only).
 // Build and run (the device): nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a tools/wgmma-rate-probe.cu \
 //   -o /tmp/wgmma-rate && /tmp/wgmma-rate
@@ -71,7 +73,8 @@ __device__ __forceinline__ void keep(uint32_t (&f)[8][4]) {
   for (int s = 0; s < 8; ++s) asm volatile("" ::"r"(f[s][0]), "r"(f[s][1]), "r"(f[s][2]), "r"(f[s][3]) : "memory");
 }
 
-// MODE 0: RS, fragments fixed; 1: RS, each tile's fragments decoded as the kernel does; 2: SS.
+// MODE 0: RS, fragments fixed; 1: RS, each tile's fragments decoded as the kernel does; 2: SS; 3: as 1, the
+// warpgroups taking turns at issuing.
 template <int MODE>
 __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long long* cycles, float* sink) {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -108,7 +111,9 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
       }
     }
   };
+  const bool pingpong = MODE == 3 && warpgroups == 2;
   auto issue = [&](uint32_t (&f)[8][4]) {
+    if (pingpong) asm volatile("bar.sync %0, 256;\n" ::"r"(4 + wg) : "memory");
     keep_acc(d);
     fence();
 #pragma unroll
@@ -119,23 +124,26 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
         mma_rs(d, f[ks], step(b0, ks));
     }
     commit();
+    if (pingpong) asm volatile("bar.arrive %0, 256;\n" ::"r"(5 - wg) : "memory");
   };
   asm volatile("bar.sync 1, %0;\n" ::"r"(warpgroups * 128));
+  if (pingpong && wg == 1) asm volatile("bar.arrive 4, 256;\n" ::: "memory");
   const long long t0 = clock64();
   for (int t = 0; t < tiles; t += 2) {
-    if (MODE == 1) decode(fa, t);
+    if (MODE == 1 || MODE == 3) decode(fa, t);
     issue(fa);
     if (t > 0) {
       wait_group<1>();
       keep(fb);
     }
-    if (MODE == 1) decode(fb, t + 1);
+    if (MODE == 1 || MODE == 3) decode(fb, t + 1);
     issue(fb);
     wait_group<1>();
     keep(fa);
   }
   wait_group<0>();
   keep_acc(d);
+  if (pingpong && wg == 0) asm volatile("bar.sync 4, 256;\n" ::: "memory");
   const long long t1 = clock64();
   if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 3 + wg] = t1 - t0;
   float s = 0.0f;
@@ -182,5 +190,6 @@ int main() {
     if (measure<1>("RS, decoded per tile (the kernel)", sms, wgs, cycles, sink)) return 1;
     if (measure<2>("SS", sms, wgs, cycles, sink)) return 1;
   }
+  if (measure<3>("RS, decoded, ping-pong", sms, 2, cycles, sink)) return 1;
   return 0;
 }
