@@ -116,13 +116,13 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
-// The Hopper kernel's two consumer warpgroups take turns at issuing their tiles' wgmmas (named barriers 4
-// and 5), so that one decodes while the other's wgmmas run (see the consumers' issue). -DTRIRUN_PINGPONG=0
-// builds the kernel without (for A/B runs).
-#if !defined(TRIRUN_PINGPONG) || TRIRUN_PINGPONG
-constexpr bool kPingPong = true;
+// Experiment, -DTRIRUN_PINGPONG=1 (written and checked on the CPU in session 34; not yet run: no device was
+// lent for it): the Hopper kernel's two consumer warpgroups take turns at issuing their tiles' wgmmas (named
+// barriers 4 and 5), so that one decodes while the other's wgmmas run (NOTES.md, session 34).
+#if defined(TRIRUN_PINGPONG) && TRIRUN_PINGPONG
+[[maybe_unused]] constexpr bool kPingPong = true;
 #else
-constexpr bool kPingPong = false;
+[[maybe_unused]] constexpr bool kPingPong = false;
 #endif
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
