@@ -74,7 +74,9 @@ __device__ __forceinline__ void keep(uint32_t (&f)[8][4]) {
 }
 
 // MODE 0: RS, fragments fixed; 1: RS, each tile's fragments decoded as the kernel does; 2: SS; 3: as 1, the
-// warpgroups taking turns at issuing.
+// warpgroups taking turns at issuing; 4: SS with the decoding done (into registers, unused) as well; 5: SS
+// whose A is what the decoding stores to shared memory (a double buffer per warpgroup: 8 16-byte stores per
+// thread and tile, a proxy fence and a warpgroup barrier before the wgmmas), a decode-to-shared design.
 template <int MODE>
 __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long long* cycles, float* sink) {
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -82,8 +84,8 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
   if (wg >= warpgroups) return;
   const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   const uint32_t b_addr = (base + 1023) & ~1023u;  // B: 64 rows x 128 k (two 64-wide swizzle atoms)
-  const uint32_t a_addr = b_addr + 16384;          // A (SS): 64 columns x 128 k per warpgroup
-  const uint32_t* words = reinterpret_cast<const uint32_t*>(smem + (a_addr - base) + 32768);
+  const uint32_t a_addr = b_addr + 16384;  // A (SS): two buffers of 64 columns x 128 k per warpgroup
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(smem + (a_addr - base) + 65536);
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   float d[32];
 #pragma unroll
@@ -93,7 +95,21 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
   for (int s = 0; s < 8; ++s)
 #pragma unroll
     for (int r = 0; r < 4; ++r) fa[s][r] = fb[s][r] = 0x3c003c00u ^ (threadIdx.x * 16 + s * 4 + r);
-  const uint64_t b0 = desc_sw128(b_addr), a0 = desc_sw128(a_addr + wg * 16384);
+  const uint64_t b0 = desc_sw128(b_addr), a0 = desc_sw128(a_addr + wg * 32768);
+  constexpr bool kSS = MODE == 2 || MODE == 4 || MODE == 5, kDecode = MODE == 1 || MODE >= 3;
+  // MODE 5: tile t's fragments to buffer t % 2 of the warpgroup, made visible to the wgmmas (async proxy).
+  auto store_a = [&](uint32_t (&f)[8][4], int t) {
+    if constexpr (MODE == 5) {
+      const uint32_t buf = a_addr + wg * 32768 + (t % 2) * 16384 + (threadIdx.x % 128) * 16;
+#pragma unroll
+      for (int ks = 0; ks < 8; ++ks)
+        asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(buf + ks * 2048), "r"(f[ks][0]),
+                     "r"(f[ks][1]), "r"(f[ks][2]), "r"(f[ks][3])
+                     : "memory");
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
+    }
+  };
   auto step = [](uint64_t desc, int ks) {  // the kernel's step_desc at 64 rows
     return desc + static_cast<uint64_t>(((ks / 4) * 64 * 128 + (ks % 4) * 32) >> 4);
   };
@@ -112,14 +128,15 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
     }
   };
   const bool pingpong = MODE == 3 && warpgroups == 2;
-  auto issue = [&](uint32_t (&f)[8][4]) {
+  auto issue = [&](uint32_t (&f)[8][4], int t) {
     if (pingpong) asm volatile("bar.sync %0, 256;\n" ::"r"(4 + wg) : "memory");
-    keep_acc(d);
+    if constexpr (MODE != 5) keep_acc(d);  // (in MODE 5 it made ptxas serialise the wgmmas: C7515)
     fence();
+    const uint64_t a_t = MODE == 5 ? a0 + static_cast<uint64_t>(((t % 2) * 16384) >> 4) : a0;
 #pragma unroll
     for (int ks = 0; ks < 8; ++ks) {
-      if constexpr (MODE == 2)
-        mma_ss(d, step(a0, ks), step(b0, ks));
+      if constexpr (kSS)
+        mma_ss(d, step(a_t, ks), step(b0, ks));
       else
         mma_rs(d, f[ks], step(b0, ks));
     }
@@ -130,14 +147,16 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
   if (pingpong && wg == 1) asm volatile("bar.arrive 4, 256;\n" ::: "memory");
   const long long t0 = clock64();
   for (int t = 0; t < tiles; t += 2) {
-    if (MODE == 1 || MODE == 3) decode(fa, t);
-    issue(fa);
+    if (kDecode) decode(fa, t);
+    store_a(fa, t);
+    issue(fa, t);
     if (t > 0) {
       wait_group<1>();
       keep(fb);
     }
-    if (MODE == 1 || MODE == 3) decode(fb, t + 1);
-    issue(fb);
+    if (kDecode) decode(fb, t + 1);
+    store_a(fb, t + 1);
+    issue(fb, t + 1);
     wait_group<1>();
     keep(fa);
   }
@@ -155,7 +174,7 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
 template <int MODE>
 int measure(const char* name, int sms, int warpgroups, long long* cycles, float* sink) {
   const int tiles = 2000;
-  const size_t smem = 1024 + 16384 + 2 * 16384 + 16384;
+  const size_t smem = 1024 + 16384 + 4 * 16384 + 16384;
   CK(cudaFuncSetAttribute(rate<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   std::vector<double> per;
   for (int rep = 0; rep < 3; ++rep) {
@@ -191,5 +210,9 @@ int main() {
     if (measure<2>("SS", sms, wgs, cycles, sink)) return 1;
   }
   if (measure<3>("RS, decoded, ping-pong", sms, 2, cycles, sink)) return 1;
+  for (int wgs : {1, 2}) {
+    if (measure<4>("SS, decoded (unused) as well", sms, wgs, cycles, sink)) return 1;
+    if (measure<5>("SS, decoded to shared memory", sms, wgs, cycles, sink)) return 1;
+  }
   return 0;
 }
