@@ -116,14 +116,6 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
-// Experiment, -DTRIRUN_PINGPONG=1 (written and checked on the CPU in session 34; not yet run: no device was
-// lent for it): the Hopper kernel's two consumer warpgroups take turns at issuing their tiles' wgmmas (named
-// barriers 4 and 5), so that one decodes while the other's wgmmas run (NOTES.md, session 34).
-#if defined(TRIRUN_PINGPONG) && TRIRUN_PINGPONG
-[[maybe_unused]] constexpr bool kPingPong = true;
-#else
-[[maybe_unused]] constexpr bool kPingPong = false;
-#endif
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
 // the small-batch kernel, for up to four back-to-back launches, and the Hopper
@@ -1752,9 +1744,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       pending_c_stage = -1;
     }
   };
-  // Ping-pong: warpgroup 0 issues first (warpgroup 1's arrival stands for a tile before the first).
-  if constexpr (kPingPong)
-    if (wg == 1) asm volatile("bar.arrive 4, 256;\n" ::: "memory");
 
   for (int tile = first_tile; tile < end_tile;) {
     // --- the slice: this block's run of tiles inside one column (as in trirun_kernel)
@@ -1833,19 +1822,18 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     };
     auto issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       const uint64_t desc0 = stage_desc(stage);
-      // Ping-pong: wait for the other warpgroup to have issued its previous tile (barrier 4 + wg).
-      if constexpr (kPingPong) asm volatile("bar.sync %0, 256;\n" ::"r"(4 + wg) : "memory");
       keep_f32(acc);
       wgmma_fence();
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) wgmma_rs<N_ACT>(acc, frag[ks], step_desc(desc0, ks));
       wgmma_commit();
-      // ... and let it issue its next one (barrier 5 - wg).
-      if constexpr (kPingPong) asm volatile("bar.arrive %0, 256;\n" ::"r"(5 - wg) : "memory");
     };
     // (All eight steps decoded, then their wgmmas behind one fence: issuing each
     // step's wgmma behind a fence of its own right after its decode was slower,
-    // 70B at m = 64 204.6 -> 231 us, H100, session 26.)
+    // 70B at m = 64 204.6 -> 231 us, H100, session 26. The decoding does not
+    // overlap wgmmas whose A comes from registers, though it does overlap
+    // shared-memory ones; nor did the two warpgroups taking turns at issuing
+    // help: tools/wgmma-rate-probe.cu, NOTES.md session 34.)
     auto decode_issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       decode(stage, frag);
       issue(stage, frag);
@@ -2092,9 +2080,6 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     TRIRUN_TRACE_SUM(3, c_writer ? trace_end_stop - trace_end_start : 0);
     tile += slice_tiles;
   }
-  // Ping-pong: warpgroup 1's arrival after its last tile, taken, so that no barrier is left half-arrived.
-  if constexpr (kPingPong)
-    if (wg == 0) asm volatile("bar.sync 4, 256;\n" ::: "memory");
   if (threadIdx.x == 0) bulk_wait_all();  // the last C tile's stores, before the block's shared memory goes away
   TRIRUN_TRACE_AT(5);
 #endif  // TRIRUN_WGMMA
