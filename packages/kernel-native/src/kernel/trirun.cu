@@ -2515,7 +2515,7 @@ struct DeviceAttrs {
   bool narrow_32 = true;      // 33..64 rows of narrow layers with few tiles on 32-row slices; TRIRUN_NARROW_32=0: off
   bool hopper_slots = true;   // 33..64 rows of layers at most 4096 wide as one 64-row slice whose split columns sum
                               // through slots (instead of narrow_32's and the lock chain); TRIRUN_HOPPER_SLOTS=0: off
-  bool aligned_runs = true;   // those launches with runs that divide the column where one tile longer does it
+  bool aligned_runs = true;   // those launches on fewer blocks where runs one tile longer divide the column
                               // (hopper_aligned_blocks); TRIRUN_HOPPER_ALIGNED_RUNS=0: off
   int few_tile_slices = 1;  // 256-row Hopper slices halved where they give few tiles per block; TRIRUN_FEW_TILE_SLICES:
                             // 0 off, 2 (experiment, measured mixed) 128-row ones too
@@ -3129,7 +3129,10 @@ inline int whole_column_blocks(int k_tiles, int n_tiles, int blocks, int slack) 
 // arriver's sum, ~1.5-3.8 us each at m = 64; H100, session 34, trace of 3072 x 3072, whose runs of 5 against
 // 24-tile columns made some blocks take 9.8 us against a median of 5.3). Of the model sets' layers only
 // 3072 x 3072 (runs 5 -> 6, 116 -> 96 blocks) and 2048 x 3072 (3 -> 4) change: the others' runs divide their
-// columns already (BitNet o / q/k/v / down, 7B o), or need more than one tile (7B / TriLM down).
+// columns already (BitNet o / q/k/v / down, 7B o), or need more than one tile (7B / TriLM down). Measured
+// (H100, session 34, kernel-probe, graph, three rounds, with the rule off by TRIRUN_HOPPER_ALIGNED_RUNS=0):
+// 3072 x 3072 at m = 33 / 48 / 64 9.7 / 9.6 / 9.6 -> 7.7 / 7.6 / 7.7 us; TriLM set at m = 64 50.8-51.0 ->
+// 49.0-49.5.
 inline int hopper_aligned_blocks(int tiles_per_column, int columns, int blocks) {
   const int tiles = tiles_per_column * columns;
   const int run = ceil_div(tiles, blocks);
