@@ -1,5 +1,5 @@
 // CK(call): a CUDA runtime call that must succeed; on failure the standalone
-// tools (kernel-probe, op-timing) print where and why, and exit.
+// tools (kernel-probe, op-timing and the small probes) print where and why, and exit.
 #pragma once
 #include <cuda_runtime.h>
 

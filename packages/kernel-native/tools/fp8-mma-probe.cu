@@ -13,14 +13,7 @@
 #include <cstdio>
 #include <cstring>
 
-#define CK(call)                                                                                  \
-  do {                                                                                            \
-    const cudaError_t e_ = (call);                                                                \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      return 1;                                                                                   \
-    }                                                                                             \
-  } while (0)
+#include "cuda-check.h"  // CK
 
 // One m16n8k32 per launch: A (16 x 32) and B (32 x 8) as bytes, row-major / column-major; D row-major.
 template <bool B_E5M2>

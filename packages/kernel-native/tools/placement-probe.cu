@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <vector>
 #include <cuda_runtime.h>
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
+#include "cuda-check.h"  // CK
 template <int MIN_BLOCKS>
 __global__ void __launch_bounds__(384, MIN_BLOCKS) spin(int* smids, int grid_index, long long spin_ns, int wait_first) {
   extern __shared__ int4 smem[];

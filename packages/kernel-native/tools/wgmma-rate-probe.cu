@@ -20,14 +20,7 @@
 #include <cstdio>
 #include <vector>
 
-#define CK(call)                                                                                  \
-  do {                                                                                            \
-    const cudaError_t e_ = (call);                                                                \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      return 1;                                                                                   \
-    }                                                                                             \
-  } while (0)
+#include "cuda-check.h"  // CK
 
 // A K-major shared operand in the 128-byte swizzle (as trirun.cu's wgmma_desc_sw128).
 __device__ __forceinline__ uint64_t desc_sw128(uint32_t smem_addr) {
