@@ -312,14 +312,6 @@ void check_whole_columns(long long* cases) {
   }
 }
 
-// The Hopper kernel's run per block for a launch of `blocks` blocks (trirun_hopper_kernel: the even run,
-// rounded up to whole columns where that adds at most 1/16).
-int hopper_kernel_run(int k_tiles, int tiles, int blocks) {
-  const int even = trirun::ceil_div(tiles, blocks);
-  const int whole = trirun::ceil_div(even, k_tiles) * k_tiles;
-  return whole <= 4 * k_tiles && 16 * whole <= 17 * even ? whole : even;
-}
-
 // hopper_aligned_blocks: fewer blocks only where the kernel's run then grows by one tile and divides the
 // column (so no block's run crosses a column end), and the blocks still cover every tile.
 void check_aligned_runs(long long* cases) {
@@ -328,8 +320,8 @@ void check_aligned_runs(long long* cases) {
       for (int blocks : {131, 132, 78}) {
         const int tiles = k_tiles * columns;
         const int got = trirun::hopper_aligned_blocks(k_tiles, columns, blocks);
-        const int striped = hopper_kernel_run(k_tiles, tiles, blocks);
-        const int run = hopper_kernel_run(k_tiles, tiles, got);
+        const int striped = trirun::hopper_run_tiles(k_tiles, tiles, blocks);
+        const int run = trirun::hopper_run_tiles(k_tiles, tiles, got);
         const std::string where = "aligned runs k_tiles=" + std::to_string(k_tiles) + " columns=" +
                                   std::to_string(columns) + " blocks=" + std::to_string(blocks);
         const int even = trirun::ceil_div(tiles, blocks);

@@ -1380,6 +1380,17 @@ __device__ __forceinline__ SubnormalScales subnormal_scales(half2 s) {
 }
 
 constexpr int kHopperThreads = 384;  // two consumer warpgroups and a producer warpgroup
+// The Hopper kernel's run: each of `blocks` blocks takes this many consecutive tiles (stream-k) of `total_tiles`
+// in columns of `k_tiles`. Where the even run spans at most four columns it is rounded up to whole columns if
+// that adds at most 1/16 more tiles: no column is then split, so no block stores or reads partial sums, at the
+// price of a few idle blocks (128 of 132 on the 7B o and down layers at m = 1024..4096). Each split column's
+// end took ~3 us per block, all blocks at once (trace, session 30): 7B o at m = 4096 221 -> 178 us, down 557 ->
+// 495, TriLM o 116 -> 104 (H100, NOTES.md session 30). The kernel's partition, and dispatch-check's model of it.
+__host__ __device__ constexpr int hopper_run_tiles(int k_tiles, int total_tiles, int blocks) {
+  const int even = ceil_div(total_tiles, blocks);
+  const int whole = ceil_div(even, k_tiles) * k_tiles;
+  return whole <= 4 * k_tiles && 16 * whole <= 17 * even ? whole : even;
+}
 constexpr int kHopperTileK = 128, kHopperTileN = 128;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -1655,14 +1666,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   constexpr bool kSlots = SLOTS && N_ACT <= 64;
   static_assert(!kSlots || 2 * 256 * N_ACT * kHopperTileN <= 256 * 256 * 128, "two slots per block must fit");
   const int total_tiles = k_tiles * n_tiles * par;
-  // Each block takes `iters` consecutive tiles (stream-k). Where that run spans at most four columns it is
-  // rounded up to whole columns if that adds at most 1/16 more tiles: no column is then split, so no block
-  // stores or reads partial sums, at the price of a few idle blocks (128 of 132 on the 7B o and down layers at
-  // m = 1024..4096). Each split column's end took ~3 us per block, all blocks at once (trace, session 30):
-  // 7B o at m = 4096 221 -> 178 us, down 557 -> 495, TriLM o 116 -> 104 (H100, NOTES.md session 30).
-  const int even_iters = ceil_div(total_tiles, static_cast<int>(gridDim.x));
-  const int whole_iters = ceil_div(even_iters, k_tiles) * k_tiles;
-  const int iters = whole_iters <= 4 * k_tiles && 16 * whole_iters <= 17 * even_iters ? whole_iters : even_iters;
+  const int iters = hopper_run_tiles(k_tiles, total_tiles, static_cast<int>(gridDim.x));
   const int first_tile = iters * blockIdx.x;
   const int end_tile = min(first_tile + iters, total_tiles);
   TRIRUN_TRACE_BEGIN();
