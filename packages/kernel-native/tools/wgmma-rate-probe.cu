@@ -10,6 +10,10 @@
 //     load, two shifts, four masks, four fp16 fmas into the fragment registers);
 //   - and with the two warpgroups taking turns at issuing (ping-pong: named barriers 4 and 5), so that one
 //     decodes while the other's wgmmas run.
+// Session 35 added schedules of the register-operand decoding: ring (groups of G steps, the words loaded a
+// tile ahead), beside (fixed fragments, the decoding into registers no wgmma reads) and interleaved (the next
+// tile's decoding between this tile's wgmmas). ptxas injects a warpgroup.arrive (C7519) after every write of
+// a wgmma operand register between two wgmmas; only the masks can go there (into temporaries).
 // Nothing here reads global memory: the shared operands are whatever shared memory holds (timings only).
 // Build and run (the device): nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a tools/wgmma-rate-probe.cu \
 //   -o /tmp/wgmma-rate && /tmp/wgmma-rate
@@ -164,14 +168,224 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
   if (s == 1234.5f) sink[threadIdx.x] = s;  // keeps the accumulators alive
 }
 
-template <int MODE>
-int measure(const char* name, int sms, int warpgroups, long long* cycles, float* sink) {
+// Ring schedules (modes 6..; kernel-native NOTES.md, session 35): the fragments of RING tiles' k16 steps in a
+// ring of registers, issued in groups of G steps (fence, G wgmmas, commit); after each group the warp waits
+// until the ring's oldest group is done and decodes the next group into its slot, so the decoding runs while
+// up to RING * 8 / G - 1 groups are queued. The decoding's shared-memory words are loaded a tile ahead (into
+// a second ring) so that only its arithmetic sits between two groups. The kernel's schedule is G = 8, RING =
+// 2 with the words loaded in the decoding (mode 1). BESIDE: fixed fragments, the same decoding into registers
+// the wgmmas do not read (does the RS wgmma stall the warp's independent work?).
+template <int G, int RING, bool BESIDE>
+__global__ void __launch_bounds__(384, 1) ring_rate(int tiles, int warpgroups, long long* cycles, float* sink) {
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const int wg = threadIdx.x / 128;
+  if (wg >= warpgroups) return;
+  const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t b_addr = (base + 1023) & ~1023u;
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(smem + (b_addr - base) + 16384 + 65536);
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  constexpr int kSlots = RING * 8, kGroups = kSlots / G;
+  float d[32];
+#pragma unroll
+  for (int e = 0; e < 32; ++e) d[e] = 0.0f;
+  uint32_t f[kSlots][4], beside[kSlots][4], q[8] = {};
+#pragma unroll
+  for (int s = 0; s < kSlots; ++s)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) f[s][r] = beside[s][r] = 0x3c003c00u ^ (threadIdx.x * 16 + s * 4 + r);
+  const uint64_t b0 = desc_sw128(b_addr);
+  auto step = [](uint64_t desc, int ks) {
+    return desc + static_cast<uint64_t>(((ks / 4) * 64 * 128 + (ks % 4) * 32) >> 4);
+  };
+  const __half2 unit = __float2half2_rn(1048576.0f * 0.01f), minus = __float2half2_rn(-0.01f);
+  auto load_word = [&](int ks, int t) { return words[(ks * 128 + wg * 64 + lane * 2 + warp / 2 + t) % 4096]; };
+  // Step s (global, of tile s / 8) decoded into slot s % kSlots; the word of step s + 8 loaded in its place.
+  auto decode_step = [&](uint32_t (&dst)[kSlots][4], int slot, int ks, int t) {
+    const uint32_t w = q[ks];
+    q[ks] = load_word(ks, t + 1);
+    const uint32_t x = w << (4 - 2 * (warp % 2)), y = w >> (4 + 2 * (warp % 2));
+    const uint32_t m[4] = {x & 0x00300030u, y & 0x00300030u, x & 0x03000300u, y & 0x03000300u};
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      __half2 h = __hfma2(*reinterpret_cast<const __half2*>(&m[r]), unit, minus);
+      dst[slot][r] = *reinterpret_cast<uint32_t*>(&h);
+    }
+  };
+#pragma unroll
+  for (int ks = 0; ks < 8; ++ks) q[ks] = load_word(ks, 0);
+  // Prologue: the ring's first group decoded.
+#pragma unroll
+  for (int s = 0; s < G; ++s) decode_step(BESIDE ? beside : f, s, s % 8, s / 8);
+  asm volatile("bar.sync 1, %0;\n" ::"r"(warpgroups * 128));
+  const long long t0 = clock64();
+  for (int t = 0; t < tiles; t += RING) {
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) {
+      keep_acc(d);
+      fence();
+#pragma unroll
+      for (int s = g * G; s < (g + 1) * G; ++s) mma_rs(d, f[s], step(b0, s % 8));
+      commit();
+      wait_group<kGroups - 1>();
+      // The oldest group is done: its slots take the next group's steps.
+      const int next = (g + 1) % kGroups;
+#pragma unroll
+      for (int s = next * G; s < (next + 1) * G; ++s) {
+        if constexpr (BESIDE) {
+          decode_step(beside, s, s % 8, t + s / 8);
+          asm volatile("" ::"r"(beside[s][0]), "r"(beside[s][1]), "r"(beside[s][2]), "r"(beside[s][3]) : "memory");
+        } else {
+          asm volatile("" ::"r"(f[s][0]), "r"(f[s][1]), "r"(f[s][2]), "r"(f[s][3]) : "memory");
+          decode_step(f, s, s % 8, t + s / 8 + (next == 0 ? RING : 0));
+        }
+      }
+    }
+  }
+  wait_group<0>();
+  keep_acc(d);
+  const long long t1 = clock64();
+  if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 3 + wg] = t1 - t0;
+  float sum = 0.0f;
+#pragma unroll
+  for (int e = 0; e < 32; ++e) sum += d[e];
+#pragma unroll
+  for (int s = 0; s < kSlots; ++s) sum += __uint_as_float(beside[s][0] ^ f[s][1]);
+  if (sum == 1234.5f) sink[threadIdx.x] = sum;
+}
+
+// Interleaved (session 35): tile t + 1's decoding placed between tile t's wgmmas, one step after each, so
+// that the warp decodes while it would otherwise wait to hand the tensor pipe its next register-operand
+// wgmma. The fragments rotate through SETS register sets: with 2, tile t - 1's wgmmas must be complete
+// before tile t's are issued (wait_group 0: the pipe drains once per tile); with 3, tile t - 2's
+// (wait_group 1). CHUNK wgmmas, then CHUNK steps decoded. Words loaded a tile ahead, as in the ring modes.
+template <int SETS, int CHUNK, int MOVED = 0>
+__global__ void __launch_bounds__(384, 1) interleave_rate(int tiles, int warpgroups, long long* cycles, float* sink) {
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const int wg = threadIdx.x / 128;
+  if (wg >= warpgroups) return;
+  const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t b_addr = (base + 1023) & ~1023u;
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(smem + (b_addr - base) + 16384 + 65536);
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  float d[32];
+#pragma unroll
+  for (int e = 0; e < 32; ++e) d[e] = 0.0f;
+  uint32_t f[SETS][8][4], q[8] = {}, tmp[8][4];
+#pragma unroll
+  for (int k = 0; k < SETS; ++k)
+#pragma unroll
+    for (int s = 0; s < 8; ++s)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) f[k][s][r] = 0x3c003c00u ^ (threadIdx.x * 16 + s * 4 + r);
+  const uint64_t b0 = desc_sw128(b_addr);
+  auto step = [](uint64_t desc, int ks) {
+    return desc + static_cast<uint64_t>(((ks / 4) * 64 * 128 + (ks % 4) * 32) >> 4);
+  };
+  const __half2 unit = __float2half2_rn(1048576.0f * 0.01f), minus = __float2half2_rn(-0.01f);
+  auto load_word = [&](int ks, int t) { return words[(ks * 128 + wg * 64 + lane * 2 + warp / 2 + t) % 4096]; };
+  auto decode_step = [&](uint32_t (&dst)[4], int ks, int t) {
+    const uint32_t w = q[ks];
+    q[ks] = load_word(ks, t + 1);
+    const uint32_t x = w << (4 - 2 * (warp % 2)), y = w >> (4 + 2 * (warp % 2));
+    const uint32_t m[4] = {x & 0x00300030u, y & 0x00300030u, x & 0x03000300u, y & 0x03000300u};
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      __half2 h = __hfma2(*reinterpret_cast<const __half2*>(&m[r]), unit, minus);
+      dst[r] = *reinterpret_cast<uint32_t*>(&h);
+    }
+  };
+  auto mask_step = [&](uint32_t (&dst)[4], int ks, int t) {
+    const uint32_t w = q[ks];
+    q[ks] = load_word(ks, t + 1);
+    const uint32_t x = w << (4 - 2 * (warp % 2)), y = w >> (4 + 2 * (warp % 2));
+    dst[0] = x & 0x00300030u;
+    dst[1] = y & 0x00300030u;
+    dst[2] = x & 0x03000300u;
+    dst[3] = y & 0x03000300u;
+  };
+#pragma unroll
+  for (int ks = 0; ks < 8; ++ks) q[ks] = load_word(ks, 0);
+#pragma unroll
+  for (int ks = 0; ks < 8; ++ks) decode_step(f[0][ks], ks, 0);
+  asm volatile("bar.sync 1, %0;\n" ::"r"(warpgroups * 128));
+  const long long t0 = clock64();
+  int done = 0;
+  for (int t = 0; t < tiles; t += SETS) {
+#pragma unroll
+    for (int k = 0; k < SETS; ++k) {
+      // The set that tile t + k + 1 is decoded into was last read by tile t + k + 1 - SETS.
+      if constexpr (MOVED == 2) {
+        // (waits after the group, below)
+      } else if constexpr (SETS == 2) {
+        wait_group<0>();
+      } else {
+        wait_group<1>();
+      }
+      const int next = (k + 1) % SETS;
+#pragma unroll
+      for (int s = 0; s < 8; ++s)
+        asm volatile("" ::"r"(f[next][s][0]), "r"(f[next][s][1]), "r"(f[next][s][2]), "r"(f[next][s][3]) : "memory");
+      keep_acc(d);
+      fence();
+#pragma unroll
+      for (int c = 0; c < 8; c += CHUNK) {
+#pragma unroll
+        for (int ks = c; ks < c + CHUNK; ++ks) mma_rs(d, f[k][ks], step(b0, ks));
+#pragma unroll
+        for (int ks = c; ks < c + CHUNK; ++ks) {
+          if constexpr (MOVED == 2)
+            mask_step(tmp[ks], ks, t + k + 1);
+          else
+            decode_step(MOVED ? tmp[ks] : f[next][ks], ks, t + k + 1);
+        }
+      }
+      commit();
+      // MOVED: the decoding wrote temporaries; copied into the next set's fragments only now, after the
+      // group (so that no fragment register is written between two wgmmas).
+      if constexpr (MOVED == 1) {
+#pragma unroll
+        for (int ks = 0; ks < 8; ++ks)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) asm volatile("mov.b32 %0, %1;\n" : "=r"(f[next][ks][r]) : "r"(tmp[ks][r]));
+      }
+      // MOVED 2: the masks between the wgmmas, the fmas (which write the fragments) after the group.
+      if constexpr (MOVED == 2) {
+        // The next set was last read by tile t + k + 1 - SETS: the oldest group in flight.
+        wait_group<SETS - 1>();
+#pragma unroll
+        for (int s = 0; s < 8; ++s)
+          asm volatile("" ::"r"(f[next][s][0]), "r"(f[next][s][1]), "r"(f[next][s][2]), "r"(f[next][s][3]) : "memory");
+#pragma unroll
+        for (int ks = 0; ks < 8; ++ks)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            __half2 h = __hfma2(*reinterpret_cast<const __half2*>(&tmp[ks][r]), unit, minus);
+            f[next][ks][r] = *reinterpret_cast<uint32_t*>(&h);
+          }
+      }
+      ++done;
+    }
+  }
+  wait_group<0>();
+  keep_acc(d);
+  const long long t1 = clock64();
+  if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 3 + wg] = (t1 - t0) * tiles / done;
+  float sum = 0.0f;
+#pragma unroll
+  for (int e = 0; e < 32; ++e) sum += d[e];
+#pragma unroll
+  for (int k = 0; k < SETS; ++k) sum += __uint_as_float(f[k][0][0] ^ f[k][7][3]);
+  if (sum == 1234.5f) sink[threadIdx.x] = sum;
+}
+
+using RateKernel = void (*)(int, int, long long*, float*);
+int measure(RateKernel kernel, const char* name, int sms, int warpgroups, long long* cycles, float* sink) {
   const int tiles = 2000;
   const size_t smem = 1024 + 16384 + 4 * 16384 + 16384;
-  CK(cudaFuncSetAttribute(rate<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   std::vector<double> per;
   for (int rep = 0; rep < 3; ++rep) {
-    rate<MODE><<<sms, 384, smem>>>(tiles, warpgroups, cycles, sink);
+    kernel<<<sms, 384, smem>>>(tiles, warpgroups, cycles, sink);
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
     std::vector<long long> c(sms * 3);
@@ -182,9 +396,13 @@ int measure(const char* name, int sms, int warpgroups, long long* cycles, float*
   std::sort(per.begin(), per.end());
   const double median = per[per.size() / 2];
   // 8 wgmmas of 64 x 64 x 16 per warpgroup and tile: 32 cycles each at 4096 flops per SM and cycle.
-  std::printf("%-34s %d warpgroup(s): %7.1f cycles per tile per warpgroup (median; ideal %d), tensor busy %.0f%%\n",
+  std::printf("%-44s %d warpgroup(s): %7.1f cycles per tile per warpgroup (median; ideal %d), tensor busy %.0f%%\n",
               name, warpgroups, median, 256 * warpgroups, 100.0 * 256 * warpgroups / median);
   return 0;
+}
+template <int MODE>
+int measure(const char* name, int sms, int warpgroups, long long* cycles, float* sink) {
+  return measure(rate<MODE>, name, sms, warpgroups, cycles, sink);
 }
 
 int main() {
@@ -206,6 +424,27 @@ int main() {
   for (int wgs : {1, 2}) {
     if (measure<4>("SS, decoded (unused) as well", sms, wgs, cycles, sink)) return 1;
     if (measure<5>("SS, decoded to shared memory", sms, wgs, cycles, sink)) return 1;
+  }
+  for (int wgs : {1, 2}) {
+    if (measure(ring_rate<8, 2, true>, "RS fixed, decoding beside (G 8 x 2)", sms, wgs, cycles, sink)) return 1;
+    if (measure(ring_rate<1, 1, true>, "RS fixed, decoding beside (G 1)", sms, wgs, cycles, sink)) return 1;
+    if (measure(ring_rate<8, 2, false>, "ring G 8 x 2 tiles (kernel, words ahead)", sms, wgs, cycles, sink)) return 1;
+    if (measure(ring_rate<4, 2, false>, "ring G 4 x 2 tiles", sms, wgs, cycles, sink)) return 1;
+    if (measure(ring_rate<2, 2, false>, "ring G 2 x 2 tiles", sms, wgs, cycles, sink)) return 1;
+    if (measure(ring_rate<4, 1, false>, "ring G 4 x 1 tile", sms, wgs, cycles, sink)) return 1;
+    if (measure(ring_rate<2, 1, false>, "ring G 2 x 1 tile", sms, wgs, cycles, sink)) return 1;
+    if (measure(ring_rate<1, 1, false>, "ring G 1 x 1 tile (per step)", sms, wgs, cycles, sink)) return 1;
+  }
+  for (int wgs : {1, 2}) {
+    if (measure(interleave_rate<2, 1>, "interleaved 1, 2 sets (drain per tile)", sms, wgs, cycles, sink)) return 1;
+    if (measure(interleave_rate<2, 4>, "interleaved 4, 2 sets (drain per tile)", sms, wgs, cycles, sink)) return 1;
+    if (measure(interleave_rate<3, 1>, "interleaved 1, 3 sets", sms, wgs, cycles, sink)) return 1;
+    if (measure(interleave_rate<3, 2>, "interleaved 2, 3 sets", sms, wgs, cycles, sink)) return 1;
+    if (measure(interleave_rate<3, 4>, "interleaved 4, 3 sets", sms, wgs, cycles, sink)) return 1;
+    if (measure(interleave_rate<2, 1, 2>, "interleaved 1, 2 sets, masks only", sms, wgs, cycles, sink)) return 1;
+    if (measure(interleave_rate<3, 1, 2>, "interleaved 1, 3 sets, masks only", sms, wgs, cycles, sink)) return 1;
+    if (measure(interleave_rate<2, 4, 2>, "interleaved 4, 2 sets, masks only", sms, wgs, cycles, sink)) return 1;
+    if (measure(interleave_rate<3, 4, 2>, "interleaved 4, 3 sets, masks only", sms, wgs, cycles, sink)) return 1;
   }
   return 0;
 }
