@@ -1785,19 +1785,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
     // Tile i's 8 A fragments: step ks is {row g, k 0..7}, {row g + 8, k 0..7},
     // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
-    // The thread's packed words (one per k16 step) and grouped scales of the tile decoded next, loaded
-    // from its stage a tile ahead where a slice has one (load_words right after the tile before is issued):
-    // the loads' latency then passes during that tile's wgmmas instead of in front of the decoding.
-    // (tools/wgmma-rate-probe.cu, two warpgroups: 633 -> 592 cycles per tile; NOTES.md session 35.)
-    uint32_t words[kKSteps];
-    half2 s2 = col_scale;
-    auto load_words = [&](int stage) {
+    auto decode = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes);
-#pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) words[ks] = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
+      half2 s2 = col_scale;
       if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
-    };
-    auto decode = [&](uint32_t (&frag)[kKSteps][4]) {
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
       // The codes as fp16 subnormals, one fma per register (see subnormal_scales), where every scale
       // of the warp's tile is below 2^-4; else the decode below (mask, subtract, scale).
@@ -1805,7 +1796,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         const SubnormalScales lo = subnormal_scales(s_lo), hi = subnormal_scales(s_hi);
 #pragma unroll
         for (int ks = 0; ks < kKSteps; ++ks) {
-          const uint32_t q = words[ks];
+          const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
           // The warp's codes sit at bits code_shift + {0, 4, 8, 12} (+ 16 for each pair's second half):
           // x has the first two at bits 4 and 8 of each half, y the last two.
           const uint32_t x = q << (4 - code_shift), y = q >> (4 + code_shift);
@@ -1818,7 +1809,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) {
-        const uint32_t q = words[ks];
+        const uint32_t q = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
         const uint32_t lo = q >> code_shift, hi = q >> (8 + code_shift);
         frag[ks][0] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(lo, 0x00030003u)), sub0), s_lo));
         frag[ks][1] = as_u32(__hmul2(__hsub2(as_h2(mask_or_1024(hi, 0x00030003u)), sub0), s_hi));
@@ -1848,7 +1839,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // shared-memory ones; nor did the two warpgroups taking turns at issuing
     // help: tools/wgmma-rate-probe.cu, NOTES.md session 34.)
     auto decode_issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
-      decode(frag);
+      decode(stage, frag);
       issue(stage, frag);
     };
     // Tile i's wgmmas are complete: its fragment registers may be reused and
@@ -1884,12 +1875,10 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       // fragment set: decode, multiply, wait.
       for (int i = 0; i < slice_tiles; ++i) {
         wait_full(i == 0);
-        if (kExpDecodeOnce && i > 0) {
+        if (kExpDecodeOnce && i > 0)
           issue(cur_stage, frag_a);
-        } else {
-          load_words(cur_stage);
+        else
           decode_issue(cur_stage, frag_a);
-        }
         if (i == 0) release_c_stage();
         wgmma_wait<0>();
         if (i + 1 < slice_tiles || !holds_c_stage) retire(cur_stage, frag_a);
@@ -1897,41 +1886,30 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
       keep_f32(acc);
     } else {
-      // The next tile's stage, once filled: its words and scales (see load_words). Waited for before
-      // the tile before that is retired, which holds no stage the producer needs with 3 or more.
-      static_assert(STAGES >= 3, "load_next waits for tile i + 1 while tile i - 1 holds its stage");
-      auto load_next = [&](int i_next) {
-        if (i_next < slice_tiles) {
-          wait_full(false);
-          load_words(cur_stage);
-        }
-      };
       int stage_b = 0;  // the stage of the tile in frag_b
-      wait_full(true);
-      load_words(cur_stage);
       for (int i = 0; i < slice_tiles; i += 2) {
+        wait_full(i == 0);
         const int stage_a = cur_stage;
         if (kExpDecodeOnce && i > 0)
           issue(stage_a, frag_a);
         else
           decode_issue(stage_a, frag_a);
         if (i == 0) release_c_stage();
-        advance();
-        load_next(i + 1);
         if (i > 0) {
           wgmma_wait<1>();  // tile i - 1 (frag_b) done
           retire(stage_b, frag_b);
         }
+        advance();
         if (i + 1 < slice_tiles) {
+          wait_full(false);
           stage_b = cur_stage;
           if (kExpDecodeOnce && i > 0)
             issue(stage_b, frag_b);
           else
             decode_issue(stage_b, frag_b);
-          advance();
-          load_next(i + 2);
           wgmma_wait<1>();  // tile i (frag_a) done
           retire(stage_a, frag_a);
+          advance();
         }
       }
       wgmma_wait<0>();
