@@ -70,6 +70,30 @@ __device__ __forceinline__ void keep(uint32_t (&f)[8][4]) {
   for (int s = 0; s < 8; ++s) asm volatile("" ::"r"(f[s][0]), "r"(f[s][1]), "r"(f[s][2]), "r"(f[s][3]) : "memory");
 }
 
+// Step ks's B descriptor: the kernel's step_desc at 64 rows (atom ks / 4, 32 bytes further per step in it).
+__device__ __forceinline__ uint64_t step_desc(uint64_t desc, int ks) {
+  return desc + static_cast<uint64_t>(((ks / 4) * 64 * 128 + (ks % 4) * 32) >> 4);
+}
+// The kernel's subnormal decoding of one k16 step, in two halves: a packed word's codes masked into four
+// registers (a warp's codes at bits 2 (warp % 2) + {0, 4, 8, 12}), and one fp16 fma per register.
+__device__ __forceinline__ void code_masks(uint32_t w, int warp, uint32_t (&m)[4]) {
+  const uint32_t x = w << (4 - 2 * (warp % 2)), y = w >> (4 + 2 * (warp % 2));
+  m[0] = x & 0x00300030u;
+  m[1] = y & 0x00300030u;
+  m[2] = x & 0x03000300u;
+  m[3] = y & 0x03000300u;
+}
+__device__ __forceinline__ uint32_t scale_code(uint32_t m, __half2 unit, __half2 minus) {
+  __half2 h = __hfma2(*reinterpret_cast<const __half2*>(&m), unit, minus);
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+__device__ __forceinline__ void decode_word(uint32_t w, int warp, __half2 unit, __half2 minus, uint32_t (&dst)[4]) {
+  uint32_t m[4];
+  code_masks(w, warp, m);
+#pragma unroll
+  for (int r = 0; r < 4; ++r) dst[r] = scale_code(m[r], unit, minus);
+}
+
 // MODE 0: RS, fragments fixed; 1: RS, each tile's fragments decoded as the kernel does; 2: SS; 3: as 1, the
 // warpgroups taking turns at issuing; 4: SS with the decoding done (into registers, unused) as well; 5: SS
 // whose A is what the decoding stores to shared memory (a double buffer per warpgroup: 8 16-byte stores per
@@ -107,21 +131,11 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
       asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory");
     }
   };
-  auto step = [](uint64_t desc, int ks) {  // the kernel's step_desc at 64 rows
-    return desc + static_cast<uint64_t>(((ks / 4) * 64 * 128 + (ks % 4) * 32) >> 4);
-  };
   const __half2 unit = __float2half2_rn(1048576.0f * 0.01f), minus = __float2half2_rn(-0.01f);
   auto decode = [&](uint32_t (&f)[8][4], int t) {
 #pragma unroll
     for (int ks = 0; ks < 8; ++ks) {
-      const uint32_t q = words[(ks * 128 + wg * 64 + lane * 2 + warp / 2 + t) % 4096];
-      const uint32_t x = q << (4 - 2 * (warp % 2)), y = q >> (4 + 2 * (warp % 2));
-      const uint32_t m[4] = {x & 0x00300030u, y & 0x00300030u, x & 0x03000300u, y & 0x03000300u};
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        __half2 h = __hfma2(*reinterpret_cast<const __half2*>(&m[r]), unit, minus);
-        f[ks][r] = *reinterpret_cast<uint32_t*>(&h);
-      }
+      decode_word(words[(ks * 128 + wg * 64 + lane * 2 + warp / 2 + t) % 4096], warp, unit, minus, f[ks]);
     }
   };
   const bool pingpong = MODE == 3 && warpgroups == 2;
@@ -133,9 +147,9 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
 #pragma unroll
     for (int ks = 0; ks < 8; ++ks) {
       if constexpr (kSS)
-        mma_ss(d, step(a_t, ks), step(b0, ks));
+        mma_ss(d, step_desc(a_t, ks), step_desc(b0, ks));
       else
-        mma_rs(d, f[ks], step(b0, ks));
+        mma_rs(d, f[ks], step_desc(b0, ks));
     }
     commit();
     if (pingpong) asm volatile("bar.arrive %0, 256;\n" ::"r"(5 - wg) : "memory");
@@ -194,22 +208,13 @@ __global__ void __launch_bounds__(384, 1) ring_rate(int tiles, int warpgroups, l
 #pragma unroll
     for (int r = 0; r < 4; ++r) f[s][r] = beside[s][r] = 0x3c003c00u ^ (threadIdx.x * 16 + s * 4 + r);
   const uint64_t b0 = desc_sw128(b_addr);
-  auto step = [](uint64_t desc, int ks) {
-    return desc + static_cast<uint64_t>(((ks / 4) * 64 * 128 + (ks % 4) * 32) >> 4);
-  };
   const __half2 unit = __float2half2_rn(1048576.0f * 0.01f), minus = __float2half2_rn(-0.01f);
   auto load_word = [&](int ks, int t) { return words[(ks * 128 + wg * 64 + lane * 2 + warp / 2 + t) % 4096]; };
   // Step s (global, of tile s / 8) decoded into slot s % kSlots; the word of step s + 8 loaded in its place.
   auto decode_step = [&](uint32_t (&dst)[kSlots][4], int slot, int ks, int t) {
     const uint32_t w = q[ks];
     q[ks] = load_word(ks, t + 1);
-    const uint32_t x = w << (4 - 2 * (warp % 2)), y = w >> (4 + 2 * (warp % 2));
-    const uint32_t m[4] = {x & 0x00300030u, y & 0x00300030u, x & 0x03000300u, y & 0x03000300u};
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      __half2 h = __hfma2(*reinterpret_cast<const __half2*>(&m[r]), unit, minus);
-      dst[slot][r] = *reinterpret_cast<uint32_t*>(&h);
-    }
+    decode_word(w, warp, unit, minus, dst[slot]);
   };
 #pragma unroll
   for (int ks = 0; ks < 8; ++ks) q[ks] = load_word(ks, 0);
@@ -224,7 +229,7 @@ __global__ void __launch_bounds__(384, 1) ring_rate(int tiles, int warpgroups, l
       keep_acc(d);
       fence();
 #pragma unroll
-      for (int s = g * G; s < (g + 1) * G; ++s) mma_rs(d, f[s], step(b0, s % 8));
+      for (int s = g * G; s < (g + 1) * G; ++s) mma_rs(d, f[s], step_desc(b0, s % 8));
       commit();
       wait_group<kGroups - 1>();
       // The oldest group is done: its slots take the next group's steps.
@@ -278,30 +283,17 @@ __global__ void __launch_bounds__(384, 1) interleave_rate(int tiles, int warpgro
 #pragma unroll
       for (int r = 0; r < 4; ++r) f[k][s][r] = 0x3c003c00u ^ (threadIdx.x * 16 + s * 4 + r);
   const uint64_t b0 = desc_sw128(b_addr);
-  auto step = [](uint64_t desc, int ks) {
-    return desc + static_cast<uint64_t>(((ks / 4) * 64 * 128 + (ks % 4) * 32) >> 4);
-  };
   const __half2 unit = __float2half2_rn(1048576.0f * 0.01f), minus = __float2half2_rn(-0.01f);
   auto load_word = [&](int ks, int t) { return words[(ks * 128 + wg * 64 + lane * 2 + warp / 2 + t) % 4096]; };
   auto decode_step = [&](uint32_t (&dst)[4], int ks, int t) {
     const uint32_t w = q[ks];
     q[ks] = load_word(ks, t + 1);
-    const uint32_t x = w << (4 - 2 * (warp % 2)), y = w >> (4 + 2 * (warp % 2));
-    const uint32_t m[4] = {x & 0x00300030u, y & 0x00300030u, x & 0x03000300u, y & 0x03000300u};
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      __half2 h = __hfma2(*reinterpret_cast<const __half2*>(&m[r]), unit, minus);
-      dst[r] = *reinterpret_cast<uint32_t*>(&h);
-    }
+    decode_word(w, warp, unit, minus, dst);
   };
   auto mask_step = [&](uint32_t (&dst)[4], int ks, int t) {
     const uint32_t w = q[ks];
     q[ks] = load_word(ks, t + 1);
-    const uint32_t x = w << (4 - 2 * (warp % 2)), y = w >> (4 + 2 * (warp % 2));
-    dst[0] = x & 0x00300030u;
-    dst[1] = y & 0x00300030u;
-    dst[2] = x & 0x03000300u;
-    dst[3] = y & 0x03000300u;
+    code_masks(w, warp, dst);
   };
 #pragma unroll
   for (int ks = 0; ks < 8; ++ks) q[ks] = load_word(ks, 0);
@@ -330,7 +322,7 @@ __global__ void __launch_bounds__(384, 1) interleave_rate(int tiles, int warpgro
 #pragma unroll
       for (int c = 0; c < 8; c += CHUNK) {
 #pragma unroll
-        for (int ks = c; ks < c + CHUNK; ++ks) mma_rs(d, f[k][ks], step(b0, ks));
+        for (int ks = c; ks < c + CHUNK; ++ks) mma_rs(d, f[k][ks], step_desc(b0, ks));
 #pragma unroll
         for (int ks = c; ks < c + CHUNK; ++ks) {
           if constexpr (MOVED == 2)
@@ -358,10 +350,7 @@ __global__ void __launch_bounds__(384, 1) interleave_rate(int tiles, int warpgro
 #pragma unroll
         for (int ks = 0; ks < 8; ++ks)
 #pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            __half2 h = __hfma2(*reinterpret_cast<const __half2*>(&tmp[ks][r]), unit, minus);
-            f[next][ks][r] = *reinterpret_cast<uint32_t*>(&h);
-          }
+          for (int r = 0; r < 4; ++r) f[next][ks][r] = scale_code(tmp[ks][r], unit, minus);
       }
       ++done;
     }
