@@ -1811,13 +1811,17 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
     // The thread's packed words (one per k16 step) and grouped scales of a tile: loaded by decode itself
     // or (TRIRUN_EXP_PEEK_WORDS) by peek_next right after the tile before is issued, if its stage is full.
+    // The thread's word of step ks in a stage's packed rows.
+    auto word_at = [&](const uint32_t* sh_b, int ks) {
+      return sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
+    };
     [[maybe_unused]] uint32_t words[kKSteps];
     [[maybe_unused]] half2 peeked_s2 = col_scale;
     [[maybe_unused]] bool words_ready = false;
     auto load_words = [&](int stage) {
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes);
 #pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) words[ks] = sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
+      for (int ks = 0; ks < kKSteps; ++ks) words[ks] = word_at(sh_b, ks);
       if constexpr (GROUPED) peeked_s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
     };
     auto decode = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
@@ -1830,9 +1834,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       } else if constexpr (GROUPED) {
         s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
       }
-      auto word = [&](int ks) {
-        return kExpPeekWords ? words[ks] : sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
-      };
+      auto word = [&](int ks) { return kExpPeekWords ? words[ks] : word_at(sh_b, ks); };
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
       // The codes as fp16 subnormals, one fma per register (see subnormal_scales), where every scale
       // of the warp's tile is below 2^-4; else the decode below (mask, subtract, scale).
