@@ -129,6 +129,16 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #ifndef TRIRUN_EXP_HOPPER_MAX_STAGES
 #define TRIRUN_EXP_HOPPER_MAX_STAGES 8
 #endif
+// Experiment only, -DTRIRUN_EXP_HOPPER_SIDE=1 or 2 (timings, wrong results): the Hopper kernel's memory side
+// or compute side alone, as TRIRUN_COPY_ONLY / TRIRUN_COMPUTE_ONLY do for the small-batch kernel. 1: the
+// consumers wait for every stage and release it, decoding and multiplying nothing (the slice ends, the slots
+// and C as usual). 2: the producer copies nothing and the consumers never wait for a stage (shared memory
+// holds whatever it held).
+#ifndef TRIRUN_EXP_HOPPER_SIDE
+#define TRIRUN_EXP_HOPPER_SIDE 0
+#endif
+[[maybe_unused]] constexpr bool kExpHopperCopyOnly = TRIRUN_EXP_HOPPER_SIDE == 1;
+[[maybe_unused]] constexpr bool kExpHopperComputeOnly = TRIRUN_EXP_HOPPER_SIDE == 2;
 // Experiments only (tools/kernel-probe.cu `trace`, built with -DTRIRUN_TRACE):
 // thread 0 of each block records %globaltimer and clock64 at a few points of
 // the small-batch kernel, for up to four back-to-back launches, and the Hopper
@@ -1709,7 +1719,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // --- producer: tile t of this block's run goes to stage t % STAGES. Its
     // warpgroup gives most of its registers to the consumers (setmaxnreg).
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-    if (threadIdx.x == 256) {
+    if (threadIdx.x == 256 && !kExpHopperComputeOnly) {
       auto copy_weights = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
@@ -1885,6 +1895,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // shared-memory ones; nor did the two warpgroups taking turns at issuing
     // help: tools/wgmma-rate-probe.cu, NOTES.md session 34.)
     auto decode_issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
+      if constexpr (kExpHopperCopyOnly) return;
       decode(stage, frag);
       issue(stage, frag);
     };
@@ -1913,7 +1924,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     };
     // The current tile's stage filled (`first`: the block's first tile, for the trace).
     auto wait_full = [&](bool first) {
-      mbar_wait(&full[cur_stage], cur_phase);
+      if constexpr (!kExpHopperComputeOnly) mbar_wait(&full[cur_stage], cur_phase);
       if (first && tile == first_tile) TRIRUN_TRACE_AT(1);
     };
     if constexpr (N_ACT == 256) {
