@@ -116,19 +116,6 @@ constexpr int kMaxPar = 16;     // batch slices per launch
 #else
 [[maybe_unused]] constexpr bool kExpDecodeOnce = false;
 #endif
-// Experiments written in session 35 and not yet run (NOTES.md, session 35):
-// -DTRIRUN_EXP_PEEK_WORDS=1: the Hopper kernel's consumers load the next tile's packed words and scales right
-// after issuing a tile when mbarrier.test_wait finds its stage already full (never waiting for it there, so
-// the retire of the tile before is not delayed); -DTRIRUN_EXP_HOPPER_MAX_STAGES=n: the Hopper kernel's stage
-// cap (8) raised to n (16: 10 stages at 64 rows, 16 at 32).
-#if defined(TRIRUN_EXP_PEEK_WORDS) && TRIRUN_EXP_PEEK_WORDS
-[[maybe_unused]] constexpr bool kExpPeekWords = true;
-#else
-[[maybe_unused]] constexpr bool kExpPeekWords = false;
-#endif
-#ifndef TRIRUN_EXP_HOPPER_MAX_STAGES
-#define TRIRUN_EXP_HOPPER_MAX_STAGES 8
-#endif
 // Experiment only, -DTRIRUN_EXP_HOPPER_SIDE=1 or 2 (timings, wrong results): the Hopper kernel's memory side
 // or compute side alone, as TRIRUN_COPY_ONLY / TRIRUN_COMPUTE_ONLY do for the small-batch kernel. 1: the
 // consumers wait for every stage and release it, decoding and multiplying nothing (the slice ends, the slots
@@ -1610,17 +1597,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
-// Whether the barrier's phase `parity` has completed, without waiting (acquire, as mbar_wait's).
-__device__ __forceinline__ bool mbar_test(uint64_t* bar, uint32_t parity) {
-  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
-  uint32_t done;
-  asm volatile(
-      "{\n.reg .pred p;\nmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-      : "=r"(done)
-      : "r"(addr), "r"(parity)
-      : "memory");
-  return done != 0;
-}
 // Shared memory aligned to 1024 bytes (the 128-byte swizzle's period), as an
 // offset from the shared array itself: the compiler then still knows the
 // pointer is in shared memory and emits LDS. (Rounding the generic address
@@ -1840,32 +1816,12 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
 
     // Tile i's 8 A fragments: step ks is {row g, k 0..7}, {row g + 8, k 0..7},
     // {row g, k 8..15}, {row g + 8, k 8..15} (2 halves per register).
-    // The thread's packed words (one per k16 step) and grouped scales of a tile: loaded by decode itself
-    // or (TRIRUN_EXP_PEEK_WORDS) by peek_next right after the tile before is issued, if its stage is full.
-    // The thread's word of step ks in a stage's packed rows.
-    auto word_at = [&](const uint32_t* sh_b, int ks) {
-      return sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2];
-    };
-    [[maybe_unused]] uint32_t words[kKSteps];
-    [[maybe_unused]] half2 peeked_s2 = col_scale;
-    [[maybe_unused]] bool words_ready = false;
-    auto load_words = [&](int stage) {
-      const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes);
-#pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) words[ks] = word_at(sh_b, ks);
-      if constexpr (GROUPED) peeked_s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
-    };
     auto decode = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       const uint32_t* sh_b = reinterpret_cast<const uint32_t*>(smem_b + stage * kBBytes);
       half2 s2 = col_scale;
-      if constexpr (kExpPeekWords) {
-        if (!words_ready) load_words(stage);
-        words_ready = false;
-        s2 = peeked_s2;
-      } else if constexpr (GROUPED) {
-        s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
-      }
-      auto word = [&](int ks) { return kExpPeekWords ? words[ks] : word_at(sh_b, ks); };
+      if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
+      // The thread's packed word of step ks.
+      auto word = [&](int ks) { return sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2]; };
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
       // The codes as fp16 subnormals, one fma per register (see subnormal_scales), where every scale
       // of the warp's tile is below 2^-4; else the decode below (mask, subtract, scale).
@@ -1973,14 +1929,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
       keep_f32(acc);
     } else {
-      // TRIRUN_EXP_PEEK_WORDS: the next tile's words, if its stage is already full. Never waits, so the
-      // retire of the tile before is not delayed (db0e33c waited here and lost 3-10%: NOTES.md session 35).
-      auto peek_next = [&](int i_next) {
-        if (i_next < slice_tiles && mbar_test(&full[cur_stage], cur_phase)) {
-          load_words(cur_stage);
-          words_ready = true;
-        }
-      };
+      // (The next tile's words loaded here, ahead of the retire of the tile before, lost 3-10% at m = 17..64,
+      // and loaded only where its stage was already full 6-14%: NOTES.md, sessions 35 and 36.)
       int stage_b = 0;  // the stage of the tile in frag_b
       for (int i = 0; i < slice_tiles; i += 2) {
         wait_full(i == 0);
@@ -1990,15 +1940,11 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         else
           decode_issue(stage_a, frag_a);
         if (i == 0) release_c_stage();
-        if constexpr (kExpPeekWords) {
-          advance();
-          peek_next(i + 1);
-        }
         if (i > 0) {
           wgmma_wait<1>();  // tile i - 1 (frag_b) done
           retire(stage_b, frag_b);
         }
-        if constexpr (!kExpPeekWords) advance();
+        advance();
         if (i + 1 < slice_tiles) {
           wait_full(false);
           stage_b = cur_stage;
@@ -2006,13 +1952,9 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
             issue(stage_b, frag_b);
           else
             decode_issue(stage_b, frag_b);
-          if constexpr (kExpPeekWords) {
-            advance();
-            peek_next(i + 2);
-          }
           wgmma_wait<1>();  // tile i (frag_a) done
           retire(stage_a, frag_a);
-          if constexpr (!kExpPeekWords) advance();
+          advance();
         }
       }
       wgmma_wait<0>();
@@ -2947,7 +2889,7 @@ cudaError_t launch_hopper(Launch& l) {
   // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
   // and 160, 4 for 176..208, 3 for 224 and 256.
   constexpr int fit = (227 * 1024 - 1024) / (static_cast<int>(stage) + 16);
-  constexpr int stages = fit < TRIRUN_EXP_HOPPER_MAX_STAGES ? fit : TRIRUN_EXP_HOPPER_MAX_STAGES;
+  constexpr int stages = fit < 8 ? fit : 8;
   // + two mbarriers per stage, + alignment of the swizzled stages
   constexpr size_t smem = stages * stage + stages * 16 + 1024;
   auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED, SLOTS>;
