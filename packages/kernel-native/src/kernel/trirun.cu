@@ -1393,7 +1393,7 @@ __device__ __forceinline__ SubnormalScales subnormal_scales(half2 s) {
 // exact (a power of two; no overflow below 2^-4, and s x 2^10 of a subnormal s is exact too), so the factors
 // are bit for bit subnormal_scales'. Why: per tile and thread those take ~14 instructions (conversions to and
 // from fp32) in the chain in front of the decode's first fma; these take 3, besides the test's one.
-#if !defined(TRIRUN_EXP_HALF_SCALES) || TRIRUN_EXP_HALF_SCALES
+#if defined(TRIRUN_EXP_HALF_SCALES) && TRIRUN_EXP_HALF_SCALES
 [[maybe_unused]] constexpr bool kExpHalfScales = true;
 #else
 [[maybe_unused]] constexpr bool kExpHalfScales = false;
