@@ -1392,7 +1392,7 @@ __device__ __forceinline__ SubnormalScales subnormal_scales(half2 s) {
 // |s| < 2^-4 as one half2 comparison, s x 2^20 as s x 2^10 x 2^10 and s x 2^16 as that x 2^-4. Each product is
 // exact (a power of two; no overflow below 2^-4, and s x 2^10 of a subnormal s is exact too), so the factors
 // are bit for bit subnormal_scales'. Why: per tile and thread those take ~14 instructions (conversions to and
-// from fp32) in the chain in front of the decode's first fma; these take 3, besides the test's one.
+// from fp32) in the chain in front of the decode's first fma; these take three multiplies and a negation.
 #if defined(TRIRUN_EXP_HALF_SCALES) && TRIRUN_EXP_HALF_SCALES
 [[maybe_unused]] constexpr bool kExpHalfScales = true;
 #else
@@ -1401,13 +1401,13 @@ __device__ __forceinline__ SubnormalScales subnormal_scales(half2 s) {
 __device__ __forceinline__ bool subnormal_scales_fit_half(half2 s2) {
   return __hblt2(__habs2(s2), __float2half2_rn(0.0625f));  // both |s| < 2^-4; NaN compares false
 }
-struct SubnormalScalePairs {
-  half2 unit4, unit8;  // (s_lo, s_hi) x 2^20, x 2^16
-};
-__device__ __forceinline__ SubnormalScalePairs subnormal_scale_pairs(half2 s2) {
+// subnormal_scales of both columns of s2 = (s_lo, s_hi).
+__device__ __forceinline__ void subnormal_scales_half(half2 s2, SubnormalScales& lo, SubnormalScales& hi) {
   const half2 k1024 = __float2half2_rn(1024.0f);
   const half2 unit4 = __hmul2_rn(__hmul2_rn(s2, k1024), k1024);
-  return {unit4, __hmul2_rn(unit4, __float2half2_rn(0.0625f))};
+  const half2 unit8 = __hmul2_rn(unit4, __float2half2_rn(0.0625f)), minus = __hneg2(s2);
+  lo = {__low2half2(unit4), __low2half2(unit8), __low2half2(minus)};
+  hi = {__high2half2(unit4), __high2half2(unit8), __high2half2(minus)};
 }
 
 constexpr int kHopperThreads = 384;  // two consumer warpgroups and a producer warpgroup
@@ -1828,10 +1828,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       if (__all_sync(0xffffffffu, kExpHalfScales ? subnormal_scales_fit_half(s2) : subnormal_scales_fit(s2))) {
         SubnormalScales lo, hi;
         if constexpr (kExpHalfScales) {
-          const SubnormalScalePairs u = subnormal_scale_pairs(s2);
-          const half2 minus = __hneg2(s2);
-          lo = {__low2half2(u.unit4), __low2half2(u.unit8), __low2half2(minus)};
-          hi = {__high2half2(u.unit4), __high2half2(u.unit8), __high2half2(minus)};
+          subnormal_scales_half(s2, lo, hi);
         } else {
           lo = subnormal_scales(s_lo);
           hi = subnormal_scales(s_hi);
