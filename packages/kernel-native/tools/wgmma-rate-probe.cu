@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "cuda-check.h"  // CK
@@ -98,8 +99,8 @@ __device__ __forceinline__ void decode_word(uint32_t w, int warp, __half2 unit, 
 // warpgroups taking turns at issuing; 4: SS with the decoding done (into registers, unused) as well; 5: SS
 // whose A is what the decoding stores to shared memory (a double buffer per warpgroup: 8 16-byte stores per
 // thread and tile, a proxy fence and a warpgroup barrier before the wgmmas), a decode-to-shared design.
-template <int MODE>
-__global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long long* cycles, float* sink) {
+template <int MODE, int THREADS = 384>
+__global__ void __launch_bounds__(THREADS, 1) rate(int tiles, int warpgroups, long long* cycles, float* sink) {
   extern __shared__ __align__(1024) unsigned char smem[];
   const int wg = threadIdx.x / 128;
   if (wg >= warpgroups) return;
@@ -175,7 +176,7 @@ __global__ void __launch_bounds__(384, 1) rate(int tiles, int warpgroups, long l
   keep_acc(d);
   if (pingpong && wg == 0) asm volatile("bar.sync 4, 256;\n" ::: "memory");
   const long long t1 = clock64();
-  if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 3 + wg] = t1 - t0;
+  if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 4 + wg] = t1 - t0;
   float s = 0.0f;
 #pragma unroll
   for (int e = 0; e < 32; ++e) s += d[e];
@@ -249,7 +250,7 @@ __global__ void __launch_bounds__(384, 1) ring_rate(int tiles, int warpgroups, l
   wait_group<0>();
   keep_acc(d);
   const long long t1 = clock64();
-  if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 3 + wg] = t1 - t0;
+  if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 4 + wg] = t1 - t0;
   float sum = 0.0f;
 #pragma unroll
   for (int e = 0; e < 32; ++e) sum += d[e];
@@ -358,7 +359,7 @@ __global__ void __launch_bounds__(384, 1) interleave_rate(int tiles, int warpgro
   wait_group<0>();
   keep_acc(d);
   const long long t1 = clock64();
-  if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 3 + wg] = (t1 - t0) * tiles / done;
+  if (threadIdx.x % 128 == 0) cycles[blockIdx.x * 4 + wg] = (t1 - t0) * tiles / done;
   float sum = 0.0f;
 #pragma unroll
   for (int e = 0; e < 32; ++e) sum += d[e];
@@ -368,19 +369,20 @@ __global__ void __launch_bounds__(384, 1) interleave_rate(int tiles, int warpgro
 }
 
 using RateKernel = void (*)(int, int, long long*, float*);
-int measure(RateKernel kernel, const char* name, int sms, int warpgroups, long long* cycles, float* sink) {
+int measure(RateKernel kernel, const char* name, int sms, int warpgroups, long long* cycles, float* sink,
+            int threads = 384) {
   const int tiles = 2000;
-  const size_t smem = 1024 + 16384 + 4 * 16384 + 16384;
+  const size_t smem = 1024 + 16384 + 4 * 32768 + 16384;  // B, SS A buffers of up to four warpgroups, words
   CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   std::vector<double> per;
   for (int rep = 0; rep < 3; ++rep) {
-    kernel<<<sms, 384, smem>>>(tiles, warpgroups, cycles, sink);
+    kernel<<<sms, threads, smem>>>(tiles, warpgroups, cycles, sink);
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
-    std::vector<long long> c(sms * 3);
+    std::vector<long long> c(sms * 4);
     CK(cudaMemcpy(c.data(), cycles, c.size() * sizeof(long long), cudaMemcpyDeviceToHost));
     for (int b = 0; b < sms; ++b)
-      for (int w = 0; w < warpgroups; ++w) per.push_back(static_cast<double>(c[b * 3 + w]) / tiles);
+      for (int w = 0; w < warpgroups; ++w) per.push_back(static_cast<double>(c[b * 4 + w]) / tiles);
   }
   std::sort(per.begin(), per.end());
   const double median = per[per.size() / 2];
@@ -394,16 +396,30 @@ int measure(const char* name, int sms, int warpgroups, long long* cycles, float*
   return measure(rate<MODE>, name, sms, warpgroups, cycles, sink);
 }
 
-int main() {
+int main(int argc, char** argv) {
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   long long* cycles;
   float* sink;
-  CK(cudaMalloc(&cycles, sms * 3 * sizeof(long long)));
-  CK(cudaMalloc(&sink, 384 * sizeof(float)));
+  CK(cudaMalloc(&cycles, sms * 4 * sizeof(long long)));
+  CK(cudaMalloc(&sink, 512 * sizeof(float)));
   cudaDeviceProp prop{};
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("%s, %d SMs; one block per SM, 2000 tiles of 8 m64n64k16 wgmmas per warpgroup\n", prop.name, sms);
+  // `wide` (session 37): more warpgroups, each with its own accumulators and tiles, so that while some are held
+  // at their register-operand wgmmas another decodes. 512-thread blocks cap registers at 128 per thread.
+  if (argc > 1 && std::string(argv[1]) == "wide") {
+    for (int wgs : {2, 3}) {
+      if (measure<0>("RS, fixed fragments", sms, wgs, cycles, sink)) return 1;
+      if (measure<1>("RS, decoded per tile (the kernel)", sms, wgs, cycles, sink)) return 1;
+    }
+    for (int wgs : {2, 3, 4}) {
+      if (measure(rate<0, 512>, "RS, fixed fragments, 512 threads", sms, wgs, cycles, sink, 512)) return 1;
+      if (measure(rate<1, 512>, "RS, decoded per tile, 512 threads", sms, wgs, cycles, sink, 512)) return 1;
+      if (measure(rate<2, 512>, "SS, 512 threads", sms, wgs, cycles, sink, 512)) return 1;
+    }
+    return 0;
+  }
   for (int wgs : {1, 2}) {
     if (measure<0>("RS, fixed fragments", sms, wgs, cycles, sink)) return 1;
     if (measure<1>("RS, decoded per tile (the kernel)", sms, wgs, cycles, sink)) return 1;

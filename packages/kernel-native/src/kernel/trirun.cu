@@ -1388,28 +1388,6 @@ __device__ __forceinline__ SubnormalScales subnormal_scales(half2 s) {
   const float f = __low2float(s);  // s is a broadcast pair (one column's scale)
   return {__float2half2_rn(f * 1048576.0f), __float2half2_rn(f * 65536.0f), __hneg2(s)};
 }
-// Experiment, -DTRIRUN_EXP_HALF_SCALES=1: the same test and factors for both columns of a pair at once, in fp16:
-// |s| < 2^-4 as one half2 comparison, s x 2^20 as s x 2^10 x 2^10 and s x 2^16 as that x 2^-4. Each product is
-// exact (a power of two; no overflow below 2^-4, and s x 2^10 of a subnormal s is exact too), so the factors
-// are bit for bit subnormal_scales'. Why: per tile and thread those take ~14 instructions (conversions to and
-// from fp32) in the chain in front of the decode's first fma; these take three multiplies and a negation.
-#if defined(TRIRUN_EXP_HALF_SCALES) && TRIRUN_EXP_HALF_SCALES
-[[maybe_unused]] constexpr bool kExpHalfScales = true;
-#else
-[[maybe_unused]] constexpr bool kExpHalfScales = false;
-#endif
-__device__ __forceinline__ bool subnormal_scales_fit_half(half2 s2) {
-  return __hblt2(__habs2(s2), __float2half2_rn(0.0625f));  // both |s| < 2^-4; NaN compares false
-}
-// subnormal_scales of both columns of s2 = (s_lo, s_hi).
-__device__ __forceinline__ void subnormal_scales_half(half2 s2, SubnormalScales& lo, SubnormalScales& hi) {
-  const half2 k1024 = __float2half2_rn(1024.0f);
-  const half2 unit4 = __hmul2_rn(__hmul2_rn(s2, k1024), k1024);
-  const half2 unit8 = __hmul2_rn(unit4, __float2half2_rn(0.0625f)), minus = __hneg2(s2);
-  lo = {__low2half2(unit4), __low2half2(unit8), __low2half2(minus)};
-  hi = {__high2half2(unit4), __high2half2(unit8), __high2half2(minus)};
-}
-
 constexpr int kHopperThreads = 384;  // two consumer warpgroups and a producer warpgroup
 // The Hopper kernel's run: each of `blocks` blocks takes this many consecutive tiles (stream-k) of `total_tiles`
 // in columns of `k_tiles`. Where the even run spans at most four columns it is rounded up to whole columns if
@@ -1825,14 +1803,8 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
       // The codes as fp16 subnormals, one fma per register (see subnormal_scales), where every scale
       // of the warp's tile is below 2^-4; else the decode below (mask, subtract, scale).
-      if (__all_sync(0xffffffffu, kExpHalfScales ? subnormal_scales_fit_half(s2) : subnormal_scales_fit(s2))) {
-        SubnormalScales lo, hi;
-        if constexpr (kExpHalfScales) {
-          subnormal_scales_half(s2, lo, hi);
-        } else {
-          lo = subnormal_scales(s_lo);
-          hi = subnormal_scales(s_hi);
-        }
+      if (__all_sync(0xffffffffu, subnormal_scales_fit(s2))) {
+        const SubnormalScales lo = subnormal_scales(s_lo), hi = subnormal_scales(s_hi);
 #pragma unroll
         for (int ks = 0; ks < kKSteps; ++ks) {
           const uint32_t q = word(ks);
