@@ -1388,6 +1388,7 @@ __device__ __forceinline__ SubnormalScales subnormal_scales(half2 s) {
   const float f = __low2float(s);  // s is a broadcast pair (one column's scale)
   return {__float2half2_rn(f * 1048576.0f), __float2half2_rn(f * 65536.0f), __hneg2(s)};
 }
+
 constexpr int kHopperThreads = 384;  // two consumer warpgroups and a producer warpgroup
 // The Hopper kernel's run: each of `blocks` blocks takes this many consecutive tiles (stream-k) of `total_tiles`
 // in columns of `k_tiles`. Where the even run spans at most four columns it is rounded up to whole columns if
