@@ -328,7 +328,11 @@ describe("BitNet b1.58 models (packed Hugging Face checkpoints)", () => {
     const a8 = JSON.parse(readFileSync(jsonA8, "utf8")) as EvalReport;
     expect(a8.quantized.kl_mean).toBeLessThan(1e-6);
     expect(a8.notes.join(" ")).toMatch(/quantized to 8 bits per row.*W1\.58A8/);
-    expect(a8.fp.perplexity).not.toBeCloseTo(report.fp.perplexity, 6);
+    // 8-bit activations change the model, so its seeded samples and their perplexity change too; left
+    // off, the run would repeat the first one bit for bit. Only exact inequality is safe here: the random
+    // tiny model is nearly certain of its own samples, and the relative change of its mean NLL went as
+    // low as 7e-4 over 30 seeds (a fixed 5e-7 step on the perplexity failed in CI).
+    expect(a8.fp.perplexity).not.toBe(report.fp.perplexity);
   });
 
   it("--activations int8: every block linear's input is on its row's 8-bit grid (W1.58A8)", async () => {
