@@ -78,6 +78,7 @@ std::vector<Profile> profiles() {
     variant("TRIRUN_WIDE_MIN_TILES=" + std::to_string(tiles), [&](DeviceAttrs& a) { a.wide_min_tiles = tiles; });
   variant("TRIRUN_MID_PAIRS_MIN_TILES=64", [](DeviceAttrs& a) { a.mid_pairs_min_tiles = 64; });
   variant("TRIRUN_NARROW_128=1", [](DeviceAttrs& a) { a.narrow_128 = true; });
+  variant("TRIRUN_EXP_HOPPER_WIDE=1", [](DeviceAttrs& a) { a.hopper_wide = true; });
   for (int few : {0, 2})
     variant("TRIRUN_FEW_TILE_SLICES=" + std::to_string(few), [&](DeviceAttrs& a) { a.few_tile_slices = few; });
   variant("TRIRUN_BALANCE_LAUNCHES=0", [](DeviceAttrs& a) { a.balance_launches = false; });
@@ -165,7 +166,9 @@ void check_call(const Profile& p, int m, const Shape& s, int g) {
       // Several slices in one launch only while their activations fit the cap (their re-reads then come from L2).
       if (slices > 1 && static_cast<long long>(slices) * r.height * s.k * 2 > (static_cast<long long>(p.attrs.hopper_l2_mb) << 20))
         fail(at, std::to_string(slices) + " slices of " + std::to_string(r.height) + " rows exceed the activation cap");
-      if (r.thread_k != 128 || r.thread_n != 128) fail(at, "Hopper tile");
+      // (64-row slices on three consumer warpgroups, TRIRUN_EXP_HOPPER_WIDE=1, take 192-column tiles.)
+      const int tile_n = p.attrs.hopper_wide && r.height == 64 ? 192 : 128;
+      if (r.thread_k != 128 || r.thread_n != tile_n) fail(at, "Hopper tile");
     } else if (r.kind == 1) {
       if (r.rows > 32) fail(at, std::to_string(r.rows) + " rows on the small-batch kernel");
       if (r.height * 8 < r.rows) fail(at, "8-row blocks do not hold the rows");

@@ -1389,7 +1389,6 @@ __device__ __forceinline__ SubnormalScales subnormal_scales(half2 s) {
   return {__float2half2_rn(f * 1048576.0f), __float2half2_rn(f * 65536.0f), __hneg2(s)};
 }
 
-constexpr int kHopperThreads = 384;  // two consumer warpgroups and a producer warpgroup
 // The Hopper kernel's run: each of `blocks` blocks takes this many consecutive tiles (stream-k) of `total_tiles`
 // in columns of `k_tiles`. Where the even run spans at most four columns it is rounded up to whole columns if
 // that adds at most 1/16 more tiles: no column is then split, so no block stores or reads partial sums, at the
@@ -1614,9 +1613,10 @@ __device__ __forceinline__ void mbar_arrive_count(uint64_t* bar, uint32_t count)
                "r"(count)
                : "memory");
 }
-// Barrier of the two consumer warpgroups only (the producer runs ahead).
+// Barrier of the consumer warpgroups only (the producer runs ahead): 256 threads, or 384 with three.
+template <int THREADS = 256>
 struct ConsumerSync {
-  __device__ void operator()() const { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+  __device__ void operator()() const { asm volatile("bar.sync 1, %0;\n" ::"n"(THREADS) : "memory"); }
 };
 // Barrier of one consumer warpgroup (ids 2 and 3).
 __device__ __forceinline__ void warpgroup_sync(int wg) {
@@ -1640,41 +1640,63 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 //   N_ACT:   rows of A per batch slice (32, 64, 128, 144..224 in steps of 16, or 256): wgmma's N
 //   STAGES:  depth of the copy pipeline
 //   GROUPED: g = 128 (a scale row per 128-deep tile) or g = k (one row)
-// Threads: two consumer warpgroups (decoding, wgmma, reduction) and one
+//   SLOTS:   split columns sum through parallel slots (64-row slices; see the end of a slice)
+//   WGS:     consumer warpgroups, each on 64 columns of the tile: 2 (128-column tiles), or 3 (192-column
+//            tiles; experiment, TRIRUN_EXP_HOPPER_WIDE=1: whether a third warpgroup keeps the tensor pipe
+//            busier where the wgmmas' A comes from registers, NOTES.md session 37)
+// Threads: WGS consumer warpgroups (decoding, wgmma, reduction) and one
 // producer warpgroup whose first thread issues four tensor copies per stage (activations
 // in two 64-wide swizzle atoms, packed weights, scales) and runs ahead across
 // slice boundaries, so the next slice's tiles arrive during the reduction.
-template <int N_ACT, int STAGES, bool GROUPED, bool SLOTS>
-__global__ void __launch_bounds__(kHopperThreads, 1)
+template <int WGS>
+constexpr int hopper_threads() {
+  return 128 * (WGS + 1);
+}
+template <int N_ACT, int STAGES, bool GROUPED, bool SLOTS, int WGS = 2>
+__global__ void __launch_bounds__(hopper_threads<WGS>(), 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
                          const __grid_constant__ CUtensorMap map_s, const __grid_constant__ CUtensorMap map_c,
                          const int4* __restrict__ S, int prob_m, int prob_n, int prob_k, int* locks,
                          float* __restrict__ partial, int early) {
 #ifdef TRIRUN_WGMMA
+  static_assert(WGS == 2 || WGS == 3, "two or three consumer warpgroups");
   constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
-  constexpr int kABytes = N_ACT * kHopperTileK * 2;    // activations, N_ACT rows x 128 k
-  constexpr int kBBytes = kKSteps * kHopperTileN * 4;  // 8 packed rows of 128 words
-  constexpr int kSBytes = kHopperTileN * 2;
+  constexpr int kTileN = 64 * WGS;             // output columns per tile
+  constexpr int kConsumers = 128 * WGS;        // consumer threads
+  constexpr int kConsumerWarps = kConsumers / 32;
+  using Sync = ConsumerSync<kConsumers>;
+  constexpr int kABytes = N_ACT * kHopperTileK * 2;  // activations, N_ACT rows x 128 k
+  constexpr int kBBytes = kKSteps * kTileN * 4;      // 8 packed rows of kTileN words
+  constexpr int kSBytes = kTileN * 2;
   constexpr uint32_t kStageTx = kABytes + kBBytes + (GROUPED ? kSBytes : 0);
+  // Where C is staged for its tensor stores: with two warpgroups the slice's last activation stage, which
+  // is exactly one C tile (N_ACT rows x 128 fp16); a 192-column C tile is larger than a stage, so three
+  // take a buffer of their own (kOwnC), right after the activation stages.
+  constexpr bool kOwnC = WGS > 2;
+  constexpr int kCBytes = kOwnC ? N_ACT * kTileN * 2 : 0;
   // All activation stages first (1024-byte aligned, as the swizzle needs),
-  // then weights, scales and the barriers.
+  // then C's own buffer (if any), weights, scales and the barriers.
   extern __shared__ int4 smem_raw[];
   char* const smem = align_1024(smem_raw);
-  char* const smem_b = smem + STAGES * kABytes;
+  char* const smem_c = smem + STAGES * kABytes;
+  char* const smem_b = smem_c + kCBytes;
   char* const smem_s = smem_b + STAGES * kBBytes;
   uint64_t* const full = reinterpret_cast<uint64_t*>(smem_s + STAGES * kSBytes);
   uint64_t* const empty = full + STAGES;
 
   const int k_tiles = prob_k / kHopperTileK;
-  const int n_tiles = prob_n / kHopperTileN;
+  // With 192-column tiles the last one may stand out past n (n is a multiple of 128): its weights and
+  // scales read as zeros (the tensor maps' bounds), so its columns past n come out zero, and C's tensor
+  // stores write none of them.
+  const int n_tiles = kOwnC ? ceil_div(prob_n, kTileN) : prob_n / kTileN;
   const int par = ceil_div(prob_m, N_ACT);
   // SLOTS (launch_hopper_rows: narrow layers at 33..64 rows, see the dispatcher): a split column sums through
-  // parallel slots instead of the lock chain (see the end of a slice). Two slots of N_ACT x 128 fp32 per
+  // parallel slots instead of the lock chain (see the end of a slice). Two slots of N_ACT x kTileN fp32 per
   // block, which fit the workspace's slot region (slot_bytes: 256 blocks x 256 x 128 fp32) for every block
   // count the dispatcher allows (kMaxBlocks, 256) up to 64 rows.
   constexpr bool kSlots = SLOTS && N_ACT <= 64;
-  static_assert(!kSlots || 2 * 256 * N_ACT * kHopperTileN <= 256 * 256 * 128, "two slots per block must fit");
+  static_assert(!kSlots || 2 * 256 * N_ACT * kTileN <= 256 * 256 * 128, "two slots per block must fit");
   const int total_tiles = k_tiles * n_tiles * par;
   const int iters = hopper_run_tiles(k_tiles, total_tiles, static_cast<int>(gridDim.x));
   const int first_tile = iters * blockIdx.x;
@@ -1685,21 +1707,21 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   if (threadIdx.x == 0) {
     for (int st = 0; st < STAGES; ++st) {
       mbar_init(&full[st], 1);
-      mbar_init(&empty[st], 8);  // the 8 consumer warps
+      mbar_init(&empty[st], kConsumerWarps);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
 
-  if (threadIdx.x >= 256) {
+  if (threadIdx.x >= kConsumers) {
     // --- producer: tile t of this block's run goes to stage t % STAGES. Its
     // warpgroup gives most of its registers to the consumers (setmaxnreg).
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-    if (threadIdx.x == 256 && !kExpHopperComputeOnly) {
+    if (threadIdx.x == kConsumers && !kExpHopperComputeOnly) {
       auto copy_weights = [&](int tile, int stage) {
         const int column = tile / k_tiles;
         const int k_tile = tile % k_tiles;
-        const int n0 = (column % n_tiles) * kHopperTileN;
+        const int n0 = (column % n_tiles) * kTileN;
         mbar_arrive_expect_tx(&full[stage], kStageTx);
         tma_load_2d(smem_b + stage * kBBytes, &map_b, n0, k_tile * kKSteps, &full[stage]);
         if (GROUPED) tma_load_2d(smem_s + stage * kSBytes, &map_s, n0, k_tile, &full[stage]);
@@ -1730,8 +1752,14 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     return;
   }
 
-  // --- consumers
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  // --- consumers. Registers per thread: 65536 over 384 threads at launch, 40 for the producer's and
+  // 232 for the consumers'; over 512 threads, 40 and 152 (4 x 40 + 12 x 152 warps' worth <= 16 x 128).
+  // (ptxas still allocates by the launch bounds, 168 or 128 per thread for the whole kernel: with three
+  // warpgroups the consumers' code must fit 128, see kBatch at the end of a slice.)
+  if constexpr (WGS == 2)
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  else
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 152;\n" ::: "memory");
   wait_for_prerequisites();                 // before writing C or the workspace
   const int wg = threadIdx.x / 128;         // 64-column chunk of the tile
   const int warp = (threadIdx.x / 32) % 4;  // 16 columns of that chunk
@@ -1747,13 +1775,13 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
   // chunk side by side, at 8 (c % 8) + c / 8; as a half2 index:
   const int scale_pair = (wg * 64 + 8 * (lane / 4) + 2 * warp) / 2;
   // The stage whose C tile thread 0's tensor stores may still be reading (-1: none; see the end of the
-  // slice). Thread 0 hands it back to the producer, for all eight consumer warps, once they have read it.
+  // slice). Thread 0 hands it back to the producer, for all the consumer warps, once they have read it.
   int pending_c_stage = -1;
   auto release_c_stage = [&]() {
     if (pending_c_stage >= 0) {
       if (threadIdx.x == 0) {
         bulk_wait_read();
-        mbar_arrive_count(&empty[pending_c_stage], 8);
+        mbar_arrive_count(&empty[pending_c_stage], kConsumerWarps);
       }
       pending_c_stage = -1;
     }
@@ -1776,15 +1804,17 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     // slots (SLOTS) that is whichever block of a split column arrives last,
     // so every block holds its last stage until it knows.
     const bool writes_c = slice_idx == slice_count - 1;
-    const bool holds_c_stage = writes_c || (kSlots && slice_count > 1);
+    const bool holds_c_stage = !kOwnC && (writes_c || (kSlots && slice_count > 1));
 
     // Per-column scales (g = k), read once per slice: the 32-entry
     // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
     half2 col_scale = as_h2(0u);
     if constexpr (!GROUPED) {
-      const half* s_tile = reinterpret_cast<const half*>(S) + n_tile * kHopperTileN;
+      const half* s_tile = reinterpret_cast<const half*>(S) + n_tile * kTileN;
       auto pos = [](int c) { return 32 * (c / 32) + 8 * ((c % 8) / 2) + 2 * ((c / 8) % 4) + c % 2; };
-      col_scale = __halves2half2(s_tile[pos(col_lo)], s_tile[pos(col_lo + 8)]);
+      // (A warpgroup whose 64 columns lie past n, in a ragged last tile, keeps the zero scale.)
+      if (!kOwnC || n_tile * kTileN + wg * 64 < prob_n)
+        col_scale = __halves2half2(s_tile[pos(col_lo)], s_tile[pos(col_lo + 8)]);
     }
     const half2 sub0 = as_h2(kSub0);
     const half2 mul2 = as_h2(kMul2), add2 = as_h2(kAdd2);
@@ -1800,7 +1830,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       half2 s2 = col_scale;
       if constexpr (GROUPED) s2 = reinterpret_cast<const half2*>(smem_s + stage * kSBytes)[scale_pair];
       // The thread's packed word of step ks.
-      auto word = [&](int ks) { return sh_b[ks * kHopperTileN + wg * 64 + lane * 2 + warp / 2]; };
+      auto word = [&](int ks) { return sh_b[ks * kTileN + wg * 64 + lane * 2 + warp / 2]; };
       const half2 s_lo = __low2half2(s2), s_hi = __high2half2(s2);
       // The codes as fp16 subnormals, one fma per register (see subnormal_scales), where every scale
       // of the warp's tile is below 2^-4; else the decode below (mask, subtract, scale).
@@ -1954,21 +1984,21 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
     auto store_slot = [](float4* to, const float (&from)[kAccs]) {
 #pragma unroll
       for (int q = 0; q < kAccs / 4; ++q)
-        __stcg(to + q * 256, make_float4(from[4 * q], from[4 * q + 1], from[4 * q + 2], from[4 * q + 3]));
+        __stcg(to + q * kConsumers, make_float4(from[4 * q], from[4 * q + 1], from[4 * q + 2], from[4 * q + 3]));
     };
     bool c_writer = writes_c;
     if (kSlots && slice_count > 1) {
       // Slots: this block's partial sums to its own slot (the first or the last slice of its run), counted in
       // by thread 0 (fence, then the atomic); the block that arrives last adds up every block's slot of the
       // column in block order, its own sums from registers, so the result does not depend on who was last.
-      constexpr int kSlotVecs = N_ACT * kHopperTileN / 4;
+      constexpr int kSlotVecs = N_ACT * kTileN / 4;
       __shared__ int hopper_last_arrival;  // thread 0's answer, for the block
       auto slot_of = [&](int b) {
         const int which = iters * b >= column * k_tiles ? 0 : 1;  // b's first slice is this column's, or its last
         return reinterpret_cast<float4*>(partial) + static_cast<size_t>(2 * b + which) * kSlotVecs + threadIdx.x;
       };
       store_slot(slot_of(static_cast<int>(blockIdx.x)), acc);
-      ConsumerSync{}();  // every thread's stores before thread 0's fence
+      Sync{}();  // every thread's stores before thread 0's fence
       if (threadIdx.x == 0) {
         int arrived;
         asm volatile("fence.acq_rel.gpu;\n" ::);
@@ -1980,7 +2010,7 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         }
         hopper_last_arrival = last;
       }
-      ConsumerSync{}();
+      Sync{}();
       c_writer = hopper_last_arrival != 0;
       if (c_writer) {
         float sum[kAccs];
@@ -1989,24 +2019,29 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         // The slots of two blocks loaded at once, then added in block order (the same additions in the
         // same order as one block at a time, so the same bits): one L2 round trip per two blocks. (Four at
         // once spill at 168 registers.) H100, session 34, graph, two rounds: TriLM set at m = 64 51.8-52.1 ->
-        // 51.0-51.1 us, BitNet 37.7-37.8 -> 37.1; 7B and 70B unchanged.
-        constexpr int kBatch = 2;
+        // 51.0-51.1 us, BitNet 37.7-37.8 -> 37.1; 7B and 70B unchanged. Three warpgroups (512 threads: 128
+        // registers, which ptxas allocates for the whole kernel whatever setmaxnreg gives the consumers)
+        // spilled 1.5 KB with two, and 204 bytes with one while the block's own sums stayed in registers
+        // beside the running sum: they load one block's slot at a time, their own too (the bits they
+        // stored above, so the same sums).
+        constexpr int kBatch = WGS > 2 ? 1 : 2;
+        constexpr bool kOwnSlotReloaded = WGS > 2;
         for (int b0 = first_block; b0 <= last_block; b0 += kBatch) {
           float4 v[kBatch][kAccs / 4];
 #pragma unroll
           for (int j = 0; j < kBatch; ++j) {
             const int b = b0 + j;
-            if (b <= last_block && b != static_cast<int>(blockIdx.x)) {
+            if (b <= last_block && (kOwnSlotReloaded || b != static_cast<int>(blockIdx.x))) {
               const float4* from = slot_of(b);
 #pragma unroll
-              for (int q = 0; q < kAccs / 4; ++q) v[j][q] = __ldcg(from + q * 256);
+              for (int q = 0; q < kAccs / 4; ++q) v[j][q] = __ldcg(from + q * kConsumers);
             }
           }
 #pragma unroll
           for (int j = 0; j < kBatch; ++j) {
             const int b = b0 + j;
             if (b > last_block) continue;
-            if (b == static_cast<int>(blockIdx.x)) {
+            if (!kOwnSlotReloaded && b == static_cast<int>(blockIdx.x)) {
 #pragma unroll
               for (int e = 0; e < kAccs; ++e) sum[e] += acc[e];
             } else {
@@ -2022,24 +2057,24 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
         }
 #pragma unroll
         for (int e = 0; e < kAccs; ++e) acc[e] = sum[e];
-      } else {
+      } else if (!kOwnC) {
         // Not the writer: the held stage goes back to the producer now (what retire does per warp).
         __syncwarp();
         if (lane == 0) mbar_arrive(&empty[last_stage]);
       }
     } else if (slice_count > 1) {
-      lock_wait(lock, slice_idx, ConsumerSync{});
+      lock_wait(lock, slice_idx, Sync{});
     }
     TRIRUN_TRACE_AT(3);
     const bool read_partial = !kSlots && slice_count > 1 && slice_idx > 0;
     // The chain's running sum of the column, in the slot of its last block.
-    float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kHopperTileN)) +
+    float4* slot = reinterpret_cast<float4*>(partial + static_cast<size_t>(last_block) * (N_ACT * kTileN)) +
                    threadIdx.x;
     if (read_partial) {
       // The previous block's running sum, every load before the first add.
       float4 prev[kAccs / 4];
 #pragma unroll
-      for (int q = 0; q < kAccs / 4; ++q) prev[q] = __ldcg(slot + q * 256);
+      for (int q = 0; q < kAccs / 4; ++q) prev[q] = __ldcg(slot + q * kConsumers);
 #pragma unroll
       for (int q = 0; q < kAccs / 4; ++q) {
         acc[4 * q] += prev[q].x;
@@ -2061,9 +2096,13 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       // thread copying its share out with 16-byte loads and stores held the
       // consumers ~2 us per C tile at m = 4096: 7B gate/up -1.4..-1.7%, 70B
       // 8192 x 43520 at m = 128 -3..-8%, H100, NOTES.md session 30.)
-      const uint32_t c_tile = shared_address(smem + last_stage * kABytes);
-      ConsumerSync{}();
-      // Warpgroup wg's 64 columns in half wg of the stage (N_ACT rows of 128 bytes), 16-byte chunk c of row r
+      // With three warpgroups (kOwnC) C has a buffer of its own, which the previous C tile's stores may still
+      // be reading: thread 0 waits for that before the barrier.
+      char* const c_src = kOwnC ? smem_c : smem + last_stage * kABytes;
+      const uint32_t c_tile = shared_address(c_src);
+      if (kOwnC && threadIdx.x == 0) bulk_wait_read();
+      Sync{}();
+      // Warpgroup wg's 64 columns in part wg of the buffer (N_ACT rows of 128 bytes), 16-byte chunk c of row r
       // at r * 128 + (c ^ (r % 8)) * 16: the tensor map's 128-byte swizzle, and conflict-free for stmatrix.
       const uint32_t half_tile = c_tile + wg * (N_ACT * 128);
       const int q = lane / 8, i = lane % 8;
@@ -2080,16 +2119,19 @@ __global__ void __launch_bounds__(kHopperThreads, 1)
       }
       // Each thread's writes made visible to the tensor copies (the async proxy), then one thread stores.
       fence_proxy_async_shared();
-      ConsumerSync{}();
+      Sync{}();
       if (threadIdx.x == 0) {
-        tma_store_2d(&map_c, smem + last_stage * kABytes, n_tile * kHopperTileN, row0);
-        tma_store_2d(&map_c, smem + last_stage * kABytes + N_ACT * 128, n_tile * kHopperTileN + 64, row0);
+#pragma unroll
+        for (int w = 0; w < WGS; ++w) {
+          const int n0 = n_tile * kTileN + 64 * w;
+          if (!kOwnC || n0 < prob_n) tma_store_2d(&map_c, c_src + w * (N_ACT * 128), n0, row0);  // none past n
+        }
         bulk_commit_group();
       }
-      pending_c_stage = last_stage;
+      if (!kOwnC) pending_c_stage = last_stage;
     }
     TRIRUN_TRACE_AT(4);
-    if (!kSlots && slice_count > 1) lock_release(lock, writes_c, ConsumerSync{});
+    if (!kSlots && slice_count > 1) lock_release(lock, writes_c, Sync{});
     // Trace builds: the slice's end (lock wait, partial sums, C) in cycles, summed over the block's slices;
     // how many ends; the cycles of those that read a partial; of those that wrote C.
     TRIRUN_TRACE_CLOCK(trace_end_stop);  // one reading: sum 0 minus sum 3 is then the ends without C
@@ -2287,7 +2329,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
   const int k_warp = warp / N_WARPS;
   const int g = lane / 4;  // "group id" of the mma fragment layouts
   const int t = lane % 4;
-  const ConsumerSync sync;
+  const ConsumerSync<> sync;
   // The lane's ldmatrix row (r) and 16-byte chunk (2 (kb % 4) + lane / 8 % 2
   // in its atom) for k16 step kb: the swizzle XORs the chunk with r % 8 =
   // lane % 8, so the offset inside an atom depends only on kb % 4 (and the
@@ -2324,7 +2366,7 @@ __global__ void __launch_bounds__(kSmallTmaThreads, 1)
 
   // The reductions over the blocks of a column: as trirun_small_kernel.
   constexpr bool chained = CHAINED;
-  const SmallOutput<MB8, N_WARPS, ConsumerSync> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
+  const SmallOutput<MB8, N_WARPS, ConsumerSync<>> out{reinterpret_cast<half*>(C), locks, partial, slots, prob_m, prob_n,
                                                      iters, k_tiles, lane, n_warp, k_warp, g, t, sync};
   __shared__ int last_arrival;
   SmallPending pending;
@@ -2536,6 +2578,8 @@ struct DeviceAttrs {
                               // through slots (instead of narrow_32's and the lock chain); TRIRUN_HOPPER_SLOTS=0: off
   bool aligned_runs = true;   // those launches on fewer blocks where runs one tile longer divide the column
                               // (hopper_aligned_blocks); TRIRUN_HOPPER_ALIGNED_RUNS=0: off
+  bool hopper_wide = false;   // experiment, off: Hopper launches of 64-row slices on three consumer warpgroups and
+                              // 192-column tiles (the kernel's WGS = 3); TRIRUN_EXP_HOPPER_WIDE=1
   int few_tile_slices = 1;  // 256-row Hopper slices halved where they give few tiles per block; TRIRUN_FEW_TILE_SLICES:
                             // 0 off, 2 (experiment, measured mixed) 128-row ones too
   bool narrow_slices = true;  // 64-row Hopper slices on narrow layers to 192 rows; TRIRUN_NARROW_SLICES=0: off
@@ -2593,6 +2637,7 @@ void apply_env_switches(DeviceAttrs& a) {
   a.narrow_32 = !switched_off("TRIRUN_NARROW_32");
   a.hopper_slots = !switched_off("TRIRUN_HOPPER_SLOTS");
   a.aligned_runs = !switched_off("TRIRUN_HOPPER_ALIGNED_RUNS");
+  a.hopper_wide = env_int("TRIRUN_EXP_HOPPER_WIDE", 0, 0) != 0;
   a.few_tile_slices = env_int("TRIRUN_FEW_TILE_SLICES", 0, a.few_tile_slices);
   a.narrow_slices = !switched_off("TRIRUN_NARROW_SLICES");
   a.short_wide = !switched_off("TRIRUN_SHORT_WIDE");
@@ -2688,6 +2733,7 @@ struct Launch {
   int small_cluster_slack;      // (DeviceAttrs::small_cluster_slack)
   int small_whole_columns;      // (DeviceAttrs::small_whole_columns)
   bool hopper_slots;            // Hopper kernel, 64-row slices: split columns sum through slots (SLOTS)
+  bool hopper_wide;             // Hopper kernel, 64-row slices: three consumer warpgroups (DeviceAttrs::hopper_wide)
   int small_cluster_size;  // and their size where forced (DeviceAttrs::small_cluster_size; 0: the rule)
   int cluster;         // blocks per thread-block cluster of this launch (0 or 1: none)
   float* partial;  // small-batch kernel: 16 x n fp32
@@ -2853,23 +2899,33 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
-template <int N_ACT, bool GROUPED, bool SLOTS = false>
+// Output columns per tile of the Hopper kernel with WGS consumer warpgroups.
+template <int WGS>
+constexpr int hopper_tile_n() {
+  return 64 * WGS;
+}
+
+template <int N_ACT, bool GROUPED, bool SLOTS = false, int WGS = 2>
 cudaError_t launch_hopper(Launch& l) {
-  constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * kHopperTileN * 4 + kHopperTileN * 2;
+  constexpr int tile_n = hopper_tile_n<WGS>();
+  constexpr size_t stage = N_ACT * kHopperTileK * 2 + (kHopperTileK / 16) * tile_n * 4 + tile_n * 2;
+  // Three warpgroups stage C in a buffer of their own (the kernel's kOwnC).
+  constexpr size_t c_bytes = WGS > 2 ? N_ACT * tile_n * 2 : 0;
   // As many stages as the 227 KB of shared memory hold, at most 8: 8 up to 64 rows, 6 for 128, 5 for 144
   // and 160, 4 for 176..208, 3 for 224 and 256.
-  constexpr int fit = (227 * 1024 - 1024) / (static_cast<int>(stage) + 16);
+  constexpr int fit = (227 * 1024 - 1024 - static_cast<int>(c_bytes)) / (static_cast<int>(stage) + 16);
   constexpr int stages = fit < 8 ? fit : 8;
   // + two mbarriers per stage, + alignment of the swizzled stages
-  constexpr size_t smem = stages * stage + stages * 16 + 1024;
-  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED, SLOTS>;
+  constexpr size_t smem = stages * stage + c_bytes + stages * 16 + 1024;
+  constexpr int threads = hopper_threads<WGS>();
+  auto kernel = trirun_hopper_kernel<N_ACT, stages, GROUPED, SLOTS, WGS>;
   if (static_cast<int>(smem) > l.smem_limit) return cudaErrorInvalidConfiguration;
   static int configured[kMaxDevices] = {};
   cudaError_t err = ensure_smem(kernel, l.device, smem, configured);
   if (err != cudaSuccess) return err;
   // Activations (l.m, k) fp16 in boxes of N_ACT rows x 64 (one swizzle atom);
-  // packed weights (k / 16, n) int32 in boxes of 8 x 128; scales (k / 128, n)
-  // fp16 in boxes of 1 x 128 (grouped only).
+  // packed weights (k / 16, n) int32 in boxes of 8 x tile_n; scales (k / 128, n)
+  // fp16 in boxes of 1 x tile_n (grouped only).
   // C (l.m, n) fp16 in boxes of N_ACT rows x 64, the 128-byte swizzle (the kernel's tensor stores).
   CUtensorMap map_a, map_b, map_s, map_c;
   err = encode_map_2d(&map_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.A, l.m, l.k, N_ACT, 64,
@@ -2878,16 +2934,16 @@ cudaError_t launch_hopper(Launch& l) {
     err = encode_map_2d(&map_c, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.C, l.m, l.n, N_ACT, 64,
                         CU_TENSOR_MAP_SWIZZLE_128B);
   if (err == cudaSuccess)
-    err = encode_map_2d(&map_b, CU_TENSOR_MAP_DATA_TYPE_INT32, 4, l.B, l.k / 16, l.n, kHopperTileK / 16,
-                        kHopperTileN, CU_TENSOR_MAP_SWIZZLE_NONE);
+    err = encode_map_2d(&map_b, CU_TENSOR_MAP_DATA_TYPE_INT32, 4, l.B, l.k / 16, l.n, kHopperTileK / 16, tile_n,
+                        CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err == cudaSuccess)
-    err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.s, GROUPED ? l.k / 128 : 1, l.n, 1,
-                        kHopperTileN, CU_TENSOR_MAP_SWIZZLE_NONE);
+    err = encode_map_2d(&map_s, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, l.s, GROUPED ? l.k / 128 : 1, l.n, 1, tile_n,
+                        CU_TENSOR_MAP_SWIZZLE_NONE);
   if (err != cudaSuccess) return err;
   l.stages = stages;
-  l.threads = kHopperThreads;
-  return launch_dependent(l, kernel, kHopperThreads, smem, map_a, map_b, map_s, map_c, static_cast<const int4*>(l.s),
-                          l.m, l.n, l.k, l.locks, l.slots, l.early);
+  l.threads = threads;
+  return launch_dependent(l, kernel, threads, smem, map_a, map_b, map_s, map_c, static_cast<const int4*>(l.s), l.m,
+                          l.n, l.k, l.locks, l.slots, l.early);
 }
 
 #ifdef TRIRUN_DISPATCH_RECORD
@@ -2895,17 +2951,24 @@ template <int... Ns>
 cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   // The instances that exist: n_act must be one of Ns, else the real dispatcher would run the last one.
   const bool known = ((n_act == Ns) || ...);
-  return record_launch(2, known ? n_act : -n_act, kHopperTileK, kHopperTileN, grouped, l);
+  const int tile_n = l.hopper_wide && n_act == 64 ? hopper_tile_n<3>() : kHopperTileN;
+  return record_launch(2, known ? n_act : -n_act, kHopperTileK, tile_n, grouped, l);
 }
 #else
 // The Hopper kernel instance whose slice height is n_act, one of Ns (the last one takes any other value);
-// 64-row slices with l.hopper_slots sum split columns through slots (SLOTS).
+// 64-row slices with l.hopper_slots sum split columns through slots (SLOTS), and with l.hopper_wide run on
+// three consumer warpgroups (experiment).
 template <int N, int... Rest>
 cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   if constexpr (sizeof...(Rest) > 0)
     if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, l);
-  if constexpr (N == 64)
+  if constexpr (N == 64) {
+    if (l.hopper_wide && n_act == 64) {
+      if (l.hopper_slots) return grouped ? launch_hopper<N, true, true, 3>(l) : launch_hopper<N, false, true, 3>(l);
+      return grouped ? launch_hopper<N, true, false, 3>(l) : launch_hopper<N, false, false, 3>(l);
+    }
     if (l.hopper_slots) return grouped ? launch_hopper<N, true, true>(l) : launch_hopper<N, false, true>(l);
+  }
   return grouped ? launch_hopper<N, true>(l) : launch_hopper<N, false>(l);
 }
 #endif
@@ -3387,6 +3450,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
     x.small_clusters = attrs.small_clusters;
     x.small_cluster_chain_min = attrs.small_cluster_chain_min;
     x.small_cluster_slack = attrs.small_cluster_slack;
+    x.hopper_wide = attrs.hopper_wide;
     x.small_whole_columns = attrs.small_whole_columns;
     x.small_cluster_size = attrs.small_cluster_size;
     x.stream = stream;
@@ -3650,8 +3714,10 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
                                                               : (attrs.slice32 && (rows <= 32 || slice_rows == 32) ? 32 : 64));
       m_blocks = n_act / 16;  // 16-row blocks
       const int striped_blocks = l.blocks;
+      const int tile_n = l.hopper_wide && n_act == 64 ? hopper_tile_n<3>() : kHopperTileN;
       if (l.hopper_slots && attrs.aligned_runs && n_act == 64)
-        l.blocks = hopper_aligned_blocks(k / kHopperTileK, ceil_div(rows, n_act) * (n / kHopperTileN), l.blocks);
+        l.blocks = hopper_aligned_blocks(k / kHopperTileK, ceil_div(rows, n_act) * ceil_div(n, tile_n), l.blocks);
+      thread_n = tile_n;  // (reported in the config; n was checked against the 128-column tile above)
       err = launch_hopper_rows<32, 128, 144, 160, 176, 192, 208, 224, 256, 64>(n_act, grouped, l);
       l.blocks = striped_blocks;
     } else if (small) {
