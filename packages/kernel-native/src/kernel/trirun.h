@@ -18,7 +18,8 @@ extern "C" {
 // trirun_matmul writes back what it used.
 typedef struct TrirunConfig {
   int thread_k;   // k extent of a thread block's tile (thread_k x thread_n):
-  int thread_n;   //   general kernel 128x128 or 64x256; small-batch 256x256 or 512x128 (m <= 32), 128x512 (m <= 16)
+  int thread_n;   //   general kernel 128x128 or 64x256; small-batch 256x256 or 512x128 (m <= 32), 128x512 (m <= 16);
+                  //   reported for the Hopper kernel: 128x128, or 128x192 for its experiment TRIRUN_EXP_HOPPER_WIDE=1
   int m_blocks;   // row blocks of A a block handles at once: 1..4 of 16 rows (general), 1, 2 or 4 of 8
                   //   (small-batch), 2..16 of 16 (Hopper: slices of 32, 64, 128, 144..224 or 256 rows)
   int stages;     // depth of the copy pipeline (cp.async stages or TMA mbarrier ring)
