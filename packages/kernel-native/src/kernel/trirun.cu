@@ -1805,6 +1805,10 @@ __global__ void __launch_bounds__(hopper_threads<WGS>(), 1)
     // so every block holds its last stage until it knows.
     const bool writes_c = slice_idx == slice_count - 1;
     const bool holds_c_stage = !kOwnC && (writes_c || (kSlots && slice_count > 1));
+    // In a ragged last tile (192 columns, n a multiple of 128) a warpgroup's 64 columns may lie wholly past n:
+    // it then neither decodes nor multiplies (its accumulators stay zero), and leaves the tensor pipe to the
+    // other two. It still waits for and retires every stage, and takes part in every barrier.
+    const bool chunk_in_n = !kOwnC || n_tile * kTileN + wg * 64 < prob_n;
 
     // Per-column scales (g = k), read once per slice: the 32-entry
     // permutation puts column c at 8 ((c % 8) / 2) + 2 ((c / 8) % 4) + c % 2.
@@ -1812,9 +1816,7 @@ __global__ void __launch_bounds__(hopper_threads<WGS>(), 1)
     if constexpr (!GROUPED) {
       const half* s_tile = reinterpret_cast<const half*>(S) + n_tile * kTileN;
       auto pos = [](int c) { return 32 * (c / 32) + 8 * ((c % 8) / 2) + 2 * ((c / 8) % 4) + c % 2; };
-      // (A warpgroup whose 64 columns lie past n, in a ragged last tile, keeps the zero scale.)
-      if (!kOwnC || n_tile * kTileN + wg * 64 < prob_n)
-        col_scale = __halves2half2(s_tile[pos(col_lo)], s_tile[pos(col_lo + 8)]);
+      if (chunk_in_n) col_scale = __halves2half2(s_tile[pos(col_lo)], s_tile[pos(col_lo + 8)]);
     }
     const half2 sub0 = as_h2(kSub0);
     const half2 mul2 = as_h2(kMul2), add2 = as_h2(kAdd2);
@@ -1882,6 +1884,7 @@ __global__ void __launch_bounds__(hopper_threads<WGS>(), 1)
     // help: tools/wgmma-rate-probe.cu, NOTES.md session 34.)
     auto decode_issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       if constexpr (kExpHopperCopyOnly) return;
+      if (kOwnC && !chunk_in_n) return;  // (warpgroup-uniform: wgmma's .aligned forms need the whole warpgroup)
       decode(stage, frag);
       issue(stage, frag);
     };
