@@ -1652,6 +1652,11 @@ template <int WGS>
 constexpr int hopper_threads() {
   return 128 * (WGS + 1);
 }
+// Output columns per tile of the Hopper kernel with WGS consumer warpgroups.
+template <int WGS>
+__host__ __device__ constexpr int hopper_tile_n() {
+  return 64 * WGS;
+}
 template <int N_ACT, int STAGES, bool GROUPED, bool SLOTS, int WGS = 2>
 __global__ void __launch_bounds__(hopper_threads<WGS>(), 1)
     trirun_hopper_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
@@ -1662,7 +1667,7 @@ __global__ void __launch_bounds__(hopper_threads<WGS>(), 1)
   static_assert(WGS == 2 || WGS == 3, "two or three consumer warpgroups");
   constexpr int kAccs = N_ACT / 2;  // fp32 accumulators per thread: 64 x N_ACT per warpgroup
   constexpr int kKSteps = kHopperTileK / 16;
-  constexpr int kTileN = 64 * WGS;             // output columns per tile
+  constexpr int kTileN = hopper_tile_n<WGS>();
   constexpr int kConsumers = 128 * WGS;        // consumer threads
   constexpr int kConsumerWarps = kConsumers / 32;
   using Sync = ConsumerSync<kConsumers>;
@@ -1884,7 +1889,7 @@ __global__ void __launch_bounds__(hopper_threads<WGS>(), 1)
     // help: tools/wgmma-rate-probe.cu, NOTES.md session 34.)
     auto decode_issue = [&](int stage, uint32_t (&frag)[kKSteps][4]) {
       if constexpr (kExpHopperCopyOnly) return;
-      if (kOwnC && !chunk_in_n) return;  // (warpgroup-uniform: wgmma's .aligned forms need the whole warpgroup)
+      if (!chunk_in_n) return;  // (warpgroup-uniform: wgmma's .aligned forms need the whole warpgroup)
       decode(stage, frag);
       issue(stage, frag);
     };
@@ -2902,10 +2907,11 @@ cudaError_t launch_dependent(const Launch& l, void (*kernel)(Params...), int thr
   return cudaLaunchKernelEx(&config, kernel, args...);
 }
 
-// Output columns per tile of the Hopper kernel with WGS consumer warpgroups.
-template <int WGS>
-constexpr int hopper_tile_n() {
-  return 64 * WGS;
+// A Hopper launch of n_act-row slices runs on three consumer warpgroups (192-column tiles) under the
+// experiment TRIRUN_EXP_HOPPER_WIDE=1 (64-row slices only), else on two (128-column tiles).
+inline bool hopper_wide_launch(const Launch& l, int n_act) { return l.hopper_wide && n_act == 64; }
+inline int hopper_launch_tile_n(const Launch& l, int n_act) {
+  return hopper_wide_launch(l, n_act) ? hopper_tile_n<3>() : hopper_tile_n<2>();
 }
 
 template <int N_ACT, bool GROUPED, bool SLOTS = false, int WGS = 2>
@@ -2954,8 +2960,7 @@ template <int... Ns>
 cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   // The instances that exist: n_act must be one of Ns, else the real dispatcher would run the last one.
   const bool known = ((n_act == Ns) || ...);
-  const int tile_n = l.hopper_wide && n_act == 64 ? hopper_tile_n<3>() : kHopperTileN;
-  return record_launch(2, known ? n_act : -n_act, kHopperTileK, tile_n, grouped, l);
+  return record_launch(2, known ? n_act : -n_act, kHopperTileK, hopper_launch_tile_n(l, n_act), grouped, l);
 }
 #else
 // The Hopper kernel instance whose slice height is n_act, one of Ns (the last one takes any other value);
@@ -2966,7 +2971,7 @@ cudaError_t launch_hopper_rows(int n_act, bool grouped, Launch& l) {
   if constexpr (sizeof...(Rest) > 0)
     if (n_act != N) return launch_hopper_rows<Rest...>(n_act, grouped, l);
   if constexpr (N == 64) {
-    if (l.hopper_wide && n_act == 64) {
+    if (hopper_wide_launch(l, n_act)) {
       if (l.hopper_slots) return grouped ? launch_hopper<N, true, true, 3>(l) : launch_hopper<N, false, true, 3>(l);
       return grouped ? launch_hopper<N, true, false, 3>(l) : launch_hopper<N, false, false, 3>(l);
     }
@@ -3717,7 +3722,7 @@ extern "C" int trirun_matmul(const void* A, const void* B, const void* s, void* 
                                                               : (attrs.slice32 && (rows <= 32 || slice_rows == 32) ? 32 : 64));
       m_blocks = n_act / 16;  // 16-row blocks
       const int striped_blocks = l.blocks;
-      const int tile_n = l.hopper_wide && n_act == 64 ? hopper_tile_n<3>() : kHopperTileN;
+      const int tile_n = hopper_launch_tile_n(l, n_act);
       if (l.hopper_slots && attrs.aligned_runs && n_act == 64)
         l.blocks = hopper_aligned_blocks(k / kHopperTileK, ceil_div(rows, n_act) * ceil_div(n, tile_n), l.blocks);
       thread_n = tile_n;  // (reported in the config; n was checked against the 128-column tile above)
