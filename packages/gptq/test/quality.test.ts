@@ -34,7 +34,10 @@ describe("quality on a layer with correlated inputs", () => {
         console.log(
           `${levels} g=${groupsize}: GPTQ ${gptqError.toFixed(2)} vs best RTN ${rtnError.toFixed(2)}`,
         );
-        expect(gptqError, `${levels} groupsize ${groupsize}`).toBeLessThan(0.85 * rtnError);
+        // Fresh data each run: over 41 runs the ratio was 0.67 at the mean, 0.80 at most, and the worst of a
+        // run's four 0.70 +- 0.046, so 0.9 is 4 standard deviations away (0.85 was 3.2: one CI run in
+        // ~1,600 would fail). A GPTQ no better than round-to-nearest gives 1.
+        expect(gptqError, `${levels} groupsize ${groupsize}`).toBeLessThan(0.9 * rtnError);
       }
     }
   });
