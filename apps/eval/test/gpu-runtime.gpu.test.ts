@@ -23,6 +23,7 @@ import { quantizeModel } from "../src/pipeline.js";
 import { randomCudaModel } from "../src/speed/random-model.js";
 import { runSpeed } from "../src/speed/run-speed.js";
 import { weightBytes, speedConfig } from "../src/speed/shapes.js";
+import { relRms } from "./helpers/compare.js";
 
 function findModels(): string | undefined {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -326,17 +327,6 @@ describe.skipIf(!gpu)("speed on random weights (smoke run, no timing assertions)
   }, 300_000); // host-side random weights for a 50k-word vocabulary take a while
 });
 
-/** ||a - b|| / ||b||. */
-function vectorRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
-
 describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", () => {
   it("graph replay equals eager launches exactly; fused q/k/v and gate/up agree within fp16 rounding; the batch cache (RoPE inside the attention launch) agrees with per-sequence caches (separate RoPE)", () => {
     // Two blocks of the Llama-2-7B shape with a small vocabulary: kernel-sized, so every block fuses.
@@ -361,11 +351,11 @@ describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", (
           );
           const d = decodeF16(eager.decodeBatch(tokens, alone).download() as Uint16Array);
           expect(
-            vectorRelDiff(a, d),
+            relRms(a, d),
             `${format} batch ${batch} step ${t}: batch cache vs per-sequence caches`,
           ).toBeLessThan(1e-3);
           expect(
-            vectorRelDiff(b, d),
+            relRms(b, d),
             `${format} batch ${batch} step ${t}: graphed batch cache vs per-sequence caches`,
           ).toBeLessThan(1e-3);
           expect(
@@ -374,12 +364,8 @@ describe.skipIf(!gpu)("CUDA graphs and fused projections in batched decoding", (
           ).toBe(true);
           // cuBLAS may pick another algorithm inside a capture, so graph vs eager is compared to 1e-3
           // (a stale position or token would move the logits by far more).
-          expect(vectorRelDiff(b, a), `${format} batch ${batch} step ${t}: graph vs eager`).toBeLessThan(
-            1e-3,
-          );
-          expect(vectorRelDiff(c, a), `${format} batch ${batch} step ${t}: fused vs separate`).toBeLessThan(
-            1e-2,
-          );
+          expect(relRms(b, a), `${format} batch ${batch} step ${t}: graph vs eager`).toBeLessThan(1e-3);
+          expect(relRms(c, a), `${format} batch ${batch} step ${t}: fused vs separate`).toBeLessThan(1e-2);
         }
         // Layer 0's keys and values come from the embedding, the norm, the k/v projections and RoPE, the
         // same launches on both eager paths: the fused kernel's rotated keys must equal RoPE's bit for bit.

@@ -13,6 +13,7 @@ import type { DeviceTensor } from "@trirun/kernel-native";
 import type { CudaRuntimeOptions } from "../src/model/gpu-runtime.js";
 import type { LlamaModel } from "../src/model/llama.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { relRms } from "./helpers/compare.js";
 import { haveShared, STORIES_BIN } from "./helpers/reference-f64.js";
 
 // kernel-native's test support, imported by URL: it lies outside this package's TypeScript project.
@@ -43,22 +44,12 @@ function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /**
- * ||a - b|| / ||b|| over a whole set of logits: how the runtime's fp16 activations are compared with the
- * CPU runtime's fp32 ones. Measured over 26 runs of each test below (572 comparisons of random windows,
+ * The runtime's fp16 activations against the CPU runtime's fp32 ones, as relRms (||a - b|| / ||b||) over a
+ * whole set of logits. Measured over 26 runs of each test below (572 comparisons of random windows,
  * fp and int2, Llama, BitNet and Qwen2 blocks): 0.3-0.4% at the median, 0.99% at most, so FP16_TOLERANCE
  * leaves three times the worst; an off-by-one row or the batch's other sequence gives 110-120%. The per-row
  * maximum ratio used before had a long tail (a row whose largest logit is small): one CI window reached 2.4%.
  */
-function relRms(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff += (a[i] - b[i]) ** 2;
-    ref += b[i] ** 2;
-  }
-  return Math.sqrt(diff / ref);
-}
 const FP16_TOLERANCE = 3e-2;
 /** Decoding (cached, batched) against the same runtime's own prefill: the same fp16 pipeline, row by row. */
 const SAME_PIPELINE_TOLERANCE = 1e-3;
@@ -111,6 +102,43 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
     fake?.dispose();
   });
 
+  /**
+   * Decodes the sequences together one position at a time: each row must match that sequence's prefill on
+   * the same runtime (SAME_PIPELINE_TOLERANCE), and all of a sequence's rows the CPU runtime (FP16_TOLERANCE).
+   */
+  function expectBatchedDecoding(
+    gpu: InstanceType<typeof m.gpu.CudaLlamaRuntime>,
+    caches: Parameters<InstanceType<typeof m.gpu.CudaLlamaRuntime>["decodeBatch"]>[1],
+    sequences: readonly Int32Array[],
+    prefills: readonly Float32Array[],
+    expected: readonly Float32Array[],
+  ): void {
+    const rows: Float32Array[][] = sequences.map(() => []);
+    for (let t = 0; t < sequences[0].length; t++) {
+      const logits = m.packing.decodeF16(
+        gpu
+          .decodeBatch(
+            sequences.map((seq) => seq[t]),
+            caches,
+          )
+          .download() as Uint16Array,
+      );
+      prefills.forEach((own, s) => {
+        const row = logits.slice(s * VOCAB, (s + 1) * VOCAB);
+        rows[s].push(row);
+        expect(
+          maxRelDiff(row, own.subarray(t * VOCAB, (t + 1) * VOCAB)),
+          `sequence ${s} of the batch at position ${t} against its prefill`,
+        ).toBeLessThan(SAME_PIPELINE_TOLERANCE);
+      });
+    }
+    rows.forEach((r, s) => {
+      expect(relRms(stack(r), expected[s]), `sequence ${s} against the CPU runtime`).toBeLessThan(
+        FP16_TOLERANCE,
+      );
+    });
+  }
+
   it("the stand-in is in use, and auto picks the CUDA runtime for layers on it", () => {
     expect(m.kernel.available()).toBe(true);
     expect(m.kernel.devices()[0].name).toMatch(/Fake/);
@@ -162,22 +190,7 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       const otherExpected = cpu.forward(other);
       const otherPrefill = gpu.forward(other);
       const caches = [gpu.newCache(w.length), gpu.newCache(w.length)];
-      const batched: Float32Array[][] = [[], []];
-      for (let t = 0; t < w.length; t++) {
-        const logits = m.packing.decodeF16(
-          gpu.decodeBatch([w[t], other[t]], caches).download() as Uint16Array,
-        );
-        [prefill, otherPrefill].forEach((own, s) => {
-          const row = logits.slice(s * VOCAB, (s + 1) * VOCAB);
-          batched[s].push(row);
-          expect(
-            maxRelDiff(row, own.subarray(t * VOCAB, (t + 1) * VOCAB)),
-            `sequence ${s} of the batch at position ${t} against its prefill`,
-          ).toBeLessThan(SAME_PIPELINE_TOLERANCE);
-        });
-      }
-      expect(relRms(stack(batched[0]), expected)).toBeLessThan(FP16_TOLERANCE);
-      expect(relRms(stack(batched[1]), otherExpected)).toBeLessThan(FP16_TOLERANCE);
+      expectBatchedDecoding(gpu, caches, [w, other], [prefill, otherPrefill], [expected, otherExpected]);
 
       const ref = m.metrics.perplexity(cpu, [w]);
       const onDevice = m.metrics.perplexity(gpu, [w]);
@@ -292,22 +305,7 @@ describe.skipIf(skipReason !== undefined)("CUDA runtime on the host stand-in of 
       const other = Int32Array.from(w, (t) => (t + 3) % VOCAB);
       const otherExpected = cpu.forward(other);
       const otherPrefill = gpu.forward(other);
-      const batched: Float32Array[][] = [[], []];
-      for (let t = 0; t < w.length; t++) {
-        const logits = m.packing.decodeF16(
-          gpu.decodeBatch([w[t], other[t]], batchCache).download() as Uint16Array,
-        );
-        [prefill, otherPrefill].forEach((own, s) => {
-          const row = logits.slice(s * VOCAB, (s + 1) * VOCAB);
-          batched[s].push(row);
-          expect(
-            maxRelDiff(row, own.subarray(t * VOCAB, (t + 1) * VOCAB)),
-            `sequence ${s} of the batch at position ${t} against its prefill`,
-          ).toBeLessThan(SAME_PIPELINE_TOLERANCE);
-        });
-      }
-      expect(relRms(stack(batched[0]), expected)).toBeLessThan(FP16_TOLERANCE);
-      expect(relRms(stack(batched[1]), otherExpected)).toBeLessThan(FP16_TOLERANCE);
+      expectBatchedDecoding(gpu, batchCache, [w, other], [prefill, otherPrefill], [expected, otherExpected]);
       for (const c of [cache, batchCache]) c.dispose();
       gpu.dispose();
     }
