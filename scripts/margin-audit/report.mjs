@@ -14,8 +14,13 @@ if (values.help || positionals.length === 0) {
   console.log("(value/bound for less-than and close-to, bound/value for greater-than; 1 is the bound).");
   process.exit(values.help ? 0 : 2);
 }
+/** A bad argument or log: one line naming it, exit status 2 (no stack trace). */
+function fail(message) {
+  console.error(`margin-audit report: ${message}`);
+  process.exit(2);
+}
 const min = Number(values.min);
-if (!(min >= 0)) throw new Error(`--min: expected a number >= 0, got ${JSON.stringify(values.min)}`);
+if (!(min >= 0)) fail(`--min: expected a number >= 0, got ${JSON.stringify(values.min)}`);
 
 /** How near a call came to failing: 0 far, 1 at the bound (undefined where the ratio means nothing). */
 function nearness({ matcher, value, bound }) {
@@ -26,13 +31,19 @@ function nearness({ matcher, value, bound }) {
 
 const sites = new Map();
 for (const file of positionals) {
-  for (const [i, text] of readFileSync(file, "utf8").split("\n").entries()) {
+  let lines;
+  try {
+    lines = readFileSync(file, "utf8").split("\n");
+  } catch (err) {
+    fail(`cannot read ${file}: ${err.message}`);
+  }
+  for (const [i, text] of lines.entries()) {
     if (!text) continue;
     let call;
     try {
       call = JSON.parse(text);
     } catch {
-      throw new Error(`${file}:${i + 1}: not a JSON line`);
+      fail(`${file}:${i + 1}: not a JSON line`);
     }
     if (call.negated) continue;
     const near = nearness(call);
